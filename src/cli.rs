@@ -1,0 +1,61 @@
+//! Command line: the original `pg_trace [-hd] [-p pid]` plus the subcommands.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pg_trace",
+    version,
+    about = "See what a PostgreSQL process is reading, how far it has got, and why it is stuck",
+    after_help = "Run as root on the database host. Without a subcommand, -p PID inspects that process."
+)]
+pub struct Cli {
+    /// PostgreSQL process to inspect (a backend, a walsender, ...).
+    #[arg(short = 'p', long = "pid", value_name = "PID", global = true)]
+    pub pid: Option<i32>,
+
+    /// Print every syscall, enriched with object names and offsets.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+
+    /// Line mode even on a terminal.
+    #[arg(long)]
+    pub no_tui: bool,
+
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Data directory to read (default: the one of the process given with -p).
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every relation with storage in every database, read from disk (an offline oid2name).
+    Catalog {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Name any path of a data directory: relation, fork, segment, temp file, WAL, SLRU...
+    Resolve {
+        #[command(flatten)]
+        target: Target,
+        /// Paths, relative to the data directory or absolute.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}

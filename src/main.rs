@@ -1,0 +1,77 @@
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use pg_trace::cli::{Cli, Command, Target};
+use pg_trace::pgdata::DataDir;
+use pg_trace::{output, pgdata, process};
+use std::io::Write;
+
+fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
+    Ok(match (&target.pgdata, pid) {
+        (Some(dir), _) => DataDir::open(dir)?,
+        (None, Some(pid)) => DataDir::from_pid(pid)?,
+        (None, None) => bail!("give the data directory with --pgdata DIR or a postgres process with -p PID"),
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match &cli.command {
+        Some(Command::Catalog { target }) => {
+            let dd = datadir(target, cli.pid)?;
+            let cat = pgdata::Catalog::load(&dd)?;
+            for w in &cat.warnings {
+                eprintln!("pg_trace: warning: {w}");
+            }
+            output::catalog::write(&mut out, &cat, cli.format)?;
+        }
+        Some(Command::Resolve { target, paths }) => {
+            let dd = datadir(target, cli.pid)?;
+            let mut resolver = pgdata::Resolver::new(&dd)?;
+            for p in paths {
+                let r = resolver.resolve(p);
+                output::resolve::write(&mut out, p, &r, resolver.catalog(), cli.format)?;
+            }
+        }
+        None => {
+            let Some(pid) = cli.pid else {
+                bail!("no process given: use -p PID (the interactive process picker is not built yet)");
+            };
+            let dd = DataDir::from_pid(pid)?;
+            let mut resolver = pgdata::Resolver::new(&dd)?;
+            let files = process::open_files(pid)
+                .with_context(|| format!("cannot list the open files of pid {pid}"))?;
+            eprintln!("pg_trace: live tracing is not implemented yet; showing the files pid {pid} has open now");
+            for f in &files {
+                let r = resolver.resolve(&f.path);
+                output::resolve::write_open_file(&mut out, f, &r, resolver.catalog(), cli.format)?;
+            }
+        }
+    }
+    out.flush().or_else(ignore_broken_pipe)?;
+    Ok(())
+}
+
+fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        if e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            std::process::exit(0);
+        }
+        // One line, the causes joined: no backtrace, whatever RUST_BACKTRACE says.
+        eprintln!("pg_trace: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,67 @@
+//! `pg_trace catalog`: one record per relation with storage.
+
+use crate::cli::Format;
+use crate::pgdata::{Catalog, Relation};
+use serde_json::json;
+use std::io::Write;
+
+pub fn record(cat: &Catalog, r: &Relation) -> serde_json::Value {
+    let db = r.database.and_then(|o| cat.database(o));
+    json!({
+        "type": "relation",
+        "database": db.map(|d| d.name.as_str()),
+        "database_oid": r.database,
+        "schema": r.schema,
+        "name": r.name,
+        "oid": r.oid,
+        "kind": r.kind.as_str(),
+        "persistence": r.persistence.as_str(),
+        "relfilenode": r.relfilenode,
+        "tablespace": cat.tablespace(r.tablespace).map(|t| t.name.clone()).unwrap_or_else(|| r.tablespace.to_string()),
+        "path": r.path,
+        "table": cat.owner_of(r).map(|t| t.qualified()),
+        "mapped": r.mapped,
+        "in_progress": r.pending,
+    })
+}
+
+pub fn write(out: &mut impl Write, cat: &Catalog, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            for r in cat.listed() {
+                serde_json::to_writer(&mut *out, &record(cat, r))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "{:<44} {:<9} {:<16} OBJECT",
+                "PATH", "KIND", "DATABASE"
+            )?;
+            for r in cat.listed() {
+                let db = match r.database.and_then(|o| cat.database(o)) {
+                    Some(d) => d.name.as_str(),
+                    None => "(shared)",
+                };
+                write!(
+                    out,
+                    "{:<44} {:<9} {:<16} {}.{}",
+                    r.path,
+                    r.kind.as_str(),
+                    db,
+                    r.schema,
+                    r.name
+                )?;
+                if let Some(t) = cat.owner_of(r) {
+                    write!(out, " → {}.{}", t.schema, t.name)?;
+                }
+                if r.pending {
+                    out.write_all(b" (in progress)")?;
+                }
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Line outputs: text for people, NDJSON (one object per line, each with a "type") for scripts.
+
+pub mod catalog;
+pub mod resolve;

@@ -1,0 +1,620 @@
+//! The catalogs of every database, read from heap files: databases, tablespaces,
+//! namespaces and every relation with storage, with the file each one lives in.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::bytes::{name_at, u32_at};
+use super::layout::*;
+use super::page::{check_page, heap_tuples, HeapTuple};
+use super::path::RelFile;
+use super::relmap::{read_relmap, RelMap};
+use super::xact::{tuple_visibility, Clog, Visibility, XidLookup};
+use super::{io_err, DataDir, PgDataError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelKind {
+    Table,
+    Index,
+    Sequence,
+    Toast,
+    Matview,
+}
+
+impl RelKind {
+    /// Only the relkinds with storage (`RELKIND_HAS_STORAGE`); the rest have no file.
+    pub fn from_relkind(c: u8) -> Option<RelKind> {
+        Some(match c {
+            b'r' => RelKind::Table,
+            b'i' => RelKind::Index,
+            b'S' => RelKind::Sequence,
+            b't' => RelKind::Toast,
+            b'm' => RelKind::Matview,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelKind::Table => "table",
+            RelKind::Index => "index",
+            RelKind::Sequence => "sequence",
+            RelKind::Toast => "toast",
+            RelKind::Matview => "matview",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    Permanent,
+    Unlogged,
+    Temp,
+}
+
+impl Persistence {
+    fn from_byte(c: u8) -> Persistence {
+        match c {
+            b'u' => Persistence::Unlogged,
+            b't' => Persistence::Temp,
+            _ => Persistence::Permanent,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Persistence::Permanent => "permanent",
+            Persistence::Unlogged => "unlogged",
+            Persistence::Temp => "temp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub oid: u32,
+    pub name: String,
+    pub tablespace: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tablespace {
+    pub oid: u32,
+    pub name: String,
+    /// Where `pg_tblspc/<oid>` points; None for pg_default and pg_global.
+    pub location: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub oid: u32,
+    pub name: String,
+    pub namespace: u32,
+    pub schema: String,
+    pub kind: RelKind,
+    pub persistence: Persistence,
+    /// The number in the file name (pg_relation_filenode(), resolved through the map).
+    pub relfilenode: u32,
+    pub mapped: bool,
+    /// Effective tablespace: never 0 (the database default is filled in).
+    pub tablespace: u32,
+    /// None for shared catalogs in `global/`.
+    pub database: Option<u32>,
+    /// `N` of `t<N>_`: the owner's BackendId (12–16) or ProcNumber (17–18).
+    pub temp_backend: Option<u32>,
+    /// For an index: the table it indexes; for a TOAST table: the table that owns it.
+    pub owner: Option<u32>,
+    pub reltoastrelid: u32,
+    /// Found only in a transaction that has not committed as far as the disk knows.
+    pub pending: bool,
+    /// Exactly what `pg_relation_filepath()` prints.
+    pub path: String,
+}
+
+impl Relation {
+    pub fn file_key(&self) -> FileKey {
+        FileKey {
+            spc: self.tablespace,
+            db: self.database.unwrap_or(0),
+            relfilenode: self.relfilenode,
+            temp_backend: self.temp_backend,
+        }
+    }
+
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// What identifies a relation's files on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub spc: u32,
+    pub db: u32,
+    pub relfilenode: u32,
+    pub temp_backend: Option<u32>,
+}
+
+impl From<&RelFile> for FileKey {
+    fn from(r: &RelFile) -> FileKey {
+        FileKey {
+            spc: r.spc,
+            db: r.db,
+            relfilenode: r.relfilenode,
+            temp_backend: r.temp_backend,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub datadir: DataDir,
+    pub databases: Vec<Database>,
+    pub tablespaces: Vec<Tablespace>,
+    /// Every relation with storage, one per file path; shared catalogs once.
+    pub relations: Vec<Relation>,
+    /// Databases that could not be read, and why (a database being dropped, say).
+    pub warnings: Vec<String>,
+    by_file: HashMap<FileKey, usize>,
+    by_oid: HashMap<(u32, u32), usize>,
+}
+
+/// `relpath.c`'s GetRelationPath, for the main fork, segment 0.
+pub fn relation_path(dd: &DataDir, key: &FileKey) -> String {
+    let file = match key.temp_backend {
+        Some(b) => format!("t{b}_{}", key.relfilenode),
+        None => key.relfilenode.to_string(),
+    };
+    match key.spc {
+        GLOBALTABLESPACE_OID => format!("global/{file}"),
+        DEFAULTTABLESPACE_OID => format!("base/{}/{file}", key.db),
+        spc => format!(
+            "pg_tblspc/{spc}/{}/{}/{file}",
+            dd.tablespace_version_dir(),
+            key.db
+        ),
+    }
+}
+
+/// The directory holding a database's files in tablespace `spc`.
+pub fn database_dir(dd: &DataDir, spc: u32, db: u32) -> PathBuf {
+    match spc {
+        DEFAULTTABLESPACE_OID => dd.root.join("base").join(db.to_string()),
+        spc => dd
+            .root
+            .join("pg_tblspc")
+            .join(spc.to_string())
+            .join(dd.tablespace_version_dir())
+            .join(db.to_string()),
+    }
+}
+
+/// Read every page of a heap's main fork (all 1 GiB segments) and hand each visible or
+/// pending tuple to `f`. A page whose header fails validation is re-read, since a page
+/// being written concurrently can be torn; one still bad is an error naming the block.
+fn scan_heap(
+    dd: &DataDir,
+    base: &Path,
+    clog: &mut impl XidLookup,
+    mut f: impl FnMut(&HeapTuple<'_>, Visibility),
+) -> Result<(), PgDataError> {
+    let blcksz = dd.control.blcksz as usize;
+    let mut page = vec![0u8; blcksz];
+    for segno in 0u32.. {
+        let path = if segno == 0 {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}.{segno}", base.display()))
+        };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if segno > 0 && e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut reader = std::io::BufReader::with_capacity(256 * 1024, &mut file);
+        let mut blkno: u64 = 0;
+        loop {
+            match read_full(&mut reader, &mut page).map_err(io_err(&path))? {
+                0 => break,
+                n if n < blcksz => break, // a relation being extended: ignore the tail
+                _ => {}
+            }
+            let mut attempt = 0;
+            let ok = loop {
+                match check_page(&page, blcksz) {
+                    Ok(ok) => break ok,
+                    Err(e) if attempt >= 3 => {
+                        return Err(PgDataError::corrupt(
+                            format!("{} block {blkno}", path.display()),
+                            e.to_string(),
+                        ))
+                    }
+                    Err(_) => {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
+                        f.seek(SeekFrom::Start(blkno * blcksz as u64))
+                            .map_err(io_err(&path))?;
+                        read_full(&mut f, &mut page).map_err(io_err(&path))?;
+                    }
+                }
+            };
+            if ok {
+                for t in heap_tuples(&page) {
+                    let v = tuple_visibility(&t, clog);
+                    if v != Visibility::Invisible {
+                        f(&t, v);
+                    }
+                }
+            }
+            blkno += 1;
+        }
+        if blkno < dd.control.relseg_size as u64 {
+            break; // a short segment is the last one
+        }
+    }
+    Ok(())
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Keep one row per key: a visible row beats a pending one, a later one an earlier one.
+fn keep<T>(map: &mut HashMap<u32, (T, Visibility)>, key: u32, row: T, v: Visibility) {
+    match map.get(&key) {
+        Some((_, Visibility::Visible)) if v != Visibility::Visible => {}
+        _ => {
+            map.insert(key, (row, v));
+        }
+    }
+}
+
+fn oid_names(
+    dd: &DataDir,
+    base: &Path,
+    l: &OidNameLayout,
+    clog: &mut impl XidLookup,
+) -> Result<HashMap<u32, (String, Visibility)>, PgDataError> {
+    let mut out = HashMap::new();
+    scan_heap(dd, base, clog, |t, v| {
+        if let Some(d) = t.fixed_prefix(l.prefix.natts, l.prefix.len) {
+            if let (Some(oid), Some(name)) = (u32_at(d, l.oid), name_at(d, l.name)) {
+                keep(&mut out, oid, name, v);
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+/// One pg_class row as stored.
+#[derive(Debug, Clone)]
+struct ClassRow {
+    oid: u32,
+    name: String,
+    namespace: u32,
+    relfilenode: u32,
+    reltablespace: u32,
+    reltoastrelid: u32,
+    relisshared: bool,
+    persistence: u8,
+    relkind: u8,
+}
+
+fn decode_class(t: &HeapTuple<'_>, l: &PgClassLayout) -> Option<ClassRow> {
+    let d = t.fixed_prefix(l.prefix.natts, l.prefix.len)?;
+    Some(ClassRow {
+        oid: u32_at(d, l.oid)?,
+        name: name_at(d, l.relname)?,
+        namespace: u32_at(d, l.relnamespace)?,
+        relfilenode: u32_at(d, l.relfilenode)?,
+        reltablespace: u32_at(d, l.reltablespace)?,
+        reltoastrelid: u32_at(d, l.reltoastrelid)?,
+        relisshared: *d.get(l.relisshared)? != 0,
+        persistence: *d.get(l.relpersistence)?,
+        relkind: *d.get(l.relkind)?,
+    })
+}
+
+/// `pg_temp_N` / `pg_toast_temp_N` -> N.
+fn temp_namespace_backend(nspname: &str) -> Option<u32> {
+    nspname
+        .strip_prefix("pg_temp_")
+        .or_else(|| nspname.strip_prefix("pg_toast_temp_"))
+        .and_then(|n| n.parse().ok())
+}
+
+impl Catalog {
+    pub fn load(dd: &DataDir) -> Result<Catalog, PgDataError> {
+        let mut clog = Clog::new(&dd.root, dd.control.blcksz, dd.control.oldest_xid);
+        let global_map = read_relmap(&dd.root.join("global/pg_filenode.map"))?;
+        let mapped = |oid: u32| {
+            global_map.get(&oid).copied().ok_or_else(|| {
+                PgDataError::corrupt(
+                    "global/pg_filenode.map",
+                    format!("no entry for catalog {oid}"),
+                )
+            })
+        };
+        let global = dd.root.join("global");
+
+        let mut databases = Vec::new();
+        let ldb = dd.layout.pg_database;
+        let mut dbrows = HashMap::new();
+        scan_heap(
+            dd,
+            &global.join(mapped(DATABASE_RELATION_ID)?.to_string()),
+            &mut clog,
+            |t, v| {
+                let Some(d) = t.fixed_prefix(ldb.prefix.natts, ldb.prefix.len) else {
+                    return;
+                };
+                let (Some(oid), Some(name), Some(connlimit), Some(spc)) = (
+                    u32_at(d, ldb.oid),
+                    name_at(d, ldb.datname),
+                    u32_at(d, ldb.datconnlimit),
+                    u32_at(d, ldb.dattablespace),
+                ) else {
+                    return;
+                };
+                // DATCONNLIMIT_INVALID_DB (-2): a DROP DATABASE was interrupted; its files
+                // may be half gone and the server refuses connections to it.
+                if connlimit as i32 == -2 {
+                    return;
+                }
+                let db = Database {
+                    oid,
+                    name,
+                    tablespace: spc,
+                };
+                keep(&mut dbrows, oid, db, v);
+            },
+        )?;
+        databases.extend(dbrows.into_values().map(|(d, _)| d));
+        databases.sort_by_key(|d| d.oid);
+
+        let spcs = oid_names(
+            dd,
+            &global.join(mapped(TABLESPACE_RELATION_ID)?.to_string()),
+            &dd.layout.pg_tablespace,
+            &mut clog,
+        )?;
+        let mut tablespaces: Vec<Tablespace> = spcs
+            .into_iter()
+            .map(|(oid, (name, _))| Tablespace {
+                oid,
+                location: (oid != DEFAULTTABLESPACE_OID && oid != GLOBALTABLESPACE_OID)
+                    .then(|| std::fs::read_link(dd.root.join("pg_tblspc").join(oid.to_string())))
+                    .and_then(|r| r.ok()),
+                name,
+            })
+            .collect();
+        tablespaces.sort_by_key(|t| t.oid);
+
+        let mut cat = Catalog {
+            datadir: dd.clone(),
+            databases,
+            tablespaces,
+            relations: Vec::new(),
+            warnings: Vec::new(),
+            by_file: HashMap::new(),
+            by_oid: HashMap::new(),
+        };
+        let dbs = cat.databases.clone();
+        for db in &dbs {
+            if let Err(e) = cat.load_database(db, &global_map, &mut clog) {
+                // A database directory can vanish under us (DROP DATABASE); the rest of the
+                // cluster is still worth naming.
+                cat.warnings
+                    .push(format!("database {:?} ({}): {e}", db.name, db.oid));
+            }
+        }
+        if cat.relations.is_empty() && !cat.warnings.is_empty() {
+            return Err(PgDataError::corrupt(
+                dd.root.display().to_string(),
+                cat.warnings.join("; "),
+            ));
+        }
+        Ok(cat)
+    }
+
+    fn load_database(
+        &mut self,
+        db: &Database,
+        global_map: &RelMap,
+        clog: &mut Clog,
+    ) -> Result<(), PgDataError> {
+        let dd = self.datadir.clone();
+        let dir = database_dir(&dd, db.tablespace, db.oid);
+        let local_map = read_relmap(&dir.join("pg_filenode.map"))?;
+        let pg_class_file = local_map.get(&RELATION_RELATION_ID).ok_or_else(|| {
+            PgDataError::corrupt("local pg_filenode.map", "no entry for pg_class")
+        })?;
+        let lc = dd.layout.pg_class;
+        let mut rows: HashMap<u32, (ClassRow, Visibility)> = HashMap::new();
+        // Rows of a relation being created or rewritten right now: their new relfilenode
+        // should still resolve to the relation's name.
+        let mut pending_files: Vec<ClassRow> = Vec::new();
+        scan_heap(&dd, &dir.join(pg_class_file.to_string()), clog, |t, v| {
+            if let Some(r) = decode_class(t, &lc) {
+                if v == Visibility::Pending {
+                    pending_files.push(r.clone());
+                }
+                keep(&mut rows, r.oid, r, v);
+            }
+        })?;
+
+        // pg_namespace and pg_index are not mapped: their files come from pg_class.
+        let file_of = |oid: u32| -> Option<PathBuf> {
+            let (r, _) = rows.get(&oid)?;
+            let rfn = if r.relfilenode != 0 {
+                r.relfilenode
+            } else {
+                *local_map.get(&oid)?
+            };
+            let spc = if r.reltablespace == 0 {
+                db.tablespace
+            } else {
+                r.reltablespace
+            };
+            Some(database_dir(&dd, spc, db.oid).join(rfn.to_string()))
+        };
+        let nsp_file = file_of(NAMESPACE_RELATION_ID)
+            .ok_or_else(|| PgDataError::corrupt("pg_class", "no row for pg_namespace"))?;
+        let namespaces = oid_names(&dd, &nsp_file, &dd.layout.pg_namespace, clog)?;
+        let idx_file = file_of(INDEX_RELATION_ID)
+            .ok_or_else(|| PgDataError::corrupt("pg_class", "no row for pg_index"))?;
+        let li = dd.layout.pg_index;
+        let mut index_of: HashMap<u32, (u32, Visibility)> = HashMap::new();
+        scan_heap(&dd, &idx_file, clog, |t, v| {
+            if let Some(d) = t.fixed_prefix(li.prefix.natts, li.prefix.len) {
+                if let (Some(i), Some(r)) = (u32_at(d, li.indexrelid), u32_at(d, li.indrelid)) {
+                    keep(&mut index_of, i, r, v);
+                }
+            }
+        })?;
+        let toast_owner: HashMap<u32, u32> = rows
+            .values()
+            .filter(|(r, _)| r.reltoastrelid != 0)
+            .map(|(r, _)| (r.reltoastrelid, r.oid))
+            .collect();
+
+        let mut ordered: Vec<(ClassRow, bool)> = rows
+            .into_values()
+            .map(|(r, v)| (r, v == Visibility::Pending))
+            .collect();
+        ordered.sort_by_key(|(r, _)| r.oid);
+        let superseded: Vec<(ClassRow, bool)> = pending_files
+            .into_iter()
+            .filter(|p| {
+                !ordered
+                    .iter()
+                    .any(|(r, _)| r.oid == p.oid && r.relfilenode == p.relfilenode)
+            })
+            .map(|r| (r, true))
+            .collect();
+
+        let mut rels = Vec::new();
+        for (r, pending) in ordered.iter().chain(superseded.iter()) {
+            let Some(kind) = RelKind::from_relkind(r.relkind) else {
+                continue;
+            };
+            let shared = r.relisshared;
+            let (relfilenode, mapped) = match r.relfilenode {
+                0 => {
+                    let map = if shared { global_map } else { &local_map };
+                    match map.get(&r.oid) {
+                        Some(&f) => (f, true),
+                        None => continue,
+                    }
+                }
+                f => (f, false),
+            };
+            let schema = namespaces
+                .get(&r.namespace)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_else(|| r.namespace.to_string());
+            let persistence = Persistence::from_byte(r.persistence);
+            let temp_backend = match persistence {
+                Persistence::Temp => temp_namespace_backend(&schema),
+                _ => None,
+            };
+            let tablespace = match (shared, r.reltablespace) {
+                (true, _) => GLOBALTABLESPACE_OID,
+                (false, 0) => db.tablespace,
+                (false, s) => s,
+            };
+            let owner = match kind {
+                RelKind::Index => index_of.get(&r.oid).map(|&(t, _)| t),
+                RelKind::Toast => toast_owner.get(&r.oid).copied(),
+                _ => None,
+            };
+            let mut rel = Relation {
+                oid: r.oid,
+                name: r.name.clone(),
+                namespace: r.namespace,
+                schema,
+                kind,
+                persistence,
+                relfilenode,
+                mapped,
+                tablespace,
+                database: (!shared).then_some(db.oid),
+                temp_backend,
+                owner,
+                reltoastrelid: r.reltoastrelid,
+                pending: *pending,
+                path: String::new(),
+            };
+            rel.path = relation_path(&dd, &rel.file_key());
+            rels.push(rel);
+        }
+        for rel in rels {
+            self.insert(rel);
+        }
+        Ok(())
+    }
+
+    /// Add a relation unless its file is already known (shared catalogs are listed in every
+    /// database's pg_class; the first one wins). Superseded-but-pending rows only index
+    /// their file, they are not listed.
+    fn insert(&mut self, rel: Relation) {
+        let key = rel.file_key();
+        if self.by_file.contains_key(&key) {
+            return;
+        }
+        let idx = self.relations.len();
+        self.by_file.insert(key, idx);
+        self.by_oid
+            .entry((rel.database.unwrap_or(0), rel.oid))
+            .or_insert(idx);
+        self.relations.push(rel);
+    }
+
+    pub fn by_file(&self, key: &FileKey) -> Option<&Relation> {
+        self.by_file.get(key).map(|&i| &self.relations[i])
+    }
+
+    /// A relation by OID within a database (0 for shared catalogs).
+    pub fn by_oid(&self, db: u32, oid: u32) -> Option<&Relation> {
+        self.by_oid
+            .get(&(db, oid))
+            .or_else(|| self.by_oid.get(&(0, oid)))
+            .map(|&i| &self.relations[i])
+    }
+
+    /// The table an index or TOAST table serves.
+    pub fn owner_of(&self, rel: &Relation) -> Option<&Relation> {
+        let owner = rel.owner?;
+        self.by_oid(rel.database.unwrap_or(0), owner)
+    }
+
+    pub fn database(&self, oid: u32) -> Option<&Database> {
+        self.databases.iter().find(|d| d.oid == oid)
+    }
+
+    pub fn tablespace(&self, oid: u32) -> Option<&Tablespace> {
+        self.tablespaces.iter().find(|t| t.oid == oid)
+    }
+
+    /// Relations to list: one per file, without the superseded versions of relations
+    /// whose rewrite is in progress.
+    pub fn listed(&self) -> impl Iterator<Item = &Relation> {
+        self.relations.iter().filter(|r| {
+            !r.pending
+                || self
+                    .by_oid(r.database.unwrap_or(0), r.oid)
+                    .is_some_and(|first| std::ptr::eq(first, *r))
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! A read-only view of a PostgreSQL data directory, without a server connection.
+//!
+//! Everything read here is treated as hostile: files may be torn by concurrent writes,
+//! truncated, or corrupt, and no parser panics or allocates by an untrusted size.
+
+pub mod bytes;
+pub mod catalog;
+pub mod control;
+pub mod layout;
+pub mod page;
+pub mod path;
+pub mod relmap;
+pub mod resolver;
+pub mod xact;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use catalog::{Catalog, RelKind, Relation};
+pub use control::ControlData;
+pub use layout::CatalogLayout;
+pub use path::{classify, PathClass};
+pub use resolver::{Resolved, Resolver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgDataError {
+    #[error("cannot read {}: {}", path.display(), describe_io(source))]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{what} is corrupt: {why}")]
+    Corrupt { what: String, why: String },
+    #[error("unsupported {0}")]
+    Unsupported(String),
+    #[error("{} is not a PostgreSQL data directory (no PG_VERSION)", .0.display())]
+    NotDataDir(PathBuf),
+    #[error("{0}")]
+    Process(String),
+}
+
+impl PgDataError {
+    pub fn corrupt(what: impl Into<String>, why: impl Into<String>) -> Self {
+        PgDataError::Corrupt {
+            what: what.into(),
+            why: why.into(),
+        }
+    }
+
+    /// Name the file a corruption was found in.
+    pub fn at(self, path: &Path) -> Self {
+        match self {
+            PgDataError::Corrupt { why, .. } => PgDataError::Corrupt {
+                what: path.display().to_string(),
+                why,
+            },
+            other => other,
+        }
+    }
+}
+
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => "permission denied (pg_trace must run as root)".into(),
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        _ => e.to_string(),
+    }
+}
+
+pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PgDataError + '_ {
+    move |source| PgDataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Catalog files are small, but a hostile or damaged file could be anything: refuse to
+/// slurp more than this in one go.
+pub const MAX_SMALL_FILE: u64 = 64 << 20;
+
+pub fn read_file(path: &Path) -> Result<Vec<u8>, PgDataError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut buf = Vec::new();
+    f.take(MAX_SMALL_FILE)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
+    Ok(buf)
+}
+
+/// A data directory whose version and control file have been checked.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+    pub major: u32,
+    pub control: ControlData,
+    pub layout: CatalogLayout,
+}
+
+impl DataDir {
+    pub fn open(root: &Path) -> Result<DataDir, PgDataError> {
+        let meta = std::fs::metadata(root).map_err(io_err(root))?;
+        if !meta.is_dir() {
+            return Err(PgDataError::NotDataDir(root.to_path_buf()));
+        }
+        let version_path = root.join("PG_VERSION");
+        let version = match std::fs::read(&version_path) {
+            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(PgDataError::NotDataDir(root.to_path_buf()))
+            }
+            Err(e) => return Err(io_err(&version_path)(e)),
+        };
+        let major = control::parse_pg_version(&version)?;
+        let control_path = root.join("global/pg_control");
+        let control = control::parse_control(&read_file(&control_path)?)
+            .map_err(|e| e.at(&control_path))?;
+        if !control::control_version_majors(control.pg_control_version).contains(&major) {
+            return Err(PgDataError::corrupt(
+                control_path.display().to_string(),
+                format!(
+                    "control version {} does not belong to PostgreSQL {major} (PG_VERSION)",
+                    control.pg_control_version
+                ),
+            ));
+        }
+        let layout = layout::catalog_layout(major)
+            .ok_or_else(|| PgDataError::Unsupported(format!("PostgreSQL {major}")))?;
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            major,
+            control,
+            layout,
+        })
+    }
+
+    /// The data directory of a running postgres process: every postgres process keeps its
+    /// working directory there.
+    pub fn from_pid(pid: i32) -> Result<DataDir, PgDataError> {
+        let root = locate_datadir(pid)?;
+        DataDir::open(&root)
+    }
+
+    /// `PG_<major>_<catversion>`, the per-version directory inside every tablespace.
+    pub fn tablespace_version_dir(&self) -> String {
+        format!("PG_{}_{}", self.major, self.control.catalog_version_no)
+    }
+}
+
+/// Check that `pid` is a PostgreSQL server process and return its data directory.
+pub fn locate_datadir(pid: i32) -> Result<PathBuf, PgDataError> {
+    if pid <= 0 {
+        return Err(PgDataError::Process(format!("{pid} is not a valid pid")));
+    }
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if !proc_dir.exists() {
+        return Err(PgDataError::Process(format!("no process with pid {pid}")));
+    }
+    let comm = std::fs::read_to_string(proc_dir.join("comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let exe = std::fs::read_link(proc_dir.join("exe")).ok();
+    let exe_name = exe
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+    let is_postgres = matches!(comm.as_str(), "postgres" | "postmaster")
+        || matches!(exe_name.as_deref(), Some("postgres" | "postmaster"));
+    if !is_postgres {
+        return Err(PgDataError::Process(format!(
+            "pid {pid} is not a PostgreSQL process (it is {:?})",
+            if comm.is_empty() { "unknown" } else { &comm }
+        )));
+    }
+    let cwd_link = proc_dir.join("cwd");
+    let cwd = std::fs::read_link(&cwd_link).map_err(io_err(&cwd_link))?;
+    if !cwd.join("PG_VERSION").is_file() {
+        return Err(PgDataError::Process(format!(
+            "pid {pid} is a postgres process, but its working directory {} is not a data directory",
+            cwd.display()
+        )));
+    }
+    Ok(cwd)
+}

@@ -1,0 +1,5 @@
+//! One live process, seen through /proc.
+
+pub mod fds;
+
+pub use fds::{open_files, OpenFile};
