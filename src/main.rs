@@ -1,4 +1,3 @@
-
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use pg_trace::cli::{Cli, Command, Target};
@@ -10,7 +9,9 @@ fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
     Ok(match (&target.pgdata, pid) {
         (Some(dir), _) => DataDir::open(dir)?,
         (None, Some(pid)) => DataDir::from_pid(pid)?,
-        (None, None) => bail!("give the data directory with --pgdata DIR or a postgres process with -p PID"),
+        (None, None) => {
+            bail!("give the data directory with --pgdata DIR or a postgres process with -p PID")
+        }
     })
 }
 
@@ -64,8 +65,7 @@ fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        if e
-            .downcast_ref::<std::io::Error>()
+        if e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
         {
             std::process::exit(0);

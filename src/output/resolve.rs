@@ -38,7 +38,10 @@ fn relfile_fields(m: &mut Map<String, Value>, f: &RelFile, r: &Resolved, cat: &C
             m.insert("name".into(), json!(rel.name));
             m.insert("oid".into(), json!(rel.oid));
             m.insert("kind".into(), json!(rel.kind.as_str()));
-            m.insert("table".into(), json!(r.table.as_ref().map(|t| t.qualified())));
+            m.insert(
+                "table".into(),
+                json!(r.table.as_ref().map(|t| t.qualified())),
+            );
             m.insert("known".into(), json!(true));
             if rel.pending {
                 m.insert("in_progress".into(), json!(true));
@@ -134,10 +137,7 @@ pub fn describe(r: &Resolved, cat: &Catalog) -> String {
         PathClass::Relation(f) | PathClass::TempRelation(f) => {
             let mut s = match &r.relation {
                 Some(rel) => format!("{} ({})", rel.qualified(), rel.kind.as_str()),
-                None => format!(
-                    "relfilenode {} (not in catalog yet)",
-                    f.relfilenode
-                ),
+                None => format!("relfilenode {} (not in catalog yet)", f.relfilenode),
             };
             if let Some(t) = &r.table {
                 s.push_str(&format!(" of {}", t.qualified()));

@@ -412,18 +412,20 @@ impl Catalog {
         };
         let dbs = cat.databases.clone();
         for db in &dbs {
-            if let Err(e) = cat.load_database(db, &global_map, &mut clog) {
-                // A database directory can vanish under us (DROP DATABASE); the rest of the
-                // cluster is still worth naming.
-                cat.warnings
-                    .push(format!("database {:?} ({}): {e}", db.name, db.oid));
+            match cat.load_database(db, &global_map, &mut clog) {
+                Ok(()) => {}
+                // A database directory can vanish under us (DROP DATABASE commits after
+                // pg_database was read); the rest of the cluster is still worth naming.
+                Err(PgDataError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    cat.warnings
+                        .push(format!("database {:?} ({}) vanished", db.name, db.oid));
+                }
+                // Anything else (a corrupt page, an unreadable file) would leave a hole in
+                // the names that nobody notices: fail loudly instead.
+                Err(e) => return Err(e),
             }
-        }
-        if cat.relations.is_empty() && !cat.warnings.is_empty() {
-            return Err(PgDataError::corrupt(
-                dd.root.display().to_string(),
-                cat.warnings.join("; "),
-            ));
         }
         Ok(cat)
     }

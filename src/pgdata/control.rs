@@ -169,7 +169,10 @@ mod tests {
     fn rejects_bad_crc_version_and_short() {
         let mut b = synth(1300, 8192);
         b[216] ^= 1;
-        assert!(matches!(parse_control(&b), Err(PgDataError::Corrupt { .. })));
+        assert!(matches!(
+            parse_control(&b),
+            Err(PgDataError::Corrupt { .. })
+        ));
         assert!(matches!(
             parse_control(&synth(1100, 8192)),
             Err(PgDataError::Unsupported(_))

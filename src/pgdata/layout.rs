@@ -77,7 +77,10 @@ const PG_CLASS_12: PgClassLayout = PgClassLayout {
     relisshared: 113,
     relpersistence: 114,
     relkind: 115,
-    prefix: Prefix { natts: 18, len: 116 },
+    prefix: Prefix {
+        natts: 18,
+        len: 116,
+    },
 };
 
 /// PG18 inserted `relallfrozen` (int4) after `relallvisible`: everything after it moves by 4.
@@ -86,7 +89,10 @@ const PG_CLASS_18: PgClassLayout = PgClassLayout {
     relisshared: 117,
     relpersistence: 118,
     relkind: 119,
-    prefix: Prefix { natts: 19, len: 120 },
+    prefix: Prefix {
+        natts: 19,
+        len: 120,
+    },
     ..PG_CLASS_12
 };
 
@@ -96,7 +102,10 @@ const PG_DATABASE_12: PgDatabaseLayout = PgDatabaseLayout {
     datname: 4,
     datconnlimit: 208,
     dattablespace: 224,
-    prefix: Prefix { natts: 13, len: 228 },
+    prefix: Prefix {
+        natts: 13,
+        len: 228,
+    },
 };
 /// PG15–16: the collation columns became text (moved to the varlena part).
 const PG_DATABASE_15: PgDatabaseLayout = PgDatabaseLayout {

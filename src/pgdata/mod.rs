@@ -110,8 +110,8 @@ impl DataDir {
         };
         let major = control::parse_pg_version(&version)?;
         let control_path = root.join("global/pg_control");
-        let control = control::parse_control(&read_file(&control_path)?)
-            .map_err(|e| e.at(&control_path))?;
+        let control =
+            control::parse_control(&read_file(&control_path)?).map_err(|e| e.at(&control_path))?;
         if !control::control_version_majors(control.pg_control_version).contains(&major) {
             return Err(PgDataError::corrupt(
                 control_path.display().to_string(),
@@ -157,10 +157,11 @@ pub fn locate_datadir(pid: i32) -> Result<PathBuf, PgDataError> {
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let exe = std::fs::read_link(proc_dir.join("exe")).ok();
-    let exe_name = exe
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+    let exe_name = exe.as_ref().and_then(|p| p.file_name()).map(|n| {
+        n.to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_string()
+    });
     let is_postgres = matches!(comm.as_str(), "postgres" | "postmaster")
         || matches!(exe_name.as_deref(), Some("postgres" | "postmaster"));
     if !is_postgres {

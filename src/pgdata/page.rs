@@ -186,7 +186,13 @@ pub(crate) mod tests {
 
     #[test]
     fn walks_tuples() {
-        let p = synth_page(8192, &[(5, 0, HEAP_XMAX_INVALID, vec![7; 40]), (6, 9, 0, vec![8; 16])]);
+        let p = synth_page(
+            8192,
+            &[
+                (5, 0, HEAP_XMAX_INVALID, vec![7; 40]),
+                (6, 9, 0, vec![8; 16]),
+            ],
+        );
         assert!(check_page(&p, 8192).unwrap());
         let t: Vec<_> = heap_tuples(&p).collect();
         assert_eq!(t.len(), 2);
@@ -209,7 +215,9 @@ pub(crate) mod tests {
     fn lock_only() {
         assert!(xmax_is_locked_only(HEAP_XMAX_LOCK_ONLY));
         assert!(xmax_is_locked_only(HEAP_XMAX_EXCL_LOCK));
-        assert!(!xmax_is_locked_only(HEAP_XMAX_EXCL_LOCK | HEAP_XMAX_IS_MULTI));
+        assert!(!xmax_is_locked_only(
+            HEAP_XMAX_EXCL_LOCK | HEAP_XMAX_IS_MULTI
+        ));
         assert!(!xmax_is_locked_only(0));
     }
 }

@@ -41,12 +41,27 @@ pub struct RelFile {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalFile {
-    Segment { timeline: u32, segno: u64, partial: bool },
-    History { timeline: u32 },
-    BackupHistory { name: String },
-    ArchiveStatus { file: String, status: String },
-    Summary { name: String },
-    Other { name: String },
+    Segment {
+        timeline: u32,
+        segno: u64,
+        partial: bool,
+    },
+    History {
+        timeline: u32,
+    },
+    BackupHistory {
+        name: String,
+    },
+    ArchiveStatus {
+        file: String,
+        status: String,
+    },
+    Summary {
+        name: String,
+    },
+    Other {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +78,14 @@ pub enum PathClass {
         fileset_member: Option<String>,
     },
     Wal(WalFile),
-    Slru { slru: &'static str, segment: u64 },
+    Slru {
+        slru: &'static str,
+        segment: u64,
+    },
     Control,
-    Other { what: &'static str },
+    Other {
+        what: &'static str,
+    },
 }
 
 impl PathClass {
@@ -238,7 +258,10 @@ fn parse_wal(rest: &[&str], wal_seg_size: u32) -> PathClass {
 
 /// Classify a path relative to the data directory (see [`relative_to`]).
 pub fn classify(rel: &str, wal_seg_size: u32) -> PathClass {
-    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = rel
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     let other = |what| PathClass::Other { what };
     match parts.as_slice() {
         ["global", "pg_control"] => PathClass::Control,
@@ -322,8 +345,9 @@ fn describe_other(parts: &[&str]) -> &'static str {
         "pg_twophase" => "two-phase state file",
         "pg_snapshots" => "exported snapshot",
         "pg_dynshmem" => "dynamic shared memory",
-        "pg_multixact" | "pg_xact" | "pg_subtrans" | "pg_commit_ts" | "pg_serial"
-        | "pg_notify" => "SLRU directory",
+        "pg_multixact" | "pg_xact" | "pg_subtrans" | "pg_commit_ts" | "pg_serial" | "pg_notify" => {
+            "SLRU directory"
+        }
         "log" | "pg_log" => "server log",
         _ => "other file",
     }
@@ -391,7 +415,10 @@ mod tests {
     #[test]
     fn relation_files() {
         let r = rel("base/16384/24577.3");
-        assert_eq!((r.db, r.relfilenode, r.segment, r.fork), (16384, 24577, 3, Fork::Main));
+        assert_eq!(
+            (r.db, r.relfilenode, r.segment, r.fork),
+            (16384, 24577, 3, Fork::Main)
+        );
         let r = rel("base/5/1259_fsm");
         assert_eq!((r.fork, r.segment), (Fork::Fsm, 0));
         let r = rel("base/5/16385_vm.2");
@@ -400,12 +427,29 @@ mod tests {
         let r = rel("global/1262");
         assert_eq!((r.spc, r.db), (1664, 0));
         let r = rel("pg_tblspc/16390/PG_15_202209061/16391/16400.1");
-        assert_eq!((r.spc, r.db, r.relfilenode, r.segment), (16390, 16391, 16400, 1));
-        assert!(matches!(classify("base/16384/t3_16397", WAL), PathClass::TempRelation(r) if r.temp_backend == Some(3)));
+        assert_eq!(
+            (r.spc, r.db, r.relfilenode, r.segment),
+            (16390, 16391, 16400, 1)
+        );
+        assert!(
+            matches!(classify("base/16384/t3_16397", WAL), PathClass::TempRelation(r) if r.temp_backend == Some(3))
+        );
         let r = rel("base/5/t18_16400_fsm.1");
-        assert_eq!((r.temp_backend, r.fork, r.segment), (Some(18), Fork::Fsm, 1));
-        for bad in ["base/5/16385.0", "base/5/16385_foo", "base/5/abc", "base/5/0", "base/5/1.x"] {
-            assert!(matches!(classify(bad, WAL), PathClass::Other { .. }), "{bad}");
+        assert_eq!(
+            (r.temp_backend, r.fork, r.segment),
+            (Some(18), Fork::Fsm, 1)
+        );
+        for bad in [
+            "base/5/16385.0",
+            "base/5/16385_foo",
+            "base/5/abc",
+            "base/5/0",
+            "base/5/1.x",
+        ] {
+            assert!(
+                matches!(classify(bad, WAL), PathClass::Other { .. }),
+                "{bad}"
+            );
         }
     }
 
@@ -413,7 +457,12 @@ mod tests {
     fn temp_files() {
         assert_eq!(
             classify("base/pgsql_tmp/pgsql_tmp1234.7", WAL),
-            PathClass::TempFile { spc: 1663, pid: 1234, counter: 7, fileset_member: None }
+            PathClass::TempFile {
+                spc: 1663,
+                pid: 1234,
+                counter: 7,
+                fileset_member: None
+            }
         );
         assert_eq!(
             classify("base/pgsql_tmp/pgsql_tmp99.0.fileset/i305of512.p0.0", WAL),
@@ -425,8 +474,16 @@ mod tests {
             }
         );
         assert!(matches!(
-            classify("pg_tblspc/16390/PG_12_201909212/pgsql_tmp/pgsql_tmp5.1.sharedfileset/o9of512.p2.0", WAL),
-            PathClass::TempFile { spc: 16390, pid: 5, counter: 1, .. }
+            classify(
+                "pg_tblspc/16390/PG_12_201909212/pgsql_tmp/pgsql_tmp5.1.sharedfileset/o9of512.p2.0",
+                WAL
+            ),
+            PathClass::TempFile {
+                spc: 16390,
+                pid: 5,
+                counter: 1,
+                ..
+            }
         ));
     }
 
@@ -434,18 +491,37 @@ mod tests {
     fn wal_and_slru() {
         assert_eq!(
             classify("pg_wal/000000010000000A000000F3", WAL),
-            PathClass::Wal(WalFile::Segment { timeline: 1, segno: 0xA * 256 + 0xF3, partial: false })
+            PathClass::Wal(WalFile::Segment {
+                timeline: 1,
+                segno: 0xA * 256 + 0xF3,
+                partial: false
+            })
         );
-        assert!(matches!(classify("pg_wal/00000002.history", WAL), PathClass::Wal(WalFile::History { timeline: 2 })));
+        assert!(matches!(
+            classify("pg_wal/00000002.history", WAL),
+            PathClass::Wal(WalFile::History { timeline: 2 })
+        ));
         assert!(matches!(
             classify("pg_wal/archive_status/000000010000000000000017.done", WAL),
             PathClass::Wal(WalFile::ArchiveStatus { status, .. }) if status == "done"
         ));
-        assert!(matches!(classify("pg_wal/000000010000000000000017.00000028.backup", WAL), PathClass::Wal(WalFile::BackupHistory { .. })));
-        assert_eq!(classify("pg_xact/0000", WAL), PathClass::Slru { slru: "pg_xact", segment: 0 });
+        assert!(matches!(
+            classify("pg_wal/000000010000000000000017.00000028.backup", WAL),
+            PathClass::Wal(WalFile::BackupHistory { .. })
+        ));
+        assert_eq!(
+            classify("pg_xact/0000", WAL),
+            PathClass::Slru {
+                slru: "pg_xact",
+                segment: 0
+            }
+        );
         assert_eq!(
             classify("pg_multixact/members/001A", WAL),
-            PathClass::Slru { slru: "pg_multixact/members", segment: 0x1a }
+            PathClass::Slru {
+                slru: "pg_multixact/members",
+                segment: 0x1a
+            }
         );
         assert_eq!(classify("global/pg_control", WAL), PathClass::Control);
         assert_eq!(classify("postmaster.pid", WAL).class_name(), "other");
@@ -455,12 +531,18 @@ mod tests {
     fn relative_paths() {
         let dd = vec![PathBuf::from("/data/pg")];
         let ts = vec![(16390, PathBuf::from("/mnt/ts"))];
-        assert_eq!(relative_to(Path::new("/data/pg/base/5/1259"), &dd, &ts).unwrap(), "base/5/1259");
+        assert_eq!(
+            relative_to(Path::new("/data/pg/base/5/1259"), &dd, &ts).unwrap(),
+            "base/5/1259"
+        );
         assert_eq!(
             relative_to(Path::new("/mnt/ts/PG_15_1/5/16400"), &dd, &ts).unwrap(),
             "pg_tblspc/16390/PG_15_1/5/16400"
         );
-        assert_eq!(relative_to(Path::new("./base//5/../5/1259"), &dd, &ts).unwrap(), "base/5/1259");
+        assert_eq!(
+            relative_to(Path::new("./base//5/../5/1259"), &dd, &ts).unwrap(),
+            "base/5/1259"
+        );
         assert!(relative_to(Path::new("/etc/passwd"), &dd, &ts).is_none());
     }
 }

@@ -136,9 +136,7 @@ impl Resolver {
             PathClass::Relation(r) | PathClass::TempRelation(r) => Some(r.db),
             _ => None,
         };
-        let database = db_oid
-            .and_then(|o| cat.database(o))
-            .map(|d| d.name.clone());
+        let database = db_oid.and_then(|o| cat.database(o)).map(|d| d.name.clone());
         Resolved {
             relpath,
             class,

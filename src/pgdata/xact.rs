@@ -177,18 +177,22 @@ mod tests {
     #[test]
     fn visibility_rule() {
         use XidStatus::*;
-        let mut clog = Fixed(HashMap::from([(10, Committed), (11, Aborted), (12, InProgress)]));
+        let mut clog = Fixed(HashMap::from([
+            (10, Committed),
+            (11, Aborted),
+            (12, InProgress),
+        ]));
         let p = synth_page(
             8192,
             &[
-                (10, 0, HEAP_XMAX_INVALID, vec![0; 8]),         // live
-                (10, 10, 0, vec![0; 8]),                       // deleted, committed
-                (11, 0, 0, vec![0; 8]),                        // aborted insert
-                (12, 0, 0, vec![0; 8]),                        // in-progress insert
-                (10, 12, 0, vec![0; 8]),                       // delete in progress
-                (10, 10, HEAP_XMAX_LOCK_ONLY, vec![0; 8]),     // only locked
+                (10, 0, HEAP_XMAX_INVALID, vec![0; 8]),    // live
+                (10, 10, 0, vec![0; 8]),                   // deleted, committed
+                (11, 0, 0, vec![0; 8]),                    // aborted insert
+                (12, 0, 0, vec![0; 8]),                    // in-progress insert
+                (10, 12, 0, vec![0; 8]),                   // delete in progress
+                (10, 10, HEAP_XMAX_LOCK_ONLY, vec![0; 8]), // only locked
                 (99, 0, HEAP_XMIN_COMMITTED | HEAP_XMIN_INVALID, vec![0; 8]), // frozen
-                (10, 0, HEAP_XMIN_INVALID, vec![0; 8]),        // hinted invalid
+                (10, 0, HEAP_XMIN_INVALID, vec![0; 8]),    // hinted invalid
             ],
         );
         let got: Vec<_> = heap_tuples(&p)

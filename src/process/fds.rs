@@ -32,7 +32,11 @@ pub fn open_files(pid: i32) -> std::io::Result<Vec<OpenFile>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let Ok(entry) = entry else { continue };
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         // The fd may close between readdir and readlink: skip it then.
