@@ -193,7 +193,11 @@ fn oracle(major: u32) -> usize {
         .collect();
     assert_eq!(temp_paths.len(), 1, "the server lists the temp table once");
     assert!(
-        Path::new(temp_paths[0]).file_name().unwrap().to_string_lossy().starts_with('t'),
+        Path::new(temp_paths[0])
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with('t'),
         "temp table path {} has a t<N>_ prefix",
         temp_paths[0]
     );
@@ -258,18 +262,30 @@ fn freshness(c: &Cluster) {
         .with_reload_interval(std::time::Duration::ZERO);
     c.execute("postgres", "CREATE TABLE public.born_late (a int)");
     c.execute("postgres", "CHECKPOINT");
-    let path = c.psql("postgres", "SELECT pg_relation_filepath('public.born_late')")[0][0]
+    let path = c.psql(
+        "postgres",
+        "SELECT pg_relation_filepath('public.born_late')",
+    )[0][0]
         .clone()
         .unwrap();
     let before = resolver.reloads();
     let r = resolver.resolve(Path::new(&path));
-    assert_eq!(resolver.reloads(), before + 1, "an unknown relfilenode re-reads the catalog");
+    assert_eq!(
+        resolver.reloads(),
+        before + 1,
+        "an unknown relfilenode re-reads the catalog"
+    );
     let rel = r.relation.expect("born_late named after the re-read");
-    assert_eq!((rel.schema.as_str(), rel.name.as_str()), ("public", "born_late"));
+    assert_eq!(
+        (rel.schema.as_str(), rel.name.as_str()),
+        ("public", "born_late")
+    );
     // Still unknown after a re-read: reported with its numbers, not dropped.
     let r = resolver.resolve(Path::new("base/5/4000000000"));
     assert!(r.relation.is_none());
-    assert!(matches!(r.class, pg_trace::pgdata::PathClass::Relation(f) if f.relfilenode == 4000000000));
+    assert!(
+        matches!(r.class, pg_trace::pgdata::PathClass::Relation(f) if f.relfilenode == 4000000000)
+    );
 }
 
 #[test]

