@@ -96,7 +96,10 @@ fn main() {
     }
     let (o, s) = (median(ours), median(theirs));
     println!("catalog load, PostgreSQL {major}, {n} user tables ({total} pg_class rows), median of {REPS}:");
-    println!("  psql -Atc 'select ... from pg_class join pg_namespace' : {:>8.1} ms  (1.00x)", s.as_secs_f64() * 1e3);
+    println!(
+        "  psql -Atc 'select ... from pg_class join pg_namespace' : {:>8.1} ms  (1.00x)",
+        s.as_secs_f64() * 1e3
+    );
     println!(
         "  pg_trace catalog --pgdata (all databases, from disk)    : {:>8.1} ms  ({:.2}x)",
         o.as_secs_f64() * 1e3,

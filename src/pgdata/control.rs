@@ -95,14 +95,14 @@ pub fn parse_control(buf: &[u8]) -> Result<ControlData, PgDataError> {
     Ok(cd)
 }
 
-/// The major a `pg_control_version` can belong to; 1300 covers 13–16, so it only narrows.
-pub fn control_version_majors(v: u32) -> std::ops::RangeInclusive<u32> {
+/// The majors a `pg_control_version` can belong to; 1300 covers 13–16, so it only narrows.
+pub fn control_version_majors(v: u32) -> Option<std::ops::RangeInclusive<u32>> {
     match v {
-        1201 => 12..=12,
-        1300 => 13..=16,
-        1700 => 17..=17,
-        1800 => 18..=18,
-        _ => 1..=0,
+        1201 => Some(12..=12),
+        1300 => Some(13..=16),
+        1700 => Some(17..=17),
+        1800 => Some(18..=18),
+        _ => None,
     }
 }
 

@@ -112,7 +112,9 @@ impl DataDir {
         let control_path = root.join("global/pg_control");
         let control =
             control::parse_control(&read_file(&control_path)?).map_err(|e| e.at(&control_path))?;
-        if !control::control_version_majors(control.pg_control_version).contains(&major) {
+        if !control::control_version_majors(control.pg_control_version)
+            .is_some_and(|r| r.contains(&major))
+        {
             return Err(PgDataError::corrupt(
                 control_path.display().to_string(),
                 format!(

@@ -213,8 +213,7 @@ fn parse_wal(rest: &[&str], wal_seg_size: u32) -> PathClass {
                     segno,
                     partial: false,
                 }
-            } else if let Some((timeline, segno)) =
-                name.strip_suffix(".partial").and_then(|n| seg_name(n))
+            } else if let Some((timeline, segno)) = name.strip_suffix(".partial").and_then(seg_name)
             {
                 WalFile::Segment {
                     timeline,
