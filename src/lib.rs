@@ -5,3 +5,4 @@ pub mod cli;
 pub mod output;
 pub mod pgdata;
 pub mod process;
+pub mod trace;

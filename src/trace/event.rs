@@ -1,0 +1,231 @@
+//! `Event`: the one seam between capture and everything else. Every backend (eBPF, ptrace,
+//! /proc polling, replay) produces these and nothing else; nothing downstream knows how an
+//! event was captured. Events carry raw numbers and paths, never PostgreSQL names.
+
+use serde::{Deserialize, Serialize};
+
+pub type Pid = i32;
+
+/// Which system call produced an I/O event, for the `-d` view and per-call statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Syscall {
+    Open,
+    Openat,
+    Close,
+    Dup,
+    Dup2,
+    Dup3,
+    FcntlDupfd,
+    Read,
+    Pread64,
+    Readv,
+    Preadv,
+    Preadv2,
+    Write,
+    Pwrite64,
+    Writev,
+    Pwritev,
+    Pwritev2,
+    Lseek,
+    Ftruncate,
+    Truncate,
+    Unlink,
+    Unlinkat,
+    Getdents64,
+    Newfstatat,
+    Fstat,
+    Lstat,
+    Stat,
+    Statx,
+    Sendto,
+    Fadvise64,
+}
+
+impl Syscall {
+    pub fn name(self) -> &'static str {
+        use Syscall::*;
+        match self {
+            Open => "open",
+            Openat => "openat",
+            Close => "close",
+            Dup => "dup",
+            Dup2 => "dup2",
+            Dup3 => "dup3",
+            FcntlDupfd => "fcntl",
+            Read => "read",
+            Pread64 => "pread64",
+            Readv => "readv",
+            Preadv => "preadv",
+            Preadv2 => "preadv2",
+            Write => "write",
+            Pwrite64 => "pwrite64",
+            Writev => "writev",
+            Pwritev => "pwritev",
+            Pwritev2 => "pwritev2",
+            Lseek => "lseek",
+            Ftruncate => "ftruncate",
+            Truncate => "truncate",
+            Unlink => "unlink",
+            Unlinkat => "unlinkat",
+            Getdents64 => "getdents64",
+            Newfstatat => "newfstatat",
+            Fstat => "fstat",
+            Lstat => "lstat",
+            Stat => "stat",
+            Statx => "statx",
+            Sendto => "sendto",
+            Fadvise64 => "fadvise64",
+        }
+    }
+}
+
+/// Why a process joined the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowerRole {
+    /// `parallel worker for PID N`: its files are shown under the leader.
+    ParallelWorker,
+    /// PG18 `io worker N` (io_method=worker): only its reads of files the traced backend
+    /// has open are attributed, marked as such.
+    IoWorker,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// open/openat returned `fd` (negative: -errno). `path` as passed: relative paths are
+    /// relative to `dirfd` (None = the working directory, which is the data directory).
+    Open {
+        syscall: Syscall,
+        dirfd: Option<i32>,
+        path: String,
+        flags: i32,
+        fd: i32,
+    },
+    Close {
+        fd: i32,
+    },
+    Dup {
+        syscall: Syscall,
+        old_fd: i32,
+        new_fd: i32,
+    },
+    /// read, pread64, readv, preadv, preadv2. `offset` is where the read started: the
+    /// explicit offset of p*-calls, the file position for plain read/readv when the backend
+    /// can see it (eBPF reads `f_pos`), else None and the model uses its tracked position.
+    Read {
+        syscall: Syscall,
+        fd: i32,
+        offset: Option<u64>,
+        requested: u64,
+        /// Bytes transferred, or -errno.
+        result: i64,
+    },
+    /// write, pwrite64, writev, pwritev, pwritev2 (same fields as Read).
+    Write {
+        syscall: Syscall,
+        fd: i32,
+        offset: Option<u64>,
+        requested: u64,
+        result: i64,
+    },
+    /// lseek: `result` is the new position (or -errno). SEEK_END with offset 0 is how
+    /// PostgreSQL's smgr learns a segment's size.
+    Seek {
+        fd: i32,
+        offset: i64,
+        whence: i32,
+        result: i64,
+    },
+    Truncate {
+        syscall: Syscall,
+        fd: Option<i32>,
+        path: Option<String>,
+        length: u64,
+        result: i64,
+    },
+    Unlink {
+        syscall: Syscall,
+        dirfd: Option<i32>,
+        path: String,
+        result: i64,
+    },
+    /// getdents64 on a directory fd: a directory walk (base backup estimation, say).
+    ReadDir {
+        fd: i32,
+        result: i64,
+    },
+    /// The stat family. `path` for path-based calls, `fd` for fstat/AT_EMPTY_PATH.
+    Stat {
+        syscall: Syscall,
+        dirfd: Option<i32>,
+        fd: Option<i32>,
+        path: Option<String>,
+        result: i64,
+    },
+    /// sendto, or write/writev on a socket: bytes going to a client.
+    Send {
+        syscall: Syscall,
+        fd: i32,
+        requested: u64,
+        result: i64,
+    },
+    Fadvise {
+        fd: i32,
+        offset: u64,
+        len: u64,
+        advice: i32,
+    },
+    /// What /proc says about one fd: at attach (files opened before we came), and on every
+    /// poll of the /proc backend. `size` is the file's size when it could be stat'ed.
+    FileState {
+        fd: i32,
+        path: String,
+        pos: Option<u64>,
+        flags: Option<u32>,
+        size: Option<u64>,
+    },
+    /// Cumulative I/O counters from /proc/PID/io (the /proc backend).
+    IoCounters {
+        rchar: u64,
+        wchar: u64,
+        read_bytes: u64,
+        write_bytes: u64,
+    },
+    /// A process joined the trace: `pid` follows `leader`.
+    NewFollower {
+        leader: Pid,
+        role: FollowerRole,
+    },
+    /// The process exited (`code` when known, `signal` if it was killed).
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Events the backend could not deliver, by cause (ring buffer full, string too long...).
+    Lost {
+        cause: String,
+        count: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns's clock).
+    pub ts_ns: u64,
+    pub pid: Pid,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// CLOCK_MONOTONIC now, in the same clock as `Event::ts_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

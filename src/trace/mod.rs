@@ -1,0 +1,34 @@
+//! Capture: attach to processes and turn what they do into [`Event`]s.
+
+pub mod event;
+
+pub use event::{monotonic_ns, Event, EventKind, FollowerRole, Pid, Syscall};
+
+/// Counters every tracer keeps; shown in the header and in JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TracerStats {
+    pub events: u64,
+    /// Lost events by cause, e.g. ("ring buffer full", 12).
+    pub lost: Vec<(String, u64)>,
+}
+
+/// One capture method. The main loop owns it and calls `poll` on a timer: tracers never
+/// call back into the model and never block the traced process on us.
+pub trait Tracer {
+    /// "ebpf", "ptrace", "procfs", "replay".
+    fn name(&self) -> &'static str;
+    /// Start following one more process (a parallel worker, an io worker).
+    fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()>;
+    /// Stop following a process (it exited, or it is no longer a follower).
+    fn remove_pid(&mut self, pid: Pid);
+    /// Move every event captured since the last call into `out`, oldest first; non-blocking.
+    fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()>;
+    fn stats(&self) -> TracerStats;
+    /// Detach from everything; also done on drop. Idempotent.
+    fn detach(&mut self);
+    /// What this tracer cannot see, shown once (e.g. "/proc polling: pread offsets are
+    /// invisible, only file positions and sizes").
+    fn limitations(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
