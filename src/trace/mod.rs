@@ -1,6 +1,8 @@
 //! Capture: attach to processes and turn what they do into [`Event`]s.
 
 pub mod event;
+pub mod follow;
+pub mod procfs;
 
 pub use event::{monotonic_ns, Event, EventKind, FollowerRole, Pid, Syscall};
 

@@ -1,0 +1,158 @@
+//! Per open file: what it is, where the process is in it, how much it moved.
+
+use crate::pgdata::path::Fork;
+use crate::trace::{FollowerRole, Pid, Syscall};
+
+/// A relation file's identity, as the namer found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelInfo {
+    /// The relation's main-fork path (`pg_relation_filepath()`): the key that groups
+    /// its forks and segments.
+    pub key: String,
+    /// `sales.orders`, or `base/5/98765 (not in catalog yet)`.
+    pub label: String,
+    pub schema: Option<String>,
+    pub name: Option<String>,
+    pub kind: Option<&'static str>,
+    /// The table an index or TOAST table serves, `schema.name`.
+    pub table: Option<String>,
+    pub fork: Fork,
+    pub segment: u32,
+    pub known: bool,
+}
+
+/// A path, named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// Relative to the data directory, when inside the cluster.
+    pub relpath: Option<String>,
+    /// `relation`, `temp_relation`, `temp_file`, `wal`, `slru`, `control`, `other`.
+    pub class: &'static str,
+    /// What the UI shows: `sales.orders`, `orders_pkey → sales.orders`, `temp file 2`,
+    /// `WAL 000000010000000A000000F3`, or the path.
+    pub label: String,
+    pub relation: Option<RelInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub reads: u64,
+    pub writes: u64,
+    pub seeks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileEntry {
+    pub pid: Pid,
+    pub fd: i32,
+    pub path: String,
+    pub named: Named,
+    /// Opened by an io worker (PG18 io_method=worker) on behalf of backends.
+    pub via_io_worker: bool,
+    /// Opened by a parallel worker of the traced leader.
+    pub via_parallel_worker: bool,
+    /// The file position (what the next plain read continues from), when known.
+    pub pos: Option<u64>,
+    /// Where the last read or write started, and its length.
+    pub last_offset: Option<u64>,
+    pub last_len: u64,
+    /// The furthest byte reached by any read or write.
+    pub highest: u64,
+    pub size: Option<u64>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub ops: OpCounts,
+    pub errors: u64,
+    pub last_op: Option<Syscall>,
+    pub opened_ns: u64,
+    pub last_ns: u64,
+    /// Bytes moved since the last tick, and the smoothed rate.
+    pub pending_bytes: u64,
+    pub rate_bps: f64,
+    pub(crate) size_checked_ns: u64,
+}
+
+/// Exponential smoothing with a ~3 s time constant: steady enough to read, quick enough
+/// to show a stall within seconds.
+pub(crate) fn smooth(rate: f64, bytes: u64, dt_ns: u64) -> f64 {
+    if dt_ns == 0 {
+        return rate;
+    }
+    let dt = dt_ns as f64 / 1e9;
+    let sample = bytes as f64 / dt;
+    let alpha = 1.0 - (-dt / 3.0).exp();
+    rate + alpha * (sample - rate)
+}
+
+impl FileEntry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pid: Pid,
+        fd: i32,
+        path: &str,
+        named: Named,
+        role: Option<FollowerRole>,
+        ts: u64,
+        pos: Option<u64>,
+        size: Option<u64>,
+    ) -> FileEntry {
+        FileEntry {
+            pid,
+            fd,
+            path: path.to_string(),
+            named,
+            via_io_worker: role == Some(FollowerRole::IoWorker),
+            via_parallel_worker: role == Some(FollowerRole::ParallelWorker),
+            pos,
+            last_offset: None,
+            last_len: 0,
+            highest: 0,
+            size,
+            bytes_read: 0,
+            bytes_written: 0,
+            ops: OpCounts::default(),
+            errors: 0,
+            last_op: None,
+            opened_ns: ts,
+            last_ns: 0,
+            pending_bytes: 0,
+            rate_bps: 0.0,
+            size_checked_ns: ts,
+        }
+    }
+
+    pub fn record_read(&mut self, sc: Syscall, start: u64, n: u64, ts: u64) {
+        self.bytes_read += n;
+        self.ops.reads += 1;
+        self.touch(sc, start, n, ts);
+    }
+
+    pub fn record_write(&mut self, sc: Syscall, start: u64, n: u64, ts: u64) {
+        self.bytes_written += n;
+        self.ops.writes += 1;
+        self.touch(sc, start, n, ts);
+    }
+
+    fn touch(&mut self, sc: Syscall, start: u64, n: u64, ts: u64) {
+        self.last_offset = Some(start);
+        self.last_len = n;
+        self.highest = self.highest.max(start + n);
+        self.last_op = Some(sc);
+        self.last_ns = ts;
+        self.pending_bytes += n;
+    }
+
+    pub(crate) fn tick(&mut self, dt_ns: u64) {
+        self.rate_bps = smooth(self.rate_bps, self.pending_bytes, dt_ns);
+        if dt_ns > 0 {
+            self.pending_bytes = 0;
+        }
+    }
+
+    /// Percent of the file below the furthest point reached.
+    pub fn percent(&self) -> Option<f64> {
+        let size = self.size.filter(|&s| s > 0)?;
+        let at = self.last_offset.map(|o| o + self.last_len).or(self.pos)?;
+        Some((at as f64 * 100.0 / size as f64).min(100.0))
+    }
+}

@@ -1,0 +1,126 @@
+//! The model's [`Namer`] backed by the on-disk catalog: the thin I/O shell around
+//! `pgdata::Resolver` (names, with rate-limited catalog re-reads) and `stat` (sizes).
+
+use crate::model::{Named, Namer, RelInfo};
+use crate::pgdata::path::WalFile;
+use crate::pgdata::{PathClass, Resolver};
+use std::path::{Path, PathBuf};
+
+pub struct CatalogNamer {
+    resolver: Resolver,
+    root: PathBuf,
+}
+
+impl CatalogNamer {
+    pub fn new(resolver: Resolver) -> CatalogNamer {
+        let root = resolver.catalog().datadir.root.clone();
+        CatalogNamer { resolver, root }
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    fn abs(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.root.join(p)
+        }
+    }
+}
+
+impl Namer for CatalogNamer {
+    fn name(&mut self, path: &str) -> Named {
+        let r = self.resolver.resolve(Path::new(path));
+        let relpath = r.relpath.clone();
+        let shown = relpath.clone().unwrap_or_else(|| path.to_string());
+        let (label, relation) = match &r.class {
+            PathClass::Relation(f) | PathClass::TempRelation(f) => {
+                let key = {
+                    // The main-fork, segment-0 path: what groups forks and segments.
+                    let base = shown.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    let file = match f.temp_backend {
+                        Some(b) => format!("t{b}_{}", f.relfilenode),
+                        None => f.relfilenode.to_string(),
+                    };
+                    if base.is_empty() {
+                        file
+                    } else {
+                        format!("{base}/{file}")
+                    }
+                };
+                let label = match (&r.relation, &r.table) {
+                    (Some(rel), Some(t)) => format!("{} → {}", rel.name, t.qualified()),
+                    (Some(rel), None) => rel.qualified(),
+                    (None, _) => format!("{key} (not in catalog yet)"),
+                };
+                let info = RelInfo {
+                    key,
+                    label: label.clone(),
+                    schema: r.relation.as_ref().map(|x| x.schema.clone()),
+                    name: r.relation.as_ref().map(|x| x.name.clone()),
+                    kind: r.relation.as_ref().map(|x| x.kind.as_str()),
+                    table: r.table.as_ref().map(|t| t.qualified()),
+                    fork: f.fork,
+                    segment: f.segment,
+                    known: r.relation.is_some(),
+                };
+                (label, Some(info))
+            }
+            PathClass::TempFile {
+                pid,
+                counter,
+                fileset_member,
+                ..
+            } => (
+                match fileset_member {
+                    Some(m) if !m.is_empty() => format!("shared temp file {m} (pid {pid})"),
+                    Some(_) => format!("shared fileset {counter} (pid {pid})"),
+                    None => format!("temp file {counter} (pid {pid})"),
+                },
+                None,
+            ),
+            PathClass::Wal(WalFile::Segment { .. }) => (
+                format!("WAL {}", shown.rsplit('/').next().unwrap_or(&shown)),
+                None,
+            ),
+            PathClass::Wal(_) => (format!("WAL {}", shown.trim_start_matches("pg_wal/")), None),
+            PathClass::Slru { slru, segment } => (format!("{slru} {segment:04X}"), None),
+            PathClass::Control => ("pg_control".into(), None),
+            PathClass::Other { .. } => (shown.clone(), None),
+        };
+        Named {
+            relpath,
+            class: r.class.class_name(),
+            label,
+            relation,
+        }
+    }
+
+    fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
+        let base = self.abs(&rel.key);
+        let mut total = 0u64;
+        for seg in 0u32.. {
+            let p = if seg == 0 {
+                base.clone()
+            } else {
+                PathBuf::from(format!("{}.{seg}", base.display()))
+            };
+            match std::fs::metadata(&p) {
+                Ok(m) => total += m.len(),
+                Err(_) if seg > 0 => break,
+                Err(_) => return None,
+            }
+        }
+        Some(total)
+    }
+
+    fn file_size(&mut self, path: &str) -> Option<u64> {
+        std::fs::metadata(self.abs(path))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+}

@@ -1,0 +1,357 @@
+//! Line mode of a trace: a few lines (text) or records (NDJSON) per interval, and with
+//! `-d` every syscall, enriched with the object it touched.
+
+use crate::cli::Format;
+use crate::model::{FileEntry, Model, RelState};
+use crate::trace::{Event, EventKind};
+use serde_json::{json, Value};
+use std::io::Write;
+
+pub fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+pub fn human_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn secs(model: &Model, ts: u64) -> f64 {
+    ts.saturating_sub(model.first_ns.unwrap_or(ts)) as f64 / 1e9
+}
+
+/// `sales.orders.3`, `sales.orders_fsm`: the object with its fork and segment suffixes.
+pub fn file_object(f: &FileEntry) -> String {
+    match &f.named.relation {
+        Some(r) => {
+            let mut s = r.label.clone();
+            if r.fork != crate::pgdata::path::Fork::Main {
+                s.push('_');
+                s.push_str(r.fork.as_str());
+            }
+            if r.segment > 0 {
+                s.push_str(&format!(".{}", r.segment));
+            }
+            s
+        }
+        None => f.named.label.clone(),
+    }
+}
+
+pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Value {
+    let r = f.named.relation.as_ref();
+    json!({
+        "type": "file",
+        "ts": secs(model, now),
+        "pid": f.pid,
+        "fd": f.fd,
+        "path": f.path,
+        "relpath": f.named.relpath,
+        "class": f.named.class,
+        "object": f.named.label,
+        "schema": r.and_then(|r| r.schema.clone()),
+        "name": r.and_then(|r| r.name.clone()),
+        "kind": r.and_then(|r| r.kind),
+        "table": r.and_then(|r| r.table.clone()),
+        "fork": r.map(|r| r.fork.as_str()),
+        "segment": r.map(|r| r.segment),
+        "relation": r.map(|r| r.key.clone()),
+        "known": r.map(|r| r.known),
+        "offset": f.last_offset,
+        "highest": f.highest,
+        "pos": f.pos,
+        "size": f.size,
+        "percent": f.percent(),
+        "bytes_read": f.bytes_read,
+        "bytes_written": f.bytes_written,
+        "reads": f.ops.reads,
+        "writes": f.ops.writes,
+        "rate_bps": f.rate_bps.round(),
+        "last_op": f.last_op.map(|s| s.name()),
+        "io_worker": f.via_io_worker,
+        "parallel_worker": f.via_parallel_worker,
+    })
+}
+
+pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
+    json!({
+        "type": "progress",
+        "ts": secs(model, now),
+        "relation": r.key,
+        "object": r.label,
+        "schema": r.schema,
+        "name": r.name,
+        "kind": r.kind,
+        "table": r.table,
+        "known": r.known,
+        "size": r.size,
+        "position": r.position,
+        "highest": r.highest,
+        "percent": r.percent(),
+        "bytes_read": r.bytes_read,
+        "bytes_written": r.bytes_written,
+        "reads": r.reads,
+        "segments": r.segments,
+        "forks": r.forks,
+        "rate_bps": r.rate_bps.round(),
+        "eta_s": r.eta_s(),
+    })
+}
+
+fn relation_line(r: &RelState) -> String {
+    let mut s = format!("{} ({})", r.label, r.kind.unwrap_or("relation"));
+    if let Some(seg) = r.segments.last() {
+        s.push_str(&format!(" seg {seg}"));
+    }
+    if let Some(p) = r.position {
+        s.push_str(&format!(" at {}", human_bytes(p)));
+    }
+    match (r.percent(), r.size) {
+        (Some(pc), Some(size)) => s.push_str(&format!(" = {pc:.1}% of {}", human_bytes(size))),
+        (_, Some(size)) => s.push_str(&format!(" of {}", human_bytes(size))),
+        _ => {}
+    }
+    s.push_str(&format!(", {}/s", human_bytes(r.rate_bps as u64)));
+    if let Some(eta) = r.eta_s() {
+        s.push_str(&format!(", ETA {}", human_duration(eta)));
+    }
+    s
+}
+
+/// What changed since `since_ns`: per-interval output.
+pub fn write_interval(
+    out: &mut impl Write,
+    model: &Model,
+    since_ns: u64,
+    now: u64,
+    eps: f64,
+    format: Format,
+    first: bool,
+) -> std::io::Result<()> {
+    let active_files: Vec<&FileEntry> = model
+        .files
+        .values()
+        .filter(|f| first || f.last_ns > since_ns)
+        .filter(|f| !f.via_io_worker || f.last_ns > since_ns)
+        .collect();
+    let active_rels: Vec<&RelState> = model
+        .relations
+        .values()
+        .filter(|r| r.last_ns > since_ns)
+        .collect();
+    match format {
+        Format::Json => {
+            for f in &active_files {
+                serde_json::to_writer(&mut *out, &file_record(model, f, now))?;
+                out.write_all(b"\n")?;
+            }
+            for r in &active_rels {
+                serde_json::to_writer(&mut *out, &progress_record(model, r, now))?;
+                out.write_all(b"\n")?;
+            }
+            serde_json::to_writer(&mut *out, &stats_record(model, now, eps))?;
+            out.write_all(b"\n")?;
+        }
+        Format::Text => {
+            let lost: u64 = model.lost.values().sum();
+            let t = secs(model, now);
+            write!(out, "[{t:7.1}s] {} events ({eps:.0}/s)", model.events)?;
+            if lost > 0 {
+                write!(out, ", LOST {lost}")?;
+            }
+            out.write_all(b"\n")?;
+            for r in &active_rels {
+                writeln!(out, "    {}", relation_line(r))?;
+            }
+            for f in active_files
+                .iter()
+                .filter(|f| f.named.relation.is_none() && f.last_ns > since_ns)
+            {
+                writeln!(
+                    out,
+                    "    {} (fd {}): read {}, written {}",
+                    f.named.label,
+                    f.fd,
+                    human_bytes(f.bytes_read),
+                    human_bytes(f.bytes_written)
+                )?;
+            }
+        }
+    }
+    out.flush()
+}
+
+pub fn stats_record(model: &Model, now: u64, eps: f64) -> Value {
+    json!({
+        "type": "stats",
+        "ts": secs(model, now),
+        "events": model.events,
+        "events_per_s": eps.round(),
+        "lost": model.lost,
+        "files_open": model.files.len(),
+    })
+}
+
+/// The original `-d`: one line per syscall, e.g.
+/// `pread64(fd=23 → sales.orders.3, 8192 @ 1073733632) = 8192`.
+pub fn write_syscall(
+    out: &mut impl Write,
+    model: &Model,
+    ev: &Event,
+    format: Format,
+) -> std::io::Result<()> {
+    let obj = |fd: i32| {
+        model
+            .files
+            .get(&(ev.pid, fd))
+            .map(file_object)
+            .unwrap_or_else(|| "?".into())
+    };
+    let (name, fd, text, offset, bytes, result): (
+        &str,
+        Option<i32>,
+        String,
+        Option<u64>,
+        Option<u64>,
+        Option<i64>,
+    ) = match &ev.kind {
+        EventKind::Open {
+            syscall,
+            path,
+            fd,
+            flags,
+            ..
+        } => (
+            syscall.name(),
+            Some(*fd),
+            format!(
+                "{}(\"{path}\" → {}, flags={flags:#o}) = {fd}",
+                syscall.name(),
+                obj(*fd)
+            ),
+            None,
+            None,
+            Some(i64::from(*fd)),
+        ),
+        EventKind::Close { fd } => (
+            "close",
+            Some(*fd),
+            format!("close(fd={fd} → {})", obj(*fd)),
+            None,
+            None,
+            None,
+        ),
+        EventKind::Read {
+            syscall,
+            fd,
+            offset,
+            requested,
+            result,
+        }
+        | EventKind::Write {
+            syscall,
+            fd,
+            offset,
+            requested,
+            result,
+        } => {
+            let at = offset.map(|o| format!(" @ {o}")).unwrap_or_default();
+            (
+                syscall.name(),
+                Some(*fd),
+                format!(
+                    "{}(fd={fd} → {}, {requested}{at}) = {result}",
+                    syscall.name(),
+                    obj(*fd)
+                ),
+                *offset,
+                Some(*requested),
+                Some(*result),
+            )
+        }
+        EventKind::Seek {
+            fd,
+            offset,
+            whence,
+            result,
+        } => (
+            "lseek",
+            Some(*fd),
+            format!(
+                "lseek(fd={fd} → {}, {offset}, {}) = {result}",
+                obj(*fd),
+                match *whence {
+                    0 => "SEEK_SET",
+                    1 => "SEEK_CUR",
+                    2 => "SEEK_END",
+                    _ => "?",
+                }
+            ),
+            Some(*offset as u64),
+            None,
+            Some(*result),
+        ),
+        other => {
+            let v = serde_json::to_value(other).unwrap_or(Value::Null);
+            let name = v
+                .get("event")
+                .and_then(|e| e.as_str())
+                .unwrap_or("event")
+                .to_string();
+            return match format {
+                Format::Json => {
+                    let mut v = v;
+                    if let Value::Object(m) = &mut v {
+                        m.insert("type".into(), json!("syscall"));
+                        m.insert("ts".into(), json!(secs(model, ev.ts_ns)));
+                        m.insert("pid".into(), json!(ev.pid));
+                    }
+                    serde_json::to_writer(&mut *out, &v)?;
+                    out.write_all(b"\n")
+                }
+                Format::Text => writeln!(
+                    out,
+                    "{:>10.6} {} {name} {}",
+                    secs(model, ev.ts_ns),
+                    ev.pid,
+                    serde_json::to_string(other).unwrap_or_default()
+                ),
+            };
+        }
+    };
+    match format {
+        Format::Json => {
+            let f = fd.and_then(|fd| model.files.get(&(ev.pid, fd)));
+            let v = json!({
+                "type": "syscall",
+                "ts": secs(model, ev.ts_ns),
+                "pid": ev.pid,
+                "syscall": name,
+                "fd": fd,
+                "path": f.map(|f| f.path.clone()),
+                "object": f.map(file_object),
+                "offset": offset,
+                "bytes": bytes,
+                "result": result,
+            });
+            serde_json::to_writer(&mut *out, &v)?;
+            out.write_all(b"\n")
+        }
+        Format::Text => writeln!(out, "{:>10.6} {} {text}", secs(model, ev.ts_ns), ev.pid),
+    }
+}

@@ -1,0 +1,94 @@
+//! Which other processes work for the traced one: parallel workers (`parallel worker for
+//! PID N` in their title) and, on PostgreSQL 18 with io_method=worker, the cluster's
+//! `io worker N` processes, which perform the traced backend's data-file reads.
+
+use super::{FollowerRole, Pid};
+
+/// A postgres process title, from `/proc/PID/cmdline` (set_ps_display overwrites argv, so
+/// the title is the whole area with NULs turned into spaces).
+pub fn process_title(pid: Pid) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let s = String::from_utf8_lossy(&raw);
+    Some(s.replace('\0', " ").trim().to_string())
+}
+
+/// The parent pid from `/proc/PID/stat` (the field after the parenthesised command).
+pub fn parent_pid(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ppid(&stat)
+}
+
+pub fn parse_stat_ppid(stat: &str) -> Option<Pid> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What a title says about following `leader`.
+pub fn follower_role(title: &str, leader: Pid) -> Option<FollowerRole> {
+    if let Some(i) = title.find("parallel worker for PID ") {
+        let n: String = title[i + 24..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        return (n.parse::<Pid>().ok()? == leader).then_some(FollowerRole::ParallelWorker);
+    }
+    // "postgres: io worker 0" or "postgres: 18/main: io worker 2"
+    let after = title.rsplit(": ").next().unwrap_or(title);
+    if after.starts_with("io worker ") {
+        return Some(FollowerRole::IoWorker);
+    }
+    None
+}
+
+/// Current followers of `leader`: processes with the same parent (the postmaster) whose
+/// title names the leader, or io workers.
+pub fn find_followers(leader: Pid) -> Vec<(Pid, FollowerRole)> {
+    let Some(postmaster) = parent_pid(leader) else {
+        return Vec::new();
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<Pid>().ok()) else {
+            continue;
+        };
+        if pid == leader || parent_pid(pid) != Some(postmaster) {
+            continue;
+        }
+        if let Some(role) = process_title(pid).and_then(|t| follower_role(&t, leader)) {
+            out.push((pid, role));
+        }
+    }
+    out.sort_by_key(|(pid, _)| *pid);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles() {
+        assert_eq!(
+            follower_role("postgres: parallel worker for PID 4242", 4242),
+            Some(FollowerRole::ParallelWorker)
+        );
+        assert_eq!(
+            follower_role("postgres: parallel worker for PID 42", 4242),
+            None
+        );
+        assert_eq!(
+            follower_role("postgres: 18/main: io worker 1", 7),
+            Some(FollowerRole::IoWorker)
+        );
+        assert_eq!(follower_role("postgres: alice db [local] SELECT", 7), None);
+    }
+
+    #[test]
+    fn stat_ppid() {
+        assert_eq!(parse_stat_ppid("123 (post gres) S 77 123 ..."), Some(77));
+        assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+}
