@@ -23,11 +23,32 @@ pub struct Cli {
     #[arg(long)]
     pub no_tui: bool,
 
+    /// How often line mode prints (and the model ticks), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub interval: u64,
+
+    /// Stop after this many seconds (exit status 0).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// How to watch the process; auto tries ebpf, then ptrace, then procfs.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    Auto,
+    Ebpf,
+    Usdt,
+    Ptrace,
+    Procfs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,4 +7,5 @@ pub mod naming;
 pub mod output;
 pub mod pgdata;
 pub mod process;
+pub mod session;
 pub mod trace;

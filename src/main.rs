@@ -1,8 +1,8 @@
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use pg_trace::cli::{Cli, Command, Target};
 use pg_trace::pgdata::DataDir;
-use pg_trace::{output, pgdata, process};
+use pg_trace::{output, pgdata, session};
 use std::io::Write;
 
 fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
@@ -39,15 +39,18 @@ fn run(cli: Cli) -> Result<()> {
             let Some(pid) = cli.pid else {
                 bail!("no process given: use -p PID (the interactive process picker is not built yet)");
             };
-            let dd = DataDir::from_pid(pid)?;
-            let mut resolver = pgdata::Resolver::new(&dd)?;
-            let files = process::open_files(pid)
-                .with_context(|| format!("cannot list the open files of pid {pid}"))?;
-            eprintln!("pg_trace: live tracing is not implemented yet; showing the files pid {pid} has open now");
-            for f in &files {
-                let r = resolver.resolve(&f.path);
-                output::resolve::write_open_file(&mut out, f, &r, resolver.catalog(), cli.format)?;
-            }
+            // The TUI is not built yet: line mode whether or not stdout is a terminal.
+            drop(out);
+            return session::run(session::Options {
+                pid,
+                backend: cli.backend,
+                interval: std::time::Duration::from_millis(cli.interval),
+                duration: cli
+                    .duration
+                    .map(|d| std::time::Duration::from_secs_f64(d.max(0.0))),
+                format: cli.format,
+                debug: cli.debug,
+            });
         }
     }
     out.flush().or_else(ignore_broken_pipe)?;

@@ -224,8 +224,13 @@ impl Model {
                 read_bytes,
                 write_bytes,
             } => {
-                if let Some(p) = self.procs.get_mut(&ev.pid) {
+                let prev = self.procs.get_mut(&ev.pid).and_then(|p| {
+                    let prev = p.io.map(|io| io.0);
                     p.io = Some((*rchar, *wchar, *read_bytes, *write_bytes));
+                    prev
+                });
+                if let Some(prev) = prev {
+                    self.attribute_rchar(ev.pid, rchar.saturating_sub(prev), ev.ts_ns, namer);
                 }
             }
             EventKind::NewFollower { role, .. } => {
@@ -259,6 +264,41 @@ impl Model {
                 *self.lost.entry(cause.clone()).or_default() += count;
             }
             _ => {}
+        }
+    }
+
+    /// The /proc backend sees no individual reads, only the process's growing `rchar`.
+    /// PostgreSQL reads one relation file at a time in a scan, so the bytes are credited
+    /// to the relation file opened last, continuing from where that file was last seen.
+    /// An estimate: exact for a file opened after attach and read sequentially.
+    fn attribute_rchar(&mut self, pid: Pid, delta: u64, ts: u64, namer: &mut impl Namer) {
+        if delta == 0 {
+            return;
+        }
+        let target = self
+            .files
+            .iter()
+            .filter(|((p, _), f)| {
+                *p == pid
+                    && f.named
+                        .relation
+                        .as_ref()
+                        .is_some_and(|r| r.fork == crate::pgdata::path::Fork::Main)
+            })
+            .max_by_key(|(_, f)| (f.opened_ns, f.named.relation.as_ref().map(|r| r.segment)))
+            .map(|(k, _)| *k);
+        let Some(key) = target else { return };
+        let Some(f) = self.files.get_mut(&key) else {
+            return;
+        };
+        let mut n = delta;
+        let start = f.highest;
+        if let Some(size) = f.size {
+            n = n.min(size.saturating_sub(start));
+        }
+        f.record_read(Syscall::Read, start, n, ts);
+        if let Some(r) = f.named.relation.clone() {
+            self.rel_read(&r, start, n, ts, namer);
         }
     }
 
