@@ -146,7 +146,7 @@ pub fn write_interval(
     let active_files: Vec<&FileEntry> = model
         .files
         .values()
-        .filter(|f| first || f.last_ns > since_ns)
+        .filter(|f| first || f.last_ns > since_ns || f.opened_ns > since_ns)
         .filter(|f| !f.via_io_worker || f.last_ns > since_ns)
         .collect();
     let active_rels: Vec<&RelState> = model

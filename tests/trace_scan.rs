@@ -1,0 +1,289 @@
+//! Attach to a real backend mid-query, with each backend (ebpf, ptrace, procfs), and follow
+//! a sequential scan over a two-segment table, a sort spill and an index scan.
+
+mod support;
+
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::Cluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
+
+/// A running `pg_trace --format json`, its records collected as they come.
+struct Trace {
+    child: Child,
+    records: Arc<Mutex<Vec<Value>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+fn spawn_trace(pid: i32, backend: &str) -> Trace {
+    let mut child = Command::new(BIN)
+        .args([
+            "-p",
+            &pid.to_string(),
+            "--no-tui",
+            "--format",
+            "json",
+            "--interval",
+            "200",
+        ])
+        .args(["--backend", backend])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pg_trace");
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().unwrap();
+    let sink = Arc::clone(&records);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("read pg_trace output");
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"));
+            sink.lock().unwrap().push(v);
+        }
+    });
+    Trace {
+        child,
+        records,
+        reader,
+    }
+}
+
+impl Trace {
+    /// Poll the records so far until `f` holds.
+    fn wait_for(&mut self, what: &str, f: impl Fn(&[Value]) -> bool) {
+        let t = Instant::now();
+        loop {
+            if f(&self.records.lock().unwrap()) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("pg_trace exited ({st}) while waiting for {what}");
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Attached and through its first interval (the startup snapshot is in).
+    fn wait_ready(&mut self) {
+        self.wait_for("the first interval", |r| {
+            r.iter().any(|r| r["type"] == "stats")
+        });
+    }
+
+    /// Ctrl-C: pg_trace detaches, prints its summary, exits 0.
+    fn finish(self) -> Vec<Value> {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let out = self.child.wait_with_output().expect("wait pg_trace");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pg_trace failed: {stderr}");
+        self.reader.join().unwrap();
+        let records = self.records.lock().unwrap().clone();
+        assert!(
+            records.iter().any(|r| r["type"] == "summary"),
+            "no summary record"
+        );
+        records
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True once `pid` has `path` (relative to the data directory) open.
+fn has_open(c: &Cluster, pid: i32, path: &str) -> bool {
+    let want = c.datadir.join(path);
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == want))
+        })
+        .unwrap_or(false)
+}
+
+fn attached(records: &[Value], backend: &str) {
+    let a = records
+        .iter()
+        .find(|r| r["type"] == "attach")
+        .expect("attach record");
+    assert_eq!(a["backend"], backend, "{a}");
+}
+
+fn scan(c: &Cluster, backend: &str, rel_path: &str, seg1_size: u64) {
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    let q = std::thread::spawn(move || {
+        let row = held
+            .client
+            .query_one("SELECT count(*) FROM big WHERE length(md5(pad)) > 0", &[])
+            .expect("scan");
+        (row.get::<_, i64>(0), held)
+    });
+    // Attach mid-query: once the backend has the table open.
+    wait_until(
+        "the scan to open the table",
+        Duration::from_secs(60),
+        || has_open(c, pid, rel_path),
+    );
+    let trace = spawn_trace(pid, backend);
+    let (count, held) = q.join().expect("query thread");
+    assert_eq!(count, ROWS);
+    let records = trace.finish();
+    attached(&records, backend);
+    let seg1: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "file" && r["relation"] == rel_path && r["segment"] == 1)
+        .collect();
+    assert!(
+        !seg1.is_empty(),
+        "{backend}: segment 1 of public.big never shown"
+    );
+    for r in &seg1 {
+        assert_eq!(
+            (r["schema"].as_str(), r["name"].as_str(), r["kind"].as_str()),
+            (Some("public"), Some("big"), Some("table"))
+        );
+    }
+    let highest = seg1
+        .iter()
+        .filter_map(|r| r["highest"].as_u64())
+        .max()
+        .unwrap();
+    assert!(
+        highest + 8192 >= seg1_size,
+        "{backend}: highest offset in segment 1 is {highest}, the segment has {seg1_size} bytes"
+    );
+    let best = records
+        .iter()
+        .filter(|r| r["type"] == "progress" && r["relation"] == rel_path)
+        .filter_map(|r| r["percent"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(best >= 99.0, "{backend}: percent reached only {best}");
+    eprintln!("{backend}: scan followed to {best:.1}%, segment 1 up to {highest} of {seg1_size}");
+    drop(held);
+}
+
+fn sort_spill(backend: &str, c: &Cluster) {
+    let mut held = c.hold_backend("postgres");
+    held.client.batch_execute("SET work_mem = '64kB'").unwrap();
+    let pid = held.pid;
+    let mut trace = spawn_trace(pid, backend);
+    trace.wait_ready();
+    let rows = held
+        .client
+        .query(
+            "SELECT g FROM big WHERE g < 2000000 ORDER BY pad DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    trace.wait_for("a temp file record", |r| {
+        r.iter().any(|r| {
+            r["type"] == "file"
+                && r["class"] == "temp_file"
+                && r["bytes_written"].as_u64() > Some(0)
+        })
+    });
+    let records = trace.finish();
+    let temp: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "file" && r["class"] == "temp_file")
+        .collect();
+    assert!(!temp.is_empty(), "{backend}: no sort spill seen");
+    assert!(temp.iter().all(|r| r["object"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("pid {pid}"))));
+}
+
+fn index_scan(backend: &str, c: &Cluster, idx_path: &str) {
+    let mut held = c.hold_backend("postgres");
+    held.client
+        .batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .unwrap();
+    let pid = held.pid;
+    let mut trace = spawn_trace(pid, backend);
+    trace.wait_ready();
+    let n: i64 = held
+        .client
+        .query_one(
+            "SELECT count(pad) FROM big WHERE g BETWEEN 1 AND 300000",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 300000);
+    // /proc polling sees which files are open, not which one each byte came from: there the
+    // index must be named; the syscall tracers must also show reads of it.
+    let want = if backend == "procfs" {
+        "file"
+    } else {
+        "progress"
+    };
+    trace.wait_for("the index", |r| {
+        r.iter()
+            .any(|r| r["type"] == want && r["relation"] == idx_path)
+    });
+    let records = trace.finish();
+    let idx = records
+        .iter()
+        .find(|r| r["type"] == want && r["relation"] == idx_path)
+        .unwrap();
+    assert_eq!(idx["name"], "big_g");
+    assert_eq!(idx["table"], "public.big");
+}
+
+const ROWS: i64 = 4_600_000;
+
+#[test]
+fn follow_scans_with_every_backend() {
+    let c = Cluster::start_with(
+        15,
+        &[
+            ("shared_buffers", "16MB"),
+            ("synchronize_seqscans", "off"),
+            ("max_parallel_workers_per_gather", "0"),
+        ],
+    );
+    // ~1.1 GiB: two segments.
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLE big AS SELECT g, repeat(md5(g::text), 6) AS pad FROM generate_series(1, {ROWS}) g"),
+    );
+    c.execute("postgres", "CREATE INDEX big_g ON big (g)");
+    c.execute("postgres", "CHECKPOINT");
+    let rel_path = c.psql("postgres", "SELECT pg_relation_filepath('big')")[0][0]
+        .clone()
+        .unwrap();
+    let idx_path = c.psql("postgres", "SELECT pg_relation_filepath('big_g')")[0][0]
+        .clone()
+        .unwrap();
+    let seg1_size = std::fs::metadata(c.datadir.join(format!("{rel_path}.1")))
+        .expect("the table must have a second segment")
+        .len();
+    assert!(seg1_size > 0);
+    let backends: Vec<String> = std::env::var("PG_TRACE_TEST_BACKENDS")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|_| vec!["ebpf".into(), "ptrace".into(), "procfs".into()]);
+    for b in &backends {
+        scan(&c, b, &rel_path, seg1_size);
+        index_scan(b, &c, &idx_path);
+        if b != "procfs" {
+            sort_spill(b, &c);
+        }
+    }
+}
