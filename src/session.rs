@@ -26,10 +26,13 @@ pub struct Options {
 /// Try each method in turn for `auto`; say once why each fallback happened.
 pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
     let ebpf = || -> Result<Box<dyn Tracer>> {
-        let _ = pid;
-        bail!("WIRE-EBPF")
+        Ok(Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?))
     };
-    let ptrace = || -> Result<Box<dyn Tracer>> { bail!("WIRE-PTRACE") };
+    let ptrace = || -> Result<Box<dyn Tracer>> {
+        Ok(Box::new(crate::trace::ptrace::PtraceTracer::attach(&[
+            pid,
+        ])?))
+    };
     let procfs =
         || -> Result<Box<dyn Tracer>> { Ok(Box::new(procfs::ProcfsTracer::attach(&[pid])?)) };
     match choice {

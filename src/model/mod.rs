@@ -96,7 +96,7 @@ impl Model {
     }
 
     pub fn leader_exited(&self) -> bool {
-        self.procs.get(&self.leader).is_none_or(|p| p.exited)
+        self.procs.get(&self.leader).map_or(true, |p| p.exited)
     }
 
     fn role_of(&self, pid: Pid) -> Option<FollowerRole> {
@@ -376,6 +376,17 @@ impl Model {
             return;
         }
         let n = result as u64;
+        // io workers read for every backend of the cluster: only reads of relations the
+        // traced processes have open are theirs.
+        if f.via_io_worker {
+            let key = f.named.relation.as_ref().map(|r| r.key.clone());
+            if !key.is_some_and(|k| self.ours(&k)) {
+                return;
+            }
+        }
+        let Some(f) = self.files.get_mut(&(ev.pid, fd)) else {
+            return;
+        };
         if write {
             f.record_write(syscall, start, n, ev.ts_ns);
         } else {
@@ -385,11 +396,7 @@ impl Model {
             f.pos = Some(start + n);
         }
         let rel = f.named.relation.clone();
-        let io_worker = f.via_io_worker;
         if let Some(r) = rel {
-            if io_worker && !self.ours(&r.key) {
-                return;
-            }
             if write {
                 let rs = self.relation_entry(&r, ev.ts_ns, namer);
                 rs.bytes_written += n;

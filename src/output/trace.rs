@@ -207,14 +207,17 @@ pub fn stats_record(model: &Model, now: u64, eps: f64) -> Value {
     })
 }
 
-/// The original `-d`: one line per syscall, e.g.
-/// `pread64(fd=23 → sales.orders.3, 8192 @ 1073733632) = 8192`.
-pub fn write_syscall(
-    out: &mut impl Write,
-    model: &Model,
-    ev: &Event,
-    format: Format,
-) -> std::io::Result<()> {
+/// One decoded I/O syscall, ready to print.
+struct SyscallLine {
+    name: &'static str,
+    fd: i32,
+    text: String,
+    offset: Option<u64>,
+    bytes: Option<u64>,
+    result: Option<i64>,
+}
+
+fn syscall_line(model: &Model, ev: &Event) -> Option<SyscallLine> {
     let obj = |fd: i32| {
         model
             .files
@@ -222,40 +225,33 @@ pub fn write_syscall(
             .map(file_object)
             .unwrap_or_else(|| "?".into())
     };
-    let (name, fd, text, offset, bytes, result): (
-        &str,
-        Option<i32>,
-        String,
-        Option<u64>,
-        Option<u64>,
-        Option<i64>,
-    ) = match &ev.kind {
+    Some(match &ev.kind {
         EventKind::Open {
             syscall,
             path,
             fd,
             flags,
             ..
-        } => (
-            syscall.name(),
-            Some(*fd),
-            format!(
+        } => SyscallLine {
+            name: syscall.name(),
+            fd: *fd,
+            text: format!(
                 "{}(\"{path}\" → {}, flags={flags:#o}) = {fd}",
                 syscall.name(),
                 obj(*fd)
             ),
-            None,
-            None,
-            Some(i64::from(*fd)),
-        ),
-        EventKind::Close { fd } => (
-            "close",
-            Some(*fd),
-            format!("close(fd={fd} → {})", obj(*fd)),
-            None,
-            None,
-            None,
-        ),
+            offset: None,
+            bytes: None,
+            result: Some(i64::from(*fd)),
+        },
+        EventKind::Close { fd } => SyscallLine {
+            name: "close",
+            fd: *fd,
+            text: format!("close(fd={fd} → {})", obj(*fd)),
+            offset: None,
+            bytes: None,
+            result: None,
+        },
         EventKind::Read {
             syscall,
             fd,
@@ -271,87 +267,90 @@ pub fn write_syscall(
             result,
         } => {
             let at = offset.map(|o| format!(" @ {o}")).unwrap_or_default();
-            (
-                syscall.name(),
-                Some(*fd),
-                format!(
+            SyscallLine {
+                name: syscall.name(),
+                fd: *fd,
+                text: format!(
                     "{}(fd={fd} → {}, {requested}{at}) = {result}",
                     syscall.name(),
                     obj(*fd)
                 ),
-                *offset,
-                Some(*requested),
-                Some(*result),
-            )
+                offset: *offset,
+                bytes: Some(*requested),
+                result: Some(*result),
+            }
         }
         EventKind::Seek {
             fd,
             offset,
             whence,
             result,
-        } => (
-            "lseek",
-            Some(*fd),
-            format!(
-                "lseek(fd={fd} → {}, {offset}, {}) = {result}",
-                obj(*fd),
-                match *whence {
-                    0 => "SEEK_SET",
-                    1 => "SEEK_CUR",
-                    2 => "SEEK_END",
-                    _ => "?",
-                }
-            ),
-            Some(*offset as u64),
-            None,
-            Some(*result),
-        ),
-        other => {
-            let v = serde_json::to_value(other).unwrap_or(Value::Null);
-            let name = v
-                .get("event")
-                .and_then(|e| e.as_str())
-                .unwrap_or("event")
-                .to_string();
-            return match format {
-                Format::Json => {
-                    let mut v = v;
-                    if let Value::Object(m) = &mut v {
-                        m.insert("type".into(), json!("syscall"));
-                        m.insert("ts".into(), json!(secs(model, ev.ts_ns)));
-                        m.insert("pid".into(), json!(ev.pid));
-                    }
-                    serde_json::to_writer(&mut *out, &v)?;
-                    out.write_all(b"\n")
-                }
-                Format::Text => writeln!(
-                    out,
-                    "{:>10.6} {} {name} {}",
-                    secs(model, ev.ts_ns),
-                    ev.pid,
-                    serde_json::to_string(other).unwrap_or_default()
-                ),
+        } => {
+            let whence = match *whence {
+                0 => "SEEK_SET",
+                1 => "SEEK_CUR",
+                2 => "SEEK_END",
+                _ => "?",
             };
+            SyscallLine {
+                name: "lseek",
+                fd: *fd,
+                text: format!(
+                    "lseek(fd={fd} → {}, {offset}, {whence}) = {result}",
+                    obj(*fd)
+                ),
+                offset: u64::try_from(*offset).ok(),
+                bytes: None,
+                result: Some(*result),
+            }
         }
+        _ => return None,
+    })
+}
+
+/// The original `-d`: one line per syscall, e.g.
+/// `pread64(fd=23 → sales.orders.3, 8192 @ 1073733632) = 8192`.
+pub fn write_syscall(
+    out: &mut impl Write,
+    model: &Model,
+    ev: &Event,
+    format: Format,
+) -> std::io::Result<()> {
+    let ts = secs(model, ev.ts_ns);
+    let Some(line) = syscall_line(model, ev) else {
+        // Everything else (stat, getdents64, send, exit...) as its event record.
+        let mut v = serde_json::to_value(&ev.kind).unwrap_or(Value::Null);
+        return match format {
+            Format::Json => {
+                if let Value::Object(m) = &mut v {
+                    m.insert("type".into(), json!("syscall"));
+                    m.insert("ts".into(), json!(ts));
+                    m.insert("pid".into(), json!(ev.pid));
+                }
+                serde_json::to_writer(&mut *out, &v)?;
+                out.write_all(b"\n")
+            }
+            Format::Text => writeln!(out, "{ts:>10.6} {} {v}", ev.pid),
+        };
     };
     match format {
         Format::Json => {
-            let f = fd.and_then(|fd| model.files.get(&(ev.pid, fd)));
+            let f = model.files.get(&(ev.pid, line.fd));
             let v = json!({
                 "type": "syscall",
-                "ts": secs(model, ev.ts_ns),
+                "ts": ts,
                 "pid": ev.pid,
-                "syscall": name,
-                "fd": fd,
+                "syscall": line.name,
+                "fd": line.fd,
                 "path": f.map(|f| f.path.clone()),
                 "object": f.map(file_object),
-                "offset": offset,
-                "bytes": bytes,
-                "result": result,
+                "offset": line.offset,
+                "bytes": line.bytes,
+                "result": line.result,
             });
             serde_json::to_writer(&mut *out, &v)?;
             out.write_all(b"\n")
         }
-        Format::Text => writeln!(out, "{:>10.6} {} {text}", secs(model, ev.ts_ns), ev.pid),
+        Format::Text => writeln!(out, "{ts:>10.6} {} {}", ev.pid, line.text),
     }
 }

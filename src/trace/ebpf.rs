@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{
     libbpf_sys, Link, MapCore, MapFlags, OpenObject, PrintLevel, RingBuffer, RingBufferBuilder,
     TracepointCategory,
@@ -127,6 +127,9 @@ fn cause_name(i: usize) -> &'static str {
 const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u32 = 0x1000;
 const EBADF: i64 = 9;
+/// Kernel-internal errnos a syscall exit tracepoint can see (include/linux/errno.h).
+const ERESTARTSYS: i64 = 512;
+const ERESTART_RESTARTBLOCK: i64 = 516;
 /// The inode number of the initial PID namespace (PROC_PID_INIT_INO).
 const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
 /// How often `poll` asks the kernel how often our programs were skipped.
@@ -200,12 +203,32 @@ fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
         }
         None
     };
+    use Syscall as S;
+    let wants_path = matches!(
+        syscall,
+        S::Open
+            | S::Openat
+            | S::Truncate
+            | S::Unlink
+            | S::Unlinkat
+            | S::Newfstatat
+            | S::Statx
+            | S::Lstat
+            | S::Stat
+    );
+    if wants_path != path_bytes.is_some() {
+        return None;
+    }
     // Paths are bytes; the seam carries Strings. Only path events allocate.
     let path = || path_bytes.map(|b| String::from_utf8_lossy(b).into_owned());
 
+    // -ERESTARTSYS and friends: interrupted by a signal, the call is restarted (a new
+    // enter/exit pair follows) or becomes -EINTR. Either way nothing happened.
+    if (-ERESTART_RESTARTBLOCK..=-ERESTARTSYS).contains(&ret) {
+        return Some(None);
+    }
     let fd = int_arg(a0);
     let offset = (flags & F_OFFSET != 0).then_some(a1);
-    use Syscall as S;
     let kind = match syscall {
         S::Open | S::Openat => EventKind::Open {
             syscall,
@@ -319,4 +342,1015 @@ fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
         },
     };
     Some(Some(Event { ts_ns, pid, kind }))
+}
+
+thread_local! {
+    /// Where the ring-buffer callback puts what it decodes. The callback runs synchronously
+    /// inside `RingBuffer::consume`, on the thread that called [`Tracer::poll`], which
+    /// drains this right after: a per-thread buffer needs no lock on the per-event path
+    /// and keeps the tracer `Send`.
+    static SINK: RefCell<Sink> = RefCell::new(Sink::default());
+}
+
+#[derive(Default)]
+struct Sink {
+    events: Vec<Event>,
+    garbled: u64,
+}
+
+/// The ring-buffer callback: decode one record into [`SINK`].
+fn on_record(data: &[u8]) -> i32 {
+    SINK.with(|sink| {
+        let mut sink = sink.borrow_mut();
+        match decode(data) {
+            Decoded::Event(ev) => sink.events.push(ev),
+            Decoded::Nothing => {}
+            Decoded::Garbled => sink.garbled += 1,
+        }
+    });
+    0
+}
+
+/// The heap slot the skeleton keeps its `libbpf_rs::OpenObject`/`Object` in. The generated
+/// skeleton borrows that slot for its whole life; owning both in one struct needs the slot
+/// at a stable address that outlives the skeleton: a leaked Box, reclaimed on drop.
+struct ObjectSlot(NonNull<MaybeUninit<OpenObject>>);
+
+// SAFETY: the slot is a plain heap allocation owned by this value (like a Box); the
+// libbpf object stored in it is Send (libbpf-rs declares `OpenObject`/`Object` Send).
+unsafe impl Send for ObjectSlot {}
+
+impl ObjectSlot {
+    fn new() -> ObjectSlot {
+        ObjectSlot(NonNull::from(Box::leak(Box::new(MaybeUninit::uninit()))))
+    }
+
+    /// # Safety
+    /// The returned reference, and everything borrowing from it (the skeleton), must be
+    /// gone before this slot is dropped, and it must be taken at most once.
+    unsafe fn get(&self) -> &'static mut MaybeUninit<OpenObject> {
+        // SAFETY: the pointer comes from Box::leak and stays valid until drop; the caller
+        // guarantees this is the only reference and that it dies before the slot.
+        unsafe { &mut *self.0.as_ptr() }
+    }
+}
+
+impl Drop for ObjectSlot {
+    fn drop(&mut self) {
+        // SAFETY: allocated by Box::new in `new`, never freed elsewhere; the skeleton that
+        // borrowed it has been dropped (struct field order in EbpfTracer, declaration order
+        // in `attach`). MaybeUninit has no destructor: the object inside was already
+        // destroyed by the skeleton.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// The last warnings libbpf printed (verifier and attach errors), quoted in our errors
+/// instead of being written to a terminal the TUI owns.
+static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn libbpf_print(_level: PrintLevel, msg: String) {
+    let mut log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    if log.len() >= 64 {
+        log.remove(0);
+    }
+    log.push(msg.trim_end().to_string());
+}
+
+/// The last line libbpf printed, for an error message.
+fn libbpf_last_message() -> Option<String> {
+    let log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter().rev().find(|l| !l.is_empty()).cloned()
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+/// libbpf uses this one instead when it exists (debugfs mounted).
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+/// Makes sure the syscall tracepoints are visible in tracefs, mounting tracefs on
+/// `/sys/kernel/tracing` if nothing is mounted there. Returns the tracing directory libbpf
+/// will use.
+fn ensure_tracefs() -> anyhow::Result<&'static Path> {
+    // Two tracers attaching at once must not both mount it (mounts stack).
+    static MOUNTING: Mutex<()> = Mutex::new(());
+    let _guard = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    // Mirror libbpf's choice (tracefs_path() in libbpf.c).
+    let base = if Path::new(DEBUGFS_TRACING).exists() {
+        Path::new(DEBUGFS_TRACING)
+    } else {
+        Path::new(TRACEFS)
+    };
+    let syscalls = base.join("events/syscalls");
+    match std::fs::metadata(&syscalls) {
+        Ok(md) if md.is_dir() => return Ok(base),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "eBPF unavailable: {} is not readable (pg_trace needs root for eBPF)",
+            base.display()
+        ),
+        _ => {}
+    }
+    if base.join("events").is_dir() {
+        bail!(
+            "eBPF unavailable: {} has no syscalls events (kernel built without \
+             CONFIG_FTRACE_SYSCALLS)",
+            base.display()
+        );
+    }
+    if base != Path::new(TRACEFS) {
+        bail!(
+            "eBPF unavailable: {} exists but shows no tracing events",
+            base.display()
+        );
+    }
+    if !base.is_dir() {
+        bail!("eBPF unavailable: {TRACEFS} does not exist (kernel built without tracefs)");
+    }
+    mount_tracefs()?;
+    if !syscalls.is_dir() {
+        bail!(
+            "eBPF unavailable: tracefs mounted on {TRACEFS} but it has no syscalls events \
+             (kernel built without CONFIG_FTRACE_SYSCALLS)"
+        );
+    }
+    Ok(base)
+}
+
+/// `mount -t tracefs nodev /sys/kernel/tracing`. Left mounted: it is the kernel's standard
+/// place for it, harmless, and other tracers may start using it.
+fn mount_tracefs() -> anyhow::Result<()> {
+    let source = CString::new("nodev")?;
+    let target = CString::new(TRACEFS)?;
+    let fstype = CString::new("tracefs")?;
+    // SAFETY: all three are valid NUL-terminated strings that outlive the call; data is
+    // NULL, which tracefs accepts (no options).
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        // Someone else may have mounted it in the meantime.
+        if err.raw_os_error() == Some(libc::EBUSY) {
+            return Ok(());
+        }
+        bail!(
+            "eBPF unavailable: tracefs is not mounted and mounting it on {TRACEFS} failed ({err})"
+        );
+    }
+    Ok(())
+}
+
+/// The syscall name of a program's section, e.g. "openat" for
+/// "tracepoint/syscalls/sys_enter_openat", and whether it is the enter side.
+fn section_syscall(section: &str) -> Option<(&str, bool)> {
+    let tp = section.strip_prefix("tracepoint/syscalls/")?;
+    if let Some(name) = tp.strip_prefix("sys_enter_") {
+        Some((name, true))
+    } else {
+        tp.strip_prefix("sys_exit_").map(|name| (name, false))
+    }
+}
+
+/// The name users know a traced syscall by ("fstat" for the newfstat tracepoint).
+fn user_name(tp_syscall: &str) -> &str {
+    match tp_syscall {
+        "newfstat" => "fstat",
+        "newlstat" => "lstat",
+        "newstat" => "stat",
+        other => other,
+    }
+}
+
+/// (device, inode) of our PID namespace when it is not the initial one, in the form
+/// `bpf_get_ns_current_pid_tgid` wants (a kernel dev_t).
+fn own_pid_namespace() -> Option<(u64, u64)> {
+    let md = std::fs::metadata("/proc/self/ns/pid").ok()?;
+    if md.ino() == PROC_PID_INIT_INO {
+        return None;
+    }
+    let dev = md.dev();
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    Some(((major << 20) | minor, md.ino()))
+}
+
+/// System-call capture with eBPF tracepoints. See the module documentation.
+pub struct EbpfTracer {
+    // Field order is drop order: links, then the ring buffer, then the skeleton, and
+    // last the slot the skeleton borrows.
+    links: Vec<Link>,
+    ring: Option<RingBuffer<'static>>,
+    skel: Option<SyscallsSkel<'static>>,
+    _slot: ObjectSlot,
+    pids: Vec<Pid>,
+    limitations: Vec<String>,
+    events: u64,
+    /// Cumulative lost counts by cause (index as in `cause_name`).
+    lost: [u64; N_CAUSES],
+    /// What `poll` has already reported as `Lost` events.
+    lost_reported: [u64; N_CAUSES],
+    last_skipped_check: Option<Instant>,
+    detached: bool,
+}
+
+impl EbpfTracer {
+    /// Loads the BPF programs, follows `pids` and attaches every syscall tracepoint.
+    /// A syscall whose tracepoint is missing is skipped and named in `limitations()`.
+    pub fn attach(pids: &[Pid]) -> anyhow::Result<EbpfTracer> {
+        libbpf_rs::set_print(Some((PrintLevel::Warn, libbpf_print)));
+        LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let tracing = ensure_tracefs()?;
+
+        // Declared before the skeleton: on an early return it is dropped after it.
+        let slot = ObjectSlot::new();
+        // SAFETY: the skeleton borrowing the slot is stored next to it in EbpfTracer (or
+        // dropped on error before it), and drops first; this is the only call of get().
+        let storage = unsafe { slot.get() };
+        let mut open = SyscallsSkelBuilder::default()
+            .open(storage)
+            .map_err(|e| anyhow!("eBPF unavailable: opening the BPF object failed ({e})"))?;
+
+        if let Some((dev, ino)) = own_pid_namespace() {
+            if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+                rodata.pidns_dev = dev;
+                rodata.pidns_ino = ino;
+            }
+        }
+
+        // Do not load programs for tracepoints this kernel lacks.
+        let mut limitations = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
+        for mut prog in open.open_object_mut().progs_mut() {
+            let section = prog.section().to_string_lossy().into_owned();
+            let Some((name, enter)) = section_syscall(&section) else {
+                continue;
+            };
+            let side = if enter { "sys_enter_" } else { "sys_exit_" };
+            let dir = tracing
+                .join("events/syscalls")
+                .join(format!("{side}{name}"));
+            if !dir.join("id").exists() {
+                prog.set_autoload(false);
+                if !missing.iter().any(|m| m == name) {
+                    missing.push(name.to_string());
+                }
+            }
+        }
+        // Both halves of a pair go together.
+        for mut prog in open.open_object_mut().progs_mut() {
+            let section = prog.section().to_string_lossy().into_owned();
+            if let Some((name, _)) = section_syscall(&section) {
+                if missing.iter().any(|m| m == name) {
+                    prog.set_autoload(false);
+                }
+            }
+        }
+
+        let skel = open.load().map_err(|e| {
+            let detail = libbpf_last_message().unwrap_or_else(|| e.to_string());
+            anyhow!("eBPF unavailable: loading the program was refused ({detail})")
+        })?;
+
+        let mut tracer = EbpfTracer {
+            links: Vec::new(),
+            ring: None,
+            skel: Some(skel),
+            _slot: slot,
+            pids: Vec::new(),
+            limitations: Vec::new(),
+            events: 0,
+            lost: [0; N_CAUSES],
+            lost_reported: [0; N_CAUSES],
+            last_skipped_check: None,
+            detached: false,
+        };
+        for &pid in pids {
+            tracer.add_pid(pid)?;
+        }
+
+        let skel = tracer.skel.as_ref().expect("skeleton just loaded");
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.events, on_record)
+            .map_err(|e| anyhow!("eBPF unavailable: cannot use the ring buffer ({e})"))?;
+        let ring = builder
+            .build()
+            .map_err(|e| anyhow!("eBPF unavailable: cannot map the ring buffer ({e})"))?;
+
+        // Attach pair by pair; a pair that fails is skipped as a whole.
+        let mut links = Vec::new();
+        let mut attached = 0usize;
+        let progs: Vec<_> = skel.object().progs_mut().collect();
+        let mut pairs: Vec<&str> = Vec::new();
+        for prog in &progs {
+            if let Some((name, true)) = section_syscall(prog.section().to_str().unwrap_or("")) {
+                pairs.push(name);
+            }
+        }
+        for name in pairs {
+            if missing.iter().any(|m| m == name) {
+                continue;
+            }
+            let mut pair_links = Vec::with_capacity(2);
+            let mut failure = None;
+            for side in ["sys_enter_", "sys_exit_"] {
+                let section = format!("tracepoint/syscalls/{side}{name}");
+                let Some(prog) = progs
+                    .iter()
+                    .find(|p| p.section().to_str() == Some(&section))
+                else {
+                    failure = Some(format!("no program for {side}{name}"));
+                    break;
+                };
+                match prog.attach_tracepoint(TracepointCategory::Syscalls, format!("{side}{name}"))
+                {
+                    Ok(link) => pair_links.push(link),
+                    Err(e) => {
+                        failure = Some(libbpf_last_message().unwrap_or_else(|| e.to_string()));
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    links.extend(pair_links);
+                    attached += 1;
+                }
+                Some(why) => limitations.push(format!(
+                    "eBPF: {} calls are not seen (attaching its tracepoint failed: {why})",
+                    user_name(name)
+                )),
+            }
+        }
+        for name in &missing {
+            limitations.push(format!(
+                "eBPF: {} calls are not seen (this kernel has no syscalls/sys_enter_{name} \
+                 tracepoint)",
+                user_name(name)
+            ));
+        }
+        if attached == 0 {
+            let detail = libbpf_last_message().unwrap_or_else(|| "no tracepoint".to_string());
+            bail!("eBPF unavailable: no system call tracepoint could be attached ({detail})");
+        }
+        tracer.links = links;
+        tracer.ring = Some(ring);
+        tracer.limitations = limitations;
+        Ok(tracer)
+    }
+
+    fn skel(&self) -> anyhow::Result<&SyscallsSkel<'static>> {
+        match self.skel.as_ref() {
+            Some(skel) if !self.detached => Ok(skel),
+            _ => Err(anyhow!("eBPF: the tracer is detached")),
+        }
+    }
+
+    /// Sum over CPUs of the kernel's lost counter `idx`.
+    fn kernel_lost(skel: &SyscallsSkel<'static>, idx: u32) -> u64 {
+        match skel
+            .maps
+            .lost
+            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+        {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| le_or_ne_u64(v))
+                .fold(0u64, |a, b| a.saturating_add(b)),
+            _ => 0,
+        }
+    }
+
+    /// How often the kernel skipped one of our programs because another BPF program was
+    /// running on that CPU (bpf_prog_info.recursion_misses, summed).
+    fn skipped_runs(skel: &SyscallsSkel<'static>) -> u64 {
+        use std::os::fd::{AsFd, AsRawFd};
+        let mut total = 0u64;
+        // Programs left unloaded (tracepoint missing) have no fd.
+        for prog in skel.object().progs().filter(|p| p.autoload()) {
+            let mut info = libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+            // SAFETY: `info` is a properly sized, zeroed bpf_prog_info we own and `len`
+            // says its size; the fd belongs to a program alive for this call.
+            let rc = unsafe {
+                libbpf_sys::bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len)
+            };
+            if rc == 0 {
+                total = total.saturating_add(info.recursion_misses);
+            }
+        }
+        total
+    }
+
+    fn refresh_lost(&mut self, check_skipped: bool) {
+        let Some(skel) = self.skel.as_ref() else {
+            return;
+        };
+        for (i, slot) in self.lost.iter_mut().take(KERNEL_CAUSES.len()).enumerate() {
+            *slot = (*slot).max(Self::kernel_lost(skel, i as u32));
+        }
+        if check_skipped {
+            self.lost[IDX_SKIPPED] = self.lost[IDX_SKIPPED].max(Self::skipped_runs(skel));
+        }
+    }
+}
+
+/// Closes `links`, detaching their programs. Closing the last perf event of a syscall
+/// tracepoint waits for RCU grace periods in the kernel, ~70 ms per tracepoint here (about
+/// 4.4 s for all 60), partly under a global mutex; two threads cut that roughly in half.
+fn drop_links(mut links: Vec<Link>) {
+    if links.len() < 4 {
+        drop(links);
+        return;
+    }
+    let half = links.split_off(links.len() / 2);
+    std::thread::scope(|s| {
+        // If no thread can be started, the closure (and `half` with it) is dropped here,
+        // on this thread.
+        let other = std::thread::Builder::new()
+            .name("pg_trace-detach".into())
+            .spawn_scoped(s, move || drop(half));
+        drop(links);
+        if let Ok(other) = other {
+            // A panic in a Link's drop would be libbpf-rs's; nothing is left to undo.
+            let _ = other.join();
+        }
+    });
+}
+
+/// A per-CPU map value as u64 (the values are native-endian, which is little-endian on
+/// every architecture this builds for).
+fn le_or_ne_u64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+impl Tracer for EbpfTracer {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()> {
+        let skel = self.skel()?;
+        if pid <= 0 {
+            bail!("eBPF: cannot trace pid {pid}");
+        }
+        // struct pid_state { armed = 0, pad = 0 }
+        skel.maps
+            .pids
+            .update(&(pid as u32).to_ne_bytes(), &[0u8; 8], MapFlags::ANY)
+            .map_err(|e| anyhow!("eBPF: cannot follow pid {pid} ({e})"))?;
+        if !self.pids.contains(&pid) {
+            self.pids.push(pid);
+        }
+        Ok(())
+    }
+
+    fn remove_pid(&mut self, pid: Pid) {
+        self.pids.retain(|&p| p != pid);
+        let Some(skel) = self.skel.as_ref() else {
+            return;
+        };
+        let _ = skel.maps.pids.delete(&(pid as u32).to_ne_bytes());
+        // Enter records of calls that will now never see their exit.
+        let stale: Vec<Vec<u8>> = skel
+            .maps
+            .inflight
+            .keys()
+            .filter(|k| le_or_ne_u64(k).is_some_and(|id| (id >> 32) as u32 == pid as u32))
+            .collect();
+        for key in stale {
+            let _ = skel.maps.inflight.delete(&key);
+        }
+    }
+
+    fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        let Some(ring) = self.ring.as_ref() else {
+            return Ok(());
+        };
+        SINK.with(|s| {
+            let mut s = s.borrow_mut();
+            s.events.clear();
+            s.garbled = 0;
+        });
+        let rc = ring.consume_raw();
+        let (n, garbled) = SINK.with(|s| {
+            let mut s = s.borrow_mut();
+            let n = s.events.len();
+            out.append(&mut s.events);
+            // Do not keep a burst's worth of memory around.
+            if s.events.capacity() > 1 << 16 {
+                s.events.shrink_to(1 << 12);
+            }
+            (n, std::mem::take(&mut s.garbled))
+        });
+        self.events += n as u64;
+        self.lost[IDX_GARBLED] += garbled;
+        if rc < 0 {
+            bail!(
+                "eBPF: reading the ring buffer failed ({})",
+                std::io::Error::from_raw_os_error(-rc)
+            );
+        }
+
+        let check_skipped = self
+            .last_skipped_check
+            .map_or(true, |t| t.elapsed() >= SKIPPED_CHECK_EVERY);
+        if check_skipped {
+            self.last_skipped_check = Some(Instant::now());
+        }
+        self.refresh_lost(check_skipped);
+        let pid = self.pids.first().copied().unwrap_or(0);
+        for i in 0..N_CAUSES {
+            if self.lost[i] > self.lost_reported[i] {
+                out.push(Event {
+                    ts_ns: monotonic_ns(),
+                    pid,
+                    kind: EventKind::Lost {
+                        cause: cause_name(i).to_string(),
+                        count: self.lost[i] - self.lost_reported[i],
+                    },
+                });
+                self.lost_reported[i] = self.lost[i];
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> TracerStats {
+        // Fresh kernel counters (4 map lookups); the skipped-run count as of the last poll
+        // (asking for it takes a syscall per program).
+        let mut lost = self.lost;
+        if let Some(skel) = self.skel.as_ref() {
+            for (i, slot) in lost.iter_mut().take(KERNEL_CAUSES.len()).enumerate() {
+                *slot = (*slot).max(Self::kernel_lost(skel, i as u32));
+            }
+        }
+        TracerStats {
+            events: self.events,
+            lost: (0..N_CAUSES)
+                .map(|i| (cause_name(i).to_string(), lost[i]))
+                .collect(),
+        }
+    }
+
+    fn detach(&mut self) {
+        self.detached = true;
+        // Stop producing events at once: the programs stay attached until their links
+        // are closed below, but follow no one.
+        if let Some(skel) = self.skel.as_ref() {
+            for pid in &self.pids {
+                let _ = skel.maps.pids.delete(&(*pid as u32).to_ne_bytes());
+            }
+        }
+        drop_links(std::mem::take(&mut self.links));
+    }
+
+    fn limitations(&self) -> Vec<String> {
+        self.limitations.clone()
+    }
+}
+
+impl Drop for EbpfTracer {
+    fn drop(&mut self) {
+        self.detach();
+        // Then the fields drop in declaration order: ring buffer, skeleton (programs and
+        // maps are closed), object slot.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A record as the BPF side writes it.
+    #[allow(clippy::too_many_arguments)]
+    fn record(syscall: u16, flags: u16, ret: i64, a: [u64; 4], path: Option<&[u8]>) -> Vec<u8> {
+        let mut r = Vec::with_capacity(wire::HDR_SIZE + 32);
+        r.extend_from_slice(&123_456_789u64.to_le_bytes());
+        r.extend_from_slice(&4242u32.to_le_bytes());
+        r.extend_from_slice(&syscall.to_le_bytes());
+        let flags = flags | if path.is_some() { wire::F_PATH } else { 0 };
+        r.extend_from_slice(&flags.to_le_bytes());
+        r.extend_from_slice(&ret.to_le_bytes());
+        for v in a {
+            r.extend_from_slice(&v.to_le_bytes());
+        }
+        r.extend_from_slice(&(path.map_or(0, <[u8]>::len) as u32).to_le_bytes());
+        r.extend_from_slice(&4243u32.to_le_bytes());
+        assert_eq!(r.len(), wire::HDR_SIZE);
+        if let Some(p) = path {
+            r.extend_from_slice(p);
+        }
+        r
+    }
+
+    fn id(s: Syscall) -> u16 {
+        SYSCALL_BY_ID.iter().position(|&x| x == s).unwrap() as u16
+    }
+
+    fn kind(data: &[u8]) -> EventKind {
+        match decode(data) {
+            Decoded::Event(e) => {
+                assert_eq!((e.ts_ns, e.pid), (123_456_789, 4242));
+                e.kind
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const CWD: u64 = AT_FDCWD as i64 as u64;
+
+    #[test]
+    fn syscall_ids_match_events_h() {
+        // The PGT_SYS_* defines, parsed from the header the BPF side uses.
+        let h = include_str!("../../bpf/events.h");
+        let mut n = 0;
+        for line in h.lines() {
+            let Some(rest) = line.strip_prefix("#define PGT_SYS_") else {
+                continue;
+            };
+            let mut it = rest.split_whitespace();
+            let (name, val) = (it.next().unwrap(), it.next().unwrap());
+            let val: usize = val.parse().unwrap();
+            if name == "COUNT" {
+                assert_eq!(val, SYSCALL_BY_ID.len());
+                continue;
+            }
+            let ours = SYSCALL_BY_ID[val];
+            let want = match name {
+                "FCNTL_DUPFD" => "fcntl".to_string(),
+                other => other.to_ascii_lowercase(),
+            };
+            assert_eq!(ours.name(), want, "PGT_SYS_{name}");
+            n += 1;
+        }
+        assert_eq!(n, SYSCALL_BY_ID.len());
+        for (name, val) in [
+            ("PGT_HDR_SIZE", wire::HDR_SIZE),
+            ("PGT_F_OFFSET", wire::F_OFFSET as usize),
+            ("PGT_F_SOCKET", wire::F_SOCKET as usize),
+            ("PGT_F_PATH", wire::F_PATH as usize),
+            ("PGT_PATH_CAP", wire::PATH_MAX_LEN + 1),
+            ("PGT_LOST_COUNT", KERNEL_CAUSES.len()),
+        ] {
+            let line = h
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("{name} not in events.h"));
+            let v = line.split_whitespace().nth(2).unwrap();
+            let v = match v.strip_prefix("0x") {
+                Some(hex) => usize::from_str_radix(hex, 16).unwrap(),
+                None => v.parse().unwrap(),
+            };
+            assert_eq!(v, val, "{name}");
+        }
+    }
+
+    #[test]
+    fn decodes_open_read_write_send() {
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Openat),
+                0,
+                7,
+                [CWD, 2, 0o600, 0],
+                Some(b"base/5/16384")
+            )),
+            EventKind::Open {
+                syscall: Syscall::Openat,
+                dirfd: None,
+                path: "base/5/16384".into(),
+                flags: 2,
+                fd: 7
+            }
+        );
+        // An int argument is the register's low 32 bits.
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Openat),
+                0,
+                -2,
+                [0xdead_0000_0000_0009, 0, 0, 0],
+                Some(b"x")
+            )),
+            EventKind::Open {
+                syscall: Syscall::Openat,
+                dirfd: Some(9),
+                path: "x".into(),
+                flags: 0,
+                fd: -2
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Read),
+                wire::F_OFFSET,
+                8192,
+                [5, 16384, 8192, 0],
+                None
+            )),
+            EventKind::Read {
+                syscall: Syscall::Read,
+                fd: 5,
+                offset: Some(16384),
+                requested: 8192,
+                result: 8192
+            }
+        );
+        // No offset flag (a pipe, a socket): None.
+        assert_eq!(
+            kind(&record(id(Syscall::Read), 0, -11, [0, 0, 1, 0], None)),
+            EventKind::Read {
+                syscall: Syscall::Read,
+                fd: 0,
+                offset: None,
+                requested: 1,
+                result: -11
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Writev),
+                wire::F_SOCKET,
+                10,
+                [6, 0, 10, 0],
+                None
+            )),
+            EventKind::Send {
+                syscall: Syscall::Writev,
+                fd: 6,
+                requested: 10,
+                result: 10
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Pwrite64),
+                wire::F_OFFSET,
+                100,
+                [3, 10000, 100, 0],
+                None
+            )),
+            EventKind::Write {
+                syscall: Syscall::Pwrite64,
+                fd: 3,
+                offset: Some(10000),
+                requested: 100,
+                result: 100
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_stat_family() {
+        // glibc's fstat: newfstatat(fd, "", AT_EMPTY_PATH).
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Newfstatat),
+                0,
+                0,
+                [4, 0x1000, 0, 0],
+                Some(b"")
+            )),
+            EventKind::Stat {
+                syscall: Syscall::Newfstatat,
+                dirfd: None,
+                fd: Some(4),
+                path: None,
+                result: 0
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Statx),
+                0,
+                -2,
+                [CWD, 0x800, 0, 0],
+                Some(b"base/5")
+            )),
+            EventKind::Stat {
+                syscall: Syscall::Statx,
+                dirfd: None,
+                fd: None,
+                path: Some("base/5".into()),
+                result: -2
+            }
+        );
+        assert_eq!(
+            kind(&record(id(Syscall::Fstat), 0, 0, [3, 0, 0, 0], None)),
+            EventKind::Stat {
+                syscall: Syscall::Fstat,
+                dirfd: None,
+                fd: Some(3),
+                path: None,
+                result: 0
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_the_rest() {
+        let lseek = record(id(Syscall::Lseek), 0, 8192, [3, 0, 2, 0], None);
+        assert_eq!(
+            kind(&lseek),
+            EventKind::Seek {
+                fd: 3,
+                offset: 0,
+                whence: 2,
+                result: 8192
+            }
+        );
+        assert_eq!(
+            kind(&record(id(Syscall::Close), 0, 0, [9, 0, 0, 0], None)),
+            EventKind::Close { fd: 9 }
+        );
+        assert_eq!(
+            decode(&record(id(Syscall::Close), 0, -EBADF, [9, 0, 0, 0], None)),
+            Decoded::Nothing
+        );
+        for ret in [-512, -513, -514, -516] {
+            assert_eq!(
+                decode(&record(id(Syscall::Read), 0, ret, [9, 0, 1, 0], None)),
+                Decoded::Nothing
+            );
+        }
+        assert_eq!(
+            kind(&record(id(Syscall::FcntlDupfd), 0, 100, [3, 0, 0, 0], None)),
+            EventKind::Dup {
+                syscall: Syscall::FcntlDupfd,
+                old_fd: 3,
+                new_fd: 100
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Unlink),
+                0,
+                0,
+                [CWD, 0, 0, 0],
+                Some(b"pg_wal/x")
+            )),
+            EventKind::Unlink {
+                syscall: Syscall::Unlink,
+                dirfd: None,
+                path: "pg_wal/x".into(),
+                result: 0
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Truncate),
+                0,
+                0,
+                [0, 4096, 0, 0],
+                Some(b"f")
+            )),
+            EventKind::Truncate {
+                syscall: Syscall::Truncate,
+                fd: None,
+                path: Some("f".into()),
+                length: 4096,
+                result: 0
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Fadvise64),
+                0,
+                0,
+                [3, 8192, 65536, 3],
+                None
+            )),
+            EventKind::Fadvise {
+                fd: 3,
+                offset: 8192,
+                len: 65536,
+                advice: 3
+            }
+        );
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Getdents64),
+                0,
+                480,
+                [3, 0, 32768, 0],
+                None
+            )),
+            EventKind::ReadDir { fd: 3, result: 480 }
+        );
+        // Non-UTF-8 path bytes survive as replacement characters.
+        assert_eq!(
+            kind(&record(
+                id(Syscall::Openat),
+                0,
+                3,
+                [CWD, 0, 0, 0],
+                Some(b"a\xffb")
+            )),
+            EventKind::Open {
+                syscall: Syscall::Openat,
+                dirfd: None,
+                path: "a\u{fffd}b".into(),
+                flags: 0,
+                fd: 3
+            }
+        );
+    }
+
+    #[test]
+    fn garbled_records_are_rejected() {
+        let good = record(id(Syscall::Read), 0, 1, [0, 0, 1, 0], None);
+        assert!(matches!(decode(&good), Decoded::Event(_)));
+        // Short, long.
+        for n in 0..good.len() {
+            assert_eq!(decode(&good[..n]), Decoded::Garbled, "{n} bytes");
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(decode(&long), Decoded::Garbled);
+        // Unknown syscall id.
+        assert_eq!(
+            decode(&record(SYSCALL_BY_ID.len() as u16, 0, 0, [0; 4], None)),
+            Decoded::Garbled
+        );
+        // A path where none belongs, none where one does.
+        assert_eq!(
+            decode(&record(id(Syscall::Read), 0, 0, [0; 4], Some(b"x"))),
+            Decoded::Garbled
+        );
+        assert_eq!(
+            decode(&record(id(Syscall::Openat), 0, 0, [0; 4], None)),
+            Decoded::Garbled
+        );
+        // path_len disagreeing with the record size, or over the cap.
+        let mut r = record(id(Syscall::Openat), 0, 0, [0; 4], Some(b"abc"));
+        r.pop();
+        assert_eq!(decode(&r), Decoded::Garbled);
+        let mut r = record(id(Syscall::Openat), 0, 0, [0; 4], Some(&[b'a'; 4096]));
+        assert_eq!(decode(&r), Decoded::Garbled);
+        r.truncate(wire::HDR_SIZE + 4095);
+        r[wire::OFF_PATH_LEN..wire::OFF_PATH_LEN + 4].copy_from_slice(&4095u32.to_le_bytes());
+        assert!(matches!(decode(&r), Decoded::Event(_)));
+        // path_len set without the path flag.
+        let mut r = good.clone();
+        r[wire::OFF_PATH_LEN] = 1;
+        assert_eq!(decode(&r), Decoded::Garbled);
+    }
+
+    #[test]
+    fn ring_callback_counts_garbled() {
+        SINK.with(|s| *s.borrow_mut() = Sink::default());
+        assert_eq!(on_record(&[1, 2, 3]), 0);
+        assert_eq!(
+            on_record(&record(id(Syscall::Close), 0, 0, [1, 0, 0, 0], None)),
+            0
+        );
+        SINK.with(|s| {
+            let s = s.borrow();
+            assert_eq!(s.garbled, 1);
+            assert_eq!(s.events.len(), 1);
+        });
+    }
+
+    #[test]
+    fn section_names() {
+        assert_eq!(
+            section_syscall("tracepoint/syscalls/sys_enter_openat"),
+            Some(("openat", true))
+        );
+        assert_eq!(
+            section_syscall("tracepoint/syscalls/sys_exit_newfstat"),
+            Some(("newfstat", false))
+        );
+        assert_eq!(section_syscall("raw_tracepoint/sys_enter"), None);
+        assert_eq!(user_name("newlstat"), "lstat");
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&data);
+        }
+
+        #[test]
+        fn decode_never_panics_on_plausible_headers(
+            sc in 0u16..40,
+            flags in any::<u16>(),
+            ret in any::<i64>(),
+            a in any::<[u64; 4]>(),
+            path in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+            path_len in proptest::option::of(any::<u32>()),
+        ) {
+            let mut r = record(sc, flags, ret, a, path.as_deref());
+            if let Some(n) = path_len {
+                r[wire::OFF_PATH_LEN..wire::OFF_PATH_LEN + 4].copy_from_slice(&n.to_le_bytes());
+            }
+            let _ = decode(&r);
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! Capture: attach to processes and turn what they do into [`Event`]s.
 
+pub mod ebpf;
 pub mod event;
 pub mod follow;
 pub mod procfs;
+pub mod ptrace;
 
 pub use event::{monotonic_ns, Event, EventKind, FollowerRole, Pid, Syscall};
 

@@ -543,6 +543,36 @@ impl Cluster {
         self.pid
     }
 
+    /// Clean shutdown and start again, on the same port and directories: empties shared
+    /// buffers, for tests that must see every block read from the file.
+    pub fn restart(&mut self) {
+        let old = self.pid;
+        let mut stop = self.pg_command("pg_ctl");
+        stop.arg("-D")
+            .arg(&self.datadir)
+            .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        self.run(stop, "pg_ctl stop");
+        assert!(
+            wait_reaped(old, Duration::from_secs(30)),
+            "PostgreSQL {}: postmaster {old} still alive after stop",
+            self.major
+        );
+        let mut start = self.pg_command("pg_ctl");
+        start
+            .arg("-D")
+            .arg(&self.datadir)
+            .arg("-l")
+            .arg(&self.logfile)
+            .args(["-w", "-t", "120", "start"]);
+        self.run(start, "pg_ctl start");
+        self.pid = self.pid_from_pidfile().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL {}: no pid in postmaster.pid after restart",
+                self.major
+            )
+        });
+    }
+
     /// Stops the server (immediate mode). Idempotent; never panics.
     pub fn stop(&mut self) {
         if !self.running {

@@ -97,7 +97,12 @@ pub fn read_cstring(mem: &mut dyn Memory, addr: u64, scratch: &mut Vec<u8>) -> C
 
 /// The sum of the `iov_len`s of the `count` iovecs at `addr` (at most `MAX_IOVECS`), or
 /// None if the array cannot be read whole.
-pub fn iovec_total(mem: &mut dyn Memory, addr: u64, count: u64, scratch: &mut Vec<u8>) -> Option<u64> {
+pub fn iovec_total(
+    mem: &mut dyn Memory,
+    addr: u64,
+    count: u64,
+    scratch: &mut Vec<u8>,
+) -> Option<u64> {
     let count = count.min(MAX_IOVECS as u64) as usize;
     if count == 0 {
         return Some(0);
@@ -149,7 +154,10 @@ mod tests {
             read_cstring(&mut mem, 0x1000, &mut scratch),
             CString::Complete("base/5/16384".into())
         );
-        assert_eq!(read_cstring(&mut mem, 0x10, &mut scratch), CString::Unreadable);
+        assert_eq!(
+            read_cstring(&mut mem, 0x10, &mut scratch),
+            CString::Unreadable
+        );
         assert_eq!(read_cstring(&mut mem, 0, &mut scratch), CString::Unreadable);
         // Runs into the end of the mapping without a NUL.
         assert_eq!(
@@ -158,11 +166,14 @@ mod tests {
         );
         // Crosses a page boundary.
         let mut bytes = vec![b'a'; 5000];
-        bytes[4500] = 0;
-        let mut mem = FakeMemory { base: 0x1f00, bytes };
+        bytes[1000] = 0;
+        let mut mem = FakeMemory {
+            base: 0x1f00,
+            bytes,
+        };
         assert_eq!(
             read_cstring(&mut mem, 0x1f00, &mut scratch),
-            CString::Complete("a".repeat(4500))
+            CString::Complete("a".repeat(1000))
         );
         // No NUL in 4096 bytes.
         let mut mem = FakeMemory {
@@ -182,7 +193,10 @@ mod tests {
             bytes.extend_from_slice(&0xdead_0000u64.to_ne_bytes());
             bytes.extend_from_slice(&len.to_ne_bytes());
         }
-        let mut mem = FakeMemory { base: 0x5000, bytes };
+        let mut mem = FakeMemory {
+            base: 0x5000,
+            bytes,
+        };
         let mut scratch = Vec::new();
         assert_eq!(iovec_total(&mut mem, 0x5000, 3, &mut scratch), Some(16484));
         assert_eq!(iovec_total(&mut mem, 0x5000, 2, &mut scratch), Some(16384));
@@ -194,7 +208,10 @@ mod tests {
             bytes.extend_from_slice(&0u64.to_ne_bytes());
             bytes.extend_from_slice(&u64::MAX.to_ne_bytes());
         }
-        let mut mem = FakeMemory { base: 0x5000, bytes };
+        let mut mem = FakeMemory {
+            base: 0x5000,
+            bytes,
+        };
         assert_eq!(
             iovec_total(&mut mem, 0x5000, u64::MAX, &mut scratch),
             Some(u64::MAX)
@@ -230,13 +247,19 @@ mod tests {
             );
             assert_ne!(p, libc::MAP_FAILED);
             std::ptr::write_bytes(p as *mut u8, b'x', 2 * page);
-            assert_eq!(libc::mprotect((p as *mut u8).add(page) as *mut _, page, libc::PROT_NONE), 0);
+            assert_eq!(
+                libc::mprotect((p as *mut u8).add(page) as *mut _, page, libc::PROT_NONE),
+                0
+            );
             let addr = p as u64 + PAGE_SIZE - 10;
             assert_eq!(
                 read_cstring(&mut mem, addr, &mut scratch),
                 CString::Truncated("x".repeat(10))
             );
-            assert_eq!(read_cstring(&mut mem, p as u64 + PAGE_SIZE, &mut scratch), CString::Unreadable);
+            assert_eq!(
+                read_cstring(&mut mem, p as u64 + PAGE_SIZE, &mut scratch),
+                CString::Unreadable
+            );
             libc::munmap(p, 2 * page);
         }
     }

@@ -1,0 +1,198 @@
+//! What tracing costs the traced backend: the same cache-warm sequential scan untraced,
+//! under `pg_trace --backend ebpf`, `--backend ptrace`, `--backend procfs`, and under
+//! strace, a few repetitions each; prints medians and ratios to untraced.
+//!
+//!     cargo bench --bench trace_overhead
+//!     PG_TRACE_BENCH_ROWS=2000000 PG_TRACE_BENCH_REPS=5 cargo bench --bench trace_overhead
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn wait_attached(child: &mut Child, pid: i32, how: &str) {
+    // Attachment is visible from outside: ptrace/strace set TracerPid; for the others we wait
+    // for pg_trace's first output line (it prints the attach record once attached).
+    let t = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let traced = !status.contains("TracerPid:\t0");
+        if (how == "ptrace" || how == "strace") && traced {
+            return;
+        }
+        if how != "ptrace" && how != "strace" && t.elapsed() > Duration::from_millis(1500) {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{how}: tracer exited early"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{how}: never attached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("trace_overhead: benchmark only runs under `cargo bench`");
+        return;
+    }
+    let rows = env_num("PG_TRACE_BENCH_ROWS", 2_000_000);
+    let reps = env_num("PG_TRACE_BENCH_REPS", 5) as usize;
+    let major = env_num("PG_TRACE_BENCH_MAJOR", 15) as u32;
+    let c = support::Cluster::start_with(
+        major,
+        &[
+            ("shared_buffers", "16MB"),
+            ("synchronize_seqscans", "off"),
+            ("max_parallel_workers_per_gather", "0"),
+            ("jit", "off"),
+        ],
+    );
+    c.execute(
+        "postgres",
+        &format!(
+            "CREATE TABLE scan AS SELECT g, md5(g::text) AS m FROM generate_series(1, {rows}) g"
+        ),
+    );
+    c.execute("postgres", "VACUUM ANALYZE scan");
+    let size: i64 = c.psql("postgres", "SELECT pg_relation_size('scan')")[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    let mut scan = || {
+        let t = Instant::now();
+        let n: i64 = held
+            .client
+            .query_one("SELECT count(*) FROM scan", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n as u64, rows);
+        t.elapsed()
+    };
+    for _ in 0..2 {
+        scan(); // warm the page cache
+    }
+    let modes: Vec<(&str, Option<Vec<String>>)> = vec![
+        ("untraced", None),
+        (
+            "pg_trace --backend ebpf",
+            Some(vec![
+                BIN.into(),
+                "-p".into(),
+                pid.to_string(),
+                "--no-tui".into(),
+                "--format".into(),
+                "json".into(),
+                "--backend".into(),
+                "ebpf".into(),
+            ]),
+        ),
+        (
+            "pg_trace --backend ptrace",
+            Some(vec![
+                BIN.into(),
+                "-p".into(),
+                pid.to_string(),
+                "--no-tui".into(),
+                "--format".into(),
+                "json".into(),
+                "--backend".into(),
+                "ptrace".into(),
+            ]),
+        ),
+        (
+            "pg_trace --backend procfs",
+            Some(vec![
+                BIN.into(),
+                "-p".into(),
+                pid.to_string(),
+                "--no-tui".into(),
+                "--format".into(),
+                "json".into(),
+                "--backend".into(),
+                "procfs".into(),
+            ]),
+        ),
+        (
+            "strace -e trace=openat,close,read,pread64,lseek",
+            Some(vec![
+                "strace".into(),
+                "-f".into(),
+                "-e".into(),
+                "trace=openat,close,read,pread64,lseek".into(),
+                "-p".into(),
+                pid.to_string(),
+                "-o".into(),
+                "/dev/null".into(),
+            ]),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, cmd) in &modes {
+        let mut child = cmd.as_ref().map(|argv| {
+            let mut ch = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            wait_attached(
+                &mut ch,
+                pid,
+                if name.contains("ptrace") {
+                    "ptrace"
+                } else if name.starts_with("strace") {
+                    "strace"
+                } else {
+                    "other"
+                },
+            );
+            ch
+        });
+        let times: Vec<Duration> = (0..reps).map(|_| scan()).collect();
+        if let Some(ch) = child.as_mut() {
+            // SAFETY: SIGINT to a child we spawned and have not reaped.
+            unsafe { libc::kill(ch.id() as i32, libc::SIGINT) };
+            let st = ch.wait().unwrap();
+            assert!(st.success() || name.starts_with("strace"), "{name}: {st}");
+        }
+        results.push((name.to_string(), median(times)));
+    }
+    let base = results[0].1.as_secs_f64();
+    let preads = size as f64 / 8192.0;
+    println!(
+        "trace overhead, PostgreSQL {major}, cache-warm seq scan of {} MiB ({} pread64 per scan, {:.0}k/s untraced), median of {reps}:",
+        size >> 20,
+        preads as u64,
+        preads / base / 1000.0
+    );
+    for (name, d) in &results {
+        println!(
+            "  {name:<50} {:>8.1} ms  {:.2}x",
+            d.as_secs_f64() * 1e3,
+            d.as_secs_f64() / base
+        );
+    }
+}
