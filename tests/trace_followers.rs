@@ -1,0 +1,129 @@
+//! Processes that work for the traced backend are followed: parallel workers (their files
+//! shown under the leader) and, on PostgreSQL 18 with io_method=worker, the io workers that
+//! perform its reads (attributed when they read a relation the backend has open).
+
+mod support;
+
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::Cluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
+
+/// Run a query on a held backend while `pg_trace --backend ebpf` follows it; Ctrl-C after.
+fn trace_query(c: &Cluster, setup: &str, query: &'static str) -> (i32, Vec<Value>) {
+    let mut held = c.hold_backend("postgres");
+    held.client.batch_execute(setup).unwrap();
+    let pid = held.pid;
+    let mut child = Command::new(BIN)
+        .args(["-p", &pid.to_string(), "--no-tui", "--format", "json", "--interval", "100"])
+        .args(["--backend", "ebpf"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Attached once the BPF program is in: its tracepoints appear in /proc/PID/fdinfo of
+    // the tracer as bpf-link fds. Simpler and exact: wait for the attach record.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let t = Instant::now();
+    while !lines.iter().any(|l: &String| l.contains("\"type\":\"stats\"")) {
+        assert!(t.elapsed() < Duration::from_secs(30), "pg_trace never got going");
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    let n: i64 = held.client.query_one(query, &[]).unwrap().get(0);
+    assert!(n > 0);
+    // SAFETY: SIGINT to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    assert!(st.success(), "pg_trace: {st}");
+    let records = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (pid, records)
+}
+
+#[test]
+fn parallel_workers_are_followed() {
+    let mut c = Cluster::start_with(15, &[("shared_buffers", "16MB"), ("max_worker_processes", "8")]);
+    c.execute(
+        "postgres",
+        "CREATE TABLE par AS SELECT g, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 1500000) g",
+    );
+    c.execute("postgres", "CHECKPOINT");
+    c.restart();
+    let rel = c.psql("postgres", "SELECT pg_relation_filepath('par')")[0][0].clone().unwrap();
+    let (leader, records) = trace_query(
+        &c,
+        "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+         SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
+        "SELECT count(*) FROM par WHERE length(md5(pad)) > 0",
+    );
+    let worker_files: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "file" && r["relation"] == rel && r["parallel_worker"] == true)
+        .collect();
+    assert!(!worker_files.is_empty(), "no parallel worker read {rel}");
+    let worker_pids: std::collections::BTreeSet<i64> =
+        worker_files.iter().filter_map(|r| r["pid"].as_i64()).collect();
+    assert!(!worker_pids.contains(&i64::from(leader)));
+    assert!(worker_files.iter().any(|r| r["bytes_read"].as_u64() > Some(0)));
+    let progress = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "progress" && r["relation"] == rel)
+        .expect("progress of the parallel scan");
+    assert_eq!(progress["name"], "par");
+    eprintln!(
+        "parallel: workers {worker_pids:?} followed; {} bytes read in all",
+        progress["bytes_read"]
+    );
+}
+
+#[test]
+fn io_worker_reads_are_attributed_on_18() {
+    if !support::majors().contains(&18) {
+        eprintln!("*** SKIPPED io_worker_reads_are_attributed_on_18: PG_TRACE_TEST_MAJORS excludes 18 ***");
+        return;
+    }
+    let mut c = Cluster::start_with(18, &[("shared_buffers", "16MB"), ("io_method", "worker")]);
+    c.execute(
+        "postgres",
+        "CREATE TABLE aio AS SELECT g, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 1500000) g",
+    );
+    c.execute("postgres", "CHECKPOINT");
+    c.restart();
+    let rel = c.psql("postgres", "SELECT pg_relation_filepath('aio')")[0][0].clone().unwrap();
+    let (_, records) = trace_query(
+        &c,
+        "SET max_parallel_workers_per_gather = 0",
+        "SELECT count(*) FROM aio WHERE length(md5(pad)) > 0",
+    );
+    let io: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "file" && r["relation"] == rel && r["io_worker"] == true)
+        .collect();
+    assert!(!io.is_empty(), "no io worker read of {rel} attributed");
+    assert!(io.iter().any(|r| r["bytes_read"].as_u64() > Some(0)));
+    // io workers' reads of other relations are not ours: none may show up.
+    assert!(records
+        .iter()
+        .filter(|r| r["type"] == "file" && r["io_worker"] == true && r["class"] == "relation")
+        .all(|r| r["relation"] == rel || r["bytes_read"] == 0));
+    eprintln!("io workers: {} file records of {rel}", io.len());
+}
