@@ -164,6 +164,28 @@ fn damaged_clusters() {
         "cannot read",
     );
 
+    // Tracing as a user that is not root: refused with one line.
+    if let Some((uid, gid)) = support::cluster_user() {
+        let backend = c.hold_backend("postgres");
+        let out = Command::new(BIN)
+            .args([
+                "-p",
+                &backend.pid.to_string(),
+                "--no-tui",
+                "--duration",
+                "1",
+            ])
+            .uid(uid + 1)
+            .gid(gid)
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "must run as root");
+    }
+    assert_one_line_error(
+        &run(&["-p", &no_such_pid().to_string(), "--no-tui"]),
+        "no process with pid",
+    );
+
     // Not root: the data directory (mode 0700, owned by the cluster user) is unreadable.
     if let Some((uid, gid)) = support::cluster_user() {
         // `nobody` owns the cluster, so use another unprivileged uid.

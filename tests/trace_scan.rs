@@ -292,3 +292,44 @@ fn follow_scans_with_every_backend() {
         }
     }
 }
+
+/// SIGKILL of pg_trace while ptrace-attached: the kernel detaches (we never set
+/// PTRACE_O_EXITKILL), the backend runs on and its query returns the right answer.
+#[test]
+fn sigkill_of_pg_trace_leaves_the_backend_running() {
+    let c = Cluster::start(15);
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    let q = std::thread::spawn(move || {
+        let n: i64 = held
+            .client
+            .query_one("SELECT count(*) FROM generate_series(1, 30000000)", &[])
+            .unwrap()
+            .get(0);
+        (n, held)
+    });
+    // The query is running once the backend says so.
+    wait_until("the query to start", Duration::from_secs(30), || {
+        c.psql(
+            "postgres",
+            &format!("SELECT state FROM pg_stat_activity WHERE pid = {pid}"),
+        )
+        .first()
+        .and_then(|r| r[0].clone())
+            == Some("active".into())
+    });
+    let mut trace = spawn_trace(pid, "ptrace");
+    wait_until("ptrace to attach", Duration::from_secs(30), || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| !s.contains("TracerPid:\t0"))
+    });
+    trace.child.kill().unwrap(); // SIGKILL
+    trace.child.wait().unwrap();
+    let (n, mut held) = q.join().expect("query thread");
+    assert_eq!(n, 30_000_000);
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .contains("TracerPid:\t0"));
+    let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
+}
