@@ -35,7 +35,7 @@ PSQL=(psql -X -q -h "$DEMO" -p "$PORT" -U postgres -v ON_ERROR_STOP=1)
 CREATE SCHEMA sales;
 CREATE TABLE sales.orders (id bigserial PRIMARY KEY, customer int, placed timestamptz, note text);
 INSERT INTO sales.orders (customer, placed, note)
-  SELECT g % 1000, now() - g * interval '1 minute', repeat(md5(g::text), 3) FROM generate_series(1, 400000) g;
+  SELECT g % 1000, now() - g * interval '1 minute', repeat(md5(g::text), 3) FROM generate_series(1, 2000000) g;
 CREATE INDEX orders_customer ON sales.orders (customer) TABLESPACE fast;
 CREATE TABLE sales.docs (id int PRIMARY KEY, body text);
 INSERT INTO sales.docs SELECT g, repeat(md5(random()::text), 400) FROM generate_series(1, 200) g;
@@ -56,13 +56,15 @@ WAL=$("${PSQL[@]}" -d shop -Atc "SELECT 'pg_wal/' || pg_walfile_name(pg_current_
 "$PG_TRACE" resolve --pgdata "$DEMO/data" "$ORDERS" "${ORDERS}_fsm" "$ORDERS.3" "$DEMO/data/$IDX" "$WAL" pg_xact/0000 base/pgsql_tmp/pgsql_tmp4242.0 global/pg_control
 
 echo
-echo "== a backend that has scanned sales.orders and sales.docs, then sleeps"
-"${PSQL[@]}" -d shop -c "SELECT count(*) FROM sales.orders" -c "SELECT sum(length(body)) FROM sales.docs" -c "SELECT pg_sleep(60)" >/dev/null &
+echo "== a backend scanning sales.orders, followed live (line mode; the TUI is not built yet)"
+as_pg "$BIN/pg_ctl" -D "$DEMO/data" -w -m fast restart >/dev/null   # empty shared buffers
+"${PSQL[@]}" -d shop -c "SET max_parallel_workers_per_gather = 0" \
+    -c "SELECT count(*) FROM sales.orders WHERE length(md5(note || md5(note))) > 0" >/dev/null &
 HOLD_PID=$!
 for _ in $(seq 1 100); do
-    BACKEND=$("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND pid <> pg_backend_pid()")
+    BACKEND=$("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT count(*) FROM sales.orders%' AND pid <> pg_backend_pid()")
     [[ -n "$BACKEND" ]] && break
     sleep 0.1
 done
-echo "== pg_trace -p $BACKEND   (the files it has open now, named without connecting)"
-"$PG_TRACE" -p "$BACKEND" --no-tui
+echo "== pg_trace -p $BACKEND --interval 500"
+"$PG_TRACE" -p "$BACKEND" --interval 500

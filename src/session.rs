@@ -264,11 +264,15 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
             w.write_all(b"\n")?;
         }
         Format::Text => {
+            let touched = model
+                .relations
+                .values()
+                .filter(|r| r.bytes_read + r.bytes_written > 0)
+                .count();
             writeln!(
                 w,
-                "pg_trace: summary: {} events, {} relations touched",
-                model.events,
-                model.relations.len()
+                "pg_trace: summary: {} events, {touched} relations read or written",
+                model.events
             )?;
             for r in model
                 .relations

@@ -80,6 +80,11 @@ pub(crate) fn smooth(rate: f64, bytes: u64, dt_ns: u64) -> f64 {
     }
     let dt = dt_ns as f64 / 1e9;
     let sample = bytes as f64 / dt;
+    if rate == 0.0 {
+        // The first sample is the best estimate there is; smoothing from zero would
+        // understate the rate (and overstate the ETA) for the first several seconds.
+        return sample;
+    }
     let alpha = 1.0 - (-dt / 3.0).exp();
     rate + alpha * (sample - rate)
 }
