@@ -467,3 +467,6 @@ impl Model {
             .max_by_key(|r| r.last_ns)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,354 @@
+//! The model folded from scripted events, with a namer that knows a few paths.
+
+use super::*;
+use crate::pgdata::path::Fork;
+use crate::trace::{Event, EventKind, FollowerRole, Syscall};
+
+const SEG: u64 = 1 << 30;
+
+struct FakeNamer;
+
+impl Namer for FakeNamer {
+    fn name(&mut self, path: &str) -> Named {
+        // base/5/100[.N] is sales.orders; base/5/200 its index; anything else is "other".
+        let (file, segment) = match path.rsplit_once('.') {
+            Some((f, s)) => (f, s.parse().unwrap_or(0)),
+            None => (path, 0),
+        };
+        let rel = match file {
+            "base/5/100" => Some(("orders", "table", None)),
+            "base/5/200" => Some(("orders_pkey", "index", Some("sales.orders".to_string()))),
+            _ => None,
+        };
+        Named {
+            relpath: Some(path.to_string()),
+            class: if rel.is_some() { "relation" } else { "other" },
+            label: rel
+                .as_ref()
+                .map(|r| format!("sales.{}", r.0))
+                .unwrap_or(path.into()),
+            relation: rel.map(|(name, kind, table)| RelInfo {
+                key: file.to_string(),
+                label: format!("sales.{name}"),
+                schema: Some("sales".into()),
+                name: Some(name.into()),
+                kind: Some(kind),
+                table,
+                fork: Fork::Main,
+                segment,
+                known: true,
+            }),
+        }
+    }
+    fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
+        (rel.key == "base/5/100").then_some(SEG + SEG / 2)
+    }
+    fn file_size(&mut self, path: &str) -> Option<u64> {
+        Some(if path.ends_with(".1") { SEG / 2 } else { SEG })
+    }
+}
+
+fn ev(ts: u64, pid: i32, kind: EventKind) -> Event {
+    Event {
+        ts_ns: ts,
+        pid,
+        kind,
+    }
+}
+
+fn open(ts: u64, pid: i32, fd: i32, path: &str) -> Event {
+    ev(
+        ts,
+        pid,
+        EventKind::Open {
+            syscall: Syscall::Openat,
+            dirfd: None,
+            path: path.into(),
+            flags: 0,
+            fd,
+        },
+    )
+}
+
+fn pread(ts: u64, pid: i32, fd: i32, off: u64, n: i64) -> Event {
+    ev(
+        ts,
+        pid,
+        EventKind::Read {
+            syscall: Syscall::Pread64,
+            fd,
+            offset: Some(off),
+            requested: n as u64,
+            result: n,
+        },
+    )
+}
+
+#[test]
+fn scan_across_segments() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(1, 10, 5, "base/5/100"), &mut n);
+    m.apply(&pread(2, 10, 5, SEG - 8192, 8192), &mut n);
+    let r = &m.relations["base/5/100"];
+    assert_eq!(r.position, Some(SEG));
+    assert!((r.percent().unwrap() - 66.666).abs() < 0.01);
+    m.apply(&open(3, 10, 6, "base/5/100.1"), &mut n);
+    m.apply(&pread(4, 10, 6, SEG / 2 - 8192, 8192), &mut n);
+    let r = &m.relations["base/5/100"];
+    assert_eq!(r.percent(), Some(100.0));
+    assert_eq!(r.segments.iter().copied().collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(m.files[&(10, 6)].highest, SEG / 2);
+    assert_eq!(m.current_file().unwrap().fd, 6);
+}
+
+#[test]
+fn plain_read_uses_tracked_position_and_rates_tick() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(0, 10, 5, "base/5/100"), &mut n);
+    m.apply(
+        &ev(
+            1,
+            10,
+            EventKind::Seek {
+                fd: 5,
+                offset: 16384,
+                whence: libc::SEEK_SET,
+                result: 16384,
+            },
+        ),
+        &mut n,
+    );
+    for i in 0..4 {
+        m.apply(
+            &ev(
+                2 + i,
+                10,
+                EventKind::Read {
+                    syscall: Syscall::Read,
+                    fd: 5,
+                    offset: None,
+                    requested: 8192,
+                    result: 8192,
+                },
+            ),
+            &mut n,
+        );
+    }
+    let f = &m.files[&(10, 5)];
+    assert_eq!(f.last_offset, Some(16384 + 3 * 8192));
+    assert_eq!(f.pos, Some(16384 + 4 * 8192));
+    m.tick(1_000_000_000, &mut n);
+    m.tick(2_000_000_000, &mut n);
+    // The first tick only starts the clock: 32 KiB over the next second.
+    assert_eq!(m.relations["base/5/100"].rate_bps, 32768.0);
+    // lseek(SEEK_END) teaches the size.
+    m.apply(
+        &ev(
+            9,
+            10,
+            EventKind::Seek {
+                fd: 5,
+                offset: 0,
+                whence: libc::SEEK_END,
+                result: 123,
+            },
+        ),
+        &mut n,
+    );
+    assert_eq!(m.files[&(10, 5)].size, Some(123));
+}
+
+#[test]
+fn rate_and_eta() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(0, 10, 5, "base/5/100"), &mut n);
+    m.tick(0, &mut n);
+    m.apply(&pread(1, 10, 5, 0, 100 << 20), &mut n);
+    m.tick(1_000_000_000, &mut n);
+    let r = &m.relations["base/5/100"];
+    assert!(
+        (r.rate_bps - (100u64 << 20) as f64).abs() < 1.0,
+        "{}",
+        r.rate_bps
+    );
+    let eta = r.eta_s().unwrap();
+    let want = (SEG + SEG / 2 - (100 << 20)) as f64 / (100u64 << 20) as f64;
+    assert!((eta - want).abs() < 0.01, "{eta} vs {want}");
+}
+
+#[test]
+fn close_dup_exit_and_lost() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(0, 10, 5, "base/5/200"), &mut n);
+    assert_eq!(
+        m.relations["base/5/200"].table.as_deref(),
+        Some("sales.orders")
+    );
+    m.apply(
+        &ev(
+            1,
+            10,
+            EventKind::Dup {
+                syscall: Syscall::Dup,
+                old_fd: 5,
+                new_fd: 9,
+            },
+        ),
+        &mut n,
+    );
+    assert_eq!(m.files[&(10, 9)].path, "base/5/200");
+    m.apply(&ev(2, 10, EventKind::Close { fd: 5 }), &mut n);
+    assert!(!m.files.contains_key(&(10, 5)));
+    assert_eq!(m.closed.len(), 1);
+    m.apply(
+        &ev(
+            3,
+            10,
+            EventKind::Lost {
+                cause: "ring buffer full".into(),
+                count: 3,
+            },
+        ),
+        &mut n,
+    );
+    m.apply(
+        &ev(
+            4,
+            10,
+            EventKind::Lost {
+                cause: "ring buffer full".into(),
+                count: 2,
+            },
+        ),
+        &mut n,
+    );
+    assert_eq!(m.lost["ring buffer full"], 5);
+    assert!(!m.leader_exited());
+    m.apply(
+        &ev(
+            5,
+            10,
+            EventKind::Exit {
+                code: Some(0),
+                signal: None,
+            },
+        ),
+        &mut n,
+    );
+    assert!(m.leader_exited());
+    assert!(m.files.is_empty());
+}
+
+#[test]
+fn io_worker_reads_count_only_for_our_relations() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(
+        &ev(
+            0,
+            77,
+            EventKind::NewFollower {
+                leader: 10,
+                role: FollowerRole::IoWorker,
+            },
+        ),
+        &mut n,
+    );
+    m.apply(&open(1, 77, 3, "base/5/100"), &mut n);
+    m.apply(&pread(2, 77, 3, 0, 8192), &mut n);
+    assert!(!m.relations.contains_key("base/5/100"), "not ours yet");
+    m.apply(&open(3, 10, 5, "base/5/100"), &mut n);
+    m.apply(&pread(4, 77, 3, 8192, 8192), &mut n);
+    assert_eq!(m.relations["base/5/100"].bytes_read, 8192);
+    assert!(m.files[&(77, 3)].via_io_worker);
+}
+
+#[test]
+fn procfs_positions_and_rchar() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    let state = |ts, pos| {
+        ev(
+            ts,
+            10,
+            EventKind::FileState {
+                fd: 6,
+                path: "base/5/100.1".into(),
+                pos,
+                flags: None,
+                size: Some(SEG / 2),
+            },
+        )
+    };
+    m.apply(
+        &ev(
+            0,
+            10,
+            EventKind::IoCounters {
+                rchar: 1000,
+                wchar: 0,
+                read_bytes: 0,
+                write_bytes: 0,
+            },
+        ),
+        &mut n,
+    );
+    m.apply(&state(1, Some(0)), &mut n);
+    m.apply(
+        &ev(
+            2,
+            10,
+            EventKind::IoCounters {
+                rchar: 1000 + 65536,
+                wchar: 0,
+                read_bytes: 0,
+                write_bytes: 0,
+            },
+        ),
+        &mut n,
+    );
+    assert_eq!(m.files[&(10, 6)].highest, 65536);
+    assert_eq!(m.relations["base/5/100"].position, Some(SEG + 65536));
+    // A huge rchar jump is clamped to the file.
+    m.apply(
+        &ev(
+            3,
+            10,
+            EventKind::IoCounters {
+                rchar: u64::MAX,
+                wchar: 0,
+                read_bytes: 0,
+                write_bytes: 0,
+            },
+        ),
+        &mut n,
+    );
+    assert_eq!(m.files[&(10, 6)].highest, SEG / 2);
+    assert_eq!(m.relations["base/5/100"].percent(), Some(100.0));
+}
+
+#[test]
+fn openat_relative_to_a_directory_fd() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(0, 10, 4, "base/5"), &mut n);
+    m.apply(
+        &ev(
+            1,
+            10,
+            EventKind::Open {
+                syscall: Syscall::Openat,
+                dirfd: Some(4),
+                path: "100".into(),
+                flags: 0,
+                fd: 7,
+            },
+        ),
+        &mut n,
+    );
+    assert_eq!(m.files[&(10, 7)].named.label, "sales.orders");
+}
