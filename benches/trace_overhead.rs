@@ -94,58 +94,36 @@ fn main() {
     for _ in 0..2 {
         scan(); // warm the page cache
     }
+    let argv = |words: &[&str]| Some(words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+    let p = pid.to_string();
+    let pg_trace = |backend| {
+        argv(&[
+            BIN,
+            "-p",
+            &p,
+            "--no-tui",
+            "--format",
+            "json",
+            "--backend",
+            backend,
+        ])
+    };
     let modes: Vec<(&str, Option<Vec<String>>)> = vec![
         ("untraced", None),
-        (
-            "pg_trace --backend ebpf",
-            Some(vec![
-                BIN.into(),
-                "-p".into(),
-                pid.to_string(),
-                "--no-tui".into(),
-                "--format".into(),
-                "json".into(),
-                "--backend".into(),
-                "ebpf".into(),
-            ]),
-        ),
-        (
-            "pg_trace --backend ptrace",
-            Some(vec![
-                BIN.into(),
-                "-p".into(),
-                pid.to_string(),
-                "--no-tui".into(),
-                "--format".into(),
-                "json".into(),
-                "--backend".into(),
-                "ptrace".into(),
-            ]),
-        ),
-        (
-            "pg_trace --backend procfs",
-            Some(vec![
-                BIN.into(),
-                "-p".into(),
-                pid.to_string(),
-                "--no-tui".into(),
-                "--format".into(),
-                "json".into(),
-                "--backend".into(),
-                "procfs".into(),
-            ]),
-        ),
+        ("pg_trace --backend ebpf", pg_trace("ebpf")),
+        ("pg_trace --backend ptrace", pg_trace("ptrace")),
+        ("pg_trace --backend procfs", pg_trace("procfs")),
         (
             "strace -e trace=openat,close,read,pread64,lseek",
-            Some(vec![
-                "strace".into(),
-                "-f".into(),
-                "-e".into(),
-                "trace=openat,close,read,pread64,lseek".into(),
-                "-p".into(),
-                pid.to_string(),
-                "-o".into(),
-                "/dev/null".into(),
+            argv(&[
+                "strace",
+                "-f",
+                "-e",
+                "trace=openat,close,read,pread64,lseek",
+                "-p",
+                &p,
+                "-o",
+                "/dev/null",
             ]),
         ),
     ];

@@ -5,69 +5,35 @@
 mod support;
 
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use support::trace::spawn_trace;
 use support::Cluster;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
 
 /// Run a query on a held backend while `pg_trace --backend ebpf` follows it; Ctrl-C after.
 fn trace_query(c: &Cluster, setup: &str, query: &'static str) -> (i32, Vec<Value>) {
     let mut held = c.hold_backend("postgres");
     held.client.batch_execute(setup).unwrap();
-    let pid = held.pid;
-    let mut child = Command::new(BIN)
-        .args(["-p", &pid.to_string(), "--no-tui", "--format", "json", "--interval", "100"])
-        .args(["--backend", "ebpf"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Attached once the BPF program is in: its tracepoints appear in /proc/PID/fdinfo of
-    // the tracer as bpf-link fds. Simpler and exact: wait for the attach record.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stdout).lines() {
-            if tx.send(l.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    let t = Instant::now();
-    while !lines.iter().any(|l: &String| l.contains("\"type\":\"stats\"")) {
-        assert!(t.elapsed() < Duration::from_secs(30), "pg_trace never got going");
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-            lines.push(l);
-        }
-    }
+    let mut trace = spawn_trace(held.pid, "ebpf");
+    trace.wait_ready();
     let n: i64 = held.client.query_one(query, &[]).unwrap().get(0);
     assert!(n > 0);
-    // SAFETY: SIGINT to the child we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let st = child.wait().unwrap();
-    reader.join().unwrap();
-    lines.extend(rx.try_iter());
-    assert!(st.success(), "pg_trace: {st}");
-    let records = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (pid, records)
+    (held.pid, trace.finish())
 }
 
 #[test]
 fn parallel_workers_are_followed() {
-    let mut c = Cluster::start_with(15, &[("shared_buffers", "16MB"), ("max_worker_processes", "8")]);
+    let mut c = Cluster::start_with(
+        15,
+        &[("shared_buffers", "16MB"), ("max_worker_processes", "8")],
+    );
     c.execute(
         "postgres",
         "CREATE TABLE par AS SELECT g, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 1500000) g",
     );
     c.execute("postgres", "CHECKPOINT");
     c.restart();
-    let rel = c.psql("postgres", "SELECT pg_relation_filepath('par')")[0][0].clone().unwrap();
+    let rel = c.psql("postgres", "SELECT pg_relation_filepath('par')")[0][0]
+        .clone()
+        .unwrap();
     let (leader, records) = trace_query(
         &c,
         "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
@@ -79,10 +45,14 @@ fn parallel_workers_are_followed() {
         .filter(|r| r["type"] == "file" && r["relation"] == rel && r["parallel_worker"] == true)
         .collect();
     assert!(!worker_files.is_empty(), "no parallel worker read {rel}");
-    let worker_pids: std::collections::BTreeSet<i64> =
-        worker_files.iter().filter_map(|r| r["pid"].as_i64()).collect();
+    let worker_pids: std::collections::BTreeSet<i64> = worker_files
+        .iter()
+        .filter_map(|r| r["pid"].as_i64())
+        .collect();
     assert!(!worker_pids.contains(&i64::from(leader)));
-    assert!(worker_files.iter().any(|r| r["bytes_read"].as_u64() > Some(0)));
+    assert!(worker_files
+        .iter()
+        .any(|r| r["bytes_read"].as_u64() > Some(0)));
     let progress = records
         .iter()
         .rev()
@@ -108,7 +78,9 @@ fn io_worker_reads_are_attributed_on_18() {
     );
     c.execute("postgres", "CHECKPOINT");
     c.restart();
-    let rel = c.psql("postgres", "SELECT pg_relation_filepath('aio')")[0][0].clone().unwrap();
+    let rel = c.psql("postgres", "SELECT pg_relation_filepath('aio')")[0][0]
+        .clone()
+        .unwrap();
     let (_, records) = trace_query(
         &c,
         "SET max_parallel_workers_per_gather = 0",

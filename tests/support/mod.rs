@@ -13,6 +13,8 @@
 //! as installed by `scripts/setup.sh`.
 #![allow(dead_code)]
 
+pub mod trace;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;

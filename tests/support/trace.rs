@@ -1,0 +1,94 @@
+//! A running `pg_trace -p PID --format json` whose records are read as they come, for
+//! tests that must wait for pg_trace to have seen something.
+
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
+
+/// A running `pg_trace --format json`, its records collected as they come.
+pub struct Trace {
+    pub child: Child,
+    records: Arc<Mutex<Vec<Value>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+pub fn spawn_trace(pid: i32, backend: &str) -> Trace {
+    let mut child = Command::new(BIN)
+        .args([
+            "-p",
+            &pid.to_string(),
+            "--no-tui",
+            "--format",
+            "json",
+            "--interval",
+            "200",
+        ])
+        .args(["--backend", backend])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pg_trace");
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().unwrap();
+    let sink = Arc::clone(&records);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("read pg_trace output");
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"));
+            sink.lock().unwrap().push(v);
+        }
+    });
+    Trace {
+        child,
+        records,
+        reader,
+    }
+}
+
+impl Trace {
+    /// Poll the records so far until `f` holds.
+    pub fn wait_for(&mut self, what: &str, f: impl Fn(&[Value]) -> bool) {
+        let t = Instant::now();
+        loop {
+            if f(&self.records.lock().unwrap()) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("pg_trace exited ({st}) while waiting for {what}");
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Attached and through its first interval (the startup snapshot is in).
+    pub fn wait_ready(&mut self) {
+        self.wait_for("the first interval", |r| {
+            r.iter().any(|r| r["type"] == "stats")
+        });
+    }
+
+    /// Ctrl-C: pg_trace detaches, prints its summary, exits 0.
+    pub fn finish(self) -> Vec<Value> {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let out = self.child.wait_with_output().expect("wait pg_trace");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pg_trace failed: {stderr}");
+        self.reader.join().unwrap();
+        let records = self.records.lock().unwrap().clone();
+        assert!(
+            records.iter().any(|r| r["type"] == "summary"),
+            "no summary record"
+        );
+        records
+    }
+}
