@@ -9,7 +9,8 @@
  * Record layout (all fields little-endian, no padding, 64-byte header):
  *
  *   offset size  field      meaning
- *        0    8  ts_ns      bpf_ktime_get_ns() at syscall exit (CLOCK_MONOTONIC)
+ *        0    8  ts_ns      CLOCK_MONOTONIC at syscall exit (pread64: to the
+ *                           clock tick, at most 1/HZ early; see event_ns)
  *        8    4  tgid       process id (thread group id)
  *       12    2  syscall    PGT_SYS_* below
  *       14    2  flags      PGT_F_* below
@@ -33,7 +34,8 @@
  *   CLOSE                 a0 fd
  *   DUP, DUP2, DUP3,
  *   FCNTL_DUPFD           a0 old fd; ret new fd (F_DUPFD/F_DUPFD_CLOEXEC only)
- *   READ..PWRITEV2        a0 fd  a1 offset (valid iff PGT_F_OFFSET)
+ *   READ..PWRITEV2        a0 fd  a1 offset (valid iff PGT_F_OFFSET; for calls at
+ *                         the file position: f_pos at exit minus the result)
  *                         a2 requested bytes (sum of iov_len for *v calls)
  *   LSEEK                 a0 fd  a1 offset (s64)  a2 whence
  *   FTRUNCATE             a0 fd  a1 length
@@ -99,9 +101,8 @@
 /* Indexes of the per-CPU `lost` counters. */
 #define PGT_LOST_RINGBUF 0      /* ring buffer full: record dropped */
 #define PGT_LOST_PATH_TRUNC 1   /* path truncated (record still sent) */
-#define PGT_LOST_NO_ENTER 2     /* exit without its enter record: record dropped */
-#define PGT_LOST_PATH_FAULT 3   /* path unreadable (record sent without path) */
-#define PGT_LOST_COUNT 4
+#define PGT_LOST_PATH_FAULT 2   /* path unreadable (record sent without path) */
+#define PGT_LOST_COUNT 3
 
 #ifdef __BPF__
 struct pgt_event {

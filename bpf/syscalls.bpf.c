@@ -3,14 +3,31 @@
  * pg_trace: file-related system calls of the traced processes, as records in a
  * ring buffer (layout in events.h).
  *
- * Every program starts with the pid filter: one hash lookup of the tgid in
- * `pids`, which user space fills. Untraced processes pay that lookup and
- * nothing else. For traced ones, sys_enter saves the arguments (and, for
- * read/write-like calls, the file position and file type, read with CO-RE from
- * the current task's fd table) in `inflight`, keyed by pid_tgid; sys_exit takes
- * them back, marks the entry done (SC_DONE) and writes one record with the
- * result. Entries are not deleted per call but reused by the thread's next
- * call (cheaper); user space deletes a process's entries in remove_pid.
+ * One program on the raw `sys_exit` tracepoint (tp_btf: BTF-typed arguments, no
+ * tracefs, no perf event; detaching it takes about a millisecond). It runs at
+ * the exit of every system call of every process, so it is built to leave
+ * early:
+ *
+ *   1. the syscall number (orig_ax in the saved registers) against a 333-byte
+ *      table: a bounds check and a load; anything we do not decode returns;
+ *   2. the pid filter: the tgid against the 16 slots of `fast_pids` (one cache
+ *      line in .bss, which user space writes through its mmap), then, only if
+ *      more processes are traced than that, the `pids` hash map;
+ *   3. one record, with the arguments taken from the saved user registers: on
+ *      x86_64 the kernel leaves rdi, rsi, rdx, r10, r8, r9 untouched by the
+ *      system calls traced here, so at exit they still hold the arguments.
+ *      Paths are read from user memory at exit (still there: the kernel has
+ *      just read them). For read/readv/write/writev (and preadv2/pwritev2 with
+ *      offset -1) the start offset is the file position at exit minus what was
+ *      transferred, read with CO-RE from the current task's fd table.
+ *
+ * Exit-only means no per-thread state: nothing to match, nothing stale, and a
+ * call already in flight when we attach is reported normally when it returns.
+ *
+ * pread64, which a sequential scan issues some 200,000 times a second, takes
+ * the shortest path: no file lookup, and its time is the one read at this
+ * CPU's first event of the current clock tick (see event_ns) instead of a
+ * clock read of its own, which would cost about a third of its BPF time.
  *
  * Records are submitted with BPF_RB_NO_WAKEUP: user space is never woken per
  * event, it drains the buffer on its own timer (see DESIGN.md, "Build notes").
@@ -19,7 +36,15 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "events.h"
+
+#ifndef __TARGET_ARCH_x86
+#error "pg_trace decodes x86_64 system call numbers and registers only"
+#endif
+/* __NR_* of x86_64 (the 64-bit table; x32 numbers have bit 30 set and ia32
+ * calls are recognised by TS_COMPAT below). */
+#include <asm/unistd_64.h>
 
 /* GPL-compatible because bpf_probe_read_* and bpf_get_current_task_btf are
  * GPL-only helpers. */
@@ -34,42 +59,26 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define S_IFSOCK 0140000
 #define S_IFREG 0100000
 #define S_IFBLK 0060000
+/* thread_info.status: the current system call is a 32-bit (ia32) one. */
+#define TS_COMPAT 0x0002
 
-/* Per traced process. `armed` is set by the first sys_enter seen after the pid
- * was added: an exit without an enter record before that is a call that was
- * already in flight when we attached, not a lost event. */
-struct pid_state {
-	__u32 armed;
-	__u32 pad;
-};
+/*
+ * The traced processes. The first PGT_FAST_PIDS are in `fast_pids` (.bss,
+ * written by user space through its mmap; 0 = free slot): one cache line
+ * scanned without a map lookup. Any more go in the `pids` hash map, looked up
+ * only while `pids_overflow` is set.
+ */
+#define PGT_FAST_PIDS 16
+volatile __u32 fast_pids[PGT_FAST_PIDS];
+volatile __u32 pids_overflow;
 
+/* tgid -> 1, for the processes beyond the fast slots. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
-	__type(value, struct pid_state);
+	__type(value, __u32);
 } pids SEC(".maps");
-
-/* inflight.flags */
-#define IF_OFFSET PGT_F_OFFSET /* fpos is the file position at entry */
-#define IF_SOCKET PGT_F_SOCKET /* args[0] is a socket */
-
-/* inflight.sc once its exit has been handled. */
-#define SC_DONE 0xffffffff
-
-struct inflight {
-	__u64 args[6];
-	__u64 fpos;
-	__u32 sc;
-	__u32 flags;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u64);
-	__type(value, struct inflight);
-} inflight SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -83,7 +92,8 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Per-CPU room to assemble a record with its path, or to sum iovecs. */
+/* Per-CPU room to assemble a record with its path, or to sum iovecs. (Syscall
+ * tracepoint probes run with preemption disabled.) */
 struct scratch {
 	__u8 buf[PGT_HDR_SIZE + PGT_PATH_CAP];
 };
@@ -103,6 +113,91 @@ struct {
 const volatile __u64 pidns_dev = 0;
 const volatile __u64 pidns_ino = 0;
 
+/* Per CPU: the jiffy of the last clock read, and what it read. */
+struct tick_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tick_clock);
+} tick_clock SEC(".maps");
+
+/*
+ * CLOCK_MONOTONIC for a record. `exact`: bpf_ktime_get_ns(). Otherwise the time
+ * this CPU last read in the current clock tick, reading it only on the tick's
+ * first event: at most one tick (1/HZ) early, never late, and never before an
+ * earlier record of this CPU.
+ */
+static __always_inline __u64 event_ns(int exact)
+{
+	__u32 zero = 0;
+	struct tick_clock *c = bpf_map_lookup_elem(&tick_clock, &zero);
+	__u64 j = bpf_jiffies64();
+	__u64 ns;
+
+	if (c && !exact && c->jiffies == j)
+		return c->ns;
+	ns = bpf_ktime_get_ns();
+	if (c) {
+		c->jiffies = j;
+		c->ns = ns;
+	}
+	return ns;
+}
+
+/* x86_64 syscall number -> PGT_SYS_* + 1; 0 for a call we do not decode. */
+#define NR_TABLE_SIZE (__NR_statx + 1)
+static const __u8 sc_by_nr[NR_TABLE_SIZE] = {
+	[__NR_open] = PGT_SYS_OPEN + 1,
+	[__NR_openat] = PGT_SYS_OPENAT + 1,
+	[__NR_close] = PGT_SYS_CLOSE + 1,
+	[__NR_dup] = PGT_SYS_DUP + 1,
+	[__NR_dup2] = PGT_SYS_DUP2 + 1,
+	[__NR_dup3] = PGT_SYS_DUP3 + 1,
+	[__NR_fcntl] = PGT_SYS_FCNTL_DUPFD + 1,
+	[__NR_read] = PGT_SYS_READ + 1,
+	[__NR_pread64] = PGT_SYS_PREAD64 + 1,
+	[__NR_readv] = PGT_SYS_READV + 1,
+	[__NR_preadv] = PGT_SYS_PREADV + 1,
+	[__NR_preadv2] = PGT_SYS_PREADV2 + 1,
+	[__NR_write] = PGT_SYS_WRITE + 1,
+	[__NR_pwrite64] = PGT_SYS_PWRITE64 + 1,
+	[__NR_writev] = PGT_SYS_WRITEV + 1,
+	[__NR_pwritev] = PGT_SYS_PWRITEV + 1,
+	[__NR_pwritev2] = PGT_SYS_PWRITEV2 + 1,
+	[__NR_lseek] = PGT_SYS_LSEEK + 1,
+	[__NR_ftruncate] = PGT_SYS_FTRUNCATE + 1,
+	[__NR_truncate] = PGT_SYS_TRUNCATE + 1,
+	[__NR_unlink] = PGT_SYS_UNLINK + 1,
+	[__NR_unlinkat] = PGT_SYS_UNLINKAT + 1,
+	[__NR_getdents64] = PGT_SYS_GETDENTS64 + 1,
+	[__NR_newfstatat] = PGT_SYS_NEWFSTATAT + 1,
+	[__NR_fstat] = PGT_SYS_FSTAT + 1,
+	[__NR_lstat] = PGT_SYS_LSTAT + 1,
+	[__NR_stat] = PGT_SYS_STAT + 1,
+	[__NR_statx] = PGT_SYS_STATX + 1,
+	[__NR_sendto] = PGT_SYS_SENDTO + 1,
+	[__NR_fadvise64] = PGT_SYS_FADVISE64 + 1,
+};
+
+static __always_inline int is_traced(__u32 tgid)
+{
+	int i;
+
+	/* 0: a process outside our PID namespace (and what a free slot holds). */
+	if (!tgid)
+		return 0;
+#pragma unroll
+	for (i = 0; i < PGT_FAST_PIDS; i++)
+		if (fast_pids[i] == tgid)
+			return 1;
+	return pids_overflow && bpf_map_lookup_elem(&pids, &tgid);
+}
+
 /* bpf_get_current_pid_tgid(), in the namespace of pg_trace; 0 for a process
  * outside it (never traced). */
 static __always_inline __u64 current_id(void)
@@ -116,12 +211,6 @@ static __always_inline __u64 current_id(void)
 	return ((__u64)ns.tgid << 32) | ns.pid;
 }
 
-/* What sys_enter needs to know about the file behind args[0]. */
-#define WANT_NONE 0
-#define WANT_POS 1        /* position, for read/readv */
-#define WANT_POS_SOCK 2   /* position unless O_APPEND, and whether it is a socket */
-#define WANT_POS_IF_NEG 3 /* position only if args[3] == -1 (preadv2/pwritev2) */
-
 static __always_inline void count_lost(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&lost, &idx);
@@ -130,21 +219,27 @@ static __always_inline void count_lost(__u32 idx)
 		*v += 1;
 }
 
-/* Position and type of the file behind `fd` in the current task, via
- * task->files->fdt->fd[fd]. */
-static __always_inline void file_info(__u64 fdarg, struct inflight *rec, int want)
+/* What file_pos needs to know about the transfer. */
+#define POS_READ 0  /* read, readv, preadv2(-1) */
+#define POS_WRITE 1 /* write, writev, pwritev2(-1): sockets flagged, no offset with O_APPEND */
+
+/*
+ * The offset a read/write through `fd` started at, from the file position now
+ * (at exit) and the result: sets PGT_F_OFFSET and hdr->a1 for regular files and
+ * block devices, PGT_F_SOCKET for a socket. Via task->files->fdt->fd[fd].
+ */
+static __always_inline void file_pos(struct task_struct *task, struct pgt_event *hdr, int want)
 {
-	int fd = (int)fdarg;
-	struct task_struct *task;
+	int fd = (int)hdr->a0;
 	struct fdtable *fdt;
 	struct file **fds;
 	struct file *f = NULL;
 	unsigned int max_fds;
 	umode_t mode;
+	__s64 pos, done;
 
 	if (fd < 0)
 		return;
-	task = bpf_get_current_task_btf();
 	fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt)
 		return;
@@ -156,59 +251,22 @@ static __always_inline void file_info(__u64 fdarg, struct inflight *rec, int wan
 		return;
 	mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) == S_IFSOCK) {
-		rec->flags |= IF_SOCKET;
+		hdr->flags |= PGT_F_SOCKET;
 		return;
 	}
 	/* Offsets mean something for regular files and block devices only. */
 	if ((mode & S_IFMT) != S_IFREG && (mode & S_IFMT) != S_IFBLK)
 		return;
-	if (want == WANT_POS_SOCK && (BPF_CORE_READ(f, f_flags) & O_APPEND))
+	if (want == POS_WRITE && (BPF_CORE_READ(f, f_flags) & O_APPEND))
 		return;
-	rec->fpos = BPF_CORE_READ(f, f_pos);
-	rec->flags |= IF_OFFSET;
-}
-
-/* `nargs` is the syscall's argument count: the kernel refuses to attach a program
- * that reads past the end of the tracepoint's record (-EACCES). */
-static __always_inline int do_enter(struct trace_event_raw_sys_enter *ctx, __u32 sc, int want,
-				    int nargs)
-{
-	__u64 id = current_id();
-	__u32 tgid = id >> 32;
-	struct pid_state *st = bpf_map_lookup_elem(&pids, &tgid);
-	struct inflight rec, *cur;
-
-	if (!st)
-		return 0;
-	if (!st->armed)
-		st->armed = 1;
-	/* Only F_DUPFD and F_DUPFD_CLOEXEC make an event (their exits without
-	 * an enter record are then ignored, see do_exit). */
-	if (sc == PGT_SYS_FCNTL_DUPFD && (__u32)ctx->args[1] != F_DUPFD &&
-	    (__u32)ctx->args[1] != F_DUPFD_CLOEXEC)
-		return 0;
-
-	rec.args[0] = nargs > 0 ? ctx->args[0] : 0;
-	rec.args[1] = nargs > 1 ? ctx->args[1] : 0;
-	rec.args[2] = nargs > 2 ? ctx->args[2] : 0;
-	rec.args[3] = nargs > 3 ? ctx->args[3] : 0;
-	rec.args[4] = nargs > 4 ? ctx->args[4] : 0;
-	rec.args[5] = nargs > 5 ? ctx->args[5] : 0;
-	rec.fpos = 0;
-	rec.sc = sc;
-	rec.flags = 0;
-	if (want == WANT_POS || want == WANT_POS_SOCK ||
-	    (want == WANT_POS_IF_NEG && (__s64)ctx->args[3] == -1))
-		file_info(ctx->args[0], &rec, want);
-	/* The thread's record is reused in place: a hash update (and a delete at
-	 * exit) costs about 200 ns more per call than a lookup and a store. */
-	cur = bpf_map_lookup_elem(&inflight, &id);
-	if (cur)
-		*cur = rec;
-	else
-		/* On failure (map full) the exit counts the event as lost. */
-		bpf_map_update_elem(&inflight, &id, &rec, BPF_ANY);
-	return 0;
+	pos = BPF_CORE_READ(f, f_pos);
+	/* The position moved by what was transferred; a failed call moved it
+	 * not at all. Less than that: someone else moved it meanwhile. */
+	done = hdr->ret > 0 ? hdr->ret : 0;
+	if (pos < done)
+		return;
+	hdr->a1 = pos - done;
+	hdr->flags |= PGT_F_OFFSET;
 }
 
 /* Sum of the iov_len of the first PGT_IOV_CAP iovecs at `uptr`. */
@@ -291,40 +349,72 @@ static __always_inline void emit_path(struct pgt_event *hdr, __u64 upath)
 		count_lost(PGT_LOST_RINGBUF);
 }
 
-static __always_inline int do_exit(struct trace_event_raw_sys_exit *ctx, __u32 sc)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 id = current_id();
-	__u32 tgid = id >> 32;
-	struct pid_state *st = bpf_map_lookup_elem(&pids, &tgid);
-	struct inflight *recp, rec;
+	__u64 nr = regs->orig_ax;
+	struct task_struct *task;
 	struct pgt_event hdr;
-	__u64 path = 0;
+	__u64 id, path = 0;
+	__u32 tgid, sc;
 	int has_path = 0;
 
-	if (!st)
+	/* 1. Not a call we decode (the common case, for every process). */
+	if (nr >= NR_TABLE_SIZE)
 		return 0;
-	recp = bpf_map_lookup_elem(&inflight, &id);
-	if (!recp || recp->sc == SC_DONE) {
-		/* fcntl other than F_DUPFD* stores nothing. */
-		if (st->armed && sc != PGT_SYS_FCNTL_DUPFD)
-			count_lost(PGT_LOST_NO_ENTER);
+	sc = sc_by_nr[nr];
+	if (!sc)
 		return 0;
-	}
-	rec = *recp;
-	recp->sc = SC_DONE;
-	if (rec.sc != sc) {
-		/* A stale record: the exit of that call was never seen. */
-		count_lost(PGT_LOST_NO_ENTER);
+	sc -= 1;
+
+	/* 2. Not a traced process. */
+	id = current_id();
+	tgid = id >> 32;
+	if (!is_traced(tgid))
+		return 0;
+
+	/* A 32-bit (int 0x80) call of a 64-bit process: other numbers, other
+	 * registers. */
+	task = bpf_get_current_task_btf();
+	if (task->thread_info.status & TS_COMPAT)
+		return 0;
+
+	/* pread64, the one call a scan makes by the hundred thousand per second:
+	 * straight into the ring buffer, its time to the clock tick. */
+	if (sc == PGT_SYS_PREAD64) {
+		struct pgt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+		if (!e) {
+			count_lost(PGT_LOST_RINGBUF);
+			return 0;
+		}
+		e->ts_ns = event_ns(0);
+		e->tgid = tgid;
+		e->tid = (__u32)id;
+		e->syscall = PGT_SYS_PREAD64;
+		e->flags = PGT_F_OFFSET;
+		e->ret = ret;
+		e->a0 = regs->di;
+		e->a1 = regs->r10;
+		e->a2 = regs->dx;
+		e->a3 = 0;
+		e->path_len = 0;
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 		return 0;
 	}
 
-	hdr.ts_ns = bpf_ktime_get_ns();
+	/* fcntl makes an event for F_DUPFD and F_DUPFD_CLOEXEC only. */
+	if (sc == PGT_SYS_FCNTL_DUPFD && (__u32)regs->si != F_DUPFD &&
+	    (__u32)regs->si != F_DUPFD_CLOEXEC)
+		return 0;
+
+	hdr.ts_ns = event_ns(1);
 	hdr.tgid = tgid;
 	hdr.tid = (__u32)id;
 	hdr.syscall = sc;
-	hdr.flags = rec.flags & (PGT_F_OFFSET | PGT_F_SOCKET);
-	hdr.ret = ctx->ret;
-	hdr.a0 = rec.args[0];
+	hdr.flags = 0;
+	hdr.ret = ret;
+	hdr.a0 = regs->di;
 	hdr.a1 = 0;
 	hdr.a2 = 0;
 	hdr.a3 = 0;
@@ -333,100 +423,105 @@ static __always_inline int do_exit(struct trace_event_raw_sys_exit *ctx, __u32 s
 	switch (sc) {
 	case PGT_SYS_OPEN:
 		hdr.a0 = (__u64)(__s64)AT_FDCWD;
-		hdr.a1 = rec.args[1];
-		hdr.a2 = rec.args[2];
-		path = rec.args[0];
+		hdr.a1 = regs->si;
+		hdr.a2 = regs->dx;
+		path = regs->di;
 		has_path = 1;
 		break;
 	case PGT_SYS_OPENAT:
-		hdr.a1 = rec.args[2];
-		hdr.a2 = rec.args[3];
-		path = rec.args[1];
+		hdr.a1 = regs->dx;
+		hdr.a2 = regs->r10;
+		path = regs->si;
 		has_path = 1;
 		break;
 	case PGT_SYS_READ:
-	case PGT_SYS_WRITE:
-		hdr.a1 = rec.fpos;
-		hdr.a2 = rec.args[2];
+		hdr.a2 = regs->dx;
+		file_pos(task, &hdr, POS_READ);
 		break;
-	case PGT_SYS_PREAD64:
+	case PGT_SYS_WRITE:
+		hdr.a2 = regs->dx;
+		file_pos(task, &hdr, POS_WRITE);
+		break;
 	case PGT_SYS_PWRITE64:
-		hdr.a1 = rec.args[3];
-		hdr.a2 = rec.args[2];
+		hdr.a1 = regs->r10;
+		hdr.a2 = regs->dx;
 		hdr.flags |= PGT_F_OFFSET;
 		break;
 	case PGT_SYS_READV:
+		hdr.a2 = iov_sum(regs->si, regs->dx, &hdr.flags);
+		file_pos(task, &hdr, POS_READ);
+		break;
 	case PGT_SYS_WRITEV:
-		hdr.a1 = rec.fpos;
-		hdr.a2 = iov_sum(rec.args[1], rec.args[2], &hdr.flags);
+		hdr.a2 = iov_sum(regs->si, regs->dx, &hdr.flags);
+		file_pos(task, &hdr, POS_WRITE);
 		break;
 	case PGT_SYS_PREADV:
 	case PGT_SYS_PWRITEV:
-		/* On 64-bit the offset is pos_l (args[3]) alone. */
-		hdr.a1 = rec.args[3];
+		/* On 64-bit the offset is pos_l (the 4th argument) alone. */
+		hdr.a1 = regs->r10;
 		hdr.flags |= PGT_F_OFFSET;
-		hdr.a2 = iov_sum(rec.args[1], rec.args[2], &hdr.flags);
+		hdr.a2 = iov_sum(regs->si, regs->dx, &hdr.flags);
 		break;
 	case PGT_SYS_PREADV2:
 	case PGT_SYS_PWRITEV2:
+		hdr.a2 = iov_sum(regs->si, regs->dx, &hdr.flags);
 		/* Offset -1 means "at the file position", like readv. */
-		if ((__s64)rec.args[3] == -1) {
-			hdr.a1 = rec.fpos;
+		if ((__s64)regs->r10 == -1) {
+			file_pos(task, &hdr, sc == PGT_SYS_PREADV2 ? POS_READ : POS_WRITE);
 		} else {
-			hdr.a1 = rec.args[3];
+			hdr.a1 = regs->r10;
 			hdr.flags |= PGT_F_OFFSET;
 		}
-		hdr.a2 = iov_sum(rec.args[1], rec.args[2], &hdr.flags);
 		break;
 	case PGT_SYS_LSEEK:
-		hdr.a1 = rec.args[1];
-		hdr.a2 = rec.args[2];
+		hdr.a1 = regs->si;
+		hdr.a2 = regs->dx;
 		break;
 	case PGT_SYS_FTRUNCATE:
-		hdr.a1 = rec.args[1];
+		hdr.a1 = regs->si;
 		break;
 	case PGT_SYS_TRUNCATE:
 		hdr.a0 = 0;
-		hdr.a1 = rec.args[1];
-		path = rec.args[0];
+		hdr.a1 = regs->si;
+		path = regs->di;
 		has_path = 1;
 		break;
 	case PGT_SYS_UNLINK:
 		hdr.a0 = (__u64)(__s64)AT_FDCWD;
-		path = rec.args[0];
+		path = regs->di;
 		has_path = 1;
 		break;
 	case PGT_SYS_UNLINKAT:
-		hdr.a1 = rec.args[2];
-		path = rec.args[1];
+		hdr.a1 = regs->dx;
+		path = regs->si;
 		has_path = 1;
 		break;
 	case PGT_SYS_GETDENTS64:
-		hdr.a2 = rec.args[2];
+		hdr.a2 = regs->dx;
 		break;
 	case PGT_SYS_NEWFSTATAT:
-		hdr.a1 = rec.args[3];
-		path = rec.args[1];
+		hdr.a1 = regs->r10;
+		path = regs->si;
 		has_path = 1;
 		break;
 	case PGT_SYS_STATX:
-		hdr.a1 = rec.args[2];
-		path = rec.args[1];
+		hdr.a1 = regs->dx;
+		path = regs->si;
 		has_path = 1;
 		break;
 	case PGT_SYS_LSTAT:
 	case PGT_SYS_STAT:
 		hdr.a0 = 0;
-		path = rec.args[0];
+		path = regs->di;
 		has_path = 1;
 		break;
 	case PGT_SYS_SENDTO:
-		hdr.a2 = rec.args[2];
+		hdr.a2 = regs->dx;
 		break;
 	case PGT_SYS_FADVISE64:
-		hdr.a1 = rec.args[1];
-		hdr.a2 = rec.args[2];
-		hdr.a3 = rec.args[3];
+		hdr.a1 = regs->si;
+		hdr.a2 = regs->dx;
+		hdr.a3 = regs->r10;
 		break;
 	default:
 		/* close, dup*, fcntl, fstat: a0 alone */
@@ -439,46 +534,3 @@ static __always_inline int do_exit(struct trace_event_raw_sys_exit *ctx, __u32 s
 		emit_fixed(&hdr);
 	return 0;
 }
-
-#define SYSCALL(name, sc, want, nargs)                                            \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                               \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                   \
-	{                                                                         \
-		return do_enter(ctx, sc, want, nargs);                            \
-	}                                                                         \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                     \
-	{                                                                         \
-		return do_exit(ctx, sc);                                          \
-	}
-
-SYSCALL(open, PGT_SYS_OPEN, WANT_NONE, 3)
-SYSCALL(openat, PGT_SYS_OPENAT, WANT_NONE, 4)
-SYSCALL(close, PGT_SYS_CLOSE, WANT_NONE, 1)
-SYSCALL(dup, PGT_SYS_DUP, WANT_NONE, 1)
-SYSCALL(dup2, PGT_SYS_DUP2, WANT_NONE, 2)
-SYSCALL(dup3, PGT_SYS_DUP3, WANT_NONE, 3)
-SYSCALL(fcntl, PGT_SYS_FCNTL_DUPFD, WANT_NONE, 3)
-SYSCALL(read, PGT_SYS_READ, WANT_POS, 3)
-SYSCALL(pread64, PGT_SYS_PREAD64, WANT_NONE, 4)
-SYSCALL(readv, PGT_SYS_READV, WANT_POS, 3)
-SYSCALL(preadv, PGT_SYS_PREADV, WANT_NONE, 5)
-SYSCALL(preadv2, PGT_SYS_PREADV2, WANT_POS_IF_NEG, 6)
-SYSCALL(write, PGT_SYS_WRITE, WANT_POS_SOCK, 3)
-SYSCALL(pwrite64, PGT_SYS_PWRITE64, WANT_NONE, 4)
-SYSCALL(writev, PGT_SYS_WRITEV, WANT_POS_SOCK, 3)
-SYSCALL(pwritev, PGT_SYS_PWRITEV, WANT_NONE, 5)
-SYSCALL(pwritev2, PGT_SYS_PWRITEV2, WANT_POS_IF_NEG, 6)
-SYSCALL(lseek, PGT_SYS_LSEEK, WANT_NONE, 3)
-SYSCALL(ftruncate, PGT_SYS_FTRUNCATE, WANT_NONE, 2)
-SYSCALL(truncate, PGT_SYS_TRUNCATE, WANT_NONE, 2)
-SYSCALL(unlink, PGT_SYS_UNLINK, WANT_NONE, 1)
-SYSCALL(unlinkat, PGT_SYS_UNLINKAT, WANT_NONE, 3)
-SYSCALL(getdents64, PGT_SYS_GETDENTS64, WANT_NONE, 3)
-SYSCALL(newfstatat, PGT_SYS_NEWFSTATAT, WANT_NONE, 4)
-SYSCALL(newfstat, PGT_SYS_FSTAT, WANT_NONE, 2)
-SYSCALL(newlstat, PGT_SYS_LSTAT, WANT_NONE, 2)
-SYSCALL(newstat, PGT_SYS_STAT, WANT_NONE, 2)
-SYSCALL(statx, PGT_SYS_STATX, WANT_NONE, 5)
-SYSCALL(sendto, PGT_SYS_SENDTO, WANT_NONE, 6)
-SYSCALL(fadvise64, PGT_SYS_FADVISE64, WANT_NONE, 4)

@@ -108,11 +108,13 @@ fn sort_spill(backend: &str, c: &Cluster) {
         .unwrap()
         .get(0);
     assert_eq!(n, 300000);
+    // /proc polling sees the spill file open, not the writes into it.
+    let polled = backend == "procfs";
     trace.wait_for("a temp file record", |r| {
         r.iter().any(|r| {
             r["type"] == "file"
                 && r["class"] == "temp_file"
-                && r["bytes_written"].as_u64() > Some(0)
+                && (polled || r["bytes_written"].as_u64() > Some(0))
         })
     });
     let records = trace.finish();
@@ -199,9 +201,7 @@ fn follow_scans_with_every_backend() {
     for b in &backends {
         scan(&mut c, b, &rel_path, seg1_size);
         index_scan(b, &c, &idx_path);
-        if b != "procfs" {
-            sort_spill(b, &c);
-        }
+        sort_spill(b, &c);
     }
 }
 
