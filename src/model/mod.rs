@@ -415,8 +415,10 @@ impl Model {
 
     /// Advance rates and refresh sizes; call once per display interval.
     pub fn tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
+        // The first interval runs from the first event: its bytes are already pending.
         let dt = self
             .last_tick_ns
+            .or(self.first_ns)
             .map(|t| now_ns.saturating_sub(t))
             .unwrap_or(0);
         self.last_tick_ns = Some(now_ns);

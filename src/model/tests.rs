@@ -139,10 +139,11 @@ fn plain_read_uses_tracked_position_and_rates_tick() {
     let f = &m.files[&(10, 5)];
     assert_eq!(f.last_offset, Some(16384 + 3 * 8192));
     assert_eq!(f.pos, Some(16384 + 4 * 8192));
+    // The first interval runs from the first event (ts 0): 32 KiB in one second.
     m.tick(1_000_000_000, &mut n);
-    m.tick(2_000_000_000, &mut n);
-    // The first tick only starts the clock: 32 KiB over the next second.
     assert_eq!(m.relations["base/5/100"].rate_bps, 32768.0);
+    m.tick(2_000_000_000, &mut n);
+    assert!(m.relations["base/5/100"].rate_bps < 32768.0, "an idle second lowers it");
     // lseek(SEEK_END) teaches the size.
     m.apply(
         &ev(
