@@ -143,7 +143,10 @@ fn plain_read_uses_tracked_position_and_rates_tick() {
     m.tick(1_000_000_000, &mut n);
     assert_eq!(m.relations["base/5/100"].rate_bps, 32768.0);
     m.tick(2_000_000_000, &mut n);
-    assert!(m.relations["base/5/100"].rate_bps < 32768.0, "an idle second lowers it");
+    assert!(
+        m.relations["base/5/100"].rate_bps < 32768.0,
+        "an idle second lowers it"
+    );
     // lseek(SEEK_END) teaches the size.
     m.apply(
         &ev(
