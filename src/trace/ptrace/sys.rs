@@ -69,6 +69,9 @@ pub fn getregs(pid: Pid) -> Result<libc::user_regs_struct, Errno> {
     Ok(unsafe { regs.assume_init() })
 }
 
+/// How long the tracer polls for the next stop before it sleeps in waitpid.
+pub const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// One wait result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -86,6 +89,31 @@ pub enum Wait {
 /// their exit signal.
 pub fn wait_any() -> Result<Wait, Errno> {
     let mut status: c_int = 0;
+    // A traced syscall usually stops again within microseconds; sleeping in waitpid costs
+    // a wakeup (a cross-CPU interrupt in a VM) per stop. Poll briefly first.
+    let spin_until = std::time::Instant::now() + SPIN;
+    loop {
+        // SAFETY: waitpid writes one int into `status`, which we own.
+        let r = unsafe {
+            libc::waitpid(
+                -1,
+                &mut status,
+                libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG,
+            )
+        };
+        match r {
+            0 if std::time::Instant::now() < spin_until => std::hint::spin_loop(),
+            0 => break,
+            -1 => {
+                return match Errno::last() {
+                    Errno::EINTR => Ok(Wait::Interrupted),
+                    Errno::ECHILD => Ok(Wait::NoChildren),
+                    e => Err(e),
+                }
+            }
+            pid => return Ok(Wait::Status(pid, status)),
+        }
+    }
     // SAFETY: waitpid writes one int into `status`, which we own.
     let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
     match r {
