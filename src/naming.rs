@@ -1,7 +1,7 @@
 //! The model's [`Namer`] backed by the on-disk catalog: the thin I/O shell around
 //! `pgdata::Resolver` (names, with rate-limited catalog re-reads) and `stat` (sizes).
 
-use crate::model::{Named, Namer, RelInfo};
+use crate::model::{Named, Namer, RelIdentity, RelInfo};
 use crate::pgdata::path::WalFile;
 use crate::pgdata::{PathClass, Resolver};
 use std::path::{Path, PathBuf};
@@ -57,15 +57,17 @@ impl Namer for CatalogNamer {
                     (None, _) => format!("{key} (not in catalog yet)"),
                 };
                 let info = RelInfo {
-                    key,
-                    label: label.clone(),
-                    schema: r.relation.as_ref().map(|x| x.schema.clone()),
-                    name: r.relation.as_ref().map(|x| x.name.clone()),
-                    kind: r.relation.as_ref().map(|x| x.kind.as_str()),
-                    table: r.table.as_ref().map(|t| t.qualified()),
+                    id: RelIdentity {
+                        key,
+                        label: label.clone(),
+                        schema: r.relation.as_ref().map(|x| x.schema.clone()),
+                        name: r.relation.as_ref().map(|x| x.name.clone()),
+                        kind: r.relation.as_ref().map(|x| x.kind.as_str()),
+                        table: r.table.as_ref().map(|t| t.qualified()),
+                        known: r.relation.is_some(),
+                    },
                     fork: f.fork,
                     segment: f.segment,
-                    known: r.relation.is_some(),
                 };
                 (label, Some(info))
             }
@@ -100,7 +102,7 @@ impl Namer for CatalogNamer {
     }
 
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        let base = self.abs(&rel.key);
+        let base = self.abs(&rel.id.key);
         let mut total = 0u64;
         for seg in 0u32.. {
             let p = if seg == 0 {

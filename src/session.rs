@@ -282,8 +282,8 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
                 writeln!(
                     w,
                     "    {} ({}): read {}, written {}, reached {}",
-                    r.label,
-                    r.kind.unwrap_or("relation"),
+                    r.id.label,
+                    r.id.kind.unwrap_or("relation"),
                     out::human_bytes(r.bytes_read),
                     out::human_bytes(r.bytes_written),
                     r.percent()

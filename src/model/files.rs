@@ -3,9 +3,9 @@
 use crate::pgdata::path::Fork;
 use crate::trace::{FollowerRole, Pid, Syscall};
 
-/// A relation file's identity, as the namer found it.
+/// Which relation a file belongs to, as the namer found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelInfo {
+pub struct RelIdentity {
     /// The relation's main-fork path (`pg_relation_filepath()`): the key that groups
     /// its forks and segments.
     pub key: String,
@@ -16,9 +16,15 @@ pub struct RelInfo {
     pub kind: Option<&'static str>,
     /// The table an index or TOAST table serves, `schema.name`.
     pub table: Option<String>,
+    pub known: bool,
+}
+
+/// A relation file: its relation, and which fork and segment of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelInfo {
+    pub id: RelIdentity,
     pub fork: Fork,
     pub segment: u32,
-    pub known: bool,
 }
 
 /// A path, named.

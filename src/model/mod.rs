@@ -4,7 +4,7 @@
 pub mod files;
 pub mod relations;
 
-pub use files::{FileEntry, Named, RelInfo};
+pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
 
 use crate::trace::{Event, EventKind, FollowerRole, Pid, Syscall};
@@ -108,7 +108,7 @@ impl Model {
     fn ours(&self, key: &str) -> bool {
         self.files
             .values()
-            .any(|f| !f.via_io_worker && f.named.relation.as_ref().is_some_and(|r| r.key == key))
+            .any(|f| !f.via_io_worker && f.named.relation.as_ref().is_some_and(|r| r.id.key == key))
     }
 
     pub fn apply(&mut self, ev: &Event, namer: &mut impl Namer) {
@@ -339,12 +339,12 @@ impl Model {
     }
 
     fn relation_entry(&mut self, r: &RelInfo, ts: u64, namer: &mut impl Namer) -> &mut RelState {
-        if !self.relations.contains_key(&r.key) {
+        if !self.relations.contains_key(&r.id.key) {
             let size = namer.relation_size(r);
             self.relations
-                .insert(r.key.clone(), RelState::new(r, size, ts));
+                .insert(r.id.key.clone(), RelState::new(r, size, ts));
         }
-        self.relations.get_mut(&r.key).expect("just inserted")
+        self.relations.get_mut(&r.id.key).expect("just inserted")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -379,7 +379,7 @@ impl Model {
         // io workers read for every backend of the cluster: only reads of relations the
         // traced processes have open are theirs.
         if f.via_io_worker {
-            let key = f.named.relation.as_ref().map(|r| r.key.clone());
+            let key = f.named.relation.as_ref().map(|r| r.id.key.clone());
             if !key.is_some_and(|k| self.ours(&k)) {
                 return;
             }
@@ -443,7 +443,7 @@ impl Model {
             if rs.size_checked_ns + SIZE_REFRESH_NS <= now_ns
                 && rs.last_ns + SIZE_REFRESH_NS > now_ns
             {
-                if let Some(info) = infos.iter().find(|i| i.key == rs.key) {
+                if let Some(info) = infos.iter().find(|i| i.id.key == rs.id.key) {
                     if let Some(s) = namer.relation_size(info) {
                         rs.size = Some(s);
                     }

@@ -1,18 +1,12 @@
 //! Per relation, across its segments and forks: how far through it the process is.
 
-use super::files::{smooth, RelInfo};
+use super::files::{smooth, RelIdentity, RelInfo};
 use crate::pgdata::path::Fork;
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelState {
-    pub key: String,
-    pub label: String,
-    pub schema: Option<String>,
-    pub name: Option<String>,
-    pub kind: Option<&'static str>,
-    pub table: Option<String>,
-    pub known: bool,
+    pub id: RelIdentity,
     /// Main fork size, all segments.
     pub size: Option<u64>,
     pub bytes_read: u64,
@@ -34,13 +28,7 @@ pub struct RelState {
 impl RelState {
     pub fn new(r: &RelInfo, size: Option<u64>, ts: u64) -> RelState {
         RelState {
-            key: r.key.clone(),
-            label: r.label.clone(),
-            schema: r.schema.clone(),
-            name: r.name.clone(),
-            kind: r.kind,
-            table: r.table.clone(),
-            known: r.known,
+            id: r.id.clone(),
             size,
             bytes_read: 0,
             bytes_written: 0,

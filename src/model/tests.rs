@@ -28,20 +28,22 @@ impl Namer for FakeNamer {
                 .map(|r| format!("sales.{}", r.0))
                 .unwrap_or(path.into()),
             relation: rel.map(|(name, kind, table)| RelInfo {
-                key: file.to_string(),
-                label: format!("sales.{name}"),
-                schema: Some("sales".into()),
-                name: Some(name.into()),
-                kind: Some(kind),
-                table,
+                id: RelIdentity {
+                    key: file.to_string(),
+                    label: format!("sales.{name}"),
+                    schema: Some("sales".into()),
+                    name: Some(name.into()),
+                    kind: Some(kind),
+                    table,
+                    known: true,
+                },
                 fork: Fork::Main,
                 segment,
-                known: true,
             }),
         }
     }
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        (rel.key == "base/5/100").then_some(SEG + SEG / 2)
+        (rel.id.key == "base/5/100").then_some(SEG + SEG / 2)
     }
     fn file_size(&mut self, path: &str) -> Option<u64> {
         Some(if path.ends_with(".1") { SEG / 2 } else { SEG })
@@ -189,7 +191,7 @@ fn close_dup_exit_and_lost() {
     let mut n = FakeNamer;
     m.apply(&open(0, 10, 5, "base/5/200"), &mut n);
     assert_eq!(
-        m.relations["base/5/200"].table.as_deref(),
+        m.relations["base/5/200"].id.table.as_deref(),
         Some("sales.orders")
     );
     m.apply(

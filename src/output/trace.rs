@@ -39,7 +39,7 @@ fn secs(model: &Model, ts: u64) -> f64 {
 pub fn file_object(f: &FileEntry) -> String {
     match &f.named.relation {
         Some(r) => {
-            let mut s = r.label.clone();
+            let mut s = r.id.label.clone();
             if r.fork != crate::pgdata::path::Fork::Main {
                 s.push('_');
                 s.push_str(r.fork.as_str());
@@ -64,14 +64,14 @@ pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Value {
         "relpath": f.named.relpath,
         "class": f.named.class,
         "object": f.named.label,
-        "schema": r.and_then(|r| r.schema.clone()),
-        "name": r.and_then(|r| r.name.clone()),
-        "kind": r.and_then(|r| r.kind),
-        "table": r.and_then(|r| r.table.clone()),
+        "schema": r.and_then(|r| r.id.schema.clone()),
+        "name": r.and_then(|r| r.id.name.clone()),
+        "kind": r.and_then(|r| r.id.kind),
+        "table": r.and_then(|r| r.id.table.clone()),
         "fork": r.map(|r| r.fork.as_str()),
         "segment": r.map(|r| r.segment),
-        "relation": r.map(|r| r.key.clone()),
-        "known": r.map(|r| r.known),
+        "relation": r.map(|r| r.id.key.clone()),
+        "known": r.map(|r| r.id.known),
         "offset": f.last_offset,
         "highest": f.highest,
         "pos": f.pos,
@@ -92,13 +92,13 @@ pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
     json!({
         "type": "progress",
         "ts": secs(model, now),
-        "relation": r.key,
-        "object": r.label,
-        "schema": r.schema,
-        "name": r.name,
-        "kind": r.kind,
-        "table": r.table,
-        "known": r.known,
+        "relation": r.id.key,
+        "object": r.id.label,
+        "schema": r.id.schema,
+        "name": r.id.name,
+        "kind": r.id.kind,
+        "table": r.id.table,
+        "known": r.id.known,
         "size": r.size,
         "position": r.position,
         "highest": r.highest,
@@ -114,7 +114,7 @@ pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
 }
 
 fn relation_line(r: &RelState) -> String {
-    let mut s = format!("{} ({})", r.label, r.kind.unwrap_or("relation"));
+    let mut s = format!("{} ({})", r.id.label, r.id.kind.unwrap_or("relation"));
     if let Some(seg) = r.segments.last() {
         s.push_str(&format!(" seg {seg}"));
     }
