@@ -69,7 +69,7 @@ impl Namer for CatalogNamer {
                     fork: f.fork,
                     segment: f.segment,
                 };
-                (label, Some(info))
+                (label, Some(std::sync::Arc::new(info)))
             }
             PathClass::TempFile {
                 pid,

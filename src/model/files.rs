@@ -2,6 +2,7 @@
 
 use crate::pgdata::path::Fork;
 use crate::trace::{FollowerRole, Pid, Syscall};
+use std::sync::Arc;
 
 /// Which relation a file belongs to, as the namer found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,8 @@ pub struct Named {
     /// What the UI shows: `sales.orders`, `orders_pkey → sales.orders`, `temp file 2`,
     /// `WAL 000000010000000A000000F3`, or the path.
     pub label: String,
-    pub relation: Option<RelInfo>,
+    /// Shared, so that the per-read path clones a pointer, not the strings.
+    pub relation: Option<Arc<RelInfo>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

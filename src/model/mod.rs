@@ -432,7 +432,7 @@ impl Model {
                 f.size_checked_ns = now_ns;
             }
         }
-        let infos: Vec<RelInfo> = self
+        let infos: Vec<std::sync::Arc<RelInfo>> = self
             .files
             .values()
             .chain(self.closed.iter())

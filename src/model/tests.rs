@@ -27,18 +27,20 @@ impl Namer for FakeNamer {
                 .as_ref()
                 .map(|r| format!("sales.{}", r.0))
                 .unwrap_or(path.into()),
-            relation: rel.map(|(name, kind, table)| RelInfo {
-                id: RelIdentity {
-                    key: file.to_string(),
-                    label: format!("sales.{name}"),
-                    schema: Some("sales".into()),
-                    name: Some(name.into()),
-                    kind: Some(kind),
-                    table,
-                    known: true,
-                },
-                fork: Fork::Main,
-                segment,
+            relation: rel.map(|(name, kind, table)| {
+                std::sync::Arc::new(RelInfo {
+                    id: RelIdentity {
+                        key: file.to_string(),
+                        label: format!("sales.{name}"),
+                        schema: Some("sales".into()),
+                        name: Some(name.into()),
+                        kind: Some(kind),
+                        table,
+                        known: true,
+                    },
+                    fork: Fork::Main,
+                    segment,
+                })
             }),
         }
     }
