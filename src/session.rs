@@ -63,7 +63,7 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -94,45 +94,155 @@ fn follower_event(pid: Pid, leader: Pid, role: FollowerRole) -> Event {
     }
 }
 
-pub fn run(opts: Options) -> Result<()> {
-    let dd = DataDir::from_pid(opts.pid)?;
-    if !is_root() {
-        bail!(
-            "pg_trace must run as root to attach to pid {} (try sudo)",
-            opts.pid
-        );
+/// One attached process: the tracer, the model it feeds, and the bookkeeping around them
+/// (followers, exit detection). Line mode and the TUI both drive it: `poll` often,
+/// `tick` once per display interval, `finish` at the end. Detaches on drop.
+pub struct Session {
+    pub pid: Pid,
+    pub dd: DataDir,
+    pub model: Model,
+    pub namer: CatalogNamer,
+    pub title: String,
+    pub tracer_name: &'static str,
+    pub limitations: Vec<String>,
+    pub start_ns: u64,
+    tracer: Box<dyn Tracer>,
+    followers: BTreeSet<Pid>,
+    batch: Vec<Event>,
+    last_tick_ns: u64,
+    last_tick_events: u64,
+    /// Events per second over the last tick interval.
+    pub events_per_s: f64,
+}
+
+impl Session {
+    /// Check the target, attach, and take the startup snapshot of its open files.
+    pub fn open(pid: Pid, backend: BackendChoice) -> Result<Session> {
+        let dd = DataDir::from_pid(pid)?;
+        if !is_root() {
+            bail!("pg_trace must run as root to attach to pid {pid} (try sudo)");
+        }
+        let namer = CatalogNamer::new(Resolver::new(&dd)?);
+        let tracer = attach(backend, pid)?;
+        let model = Model::new(pid, dd.control.segment_bytes());
+        let start_ns = monotonic_ns();
+        let mut batch = Vec::new();
+        // Files opened before we came (the lsof step): named at once.
+        procfs::snapshot(pid, &mut batch)?;
+        Ok(Session {
+            pid,
+            title: follow::process_title(pid).unwrap_or_default(),
+            tracer_name: tracer.name(),
+            limitations: tracer.limitations(),
+            dd,
+            model,
+            namer,
+            start_ns,
+            tracer,
+            followers: BTreeSet::new(),
+            batch,
+            last_tick_ns: start_ns,
+            last_tick_events: 0,
+            events_per_s: 0.0,
+        })
     }
+
+    /// Fold everything captured so far into the model. `each(model, event, applied)` is
+    /// called for every event before (`applied` false) and after it is applied: `-d`
+    /// names a closing fd before the close forgets it.
+    pub fn poll(&mut self, mut each: impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
+        self.tracer.poll(&mut self.batch)?;
+        for ev in self.batch.drain(..) {
+            each(&self.model, &ev, false)?;
+            self.model.apply(&ev, &mut self.namer);
+            each(&self.model, &ev, true)?;
+        }
+        // eBPF has no exit notification of its own: /proc tells.
+        if !self.model.leader_exited() && !proc_exists(self.pid) {
+            let ev = Event {
+                ts_ns: monotonic_ns(),
+                pid: self.pid,
+                kind: EventKind::Exit {
+                    code: None,
+                    signal: None,
+                },
+            };
+            self.model.apply(&ev, &mut self.namer);
+        }
+        Ok(())
+    }
+
+    /// Once per display interval: pick up new followers, drop gone ones, advance rates.
+    pub fn tick(&mut self, now: u64) {
+        for (pid, role) in follow::find_followers(self.pid) {
+            if self.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
+                self.batch.push(follower_event(pid, self.pid, role));
+                let _ = procfs::snapshot(pid, &mut self.batch);
+            }
+        }
+        let gone: Vec<Pid> = self
+            .followers
+            .iter()
+            .copied()
+            .filter(|&p| !proc_exists(p))
+            .collect();
+        for p in gone {
+            self.followers.remove(&p);
+            self.tracer.remove_pid(p);
+        }
+        self.model.tick(now, &mut self.namer);
+        let dt = now.saturating_sub(self.last_tick_ns).max(1) as f64 / 1e9;
+        self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
+        self.last_tick_ns = now;
+        self.last_tick_events = self.model.events;
+    }
+
+    /// Whatever is still queued, then a last tick.
+    pub fn finish(&mut self) -> Result<()> {
+        self.poll(|_, _, _| Ok(()))?;
+        self.model.tick(monotonic_ns(), &mut self.namer);
+        Ok(())
+    }
+
+    pub fn detach(&mut self) {
+        self.tracer.detach();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.tracer.detach();
+    }
+}
+
+fn proc_exists(pid: Pid) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Line mode: text or NDJSON on stdout until the process exits, a stop signal, or
+/// `--duration`.
+pub fn run(opts: Options) -> Result<()> {
     let stop = stop_flag()?;
-    let mut namer = CatalogNamer::new(Resolver::new(&dd)?);
-    let mut tracer = attach(opts.backend, opts.pid)?;
-    let result = trace_loop(&opts, &dd, tracer.as_mut(), &mut namer, &stop);
-    tracer.detach();
+    let mut session = Session::open(opts.pid, opts.backend)?;
+    let result = line_loop(&opts, &mut session, &stop);
+    session.detach();
     result
 }
 
-fn trace_loop(
-    opts: &Options,
-    dd: &DataDir,
-    tracer: &mut dyn Tracer,
-    namer: &mut CatalogNamer,
-    stop: &AtomicBool,
-) -> Result<()> {
+fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    let mut model = Model::new(opts.pid, dd.control.segment_bytes());
-    let start = monotonic_ns();
-    let title = follow::process_title(opts.pid).unwrap_or_default();
-    let limitations = tracer.limitations();
+    let title = &s.title;
     match opts.format {
         Format::Json => {
             let v = serde_json::json!({
                 "type": "attach",
                 "pid": opts.pid,
                 "title": title,
-                "backend": tracer.name(),
-                "limitations": limitations,
-                "datadir": dd.root,
-                "major": dd.major,
+                "backend": s.tracer_name,
+                "limitations": s.limitations,
+                "datadir": s.dd.root,
+                "major": s.dd.major,
             });
             serde_json::to_writer(&mut w, &v)?;
             w.write_all(b"\n")?;
@@ -142,85 +252,53 @@ fn trace_loop(
                 w,
                 "pg_trace: pid {} ({title}), {} via {}, PostgreSQL {}",
                 opts.pid,
-                dd.root.display(),
-                tracer.name(),
-                dd.major
+                s.dd.root.display(),
+                s.tracer_name,
+                s.dd.major
             )?;
-            for l in &limitations {
+            for l in &s.limitations {
                 writeln!(w, "pg_trace: note: {l}")?;
             }
         }
     }
-    // Files opened before we came (the lsof step): named at once.
-    let mut batch = Vec::new();
-    procfs::snapshot(opts.pid, &mut batch)?;
-    let mut followers: BTreeSet<Pid> = BTreeSet::new();
+    let start = s.start_ns;
     let poll_every = opts.interval.min(Duration::from_millis(100));
     let mut next_print = start + opts.interval.as_nanos() as u64;
     let mut last_print = start;
-    let mut last_events = 0u64;
     let mut first = true;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        tracer.poll(&mut batch)?;
-        for ev in batch.drain(..) {
-            if opts.debug && matches!(ev.kind, EventKind::Close { .. }) {
-                out::write_syscall(&mut w, &model, &ev, opts.format)?;
+        s.poll(|model, ev, applied| {
+            // A close is printed before it is applied (so its fd still has a name),
+            // everything else after (so an open shows what it opened).
+            let is_close = matches!(ev.kind, EventKind::Close { .. });
+            let wanted = opts.debug
+                && !matches!(ev.kind, EventKind::FileState { .. })
+                && is_close != applied;
+            if wanted {
+                out::write_syscall(&mut w, model, ev, opts.format)?;
             }
-            model.apply(&ev, namer);
-            if opts.debug
-                && !matches!(
-                    ev.kind,
-                    EventKind::Close { .. } | EventKind::FileState { .. }
-                )
-            {
-                out::write_syscall(&mut w, &model, &ev, opts.format)?;
-            }
-        }
+            Ok(())
+        })?;
         let now = monotonic_ns();
-        // eBPF has no exit notification of its own: /proc tells.
-        if !model.leader_exited() && !std::path::Path::new(&format!("/proc/{}", opts.pid)).exists()
-        {
-            model.apply(
-                &Event {
-                    ts_ns: now,
-                    pid: opts.pid,
-                    kind: EventKind::Exit {
-                        code: None,
-                        signal: None,
-                    },
-                },
-                namer,
-            );
-        }
         let done = stopping
-            || model.leader_exited()
+            || s.model.leader_exited()
             || opts
                 .duration
                 .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
         if now >= next_print || done {
-            for (pid, role) in follow::find_followers(opts.pid) {
-                if followers.insert(pid) && tracer.add_pid(pid).is_ok() {
-                    batch.push(follower_event(pid, opts.pid, role));
-                    let _ = procfs::snapshot(pid, &mut batch);
-                }
-            }
-            let gone: Vec<Pid> = followers
-                .iter()
-                .copied()
-                .filter(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-                .collect();
-            for p in gone {
-                followers.remove(&p);
-                tracer.remove_pid(p);
-            }
-            model.tick(now, namer);
-            let dt = now.saturating_sub(last_print).max(1) as f64 / 1e9;
-            let eps = (model.events - last_events) as f64 / dt;
-            out::write_interval(&mut w, &model, last_print, now, eps, opts.format, first)?;
+            s.tick(now);
+            out::write_interval(
+                &mut w,
+                &s.model,
+                last_print,
+                now,
+                s.events_per_s,
+                opts.format,
+                first,
+            )?;
             first = false;
             last_print = now;
-            last_events = model.events;
             next_print = now + opts.interval.as_nanos() as u64;
         }
         if done {
@@ -228,14 +306,8 @@ fn trace_loop(
         }
         std::thread::sleep(poll_every);
     }
-    // Whatever is still queued, then the summary.
-    tracer.poll(&mut batch)?;
-    for ev in batch.drain(..) {
-        model.apply(&ev, namer);
-    }
-    let now = monotonic_ns();
-    model.tick(now, namer);
-    write_summary(&mut w, &model, now, opts.format)?;
+    s.finish()?;
+    write_summary(&mut w, &s.model, monotonic_ns(), opts.format)?;
     w.flush()?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Pure state folding: events in, per-file / per-relation / per-process state out. Knows
 //! nothing of how events were captured; asks a [`Namer`] to name paths and size relations.
 
+pub mod coverage;
 pub mod files;
 pub mod relations;
 

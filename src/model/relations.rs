@@ -1,5 +1,6 @@
 //! Per relation, across its segments and forks: how far through it the process is.
 
+use super::coverage::Coverage;
 use super::files::{smooth, RelIdentity, RelInfo};
 use crate::pgdata::path::Fork;
 use std::collections::BTreeSet;
@@ -22,6 +23,8 @@ pub struct RelState {
     pub last_ns: u64,
     pub pending_bytes: u64,
     pub rate_bps: f64,
+    /// Which parts of the main fork were read.
+    pub coverage: Coverage,
     pub(crate) size_checked_ns: u64,
 }
 
@@ -41,6 +44,7 @@ impl RelState {
             last_ns: 0,
             pending_bytes: 0,
             rate_bps: 0.0,
+            coverage: Coverage::new(),
             size_checked_ns: ts,
         }
     }
@@ -53,7 +57,9 @@ impl RelState {
         self.forks.insert(r.fork.as_str());
         if r.fork == Fork::Main {
             self.segments.insert(r.segment);
-            let end = u64::from(r.segment) * seg_bytes + start + n;
+            let begin = u64::from(r.segment) * seg_bytes + start;
+            let end = begin + n;
+            self.coverage.mark(begin, n);
             self.position = Some(end);
             self.highest = self.highest.max(end);
             // A read past the size we knew means the relation grew (or we never knew).
