@@ -40,21 +40,34 @@ pub fn follower_role(title: &str, leader: Pid) -> Option<FollowerRole> {
     None
 }
 
+/// The postmaster's children. `/proc/PID/task/PID/children` (the postmaster is single
+/// threaded) costs one read instead of a walk over every process on the host, which this
+/// runs once per display interval; the walk remains for kernels without it.
+fn children(parent: Pid) -> Vec<Pid> {
+    if let Ok(s) = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")) {
+        return s
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+        .filter(|&p| parent_pid(p) == Some(parent))
+        .collect()
+}
+
 /// Current followers of `leader`: processes with the same parent (the postmaster) whose
 /// title names the leader, or io workers.
 pub fn find_followers(leader: Pid) -> Vec<(Pid, FollowerRole)> {
     let Some(postmaster) = parent_pid(leader) else {
         return Vec::new();
     };
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<Pid>().ok()) else {
-            continue;
-        };
-        if pid == leader || parent_pid(pid) != Some(postmaster) {
+    for pid in children(postmaster) {
+        if pid == leader {
             continue;
         }
         if let Some(role) = process_title(pid).and_then(|t| follower_role(&t, leader)) {
