@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+/*
+ * pg_trace: PostgreSQL's own USDT probes (provider `postgresql`, probes.d) as
+ * records in a ring buffer, decoded by src/trace/usdt.rs.
+ *
+ * One `SEC("usdt")` program per probe, attached by user space with
+ * bpf_program__attach_usdt(pid, "/proc/PID/exe", "postgresql", name) for each
+ * traced process: the kernel installs the uprobes only in those processes, so
+ * there is no pid filter here. libbpf reads each probe's argument specs from
+ * the binary's SDT note (`4@(%r12) 2@12(%r12) 1@14(%r12) ...`) and
+ * bpf_usdt_arg() decodes them, with their real widths and signedness: the
+ * declarations in probes.d are not what the compiler emitted.
+ *
+ * The programs do no PostgreSQL-specific decoding: they copy the probe's
+ * arguments as 64-bit values (at most PGT_USDT_MAX_ARGS, and how many there
+ * were), and for the text probes the string arg0 points to. Which argument
+ * means what, per major (buffer__read__* lost isExtend in 16), is decided in
+ * user space, where it is data and tested.
+ *
+ * The per-block probe (buffer__read__done, attached by default) is the hot
+ * path: one fixed-size reservation, no string, no wakeup. Records are
+ * submitted with BPF_RB_NO_WAKEUP and drained on user space's timer; what does
+ * not fit is counted in the per-CPU `lost` array.
+ *
+ * Record layout (little-endian, no padding):
+ *
+ *   offset size  field
+ *        0    8  ts_ns     bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+ *        8    4  tgid
+ *       12    2  probe     PGT_USDT_* below
+ *       14    1  nargs     arguments the probe has (bpf_usdt_arg_cnt)
+ *       15    1  flags     PGT_UF_* below
+ *       16    2  text_len  bytes of text after the header (no NUL)
+ *       18    2  reserved
+ *       20    4  tid
+ *       24   64  args[8]   s64 each; arguments beyond nargs are 0
+ *       88    -  text      text probes only: up to PGT_USDT_TEXT_CAP-1 bytes
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+
+/* GPL-compatible: bpf_probe_read_user_str is a GPL-only helper. */
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define PGT_USDT_MAX_ARGS 8
+#define PGT_USDT_HDR 88
+/* Query text is cut here (NUL included): a bounded record, read once. */
+#define PGT_USDT_TEXT_CAP 1024
+
+enum {
+	PGT_USDT_BUFFER_READ_DONE = 0,
+	PGT_USDT_BUFFER_READ_START = 1,
+	PGT_USDT_SMGR_READ_START = 2,
+	PGT_USDT_SMGR_READ_DONE = 3,
+	PGT_USDT_SMGR_WRITE_START = 4,
+	PGT_USDT_SMGR_WRITE_DONE = 5,
+	PGT_USDT_QUERY_START = 6,
+	PGT_USDT_QUERY_DONE = 7,
+	PGT_USDT_STATEMENT_STATUS = 8,
+	PGT_USDT_LOCK_WAIT_START = 9,
+	PGT_USDT_LOCK_WAIT_DONE = 10,
+	PGT_USDT_SORT_START = 11,
+	PGT_USDT_SORT_DONE = 12,
+	PGT_USDT_CHECKPOINT_START = 13,
+	PGT_USDT_CHECKPOINT_DONE = 14,
+};
+
+/* flags */
+#define PGT_UF_TEXT 0x01            /* text follows */
+#define PGT_UF_TEXT_TRUNCATED 0x02  /* ... cut at PGT_USDT_TEXT_CAP */
+#define PGT_UF_TEXT_UNREADABLE 0x04 /* arg0 was NULL or unreadable */
+
+/* lost-event causes (indexes of `lost`) */
+#define PGT_ULOST_RINGBUF 0
+#define PGT_ULOST_COUNT 1
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PGT_ULOST_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+struct hdr {
+	__u64 ts_ns;
+	__u32 tgid;
+	__u16 probe;
+	__u8 nargs;
+	__u8 flags;
+	__u16 text_len;
+	__u16 reserved;
+	__u32 tid;
+	__s64 args[PGT_USDT_MAX_ARGS];
+};
+
+struct text_rec {
+	struct hdr h;
+	char text[PGT_USDT_TEXT_CAP];
+};
+
+_Static_assert(sizeof(struct hdr) == PGT_USDT_HDR, "header layout");
+
+static __always_inline void count_lost(void)
+{
+	__u32 k = PGT_ULOST_RINGBUF;
+	__u64 *v = bpf_map_lookup_elem(&lost, &k);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline void fill(struct pt_regs *ctx, struct hdr *h, __u16 probe)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	int n = bpf_usdt_arg_cnt(ctx);
+
+	h->ts_ns = bpf_ktime_get_ns();
+	h->tgid = id >> 32;
+	h->tid = (__u32)id;
+	h->probe = probe;
+	h->nargs = n < 0 ? 0 : (n > 255 ? 255 : n);
+	h->flags = 0;
+	h->text_len = 0;
+	h->reserved = 0;
+#pragma unroll
+	for (int i = 0; i < PGT_USDT_MAX_ARGS; i++) {
+		long v = 0;
+
+		if (i < n && bpf_usdt_arg(ctx, i, &v))
+			v = 0;
+		h->args[i] = v;
+	}
+}
+
+static __always_inline int emit(struct pt_regs *ctx, __u16 probe)
+{
+	struct hdr *h = bpf_ringbuf_reserve(&events, sizeof(*h), 0);
+
+	if (!h) {
+		count_lost();
+		return 0;
+	}
+	fill(ctx, h, probe);
+	bpf_ringbuf_submit(h, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* Probes whose arg0 is a C string (query text). */
+static __always_inline int emit_text(struct pt_regs *ctx, __u16 probe)
+{
+	struct text_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	long ptr = 0;
+	long len;
+
+	if (!r) {
+		count_lost();
+		return 0;
+	}
+	fill(ctx, &r->h, probe);
+	ptr = r->h.args[0];
+	len = ptr ? bpf_probe_read_user_str(r->text, sizeof(r->text), (const void *)ptr) : -1;
+	if (len > 0) {
+		/* len counts the NUL */
+		r->h.text_len = len - 1;
+		r->h.flags = PGT_UF_TEXT;
+		if (len == sizeof(r->text))
+			r->h.flags |= PGT_UF_TEXT_TRUNCATED;
+	} else {
+		r->h.flags = PGT_UF_TEXT_UNREADABLE;
+	}
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+#define PROBE(fn, id)                                                          \
+	SEC("usdt")                                                            \
+	int fn(struct pt_regs *ctx) { return emit(ctx, id); }
+
+#define TEXT_PROBE(fn, id)                                                     \
+	SEC("usdt")                                                            \
+	int fn(struct pt_regs *ctx) { return emit_text(ctx, id); }
+
+PROBE(buffer__read__done, PGT_USDT_BUFFER_READ_DONE)
+PROBE(buffer__read__start, PGT_USDT_BUFFER_READ_START)
+PROBE(smgr__md__read__start, PGT_USDT_SMGR_READ_START)
+PROBE(smgr__md__read__done, PGT_USDT_SMGR_READ_DONE)
+PROBE(smgr__md__write__start, PGT_USDT_SMGR_WRITE_START)
+PROBE(smgr__md__write__done, PGT_USDT_SMGR_WRITE_DONE)
+TEXT_PROBE(query__start, PGT_USDT_QUERY_START)
+TEXT_PROBE(query__done, PGT_USDT_QUERY_DONE)
+TEXT_PROBE(statement__status, PGT_USDT_STATEMENT_STATUS)
+PROBE(lock__wait__start, PGT_USDT_LOCK_WAIT_START)
+PROBE(lock__wait__done, PGT_USDT_LOCK_WAIT_DONE)
+PROBE(sort__start, PGT_USDT_SORT_START)
+PROBE(sort__done, PGT_USDT_SORT_DONE)
+PROBE(checkpoint__start, PGT_USDT_CHECKPOINT_START)
+PROBE(checkpoint__done, PGT_USDT_CHECKPOINT_DONE)
