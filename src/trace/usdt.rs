@@ -125,6 +125,23 @@ impl ProbeSet {
     }
 }
 
+/// What the command line asked of USDT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsdtConfig {
+    /// False with `--no-usdt`.
+    pub enabled: bool,
+    pub probes: ProbeSet,
+}
+
+impl Default for UsdtConfig {
+    fn default() -> UsdtConfig {
+        UsdtConfig {
+            enabled: true,
+            probes: ProbeSet::Default,
+        }
+    }
+}
+
 /// Whether USDT is in use, for the attach record and the TUI header.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UsdtStatus {
