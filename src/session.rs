@@ -96,7 +96,10 @@ pub fn attach_with(
                         "ptrace" => "ptrace+usdt",
                         _ => "procfs+usdt",
                     };
-                    Ok((Box::new(Combined::new(name, vec![sys, Box::new(u)])), status))
+                    Ok((
+                        Box::new(Combined::new(name, vec![sys, Box::new(u)])),
+                        status,
+                    ))
                 }
                 Err(e) => {
                     let why = format!("{e:#}");

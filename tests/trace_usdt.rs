@@ -113,7 +113,11 @@ fn usdt_on_postgresql_15() {
         .args(["probes", "-p", &pid.to_string(), "--format", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let probes: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -138,8 +142,20 @@ fn usdt_on_postgresql_15() {
     assert_eq!(widths, ["4", "4", "4", "2", "1", "-4"]);
     drop(held);
 
-    let heap0 = statio(&c, "pg_statio_user_tables", "heap_blks_read", "heap_blks_hit", "t");
-    let idx0 = statio(&c, "pg_statio_user_indexes", "idx_blks_read", "idx_blks_hit", "t_g");
+    let heap0 = statio(
+        &c,
+        "pg_statio_user_tables",
+        "heap_blks_read",
+        "heap_blks_hit",
+        "t",
+    );
+    let idx0 = statio(
+        &c,
+        "pg_statio_user_indexes",
+        "idx_blks_read",
+        "idx_blks_hit",
+        "t_g",
+    );
 
     let mut held = c.hold_backend("postgres");
     let pid = held.pid;
@@ -204,12 +220,28 @@ fn usdt_on_postgresql_15() {
     // The statistics of those queries reach pg_statio once the backend flushed them.
     let mut heap1 = heap0;
     let mut idx1 = idx0;
-    wait_until("pg_statio to show the scans", Duration::from_secs(30), || {
-        heap1 = statio(&c, "pg_statio_user_tables", "heap_blks_read", "heap_blks_hit", "t");
-        idx1 = statio(&c, "pg_statio_user_indexes", "idx_blks_read", "idx_blks_hit", "t_g");
-        (heap1.0 + heap1.1) - (heap0.0 + heap0.1) >= 2 * t_blocks
-            && (idx1.0 + idx1.1) > (idx0.0 + idx0.1)
-    });
+    wait_until(
+        "pg_statio to show the scans",
+        Duration::from_secs(30),
+        || {
+            heap1 = statio(
+                &c,
+                "pg_statio_user_tables",
+                "heap_blks_read",
+                "heap_blks_hit",
+                "t",
+            );
+            idx1 = statio(
+                &c,
+                "pg_statio_user_indexes",
+                "idx_blks_read",
+                "idx_blks_hit",
+                "t_g",
+            );
+            (heap1.0 + heap1.1) - (heap0.0 + heap0.1) >= 2 * t_blocks
+                && (idx1.0 + idx1.1) > (idx0.0 + idx0.1)
+        },
+    );
     let records = trace.finish();
     drop(held);
 
@@ -219,13 +251,24 @@ fn usdt_on_postgresql_15() {
 
     // Block by block up to the last block: every block of the table touched.
     let t = last_progress(&records, &t_path);
-    assert_eq!((t["schema"].as_str(), t["name"].as_str()), (Some("public"), Some("t")));
+    assert_eq!(
+        (t["schema"].as_str(), t["name"].as_str()),
+        (Some("public"), Some("t"))
+    );
     assert_eq!(t["coverage_blocks"].as_i64(), Some(t_blocks), "{t}");
     let highest = t["highest"].as_i64().unwrap();
     assert_eq!(highest, t_blocks * 8192, "{t}");
     // Hits and misses as pg_statio counts them.
-    within_1pct(t["blocks_read"].as_i64().unwrap(), heap1.0 - heap0.0, "heap blocks read");
-    within_1pct(t["blocks_hit"].as_i64().unwrap(), heap1.1 - heap0.1, "heap blocks hit");
+    within_1pct(
+        t["blocks_read"].as_i64().unwrap(),
+        heap1.0 - heap0.0,
+        "heap blocks read",
+    );
+    within_1pct(
+        t["blocks_hit"].as_i64().unwrap(),
+        heap1.1 - heap0.1,
+        "heap blocks hit",
+    );
     assert!(t["blocks_read"].as_i64().unwrap() >= t_blocks / 2, "{t}");
     assert!(t["blocks_hit"].as_i64().unwrap() >= t_blocks, "{t}");
 
@@ -234,8 +277,16 @@ fn usdt_on_postgresql_15() {
     assert_eq!(i["name"], "t_g");
     assert_eq!(i["kind"], "index");
     assert_eq!(i["table"], "public.t");
-    within_1pct(i["blocks_read"].as_i64().unwrap(), idx1.0 - idx0.0, "index blocks read");
-    within_1pct(i["blocks_hit"].as_i64().unwrap(), idx1.1 - idx0.1, "index blocks hit");
+    within_1pct(
+        i["blocks_read"].as_i64().unwrap(),
+        idx1.0 - idx0.0,
+        "index blocks read",
+    );
+    within_1pct(
+        i["blocks_hit"].as_i64().unwrap(),
+        idx1.1 - idx0.1,
+        "index blocks hit",
+    );
 
     // Query text over the simple and the extended protocol.
     let texts: Vec<&str> = records
@@ -295,7 +346,15 @@ fn no_probes_on_embedded_postgres_16() {
     let held = c.hold_backend("postgres");
     let pid = held.pid.to_string();
     let out = Command::new(BIN)
-        .args(["-p", &pid, "--no-tui", "--backend", "usdt", "--duration", "5"])
+        .args([
+            "-p",
+            &pid,
+            "--no-tui",
+            "--backend",
+            "usdt",
+            "--duration",
+            "5",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

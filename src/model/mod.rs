@@ -425,9 +425,12 @@ impl Model {
                 let updated = self.updated_ns(ev.ts_ns);
                 let fields = [*field1, *field2, *field3, *field4];
                 if *done {
-                    if let Some(w) = self.lock_waits.iter_mut().rev().find(|w| {
-                        w.pid == ev.pid && w.end_ns.is_none() && w.fields == fields
-                    }) {
+                    if let Some(w) = self
+                        .lock_waits
+                        .iter_mut()
+                        .rev()
+                        .find(|w| w.pid == ev.pid && w.end_ns.is_none() && w.fields == fields)
+                    {
                         w.end_ns = Some(ev.ts_ns);
                         w.updated_ns = updated;
                     }
@@ -453,12 +456,14 @@ impl Model {
                     }
                 }
             }
-            EventKind::Sort { done, external, .. } => {
-                if *done {
-                    self.sorts += 1;
-                    if *external == Some(true) {
-                        self.sorts_external += 1;
-                    }
+            EventKind::Sort {
+                done: true,
+                external,
+                ..
+            } => {
+                self.sorts += 1;
+                if *external == Some(true) {
+                    self.sorts_external += 1;
                 }
             }
             EventKind::Checkpoint { done: true, .. } => self.checkpoints += 1,

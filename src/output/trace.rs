@@ -255,7 +255,11 @@ pub fn write_interval(
             }
             out.write_all(b"\n")?;
             for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
-                let state = if q.done_ns.is_some() { "done" } else { "running" };
+                let state = if q.done_ns.is_some() {
+                    "done"
+                } else {
+                    "running"
+                };
                 writeln!(out, "    query (pid {}, {state}): {}", q.pid, q.text)?;
             }
             for w in model.lock_waits.iter().filter(|w| w.updated_ns > since_ns) {

@@ -261,7 +261,13 @@ mod tests {
             "4@(%r12) 4@4(%r12) 4@8(%r12) 2@12(%r12) 1@14(%r12) -4@%r13d",
         );
         data.extend(note(b"GNU\0", 1, &[1, 2, 3, 4]));
-        data.extend(sdt(0x4407b4, 0x885952, "postgresql", "buffer__read__done", ""));
+        data.extend(sdt(
+            0x4407b4,
+            0x885952,
+            "postgresql",
+            "buffer__read__done",
+            "",
+        ));
         let n = parse_notes(&data, 8, true);
         assert_eq!(n.skipped, 1);
         assert_eq!(n.probes.len(), 2);
@@ -274,7 +280,14 @@ mod tests {
         let widths: Vec<(u8, bool)> = p.args.iter().map(|a| (a.size, a.signed)).collect();
         assert_eq!(
             widths,
-            [(4, false), (4, false), (4, false), (2, false), (1, false), (4, true)]
+            [
+                (4, false),
+                (4, false),
+                (4, false),
+                (2, false),
+                (1, false),
+                (4, true)
+            ]
         );
         assert_eq!(p.args[3].location, "12(%r12)");
         assert_eq!(p.args[5].spec(), "-4@%r13d");

@@ -584,7 +584,11 @@ impl UsdtTracer {
         let Some(skel) = self.skel.as_ref() else {
             return 0;
         };
-        match skel.maps.lost.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) {
+        match skel
+            .maps
+            .lost
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        {
             Ok(Some(per_cpu)) => per_cpu
                 .iter()
                 .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
@@ -655,13 +659,13 @@ impl Tracer for UsdtTracer {
         }
         self.lost[0] = self.lost[0].max(self.kernel_lost());
         let pid = self.pids.first().copied().unwrap_or(0);
-        for i in 0..CAUSES.len() {
+        for (i, cause) in CAUSES.iter().enumerate() {
             if self.lost[i] > self.lost_reported[i] {
                 out.push(Event {
                     ts_ns: monotonic_ns(),
                     pid,
                     kind: EventKind::Lost {
-                        cause: CAUSES[i].to_string(),
+                        cause: cause.to_string(),
                         count: self.lost[i] - self.lost_reported[i],
                     },
                 });
@@ -744,7 +748,10 @@ mod tests {
     fn probe_ids_match_the_bpf_enum() {
         let src = include_str!("../../bpf/usdt.bpf.c");
         for (i, p) in PROBES.iter().enumerate() {
-            let id = format!("PGT_USDT_{} = {i},", p.replace("__md", "").replace("__", "_").to_uppercase());
+            let id = format!(
+                "PGT_USDT_{} = {i},",
+                p.replace("__md", "").replace("__", "_").to_uppercase()
+            );
             assert!(src.contains(&id), "{id} missing from usdt.bpf.c");
             assert!(src.contains(&format!("PROBE({p},")), "no program for {p}");
         }
