@@ -406,21 +406,13 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
             w.write_all(b"\n")?;
         }
         Format::Text => {
-            let touched = model
-                .relations
-                .values()
-                .filter(|r| r.bytes_read + r.bytes_written > 0)
-                .count();
+            let touched = model.relations.values().filter(|r| r.touched()).count();
             writeln!(
                 w,
                 "pg_trace: summary: {} events, {touched} relations read or written",
                 model.events
             )?;
-            for r in model
-                .relations
-                .values()
-                .filter(|r| r.bytes_read + r.bytes_written > 0)
-            {
+            for r in model.relations.values().filter(|r| r.touched()) {
                 writeln!(
                     w,
                     "    {} ({}): read {}, written {}, reached {}",
@@ -432,6 +424,15 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
                         .map(|p| format!("{p:.1}%"))
                         .unwrap_or_else(|| "?".into())
                 )?;
+                if let Some(h) = r.hit_ratio() {
+                    writeln!(
+                        w,
+                        "        {} blocks accessed ({:.1}% hit), {} distinct",
+                        r.blocks_hit + r.blocks_read,
+                        h * 100.0,
+                        r.coverage.blocks()
+                    )?;
+                }
             }
             if leader.is_some_and(|p| p.exited) {
                 writeln!(w, "pg_trace: pid {} exited", model.leader)?;

@@ -111,6 +111,11 @@ impl RelState {
         }
     }
 
+    /// Read or written through syscalls, or accessed through the buffer manager (USDT).
+    pub fn touched(&self) -> bool {
+        self.bytes_read + self.bytes_written + self.blocks_hit + self.blocks_read > 0
+    }
+
     /// Share of block accesses found in shared buffers.
     pub fn hit_ratio(&self) -> Option<f64> {
         let total = self.blocks_hit + self.blocks_read;

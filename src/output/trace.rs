@@ -260,7 +260,12 @@ pub fn write_interval(
                 } else {
                     "running"
                 };
-                writeln!(out, "    query (pid {}, {state}): {}", q.pid, q.text)?;
+                let text: String = q
+                    .text
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                writeln!(out, "    query (pid {}, {state}): {text}", q.pid)?;
             }
             for w in model.lock_waits.iter().filter(|w| w.updated_ns > since_ns) {
                 writeln!(out, "    lock: {}", lock_wait_line(model, w))?;
