@@ -1,9 +1,11 @@
 //! What tracing costs the traced backend: the same cache-warm sequential scan untraced,
-//! under `pg_trace --backend ebpf`, `--backend ptrace`, `--backend procfs`, and under
-//! strace, a few repetitions each; prints medians and ratios to untraced.
+//! under `pg_trace --backend ebpf`, `--backend usdt`, `auto` (ebpf + usdt), `--backend
+//! ptrace`, `--backend procfs`, and under strace, a few repetitions each; prints medians
+//! and ratios to untraced.
 //!
 //!     cargo bench --bench trace_overhead
 //!     PG_TRACE_BENCH_ROWS=2000000 PG_TRACE_BENCH_REPS=5 cargo bench --bench trace_overhead
+//!     PG_TRACE_BENCH_MODES=ebpf,usdt cargo bench --bench trace_overhead   # those rows only
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -111,6 +113,8 @@ fn main() {
     let modes: Vec<(&str, Option<Vec<String>>)> = vec![
         ("untraced", None),
         ("pg_trace --backend ebpf", pg_trace("ebpf")),
+        ("pg_trace --backend usdt", pg_trace("usdt")),
+        ("pg_trace --backend auto (ebpf+usdt)", pg_trace("auto")),
         ("pg_trace --backend ptrace", pg_trace("ptrace")),
         ("pg_trace --backend procfs", pg_trace("procfs")),
         (
@@ -127,6 +131,19 @@ fn main() {
             ]),
         ),
     ];
+    // Rows whose name contains one of these words (untraced always runs: it is the base).
+    let only: Option<Vec<String>> = std::env::var("PG_TRACE_BENCH_MODES")
+        .ok()
+        .map(|s| s.split(',').map(|w| w.trim().to_string()).collect());
+    let modes: Vec<_> = modes
+        .into_iter()
+        .filter(|(name, cmd)| {
+            cmd.is_none()
+                || only
+                    .as_ref()
+                    .map_or(true, |o| o.iter().any(|w| name.contains(w.as_str())))
+        })
+        .collect();
     let mut results = Vec::new();
     for (name, cmd) in &modes {
         let mut child = cmd.as_ref().map(|argv| {

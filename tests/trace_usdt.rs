@@ -50,6 +50,27 @@ fn statio(c: &Cluster, view: &str, read: &str, hit: &str, name: &str) -> (i64, i
     (num(0), num(1))
 }
 
+/// The u16 at link-time address `addr` of pid's postgres executable (a probe semaphore).
+fn read_semaphore(pid: i32, addr: u64) -> u16 {
+    use std::io::{Read, Seek, SeekFrom};
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    // The mapping of the executable at file offset 0 is its load base (PIE).
+    let base = maps
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6 && f[5] == exe.to_str().unwrap() && f[2] == "00000000")
+                .then(|| u64::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap())
+        })
+        .expect("the executable's first mapping");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    mem.seek(SeekFrom::Start(base + addr)).unwrap();
+    let mut b = [0u8; 2];
+    mem.read_exact(&mut b).unwrap();
+    u16::from_ne_bytes(b)
+}
+
 fn last_progress<'a>(records: &'a [Value], rel: &str) -> &'a Value {
     records
         .iter()
@@ -140,6 +161,8 @@ fn usdt_on_postgresql_15() {
         .map(|a| a.as_str().unwrap().split('@').next().unwrap().to_string())
         .collect();
     assert_eq!(widths, ["4", "4", "4", "2", "1", "-4"]);
+    let semaphore = done["semaphore"].as_u64().unwrap();
+    assert_eq!(read_semaphore(pid, semaphore), 0);
     drop(held);
 
     let heap0 = statio(
@@ -161,6 +184,8 @@ fn usdt_on_postgresql_15() {
     let pid = held.pid;
     let mut trace = spawn_trace(pid, "usdt");
     trace.wait_ready();
+    // The one write into the tracee: the kernel counts attached uprobes in the semaphore.
+    assert!(read_semaphore(pid, semaphore) > 0);
 
     // Two sequential scans (misses, then hits), an index scan, over both protocols.
     let n: i64 = held
@@ -243,6 +268,8 @@ fn usdt_on_postgresql_15() {
         },
     );
     let records = trace.finish();
+    // ... and gives it back on detach.
+    assert_eq!(read_semaphore(pid, semaphore), 0);
     drop(held);
 
     let a = records.iter().find(|r| r["type"] == "attach").unwrap();
