@@ -25,7 +25,8 @@
  * Record layout (little-endian, no padding):
  *
  *   offset size  field
- *        0    8  ts_ns     bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+ *        0    8  ts_ns     CLOCK_MONOTONIC (per-block probes: to the clock
+ *                          tick, see coarse_ns)
  *        8    4  tgid
  *       12    2  probe     PGT_USDT_* below
  *       14    1  nargs     arguments the probe has (bpf_usdt_arg_cnt)
@@ -88,6 +89,42 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
+/*
+ * Reading the clock costs more than the rest of a per-block record on this
+ * kind of VM (bpf_ktime_get_ns was ~1.5 us here; bpf_ktime_get_coarse_ns is
+ * refused in tracing programs). Per-block records carry the time this CPU last
+ * read in the current clock tick, read only on the tick's first record: at
+ * most one tick (1/HZ) early.
+ */
+struct tick_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tick_clock);
+} tick_clock SEC(".maps");
+
+static __always_inline __u64 coarse_ns(void)
+{
+	__u32 zero = 0;
+	struct tick_clock *c = bpf_map_lookup_elem(&tick_clock, &zero);
+	__u64 j = bpf_jiffies64();
+	__u64 ns;
+
+	if (c && c->jiffies == j)
+		return c->ns;
+	ns = bpf_ktime_get_ns();
+	if (c) {
+		c->jiffies = j;
+		c->ns = ns;
+	}
+	return ns;
+}
+
 struct hdr {
 	__u64 ts_ns;
 	__u32 tgid;
@@ -116,12 +153,13 @@ static __always_inline void count_lost(void)
 		__sync_fetch_and_add(v, 1);
 }
 
-static __always_inline void fill(struct pt_regs *ctx, struct hdr *h, __u16 probe)
+static __always_inline void fill(struct pt_regs *ctx, struct hdr *h, __u16 probe,
+				 int exact_time)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	int n = bpf_usdt_arg_cnt(ctx);
 
-	h->ts_ns = bpf_ktime_get_ns();
+	h->ts_ns = exact_time ? bpf_ktime_get_ns() : coarse_ns();
 	h->tgid = id >> 32;
 	h->tid = (__u32)id;
 	h->probe = probe;
@@ -139,7 +177,7 @@ static __always_inline void fill(struct pt_regs *ctx, struct hdr *h, __u16 probe
 	}
 }
 
-static __always_inline int emit(struct pt_regs *ctx, __u16 probe)
+static __always_inline int emit(struct pt_regs *ctx, __u16 probe, int exact_time)
 {
 	struct hdr *h = bpf_ringbuf_reserve(&events, sizeof(*h), 0);
 
@@ -147,7 +185,7 @@ static __always_inline int emit(struct pt_regs *ctx, __u16 probe)
 		count_lost();
 		return 0;
 	}
-	fill(ctx, h, probe);
+	fill(ctx, h, probe, exact_time);
 	bpf_ringbuf_submit(h, BPF_RB_NO_WAKEUP);
 	return 0;
 }
@@ -163,7 +201,7 @@ static __always_inline int emit_text(struct pt_regs *ctx, __u16 probe)
 		count_lost();
 		return 0;
 	}
-	fill(ctx, &r->h, probe);
+	fill(ctx, &r->h, probe, 1);
 	ptr = r->h.args[0];
 	len = ptr ? bpf_probe_read_user_str(r->text, sizeof(r->text), (const void *)ptr) : -1;
 	if (len > 0) {
@@ -179,20 +217,25 @@ static __always_inline int emit_text(struct pt_regs *ctx, __u16 probe)
 	return 0;
 }
 
+/* Per-block probes: clock-tick time. */
+#define BLOCK_PROBE(fn, id)                                                    \
+	SEC("usdt")                                                            \
+	int fn(struct pt_regs *ctx) { return emit(ctx, id, 0); }
+
 #define PROBE(fn, id)                                                          \
 	SEC("usdt")                                                            \
-	int fn(struct pt_regs *ctx) { return emit(ctx, id); }
+	int fn(struct pt_regs *ctx) { return emit(ctx, id, 1); }
 
 #define TEXT_PROBE(fn, id)                                                     \
 	SEC("usdt")                                                            \
 	int fn(struct pt_regs *ctx) { return emit_text(ctx, id); }
 
-PROBE(buffer__read__done, PGT_USDT_BUFFER_READ_DONE)
-PROBE(buffer__read__start, PGT_USDT_BUFFER_READ_START)
-PROBE(smgr__md__read__start, PGT_USDT_SMGR_READ_START)
-PROBE(smgr__md__read__done, PGT_USDT_SMGR_READ_DONE)
-PROBE(smgr__md__write__start, PGT_USDT_SMGR_WRITE_START)
-PROBE(smgr__md__write__done, PGT_USDT_SMGR_WRITE_DONE)
+BLOCK_PROBE(buffer__read__done, PGT_USDT_BUFFER_READ_DONE)
+BLOCK_PROBE(buffer__read__start, PGT_USDT_BUFFER_READ_START)
+BLOCK_PROBE(smgr__md__read__start, PGT_USDT_SMGR_READ_START)
+BLOCK_PROBE(smgr__md__read__done, PGT_USDT_SMGR_READ_DONE)
+BLOCK_PROBE(smgr__md__write__start, PGT_USDT_SMGR_WRITE_START)
+BLOCK_PROBE(smgr__md__write__done, PGT_USDT_SMGR_WRITE_DONE)
 TEXT_PROBE(query__start, PGT_USDT_QUERY_START)
 TEXT_PROBE(query__done, PGT_USDT_QUERY_DONE)
 TEXT_PROBE(statement__status, PGT_USDT_STATEMENT_STATUS)

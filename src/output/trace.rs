@@ -117,6 +117,7 @@ pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
         "blocks_per_s": r.blocks_per_s.round(),
         "last_block": r.last_block,
         "coverage_blocks": r.coverage.blocks(),
+        "coverage": r.size.filter(|&s| s > 0).map(|s| r.coverage.fraction(s)),
         "smgr_blocks_read": r.smgr_blocks_read,
         "smgr_blocks_written": r.smgr_blocks_written,
     })
@@ -299,6 +300,8 @@ pub fn stats_record(model: &Model, now: u64, eps: f64) -> Value {
         "events_per_s": eps.round(),
         "lost": model.lost,
         "files_open": model.files.len(),
+        "sorts": model.sorts,
+        "sorts_external": model.sorts_external,
     })
 }
 

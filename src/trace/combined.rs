@@ -50,15 +50,23 @@ impl Tracer for Combined {
         self.name
     }
 
-    /// Followers join every part; the first error is reported after all were tried.
+    /// Followers join every part. A follower one part could take is followed (the session
+    /// then announces it); an error only when no part could.
     fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()> {
         let mut first_err = None;
+        let mut any_ok = false;
         for p in &mut self.parts {
-            if let Err(e) = p.add_pid(pid) {
-                first_err.get_or_insert(e);
+            match p.add_pid(pid) {
+                Ok(()) => any_ok = true,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        match first_err {
+            Some(e) if !any_ok => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn remove_pid(&mut self, pid: Pid) {
