@@ -413,3 +413,22 @@ fn no_probes_on_embedded_postgres_16() {
         "{a}"
     );
 }
+
+/// Bad USDT arguments: one line, exit 1, before anything is attached.
+#[test]
+fn bad_usdt_arguments_are_one_line_errors() {
+    for args in [
+        vec!["-p", "1", "--no-tui", "--usdt-probes", "nope"],
+        vec!["-p", "1", "--no-tui", "--usdt-probes", ","],
+        vec!["probes"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("pg_trace: error: "),
+            "{args:?}: {stderr}"
+        );
+    }
+}

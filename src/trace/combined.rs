@@ -22,26 +22,23 @@ impl Combined {
     }
 }
 
-/// Merges sorted runs into `out`, stable: on equal timestamps the earlier run goes first.
+/// Merges sorted runs into `out` (moving the events), stable: on equal timestamps the
+/// earlier run goes first. Leaves the runs empty, their capacity kept.
 pub fn merge_by_time(runs: &mut [Vec<Event>], out: &mut Vec<Event>) {
     let total: usize = runs.iter().map(Vec::len).sum();
     out.reserve(total);
-    let mut idx = vec![0usize; runs.len()];
+    let mut iters: Vec<_> = runs.iter_mut().map(|r| r.drain(..).peekable()).collect();
     loop {
         let mut best: Option<(usize, u64)> = None;
-        for (r, run) in runs.iter().enumerate() {
-            if let Some(ev) = run.get(idx[r]) {
+        for (r, it) in iters.iter_mut().enumerate() {
+            if let Some(ev) = it.peek() {
                 if best.map_or(true, |(_, ts)| ev.ts_ns < ts) {
                     best = Some((r, ev.ts_ns));
                 }
             }
         }
         let Some((r, _)) = best else { break };
-        out.push(runs[r][idx[r]].clone());
-        idx[r] += 1;
-    }
-    for run in runs.iter_mut() {
-        run.clear();
+        out.extend(iters[r].next());
     }
 }
 

@@ -79,6 +79,9 @@ pub const DEFAULT_PROBES: [&str; 10] = [
     "checkpoint__done",
 ];
 
+/// The most blocks one smgr call may cover before a record is called garbled.
+const MAX_BLOCKS_PER_IO: u32 = 1024;
+
 /// Without it there is no block-level view: attaching fails rather than pretend.
 const REQUIRED: &str = "buffer__read__done";
 
@@ -305,8 +308,12 @@ fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
                 return Some(Decoded::BadArgs);
             }
             let write = name == "smgr__md__write__done";
-            // arg7 = bytes requested: one block up to 16, PG17's vectored reads more.
+            // arg7 = bytes requested: one block up to 16, PG17's vectored reads more (at
+            // most io_combine_limit, 128 blocks in 18). Anything larger is not believed.
             let nblocks = u32::try_from(a[7].max(0) / 8192).unwrap_or(u32::MAX).max(1);
+            if nblocks > MAX_BLOCKS_PER_IO {
+                return Some(Decoded::BadArgs);
+            }
             let p = if write {
                 BlockProbe::SmgrWriteDone
             } else {
@@ -797,6 +804,8 @@ mod tests {
             EventKind::BlockIo { nblocks, block, .. } => assert_eq!((nblocks, block), (16, 32)),
             k => panic!("{k:?}"),
         }
+        let huge = record(3, &[0, 32, 1663, 5, 16384, -1, 0, i64::MAX], None, 0);
+        assert_eq!(decode(&huge, 17), Decoded::BadArgs);
     }
 
     #[test]
