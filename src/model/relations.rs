@@ -160,6 +160,17 @@ impl RelState {
     /// Seconds to the end at the current rate.
     pub fn eta_s(&self) -> Option<f64> {
         let left = self.size?.saturating_sub(self.position?);
-        (self.rate_bps > 1.0).then(|| left as f64 / self.rate_bps)
+        let rate = self.progress_bps();
+        (rate > 1.0).then(|| left as f64 / rate)
+    }
+
+    /// How fast the position moves: bytes read through syscalls, or, seen only through
+    /// USDT, block accesses (a sequential scan touches each block once).
+    pub fn progress_bps(&self) -> f64 {
+        if self.rate_bps > 1.0 || self.blocks_per_s <= 0.0 {
+            self.rate_bps
+        } else {
+            self.blocks_per_s * super::coverage::BLOCK as f64
+        }
     }
 }

@@ -187,7 +187,10 @@ fn relation_line(r: &RelState) -> String {
         (_, Some(size)) => s.push_str(&format!(" of {}", human_bytes(size))),
         _ => {}
     }
-    s.push_str(&format!(", {}/s", human_bytes(r.rate_bps as u64)));
+    // Seen only through USDT, there are no bytes moved: the block rate says it.
+    if r.bytes_read + r.bytes_written > 0 || r.hit_ratio().is_none() {
+        s.push_str(&format!(", {}/s", human_bytes(r.rate_bps as u64)));
+    }
     if let Some(h) = r.hit_ratio() {
         s.push_str(&format!(
             ", {:.0} blk/s, {} blocks ({:.1}% hit)",

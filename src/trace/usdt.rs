@@ -698,6 +698,9 @@ impl Tracer for UsdtTracer {
     fn detach(&mut self) {
         self.detached = true;
         // Dropping a link removes its uprobes and gives back the semaphore increments.
+        // Each removal waits for an RCU grace period (~45 ms per probe here). They cannot
+        // be dropped side by side: libbpf's USDT bookkeeping (spec ids returned to the
+        // shared manager on detach) is not thread-safe.
         self.links.clear();
     }
 
