@@ -7,7 +7,7 @@ mod support;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::trace::spawn_trace;
+use support::trace::{spawn_trace, spawn_trace_with};
 use support::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
@@ -115,6 +115,11 @@ fn usdt_on_postgresql_15() {
     );
     c.execute("postgres", "CREATE INDEX t_g ON t (g)");
     c.execute("postgres", "CREATE TABLE locked_t (x int)");
+    // Not read again until the last session: cold after the restart below.
+    c.execute(
+        "postgres",
+        "CREATE TABLE cold AS SELECT g, md5(g::text) AS pad FROM generate_series(1, 20000) g",
+    );
     c.execute("postgres", "VACUUM ANALYZE t");
     let t_path = c.psql("postgres", "SELECT pg_relation_filepath('t')")[0][0]
         .clone()
@@ -347,14 +352,38 @@ fn usdt_on_postgresql_15() {
         i["blocks_hit"]
     );
 
-    // auto = syscalls + USDT on a binary with probes.
-    let held = c.hold_backend("postgres");
-    let mut trace = spawn_trace(held.pid, "auto");
+    // auto = syscalls + USDT on a binary with probes; with every probe, a cold scan's misses
+    // are the smgr reads and the pread64s the syscall tracer sees, block for block.
+    let cold_path = c.psql("postgres", "SELECT pg_relation_filepath('cold')")[0][0]
+        .clone()
+        .unwrap();
+    let mut held = c.hold_backend("postgres");
+    let mut trace = spawn_trace_with(held.pid, "auto", &["--usdt-probes", "all"]);
     trace.wait_ready();
+    let n: i64 = held
+        .client
+        .query_one("SELECT count(*) FROM cold", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 20000);
+    trace.wait_for("the cold scan", |r| {
+        r.iter()
+            .any(|r| r["type"] == "progress" && r["relation"] == cold_path)
+    });
     let records = trace.finish();
     let a = records.iter().find(|r| r["type"] == "attach").unwrap();
     assert_eq!(a["backend"], "ebpf+usdt", "{a}");
     assert_eq!(a["usdt"]["active"], true, "{a}");
+    assert!(a["usdt"]["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "smgr__md__read__done"));
+    let cold = last_progress(&records, &cold_path);
+    let misses = cold["blocks_read"].as_u64().unwrap();
+    assert!(misses > 100, "{cold}");
+    assert_eq!(cold["smgr_blocks_read"].as_u64(), Some(misses), "{cold}");
+    assert_eq!(cold["bytes_read"].as_u64(), Some(misses * 8192), "{cold}");
 }
 
 /// embedded-postgres builds have no probes: `--backend usdt` fails with one line, `auto`
