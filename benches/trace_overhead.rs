@@ -6,6 +6,9 @@
 //!     cargo bench --bench trace_overhead
 //!     PG_TRACE_BENCH_ROWS=2000000 PG_TRACE_BENCH_REPS=5 cargo bench --bench trace_overhead
 //!     PG_TRACE_BENCH_MODES=ebpf,usdt cargo bench --bench trace_overhead   # those rows only
+//!
+//! On a shared machine whose load drifts, `PG_TRACE_BENCH_PAIRED=1` also scans untraced
+//! right before each traced row and prints each row's ratio to that adjacent baseline.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -144,8 +147,12 @@ fn main() {
                     .map_or(true, |o| o.iter().any(|w| name.contains(w.as_str())))
         })
         .collect();
+    let paired = std::env::var_os("PG_TRACE_BENCH_PAIRED").is_some();
     let mut results = Vec::new();
+    let mut baselines: Vec<Option<Duration>> = Vec::new();
     for (name, cmd) in &modes {
+        baselines
+            .push((paired && cmd.is_some()).then(|| median((0..reps).map(|_| scan()).collect())));
         let mut child = cmd.as_ref().map(|argv| {
             let mut ch = Command::new(&argv[0])
                 .args(&argv[1..])
@@ -183,11 +190,19 @@ fn main() {
         preads as u64,
         preads / base / 1000.0
     );
-    for (name, d) in &results {
-        println!(
+    for ((name, d), pair) in results.iter().zip(&baselines) {
+        print!(
             "  {name:<50} {:>8.1} ms  {:.2}x",
             d.as_secs_f64() * 1e3,
             d.as_secs_f64() / base
         );
+        match pair {
+            Some(b) => println!(
+                "   (untraced just before: {:.1} ms, {:.2}x)",
+                b.as_secs_f64() * 1e3,
+                d.as_secs_f64() / b.as_secs_f64()
+            ),
+            None => println!(),
+        }
     }
 }
