@@ -1,9 +1,14 @@
 //! What tracing costs the traced backend: the same cache-warm sequential scan untraced,
-//! under `pg_trace --backend ebpf`, `--backend ptrace`, `--backend procfs`, and under
-//! strace, a few repetitions each; prints medians and ratios to untraced.
+//! under `pg_trace --backend ebpf`, `--backend usdt`, `auto` (ebpf + usdt), `--backend
+//! ptrace`, `--backend procfs`, and under strace, a few repetitions each; prints medians
+//! and ratios to untraced.
 //!
 //!     cargo bench --bench trace_overhead
 //!     PG_TRACE_BENCH_ROWS=2000000 PG_TRACE_BENCH_REPS=5 cargo bench --bench trace_overhead
+//!     PG_TRACE_BENCH_MODES=ebpf,usdt cargo bench --bench trace_overhead   # those rows only
+//!
+//! On a shared machine whose load drifts, `PG_TRACE_BENCH_PAIRED=1` also scans untraced
+//! right before each traced row and prints each row's ratio to that adjacent baseline.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -111,6 +116,8 @@ fn main() {
     let modes: Vec<(&str, Option<Vec<String>>)> = vec![
         ("untraced", None),
         ("pg_trace --backend ebpf", pg_trace("ebpf")),
+        ("pg_trace --backend usdt", pg_trace("usdt")),
+        ("pg_trace --backend auto (ebpf+usdt)", pg_trace("auto")),
         ("pg_trace --backend ptrace", pg_trace("ptrace")),
         ("pg_trace --backend procfs", pg_trace("procfs")),
         (
@@ -127,8 +134,25 @@ fn main() {
             ]),
         ),
     ];
+    // Rows whose name contains one of these words (untraced always runs: it is the base).
+    let only: Option<Vec<String>> = std::env::var("PG_TRACE_BENCH_MODES")
+        .ok()
+        .map(|s| s.split(',').map(|w| w.trim().to_string()).collect());
+    let modes: Vec<_> = modes
+        .into_iter()
+        .filter(|(name, cmd)| {
+            cmd.is_none()
+                || only
+                    .as_ref()
+                    .map_or(true, |o| o.iter().any(|w| name.contains(w.as_str())))
+        })
+        .collect();
+    let paired = std::env::var_os("PG_TRACE_BENCH_PAIRED").is_some();
     let mut results = Vec::new();
+    let mut baselines: Vec<Option<Duration>> = Vec::new();
     for (name, cmd) in &modes {
+        baselines
+            .push((paired && cmd.is_some()).then(|| median((0..reps).map(|_| scan()).collect())));
         let mut child = cmd.as_ref().map(|argv| {
             let mut ch = Command::new(&argv[0])
                 .args(&argv[1..])
@@ -166,11 +190,19 @@ fn main() {
         preads as u64,
         preads / base / 1000.0
     );
-    for (name, d) in &results {
-        println!(
+    for ((name, d), pair) in results.iter().zip(&baselines) {
+        print!(
             "  {name:<50} {:>8.1} ms  {:.2}x",
             d.as_secs_f64() * 1e3,
             d.as_secs_f64() / base
         );
+        match pair {
+            Some(b) => println!(
+                "   (untraced just before: {:.1} ms, {:.2}x)",
+                b.as_secs_f64() * 1e3,
+                d.as_secs_f64() / b.as_secs_f64()
+            ),
+            None => println!(),
+        }
     }
 }

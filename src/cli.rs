@@ -31,9 +31,20 @@ pub struct Cli {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
 
-    /// How to watch the process; auto tries ebpf, then ptrace, then procfs.
+    /// How to watch the process; auto tries ebpf, then ptrace, then procfs, plus USDT
+    /// probes when the postgres binary has them; usdt uses the probes alone.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+
+    /// Do not attach PostgreSQL's USDT probes (attaching increments each probe's
+    /// semaphore in the traced process: the one write into it).
+    #[arg(long)]
+    pub no_usdt: bool,
+
+    /// Which USDT probes: default (one per block: buffer__read__done, plus the per-query
+    /// ones), all (adds smgr__md__* and buffer__read__start), or a comma-separated list.
+    #[arg(long, value_name = "SET", default_value = "default")]
+    pub usdt_probes: String,
 
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
@@ -66,6 +77,8 @@ pub struct Target {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The USDT probes the postgres binary of -p PID offers (from its .note.stapsdt).
+    Probes,
     /// Every relation with storage in every database, read from disk (an offline oid2name).
     Catalog {
         #[command(flatten)]

@@ -19,6 +19,12 @@ fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match &cli.command {
+        Some(Command::Probes) => {
+            let Some(pid) = cli.pid else {
+                bail!("give the postgres process with -p PID");
+            };
+            output::probes::write(&mut out, pid, cli.format)?;
+        }
         Some(Command::Catalog { target }) => {
             let dd = datadir(target, cli.pid)?;
             let cat = pgdata::Catalog::load(&dd)?;
@@ -41,6 +47,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             // The TUI is not built yet: line mode whether or not stdout is a terminal.
             drop(out);
+            let usdt = pg_trace::trace::usdt::UsdtConfig {
+                enabled: !cli.no_usdt,
+                probes: pg_trace::trace::usdt::ProbeSet::parse(&cli.usdt_probes)?,
+            };
             return session::run(session::Options {
                 pid,
                 backend: cli.backend,
@@ -50,6 +60,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|d| std::time::Duration::from_secs_f64(d.max(0.0))),
                 format: cli.format,
                 debug: cli.debug,
+                usdt,
             });
         }
     }

@@ -1,7 +1,7 @@
 //! The model's [`Namer`] backed by the on-disk catalog: the thin I/O shell around
 //! `pgdata::Resolver` (names, with rate-limited catalog re-reads) and `stat` (sizes).
 
-use crate::model::{Named, Namer, RelIdentity, RelInfo};
+use crate::model::{block_rel_path, BlockRel, Named, Namer, RelIdentity, RelInfo};
 use crate::pgdata::path::WalFile;
 use crate::pgdata::{PathClass, Resolver};
 use std::path::{Path, PathBuf};
@@ -117,6 +117,32 @@ impl Namer for CatalogNamer {
             }
         }
         Some(total)
+    }
+
+    fn name_block(&mut self, b: &BlockRel) -> Option<std::sync::Arc<RelInfo>> {
+        let dir = self.resolver.catalog().datadir.tablespace_version_dir();
+        self.name(&block_rel_path(b, Some(&dir))?).relation
+    }
+
+    fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
+        if self.resolver.catalog().by_oid(db, oid).is_none() {
+            self.resolver.maybe_reload();
+        }
+        let cat = self.resolver.catalog();
+        let rel = cat.by_oid(db, oid)?;
+        let table = cat.owner_of(rel).map(|t| t.qualified());
+        Some(RelIdentity {
+            key: rel.path.clone(),
+            label: match &table {
+                Some(t) => format!("{} → {t}", rel.name),
+                None => rel.qualified(),
+            },
+            schema: Some(rel.schema.clone()),
+            name: Some(rel.name.clone()),
+            kind: Some(rel.kind.as_str()),
+            table,
+            known: true,
+        })
     }
 
     fn file_size(&mut self, path: &str) -> Option<u64> {

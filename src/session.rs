@@ -6,6 +6,8 @@ use crate::model::Model;
 use crate::naming::CatalogNamer;
 use crate::output::trace as out;
 use crate::pgdata::{DataDir, Resolver};
+use crate::trace::combined::Combined;
+use crate::trace::usdt::{UsdtConfig, UsdtStatus, UsdtTracer};
 use crate::trace::{follow, monotonic_ns, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
 use anyhow::{bail, Result};
 use std::collections::BTreeSet;
@@ -21,10 +23,18 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub format: Format,
     pub debug: bool,
+    pub usdt: UsdtConfig,
 }
 
-/// Try each method in turn for `auto`; say once why each fallback happened.
+/// Try each method in turn for `auto`; say once why each fallback happened. USDT with
+/// the defaults; see [`attach_with`].
 pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
+    let major = DataDir::from_pid(pid)?.major;
+    Ok(attach_with(choice, pid, major, &UsdtConfig::default())?.0)
+}
+
+/// The syscall tracer `auto` picks: eBPF, else ptrace, else /proc polling.
+fn syscall_tracer(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
     let ebpf = || -> Result<Box<dyn Tracer>> {
         Ok(Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?))
     };
@@ -39,10 +49,7 @@ pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
         BackendChoice::Ebpf => ebpf(),
         BackendChoice::Ptrace => ptrace(),
         BackendChoice::Procfs => procfs(),
-        BackendChoice::Usdt => {
-            bail!("the USDT backend is not built yet; use --backend ebpf, ptrace or procfs")
-        }
-        BackendChoice::Auto => match ebpf() {
+        BackendChoice::Usdt | BackendChoice::Auto => match ebpf() {
             Ok(t) => Ok(t),
             Err(e) => {
                 eprintln!("pg_trace: {e:#}; falling back to ptrace");
@@ -55,6 +62,57 @@ pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
                 }
             }
         },
+    }
+}
+
+/// `--backend usdt`: USDT alone, or one clear error. `auto`: the syscall tracer plus USDT
+/// when the binary has probes (else it says once why not and carries on). An explicit
+/// syscall backend runs alone.
+pub fn attach_with(
+    choice: BackendChoice,
+    pid: Pid,
+    major: u32,
+    usdt: &UsdtConfig,
+) -> Result<(Box<dyn Tracer>, UsdtStatus)> {
+    match choice {
+        BackendChoice::Usdt => {
+            if !usdt.enabled {
+                bail!("--backend usdt and --no-usdt contradict each other");
+            }
+            let t = UsdtTracer::attach(pid, major, &usdt.probes)?;
+            let status = t.status();
+            Ok((Box::new(t), status))
+        }
+        BackendChoice::Auto => {
+            let sys = syscall_tracer(choice, pid)?;
+            if !usdt.enabled {
+                return Ok((sys, UsdtStatus::off("disabled with --no-usdt")));
+            }
+            match UsdtTracer::attach(pid, major, &usdt.probes) {
+                Ok(u) => {
+                    let status = u.status();
+                    let name = match sys.name() {
+                        "ebpf" => "ebpf+usdt",
+                        "ptrace" => "ptrace+usdt",
+                        _ => "procfs+usdt",
+                    };
+                    Ok((
+                        Box::new(Combined::new(name, vec![sys, Box::new(u)])),
+                        status,
+                    ))
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    eprintln!("pg_trace: {why}; carrying on with {} alone", sys.name());
+                    Ok((sys, UsdtStatus::off(why)))
+                }
+            }
+        }
+        other => {
+            let sys = syscall_tracer(other, pid)?;
+            let why = format!("not used with --backend {}", sys.name());
+            Ok((sys, UsdtStatus::off(why)))
+        }
     }
 }
 
@@ -105,6 +163,8 @@ pub struct Session {
     pub title: String,
     pub tracer_name: &'static str,
     pub limitations: Vec<String>,
+    /// Whether USDT probes feed the model, and if not why.
+    pub usdt: UsdtStatus,
     pub start_ns: u64,
     tracer: Box<dyn Tracer>,
     followers: BTreeSet<Pid>,
@@ -118,12 +178,17 @@ pub struct Session {
 impl Session {
     /// Check the target, attach, and take the startup snapshot of its open files.
     pub fn open(pid: Pid, backend: BackendChoice) -> Result<Session> {
+        Session::open_with(pid, backend, &UsdtConfig::default())
+    }
+
+    /// [`Session::open`] with the USDT settings (`--no-usdt`, `--usdt-probes`).
+    pub fn open_with(pid: Pid, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
         let dd = DataDir::from_pid(pid)?;
         if !is_root() {
             bail!("pg_trace must run as root to attach to pid {pid} (try sudo)");
         }
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
-        let tracer = attach(backend, pid)?;
+        let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt)?;
         let model = Model::new(pid, dd.control.segment_bytes());
         let start_ns = monotonic_ns();
         let mut batch = Vec::new();
@@ -134,6 +199,7 @@ impl Session {
             title: follow::process_title(pid).unwrap_or_default(),
             tracer_name: tracer.name(),
             limitations: tracer.limitations(),
+            usdt,
             dd,
             model,
             namer,
@@ -223,7 +289,7 @@ fn proc_exists(pid: Pid) -> bool {
 /// `--duration`.
 pub fn run(opts: Options) -> Result<()> {
     let stop = stop_flag()?;
-    let mut session = Session::open(opts.pid, opts.backend)?;
+    let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt)?;
     let result = line_loop(&opts, &mut session, &stop);
     session.detach();
     result
@@ -241,6 +307,7 @@ fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
                 "title": title,
                 "backend": s.tracer_name,
                 "limitations": s.limitations,
+                "usdt": s.usdt,
                 "datadir": s.dd.root,
                 "major": s.dd.major,
             });
@@ -258,6 +325,9 @@ fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
             )?;
             for l in &s.limitations {
                 writeln!(w, "pg_trace: note: {l}")?;
+            }
+            if let Some(why) = &s.usdt.reason {
+                writeln!(w, "pg_trace: USDT off: {why}")?;
             }
         }
     }
@@ -336,21 +406,13 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
             w.write_all(b"\n")?;
         }
         Format::Text => {
-            let touched = model
-                .relations
-                .values()
-                .filter(|r| r.bytes_read + r.bytes_written > 0)
-                .count();
+            let touched = model.relations.values().filter(|r| r.touched()).count();
             writeln!(
                 w,
                 "pg_trace: summary: {} events, {touched} relations read or written",
                 model.events
             )?;
-            for r in model
-                .relations
-                .values()
-                .filter(|r| r.bytes_read + r.bytes_written > 0)
-            {
+            for r in model.relations.values().filter(|r| r.touched()) {
                 writeln!(
                     w,
                     "    {} ({}): read {}, written {}, reached {}",
@@ -362,6 +424,15 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
                         .map(|p| format!("{p:.1}%"))
                         .unwrap_or_else(|| "?".into())
                 )?;
+                if let Some(h) = r.hit_ratio() {
+                    writeln!(
+                        w,
+                        "        {} blocks accessed ({:.1}% hit), {} distinct",
+                        r.blocks_hit + r.blocks_read,
+                        h * 100.0,
+                        r.coverage.blocks()
+                    )?;
+                }
             }
             if leader.is_some_and(|p| p.exited) {
                 writeln!(w, "pg_trace: pid {} exited", model.leader)?;

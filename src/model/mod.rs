@@ -8,8 +8,46 @@ pub mod relations;
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
 
-use crate::trace::{Event, EventKind, FollowerRole, Pid, Syscall};
-use std::collections::BTreeMap;
+use crate::trace::{BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// What a USDT block probe names: PostgreSQL's buffer tag (plus the temp owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockRel {
+    pub spc: u32,
+    pub db: u32,
+    pub relfilenode: u32,
+    /// ForkNumber: 0 main, 1 fsm, 2 vm, 3 init.
+    pub fork: i32,
+    /// -1, or the BackendId/ProcNumber owning a temp relation.
+    pub backend: i32,
+}
+
+/// `relpath.c`'s GetRelationPath for a buffer tag: `base/<db>/<rel>`, `global/<rel>`,
+/// `pg_tblspc/<spc>/<PG_xx_catver>/<db>/<rel>` (only when `tblspc_dir` is known), with
+/// `t<backend>_` for temp relations and `_fsm`/`_vm`/`_init` for the other forks.
+pub fn block_rel_path(b: &BlockRel, tblspc_dir: Option<&str>) -> Option<String> {
+    const GLOBALTABLESPACE_OID: u32 = 1664;
+    const DEFAULTTABLESPACE_OID: u32 = 1663;
+    let suffix = match b.fork {
+        0 => "",
+        1 => "_fsm",
+        2 => "_vm",
+        3 => "_init",
+        _ => return None,
+    };
+    let file = if b.backend >= 0 {
+        format!("t{}_{}{suffix}", b.backend, b.relfilenode)
+    } else {
+        format!("{}{suffix}", b.relfilenode)
+    };
+    Some(match b.spc {
+        GLOBALTABLESPACE_OID => format!("global/{file}"),
+        DEFAULTTABLESPACE_OID => format!("base/{}/{file}", b.db),
+        spc => format!("pg_tblspc/{spc}/{}/{}/{file}", tblspc_dir?, b.db),
+    })
+}
 
 /// The model's window on the outside world: names for paths, sizes of files.
 pub trait Namer {
@@ -20,6 +58,75 @@ pub trait Namer {
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64>;
     /// Current size of one file.
     fn file_size(&mut self, path: &str) -> Option<u64>;
+    /// The relation (and fork) a USDT buffer tag names, through the same path naming.
+    fn name_block(&mut self, b: &BlockRel) -> Option<Arc<RelInfo>> {
+        self.name(&block_rel_path(b, None)?).relation
+    }
+    /// A relation by pg_class OID in database `db` (lock tags carry OIDs, not filenodes).
+    fn relation_by_oid(&mut self, _db: u32, _oid: u32) -> Option<RelIdentity> {
+        None
+    }
+}
+
+/// Query texts kept (newest last).
+const QUERIES_KEPT: usize = 64;
+/// Lock waits kept (newest last).
+const LOCK_WAITS_KEPT: usize = 64;
+
+/// One query text seen by a USDT probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryRec {
+    pub pid: Pid,
+    pub ts_ns: u64,
+    /// When the record last changed, for per-interval output (never before the last tick).
+    pub updated_ns: u64,
+    pub phase: QueryPhase,
+    pub text: String,
+    pub truncated: bool,
+    pub done_ns: Option<u64>,
+}
+
+/// One heavyweight lock wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockWaitRec {
+    pub pid: Pid,
+    pub start_ns: u64,
+    pub end_ns: Option<u64>,
+    pub updated_ns: u64,
+    pub locktag_type: u8,
+    pub fields: [u32; 4],
+    pub mode: i32,
+    /// For relation locks: the relation, when the catalog knows its OID.
+    pub relation: Option<RelIdentity>,
+}
+
+impl LockWaitRec {
+    /// `AccessShareLock` ... `AccessExclusiveLock` (lockdefs.h, the same in 12–18).
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            1 => "AccessShareLock",
+            2 => "RowShareLock",
+            3 => "RowExclusiveLock",
+            4 => "ShareUpdateExclusiveLock",
+            5 => "ShareLock",
+            6 => "ShareRowExclusiveLock",
+            7 => "ExclusiveLock",
+            8 => "AccessExclusiveLock",
+            _ => "?",
+        }
+    }
+
+    /// What is locked: the relation, or the lock tag in words.
+    pub fn object(&self) -> String {
+        let [f1, f2, f3, f4] = self.fields;
+        match (self.locktag_type, &self.relation) {
+            (0, Some(r)) => r.label.clone(),
+            (0, None) => format!("relation {f2} in database {f1} (not in catalog yet)"),
+            (1, Some(r)) => format!("extension of {}", r.label),
+            (1, None) => format!("extension of relation {f2} in database {f1}"),
+            (t, _) => format!("lock tag type {t} ({f1}, {f2}, {f3}, {f4})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +182,15 @@ pub struct Model {
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     last_tick_ns: Option<u64>,
+    /// Bytes per block (BLCKSZ) for USDT block numbers.
+    pub block_bytes: u64,
+    /// Buffer tags already named (unknown ones are forgotten each tick, to be re-asked).
+    block_names: HashMap<BlockRel, Option<Arc<RelInfo>>>,
+    pub queries: VecDeque<QueryRec>,
+    pub lock_waits: VecDeque<LockWaitRec>,
+    pub sorts: u64,
+    pub sorts_external: u64,
+    pub checkpoints: u64,
 }
 
 impl Model {
@@ -93,6 +209,13 @@ impl Model {
             first_ns: None,
             last_ns: 0,
             last_tick_ns: None,
+            block_bytes: coverage::BLOCK,
+            block_names: HashMap::new(),
+            queries: VecDeque::new(),
+            lock_waits: VecDeque::new(),
+            sorts: 0,
+            sorts_external: 0,
+            checkpoints: 0,
         }
     }
 
@@ -264,8 +387,167 @@ impl Model {
             EventKind::Lost { cause, count } => {
                 *self.lost.entry(cause.clone()).or_default() += count;
             }
+            EventKind::BlockIo {
+                probe,
+                spc,
+                db,
+                relfilenode,
+                fork,
+                block,
+                nblocks,
+                hit,
+                write,
+                backend,
+            } => {
+                let b = BlockRel {
+                    spc: *spc,
+                    db: *db,
+                    relfilenode: *relfilenode,
+                    fork: *fork,
+                    backend: *backend,
+                };
+                self.block_io(ev, role, &b, *probe, *block, *nblocks, *hit, *write, namer);
+            }
+            EventKind::Query {
+                phase,
+                text,
+                truncated,
+            } => self.query(ev, *phase, text, *truncated),
+            EventKind::LockWait {
+                done,
+                field1,
+                field2,
+                field3,
+                field4,
+                locktag_type,
+                mode,
+            } => {
+                let updated = self.updated_ns(ev.ts_ns);
+                let fields = [*field1, *field2, *field3, *field4];
+                if *done {
+                    if let Some(w) = self
+                        .lock_waits
+                        .iter_mut()
+                        .rev()
+                        .find(|w| w.pid == ev.pid && w.end_ns.is_none() && w.fields == fields)
+                    {
+                        w.end_ns = Some(ev.ts_ns);
+                        w.updated_ns = updated;
+                    }
+                } else {
+                    // Relation and relation-extension locks name a relation by OID.
+                    let relation = if *locktag_type <= 1 {
+                        namer.relation_by_oid(*field1, *field2)
+                    } else {
+                        None
+                    };
+                    self.lock_waits.push_back(LockWaitRec {
+                        pid: ev.pid,
+                        start_ns: ev.ts_ns,
+                        end_ns: None,
+                        updated_ns: updated,
+                        locktag_type: *locktag_type,
+                        fields,
+                        mode: *mode,
+                        relation,
+                    });
+                    if self.lock_waits.len() > LOCK_WAITS_KEPT {
+                        self.lock_waits.pop_front();
+                    }
+                }
+            }
+            EventKind::Sort {
+                done: true,
+                external,
+                ..
+            } => {
+                self.sorts += 1;
+                if *external == Some(true) {
+                    self.sorts_external += 1;
+                }
+            }
+            EventKind::Checkpoint { done: true, .. } => self.checkpoints += 1,
             _ => {}
         }
+    }
+
+    /// A record changed now: output shows records changed since its last print, and an
+    /// event drained after a tick may carry a time from before it.
+    fn updated_ns(&self, ts: u64) -> u64 {
+        ts.max(self.last_tick_ns.map_or(0, |t| t + 1))
+    }
+
+    fn query(&mut self, ev: &Event, phase: QueryPhase, text: &str, truncated: bool) {
+        let updated = self.updated_ns(ev.ts_ns);
+        if phase == QueryPhase::Done {
+            if let Some(q) = self
+                .queries
+                .iter_mut()
+                .rev()
+                .find(|q| q.pid == ev.pid && q.done_ns.is_none() && q.text == text)
+            {
+                q.done_ns = Some(ev.ts_ns);
+                q.updated_ns = updated;
+                return;
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        // query__start and statement__status both fire for a simple query: one record.
+        if let Some(q) = self.queries.back_mut() {
+            if q.pid == ev.pid && q.text == text && q.done_ns.is_none() {
+                if phase == QueryPhase::Start {
+                    q.phase = phase;
+                }
+                return;
+            }
+        }
+        self.queries.push_back(QueryRec {
+            pid: ev.pid,
+            ts_ns: ev.ts_ns,
+            updated_ns: updated,
+            phase,
+            text: text.to_string(),
+            truncated,
+            done_ns: (phase == QueryPhase::Done).then_some(ev.ts_ns),
+        });
+        if self.queries.len() > QUERIES_KEPT {
+            self.queries.pop_front();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_io(
+        &mut self,
+        ev: &Event,
+        role: Option<FollowerRole>,
+        b: &BlockRel,
+        probe: BlockProbe,
+        block: u32,
+        nblocks: u32,
+        hit: Option<bool>,
+        write: bool,
+        namer: &mut impl Namer,
+    ) {
+        let info = match self.block_names.get(b) {
+            Some(i) => i.clone(),
+            None => {
+                let i = namer
+                    .name_block(b)
+                    .or_else(|| Some(Arc::new(unnamed_block_rel(b)?)));
+                self.block_names.insert(*b, i.clone());
+                i
+            }
+        };
+        let Some(info) = info else { return };
+        // io workers complete reads for every backend: only relations ours already are.
+        if role == Some(FollowerRole::IoWorker) && !self.relations.contains_key(&info.id.key) {
+            return;
+        }
+        let bb = self.block_bytes;
+        let rs = self.relation_entry(&info, ev.ts_ns, namer);
+        rs.record_block(&info, probe, block, nblocks, hit, write, ev.ts_ns, bb);
     }
 
     /// The /proc backend sees no individual reads, only the process's growing `rchar`.
@@ -416,6 +698,9 @@ impl Model {
 
     /// Advance rates and refresh sizes; call once per display interval.
     pub fn tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
+        // Names not in the catalog yet are asked again (the resolver rate-limits re-reads).
+        self.block_names
+            .retain(|_, i| i.as_ref().is_some_and(|i| i.id.known));
         // The first interval runs from the first event: its bytes are already pending.
         let dt = self
             .last_tick_ns
@@ -462,6 +747,19 @@ impl Model {
             .max_by_key(|f| f.last_ns)
     }
 
+    /// The most recent query text of `pid`.
+    pub fn current_query(&self, pid: Pid) -> Option<&QueryRec> {
+        self.queries.iter().rev().find(|q| q.pid == pid)
+    }
+
+    /// The lock wait `pid` is in, if any.
+    pub fn waiting_for(&self, pid: Pid) -> Option<&LockWaitRec> {
+        self.lock_waits
+            .iter()
+            .rev()
+            .find(|w| w.pid == pid && w.end_ns.is_none())
+    }
+
     /// The relation most recently read.
     pub fn current_relation(&self) -> Option<&RelState> {
         self.relations
@@ -469,6 +767,31 @@ impl Model {
             .filter(|r| r.last_ns > 0)
             .max_by_key(|r| r.last_ns)
     }
+}
+
+/// A buffer tag the namer could not name: shown by its numbers, never dropped.
+fn unnamed_block_rel(b: &BlockRel) -> Option<RelInfo> {
+    let main = BlockRel { fork: 0, ..*b };
+    let key = block_rel_path(&main, Some("?"))?;
+    let fork = match b.fork {
+        1 => crate::pgdata::path::Fork::Fsm,
+        2 => crate::pgdata::path::Fork::Vm,
+        3 => crate::pgdata::path::Fork::Init,
+        _ => crate::pgdata::path::Fork::Main,
+    };
+    Some(RelInfo {
+        id: RelIdentity {
+            label: format!("{key} (not in catalog yet)"),
+            key,
+            schema: None,
+            name: None,
+            kind: None,
+            table: None,
+            known: false,
+        },
+        fork,
+        segment: 0,
+    })
 }
 
 #[cfg(test)]

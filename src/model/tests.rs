@@ -360,3 +360,152 @@ fn openat_relative_to_a_directory_fd() {
     );
     assert_eq!(m.files[&(10, 7)].named.label, "sales.orders");
 }
+
+fn block(ts: u64, pid: i32, rel: u32, fork: i32, blk: u32, hit: Option<bool>) -> Event {
+    ev(
+        ts,
+        pid,
+        EventKind::BlockIo {
+            probe: crate::trace::BlockProbe::BufferReadDone,
+            spc: 1663,
+            db: 5,
+            relfilenode: rel,
+            fork,
+            block: blk,
+            nblocks: 1,
+            hit,
+            write: false,
+            backend: -1,
+        },
+    )
+}
+
+#[test]
+fn usdt_blocks_count_hits_misses_and_coverage() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    for b in 0..100u32 {
+        m.apply(
+            &block(u64::from(b) + 1, 10, 100, 0, b, Some(b % 4 == 0)),
+            &mut n,
+        );
+    }
+    // A visibility-map access counts (pg_statio counts every fork) but covers nothing.
+    m.apply(&block(200, 10, 100, 2, 0, Some(true)), &mut n);
+    let r = &m.relations["base/5/100"];
+    assert_eq!(r.id.label, "sales.orders");
+    assert_eq!((r.blocks_hit, r.blocks_read), (26, 75));
+    assert_eq!(r.coverage.blocks(), 100);
+    assert_eq!(r.position, Some(100 * 8192));
+    assert_eq!(r.last_block, Some(99));
+    assert!((r.hit_ratio().unwrap() - 26.0 / 101.0).abs() < 1e-9);
+    assert!(r.forks.contains("vm"));
+    m.tick(1_000_000_200, &mut n);
+    assert!(m.relations["base/5/100"].blocks_per_s > 0.0);
+    // A relfilenode the catalog does not know is kept, by its path.
+    m.apply(&block(300, 10, 999, 0, 3, Some(false)), &mut n);
+    let u = &m.relations["base/5/999"];
+    assert_eq!(u.id.label, "base/5/999 (not in catalog yet)");
+    assert_eq!(u.blocks_read, 1);
+}
+
+#[test]
+fn usdt_io_worker_blocks_only_for_our_relations() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(
+        &ev(
+            0,
+            20,
+            EventKind::NewFollower {
+                leader: 10,
+                role: FollowerRole::IoWorker,
+            },
+        ),
+        &mut n,
+    );
+    m.apply(&block(1, 20, 200, 0, 5, Some(false)), &mut n);
+    assert!(m.relations.is_empty());
+    m.apply(&block(2, 10, 200, 0, 4, Some(true)), &mut n);
+    m.apply(&block(3, 20, 200, 0, 5, Some(false)), &mut n);
+    assert_eq!(m.relations["base/5/200"].blocks_read, 1);
+}
+
+#[test]
+fn buffer_tag_paths() {
+    let b = |spc, fork, backend| BlockRel {
+        spc,
+        db: 5,
+        relfilenode: 16384,
+        fork,
+        backend,
+    };
+    assert_eq!(
+        block_rel_path(&b(1663, 0, -1), None).unwrap(),
+        "base/5/16384"
+    );
+    assert_eq!(
+        block_rel_path(&b(1664, 1, -1), None).unwrap(),
+        "global/16384_fsm"
+    );
+    assert_eq!(
+        block_rel_path(&b(1663, 2, 3), None).unwrap(),
+        "base/5/t3_16384_vm"
+    );
+    assert_eq!(
+        block_rel_path(&b(16500, 0, -1), Some("PG_15_202209061")).unwrap(),
+        "pg_tblspc/16500/PG_15_202209061/5/16384"
+    );
+    assert_eq!(block_rel_path(&b(16500, 0, -1), None), None);
+    assert_eq!(block_rel_path(&b(1663, 9, -1), None), None);
+}
+
+#[test]
+fn query_texts_and_lock_waits() {
+    use crate::trace::QueryPhase;
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    let q = |ts, phase, text: &str| {
+        ev(
+            ts,
+            10,
+            EventKind::Query {
+                phase,
+                text: text.into(),
+                truncated: false,
+            },
+        )
+    };
+    m.apply(&q(1, QueryPhase::Start, "SELECT 1"), &mut n);
+    m.apply(&q(2, QueryPhase::Status, "SELECT 1"), &mut n);
+    assert_eq!(m.queries.len(), 1);
+    m.apply(&q(3, QueryPhase::Done, "SELECT 1"), &mut n);
+    assert_eq!(m.queries[0].done_ns, Some(3));
+    m.apply(&q(4, QueryPhase::Status, "SELECT $1"), &mut n);
+    assert_eq!(m.current_query(10).unwrap().text, "SELECT $1");
+    let lw = |ts, done| {
+        ev(
+            ts,
+            10,
+            EventKind::LockWait {
+                done,
+                field1: 5,
+                field2: 16390,
+                field3: 0,
+                field4: 0,
+                locktag_type: 0,
+                mode: 1,
+            },
+        )
+    };
+    m.apply(&lw(5, false), &mut n);
+    let w = m.waiting_for(10).unwrap();
+    assert_eq!(w.mode_name(), "AccessShareLock");
+    assert_eq!(
+        w.object(),
+        "relation 16390 in database 5 (not in catalog yet)"
+    );
+    m.apply(&lw(9, true), &mut n);
+    assert!(m.waiting_for(10).is_none());
+    assert_eq!(m.lock_waits[0].end_ns, Some(9));
+}

@@ -2,7 +2,7 @@
 //! `-d` every syscall, enriched with the object it touched.
 
 use crate::cli::Format;
-use crate::model::{FileEntry, Model, RelState};
+use crate::model::{FileEntry, LockWaitRec, Model, QueryRec, RelState};
 use crate::trace::{Event, EventKind};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -110,7 +110,68 @@ pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
         "forks": r.forks,
         "rate_bps": r.rate_bps.round(),
         "eta_s": r.eta_s(),
+        // USDT (0 / null without it): buffer__read__done accesses, all forks.
+        "blocks_hit": r.blocks_hit,
+        "blocks_read": r.blocks_read,
+        "hit_ratio": r.hit_ratio(),
+        "blocks_per_s": r.blocks_per_s.round(),
+        "last_block": r.last_block,
+        "coverage_blocks": r.coverage.blocks(),
+        "coverage": r.size.filter(|&s| s > 0).map(|s| r.coverage.fraction(s)),
+        "smgr_blocks_read": r.smgr_blocks_read,
+        "smgr_blocks_written": r.smgr_blocks_written,
     })
+}
+
+pub fn query_record(model: &Model, q: &QueryRec) -> Value {
+    json!({
+        "type": "query",
+        "ts": secs(model, q.ts_ns),
+        "pid": q.pid,
+        "phase": q.phase,
+        "text": q.text,
+        "truncated": q.truncated,
+        "done": q.done_ns.is_some(),
+        "duration_s": q.done_ns.map(|d| d.saturating_sub(q.ts_ns) as f64 / 1e9),
+    })
+}
+
+pub fn lock_wait_record(model: &Model, w: &LockWaitRec) -> Value {
+    let r = w.relation.as_ref();
+    json!({
+        "type": "lock_wait",
+        "ts": secs(model, w.start_ns),
+        "pid": w.pid,
+        "waiting": w.end_ns.is_none(),
+        "duration_s": w.end_ns.map(|e| e.saturating_sub(w.start_ns) as f64 / 1e9),
+        "mode": w.mode_name(),
+        "locktag_type": w.locktag_type,
+        "locktag": w.fields,
+        "object": w.object(),
+        "relation": r.map(|r| r.key.clone()),
+        "schema": r.and_then(|r| r.schema.clone()),
+        "name": r.and_then(|r| r.name.clone()),
+        "kind": r.and_then(|r| r.kind),
+    })
+}
+
+fn lock_wait_line(model: &Model, w: &LockWaitRec) -> String {
+    match w.end_ns {
+        None => format!(
+            "pid {} WAITS for {} on {} (since {:.1}s)",
+            w.pid,
+            w.mode_name(),
+            w.object(),
+            secs(model, w.start_ns)
+        ),
+        Some(e) => format!(
+            "pid {} waited {:.3}s for {} on {}",
+            w.pid,
+            e.saturating_sub(w.start_ns) as f64 / 1e9,
+            w.mode_name(),
+            w.object()
+        ),
+    }
 }
 
 fn relation_line(r: &RelState) -> String {
@@ -126,7 +187,21 @@ fn relation_line(r: &RelState) -> String {
         (_, Some(size)) => s.push_str(&format!(" of {}", human_bytes(size))),
         _ => {}
     }
-    s.push_str(&format!(", {}/s", human_bytes(r.rate_bps as u64)));
+    // Seen only through USDT, there are no bytes moved: the block rate says it.
+    if r.bytes_read + r.bytes_written > 0 || r.hit_ratio().is_none() {
+        s.push_str(&format!(", {}/s", human_bytes(r.rate_bps as u64)));
+    }
+    if let Some(h) = r.hit_ratio() {
+        s.push_str(&format!(
+            ", {:.0} blk/s, {} blocks ({:.1}% hit)",
+            r.blocks_per_s,
+            r.blocks_hit + r.blocks_read,
+            h * 100.0
+        ));
+        if let Some(b) = r.last_block {
+            s.push_str(&format!(", block {b}"));
+        }
+    }
     if let Some(eta) = r.eta_s() {
         s.push_str(&format!(", ETA {}", human_duration(eta)));
     }
@@ -164,6 +239,14 @@ pub fn write_interval(
                 serde_json::to_writer(&mut *out, &progress_record(model, r, now))?;
                 out.write_all(b"\n")?;
             }
+            for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
+                serde_json::to_writer(&mut *out, &query_record(model, q))?;
+                out.write_all(b"\n")?;
+            }
+            for w in model.lock_waits.iter().filter(|w| w.updated_ns > since_ns) {
+                serde_json::to_writer(&mut *out, &lock_wait_record(model, w))?;
+                out.write_all(b"\n")?;
+            }
             serde_json::to_writer(&mut *out, &stats_record(model, now, eps))?;
             out.write_all(b"\n")?;
         }
@@ -175,6 +258,22 @@ pub fn write_interval(
                 write!(out, ", LOST {lost}")?;
             }
             out.write_all(b"\n")?;
+            for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
+                let state = if q.done_ns.is_some() {
+                    "done"
+                } else {
+                    "running"
+                };
+                let text: String = q
+                    .text
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                writeln!(out, "    query (pid {}, {state}): {text}", q.pid)?;
+            }
+            for w in model.lock_waits.iter().filter(|w| w.updated_ns > since_ns) {
+                writeln!(out, "    lock: {}", lock_wait_line(model, w))?;
+            }
             for r in &active_rels {
                 writeln!(out, "    {}", relation_line(r))?;
             }
@@ -204,6 +303,8 @@ pub fn stats_record(model: &Model, now: u64, eps: f64) -> Value {
         "events_per_s": eps.round(),
         "lost": model.lost,
         "files_open": model.files.len(),
+        "sorts": model.sorts,
+        "sorts_external": model.sorts_external,
     })
 }
 

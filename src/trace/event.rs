@@ -208,6 +208,77 @@ pub enum EventKind {
         cause: String,
         count: u64,
     },
+    /// Blocks of a relation through the buffer manager or smgr (USDT). The relation is named
+    /// by its file: `relfilenode` is NOT pg_class.oid. `fork` is PostgreSQL's ForkNumber
+    /// (0 main, 1 fsm, 2 vm, 3 init); `backend` is -1 except for temp relations (their
+    /// owner's BackendId/ProcNumber).
+    BlockIo {
+        probe: BlockProbe,
+        spc: u32,
+        db: u32,
+        relfilenode: u32,
+        fork: i32,
+        block: u32,
+        nblocks: u32,
+        /// `buffer__read__done`: found in shared buffers. None for the other probes.
+        hit: Option<bool>,
+        write: bool,
+        backend: i32,
+    },
+    /// Query text: `query__start`/`query__done` (simple protocol only) and
+    /// `statement__status` (both protocols; PostgreSQL's activity string).
+    Query {
+        phase: QueryPhase,
+        text: String,
+        /// Cut at the capture limit.
+        truncated: bool,
+    },
+    /// A heavyweight lock wait (`lock__wait__start/done`): the LOCKTAG fields as PostgreSQL
+    /// fills them (for a relation lock, type 0: field1 = database OID, field2 = relation
+    /// OID) and the LOCKMODE asked for.
+    LockWait {
+        done: bool,
+        field1: u32,
+        field2: u32,
+        field3: u32,
+        field4: u32,
+        locktag_type: u8,
+        mode: i32,
+    },
+    /// `sort__start` (`done` false: the work_mem it may use) and `sort__done` (`external`:
+    /// spilled to disk; `space_kb`: disk or memory used).
+    Sort {
+        done: bool,
+        work_mem_kb: Option<i64>,
+        external: Option<bool>,
+        space_kb: Option<i64>,
+    },
+    /// `checkpoint__start(flags)` / `checkpoint__done(buffers written, ...)`.
+    Checkpoint {
+        done: bool,
+        flags: Option<i32>,
+        buffers_written: Option<i64>,
+    },
+}
+
+/// Which USDT probe a [`EventKind::BlockIo`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockProbe {
+    BufferReadStart,
+    BufferReadDone,
+    SmgrReadStart,
+    SmgrReadDone,
+    SmgrWriteStart,
+    SmgrWriteDone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryPhase {
+    Start,
+    Done,
+    Status,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

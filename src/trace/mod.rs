@@ -1,12 +1,16 @@
 //! Capture: attach to processes and turn what they do into [`Event`]s.
 
+pub mod combined;
 pub mod ebpf;
 pub mod event;
 pub mod follow;
 pub mod procfs;
 pub mod ptrace;
+pub mod usdt;
 
-pub use event::{monotonic_ns, Event, EventKind, FollowerRole, Pid, Syscall};
+pub use event::{
+    monotonic_ns, BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall,
+};
 
 /// Counters every tracer keeps; shown in the header and in JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,0 +1,144 @@
+//! `pg_trace probes -p PID`: the USDT probes of a process's binary, one per name, with
+//! their sites, semaphore, argument specs, and whether pg_trace attaches them.
+
+use crate::cli::Format;
+use crate::process::stapsdt::{self, Notes};
+use crate::trace::usdt::{no_probes_reason, DEFAULT_PROBES, PROBES, PROVIDER};
+use serde_json::json;
+use std::io::Write;
+
+pub fn write(out: &mut impl Write, pid: i32, format: Format) -> anyhow::Result<()> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map_err(|e| anyhow::anyhow!("pid {pid}: cannot read its executable ({e})"))?;
+    let notes = stapsdt::probes_of_pid(pid)?;
+    write_notes(out, &exe.display().to_string(), &notes, format)
+}
+
+/// The pure part: render what the notes hold.
+pub fn write_notes(
+    out: &mut impl Write,
+    binary: &str,
+    notes: &Notes,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut count = 0usize;
+    for p in &notes.probes {
+        if seen.contains(&(p.provider.as_str(), p.name.as_str())) {
+            continue;
+        }
+        seen.push((&p.provider, &p.name));
+        count += 1;
+        let sites = notes
+            .probes
+            .iter()
+            .filter(|q| q.provider == p.provider && q.name == p.name)
+            .count();
+        let ours = p.provider == PROVIDER;
+        let handled = ours && PROBES.contains(&p.name.as_str());
+        let default = ours && DEFAULT_PROBES.contains(&p.name.as_str());
+        let args: Vec<String> = p.args.iter().map(|a| a.spec()).collect();
+        match format {
+            Format::Json => {
+                serde_json::to_writer(
+                    &mut *out,
+                    &json!({
+                        "type": "probe",
+                        "provider": p.provider,
+                        "name": p.name,
+                        "sites": sites,
+                        "pc": p.pc,
+                        "semaphore": p.semaphore,
+                        "args": args,
+                        "handled": handled,
+                        "default": default,
+                    }),
+                )?;
+                out.write_all(b"\n")?;
+            }
+            Format::Text => {
+                let mark = if default {
+                    "default"
+                } else if handled {
+                    "on request"
+                } else {
+                    "-"
+                };
+                writeln!(
+                    out,
+                    "{}:{:<34} {:>2} site(s)  semaphore {:#x}  [{mark}]  {}",
+                    p.provider,
+                    p.name,
+                    sites,
+                    p.semaphore,
+                    args.join(" ")
+                )?;
+            }
+        }
+    }
+    let reason = (count == 0).then(no_probes_reason);
+    match format {
+        Format::Json => {
+            serde_json::to_writer(
+                &mut *out,
+                &json!({
+                    "type": "probes",
+                    "binary": binary,
+                    "count": count,
+                    "reason": reason,
+                }),
+            )?;
+            out.write_all(b"\n")?;
+        }
+        Format::Text => match reason {
+            Some(r) => writeln!(out, "pg_trace: {binary}: {r}")?,
+            None => writeln!(out, "pg_trace: {binary}: {count} probes")?,
+        },
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::stapsdt::{parse_args, ProbeSite};
+
+    #[test]
+    fn lists_once_per_name_and_says_why_when_none() {
+        let site = |name: &str, pc| ProbeSite {
+            provider: PROVIDER.into(),
+            name: name.into(),
+            pc,
+            base: 0,
+            semaphore: 0x885952,
+            args: parse_args("-4@%esi 1@$1"),
+        };
+        let notes = Notes {
+            probes: vec![
+                site("buffer__read__done", 1),
+                site("buffer__read__done", 2),
+                site("wal__switch", 3),
+            ],
+            skipped: 0,
+        };
+        let mut v = Vec::new();
+        write_notes(&mut v, "/x/postgres", &notes, Format::Json).unwrap();
+        let recs: Vec<serde_json::Value> = String::from_utf8(v)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[0]["sites"], 2);
+        assert_eq!(recs[0]["default"], true);
+        assert_eq!(recs[1]["handled"], false);
+        assert_eq!(recs[2]["count"], 2);
+
+        let mut v = Vec::new();
+        write_notes(&mut v, "/x/postgres", &Notes::default(), Format::Text).unwrap();
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "pg_trace: /x/postgres: no USDT probes: postgres built without --enable-dtrace\n"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Several tracers as one: `auto` runs the syscall tracer (eBPF, ptrace or /proc) and the
+//! USDT tracer side by side. Each poll merges their batches by timestamp (each batch is
+//! already oldest first), so the model sees one stream.
+
+use super::{Event, Pid, Tracer, TracerStats};
+
+pub struct Combined {
+    name: &'static str,
+    parts: Vec<Box<dyn Tracer>>,
+    batches: Vec<Vec<Event>>,
+}
+
+impl Combined {
+    /// `name` is what the session reports, e.g. "ebpf+usdt".
+    pub fn new(name: &'static str, parts: Vec<Box<dyn Tracer>>) -> Combined {
+        let batches = parts.iter().map(|_| Vec::new()).collect();
+        Combined {
+            name,
+            parts,
+            batches,
+        }
+    }
+}
+
+/// Merges sorted runs into `out` (moving the events), stable: on equal timestamps the
+/// earlier run goes first. Leaves the runs empty, their capacity kept.
+pub fn merge_by_time(runs: &mut [Vec<Event>], out: &mut Vec<Event>) {
+    let total: usize = runs.iter().map(Vec::len).sum();
+    out.reserve(total);
+    let mut iters: Vec<_> = runs.iter_mut().map(|r| r.drain(..).peekable()).collect();
+    loop {
+        let mut best: Option<(usize, u64)> = None;
+        for (r, it) in iters.iter_mut().enumerate() {
+            if let Some(ev) = it.peek() {
+                if best.map_or(true, |(_, ts)| ev.ts_ns < ts) {
+                    best = Some((r, ev.ts_ns));
+                }
+            }
+        }
+        let Some((r, _)) = best else { break };
+        out.extend(iters[r].next());
+    }
+}
+
+impl Tracer for Combined {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Followers join every part. A follower one part could take is followed (the session
+    /// then announces it); an error only when no part could.
+    fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()> {
+        let mut first_err = None;
+        let mut any_ok = false;
+        for p in &mut self.parts {
+            match p.add_pid(pid) {
+                Ok(()) => any_ok = true,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if !any_ok => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn remove_pid(&mut self, pid: Pid) {
+        for p in &mut self.parts {
+            p.remove_pid(pid);
+        }
+    }
+
+    fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        for (p, batch) in self.parts.iter_mut().zip(self.batches.iter_mut()) {
+            p.poll(batch)?;
+        }
+        if self.batches.iter().filter(|b| !b.is_empty()).count() <= 1 {
+            for b in &mut self.batches {
+                out.append(b);
+            }
+        } else {
+            merge_by_time(&mut self.batches, out);
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> TracerStats {
+        let mut s = TracerStats::default();
+        for p in &self.parts {
+            let ps = p.stats();
+            s.events += ps.events;
+            s.lost.extend(ps.lost);
+        }
+        s
+    }
+
+    fn detach(&mut self) {
+        for p in &mut self.parts {
+            p.detach();
+        }
+    }
+
+    fn limitations(&self) -> Vec<String> {
+        self.parts.iter().flat_map(|p| p.limitations()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::EventKind;
+
+    fn ev(ts: u64, pid: Pid) -> Event {
+        Event {
+            ts_ns: ts,
+            pid,
+            kind: EventKind::Close { fd: 3 },
+        }
+    }
+
+    #[test]
+    fn merges_stably_by_time() {
+        let mut runs = vec![
+            vec![ev(1, 1), ev(5, 1), ev(5, 1), ev(9, 1)],
+            vec![ev(0, 2), ev(5, 2), ev(10, 2)],
+        ];
+        let mut out = Vec::new();
+        merge_by_time(&mut runs, &mut out);
+        let got: Vec<(u64, Pid)> = out.iter().map(|e| (e.ts_ns, e.pid)).collect();
+        assert_eq!(
+            got,
+            [(0, 2), (1, 1), (5, 1), (5, 1), (5, 2), (9, 1), (10, 2)]
+        );
+        assert!(runs.iter().all(Vec::is_empty));
+    }
+}
