@@ -3,7 +3,7 @@ use clap::Parser;
 use pg_trace::cli::{Cli, Command, Target};
 use pg_trace::pgdata::DataDir;
 use pg_trace::{output, pgdata, session};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
     Ok(match (&target.pgdata, pid) {
@@ -36,15 +36,23 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         None => {
-            let Some(pid) = cli.pid else {
-                bail!("no process given: use -p PID (the interactive process picker is not built yet)");
-            };
-            // The TUI is not built yet: line mode whether or not stdout is a terminal.
             drop(out);
+            let tui = !cli.no_tui && std::io::stdout().is_terminal();
+            if tui {
+                return pg_trace::ui::app::run(pg_trace::ui::app::Options {
+                    pid: cli.pid,
+                    backend: cli.backend,
+                    interval: std::time::Duration::from_millis(cli.interval.unwrap_or(250)),
+                    debug: cli.debug,
+                });
+            }
+            let Some(pid) = cli.pid else {
+                bail!("no process given: use -p PID (the process picker needs a terminal)");
+            };
             return session::run(session::Options {
                 pid,
                 backend: cli.backend,
-                interval: std::time::Duration::from_millis(cli.interval),
+                interval: std::time::Duration::from_millis(cli.interval.unwrap_or(1000)),
                 duration: cli
                     .duration
                     .map(|d| std::time::Duration::from_secs_f64(d.max(0.0))),

@@ -23,8 +23,17 @@ pub struct Options {
     pub debug: bool,
 }
 
-/// Try each method in turn for `auto`; say once why each fallback happened.
+/// Try each method in turn for `auto`; say once on stderr why each fallback happened.
 pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
+    attach_noting(choice, pid, &mut |n| eprintln!("pg_trace: {n}"))
+}
+
+/// `attach`, handing the fallback notes to `note` (the TUI owns the terminal: no stderr).
+pub fn attach_noting(
+    choice: BackendChoice,
+    pid: Pid,
+    note: &mut dyn FnMut(String),
+) -> Result<Box<dyn Tracer>> {
     let ebpf = || -> Result<Box<dyn Tracer>> {
         Ok(Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?))
     };
@@ -45,11 +54,11 @@ pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
         BackendChoice::Auto => match ebpf() {
             Ok(t) => Ok(t),
             Err(e) => {
-                eprintln!("pg_trace: {e:#}; falling back to ptrace");
+                note(format!("{e:#}; falling back to ptrace"));
                 match ptrace() {
                     Ok(t) => Ok(t),
                     Err(e) => {
-                        eprintln!("pg_trace: {e:#}; falling back to /proc polling");
+                        note(format!("{e:#}; falling back to /proc polling"));
                         procfs()
                     }
                 }
@@ -105,6 +114,8 @@ pub struct Session {
     pub title: String,
     pub tracer_name: &'static str,
     pub limitations: Vec<String>,
+    /// Why `auto` fell back from a better method, if it did.
+    pub notes: Vec<String>,
     pub start_ns: u64,
     tracer: Box<dyn Tracer>,
     followers: BTreeSet<Pid>,
@@ -123,7 +134,8 @@ impl Session {
             bail!("pg_trace must run as root to attach to pid {pid} (try sudo)");
         }
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
-        let tracer = attach(backend, pid)?;
+        let mut notes = Vec::new();
+        let tracer = attach_noting(backend, pid, &mut |n| notes.push(n))?;
         let model = Model::new(pid, dd.control.segment_bytes());
         let start_ns = monotonic_ns();
         let mut batch = Vec::new();
@@ -134,6 +146,7 @@ impl Session {
             title: follow::process_title(pid).unwrap_or_default(),
             tracer_name: tracer.name(),
             limitations: tracer.limitations(),
+            notes,
             dd,
             model,
             namer,
@@ -224,6 +237,9 @@ fn proc_exists(pid: Pid) -> bool {
 pub fn run(opts: Options) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::open(opts.pid, opts.backend)?;
+    for n in &session.notes {
+        eprintln!("pg_trace: {n}");
+    }
     let result = line_loop(&opts, &mut session, &stop);
     session.detach();
     result

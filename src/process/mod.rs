@@ -1,5 +1,6 @@
 //! One live process, seen through /proc.
 
 pub mod fds;
+pub mod list;
 
 pub use fds::{open_files, OpenFile};

@@ -1,0 +1,72 @@
+//! What is shown once the traced process has exited: what it read, in one box, until `q`.
+
+use super::{centered, human_bytes, human_duration, truncate, ScreenState, Theme, TraceInfo};
+use crate::model::Model;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::Frame;
+
+pub fn lines(model: &Model, info: &TraceInfo, width: usize) -> Vec<Line<'static>> {
+    let leader = model.procs.get(&model.leader);
+    let how = match leader.map(|p| (p.exit_code, p.exit_signal)) {
+        Some((_, Some(s))) => format!("killed by signal {s}"),
+        Some((Some(c), None)) => format!("exit code {c}"),
+        _ => "exited".into(),
+    };
+    let lost: u64 = model.lost.values().sum();
+    let mut out = vec![
+        Line::from(format!(
+            "pid {} {how} after {} of tracing.",
+            info.pid,
+            human_duration(info.elapsed_s)
+        )),
+        Line::from(format!(
+            "{} events, {lost} lost; {} files seen.",
+            model.events,
+            model.files.len() + model.closed.len()
+        )),
+        Line::from(""),
+    ];
+    let mut rels: Vec<_> = model
+        .relations
+        .values()
+        .filter(|r| r.bytes_read + r.bytes_written > 0)
+        .collect();
+    rels.sort_by(|a, b| (b.bytes_read + b.bytes_written).cmp(&(a.bytes_read + a.bytes_written)));
+    if rels.is_empty() {
+        out.push(Line::from("No relation was read or written while attached."));
+    }
+    for r in rels {
+        let reached = r.percent().map(|p| format!("{p:.1}%")).unwrap_or_else(|| "?".into());
+        let s = format!(
+            "{} ({}): read {}, written {}, reached {reached}",
+            r.id.label,
+            r.id.kind.unwrap_or("relation"),
+            human_bytes(r.bytes_read),
+            human_bytes(r.bytes_written),
+        );
+        out.push(Line::from(truncate(&s, width)));
+    }
+    out
+}
+
+pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &ScreenState, th: &Theme) {
+    let w = area.width.saturating_sub(4).min(96);
+    let body = lines(model, info, w.saturating_sub(2) as usize);
+    let h = (body.len() as u16 + 4).min(area.height);
+    let r = centered(area, w, h);
+    let mut text = body;
+    text.push(Line::from(""));
+    let mut keys = vec![Span::styled("q", th.key()), Span::raw(" quit")];
+    if st.from_picker {
+        keys.extend([Span::raw("   "), Span::styled("Esc", th.key()), Span::raw(" back to the picker")]);
+    }
+    text.push(Line::from(keys));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(th.warn())
+        .title(Span::styled(" Process exited — summary ", th.warn()));
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(text).block(block), r);
+}
