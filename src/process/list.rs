@@ -205,7 +205,9 @@ impl PgCluster {
             .datadir
             .as_ref()
             .map(|d| d.display().to_string())
-            .unwrap_or_else(|| format!("postmaster {} (data directory unreadable)", self.postmaster));
+            .unwrap_or_else(|| {
+                format!("postmaster {} (data directory unreadable)", self.postmaster)
+            });
         let mut s = dir;
         if let Some(p) = self.port {
             s.push_str(&format!("  port {p}"));
@@ -237,7 +239,12 @@ fn read_title(pid: Pid) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     // A title is short; a hostile or huge command line is cut, not copied whole.
     let raw = &raw[..raw.len().min(4096)];
-    Some(String::from_utf8_lossy(raw).replace('\0', " ").trim().to_string())
+    Some(
+        String::from_utf8_lossy(raw)
+            .replace('\0', " ")
+            .trim()
+            .to_string(),
+    )
 }
 
 fn datadir_of(postmaster: Pid, title: &Title) -> Option<PathBuf> {
@@ -367,7 +374,11 @@ impl Lister {
             let pm = c.postmaster;
             c.processes.sort_by_key(|p| (p.pid != pm, p.pid));
         }
-        out.sort_by(|a, b| a.datadir.cmp(&b.datadir).then(a.postmaster.cmp(&b.postmaster)));
+        out.sort_by(|a, b| {
+            a.datadir
+                .cmp(&b.datadir)
+                .then(a.postmaster.cmp(&b.postmaster))
+        });
         out
     }
 }
@@ -384,8 +395,8 @@ mod tests {
         assert_eq!(t.database.as_deref(), Some("sales"));
         assert_eq!(t.host.as_deref(), Some("[local]"));
         assert_eq!(t.activity, "SELECT");
-        let t = parse_title("postgres: 15/main: bob shop 10.1.2.3(51234) idle in transaction")
-            .unwrap();
+        let t =
+            parse_title("postgres: 15/main: bob shop 10.1.2.3(51234) idle in transaction").unwrap();
         assert_eq!(t.cluster_name.as_deref(), Some("15/main"));
         assert_eq!(t.database.as_deref(), Some("shop"));
         assert_eq!(t.activity, "idle in transaction");
@@ -413,7 +424,9 @@ mod tests {
         assert_eq!(t.backend_type, "autovacuum worker");
         assert_eq!(t.database.as_deref(), Some("shop"));
         assert_eq!(
-            parse_title("postgres: parallel worker for PID 42").unwrap().activity,
+            parse_title("postgres: parallel worker for PID 42")
+                .unwrap()
+                .activity,
             "for PID 42"
         );
         let t = parse_title("/usr/lib/postgresql/15/bin/postgres -D /srv/pg").unwrap();
@@ -421,22 +434,28 @@ mod tests {
         assert_eq!(parse_title("bash -c x"), None);
         assert_eq!(parse_title(""), None);
         assert_eq!(
-            parse_title("postgres: my custom worker").unwrap().backend_type,
+            parse_title("postgres: my custom worker")
+                .unwrap()
+                .backend_type,
             "background worker"
         );
     }
 
     #[test]
     fn stat_io_pidfile() {
-        let s = parse_stat("42 (post gres) R 7 42 42 0 -1 4194560 1 0 0 0 150 25 0 0 20 0 1")
-            .unwrap();
-        assert_eq!(s, Stat { state: 'R', ppid: 7, cpu_ticks: 175 });
+        let s =
+            parse_stat("42 (post gres) R 7 42 42 0 -1 4194560 1 0 0 0 150 25 0 0 20 0 1").unwrap();
+        assert_eq!(
+            s,
+            Stat {
+                state: 'R',
+                ppid: 7,
+                cpu_ticks: 175
+            }
+        );
         assert_eq!(parse_stat("42 (x) R"), None);
         assert_eq!(parse_stat(""), None);
-        assert_eq!(
-            parse_io("rchar: 10\nwchar: 20\nsyscr: 1\n"),
-            Some((10, 20))
-        );
+        assert_eq!(parse_io("rchar: 10\nwchar: 20\nsyscr: 1\n"), Some((10, 20)));
         assert_eq!(parse_io("rchar: x"), None);
         assert_eq!(
             parse_postmaster_pid("123\n/srv/pg\n1700000000\n5433\n/tmp\n"),

@@ -10,7 +10,9 @@ use crate::process::list::{parse_stat, state_name, Lister, PgCluster};
 use crate::session::{self, Session};
 use crate::trace::{monotonic_ns, Pid};
 use anyhow::Result;
-use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{
+    self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -118,7 +120,11 @@ impl TraceApp {
         });
         if let Err(e) = r {
             let msg = format!("{e:#}");
-            self.log.push(monotonic_ns(), Level::Error, format!("capture stopped: {msg}"));
+            self.log.push(
+                monotonic_ns(),
+                Level::Error,
+                format!("capture stopped: {msg}"),
+            );
             self.error = Some(msg);
             self.end();
         } else if self.session.model.leader_exited() {
@@ -154,7 +160,11 @@ impl TraceApp {
             methods: self.session.tracer_name.to_string(),
             limitations: self.session.limitations.clone(),
             elapsed_s: now.saturating_sub(self.session.start_ns) as f64 / 1e9,
-            events_per_s: if self.finished { 0.0 } else { self.session.events_per_s },
+            events_per_s: if self.finished {
+                0.0
+            } else {
+                self.session.events_per_s
+            },
             now_ns: now,
             start_ns: self.session.start_ns,
             proc_state: self.proc_state.clone(),
@@ -435,7 +445,8 @@ fn event_loop(
                             draw(guard, screen, theme)?;
                             match Session::open(pid, opts.backend) {
                                 Ok(s) => {
-                                    *screen = Screen::Trace(Box::new(TraceApp::new(s, true, opts.debug)));
+                                    *screen =
+                                        Screen::Trace(Box::new(TraceApp::new(s, true, opts.debug)));
                                     next_tick = Instant::now();
                                 }
                                 Err(e) => {
@@ -468,7 +479,10 @@ mod tests {
     #[test]
     fn trace_keys() {
         let mut st = ScreenState::default();
-        assert_eq!(handle_trace_key(&mut st, key(KeyCode::Char('s'))), Action::None);
+        assert_eq!(
+            handle_trace_key(&mut st, key(KeyCode::Char('s'))),
+            Action::None
+        );
         assert_eq!(st.sort, super::super::Sort::Progress);
         handle_trace_key(&mut st, key(KeyCode::Char('/')));
         handle_trace_key(&mut st, key(KeyCode::Char('q')));
@@ -486,20 +500,41 @@ mod tests {
         st.from_picker = true;
         assert_eq!(handle_trace_key(&mut st, key(KeyCode::Esc)), Action::Picker);
         assert_eq!(
-            handle_trace_key(&mut st, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            handle_trace_key(
+                &mut st,
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
             Action::Quit
         );
-        assert_eq!(handle_trace_key(&mut st, key(KeyCode::Char('q'))), Action::Quit);
+        assert_eq!(
+            handle_trace_key(&mut st, key(KeyCode::Char('q'))),
+            Action::Quit
+        );
     }
 
     #[test]
     fn picker_keys() {
         let mut st = PickerState::default();
-        assert_eq!(handle_picker_key(&[], &mut st, key(KeyCode::Char('w'))), Action::None);
-        assert_eq!(handle_picker_key(&[], &mut st, key(KeyCode::Char('q'))), Action::None);
+        assert_eq!(
+            handle_picker_key(&[], &mut st, key(KeyCode::Char('w'))),
+            Action::None
+        );
+        assert_eq!(
+            handle_picker_key(&[], &mut st, key(KeyCode::Char('q'))),
+            Action::None
+        );
         assert_eq!(st.filter, "wq");
-        assert_eq!(handle_picker_key(&[], &mut st, key(KeyCode::Enter)), Action::None);
-        assert_eq!(handle_picker_key(&[], &mut st, key(KeyCode::Esc)), Action::None);
-        assert_eq!(handle_picker_key(&[], &mut st, key(KeyCode::Esc)), Action::Quit);
+        assert_eq!(
+            handle_picker_key(&[], &mut st, key(KeyCode::Enter)),
+            Action::None
+        );
+        assert_eq!(
+            handle_picker_key(&[], &mut st, key(KeyCode::Esc)),
+            Action::None
+        );
+        assert_eq!(
+            handle_picker_key(&[], &mut st, key(KeyCode::Esc)),
+            Action::Quit
+        );
     }
 }

@@ -57,7 +57,11 @@ pub fn progress<'a>(pct: Option<f64>, width: usize, th: &Theme) -> Line<'a> {
 pub fn fork_segment(f: &FileEntry) -> String {
     match &f.named.relation {
         Some(r) => {
-            let fork = if r.fork == Fork::Main { "main" } else { r.fork.as_str() };
+            let fork = if r.fork == Fork::Main {
+                "main"
+            } else {
+                r.fork.as_str()
+            };
             if r.segment > 0 {
                 format!("{fork}.{}", r.segment)
             } else {
@@ -86,12 +90,24 @@ pub fn rows<'m>(model: &'m Model, st: &ScreenState) -> Vec<&'m FileEntry> {
         Sort::Progress => v.sort_by(|a, b| key_pct(b).total_cmp(&key_pct(a)).then(a.fd.cmp(&b.fd))),
         Sort::Rate => v.sort_by(|a, b| b.rate_bps.total_cmp(&a.rate_bps).then(a.fd.cmp(&b.fd))),
         Sort::Size => v.sort_by(|a, b| b.size.cmp(&a.size).then(a.fd.cmp(&b.fd))),
-        Sort::Name => v.sort_by(|a, b| a.named.label.cmp(&b.named.label).then(fork_segment(a).cmp(&fork_segment(b)))),
+        Sort::Name => v.sort_by(|a, b| {
+            a.named
+                .label
+                .cmp(&b.named.label)
+                .then(fork_segment(a).cmp(&fork_segment(b)))
+        }),
     }
     v
 }
 
-pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &ScreenState, th: &Theme) {
+pub fn draw(
+    f: &mut Frame,
+    area: Rect,
+    model: &Model,
+    info: &TraceInfo,
+    st: &ScreenState,
+    th: &Theme,
+) {
     let rows_all = rows(model, st);
     let current = model.current_file().map(|c| (c.pid, c.fd));
     let wide = area.width >= 120;
@@ -108,11 +124,31 @@ pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &Scr
             String::new()
         },
         st.sort.name(),
-        if skip > 0 { format!("  ↑{skip}") } else { String::new() },
+        if skip > 0 {
+            format!("  ↑{skip}")
+        } else {
+            String::new()
+        },
     );
-    let bar_w: usize = if wide { 24 } else { 12 };
+    let show_pid = followers || wide;
+    // Fixed columns; then the object gets what it needs (up to 48 cells) and the progress
+    // bar the rest.
+    let last_w: usize = if wide { 16 } else { 13 };
+    let fixed =
+        1 + 4 + if show_pid { 8 } else { 0 } + 6 + 7 + if wide { 21 } else { 0 } + 8 + last_w;
+    let ncols = 8 + if show_pid { 1 } else { 0 } + if wide { 3 } else { 0 };
+    let inner_w = area.width.saturating_sub(2) as usize;
+    let avail = inner_w.saturating_sub(fixed + ncols - 1);
+    let longest = rows_all
+        .iter()
+        .map(|f| f.named.label.chars().count())
+        .max()
+        .unwrap_or(8);
+    let obj_w = longest.clamp(12, 48).min(avail.saturating_sub(10));
+    let bar_w = avail.saturating_sub(obj_w).min(40);
+    let obj_w = avail.saturating_sub(bar_w);
     let mut header = vec!["", "fd"];
-    if followers || wide {
+    if show_pid {
         header.push("pid");
     }
     header.extend(["object", "fork", "size"]);
@@ -128,7 +164,7 @@ pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &Scr
             let is_current = current == Some((fe.pid, fe.fd));
             let mark = if is_current { "▶" } else { " " };
             let mut cells: Vec<Cell> = vec![Cell::from(mark), Cell::from(fe.fd.to_string())];
-            if followers || wide {
+            if show_pid {
                 let pid = if fe.pid == model.leader {
                     fe.pid.to_string()
                 } else if fe.via_io_worker {
@@ -138,46 +174,69 @@ pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &Scr
                 };
                 cells.push(Cell::from(pid));
             }
-            cells.push(Cell::from(fe.named.label.clone()));
+            cells.push(Cell::from(truncate(&fe.named.label, obj_w)));
             cells.push(Cell::from(fork_segment(fe)));
-            cells.push(Cell::from(fe.size.map(compact_bytes).unwrap_or_else(|| "?".into())));
+            cells.push(Cell::from(
+                fe.size.map(compact_bytes).unwrap_or_else(|| "?".into()),
+            ));
             if wide {
                 let off = fe.last_offset.map(|o| o + fe.last_len).or(fe.pos);
-                cells.push(Cell::from(off.map(compact_bytes).unwrap_or_else(|| "-".into())));
+                cells.push(Cell::from(
+                    off.map(compact_bytes).unwrap_or_else(|| "-".into()),
+                ));
                 cells.push(Cell::from(compact_bytes(fe.bytes_read)));
                 cells.push(Cell::from(compact_bytes(fe.bytes_written)));
             }
             cells.push(Cell::from(progress(fe.percent(), bar_w, th)));
             cells.push(Cell::from(compact_rate(fe.rate_bps)));
             let last = match fe.last_op {
-                Some(op) => format!("{} {}", op.name(), human_age(info.now_ns.saturating_sub(fe.last_ns))),
+                Some(op) => format!(
+                    "{} {}",
+                    op.name(),
+                    human_age(info.now_ns.saturating_sub(fe.last_ns))
+                ),
                 None => "-".into(),
             };
             cells.push(Cell::from(last));
-            let style = if is_current { th.current() } else { Style::default() };
+            let style = if is_current {
+                th.current()
+            } else {
+                Style::default()
+            };
             Row::new(cells).style(style)
         })
         .collect();
     // Fixed columns first; the object takes what is left.
     let mut widths = vec![Constraint::Length(1), Constraint::Length(4)];
-    if followers || wide {
+    if show_pid {
         widths.push(Constraint::Length(8));
     }
-    widths.push(Constraint::Fill(1));
+    widths.push(Constraint::Length(obj_w as u16));
     widths.push(Constraint::Length(6));
     widths.push(Constraint::Length(7));
     if wide {
-        widths.extend([Constraint::Length(7), Constraint::Length(7), Constraint::Length(7)]);
+        widths.extend([
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(7),
+        ]);
     }
     widths.extend([
         Constraint::Length(bar_w as u16),
         Constraint::Length(8),
-        Constraint::Length(if wide { 16 } else { 12 }),
+        Constraint::Length(last_w as u16),
     ]);
     let block = Block::default()
         .borders(Borders::ALL)
-        .border_style(if focused { th.border_focused() } else { th.border() })
-        .title(Span::styled(truncate(&title, area.width.saturating_sub(2) as usize), th.title()));
+        .border_style(if focused {
+            th.border_focused()
+        } else {
+            th.border()
+        })
+        .title(Span::styled(
+            truncate(&title, area.width.saturating_sub(2) as usize),
+            th.title(),
+        ));
     let table = Table::new(body, widths)
         .header(Row::new(header).style(th.header_row()))
         .column_spacing(1)

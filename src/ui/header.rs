@@ -31,7 +31,14 @@ fn eps(n: f64) -> String {
     }
 }
 
-pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &ScreenState, th: &Theme) {
+pub fn draw(
+    f: &mut Frame,
+    area: Rect,
+    model: &Model,
+    info: &TraceInfo,
+    st: &ScreenState,
+    th: &Theme,
+) {
     let w = area.width as usize;
     let t = title_of(info);
     let mut who = String::new();
@@ -71,7 +78,10 @@ pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &Scr
         Span::styled("  events ", th.label()),
         Span::raw(format!("{} ({}/s)", model.events, eps(info.events_per_s))),
         Span::styled("  lost ", th.label()),
-        Span::styled(lost.to_string(), if lost > 0 { th.bad() } else { th.value() }),
+        Span::styled(
+            lost.to_string(),
+            if lost > 0 { th.bad() } else { th.value() },
+        ),
     ];
     if st.paused {
         l2.push(Span::styled("  PAUSED", th.warn()));

@@ -8,11 +8,17 @@ use ratatui::Frame;
 
 /// Every key of the trace screen, as the overlay and the README list them.
 pub const TRACE_KEYS: &[(&str, &str)] = &[
-    ("q  Ctrl-C", "quit: detach cleanly (the traced process runs on)"),
-    ("Esc", "back to the process picker (when the trace was opened from it)"),
-    ("p", "pause the display (capture goes on; keys still refresh it)"),
+    (
+        "q  Ctrl-C",
+        "quit, detaching cleanly: the traced process runs on",
+    ),
+    (
+        "Esc",
+        "back to the process picker (if the trace came from it)",
+    ),
+    ("p", "pause the display (capture goes on; a key redraws)"),
     ("s", "cycle the sort: recent, progress, rate, size, name"),
-    ("/", "filter files and relations by name; Enter keeps it, Esc clears it"),
+    ("/", "filter by name; Enter keeps the filter, Esc clears it"),
     ("Tab  Shift-Tab", "move the focus: files, relations, log"),
     ("↑ ↓  PgUp PgDn", "scroll the focused panel"),
     ("Home End", "top of the focused panel / newest log lines"),
@@ -40,7 +46,13 @@ pub fn draw_keybar(f: &mut Frame, area: Rect, st: &ScreenState, exited: bool, th
         if !exited {
             k.push(("p", if st.paused { "resume" } else { "pause" }));
         }
-        k.extend([("s", "sort"), ("/", "filter"), ("Tab", "focus"), ("l", "log"), ("?", "help")]);
+        k.extend([
+            ("s", "sort"),
+            ("/", "filter"),
+            ("Tab", "focus"),
+            ("l", "log"),
+            ("?", "help"),
+        ]);
         k
     };
     let mut spans = Vec::new();
@@ -75,11 +87,9 @@ pub fn draw(f: &mut Frame, area: Rect, info: &TraceInfo, _st: &ScreenState, th: 
     lines.extend(key_lines(TRACE_KEYS, th, w));
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled("Panels", th.title())));
+    lines.push(Line::from("▶ the file and relation read or written last."));
     lines.push(Line::from(
-        "▶ marks the file and relation read or written last. Coverage: one cell per slice",
-    ));
-    lines.push(Line::from(
-        "of the relation, · unread, ░▒▓ partly, █ fully read; ETA at the current rate.",
+        "coverage: a cell per slice; · unread, ░▒▓ partly, █ fully read.",
     ));
     if !info.limitations.is_empty() {
         lines.push(Line::from(""));
@@ -96,7 +106,12 @@ pub fn draw(f: &mut Frame, area: Rect, info: &TraceInfo, _st: &ScreenState, th: 
         .border_style(th.border_focused())
         .title(Span::styled(" Help — ? or Esc closes ", th.title()));
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        r,
+    );
 }
 
 pub fn draw_picker_help(f: &mut Frame, area: Rect, th: &Theme) {
@@ -107,5 +122,8 @@ pub fn draw_picker_help(f: &mut Frame, area: Rect, th: &Theme) {
         .border_style(th.border_focused())
         .title(Span::styled(" Picker keys — ? closes ", th.title()));
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(key_lines(PICKER_KEYS, th, w)).block(block), r);
+    f.render_widget(
+        Paragraph::new(key_lines(PICKER_KEYS, th, w)).block(block),
+        r,
+    );
 }

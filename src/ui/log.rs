@@ -70,7 +70,13 @@ impl LogRing {
                 if crate::output::trace::write_syscall(&mut buf, model, ev, Format::Text).is_ok() {
                     let s = String::from_utf8_lossy(&buf);
                     // The line's own timestamp is replaced by the panel's.
-                    let s = s.trim().splitn(2, ' ').nth(1).unwrap_or("").trim().to_string();
+                    let s = s
+                        .trim()
+                        .splitn(2, ' ')
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
                     self.push(ev.ts_ns, Level::Syscall, s);
                 }
             }
@@ -96,13 +102,21 @@ impl LogRing {
                     .filter(|s| !s.is_empty() && s != "main")
                     .map(|s| format!(" ({s})"))
                     .unwrap_or_default();
-                self.push(ev.ts_ns, Level::Info, format!("open  fd {fd} {label}{seg}{}", who(ev.pid)));
+                self.push(
+                    ev.ts_ns,
+                    Level::Info,
+                    format!("open  fd {fd} {label}{seg}{}", who(ev.pid)),
+                );
             }
             (EventKind::Open { fd, path, .. }, true) if *fd < 0 && *fd != -libc::ENOENT => {
                 self.push(
                     ev.ts_ns,
                     Level::Error,
-                    format!("open {path} failed: {}{}", errno_name(-*fd as i64), who(ev.pid)),
+                    format!(
+                        "open {path} failed: {}{}",
+                        errno_name(-*fd as i64),
+                        who(ev.pid)
+                    ),
                 );
             }
             (EventKind::Close { fd }, false) => {
@@ -122,9 +136,21 @@ impl LogRing {
                     self.push(ev.ts_ns, Level::Info, s);
                 }
             }
-            (EventKind::Read { syscall, fd, result, .. } | EventKind::Write { syscall, fd, result, .. }, true)
-                if *result < 0 =>
-            {
+            (
+                EventKind::Read {
+                    syscall,
+                    fd,
+                    result,
+                    ..
+                }
+                | EventKind::Write {
+                    syscall,
+                    fd,
+                    result,
+                    ..
+                },
+                true,
+            ) if *result < 0 => {
                 let label = model
                     .files
                     .get(&(ev.pid, *fd))
@@ -133,18 +159,31 @@ impl LogRing {
                 self.push(
                     ev.ts_ns,
                     Level::Error,
-                    format!("{} {label}: {}{}", syscall.name(), errno_name(-*result), who(ev.pid)),
+                    format!(
+                        "{} {label}: {}{}",
+                        syscall.name(),
+                        errno_name(-*result),
+                        who(ev.pid)
+                    ),
                 );
             }
             (EventKind::Lost { cause, count }, true) => {
-                self.push(ev.ts_ns, Level::Warn, format!("lost {count} events: {cause}"));
+                self.push(
+                    ev.ts_ns,
+                    Level::Warn,
+                    format!("lost {count} events: {cause}"),
+                );
             }
             (EventKind::NewFollower { role, .. }, true) => {
                 let what = match role {
                     crate::trace::FollowerRole::ParallelWorker => "parallel worker",
                     crate::trace::FollowerRole::IoWorker => "io worker",
                 };
-                self.push(ev.ts_ns, Level::Info, format!("following {what} pid {}", ev.pid));
+                self.push(
+                    ev.ts_ns,
+                    Level::Info,
+                    format!("following {what} pid {}", ev.pid),
+                );
             }
             (EventKind::Exit { code, signal }, true) => {
                 let how = match (code, signal) {
@@ -152,7 +191,11 @@ impl LogRing {
                     (Some(c), _) => format!("exit code {c}"),
                     _ => "exited".into(),
                 };
-                let lvl = if signal.is_some() || code.is_some_and(|c| c != 0) { Level::Warn } else { Level::Info };
+                let lvl = if signal.is_some() || code.is_some_and(|c| c != 0) {
+                    Level::Warn
+                } else {
+                    Level::Info
+                };
                 self.push(ev.ts_ns, lvl, format!("pid {} exited: {how}", ev.pid));
             }
             _ => {}
@@ -176,7 +219,14 @@ fn errno_name(e: i64) -> String {
     name.to_string()
 }
 
-pub fn draw(f: &mut Frame, area: Rect, log: &LogRing, info: &TraceInfo, st: &ScreenState, th: &Theme) {
+pub fn draw(
+    f: &mut Frame,
+    area: Rect,
+    log: &LogRing,
+    info: &TraceInfo,
+    st: &ScreenState,
+    th: &Theme,
+) {
     let h = area.height.saturating_sub(2) as usize;
     let w = area.width.saturating_sub(2) as usize;
     let back = st.scroll_log.min(log.len().saturating_sub(1));
@@ -202,12 +252,24 @@ pub fn draw(f: &mut Frame, area: Rect, log: &LogRing, info: &TraceInfo, st: &Scr
     let title = format!(
         " Log: {} lines{}{} ",
         log.len(),
-        if log.dropped > 0 { format!(", {} older dropped", log.dropped) } else { String::new() },
-        if back > 0 { format!("  ↑{back}") } else { String::new() }
+        if log.dropped > 0 {
+            format!(", {} older dropped", log.dropped)
+        } else {
+            String::new()
+        },
+        if back > 0 {
+            format!("  ↑{back}")
+        } else {
+            String::new()
+        }
     );
     let block = Block::default()
         .borders(Borders::ALL)
-        .border_style(if st.focus == Focus::Log { th.border_focused() } else { th.border() })
+        .border_style(if st.focus == Focus::Log {
+            th.border_focused()
+        } else {
+            th.border()
+        })
         .title(Span::styled(title, th.title()));
     f.render_widget(Paragraph::new(text).block(block), area);
 }

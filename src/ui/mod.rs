@@ -185,7 +185,10 @@ pub fn too_small(f: &mut Frame, area: Rect) -> bool {
     if area.width >= MIN_WIDTH && area.height >= MIN_HEIGHT {
         return false;
     }
-    let msg = format!("terminal too small ({}x{}); q quits", area.width, area.height);
+    let msg = format!(
+        "terminal too small ({}x{}); q quits",
+        area.width, area.height
+    );
     f.render_widget(
         Paragraph::new(Line::from(msg)).wrap(ratatui::widgets::Wrap { trim: true }),
         area,
@@ -194,7 +197,14 @@ pub fn too_small(f: &mut Frame, area: Rect) -> bool {
 }
 
 /// The whole trace screen: header, relations, files, optional log, key bar, overlays.
-pub fn draw_trace(f: &mut Frame, model: &Model, info: &TraceInfo, log: &log::LogRing, st: &ScreenState, theme: &Theme) {
+pub fn draw_trace(
+    f: &mut Frame,
+    model: &Model,
+    info: &TraceInfo,
+    log: &log::LogRing,
+    st: &ScreenState,
+    theme: &Theme,
+) {
     let area = f.area();
     if too_small(f, area) {
         return;
@@ -249,10 +259,16 @@ mod tests {
 
     #[test]
     fn truncation_is_char_safe() {
-        assert_eq!(truncate("orders_pkey → sales.orders", 14), "orders_pkey → …");
+        assert_eq!(
+            truncate("orders_pkey → sales.orders", 14),
+            "orders_pkey → …"
+        );
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(truncate("abc", 0), "");
-        assert_eq!(truncate_left("/var/lib/postgresql/15/main", 10), "…/15/main");
+        assert_eq!(
+            truncate_left("/var/lib/postgresql/15/main", 10),
+            "…/15/main"
+        );
         assert_eq!(human_age(3_000_000), "3ms");
         assert_eq!(human_age(1_250_000_000), "1.2s");
         assert_eq!(human_rate(0.0), "-");

@@ -70,8 +70,10 @@ pub fn selected_pid(clusters: &[PgCluster], st: &PickerState) -> Option<i32> {
     vis.iter()
         .find(|&&(c, p)| {
             let pr = &clusters[c].processes[p];
-            matches!(pr.title.backend_type.as_str(), "client backend" | "walsender")
-                && !pr.title.activity.starts_with("idle")
+            matches!(
+                pr.title.backend_type.as_str(),
+                "client backend" | "walsender"
+            ) && !pr.title.activity.starts_with("idle")
         })
         .or(vis.first())
         .map(pid_at)
@@ -134,7 +136,11 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
     let w = body.width.saturating_sub(2) as usize;
     let wide = w >= 110;
     let (tw, ww) = if wide { (20, 24) } else { (17, 16) };
-    let fixed = if wide { 7 + tw + ww + 9 + 6 + 9 + 9 + 7 } else { 7 + tw + ww + 2 + 5 + 8 + 6 };
+    let fixed = if wide {
+        7 + tw + ww + 9 + 6 + 9 + 9 + 7
+    } else {
+        7 + tw + ww + 2 + 5 + 8 + 6
+    };
     let aw = w.saturating_sub(fixed);
     let header = if wide {
         format!(
@@ -148,7 +154,10 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
         )
     };
     let sel = selected_pid(clusters, st);
-    let mut lines = vec![Line::from(Span::styled(truncate(&header, w), th.header_row()))];
+    let mut lines = vec![Line::from(Span::styled(
+        truncate(&header, w),
+        th.header_row(),
+    ))];
     let mut sel_line = 0usize;
     for c in clusters {
         let procs: Vec<&PgProcess> = c
@@ -159,9 +168,15 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
         if procs.is_empty() {
             continue;
         }
-        lines.push(Line::from(Span::styled(truncate_left(&c.label(), w), th.group())));
+        lines.push(Line::from(Span::styled(
+            truncate_left(&c.label(), w),
+            th.group(),
+        )));
         for p in procs {
-            let cpu = p.cpu.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
+            let cpu = p
+                .cpu
+                .map(|c| format!("{c:.0}"))
+                .unwrap_or_else(|| "-".into());
             let ty = truncate(&p.title.backend_type, tw);
             let wh = truncate(&who(p), ww);
             let act = truncate(&p.title.activity, aw);
@@ -189,16 +204,27 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
             if is_sel {
                 sel_line = lines.len();
             }
-            let style = if is_sel { th.selected() } else { ratatui::style::Style::default() };
-            lines.push(Line::from(Span::styled(format!("{:<w$}", truncate(&text, w)), style)));
+            let style = if is_sel {
+                th.selected()
+            } else {
+                ratatui::style::Style::default()
+            };
+            lines.push(Line::from(Span::styled(
+                format!("{:<w$}", truncate(&text, w)),
+                style,
+            )));
         }
     }
     // Keep the selection in view.
     let h = body.height.saturating_sub(2) as usize;
     let scroll = sel_line.saturating_sub(h.saturating_sub(1));
-    let block = Block::default().borders(Borders::ALL).border_style(th.border());
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(th.border());
     f.render_widget(
-        Paragraph::new(lines).scroll((scroll.min(u16::MAX as usize) as u16, 0)).block(block),
+        Paragraph::new(lines)
+            .scroll((scroll.min(u16::MAX as usize) as u16, 0))
+            .block(block),
         body,
     );
     let foot_line = match &st.message {

@@ -35,23 +35,39 @@ pub fn lines(model: &Model, info: &TraceInfo, width: usize) -> Vec<Line<'static>
         .collect();
     rels.sort_by(|a, b| (b.bytes_read + b.bytes_written).cmp(&(a.bytes_read + a.bytes_written)));
     if rels.is_empty() {
-        out.push(Line::from("No relation was read or written while attached."));
+        out.push(Line::from(
+            "No relation was read or written while attached.",
+        ));
     }
+    let lw = width.saturating_sub(34).max(8);
     for r in rels {
-        let reached = r.percent().map(|p| format!("{p:.1}%")).unwrap_or_else(|| "?".into());
+        let reached = r
+            .percent()
+            .map(|p| format!("{p:.1}%"))
+            .unwrap_or_else(|| "?".into());
+        let written = if r.bytes_written > 0 {
+            format!(" wrote {}", human_bytes(r.bytes_written))
+        } else {
+            String::new()
+        };
         let s = format!(
-            "{} ({}): read {}, written {}, reached {reached}",
-            r.id.label,
-            r.id.kind.unwrap_or("relation"),
+            "{:<lw$} read {:>10} reached {reached:>6}{written}",
+            truncate(&r.id.label, lw),
             human_bytes(r.bytes_read),
-            human_bytes(r.bytes_written),
         );
         out.push(Line::from(truncate(&s, width)));
     }
     out
 }
 
-pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &ScreenState, th: &Theme) {
+pub fn draw(
+    f: &mut Frame,
+    area: Rect,
+    model: &Model,
+    info: &TraceInfo,
+    st: &ScreenState,
+    th: &Theme,
+) {
     let w = area.width.saturating_sub(4).min(96);
     let body = lines(model, info, w.saturating_sub(2) as usize);
     let h = (body.len() as u16 + 4).min(area.height);
@@ -60,7 +76,11 @@ pub fn draw(f: &mut Frame, area: Rect, model: &Model, info: &TraceInfo, st: &Scr
     text.push(Line::from(""));
     let mut keys = vec![Span::styled("q", th.key()), Span::raw(" quit")];
     if st.from_picker {
-        keys.extend([Span::raw("   "), Span::styled("Esc", th.key()), Span::raw(" back to the picker")]);
+        keys.extend([
+            Span::raw("   "),
+            Span::styled("Esc", th.key()),
+            Span::raw(" back to the picker"),
+        ]);
     }
     text.push(Line::from(keys));
     let block = Block::default()
