@@ -252,7 +252,7 @@ mod tests {
     fn compact() {
         assert_eq!(compact_bytes(512), "512B");
         assert_eq!(compact_bytes(8192), "8.0K");
-        assert_eq!(compact_bytes(315_097_088), "301M");
+        assert_eq!(compact_bytes(315_097_088), "300M");
         assert_eq!(compact_rate(0.0), "-");
     }
 }
