@@ -261,7 +261,7 @@ mod tests {
     fn truncation_is_char_safe() {
         assert_eq!(
             truncate("orders_pkey → sales.orders", 14),
-            "orders_pkey → …"
+            "orders_pkey →…"
         );
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(truncate("abc", 0), "");
