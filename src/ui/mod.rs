@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(truncate("abc", 0), "");
         assert_eq!(
             truncate_left("/var/lib/postgresql/15/main", 10),
-            "…/15/main"
+            "…l/15/main"
         );
         assert_eq!(human_age(3_000_000), "3ms");
         assert_eq!(human_age(1_250_000_000), "1.2s");
