@@ -259,10 +259,7 @@ mod tests {
 
     #[test]
     fn truncation_is_char_safe() {
-        assert_eq!(
-            truncate("orders_pkey → sales.orders", 14),
-            "orders_pkey →…"
-        );
+        assert_eq!(truncate("orders_pkey → sales.orders", 14), "orders_pkey →…");
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(truncate("abc", 0), "");
         assert_eq!(

@@ -38,8 +38,10 @@ pub fn strip(r: &RelState, width: usize) -> String {
         .collect()
 }
 
+/// Relations are listed once read or written while attached: a backend has dozens of
+/// catalog files open that it is not working on.
 fn matches(st: &ScreenState, r: &RelState) -> bool {
-    st.matches(&r.id.label) || st.matches(&r.id.key)
+    r.bytes_read + r.bytes_written > 0 && (st.matches(&r.id.label) || st.matches(&r.id.key))
 }
 
 pub fn rows<'m>(model: &'m Model, st: &ScreenState) -> Vec<&'m RelState> {
@@ -157,9 +159,19 @@ pub fn draw(
         Constraint::Length(7),
         Constraint::Fill(1),
     ]);
+    let idle = model
+        .relations
+        .values()
+        .filter(|r| r.bytes_read + r.bytes_written == 0)
+        .count();
     let title = format!(
-        " Relations: {}{} ",
-        model.relations.len(),
+        " Relations: {} worked on{}{} ",
+        all.len(),
+        if idle > 0 {
+            format!(", {idle} open but untouched")
+        } else {
+            String::new()
+        },
         if skip > 0 {
             format!("  ↑{skip}")
         } else {
