@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::Cluster;
 
-fn find<'a>(clusters: &'a [PgCluster], postmaster: i32) -> Option<&'a PgCluster> {
+fn find(clusters: &[PgCluster], postmaster: i32) -> Option<&PgCluster> {
     clusters.iter().find(|c| c.postmaster == postmaster)
 }
 

@@ -219,10 +219,13 @@ impl PgCluster {
     }
 }
 
+/// What one sample remembers of a process for the next: when, CPU ticks, (rchar, wchar).
+type Counters = (u64, u64, Option<(u64, u64)>);
+
 /// Samples /proc; keeps the previous counters so that the next sample has rates.
 #[derive(Default)]
 pub struct Lister {
-    prev: HashMap<Pid, (u64, u64, Option<(u64, u64)>)>,
+    prev: HashMap<Pid, Counters>,
 }
 
 fn clock_ticks() -> f64 {

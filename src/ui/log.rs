@@ -72,9 +72,8 @@ impl LogRing {
                     // The line's own timestamp is replaced by the panel's.
                     let s = s
                         .trim()
-                        .splitn(2, ' ')
-                        .nth(1)
-                        .unwrap_or("")
+                        .split_once(' ')
+                        .map_or("", |x| x.1)
                         .trim()
                         .to_string();
                     self.push(ev.ts_ns, Level::Syscall, s);

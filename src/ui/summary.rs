@@ -33,7 +33,7 @@ pub fn lines(model: &Model, info: &TraceInfo, width: usize) -> Vec<Line<'static>
         .values()
         .filter(|r| r.bytes_read + r.bytes_written > 0)
         .collect();
-    rels.sort_by(|a, b| (b.bytes_read + b.bytes_written).cmp(&(a.bytes_read + a.bytes_written)));
+    rels.sort_by_key(|r| std::cmp::Reverse(r.bytes_read + r.bytes_written));
     if rels.is_empty() {
         out.push(Line::from(
             "No relation was read or written while attached.",
