@@ -160,10 +160,7 @@ fn final_summary() {
         ),
     );
     tick(&mut m, now + 1);
-    let st = ScreenState {
-        from_picker: true,
-        ..ScreenState::default()
-    };
+    let st = ScreenState::default();
     let term = render_trace(
         80,
         24,

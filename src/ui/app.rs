@@ -75,7 +75,7 @@ fn proc_state(pid: Pid) -> Option<String> {
 }
 
 impl TraceApp {
-    pub fn new(session: Session, from_picker: bool, debug: bool) -> TraceApp {
+    pub fn new(session: Session, debug: bool) -> TraceApp {
         let mut log = LogRing::new();
         let now = session.start_ns;
         log.push(
@@ -92,10 +92,7 @@ impl TraceApp {
             log.push(now, Level::Warn, n.clone());
         }
         TraceApp {
-            st: ScreenState {
-                from_picker,
-                ..ScreenState::default()
-            },
+            st: ScreenState::default(),
             log,
             debug,
             finished: false,
@@ -212,8 +209,9 @@ pub fn handle_trace_key(st: &mut ScreenState, k: KeyEvent) -> Action {
     let page = 10;
     match k.code {
         KeyCode::Char('q') => return Action::Quit,
-        KeyCode::Esc if st.from_picker => return Action::Picker,
-        KeyCode::Esc => st.filter.clear(),
+        // Esc first drops a filter, then leaves for the picker (detaching).
+        KeyCode::Esc if !st.filter.is_empty() => st.filter.clear(),
+        KeyCode::Esc => return Action::Picker,
         KeyCode::Char('p') => st.paused = !st.paused,
         KeyCode::Char('s') => st.sort = st.sort.next(),
         KeyCode::Char('/') => st.editing_filter = true,
@@ -366,7 +364,7 @@ pub fn run(opts: Options) -> Result<()> {
     let theme = Theme::from_env();
     let mut guard = Guard::enter()?;
     let mut screen = match first {
-        Some(s) => Screen::Trace(Box::new(TraceApp::new(s, false, opts.debug))),
+        Some(s) => Screen::Trace(Box::new(TraceApp::new(s, opts.debug))),
         None => Screen::Picker(PickerApp::new()),
     };
     let result = event_loop(&mut guard, &mut screen, &opts, &stop, &theme);
@@ -445,8 +443,7 @@ fn event_loop(
                             draw(guard, screen, theme)?;
                             match Session::open(pid, opts.backend) {
                                 Ok(s) => {
-                                    *screen =
-                                        Screen::Trace(Box::new(TraceApp::new(s, true, opts.debug)));
+                                    *screen = Screen::Trace(Box::new(TraceApp::new(s, opts.debug)));
                                     next_tick = Instant::now();
                                 }
                                 Err(e) => {
@@ -497,7 +494,6 @@ mod tests {
         assert_eq!(st.focus, Focus::Files);
         assert_eq!(handle_trace_key(&mut st, key(KeyCode::Esc)), Action::None);
         assert!(st.filter.is_empty());
-        st.from_picker = true;
         assert_eq!(handle_trace_key(&mut st, key(KeyCode::Esc)), Action::Picker);
         assert_eq!(
             handle_trace_key(

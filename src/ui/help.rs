@@ -12,10 +12,7 @@ pub const TRACE_KEYS: &[(&str, &str)] = &[
         "q  Ctrl-C",
         "quit, detaching cleanly: the traced process runs on",
     ),
-    (
-        "Esc",
-        "back to the process picker (if the trace came from it)",
-    ),
+    ("Esc", "detach, and pick another process"),
     ("p", "pause the display (capture goes on; a key redraws)"),
     ("s", "cycle the sort: recent, progress, rate, size, name"),
     ("/", "filter by name; Enter keeps the filter, Esc clears it"),
@@ -39,10 +36,7 @@ pub fn draw_keybar(f: &mut Frame, area: Rect, st: &ScreenState, exited: bool, th
     let keys: Vec<(&str, &str)> = if st.editing_filter {
         vec![("Enter", "keep filter"), ("Esc", "clear filter")]
     } else {
-        let mut k = vec![("q", "quit")];
-        if st.from_picker {
-            k.push(("Esc", "picker"));
-        }
+        let mut k = vec![("q", "quit"), ("Esc", "picker")];
         if !exited {
             k.push(("p", if st.paused { "resume" } else { "pause" }));
         }

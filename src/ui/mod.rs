@@ -81,8 +81,6 @@ pub struct ScreenState {
     pub scroll_files: usize,
     pub scroll_relations: usize,
     pub scroll_log: usize,
-    /// The trace was opened from the picker: Esc goes back to it.
-    pub from_picker: bool,
 }
 
 impl ScreenState {

@@ -65,7 +65,7 @@ pub fn draw(
     area: Rect,
     model: &Model,
     info: &TraceInfo,
-    st: &ScreenState,
+    _st: &ScreenState,
     th: &Theme,
 ) {
     let w = area.width.saturating_sub(4).min(96);
@@ -74,15 +74,12 @@ pub fn draw(
     let r = centered(area, w, h);
     let mut text = body;
     text.push(Line::from(""));
-    let mut keys = vec![Span::styled("q", th.key()), Span::raw(" quit")];
-    if st.from_picker {
-        keys.extend([
-            Span::raw("   "),
-            Span::styled("Esc", th.key()),
-            Span::raw(" back to the picker"),
-        ]);
-    }
-    text.push(Line::from(keys));
+    text.push(Line::from(vec![
+        Span::styled("q", th.key()),
+        Span::raw(" quit   "),
+        Span::styled("Esc", th.key()),
+        Span::raw(" pick another process"),
+    ]));
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(th.warn())
