@@ -435,7 +435,17 @@ fn event_loop(
                     match action {
                         Action::None => {}
                         Action::Quit => return Ok(()),
-                        Action::Picker => *screen = Screen::Picker(PickerApp::new()),
+                        Action::Picker => {
+                            let was = match screen {
+                                Screen::Trace(t) => Some(t.session.pid),
+                                Screen::Picker(_) => None,
+                            };
+                            // Detach before listing: the picker must not show a traced state.
+                            *screen = Screen::Picker(PickerApp::new());
+                            if let Screen::Picker(p) = screen {
+                                p.st.selected = was;
+                            }
+                        }
                         Action::Attach(pid) => {
                             if let Screen::Picker(p) = screen {
                                 p.st.message = Some(format!("attaching to pid {pid}…"));

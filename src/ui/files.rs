@@ -72,6 +72,15 @@ pub fn fork_segment(f: &FileEntry) -> String {
     }
 }
 
+/// The object; the data directory itself has an empty relative path.
+pub fn label(f: &FileEntry) -> &str {
+    if f.named.label.is_empty() {
+        "(data directory)"
+    } else {
+        &f.named.label
+    }
+}
+
 fn matches(st: &ScreenState, f: &FileEntry) -> bool {
     st.matches(&f.named.label) || st.matches(&f.path)
 }
@@ -174,13 +183,18 @@ pub fn draw(
                 };
                 cells.push(Cell::from(pid));
             }
-            cells.push(Cell::from(truncate(&fe.named.label, obj_w)));
+            cells.push(Cell::from(truncate(label(fe), obj_w)));
             cells.push(Cell::from(fork_segment(fe)));
             cells.push(Cell::from(
                 fe.size.map(compact_bytes).unwrap_or_else(|| "?".into()),
             ));
             if wide {
-                let off = fe.last_offset.map(|o| o + fe.last_len).or(fe.pos);
+                // A directory's position is a readdir cookie, not an offset.
+                let off = fe
+                    .last_offset
+                    .map(|o| o + fe.last_len)
+                    .or(fe.pos)
+                    .filter(|_| fe.size.is_some());
                 cells.push(Cell::from(
                     off.map(compact_bytes).unwrap_or_else(|| "-".into()),
                 ));
