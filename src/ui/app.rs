@@ -82,10 +82,8 @@ impl TraceApp {
             now,
             Level::Info,
             format!(
-                "attached to pid {} via {}, {} open files",
-                session.pid,
-                session.tracer_name,
-                session.model.files.len()
+                "attached to pid {} via {}",
+                session.pid, session.tracer_name
             ),
         );
         for n in session.notes.iter().chain(session.limitations.iter()) {

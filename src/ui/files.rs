@@ -153,7 +153,8 @@ pub fn draw(
         .map(|f| f.named.label.chars().count())
         .max()
         .unwrap_or(8);
-    let obj_w = longest.clamp(12, 48).min(avail.saturating_sub(10));
+    let min_bar = if avail >= 60 { 16 } else { 10 };
+    let obj_w = longest.clamp(12, 40).min(avail.saturating_sub(min_bar));
     let bar_w = avail.saturating_sub(obj_w).min(40);
     let obj_w = avail.saturating_sub(bar_w);
     let mut header = vec!["", "fd"];

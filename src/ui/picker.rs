@@ -154,10 +154,7 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
         )
     };
     let sel = selected_pid(clusters, st);
-    let mut lines = vec![Line::from(Span::styled(
-        truncate(&header, w),
-        th.header_row(),
-    ))];
+    let mut lines = Vec::new();
     let mut sel_line = 0usize;
     for c in clusters {
         let procs: Vec<&PgProcess> = c
@@ -215,17 +212,25 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
             )));
         }
     }
-    // Keep the selection in view.
-    let h = body.height.saturating_sub(2) as usize;
-    let scroll = sel_line.saturating_sub(h.saturating_sub(1));
+    // The column header stays; the list scrolls to keep the selection in view.
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(th.border());
+    let inner = block.inner(body);
+    f.render_widget(block, body);
+    let [head_row, list] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
     f.render_widget(
-        Paragraph::new(lines)
-            .scroll((scroll.min(u16::MAX as usize) as u16, 0))
-            .block(block),
-        body,
+        Paragraph::new(Line::from(Span::styled(
+            truncate(&header, w),
+            th.header_row(),
+        ))),
+        head_row,
+    );
+    let scroll = (sel_line + 1).saturating_sub(list.height as usize);
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll.min(u16::MAX as usize) as u16, 0)),
+        list,
     );
     let foot_line = match &st.message {
         Some(m) => Line::from(Span::styled(truncate(m, foot.width as usize), th.bad())),
