@@ -39,7 +39,7 @@ pub fn compact_rate(bps: f64) -> String {
 /// `▕██████░░░░ 61%`: a bar of `width` cells and the percentage.
 pub fn progress<'a>(pct: Option<f64>, width: usize, th: &Theme) -> Line<'a> {
     let Some(p) = pct else {
-        return Line::from(Span::styled("?".to_string(), th.label()));
+        return Line::from(Span::styled("-".to_string(), th.label()));
     };
     let p = p.clamp(0.0, 100.0);
     let bar = width.saturating_sub(5);
@@ -202,7 +202,10 @@ pub fn draw(
                 cells.push(Cell::from(compact_bytes(fe.bytes_read)));
                 cells.push(Cell::from(compact_bytes(fe.bytes_written)));
             }
-            cells.push(Cell::from(progress(fe.percent(), bar_w, th)));
+            // Untouched since attach: the position is wherever smgr's size probe (lseek
+            // to the end) left it, not progress.
+            let pct = if fe.last_ns == 0 { None } else { fe.percent() };
+            cells.push(Cell::from(progress(pct, bar_w, th)));
             cells.push(Cell::from(compact_rate(fe.rate_bps)));
             let last = match fe.last_op {
                 Some(op) => format!(
