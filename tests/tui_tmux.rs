@@ -193,4 +193,67 @@ fn tui_follows_a_scan_and_quits_cleanly() {
     assert!(status.contains("TracerPid:\t0"), "still traced:\n{status}");
     let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1);
+
+    // The picker: no -p. Type the backend's pid to filter, Enter attaches, Esc comes back;
+    // SIGTERM ends it with status 0 and the terminal restored.
+    tmux.run(&["respawn-pane", "-k", "-t", "t", &format!("exec {BIN}")]);
+    let datadir = c.datadir.display().to_string();
+    wait_for(
+        "the picker with our cluster",
+        &tmux,
+        Duration::from_secs(30),
+        |s| {
+            (s.contains("pick a PostgreSQL process")
+                && s.contains(&datadir)
+                && s.contains("client backend"))
+            .then_some(())
+        },
+    );
+    tmux.run(&["send-keys", "-t", "t", "-l", &pid.to_string()]);
+    wait_for("the filtered list", &tmux, Duration::from_secs(10), |s| {
+        s.contains(&format!("filter {pid}")).then_some(())
+    });
+    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    wait_for(
+        "the trace screen from the picker",
+        &tmux,
+        Duration::from_secs(30),
+        |s| {
+            (s.contains(&format!("pg_trace pid {pid} client backend")) && s.contains("Files:"))
+                .then_some(())
+        },
+    );
+    tmux.run(&["send-keys", "-t", "t", "Escape"]);
+    wait_for("the picker again", &tmux, Duration::from_secs(10), |s| {
+        s.contains("pick a PostgreSQL process").then_some(())
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.contains("TracerPid:\t0"),
+        "still traced after Esc:\n{status}"
+    );
+    let out = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
+    let pg_trace_pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // SAFETY: kill(2) on the pane's process: the pg_trace we exec'd there.
+    assert_eq!(unsafe { libc::kill(pg_trace_pid, libc::SIGTERM) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = tmux.dead_status() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "pg_trace ignored SIGTERM:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 0, "exit status after SIGTERM:\n{}", tmux.capture());
+    let after = tmux.capture();
+    assert!(
+        !after.contains("pick a PostgreSQL"),
+        "screen not restored:\n{after}"
+    );
+    let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
 }

@@ -369,6 +369,15 @@ fn picker_screens() {
     term.draw(|f| picker::draw(f, &c, &st, &Theme::from_env()))
         .unwrap();
     insta::assert_snapshot!("picker_80x24", text(&term));
+    let typed = PickerState {
+        filter: "1900".into(),
+        ..PickerState::default()
+    };
+    assert_eq!(
+        picker::selected_pid(&c, &typed),
+        Some(1900),
+        "a full pid wins"
+    );
     let st = PickerState {
         filter: "walsender".into(),
         ..PickerState::default()

@@ -67,6 +67,12 @@ pub fn selected_pid(clusters: &[PgCluster], st: &PickerState) -> Option<i32> {
             return Some(s);
         }
     }
+    // A pid typed in full is the one wanted, even if it is a substring of others.
+    if let Ok(typed) = st.filter.trim().parse::<i32>() {
+        if vis.iter().any(|x| pid_at(x) == typed) {
+            return Some(typed);
+        }
+    }
     vis.iter()
         .find(|&&(c, p)| {
             let pr = &clusters[c].processes[p];
