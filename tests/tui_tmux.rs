@@ -13,15 +13,37 @@ const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
 const ROWS: i64 = 10_000;
 
 /// A private tmux server (its own socket), killed on drop: only the server we started.
+///
+/// pg_trace runs under `sh -c '...; echo $? > status'` in the pane: the shell reaps it and
+/// records its exit status. (tmux 3.3a's own `#{pane_dead_status}` sometimes never
+/// arrives: the server leaves the exited process a zombie.)
 struct Tmux {
     socket: String,
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
     fn new() -> Tmux {
-        Tmux {
+        let t = Tmux {
             socket: format!("pg_trace-test-{}", std::process::id()),
-        }
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        // The pane's first command idles until remain-on-exit is set (the screen of an
+        // exited pg_trace stays for capture-pane); each test step then respawns it.
+        t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "sleep 600",
+        ]);
+        t.run(&["set-option", "-g", "remain-on-exit", "on"]);
+        t.run(&["set-window-option", "-g", "remain-on-exit", "on"]);
+        t
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -38,22 +60,37 @@ impl Tmux {
         out
     }
 
+    fn status_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("status")
+    }
+
+    /// Run `pg_trace ARGS` in the pane, replacing whatever runs there.
+    fn start(&self, args: &str) {
+        let _ = std::fs::remove_file(self.status_file());
+        let cmd = format!("{BIN} {args}; echo $? > {}", self.status_file().display());
+        self.run(&["respawn-pane", "-k", "-t", "t", &cmd]);
+    }
+
+    /// The pid of pg_trace: the child of the pane's shell.
+    fn pg_trace_pid(&self) -> i32 {
+        let out = self.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let kids = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .expect("children of the pane's shell");
+        kids.split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("pg_trace runs in the pane")
+    }
+
     fn capture(&self) -> String {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
     }
 
-    /// `Some(status)` once the pane's command has exited.
-    fn dead_status(&self) -> Option<i32> {
-        let out = self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            "t",
-            "#{pane_dead} #{pane_dead_status}",
-        ]);
-        let s = String::from_utf8_lossy(&out.stdout);
-        let mut it = s.split_whitespace();
-        (it.next() == Some("1")).then(|| it.next().and_then(|v| v.parse().ok()).unwrap_or(-1))
+    /// `Some(status)` once pg_trace has exited (128+N when killed by signal N).
+    fn exit_status(&self) -> Option<i32> {
+        let s = std::fs::read_to_string(self.status_file()).ok()?;
+        s.strip_suffix('\n')?.parse().ok()
     }
 }
 
@@ -62,6 +99,22 @@ impl Drop for Tmux {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+    }
+}
+
+/// Wait for pg_trace to exit; its status.
+fn wait_exit(tmux: &Tmux, what: &str) -> i32 {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = tmux.exit_status() {
+            return st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "pg_trace did not exit after {what}:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -87,7 +140,7 @@ fn wait_for<T>(
         if let Some(v) = f(&screen) {
             return v;
         }
-        if let Some(st) = tmux.dead_status() {
+        if let Some(st) = tmux.exit_status() {
             panic!("pg_trace exited ({st}) while waiting for {what}; screen:\n{screen}");
         }
         assert!(
@@ -130,22 +183,7 @@ fn tui_follows_a_scan_and_quits_cleanly() {
         (n, held)
     });
     let tmux = Tmux::new();
-    // The pane's first command idles until remain-on-exit is set; then pg_trace replaces it.
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sleep 600",
-    ]);
-    tmux.run(&["set-option", "-g", "remain-on-exit", "on"]);
-    tmux.run(&["set-window-option", "-g", "remain-on-exit", "on"]);
-    let cmd = format!("{BIN} -p {pid}");
-    tmux.run(&["respawn-pane", "-k", "-t", "t", &cmd]);
+    tmux.start(&format!("-p {pid}"));
     let first = wait_for(
         "public.slow with a percentage",
         &tmux,
@@ -163,18 +201,7 @@ fn tui_follows_a_scan_and_quits_cleanly() {
     assert!(screen.contains(&format!("pid {pid}")), "{screen}");
     assert!(screen.contains("client backend"), "{screen}");
     tmux.run(&["send-keys", "-t", "t", "q"]);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = tmux.dead_status() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "pg_trace did not exit on q:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&tmux, "q");
     assert_eq!(
         status,
         0,
@@ -194,9 +221,33 @@ fn tui_follows_a_scan_and_quits_cleanly() {
     let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1);
 
+    // A traced backend that exits: the summary stays up until q.
+    let victim = c.hold_backend("postgres");
+    let vpid = victim.pid;
+    tmux.start(&format!("-p {vpid}"));
+    wait_for(
+        "the trace of the second backend",
+        &tmux,
+        Duration::from_secs(30),
+        |s| (s.contains(&format!("pg_trace pid {vpid}")) && s.contains("Files:")).then_some(()),
+    );
+    drop(victim); // the client goes away, and so does its backend
+    let summary = wait_for("the exit summary", &tmux, Duration::from_secs(30), |s| {
+        s.contains("Process exited").then(|| s.to_string())
+    });
+    assert!(summary.contains(&format!("pid {vpid} ")), "{summary}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        tmux.exit_status(),
+        None,
+        "pg_trace must wait for q after the summary"
+    );
+    tmux.run(&["send-keys", "-t", "t", "q"]);
+    assert_eq!(wait_exit(&tmux, "q after the summary"), 0);
+
     // The picker: no -p. Type the backend's pid to filter, Enter attaches, Esc comes back;
     // SIGTERM ends it with status 0 and the terminal restored.
-    tmux.run(&["respawn-pane", "-k", "-t", "t", &format!("exec {BIN}")]);
+    tmux.start("");
     let datadir = c.datadir.display().to_string();
     wait_for(
         "the picker with our cluster",
@@ -232,22 +283,10 @@ fn tui_follows_a_scan_and_quits_cleanly() {
         status.contains("TracerPid:\t0"),
         "still traced after Esc:\n{status}"
     );
-    let out = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
-    let pg_trace_pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    // SAFETY: kill(2) on the pane's process: the pg_trace we exec'd there.
+    let pg_trace_pid = tmux.pg_trace_pid();
+    // SAFETY: kill(2) on the pg_trace this test started in the pane.
     assert_eq!(unsafe { libc::kill(pg_trace_pid, libc::SIGTERM) }, 0);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = tmux.dead_status() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "pg_trace ignored SIGTERM:\n{}",
-            tmux.capture()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&tmux, "SIGTERM");
     assert_eq!(status, 0, "exit status after SIGTERM:\n{}", tmux.capture());
     let after = tmux.capture();
     assert!(

@@ -405,3 +405,54 @@ fn scripted_model_is_what_the_screens_claim() {
         "segment 1 of sales.orders"
     );
 }
+
+#[test]
+fn log_ring_is_bounded_and_debug_logs_every_syscall() {
+    let mut log = LogRing::new();
+    for k in 0..(pg_trace::ui::log::LOG_CAPACITY as u64 + 500) {
+        log.push(T0 + k, pg_trace::ui::log::Level::Info, format!("line {k}"));
+    }
+    assert_eq!(log.len(), pg_trace::ui::log::LOG_CAPACITY);
+    assert_eq!(log.dropped, 500);
+    assert_eq!(log.iter().next().unwrap().text, "line 500");
+
+    let (mut m, now) = scan_model();
+    let mut plain = LogRing::new();
+    let mut debug = LogRing::new();
+    let events = [
+        pread(now, 24, 0, 8192),
+        ev(
+            now,
+            EventKind::Read {
+                syscall: pg_trace::trace::Syscall::Pread64,
+                fd: 24,
+                offset: Some(0),
+                requested: 8192,
+                result: -5,
+            },
+        ),
+        ev(now, EventKind::Close { fd: 24 }),
+    ];
+    for e in &events {
+        plain.record(&m, e, false, false);
+        debug.record(&m, e, false, true);
+        apply(&mut m, e.clone());
+        plain.record(&m, e, true, false);
+        debug.record(&m, e, true, true);
+    }
+    let texts = |l: &LogRing| l.iter().map(|x| x.text.clone()).collect::<Vec<_>>();
+    let p = texts(&plain);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("pread64 sales.orders: EIO"), "{p:?}");
+    assert!(p[1].starts_with("close fd 24 sales.orders"), "{p:?}");
+    let d = texts(&debug);
+    assert!(
+        d.iter()
+            .any(|t| t.contains("pread64(fd=24 → sales.orders, 8192 @ 0) = 8192")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter().any(|t| t.contains("close(fd=24 → sales.orders)")),
+        "{d:?}"
+    );
+}

@@ -160,6 +160,68 @@ pub fn parse_postmaster_pid(text: &str) -> Option<u16> {
     text.lines().nth(3)?.trim().parse().ok()
 }
 
+/// What `/proc/PID/syscall` says the process is doing: in a system call (its number),
+/// running in user space, or blocked outside one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallNow {
+    In(u64),
+    Running,
+    Blocked,
+}
+
+pub fn parse_proc_syscall(text: &str) -> Option<SyscallNow> {
+    match text.split_whitespace().next()? {
+        "running" => Some(SyscallNow::Running),
+        "-1" => Some(SyscallNow::Blocked),
+        n => n.parse().ok().map(SyscallNow::In),
+    }
+}
+
+/// x86_64 numbers of the system calls a waiting or working PostgreSQL process sits in.
+pub fn syscall_name(nr: u64) -> Option<&'static str> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    Some(match nr {
+        0 => "read",
+        1 => "write",
+        3 => "close",
+        7 => "poll",
+        8 => "lseek",
+        17 => "pread64",
+        18 => "pwrite64",
+        19 => "readv",
+        20 => "writev",
+        23 => "select",
+        35 => "nanosleep",
+        44 => "sendto",
+        45 => "recvfrom",
+        46 => "sendmsg",
+        47 => "recvmsg",
+        61 => "wait4",
+        64 => "semget",
+        65 => "semop",
+        74 => "fsync",
+        75 => "fdatasync",
+        202 => "futex",
+        220 => "semtimedop",
+        230 => "clock_nanosleep",
+        232 => "epoll_wait",
+        257 => "openat",
+        270 => "pselect6",
+        271 => "ppoll",
+        277 => "sync_file_range",
+        281 => "epoll_pwait",
+        295 => "preadv",
+        296 => "pwritev",
+        327 => "preadv2",
+        328 => "pwritev2",
+        426 => "io_uring_enter",
+        441 => "epoll_pwait2",
+        _ => return None,
+    })
+}
+
 pub fn state_name(c: char) -> &'static str {
     match c {
         'R' => "running",
@@ -465,6 +527,23 @@ mod tests {
             Some(5433)
         );
         assert_eq!(parse_postmaster_pid("123\n"), None);
+    }
+
+    #[test]
+    fn proc_syscall() {
+        assert_eq!(
+            parse_proc_syscall("232 0x5 0x7ffd 0x1 0xffffffff 0x0 0x0 0x7ffd 0x7f12\n"),
+            Some(SyscallNow::In(232))
+        );
+        assert_eq!(parse_proc_syscall("running\n"), Some(SyscallNow::Running));
+        assert_eq!(
+            parse_proc_syscall("-1 0x7ffd 0x7f12\n"),
+            Some(SyscallNow::Blocked)
+        );
+        assert_eq!(parse_proc_syscall(""), None);
+        assert_eq!(parse_proc_syscall("x"), None);
+        assert_eq!(syscall_name(232), Some("epoll_wait"));
+        assert_eq!(syscall_name(99_999), None);
     }
 
     #[test]

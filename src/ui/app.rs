@@ -6,7 +6,9 @@ use super::picker::{self, PickerState};
 use super::terminal::Guard;
 use super::{draw_trace, Focus, ScreenState, Theme, TraceInfo};
 use crate::cli::BackendChoice;
-use crate::process::list::{parse_stat, state_name, Lister, PgCluster};
+use crate::process::list::{
+    parse_proc_syscall, parse_stat, state_name, syscall_name, Lister, PgCluster, SyscallNow,
+};
 use crate::session::{self, Session};
 use crate::trace::{monotonic_ns, Pid};
 use anyhow::Result;
@@ -55,19 +57,35 @@ pub struct TraceApp {
     error: Option<String>,
     ended_ns: Option<u64>,
     proc_state: Option<String>,
+    /// When `proc_state` last changed: "sleeping in epoll_wait for 12s".
+    proc_state_since: u64,
     title_now: Option<String>,
 }
 
-/// `/proc/PID/stat` state, with the kernel function it sleeps in when not running.
+/// `/proc/PID/stat` state, the system call it is in (`/proc/PID/syscall`, root only) or
+/// else the kernel function it sleeps in: `sleeping in epoll_wait`, `disk wait
+/// (folio_wait_bit_common)`.
 fn proc_state(pid: Pid) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let s = parse_stat(&stat)?;
     let mut out = state_name(s.state).to_string();
-    if s.state != 'R' {
-        if let Ok(w) = std::fs::read_to_string(format!("/proc/{pid}/wchan")) {
-            let w = w.trim();
-            if !w.is_empty() && w != "0" {
-                out.push_str(&format!(" ({})", super::truncate(w, 32)));
+    if s.state == 'R' {
+        return Some(out);
+    }
+    let now = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|t| parse_proc_syscall(&t));
+    match now {
+        Some(SyscallNow::In(nr)) => match syscall_name(nr) {
+            Some(name) => out.push_str(&format!(" in {name}")),
+            None => out.push_str(&format!(" in syscall {nr}")),
+        },
+        _ => {
+            if let Ok(w) = std::fs::read_to_string(format!("/proc/{pid}/wchan")) {
+                let w = w.trim();
+                if !w.is_empty() && w != "0" {
+                    out.push_str(&format!(" ({})", super::truncate(w, 32)));
+                }
             }
         }
     }
@@ -97,6 +115,7 @@ impl TraceApp {
             error: None,
             ended_ns: None,
             proc_state: proc_state(session.pid),
+            proc_state_since: session.start_ns,
             title_now: None,
             session,
         }
@@ -140,7 +159,11 @@ impl TraceApp {
             return;
         }
         self.session.tick(now);
-        self.proc_state = proc_state(self.session.pid);
+        let st = proc_state(self.session.pid);
+        if st != self.proc_state {
+            self.proc_state = st;
+            self.proc_state_since = now;
+        }
         self.title_now = crate::trace::follow::process_title(self.session.pid);
     }
 
@@ -162,7 +185,15 @@ impl TraceApp {
             },
             now_ns: now,
             start_ns: self.session.start_ns,
-            proc_state: self.proc_state.clone(),
+            proc_state: self.proc_state.as_ref().map(|s| {
+                // Running changes too fast for a duration to mean anything.
+                let held = now.saturating_sub(self.proc_state_since);
+                if s == "running" || held < 1_000_000_000 {
+                    s.clone()
+                } else {
+                    format!("{s} for {}", super::human_age(held))
+                }
+            }),
             status: None,
             verdict: None,
             error: self.error.clone(),
