@@ -15,6 +15,16 @@ fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
     })
 }
 
+/// `--duration SECS`: NaN, infinite or absurd values are an error, not a panic.
+fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
+    cli.duration
+        .map(|d| {
+            std::time::Duration::try_from_secs_f64(d.max(0.0))
+                .map_err(|_| anyhow::anyhow!("--duration {d}: not a usable number of seconds"))
+        })
+        .transpose()
+}
+
 fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -44,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
                     backend: cli.backend,
                     interval: std::time::Duration::from_millis(cli.interval.unwrap_or(250)),
                     debug: cli.debug,
+                    duration: duration(&cli)?,
                 });
             }
             let Some(pid) = cli.pid else {
@@ -53,9 +64,7 @@ fn run(cli: Cli) -> Result<()> {
                 pid,
                 backend: cli.backend,
                 interval: std::time::Duration::from_millis(cli.interval.unwrap_or(1000)),
-                duration: cli
-                    .duration
-                    .map(|d| std::time::Duration::from_secs_f64(d.max(0.0))),
+                duration: duration(&cli)?,
                 format: cli.format,
                 debug: cli.debug,
             });

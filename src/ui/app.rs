@@ -26,6 +26,8 @@ pub struct Options {
     pub interval: Duration,
     /// `-d`: every syscall in the log panel.
     pub debug: bool,
+    /// `--duration`: quit (status 0) after this long, as line mode does.
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,8 +425,9 @@ fn event_loop(
     theme: &Theme,
 ) -> Result<()> {
     let mut next_tick = Instant::now();
+    let started = Instant::now();
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
             return Ok(());
         }
         if let Screen::Trace(t) = screen {
