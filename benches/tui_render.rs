@@ -80,6 +80,24 @@ fn main() {
             f.as_secs_f64() * 1e6
         );
     }
+    // The coverage strip of a relation whose bitmap is at its cap (2^20 granules, a 4 TiB
+    // relation half read): the per-row cost that grows with relation size, not event rate.
+    let mut cov = pg_trace::model::coverage::Coverage::new();
+    let size: u64 = 4 << 40;
+    for k in 0..20_000u64 {
+        cov.mark(k * (size / 20_000), size / 40_000);
+    }
+    let mut v = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        std::hint::black_box(cov.slices(size, 120));
+        v.push(t.elapsed());
+    }
+    let strip = median(v);
+    println!(
+        "tui_render: coverage strip of a 4 TiB relation (2^20 granules): {:.0} µs per visible row",
+        strip.as_secs_f64() * 1e6
+    );
     let fold_share = 100_000.0 * fold.as_secs_f64() * 100.0;
     println!(
         "tui_render: fold one event: {} ns -> {fold_share:.2}% of a core at 100k events/s",
