@@ -456,3 +456,28 @@ fn log_ring_is_bounded_and_debug_logs_every_syscall() {
         "{d:?}"
     );
 }
+
+#[test]
+fn scrolling_stops_at_the_last_rows() {
+    let (m, now) = scan_model();
+    let st = ScreenState {
+        scroll_files: 1000,
+        ..ScreenState::default()
+    };
+    let s = text(&render_trace(
+        80,
+        18,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    ));
+    // The oldest-touched file (the FSM read once at the start) is the last row, and shown.
+    assert!(s.contains("fsm"), "{s}");
+    assert!(s.contains('↑'), "the title says the panel is scrolled: {s}");
+    assert!(
+        !s.contains("▶ 25"),
+        "the current file scrolled out of view: {s}"
+    );
+}

@@ -203,7 +203,21 @@ impl TraceApp {
     }
 
     pub fn key(&mut self, k: KeyEvent) -> Action {
-        handle_trace_key(&mut self.st, k)
+        let a = handle_trace_key(&mut self.st, k);
+        // Keys scroll blindly (End jumps far); bring the offsets back to the last row, so
+        // that the next Up moves at once.
+        let m = &self.session.model;
+        let last = |n: usize| n.saturating_sub(1);
+        self.st.scroll_files = self
+            .st
+            .scroll_files
+            .min(last(super::files::rows(m, &self.st).len()));
+        self.st.scroll_relations = self
+            .st
+            .scroll_relations
+            .min(last(super::relations::rows(m, &self.st).len()));
+        self.st.scroll_log = self.st.scroll_log.min(last(self.log.len()));
+        a
     }
 }
 

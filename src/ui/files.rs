@@ -122,7 +122,7 @@ pub fn draw(
     let wide = area.width >= 120;
     let followers = model.files.keys().any(|(p, _)| *p != model.leader);
     let inner_h = area.height.saturating_sub(3) as usize;
-    let skip = st.scroll_files.min(rows_all.len().saturating_sub(1));
+    let skip = st.scroll_files.min(rows_all.len().saturating_sub(inner_h));
     let focused = st.focus == Focus::Files;
     let title = format!(
         " Files: {} open{}  sort {}{} ",
@@ -154,9 +154,10 @@ pub fn draw(
         .max()
         .unwrap_or(8);
     let min_bar = if avail >= 60 { 16 } else { 10 };
-    let obj_w = longest.clamp(12, 40).min(avail.saturating_sub(min_bar));
-    let bar_w = avail.saturating_sub(obj_w).min(40);
-    let obj_w = avail.saturating_sub(bar_w);
+    let obj_w = longest.clamp(12, 48).min(avail.saturating_sub(min_bar));
+    // What a wide terminal has left over stays blank at the right rather than stretching
+    // the columns apart.
+    let bar_w = avail.saturating_sub(obj_w).min(50);
     let mut header = vec!["", "fd"];
     if show_pid {
         header.push("pid");
@@ -244,6 +245,9 @@ pub fn draw(
         Constraint::Length(8),
         Constraint::Length(last_w as u16),
     ]);
+    if avail > obj_w + bar_w + 1 {
+        widths.push(Constraint::Fill(1));
+    }
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(if focused {

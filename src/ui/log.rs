@@ -228,7 +228,7 @@ pub fn draw(
 ) {
     let h = area.height.saturating_sub(2) as usize;
     let w = area.width.saturating_sub(2) as usize;
-    let back = st.scroll_log.min(log.len().saturating_sub(1));
+    let back = st.scroll_log.min(log.len().saturating_sub(h));
     // Newest at the bottom; scrolling goes back in time.
     let lines: Vec<&LogLine> = log.iter().rev().skip(back).take(h).collect();
     let text: Vec<Line> = lines

@@ -82,7 +82,7 @@ pub fn draw(
     let wide = area.width >= 120;
     let inner_w = area.width.saturating_sub(2) as usize;
     let inner_h = area.height.saturating_sub(3) as usize;
-    let skip = st.scroll_relations.min(all.len().saturating_sub(1));
+    let skip = st.scroll_relations.min(all.len().saturating_sub(inner_h));
     let longest = all
         .iter()
         .map(|r| r.id.label.chars().count())
