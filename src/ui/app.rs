@@ -61,6 +61,11 @@ pub struct TraceApp {
     proc_state: Option<String>,
     /// When `proc_state` last changed: "sleeping in epoll_wait for 12s".
     proc_state_since: u64,
+    /// Richer activity (query text, base backup phase) and a diagnosis ("stalled 12 s:
+    /// waiting for a lock"), for whoever computes them at tick time; shown in the
+    /// activity line and under the header.
+    pub status: Option<String>,
+    pub verdict: Option<String>,
     title_now: Option<String>,
 }
 
@@ -118,6 +123,8 @@ impl TraceApp {
             ended_ns: None,
             proc_state: proc_state(session.pid),
             proc_state_since: session.start_ns,
+            status: None,
+            verdict: None,
             title_now: None,
             session,
         }
@@ -196,8 +203,8 @@ impl TraceApp {
                     format!("{s} for {}", super::human_age(held))
                 }
             }),
-            status: None,
-            verdict: None,
+            status: self.status.clone(),
+            verdict: self.verdict.clone(),
             error: self.error.clone(),
         }
     }
@@ -328,10 +335,15 @@ impl PickerApp {
     pub fn new() -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
         PickerApp {
             lister,
             clusters,
-            st: PickerState::default(),
+            st: PickerState {
+                note: (!root).then(|| "not root: attaching needs sudo".to_string()),
+                ..PickerState::default()
+            },
             sampled: Some(Instant::now()),
         }
     }

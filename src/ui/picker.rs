@@ -16,6 +16,8 @@ pub struct PickerState {
     /// Why the last attach failed, shown until the next key.
     pub message: Option<String>,
     pub show_help: bool,
+    /// A standing note under the title (not running as root, say).
+    pub note: Option<String>,
 }
 
 fn who(p: &PgProcess) -> String {
@@ -132,6 +134,9 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
     ];
     if clusters.is_empty() {
         l1.push(Span::styled("  no PostgreSQL process found", th.warn()));
+    }
+    if let Some(n) = &st.note {
+        l1.push(Span::styled(format!("  {n}"), th.warn()));
     }
     let l2 = Line::from(vec![
         Span::styled("filter ", th.label()),
