@@ -7,7 +7,8 @@ use super::terminal::Guard;
 use super::{draw_trace, Focus, ScreenState, Theme, TraceInfo};
 use crate::cli::BackendChoice;
 use crate::process::list::{
-    parse_proc_syscall, parse_stat, state_name, syscall_name, Lister, PgCluster, SyscallNow,
+    parse_postmaster_pid, parse_proc_syscall, parse_stat, state_name, syscall_name, Lister,
+    PgCluster, SyscallNow,
 };
 use crate::session::{self, Session};
 use crate::trace::{monotonic_ns, Pid};
@@ -67,6 +68,7 @@ pub struct TraceApp {
     pub status: Option<String>,
     pub verdict: Option<String>,
     title_now: Option<String>,
+    port: Option<u16>,
 }
 
 /// `/proc/PID/stat` state, the system call it is in (`/proc/PID/syscall`, root only) or
@@ -126,6 +128,9 @@ impl TraceApp {
             status: None,
             verdict: None,
             title_now: None,
+            port: std::fs::read_to_string(session.dd.root.join("postmaster.pid"))
+                .ok()
+                .and_then(|t| parse_postmaster_pid(&t)),
             session,
         }
     }
@@ -183,6 +188,7 @@ impl TraceApp {
             title: self.session.title.clone(),
             title_now: self.title_now.clone(),
             datadir: self.session.dd.root.display().to_string(),
+            port: self.port,
             major: self.session.dd.major,
             methods: self.session.tracer_name.to_string(),
             limitations: self.session.limitations.clone(),

@@ -64,7 +64,10 @@ pub fn draw(
         l1.push(Span::raw(format!("  {who}")));
     }
     let used: usize = l1.iter().map(|s| s.content.chars().count()).sum();
-    let cluster = format!("  PG {}  ", info.major);
+    let cluster = match info.port {
+        Some(p) => format!("  PG {} :{p}  ", info.major),
+        None => format!("  PG {}  ", info.major),
+    };
     let room = w.saturating_sub(used + cluster.len());
     l1.push(Span::styled(cluster, th.label()));
     l1.push(Span::raw(truncate_left(&info.datadir, room)));

@@ -99,6 +99,8 @@ pub struct TraceInfo {
     /// The title now, when it could be re-read (the activity changes as the query runs).
     pub title_now: Option<String>,
     pub datadir: String,
+    /// From `postmaster.pid`.
+    pub port: Option<u16>,
     pub major: u32,
     /// `ebpf`, `ptrace`, `procfs` (several joined with `+`).
     pub methods: String,

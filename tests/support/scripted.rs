@@ -246,6 +246,7 @@ pub fn info(now: u64) -> TraceInfo {
         title: "postgres: alice shop [local] SELECT".into(),
         title_now: None,
         datadir: "/var/lib/postgresql/15/main".into(),
+        port: Some(5432),
         major: 15,
         methods: "ebpf".into(),
         limitations: vec![
