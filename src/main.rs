@@ -47,7 +47,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         None => {
             drop(out);
-            let tui = !cli.no_tui && std::io::stdout().is_terminal();
+            // JSON is for programs: asking for it means line mode, terminal or not.
+            let tui = !cli.no_tui
+                && cli.format == pg_trace::cli::Format::Text
+                && std::io::stdout().is_terminal();
             if tui {
                 return pg_trace::ui::app::run(pg_trace::ui::app::Options {
                     pid: cli.pid,

@@ -155,7 +155,9 @@ pub fn draw(
         .unwrap_or(8);
     let min_bar = if avail >= 60 { 16 } else { 10 };
     let obj_max = if avail >= 80 { 48 } else { 32 };
-    let obj_w = longest.clamp(12, obj_max).min(avail.saturating_sub(min_bar));
+    let obj_w = longest
+        .clamp(12, obj_max)
+        .min(avail.saturating_sub(min_bar));
     // What a wide terminal has left over stays blank at the right rather than stretching
     // the columns apart.
     let bar_w = avail.saturating_sub(obj_w).min(50);
