@@ -18,7 +18,10 @@ pub const TRACE_KEYS: &[(&str, &str)] = &[
     ("/", "filter by name; Enter keeps the filter, Esc clears it"),
     ("Tab  Shift-Tab", "move the focus: files, relations, log"),
     ("↑ ↓  PgUp PgDn", "scroll the focused panel"),
-    ("Home End", "top of the focused panel / newest log lines"),
+    (
+        "Home End",
+        "first / last rows of the focused panel (log: oldest / newest)",
+    ),
     ("l", "show or hide the log panel"),
     ("?", "show or hide this help"),
 ];
