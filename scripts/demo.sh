@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The main job on a demo cluster, in one command (run as root):
 #   builds pg_trace, starts a throwaway PostgreSQL 15 cluster under target/demo (as user
-#   nobody, unix socket only), fills a small "sales" schema, then shows what pg_trace reads
-#   straight from disk: the catalog of every database, a few paths resolved, and the files
-#   a busy backend has open right now. The cluster is stopped and removed on exit.
+#   nobody, unix socket only), fills a small "sales" schema, shows what pg_trace reads
+#   straight from disk (the catalog, a few paths resolved), then starts two slow jobs in
+#   the background -- a pg_basebackup throttled with --max-rate and a long sequential scan
+#   of sales.orders -- and opens the TUI on the scan's backend (Esc: the process picker,
+#   where the basebackup's walsender is listed too; q quits). Without a terminal on stdout
+#   it follows the scan in line mode for a few seconds instead. The background jobs and the
+#   cluster are stopped (by PID) and removed on exit.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -17,7 +21,7 @@ BIN=/usr/lib/postgresql/15/bin
 DEMO="$ROOT/target/demo"
 as_pg() { runuser -u nobody -- "$@"; }
 cleanup() {
-    [[ -n "${HOLD_PID:-}" ]] && kill "$HOLD_PID" 2>/dev/null || true
+    for p in ${SCAN_PID:-} ${BACKUP_PID:-}; do kill "$p" 2>/dev/null || true; done
     [[ -f "$DEMO/data/postmaster.pid" ]] && as_pg "$BIN/pg_ctl" -D "$DEMO/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$DEMO"
 }
@@ -56,15 +60,39 @@ WAL=$("${PSQL[@]}" -d shop -Atc "SELECT 'pg_wal/' || pg_walfile_name(pg_current_
 "$PG_TRACE" resolve --pgdata "$DEMO/data" "$ORDERS" "${ORDERS}_fsm" "$ORDERS.3" "$DEMO/data/$IDX" "$WAL" pg_xact/0000 base/pgsql_tmp/pgsql_tmp4242.0 global/pg_control
 
 echo
-echo "== a backend scanning sales.orders, followed live (line mode; the TUI is not built yet)"
+echo "== background jobs: a throttled base backup and a slow scan"
 as_pg "$BIN/pg_ctl" -D "$DEMO/data" -w -m fast restart >/dev/null   # empty shared buffers
+# 4 MB/s: the ~450 MB cluster takes a couple of minutes to copy.
+"$BIN/pg_basebackup" -h "$DEMO" -p "$PORT" -U postgres -D "$DEMO/backup" -F tar -X none \
+    --max-rate=4M -c fast -l nightly >"$DEMO/basebackup.log" 2>&1 &
+BACKUP_PID=$!
+# A 2 ms nap at the first tuple of every page: ~4 MB/s through sales.orders, a minute or
+# two per pass, three passes.
+SLOW_SCAN="SELECT count(*) FROM sales.orders WHERE CASE WHEN ctid::text LIKE '(%,1)' THEN pg_sleep(0.002) IS NOT NULL ELSE true END"
 "${PSQL[@]}" -d shop -c "SET max_parallel_workers_per_gather = 0" \
-    -c "SELECT count(*) FROM sales.orders WHERE length(md5(note || md5(note))) > 0" >/dev/null &
-HOLD_PID=$!
+    -c "$SLOW_SCAN" -c "$SLOW_SCAN" -c "$SLOW_SCAN" >/dev/null &
+SCAN_PID=$!
+BACKEND=
 for _ in $(seq 1 100); do
     BACKEND=$("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT count(*) FROM sales.orders%' AND pid <> pg_backend_pid()")
     [[ -n "$BACKEND" ]] && break
     sleep 0.1
 done
-echo "== pg_trace -p $BACKEND --interval 500"
-"$PG_TRACE" -p "$BACKEND" --interval 500
+[[ -n "$BACKEND" ]] || { echo "demo: the scan did not start; see $DEMO/log" >&2; exit 1; }
+WALSENDER=
+for _ in $(seq 1 50); do
+    WALSENDER=$("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'" || true)
+    [[ -n "$WALSENDER" ]] && break
+    kill -0 "$BACKUP_PID" 2>/dev/null || { echo "demo: pg_basebackup failed:" >&2; cat "$DEMO/basebackup.log" >&2; break; }
+    sleep 0.1
+done
+echo "scan: backend pid $BACKEND; base backup: walsender pid ${WALSENDER:-?}"
+
+if [[ -t 1 ]]; then
+    echo "== pg_trace -p $BACKEND   (the TUI: ? help, Esc picker, q quit)"
+    sleep 2
+    "$PG_TRACE" -p "$BACKEND"
+else
+    echo "== pg_trace -p $BACKEND --interval 1000 --duration 5   (no terminal: line mode)"
+    "$PG_TRACE" -p "$BACKEND" --interval 1000 --duration 5
+fi

@@ -19,13 +19,14 @@ pub struct Cli {
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
-    /// Line mode even on a terminal.
+    /// Line mode even on a terminal (without a terminal on stdout, line mode is the default).
     #[arg(long)]
     pub no_tui: bool,
 
-    /// How often line mode prints (and the model ticks), in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
-    pub interval: u64,
+    /// How often the screen redraws (default 250) or line mode prints (default 1000), in
+    /// milliseconds; the model ticks at the same pace.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
+    pub interval: Option<u64>,
 
     /// Stop after this many seconds (exit status 0).
     #[arg(long, value_name = "SECS")]

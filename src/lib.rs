@@ -9,3 +9,4 @@ pub mod pgdata;
 pub mod process;
 pub mod session;
 pub mod trace;
+pub mod ui;

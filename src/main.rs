@@ -3,7 +3,7 @@ use clap::Parser;
 use pg_trace::cli::{Cli, Command, Target};
 use pg_trace::pgdata::DataDir;
 use pg_trace::{output, pgdata, session};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
     Ok(match (&target.pgdata, pid) {
@@ -13,6 +13,16 @@ fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
             bail!("give the data directory with --pgdata DIR or a postgres process with -p PID")
         }
     })
+}
+
+/// `--duration SECS`: NaN, infinite or absurd values are an error, not a panic.
+fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
+    cli.duration
+        .map(|d| {
+            std::time::Duration::try_from_secs_f64(d.max(0.0))
+                .map_err(|_| anyhow::anyhow!("--duration {d}: not a usable number of seconds"))
+        })
+        .transpose()
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -42,22 +52,33 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         None => {
-            let Some(pid) = cli.pid else {
-                bail!("no process given: use -p PID (the interactive process picker is not built yet)");
-            };
-            // The TUI is not built yet: line mode whether or not stdout is a terminal.
             drop(out);
             let usdt = pg_trace::trace::usdt::UsdtConfig {
                 enabled: !cli.no_usdt,
                 probes: pg_trace::trace::usdt::ProbeSet::parse(&cli.usdt_probes)?,
             };
+            // JSON is for programs: asking for it means line mode, terminal or not.
+            let tui = !cli.no_tui
+                && cli.format == pg_trace::cli::Format::Text
+                && std::io::stdout().is_terminal();
+            if tui {
+                return pg_trace::ui::app::run(pg_trace::ui::app::Options {
+                    pid: cli.pid,
+                    backend: cli.backend,
+                    interval: std::time::Duration::from_millis(cli.interval.unwrap_or(250)),
+                    usdt,
+                    debug: cli.debug,
+                    duration: duration(&cli)?,
+                });
+            }
+            let Some(pid) = cli.pid else {
+                bail!("no process given: use -p PID (the process picker needs a terminal)");
+            };
             return session::run(session::Options {
                 pid,
                 backend: cli.backend,
-                interval: std::time::Duration::from_millis(cli.interval),
-                duration: cli
-                    .duration
-                    .map(|d| std::time::Duration::from_secs_f64(d.max(0.0))),
+                interval: std::time::Duration::from_millis(cli.interval.unwrap_or(1000)),
+                duration: duration(&cli)?,
                 format: cli.format,
                 debug: cli.debug,
                 usdt,

@@ -26,15 +26,21 @@ pub struct Options {
     pub usdt: UsdtConfig,
 }
 
-/// Try each method in turn for `auto`; say once why each fallback happened. USDT with
-/// the defaults; see [`attach_with`].
+/// Try each method in turn for `auto`; say once on stderr why each fallback happened.
+/// USDT with the defaults; see [`attach_with`].
 pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
     let major = DataDir::from_pid(pid)?.major;
-    Ok(attach_with(choice, pid, major, &UsdtConfig::default())?.0)
+    let mut note = |n: String| eprintln!("pg_trace: {n}");
+    Ok(attach_with(choice, pid, major, &UsdtConfig::default(), &mut note)?.0)
 }
 
-/// The syscall tracer `auto` picks: eBPF, else ptrace, else /proc polling.
-fn syscall_tracer(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
+/// The syscall tracer `auto` picks: eBPF, else ptrace, else /proc polling. Why a method
+/// was passed over goes to `note` (the TUI owns the terminal: no stderr there).
+fn syscall_tracer(
+    choice: BackendChoice,
+    pid: Pid,
+    note: &mut dyn FnMut(String),
+) -> Result<Box<dyn Tracer>> {
     let ebpf = || -> Result<Box<dyn Tracer>> {
         Ok(Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?))
     };
@@ -52,11 +58,11 @@ fn syscall_tracer(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
         BackendChoice::Usdt | BackendChoice::Auto => match ebpf() {
             Ok(t) => Ok(t),
             Err(e) => {
-                eprintln!("pg_trace: {e:#}; falling back to ptrace");
+                note(format!("{e:#}; falling back to ptrace"));
                 match ptrace() {
                     Ok(t) => Ok(t),
                     Err(e) => {
-                        eprintln!("pg_trace: {e:#}; falling back to /proc polling");
+                        note(format!("{e:#}; falling back to /proc polling"));
                         procfs()
                     }
                 }
@@ -73,6 +79,7 @@ pub fn attach_with(
     pid: Pid,
     major: u32,
     usdt: &UsdtConfig,
+    note: &mut dyn FnMut(String),
 ) -> Result<(Box<dyn Tracer>, UsdtStatus)> {
     match choice {
         BackendChoice::Usdt => {
@@ -84,7 +91,7 @@ pub fn attach_with(
             Ok((Box::new(t), status))
         }
         BackendChoice::Auto => {
-            let sys = syscall_tracer(choice, pid)?;
+            let sys = syscall_tracer(choice, pid, note)?;
             if !usdt.enabled {
                 return Ok((sys, UsdtStatus::off("disabled with --no-usdt")));
             }
@@ -103,13 +110,13 @@ pub fn attach_with(
                 }
                 Err(e) => {
                     let why = format!("{e:#}");
-                    eprintln!("pg_trace: {why}; carrying on with {} alone", sys.name());
+                    note(format!("{why}; carrying on with {} alone", sys.name()));
                     Ok((sys, UsdtStatus::off(why)))
                 }
             }
         }
         other => {
-            let sys = syscall_tracer(other, pid)?;
+            let sys = syscall_tracer(other, pid, note)?;
             let why = format!("not used with --backend {}", sys.name());
             Ok((sys, UsdtStatus::off(why)))
         }
@@ -165,6 +172,8 @@ pub struct Session {
     pub limitations: Vec<String>,
     /// Whether USDT probes feed the model, and if not why.
     pub usdt: UsdtStatus,
+    /// Why `auto` fell back from a better method, if it did.
+    pub notes: Vec<String>,
     pub start_ns: u64,
     tracer: Box<dyn Tracer>,
     followers: BTreeSet<Pid>,
@@ -188,7 +197,8 @@ impl Session {
             bail!("pg_trace must run as root to attach to pid {pid} (try sudo)");
         }
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
-        let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt)?;
+        let mut notes = Vec::new();
+        let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
         let model = Model::new(pid, dd.control.segment_bytes());
         let start_ns = monotonic_ns();
         let mut batch = Vec::new();
@@ -200,6 +210,7 @@ impl Session {
             tracer_name: tracer.name(),
             limitations: tracer.limitations(),
             usdt,
+            notes,
             dd,
             model,
             namer,
@@ -290,6 +301,9 @@ fn proc_exists(pid: Pid) -> bool {
 pub fn run(opts: Options) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt)?;
+    for n in &session.notes {
+        eprintln!("pg_trace: {n}");
+    }
     let result = line_loop(&opts, &mut session, &stop);
     session.detach();
     result

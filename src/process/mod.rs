@@ -1,6 +1,7 @@
 //! One live process, seen through /proc.
 
 pub mod fds;
+pub mod list;
 pub mod stapsdt;
 
 pub use fds::{open_files, OpenFile};

@@ -1,0 +1,273 @@
+//! The live terminal UI. Rendering is pure: each panel draws a [`Model`] plus plain data
+//! ([`TraceInfo`], [`ScreenState`]) into a ratatui frame, so that tests render scripted
+//! models into a `TestBackend`. The event loop (`app`) and the terminal (`terminal`) are
+//! the only parts that touch the outside world.
+
+pub mod app;
+pub mod files;
+pub mod header;
+pub mod help;
+pub mod log;
+pub mod picker;
+pub mod relations;
+pub mod summary;
+pub mod terminal;
+pub mod theme;
+
+use crate::model::Model;
+use crate::trace::Pid;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+pub use theme::Theme;
+
+/// Which panel the arrows scroll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    #[default]
+    Files,
+    Relations,
+    Log,
+}
+
+/// The order of the files and relations panels; `s` cycles through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Most recently read or written first: the current file is on top.
+    #[default]
+    Recent,
+    /// Furthest through first.
+    Progress,
+    Rate,
+    Size,
+    Name,
+}
+
+impl Sort {
+    pub fn next(self) -> Sort {
+        match self {
+            Sort::Recent => Sort::Progress,
+            Sort::Progress => Sort::Rate,
+            Sort::Rate => Sort::Size,
+            Sort::Size => Sort::Name,
+            Sort::Name => Sort::Recent,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Sort::Recent => "recent",
+            Sort::Progress => "progress",
+            Sort::Rate => "rate",
+            Sort::Size => "size",
+            Sort::Name => "name",
+        }
+    }
+}
+
+/// What the user has chosen to see; everything the keys change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScreenState {
+    pub focus: Focus,
+    pub sort: Sort,
+    /// Case-insensitive substring of object labels and paths.
+    pub filter: String,
+    /// `/` was pressed: keys go to the filter until Enter or Esc.
+    pub editing_filter: bool,
+    pub paused: bool,
+    pub show_log: bool,
+    pub show_help: bool,
+    /// First row shown, per panel (files, relations, log counted from the newest).
+    pub scroll_files: usize,
+    pub scroll_relations: usize,
+    pub scroll_log: usize,
+}
+
+impl ScreenState {
+    pub fn matches(&self, text: &str) -> bool {
+        self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
+    }
+}
+
+/// Everything about the traced process the model does not hold: from the session, from
+/// /proc, and from whoever computes a status or a verdict.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceInfo {
+    pub pid: Pid,
+    /// The process title at attach (`postgres: alice shop [local] SELECT`).
+    pub title: String,
+    /// The title now, when it could be re-read (the activity changes as the query runs).
+    pub title_now: Option<String>,
+    pub datadir: String,
+    /// From `postmaster.pid`.
+    pub port: Option<u16>,
+    pub major: u32,
+    /// `ebpf`, `ptrace`, `procfs` (several joined with `+`).
+    pub methods: String,
+    /// What the methods cannot see, and why.
+    pub limitations: Vec<String>,
+    pub elapsed_s: f64,
+    pub events_per_s: f64,
+    /// The clock the ages of last operations are measured against (same clock as events).
+    pub now_ns: u64,
+    /// Start of the session: log times are relative to it.
+    pub start_ns: u64,
+    /// `/proc/PID/stat` state and wchan now: `running`, `disk wait (folio_wait_bit)`.
+    pub proc_state: Option<String>,
+    /// Optional richer status: query text, base backup phase (slots in the activity line).
+    pub status: Option<String>,
+    /// Optional diagnosis: "stalled 12 s: waiting on lock", "limited by --max-rate".
+    pub verdict: Option<String>,
+    /// A tracer error that ended capture; the screen stays up to show what was seen.
+    pub error: Option<String>,
+}
+
+pub fn human_bytes(n: u64) -> String {
+    crate::output::trace::human_bytes(n)
+}
+
+pub fn human_rate(bps: f64) -> String {
+    if bps < 0.5 {
+        return "-".into();
+    }
+    format!("{}/s", human_bytes(bps as u64))
+}
+
+pub fn human_duration(s: f64) -> String {
+    crate::output::trace::human_duration(s)
+}
+
+/// An age in the most readable unit: `3ms`, `1.2s`, `4m05s`.
+pub fn human_age(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        human_duration(ms as f64 / 1000.0)
+    }
+}
+
+/// Cut to `width` display cells (one per char here), with `…` when cut.
+pub fn truncate(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Keep the end, which tells paths apart: `…/15/main`.
+pub fn truncate_left(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out = String::from("…");
+    out.extend(s.chars().skip(n - (width - 1)));
+    out
+}
+
+/// Below this the screen says so instead of drawing panels.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 10;
+
+pub fn too_small(f: &mut Frame, area: Rect) -> bool {
+    if area.width >= MIN_WIDTH && area.height >= MIN_HEIGHT {
+        return false;
+    }
+    let msg = format!(
+        "terminal too small ({}x{}); q quits",
+        area.width, area.height
+    );
+    f.render_widget(
+        Paragraph::new(Line::from(msg)).wrap(ratatui::widgets::Wrap { trim: true }),
+        area,
+    );
+    true
+}
+
+/// The whole trace screen: header, relations, files, optional log, key bar, overlays.
+pub fn draw_trace(
+    f: &mut Frame,
+    model: &Model,
+    info: &TraceInfo,
+    log: &log::LogRing,
+    st: &ScreenState,
+    theme: &Theme,
+) {
+    let area = f.area();
+    if too_small(f, area) {
+        return;
+    }
+    let rel_rows = relations::visible_count(model, st) as u16;
+    let header_h = header::height(info, area.width);
+    let [head, body, keys] = Layout::vertical([
+        Constraint::Length(header_h),
+        Constraint::Min(4),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::draw(f, head, model, info, st, theme);
+    // Relations get what they need up to a third of the body; files the rest; the log,
+    // when shown, shares the bottom with files.
+    let rel_h = (rel_rows + 3).clamp(4, (body.height / 3).max(4));
+    let [rel_area, rest] =
+        Layout::vertical([Constraint::Length(rel_h), Constraint::Min(3)]).areas(body);
+    relations::draw(f, rel_area, model, info, st, theme);
+    if st.show_log {
+        let [files_area, log_area] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(rest);
+        files::draw(f, files_area, model, info, st, theme);
+        log::draw(f, log_area, log, info, st, theme);
+    } else {
+        files::draw(f, rest, model, info, st, theme);
+    }
+    help::draw_keybar(f, keys, st, model.leader_exited(), theme);
+    if model.leader_exited() {
+        summary::draw(f, body, model, info, st, theme);
+    }
+    if st.show_help {
+        help::draw(f, area, info, st, theme);
+    }
+}
+
+/// A centred rectangle of at most `w`×`h` inside `area`.
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_is_char_safe() {
+        assert_eq!(truncate("orders_pkey → sales.orders", 14), "orders_pkey →…");
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abc", 0), "");
+        assert_eq!(
+            truncate_left("/var/lib/postgresql/15/main", 10),
+            "…l/15/main"
+        );
+        assert_eq!(human_age(3_000_000), "3ms");
+        assert_eq!(human_age(1_250_000_000), "1.2s");
+        assert_eq!(human_rate(0.0), "-");
+    }
+}

@@ -1,0 +1,265 @@
+//! The process picker: every PostgreSQL process on the host, grouped by cluster; type to
+//! filter, Enter to attach.
+
+use super::{truncate, truncate_left, Theme};
+use crate::process::list::{state_name, PgCluster, PgProcess};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::Frame;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PickerState {
+    pub filter: String,
+    /// The chosen process, kept by pid across refreshes.
+    pub selected: Option<i32>,
+    /// Why the last attach failed, shown until the next key.
+    pub message: Option<String>,
+    pub show_help: bool,
+    /// A standing note under the title (not running as root, say).
+    pub note: Option<String>,
+}
+
+fn who(p: &PgProcess) -> String {
+    match (&p.title.user, &p.title.database) {
+        (Some(u), Some(d)) => format!("{u}@{d}"),
+        (Some(u), None) => u.clone(),
+        (None, Some(d)) => d.clone(),
+        _ => String::new(),
+    }
+}
+
+fn matches(filter: &str, c: &PgCluster, p: &PgProcess) -> bool {
+    if filter.is_empty() {
+        return true;
+    }
+    let f = filter.to_lowercase();
+    let hay = format!(
+        "{} {} {} {} {}",
+        p.pid,
+        p.title.backend_type,
+        who(p),
+        p.title.activity,
+        c.label()
+    )
+    .to_lowercase();
+    hay.contains(&f)
+}
+
+/// The processes that pass the filter, in display order, as (cluster, process) indexes.
+pub fn visible(clusters: &[PgCluster], st: &PickerState) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for (ci, c) in clusters.iter().enumerate() {
+        for (pi, p) in c.processes.iter().enumerate() {
+            if matches(&st.filter, c, p) {
+                v.push((ci, pi));
+            }
+        }
+    }
+    v
+}
+
+/// The selected process, or the first one a trace is most likely wanted for: the first
+/// active client backend or walsender, else the first row.
+pub fn selected_pid(clusters: &[PgCluster], st: &PickerState) -> Option<i32> {
+    let vis = visible(clusters, st);
+    let pid_at = |&(c, p): &(usize, usize)| clusters[c].processes[p].pid;
+    if let Some(s) = st.selected {
+        if vis.iter().any(|x| pid_at(x) == s) {
+            return Some(s);
+        }
+    }
+    // A pid typed in full is the one wanted, even if it is a substring of others.
+    if let Ok(typed) = st.filter.trim().parse::<i32>() {
+        if vis.iter().any(|x| pid_at(x) == typed) {
+            return Some(typed);
+        }
+    }
+    vis.iter()
+        .find(|&&(c, p)| {
+            let pr = &clusters[c].processes[p];
+            matches!(
+                pr.title.backend_type.as_str(),
+                "client backend" | "walsender"
+            ) && !pr.title.activity.starts_with("idle")
+        })
+        .or(vis.first())
+        .map(pid_at)
+}
+
+/// Move the selection by `delta` rows among the visible processes.
+pub fn move_selection(clusters: &[PgCluster], st: &mut PickerState, delta: isize) {
+    let vis = visible(clusters, st);
+    if vis.is_empty() {
+        return;
+    }
+    let cur = selected_pid(clusters, st);
+    let i = vis
+        .iter()
+        .position(|&(c, p)| Some(clusters[c].processes[p].pid) == cur)
+        .unwrap_or(0) as isize;
+    let j = (i + delta).clamp(0, vis.len() as isize - 1) as usize;
+    let (c, p) = vis[j];
+    st.selected = Some(clusters[c].processes[p].pid);
+}
+
+fn rate(v: Option<f64>) -> String {
+    match v {
+        Some(b) if b >= 0.5 => super::files::compact_rate(b),
+        Some(_) => "0".into(),
+        None => "-".into(),
+    }
+}
+
+pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme) {
+    let area = f.area();
+    if super::too_small(f, area) {
+        return;
+    }
+    let [head, body, foot] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let nprocs: usize = clusters.iter().map(|c| c.processes.len()).sum();
+    let mut l1 = vec![
+        Span::styled("pg_trace ", th.title()),
+        Span::raw(format!(
+            "— pick a PostgreSQL process ({} in {} cluster{})",
+            nprocs,
+            clusters.len(),
+            if clusters.len() == 1 { "" } else { "s" }
+        )),
+    ];
+    if clusters.is_empty() {
+        l1.push(Span::styled("  no PostgreSQL process found", th.warn()));
+    }
+    if let Some(n) = &st.note {
+        l1.push(Span::styled(format!("  {n}"), th.warn()));
+    }
+    let l2 = Line::from(vec![
+        Span::styled("filter ", th.label()),
+        Span::styled(format!("{}▏", st.filter), th.warn()),
+    ]);
+    f.render_widget(Paragraph::new(vec![Line::from(l1), l2]), head);
+
+    let w = body.width.saturating_sub(2) as usize;
+    let wide = w >= 110;
+    let (tw, ww) = if wide { (20, 24) } else { (17, 16) };
+    let fixed = if wide {
+        7 + tw + ww + 9 + 6 + 9 + 9 + 7
+    } else {
+        7 + tw + ww + 2 + 5 + 8 + 6
+    };
+    let aw = w.saturating_sub(fixed);
+    let header = if wide {
+        format!(
+            "{:>7} {:<tw$} {:<ww$} {:<9} {:>5} {:>9} {:>9} {}",
+            "pid", "type", "user@database", "state", "cpu%", "read/s", "write/s", "activity"
+        )
+    } else {
+        format!(
+            "{:>7} {:<tw$} {:<ww$} {:<2}{:>5} {:>8} {}",
+            "pid", "type", "user@database", "S", "cpu%", "io/s", "activity"
+        )
+    };
+    let sel = selected_pid(clusters, st);
+    let mut lines = Vec::new();
+    let mut sel_line = 0usize;
+    for c in clusters {
+        let procs: Vec<&PgProcess> = c
+            .processes
+            .iter()
+            .filter(|p| matches(&st.filter, c, p))
+            .collect();
+        if procs.is_empty() {
+            continue;
+        }
+        lines.push(Line::from(Span::styled(
+            truncate_left(&c.label(), w),
+            th.group(),
+        )));
+        for p in procs {
+            let cpu = p
+                .cpu
+                .map(|c| format!("{c:.0}"))
+                .unwrap_or_else(|| "-".into());
+            let ty = truncate(&p.title.backend_type, tw);
+            let wh = truncate(&who(p), ww);
+            let act = truncate(&p.title.activity, aw);
+            let text = if wide {
+                format!(
+                    "{:>7} {ty:<tw$} {wh:<ww$} {:<9} {cpu:>5} {:>9} {:>9} {act}",
+                    p.pid,
+                    state_name(p.state),
+                    rate(p.read_bps),
+                    rate(p.write_bps)
+                )
+            } else {
+                let io = match (p.read_bps, p.write_bps) {
+                    (Some(r), Some(w)) => Some(r + w),
+                    _ => None,
+                };
+                format!(
+                    "{:>7} {ty:<tw$} {wh:<ww$} {:<2}{cpu:>5} {:>8} {act}",
+                    p.pid,
+                    p.state,
+                    rate(io)
+                )
+            };
+            let is_sel = sel == Some(p.pid);
+            if is_sel {
+                sel_line = lines.len();
+            }
+            let style = if is_sel {
+                th.selected()
+            } else {
+                ratatui::style::Style::default()
+            };
+            lines.push(Line::from(Span::styled(
+                format!("{:<w$}", truncate(&text, w)),
+                style,
+            )));
+        }
+    }
+    // The column header stays; the list scrolls to keep the selection in view.
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(th.border());
+    let inner = block.inner(body);
+    f.render_widget(block, body);
+    let [head_row, list] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    f.render_widget(
+        Paragraph::new(Line::from(Span::styled(
+            truncate(&header, w),
+            th.header_row(),
+        ))),
+        head_row,
+    );
+    let scroll = (sel_line + 1).saturating_sub(list.height as usize);
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll.min(u16::MAX as usize) as u16, 0)),
+        list,
+    );
+    let foot_line = match &st.message {
+        Some(m) => Line::from(Span::styled(truncate(m, foot.width as usize), th.bad())),
+        None => Line::from(vec![
+            Span::styled("Enter", th.key()),
+            Span::raw(" attach  "),
+            Span::styled("↑↓", th.key()),
+            Span::raw(" choose  "),
+            Span::styled("type", th.key()),
+            Span::raw(" filter  "),
+            Span::styled("Esc", th.key()),
+            Span::raw(" clear/quit  "),
+            Span::styled("?", th.key()),
+            Span::raw(" help"),
+        ]),
+    };
+    f.render_widget(Paragraph::new(foot_line), foot);
+    if st.show_help {
+        super::help::draw_picker_help(f, area, th);
+    }
+}

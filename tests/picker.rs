@@ -1,0 +1,99 @@
+//! The process list behind the picker, against a real cluster: a client backend and a
+//! walsender are listed under their cluster with the right backend types, and the cluster
+//! with its data directory, port and major.
+
+mod support;
+
+use pg_trace::process::list::{Lister, PgCluster};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::Cluster;
+
+fn find(clusters: &[PgCluster], postmaster: i32) -> Option<&PgCluster> {
+    clusters.iter().find(|c| c.postmaster == postmaster)
+}
+
+#[test]
+fn lists_a_backend_and_a_walsender_of_a_real_cluster() {
+    let c = Cluster::start(15);
+    let held = c.hold_backend("postgres");
+    // A replication connection (PG15's psql, kept open by its stdin): a walsender.
+    let conninfo = format!(
+        "host={} port={} user=postgres dbname=postgres replication=database",
+        c.sockdir.display(),
+        c.port
+    );
+    let mut walsender_client = Command::new(c.bin_dir().join("psql"))
+        .args(["-X", "-q", &conninfo])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn psql replication=database");
+    let mut lister = Lister::new();
+    let t = Instant::now();
+    let (cluster, ws_pid) = loop {
+        let clusters = lister.sample();
+        if let Some(cl) = find(&clusters, c.postmaster_pid()) {
+            let ws = cl
+                .processes
+                .iter()
+                .find(|p| p.title.backend_type == "walsender")
+                .map(|p| p.pid);
+            if let Some(ws) = ws {
+                break (cl.clone(), ws);
+            }
+        }
+        if let Ok(Some(st)) = walsender_client.try_wait() {
+            panic!("psql replication=database exited early: {st}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no walsender listed; clusters: {clusters:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(cluster.datadir.as_deref(), Some(c.datadir.as_path()));
+    assert_eq!(cluster.port, Some(c.port));
+    assert_eq!(cluster.major, Some(15));
+    assert_eq!(
+        cluster.processes[0].pid,
+        c.postmaster_pid(),
+        "postmaster first"
+    );
+    assert_eq!(cluster.processes[0].title.backend_type, "postmaster");
+    let backend = cluster
+        .processes
+        .iter()
+        .find(|p| p.pid == held.pid)
+        .unwrap_or_else(|| panic!("backend {} not listed: {cluster:#?}", held.pid));
+    assert_eq!(backend.title.backend_type, "client backend");
+    assert_eq!(backend.title.user.as_deref(), Some("postgres"));
+    assert_eq!(backend.title.database.as_deref(), Some("postgres"));
+    assert_eq!(backend.title.host.as_deref(), Some("[local]"));
+    assert_eq!(backend.title.activity, "idle");
+    let ws = cluster.processes.iter().find(|p| p.pid == ws_pid).unwrap();
+    assert_eq!(ws.title.user.as_deref(), Some("postgres"));
+    for aux in ["checkpointer", "background writer", "walwriter"] {
+        assert!(
+            cluster
+                .processes
+                .iter()
+                .any(|p| p.title.backend_type == aux),
+            "{aux} missing: {cluster:#?}"
+        );
+    }
+    // Second sample: rates are known.
+    std::thread::sleep(Duration::from_millis(200));
+    let again = lister.sample();
+    let cl = find(&again, c.postmaster_pid()).expect("cluster still listed");
+    let b = cl.processes.iter().find(|p| p.pid == held.pid).unwrap();
+    assert!(b.cpu.is_some(), "{b:?}");
+    assert!(
+        b.read_bps.is_some(),
+        "running as root, /proc/PID/io is readable: {b:?}"
+    );
+    drop(walsender_client.stdin.take());
+    let _ = walsender_client.wait();
+    drop(held);
+}

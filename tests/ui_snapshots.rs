@@ -1,0 +1,483 @@
+//! The screens rendered into ratatui's TestBackend from scripted events, compared with the
+//! committed snapshots in tests/snapshots (update: INSTA_UPDATE=always cargo test --test
+//! ui_snapshots, then review the diff). Times are scripted, so the snapshots are stable.
+
+mod support;
+
+use pg_trace::model::Model;
+use pg_trace::process::list::{parse_title, PgCluster, PgProcess};
+use pg_trace::trace::EventKind;
+use pg_trace::ui::log::LogRing;
+use pg_trace::ui::picker::PickerState;
+use pg_trace::ui::{draw_trace, picker, Focus, ScreenState, Sort, Theme, TraceInfo};
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use ratatui::Terminal;
+use support::scripted::{self, *};
+
+fn render_trace(
+    w: u16,
+    h: u16,
+    m: &Model,
+    info: &TraceInfo,
+    log: &LogRing,
+    st: &ScreenState,
+    th: Theme,
+) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| draw_trace(f, m, info, log, st, &th)).unwrap();
+    term
+}
+
+fn text(term: &Terminal<TestBackend>) -> String {
+    term.backend().to_string()
+}
+
+/// The log of a scripted run: opens, a close, an error, as the app records them.
+fn scripted_log(m: &Model) -> LogRing {
+    let mut log = LogRing::new();
+    let mut events: Vec<_> = m
+        .files
+        .values()
+        .map(|f| (f.opened_ns, f.fd, f.path.clone()))
+        .collect();
+    events.sort();
+    for (ts, fd, path) in events {
+        let e = open(ts, fd, &path);
+        log.record(m, &e, true, false);
+    }
+    log.push(
+        T0 + 9_000_000_000,
+        pg_trace::ui::log::Level::Error,
+        "pread64 sales.orders: EIO".into(),
+    );
+    log
+}
+
+#[test]
+fn trace_screen_80x24() {
+    let (m, now) = scan_model();
+    let st = ScreenState::default();
+    let term = render_trace(
+        80,
+        24,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    );
+    let s = text(&term);
+    assert!(s.contains("sales.orders"), "{s}");
+    assert!(s.contains("orders_pkey → sales"), "{s}");
+    insta::assert_snapshot!("trace_80x24", s);
+}
+
+#[test]
+fn trace_screen_200x50_with_log() {
+    let (m, now) = scan_model();
+    let log = scripted_log(&m);
+    let st = ScreenState {
+        show_log: true,
+        focus: Focus::Log,
+        ..ScreenState::default()
+    };
+    let term = render_trace(200, 50, &m, &info(now), &log, &st, Theme::from_env());
+    let s = text(&term);
+    assert!(s.contains("WAL 000000010000000A000000F3"), "{s}");
+    assert!(s.contains("temp file 2"), "{s}");
+    assert!(s.contains("orders_pkey → sales.orders"), "{s}");
+    assert!(s.contains("EIO"), "{s}");
+    insta::assert_snapshot!("trace_200x50_log", s);
+}
+
+#[test]
+fn status_and_verdict_slots() {
+    let (m, now) = scan_model();
+    let mut i = info(now);
+    i.status = Some("SELECT count(*) FROM sales.orders o JOIN sales.docs d USING (id)".into());
+    i.verdict = Some("stalled 12 s: waiting for lock on sales.orders".into());
+    let term = render_trace(
+        120,
+        30,
+        &m,
+        &i,
+        &LogRing::new(),
+        &ScreenState::default(),
+        Theme::from_env(),
+    );
+    let s = text(&term);
+    assert!(
+        s.contains("SELECT count(*) FROM sales.orders o JOIN"),
+        "{s}"
+    );
+    assert!(s.contains("⚠ stalled 12 s"), "{s}");
+}
+
+#[test]
+fn help_overlay() {
+    let (m, now) = scan_model();
+    let st = ScreenState {
+        show_help: true,
+        ..ScreenState::default()
+    };
+    let term = render_trace(
+        80,
+        24,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    );
+    insta::assert_snapshot!("help_80x24", text(&term));
+    let term = render_trace(
+        200,
+        50,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    );
+    let s = text(&term);
+    for (k, _) in pg_trace::ui::help::TRACE_KEYS {
+        assert!(s.contains(k), "help lacks {k}: {s}");
+    }
+}
+
+#[test]
+fn final_summary() {
+    let (mut m, now) = scan_model();
+    apply(
+        &mut m,
+        ev(
+            now,
+            EventKind::Exit {
+                code: Some(0),
+                signal: None,
+            },
+        ),
+    );
+    tick(&mut m, now + 1);
+    let st = ScreenState::default();
+    let term = render_trace(
+        80,
+        24,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    );
+    let s = text(&term);
+    assert!(s.contains("exit code 0"), "{s}");
+    insta::assert_snapshot!("summary_80x24", s);
+}
+
+#[test]
+fn sort_and_filter() {
+    let (m, now) = scan_model();
+    let st = ScreenState {
+        filter: "PKEY".into(),
+        ..ScreenState::default()
+    };
+    let s = text(&render_trace(
+        100,
+        30,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    ));
+    assert!(s.contains("orders_pkey"));
+    assert!(!s.contains("WAL 0000"), "filtered out: {s}");
+    // By name: the index comes before the table? No: labels sort "orders_pkey → …" < "pg_toast…" < "sales.orders".
+    let st = ScreenState {
+        sort: Sort::Name,
+        ..ScreenState::default()
+    };
+    let rows = pg_trace::ui::files::rows(&m, &st);
+    let labels: Vec<&str> = rows.iter().map(|f| f.named.label.as_str()).collect();
+    let mut sorted = labels.clone();
+    sorted.sort();
+    assert_eq!(labels, sorted);
+    let st = ScreenState {
+        sort: Sort::Recent,
+        ..ScreenState::default()
+    };
+    let rows = pg_trace::ui::files::rows(&m, &st);
+    assert_eq!(rows[0].last_ns, m.current_file().unwrap().last_ns);
+}
+
+#[test]
+fn no_color_is_monochrome() {
+    let (m, now) = scan_model();
+    let st = ScreenState::default();
+    let colored = |t: &Terminal<TestBackend>| {
+        t.backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    let mono = render_trace(80, 24, &m, &info(now), &LogRing::new(), &st, Theme::mono());
+    assert_eq!(colored(&mono), 0);
+    let color = render_trace(
+        80,
+        24,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme { color: true },
+    );
+    assert!(colored(&color) > 0);
+    assert_eq!(
+        text(&mono),
+        text(&color),
+        "colour must carry no information of its own"
+    );
+}
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let (m, now) = scan_model();
+    let log = scripted_log(&m);
+    for (w, h) in [
+        (1, 1),
+        (10, 3),
+        (39, 9),
+        (40, 10),
+        (41, 11),
+        (60, 12),
+        (80, 5),
+        (300, 8),
+    ] {
+        for show_help in [false, true] {
+            let st = ScreenState {
+                show_help,
+                show_log: true,
+                ..ScreenState::default()
+            };
+            render_trace(w, h, &m, &info(now), &log, &st, Theme::from_env());
+        }
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| picker::draw(f, &clusters(), &PickerState::default(), &Theme::from_env()))
+            .unwrap();
+    }
+    let s = text(&render_trace(
+        30,
+        8,
+        &m,
+        &info(now),
+        &log,
+        &ScreenState::default(),
+        Theme::from_env(),
+    ));
+    assert!(s.contains("too small"), "{s}");
+}
+
+fn proc(pid: i32, title: &str, state: char, cpu: f64, rd: f64) -> PgProcess {
+    PgProcess {
+        pid,
+        title: parse_title(title).unwrap(),
+        state,
+        cpu: Some(cpu),
+        read_bps: Some(rd),
+        write_bps: Some(0.0),
+    }
+}
+
+fn clusters() -> Vec<PgCluster> {
+    vec![
+        PgCluster {
+            postmaster: 900,
+            datadir: Some("/var/lib/postgresql/15/main".into()),
+            port: Some(5432),
+            major: Some(15),
+            processes: vec![
+                proc(
+                    900,
+                    "/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main",
+                    'S',
+                    0.0,
+                    0.0,
+                ),
+                proc(901, "postgres: 15/main: checkpointer ", 'S', 0.0, 0.0),
+                proc(902, "postgres: 15/main: background writer ", 'S', 0.3, 0.0),
+                proc(
+                    4242,
+                    "postgres: 15/main: alice shop [local] SELECT",
+                    'R',
+                    97.0,
+                    104_857_600.0,
+                ),
+                proc(
+                    4250,
+                    "postgres: 15/main: walsender rep [local] sending backup \"nightly\"",
+                    'D',
+                    12.0,
+                    20_971_520.0,
+                ),
+                proc(
+                    4260,
+                    "postgres: 15/main: bob shop 10.0.0.7(51234) idle in transaction",
+                    'S',
+                    0.0,
+                    0.0,
+                ),
+            ],
+        },
+        PgCluster {
+            postmaster: 1900,
+            datadir: Some("/srv/pg17/data".into()),
+            port: Some(5433),
+            major: Some(17),
+            processes: vec![
+                proc(
+                    1900,
+                    "/usr/lib/postgresql/17/bin/postgres -D /srv/pg17/data",
+                    'S',
+                    0.0,
+                    0.0,
+                ),
+                proc(
+                    1950,
+                    "postgres: autovacuum worker shop",
+                    'R',
+                    40.0,
+                    5_242_880.0,
+                ),
+            ],
+        },
+    ]
+}
+
+#[test]
+fn picker_screens() {
+    let c = clusters();
+    let st = PickerState::default();
+    assert_eq!(
+        picker::selected_pid(&c, &st),
+        Some(4242),
+        "the busy client backend is preselected"
+    );
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    term.draw(|f| picker::draw(f, &c, &st, &Theme::from_env()))
+        .unwrap();
+    insta::assert_snapshot!("picker_80x24", text(&term));
+    let typed = PickerState {
+        filter: "1900".into(),
+        ..PickerState::default()
+    };
+    assert_eq!(
+        picker::selected_pid(&c, &typed),
+        Some(1900),
+        "a full pid wins"
+    );
+    let st = PickerState {
+        filter: "walsender".into(),
+        ..PickerState::default()
+    };
+    assert_eq!(picker::selected_pid(&c, &st), Some(4250));
+    let mut term = Terminal::new(TestBackend::new(200, 50)).unwrap();
+    term.draw(|f| picker::draw(f, &c, &st, &Theme::from_env()))
+        .unwrap();
+    let s = text(&term);
+    assert!(!s.contains("checkpointer"), "{s}");
+    insta::assert_snapshot!("picker_200x50_filtered", s);
+}
+
+#[test]
+fn scripted_model_is_what_the_screens_claim() {
+    // Guards the scripted scenario itself: a moving scan 60% through, a current file.
+    let (m, _) = scan_model();
+    let r = &m.relations["base/16385/16388"];
+    let pct = r.percent().unwrap();
+    assert!((79.0..81.0).contains(&pct), "{pct}");
+    assert!(r.rate_bps > 90.0 * scripted::MIB as f64, "{}", r.rate_bps);
+    assert_eq!(
+        m.current_file().unwrap().fd,
+        25,
+        "segment 1 of sales.orders"
+    );
+}
+
+#[test]
+fn log_ring_is_bounded_and_debug_logs_every_syscall() {
+    let mut log = LogRing::new();
+    for k in 0..(pg_trace::ui::log::LOG_CAPACITY as u64 + 500) {
+        log.push(T0 + k, pg_trace::ui::log::Level::Info, format!("line {k}"));
+    }
+    assert_eq!(log.len(), pg_trace::ui::log::LOG_CAPACITY);
+    assert_eq!(log.dropped, 500);
+    assert_eq!(log.iter().next().unwrap().text, "line 500");
+
+    let (mut m, now) = scan_model();
+    let mut plain = LogRing::new();
+    let mut debug = LogRing::new();
+    let events = [
+        pread(now, 24, 0, 8192),
+        ev(
+            now,
+            EventKind::Read {
+                syscall: pg_trace::trace::Syscall::Pread64,
+                fd: 24,
+                offset: Some(0),
+                requested: 8192,
+                result: -5,
+            },
+        ),
+        ev(now, EventKind::Close { fd: 24 }),
+    ];
+    for e in &events {
+        plain.record(&m, e, false, false);
+        debug.record(&m, e, false, true);
+        apply(&mut m, e.clone());
+        plain.record(&m, e, true, false);
+        debug.record(&m, e, true, true);
+    }
+    let texts = |l: &LogRing| l.iter().map(|x| x.text.clone()).collect::<Vec<_>>();
+    let p = texts(&plain);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("pread64 sales.orders: EIO"), "{p:?}");
+    assert!(p[1].starts_with("close fd 24 sales.orders"), "{p:?}");
+    let d = texts(&debug);
+    assert!(
+        d.iter()
+            .any(|t| t.contains("pread64(fd=24 → sales.orders, 8192 @ 0) = 8192")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter().any(|t| t.contains("close(fd=24 → sales.orders)")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn scrolling_stops_at_the_last_rows() {
+    let (m, now) = scan_model();
+    let st = ScreenState {
+        scroll_files: 1000,
+        ..ScreenState::default()
+    };
+    let s = text(&render_trace(
+        80,
+        18,
+        &m,
+        &info(now),
+        &LogRing::new(),
+        &st,
+        Theme::from_env(),
+    ));
+    // The oldest-touched file (the FSM read once at the start) is the last row, and shown.
+    assert!(s.contains("fsm"), "{s}");
+    assert!(s.contains('↑'), "the title says the panel is scrolled: {s}");
+    assert!(
+        !s.contains("▶ 25"),
+        "the current file scrolled out of view: {s}"
+    );
+}
