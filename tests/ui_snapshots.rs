@@ -481,3 +481,66 @@ fn scrolling_stops_at_the_last_rows() {
         "the current file scrolled out of view: {s}"
     );
 }
+
+/// Only USDT sees the scan (the blocks come from shared buffers or the syscall tracer is
+/// off): the relation is listed from its block accesses, with the hit ratio and a coverage
+/// strip filled from the blocks, and the query text is the activity.
+#[test]
+fn usdt_only_scan_shows_blocks_hits_and_query() {
+    use pg_trace::trace::{BlockProbe, QueryPhase};
+    let mut m = Model::new(PID, SEG);
+    apply(
+        &mut m,
+        ev(
+            T0,
+            EventKind::Query {
+                phase: QueryPhase::Start,
+                text: "SELECT count(*)\n  FROM sales.orders".into(),
+                truncated: false,
+            },
+        ),
+    );
+    // The first half of sales.orders' blocks, one in four a miss.
+    let blocks = (SEG + SEG / 2) / 8192 / 2;
+    for b in 0..blocks as u32 {
+        let kind = EventKind::BlockIo {
+            probe: BlockProbe::BufferReadDone,
+            spc: 1663,
+            db: 16385,
+            relfilenode: 16388,
+            fork: 0,
+            block: b,
+            nblocks: 1,
+            hit: Some(b % 4 != 0),
+            write: false,
+            backend: -1,
+        };
+        apply(&mut m, ev(T0 + u64::from(b) * 50_000, kind));
+    }
+    let now = T0 + blocks * 50_000;
+    tick(&mut m, now);
+    let r = &m.relations["base/16385/16388"];
+    assert_eq!(r.blocks_hit + r.blocks_read, blocks);
+    let mut i = info(now);
+    i.methods = "usdt".into();
+    let term = render_trace(
+        200,
+        30,
+        &m,
+        &i,
+        &LogRing::new(),
+        &ScreenState::default(),
+        Theme::from_env(),
+    );
+    let s = text(&term);
+    assert!(s.contains("sales.orders"), "{s}");
+    assert!(s.contains("75%"), "hit ratio: {s}");
+    assert!(
+        s.contains("SELECT count(*) FROM sales.orders"),
+        "query: {s}"
+    );
+    assert!(
+        s.contains("████") && s.contains("····"),
+        "half-filled strip: {s}"
+    );
+}

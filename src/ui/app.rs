@@ -193,7 +193,19 @@ impl TraceApp {
             port: self.port,
             major: self.session.dd.major,
             methods: self.session.tracer_name.to_string(),
-            limitations: self.session.limitations.clone(),
+            limitations: {
+                let mut l = self.session.limitations.clone();
+                if let Some(why) = self
+                    .session
+                    .usdt
+                    .reason
+                    .as_ref()
+                    .filter(|_| !self.session.usdt.active)
+                {
+                    l.push(format!("no USDT: {why}"));
+                }
+                l
+            },
             elapsed_s: now.saturating_sub(self.session.start_ns) as f64 / 1e9,
             events_per_s: if self.finished {
                 0.0

@@ -98,13 +98,17 @@ pub fn draw(
     // The activity: a status from whoever knows better (query text, backup phase), else
     // the process title's; then the process state and the last syscall with its age.
     let mut l3 = vec![Span::styled("doing ", th.label())];
-    let what = info.status.clone().unwrap_or_else(|| {
-        if t.activity.is_empty() {
-            "-".into()
-        } else {
-            t.activity.clone()
-        }
-    });
+    let what = info
+        .status
+        .clone()
+        .or_else(|| usdt_query(model))
+        .unwrap_or_else(|| {
+            if t.activity.is_empty() {
+                "-".into()
+            } else {
+                t.activity.clone()
+            }
+        });
     l3.push(Span::styled(what, th.value()));
     if let Some(s) = &info.proc_state {
         l3.push(Span::styled("  state ", th.label()));
@@ -137,4 +141,12 @@ pub fn draw(
         ]));
     }
     f.render_widget(Paragraph::new(lines), area);
+}
+
+/// The query the leader runs now, as USDT saw it (`query__start`, or `statement__status`
+/// for the extended protocol), on one line.
+fn usdt_query(model: &Model) -> Option<String> {
+    let q = model.queries.iter().rev().find(|q| q.pid == model.leader)?;
+    (q.done_ns.is_none() && !q.text.trim().is_empty())
+        .then(|| q.text.split_whitespace().collect::<Vec<_>>().join(" "))
 }

@@ -41,7 +41,7 @@ pub fn strip(r: &RelState, width: usize) -> String {
 /// Relations are listed once read or written while attached: a backend has dozens of
 /// catalog files open that it is not working on.
 fn matches(st: &ScreenState, r: &RelState) -> bool {
-    r.bytes_read + r.bytes_written > 0 && (st.matches(&r.id.label) || st.matches(&r.id.key))
+    r.touched() && (st.matches(&r.id.label) || st.matches(&r.id.key))
 }
 
 pub fn rows<'m>(model: &'m Model, st: &ScreenState) -> Vec<&'m RelState> {
@@ -94,8 +94,8 @@ pub fn draw(
     let show_kind = area.width >= 100;
     let bar_w: usize = if wide { 18 } else { 5 };
     let fixed =
-        1 + if show_kind { 6 } else { 0 } + 7 + 7 + bar_w + 8 + 7 + if wide { 8 } else { 0 };
-    let spacing = 7 + usize::from(wide) + usize::from(show_kind);
+        1 + if show_kind { 6 } else { 0 } + 7 + 7 + bar_w + 8 + 7 + if wide { 12 } else { 0 };
+    let spacing = 7 + 2 * usize::from(wide) + usize::from(show_kind);
     let obj_w = longest
         .clamp(12, 40)
         .min(inner_w.saturating_sub(fixed + spacing + 14).max(8));
@@ -121,9 +121,15 @@ pub fn draw(
             ]);
             if wide {
                 cells.push(Cell::from(compact_bytes(r.bytes_read)));
+                // Shared-buffer hits (USDT): a scan served from memory is not the disk's.
+                cells.push(Cell::from(
+                    r.hit_ratio()
+                        .map(|h| format!("{:.0}%", h * 100.0))
+                        .unwrap_or_else(|| "-".into()),
+                ));
             }
             cells.push(Cell::from(progress(r.percent(), bar_w, th)));
-            cells.push(Cell::from(compact_rate(r.rate_bps)));
+            cells.push(Cell::from(compact_rate(r.progress_bps())));
             cells.push(Cell::from(
                 r.eta_s().map(human_duration).unwrap_or_else(|| "-".into()),
             ));
@@ -142,7 +148,7 @@ pub fn draw(
     }
     header.extend(["size", "done"]);
     if wide {
-        header.push("read");
+        header.extend(["read", "hit"]);
     }
     header.extend(["%", "rate", "ETA", "coverage"]);
     let mut widths = vec![Constraint::Length(1), Constraint::Length(obj_w as u16)];
@@ -151,7 +157,7 @@ pub fn draw(
     }
     widths.extend([Constraint::Length(7), Constraint::Length(7)]);
     if wide {
-        widths.push(Constraint::Length(8));
+        widths.extend([Constraint::Length(8), Constraint::Length(4)]);
     }
     widths.extend([
         Constraint::Length(bar_w as u16),
@@ -159,11 +165,7 @@ pub fn draw(
         Constraint::Length(7),
         Constraint::Fill(1),
     ]);
-    let idle = model
-        .relations
-        .values()
-        .filter(|r| r.bytes_read + r.bytes_written == 0)
-        .count();
+    let idle = model.relations.values().filter(|r| !r.touched()).count();
     let title = format!(
         " Relations: {} worked on{}{} ",
         all.len(),
