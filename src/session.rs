@@ -21,6 +21,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub format: Format,
     pub debug: bool,
+    /// Do not read the backend's status from memory.
+    pub no_memory: bool,
 }
 
 /// Try each method in turn for `auto`; say once why each fallback happened.

@@ -1,5 +1,6 @@
 //! Line outputs: text for people, NDJSON (one object per line, each with a "type") for scripts.
 
 pub mod catalog;
+pub mod ps;
 pub mod resolve;
 pub mod trace;

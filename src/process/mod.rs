@@ -3,3 +3,6 @@
 pub mod fds;
 
 pub use fds::{open_files, OpenFile};
+pub mod memory;
+pub mod progress;
+pub mod status;

@@ -13,6 +13,7 @@
 //! as installed by `scripts/setup.sh`.
 #![allow(dead_code)]
 
+pub mod status;
 pub mod trace;
 
 use std::collections::HashSet;

@@ -1,0 +1,148 @@
+//! `pg_trace ps` reads the status array from shared memory: on every major, a backend in
+//! pg_sleep, one waiting on a lock, one scanning and one idle in transaction must show the
+//! same backend type, state, wait event, query and database as `pg_stat_activity` sampled
+//! around our read; every other process its backend type. Hostile pids give a clear error.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::status::*;
+use support::Cluster;
+
+fn check(major: u32) {
+    let c = Cluster::start(major);
+    c.execute(
+        "postgres",
+        "CREATE TABLE locked_t (a int); CREATE TABLE scan_t AS SELECT g, md5(g::text) AS t \
+         FROM generate_series(1, 20000) g;",
+    );
+    let mut holder = c.hold_backend("postgres");
+    holder
+        .client
+        .batch_execute("BEGIN; LOCK TABLE locked_t IN ACCESS EXCLUSIVE MODE /* holder */")
+        .unwrap();
+    let mut sleeper = spawn_query(&c, "postgres", "", "SELECT pg_sleep(600) /* sleeper */");
+    let mut waiter = spawn_query(
+        &c,
+        "postgres",
+        "",
+        "SELECT count(*) FROM locked_t /* waiter */",
+    );
+    let mut scanner = spawn_query(
+        &c,
+        "postgres",
+        "",
+        "SELECT count(*) FROM scan_t a, scan_t b WHERE a.t < b.t /* scanner */",
+    );
+    let watched = [holder.pid, sleeper.pid, waiter.pid, scanner.pid];
+    wait_until("the waiter to block", Duration::from_secs(30), || {
+        activity(&c)
+            .get(&waiter.pid)
+            .is_some_and(|r| r[2] == "Lock")
+    });
+
+    // Compare only fields that did not change between the two SQL samples around ours.
+    let mut compared: HashMap<i32, usize> = HashMap::new();
+    let t = Instant::now();
+    while watched
+        .iter()
+        .any(|p| compared.get(p).copied().unwrap_or(0) < 6)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "PG{major}: no stable samples for {watched:?}: {compared:?}"
+        );
+        let before = activity(&c);
+        let ps = ps_json(c.postmaster_pid());
+        let after = activity(&c);
+        let ours: HashMap<i32, &serde_json::Value> = ps
+            .iter()
+            .map(|v| (v["pid"].as_i64().unwrap() as i32, v))
+            .collect();
+        for (pid, b) in &before {
+            let Some(a) = after.get(pid) else { continue };
+            let Some(v) = ours.get(pid) else {
+                panic!("PG{major}: pid {pid} ({b:?}) missing from ps: {ps:?}")
+            };
+            let got = ps_row(v);
+            let cols = [
+                "backend_type",
+                "state",
+                "wait_event_type",
+                "wait_event",
+                "query",
+                "database",
+            ];
+            for (i, col) in cols.iter().enumerate() {
+                // Background workers: the view shows bgw_type; other processes: compare all.
+                if b[i] == a[i] {
+                    assert_eq!(
+                        got[i], b[i],
+                        "PG{major}: pid {pid} {col}: ps says {:?}, pg_stat_activity {:?}\nps: {v}",
+                        got[i], b[i]
+                    );
+                    if watched.contains(pid) {
+                        *compared.entry(*pid).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    let ps = ps_json(c.postmaster_pid());
+    let row = |pid: i32| ps.iter().find(|v| v["pid"] == pid).unwrap().clone();
+    assert_eq!(row(sleeper.pid)["wait_event"], "PgSleep", "PG{major}");
+    assert_eq!(row(waiter.pid)["wait_event"], "relation", "PG{major}");
+    assert_eq!(row(holder.pid)["state"], "idle in transaction", "PG{major}");
+    assert_eq!(row(scanner.pid)["state"], "active", "PG{major}");
+    for b in [&mut waiter, &mut sleeper, &mut scanner] {
+        b.terminate(&c);
+    }
+    drop(holder);
+}
+
+#[test]
+fn ps_matches_pg_stat_activity() {
+    let threads: Vec<_> = support::majors()
+        .into_iter()
+        .map(|m| (m, std::thread::spawn(move || check(m))))
+        .collect();
+    let mut failed = Vec::new();
+    for (m, t) in threads {
+        if t.join().is_err() {
+            failed.push(m);
+        }
+    }
+    assert!(failed.is_empty(), "failed on majors {failed:?}");
+}
+
+#[test]
+fn ps_on_hostile_pids() {
+    // Not postgres: a plain process of ours.
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let out = Command::new(BIN)
+        .args(["ps", "-p", &child.id().to_string()])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("pg_trace: error:") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(err.contains("not a PostgreSQL process"), "{err}");
+    // Gone.
+    let out = Command::new(BIN)
+        .args(["ps", "-p", "999999999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1 && !err.contains("panicked"),
+        "{err}"
+    );
+}
