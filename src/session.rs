@@ -115,6 +115,13 @@ pub struct Session {
     last_tick_events: u64,
     /// Events per second over the last tick interval.
     pub events_per_s: f64,
+    /// Status from shared memory: None until first used, or when off.
+    status_reader: Option<crate::process::status::StatusReader>,
+    /// Memory reading switched off (`--no-memory`) or failed; why, said once.
+    pub memory_note: Option<String>,
+    no_memory: bool,
+    /// Our own walk of the data directory for a backup without a server estimate.
+    walk: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl Session {
@@ -146,6 +153,10 @@ impl Session {
             last_tick_ns: start_ns,
             last_tick_events: 0,
             events_per_s: 0.0,
+            status_reader: None,
+            memory_note: None,
+            no_memory: false,
+            walk: None,
         })
     }
 
@@ -174,8 +185,73 @@ impl Session {
         Ok(())
     }
 
+    /// Do not read the process's memory (`--no-memory`): status from /proc only, backup
+    /// phase inferred from the syscalls.
+    pub fn disable_memory(&mut self) {
+        self.no_memory = true;
+        self.memory_note = Some("memory reading off (--no-memory)".into());
+    }
+
+    /// One status sample of the leader, named. Memory-reading failures degrade to a
+    /// /proc-only sample and are reported once.
+    fn sample_status(&mut self) -> Option<crate::process::status::StatusSample> {
+        use crate::process::status::{
+            kernel::KernelState, unix_now_us, StatusReader, StatusSample,
+        };
+        if self.model.leader_exited() {
+            return None;
+        }
+        if !self.no_memory && self.status_reader.is_none() && self.memory_note.is_none() {
+            match StatusReader::open(self.pid, self.dd.major) {
+                Ok(r) => self.status_reader = Some(r),
+                Err(e) => {
+                    let note = format!("no status from memory: {e}");
+                    eprintln!("pg_trace: {note}");
+                    self.memory_note = Some(note);
+                }
+            }
+        }
+        let mut s = match self.status_reader.as_mut() {
+            Some(r) => r.sample(self.pid),
+            None => StatusSample {
+                pid: self.pid,
+                major: self.dd.major,
+                kernel: KernelState::read(self.pid),
+                sampled_at_us: unix_now_us(),
+                ..Default::default()
+            },
+        };
+        let cat = self.namer.resolver().catalog();
+        if let Some(oid) = s.database_oid {
+            s.database = cat.database(oid).map(|d| d.name.clone());
+        }
+        if let (Some(db), Some(rel)) = (s.database_oid, s.lock_relation_oid) {
+            s.lock_relation = Some(
+                cat.by_oid(db, rel)
+                    .map(|r| r.qualified())
+                    .unwrap_or_else(|| format!("relation {rel}")),
+            );
+        }
+        Some(s)
+    }
+
     /// Once per display interval: pick up new followers, drop gone ones, advance rates.
     pub fn tick(&mut self, now: u64) {
+        if !self.model.expect_backup {
+            let title = follow::process_title(self.pid).unwrap_or_default();
+            if title.contains("sending backup") {
+                self.model.expect_backup = true;
+            }
+        }
+        if let Some(s) = self.sample_status() {
+            let ev = Event {
+                ts_ns: now,
+                pid: self.pid,
+                kind: EventKind::Status(Box::new(s)),
+            };
+            self.model.apply(&ev, &mut self.namer);
+        }
+        self.backup_total(now);
         for (pid, role) in follow::find_followers(self.pid) {
             if self.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
                 self.batch.push(follower_event(pid, self.pid, role));
@@ -197,6 +273,28 @@ impl Session {
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
         self.last_tick_ns = now;
         self.last_tick_events = self.model.events;
+    }
+
+    /// Without a server estimate of a backup's size, walk the data directory ourselves
+    /// (on a thread: a big cluster has many files).
+    fn backup_total(&mut self, _now: u64) {
+        let Some(b) = self.model.backup.as_mut() else {
+            return;
+        };
+        let needed = b.server_total.is_none()
+            && b.walked_total.is_none()
+            && (b.phase >= 3 || b.source == crate::model::backup::Source::Inferred);
+        if needed && self.walk.is_none() {
+            let root = self.dd.root.clone();
+            self.walk = Some(std::thread::spawn(move || {
+                crate::model::backup::walk_total(&root)
+            }));
+        }
+        if self.walk.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(total) = self.walk.take().and_then(|h| h.join().ok()) {
+                b.walked_total = Some(total);
+            }
+        }
     }
 
     /// Whatever is still queued, then a last tick.
@@ -226,6 +324,9 @@ fn proc_exists(pid: Pid) -> bool {
 pub fn run(opts: Options) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::open(opts.pid, opts.backend)?;
+    if opts.no_memory {
+        session.disable_memory();
+    }
     let result = line_loop(&opts, &mut session, &stop);
     session.detach();
     result

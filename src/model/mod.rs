@@ -1,9 +1,11 @@
 //! Pure state folding: events in, per-file / per-relation / per-process state out. Knows
 //! nothing of how events were captured; asks a [`Namer`] to name paths and size relations.
 
+pub mod backup;
 pub mod coverage;
 pub mod files;
 pub mod relations;
+pub mod stall;
 
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
@@ -75,6 +77,14 @@ pub struct Model {
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     last_tick_ns: Option<u64>,
+    /// The leader's status from memory and /proc, with the stall verdict.
+    pub status: Option<stall::StatusView>,
+    /// A base backup run by the leader (a walsender).
+    pub backup: Option<backup::BackupState>,
+    /// Infer a backup from syscalls when memory says nothing (set from the title).
+    pub expect_backup: bool,
+    /// Last read, write or send of the leader.
+    pub last_io_ns: u64,
 }
 
 impl Model {
@@ -93,6 +103,10 @@ impl Model {
             first_ns: None,
             last_ns: 0,
             last_tick_ns: None,
+            status: None,
+            backup: None,
+            expect_backup: false,
+            last_io_ns: 0,
         }
     }
 
@@ -264,8 +278,10 @@ impl Model {
             EventKind::Lost { cause, count } => {
                 *self.lost.entry(cause.clone()).or_default() += count;
             }
+            EventKind::Status(s) => self.apply_status(s, ev.ts_ns),
             _ => {}
         }
+        self.status_after_event(ev);
     }
 
     /// The /proc backend sees no individual reads, only the process's growing `rchar`.
@@ -423,6 +439,9 @@ impl Model {
             .map(|t| now_ns.saturating_sub(t))
             .unwrap_or(0);
         self.last_tick_ns = Some(now_ns);
+        if let Some(b) = self.backup.as_mut() {
+            b.tick(now_ns);
+        }
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns

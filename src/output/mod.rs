@@ -3,4 +3,5 @@
 pub mod catalog;
 pub mod ps;
 pub mod resolve;
+pub mod status;
 pub mod trace;

@@ -164,6 +164,18 @@ pub fn write_interval(
                 serde_json::to_writer(&mut *out, &progress_record(model, r, now))?;
                 out.write_all(b"\n")?;
             }
+            if let Some(v) = &model.status {
+                let rec = super::status::status_record(model, v, secs(model, now));
+                serde_json::to_writer(&mut *out, &rec)?;
+                out.write_all(b"\n")?;
+            }
+            if let Some(b) = &model.backup {
+                serde_json::to_writer(
+                    &mut *out,
+                    &super::status::backup_record(b, secs(model, now)),
+                )?;
+                out.write_all(b"\n")?;
+            }
             serde_json::to_writer(&mut *out, &stats_record(model, now, eps))?;
             out.write_all(b"\n")?;
         }
@@ -175,6 +187,12 @@ pub fn write_interval(
                 write!(out, ", LOST {lost}")?;
             }
             out.write_all(b"\n")?;
+            if let Some(v) = &model.status {
+                writeln!(out, "    {}", super::status::status_line(v))?;
+            }
+            if let Some(b) = &model.backup {
+                writeln!(out, "    {}", super::status::backup_line(b))?;
+            }
             for r in &active_rels {
                 writeln!(out, "    {}", relation_line(r))?;
             }

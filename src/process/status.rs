@@ -83,6 +83,9 @@ pub struct StatusSample {
     pub backend_type: Option<String>,
     pub state: Option<String>,
     pub database_oid: Option<u32>,
+    /// Named from the catalog by whoever has one (the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     pub query: Option<String>,
     pub wait_event_type: Option<String>,
     pub wait_event: Option<String>,
@@ -98,7 +101,34 @@ pub struct StatusSample {
     /// waiting backend wants), when it waits on a lock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_xacts: Vec<Pid>,
+    /// The relation a lock wait is for, and who holds the lock, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_relation_oid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_relation: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lock_holders: Vec<Pid>,
+    /// When the sample was taken, Unix microseconds (ages of the timestamps above).
+    pub sampled_at_us: i64,
     pub kernel: kernel::KernelState,
+}
+
+/// Unix time now in microseconds.
+pub fn unix_now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+pub const PG_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
+
+impl StatusSample {
+    /// Seconds from a PostgreSQL timestamp to when the sample was taken.
+    pub fn age_s(&self, pg_us: i64) -> f64 {
+        ((self.sampled_at_us - (PG_EPOCH_UNIX_US + pg_us)) as f64 / 1e6).max(0.0)
+    }
 }
 
 /// Where the status array lives in one cluster, and how to read it.
@@ -274,6 +304,7 @@ impl StatusReader {
             pid,
             major: self.major,
             kernel,
+            sampled_at_us: unix_now_us(),
             ..Default::default()
         };
         match self.entry_for(pid) {

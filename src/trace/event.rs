@@ -208,6 +208,9 @@ pub enum EventKind {
         cause: String,
         count: u64,
     },
+    /// The process's own status read from shared memory and /proc, once per tick
+    /// (`--no-memory`: /proc only). A recording replays it like any other event.
+    Status(Box<crate::process::status::StatusSample>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

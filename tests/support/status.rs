@@ -133,6 +133,8 @@ pub fn basebackup_progress(c: &Cluster, pid: i32) -> Option<(String, i64, i64, i
 /// until told to stop reading.
 pub struct BaseBackup {
     pub walsender: i32,
+    /// Keeps the connection open after the backup, until dropped.
+    _conn: Option<UnixStream>,
     reading: Arc<AtomicBool>,
     handle: Option<JoinHandle<Result<u64, String>>>,
 }
@@ -153,9 +155,27 @@ fn read_msg(s: &mut UnixStream) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((h[0], body))
 }
 
-impl BaseBackup {
-    /// `max_rate_kb`: MAX_RATE in kB/s (None: unthrottled); `estimate`: PROGRESS.
-    pub fn start(c: &Cluster, max_rate_kb: Option<u32>, estimate: bool) -> BaseBackup {
+/// BASE_BACKUP options.
+#[derive(Clone, Copy, Default)]
+pub struct BackupOpts {
+    /// MAX_RATE in kB/s (None: unthrottled).
+    pub max_rate_kb: Option<u32>,
+    /// PROGRESS (the size estimate); pg_basebackup's default, off with --no-estimate-size.
+    pub estimate: bool,
+    /// WAL: include the WAL (pg_basebackup -X fetch).
+    pub wal: bool,
+    /// WAIT for WAL archiving.
+    pub wait: bool,
+}
+
+/// A replication connection, before BASE_BACKUP: its walsender can be attached first.
+pub struct Replication {
+    pub walsender: i32,
+    s: UnixStream,
+}
+
+impl Replication {
+    pub fn connect(c: &Cluster) -> Replication {
         let path = c.sockdir.join(format!(".s.PGSQL.{}", c.port));
         let mut s = UnixStream::connect(&path).expect("connect replication socket");
         let mut body = 196608u32.to_be_bytes().to_vec();
@@ -186,25 +206,41 @@ impl BaseBackup {
                 _ => {}
             }
         }
-        let cmd = if c.major >= 15 {
+        Replication { walsender, s }
+    }
+
+    /// Send BASE_BACKUP (the new syntax on 15+, the legacy one before) and read the
+    /// result on a thread.
+    pub fn base_backup(self, major: u32, o: BackupOpts) -> BaseBackup {
+        let Replication { walsender, mut s } = self;
+        let cmd = if major >= 15 {
             let mut opts = vec![
                 "LABEL 'pg_trace test'".to_string(),
                 "CHECKPOINT 'fast'".into(),
             ];
-            if estimate {
+            if o.estimate {
                 opts.push("PROGRESS".into());
             }
-            if let Some(r) = max_rate_kb {
+            if o.wal {
+                opts.push("WAL".into());
+            }
+            opts.push(format!("WAIT {}", o.wait));
+            if let Some(r) = o.max_rate_kb {
                 opts.push(format!("MAX_RATE {r}"));
             }
-            opts.push("WAIT false".into());
             format!("BASE_BACKUP ({})", opts.join(", "))
         } else {
-            let mut c = "BASE_BACKUP LABEL 'pg_trace test' FAST NOWAIT".to_string();
-            if estimate {
+            let mut c = "BASE_BACKUP LABEL 'pg_trace test' FAST".to_string();
+            if o.estimate {
                 c.push_str(" PROGRESS");
             }
-            if let Some(r) = max_rate_kb {
+            if o.wal {
+                c.push_str(" WAL");
+            }
+            if !o.wait {
+                c.push_str(" NOWAIT");
+            }
+            if let Some(r) = o.max_rate_kb {
                 c.push_str(&format!(" MAX_RATE {r}"));
             }
             c
@@ -212,6 +248,7 @@ impl BaseBackup {
         let mut q = cmd.into_bytes();
         q.push(0);
         s.write_all(&msg(b'Q', &q)).unwrap();
+        let keep = s.try_clone().ok();
         let reading = Arc::new(AtomicBool::new(true));
         let r2 = Arc::clone(&reading);
         let handle = std::thread::spawn(move || {
@@ -231,9 +268,17 @@ impl BaseBackup {
         });
         BaseBackup {
             walsender,
+            _conn: keep,
             reading,
             handle: Some(handle),
         }
+    }
+}
+
+impl BaseBackup {
+    /// Connect and start at once.
+    pub fn start(c: &Cluster, o: BackupOpts) -> BaseBackup {
+        Replication::connect(c).base_backup(c.major, o)
     }
 
     pub fn set_reading(&self, on: bool) {

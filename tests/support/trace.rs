@@ -17,6 +17,11 @@ pub struct Trace {
 }
 
 pub fn spawn_trace(pid: i32, backend: &str) -> Trace {
+    spawn_trace_with(pid, backend, &[])
+}
+
+/// Like [`spawn_trace`], with extra arguments (`--no-memory`, ...).
+pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
     let mut child = Command::new(BIN)
         .args([
             "-p",
@@ -28,6 +33,7 @@ pub fn spawn_trace(pid: i32, backend: &str) -> Trace {
             "200",
         ])
         .args(["--backend", backend])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

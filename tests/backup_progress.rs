@@ -1,0 +1,146 @@
+//! A base backup seen from memory: phase, total and streamed bytes of a throttled
+//! BASE_BACKUP match pg_stat_progress_basebackup sampled over SQL around our read (13–18);
+//! without a server estimate (--no-estimate-size) our own walk of the data directory gives
+//! a percentage that ends at 100; on 12 the phase is inferred from the syscalls.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::status::*;
+use support::trace::spawn_trace_with;
+use support::Cluster;
+
+fn progress_row(ps: &[Value], pid: i32) -> Value {
+    ps.iter()
+        .find(|v| v["pid"] == pid)
+        .unwrap_or_else(|| panic!("walsender {pid} not in ps: {ps:?}"))["progress"]
+        .clone()
+}
+
+/// Throttled backup: memory against SQL, then line mode's backup and status records.
+fn throttled(c: &Cluster) {
+    let major = c.major;
+    let bb = BaseBackup::start(
+        c,
+        BackupOpts {
+            max_rate_kb: Some(32),
+            estimate: true,
+            ..Default::default()
+        },
+    );
+    let ws = bb.walsender;
+    wait_until("streaming", Duration::from_secs(60), || {
+        basebackup_progress(c, ws).is_some_and(|p| p.0 == "streaming database files")
+    });
+    for _ in 0..3 {
+        let a = basebackup_progress(c, ws).unwrap();
+        let ours = progress_row(&ps_json(ws), ws);
+        let b = basebackup_progress(c, ws).unwrap();
+        assert_eq!(ours["view"], "pg_stat_progress_basebackup");
+        assert_eq!(ours["phase"], a.0.as_str(), "PG{major}: {ours}");
+        assert_eq!(ours["backup_total"], a.1, "PG{major}: {ours}");
+        let streamed = ours["backup_streamed"].as_i64().unwrap();
+        assert!(
+            a.2 <= streamed && streamed <= b.2,
+            "PG{major}: streamed {streamed} not within [{}, {}]",
+            a.2,
+            b.2
+        );
+        assert_eq!(ours["tablespaces_total"], a.3, "PG{major}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut t = spawn_trace_with(ws, "auto", &[]);
+    t.wait_for("a backup record from memory", |r| {
+        r.iter().any(|r| {
+            r["type"] == "backup"
+                && r["source"] == "memory"
+                && r["phase"] == "streaming database files"
+                && r["total_source"] == "server"
+                && r["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)
+        })
+    });
+    t.wait_for("the throttled verdict", |r| {
+        r.iter()
+            .any(|r| r["type"] == "status" && r["verdict_kind"] == "throttled")
+    });
+    let recs = t.finish();
+    let st = recs.iter().find(|r| r["type"] == "status").unwrap();
+    assert_eq!(st["backend_type"], "walsender", "PG{major}: {st}");
+    bb.cancel(c);
+}
+
+/// No PROGRESS: the total is ours, and the percentage ends at 100.
+fn no_estimate(c: &Cluster, extra: &[&str]) {
+    let major = c.major;
+    let r = Replication::connect(c);
+    let ws = r.walsender;
+    let mut t = spawn_trace_with(ws, "auto", extra);
+    t.wait_ready();
+    let bb = r.base_backup(
+        major,
+        BackupOpts {
+            max_rate_kb: Some(16384),
+            estimate: false,
+            ..Default::default()
+        },
+    );
+    let sent = bb.finish().expect("backup");
+    assert!(sent > 1_000_000, "PG{major}: only {sent} bytes");
+    // Two intervals after the end.
+    std::thread::sleep(Duration::from_millis(600));
+    let recs = t.finish();
+    let backups: Vec<&Value> = recs.iter().filter(|r| r["type"] == "backup").collect();
+    let last = backups.last().expect("backup records");
+    assert!(
+        last["ended"] == true && last["percent"].as_f64() == Some(100.0),
+        "PG{major} {extra:?}: the backup did not end at 100%: {backups:#?}"
+    );
+    let source = if extra.contains(&"--no-memory") || major == 12 {
+        "inferred"
+    } else {
+        "memory"
+    };
+    assert!(
+        backups.iter().any(|b| b["source"] == source
+            && b["total_source"] == "walked"
+            && b["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)),
+        "PG{major} {extra:?}: no intermediate percentage from a walked total: {backups:#?}"
+    );
+    let pcts: Vec<f64> = backups
+        .iter()
+        .filter_map(|b| b["percent"].as_f64())
+        .collect();
+    assert!(
+        pcts.windows(2).all(|w| w[0] <= w[1]),
+        "PG{major}: percent went backwards: {pcts:?}"
+    );
+}
+
+fn check(major: u32) {
+    let c = Cluster::start(major);
+    c.execute(
+        "postgres",
+        "CREATE TABLE filler AS SELECT g, md5(g::text) AS t FROM generate_series(1, 100000) g",
+    );
+    if major >= 13 {
+        throttled(&c);
+        no_estimate(&c, &[]);
+    }
+    no_estimate(&c, &["--no-memory"]);
+}
+
+#[test]
+fn backup_progress_from_memory() {
+    let threads: Vec<_> = support::majors()
+        .into_iter()
+        .map(|m| (m, std::thread::spawn(move || check(m))))
+        .collect();
+    let mut failed = Vec::new();
+    for (m, t) in threads {
+        if t.join().is_err() {
+            failed.push(m);
+        }
+    }
+    assert!(failed.is_empty(), "failed on majors {failed:?}");
+}
