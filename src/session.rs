@@ -229,7 +229,7 @@ impl Session {
             s.lock_relation = Some(
                 cat.by_oid(db, rel)
                     .map(|r| r.qualified())
-                    .unwrap_or_else(|| format!("relation {rel}")),
+                    .unwrap_or_else(|| format!("relation {rel} (not in catalog yet)")),
             );
         }
         Some(s)

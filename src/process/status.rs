@@ -5,6 +5,7 @@
 
 pub mod kernel;
 pub mod layout;
+pub mod locks;
 pub mod waits;
 
 use crate::process::memory::{self, MemError, Pid, ProcMem, Symbols};
@@ -141,6 +142,8 @@ pub struct StatusReader {
     activity_size: usize,
     symbols: HashMap<(u64, u64), Arc<Symbols>>,
     slot_of: HashMap<Pid, usize>,
+    /// The main shared memory segment, [start, end): pointers outside it are refused.
+    segment: (u64, u64),
 }
 
 /// No cluster has more than this many status slots (MaxBackends is capped at 2^18-1).
@@ -169,6 +172,11 @@ impl StatusReader {
                 ),
             });
         }
+        let segment = maps
+            .iter()
+            .find(|m| m.contains(array, size))
+            .map(|m| (m.start, m.end))
+            .unwrap_or((array, array + size));
         let activity_size = memory::shmem_index_lookup(&mem, &maps, "Backend Activity Buffer")
             .map(|(_, s)| (s as usize / slots).clamp(1, MAX_ACTIVITY))
             .unwrap_or(1024);
@@ -181,6 +189,7 @@ impl StatusReader {
             activity_size,
             symbols: HashMap::new(),
             slot_of: HashMap::new(),
+            segment,
         })
     }
 
@@ -249,6 +258,11 @@ impl StatusReader {
     /// major); the PGPROC's pid must match, or the read is refused. 14+ fall back to
     /// `my_wait_event_info` for processes without a PGPROC.
     pub fn wait_event_info(&mut self, pid: Pid) -> Result<Option<u32>, MemError> {
+        Ok(self.wait_and_proc(pid)?.0)
+    }
+
+    /// The wait event and the address of the process's PGPROC (None without one).
+    fn wait_and_proc(&mut self, pid: Pid) -> Result<(Option<u32>, Option<u64>), MemError> {
         let (pid_off, wait_off) = pgproc_offsets(self.major).ok_or_else(|| MemError::Layout {
             pid,
             what: format!("no PGPROC layout for PostgreSQL {}", self.major),
@@ -273,15 +287,15 @@ impl StatusReader {
                     what: format!("MyProc's pid reads {p}: PGPROC layout mismatch"),
                 });
             }
-            return Ok(Some(mem.read_u32(proc_ptr + wait_off)?));
+            return Ok((Some(mem.read_u32(proc_ptr + wait_off)?), Some(proc_ptr)));
         }
         if let Some(sym) = syms.get("my_wait_event_info") {
             let ptr = mem.read_u64(bias.wrapping_add(sym))?;
             if ptr != 0 {
-                return Ok(Some(mem.read_u32(ptr)?));
+                return Ok((Some(mem.read_u32(ptr)?), None));
             }
         }
-        Ok(None)
+        Ok((None, None))
     }
 
     fn symbols_for(&mut self, pid: Pid) -> Result<Arc<Symbols>, MemError> {
@@ -312,10 +326,25 @@ impl StatusReader {
             Ok(None) => s.error = Some(format!("pid {pid} has no backend status slot")),
             Err(e) => s.error = Some(e.to_string()),
         }
+        let mut proc_ptr = None;
         if s.error.is_none() {
-            match self.wait_event_info(pid) {
-                Ok(w) => set_wait(&mut s, w),
+            match self.wait_and_proc(pid) {
+                Ok((w, p)) => {
+                    set_wait(&mut s, w);
+                    proc_ptr = p;
+                }
                 Err(e) => s.error = Some(e.to_string()),
+            }
+        }
+        if let (Some(w), Some(p)) = (s.wait_event_raw, proc_ptr) {
+            if w >> 24 == 0x03 {
+                if let Some(l) = locks::awaited_lock(&self.mem, self.segment, self.major, p, pid, w)
+                {
+                    if l.tag.locktag_type == locks::LOCKTAG_RELATION {
+                        s.lock_relation_oid = Some(l.tag.field2);
+                    }
+                    s.lock_holders = l.holders;
+                }
             }
         }
         if s.wait_event_type.as_deref() == Some("Lock") {

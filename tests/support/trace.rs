@@ -75,6 +75,11 @@ impl Trace {
         }
     }
 
+    /// The records so far.
+    pub fn records(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
+    }
+
     /// Attached and through its first interval (the startup snapshot is in).
     pub fn wait_ready(&mut self) {
         self.wait_for("the first interval", |r| {

@@ -233,6 +233,9 @@ fn io(major: u32) -> &'static [(u32, &'static str)] {
             (0x47, "WalRead"),
         ],
         _ => &[
+            (0, "AioIoCompletion"),
+            (1, "AioIoUringExecution"),
+            (2, "AioIoUringSubmit"),
             (3, "BaseBackupRead"),
             (0x15, "DataFileRead"),
             (0x4B, "WalRead"),
