@@ -133,14 +133,17 @@ impl Session {
         }
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
         let tracer = attach(backend, pid)?;
-        let model = Model::new(pid, dd.control.segment_bytes());
+        let mut model = Model::new(pid, dd.control.segment_bytes());
+        let title = follow::process_title(pid).unwrap_or_default();
+        // A walsender may run a base backup: follow its syscalls for one from the start.
+        model.expect_backup = title.contains("walsender");
         let start_ns = monotonic_ns();
         let mut batch = Vec::new();
         // Files opened before we came (the lsof step): named at once.
         procfs::snapshot(pid, &mut batch)?;
         Ok(Session {
             pid,
-            title: follow::process_title(pid).unwrap_or_default(),
+            title,
             tracer_name: tracer.name(),
             limitations: tracer.limitations(),
             dd,
@@ -218,6 +221,7 @@ impl Session {
                 major: self.dd.major,
                 kernel: KernelState::read(self.pid),
                 sampled_at_us: unix_now_us(),
+                title: follow::process_title(self.pid),
                 ..Default::default()
             },
         };
@@ -237,12 +241,6 @@ impl Session {
 
     /// Once per display interval: pick up new followers, drop gone ones, advance rates.
     pub fn tick(&mut self, now: u64) {
-        if !self.model.expect_backup {
-            let title = follow::process_title(self.pid).unwrap_or_default();
-            if title.contains("sending backup") {
-                self.model.expect_backup = true;
-            }
-        }
         if let Some(s) = self.sample_status() {
             let ev = Event {
                 ts_ns: now,

@@ -144,3 +144,105 @@ fn backup_progress_from_memory() {
     }
     assert!(failed.is_empty(), "failed on majors {failed:?}");
 }
+
+/// pg_basebackup -X fetch with archive_mode on: the phases inferred from the syscalls
+/// (`--no-memory`) follow the server's own sequence, polled over SQL meanwhile.
+fn inferred_sequence(major: u32) {
+    let c = Cluster::start_with(
+        major,
+        &[("archive_mode", "on"), ("archive_command", "sleep 1")],
+    );
+    let r = Replication::connect(&c);
+    let ws = r.walsender;
+    let mut t = spawn_trace_with(ws, "auto", &["--no-memory"]);
+    t.wait_ready();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut client = c.connect("postgres");
+        std::thread::spawn(move || {
+            let mut seq: Vec<String> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(Some(row)) = client.query_opt(
+                    "SELECT phase FROM pg_stat_progress_basebackup WHERE pid = $1",
+                    &[&ws],
+                ) {
+                    let p: String = row.get(0);
+                    if seq.last() != Some(&p) {
+                        seq.push(p);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seq
+        })
+    };
+    let bb = r.base_backup(
+        major,
+        BackupOpts {
+            estimate: true,
+            wal: true,
+            wait: true,
+            ..Default::default()
+        },
+    );
+    bb.finish().expect("backup");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let server = poller.join().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let recs = t.finish();
+    let last = recs
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "backup")
+        .expect("a backup record");
+    assert_eq!(last["source"], "inferred", "PG{major}");
+    let ours: Vec<String> = last["phases_seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    // Every phase the server showed, in its order, is in ours (we see phases too short for
+    // a poll to catch, never others or in another order).
+    let mut it = ours.iter();
+    for p in &server {
+        assert!(
+            it.any(|o| o == p),
+            "PG{major}: server sequence {server:?} not within ours {ours:?}"
+        );
+    }
+    for p in [
+        "estimating backup size",
+        "streaming database files",
+        "waiting for wal archiving to finish",
+        "transferring wal files",
+    ] {
+        assert!(
+            ours.iter().any(|o| o == p),
+            "PG{major}: {p:?} missing from {ours:?}"
+        );
+    }
+    assert!(
+        server
+            .iter()
+            .any(|p| p == "waiting for wal archiving to finish"),
+        "PG{major}: the server never showed the archive wait: {server:?}"
+    );
+}
+
+#[test]
+fn inferred_phases_follow_the_server() {
+    let threads: Vec<_> = support::majors()
+        .into_iter()
+        .filter(|&m| m >= 13)
+        .map(|m| (m, std::thread::spawn(move || inferred_sequence(m))))
+        .collect();
+    let mut failed = Vec::new();
+    for (m, t) in threads {
+        if t.join().is_err() {
+            failed.push(m);
+        }
+    }
+    assert!(failed.is_empty(), "failed on majors {failed:?}");
+}

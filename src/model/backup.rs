@@ -75,6 +75,12 @@ impl BackupState {
         phase_name(self.phase)
     }
 
+    /// Worth showing: read from memory, or some phase beyond "initializing" inferred (a
+    /// walsender is followed from attach in case it starts a backup).
+    pub fn started(&self) -> bool {
+        self.source == Source::Memory || self.phases_seen.len() > 1
+    }
+
     fn enter(&mut self, phase: i64) {
         if phase != self.phase {
             self.phase = phase;
@@ -132,6 +138,18 @@ impl BackupState {
             return;
         }
         match &ev.kind {
+            // The backup manifest's temporary file, then the backup-start WAL record: the
+            // backup has begun and waits for its checkpoint next.
+            EventKind::Open { path, fd, .. } if *fd >= 0 && self.phase == 0 => {
+                if path.contains("pgsql_tmp") {
+                    self.enter(1);
+                }
+            }
+            EventKind::Write { result, .. } if *result > 0 && self.phase == 0 => {
+                if fd_path.is_some_and(is_wal_segment) {
+                    self.enter(1);
+                }
+            }
             EventKind::Stat { path, .. } => {
                 let p = path.as_deref().or(fd_path).unwrap_or("");
                 if p.contains("archive_status/") {
@@ -175,6 +193,18 @@ impl BackupState {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Inferred mode, from a /proc sample: a backup that has started (its title says so)
+    /// but shows no file activity yet and sleeps in epoll waits for the checkpoint.
+    pub fn apply_kernel(&mut self, syscall: Option<i64>) {
+        if self.source == Source::Inferred
+            && self.phase == 0
+            && self.stats_without_reads == 0
+            && matches!(syscall, Some(232 | 281))
+        {
+            self.enter(1);
         }
     }
 

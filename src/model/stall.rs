@@ -417,6 +417,15 @@ impl crate::model::Model {
             .backup
             .get_or_insert_with(|| super::backup::BackupState::new(super::backup::Source::Inferred))
             .apply_sample(s);
+        let titled = s
+            .title
+            .as_deref()
+            .is_some_and(|t| t.contains("sending backup"));
+        if !has_progress && titled {
+            if let Some(b) = self.backup.as_mut() {
+                b.apply_kernel(s.kernel.syscall);
+            }
+        }
         if !has_progress
             && self
                 .backup
@@ -473,7 +482,9 @@ impl crate::model::Model {
             ));
         }
         let fd_path = match &ev.kind {
-            EventKind::Read { fd, .. } | EventKind::Stat { fd: Some(fd), .. } => {
+            EventKind::Read { fd, .. }
+            | EventKind::Write { fd, .. }
+            | EventKind::Stat { fd: Some(fd), .. } => {
                 self.files.get(&(ev.pid, *fd)).map(|f| f.path.clone())
             }
             _ => None,

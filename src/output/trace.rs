@@ -169,7 +169,7 @@ pub fn write_interval(
                 serde_json::to_writer(&mut *out, &rec)?;
                 out.write_all(b"\n")?;
             }
-            if let Some(b) = &model.backup {
+            if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
                 serde_json::to_writer(
                     &mut *out,
                     &super::status::backup_record(b, secs(model, now)),
@@ -190,7 +190,7 @@ pub fn write_interval(
             if let Some(v) = &model.status {
                 writeln!(out, "    {}", super::status::status_line(v))?;
             }
-            if let Some(b) = &model.backup {
+            if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
                 writeln!(out, "    {}", super::status::backup_line(b))?;
             }
             for r in &active_rels {

@@ -109,6 +109,9 @@ pub struct StatusSample {
     pub lock_relation: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lock_holders: Vec<Pid>,
+    /// The process title (`/proc/PID/cmdline`): "sending backup ..." for a walsender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// When the sample was taken, Unix microseconds (ages of the timestamps above).
     pub sampled_at_us: i64,
     pub kernel: kernel::KernelState,
@@ -319,6 +322,7 @@ impl StatusReader {
             major: self.major,
             kernel,
             sampled_at_us: unix_now_us(),
+            title: crate::trace::follow::process_title(pid),
             ..Default::default()
         };
         match self.entry_for(pid) {
