@@ -140,15 +140,15 @@ impl BackupState {
         match &ev.kind {
             // The backup manifest's temporary file, then the backup-start WAL record: the
             // backup has begun and waits for its checkpoint next.
-            EventKind::Open { path, fd, .. } if *fd >= 0 && self.phase == 0 => {
-                if path.contains("pgsql_tmp") {
-                    self.enter(1);
-                }
+            EventKind::Open { path, fd, .. }
+                if *fd >= 0 && self.phase == 0 && path.contains("pgsql_tmp") =>
+            {
+                self.enter(1);
             }
-            EventKind::Write { result, .. } if *result > 0 && self.phase == 0 => {
-                if fd_path.is_some_and(is_wal_segment) {
-                    self.enter(1);
-                }
+            EventKind::Write { result, .. }
+                if *result > 0 && self.phase == 0 && fd_path.is_some_and(is_wal_segment) =>
+            {
+                self.enter(1);
             }
             EventKind::Stat { path, .. } => {
                 let p = path.as_deref().or(fd_path).unwrap_or("");
@@ -187,11 +187,7 @@ impl BackupState {
                     self.current_file = Some(rel.to_string());
                 }
             }
-            EventKind::Exit { .. } => {
-                if self.phase >= 3 {
-                    self.ended = true;
-                }
-            }
+            EventKind::Exit { .. } if self.phase >= 3 => self.ended = true,
             _ => {}
         }
     }

@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn stat_and_syscall() {
-        let stat = "1234 (postgres: a) b) S 1 2 3 4 5 6 7 8 9 10 11 120 30 0 0 20 0 1 0";
+        let stat = "1234 (postgres: a) b) S 1 2 3 4 5 6 7 8 9 10 120 30 0 0 20 0 1 0";
         assert_eq!(parse_stat(stat), (Some('S'), Some(150)));
         assert_eq!(parse_stat("garbage"), (None, None));
         assert_eq!(
