@@ -146,3 +146,63 @@ fn ps_on_hostile_pids() {
         "{err}"
     );
 }
+
+/// Backends that come and go while `ps` reads them (slots torn mid-read, processes gone
+/// before their wait event is read): every run succeeds with well-formed records.
+#[test]
+fn ps_while_backends_churn() {
+    let major = *support::majors().last().unwrap();
+    let c = Cluster::start(major);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            let sock = c.sockdir.clone();
+            let port = c.port;
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut cl) = postgres::Config::new()
+                        .host_path(&sock)
+                        .port(port)
+                        .user("postgres")
+                        .dbname("postgres")
+                        .connect(postgres::NoTls)
+                    {
+                        let _ = cl.batch_execute("SELECT pg_sleep(0.01)");
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let mut runs = 0;
+    while t.elapsed() < Duration::from_secs(4) {
+        let out = Command::new(BIN)
+            .args([
+                "ps",
+                "-p",
+                &c.postmaster_pid().to_string(),
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "PG{major}: ps failed: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+        }
+        runs += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sessions: i32 = churn.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(
+        runs > 3 && sessions > 10,
+        "runs {runs}, sessions {sessions}"
+    );
+}
