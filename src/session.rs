@@ -175,6 +175,14 @@ impl Session {
         }
         // eBPF has no exit notification of its own: /proc tells.
         if !self.model.leader_exited() && !proc_exists(self.pid) {
+            // Its last events may have reached the tracer after the drain above (a
+            // walsender writes its backup history file and exits): they come first.
+            self.tracer.poll(&mut self.batch)?;
+            for ev in self.batch.drain(..) {
+                each(&self.model, &ev, false)?;
+                self.model.apply(&ev, &mut self.namer);
+                each(&self.model, &ev, true)?;
+            }
             let ev = Event {
                 ts_ns: monotonic_ns(),
                 pid: self.pid,

@@ -154,6 +154,28 @@ fn check(major: u32) {
     t.finish();
     bb.cancel(&c);
 
+    // A spread checkpoint with dirty buffers to write: the checkpointer naps 100 ms per
+    // buffer, so the backup waits for it for seconds.
+    c.execute(
+        "postgres",
+        "CREATE TABLE dirty AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 800) g",
+    );
+    let r = Replication::connect(&c);
+    let mut t = watch(r.walsender);
+    t.wait_ready();
+    let bb = r.base_backup(
+        major,
+        BackupOpts {
+            spread_checkpoint: true,
+            max_rate_kb: Some(32),
+            estimate: true,
+            ..Default::default()
+        },
+    );
+    wait_verdict(&mut t, "waiting_for_checkpoint", &m);
+    t.finish();
+    bb.cancel(&c);
+
     if major == 15 {
         stopped_pg_basebackup(&c);
     }

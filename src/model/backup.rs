@@ -192,18 +192,6 @@ impl BackupState {
         }
     }
 
-    /// Inferred mode, from a /proc sample: a backup that has started (its title says so)
-    /// but shows no file activity yet and sleeps in epoll waits for the checkpoint.
-    pub fn apply_kernel(&mut self, syscall: Option<i64>) {
-        if self.source == Source::Inferred
-            && self.phase == 0
-            && self.stats_without_reads == 0
-            && matches!(syscall, Some(232 | 281))
-        {
-            self.enter(1);
-        }
-    }
-
     /// The denominator: the server's estimate, else our walk.
     pub fn total(&self) -> Option<u64> {
         self.server_total.or(self.walked_total)

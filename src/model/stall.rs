@@ -221,11 +221,6 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
     let sending_call = s
         .and_then(|s| s.kernel.syscall)
         .is_some_and(|n| matches!(n, 1 | 7 | 44 | 232 | 281 | 23));
-    match i.backup_phase {
-        Some(1) => return Verdict::WaitingForCheckpoint,
-        Some(4) => return Verdict::WaitingForWalArchive,
-        _ => {}
-    }
     match (wtype, wname) {
         (Some("IPC"), "CheckpointDone" | "CheckpointStart") => {
             return Verdict::WaitingForCheckpoint
@@ -251,6 +246,15 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
             }
         }
         (Some("Timeout"), "PgSleep") => return Verdict::Sleeping,
+        _ => {}
+    }
+    // The phase a backup is in says more than an unnamed wait event.
+    match i.backup_phase {
+        Some(1) => return Verdict::WaitingForCheckpoint,
+        Some(4) => return Verdict::WaitingForWalArchive,
+        _ => {}
+    }
+    match (wtype, wname) {
         (Some("IO"), _) => {
             return Verdict::Reading {
                 file: i.current_file.clone(),
@@ -417,15 +421,6 @@ impl crate::model::Model {
             .backup
             .get_or_insert_with(|| super::backup::BackupState::new(super::backup::Source::Inferred))
             .apply_sample(s);
-        let titled = s
-            .title
-            .as_deref()
-            .is_some_and(|t| t.contains("sending backup"));
-        if !has_progress && titled {
-            if let Some(b) = self.backup.as_mut() {
-                b.apply_kernel(s.kernel.syscall);
-            }
-        }
         if !has_progress
             && self
                 .backup

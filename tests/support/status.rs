@@ -166,6 +166,8 @@ pub struct BackupOpts {
     pub wal: bool,
     /// WAIT for WAL archiving.
     pub wait: bool,
+    /// A spread checkpoint instead of pg_basebackup's `-c fast`.
+    pub spread_checkpoint: bool,
 }
 
 /// A replication connection, before BASE_BACKUP: its walsender can be attached first.
@@ -216,7 +218,14 @@ impl Replication {
         let cmd = if major >= 15 {
             let mut opts = vec![
                 "LABEL 'pg_trace test'".to_string(),
-                "CHECKPOINT 'fast'".into(),
+                format!(
+                    "CHECKPOINT '{}'",
+                    if o.spread_checkpoint {
+                        "spread"
+                    } else {
+                        "fast"
+                    }
+                ),
             ];
             if o.estimate {
                 opts.push("PROGRESS".into());
@@ -230,7 +239,10 @@ impl Replication {
             }
             format!("BASE_BACKUP ({})", opts.join(", "))
         } else {
-            let mut c = "BASE_BACKUP LABEL 'pg_trace test' FAST".to_string();
+            let mut c = "BASE_BACKUP LABEL 'pg_trace test'".to_string();
+            if !o.spread_checkpoint {
+                c.push_str(" FAST");
+            }
             if o.estimate {
                 c.push_str(" PROGRESS");
             }
