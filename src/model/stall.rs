@@ -254,14 +254,11 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
         Some(4) => return Verdict::WaitingForWalArchive,
         _ => {}
     }
-    match (wtype, wname) {
-        (Some("IO"), _) => {
-            return Verdict::Reading {
-                file: i.current_file.clone(),
-                from_disk: true,
-            }
-        }
-        _ => {}
+    if wtype == Some("IO") {
+        return Verdict::Reading {
+            file: i.current_file.clone(),
+            from_disk: true,
+        };
     }
     // Without a wait event (or without memory): a full socket and a sender blocked in a
     // send path, with no I/O for a while.
