@@ -253,7 +253,9 @@ impl Session {
             let ev = Event {
                 ts_ns: now,
                 pid: self.pid,
-                kind: EventKind::Status(Box::new(s)),
+                kind: EventKind::Status {
+                    sample: Box::new(s),
+                },
             };
             self.model.apply(&ev, &mut self.namer);
         }

@@ -278,7 +278,7 @@ impl Model {
             EventKind::Lost { cause, count } => {
                 *self.lost.entry(cause.clone()).or_default() += count;
             }
-            EventKind::Status(s) => self.apply_status(s, ev.ts_ns),
+            EventKind::Status { sample } => self.apply_status(sample, ev.ts_ns),
             _ => {}
         }
         self.status_after_event(ev);

@@ -210,7 +210,9 @@ pub enum EventKind {
     },
     /// The process's own status read from shared memory and /proc, once per tick
     /// (`--no-memory`: /proc only). A recording replays it like any other event.
-    Status(Box<crate::process::status::StatusSample>),
+    Status {
+        sample: Box<crate::process::status::StatusSample>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
