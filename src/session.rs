@@ -121,7 +121,7 @@ pub struct Session {
     pub memory_note: Option<String>,
     no_memory: bool,
     /// Our own walk of the data directory for a backup without a server estimate.
-    walk: Option<std::thread::JoinHandle<u64>>,
+    walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
 }
 
 impl Session {
@@ -295,12 +295,13 @@ impl Session {
         if needed && self.walk.is_none() {
             let root = self.dd.root.clone();
             self.walk = Some(std::thread::spawn(move || {
-                crate::model::backup::walk_total(&root)
+                crate::model::backup::walk(&root)
             }));
         }
         if self.walk.as_ref().is_some_and(|h| h.is_finished()) {
-            if let Some(total) = self.walk.take().and_then(|h| h.join().ok()) {
-                b.walked_total = Some(total);
+            if let Some(w) = self.walk.take().and_then(|h| h.join().ok()) {
+                b.walked_total = Some(w.bytes);
+                b.tablespaces_total.get_or_insert(w.tablespaces);
             }
         }
     }

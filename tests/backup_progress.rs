@@ -48,6 +48,7 @@ fn throttled(c: &Cluster) {
             b.2
         );
         assert_eq!(ours["tablespaces_total"], a.3, "PG{major}");
+        assert_eq!(a.3, 2, "PG{major}: the data directory and spc");
         std::thread::sleep(Duration::from_millis(300));
     }
     let mut t = spawn_trace_with(ws, "auto", &[]);
@@ -107,6 +108,14 @@ fn no_estimate(c: &Cluster, extra: &[&str]) {
             && b["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)),
         "PG{major} {extra:?}: no intermediate percentage from a walked total: {backups:#?}"
     );
+    assert_eq!(
+        last["tablespaces_total"], 2,
+        "PG{major} {extra:?}: {last:#}"
+    );
+    if source == "inferred" {
+        assert_eq!(last["tablespaces_streamed"], 1, "PG{major}: {last:#}");
+        assert!(last["current_file"].is_string(), "PG{major}: {last:#}");
+    }
     let pcts: Vec<f64> = backups
         .iter()
         .filter_map(|b| b["percent"].as_f64())
@@ -119,9 +128,15 @@ fn no_estimate(c: &Cluster, extra: &[&str]) {
 
 fn check(major: u32) {
     let c = Cluster::start(major);
+    let dir = c.make_dir("spc");
     c.execute(
         "postgres",
-        "CREATE TABLE filler AS SELECT g, md5(g::text) AS t FROM generate_series(1, 100000) g",
+        &format!("CREATE TABLESPACE spc LOCATION '{}'", dir.display()),
+    );
+    c.execute(
+        "postgres",
+        "CREATE TABLE filler AS SELECT g, md5(g::text) AS t FROM generate_series(1, 100000) g; \
+         CREATE TABLE elsewhere TABLESPACE spc AS SELECT g FROM generate_series(1, 50000) g",
     );
     if major >= 13 {
         throttled(&c);

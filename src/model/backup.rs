@@ -41,6 +41,8 @@ pub struct BackupState {
     last_streamed: u64,
     last_tick_ns: Option<u64>,
     stats_without_reads: u64,
+    /// Tablespaces in the order their files were first read ("": the data directory).
+    tablespaces_seen: Vec<String>,
 }
 
 pub fn phase_name(phase: i64) -> String {
@@ -68,6 +70,7 @@ impl BackupState {
             last_streamed: 0,
             last_tick_ns: None,
             stats_without_reads: 0,
+            tablespaces_seen: Vec::new(),
         }
     }
 
@@ -132,6 +135,18 @@ impl BackupState {
                 }
                 return;
             }
+            // Whatever the source, reads name the file being streamed.
+            EventKind::Read { result, .. } if *result > 0 => {
+                if let Some(rel) = fd_path.map(relative).filter(|r| is_streamed_file(r)) {
+                    self.current_file = Some(rel.to_string());
+                    let spc = tablespace_of(rel);
+                    if !is_wal_segment(rel)
+                        && self.tablespaces_seen.last().map(String::as_str) != Some(spc)
+                    {
+                        self.tablespaces_seen.push(spc.to_string());
+                    }
+                }
+            }
             _ => {}
         }
         if self.source != Source::Inferred {
@@ -167,15 +182,13 @@ impl BackupState {
             EventKind::Read { result, .. } if *result > 0 => {
                 let Some(p) = fd_path else { return };
                 let rel = relative(p);
-                if rel.contains("pgsql_tmp") || rel.ends_with("global/pg_control") && *result < 8192
-                {
+                if !is_streamed_file(rel) {
                     return;
                 }
                 if is_wal_segment(rel) {
                     if self.phase >= 3 {
                         self.enter(5);
                         self.streamed += *result as u64;
-                        self.current_file = Some(rel.to_string());
                     }
                     return;
                 }
@@ -184,7 +197,9 @@ impl BackupState {
                 }
                 if self.phase == 3 {
                     self.streamed += *result as u64;
-                    self.current_file = Some(rel.to_string());
+                    // The walsender sends one tablespace after the other.
+                    self.tablespaces_streamed =
+                        Some(self.tablespaces_seen.len().saturating_sub(1) as u64);
                 }
             }
             EventKind::Exit { .. } if self.phase >= 3 => self.ended = true,
@@ -250,6 +265,28 @@ fn relative(p: &str) -> &str {
     p.trim_start_matches("./")
 }
 
+/// A file whose reads are backup content (not the manifest's temp file, not the 296-byte
+/// pg_control read of recent minors).
+fn is_streamed_file(rel: &str) -> bool {
+    !rel.contains("pgsql_tmp") && !rel.ends_with("global/pg_control")
+}
+
+/// Which tablespace a streamed file belongs to, as a key: the walsender reads a
+/// tablespace through its location's absolute path (`<location>/PG_16_.../...`), or
+/// `pg_tblspc/<oid>/...`; anything else is the data directory ("").
+pub fn tablespace_of(rel: &str) -> &str {
+    if let Some(rest) = rel.strip_prefix("pg_tblspc/") {
+        let oid_len = rest.find('/').unwrap_or(rest.len());
+        return &rel[..10 + oid_len];
+    }
+    if rel.starts_with('/') {
+        if let Some(i) = rel.find("/PG_") {
+            return &rel[..i];
+        }
+    }
+    ""
+}
+
 /// `pg_wal/000000010000000000000002.00000028.backup`.
 pub fn is_backup_history(p: &str) -> bool {
     let name = p.rsplit('/').next().unwrap_or(p);
@@ -302,6 +339,29 @@ pub fn sent_by_backup(rel: &str) -> bool {
     !EXCLUDED_DIR_CONTENTS
         .iter()
         .any(|d| rel.starts_with(&format!("{d}/")))
+}
+
+/// What a backup of a data directory would send: bytes, and tablespaces (the data
+/// directory itself is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walked {
+    pub bytes: u64,
+    pub tablespaces: u64,
+}
+
+/// Bytes and tablespaces of a backup of `root`.
+pub fn walk(root: &Path) -> Walked {
+    let links = std::fs::read_dir(root.join("pg_tblspc"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count() as u64
+        })
+        .unwrap_or(0);
+    Walked {
+        bytes: walk_total(root),
+        tablespaces: links + 1,
+    }
 }
 
 /// The size a backup of `root` would send: every file the walsender sends, plus a
@@ -424,6 +484,12 @@ mod tests {
             "pg_wal/000000010000000000000002.00000028.backup"
         ));
         assert!(!is_backup_history("pg_wal/000000010000000000000002"));
+        assert_eq!(
+            tablespace_of("pg_tblspc/16385/PG_15_1/5/16390"),
+            "pg_tblspc/16385"
+        );
+        assert_eq!(tablespace_of("/srv/spc/PG_15_1/5/16390"), "/srv/spc");
+        assert_eq!(tablespace_of("base/5/1259"), "");
         assert!(sent_by_backup("base/5/1259"));
         assert!(!sent_by_backup("pg_wal/000000010000000000000001"));
         assert!(!sent_by_backup("postmaster.pid"));
