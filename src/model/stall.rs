@@ -307,90 +307,6 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
     Verdict::Unknown
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(wt: &str, w: &str, state: &str, k: char) -> StatusSample {
-        let mut s = StatusSample {
-            state: (!state.is_empty()).then(|| state.to_string()),
-            ..Default::default()
-        };
-        if !wt.is_empty() {
-            s.wait_event_type = Some(wt.into());
-            s.wait_event = Some(w.into());
-        }
-        s.kernel.state = Some(k);
-        s
-    }
-
-    #[test]
-    fn verdicts() {
-        let v = |s: &StatusSample, io: Option<u64>| {
-            verdict(&Inputs {
-                sample: Some(s),
-                since_io_ns: io,
-                current_file: Some("base/5/16384 (public.t)".into()),
-                ..Default::default()
-            })
-        };
-        assert_eq!(
-            v(
-                &sample("Timeout", "BaseBackupThrottle", "active", 'S'),
-                None
-            ),
-            Verdict::Throttled
-        );
-        assert_eq!(
-            v(&sample("Timeout", "PgSleep", "active", 'S'), None),
-            Verdict::Sleeping
-        );
-        assert!(matches!(
-            v(&sample("Lock", "relation", "active", 'S'), None),
-            Verdict::WaitingOnLock { .. }
-        ));
-        assert!(matches!(
-            v(&sample("", "", "active", 'R'), Some(1000)),
-            Verdict::Reading {
-                from_disk: false,
-                ..
-            }
-        ));
-        assert_eq!(
-            v(&sample("", "", "active", 'R'), None),
-            Verdict::RunningOnCpu
-        );
-        assert_eq!(v(&sample("", "", "active", 'T'), None), Verdict::Stopped);
-        assert!(matches!(
-            v(
-                &sample("Client", "ClientRead", "idle in transaction", 'S'),
-                None
-            ),
-            Verdict::IdleInTransaction { .. }
-        ));
-        let mut s = sample("", "", "", 'S');
-        s.kernel.send_queue = Some(1 << 20);
-        s.kernel.syscall = Some(232);
-        assert!(matches!(v(&s, None), Verdict::ClientNotReading { .. }));
-        assert_eq!(
-            verdict(&Inputs {
-                backup_phase: Some(1),
-                ..Default::default()
-            }),
-            Verdict::WaitingForCheckpoint
-        );
-        assert_eq!(verdict(&Inputs::default()), Verdict::Unknown);
-        assert!(Verdict::WaitingOnLock {
-            lock: "relation".into(),
-            relation: Some("public.t".into()),
-            holders: vec![42],
-            holders_guessed: false
-        }
-        .to_string()
-        .contains("held by pid 42"));
-    }
-}
-
 /// The latest status of the traced process and what it means.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusView {
@@ -516,5 +432,198 @@ impl crate::model::Model {
             state_for_s: s.state_start_us.map(|t| s.age_s(t)),
         };
         view.verdict = verdict(&inputs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(wt: &str, w: &str, state: &str, k: char) -> StatusSample {
+        let mut s = StatusSample {
+            state: (!state.is_empty()).then(|| state.to_string()),
+            ..Default::default()
+        };
+        if !wt.is_empty() {
+            s.wait_event_type = Some(wt.into());
+            s.wait_event = Some(w.into());
+        }
+        s.kernel.state = Some(k);
+        s
+    }
+
+    #[test]
+    fn verdicts() {
+        let v = |s: &StatusSample, io: Option<u64>| {
+            verdict(&Inputs {
+                sample: Some(s),
+                since_io_ns: io,
+                current_file: Some("base/5/16384 (public.t)".into()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            v(
+                &sample("Timeout", "BaseBackupThrottle", "active", 'S'),
+                None
+            ),
+            Verdict::Throttled
+        );
+        assert_eq!(
+            v(&sample("Timeout", "PgSleep", "active", 'S'), None),
+            Verdict::Sleeping
+        );
+        assert!(matches!(
+            v(&sample("Lock", "relation", "active", 'S'), None),
+            Verdict::WaitingOnLock { .. }
+        ));
+        assert!(matches!(
+            v(&sample("", "", "active", 'R'), Some(1000)),
+            Verdict::Reading {
+                from_disk: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            v(&sample("", "", "active", 'R'), None),
+            Verdict::RunningOnCpu
+        );
+        assert_eq!(v(&sample("", "", "active", 'T'), None), Verdict::Stopped);
+        assert!(matches!(
+            v(
+                &sample("Client", "ClientRead", "idle in transaction", 'S'),
+                None
+            ),
+            Verdict::IdleInTransaction { .. }
+        ));
+        let mut s = sample("", "", "", 'S');
+        s.kernel.send_queue = Some(1 << 20);
+        s.kernel.syscall = Some(232);
+        assert!(matches!(v(&s, None), Verdict::ClientNotReading { .. }));
+        assert_eq!(
+            verdict(&Inputs {
+                backup_phase: Some(1),
+                ..Default::default()
+            }),
+            Verdict::WaitingForCheckpoint
+        );
+        assert_eq!(verdict(&Inputs::default()), Verdict::Unknown);
+        assert!(Verdict::WaitingOnLock {
+            lock: "relation".into(),
+            relation: Some("public.t".into()),
+            holders: vec![42],
+            holders_guessed: false
+        }
+        .to_string()
+        .contains("held by pid 42"));
+    }
+
+    /// Names every path as itself; sizes unknown.
+    struct PlainNamer;
+
+    impl crate::model::Namer for PlainNamer {
+        fn name(&mut self, path: &str) -> crate::model::Named {
+            crate::model::Named {
+                relpath: Some(path.into()),
+                class: "other",
+                label: path.into(),
+                relation: None,
+            }
+        }
+        fn relation_size(&mut self, _: &crate::model::RelInfo) -> Option<u64> {
+            None
+        }
+        fn file_size(&mut self, _: &str) -> Option<u64> {
+            None
+        }
+    }
+
+    #[test]
+    fn model_folds_samples_and_reads_into_verdicts() {
+        use crate::model::Model;
+        use crate::trace::{Event, EventKind, Syscall};
+        let ev = |ts: u64, kind: EventKind| Event {
+            ts_ns: ts,
+            pid: 10,
+            kind,
+        };
+        let mut m = Model::new(10, 1 << 30);
+        let mut n = PlainNamer;
+        let mut lock = sample("Lock", "relation", "active", 'S');
+        lock.pid = 10;
+        lock.lock_relation = Some("public.t".into());
+        lock.lock_holders = vec![11];
+        m.apply(
+            &ev(
+                1,
+                EventKind::Status {
+                    sample: Box::new(lock),
+                },
+            ),
+            &mut n,
+        );
+        let v = &m.status.as_ref().unwrap().verdict;
+        assert_eq!(
+            v.to_string(),
+            "waiting on a relation lock on public.t held by pid 11"
+        );
+        assert!(m.backup.is_none(), "a client backend runs no backup");
+        // A read, then a sample with no wait: reading that file.
+        let open = EventKind::Open {
+            syscall: Syscall::Openat,
+            dirfd: None,
+            path: "base/5/1259".into(),
+            flags: 0,
+            fd: 7,
+        };
+        m.apply(&ev(2_000_000_000, open), &mut n);
+        let read = EventKind::Read {
+            syscall: Syscall::Pread64,
+            fd: 7,
+            offset: Some(0),
+            requested: 8192,
+            result: 8192,
+        };
+        m.apply(&ev(2_100_000_000, read), &mut n);
+        let mut busy = sample("", "", "active", 'R');
+        busy.pid = 10;
+        m.apply(
+            &ev(
+                2_500_000_000,
+                EventKind::Status {
+                    sample: Box::new(busy.clone()),
+                },
+            ),
+            &mut n,
+        );
+        assert_eq!(
+            m.status.as_ref().unwrap().verdict,
+            Verdict::Reading {
+                file: Some("base/5/1259".into()),
+                from_disk: false
+            }
+        );
+        // Ten seconds later, still on CPU with no I/O.
+        m.apply(
+            &ev(
+                12_500_000_000,
+                EventKind::Status {
+                    sample: Box::new(busy),
+                },
+            ),
+            &mut n,
+        );
+        assert_eq!(m.status.as_ref().unwrap().verdict, Verdict::RunningOnCpu);
+        m.apply(
+            &ev(
+                13_000_000_000,
+                EventKind::Exit {
+                    code: Some(0),
+                    signal: None,
+                },
+            ),
+            &mut n,
+        );
+        assert_eq!(m.status.as_ref().unwrap().verdict, Verdict::Exited);
     }
 }
