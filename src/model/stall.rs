@@ -314,6 +314,8 @@ pub struct StatusView {
     pub ts_ns: u64,
     /// Since when it has been in its current system call (same number as last sample).
     pub syscall_since_ns: Option<u64>,
+    /// Seconds since the last read/write/send when the verdict was made.
+    pub since_io_s: Option<f64>,
     pub verdict: Verdict,
 }
 
@@ -348,6 +350,7 @@ impl crate::model::Model {
             sample: s.clone(),
             ts_ns: ts,
             syscall_since_ns,
+            since_io_s: None,
             verdict: Verdict::Unknown,
         });
         self.judge(ts);
@@ -432,6 +435,7 @@ impl crate::model::Model {
             state_for_s: s.state_start_us.map(|t| s.age_s(t)),
         };
         view.verdict = verdict(&inputs);
+        view.since_io_s = since_io_ns.map(|n| n as f64 / 1e9);
     }
 }
 

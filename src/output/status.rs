@@ -28,6 +28,8 @@ pub fn status_record(model: &Model, v: &StatusView, ts: f64) -> Value {
         "kernel_state": s.kernel.state.map(|c| c.to_string()),
         "wchan": s.kernel.wchan,
         "syscall": s.kernel.syscall.map(crate::model::stall::syscall_name),
+        "syscall_for_s": v.syscall_since_ns.map(|t| v.ts_ns.saturating_sub(t) as f64 / 1e9),
+        "since_io_s": v.since_io_s,
         "send_queue": s.kernel.send_queue,
         "memory_error": s.error,
         "leader_exited": model.leader_exited(),
