@@ -161,7 +161,8 @@ fn backup_progress_from_memory() {
 }
 
 /// pg_basebackup -X fetch with archive_mode on: the phases inferred from the syscalls
-/// (`--no-memory`) follow the server's own sequence, polled over SQL meanwhile.
+/// (`--no-memory`) follow the server's own sequence, polled over SQL meanwhile (13+; on 12,
+/// which has no progress view, the inferred phases alone).
 fn inferred_sequence(major: u32) {
     let c = Cluster::start_with(
         major,
@@ -238,10 +239,12 @@ fn inferred_sequence(major: u32) {
             "PG{major}: {p:?} missing from {ours:?}"
         );
     }
+    // PostgreSQL 12 has no pg_stat_progress_basebackup: only our side can be checked.
     assert!(
-        server
-            .iter()
-            .any(|p| p == "waiting for wal archiving to finish"),
+        major == 12
+            || server
+                .iter()
+                .any(|p| p == "waiting for wal archiving to finish"),
         "PG{major}: the server never showed the archive wait: {server:?}"
     );
 }
@@ -250,7 +253,6 @@ fn inferred_sequence(major: u32) {
 fn inferred_phases_follow_the_server() {
     let threads: Vec<_> = support::majors()
         .into_iter()
-        .filter(|&m| m >= 13)
         .map(|m| (m, std::thread::spawn(move || inferred_sequence(m))))
         .collect();
     let mut failed = Vec::new();
