@@ -52,7 +52,7 @@ fn check(major: u32) {
     let c = Cluster::start_with(major, &[("shared_buffers", "1MB")]);
     c.execute(
         "postgres",
-        "CREATE TABLE locked_t (a int); \
+        "CREATE TABLE locked_t (a int); CREATE TABLE rowlock AS SELECT 1 AS a; \
          CREATE TABLE big AS SELECT g, repeat(md5(g::text), 8) AS pad \
          FROM generate_series(1, 60000) g;",
     );
@@ -100,6 +100,27 @@ fn check(major: u32) {
     t.finish();
     let mut t = watch(holder.pid);
     wait_verdict(&mut t, "idle_in_transaction", &m);
+    t.finish();
+    waiter.terminate(&c);
+    drop(holder);
+
+    // A row lock: the second UPDATE waits for the first one's transaction id.
+    let mut holder = c.hold_backend("postgres");
+    holder
+        .client
+        .batch_execute("BEGIN; UPDATE rowlock SET a = a + 1")
+        .unwrap();
+    let mut waiter = spawn_query(&c, "postgres", "", "UPDATE rowlock SET a = a + 1");
+    wait_until("the row lock wait", Duration::from_secs(30), || {
+        activity(&c)
+            .get(&waiter.pid)
+            .is_some_and(|r| r[3] == "transactionid")
+    });
+    let mut t = watch(waiter.pid);
+    let r = wait_verdict(&mut t, "waiting_on_lock", &m);
+    let d = &r["verdict_detail"];
+    assert_eq!(d["lock"], "transactionid", "{m}: {r:#}");
+    assert_eq!(d["holders"], serde_json::json!([holder.pid]), "{m}: {r:#}");
     t.finish();
     waiter.terminate(&c);
     drop(holder);
