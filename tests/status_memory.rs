@@ -96,6 +96,22 @@ fn check(major: u32) {
     assert_eq!(row(waiter.pid)["wait_event"], "relation", "PG{major}");
     assert_eq!(row(holder.pid)["state"], "idle in transaction", "PG{major}");
     assert_eq!(row(scanner.pid)["state"], "active", "PG{major}");
+    // Individual LWLocks are named from the server's own exported table (12–16).
+    let mut reader =
+        pg_trace::process::status::StatusReader::open(c.postmaster_pid(), major).unwrap();
+    let mut s = pg_trace::process::status::StatusSample {
+        major,
+        ..Default::default()
+    };
+    // WALWriteLock is individual LWLock 8 in every major.
+    pg_trace::process::status::set_wait(&mut s, Some(0x0100_0008));
+    reader.name_lwlock(&mut s, c.postmaster_pid());
+    let want = match major {
+        12 => "WALWriteLock",
+        13..=16 => "WALWrite",
+        _ => "LWLock #8",
+    };
+    assert_eq!(s.wait_event.as_deref(), Some(want), "PG{major}");
     for b in [&mut waiter, &mut sleeper, &mut scanner] {
         b.terminate(&c);
     }

@@ -49,6 +49,7 @@ pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, Value)>> {
         // A process that exits between the two reads just has no wait event.
         if let Ok(w) = reader.wait_event_info(e.pid) {
             status::set_wait(&mut s, w);
+            reader.name_lwlock(&mut s, e.pid);
         }
         if s.backend_type.as_deref() == Some("background worker") {
             // The view shows bgw_type, which the title carries.

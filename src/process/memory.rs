@@ -283,7 +283,8 @@ pub fn shmem_index_lookup(
 
 /// Exported symbols of one executable, and where it is loaded in one process.
 pub struct Symbols {
-    syms: std::collections::HashMap<String, u64>,
+    /// name -> (link address, size)
+    syms: std::collections::HashMap<String, (u64, u64)>,
     /// (device, inode) of the executable, to reuse the table for its other processes.
     pub ident: (u64, u64),
     /// Position-independent (ET_DYN): loaded at a random base.
@@ -315,7 +316,7 @@ impl Symbols {
         for s in file.dynamic_symbols() {
             if let Ok(name) = s.name() {
                 if s.address() != 0 {
-                    syms.insert(name.to_string(), s.address());
+                    syms.insert(name.to_string(), (s.address(), s.size()));
                 }
             }
         }
@@ -328,7 +329,12 @@ impl Symbols {
     }
 
     pub fn get(&self, name: &str) -> Option<u64> {
-        self.syms.get(name).copied()
+        self.syms.get(name).map(|s| s.0)
+    }
+
+    /// Size in bytes of a data symbol (an array's length times its element size).
+    pub fn size(&self, name: &str) -> Option<u64> {
+        self.syms.get(name).map(|s| s.1)
     }
 }
 

@@ -147,6 +147,8 @@ pub struct StatusReader {
     slot_of: HashMap<Pid, usize>,
     /// The main shared memory segment, [start, end): pointers outside it are refused.
     segment: (u64, u64),
+    /// Individual LWLock names, read once from the server binary's memory.
+    lwlock_names: Option<Vec<String>>,
 }
 
 /// No cluster has more than this many status slots (MaxBackends is capped at 2^18-1).
@@ -193,6 +195,7 @@ impl StatusReader {
             symbols: HashMap::new(),
             slot_of: HashMap::new(),
             segment,
+            lwlock_names: None,
         })
     }
 
@@ -301,6 +304,52 @@ impl StatusReader {
         Ok((None, None))
     }
 
+    /// Individual LWLocks (`WALWrite`, `ProcArray`, ...) are named by an exported array of
+    /// the server (`MainLWLockNames` in 12, `IndividualLWLockNames` in 13–16); builtin
+    /// tranches and 17+ keep theirs static, and stay `LWLock #n`.
+    pub fn name_lwlock(&mut self, s: &mut StatusSample, pid: Pid) {
+        let Some(id) = s
+            .wait_event_raw
+            .filter(|w| w >> 24 == 0x01)
+            .map(|w| w & 0xFFFF)
+        else {
+            return;
+        };
+        if self.lwlock_names.is_none() {
+            self.lwlock_names = Some(self.load_lwlock_names(pid).unwrap_or_default());
+        }
+        if let Some(name) = self.lwlock_names.as_ref().and_then(|n| n.get(id as usize)) {
+            s.wait_event = Some(name.clone());
+        }
+    }
+
+    fn load_lwlock_names(&mut self, pid: Pid) -> Result<Vec<String>, MemError> {
+        let syms = self.symbols_for(pid)?;
+        let Some((sym, size)) = ["IndividualLWLockNames", "MainLWLockNames"]
+            .iter()
+            .find_map(|n| Some((syms.get(n)?, syms.size(n)?)))
+        else {
+            return Ok(Vec::new());
+        };
+        let maps = memory::maps(pid)?;
+        let bias = memory::load_bias(pid, &maps, &syms)?;
+        let mem = ProcMem::open(pid)?;
+        // At most a few hundred individual locks; the symbol's size bounds the read.
+        let n = (size / 8).min(512) as usize;
+        let ptrs = mem.read_vec(bias.wrapping_add(sym), n * 8)?;
+        Ok(ptrs
+            .chunks_exact(8)
+            .map(|c| {
+                let p = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+                if p == 0 {
+                    String::new()
+                } else {
+                    mem.read_cstr(p, 64).unwrap_or_default()
+                }
+            })
+            .collect())
+    }
+
     fn symbols_for(&mut self, pid: Pid) -> Result<Arc<Symbols>, MemError> {
         use std::os::unix::fs::MetadataExt;
         let meta =
@@ -335,6 +384,7 @@ impl StatusReader {
             match self.wait_and_proc(pid) {
                 Ok((w, p)) => {
                     set_wait(&mut s, w);
+                    self.name_lwlock(&mut s, pid);
                     proc_ptr = p;
                 }
                 Err(e) => s.error = Some(e.to_string()),
