@@ -96,7 +96,7 @@ fn check(major: u32) {
     assert_eq!(row(waiter.pid)["wait_event"], "relation", "PG{major}");
     assert_eq!(row(holder.pid)["state"], "idle in transaction", "PG{major}");
     assert_eq!(row(scanner.pid)["state"], "active", "PG{major}");
-    // Individual LWLocks are named from the server's own exported table (12–16).
+    // LWLocks are named from the server's own tables.
     let mut reader =
         pg_trace::process::status::StatusReader::open(c.postmaster_pid(), major).unwrap();
     let mut s = pg_trace::process::status::StatusSample {
@@ -109,9 +109,36 @@ fn check(major: u32) {
     let want = match major {
         12 => "WALWriteLock",
         13..=16 => "WALWrite",
-        _ => "LWLock #8",
+        _ => "WALWrite",
     };
     assert_eq!(s.wait_event.as_deref(), Some(want), "PG{major}");
+    // Builtin tranches (13+): BufferMapping is among them, right after the individual
+    // locks and a handful of SLRU tranches.
+    if major >= 13 {
+        let named: Vec<String> = (0..200u32)
+            .filter_map(|id| {
+                let mut s = pg_trace::process::status::StatusSample {
+                    major,
+                    ..Default::default()
+                };
+                pg_trace::process::status::set_wait(&mut s, Some(0x0100_0000 | id));
+                reader.name_lwlock(&mut s, c.postmaster_pid());
+                s.wait_event
+            })
+            .collect();
+        for n in [
+            "BufferMapping",
+            "LockManager",
+            "WALInsert",
+            "BufferContent",
+            "ProcArray",
+        ] {
+            assert!(
+                named.iter().any(|x| x == n),
+                "PG{major}: no LWLock {n} in {named:?}"
+            );
+        }
+    }
     for b in [&mut waiter, &mut sleeper, &mut scanner] {
         b.terminate(&c);
     }

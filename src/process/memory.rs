@@ -291,6 +291,32 @@ pub struct Symbols {
     pie: bool,
     /// Lowest PT_LOAD virtual address, page-aligned.
     min_vaddr: u64,
+    /// Link addresses of `.rodata` and `.data.rel.ro`: (start, size).
+    pub rodata: Option<(u64, u64)>,
+    pub data_rel_ro: Option<(u64, u64)>,
+    /// Link addresses of NUL-delimited strings looked for at load ([`ANCHOR_STRINGS`]).
+    pub anchors: std::collections::HashMap<&'static str, Vec<u64>>,
+}
+
+/// Strings whose addresses in `.rodata` locate static name tables: the first builtin
+/// LWLock tranche of 13–16 and the first individual LWLock of 17+.
+pub const ANCHOR_STRINGS: &[&str] = &["XactBuffer", "ShmemIndex"];
+
+/// Offsets in `hay` of `needle` as a whole NUL-delimited string.
+pub fn find_cstrings(hay: &[u8], needle: &str) -> Vec<usize> {
+    let mut pat = vec![0u8];
+    pat.extend_from_slice(needle.as_bytes());
+    pat.push(0);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = find(&hay[from..], &pat) {
+        out.push(from + i + 1);
+        from += i + 1;
+        if out.len() >= 16 {
+            break;
+        }
+    }
+    out
 }
 
 impl Symbols {
@@ -320,11 +346,30 @@ impl Symbols {
                 }
             }
         }
+        use object::ObjectSection;
+        let section = |name: &str| {
+            file.section_by_name(name)
+                .map(|s| (s.address(), s.size(), s.data().unwrap_or(&[])))
+        };
+        let rodata = section(".rodata");
+        let mut anchors = std::collections::HashMap::new();
+        if let Some((addr, _, bytes)) = rodata {
+            for a in ANCHOR_STRINGS {
+                let v: Vec<u64> = find_cstrings(bytes, a)
+                    .into_iter()
+                    .map(|o| addr + o as u64)
+                    .collect();
+                anchors.insert(*a, v);
+            }
+        }
         Ok(Symbols {
             syms,
             ident: (meta.dev(), meta.ino()),
             pie,
             min_vaddr,
+            rodata: rodata.map(|(a, n, _)| (a, n)),
+            data_rel_ro: section(".data.rel.ro").map(|(a, n, _)| (a, n)),
+            anchors,
         })
     }
 

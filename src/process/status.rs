@@ -304,9 +304,12 @@ impl StatusReader {
         Ok((None, None))
     }
 
-    /// Individual LWLocks (`WALWrite`, `ProcArray`, ...) are named by an exported array of
-    /// the server (`MainLWLockNames` in 12, `IndividualLWLockNames` in 13–16); builtin
-    /// tranches and 17+ keep theirs static, and stay `LWLock #n`.
+    /// LWLocks are named from the server's own tables: individual locks (`WALWrite`,
+    /// `ProcArray`, ...) by an exported array (`MainLWLockNames` in 12,
+    /// `IndividualLWLockNames` in 13–16), builtin tranches (`BufferMapping`,
+    /// `LockManager`, ...) and all of 17+ by the static `BuiltinTrancheNames`, found in
+    /// memory from a pointer to its first name. 12's tranches are registered at run time
+    /// and stay `LWLock #n`.
     pub fn name_lwlock(&mut self, s: &mut StatusSample, pid: Pid) {
         let Some(id) = s
             .wait_event_raw
@@ -325,29 +328,34 @@ impl StatusReader {
 
     fn load_lwlock_names(&mut self, pid: Pid) -> Result<Vec<String>, MemError> {
         let syms = self.symbols_for(pid)?;
-        let Some((sym, size)) = ["IndividualLWLockNames", "MainLWLockNames"]
-            .iter()
-            .find_map(|n| Some((syms.get(n)?, syms.size(n)?)))
-        else {
-            return Ok(Vec::new());
-        };
         let maps = memory::maps(pid)?;
         let bias = memory::load_bias(pid, &maps, &syms)?;
         let mem = ProcMem::open(pid)?;
-        // At most a few hundred individual locks; the symbol's size bounds the read.
-        let n = (size / 8).min(512) as usize;
-        let ptrs = mem.read_vec(bias.wrapping_add(sym), n * 8)?;
-        Ok(ptrs
-            .chunks_exact(8)
-            .map(|c| {
-                let p = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
-                if p == 0 {
-                    String::new()
-                } else {
-                    mem.read_cstr(p, 64).unwrap_or_default()
-                }
-            })
-            .collect())
+        let mut names = Vec::new();
+        if let Some((sym, size)) = ["IndividualLWLockNames", "MainLWLockNames"]
+            .iter()
+            .find_map(|n| Some((syms.get(n)?, syms.size(n)?)))
+        {
+            // At most a few hundred individual locks; the symbol's size bounds the read.
+            let n = (size / 8).min(512) as usize;
+            let ptrs = mem.read_vec(bias.wrapping_add(sym), n * 8)?;
+            names = read_names(&mem, &ptrs, None);
+        }
+        // The builtin tranches follow (13–16), or everything is one static table (17+):
+        // found by a pointer to its known first name in .data.rel.ro.
+        let anchor = if names.is_empty() {
+            "ShmemIndex"
+        } else {
+            "XactBuffer"
+        };
+        if let Some(table) = static_name_table(&mem, &syms, bias, anchor) {
+            if names.is_empty() {
+                // 17+: index 0 is unused, 1 is ShmemIndex.
+                names.push(String::new());
+            }
+            names.extend(table);
+        }
+        Ok(names)
     }
 
     fn symbols_for(&mut self, pid: Pid) -> Result<Arc<Symbols>, MemError> {
@@ -418,6 +426,73 @@ impl StatusReader {
     pub fn fill(&self, s: &mut StatusSample, e: &RawEntry, query: Option<String>) {
         fill(self.major, s, e, query)
     }
+}
+
+/// Strings behind an array of pointers; with `rodata`, a pointer outside it ends the
+/// table. NULL entries are empty names.
+fn read_names(mem: &ProcMem, ptrs: &[u8], rodata: Option<(u64, u64)>) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in ptrs.chunks_exact(8) {
+        let p = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+        if p == 0 {
+            out.push(String::new());
+            continue;
+        }
+        if rodata.is_some_and(|(a, n)| p < a || p >= a + n) {
+            break;
+        }
+        let name = mem.read_cstr(p, 64).unwrap_or_default();
+        if rodata.is_some()
+            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            break;
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// A static `const char *const names[]` table whose first entry is `anchor`: the anchor
+/// string's address (relocated) is looked for among the pointers in `.data.rel.ro`, and
+/// the table read from there while its entries point at printable strings.
+fn static_name_table(
+    mem: &ProcMem,
+    syms: &Symbols,
+    bias: u64,
+    anchor: &str,
+) -> Option<Vec<String>> {
+    let (relro, relro_len) = syms.data_rel_ro?;
+    let (ro, ro_len) = syms.rodata?;
+    let rodata = (bias.wrapping_add(ro), ro_len);
+    let want: Vec<u64> = syms
+        .anchors
+        .get(anchor)?
+        .iter()
+        .map(|a| bias.wrapping_add(*a))
+        .collect();
+    // .data.rel.ro holds every relocated constant pointer table: a few MB at most.
+    let len = relro_len.min(32 << 20) as usize;
+    let start = bias.wrapping_add(relro);
+    let data = mem.read_vec(start, len).ok()?;
+    // The same string may be pointed at by other tables (PG17's pg_wait_events data):
+    // the right one has the expected second entry.
+    let (second_at, second) = if anchor == "ShmemIndex" {
+        (7, "WALWrite")
+    } else {
+        (1, "CommitTsBuffer")
+    };
+    for (i, c) in data.chunks_exact(8).enumerate() {
+        if !want.contains(&u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))) {
+            continue;
+        }
+        let from = i * 8;
+        let end = (from + 512 * 8).min(data.len());
+        let names = read_names(mem, &data[from..end], Some(rodata));
+        if names.get(second_at).map(String::as_str) == Some(second) {
+            return Some(names);
+        }
+    }
+    None
 }
 
 pub fn set_wait(s: &mut StatusSample, w: Option<u32>) {
