@@ -47,10 +47,7 @@ pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, Value)>> {
         };
         status::fill(dd.major, &mut s, &e, q);
         // A process that exits between the two reads just has no wait event.
-        if let Ok(w) = reader.wait_event_info(e.pid) {
-            status::set_wait(&mut s, w);
-            reader.name_lwlock(&mut s, e.pid);
-        }
+        let _ = reader.fill_wait(&mut s);
         if s.backend_type.as_deref() == Some("background worker") {
             // The view shows bgw_type, which the title carries.
             if let Some(t) = crate::trace::follow::process_title(e.pid) {
@@ -104,6 +101,14 @@ pub fn record(s: &StatusSample, catalog: Option<&Catalog>) -> Value {
         "wait_event_type": s.wait_event_type,
         "wait_event": s.wait_event,
         "query": s.query,
+        "blocked_by": s.lock_holders,
+        "lock_relation": s.lock_relation_oid.map(|oid| {
+            catalog
+                .zip(s.database_oid)
+                .and_then(|(c, db)| c.by_oid(db, oid))
+                .map(|r| r.qualified())
+                .unwrap_or_else(|| format!("relation {oid}"))
+        }),
         "xact_age_s": s.xact_start_us.map(age_s),
         "state_age_s": s.state_start_us.map(age_s),
         "progress": progress_value(s),

@@ -398,16 +398,8 @@ impl StatusReader {
                 Err(e) => s.error = Some(e.to_string()),
             }
         }
-        if let (Some(w), Some(p)) = (s.wait_event_raw, proc_ptr) {
-            if w >> 24 == 0x03 {
-                if let Some(l) = locks::awaited_lock(&self.mem, self.segment, self.major, p, pid, w)
-                {
-                    if l.tag.locktag_type == locks::LOCKTAG_RELATION {
-                        s.lock_relation_oid = Some(l.tag.field2);
-                    }
-                    s.lock_holders = l.holders;
-                }
-            }
+        if let Some(p) = proc_ptr {
+            self.fill_lock(&mut s, p);
         }
         if s.wait_event_type.as_deref() == Some("Lock") {
             if let Ok(all) = self.entries() {
@@ -420,6 +412,32 @@ impl StatusReader {
             }
         }
         s
+    }
+
+    /// For a lock wait: the relation and the holders, from the shared lock table.
+    fn fill_lock(&self, s: &mut StatusSample, proc_ptr: u64) {
+        let Some(w) = s.wait_event_raw.filter(|w| w >> 24 == 0x03) else {
+            return;
+        };
+        if let Some(l) =
+            locks::awaited_lock(&self.mem, self.segment, self.major, proc_ptr, s.pid, w)
+        {
+            if l.tag.locktag_type == locks::LOCKTAG_RELATION {
+                s.lock_relation_oid = Some(l.tag.field2);
+            }
+            s.lock_holders = l.holders;
+        }
+    }
+
+    /// Wait event, LWLock name and lock holders of `s.pid` (whose slot is already in `s`).
+    pub fn fill_wait(&mut self, s: &mut StatusSample) -> Result<(), MemError> {
+        let (w, p) = self.wait_and_proc(s.pid)?;
+        set_wait(s, w);
+        self.name_lwlock(s, s.pid);
+        if let Some(p) = p {
+            self.fill_lock(s, p);
+        }
+        Ok(())
     }
 
     /// Names for one decoded slot.
