@@ -6,6 +6,7 @@ pub mod coverage;
 pub mod files;
 pub mod relations;
 pub mod stall;
+pub mod status;
 
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
@@ -78,10 +79,10 @@ pub struct Model {
     pub last_ns: u64,
     last_tick_ns: Option<u64>,
     /// The leader's status from memory and /proc, with the stall verdict.
-    pub status: Option<stall::StatusView>,
+    pub status: Option<status::StatusView>,
     /// A base backup run by the leader (a walsender).
     pub backup: Option<backup::BackupState>,
-    /// Infer a backup from syscalls when memory says nothing (set from the title).
+    /// A walsender (from its title): follow its syscalls for a base backup from attach.
     pub expect_backup: bool,
     /// Last read, write or send of the leader.
     pub last_io_ns: u64,

@@ -1,7 +1,7 @@
 //! The status and backup records of line mode, and their text lines.
 
 use crate::model::backup::BackupState;
-use crate::model::stall::StatusView;
+use crate::model::status::StatusView;
 use crate::model::Model;
 use crate::output::ps::progress_value;
 use crate::output::trace::{human_bytes, human_duration};
