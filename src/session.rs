@@ -120,6 +120,8 @@ pub struct Session {
     /// Memory reading switched off (`--no-memory`) or failed; why, said once.
     pub memory_note: Option<String>,
     no_memory: bool,
+    /// Things to tell the user once (line mode prints them on stderr, the TUI shows them).
+    notes: Vec<String>,
     /// Our own walk of the data directory for a backup without a server estimate.
     walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
 }
@@ -159,6 +161,7 @@ impl Session {
             status_reader: None,
             memory_note: None,
             no_memory: false,
+            notes: Vec::new(),
             walk: None,
         })
     }
@@ -196,6 +199,11 @@ impl Session {
         Ok(())
     }
 
+    /// Notes raised since the last call (memory reading that failed, say), each once.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
     /// Do not read the process's memory (`--no-memory`): status from /proc only, backup
     /// phase inferred from the syscalls.
     pub fn disable_memory(&mut self) {
@@ -217,7 +225,7 @@ impl Session {
                 Ok(r) => self.status_reader = Some(r),
                 Err(e) => {
                     let note = format!("no status from memory: {e}");
-                    eprintln!("pg_trace: {note}");
+                    self.notes.push(note.clone());
                     self.memory_note = Some(note);
                 }
             }
@@ -400,6 +408,9 @@ fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
                 .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
         if now >= next_print || done {
             s.tick(now);
+            for n in s.take_notes() {
+                eprintln!("pg_trace: {n}");
+            }
             out::write_interval(
                 &mut w,
                 &s.model,
