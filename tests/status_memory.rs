@@ -250,3 +250,48 @@ fn ps_while_backends_churn() {
     let sessions: i32 = churn.into_iter().map(|h| h.join().unwrap()).sum();
     assert!(sessions > 0, "no session came and went");
 }
+
+/// The logger detaches from shared memory: tracing it says once that there is no status
+/// from memory and carries on with what /proc tells.
+#[test]
+fn no_shared_memory_degrades_to_proc() {
+    let major = *support::majors().last().unwrap();
+    let c = Cluster::start_with(major, &[("logging_collector", "on")]);
+    let mut logger = 0;
+    wait_until("the logger", Duration::from_secs(30), || {
+        logger = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|&p| {
+                pg_trace::trace::follow::parent_pid(p) == Some(c.postmaster_pid())
+                    && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|t| t.contains("logger"))
+            })
+            .unwrap_or(0);
+        logger != 0
+    });
+    let out = Command::new(BIN)
+        .args(["-p", &logger.to_string(), "--no-tui", "--format", "json"])
+        .args(["--interval", "200", "--duration", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "PG{major}: {stderr}");
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("no status from memory"))
+        .collect();
+    assert_eq!(notes.len(), 1, "PG{major}: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let statuses: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["type"] == "status")
+        .collect();
+    assert!(statuses.len() >= 2, "PG{major}: {stdout}");
+    assert!(
+        statuses.iter().all(|s| s["kernel_state"].is_string()),
+        "{stdout}"
+    );
+}
