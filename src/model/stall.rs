@@ -23,6 +23,10 @@ pub enum Verdict {
         file: Option<String>,
         from_disk: bool,
     },
+    /// Writing files (a bulk load, a sort spilling to temp files...).
+    Writing {
+        file: Option<String>,
+    },
     /// pg_basebackup --max-rate.
     Throttled,
     /// Its socket is full and the client is not reading.
@@ -66,6 +70,7 @@ impl Verdict {
             Verdict::Exited => "exited",
             Verdict::Stopped => "stopped",
             Verdict::Reading { .. } => "reading",
+            Verdict::Writing { .. } => "writing",
             Verdict::Throttled => "throttled",
             Verdict::ClientNotReading { .. } => "client_not_reading",
             Verdict::WaitingForCheckpoint => "waiting_for_checkpoint",
@@ -102,6 +107,13 @@ impl fmt::Display for Verdict {
                         "reading"
                     }
                 )?;
+                if let Some(file) = file {
+                    write!(f, " {file}")?;
+                }
+                Ok(())
+            }
+            Verdict::Writing { file } => {
+                write!(f, "writing")?;
                 if let Some(file) = file {
                     write!(f, " {file}")?;
                 }
@@ -171,6 +183,8 @@ pub struct Inputs<'a> {
     pub since_io_ns: Option<u64>,
     /// The file read or written last, named.
     pub current_file: Option<String>,
+    /// Its last operation was a write.
+    pub last_io_write: bool,
     /// How long the process has been in its current system call.
     pub syscall_for_s: Option<f64>,
     /// pg_stat_progress_basebackup.phase number, from memory or inferred.
@@ -266,6 +280,11 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
         return Verdict::ClientNotReading {
             queued,
             for_s: i.syscall_for_s,
+        };
+    }
+    if recent_io && i.current_file.is_some() && i.last_io_write {
+        return Verdict::Writing {
+            file: i.current_file.clone(),
         };
     }
     if recent_io && i.current_file.is_some() {
@@ -380,6 +399,17 @@ mod tests {
             Verdict::WaitingForCheckpoint
         );
         assert_eq!(verdict(&Inputs::default()), Verdict::Unknown);
+        let busy = sample("", "", "active", 'R');
+        assert!(matches!(
+            verdict(&Inputs {
+                sample: Some(&busy),
+                since_io_ns: Some(1),
+                current_file: Some("base/pgsql_tmp/pgsql_tmp1.0".into()),
+                last_io_write: true,
+                ..Default::default()
+            }),
+            Verdict::Writing { .. }
+        ));
         assert!(Verdict::WaitingOnLock {
             lock: "relation".into(),
             relation: Some("public.t".into()),

@@ -108,11 +108,26 @@ impl super::Model {
 
     /// Recompute the verdict at `now`.
     pub fn judge(&mut self, now: u64) {
+        let last_io_write = self.current_file().is_some_and(|f| {
+            use crate::trace::Syscall::*;
+            matches!(
+                f.last_op,
+                Some(Write | Pwrite64 | Writev | Pwritev | Pwritev2)
+            )
+        });
         let current_file = self.current_file().map(|f| match &f.named.relation {
             Some(r) => format!("{} ({})", f.path.trim_start_matches("./"), r.id.label),
             None => f.path.trim_start_matches("./").to_string(),
         });
         let backup_phase = self.backup.as_ref().filter(|b| !b.ended).map(|b| b.phase);
+        // A streaming backup also writes its manifest: what it streams is what it reads.
+        let backup_file = self
+            .backup
+            .as_ref()
+            .filter(|b| !b.ended && matches!(b.phase, 3 | 5))
+            .and_then(|b| b.current_file.clone());
+        let last_io_write = last_io_write && backup_file.is_none();
+        let current_file = backup_file.or(current_file);
         let exited = self.leader_exited();
         let since_io_ns = (self.last_io_ns > 0).then(|| now.saturating_sub(self.last_io_ns));
         let Some(view) = self.status.as_mut() else {
@@ -124,6 +139,7 @@ impl super::Model {
             exited,
             since_io_ns,
             current_file,
+            last_io_write,
             syscall_for_s: view
                 .syscall_since_ns
                 .map(|t| now.saturating_sub(t) as f64 / 1e9),
