@@ -9,8 +9,8 @@
 //! Layouts (`storage/lock.h`, the same in 12–18 on x86_64):
 //! `LOCKTAG {u32 field1, field2, field3; u16 field4; u8 locktag_type, lockmethodid}` (16),
 //! `LOCK {LOCKTAG tag; LOCKMASK grantMask, waitMask; list procLocks; ...}`, the list head
-//! at 24 with `next` at +8 (SHM_QUEUE {prev, next} up to 15, dlist_head {prev, next}... 16+
-//! keeps the same order); `PROCLOCK {LOCK *myLock; PGPROC *myProc; PGPROC *groupLeader;
+//! at 24 with `next` at +8 (both SHM_QUEUE, up to 15, and dlist_node, 16+, are
+//! `{prev, next}`); `PROCLOCK {LOCK *myLock; PGPROC *myProc; PGPROC *groupLeader;
 //! LOCKMASK holdMask, releaseMask; node lockLink; node procLink}`, `lockLink` at 32.
 
 use crate::process::memory::{MemError, Pid, ProcMem};
