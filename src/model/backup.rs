@@ -38,6 +38,9 @@ pub struct BackupState {
     pub ended: bool,
     /// The file being streamed (inferred mode: the data file read last).
     pub current_file: Option<String>,
+    /// Inferred mode: something beyond the syscalls says a backup runs (the title, the
+    /// command, the backup history file). Without it the next sample forgets the state.
+    pub confirmed: bool,
     last_streamed: u64,
     last_tick_ns: Option<u64>,
     stats_without_reads: u64,
@@ -67,6 +70,7 @@ impl BackupState {
             phases_seen: vec![0],
             ended: false,
             current_file: None,
+            confirmed: false,
             last_streamed: 0,
             last_tick_ns: None,
             stats_without_reads: 0,
@@ -124,6 +128,7 @@ impl BackupState {
             // do_pg_backup_stop writes the backup history file once the data files are
             // sent: the server is in phase 4 from here, whatever our last sample said.
             EventKind::Open { path, fd, .. } if *fd >= 0 && is_backup_history(path) => {
+                self.confirmed = true;
                 if self.phase == 3 || (self.source == Source::Inferred && self.phase < 4) {
                     self.enter(4);
                 }

@@ -44,6 +44,24 @@ impl super::Model {
             // Nothing says this process runs a backup.
             self.backup = None;
         }
+        if !has_progress {
+            let says_backup = s
+                .title
+                .as_deref()
+                .is_some_and(|t| t.contains("sending backup"))
+                || s.query
+                    .as_deref()
+                    .is_some_and(|q| q.trim_start().starts_with("BASE_BACKUP"));
+            if let Some(b) = self.backup.as_mut() {
+                if says_backup {
+                    b.confirmed = true;
+                } else if b.source == super::backup::Source::Inferred && !b.confirmed {
+                    // Some other walsender work (logical decoding reads catalogs, say)
+                    // looked like a backup: forget it.
+                    *b = super::backup::BackupState::new(super::backup::Source::Inferred);
+                }
+            }
+        }
         self.status = Some(StatusView {
             sample: s.clone(),
             ts_ns: ts,
@@ -278,5 +296,54 @@ mod tests {
             &mut n,
         );
         assert_eq!(m.status.as_ref().unwrap().verdict, Verdict::Exited);
+    }
+
+    #[test]
+    fn a_walsender_reading_files_is_a_backup_only_when_something_says_so() {
+        use crate::model::Model;
+        use crate::trace::{Event, EventKind, Syscall};
+        let run = |title: &str| {
+            let mut m = Model::new(10, 1 << 30);
+            m.expect_backup = true;
+            let mut n = PlainNamer;
+            let ev = |ts: u64, kind: EventKind| Event {
+                ts_ns: ts,
+                pid: 10,
+                kind,
+            };
+            let open = EventKind::Open {
+                syscall: Syscall::Openat,
+                dirfd: None,
+                path: "base/5/1259".into(),
+                flags: 0,
+                fd: 7,
+            };
+            m.apply(&ev(1, open), &mut n);
+            let read = EventKind::Read {
+                syscall: Syscall::Pread64,
+                fd: 7,
+                offset: Some(0),
+                requested: 8192,
+                result: 8192,
+            };
+            m.apply(&ev(2, read), &mut n);
+            assert!(m.backup.as_ref().unwrap().started());
+            let mut s = sample("", "", "active", 'S');
+            s.title = Some(title.into());
+            m.apply(
+                &ev(
+                    3,
+                    EventKind::Status {
+                        sample: Box::new(s),
+                    },
+                ),
+                &mut n,
+            );
+            m.backup.as_ref().unwrap().started()
+        };
+        assert!(run(
+            "postgres: walsender postgres [local] sending backup \"x\""
+        ));
+        assert!(!run("postgres: walsender repl [local] START_REPLICATION"));
     }
 }
