@@ -50,6 +50,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
 
+    /// Do not read the backend's status from memory (no query, wait event or progress
+    /// counters; the backup phase is inferred from the syscalls instead).
+    #[arg(long)]
+    pub no_memory: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -92,5 +97,10 @@ pub enum Command {
         /// Paths, relative to the data directory or absolute.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+    },
+    /// Every process of a cluster, read from shared memory (an offline pg_stat_activity).
+    Ps {
+        #[command(flatten)]
+        target: Target,
     },
 }

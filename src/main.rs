@@ -51,6 +51,18 @@ fn run(cli: Cli) -> Result<()> {
                 output::resolve::write(&mut out, p, &r, resolver.catalog(), cli.format)?;
             }
         }
+        Some(Command::Ps { target }) => {
+            let dd = datadir(target, cli.pid)?;
+            if !is_root() {
+                bail!("pg_trace ps reads the server's memory and must run as root (try sudo)");
+            }
+            let via = match cli.pid {
+                Some(pid) => pid,
+                None => output::ps::postmaster_pid(&dd)?,
+            };
+            let rows = output::ps::collect(&dd, via)?;
+            output::ps::write(&mut out, &rows, cli.format)?;
+        }
         None => {
             drop(out);
             let usdt = pg_trace::trace::usdt::UsdtConfig {
@@ -82,11 +94,17 @@ fn run(cli: Cli) -> Result<()> {
                 format: cli.format,
                 debug: cli.debug,
                 usdt,
+                no_memory: cli.no_memory,
             });
         }
     }
     out.flush().or_else(ignore_broken_pipe)?;
     Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {

@@ -24,6 +24,8 @@ pub struct Options {
     pub format: Format,
     pub debug: bool,
     pub usdt: UsdtConfig,
+    /// Do not read the backend's status from memory.
+    pub no_memory: bool,
 }
 
 /// Try each method in turn for `auto`; say once on stderr why each fallback happened.
@@ -172,7 +174,8 @@ pub struct Session {
     pub limitations: Vec<String>,
     /// Whether USDT probes feed the model, and if not why.
     pub usdt: UsdtStatus,
-    /// Why `auto` fell back from a better method, if it did.
+    /// Things to tell the user once: why `auto` fell back from a better method, why
+    /// memory reading failed... Line mode prints them on stderr, the TUI logs them.
     pub notes: Vec<String>,
     pub start_ns: u64,
     tracer: Box<dyn Tracer>,
@@ -182,6 +185,13 @@ pub struct Session {
     last_tick_events: u64,
     /// Events per second over the last tick interval.
     pub events_per_s: f64,
+    /// Status from shared memory: None until first used, or when off.
+    status_reader: Option<crate::process::status::StatusReader>,
+    /// Memory reading switched off (`--no-memory`) or failed; why, said once.
+    pub memory_note: Option<String>,
+    no_memory: bool,
+    /// Our own walk of the data directory for a backup without a server estimate.
+    walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
 }
 
 impl Session {
@@ -199,14 +209,17 @@ impl Session {
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
         let mut notes = Vec::new();
         let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
-        let model = Model::new(pid, dd.control.segment_bytes());
+        let mut model = Model::new(pid, dd.control.segment_bytes());
+        let title = follow::process_title(pid).unwrap_or_default();
+        // A walsender may run a base backup: follow its syscalls for one from the start.
+        model.expect_backup = title.contains("walsender");
         let start_ns = monotonic_ns();
         let mut batch = Vec::new();
         // Files opened before we came (the lsof step): named at once.
         procfs::snapshot(pid, &mut batch)?;
         Ok(Session {
             pid,
-            title: follow::process_title(pid).unwrap_or_default(),
+            title,
             tracer_name: tracer.name(),
             limitations: tracer.limitations(),
             usdt,
@@ -221,6 +234,10 @@ impl Session {
             last_tick_ns: start_ns,
             last_tick_events: 0,
             events_per_s: 0.0,
+            status_reader: None,
+            memory_note: None,
+            no_memory: false,
+            walk: None,
         })
     }
 
@@ -236,6 +253,14 @@ impl Session {
         }
         // eBPF has no exit notification of its own: /proc tells.
         if !self.model.leader_exited() && !proc_exists(self.pid) {
+            // Its last events may have reached the tracer after the drain above (a
+            // walsender writes its backup history file and exits): they come first.
+            self.tracer.poll(&mut self.batch)?;
+            for ev in self.batch.drain(..) {
+                each(&self.model, &ev, false)?;
+                self.model.apply(&ev, &mut self.namer);
+                each(&self.model, &ev, true)?;
+            }
             let ev = Event {
                 ts_ns: monotonic_ns(),
                 pid: self.pid,
@@ -249,8 +274,75 @@ impl Session {
         Ok(())
     }
 
+    /// Notes raised since the last call (memory reading that failed, say), each once.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Do not read the process's memory (`--no-memory`): status from /proc only, backup
+    /// phase inferred from the syscalls.
+    pub fn disable_memory(&mut self) {
+        self.no_memory = true;
+        self.memory_note = Some("memory reading off (--no-memory)".into());
+    }
+
+    /// One status sample of the leader, named. Memory-reading failures degrade to a
+    /// /proc-only sample and are reported once.
+    fn sample_status(&mut self) -> Option<crate::process::status::StatusSample> {
+        use crate::process::status::{
+            kernel::KernelState, unix_now_us, StatusReader, StatusSample,
+        };
+        if self.model.leader_exited() {
+            return None;
+        }
+        if !self.no_memory && self.status_reader.is_none() && self.memory_note.is_none() {
+            match StatusReader::open(self.pid, self.dd.major) {
+                Ok(r) => self.status_reader = Some(r),
+                Err(e) => {
+                    let note = format!("no status from memory: {e}");
+                    self.notes.push(note.clone());
+                    self.memory_note = Some(note);
+                }
+            }
+        }
+        let mut s = match self.status_reader.as_mut() {
+            Some(r) => r.sample(self.pid),
+            None => StatusSample {
+                pid: self.pid,
+                major: self.dd.major,
+                kernel: KernelState::read(self.pid),
+                sampled_at_us: unix_now_us(),
+                title: follow::process_title(self.pid),
+                ..Default::default()
+            },
+        };
+        let cat = self.namer.resolver().catalog();
+        if let Some(oid) = s.database_oid {
+            s.database = cat.database(oid).map(|d| d.name.clone());
+        }
+        if let (Some(db), Some(rel)) = (s.database_oid, s.lock_relation_oid) {
+            s.lock_relation = Some(
+                cat.by_oid(db, rel)
+                    .map(|r| r.qualified())
+                    .unwrap_or_else(|| format!("relation {rel} (not in catalog yet)")),
+            );
+        }
+        Some(s)
+    }
+
     /// Once per display interval: pick up new followers, drop gone ones, advance rates.
     pub fn tick(&mut self, now: u64) {
+        if let Some(s) = self.sample_status() {
+            let ev = Event {
+                ts_ns: now,
+                pid: self.pid,
+                kind: EventKind::Status {
+                    sample: Box::new(s),
+                },
+            };
+            self.model.apply(&ev, &mut self.namer);
+        }
+        self.backup_total(now);
         for (pid, role) in follow::find_followers(self.pid) {
             if self.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
                 self.batch.push(follower_event(pid, self.pid, role));
@@ -272,6 +364,29 @@ impl Session {
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
         self.last_tick_ns = now;
         self.last_tick_events = self.model.events;
+    }
+
+    /// Without a server estimate of a backup's size, walk the data directory ourselves
+    /// (on a thread: a big cluster has many files).
+    fn backup_total(&mut self, _now: u64) {
+        let Some(b) = self.model.backup.as_mut() else {
+            return;
+        };
+        let needed = b.server_total.is_none()
+            && b.walked_total.is_none()
+            && (b.phase >= 3 || b.source == crate::model::backup::Source::Inferred);
+        if needed && self.walk.is_none() {
+            let root = self.dd.root.clone();
+            self.walk = Some(std::thread::spawn(move || {
+                crate::model::backup::walk(&root)
+            }));
+        }
+        if self.walk.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(w) = self.walk.take().and_then(|h| h.join().ok()) {
+                b.walked_total = Some(w.bytes);
+                b.tablespaces_total.get_or_insert(w.tablespaces);
+            }
+        }
     }
 
     /// Whatever is still queued, then a last tick.
@@ -301,7 +416,10 @@ fn proc_exists(pid: Pid) -> bool {
 pub fn run(opts: Options) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt)?;
-    for n in &session.notes {
+    if opts.no_memory {
+        session.disable_memory();
+    }
+    for n in session.take_notes() {
         eprintln!("pg_trace: {n}");
     }
     let result = line_loop(&opts, &mut session, &stop);
@@ -372,6 +490,9 @@ fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
                 .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
         if now >= next_print || done {
             s.tick(now);
+            for n in s.take_notes() {
+                eprintln!("pg_trace: {n}");
+            }
             out::write_interval(
                 &mut w,
                 &s.model,

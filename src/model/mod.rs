@@ -1,9 +1,12 @@
 //! Pure state folding: events in, per-file / per-relation / per-process state out. Knows
 //! nothing of how events were captured; asks a [`Namer`] to name paths and size relations.
 
+pub mod backup;
 pub mod coverage;
 pub mod files;
 pub mod relations;
+pub mod stall;
+pub mod status;
 
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
@@ -191,6 +194,14 @@ pub struct Model {
     pub sorts: u64,
     pub sorts_external: u64,
     pub checkpoints: u64,
+    /// The leader's status from memory and /proc, with the stall verdict.
+    pub status: Option<status::StatusView>,
+    /// A base backup run by the leader (a walsender).
+    pub backup: Option<backup::BackupState>,
+    /// A walsender (from its title): follow its syscalls for a base backup from attach.
+    pub expect_backup: bool,
+    /// Last read, write or send of the leader.
+    pub last_io_ns: u64,
 }
 
 impl Model {
@@ -216,6 +227,10 @@ impl Model {
             sorts: 0,
             sorts_external: 0,
             checkpoints: 0,
+            status: None,
+            backup: None,
+            expect_backup: false,
+            last_io_ns: 0,
         }
     }
 
@@ -467,8 +482,10 @@ impl Model {
                 }
             }
             EventKind::Checkpoint { done: true, .. } => self.checkpoints += 1,
+            EventKind::Status { sample } => self.apply_status(sample, ev.ts_ns),
             _ => {}
         }
+        self.status_after_event(ev);
     }
 
     /// A record changed now: output shows records changed since its last print, and an
@@ -708,6 +725,9 @@ impl Model {
             .map(|t| now_ns.saturating_sub(t))
             .unwrap_or(0);
         self.last_tick_ns = Some(now_ns);
+        if let Some(b) = self.backup.as_mut() {
+            b.tick(now_ns);
+        }
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns

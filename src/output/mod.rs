@@ -2,5 +2,7 @@
 
 pub mod catalog;
 pub mod probes;
+pub mod ps;
 pub mod resolve;
+pub mod status;
 pub mod trace;

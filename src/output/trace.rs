@@ -247,6 +247,18 @@ pub fn write_interval(
                 serde_json::to_writer(&mut *out, &lock_wait_record(model, w))?;
                 out.write_all(b"\n")?;
             }
+            if let Some(v) = &model.status {
+                let rec = super::status::status_record(model, v, secs(model, now));
+                serde_json::to_writer(&mut *out, &rec)?;
+                out.write_all(b"\n")?;
+            }
+            if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
+                serde_json::to_writer(
+                    &mut *out,
+                    &super::status::backup_record(b, secs(model, now)),
+                )?;
+                out.write_all(b"\n")?;
+            }
             serde_json::to_writer(&mut *out, &stats_record(model, now, eps))?;
             out.write_all(b"\n")?;
         }
@@ -258,6 +270,12 @@ pub fn write_interval(
                 write!(out, ", LOST {lost}")?;
             }
             out.write_all(b"\n")?;
+            if let Some(v) = &model.status {
+                writeln!(out, "    {}", super::status::status_line(v))?;
+            }
+            if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
+                writeln!(out, "    {}", super::status::backup_line(b))?;
+            }
             for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
                 let state = if q.done_ns.is_some() {
                     "done"

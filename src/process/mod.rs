@@ -5,3 +5,6 @@ pub mod list;
 pub mod stapsdt;
 
 pub use fds::{open_files, OpenFile};
+pub mod memory;
+pub mod progress;
+pub mod status;

@@ -259,6 +259,11 @@ pub enum EventKind {
         flags: Option<i32>,
         buffers_written: Option<i64>,
     },
+    /// The process's own status read from shared memory and /proc, once per tick
+    /// (`--no-memory`: /proc only). A recording replays it like any other event.
+    Status {
+        sample: Box<crate::process::status::StatusSample>,
+    },
 }
 
 /// Which USDT probe a [`EventKind::BlockIo`] came from.

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod scripted;
+pub mod status;
 pub mod trace;
 
 use std::collections::HashSet;

@@ -20,7 +20,7 @@ pub fn spawn_trace(pid: i32, backend: &str) -> Trace {
     spawn_trace_with(pid, backend, &[])
 }
 
-/// [`spawn_trace`] with more arguments (e.g. `--usdt-probes all`).
+/// [`spawn_trace`] with more arguments (`--usdt-probes all`, `--no-memory`, ...).
 pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
     let mut child = Command::new(BIN)
         .args([
@@ -73,6 +73,11 @@ impl Trace {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The records so far.
+    pub fn records(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
     }
 
     /// Attached and through its first interval (the startup snapshot is in).

@@ -1,0 +1,189 @@
+//! `pg_trace ps`: every process of a cluster from shared memory, an offline
+//! `pg_stat_activity`.
+
+use crate::cli::Format;
+use crate::pgdata::{Catalog, DataDir};
+use crate::process::progress;
+use crate::process::status::layout::ProgressCommand;
+use crate::process::status::{self, StatusReader, StatusSample};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::io::Write;
+
+/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
+pub const PG_EPOCH_UNIX_S: i64 = 946_684_800;
+
+/// Seconds since a PostgreSQL timestamp (µs since 2000-01-01).
+pub fn age_s(pg_us: i64) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    (now - (PG_EPOCH_UNIX_S as f64 + pg_us as f64 / 1e6)).max(0.0)
+}
+
+/// The postmaster's pid from `postmaster.pid`.
+pub fn postmaster_pid(dd: &DataDir) -> Result<i32> {
+    let p = dd.root.join("postmaster.pid");
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("{}: is the server running?", p.display()))?;
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .filter(|&pid: &i32| pid > 0)
+        .with_context(|| format!("{}: no pid on its first line", p.display()))
+}
+
+/// One row per process with a status slot.
+pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, Value)>> {
+    let mut reader = StatusReader::open(via, dd.major)?;
+    let catalog = Catalog::load(dd).ok();
+    let mut rows = Vec::new();
+    for (e, q) in reader.entries()? {
+        let mut s = StatusSample {
+            pid: e.pid,
+            major: dd.major,
+            ..Default::default()
+        };
+        status::fill(dd.major, &mut s, &e, q);
+        // A process that exits between the two reads just has no wait event.
+        let _ = reader.fill_wait(&mut s);
+        if s.backend_type.as_deref() == Some("background worker") {
+            // The view shows bgw_type, which the title carries.
+            if let Some(t) = crate::trace::follow::process_title(e.pid) {
+                let t = t.trim_start_matches("postgres: ");
+                let t = t.rsplit(": ").next().unwrap_or(t);
+                if !t.is_empty() {
+                    s.backend_type = Some(t.to_string());
+                }
+            }
+        }
+        let v = record(&s, catalog.as_ref());
+        rows.push((s, v));
+    }
+    Ok(rows)
+}
+
+pub fn database_name(catalog: Option<&Catalog>, oid: Option<u32>) -> Option<String> {
+    let oid = oid?;
+    Some(
+        catalog
+            .and_then(|c| c.database(oid))
+            .map(|d| d.name.clone())
+            .unwrap_or_else(|| format!("database {oid}")),
+    )
+}
+
+/// The progress row of a sample, as the view shows it.
+pub fn progress_value(s: &StatusSample) -> Value {
+    match s
+        .progress_command
+        .as_deref()
+        .and_then(ProgressCommand::from_name)
+    {
+        Some(cmd) => progress::render(
+            cmd,
+            s.major,
+            s.progress_target.unwrap_or(0),
+            &s.progress_params,
+        ),
+        None => Value::Null,
+    }
+}
+
+pub fn record(s: &StatusSample, catalog: Option<&Catalog>) -> Value {
+    json!({
+        "type": "process",
+        "pid": s.pid,
+        "backend_type": s.backend_type,
+        "state": s.state,
+        "database": database_name(catalog, s.database_oid),
+        "wait_event_type": s.wait_event_type,
+        "wait_event": s.wait_event,
+        "query": s.query,
+        "blocked_by": s.lock_holders,
+        "lock_relation": s.lock_relation_oid.map(|oid| {
+            catalog
+                .zip(s.database_oid)
+                .and_then(|(c, db)| c.by_oid(db, oid))
+                .map(|r| r.qualified())
+                .unwrap_or_else(|| format!("relation {oid}"))
+        }),
+        "xact_age_s": s.xact_start_us.map(age_s),
+        "state_age_s": s.state_start_us.map(age_s),
+        "progress": progress_value(s),
+    })
+}
+
+pub fn write(w: &mut impl Write, rows: &[(StatusSample, Value)], format: Format) -> Result<()> {
+    match format {
+        Format::Json => {
+            for (_, v) in rows {
+                serde_json::to_writer(&mut *w, v)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Format::Text => {
+            writeln!(
+                w,
+                "{:>8}  {:<24} {:<20} {:<12} {:<28} QUERY / PROGRESS",
+                "PID", "TYPE", "STATE", "DATABASE", "WAIT"
+            )?;
+            for (s, v) in rows {
+                let wait = match (&s.wait_event_type, &s.wait_event) {
+                    (Some(t), Some(e)) => format!("{t}:{e}"),
+                    _ => String::new(),
+                };
+                let mut tail = s
+                    .query
+                    .as_deref()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Some(p) = progress_text(s) {
+                    tail = format!("[{p}] {tail}");
+                }
+                writeln!(
+                    w,
+                    "{:>8}  {:<24} {:<20} {:<12} {:<28} {}",
+                    s.pid,
+                    s.backend_type.as_deref().unwrap_or("?"),
+                    s.state.as_deref().unwrap_or(""),
+                    v["database"].as_str().unwrap_or(""),
+                    wait,
+                    truncate(&tail, 100)
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `basebackup: streaming database files 40%` and the like.
+pub fn progress_text(s: &StatusSample) -> Option<String> {
+    let cmd = ProgressCommand::from_name(s.progress_command.as_deref()?)?;
+    let phase = progress::phase_name(cmd, &s.progress_params);
+    let mut t = cmd.name().to_string();
+    if let Some(p) = phase {
+        t = format!("{t}: {p}");
+    }
+    if cmd == ProgressCommand::BaseBackup {
+        let total = s.progress_params.get(1).copied().unwrap_or(-1);
+        let done = s.progress_params.get(2).copied().unwrap_or(0);
+        if total > 0 {
+            t = format!("{t} {:.1}%", 100.0 * done as f64 / total as f64);
+        }
+    }
+    Some(t)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,113 @@
+//! The status and backup records of line mode, and their text lines.
+
+use crate::model::backup::BackupState;
+use crate::model::status::StatusView;
+use crate::model::Model;
+use crate::output::ps::progress_value;
+use crate::output::trace::{human_bytes, human_duration};
+use serde_json::{json, Value};
+
+pub fn status_record(model: &Model, v: &StatusView, ts: f64) -> Value {
+    let s = &v.sample;
+    json!({
+        "type": "status",
+        "ts": ts,
+        "pid": s.pid,
+        "backend_type": s.backend_type,
+        "state": s.state,
+        "database": s.database,
+        "wait_event_type": s.wait_event_type,
+        "wait_event": s.wait_event,
+        "query": s.query,
+        "xact_age_s": s.xact_start_us.map(|t| s.age_s(t)),
+        "state_age_s": s.state_start_us.map(|t| s.age_s(t)),
+        "progress": progress_value(s),
+        "verdict": v.verdict.to_string(),
+        "verdict_kind": v.verdict.name(),
+        "verdict_detail": v.verdict,
+        "kernel_state": s.kernel.state.map(|c| c.to_string()),
+        "wchan": s.kernel.wchan,
+        "syscall": s.kernel.syscall.map(crate::model::stall::syscall_name),
+        "syscall_for_s": v.syscall_since_ns.map(|t| v.ts_ns.saturating_sub(t) as f64 / 1e9),
+        "since_io_s": v.since_io_s,
+        "send_queue": s.kernel.send_queue,
+        "memory_error": s.error,
+        "leader_exited": model.leader_exited(),
+    })
+}
+
+pub fn backup_record(b: &BackupState, ts: f64) -> Value {
+    json!({
+        "type": "backup",
+        "ts": ts,
+        "phase": b.phase_name(),
+        "phase_number": b.phase,
+        "total": b.total(),
+        "total_source": if b.server_total.is_some() { Some("server") }
+            else if b.walked_total.is_some() { Some("walked") } else { None },
+        "streamed": b.streamed,
+        "percent": b.percent(),
+        "tablespaces_total": b.tablespaces_total,
+        "tablespaces_streamed": b.tablespaces_streamed,
+        "rate_bps": b.rate_bps,
+        "eta_s": b.eta_s(),
+        "source": b.source,
+        "ended": b.ended,
+        "current_file": b.current_file,
+        "phases_seen": b.phases_seen.iter().map(|p| crate::model::backup::phase_name(*p)).collect::<Vec<_>>(),
+    })
+}
+
+/// `status: active, IO:DataFileRead, verdict: reading from disk base/5/16384 (public.t)`
+pub fn status_line(v: &StatusView) -> String {
+    let s = &v.sample;
+    let mut parts = Vec::new();
+    if let Some(t) = &s.backend_type {
+        parts.push(t.clone());
+    }
+    if let Some(st) = &s.state {
+        parts.push(st.clone());
+    }
+    if let (Some(t), Some(e)) = (&s.wait_event_type, &s.wait_event) {
+        parts.push(format!("wait {t}:{e}"));
+    }
+    let mut line = format!("status: {}", parts.join(", "));
+    if !parts.is_empty() {
+        line.push_str("; ");
+    } else {
+        line = "status: ".into();
+    }
+    line.push_str(&format!("verdict: {}", v.verdict));
+    line
+}
+
+pub fn backup_line(b: &BackupState) -> String {
+    let mut l = format!(
+        "backup ({}): {}",
+        match b.source {
+            crate::model::backup::Source::Memory => "memory",
+            crate::model::backup::Source::Inferred => "inferred",
+        },
+        b.phase_name()
+    );
+    l.push_str(&format!(", {} streamed", human_bytes(b.streamed)));
+    if let Some(t) = b.total() {
+        l.push_str(&format!(" of {}", human_bytes(t)));
+    }
+    if let Some(p) = b.percent() {
+        l.push_str(&format!(" ({p:.1}%)"));
+    }
+    if let (Some(t), Some(s)) = (b.tablespaces_total, b.tablespaces_streamed) {
+        l.push_str(&format!(", tablespace {} of {t}", (s + 1).min(t)));
+    }
+    if b.rate_bps > 0.0 {
+        l.push_str(&format!(", {}/s", human_bytes(b.rate_bps as u64)));
+    }
+    if let Some(e) = b.eta_s() {
+        l.push_str(&format!(", ETA {}", human_duration(e)));
+    }
+    if let Some(f) = &b.current_file {
+        l.push_str(&format!(", file {f}"));
+    }
+    l
+}

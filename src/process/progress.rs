@@ -1,0 +1,243 @@
+//! `pg_stat_progress_*` without SQL: the 20 raw `st_progress_param` values rendered with
+//! the column names and phase words of PostgreSQL's views (`system_views.sql`), per major.
+//! Sources for the indexes: `src/include/commands/progress.h`.
+
+use crate::process::status::layout::ProgressCommand;
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Copy)]
+enum Col {
+    /// A plain number.
+    Num(&'static str, usize),
+    /// A phase word from a table.
+    Phase(&'static str, usize, &'static [&'static str]),
+    /// -1 means unknown: NULL.
+    NumOrNull(&'static str, usize),
+    /// An enumerated word (command kinds).
+    Word(&'static str, usize, &'static [&'static str]),
+}
+
+const VACUUM_PHASES: &[&str] = &[
+    "initializing",
+    "scanning heap",
+    "vacuuming indexes",
+    "vacuuming heap",
+    "cleaning up indexes",
+    "truncating heap",
+    "performing final cleanup",
+];
+const ANALYZE_PHASES: &[&str] = &[
+    "initializing",
+    "acquiring sample rows",
+    "acquiring inherited sample rows",
+    "computing statistics",
+    "computing extended statistics",
+    "finalizing analyze",
+];
+const CLUSTER_PHASES: &[&str] = &[
+    "initializing",
+    "seq scanning heap",
+    "index scanning heap",
+    "sorting tuples",
+    "writing new heap",
+    "swapping relation files",
+    "rebuilding index",
+    "performing final cleanup",
+];
+const CLUSTER_COMMANDS: &[&str] = &["", "CLUSTER", "VACUUM FULL"];
+const CREATEIDX_PHASES: &[&str] = &[
+    "initializing",
+    "waiting for writers before build",
+    "building index",
+    "waiting for writers before validation",
+    "index validation: scanning index",
+    "index validation: sorting tuples",
+    "index validation: scanning table",
+    "waiting for old snapshots",
+    "waiting for readers before marking dead",
+    "waiting for readers before dropping",
+];
+const CREATEIDX_COMMANDS: &[&str] = &[
+    "",
+    "CREATE INDEX",
+    "CREATE INDEX CONCURRENTLY",
+    "REINDEX",
+    "REINDEX CONCURRENTLY",
+];
+/// `pg_stat_progress_basebackup.phase`.
+pub const BASEBACKUP_PHASES: &[&str] = &[
+    "initializing",
+    "waiting for checkpoint to finish",
+    "estimating backup size",
+    "streaming database files",
+    "waiting for wal archiving to finish",
+    "transferring wal files",
+];
+const COPY_COMMANDS: &[&str] = &["", "COPY FROM", "COPY TO"];
+const COPY_TYPES: &[&str] = &["", "FILE", "PROGRAM", "PIPE", "CALLBACK"];
+
+fn columns(cmd: ProgressCommand, major: u32) -> Vec<Col> {
+    use Col::*;
+    match cmd {
+        ProgressCommand::Vacuum => {
+            let mut v = vec![
+                Phase("phase", 0, VACUUM_PHASES),
+                Num("heap_blks_total", 1),
+                Num("heap_blks_scanned", 2),
+                Num("heap_blks_vacuumed", 3),
+                Num("index_vacuum_count", 4),
+            ];
+            if major >= 17 {
+                v.extend([
+                    Num("max_dead_tuple_bytes", 5),
+                    Num("dead_tuple_bytes", 6),
+                    Num("num_dead_item_ids", 7),
+                    Num("indexes_total", 8),
+                    Num("indexes_processed", 9),
+                ]);
+            } else {
+                v.extend([Num("max_dead_tuples", 5), Num("num_dead_tuples", 6)]);
+            }
+            v
+        }
+        ProgressCommand::Analyze => vec![
+            Phase("phase", 0, ANALYZE_PHASES),
+            Num("sample_blks_total", 1),
+            Num("sample_blks_scanned", 2),
+            Num("ext_stats_total", 3),
+            Num("ext_stats_computed", 4),
+            Num("child_tables_total", 5),
+            Num("child_tables_done", 6),
+            Num("current_child_table_relid", 7),
+        ],
+        ProgressCommand::Cluster => vec![
+            Word("command", 0, CLUSTER_COMMANDS),
+            Phase("phase", 1, CLUSTER_PHASES),
+            Num("cluster_index_relid", 2),
+            Num("heap_tuples_scanned", 3),
+            Num("heap_tuples_written", 4),
+            Num("heap_blks_total", 5),
+            Num("heap_blks_scanned", 6),
+            Num("index_rebuild_count", 7),
+        ],
+        ProgressCommand::CreateIndex => vec![
+            Num("index_relid", 6),
+            Word("command", 0, CREATEIDX_COMMANDS),
+            Phase("phase", 9, CREATEIDX_PHASES),
+            Num("lockers_total", 3),
+            Num("lockers_done", 4),
+            Num("current_locker_pid", 5),
+            Num("blocks_total", 15),
+            Num("blocks_done", 16),
+            Num("tuples_total", 11),
+            Num("tuples_done", 12),
+            Num("partitions_total", 13),
+            Num("partitions_done", 14),
+        ],
+        ProgressCommand::BaseBackup => vec![
+            Phase("phase", 0, BASEBACKUP_PHASES),
+            NumOrNull("backup_total", 1),
+            Num("backup_streamed", 2),
+            Num("tablespaces_total", 3),
+            Num("tablespaces_streamed", 4),
+        ],
+        ProgressCommand::Copy => {
+            let mut v = vec![
+                Word("command", 4, COPY_COMMANDS),
+                Word("type", 5, COPY_TYPES),
+                Num("bytes_processed", 0),
+                Num("bytes_total", 1),
+                Num("tuples_processed", 2),
+                Num("tuples_excluded", 3),
+            ];
+            if major >= 17 {
+                v.push(Num("tuples_skipped", 7));
+            }
+            v
+        }
+    }
+}
+
+/// The view's row for these params, as a JSON object with `command` first. `params`
+/// shorter than 20 is padded with zeros.
+pub fn render(cmd: ProgressCommand, major: u32, target: u32, params: &[i64]) -> Value {
+    let p = |i: usize| params.get(i).copied().unwrap_or(0);
+    let word = |t: &[&str], v: i64| -> Value {
+        usize::try_from(v)
+            .ok()
+            .and_then(|i| t.get(i))
+            .filter(|s| !s.is_empty())
+            .map(|s| json!(s))
+            .unwrap_or_else(|| json!(v))
+    };
+    let mut m = Map::new();
+    m.insert(
+        "view".into(),
+        json!(format!("pg_stat_progress_{}", cmd.name())),
+    );
+    if cmd != ProgressCommand::BaseBackup {
+        m.insert("relid".into(), json!(target));
+    }
+    for c in columns(cmd, major) {
+        let (name, v) = match c {
+            Col::Num(n, i) => (n, json!(p(i))),
+            Col::NumOrNull(n, i) => (n, if p(i) < 0 { Value::Null } else { json!(p(i)) }),
+            Col::Phase(n, i, t) | Col::Word(n, i, t) => (n, word(t, p(i))),
+        };
+        m.insert(name.into(), v);
+    }
+    Value::Object(m)
+}
+
+/// `phase` spelled as the view spells it, or the number.
+pub fn phase_name(cmd: ProgressCommand, params: &[i64]) -> Option<String> {
+    let (i, t) = match cmd {
+        ProgressCommand::Vacuum => (0, VACUUM_PHASES),
+        ProgressCommand::Analyze => (0, ANALYZE_PHASES),
+        ProgressCommand::Cluster => (1, CLUSTER_PHASES),
+        ProgressCommand::CreateIndex => (9, CREATEIDX_PHASES),
+        ProgressCommand::BaseBackup => (0, BASEBACKUP_PHASES),
+        ProgressCommand::Copy => return None,
+    };
+    let v = *params.get(i)?;
+    Some(
+        usize::try_from(v)
+            .ok()
+            .and_then(|i| t.get(i))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| v.to_string()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basebackup_row() {
+        let v = render(ProgressCommand::BaseBackup, 15, 0, &[3, -1, 4096, 2, 1]);
+        assert_eq!(v["phase"], "streaming database files");
+        assert_eq!(v["backup_total"], Value::Null);
+        assert_eq!(v["backup_streamed"], 4096);
+        assert_eq!(v["tablespaces_streamed"], 1);
+        let v = render(ProgressCommand::Vacuum, 17, 1259, &[99; 20]);
+        assert_eq!(v["phase"], 99);
+        assert_eq!(v["relid"], 1259);
+        assert!(v.get("dead_tuple_bytes").is_some());
+        assert_eq!(
+            phase_name(ProgressCommand::CreateIndex, &[0; 20]).as_deref(),
+            Some("initializing")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_params_render(params in proptest::collection::vec(proptest::num::i64::ANY, 0..25), major in 12u32..19) {
+            use ProgressCommand::*;
+            for c in [Vacuum, Analyze, Cluster, CreateIndex, BaseBackup, Copy] {
+                let _ = render(c, major, 1, &params);
+                let _ = phase_name(c, &params);
+            }
+        }
+    }
+}

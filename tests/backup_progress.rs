@@ -1,0 +1,265 @@
+//! A base backup seen from memory: phase, total and streamed bytes of a throttled
+//! BASE_BACKUP match pg_stat_progress_basebackup sampled over SQL around our read (13–18);
+//! without a server estimate (--no-estimate-size) our own walk of the data directory gives
+//! a percentage that ends at 100; on 12 the phase is inferred from the syscalls.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::status::*;
+use support::trace::spawn_trace_with;
+use support::Cluster;
+
+fn progress_row(ps: &[Value], pid: i32) -> Value {
+    ps.iter()
+        .find(|v| v["pid"] == pid)
+        .unwrap_or_else(|| panic!("walsender {pid} not in ps: {ps:?}"))["progress"]
+        .clone()
+}
+
+/// Throttled backup: memory against SQL, then line mode's backup and status records.
+fn throttled(c: &Cluster) {
+    let major = c.major;
+    let bb = BaseBackup::start(
+        c,
+        BackupOpts {
+            max_rate_kb: Some(32),
+            estimate: true,
+            ..Default::default()
+        },
+    );
+    let ws = bb.walsender;
+    wait_until("streaming", Duration::from_secs(60), || {
+        basebackup_progress(c, ws).is_some_and(|p| p.0 == "streaming database files")
+    });
+    for _ in 0..3 {
+        let a = basebackup_progress(c, ws).unwrap();
+        let ours = progress_row(&ps_json(ws), ws);
+        let b = basebackup_progress(c, ws).unwrap();
+        assert_eq!(ours["view"], "pg_stat_progress_basebackup");
+        assert_eq!(ours["phase"], a.0.as_str(), "PG{major}: {ours}");
+        assert_eq!(ours["backup_total"], a.1, "PG{major}: {ours}");
+        let streamed = ours["backup_streamed"].as_i64().unwrap();
+        assert!(
+            a.2 <= streamed && streamed <= b.2,
+            "PG{major}: streamed {streamed} not within [{}, {}]",
+            a.2,
+            b.2
+        );
+        assert_eq!(ours["tablespaces_total"], a.3, "PG{major}");
+        assert_eq!(a.3, 2, "PG{major}: the data directory and spc");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut t = spawn_trace_with(ws, "auto", &[]);
+    t.wait_for("a backup record from memory", |r| {
+        r.iter().any(|r| {
+            r["type"] == "backup"
+                && r["source"] == "memory"
+                && r["phase"] == "streaming database files"
+                && r["total_source"] == "server"
+                && r["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)
+        })
+    });
+    t.wait_for("the throttled verdict", |r| {
+        r.iter()
+            .any(|r| r["type"] == "status" && r["verdict_kind"] == "throttled")
+    });
+    let recs = t.finish();
+    let st = recs.iter().find(|r| r["type"] == "status").unwrap();
+    assert_eq!(st["backend_type"], "walsender", "PG{major}: {st}");
+    bb.cancel(c);
+}
+
+/// No PROGRESS: the total is ours, and the percentage ends at 100.
+fn no_estimate(c: &Cluster, extra: &[&str]) {
+    let major = c.major;
+    let r = Replication::connect(c);
+    let ws = r.walsender;
+    let mut t = spawn_trace_with(ws, "auto", extra);
+    t.wait_ready();
+    let bb = r.base_backup(
+        major,
+        BackupOpts {
+            max_rate_kb: Some(16384),
+            estimate: false,
+            ..Default::default()
+        },
+    );
+    let sent = bb.finish().expect("backup");
+    assert!(sent > 1_000_000, "PG{major}: only {sent} bytes");
+    // Two intervals after the end.
+    std::thread::sleep(Duration::from_millis(600));
+    let recs = t.finish();
+    let backups: Vec<&Value> = recs.iter().filter(|r| r["type"] == "backup").collect();
+    let last = backups.last().expect("backup records");
+    assert!(
+        last["ended"] == true && last["percent"].as_f64() == Some(100.0),
+        "PG{major} {extra:?}: the backup did not end at 100%: {backups:#?}"
+    );
+    let source = if extra.contains(&"--no-memory") || major == 12 {
+        "inferred"
+    } else {
+        "memory"
+    };
+    assert!(
+        backups.iter().any(|b| b["source"] == source
+            && b["total_source"] == "walked"
+            && b["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)),
+        "PG{major} {extra:?}: no intermediate percentage from a walked total: {backups:#?}"
+    );
+    assert_eq!(
+        last["tablespaces_total"], 2,
+        "PG{major} {extra:?}: {last:#}"
+    );
+    if source == "inferred" {
+        assert_eq!(last["tablespaces_streamed"], 1, "PG{major}: {last:#}");
+        assert!(last["current_file"].is_string(), "PG{major}: {last:#}");
+    }
+    let pcts: Vec<f64> = backups
+        .iter()
+        .filter_map(|b| b["percent"].as_f64())
+        .collect();
+    assert!(
+        pcts.windows(2).all(|w| w[0] <= w[1]),
+        "PG{major}: percent went backwards: {pcts:?}"
+    );
+}
+
+fn check(major: u32) {
+    let c = Cluster::start(major);
+    let dir = c.make_dir("spc");
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLESPACE spc LOCATION '{}'", dir.display()),
+    );
+    c.execute(
+        "postgres",
+        "CREATE TABLE filler AS SELECT g, md5(g::text) AS t FROM generate_series(1, 100000) g; \
+         CREATE TABLE elsewhere TABLESPACE spc AS SELECT g FROM generate_series(1, 50000) g",
+    );
+    if major >= 13 {
+        throttled(&c);
+        no_estimate(&c, &[]);
+    }
+    no_estimate(&c, &["--no-memory"]);
+}
+
+#[test]
+fn backup_progress_from_memory() {
+    let threads: Vec<_> = support::majors()
+        .into_iter()
+        .map(|m| (m, std::thread::spawn(move || check(m))))
+        .collect();
+    let mut failed = Vec::new();
+    for (m, t) in threads {
+        if t.join().is_err() {
+            failed.push(m);
+        }
+    }
+    assert!(failed.is_empty(), "failed on majors {failed:?}");
+}
+
+/// pg_basebackup -X fetch with archive_mode on: the phases inferred from the syscalls
+/// (`--no-memory`) follow the server's own sequence, polled over SQL meanwhile (13+; on 12,
+/// which has no progress view, the inferred phases alone).
+fn inferred_sequence(major: u32) {
+    let c = Cluster::start_with(
+        major,
+        &[("archive_mode", "on"), ("archive_command", "sleep 1")],
+    );
+    let r = Replication::connect(&c);
+    let ws = r.walsender;
+    let mut t = spawn_trace_with(ws, "auto", &["--no-memory"]);
+    t.wait_ready();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut client = c.connect("postgres");
+        std::thread::spawn(move || {
+            let mut seq: Vec<String> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(Some(row)) = client.query_opt(
+                    "SELECT phase FROM pg_stat_progress_basebackup WHERE pid = $1",
+                    &[&ws],
+                ) {
+                    let p: String = row.get(0);
+                    if seq.last() != Some(&p) {
+                        seq.push(p);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seq
+        })
+    };
+    let bb = r.base_backup(
+        major,
+        BackupOpts {
+            estimate: true,
+            wal: true,
+            wait: true,
+            ..Default::default()
+        },
+    );
+    bb.finish().expect("backup");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let server = poller.join().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let recs = t.finish();
+    let last = recs
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "backup")
+        .expect("a backup record");
+    assert_eq!(last["source"], "inferred", "PG{major}");
+    let ours: Vec<String> = last["phases_seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    // Every phase the server showed, in its order, is in ours (we see phases too short for
+    // a poll to catch, never others or in another order).
+    let mut it = ours.iter();
+    for p in &server {
+        assert!(
+            it.any(|o| o == p),
+            "PG{major}: server sequence {server:?} not within ours {ours:?}"
+        );
+    }
+    for p in [
+        "estimating backup size",
+        "streaming database files",
+        "waiting for wal archiving to finish",
+        "transferring wal files",
+    ] {
+        assert!(
+            ours.iter().any(|o| o == p),
+            "PG{major}: {p:?} missing from {ours:?}"
+        );
+    }
+    // PostgreSQL 12 has no pg_stat_progress_basebackup: only our side can be checked.
+    assert!(
+        major == 12
+            || server
+                .iter()
+                .any(|p| p == "waiting for wal archiving to finish"),
+        "PG{major}: the server never showed the archive wait: {server:?}"
+    );
+}
+
+#[test]
+fn inferred_phases_follow_the_server() {
+    let threads: Vec<_> = support::majors()
+        .into_iter()
+        .map(|m| (m, std::thread::spawn(move || inferred_sequence(m))))
+        .collect();
+    let mut failed = Vec::new();
+    for (m, t) in threads {
+        if t.join().is_err() {
+            failed.push(m);
+        }
+    }
+    assert!(failed.is_empty(), "failed on majors {failed:?}");
+}
