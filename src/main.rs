@@ -79,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
                     backend: cli.backend,
                     interval: std::time::Duration::from_millis(cli.interval.unwrap_or(250)),
                     usdt,
+                    no_memory: cli.no_memory,
                     debug: cli.debug,
                     duration: duration(&cli)?,
                 });

@@ -544,3 +544,52 @@ fn usdt_only_scan_shows_blocks_hits_and_query() {
         "half-filled strip: {s}"
     );
 }
+
+/// A walsender whose status sample (as read from shared memory) says a base backup is
+/// streaming and throttled: the activity line carries the phase and bytes, the verdict
+/// line says why it is slow, and both come from the model alone.
+#[test]
+fn backup_status_and_verdict_in_the_header() {
+    use pg_trace::process::status::StatusSample;
+    let mut m = Model::new(PID, SEG);
+    let sample = StatusSample {
+        pid: PID,
+        major: 15,
+        backend_type: Some("walsender".into()),
+        state: Some("active".into()),
+        query: Some("BASE_BACKUP ( LABEL 'nightly', PROGRESS, MAX_RATE 1024)".into()),
+        wait_event_type: Some("Timeout".into()),
+        wait_event: Some("BaseBackupThrottle".into()),
+        wait_event_raw: Some(0x0900_0000),
+        progress_command: Some("basebackup".into()),
+        progress_params: vec![3, 400 << 20, 100 << 20, 2, 0],
+        title: Some("postgres: walsender postgres [local] sending backup \"nightly\"".into()),
+        sampled_at_us: 1,
+        ..StatusSample::default()
+    };
+    apply(
+        &mut m,
+        ev(
+            T0,
+            EventKind::Status {
+                sample: Box::new(sample),
+            },
+        ),
+    );
+    tick(&mut m, T0 + 1_000_000_000);
+    let mut i = info(T0 + 1_000_000_000);
+    i.title = "postgres: walsender postgres [local] sending backup \"nightly\"".into();
+    let s = text(&render_trace(
+        120,
+        24,
+        &m,
+        &i,
+        &LogRing::new(),
+        &ScreenState::default(),
+        Theme::from_env(),
+    ));
+    assert!(s.contains("streaming database files"), "{s}");
+    assert!(s.contains("25.0%"), "100 MiB of 400 MiB: {s}");
+    assert!(s.contains("tablespace 1 of 2"), "{s}");
+    assert!(s.contains("⚠ throttled by --max-rate"), "{s}");
+}

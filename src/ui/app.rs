@@ -27,6 +27,8 @@ pub struct Options {
     pub interval: Duration,
     /// `--no-usdt`, `--usdt-probes`.
     pub usdt: crate::trace::usdt::UsdtConfig,
+    /// `--no-memory`: no status from shared memory.
+    pub no_memory: bool,
     /// `-d`: every syscall in the log panel.
     pub debug: bool,
     /// `--duration`: quit (status 0) after this long, as line mode does.
@@ -71,6 +73,9 @@ pub struct TraceApp {
     pub verdict: Option<String>,
     title_now: Option<String>,
     port: Option<u16>,
+    /// What the log last said of the verdict and the backup phase: it logs changes.
+    logged_verdict: Option<&'static str>,
+    logged_phase: Option<i64>,
 }
 
 /// `/proc/PID/stat` state, the system call it is in (`/proc/PID/syscall`, root only) or
@@ -104,7 +109,7 @@ fn proc_state(pid: Pid) -> Option<String> {
 }
 
 impl TraceApp {
-    pub fn new(session: Session, debug: bool) -> TraceApp {
+    pub fn new(mut session: Session, debug: bool) -> TraceApp {
         let mut log = LogRing::new();
         let now = session.start_ns;
         log.push(
@@ -115,8 +120,12 @@ impl TraceApp {
                 session.pid, session.tracer_name
             ),
         );
-        for n in session.notes.iter().chain(session.limitations.iter()) {
-            log.push(now, Level::Warn, n.clone());
+        for n in session
+            .take_notes()
+            .into_iter()
+            .chain(session.limitations.iter().cloned())
+        {
+            log.push(now, Level::Warn, n);
         }
         TraceApp {
             st: ScreenState::default(),
@@ -130,6 +139,8 @@ impl TraceApp {
             status: None,
             verdict: None,
             title_now: None,
+            logged_verdict: None,
+            logged_phase: None,
             port: std::fs::read_to_string(session.dd.root.join("postmaster.pid"))
                 .ok()
                 .and_then(|t| parse_postmaster_pid(&t)),
@@ -175,12 +186,37 @@ impl TraceApp {
             return;
         }
         self.session.tick(now);
+        self.log_changes(now);
         let st = proc_state(self.session.pid);
         if st != self.proc_state {
             self.proc_state = st;
             self.proc_state_since = now;
         }
         self.title_now = crate::trace::follow::process_title(self.session.pid);
+    }
+
+    /// Notes from the session, verdict changes and backup phase changes go to the log.
+    fn log_changes(&mut self, now: u64) {
+        for n in self.session.take_notes() {
+            self.log.push(now, Level::Warn, n);
+        }
+        let model = &self.session.model;
+        if let Some(v) = model.status.as_ref().map(|s| &s.verdict) {
+            if self.logged_verdict != Some(v.name()) {
+                self.logged_verdict = Some(v.name());
+                self.log.push(now, Level::Info, format!("now {v}"));
+            }
+        }
+        if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
+            if self.logged_phase != Some(b.phase) {
+                self.logged_phase = Some(b.phase);
+                self.log.push(
+                    now,
+                    Level::Info,
+                    format!("backup phase: {}", b.phase_name()),
+                );
+            }
+        }
     }
 
     pub fn info(&self) -> TraceInfo {
@@ -435,7 +471,7 @@ pub fn run(opts: Options) -> Result<()> {
     let stop = session::stop_flag()?;
     // Attach before taking the terminal: a bad pid is a one-line error on a sane screen.
     let first = match opts.pid {
-        Some(pid) => Some(Session::open_with(pid, opts.backend, &opts.usdt)?),
+        Some(pid) => Some(open_session(pid, &opts)?),
         None => None,
     };
     let theme = Theme::from_env();
@@ -529,7 +565,7 @@ fn event_loop(
                                 p.st.message = Some(format!("attaching to pid {pid}…"));
                             }
                             draw(guard, screen, theme)?;
-                            match Session::open_with(pid, opts.backend, &opts.usdt) {
+                            match open_session(pid, &opts) {
                                 Ok(s) => {
                                     *screen = Screen::Trace(Box::new(TraceApp::new(s, opts.debug)));
                                     next_tick = Instant::now();
@@ -621,4 +657,12 @@ mod tests {
             Action::Quit
         );
     }
+}
+
+fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
+    let mut s = Session::open_with(pid, opts.backend, &opts.usdt)?;
+    if opts.no_memory {
+        s.disable_memory();
+    }
+    Ok(s)
 }

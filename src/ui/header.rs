@@ -8,8 +8,45 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-pub fn height(info: &TraceInfo, _width: u16) -> u16 {
-    3 + u16::from(!info.limitations.is_empty()) + u16::from(info.verdict.is_some())
+pub fn height(model: &Model, info: &TraceInfo, _width: u16) -> u16 {
+    3 + u16::from(!info.limitations.is_empty()) + u16::from(verdict(model, info).is_some())
+}
+
+/// The verdict line: the caller's, else the one the model drew from the status sample;
+/// `true` when it is a stall worth a warning colour.
+fn verdict(model: &Model, info: &TraceInfo) -> Option<(String, bool)> {
+    if let Some(v) = &info.verdict {
+        return Some((v.clone(), true));
+    }
+    let v = &model.status.as_ref()?.verdict;
+    use crate::model::stall::Verdict as V;
+    let stall = !matches!(
+        v,
+        V::Reading { .. } | V::Writing { .. } | V::RunningOnCpu | V::Idle | V::Unknown
+    );
+    (!matches!(v, V::Unknown)).then(|| (v.to_string(), stall))
+}
+
+/// What the process is doing, from its own status: a base backup's phase and bytes, or
+/// the query with its state and wait event.
+fn status_activity(model: &Model) -> Option<String> {
+    if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
+        return Some(crate::output::status::backup_line(b));
+    }
+    let s = &model.status.as_ref()?.sample;
+    let q = s
+        .query
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())?;
+    let mut out = q.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let (Some(t), Some(e)) = (&s.wait_event_type, &s.wait_event) {
+        out = format!("[{t}:{e}] {out}");
+    }
+    if let Some(st) = &s.state {
+        out = format!("({st}) {out}");
+    }
+    Some(out)
 }
 
 fn title_of(info: &TraceInfo) -> Title {
@@ -101,6 +138,7 @@ pub fn draw(
     let what = info
         .status
         .clone()
+        .or_else(|| status_activity(model))
         .or_else(|| usdt_query(model))
         .unwrap_or_else(|| {
             if t.activity.is_empty() {
@@ -134,10 +172,11 @@ pub fn draw(
             Span::styled(truncate(&text, w.saturating_sub(5)), th.warn()),
         ]));
     }
-    if let Some(v) = &info.verdict {
+    if let Some((v, stall)) = verdict(model, info) {
+        let style = if stall { th.bad() } else { th.value() };
         lines.push(Line::from(vec![
-            Span::styled("⚠ ", th.bad()),
-            Span::styled(truncate(v, w.saturating_sub(2)), th.bad()),
+            Span::styled(if stall { "⚠ " } else { "→ " }, style),
+            Span::styled(truncate(&v, w.saturating_sub(2)), style),
         ]));
     }
     f.render_widget(Paragraph::new(lines), area);

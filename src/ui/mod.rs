@@ -210,7 +210,7 @@ pub fn draw_trace(
         return;
     }
     let rel_rows = relations::visible_count(model, st) as u16;
-    let header_h = header::height(info, area.width);
+    let header_h = header::height(model, info, area.width);
     let [head, body, keys] = Layout::vertical([
         Constraint::Length(header_h),
         Constraint::Min(4),
