@@ -565,7 +565,7 @@ fn event_loop(
                                 p.st.message = Some(format!("attaching to pid {pid}…"));
                             }
                             draw(guard, screen, theme)?;
-                            match open_session(pid, &opts) {
+                            match open_session(pid, opts) {
                                 Ok(s) => {
                                     *screen = Screen::Trace(Box::new(TraceApp::new(s, opts.debug)));
                                     next_tick = Instant::now();
@@ -587,6 +587,14 @@ fn event_loop(
         }
         draw(guard, screen, theme)?;
     }
+}
+
+fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
+    let mut s = Session::open_with(pid, opts.backend, &opts.usdt)?;
+    if opts.no_memory {
+        s.disable_memory();
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -657,12 +665,4 @@ mod tests {
             Action::Quit
         );
     }
-}
-
-fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
-    let mut s = Session::open_with(pid, opts.backend, &opts.usdt)?;
-    if opts.no_memory {
-        s.disable_memory();
-    }
-    Ok(s)
 }
