@@ -83,6 +83,44 @@ fn lists_a_backend_and_a_walsender_of_a_real_cluster() {
             "{aux} missing: {cluster:#?}"
         );
     }
+    // As root the rows also carry what shared memory says (the offline pg_stat_activity):
+    // a backend in pg_sleep shows its query and wait event in the picker.
+    let mut sleeper = c.hold_backend("postgres");
+    let sleeper_pid = sleeper.pid;
+    let sleeping = std::thread::spawn(move || {
+        let r = sleeper.client.batch_execute("SELECT pg_sleep(3600)");
+        assert!(r.is_err(), "pg_sleep was cancelled");
+    });
+    let t = Instant::now();
+    let shown = loop {
+        let clusters = lister.sample();
+        let row = find(&clusters, c.postmaster_pid())
+            .and_then(|cl| cl.processes.iter().find(|p| p.pid == sleeper_pid).cloned());
+        if let Some(p) = row.filter(|p| {
+            p.memory
+                .as_ref()
+                .is_some_and(|m| m.wait.as_deref() == Some("Timeout:PgSleep"))
+        }) {
+            break p;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the sleeping backend's status never came from memory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let m = shown.memory.as_ref().unwrap();
+    assert_eq!(m.backend_type.as_deref(), Some("client backend"));
+    assert_eq!(m.state.as_deref(), Some("active"));
+    assert_eq!(
+        pg_trace::ui::picker::activity(&shown),
+        "[Timeout:PgSleep] SELECT pg_sleep(3600)"
+    );
+    let mut canceller = c.connect("postgres");
+    canceller
+        .execute("SELECT pg_cancel_backend($1)", &[&sleeper_pid])
+        .unwrap();
+    sleeping.join().unwrap();
     // Second sample: rates are known.
     std::thread::sleep(Duration::from_millis(200));
     let again = lister.sample();

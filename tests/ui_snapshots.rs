@@ -288,6 +288,7 @@ fn proc(pid: i32, title: &str, state: char, cpu: f64, rd: f64) -> PgProcess {
         cpu: Some(cpu),
         read_bps: Some(rd),
         write_bps: Some(0.0),
+        memory: None,
     }
 }
 

@@ -247,6 +247,20 @@ pub struct PgProcess {
     /// first, or when /proc/PID/io is not readable).
     pub read_bps: Option<f64>,
     pub write_bps: Option<f64>,
+    /// From the server's shared memory (root, supported major): what `pg_stat_activity`
+    /// would say. None when it could not be read; the title is all there is then.
+    pub memory: Option<MemStatus>,
+}
+
+/// One process's row of the offline `pg_stat_activity` (`pg_trace ps`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemStatus {
+    pub backend_type: Option<String>,
+    /// `active`, `idle`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// `Timeout:PgSleep`
+    pub wait: Option<String>,
+    pub query: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -288,6 +302,41 @@ type Counters = (u64, u64, Option<(u64, u64)>);
 #[derive(Default)]
 pub struct Lister {
     prev: HashMap<Pid, Counters>,
+    /// Status readers by postmaster pid, kept between samples (finding the array costs a
+    /// search of the shared memory index). A reader that fails is dropped and retried.
+    readers: HashMap<Pid, crate::process::status::StatusReader>,
+}
+
+/// Every status slot of a cluster, read as its postmaster maps shared memory.
+fn memory_rows(
+    reader: &mut crate::process::status::StatusReader,
+) -> Option<HashMap<Pid, MemStatus>> {
+    use crate::process::status::StatusSample;
+    let mut out = HashMap::new();
+    for (e, q) in reader.entries().ok()? {
+        let mut s = StatusSample {
+            pid: e.pid,
+            major: reader.major,
+            ..Default::default()
+        };
+        reader.fill(&mut s, &e, q);
+        // A process that exits between the two reads just has no wait event.
+        let _ = reader.fill_wait(&mut s);
+        let wait = match (&s.wait_event_type, &s.wait_event) {
+            (Some(t), Some(e)) => Some(format!("{t}:{e}")),
+            _ => None,
+        };
+        out.insert(
+            s.pid,
+            MemStatus {
+                backend_type: s.backend_type,
+                state: s.state,
+                wait,
+                query: s.query,
+            },
+        );
+    }
+    Some(out)
 }
 
 fn clock_ticks() -> f64 {
@@ -430,10 +479,36 @@ impl Lister {
                     cpu,
                     read_bps: rd,
                     write_bps: wr,
+                    memory: None,
                 });
             }
         }
         self.prev = next_prev;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        let live: std::collections::HashSet<Pid> = clusters.keys().copied().collect();
+        self.readers.retain(|pm, _| live.contains(pm));
+        for c in clusters.values_mut().filter(|_| root) {
+            let Some(major) = c.major.filter(|m| (12..=18).contains(m)) else {
+                continue;
+            };
+            if !self.readers.contains_key(&c.postmaster) {
+                match crate::process::status::StatusReader::open(c.postmaster, major) {
+                    Ok(r) => {
+                        self.readers.insert(c.postmaster, r);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let rows = self.readers.get_mut(&c.postmaster).and_then(memory_rows);
+            let Some(mut rows) = rows else {
+                self.readers.remove(&c.postmaster);
+                continue;
+            };
+            for p in &mut c.processes {
+                p.memory = rows.remove(&p.pid);
+            }
+        }
         let mut out: Vec<PgCluster> = clusters.into_values().collect();
         for c in &mut out {
             let pm = c.postmaster;

@@ -20,6 +20,37 @@ pub struct PickerState {
     pub note: Option<String>,
 }
 
+/// The backend type as `pg_stat_activity` spells it when shared memory was readable, else
+/// as the title suggests.
+fn backend_type(p: &PgProcess) -> &str {
+    p.memory
+        .as_ref()
+        .and_then(|m| m.backend_type.as_deref())
+        .unwrap_or(&p.title.backend_type)
+}
+
+/// What it is doing: a client backend's query text from shared memory (the title only
+/// says `SELECT`), else the title's activity; with the wait event when it waits.
+pub fn activity(p: &PgProcess) -> String {
+    let Some(m) = &p.memory else {
+        return p.title.activity.clone();
+    };
+    let query = m
+        .query
+        .as_deref()
+        .map(|q| q.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|q| !q.is_empty());
+    let mut out = match (backend_type(p), m.state.as_deref(), query) {
+        ("client backend", Some("active"), Some(q)) => q,
+        ("client backend", Some(st), Some(q)) if st.starts_with("idle in") => format!("{st}: {q}"),
+        _ => p.title.activity.clone(),
+    };
+    if let Some(w) = &m.wait {
+        out = format!("[{w}] {out}");
+    }
+    out
+}
+
 fn who(p: &PgProcess) -> String {
     match (&p.title.user, &p.title.database) {
         (Some(u), Some(d)) => format!("{u}@{d}"),
@@ -37,9 +68,9 @@ fn matches(filter: &str, c: &PgCluster, p: &PgProcess) -> bool {
     let hay = format!(
         "{} {} {} {} {}",
         p.pid,
-        p.title.backend_type,
+        backend_type(p),
         who(p),
-        p.title.activity,
+        activity(p),
         c.label()
     )
     .to_lowercase();
@@ -78,10 +109,8 @@ pub fn selected_pid(clusters: &[PgCluster], st: &PickerState) -> Option<i32> {
     vis.iter()
         .find(|&&(c, p)| {
             let pr = &clusters[c].processes[p];
-            matches!(
-                pr.title.backend_type.as_str(),
-                "client backend" | "walsender"
-            ) && !pr.title.activity.starts_with("idle")
+            matches!(backend_type(pr), "client backend" | "walsender")
+                && !pr.title.activity.starts_with("idle")
         })
         .or(vis.first())
         .map(pid_at)
@@ -185,9 +214,9 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
                 .cpu
                 .map(|c| format!("{c:.0}"))
                 .unwrap_or_else(|| "-".into());
-            let ty = truncate(&p.title.backend_type, tw);
+            let ty = truncate(backend_type(p), tw);
             let wh = truncate(&who(p), ww);
-            let act = truncate(&p.title.activity, aw);
+            let act = truncate(&activity(p), aw);
             let text = if wide {
                 format!(
                     "{:>7} {ty:<tw$} {wh:<ww$} {:<9} {cpu:>5} {:>9} {:>9} {act}",
