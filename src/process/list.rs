@@ -492,10 +492,10 @@ impl Lister {
             let Some(major) = c.major.filter(|m| (12..=18).contains(m)) else {
                 continue;
             };
-            if !self.readers.contains_key(&c.postmaster) {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.readers.entry(c.postmaster) {
                 match crate::process::status::StatusReader::open(c.postmaster, major) {
                     Ok(r) => {
-                        self.readers.insert(c.postmaster, r);
+                        v.insert(r);
                     }
                     Err(_) => continue,
                 }

@@ -462,7 +462,7 @@ pub fn handle_picker_key(clusters: &[PgCluster], st: &mut PickerState, k: KeyEve
 }
 
 enum Screen {
-    Picker(PickerApp),
+    Picker(Box<PickerApp>),
     Trace(Box<TraceApp>),
 }
 
@@ -478,7 +478,7 @@ pub fn run(opts: Options) -> Result<()> {
     let mut guard = Guard::enter()?;
     let mut screen = match first {
         Some(s) => Screen::Trace(Box::new(TraceApp::new(s, opts.debug))),
-        None => Screen::Picker(PickerApp::new()),
+        None => Screen::Picker(Box::default()),
     };
     let result = event_loop(&mut guard, &mut screen, &opts, &stop, &theme);
     if let Screen::Trace(t) = &mut screen {
@@ -555,7 +555,7 @@ fn event_loop(
                                 Screen::Picker(_) => None,
                             };
                             // Detach before listing: the picker must not show a traced state.
-                            *screen = Screen::Picker(PickerApp::new());
+                            *screen = Screen::Picker(Box::default());
                             if let Screen::Picker(p) = screen {
                                 p.st.selected = was;
                             }
