@@ -240,6 +240,9 @@ impl TraceApp {
                 {
                     l.push(format!("no USDT: {why}"));
                 }
+                if let Some(n) = &self.session.memory_note {
+                    l.push(n.clone());
+                }
                 l
             },
             elapsed_s: now.saturating_sub(self.session.start_ns) as f64 / 1e9,
