@@ -120,11 +120,13 @@ fn wait_exit(tmux: &Tmux, what: &str) -> i32 {
 
 /// The percentage on the relations row of `name`, if the screen shows one.
 fn percent_of(screen: &str, name: &str) -> Option<f64> {
-    // The first row naming it with a percentage: the relations panel comes first.
+    // The first row naming it with a percentage: the relations panel comes first. Its last
+    // percentage is the progress (a wide screen shows the shared-buffer hit ratio before).
     screen.lines().filter(|l| l.contains(name)).find_map(|l| {
         l.split_whitespace()
             .filter_map(|t| t.strip_suffix('%'))
-            .find_map(|t| t.parse().ok())
+            .filter_map(|t| t.parse().ok())
+            .last()
     })
 }
 
