@@ -95,4 +95,8 @@ if [[ -t 1 ]]; then
 else
     echo "== pg_trace -p $BACKEND --interval 1000 --duration 5   (no terminal: line mode)"
     "$PG_TRACE" -p "$BACKEND" --interval 1000 --duration 5
+    if [[ -n "$WALSENDER" ]]; then
+        echo "== pg_trace -p $WALSENDER --interval 1000 --duration 5   (the base backup's walsender)"
+        "$PG_TRACE" -p "$WALSENDER" --interval 1000 --duration 5
+    fi
 fi

@@ -147,17 +147,7 @@ fn check(major: u32) {
 
 #[test]
 fn backup_progress_from_memory() {
-    let threads: Vec<_> = support::majors()
-        .into_iter()
-        .map(|m| (m, std::thread::spawn(move || check(m))))
-        .collect();
-    let mut failed = Vec::new();
-    for (m, t) in threads {
-        if t.join().is_err() {
-            failed.push(m);
-        }
-    }
-    assert!(failed.is_empty(), "failed on majors {failed:?}");
+    support::on_every_major(check);
 }
 
 /// pg_basebackup -X fetch with archive_mode on: the phases inferred from the syscalls
@@ -251,15 +241,5 @@ fn inferred_sequence(major: u32) {
 
 #[test]
 fn inferred_phases_follow_the_server() {
-    let threads: Vec<_> = support::majors()
-        .into_iter()
-        .map(|m| (m, std::thread::spawn(move || inferred_sequence(m))))
-        .collect();
-    let mut failed = Vec::new();
-    for (m, t) in threads {
-        if t.join().is_err() {
-            failed.push(m);
-        }
-    }
-    assert!(failed.is_empty(), "failed on majors {failed:?}");
+    support::on_every_major(inferred_sequence);
 }

@@ -250,15 +250,5 @@ fn stopped_pg_basebackup(c: &Cluster) {
 
 #[test]
 fn stall_verdicts() {
-    let threads: Vec<_> = support::majors()
-        .into_iter()
-        .map(|m| (m, std::thread::spawn(move || check(m))))
-        .collect();
-    let mut failed = Vec::new();
-    for (m, t) in threads {
-        if t.join().is_err() {
-            failed.push(m);
-        }
-    }
-    assert!(failed.is_empty(), "failed on majors {failed:?}");
+    support::on_every_major(check);
 }

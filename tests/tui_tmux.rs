@@ -124,9 +124,8 @@ fn percent_of(screen: &str, name: &str) -> Option<f64> {
     // percentage is the progress (a wide screen shows the shared-buffer hit ratio before).
     screen.lines().filter(|l| l.contains(name)).find_map(|l| {
         l.split_whitespace()
-            .filter_map(|t| t.strip_suffix('%'))
-            .filter_map(|t| t.parse().ok())
-            .last()
+            .rev()
+            .find_map(|t| t.strip_suffix('%')?.parse().ok())
     })
 }
 

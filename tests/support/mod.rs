@@ -33,6 +33,22 @@ pub const ALL_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 
 /// The majors to test: 12..=18, or the comma-separated list in
 /// `PG_TRACE_TEST_MAJORS` (for example `15,18`).
+/// Run `check` for every major under test, each on its own thread (clusters start in
+/// parallel), and fail naming the majors whose check panicked.
+pub fn on_every_major(check: fn(u32)) {
+    let threads: Vec<_> = majors()
+        .into_iter()
+        .map(|m| (m, std::thread::spawn(move || check(m))))
+        .collect();
+    let mut failed = Vec::new();
+    for (m, t) in threads {
+        if t.join().is_err() {
+            failed.push(m);
+        }
+    }
+    assert!(failed.is_empty(), "failed on majors {failed:?}");
+}
+
 pub fn majors() -> Vec<u32> {
     match std::env::var("PG_TRACE_TEST_MAJORS") {
         Ok(s) if !s.trim().is_empty() => {
