@@ -142,6 +142,12 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     // Ctrl-Z would stop pg_trace while attached; a stopped ptrace tracer freezes the
     // backend at its next syscall. Refuse it: registering a handler replaces the default
     // stop action.
+    // Likewise a background pg_trace touching the terminal (SIGTTOU/SIGTTIN) would stop;
+    // ignored, the write goes through (or a read fails) and pg_trace runs on.
+    for sig in [libc::SIGTTOU, libc::SIGTTIN] {
+        // SAFETY: setting a standard signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
     let tstp = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTSTP, Arc::clone(&tstp))?;
     std::thread::spawn(move || loop {
@@ -429,7 +435,7 @@ pub fn run(opts: Options) -> Result<()> {
 
 fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
     let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut w = std::io::BufWriter::new(crate::output::safe::SafeText::new(stdout.lock()));
     let title = &s.title;
     match opts.format {
         Format::Json => {

@@ -508,7 +508,12 @@ impl Model {
                 return;
             }
         }
+        // statement__status fires with no text when the backend goes idle: the extended
+        // protocol has no query__done, so that is where its statement ends.
         if text.is_empty() {
+            if phase == QueryPhase::Status {
+                self.end_queries(ev.pid, ev.ts_ns, updated);
+            }
             return;
         }
         // query__start and statement__status both fire for a simple query: one record.
@@ -520,6 +525,8 @@ impl Model {
                 return;
             }
         }
+        // One statement at a time per backend: a new one ends the one before.
+        self.end_queries(ev.pid, ev.ts_ns, updated);
         self.queries.push_back(QueryRec {
             pid: ev.pid,
             ts_ns: ev.ts_ns,
@@ -531,6 +538,17 @@ impl Model {
         });
         if self.queries.len() > QUERIES_KEPT {
             self.queries.pop_front();
+        }
+    }
+
+    fn end_queries(&mut self, pid: Pid, ts: u64, updated: u64) {
+        for q in self
+            .queries
+            .iter_mut()
+            .filter(|q| q.pid == pid && q.done_ns.is_none())
+        {
+            q.done_ns = Some(ts);
+            q.updated_ns = updated;
         }
     }
 

@@ -269,9 +269,28 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
         _ => {}
     }
     if wtype == Some("IO") {
-        return Verdict::Reading {
-            file: i.current_file.clone(),
-            from_disk: true,
+        // IO events are named for what they do: DataFileRead, BaseBackupRead, WalRead...;
+        // writes, extends, syncs and flushes are writing; anything else is just a wait.
+        let w = wname;
+        if w.contains("Read") || w.contains("Prefetch") {
+            return Verdict::Reading {
+                file: i.current_file.clone(),
+                from_disk: true,
+            };
+        }
+        if [
+            "Write", "Extend", "Sync", "Flush", "Truncate", "Fill", "Zero", "Init",
+        ]
+        .iter()
+        .any(|k| w.contains(k))
+        {
+            return Verdict::Writing {
+                file: i.current_file.clone(),
+            };
+        }
+        return Verdict::Waiting {
+            wait_event_type: "IO".into(),
+            wait_event: w.to_string(),
         };
     }
     // Without a wait event (or without memory): a full socket and a sender blocked in a
@@ -399,6 +418,27 @@ mod tests {
             Verdict::WaitingForCheckpoint
         );
         assert_eq!(verdict(&Inputs::default()), Verdict::Unknown);
+        // IO waits: reads read, writes and syncs write, the rest is a wait.
+        assert!(matches!(
+            v(&sample("IO", "DataFileRead", "active", 'D'), None),
+            Verdict::Reading {
+                from_disk: true,
+                ..
+            }
+        ));
+        for w in ["WALSync", "WALWrite", "DataFileExtend", "BufFileWrite"] {
+            assert!(
+                matches!(
+                    v(&sample("IO", w, "active", 'D'), None),
+                    Verdict::Writing { .. }
+                ),
+                "{w}"
+            );
+        }
+        assert!(matches!(
+            v(&sample("IO", "IO #99", "active", 'S'), None),
+            Verdict::Waiting { .. }
+        ));
         let busy = sample("", "", "active", 'R');
         assert!(matches!(
             verdict(&Inputs {

@@ -483,6 +483,17 @@ fn query_texts_and_lock_waits() {
     assert_eq!(m.queries[0].done_ns, Some(3));
     m.apply(&q(4, QueryPhase::Status, "SELECT $1"), &mut n);
     assert_eq!(m.current_query(10).unwrap().text, "SELECT $1");
+    // Extended protocol: no query__done; the next statement, or going idle (a
+    // statement__status without text), ends it.
+    m.apply(&q(5, QueryPhase::Status, "SELECT $2"), &mut n);
+    assert_eq!(m.queries[1].done_ns, Some(5), "{:?}", m.queries);
+    m.apply(&q(6, QueryPhase::Status, ""), &mut n);
+    assert_eq!(m.queries[2].done_ns, Some(6));
+    assert_eq!(
+        m.current_query(10).unwrap().done_ns,
+        Some(6),
+        "idle: it ended"
+    );
     let lw = |ts, done| {
         ev(
             ts,

@@ -4,5 +4,6 @@ pub mod catalog;
 pub mod probes;
 pub mod ps;
 pub mod resolve;
+pub mod safe;
 pub mod status;
 pub mod trace;

@@ -259,7 +259,7 @@ pub fn shmem_index_lookup(
     }
     let overlap = SHMEM_INDEX_KEYSIZE as u64 + 16;
     for seg in &segs {
-        let limit = seg.end.min(seg.start + INDEX_SEARCH_BYTES);
+        let limit = seg.end.min(seg.start.saturating_add(INDEX_SEARCH_BYTES));
         let mut addr = seg.start;
         while addr < limit {
             let len = ((limit - addr) as usize).min(CHUNK + overlap as usize);
@@ -357,7 +357,7 @@ impl Symbols {
             for a in ANCHOR_STRINGS {
                 let v: Vec<u64> = find_cstrings(bytes, a)
                     .into_iter()
-                    .map(|o| addr + o as u64)
+                    .map(|o| addr.wrapping_add(o as u64))
                     .collect();
                 anchors.insert(*a, v);
             }

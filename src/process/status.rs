@@ -131,7 +131,9 @@ pub const PG_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
 impl StatusSample {
     /// Seconds from a PostgreSQL timestamp to when the sample was taken.
     pub fn age_s(&self, pg_us: i64) -> f64 {
-        ((self.sampled_at_us - (PG_EPOCH_UNIX_US + pg_us)) as f64 / 1e6).max(0.0)
+        // Both come from process memory: saturate rather than overflow on garbage.
+        let at = PG_EPOCH_UNIX_US.saturating_add(pg_us);
+        (self.sampled_at_us.saturating_sub(at) as f64 / 1e6).max(0.0)
     }
 }
 
@@ -286,14 +288,17 @@ impl StatusReader {
         };
         let proc_ptr = mem.read_u64(bias.wrapping_add(my_proc))?;
         if proc_ptr != 0 {
-            let p = mem.read_u32(proc_ptr + pid_off)? as i32;
+            let p = mem.read_u32(proc_ptr.wrapping_add(pid_off))? as i32;
             if p != pid {
                 return Err(MemError::Layout {
                     pid,
                     what: format!("MyProc's pid reads {p}: PGPROC layout mismatch"),
                 });
             }
-            return Ok((Some(mem.read_u32(proc_ptr + wait_off)?), Some(proc_ptr)));
+            return Ok((
+                Some(mem.read_u32(proc_ptr.wrapping_add(wait_off))?),
+                Some(proc_ptr),
+            ));
         }
         if let Some(sym) = syms.get("my_wait_event_info") {
             let ptr = mem.read_u64(bias.wrapping_add(sym))?;

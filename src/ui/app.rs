@@ -471,6 +471,13 @@ enum Screen {
 
 /// The TUI: the picker (no pid) or a trace, until q, Ctrl-C, SIGTERM or SIGHUP.
 pub fn run(opts: Options) -> Result<()> {
+    // SAFETY: tcgetpgrp and getpgrp only read the calling process's terminal state.
+    let (fg, own) = unsafe { (libc::tcgetpgrp(libc::STDOUT_FILENO), libc::getpgrp()) };
+    if fg != own {
+        anyhow::bail!(
+            "the TUI needs the terminal's foreground: run pg_trace in the foreground, or use --no-tui"
+        );
+    }
     let stop = session::stop_flag()?;
     // Attach before taking the terminal: a bad pid is a one-line error on a sane screen.
     let first = match opts.pid {
@@ -515,6 +522,9 @@ fn event_loop(
         if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
             return Ok(());
         }
+        if super::terminal::worker_panicked() {
+            anyhow::bail!("a pg_trace worker thread panicked (message above); detached");
+        }
         if let Screen::Trace(t) = screen {
             t.poll();
         }
@@ -558,6 +568,9 @@ fn event_loop(
                                 Screen::Picker(_) => None,
                             };
                             // Detach before listing: the picker must not show a traced state.
+                            if let Screen::Trace(t) = screen {
+                                t.session.detach();
+                            }
                             *screen = Screen::Picker(Box::default());
                             if let Screen::Picker(p) = screen {
                                 p.st.selected = was;

@@ -7,11 +7,27 @@ use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::Terminal;
 use std::io::Stdout;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
+use std::thread::ThreadId;
 
 /// True while the terminal is in TUI mode; restoring twice is harmless but noisy.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
+/// The thread that draws: only its panic restores the terminal at once. Another thread's
+/// panic (a tracer's worker, say) raises `WORKER_PANICKED`, and the UI loop ends through
+/// its normal path: detach first, then restore.
+static UI_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
+static WORKER_PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// True once a thread other than the UI's has panicked while the TUI was up.
+pub fn worker_panicked() -> bool {
+    WORKER_PANICKED.load(Ordering::SeqCst)
+}
+
+fn is_ui_thread() -> bool {
+    let ui = UI_THREAD.lock().map(|g| *g).unwrap_or(None);
+    ui.map_or(true, |id| id == std::thread::current().id())
+}
 
 fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
@@ -33,10 +49,17 @@ impl Guard {
         HOOK.call_once(|| {
             let previous = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
-                restore();
+                if is_ui_thread() {
+                    restore();
+                } else if ACTIVE.load(Ordering::SeqCst) {
+                    WORKER_PANICKED.store(true, Ordering::SeqCst);
+                }
                 previous(info);
             }));
         });
+        if let Ok(mut g) = UI_THREAD.lock() {
+            *g = Some(std::thread::current().id());
+        }
         terminal::enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = std::io::stdout();
