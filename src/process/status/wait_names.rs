@@ -518,6 +518,7 @@ const TIMEOUT_12: &[&str] = &[
     "BaseBackupThrottle",
     "PgSleep",
     "RecoveryApplyDelay",
+    // Back-patched in a later minor (not in 12.3/13.1; in 12.22/13.23), so appended.
     "RegisterSyncRequest",
 ];
 
@@ -527,6 +528,7 @@ const TIMEOUT_13: &[&str] = &[
     "RecoveryApplyDelay",
     "RecoveryRetrieveRetryInterval",
     "VacuumDelay",
+    // Back-patched in a later minor (not in 12.3/13.1; in 12.22/13.23), so appended.
     "RegisterSyncRequest",
 ];
 
@@ -536,6 +538,8 @@ const TIMEOUT_14: &[&str] = &[
     "RecoveryApplyDelay",
     "RecoveryRetrieveRetryInterval",
     "VacuumDelay",
+    // Both back-patched into 14 minors, so appended out of alphabetical order (15 sorts
+    // CheckpointWriteDelay in); both are in the 14.13 source and the 14.23 binary.
     "CheckpointWriteDelay",
     "RegisterSyncRequest",
 ];
