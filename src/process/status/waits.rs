@@ -2,8 +2,11 @@
 //! low bits; the numbers within a class change between majors. Names are spelled as
 //! `pg_stat_activity.wait_event` spells them in each major (PG17 regenerated the names
 //! from `wait_event_names.txt`, so some capitalisation changed: `AutoVacuumMain` became
-//! `AutovacuumMain`). Only the events a DBA meets while watching a backup or a query are
-//! tabled; any other event of a known class is shown as `<class> #<n>`.
+//! `AutovacuumMain`). The statically numbered classes are tabled in full in
+//! `wait_names`; an event past the end of a table (one a later minor appended, or an
+//! extension's own) is shown as `<class> #<n>`.
+
+use super::wait_names;
 
 /// Class (`wait_event_type`) by top byte.
 pub fn class_name(info: u32) -> Option<&'static str> {
@@ -24,6 +27,8 @@ pub fn class_name(info: u32) -> Option<&'static str> {
 
 /// `LockTagType` names (`lock.c`'s LockTagTypeNames): the Lock class's events.
 fn lock_names(major: u32) -> &'static [&'static str] {
+    // 12 got LOCKTAG_DATABASE_FROZEN_IDS in a minor release, appended to keep the
+    // numbers (13 has it in third place); seen in 12.22's LockTagTypeNames.
     const L12: &[&str] = &[
         "relation",
         "extend",
@@ -35,6 +40,7 @@ fn lock_names(major: u32) -> &'static [&'static str] {
         "object",
         "userlock",
         "advisory",
+        "frozenid",
     ];
     const L13: &[&str] = &[
         "relation",
@@ -70,179 +76,6 @@ fn lock_names(major: u32) -> &'static [&'static str] {
     }
 }
 
-/// (event number, name) for the Activity class.
-fn activity(major: u32) -> &'static [(u32, &'static str)] {
-    match major {
-        12 => &[
-            (0, "ArchiverMain"),
-            (1, "AutoVacuumMain"),
-            (2, "BgWriterHibernate"),
-            (3, "BgWriterMain"),
-            (4, "CheckpointerMain"),
-            (5, "LogicalApplyMain"),
-            (6, "LogicalLauncherMain"),
-            (7, "PgStatMain"),
-            (8, "RecoveryWalAll"),
-            (9, "RecoveryWalStream"),
-            (10, "SysLoggerMain"),
-            (11, "WalReceiverMain"),
-            (12, "WalSenderMain"),
-            (13, "WalWriterMain"),
-        ],
-        13 | 14 => &[
-            (0, "ArchiverMain"),
-            (1, "AutoVacuumMain"),
-            (2, "BgWriterHibernate"),
-            (3, "BgWriterMain"),
-            (4, "CheckpointerMain"),
-            (5, "LogicalApplyMain"),
-            (6, "LogicalLauncherMain"),
-            (7, "PgStatMain"),
-            (8, "RecoveryWalStream"),
-            (9, "SysLoggerMain"),
-            (10, "WalReceiverMain"),
-            (11, "WalSenderMain"),
-            (12, "WalWriterMain"),
-        ],
-        15 => &[
-            (0, "ArchiverMain"),
-            (1, "AutoVacuumMain"),
-            (2, "BgWriterHibernate"),
-            (3, "BgWriterMain"),
-            (4, "CheckpointerMain"),
-            (5, "LogicalApplyMain"),
-            (6, "LogicalLauncherMain"),
-            (7, "RecoveryWalStream"),
-            (8, "SysLoggerMain"),
-            (9, "WalReceiverMain"),
-            (10, "WalSenderMain"),
-            (11, "WalWriterMain"),
-        ],
-        16 => &[
-            (0, "ArchiverMain"),
-            (1, "AutoVacuumMain"),
-            (2, "BgWriterHibernate"),
-            (3, "BgWriterMain"),
-            (4, "CheckpointerMain"),
-            (5, "LogicalApplyMain"),
-            (6, "LogicalLauncherMain"),
-            (7, "LogicalParallelApplyMain"),
-            (8, "RecoveryWalStream"),
-            (9, "SysLoggerMain"),
-            (10, "WalReceiverMain"),
-            (11, "WalSenderMain"),
-            (12, "WalWriterMain"),
-        ],
-        17 => &[
-            (0, "ArchiverMain"),
-            (1, "AutovacuumMain"),
-            (2, "BgwriterHibernate"),
-            (3, "BgwriterMain"),
-            (4, "CheckpointerMain"),
-            (5, "LogicalApplyMain"),
-            (6, "LogicalLauncherMain"),
-            (7, "LogicalParallelApplyMain"),
-            (8, "RecoveryWalStream"),
-            (9, "ReplicationSlotsyncMain"),
-            (10, "ReplicationSlotsyncShutdown"),
-            (11, "SysloggerMain"),
-            (12, "WalReceiverMain"),
-            (13, "WalSenderMain"),
-            (14, "WalSummarizerWal"),
-            (15, "WalWriterMain"),
-        ],
-        _ => &[
-            (0, "ArchiverMain"),
-            (1, "AutovacuumMain"),
-            (2, "BgwriterHibernate"),
-            (3, "BgwriterMain"),
-            (4, "CheckpointerMain"),
-            (5, "CheckpointerShutdown"),
-            (6, "IoWorkerMain"),
-            (7, "LogicalApplyMain"),
-            (8, "LogicalLauncherMain"),
-            (9, "LogicalParallelApplyMain"),
-            (10, "RecoveryWalStream"),
-            (11, "ReplicationSlotsyncMain"),
-            (12, "ReplicationSlotsyncShutdown"),
-            (13, "SysloggerMain"),
-            (14, "WalReceiverMain"),
-            (15, "WalSenderMain"),
-            (16, "WalSummarizerWal"),
-            (17, "WalWriterMain"),
-        ],
-    }
-}
-
-fn client(_major: u32) -> &'static [(u32, &'static str)] {
-    &[(0, "ClientRead"), (1, "ClientWrite")]
-}
-
-fn ipc(major: u32) -> &'static [(u32, &'static str)] {
-    match major {
-        12 => &[],
-        13 => &[(0, "BackupWaitWalArchive")],
-        14 => &[(2, "BackupWaitWalArchive")],
-        _ => &[(4, "BackupWaitWalArchive")],
-    }
-}
-
-fn timeout(major: u32) -> &'static [(u32, &'static str)] {
-    match major {
-        12..=14 => &[
-            (0, "BaseBackupThrottle"),
-            (1, "PgSleep"),
-            (2, "RecoveryApplyDelay"),
-        ],
-        // CheckpointWriteDelay arrived in 15, sorted in before PgSleep.
-        _ => &[
-            (0, "BaseBackupThrottle"),
-            (1, "CheckpointWriteDelay"),
-            (2, "PgSleep"),
-            (3, "RecoveryApplyDelay"),
-        ],
-    }
-}
-
-fn io(major: u32) -> &'static [(u32, &'static str)] {
-    match major {
-        12 | 13 => &[
-            (0, "BufFileRead"),
-            (1, "BufFileWrite"),
-            (0x0D, "DataFileRead"),
-            (0x40, "WALRead"),
-        ],
-        14 => &[
-            (0, "BaseBackupRead"),
-            (0x0F, "DataFileRead"),
-            (0x42, "WALRead"),
-        ],
-        15 => &[
-            (0, "BaseBackupRead"),
-            (0x11, "DataFileRead"),
-            (0x45, "WALRead"),
-        ],
-        16 => &[
-            (0, "BaseBackupRead"),
-            (0x11, "DataFileRead"),
-            (0x46, "WALRead"),
-        ],
-        17 => &[
-            (0, "BaseBackupRead"),
-            (0x11, "DataFileRead"),
-            (0x47, "WalRead"),
-        ],
-        _ => &[
-            (0, "AioIoCompletion"),
-            (1, "AioIoUringExecution"),
-            (2, "AioIoUringSubmit"),
-            (3, "BaseBackupRead"),
-            (0x15, "DataFileRead"),
-            (0x4B, "WalRead"),
-        ],
-    }
-}
-
 /// `(wait_event_type, wait_event)` for a raw `wait_event_info`; None when not waiting.
 pub fn describe(major: u32, info: u32) -> Option<(&'static str, String)> {
     if info == 0 {
@@ -253,17 +86,11 @@ pub fn describe(major: u32, info: u32) -> Option<(&'static str, String)> {
         return Some(("unknown", format!("{info:#010x}")));
     };
     let ev = info & 0x00FF_FFFF;
-    let named = |t: &[(u32, &'static str)]| t.iter().find(|(n, _)| *n == ev).map(|(_, s)| *s);
     let name = match class {
         "Lock" => lock_names(major).get(ev as usize).copied(),
-        "BufferPin" if ev == 0 => Some("BufferPin"),
-        "Extension" if ev == 0 => Some("Extension"),
-        "Activity" => named(activity(major)),
-        "Client" => named(client(major)),
-        "IPC" => named(ipc(major)),
-        "Timeout" => named(timeout(major)),
-        "IO" => named(io(major)),
-        _ => None,
+        // Up to 16 the class alone chose the name, whatever the low bits said.
+        "BufferPin" | "Extension" if (12..=16).contains(&major) => Some(class),
+        _ => wait_names::names(major, class).get(ev as usize).copied(),
     };
     Some((
         class,
@@ -276,40 +103,121 @@ pub fn describe(major: u32, info: u32) -> Option<(&'static str, String)> {
 mod tests {
     use super::*;
 
+    fn name(major: u32, info: u32) -> String {
+        describe(major, info).unwrap().1
+    }
+
     #[test]
     fn reference_table_ids() {
-        // pg-internals.md §7.3
-        for (major, dfr, wal_sender_main) in [
-            (12, 0x0A00000D, 0x0500000C),
-            (13, 0x0A00000D, 0x0500000B),
-            (14, 0x0A00000F, 0x0500000B),
-            (15, 0x0A000011, 0x0500000A),
-            (16, 0x0A000011, 0x0500000B),
-            (17, 0x0A000011, 0x0500000D),
-            (18, 0x0A000015, 0x0500000F),
-        ] {
-            assert_eq!(describe(major, dfr).unwrap().1, "DataFileRead", "{major}");
-            assert_eq!(
-                describe(major, wal_sender_main).unwrap().1,
-                "WalSenderMain",
-                "{major}"
-            );
-            assert_eq!(
-                describe(major, 0x09000000).unwrap(),
-                ("Timeout", "BaseBackupThrottle".to_string())
-            );
+        // pg-internals.md §7.3: (major, DataFileRead, BaseBackupRead, WalRead,
+        // BackupWaitWalArchive, WalSenderMain, BaseBackupThrottle); 0 = no such event.
+        // 17 renamed BaseBackupRead to BasebackupRead and WALRead to WalRead.
+        let table: [(u32, [u32; 6]); 7] = [
+            (12, [0x0A00000D, 0, 0x0A000040, 0, 0x0500000C, 0x09000000]),
+            (
+                13,
+                [
+                    0x0A00000D, 0, 0x0A000040, 0x08000000, 0x0500000B, 0x09000000,
+                ],
+            ),
+            (
+                14,
+                [
+                    0x0A00000F, 0x0A000000, 0x0A000042, 0x08000002, 0x0500000B, 0x09000000,
+                ],
+            ),
+            (
+                15,
+                [
+                    0x0A000011, 0x0A000000, 0x0A000045, 0x08000004, 0x0500000A, 0x09000000,
+                ],
+            ),
+            (
+                16,
+                [
+                    0x0A000011, 0x0A000000, 0x0A000046, 0x08000004, 0x0500000B, 0x09000000,
+                ],
+            ),
+            (
+                17,
+                [
+                    0x0A000011, 0x0A000000, 0x0A000047, 0x08000004, 0x0500000D, 0x09000000,
+                ],
+            ),
+            (
+                18,
+                [
+                    0x0A000015, 0x0A000003, 0x0A00004B, 0x08000004, 0x0500000F, 0x09000000,
+                ],
+            ),
+        ];
+        for (major, ids) in table {
+            let (bbr, wal) = if major >= 17 {
+                ("BasebackupRead", "WalRead")
+            } else {
+                ("BaseBackupRead", "WALRead")
+            };
+            let want = [
+                ("IO", "DataFileRead"),
+                ("IO", bbr),
+                ("IO", wal),
+                ("IPC", "BackupWaitWalArchive"),
+                ("Activity", "WalSenderMain"),
+                ("Timeout", "BaseBackupThrottle"),
+            ];
+            for (id, (class, ev)) in ids.into_iter().zip(want) {
+                if id == 0 {
+                    // Absent in this major: the name must be nowhere in its table.
+                    assert!(
+                        !wait_names::names(major, class).contains(&ev),
+                        "{major} {ev}"
+                    );
+                    continue;
+                }
+                assert_eq!(
+                    describe(major, id),
+                    Some((class, ev.to_string())),
+                    "{major} {id:#x}"
+                );
+            }
         }
-        assert_eq!(describe(15, 0x08000004).unwrap().1, "BackupWaitWalArchive");
-        assert_eq!(describe(18, 0x0A000003).unwrap().1, "BaseBackupRead");
-        assert_eq!(describe(13, 0x09000001).unwrap().1, "PgSleep");
+    }
+
+    #[test]
+    fn other_classes_and_fallbacks() {
+        assert_eq!(name(13, 0x09000001), "PgSleep");
+        assert_eq!(name(15, 0x09000002), "PgSleep");
+        assert_eq!(name(12, 0x09000003), "RegisterSyncRequest");
+        assert_eq!(name(12, 0x08000000), "BgWorkerShutdown");
+        assert_eq!(name(16, 0x06000000), "ClientRead");
+        assert_eq!(name(16, 0x0A000014), "DataFileWrite");
+        assert_eq!(name(18, 0x0A000000), "AioIoCompletion");
+        assert_eq!(name(16, 0x05000009), "SysLoggerMain");
+        assert_eq!(name(17, 0x0500000B), "SysloggerMain");
         assert_eq!(
-            describe(16, 0x03000000).unwrap(),
-            ("Lock", "relation".into())
+            describe(16, 0x04000000),
+            Some(("BufferPin", "BufferPin".into()))
         );
-        assert_eq!(describe(16, 0x03000005).unwrap().1, "transactionid");
         assert_eq!(
-            describe(15, 0x01000042).unwrap(),
-            ("LWLock", "LWLock #66".into())
+            describe(17, 0x07000000),
+            Some(("Extension", "Extension".into()))
+        );
+        // 17+ extensions register further events by name in shared memory.
+        assert_eq!(name(17, 0x07000001), "Extension #1");
+        assert_eq!(name(16, 0x07000001), "Extension");
+        // Past the end of a table: a later minor may append; never guess.
+        assert_eq!(name(16, 0x09000009), "Timeout #9");
+        assert_eq!(name(18, 0x0A0000FF), "IO #255");
+        assert_eq!(describe(16, 0x03000000), Some(("Lock", "relation".into())));
+        assert_eq!(name(16, 0x03000005), "transactionid");
+        assert_eq!(name(12, 0x0300000A), "frozenid");
+        assert_eq!(
+            describe(15, 0x01000042),
+            Some(("LWLock", "LWLock #66".into()))
+        );
+        assert_eq!(
+            describe(15, 0x0B000001),
+            Some(("InjectionPoint", "InjectionPoint #1".into()))
         );
         assert_eq!(describe(15, 0).map(|d| d.0), None);
         assert_eq!(describe(15, 0xFF000000).unwrap().0, "unknown");
