@@ -37,7 +37,7 @@ t=$(now_ms)
 APT_PACKAGES=(
     postgresql-15 postgresql-client-15
     clang llvm libelf-dev zlib1g-dev pkg-config gcc make binutils
-    bpftool linux-perf tmux strace procps util-linux ca-certificates
+    bpftool linux-perf tmux strace gdb procps util-linux ca-certificates
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
