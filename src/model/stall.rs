@@ -418,6 +418,13 @@ mod tests {
             Verdict::WaitingForCheckpoint
         );
         assert_eq!(verdict(&Inputs::default()), Verdict::Unknown);
+        // A CHECKPOINT (or CREATE DATABASE) waiting for the checkpointer.
+        for w in ["CheckpointDone", "CheckpointStart"] {
+            assert_eq!(
+                v(&sample("IPC", w, "active", 'S'), None),
+                Verdict::WaitingForCheckpoint
+            );
+        }
         // IO waits: reads read, writes and syncs write, the rest is a wait.
         assert!(matches!(
             v(&sample("IO", "DataFileRead", "active", 'D'), None),
