@@ -76,21 +76,43 @@ pub struct FileEntry {
     pub last_ns: u64,
     /// Bytes moved since the last tick, and the smoothed rate.
     pub pending_bytes: u64,
+    pub(crate) rate_window: Window,
     pub rate_bps: f64,
     pub(crate) size_checked_ns: u64,
 }
 
 /// Exponential smoothing with a ~3 s time constant: steady enough to read, quick enough
 /// to show a stall within seconds.
-pub(crate) fn smooth(rate: f64, bytes: u64, dt_ns: u64) -> f64 {
-    if dt_ns == 0 {
+/// The first rate waits for this much time with data: a burst right after attach (a
+/// throttled base backup reads 512 KiB at once, then sleeps) is not the pace.
+const FIRST_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Time over which `pending` units have accumulated, for [`smooth`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    ns: u64,
+    started: bool,
+}
+
+/// Fold `pending` units seen over the window plus `dt_ns` into an exponentially smoothed
+/// rate per second (3 s time constant). The first value is the plain average over at
+/// least [`FIRST_WINDOW_NS`] from the first data; smoothing from zero would understate the
+/// rate (and overstate the ETA) for several seconds.
+pub(crate) fn smooth(rate: f64, pending: &mut u64, w: &mut Window, dt_ns: u64) -> f64 {
+    if !w.started && *pending == 0 {
+        w.ns = 0;
         return rate;
     }
-    let dt = dt_ns as f64 / 1e9;
-    let sample = bytes as f64 / dt;
-    if rate == 0.0 {
-        // The first sample is the best estimate there is; smoothing from zero would
-        // understate the rate (and overstate the ETA) for the first several seconds.
+    w.ns = w.ns.saturating_add(dt_ns);
+    if w.ns == 0 || (!w.started && w.ns < FIRST_WINDOW_NS) {
+        return rate;
+    }
+    let dt = w.ns as f64 / 1e9;
+    let sample = *pending as f64 / dt;
+    *pending = 0;
+    w.ns = 0;
+    if !w.started {
+        w.started = true;
         return sample;
     }
     let alpha = 1.0 - (-dt / 3.0).exp();
@@ -129,6 +151,7 @@ impl FileEntry {
             opened_ns: ts,
             last_ns: 0,
             pending_bytes: 0,
+            rate_window: Default::default(),
             rate_bps: 0.0,
             size_checked_ns: ts,
         }
@@ -156,10 +179,12 @@ impl FileEntry {
     }
 
     pub(crate) fn tick(&mut self, dt_ns: u64) {
-        self.rate_bps = smooth(self.rate_bps, self.pending_bytes, dt_ns);
-        if dt_ns > 0 {
-            self.pending_bytes = 0;
-        }
+        self.rate_bps = smooth(
+            self.rate_bps,
+            &mut self.pending_bytes,
+            &mut self.rate_window,
+            dt_ns,
+        );
     }
 
     /// Percent of the file below the furthest point reached.

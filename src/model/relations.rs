@@ -23,6 +23,8 @@ pub struct RelState {
     pub first_ns: u64,
     pub last_ns: u64,
     pub pending_bytes: u64,
+    pub(crate) rate_window: super::files::Window,
+    pub(crate) blocks_window: super::files::Window,
     pub rate_bps: f64,
     /// Which parts of the main fork were read.
     pub coverage: Coverage,
@@ -56,6 +58,8 @@ impl RelState {
             first_ns: ts,
             last_ns: 0,
             pending_bytes: 0,
+            rate_window: Default::default(),
+            blocks_window: Default::default(),
             rate_bps: 0.0,
             coverage: Coverage::new(),
             size_checked_ns: ts,
@@ -143,12 +147,18 @@ impl RelState {
     }
 
     pub(crate) fn tick(&mut self, dt_ns: u64) {
-        self.rate_bps = smooth(self.rate_bps, self.pending_bytes, dt_ns);
-        self.blocks_per_s = smooth(self.blocks_per_s, self.pending_blocks, dt_ns);
-        if dt_ns > 0 {
-            self.pending_bytes = 0;
-            self.pending_blocks = 0;
-        }
+        self.rate_bps = smooth(
+            self.rate_bps,
+            &mut self.pending_bytes,
+            &mut self.rate_window,
+            dt_ns,
+        );
+        self.blocks_per_s = smooth(
+            self.blocks_per_s,
+            &mut self.pending_blocks,
+            &mut self.blocks_window,
+            dt_ns,
+        );
     }
 
     /// Position of the last read within the whole relation, in percent.

@@ -520,3 +520,27 @@ fn query_texts_and_lock_waits() {
     assert!(m.waiting_for(10).is_none());
     assert_eq!(m.lock_waits[0].end_ns, Some(9));
 }
+
+#[test]
+fn a_burst_right_after_attach_is_not_taken_for_the_rate() {
+    use super::files::{smooth, Window};
+    let mut w = Window::default();
+    let tick = 250_000_000;
+    // A throttled base backup: 512 KiB at once, then 128 KiB per 250 ms tick.
+    let mut pending = 512 * 1024;
+    let mut rate = smooth(0.0, &mut pending, &mut w, tick);
+    assert_eq!(rate, 0.0, "no rate before a second of data");
+    for _ in 0..3 {
+        pending += 128 * 1024;
+        rate = smooth(rate, &mut pending, &mut w, tick);
+    }
+    // 896 KiB over the first second, not the 2 MiB/s the first tick alone would say.
+    assert!((rate - 896.0 * 1024.0).abs() < 1.0, "{rate}");
+    assert_eq!(pending, 0);
+    // Idle before any data does not dilute the first window.
+    let mut w = Window::default();
+    let mut none = 0;
+    assert_eq!(smooth(0.0, &mut none, &mut w, 10 * tick), 0.0);
+    let mut p = 1 << 20;
+    assert_eq!(smooth(0.0, &mut p, &mut w, 4 * tick), (1 << 20) as f64);
+}
