@@ -2,9 +2,10 @@
 //! their sites, semaphore, argument specs, and whether pg_trace attaches them.
 
 use crate::cli::Format;
-use crate::process::stapsdt::{self, Notes};
+use crate::process::stapsdt::{self, Notes, ProbeSite};
 use crate::trace::usdt::{no_probes_reason, DEFAULT_PROBES, PROBES, PROVIDER};
 use serde_json::json;
+use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write;
 
 pub fn write(out: &mut impl Write, pid: i32, format: Format) -> anyhow::Result<()> {
@@ -21,19 +22,21 @@ pub fn write_notes(
     notes: &Notes,
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    let mut count = 0usize;
+    // One row per (provider, name) in first-seen order, with its site count: a map, since
+    // a hostile binary may hold up to `stapsdt::MAX_NOTES` notes.
+    let mut rows: Vec<(&ProbeSite, usize)> = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for p in &notes.probes {
-        if seen.contains(&(p.provider.as_str(), p.name.as_str())) {
-            continue;
+        match index.entry((&p.provider, &p.name)) {
+            Entry::Occupied(e) => rows[*e.get()].1 += 1,
+            Entry::Vacant(e) => {
+                e.insert(rows.len());
+                rows.push((p, 1));
+            }
         }
-        seen.push((&p.provider, &p.name));
-        count += 1;
-        let sites = notes
-            .probes
-            .iter()
-            .filter(|q| q.provider == p.provider && q.name == p.name)
-            .count();
+    }
+    let count = rows.len();
+    for (p, sites) in rows {
         let ours = p.provider == PROVIDER;
         let handled = ours && PROBES.contains(&p.name.as_str());
         let default = ours && DEFAULT_PROBES.contains(&p.name.as_str());
@@ -101,7 +104,7 @@ pub fn write_notes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::stapsdt::{parse_args, ProbeSite};
+    use crate::process::stapsdt::parse_args;
 
     #[test]
     fn lists_once_per_name_and_says_why_when_none() {

@@ -305,6 +305,20 @@ pub struct Lister {
     /// Status readers by postmaster pid, kept between samples (finding the array costs a
     /// search of the shared memory index). A reader that fails is dropped and retried.
     readers: HashMap<Pid, crate::process::status::StatusReader>,
+    /// When opening or reading a postmaster's status last failed (monotonic ns): opening
+    /// scans shared memory on the caller's thread, so a failing cluster is retried only
+    /// every `READER_RETRY_NS`, not every sample.
+    failed: HashMap<Pid, u64>,
+}
+
+const READER_RETRY_NS: u64 = 10_000_000_000;
+
+/// Whether a postmaster whose reader last failed at `failed_at` may be tried again `now`.
+fn may_retry(failed_at: Option<u64>, now: u64) -> bool {
+    match failed_at {
+        None => true,
+        Some(t) => now.saturating_sub(t) >= READER_RETRY_NS,
+    }
 }
 
 /// Every status slot of a cluster, read as its postmaster maps shared memory.
@@ -488,23 +502,32 @@ impl Lister {
         let root = unsafe { libc::geteuid() } == 0;
         let live: std::collections::HashSet<Pid> = clusters.keys().copied().collect();
         self.readers.retain(|pm, _| live.contains(pm));
+        self.failed.retain(|pm, _| live.contains(pm));
         for c in clusters.values_mut().filter(|_| root) {
             let Some(major) = c.major.filter(|m| (12..=18).contains(m)) else {
                 continue;
             };
             if let std::collections::hash_map::Entry::Vacant(v) = self.readers.entry(c.postmaster) {
+                if !may_retry(self.failed.get(&c.postmaster).copied(), now) {
+                    continue;
+                }
                 match crate::process::status::StatusReader::open(c.postmaster, major) {
                     Ok(r) => {
                         v.insert(r);
                     }
-                    Err(_) => continue,
+                    Err(_) => {
+                        self.failed.insert(c.postmaster, now);
+                        continue;
+                    }
                 }
             }
             let rows = self.readers.get_mut(&c.postmaster).and_then(memory_rows);
             let Some(mut rows) = rows else {
                 self.readers.remove(&c.postmaster);
+                self.failed.insert(c.postmaster, now);
                 continue;
             };
+            self.failed.remove(&c.postmaster);
             for p in &mut c.processes {
                 p.memory = rows.remove(&p.pid);
             }
@@ -619,6 +642,17 @@ mod tests {
         assert_eq!(parse_proc_syscall("x"), None);
         assert_eq!(syscall_name(232), Some("epoll_wait"));
         assert_eq!(syscall_name(99_999), None);
+    }
+
+    #[test]
+    fn failed_readers_wait_ten_seconds() {
+        let t0 = 5_000_000_000;
+        assert!(may_retry(None, t0));
+        assert!(!may_retry(Some(t0), t0));
+        assert!(!may_retry(Some(t0), t0 + READER_RETRY_NS - 1));
+        assert!(may_retry(Some(t0), t0 + READER_RETRY_NS));
+        // A clock that went backwards (it should not) does not unlock retries early.
+        assert!(!may_retry(Some(t0), t0 - 1));
     }
 
     #[test]

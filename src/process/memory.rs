@@ -325,9 +325,18 @@ impl Symbols {
         use object::{Object, ObjectSymbol};
         use std::os::unix::fs::MetadataExt;
         let path = format!("/proc/{pid}/exe");
-        let meta = std::fs::metadata(&path).map_err(|e| gone_or(pid, e))?;
-        let data = std::fs::read(&path).map_err(|e| gone_or(pid, e))?;
-        let file = object::File::parse(&*data).map_err(|e| MemError::Layout {
+        let exe = std::fs::File::open(&path).map_err(|e| gone_or(pid, e))?;
+        let meta = exe.metadata().map_err(|e| gone_or(pid, e))?;
+        // The file is hostile: a huge or sparse one must not be read whole. Refuse absurd
+        // sizes, and read lazily only the headers and the sections used below.
+        crate::process::stapsdt::check_exe_size(std::path::Path::new(&path), meta.len()).map_err(
+            |e| MemError::Layout {
+                pid,
+                what: e.to_string(),
+            },
+        )?;
+        let data = object::ReadCache::new(exe);
+        let file = object::File::parse(&data).map_err(|e| MemError::Layout {
             pid,
             what: format!("{path} is not a readable ELF file: {e}"),
         })?;

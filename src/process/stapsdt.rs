@@ -18,6 +18,26 @@ const OWNER: &[u8] = b"stapsdt";
 const MAX_STR: usize = 4096;
 /// Arguments per probe kept (sys/sdt.h allows 12).
 const MAX_ARGS: usize = 12;
+/// Largest executable read (PostgreSQL's is tens of MiB): a huge or sparse file named by
+/// `/proc/PID/exe` must not make us read or allocate gigabytes.
+pub const MAX_EXE_BYTES: u64 = 1 << 30;
+/// Notes accepted in one section (PostgreSQL has a few hundred probe sites).
+pub const MAX_NOTES: usize = 100_000;
+/// Largest `.note.stapsdt` read (100,000 notes of a few hundred bytes).
+const MAX_SECTION_BYTES: u64 = 64 << 20;
+
+/// The one-line refusal of an executable larger than `MAX_EXE_BYTES`.
+pub fn check_exe_size(path: &Path, len: u64) -> anyhow::Result<()> {
+    if len > MAX_EXE_BYTES {
+        anyhow::bail!(
+            "{} is {} MiB, larger than the {} MiB pg_trace reads of an executable",
+            path.display(),
+            len >> 20,
+            MAX_EXE_BYTES >> 20
+        );
+    }
+    Ok(())
+}
 
 /// One argument of a probe, as the compiler described it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -140,11 +160,15 @@ pub fn parse_descriptor(desc: &[u8], addr_bytes: usize, little: bool) -> Option<
 }
 
 /// Walks the notes of a `.note.stapsdt` section (or any note section: non-SDT notes are
-/// skipped). `addr_bytes` is 8 for ELF64, 4 for ELF32.
-pub fn parse_notes(data: &[u8], addr_bytes: usize, little: bool) -> Notes {
+/// skipped). `addr_bytes` is 8 for ELF64, 4 for ELF32. More than `MAX_NOTES` notes is an
+/// error: no real binary has them, and the callers' work grows with their number.
+pub fn parse_notes(data: &[u8], addr_bytes: usize, little: bool) -> anyhow::Result<Notes> {
     let mut out = Notes::default();
     let mut off = 0usize;
     while off < data.len() {
+        if out.probes.len() + out.skipped >= MAX_NOTES {
+            anyhow::bail!("the binary has more than {MAX_NOTES} SDT notes; refusing it");
+        }
         let (Some(namesz), Some(descsz), Some(ntype)) = (
             read_u32(data, off, little),
             read_u32(data, off + 4, little),
@@ -180,7 +204,7 @@ pub fn parse_notes(data: &[u8], addr_bytes: usize, little: bool) -> Notes {
         }
         off = next;
     }
-    out
+    Ok(out)
 }
 
 /// The SDT probes of an ELF file, or an empty list when it has none. Reads only the
@@ -188,17 +212,30 @@ pub fn parse_notes(data: &[u8], addr_bytes: usize, little: bool) -> Notes {
 pub fn probes_of_file(path: &Path) -> anyhow::Result<Notes> {
     let file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("cannot stat {}: {e}", path.display()))?
+        .len();
+    check_exe_size(path, len)?;
     let cache = object::ReadCache::new(file);
     let obj = object::File::parse(&cache)
         .map_err(|e| anyhow::anyhow!("{} is not a readable ELF file: {e}", path.display()))?;
     let Some(section) = obj.section_by_name(".note.stapsdt") else {
         return Ok(Notes::default());
     };
+    if section.size() > MAX_SECTION_BYTES {
+        anyhow::bail!(
+            "{}: .note.stapsdt is {} MiB, too large to be real",
+            path.display(),
+            section.size() >> 20
+        );
+    }
     let data = section
         .data()
         .map_err(|e| anyhow::anyhow!("{}: unreadable .note.stapsdt: {e}", path.display()))?;
     let addr_bytes = if obj.is_64() { 8 } else { 4 };
-    Ok(parse_notes(data, addr_bytes, obj.is_little_endian()))
+    parse_notes(data, addr_bytes, obj.is_little_endian())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// The probes of the executable of a running process (`/proc/PID/exe`).
@@ -209,10 +246,14 @@ pub fn probes_of_pid(pid: i32) -> anyhow::Result<Notes> {
 /// Distinct probe names of `provider`, in first-seen order, with their site counts.
 pub fn names(notes: &Notes, provider: &str) -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for p in notes.probes.iter().filter(|p| p.provider == provider) {
-        match out.iter_mut().find(|(n, _)| *n == p.name) {
-            Some((_, c)) => *c += 1,
-            None => out.push((p.name.clone(), 1)),
+        match index.get(p.name.as_str()) {
+            Some(&i) => out[i].1 += 1,
+            None => {
+                index.insert(&p.name, out.len());
+                out.push((p.name.clone(), 1));
+            }
         }
     }
     out
@@ -268,7 +309,7 @@ mod tests {
             "buffer__read__done",
             "",
         ));
-        let n = parse_notes(&data, 8, true);
+        let n = parse_notes(&data, 8, true).unwrap();
         assert_eq!(n.skipped, 1);
         assert_eq!(n.probes.len(), 2);
         let p = &n.probes[0];
@@ -305,14 +346,43 @@ mod tests {
     fn truncated_and_garbage_notes_are_skipped() {
         let good = sdt(1, 2, "p", "n", "8@%rax");
         // Cut in the middle of the descriptor: no probe, no panic.
-        let n = parse_notes(&good[..good.len() - 12], 8, true);
+        let n = parse_notes(&good[..good.len() - 12], 8, true).unwrap();
         assert!(n.probes.is_empty());
         // A namesz near u32::MAX must not overflow or allocate.
         let mut bad = vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 3, 0, 0, 0];
         bad.extend_from_slice(&good);
-        let n = parse_notes(&bad, 8, true);
+        let n = parse_notes(&bad, 8, true).unwrap();
         assert!(n.probes.is_empty());
         assert_eq!(n.skipped, 1);
+    }
+
+    #[test]
+    fn too_many_notes_is_an_error_and_names_stay_linear() {
+        let one = sdt(1, 0, "postgresql", "query__start", "");
+        let mut data = Vec::with_capacity(one.len() * (MAX_NOTES + 1));
+        for _ in 0..MAX_NOTES {
+            data.extend_from_slice(&one);
+        }
+        let n = parse_notes(&data, 8, true).unwrap();
+        assert_eq!(n.probes.len(), MAX_NOTES);
+        assert_eq!(
+            names(&n, "postgresql"),
+            [("query__start".to_string(), MAX_NOTES)]
+        );
+        data.extend_from_slice(&one);
+        let e = parse_notes(&data, 8, true).unwrap_err().to_string();
+        assert!(e.contains("more than 100000 SDT notes"), "{e}");
+    }
+
+    #[test]
+    fn huge_executables_are_refused() {
+        let p = Path::new("/proc/1/exe");
+        assert!(check_exe_size(p, 40 << 20).is_ok());
+        assert!(check_exe_size(p, MAX_EXE_BYTES).is_ok());
+        let e = check_exe_size(p, MAX_EXE_BYTES + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than the 1024 MiB"), "{e}");
     }
 
     #[test]
@@ -340,7 +410,7 @@ mod tests {
         #[test]
         fn hostile_notes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512),
                                      little in any::<bool>(), wide in any::<bool>()) {
-            let n = parse_notes(&data, if wide { 8 } else { 4 }, little);
+            let n = parse_notes(&data, if wide { 8 } else { 4 }, little).unwrap();
             prop_assert!(n.probes.len() <= data.len() / 12 + 1);
         }
 

@@ -466,10 +466,52 @@ const CAUSES: [&str; 3] = [
     "USDT unexpected argument count",
 ];
 
+/// Links of removed processes dropped per `poll`: each drop blocks ~45 ms (an RCU grace
+/// period), so two keep a poll well under the session's tick.
+const DROPS_PER_POLL: usize = 2;
+
+/// Things whose drop blocks, dropped a bounded number at a time on the owner's thread
+/// (libbpf's USDT bookkeeping is not thread-safe, so no background thread).
+struct DropQueue<T> {
+    items: std::collections::VecDeque<T>,
+}
+
+impl<T> Default for DropQueue<T> {
+    fn default() -> Self {
+        DropQueue {
+            items: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T> DropQueue<T> {
+    fn extend(&mut self, items: impl IntoIterator<Item = T>) {
+        self.items.extend(items);
+    }
+
+    /// Drops at most `max`, oldest first; returns how many.
+    fn drop_some(&mut self, max: usize) -> usize {
+        let n = max.min(self.items.len());
+        self.items.drain(..n).for_each(drop);
+        n
+    }
+
+    fn drop_all(&mut self) {
+        self.items.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
 /// USDT probes of the traced processes. See the module documentation.
 pub struct UsdtTracer {
-    // Drop order: links, ring buffer, skeleton, slot.
+    // Drop order: links, links being dropped, ring buffer, skeleton, slot.
     links: Vec<(Pid, String, Link)>,
+    /// Links of removed processes, dropped a few per `poll` (see `remove_pid`).
+    dropping: DropQueue<Link>,
     ring: Option<RingBuffer<'static>>,
     skel: Option<UsdtSkel<'static>>,
     _slot: ObjectSlot,
@@ -518,6 +560,7 @@ impl UsdtTracer {
         })?;
         let mut t = UsdtTracer {
             links: Vec::new(),
+            dropping: DropQueue::default(),
             ring: None,
             skel: Some(skel),
             _slot: slot,
@@ -626,7 +669,15 @@ impl Tracer for UsdtTracer {
 
     fn remove_pid(&mut self, pid: Pid) {
         self.pids.retain(|&p| p != pid);
-        self.links.retain(|(p, _, _)| *p != pid);
+        // Dropping a link waits for an RCU grace period (~45 ms a probe): four exiting
+        // workers would stall the session loop for seconds with the rings undrained. The
+        // links are queued instead and dropped a few per poll; until then their uprobes
+        // may still fire, and `poll` ignores events of pids no longer traced.
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(p, _, _)| *p == pid);
+        self.links = kept;
+        self.dropping.extend(gone.into_iter().map(|(_, _, l)| l));
     }
 
     fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
@@ -642,8 +693,11 @@ impl Tracer for UsdtTracer {
             s.bad_args = 0;
         });
         let rc = ring.consume_raw();
+        let pids = &self.pids;
         let (n, garbled, bad) = SINK.with(|s| {
             let mut s = s.borrow_mut();
+            // Uprobes of removed processes fire until their links are dropped.
+            s.events.retain(|e| pids.contains(&e.pid));
             let n = s.events.len();
             out.append(&mut s.events);
             if s.events.capacity() > 1 << 16 {
@@ -656,6 +710,7 @@ impl Tracer for UsdtTracer {
             )
         });
         self.events += n as u64;
+        self.dropping.drop_some(DROPS_PER_POLL);
         self.lost[1] += garbled;
         self.lost[2] += bad;
         if rc < 0 {
@@ -702,6 +757,7 @@ impl Tracer for UsdtTracer {
         // be dropped side by side: libbpf's USDT bookkeeping (spec ids returned to the
         // shared manager on detach) is not thread-safe.
         self.links.clear();
+        self.dropping.drop_all();
     }
 
     fn limitations(&self) -> Vec<String> {
@@ -725,6 +781,24 @@ impl Drop for UsdtTracer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn removed_links_are_dropped_a_few_per_poll() {
+        use std::rc::Rc;
+        let live = Rc::new(());
+        let mut q = DropQueue::default();
+        q.extend((0..5).map(|_| Rc::clone(&live)));
+        assert_eq!(Rc::strong_count(&live), 6);
+        assert_eq!(q.drop_some(DROPS_PER_POLL), 2);
+        assert_eq!((q.len(), Rc::strong_count(&live)), (3, 4));
+        assert_eq!(q.drop_some(DROPS_PER_POLL), 2);
+        assert_eq!(q.drop_some(DROPS_PER_POLL), 1);
+        assert_eq!(q.drop_some(DROPS_PER_POLL), 0);
+        assert_eq!(Rc::strong_count(&live), 1);
+        q.extend((0..7).map(|_| Rc::clone(&live)));
+        q.drop_all();
+        assert_eq!((q.len(), Rc::strong_count(&live)), (0, 1));
+    }
 
     fn record(probe: u16, args: &[i64], text: Option<&[u8]>, flags: u8) -> Vec<u8> {
         let mut v = vec![0u8; wire::HDR];

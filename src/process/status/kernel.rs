@@ -14,7 +14,8 @@ pub struct KernelState {
     pub syscall: Option<i64>,
     /// utime + stime, clock ticks.
     pub cpu_ticks: Option<u64>,
-    /// Bytes written to its sockets that the peer has not read (SIOCOUTQ), the largest.
+    /// Bytes written to its sockets that the peer has not read or acknowledged (what
+    /// SIOCOUTQ would say), the largest.
     pub send_queue: Option<u64>,
 }
 
@@ -64,47 +65,267 @@ pub fn parse_syscall(s: &str) -> Option<i64> {
     first.parse::<i64>().ok().filter(|&n| n >= 0)
 }
 
-/// Largest SIOCOUTQ over the process's sockets. The socket is duplicated into this process
-/// with pidfd_getfd (no effect on the owner) and closed at once.
+/// Largest send queue over the process's sockets: bytes written that the peer has not
+/// read (unix) or acknowledged (TCP), what SIOCOUTQ would say. Read only from outside: the
+/// socket is never taken into this process (pidfd_getfd would re-stamp its cgroup classid
+/// and priority index with ours, altering the traced process). TCP queues come from
+/// `/proc/PID/net/tcp{,6}`, unix ones from sock_diag; other sockets are not counted.
 pub fn socket_send_queue(pid: i32) -> Option<u64> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    let socket_fds: Vec<i32> = dir
+    let inodes: Vec<u64> = dir
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|p| p.to_string_lossy().starts_with("socket:"))
-                .unwrap_or(false)
-        })
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|e| socket_inode(&std::fs::read_link(e.path()).ok()?.to_string_lossy()))
+        .take(MAX_SOCKETS)
         .collect();
-    if socket_fds.is_empty() {
-        return None;
-    }
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if pidfd < 0 {
+    if inodes.is_empty() {
         return None;
     }
     let mut best: Option<u64> = None;
-    for fd in socket_fds.into_iter().take(64) {
-        // SAFETY: pidfd_getfd duplicates the target's fd into ours; it reads nothing from
-        // and changes nothing in the target. The returned fd is ours to close.
-        let ours = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) } as i32;
-        if ours < 0 {
-            continue;
+    let mut rest = Vec::new();
+    match UnixDiag::open() {
+        Some(mut diag) => {
+            for ino in inodes {
+                match diag.query(ino) {
+                    Some(q) => best = best.max(q.send_queue()),
+                    None => rest.push(ino),
+                }
+            }
         }
-        let mut q: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (== TIOCOUTQ) writes one int through the pointer we own.
-        let r = unsafe { libc::ioctl(ours, libc::TIOCOUTQ, &mut q) };
-        // SAFETY: `ours` was returned by pidfd_getfd above and is closed once.
-        unsafe { libc::close(ours) };
-        if r == 0 && q >= 0 {
-            best = Some(best.unwrap_or(0).max(q as u64));
+        None => rest = inodes,
+    }
+    if !rest.is_empty() {
+        for table in ["tcp", "tcp6"] {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+                continue;
+            };
+            best = best.max(tcp_send_queue(&text, &rest));
         }
     }
-    // SAFETY: pidfd is ours and closed once.
-    unsafe { libc::close(pidfd) };
     best
+}
+
+/// Sockets looked at per process (a backend has a handful).
+const MAX_SOCKETS: usize = 64;
+
+/// The inode of an fd link `socket:[12345]`.
+pub fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Largest `tx_queue` among the rows of a `/proc/net/tcp` or `tcp6` table whose inode is
+/// one of `inodes`. Rows: `sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout
+/// inode ...`, numbers in hex except uid, timeout and inode.
+pub fn tcp_send_queue(table: &str, inodes: &[u64]) -> Option<u64> {
+    let mut best = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().take(10).collect();
+        let (Some(queues), Some(inode)) = (f.get(4), f.get(9)) else {
+            continue;
+        };
+        let Ok(inode) = inode.parse::<u64>() else {
+            continue;
+        };
+        if !inodes.contains(&inode) {
+            continue;
+        }
+        let tx = queues
+            .split_once(':')
+            .and_then(|(tx, _)| u64::from_str_radix(tx, 16).ok());
+        best = best.max(tx);
+    }
+    best
+}
+
+/// `struct unix_diag_rqlen` of one unix socket, with its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixQueues {
+    pub state: u8,
+    pub rqueue: u32,
+    pub wqueue: u32,
+}
+
+impl UnixQueues {
+    /// For a listening socket the kernel reports the backlog limit as wqueue: no queue.
+    pub fn send_queue(&self) -> Option<u64> {
+        (self.state != TCP_LISTEN).then_some(u64::from(self.wqueue))
+    }
+}
+
+// linux/netlink.h, sock_diag.h, unix_diag.h.
+const NETLINK_SOCK_DIAG: i32 = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_HDRLEN: usize = 16;
+const UNIX_DIAG_REQ_LEN: usize = 24;
+const UNIX_DIAG_MSG_LEN: usize = 16;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+const UNIX_DIAG_RQLEN: u16 = 4;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+const TCP_LISTEN: u8 = 10;
+
+fn align4(n: usize) -> usize {
+    n.saturating_add(3) & !3
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` request for the unix socket with inode `ino`: nlmsghdr then
+/// `struct unix_diag_req`, native endian as netlink is.
+pub fn unix_diag_request(seq: u32, ino: u32) -> [u8; NLMSG_HDRLEN + UNIX_DIAG_REQ_LEN] {
+    let mut m = [0u8; NLMSG_HDRLEN + UNIX_DIAG_REQ_LEN];
+    m[0..4].copy_from_slice(&((NLMSG_HDRLEN + UNIX_DIAG_REQ_LEN) as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // nlmsg_pid 0: the kernel fills in our port.
+    let r = &mut m[NLMSG_HDRLEN..];
+    r[0] = libc::AF_UNIX as u8; // sdiag_family; sdiag_protocol and pad stay 0
+    r[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // udiag_states: any state
+    r[8..12].copy_from_slice(&ino.to_ne_bytes());
+    r[12..16].copy_from_slice(&UDIAG_SHOW_RQLEN.to_ne_bytes());
+    // udiag_cookie: INET_DIAG_NOCOOKIE, i.e. look the socket up by inode alone.
+    r[16..24].copy_from_slice(&[0xff; 8]);
+    m
+}
+
+fn ne_u16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+fn ne_u32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// The queues of socket `ino` in a sock_diag reply to request `seq`; None for an error
+/// (ENOENT: not a unix socket), a reply about another socket, or anything malformed.
+pub fn parse_unix_diag_reply(buf: &[u8], seq: u32, ino: u32) -> Option<UnixQueues> {
+    let mut off = 0usize;
+    while off.checked_add(NLMSG_HDRLEN)? <= buf.len() {
+        let len = ne_u32(buf, off)? as usize;
+        let kind = ne_u16(buf, off + 4)?;
+        let msg_seq = ne_u32(buf, off + 8)?;
+        if len < NLMSG_HDRLEN || len > buf.len() - off {
+            return None;
+        }
+        let msg = &buf[off..off + len];
+        match kind {
+            NLMSG_ERROR | NLMSG_DONE => return None,
+            SOCK_DIAG_BY_FAMILY if msg_seq == seq => return parse_unix_diag_msg(msg, ino),
+            _ => {}
+        }
+        off = off.checked_add(align4(len))?;
+    }
+    None
+}
+
+/// One `SOCK_DIAG_BY_FAMILY` message: nlmsghdr, `struct unix_diag_msg`, attributes.
+fn parse_unix_diag_msg(msg: &[u8], ino: u32) -> Option<UnixQueues> {
+    let body = msg.get(NLMSG_HDRLEN..)?;
+    if body.len() < UNIX_DIAG_MSG_LEN || body[0] != libc::AF_UNIX as u8 {
+        return None;
+    }
+    let state = body[2];
+    if ne_u32(body, 4)? != ino {
+        return None;
+    }
+    let mut off = align4(UNIX_DIAG_MSG_LEN);
+    while off.checked_add(4)? <= body.len() {
+        let len = ne_u16(body, off)? as usize;
+        let kind = ne_u16(body, off + 2)? & NLA_TYPE_MASK;
+        if len < 4 || len > body.len() - off {
+            return None;
+        }
+        if kind == UNIX_DIAG_RQLEN && len >= 12 {
+            return Some(UnixQueues {
+                state,
+                rqueue: ne_u32(body, off + 4)?,
+                wqueue: ne_u32(body, off + 8)?,
+            });
+        }
+        off = off.checked_add(align4(len))?;
+    }
+    None
+}
+
+/// A NETLINK_SOCK_DIAG socket of our own, for exact per-inode queries.
+struct UnixDiag {
+    fd: std::os::fd::OwnedFd,
+    seq: u32,
+}
+
+impl UnixDiag {
+    fn open() -> Option<UnixDiag> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: socket(2) takes plain integers and returns a new fd or -1.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fd was just returned by socket(2) and nothing else owns it.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // The kernel answers within sendmsg; the timeout only guards against surprises.
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: SO_RCVTIMEO reads one timeval of the given size from a live local.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        Some(UnixDiag { fd, seq: 0 })
+    }
+
+    /// The queues of unix socket `ino`; None when it is not one (or the kernel has no
+    /// unix_diag, or the socket lives in another network namespace).
+    fn query(&mut self, ino: u64) -> Option<UnixQueues> {
+        use std::os::fd::AsRawFd;
+        let ino = u32::try_from(ino).ok()?;
+        self.seq = self.seq.wrapping_add(1);
+        let req = unix_diag_request(self.seq, ino);
+        // SAFETY: an all-zero sockaddr_nl is valid (nl_pid 0 = the kernel).
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: the buffer and address are live locals of the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent != req.len() as isize {
+            return None;
+        }
+        // One reply: the message (or an error carrying our request back). A reply that
+        // does not fit is truncated and then fails to parse.
+        let mut buf = [0u8; 1024];
+        // SAFETY: recv writes at most buf.len() bytes into our buffer.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = usize::try_from(n).ok()?;
+        parse_unix_diag_reply(buf.get(..n)?, self.seq, ino)
+    }
 }
 
 #[cfg(test)]
@@ -124,11 +345,154 @@ mod tests {
         assert_eq!(parse_syscall("-1 0x7ffd 0x7f"), None);
     }
 
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode("socket:[123456]"), Some(123456));
+        assert_eq!(socket_inode("pipe:[123456]"), None);
+        assert_eq!(socket_inode("socket:[12"), None);
+        assert_eq!(socket_inode("/tmp/socket:[1]"), None);
+    }
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 4001 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1538 0100007F:D2F0 01 0001F400:00000010 01:00000014 00000000   999        0 4002 2 0000000000000000 20 4 30 10 -1
+   2: 0100007F:1538 0100007F:D2F2 01 00FFFFFF:00000000 01:00000014 00000000   999        0 4003 2 0000000000000000 20 4 30 10 -1
+   3: garbage
+";
+
+    #[test]
+    fn tcp_queues_of_our_inodes_only() {
+        assert_eq!(tcp_send_queue(TCP, &[4001]), Some(0));
+        assert_eq!(tcp_send_queue(TCP, &[4001, 4002]), Some(0x1f400));
+        assert_eq!(tcp_send_queue(TCP, &[4002, 4003]), Some(0xffffff));
+        assert_eq!(tcp_send_queue(TCP, &[9]), None);
+        assert_eq!(tcp_send_queue("", &[4001]), None);
+    }
+
+    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend(((4 + payload.len()) as u16).to_ne_bytes());
+        v.extend(kind.to_ne_bytes());
+        v.extend(payload);
+        v.resize(align4(v.len()), 0);
+        v
+    }
+
+    fn message(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend(((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+        v.extend(kind.to_ne_bytes());
+        v.extend(0u16.to_ne_bytes());
+        v.extend(seq.to_ne_bytes());
+        v.extend(77u32.to_ne_bytes());
+        v.extend(body);
+        v
+    }
+
+    /// A reply as the kernel builds it: unix_diag_msg then attributes.
+    fn reply(seq: u32, ino: u32, state: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = vec![libc::AF_UNIX as u8, libc::SOCK_STREAM as u8, state, 0];
+        body.extend(ino.to_ne_bytes());
+        body.extend([0xab; 8]);
+        for a in attrs {
+            body.extend(a);
+        }
+        message(SOCK_DIAG_BY_FAMILY, seq, &body)
+    }
+
+    fn rqlen(r: u32, w: u32) -> Vec<u8> {
+        let mut p = r.to_ne_bytes().to_vec();
+        p.extend(w.to_ne_bytes());
+        attr(UNIX_DIAG_RQLEN, &p)
+    }
+
+    #[test]
+    fn unix_diag_request_layout() {
+        let m = unix_diag_request(7, 0x01020304);
+        assert_eq!(m.len(), 40);
+        assert_eq!(ne_u32(&m, 0), Some(40));
+        assert_eq!(ne_u16(&m, 4), Some(20));
+        assert_eq!(ne_u16(&m, 6), Some(1));
+        assert_eq!(ne_u32(&m, 8), Some(7));
+        assert_eq!(m[16], libc::AF_UNIX as u8);
+        assert_eq!(ne_u32(&m, 20), Some(u32::MAX));
+        assert_eq!(ne_u32(&m, 24), Some(0x01020304));
+        assert_eq!(ne_u32(&m, 28), Some(0x10));
+        assert_eq!(&m[32..40], &[0xff; 8]);
+    }
+
+    #[test]
+    fn unix_diag_replies() {
+        // An established socket with 200 KiB unread by the peer; other attributes first.
+        let r = reply(3, 555, 1, &[attr(6, &[0]), rqlen(5, 204800)]);
+        let q = parse_unix_diag_reply(&r, 3, 555).unwrap();
+        assert_eq!((q.state, q.rqueue, q.wqueue), (1, 5, 204800));
+        assert_eq!(q.send_queue(), Some(204800));
+        // A listening socket reports its backlog limit, not a queue.
+        let r = reply(3, 555, TCP_LISTEN, &[rqlen(0, 4096)]);
+        assert_eq!(
+            parse_unix_diag_reply(&r, 3, 555).unwrap().send_queue(),
+            None
+        );
+        // Another request's reply, another socket, no RQLEN attribute, an error.
+        let r = reply(2, 555, 1, &[rqlen(0, 9)]);
+        assert_eq!(parse_unix_diag_reply(&r, 3, 555), None);
+        assert_eq!(
+            parse_unix_diag_reply(&reply(3, 556, 1, &[rqlen(0, 9)]), 3, 555),
+            None
+        );
+        assert_eq!(parse_unix_diag_reply(&reply(3, 555, 1, &[]), 3, 555), None);
+        let mut err = (-libc::ENOENT).to_ne_bytes().to_vec();
+        err.extend(&unix_diag_request(3, 555)[..16]);
+        assert_eq!(
+            parse_unix_diag_reply(&message(NLMSG_ERROR, 3, &err), 3, 555),
+            None
+        );
+        // A short RQLEN payload is not read past.
+        let r = reply(3, 555, 1, &[attr(UNIX_DIAG_RQLEN, &[1, 0, 0, 0])]);
+        assert_eq!(parse_unix_diag_reply(&r, 3, 555), None);
+        // Truncated anywhere: None, never a panic.
+        let good = reply(3, 555, 1, &[rqlen(5, 6)]);
+        for cut in 0..good.len() {
+            assert_eq!(
+                parse_unix_diag_reply(&good[..cut], 3, 555),
+                None,
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn unread_bytes_of_our_own_socketpair() {
+        use std::io::Write;
+        let (mut a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(&[7u8; 100_000]).unwrap();
+        // unix_outq_len counts the buffers' true size: at least the bytes written.
+        let q = socket_send_queue(std::process::id() as i32);
+        assert!(q.is_some_and(|q| q >= 100_000), "{q:?}");
+    }
+
     proptest::proptest! {
         #[test]
         fn stat_parser_never_panics(s in ".{0,200}") {
             let _ = parse_stat(&s);
             let _ = parse_syscall(&s);
+        }
+
+        #[test]
+        fn hostile_replies_never_panic(mut data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+                                       seq in 0u32..4, ino in 0u32..4) {
+            let _ = parse_unix_diag_reply(&data, seq, ino);
+            let _ = tcp_send_queue(&String::from_utf8_lossy(&data), &[1, 2]);
+            // Plausible headers with hostile lengths inside.
+            let mut r = reply(seq, ino, 1, &[rqlen(1, 2)]);
+            r.append(&mut data);
+            let _ = parse_unix_diag_reply(&r, seq, ino);
+            for (i, b) in data.iter().enumerate().take(40) {
+                let mut m = reply(seq, ino, 1, &[rqlen(1, 2)]);
+                if let Some(x) = m.get_mut(i) { *x = *b; }
+                let _ = parse_unix_diag_reply(&m, seq, ino);
+            }
         }
     }
 }
