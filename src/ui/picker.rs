@@ -23,10 +23,11 @@ pub struct PickerState {
 /// The backend type as `pg_stat_activity` spells it when shared memory was readable, else
 /// as the title suggests.
 fn backend_type(p: &PgProcess) -> &str {
-    p.memory
-        .as_ref()
-        .and_then(|m| m.backend_type.as_deref())
-        .unwrap_or(&p.title.backend_type)
+    match p.memory.as_ref().and_then(|m| m.backend_type.as_deref()) {
+        // The view shows a background worker's bgw_type, which only the title carries.
+        Some("background worker") | None => &p.title.backend_type,
+        Some(t) => t,
+    }
 }
 
 /// What it is doing: a client backend's query text from shared memory (the title only
