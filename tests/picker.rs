@@ -96,10 +96,12 @@ fn lists_a_backend_and_a_walsender_of_a_real_cluster() {
         let clusters = lister.sample();
         let row = find(&clusters, c.postmaster_pid())
             .and_then(|cl| cl.processes.iter().find(|p| p.pid == sleeper_pid).cloned());
+        // The slot and the wait event are two reads (as for pg_stat_activity): a sample
+        // may see the slot still idle and the wait already set; the next one agrees.
         if let Some(p) = row.filter(|p| {
-            p.memory
-                .as_ref()
-                .is_some_and(|m| m.wait.as_deref() == Some("Timeout:PgSleep"))
+            p.memory.as_ref().is_some_and(|m| {
+                m.wait.as_deref() == Some("Timeout:PgSleep") && m.state.as_deref() == Some("active")
+            })
         }) {
             break p;
         }
