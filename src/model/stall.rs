@@ -49,7 +49,11 @@ pub enum Verdict {
         for_s: Option<f64>,
     },
     Idle,
-    Sleeping,
+    /// In pg_sleep; `between_reads_of` when it read that file in the last seconds (a query
+    /// that paces itself, or sleeps per row, is still getting through its scan).
+    Sleeping {
+        between_reads_of: Option<String>,
+    },
     RunningOnCpu,
     Waiting {
         wait_event_type: String,
@@ -78,7 +82,7 @@ impl Verdict {
             Verdict::WaitingOnLock { .. } => "waiting_on_lock",
             Verdict::IdleInTransaction { .. } => "idle_in_transaction",
             Verdict::Idle => "idle",
-            Verdict::Sleeping => "sleeping",
+            Verdict::Sleeping { .. } => "sleeping",
             Verdict::RunningOnCpu => "running_on_cpu",
             Verdict::Waiting { .. } => "waiting",
             Verdict::InSyscall { .. } => "in_syscall",
@@ -162,7 +166,13 @@ impl fmt::Display for Verdict {
                 write!(f, "idle in transaction{}", dur(*for_s))
             }
             Verdict::Idle => write!(f, "idle, waiting for the client's next command"),
-            Verdict::Sleeping => write!(f, "sleeping (pg_sleep)"),
+            Verdict::Sleeping { between_reads_of } => {
+                write!(f, "sleeping (pg_sleep)")?;
+                if let Some(file) = between_reads_of {
+                    write!(f, " between reads of {file}")?;
+                }
+                Ok(())
+            }
             Verdict::RunningOnCpu => write!(f, "running on CPU"),
             Verdict::Waiting {
                 wait_event_type,
@@ -259,7 +269,14 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
                 holders_guessed: i.lock_holders.is_empty(),
             }
         }
-        (Some("Timeout"), "PgSleep") => return Verdict::Sleeping,
+        (Some("Timeout"), "PgSleep") => {
+            return Verdict::Sleeping {
+                between_reads_of: i
+                    .current_file
+                    .clone()
+                    .filter(|_| recent_io && !i.last_io_write),
+            }
+        }
         _ => {}
     }
     // The phase a backup is in says more than an unnamed wait event.
@@ -381,7 +398,20 @@ mod tests {
         );
         assert_eq!(
             v(&sample("Timeout", "PgSleep", "active", 'S'), None),
-            Verdict::Sleeping
+            Verdict::Sleeping {
+                between_reads_of: None
+            }
+        );
+        let sleepy = sample("Timeout", "PgSleep", "active", 'S');
+        let paced = verdict(&Inputs {
+            sample: Some(&sleepy),
+            since_io_ns: Some(1_000_000),
+            current_file: Some("base/5/16384 (sales.orders)".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            paced.to_string(),
+            "sleeping (pg_sleep) between reads of base/5/16384 (sales.orders)"
         );
         assert!(matches!(
             v(&sample("Lock", "relation", "active", 'S'), None),
