@@ -22,7 +22,14 @@ fn verdict(model: &Model, info: &TraceInfo) -> Option<(String, bool)> {
     use crate::model::stall::Verdict as V;
     let stall = !matches!(
         v,
-        V::Reading { .. } | V::Writing { .. } | V::RunningOnCpu | V::Idle | V::Unknown
+        V::Reading { .. }
+            | V::Writing { .. }
+            | V::Sleeping {
+                between_reads_of: Some(_)
+            }
+            | V::RunningOnCpu
+            | V::Idle
+            | V::Unknown
     );
     (!matches!(v, V::Unknown)).then(|| (v.to_string(), stall))
 }
