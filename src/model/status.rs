@@ -133,9 +133,19 @@ impl super::Model {
                 Some(Write | Pwrite64 | Writev | Pwritev | Pwritev2)
             )
         });
-        let current_file = self.current_file().map(|f| match &f.named.relation {
-            Some(r) => format!("{} ({})", f.path.trim_start_matches("./"), r.id.label),
-            None => f.path.trim_start_matches("./").to_string(),
+        // Relative to the data directory as pg_relation_filepath() prints it, whether the
+        // fd was seen opened (relative) or found at attach (absolute, from /proc).
+        let current_file = self.current_file().map(|f| {
+            let path = f
+                .named
+                .relpath
+                .as_deref()
+                .unwrap_or(&f.path)
+                .trim_start_matches("./");
+            match &f.named.relation {
+                Some(r) => format!("{path} ({})", r.id.label),
+                None => path.to_string(),
+            }
         });
         let backup_phase = self.backup.as_ref().filter(|b| !b.ended).map(|b| b.phase);
         // A streaming backup also writes its manifest: what it streams is what it reads.
