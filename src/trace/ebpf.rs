@@ -26,19 +26,15 @@
 //! [`poll`]: Tracer::poll
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 use std::os::unix::fs::MetadataExt;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{
-    libbpf_sys, Link, MapCore, MapFlags, OpenObject, PrintLevel, RingBuffer, RingBufferBuilder,
-};
+use libbpf_rs::{libbpf_sys, Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
+use super::libbpf::ObjectSlot;
 use super::{monotonic_ns, Event, EventKind, Pid, Syscall, Tracer, TracerStats};
 
 #[allow(
@@ -375,58 +371,6 @@ fn on_record(data: &[u8]) -> i32 {
     0
 }
 
-/// The heap slot the skeleton keeps its `libbpf_rs::OpenObject`/`Object` in. The generated
-/// skeleton borrows that slot for its whole life; owning both in one struct needs the slot
-/// at a stable address that outlives the skeleton: a leaked Box, reclaimed on drop.
-struct ObjectSlot(NonNull<MaybeUninit<OpenObject>>);
-
-// SAFETY: the slot is a plain heap allocation owned by this value (like a Box); the
-// libbpf object stored in it is Send (libbpf-rs declares `OpenObject`/`Object` Send).
-unsafe impl Send for ObjectSlot {}
-
-impl ObjectSlot {
-    fn new() -> ObjectSlot {
-        ObjectSlot(NonNull::from(Box::leak(Box::new(MaybeUninit::uninit()))))
-    }
-
-    /// # Safety
-    /// The returned reference, and everything borrowing from it (the skeleton), must be
-    /// gone before this slot is dropped, and it must be taken at most once.
-    unsafe fn get(&self) -> &'static mut MaybeUninit<OpenObject> {
-        // SAFETY: the pointer comes from Box::leak and stays valid until drop; the caller
-        // guarantees this is the only reference and that it dies before the slot.
-        unsafe { &mut *self.0.as_ptr() }
-    }
-}
-
-impl Drop for ObjectSlot {
-    fn drop(&mut self) {
-        // SAFETY: allocated by Box::new in `new`, never freed elsewhere; the skeleton that
-        // borrowed it has been dropped (struct field order in EbpfTracer, declaration order
-        // in `attach`). MaybeUninit has no destructor: the object inside was already
-        // destroyed by the skeleton.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
-    }
-}
-
-/// The last warnings libbpf printed (verifier and attach errors), quoted in our errors
-/// instead of being written to a terminal the TUI owns.
-static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn libbpf_print(_level: PrintLevel, msg: String) {
-    let mut log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
-    if log.len() >= 64 {
-        log.remove(0);
-    }
-    log.push(msg.trim_end().to_string());
-}
-
-/// The last line libbpf printed, for an error message.
-fn libbpf_last_message() -> Option<String> {
-    let log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
-    log.iter().rev().find(|l| !l.is_empty()).cloned()
-}
-
 /// Where the kernel publishes its BTF, which the `tp_btf` program and CO-RE need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -464,8 +408,7 @@ pub struct EbpfTracer {
 impl EbpfTracer {
     /// Loads the BPF program, follows `pids` and attaches it to the `sys_exit` tracepoint.
     pub fn attach(pids: &[Pid]) -> anyhow::Result<EbpfTracer> {
-        libbpf_rs::set_print(Some((PrintLevel::Warn, libbpf_print)));
-        LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        super::libbpf::capture_messages();
         match std::fs::metadata(VMLINUX_BTF) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -492,7 +435,7 @@ impl EbpfTracer {
         }
 
         let skel = open.load().map_err(|e| {
-            let detail = libbpf_last_message().unwrap_or_else(|| e.to_string());
+            let detail = super::libbpf::last_message().unwrap_or_else(|| e.to_string());
             anyhow!("eBPF unavailable: loading the program was refused ({detail})")
         })?;
 
@@ -522,7 +465,7 @@ impl EbpfTracer {
             .map_err(|e| anyhow!("eBPF unavailable: cannot map the ring buffer ({e})"))?;
 
         let link = skel.progs.sys_exit.attach().map_err(|e| {
-            let detail = libbpf_last_message().unwrap_or_else(|| e.to_string());
+            let detail = super::libbpf::last_message().unwrap_or_else(|| e.to_string());
             anyhow!("eBPF unavailable: attaching to the sys_exit tracepoint failed ({detail})")
         })?;
         tracer.link = Some(link);

@@ -4,6 +4,7 @@ pub mod combined;
 pub mod ebpf;
 pub mod event;
 pub mod follow;
+mod libbpf;
 pub mod procfs;
 pub mod ptrace;
 pub mod usdt;

@@ -19,13 +19,12 @@
 //! decoding (which argument means what, per major) is the pure [`decode`].
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
-use std::ptr::NonNull;
 
 use anyhow::{anyhow, bail};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
+use super::libbpf::ObjectSlot;
 use super::{monotonic_ns, BlockProbe, Event, EventKind, Pid, QueryPhase, Tracer, TracerStats};
 use crate::process::stapsdt;
 
@@ -417,49 +416,6 @@ fn on_record(data: &[u8]) -> i32 {
     0
 }
 
-/// The heap slot the skeleton keeps its object in: it must outlive the skeleton and stay
-/// put, so it is a leaked Box reclaimed on drop (as in `ebpf.rs`).
-struct ObjectSlot(NonNull<MaybeUninit<OpenObject>>);
-
-// SAFETY: a plain heap allocation owned by this value; the libbpf object in it is Send.
-unsafe impl Send for ObjectSlot {}
-
-impl ObjectSlot {
-    fn new() -> ObjectSlot {
-        ObjectSlot(NonNull::from(Box::leak(Box::new(MaybeUninit::uninit()))))
-    }
-
-    /// # Safety
-    /// At most one call; the reference and everything borrowing it must die before the slot.
-    unsafe fn get(&self) -> &'static mut MaybeUninit<OpenObject> {
-        // SAFETY: from Box::leak, valid until drop; the caller guarantees uniqueness.
-        unsafe { &mut *self.0.as_ptr() }
-    }
-}
-
-impl Drop for ObjectSlot {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new`, freed only here, after the skeleton that borrowed it
-        // (field order in UsdtTracer). MaybeUninit has no destructor to run.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
-    }
-}
-
-static LIBBPF_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-fn libbpf_print(_level: PrintLevel, msg: String) {
-    let mut log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
-    if log.len() >= 64 {
-        log.remove(0);
-    }
-    log.push(msg.trim_end().to_string());
-}
-
-fn libbpf_last_message() -> Option<String> {
-    let log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
-    log.iter().rev().find(|l| !l.is_empty()).cloned()
-}
-
 const CAUSES: [&str; 3] = [
     "USDT ring buffer full",
     "USDT garbled record",
@@ -546,7 +502,7 @@ impl UsdtTracer {
             bail!("USDT unavailable: the postgres binary has no {REQUIRED} probe");
         }
 
-        libbpf_rs::set_print(Some((PrintLevel::Warn, libbpf_print)));
+        super::libbpf::capture_messages();
         let slot = ObjectSlot::new();
         // SAFETY: the skeleton borrowing the slot is stored beside it in UsdtTracer and
         // dropped first (or dropped on error before it); the only call of get().
@@ -555,7 +511,7 @@ impl UsdtTracer {
             .open(storage)
             .map_err(|e| anyhow!("USDT unavailable: opening the BPF object failed ({e})"))?;
         let skel = open.load().map_err(|e| {
-            let detail = libbpf_last_message().unwrap_or_else(|| e.to_string());
+            let detail = super::libbpf::last_message().unwrap_or_else(|| e.to_string());
             anyhow!("USDT unavailable: loading the BPF programs was refused ({detail})")
         })?;
         let mut t = UsdtTracer {
@@ -608,11 +564,11 @@ impl UsdtTracer {
             if !self.wanted.contains(&name) {
                 continue;
             }
-            LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            super::libbpf::capture_messages();
             match prog.attach_usdt(pid, &exe, PROVIDER, &name) {
                 Ok(link) => links.push((pid, name, link)),
                 Err(e) => {
-                    let why = libbpf_last_message().unwrap_or_else(|| e.to_string());
+                    let why = super::libbpf::last_message().unwrap_or_else(|| e.to_string());
                     failed.push((name, why));
                 }
             }
