@@ -296,4 +296,41 @@ fn tui_follows_a_scan_and_quits_cleanly() {
     );
     let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1);
+
+    // The terminal goes away under a ptrace-attached TUI (an ssh session dropped): pg_trace
+    // must notice, detach and exit, not spin on a dead terminal with the backend traced.
+    tmux.start(&format!("-p {pid} --backend ptrace"));
+    wait_for(
+        "the ptrace trace screen",
+        &tmux,
+        Duration::from_secs(30),
+        |s| (s.contains(&format!("pg_trace pid {pid}")) && s.contains("via ptrace")).then_some(()),
+    );
+    let pg_trace_pid = tmux.pg_trace_pid();
+    // The tracer is pg_trace's ptrace thread.
+    let traced = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let tracer = traced
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .map(str::trim)
+        .unwrap_or("0");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pg_trace_pid}/task/{tracer}")).exists(),
+        "not ptrace-attached by pg_trace {pg_trace_pid}:\n{traced}"
+    );
+    tmux.run(&["kill-server"]);
+    let gone = support::wait_process_gone(pg_trace_pid, Duration::from_secs(15));
+    if !gone {
+        // Do not leave it spinning (and attached) after the test.
+        // SAFETY: kill(2) on the pg_trace this test started.
+        unsafe { libc::kill(pg_trace_pid, libc::SIGKILL) };
+    }
+    assert!(gone, "pg_trace still runs after its terminal hung up");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.contains("TracerPid:\t0"),
+        "still traced after the hangup:\n{status}"
+    );
+    let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
 }

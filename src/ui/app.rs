@@ -14,7 +14,7 @@ use crate::session::{self, Session};
 use crate::trace::{monotonic_ns, Pid};
 use anyhow::Result;
 use ratatui::crossterm::event::{
-    self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
+    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -518,12 +518,16 @@ fn event_loop(
 ) -> Result<()> {
     let mut next_tick = Instant::now();
     let started = Instant::now();
+    let keys = super::keys::Keys::start();
     loop {
         if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
             return Ok(());
         }
         if super::terminal::worker_panicked() {
             anyhow::bail!("a pg_trace worker thread panicked (message above); detached");
+        }
+        if super::keys::hung_up() {
+            anyhow::bail!("the terminal hung up; detached");
         }
         if let Screen::Trace(t) = screen {
             t.poll();
@@ -548,12 +552,12 @@ fn event_loop(
         let wait = next_tick
             .saturating_duration_since(Instant::now())
             .min(POLL_EVERY);
-        if !event::poll(wait)? {
+        let Some(mut ev) = keys.next(wait)? else {
             continue;
-        }
+        };
         // Every key already typed, then one redraw.
         loop {
-            match event::read()? {
+            match ev {
                 TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
                     let action = match screen {
                         Screen::Trace(t) => t.key(k),
@@ -597,8 +601,9 @@ fn event_loop(
                 }
                 _ => {}
             }
-            if !event::poll(Duration::ZERO)? {
-                break;
+            match keys.ready()? {
+                Some(next) => ev = next,
+                None => break,
             }
         }
         draw(guard, screen, theme)?;

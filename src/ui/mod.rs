@@ -7,6 +7,7 @@ pub mod app;
 pub mod files;
 pub mod header;
 pub mod help;
+pub mod keys;
 pub mod log;
 pub mod picker;
 pub mod relations;
