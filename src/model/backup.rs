@@ -143,7 +143,10 @@ impl BackupState {
             // Whatever the source, reads name the file being streamed.
             EventKind::Read { result, .. } if *result > 0 => {
                 if let Some(rel) = fd_path.map(relative).filter(|r| is_streamed_file(r)) {
-                    self.current_file = Some(rel.to_string());
+                    // Once per file, not per 32 KiB read.
+                    if self.current_file.as_deref() != Some(rel) {
+                        self.current_file = Some(rel.to_string());
+                    }
                     let spc = tablespace_of(rel);
                     if !is_wal_segment(rel)
                         && self.tablespaces_seen.last().map(String::as_str) != Some(spc)

@@ -108,16 +108,17 @@ impl super::Model {
                 super::backup::Source::Inferred,
             ));
         }
-        let fd_path = match &ev.kind {
-            EventKind::Read { fd, .. }
-            | EventKind::Write { fd, .. }
-            | EventKind::Stat { fd: Some(fd), .. } => {
-                self.files.get(&(ev.pid, *fd)).map(|f| f.path.clone())
-            }
-            _ => None,
-        };
+        // Per event: the path is borrowed, not copied (files and backup are disjoint fields).
         if let Some(b) = self.backup.as_mut() {
-            b.apply_event(ev, fd_path.as_deref());
+            let fd_path = match &ev.kind {
+                EventKind::Read { fd, .. }
+                | EventKind::Write { fd, .. }
+                | EventKind::Stat { fd: Some(fd), .. } => {
+                    self.files.get(&(ev.pid, *fd)).map(|f| f.path.as_str())
+                }
+                _ => None,
+            };
+            b.apply_event(ev, fd_path);
         }
         if matches!(ev.kind, EventKind::Exit { .. }) {
             self.judge(ev.ts_ns);
