@@ -33,6 +33,8 @@ fn run(cli: Cli) -> Result<()> {
             let Some(pid) = cli.pid else {
                 bail!("give the postgres process with -p PID");
             };
+            // "not a PostgreSQL process" says more than a failure to read some binary.
+            DataDir::from_pid(pid)?;
             output::probes::write(&mut out, pid, cli.format)?;
         }
         Some(Command::Catalog { target }) => {

@@ -93,6 +93,12 @@ fn bad_pids() {
     let me = std::process::id().to_string();
     assert_one_line_error(&run(&["catalog", "-p", &me]), "is not a PostgreSQL process");
     assert_one_line_error(&run(&["-p", &me]), "is not a PostgreSQL process");
+    assert_one_line_error(&run(&["probes", "-p", &me]), "is not a PostgreSQL process");
+    assert_one_line_error(&run(&["ps", "-p", &me]), "is not a PostgreSQL process");
+    assert_one_line_error(
+        &run(&["probes", "-p", &no_such_pid().to_string()]),
+        "no process with pid",
+    );
     assert_one_line_error(&run(&["-p", "0"]), "not a valid pid");
 }
 
