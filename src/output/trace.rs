@@ -208,6 +208,9 @@ fn relation_line(r: &RelState) -> String {
     s
 }
 
+/// More than one clock tick (4 ms at HZ=250, 10 ms at HZ=100).
+const CLOCK_SLACK_NS: u64 = 20_000_000;
+
 /// What changed since `since_ns`: per-interval output.
 pub fn write_interval(
     out: &mut impl Write,
@@ -218,16 +221,21 @@ pub fn write_interval(
     format: Format,
     first: bool,
 ) -> std::io::Result<()> {
+    // pread64 events carry clock-tick timestamps (eBPF), which can fall a tick before the
+    // previous interval's end although they arrived after it: look back a little further,
+    // or the last reads before a stop are never reported (at worst a file is reported
+    // twice).
+    let io_since = since_ns.saturating_sub(CLOCK_SLACK_NS);
     let active_files: Vec<&FileEntry> = model
         .files
         .values()
-        .filter(|f| first || f.last_ns > since_ns || f.opened_ns > since_ns)
-        .filter(|f| !f.via_io_worker || f.last_ns > since_ns)
+        .filter(|f| first || f.last_ns > io_since || f.opened_ns > io_since)
+        .filter(|f| !f.via_io_worker || f.last_ns > io_since)
         .collect();
     let active_rels: Vec<&RelState> = model
         .relations
         .values()
-        .filter(|r| r.last_ns > since_ns)
+        .filter(|r| r.last_ns > io_since)
         .collect();
     match format {
         Format::Json => {
@@ -297,7 +305,7 @@ pub fn write_interval(
             }
             for f in active_files
                 .iter()
-                .filter(|f| f.named.relation.is_none() && f.last_ns > since_ns)
+                .filter(|f| f.named.relation.is_none() && f.last_ns > io_since)
             {
                 writeln!(
                     out,
