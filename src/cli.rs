@@ -68,11 +68,7 @@ pub enum BackendChoice {
     Procfs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use crate::output::Format;
 
 #[derive(Debug, Args)]
 pub struct Target {

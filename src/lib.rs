@@ -8,5 +8,6 @@ pub mod output;
 pub mod pgdata;
 pub mod process;
 pub mod session;
+pub mod text;
 pub mod trace;
 pub mod ui;

@@ -27,7 +27,7 @@ fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
 
 fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(pg_trace::output::safe::SafeText::new(stdout.lock()));
+    let mut out = std::io::BufWriter::new(pg_trace::text::safe::SafeText::new(stdout.lock()));
     match &cli.command {
         Some(Command::Probes) => {
             let Some(pid) = cli.pid else {

@@ -216,7 +216,7 @@ impl Session {
         let mut notes = Vec::new();
         let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
         let mut model = Model::new(pid, dd.control.segment_bytes());
-        let title = follow::process_title(pid).unwrap_or_default();
+        let title = crate::process::proc::process_title(pid).unwrap_or_default();
         // A walsender may run a base backup: follow its syscalls for one from the start.
         model.expect_backup = title.contains("walsender");
         let start_ns = monotonic_ns();
@@ -318,7 +318,7 @@ impl Session {
                 major: self.dd.major,
                 kernel: KernelState::read(self.pid),
                 sampled_at_us: unix_now_us(),
-                title: follow::process_title(self.pid),
+                title: crate::process::proc::process_title(self.pid),
                 ..Default::default()
             },
         };
@@ -435,7 +435,7 @@ pub fn run(opts: Options) -> Result<()> {
 
 fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
     let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(crate::output::safe::SafeText::new(stdout.lock()));
+    let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
     let title = &s.title;
     match opts.format {
         Format::Json => {
@@ -559,8 +559,8 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
                     "    {} ({}): read {}, written {}, reached {}",
                     r.id.label,
                     r.id.kind.unwrap_or("relation"),
-                    out::human_bytes(r.bytes_read),
-                    out::human_bytes(r.bytes_written),
+                    crate::text::human_bytes(r.bytes_read),
+                    crate::text::human_bytes(r.bytes_written),
                     r.percent()
                         .map(|p| format!("{p:.1}%"))
                         .unwrap_or_else(|| "?".into())

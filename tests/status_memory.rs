@@ -254,7 +254,7 @@ fn no_shared_memory_degrades_to_proc() {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .find(|&p| {
-                pg_trace::trace::follow::parent_pid(p) == Some(c.postmaster_pid())
+                pg_trace::process::proc::parent_pid(p) == Some(c.postmaster_pid())
                     && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
                         .is_ok_and(|t| t.contains("logger"))
             })

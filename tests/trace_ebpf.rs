@@ -526,7 +526,7 @@ fn sees_scripted_io_and_only_traced_pids() {
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Open { path, .. } if *path == data)));
     // Timestamps are CLOCK_MONOTONIC, like trace::monotonic_ns().
-    let now = pg_trace::trace::monotonic_ns();
+    let now = pg_trace::process::clock::monotonic_ns();
     assert!(events
         .iter()
         .all(|e| e.ts_ns <= now && e.ts_ns + 60_000_000_000 > now));

@@ -92,7 +92,7 @@ impl Verdict {
 }
 
 fn dur(s: Option<f64>) -> String {
-    s.map(|s| format!(" for {}", crate::output::trace::human_duration(s)))
+    s.map(|s| format!(" for {}", crate::text::human_duration(s)))
         .unwrap_or_default()
 }
 
@@ -127,7 +127,7 @@ impl fmt::Display for Verdict {
             Verdict::ClientNotReading { queued, for_s } => {
                 write!(f, "blocked sending to a client that is not reading")?;
                 if let Some(q) = queued {
-                    write!(f, " ({} queued)", crate::output::trace::human_bytes(*q))?;
+                    write!(f, " ({} queued)", crate::text::human_bytes(*q))?;
                 }
                 write!(f, "{}", dur(*for_s))
             }

@@ -1,6 +1,6 @@
 //! `pg_trace catalog`: one record per relation with storage.
 
-use crate::cli::Format;
+use crate::output::Format;
 use crate::pgdata::{Catalog, Relation};
 use serde_json::json;
 use std::io::Write;

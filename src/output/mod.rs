@@ -4,6 +4,12 @@ pub mod catalog;
 pub mod probes;
 pub mod ps;
 pub mod resolve;
-pub mod safe;
 pub mod status;
 pub mod trace;
+
+/// How line outputs are written: text for people, NDJSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}

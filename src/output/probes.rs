@@ -1,7 +1,7 @@
 //! `pg_trace probes -p PID`: the USDT probes of a process's binary, one per name, with
 //! their sites, semaphore, argument specs, and whether pg_trace attaches them.
 
-use crate::cli::Format;
+use crate::output::Format;
 use crate::process::stapsdt::{self, Notes, ProbeSite};
 use crate::trace::usdt::{no_probes_reason, DEFAULT_PROBES, PROBES, PROVIDER};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! `pg_trace ps`: every process of a cluster from shared memory, an offline
 //! `pg_stat_activity`.
 
-use crate::cli::Format;
+use crate::output::Format;
 use crate::pgdata::{Catalog, DataDir};
 use crate::process::progress;
 use crate::process::status::layout::ProgressCommand;
@@ -50,7 +50,7 @@ pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, Value)>> {
         let _ = reader.fill_wait(&mut s);
         if s.backend_type.as_deref() == Some("background worker") {
             // The view shows bgw_type, which the title carries.
-            if let Some(t) = crate::trace::follow::process_title(e.pid) {
+            if let Some(t) = crate::process::proc::process_title(e.pid) {
                 let t = t.trim_start_matches("postgres: ");
                 let t = t.rsplit(": ").next().unwrap_or(t);
                 if !t.is_empty() {

@@ -1,6 +1,6 @@
 //! `pg_trace resolve`: what a path is, in PostgreSQL's terms.
 
-use crate::cli::Format;
+use crate::output::Format;
 use crate::pgdata::path::{RelFile, WalFile};
 use crate::pgdata::{Catalog, PathClass, Resolved};
 use crate::process::OpenFile;

@@ -4,7 +4,7 @@ use crate::model::backup::BackupState;
 use crate::model::status::StatusView;
 use crate::model::Model;
 use crate::output::ps::progress_value;
-use crate::output::trace::{human_bytes, human_duration};
+use crate::text::{human_bytes, human_duration};
 use serde_json::{json, Value};
 
 pub fn status_record(model: &Model, v: &StatusView, ts: f64) -> Value {

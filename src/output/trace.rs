@@ -1,35 +1,12 @@
 //! Line mode of a trace: a few lines (text) or records (NDJSON) per interval, and with
 //! `-d` every syscall, enriched with the object it touched.
 
-use crate::cli::Format;
 use crate::model::{FileEntry, LockWaitRec, Model, QueryRec, RelState};
+use crate::output::Format;
+use crate::text::{human_bytes, human_duration};
 use crate::trace::{Event, EventKind};
 use serde_json::{json, Value};
 use std::io::Write;
-
-pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
-pub fn human_duration(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
 
 fn secs(model: &Model, ts: u64) -> f64 {
     ts.saturating_sub(model.first_ns.unwrap_or(ts)) as f64 / 1e9

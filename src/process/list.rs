@@ -395,7 +395,7 @@ impl Lister {
 
     /// Every postgres process now, grouped by cluster (clusters ordered by data directory).
     pub fn sample(&mut self) -> Vec<PgCluster> {
-        let now = crate::trace::monotonic_ns();
+        let now = crate::process::clock::monotonic_ns();
         let hz = clock_ticks();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return Vec::new();

@@ -1,10 +1,12 @@
 //! One live process, seen through /proc.
 
+pub mod clock;
 pub mod fds;
 pub mod list;
 pub mod stapsdt;
 
 pub use fds::{open_files, OpenFile};
 pub mod memory;
+pub mod proc;
 pub mod progress;
 pub mod status;

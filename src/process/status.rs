@@ -385,7 +385,7 @@ impl StatusReader {
             major: self.major,
             kernel,
             sampled_at_us: unix_now_us(),
-            title: crate::trace::follow::process_title(pid),
+            title: crate::process::proc::process_title(pid),
             ..Default::default()
         };
         match self.entry_for(pid) {
@@ -579,34 +579,6 @@ mod tests {
         assert_eq!(s.progress_command.as_deref(), Some("basebackup"));
         assert_eq!(&s.progress_params[..5], &[3, 1000, 500, 2, 1]);
         assert_eq!(decode_entry(&b[..100], 0), None);
-    }
-
-    #[test]
-    fn a_status_event_replays() {
-        use crate::trace::{Event, EventKind};
-        let mut s = StatusSample {
-            pid: 7,
-            major: 16,
-            state: Some("active".into()),
-            progress_command: Some("basebackup".into()),
-            progress_params: vec![3, -1, 5, 1, 0],
-            lock_holders: vec![9],
-            title: Some("postgres: walsender".into()),
-            ..Default::default()
-        };
-        s.kernel.state = Some('S');
-        s.kernel.send_queue = Some(4096);
-        let ev = Event {
-            ts_ns: 42,
-            pid: 7,
-            kind: EventKind::Status {
-                sample: Box::new(s),
-            },
-        };
-        let text = serde_json::to_string(&ev).unwrap();
-        assert!(text.contains(r#""event":"status""#), "{text}");
-        let back: Event = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, ev);
     }
 
     proptest::proptest! {

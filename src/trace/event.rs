@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub type Pid = i32;
+pub use crate::process::proc::Pid;
 
 /// Which system call produced an I/O event, for the `-d` view and per-call statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -295,13 +295,37 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// CLOCK_MONOTONIC now, in the same clock as `Event::ts_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+pub use crate::process::clock::monotonic_ns;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_event_replays() {
+        use crate::process::status::StatusSample;
+        let mut s = StatusSample {
+            pid: 7,
+            major: 16,
+            state: Some("active".into()),
+            progress_command: Some("basebackup".into()),
+            progress_params: vec![3, -1, 5, 1, 0],
+            lock_holders: vec![9],
+            title: Some("postgres: walsender".into()),
+            ..Default::default()
+        };
+        s.kernel.state = Some('S');
+        s.kernel.send_queue = Some(4096);
+        let ev = Event {
+            ts_ns: 42,
+            pid: 7,
+            kind: EventKind::Status {
+                sample: Box::new(s),
+            },
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(text.contains(r#""event":"status""#), "{text}");
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ev);
+    }
 }

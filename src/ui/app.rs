@@ -192,7 +192,7 @@ impl TraceApp {
             self.proc_state = st;
             self.proc_state_since = now;
         }
-        self.title_now = crate::trace::follow::process_title(self.session.pid);
+        self.title_now = crate::process::proc::process_title(self.session.pid);
     }
 
     /// Notes from the session, verdict changes and backup phase changes go to the log.

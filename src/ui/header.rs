@@ -200,7 +200,7 @@ fn usdt_query(model: &Model) -> Option<String> {
 /// A base backup on one line, most important first (the line is cut at the screen's
 /// edge): phase, bytes and percent, rate, ETA, tablespace, file.
 fn backup_compact(b: &crate::model::backup::BackupState) -> String {
-    use crate::output::trace::{human_bytes, human_duration};
+    use crate::text::{human_bytes, human_duration};
     let mut l = format!("backup {}: {}", b.phase_name(), human_bytes(b.streamed));
     if let Some(t) = b.total() {
         l.push_str(&format!(" of {}", human_bytes(t)));

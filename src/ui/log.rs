@@ -2,8 +2,8 @@
 //! every syscall. A bounded ring: memory does not grow with the length of the trace.
 
 use super::{human_bytes, truncate, Focus, ScreenState, Theme, TraceInfo};
-use crate::cli::Format;
 use crate::model::Model;
+use crate::output::Format;
 use crate::trace::{Event, EventKind};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

@@ -123,32 +123,7 @@ pub struct TraceInfo {
     pub error: Option<String>,
 }
 
-pub fn human_bytes(n: u64) -> String {
-    crate::output::trace::human_bytes(n)
-}
-
-pub fn human_rate(bps: f64) -> String {
-    if bps < 0.5 {
-        return "-".into();
-    }
-    format!("{}/s", human_bytes(bps as u64))
-}
-
-pub fn human_duration(s: f64) -> String {
-    crate::output::trace::human_duration(s)
-}
-
-/// An age in the most readable unit: `3ms`, `1.2s`, `4m05s`.
-pub fn human_age(ns: u64) -> String {
-    let ms = ns / 1_000_000;
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 10_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        human_duration(ms as f64 / 1000.0)
-    }
-}
+pub use crate::text::{human_age, human_bytes, human_duration, human_rate};
 
 /// Cut to `width` display cells (one per char here), with `…` when cut.
 pub fn truncate(s: &str, width: usize) -> String {

@@ -1,0 +1,149 @@
+//! The layer order of docs/design.md, checked on the source: data flows one way, so a
+//! lower layer never names an upper one, and two modules of one layer never name each
+//! other (output and ui are two views of the model, not one another's helpers).
+//!
+//! text → pgdata, process → trace → model → output | ui → commands (cli, session, ...)
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The layer of each top-level module of `src/`. A module missing here fails the test,
+/// so a new one has to be placed on purpose.
+const TOP: u8 = 5;
+
+fn rank(module: &str) -> Option<u8> {
+    Some(match module {
+        "text" => 0,
+        "pgdata" | "process" => 1,
+        "trace" => 2,
+        "model" => 3,
+        "output" | "ui" => 4,
+        "lib" | "main" | "cli" | "commands" | "naming" | "session" => TOP,
+        _ => return None,
+    })
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level module a file belongs to: `src/model/stall.rs` → `model`.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// Every top-level module a source text names through `crate::`, including the ones
+/// inside `use crate::{a::X, b::Y}` groups.
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let code: String = text
+        .lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = matching_brace(group);
+            for part in group[..end].split(',') {
+                let name = ident(part.trim_start());
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+fn matching_brace(s: &str) -> usize {
+    let mut depth = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return i,
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    s.len()
+}
+
+#[test]
+fn no_layer_names_an_upper_or_sibling_one() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    assert!(files.len() > 20, "found only {} source files", files.len());
+    let mut broken = Vec::new();
+    for file in &files {
+        let from = module_of(&src, file);
+        let Some(from_rank) = rank(&from) else {
+            broken.push(format!(
+                "{}: module `{from}` has no layer in tests/layers.rs",
+                file.display()
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(file).unwrap();
+        for to in named_modules(&text) {
+            if to == from || to == "self" || to == "super" {
+                continue;
+            }
+            let Some(to_rank) = rank(&to) else {
+                broken.push(format!("{}: names unknown module `{to}`", file.display()));
+                continue;
+            };
+            // The commands on top may share their own helpers; below them a layer
+            // names only lower ones.
+            if to_rank > from_rank || (to_rank == from_rank && from_rank < TOP) {
+                broken.push(format!(
+                    "{}: `{from}` (layer {from_rank}) names `{to}` (layer {to_rank})",
+                    file.strip_prefix(&src).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "layer order broken:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_sees_grouped_and_plain_paths() {
+    let text = "use crate::{model::Model, text::human_bytes};\nlet x = crate::ui::draw(); // crate::output\n";
+    let names: Vec<_> = named_modules(text).into_iter().collect();
+    assert_eq!(names, ["model", "text", "ui"]);
+}
