@@ -76,7 +76,7 @@ fn run(cli: Cli) -> Result<()> {
                 && cli.format == pg_trace::cli::Format::Text
                 && std::io::stdout().is_terminal();
             if tui {
-                return pg_trace::ui::app::run(pg_trace::ui::app::Options {
+                return session::tui::run(session::tui::Options {
                     pid: cli.pid,
                     backend: cli.backend,
                     interval: std::time::Duration::from_millis(cli.interval.unwrap_or(250)),

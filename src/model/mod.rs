@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod coverage;
 pub mod files;
+pub mod lines;
 pub mod relations;
 pub mod stall;
 pub mod status;

@@ -91,6 +91,30 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// Whether this is a stall worth a warning: not moving, for a reason the user may want
+    /// to act on. Reading, writing, a self-paced scan's sleep between reads, running on
+    /// CPU and idling are progress or rest, not stalls.
+    pub fn is_stall(&self) -> bool {
+        !matches!(
+            self,
+            Verdict::Reading { .. }
+                | Verdict::Writing { .. }
+                | Verdict::Sleeping {
+                    between_reads_of: Some(_)
+                }
+                | Verdict::RunningOnCpu
+                | Verdict::Idle
+                | Verdict::Unknown
+        )
+    }
+
+    /// Whether there is anything to say at all.
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Verdict::Unknown)
+    }
+}
+
 fn dur(s: Option<f64>) -> String {
     s.map(|s| format!(" for {}", crate::text::human_duration(s)))
         .unwrap_or_default()

@@ -1,180 +1,98 @@
-//! A trace session in line mode: attach, fold events into the model, print on a timer,
-//! detach on every way out (tracee exit, Ctrl-C, SIGTERM, SIGHUP, --duration, error).
+//! One attached process: the tracer, the model it feeds, and the bookkeeping around them
+//! (followers, exit detection, status samples). Line mode and the TUI both drive it:
+//! `poll` often, `tick` once per display interval, `finish` at the end. Detaches on drop.
+//!
+//! A session is live (attached to a running process, with /proc, its memory and its data
+//! directory at hand) or a replay (events from a recording or a script, named by any
+//! [`Namer`], on a clock the caller drives): the loops cannot tell them apart.
 
-use crate::cli::{BackendChoice, Format};
-use crate::model::Model;
+use crate::cli::BackendChoice;
+use crate::model::{BlockRel, Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
-use crate::output::trace as out;
 use crate::pgdata::{DataDir, Resolver};
-use crate::trace::combined::Combined;
-use crate::trace::usdt::{UsdtConfig, UsdtStatus, UsdtTracer};
-use crate::trace::{follow, monotonic_ns, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
+use crate::process::status::{StatusReader, StatusSample};
+use crate::trace::replay::{Clock, SystemClock};
+use crate::trace::usdt::{UsdtConfig, UsdtStatus};
+use crate::trace::{follow, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
 use anyhow::{bail, Result};
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-pub struct Options {
-    pub pid: Pid,
-    pub backend: BackendChoice,
-    pub interval: Duration,
-    pub duration: Option<Duration>,
-    pub format: Format,
-    pub debug: bool,
-    pub usdt: UsdtConfig,
-    /// Do not read the backend's status from memory.
-    pub no_memory: bool,
-}
-
-/// Try each method in turn for `auto`; say once on stderr why each fallback happened.
-/// USDT with the defaults; see [`attach_with`].
-pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
-    let major = DataDir::from_pid(pid)?.major;
-    let mut note = |n: String| eprintln!("pg_trace: {n}");
-    Ok(attach_with(choice, pid, major, &UsdtConfig::default(), &mut note)?.0)
-}
-
-/// The syscall tracer `auto` picks: eBPF, else ptrace, else /proc polling. Why a method
-/// was passed over goes to `note` (the TUI owns the terminal: no stderr there).
-fn syscall_tracer(
-    choice: BackendChoice,
-    pid: Pid,
-    note: &mut dyn FnMut(String),
-) -> Result<Box<dyn Tracer>> {
-    let ebpf = || -> Result<Box<dyn Tracer>> {
-        Ok(Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?))
-    };
-    let ptrace = || -> Result<Box<dyn Tracer>> {
-        Ok(Box::new(crate::trace::ptrace::PtraceTracer::attach(&[
-            pid,
-        ])?))
-    };
-    let procfs =
-        || -> Result<Box<dyn Tracer>> { Ok(Box::new(procfs::ProcfsTracer::attach(&[pid])?)) };
-    match choice {
-        BackendChoice::Ebpf => ebpf(),
-        BackendChoice::Ptrace => ptrace(),
-        BackendChoice::Procfs => procfs(),
-        BackendChoice::Usdt | BackendChoice::Auto => match ebpf() {
-            Ok(t) => Ok(t),
-            Err(e) => {
-                note(format!("{e:#}; falling back to ptrace"));
-                match ptrace() {
-                    Ok(t) => Ok(t),
-                    Err(e) => {
-                        note(format!("{e:#}; falling back to /proc polling"));
-                        procfs()
-                    }
-                }
-            }
-        },
-    }
-}
-
-/// `--backend usdt`: USDT alone, or one clear error. `auto`: the syscall tracer plus USDT
-/// when the binary has probes (else it says once why not and carries on). An explicit
-/// syscall backend runs alone.
-pub fn attach_with(
-    choice: BackendChoice,
-    pid: Pid,
-    major: u32,
-    usdt: &UsdtConfig,
-    note: &mut dyn FnMut(String),
-) -> Result<(Box<dyn Tracer>, UsdtStatus)> {
-    match choice {
-        BackendChoice::Usdt => {
-            if !usdt.enabled {
-                bail!("--backend usdt and --no-usdt contradict each other");
-            }
-            let t = UsdtTracer::attach(pid, major, &usdt.probes)?;
-            let status = t.status();
-            Ok((Box::new(t), status))
-        }
-        BackendChoice::Auto => {
-            let sys = syscall_tracer(choice, pid, note)?;
-            if !usdt.enabled {
-                return Ok((sys, UsdtStatus::off("disabled with --no-usdt")));
-            }
-            match UsdtTracer::attach(pid, major, &usdt.probes) {
-                Ok(u) => {
-                    let status = u.status();
-                    let name = match sys.name() {
-                        "ebpf" => "ebpf+usdt",
-                        "ptrace" => "ptrace+usdt",
-                        _ => "procfs+usdt",
-                    };
-                    Ok((
-                        Box::new(Combined::new(name, vec![sys, Box::new(u)])),
-                        status,
-                    ))
-                }
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    note(format!("{why}; carrying on with {} alone", sys.name()));
-                    Ok((sys, UsdtStatus::off(why)))
-                }
-            }
-        }
-        other => {
-            let sys = syscall_tracer(other, pid, note)?;
-            let why = format!("not used with --backend {}", sys.name());
-            Ok((sys, UsdtStatus::off(why)))
-        }
-    }
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
-pub fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
-    // Ctrl-Z would stop pg_trace while attached; a stopped ptrace tracer freezes the
-    // backend at its next syscall. Refuse it: registering a handler replaces the default
-    // stop action.
-    // Likewise a background pg_trace touching the terminal (SIGTTOU/SIGTTIN) would stop;
-    // ignored, the write goes through (or a read fails) and pg_trace runs on.
-    for sig in [libc::SIGTTOU, libc::SIGTTIN] {
-        // SAFETY: setting a standard signal's disposition to SIG_IGN has no preconditions.
-        unsafe { libc::signal(sig, libc::SIG_IGN) };
-    }
-    let tstp = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTSTP, Arc::clone(&tstp))?;
-    std::thread::spawn(move || loop {
-        if tstp.swap(false, Ordering::Relaxed) {
-            eprintln!("pg_trace: Ctrl-Z ignored while attached (it could freeze the traced backend); Ctrl-C detaches and quits");
+fn proc_exists(pid: Pid) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// How paths get their names: the data directory's catalog live, whatever the caller
+/// gives for a replay (a recording's names, a script's).
+enum Naming {
+    Catalog(Box<CatalogNamer>),
+    Given(Box<dyn Namer + Send>),
+}
+
+impl Naming {
+    fn inner(&mut self) -> &mut dyn Namer {
+        match self {
+            Naming::Catalog(c) => c.as_mut(),
+            Naming::Given(n) => n.as_mut(),
         }
-        std::thread::sleep(Duration::from_millis(200));
-    });
-    Ok(stop)
-}
-
-fn follower_event(pid: Pid, leader: Pid, role: FollowerRole) -> Event {
-    Event {
-        ts_ns: monotonic_ns(),
-        pid,
-        kind: EventKind::NewFollower { leader, role },
     }
 }
 
-/// One attached process: the tracer, the model it feeds, and the bookkeeping around them
-/// (followers, exit detection). Line mode and the TUI both drive it: `poll` often,
-/// `tick` once per display interval, `finish` at the end. Detaches on drop.
+impl Namer for Naming {
+    fn name(&mut self, path: &str) -> Named {
+        self.inner().name(path)
+    }
+    fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
+        self.inner().relation_size(rel)
+    }
+    fn file_size(&mut self, path: &str) -> Option<u64> {
+        self.inner().file_size(path)
+    }
+    fn name_block(&mut self, b: &BlockRel) -> Option<Arc<RelInfo>> {
+        self.inner().name_block(b)
+    }
+    fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
+        self.inner().relation_by_oid(db, oid)
+    }
+}
+
+/// What only a live session has: the process in /proc, its memory, its data directory.
+struct Live {
+    dd: DataDir,
+    followers: BTreeSet<Pid>,
+    /// Status from shared memory: None until first used, or when off.
+    status_reader: Option<StatusReader>,
+    no_memory: bool,
+    /// Our own walk of the data directory for a backup without a server estimate.
+    walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
+}
+
+/// A session on recorded or scripted events: no process, no root, no data directory.
+pub struct Replay {
+    pub pid: Pid,
+    /// The process title the recording started with.
+    pub title: String,
+    /// The data directory as recorded (shown, never opened).
+    pub datadir: PathBuf,
+    pub major: u32,
+    pub segment_bytes: u64,
+    pub namer: Box<dyn Namer + Send>,
+    pub tracer: Box<dyn Tracer>,
+    pub clock: Arc<dyn Clock>,
+}
+
 pub struct Session {
     pub pid: Pid,
-    pub dd: DataDir,
+    /// The data directory, shown (live: the one the process runs in).
+    pub datadir: PathBuf,
+    pub major: u32,
     pub model: Model,
-    pub namer: CatalogNamer,
     pub title: String,
     pub tracer_name: &'static str,
     pub limitations: Vec<String>,
@@ -184,20 +102,17 @@ pub struct Session {
     /// memory reading failed... Line mode prints them on stderr, the TUI logs them.
     pub notes: Vec<String>,
     pub start_ns: u64,
+    /// Events per second over the last tick interval.
+    pub events_per_s: f64,
+    /// Memory reading switched off (`--no-memory`) or failed; why, said once.
+    pub memory_note: Option<String>,
+    pub clock: Arc<dyn Clock>,
+    namer: Naming,
     tracer: Box<dyn Tracer>,
-    followers: BTreeSet<Pid>,
+    live: Option<Live>,
     batch: Vec<Event>,
     last_tick_ns: u64,
     last_tick_events: u64,
-    /// Events per second over the last tick interval.
-    pub events_per_s: f64,
-    /// Status from shared memory: None until first used, or when off.
-    status_reader: Option<crate::process::status::StatusReader>,
-    /// Memory reading switched off (`--no-memory`) or failed; why, said once.
-    pub memory_note: Option<String>,
-    no_memory: bool,
-    /// Our own walk of the data directory for a backup without a server estimate.
-    walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
 }
 
 impl Session {
@@ -214,61 +129,102 @@ impl Session {
         }
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
         let mut notes = Vec::new();
-        let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
+        let (tracer, usdt) =
+            super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
         let mut model = Model::new(pid, dd.control.segment_bytes());
         let title = crate::process::proc::process_title(pid).unwrap_or_default();
         // A walsender may run a base backup: follow its syscalls for one from the start.
         model.expect_backup = title.contains("walsender");
-        let start_ns = monotonic_ns();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let start_ns = clock.now_ns();
         let mut batch = Vec::new();
         // Files opened before we came (the lsof step): named at once.
         procfs::snapshot(pid, &mut batch)?;
         Ok(Session {
             pid,
+            datadir: dd.root.clone(),
+            major: dd.major,
             title,
             tracer_name: tracer.name(),
             limitations: tracer.limitations(),
             usdt,
             notes,
-            dd,
             model,
-            namer,
+            namer: Naming::Catalog(Box::new(namer)),
             start_ns,
+            clock,
             tracer,
-            followers: BTreeSet::new(),
+            live: Some(Live {
+                dd,
+                followers: BTreeSet::new(),
+                status_reader: None,
+                no_memory: false,
+                walk: None,
+            }),
             batch,
             last_tick_ns: start_ns,
             last_tick_events: 0,
             events_per_s: 0.0,
-            status_reader: None,
             memory_note: None,
-            no_memory: false,
-            walk: None,
         })
     }
 
-    /// Fold everything captured so far into the model. `each(model, event, applied)` is
-    /// called for every event before (`applied` false) and after it is applied: `-d`
-    /// names a closing fd before the close forgets it.
-    pub fn poll(&mut self, mut each: impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
+    /// A session fed by recorded or scripted events: status samples, followers and the
+    /// exit come from the events themselves.
+    pub fn replay(r: Replay) -> Session {
+        let mut model = Model::new(r.pid, r.segment_bytes);
+        model.expect_backup = r.title.contains("walsender");
+        let start_ns = r.clock.now_ns();
+        Session {
+            pid: r.pid,
+            datadir: r.datadir,
+            major: r.major,
+            title: r.title,
+            tracer_name: r.tracer.name(),
+            limitations: r.tracer.limitations(),
+            usdt: UsdtStatus::off("replay"),
+            notes: Vec::new(),
+            model,
+            namer: Naming::Given(r.namer),
+            start_ns,
+            clock: r.clock,
+            tracer: r.tracer,
+            live: None,
+            batch: Vec::new(),
+            last_tick_ns: start_ns,
+            last_tick_events: 0,
+            events_per_s: 0.0,
+            memory_note: None,
+        }
+    }
+
+    /// The data directory of a live session.
+    pub fn datadir(&self) -> Option<&DataDir> {
+        self.live.as_ref().map(|l| &l.dd)
+    }
+
+    fn drain(&mut self, each: &mut impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
         self.tracer.poll(&mut self.batch)?;
         for ev in self.batch.drain(..) {
             each(&self.model, &ev, false)?;
             self.model.apply(&ev, &mut self.namer);
             each(&self.model, &ev, true)?;
         }
+        Ok(())
+    }
+
+    /// Fold everything captured so far into the model. `each(model, event, applied)` is
+    /// called for every event before (`applied` false) and after it is applied: `-d`
+    /// names a closing fd before the close forgets it.
+    pub fn poll(&mut self, mut each: impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
+        self.drain(&mut each)?;
         // eBPF has no exit notification of its own: /proc tells.
-        if !self.model.leader_exited() && !proc_exists(self.pid) {
+        if self.live.is_some() && !self.model.leader_exited() && !proc_exists(self.pid) {
             // Its last events may have reached the tracer after the drain above (a
             // walsender writes its backup history file and exits): they come first.
-            self.tracer.poll(&mut self.batch)?;
-            for ev in self.batch.drain(..) {
-                each(&self.model, &ev, false)?;
-                self.model.apply(&ev, &mut self.namer);
-                each(&self.model, &ev, true)?;
-            }
+            self.drain(&mut each)?;
             let ev = Event {
-                ts_ns: monotonic_ns(),
+                ts_ns: self.clock.now_ns(),
                 pid: self.pid,
                 kind: EventKind::Exit {
                     code: None,
@@ -288,22 +244,23 @@ impl Session {
     /// Do not read the process's memory (`--no-memory`): status from /proc only, backup
     /// phase inferred from the syscalls.
     pub fn disable_memory(&mut self) {
-        self.no_memory = true;
+        if let Some(l) = self.live.as_mut() {
+            l.no_memory = true;
+        }
         self.memory_note = Some("memory reading off (--no-memory)".into());
     }
 
-    /// One status sample of the leader, named. Memory-reading failures degrade to a
+    /// One status sample of a live leader, named. Memory-reading failures degrade to a
     /// /proc-only sample and are reported once.
-    fn sample_status(&mut self) -> Option<crate::process::status::StatusSample> {
-        use crate::process::status::{
-            kernel::KernelState, unix_now_us, StatusReader, StatusSample,
-        };
+    fn sample_status(&mut self) -> Option<StatusSample> {
+        use crate::process::status::{kernel::KernelState, unix_now_us};
         if self.model.leader_exited() {
             return None;
         }
-        if !self.no_memory && self.status_reader.is_none() && self.memory_note.is_none() {
-            match StatusReader::open(self.pid, self.dd.major) {
-                Ok(r) => self.status_reader = Some(r),
+        let live = self.live.as_mut()?;
+        if !live.no_memory && live.status_reader.is_none() && self.memory_note.is_none() {
+            match StatusReader::open(self.pid, live.dd.major) {
+                Ok(r) => live.status_reader = Some(r),
                 Err(e) => {
                     let note = format!("no status from memory: {e}");
                     self.notes.push(note.clone());
@@ -311,32 +268,35 @@ impl Session {
                 }
             }
         }
-        let mut s = match self.status_reader.as_mut() {
+        let mut s = match live.status_reader.as_mut() {
             Some(r) => r.sample(self.pid),
             None => StatusSample {
                 pid: self.pid,
-                major: self.dd.major,
+                major: live.dd.major,
                 kernel: KernelState::read(self.pid),
                 sampled_at_us: unix_now_us(),
                 title: crate::process::proc::process_title(self.pid),
                 ..Default::default()
             },
         };
-        let cat = self.namer.resolver().catalog();
-        if let Some(oid) = s.database_oid {
-            s.database = cat.database(oid).map(|d| d.name.clone());
-        }
-        if let (Some(db), Some(rel)) = (s.database_oid, s.lock_relation_oid) {
-            s.lock_relation = Some(
-                cat.by_oid(db, rel)
-                    .map(|r| r.qualified())
-                    .unwrap_or_else(|| format!("relation {rel} (not in catalog yet)")),
-            );
+        if let Naming::Catalog(namer) = &self.namer {
+            let cat = namer.resolver().catalog();
+            if let Some(oid) = s.database_oid {
+                s.database = cat.database(oid).map(|d| d.name.clone());
+            }
+            if let (Some(db), Some(rel)) = (s.database_oid, s.lock_relation_oid) {
+                s.lock_relation = Some(
+                    cat.by_oid(db, rel)
+                        .map(|r| r.qualified())
+                        .unwrap_or_else(|| format!("relation {rel} (not in catalog yet)")),
+                );
+            }
         }
         Some(s)
     }
 
-    /// Once per display interval: pick up new followers, drop gone ones, advance rates.
+    /// Once per display interval: sample the status, pick up new followers, drop gone
+    /// ones, advance rates.
     pub fn tick(&mut self, now: u64) {
         if let Some(s) = self.sample_status() {
             let ev = Event {
@@ -348,23 +308,8 @@ impl Session {
             };
             self.model.apply(&ev, &mut self.namer);
         }
-        self.backup_total(now);
-        for (pid, role) in follow::find_followers(self.pid) {
-            if self.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
-                self.batch.push(follower_event(pid, self.pid, role));
-                let _ = procfs::snapshot(pid, &mut self.batch);
-            }
-        }
-        let gone: Vec<Pid> = self
-            .followers
-            .iter()
-            .copied()
-            .filter(|&p| !proc_exists(p))
-            .collect();
-        for p in gone {
-            self.followers.remove(&p);
-            self.tracer.remove_pid(p);
-        }
+        self.backup_total();
+        self.follow();
         self.model.tick(now, &mut self.namer);
         let dt = now.saturating_sub(self.last_tick_ns).max(1) as f64 / 1e9;
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
@@ -372,23 +317,47 @@ impl Session {
         self.last_tick_events = self.model.events;
     }
 
+    /// Parallel workers and io workers of a live leader come and go.
+    fn follow(&mut self) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        for (pid, role) in follow::find_followers(self.pid) {
+            if live.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
+                self.batch
+                    .push(follower_event(self.clock.now_ns(), pid, self.pid, role));
+                let _ = procfs::snapshot(pid, &mut self.batch);
+            }
+        }
+        let gone: Vec<Pid> = live
+            .followers
+            .iter()
+            .copied()
+            .filter(|&p| !proc_exists(p))
+            .collect();
+        for p in gone {
+            live.followers.remove(&p);
+            self.tracer.remove_pid(p);
+        }
+    }
+
     /// Without a server estimate of a backup's size, walk the data directory ourselves
     /// (on a thread: a big cluster has many files).
-    fn backup_total(&mut self, _now: u64) {
-        let Some(b) = self.model.backup.as_mut() else {
+    fn backup_total(&mut self) {
+        let (Some(b), Some(live)) = (self.model.backup.as_mut(), self.live.as_mut()) else {
             return;
         };
         let needed = b.server_total.is_none()
             && b.walked_total.is_none()
             && (b.phase >= 3 || b.source == crate::model::backup::Source::Inferred);
-        if needed && self.walk.is_none() {
-            let root = self.dd.root.clone();
-            self.walk = Some(std::thread::spawn(move || {
+        if needed && live.walk.is_none() {
+            let root = live.dd.root.clone();
+            live.walk = Some(std::thread::spawn(move || {
                 crate::model::backup::walk(&root)
             }));
         }
-        if self.walk.as_ref().is_some_and(|h| h.is_finished()) {
-            if let Some(w) = self.walk.take().and_then(|h| h.join().ok()) {
+        if live.walk.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(w) = live.walk.take().and_then(|h| h.join().ok()) {
                 b.walked_total = Some(w.bytes);
                 b.tablespaces_total.get_or_insert(w.tablespaces);
             }
@@ -398,7 +367,7 @@ impl Session {
     /// Whatever is still queued, then a last tick.
     pub fn finish(&mut self) -> Result<()> {
         self.poll(|_, _, _| Ok(()))?;
-        self.model.tick(monotonic_ns(), &mut self.namer);
+        self.model.tick(self.clock.now_ns(), &mut self.namer);
         Ok(())
     }
 
@@ -413,172 +382,10 @@ impl Drop for Session {
     }
 }
 
-fn proc_exists(pid: Pid) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Line mode: text or NDJSON on stdout until the process exits, a stop signal, or
-/// `--duration`.
-pub fn run(opts: Options) -> Result<()> {
-    let stop = stop_flag()?;
-    let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt)?;
-    if opts.no_memory {
-        session.disable_memory();
+fn follower_event(ts_ns: u64, pid: Pid, leader: Pid, role: FollowerRole) -> Event {
+    Event {
+        ts_ns,
+        pid,
+        kind: EventKind::NewFollower { leader, role },
     }
-    for n in session.take_notes() {
-        eprintln!("pg_trace: {n}");
-    }
-    let result = line_loop(&opts, &mut session, &stop);
-    session.detach();
-    result
-}
-
-fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
-    let title = &s.title;
-    match opts.format {
-        Format::Json => {
-            let v = serde_json::json!({
-                "type": "attach",
-                "pid": opts.pid,
-                "title": title,
-                "backend": s.tracer_name,
-                "limitations": s.limitations,
-                "usdt": s.usdt,
-                "datadir": s.dd.root,
-                "major": s.dd.major,
-            });
-            serde_json::to_writer(&mut w, &v)?;
-            w.write_all(b"\n")?;
-        }
-        Format::Text => {
-            writeln!(
-                w,
-                "pg_trace: pid {} ({title}), {} via {}, PostgreSQL {}",
-                opts.pid,
-                s.dd.root.display(),
-                s.tracer_name,
-                s.dd.major
-            )?;
-            for l in &s.limitations {
-                writeln!(w, "pg_trace: note: {l}")?;
-            }
-            if let Some(why) = &s.usdt.reason {
-                writeln!(w, "pg_trace: USDT off: {why}")?;
-            }
-        }
-    }
-    let start = s.start_ns;
-    let poll_every = opts.interval.min(Duration::from_millis(100));
-    let mut next_print = start + opts.interval.as_nanos() as u64;
-    let mut last_print = start;
-    let mut first = true;
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        s.poll(|model, ev, applied| {
-            // A close is printed before it is applied (so its fd still has a name),
-            // everything else after (so an open shows what it opened).
-            let is_close = matches!(ev.kind, EventKind::Close { .. });
-            let wanted = opts.debug
-                && !matches!(ev.kind, EventKind::FileState { .. })
-                && is_close != applied;
-            if wanted {
-                out::write_syscall(&mut w, model, ev, opts.format)?;
-            }
-            Ok(())
-        })?;
-        let now = monotonic_ns();
-        let done = stopping
-            || s.model.leader_exited()
-            || opts
-                .duration
-                .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
-        if now >= next_print || done {
-            s.tick(now);
-            for n in s.take_notes() {
-                eprintln!("pg_trace: {n}");
-            }
-            out::write_interval(
-                &mut w,
-                &s.model,
-                last_print,
-                now,
-                s.events_per_s,
-                opts.format,
-                first,
-            )?;
-            first = false;
-            last_print = now;
-            next_print = now + opts.interval.as_nanos() as u64;
-        }
-        if done {
-            break;
-        }
-        std::thread::sleep(poll_every);
-    }
-    s.finish()?;
-    write_summary(&mut w, &s.model, monotonic_ns(), opts.format)?;
-    w.flush()?;
-    Ok(())
-}
-
-fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) -> Result<()> {
-    let leader = model.procs.get(&model.leader);
-    match format {
-        Format::Json => {
-            for r in model.relations.values() {
-                let mut v = out::progress_record(model, r, now);
-                v["final"] = serde_json::json!(true);
-                serde_json::to_writer(&mut *w, &v)?;
-                w.write_all(b"\n")?;
-            }
-            let v = serde_json::json!({
-                "type": "summary",
-                "pid": model.leader,
-                "exited": leader.is_some_and(|p| p.exited),
-                "exit_code": leader.and_then(|p| p.exit_code),
-                "exit_signal": leader.and_then(|p| p.exit_signal),
-                "events": model.events,
-                "lost": model.lost,
-                "relations": model.relations.len(),
-            });
-            serde_json::to_writer(&mut *w, &v)?;
-            w.write_all(b"\n")?;
-        }
-        Format::Text => {
-            let touched = model.relations.values().filter(|r| r.touched()).count();
-            writeln!(
-                w,
-                "pg_trace: summary: {} events, {touched} relations read or written",
-                model.events
-            )?;
-            for r in model.relations.values().filter(|r| r.touched()) {
-                writeln!(
-                    w,
-                    "    {} ({}): read {}, written {}, reached {}",
-                    r.id.label,
-                    r.id.kind.unwrap_or("relation"),
-                    crate::text::human_bytes(r.bytes_read),
-                    crate::text::human_bytes(r.bytes_written),
-                    r.percent()
-                        .map(|p| format!("{p:.1}%"))
-                        .unwrap_or_else(|| "?".into())
-                )?;
-                if let Some(h) = r.hit_ratio() {
-                    writeln!(
-                        w,
-                        "        {} blocks accessed ({:.1}% hit), {} distinct",
-                        r.blocks_hit + r.blocks_read,
-                        h * 100.0,
-                        r.coverage.blocks()
-                    )?;
-                }
-            }
-            if leader.is_some_and(|p| p.exited) {
-                writeln!(w, "pg_trace: pid {} exited", model.leader)?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,23 +1,27 @@
-//! The event loop: poll the tracer (never blocking on it), fold events into the model,
-//! redraw once per tick whatever the event rate, and turn keys into actions.
+//! The TUI loop: poll the tracer (never blocking on it), fold events into the model,
+//! redraw once per tick whatever the event rate, and turn keys into actions. It owns the
+//! session; `ui` only draws and maps keys. The loop takes its screen ([`Display`]), its
+//! keys ([`KeySource`]) and its clock, so whole sessions are run scripted in tests.
 
-use super::log::{Level, LogRing};
-use super::picker::{self, PickerState};
+use super::keys::Keys;
 use super::terminal::Guard;
-use super::{draw_trace, Focus, ScreenState, Theme, TraceInfo};
+use super::Session;
 use crate::cli::BackendChoice;
-use crate::process::list::{
-    parse_postmaster_pid, parse_proc_syscall, parse_stat, state_name, syscall_name, Lister,
-    PgCluster, SyscallNow,
-};
-use crate::session::{self, Session};
-use crate::trace::{monotonic_ns, Pid};
+use crate::process::list::{parse_postmaster_pid, state_name, syscall_name, Lister, PgCluster};
+use crate::process::status::kernel::KernelState;
+use crate::trace::replay::{Clock, SystemClock};
+use crate::trace::Pid;
+use crate::ui::actions::{handle_picker_key, handle_trace_key, Action};
+use crate::ui::log::{Level, LogRing};
+use crate::ui::picker::{self, PickerState};
+use crate::ui::{draw_trace, ScreenState, Theme, TraceInfo};
 use anyhow::Result;
-use ratatui::crossterm::event::{
-    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
-};
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind};
+use ratatui::Terminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Options {
     /// None: start in the picker.
@@ -35,22 +39,76 @@ pub struct Options {
     pub duration: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    None,
-    Quit,
-    /// Back to the picker (the trace is detached).
-    Picker,
-    Attach(Pid),
-}
-
 /// How often the picker re-reads /proc: rates over shorter windows jitter.
 const PICKER_REFRESH: Duration = Duration::from_secs(1);
 /// How often the tracer is drained between ticks, and keys are looked at.
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
-fn ctrl_c(k: &KeyEvent) -> bool {
-    k.modifiers.contains(KeyModifiers::CONTROL) && matches!(k.code, KeyCode::Char('c'))
+/// Where frames go: the terminal live, a `TestBackend` in tests.
+pub trait Display {
+    type B: Backend;
+    fn terminal(&mut self) -> &mut Terminal<Self::B>;
+    /// The window is now `w`×`h` (a live terminal resizes itself on the next draw).
+    fn resized(&mut self, _w: u16, _h: u16) {}
+    /// A frame was drawn (tests keep every one).
+    fn drawn(&mut self) {}
+    /// Why the screen can no longer be used, if it cannot: the loop then detaches.
+    fn broken(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl Display for Guard {
+    type B = CrosstermBackend<std::io::Stdout>;
+    fn terminal(&mut self) -> &mut Terminal<Self::B> {
+        &mut self.terminal
+    }
+    fn broken(&self) -> Option<&'static str> {
+        if super::terminal::worker_panicked() {
+            return Some("a pg_trace worker thread panicked (message above); detached");
+        }
+        super::keys::hung_up().then_some("the terminal hung up; detached")
+    }
+}
+
+/// Where keys come from: the terminal live, a script in tests.
+pub trait KeySource {
+    /// The next terminal event, waiting at most `wait` (on the loop's clock).
+    fn next(&mut self, wait: Duration) -> Result<Option<TermEvent>>;
+    /// An event already typed, without waiting.
+    fn ready(&mut self) -> Result<Option<TermEvent>>;
+}
+
+impl KeySource for Keys {
+    fn next(&mut self, wait: Duration) -> Result<Option<TermEvent>> {
+        Keys::next(self, wait)
+    }
+    fn ready(&mut self) -> Result<Option<TermEvent>> {
+        Keys::ready(self)
+    }
+}
+
+/// The process state a status sample saw: `/proc/PID/stat` state, the system call it is
+/// in or else the kernel function it sleeps in: `sleeping in epoll_wait`, `disk wait
+/// (folio_wait_bit_common)`.
+fn proc_state(k: &KernelState) -> Option<String> {
+    let c = k.state?;
+    let mut out = state_name(c).to_string();
+    if c == 'R' {
+        return Some(out);
+    }
+    match k.syscall.and_then(|n| u64::try_from(n).ok()) {
+        Some(nr) => match syscall_name(nr) {
+            Some(name) => out.push_str(&format!(" in {name}")),
+            None => out.push_str(&format!(" in syscall {nr}")),
+        },
+        None => {
+            if let Some(w) = k.wchan.as_deref().filter(|w| !w.is_empty() && *w != "0") {
+                out.push_str(&format!(" ({})", crate::ui::truncate(w, 32)));
+            }
+        }
+    }
+    Some(out)
 }
 
 /// One trace: the session and what the screen shows of it.
@@ -66,46 +124,11 @@ pub struct TraceApp {
     proc_state: Option<String>,
     /// When `proc_state` last changed: "sleeping in epoll_wait for 12s".
     proc_state_since: u64,
-    /// Richer activity (query text, base backup phase) and a diagnosis ("stalled 12 s:
-    /// waiting for a lock"), for whoever computes them at tick time; shown in the
-    /// activity line and under the header.
-    pub status: Option<String>,
-    pub verdict: Option<String>,
     title_now: Option<String>,
     port: Option<u16>,
     /// What the log last said of the verdict and the backup phase: it logs changes.
     logged_verdict: Option<&'static str>,
     logged_phase: Option<i64>,
-}
-
-/// `/proc/PID/stat` state, the system call it is in (`/proc/PID/syscall`, root only) or
-/// else the kernel function it sleeps in: `sleeping in epoll_wait`, `disk wait
-/// (folio_wait_bit_common)`.
-fn proc_state(pid: Pid) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let s = parse_stat(&stat)?;
-    let mut out = state_name(s.state).to_string();
-    if s.state == 'R' {
-        return Some(out);
-    }
-    let now = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .ok()
-        .and_then(|t| parse_proc_syscall(&t));
-    match now {
-        Some(SyscallNow::In(nr)) => match syscall_name(nr) {
-            Some(name) => out.push_str(&format!(" in {name}")),
-            None => out.push_str(&format!(" in syscall {nr}")),
-        },
-        _ => {
-            if let Ok(w) = std::fs::read_to_string(format!("/proc/{pid}/wchan")) {
-                let w = w.trim();
-                if !w.is_empty() && w != "0" {
-                    out.push_str(&format!(" ({})", super::truncate(w, 32)));
-                }
-            }
-        }
-    }
-    Some(out)
 }
 
 impl TraceApp {
@@ -127,6 +150,10 @@ impl TraceApp {
         {
             log.push(now, Level::Warn, n);
         }
+        let port = session
+            .datadir()
+            .and_then(|dd| std::fs::read_to_string(dd.root.join("postmaster.pid")).ok())
+            .and_then(|t| parse_postmaster_pid(&t));
         TraceApp {
             st: ScreenState::default(),
             log,
@@ -134,18 +161,18 @@ impl TraceApp {
             finished: false,
             error: None,
             ended_ns: None,
-            proc_state: proc_state(session.pid),
+            proc_state: None,
             proc_state_since: session.start_ns,
-            status: None,
-            verdict: None,
             title_now: None,
             logged_verdict: None,
             logged_phase: None,
-            port: std::fs::read_to_string(session.dd.root.join("postmaster.pid"))
-                .ok()
-                .and_then(|t| parse_postmaster_pid(&t)),
+            port,
             session,
         }
+    }
+
+    fn now(&self) -> u64 {
+        self.session.clock.now_ns()
     }
 
     /// Drain the tracer into the model (and the log); notice the end of the process.
@@ -161,11 +188,9 @@ impl TraceApp {
         });
         if let Err(e) = r {
             let msg = format!("{e:#}");
-            self.log.push(
-                monotonic_ns(),
-                Level::Error,
-                format!("capture stopped: {msg}"),
-            );
+            let now = self.now();
+            self.log
+                .push(now, Level::Error, format!("capture stopped: {msg}"));
             self.error = Some(msg);
             self.end();
         } else if self.session.model.leader_exited() {
@@ -177,7 +202,7 @@ impl TraceApp {
     fn end(&mut self) {
         self.session.detach();
         self.finished = true;
-        self.ended_ns = Some(monotonic_ns());
+        self.ended_ns = Some(self.now());
         self.proc_state = None;
     }
 
@@ -187,12 +212,13 @@ impl TraceApp {
         }
         self.session.tick(now);
         self.log_changes(now);
-        let st = proc_state(self.session.pid);
+        let sample = self.session.model.status.as_ref().map(|v| &v.sample);
+        let st = sample.and_then(|s| proc_state(&s.kernel));
         if st != self.proc_state {
             self.proc_state = st;
             self.proc_state_since = now;
         }
-        self.title_now = crate::process::proc::process_title(self.session.pid);
+        self.title_now = sample.and_then(|s| s.title.clone());
     }
 
     /// Notes from the session, verdict changes and backup phase changes go to the log.
@@ -220,50 +246,39 @@ impl TraceApp {
     }
 
     pub fn info(&self) -> TraceInfo {
-        let now = self.ended_ns.unwrap_or_else(monotonic_ns);
+        let now = self.ended_ns.unwrap_or_else(|| self.now());
+        let s = &self.session;
+        let mut limitations = s.limitations.clone();
+        if let Some(why) = s.usdt.reason.as_ref().filter(|_| !s.usdt.active) {
+            limitations.push(format!("no USDT: {why}"));
+        }
+        if let Some(n) = &s.memory_note {
+            limitations.push(n.clone());
+        }
         TraceInfo {
-            pid: self.session.pid,
-            title: self.session.title.clone(),
+            pid: s.pid,
+            title: s.title.clone(),
             title_now: self.title_now.clone(),
-            datadir: self.session.dd.root.display().to_string(),
+            datadir: s.datadir.display().to_string(),
             port: self.port,
-            major: self.session.dd.major,
-            methods: self.session.tracer_name.to_string(),
-            limitations: {
-                let mut l = self.session.limitations.clone();
-                if let Some(why) = self
-                    .session
-                    .usdt
-                    .reason
-                    .as_ref()
-                    .filter(|_| !self.session.usdt.active)
-                {
-                    l.push(format!("no USDT: {why}"));
-                }
-                if let Some(n) = &self.session.memory_note {
-                    l.push(n.clone());
-                }
-                l
-            },
-            elapsed_s: now.saturating_sub(self.session.start_ns) as f64 / 1e9,
-            events_per_s: if self.finished {
-                0.0
-            } else {
-                self.session.events_per_s
-            },
+            major: s.major,
+            methods: s.tracer_name.to_string(),
+            limitations,
+            elapsed_s: now.saturating_sub(s.start_ns) as f64 / 1e9,
+            events_per_s: if self.finished { 0.0 } else { s.events_per_s },
             now_ns: now,
-            start_ns: self.session.start_ns,
-            proc_state: self.proc_state.as_ref().map(|s| {
+            start_ns: s.start_ns,
+            proc_state: self.proc_state.as_ref().map(|st| {
                 // Running changes too fast for a duration to mean anything.
                 let held = now.saturating_sub(self.proc_state_since);
-                if s == "running" || held < 1_000_000_000 {
-                    s.clone()
+                if st == "running" || held < 1_000_000_000 {
+                    st.clone()
                 } else {
-                    format!("{s} for {}", super::human_age(held))
+                    format!("{st} for {}", crate::text::human_age(held))
                 }
             }),
-            status: self.status.clone(),
-            verdict: self.verdict.clone(),
+            status: None,
+            verdict: None,
             error: self.error.clone(),
         }
     }
@@ -277,109 +292,13 @@ impl TraceApp {
         self.st.scroll_files = self
             .st
             .scroll_files
-            .min(last(super::files::rows(m, &self.st).len()));
+            .min(last(crate::ui::files::rows(m, &self.st).len()));
         self.st.scroll_relations = self
             .st
             .scroll_relations
-            .min(last(super::relations::rows(m, &self.st).len()));
+            .min(last(crate::ui::relations::rows(m, &self.st).len()));
         self.st.scroll_log = self.st.scroll_log.min(last(self.log.len()));
         a
-    }
-}
-
-/// Keys of the trace screen. Pure, so the key map is tested without a terminal.
-pub fn handle_trace_key(st: &mut ScreenState, k: KeyEvent) -> Action {
-    if ctrl_c(&k) {
-        return Action::Quit;
-    }
-    if st.editing_filter {
-        match k.code {
-            KeyCode::Enter => st.editing_filter = false,
-            KeyCode::Esc => {
-                st.editing_filter = false;
-                st.filter.clear();
-            }
-            KeyCode::Backspace => {
-                st.filter.pop();
-            }
-            KeyCode::Char(c) if st.filter.chars().count() < 64 => st.filter.push(c),
-            _ => {}
-        }
-        st.scroll_files = 0;
-        st.scroll_relations = 0;
-        return Action::None;
-    }
-    if st.show_help {
-        match k.code {
-            KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') | KeyCode::Esc => st.show_help = false,
-            _ => {}
-        }
-        return Action::None;
-    }
-    let page = 10;
-    match k.code {
-        KeyCode::Char('q') => return Action::Quit,
-        // Esc first drops a filter, then leaves for the picker (detaching).
-        KeyCode::Esc if !st.filter.is_empty() => st.filter.clear(),
-        KeyCode::Esc => return Action::Picker,
-        KeyCode::Char('p') => st.paused = !st.paused,
-        KeyCode::Char('s') => st.sort = st.sort.next(),
-        KeyCode::Char('/') => st.editing_filter = true,
-        KeyCode::Char('?') => st.show_help = true,
-        KeyCode::Char('l') => {
-            st.show_log = !st.show_log;
-            if !st.show_log && st.focus == Focus::Log {
-                st.focus = Focus::Files;
-            }
-        }
-        KeyCode::Tab => {
-            st.focus = match st.focus {
-                Focus::Files => Focus::Relations,
-                Focus::Relations if st.show_log => Focus::Log,
-                _ => Focus::Files,
-            }
-        }
-        KeyCode::BackTab => {
-            st.focus = match st.focus {
-                Focus::Files if st.show_log => Focus::Log,
-                Focus::Files => Focus::Relations,
-                Focus::Relations => Focus::Files,
-                Focus::Log => Focus::Relations,
-            }
-        }
-        KeyCode::Up => scroll(st, -1),
-        KeyCode::Down => scroll(st, 1),
-        KeyCode::PageUp => scroll(st, -page),
-        KeyCode::PageDown => scroll(st, page),
-        KeyCode::Home => match st.focus {
-            Focus::Files => st.scroll_files = 0,
-            Focus::Relations => st.scroll_relations = 0,
-            Focus::Log => st.scroll_log = usize::MAX / 2,
-        },
-        KeyCode::End => match st.focus {
-            Focus::Log => st.scroll_log = 0,
-            Focus::Files => st.scroll_files = usize::MAX / 2,
-            Focus::Relations => st.scroll_relations = usize::MAX / 2,
-        },
-        _ => {}
-    }
-    Action::None
-}
-
-/// Down moves towards later rows; in the log, later means newer (`scroll_log` counts back).
-fn scroll(st: &mut ScreenState, delta: isize) {
-    let apply = |v: &mut usize, d: isize| {
-        *v = if d < 0 {
-            v.saturating_sub(d.unsigned_abs())
-        } else {
-            v.saturating_add(d as usize).min(usize::MAX / 2)
-        }
-    };
-    match st.focus {
-        Focus::Files => apply(&mut st.scroll_files, delta),
-        Focus::Relations => apply(&mut st.scroll_relations, delta),
-        Focus::Log => apply(&mut st.scroll_log, -delta),
     }
 }
 
@@ -387,11 +306,11 @@ pub struct PickerApp {
     lister: Lister,
     pub clusters: Vec<PgCluster>,
     pub st: PickerState,
-    sampled: Option<Instant>,
+    sampled_ns: u64,
 }
 
 impl PickerApp {
-    pub fn new() -> PickerApp {
+    pub fn new(now_ns: u64) -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -403,14 +322,14 @@ impl PickerApp {
                 note: (!root).then(|| "not root: attaching needs sudo".to_string()),
                 ..PickerState::default()
             },
-            sampled: Some(Instant::now()),
+            sampled_ns: now_ns,
         }
     }
 
-    fn tick(&mut self) {
-        if self.sampled.map_or(true, |t| t.elapsed() >= PICKER_REFRESH) {
+    fn tick(&mut self, now_ns: u64) {
+        if now_ns.saturating_sub(self.sampled_ns) >= PICKER_REFRESH.as_nanos() as u64 {
             self.clusters = self.lister.sample();
-            self.sampled = Some(Instant::now());
+            self.sampled_ns = now_ns;
         }
     }
 
@@ -419,54 +338,16 @@ impl PickerApp {
     }
 }
 
-impl Default for PickerApp {
-    fn default() -> Self {
-        PickerApp::new()
-    }
-}
-
-/// Keys of the picker: printable keys type into the filter.
-pub fn handle_picker_key(clusters: &[PgCluster], st: &mut PickerState, k: KeyEvent) -> Action {
-    st.message = None;
-    if ctrl_c(&k) {
-        return Action::Quit;
-    }
-    if st.show_help {
-        if matches!(k.code, KeyCode::Char('?') | KeyCode::Esc) {
-            st.show_help = false;
-        }
-        return Action::None;
-    }
-    match k.code {
-        KeyCode::Char('q') if st.filter.is_empty() => return Action::Quit,
-        KeyCode::Char('?') => st.show_help = true,
-        KeyCode::Esc if st.filter.is_empty() => return Action::Quit,
-        KeyCode::Esc => st.filter.clear(),
-        KeyCode::Backspace => {
-            st.filter.pop();
-        }
-        KeyCode::Char(c) if st.filter.chars().count() < 64 => {
-            st.filter.push(c);
-        }
-        KeyCode::Up => picker::move_selection(clusters, st, -1),
-        KeyCode::Down => picker::move_selection(clusters, st, 1),
-        KeyCode::PageUp => picker::move_selection(clusters, st, -10),
-        KeyCode::PageDown => picker::move_selection(clusters, st, 10),
-        KeyCode::Home => picker::move_selection(clusters, st, isize::MIN / 2),
-        KeyCode::End => picker::move_selection(clusters, st, isize::MAX / 2),
-        KeyCode::Enter => {
-            if let Some(pid) = picker::selected_pid(clusters, st) {
-                return Action::Attach(pid);
-            }
-        }
-        _ => {}
-    }
-    Action::None
-}
-
-enum Screen {
+pub enum Screen {
     Picker(Box<PickerApp>),
     Trace(Box<TraceApp>),
+}
+
+/// What the loop needs besides its screen, keys and clock.
+pub struct Pace {
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub debug: bool,
 }
 
 /// The TUI: the picker (no pid) or a trace, until q, Ctrl-C, SIGTERM or SIGHUP.
@@ -478,19 +359,36 @@ pub fn run(opts: Options) -> Result<()> {
             "the TUI needs the terminal's foreground: run pg_trace in the foreground, or use --no-tui"
         );
     }
-    let stop = session::stop_flag()?;
+    let stop = super::stop_flag()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut open = |pid: Pid| open_session(pid, &opts);
     // Attach before taking the terminal: a bad pid is a one-line error on a sane screen.
     let first = match opts.pid {
-        Some(pid) => Some(open_session(pid, &opts)?),
+        Some(pid) => Some(open(pid)?),
         None => None,
     };
     let theme = Theme::from_env();
     let mut guard = Guard::enter()?;
     let mut screen = match first {
         Some(s) => Screen::Trace(Box::new(TraceApp::new(s, opts.debug))),
-        None => Screen::Picker(Box::default()),
+        None => Screen::Picker(Box::new(PickerApp::new(clock.now_ns()))),
     };
-    let result = event_loop(&mut guard, &mut screen, &opts, &stop, &theme);
+    let pace = Pace {
+        interval: opts.interval,
+        duration: opts.duration,
+        debug: opts.debug,
+    };
+    let mut keys = Keys::start();
+    let result = event_loop(
+        &mut guard,
+        &mut keys,
+        &mut screen,
+        &pace,
+        &stop,
+        &theme,
+        clock.as_ref(),
+        &mut open,
+    );
     if let Screen::Trace(t) = &mut screen {
         t.session.detach();
     }
@@ -498,60 +396,66 @@ pub fn run(opts: Options) -> Result<()> {
     result
 }
 
-fn draw(guard: &mut Guard, screen: &Screen, theme: &Theme) -> Result<()> {
-    guard.terminal.draw(|f| match screen {
+fn draw(display: &mut impl Display, screen: &Screen, theme: &Theme) -> Result<()> {
+    display.terminal().draw(|f| match screen {
         Screen::Trace(t) => {
             let info = t.info();
             draw_trace(f, &t.session.model, &info, &t.log, &t.st, theme);
         }
         Screen::Picker(p) => picker::draw(f, &p.clusters, &p.st, theme),
     })?;
+    display.drawn();
     Ok(())
 }
 
-fn event_loop(
-    guard: &mut Guard,
+/// The loop itself. `open` attaches to a pid the picker chose.
+#[allow(clippy::too_many_arguments)]
+pub fn event_loop(
+    display: &mut impl Display,
+    keys: &mut impl KeySource,
     screen: &mut Screen,
-    opts: &Options,
+    pace: &Pace,
     stop: &AtomicBool,
     theme: &Theme,
+    clock: &dyn Clock,
+    open: &mut dyn FnMut(Pid) -> Result<Session>,
 ) -> Result<()> {
-    let mut next_tick = Instant::now();
-    let started = Instant::now();
-    let keys = super::keys::Keys::start();
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let started = clock.now_ns();
+    let mut next_tick = started;
     loop {
-        if stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
+        let now = clock.now_ns();
+        if stop.load(Ordering::Relaxed)
+            || pace
+                .duration
+                .is_some_and(|d| now.saturating_sub(started) >= ns(d))
+        {
             return Ok(());
         }
-        if super::terminal::worker_panicked() {
-            anyhow::bail!("a pg_trace worker thread panicked (message above); detached");
-        }
-        if super::keys::hung_up() {
-            anyhow::bail!("the terminal hung up; detached");
+        if let Some(why) = display.broken() {
+            anyhow::bail!(why);
         }
         if let Screen::Trace(t) = screen {
             t.poll();
         }
-        let now = Instant::now();
+        let now = clock.now_ns();
         if now >= next_tick {
             let paused = match screen {
                 Screen::Trace(t) => {
-                    t.tick(monotonic_ns());
+                    t.tick(now);
                     t.st.paused
                 }
                 Screen::Picker(p) => {
-                    p.tick();
+                    p.tick(now);
                     false
                 }
             };
             if !paused {
-                draw(guard, screen, theme)?;
+                draw(display, screen, theme)?;
             }
-            next_tick = now + opts.interval;
+            next_tick = now.saturating_add(ns(pace.interval));
         }
-        let wait = next_tick
-            .saturating_duration_since(Instant::now())
-            .min(POLL_EVERY);
+        let wait = Duration::from_nanos(next_tick.saturating_sub(clock.now_ns())).min(POLL_EVERY);
         let Some(mut ev) = keys.next(wait)? else {
             continue;
         };
@@ -575,20 +479,19 @@ fn event_loop(
                             if let Screen::Trace(t) = screen {
                                 t.session.detach();
                             }
-                            *screen = Screen::Picker(Box::default());
-                            if let Screen::Picker(p) = screen {
-                                p.st.selected = was;
-                            }
+                            let mut p = PickerApp::new(clock.now_ns());
+                            p.st.selected = was;
+                            *screen = Screen::Picker(Box::new(p));
                         }
                         Action::Attach(pid) => {
                             if let Screen::Picker(p) = screen {
                                 p.st.message = Some(format!("attaching to pid {pid}…"));
                             }
-                            draw(guard, screen, theme)?;
-                            match open_session(pid, opts) {
+                            draw(display, screen, theme)?;
+                            match open(pid) {
                                 Ok(s) => {
-                                    *screen = Screen::Trace(Box::new(TraceApp::new(s, opts.debug)));
-                                    next_tick = Instant::now();
+                                    *screen = Screen::Trace(Box::new(TraceApp::new(s, pace.debug)));
+                                    next_tick = clock.now_ns();
                                 }
                                 Err(e) => {
                                     if let Screen::Picker(p) = screen {
@@ -599,6 +502,7 @@ fn event_loop(
                         }
                     }
                 }
+                TermEvent::Resize(w, h) => display.resized(w, h),
                 _ => {}
             }
             match keys.ready()? {
@@ -606,7 +510,7 @@ fn event_loop(
                 None => break,
             }
         }
-        draw(guard, screen, theme)?;
+        draw(display, screen, theme)?;
     }
 }
 
@@ -622,68 +526,18 @@ fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
 mod tests {
     use super::*;
 
-    fn key(c: KeyCode) -> KeyEvent {
-        KeyEvent::new(c, KeyModifiers::NONE)
-    }
-
     #[test]
-    fn trace_keys() {
-        let mut st = ScreenState::default();
-        assert_eq!(
-            handle_trace_key(&mut st, key(KeyCode::Char('s'))),
-            Action::None
-        );
-        assert_eq!(st.sort, super::super::Sort::Progress);
-        handle_trace_key(&mut st, key(KeyCode::Char('/')));
-        handle_trace_key(&mut st, key(KeyCode::Char('q')));
-        assert_eq!(st.filter, "q", "q types into the filter while editing it");
-        handle_trace_key(&mut st, key(KeyCode::Enter));
-        assert!(!st.editing_filter);
-        handle_trace_key(&mut st, key(KeyCode::Char('l')));
-        handle_trace_key(&mut st, key(KeyCode::Tab));
-        handle_trace_key(&mut st, key(KeyCode::Tab));
-        assert_eq!(st.focus, Focus::Log);
-        handle_trace_key(&mut st, key(KeyCode::Char('l')));
-        assert_eq!(st.focus, Focus::Files);
-        assert_eq!(handle_trace_key(&mut st, key(KeyCode::Esc)), Action::None);
-        assert!(st.filter.is_empty());
-        assert_eq!(handle_trace_key(&mut st, key(KeyCode::Esc)), Action::Picker);
-        assert_eq!(
-            handle_trace_key(
-                &mut st,
-                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
-            ),
-            Action::Quit
-        );
-        assert_eq!(
-            handle_trace_key(&mut st, key(KeyCode::Char('q'))),
-            Action::Quit
-        );
-    }
-
-    #[test]
-    fn picker_keys() {
-        let mut st = PickerState::default();
-        assert_eq!(
-            handle_picker_key(&[], &mut st, key(KeyCode::Char('w'))),
-            Action::None
-        );
-        assert_eq!(
-            handle_picker_key(&[], &mut st, key(KeyCode::Char('q'))),
-            Action::None
-        );
-        assert_eq!(st.filter, "wq");
-        assert_eq!(
-            handle_picker_key(&[], &mut st, key(KeyCode::Enter)),
-            Action::None
-        );
-        assert_eq!(
-            handle_picker_key(&[], &mut st, key(KeyCode::Esc)),
-            Action::None
-        );
-        assert_eq!(
-            handle_picker_key(&[], &mut st, key(KeyCode::Esc)),
-            Action::Quit
-        );
+    fn the_state_line_comes_from_the_sample() {
+        let mut k = KernelState {
+            state: Some('S'),
+            wchan: Some("do_epoll_wait".into()),
+            ..KernelState::default()
+        };
+        assert_eq!(proc_state(&k).unwrap(), "sleeping (do_epoll_wait)");
+        k.syscall = Some(libc::SYS_epoll_wait);
+        assert_eq!(proc_state(&k).unwrap(), "sleeping in epoll_wait");
+        k.state = Some('R');
+        assert_eq!(proc_state(&k).unwrap(), "running");
+        assert_eq!(proc_state(&KernelState::default()), None);
     }
 }

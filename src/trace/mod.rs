@@ -7,6 +7,7 @@ pub mod follow;
 mod libbpf;
 pub mod procfs;
 pub mod ptrace;
+pub mod replay;
 pub mod usdt;
 
 pub use event::{

@@ -19,26 +19,14 @@ fn verdict(model: &Model, info: &TraceInfo) -> Option<(String, bool)> {
         return Some((v.clone(), true));
     }
     let v = &model.status.as_ref()?.verdict;
-    use crate::model::stall::Verdict as V;
-    let stall = !matches!(
-        v,
-        V::Reading { .. }
-            | V::Writing { .. }
-            | V::Sleeping {
-                between_reads_of: Some(_)
-            }
-            | V::RunningOnCpu
-            | V::Idle
-            | V::Unknown
-    );
-    (!matches!(v, V::Unknown)).then(|| (v.to_string(), stall))
+    v.is_known().then(|| (v.to_string(), v.is_stall()))
 }
 
 /// What the process is doing, from its own status: a base backup's phase and bytes, or
 /// the query with its state and wait event.
 fn status_activity(model: &Model) -> Option<String> {
     if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
-        return Some(backup_compact(b));
+        return Some(crate::model::lines::BackupLine::of(b).compact());
     }
     let s = &model.status.as_ref()?.sample;
     let q = s
@@ -195,30 +183,4 @@ fn usdt_query(model: &Model) -> Option<String> {
     let q = model.queries.iter().rev().find(|q| q.pid == model.leader)?;
     (q.done_ns.is_none() && !q.text.trim().is_empty())
         .then(|| q.text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-/// A base backup on one line, most important first (the line is cut at the screen's
-/// edge): phase, bytes and percent, rate, ETA, tablespace, file.
-fn backup_compact(b: &crate::model::backup::BackupState) -> String {
-    use crate::text::{human_bytes, human_duration};
-    let mut l = format!("backup {}: {}", b.phase_name(), human_bytes(b.streamed));
-    if let Some(t) = b.total() {
-        l.push_str(&format!(" of {}", human_bytes(t)));
-    }
-    if let Some(p) = b.percent() {
-        l.push_str(&format!(" ({p:.1}%)"));
-    }
-    if b.rate_bps > 0.0 {
-        l.push_str(&format!(", {}/s", human_bytes(b.rate_bps as u64)));
-    }
-    if let Some(e) = b.eta_s() {
-        l.push_str(&format!(", ETA {}", human_duration(e)));
-    }
-    if let (Some(t), Some(s)) = (b.tablespaces_total, b.tablespaces_streamed) {
-        l.push_str(&format!(", tablespace {} of {t}", (s + 1).min(t)));
-    }
-    if let Some(f) = &b.current_file {
-        l.push_str(&format!(", {f}"));
-    }
-    l
 }

@@ -3,7 +3,6 @@
 
 use super::{human_bytes, truncate, Focus, ScreenState, Theme, TraceInfo};
 use crate::model::Model;
-use crate::output::Format;
 use crate::trace::{Event, EventKind};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -63,22 +62,10 @@ impl LogRing {
     /// Log what `ev` means, called before (`applied` false) and after the model applied it:
     /// a close is named before the model forgets its fd, an open after it learnt it.
     pub fn record(&mut self, model: &Model, ev: &Event, applied: bool, debug: bool) {
-        if debug && !matches!(ev.kind, EventKind::FileState { .. }) {
-            let is_close = matches!(ev.kind, EventKind::Close { .. });
-            if is_close != applied {
-                let mut buf = Vec::new();
-                if crate::output::trace::write_syscall(&mut buf, model, ev, Format::Text).is_ok() {
-                    let s = String::from_utf8_lossy(&buf);
-                    // The line's own timestamp is replaced by the panel's.
-                    let s = s
-                        .trim()
-                        .split_once(' ')
-                        .map_or("", |x| x.1)
-                        .trim()
-                        .to_string();
-                    self.push(ev.ts_ns, Level::Syscall, s);
-                }
-            }
+        if debug && crate::model::lines::shows_syscall(ev, applied) {
+            // The panel stamps its own time, so the text starts at the pid.
+            let text = crate::model::lines::syscall_text(model, ev);
+            self.push(ev.ts_ns, Level::Syscall, text);
         }
         let who = |pid: i32| {
             if pid == model.leader {

@@ -1,18 +1,16 @@
 //! The live terminal UI. Rendering is pure: each panel draws a [`Model`] plus plain data
 //! ([`TraceInfo`], [`ScreenState`]) into a ratatui frame, so that tests render scripted
-//! models into a `TestBackend`. The event loop (`app`) and the terminal (`terminal`) are
-//! the only parts that touch the outside world.
+//! models into a `TestBackend`. Keys map to actions (`actions`); the loop that owns the
+//! session and the terminal lives above, in `session::tui`.
 
-pub mod app;
+pub mod actions;
 pub mod files;
 pub mod header;
 pub mod help;
-pub mod keys;
 pub mod log;
 pub mod picker;
 pub mod relations;
 pub mod summary;
-pub mod terminal;
 pub mod theme;
 
 use crate::model::Model;

@@ -1,0 +1,280 @@
+//! Lines decided once and drawn by every view: a base backup's progress and the `-d`
+//! syscall line. The TUI and line mode both take them from here, so the two never
+//! disagree on what is said or in which order.
+//!
+//! Note for `output/`: `output::status::backup_line(b)` is `BackupLine::of(b).full()`
+//! and `output::trace::syscall_line`/`file_object` are [`syscall_line`]/[`file_object`]
+//! here (same text, byte for byte); output should call these instead of its copies.
+
+use super::backup::{BackupState, Source};
+use super::{FileEntry, Model};
+use crate::pgdata::path::Fork;
+use crate::text::{human_bytes, human_duration};
+use crate::trace::{Event, EventKind};
+
+/// A base backup's progress, the parts every view shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupLine {
+    /// `memory` (progress counters) or `inferred` (from the syscalls).
+    pub source: &'static str,
+    pub phase: String,
+    pub streamed: u64,
+    pub total: Option<u64>,
+    pub percent: Option<f64>,
+    /// Bytes per second; None before anything moved.
+    pub rate_bps: Option<u64>,
+    pub eta_s: Option<f64>,
+    /// (1-based tablespace being streamed, tablespaces in all).
+    pub tablespace: Option<(u64, u64)>,
+    pub file: Option<String>,
+}
+
+impl BackupLine {
+    pub fn of(b: &BackupState) -> BackupLine {
+        BackupLine {
+            source: match b.source {
+                Source::Memory => "memory",
+                Source::Inferred => "inferred",
+            },
+            phase: b.phase_name(),
+            streamed: b.streamed,
+            total: b.total(),
+            percent: b.percent(),
+            rate_bps: (b.rate_bps > 0.0).then_some(b.rate_bps as u64),
+            eta_s: b.eta_s(),
+            tablespace: match (b.tablespaces_total, b.tablespaces_streamed) {
+                (Some(t), Some(s)) => Some(((s + 1).min(t), t)),
+                _ => None,
+            },
+            file: b.current_file.clone(),
+        }
+    }
+
+    fn amount(&self) -> String {
+        let mut l = human_bytes(self.streamed);
+        if let Some(t) = self.total {
+            l.push_str(&format!(" of {}", human_bytes(t)));
+        }
+        if let Some(p) = self.percent {
+            l.push_str(&format!(" ({p:.1}%)"));
+        }
+        l
+    }
+
+    fn rate(&self) -> String {
+        self.rate_bps
+            .map(|r| format!(", {}/s", human_bytes(r)))
+            .unwrap_or_default()
+    }
+
+    fn eta(&self) -> String {
+        self.eta_s
+            .map(|e| format!(", ETA {}", human_duration(e)))
+            .unwrap_or_default()
+    }
+
+    fn tablespace(&self) -> String {
+        self.tablespace
+            .map(|(n, t)| format!(", tablespace {n} of {t}"))
+            .unwrap_or_default()
+    }
+
+    /// One line for a narrow screen, most important first (it is cut at the edge):
+    /// phase, bytes and percent, rate, ETA, tablespace, file.
+    pub fn compact(&self) -> String {
+        let mut l = format!("backup {}: {}", self.phase, self.amount());
+        l.push_str(&self.rate());
+        l.push_str(&self.eta());
+        l.push_str(&self.tablespace());
+        if let Some(f) = &self.file {
+            l.push_str(&format!(", {f}"));
+        }
+        l
+    }
+
+    /// Line mode's line: where the numbers come from, then everything.
+    pub fn full(&self) -> String {
+        let mut l = format!(
+            "backup ({}): {}, {} streamed",
+            self.source,
+            self.phase,
+            self.amount()
+        );
+        l.push_str(&self.tablespace());
+        l.push_str(&self.rate());
+        l.push_str(&self.eta());
+        if let Some(f) = &self.file {
+            l.push_str(&format!(", file {f}"));
+        }
+        l
+    }
+}
+
+/// `sales.orders.3`, `sales.orders_fsm`: the object with its fork and segment suffixes.
+pub fn file_object(f: &FileEntry) -> String {
+    match &f.named.relation {
+        Some(r) => {
+            let mut s = r.id.label.clone();
+            if r.fork != Fork::Main {
+                s.push('_');
+                s.push_str(r.fork.as_str());
+            }
+            if r.segment > 0 {
+                s.push_str(&format!(".{}", r.segment));
+            }
+            s
+        }
+        None => f.named.label.clone(),
+    }
+}
+
+/// One decoded I/O syscall of `-d`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallLine {
+    pub name: &'static str,
+    pub fd: i32,
+    /// `pread64(fd=23 → sales.orders.3, 8192 @ 1073733632) = 8192`
+    pub text: String,
+    pub offset: Option<u64>,
+    pub bytes: Option<u64>,
+    pub result: Option<i64>,
+}
+
+/// The `-d` line of an open, close, read, write or seek, its fd named; None for other
+/// events (they are shown as their event record).
+pub fn syscall_line(model: &Model, ev: &Event) -> Option<SyscallLine> {
+    let obj = |fd: i32| {
+        model
+            .files
+            .get(&(ev.pid, fd))
+            .map(file_object)
+            .unwrap_or_else(|| "?".into())
+    };
+    Some(match &ev.kind {
+        EventKind::Open {
+            syscall,
+            path,
+            fd,
+            flags,
+            ..
+        } => SyscallLine {
+            name: syscall.name(),
+            fd: *fd,
+            text: format!(
+                "{}(\"{path}\" → {}, flags={flags:#o}) = {fd}",
+                syscall.name(),
+                obj(*fd)
+            ),
+            offset: None,
+            bytes: None,
+            result: Some(i64::from(*fd)),
+        },
+        EventKind::Close { fd } => SyscallLine {
+            name: "close",
+            fd: *fd,
+            text: format!("close(fd={fd} → {})", obj(*fd)),
+            offset: None,
+            bytes: None,
+            result: None,
+        },
+        EventKind::Read {
+            syscall,
+            fd,
+            offset,
+            requested,
+            result,
+        }
+        | EventKind::Write {
+            syscall,
+            fd,
+            offset,
+            requested,
+            result,
+        } => {
+            let at = offset.map(|o| format!(" @ {o}")).unwrap_or_default();
+            SyscallLine {
+                name: syscall.name(),
+                fd: *fd,
+                text: format!(
+                    "{}(fd={fd} → {}, {requested}{at}) = {result}",
+                    syscall.name(),
+                    obj(*fd)
+                ),
+                offset: *offset,
+                bytes: Some(*requested),
+                result: Some(*result),
+            }
+        }
+        EventKind::Seek {
+            fd,
+            offset,
+            whence,
+            result,
+        } => {
+            let whence = match *whence {
+                0 => "SEEK_SET",
+                1 => "SEEK_CUR",
+                2 => "SEEK_END",
+                _ => "?",
+            };
+            SyscallLine {
+                name: "lseek",
+                fd: *fd,
+                text: format!(
+                    "lseek(fd={fd} → {}, {offset}, {whence}) = {result}",
+                    obj(*fd)
+                ),
+                offset: u64::try_from(*offset).ok(),
+                bytes: None,
+                result: Some(*result),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Whether `-d` shows this event at this moment: a close before it is applied (its fd
+/// still has a name), everything else after (an open shows what it opened); file-state
+/// samples are not syscalls.
+pub fn shows_syscall(ev: &Event, applied: bool) -> bool {
+    let is_close = matches!(ev.kind, EventKind::Close { .. });
+    !matches!(ev.kind, EventKind::FileState { .. }) && is_close != applied
+}
+
+/// The `-d` text of any event without its timestamp: `PID pread64(...) = 8192`, or for
+/// events that are not file syscalls (stat, send, exit...) `PID {event as JSON}`.
+pub fn syscall_text(model: &Model, ev: &Event) -> String {
+    match syscall_line(model, ev) {
+        Some(l) => format!("{} {}", ev.pid, l.text),
+        None => {
+            let v = serde_json::to_value(&ev.kind).unwrap_or(serde_json::Value::Null);
+            format!("{} {v}", ev.pid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_backup_lines_share_their_parts() {
+        let mut b = BackupState::new(Source::Memory);
+        b.phase = 3;
+        b.streamed = 3 << 20;
+        b.server_total = Some(12 << 20);
+        b.rate_bps = 1048576.0;
+        b.tablespaces_total = Some(2);
+        b.tablespaces_streamed = Some(0);
+        b.current_file = Some("base/5/1259".into());
+        let l = BackupLine::of(&b);
+        assert_eq!(
+            l.compact(),
+            "backup streaming database files: 3.0 MiB of 12.0 MiB (25.0%), 1.0 MiB/s, ETA 9s, tablespace 1 of 2, base/5/1259"
+        );
+        assert_eq!(
+            l.full(),
+            "backup (memory): streaming database files, 3.0 MiB of 12.0 MiB (25.0%) streamed, tablespace 1 of 2, 1.0 MiB/s, ETA 9s, file base/5/1259"
+        );
+    }
+}

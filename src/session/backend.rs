@@ -1,0 +1,164 @@
+//! Which capture method to attach with: `--backend` as asked, or for `auto` the best
+//! syscall tracer that works (eBPF, else ptrace, else /proc polling) plus USDT probes
+//! when the binary has them. Why a method was passed over is said once.
+
+use crate::cli::BackendChoice;
+use crate::pgdata::DataDir;
+use crate::trace::combined::Combined;
+use crate::trace::usdt::{UsdtConfig, UsdtStatus, UsdtTracer};
+use crate::trace::{Pid, Tracer};
+use anyhow::{bail, Result};
+
+/// The syscall tracers, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallMethod {
+    Ebpf,
+    Ptrace,
+    Procfs,
+}
+
+impl SyscallMethod {
+    /// What `auto` tries, in order.
+    const FALLBACK_ORDER: [SyscallMethod; 3] = [
+        SyscallMethod::Ebpf,
+        SyscallMethod::Ptrace,
+        SyscallMethod::Procfs,
+    ];
+
+    fn attach(self, pid: Pid) -> Result<Box<dyn Tracer>> {
+        Ok(match self {
+            SyscallMethod::Ebpf => Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?),
+            SyscallMethod::Ptrace => Box::new(crate::trace::ptrace::PtraceTracer::attach(&[pid])?),
+            SyscallMethod::Procfs => Box::new(crate::trace::procfs::ProcfsTracer::attach(&[pid])?),
+        })
+    }
+
+    /// How the fallback is said: "…; falling back to ptrace".
+    fn said(self) -> &'static str {
+        match self {
+            SyscallMethod::Ebpf => "eBPF",
+            SyscallMethod::Ptrace => "ptrace",
+            SyscallMethod::Procfs => "/proc polling",
+        }
+    }
+
+    /// The name of this method joined with USDT probes.
+    fn with_usdt(self) -> &'static str {
+        match self {
+            SyscallMethod::Ebpf => "ebpf+usdt",
+            SyscallMethod::Ptrace => "ptrace+usdt",
+            SyscallMethod::Procfs => "procfs+usdt",
+        }
+    }
+}
+
+/// What `--backend` asks for, decided once from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// USDT probes alone, or a clear error.
+    UsdtOnly,
+    /// The best syscall tracer that attaches, plus USDT when the binary has probes.
+    Auto,
+    /// One syscall tracer alone.
+    Only(SyscallMethod),
+}
+
+impl From<BackendChoice> for Plan {
+    fn from(c: BackendChoice) -> Plan {
+        match c {
+            BackendChoice::Auto => Plan::Auto,
+            BackendChoice::Usdt => Plan::UsdtOnly,
+            BackendChoice::Ebpf => Plan::Only(SyscallMethod::Ebpf),
+            BackendChoice::Ptrace => Plan::Only(SyscallMethod::Ptrace),
+            BackendChoice::Procfs => Plan::Only(SyscallMethod::Procfs),
+        }
+    }
+}
+
+/// Try each method in turn for `auto`; say once on stderr why each fallback happened.
+/// USDT with the defaults; see [`attach_with`].
+pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
+    let major = DataDir::from_pid(pid)?.major;
+    let mut note = |n: String| eprintln!("pg_trace: {n}");
+    Ok(attach_with(choice, pid, major, &UsdtConfig::default(), &mut note)?.0)
+}
+
+/// The best syscall tracer that attaches; why a method was passed over goes to `note`
+/// (the TUI owns the terminal: no stderr there).
+fn best_syscall_tracer(
+    pid: Pid,
+    note: &mut dyn FnMut(String),
+) -> Result<(SyscallMethod, Box<dyn Tracer>)> {
+    let mut methods = SyscallMethod::FALLBACK_ORDER.iter().copied().peekable();
+    while let Some(m) = methods.next() {
+        match m.attach(pid) {
+            Ok(t) => return Ok((m, t)),
+            Err(e) => match methods.peek() {
+                Some(next) => note(format!("{e:#}; falling back to {}", next.said())),
+                None => return Err(e),
+            },
+        }
+    }
+    unreachable!("FALLBACK_ORDER is not empty")
+}
+
+/// `--backend usdt`: USDT alone, or one clear error. `auto`: the syscall tracer plus USDT
+/// when the binary has probes (else it says once why not and carries on). An explicit
+/// syscall backend runs alone.
+pub fn attach_with(
+    choice: BackendChoice,
+    pid: Pid,
+    major: u32,
+    usdt: &UsdtConfig,
+    note: &mut dyn FnMut(String),
+) -> Result<(Box<dyn Tracer>, UsdtStatus)> {
+    match Plan::from(choice) {
+        Plan::UsdtOnly => {
+            if !usdt.enabled {
+                bail!("--backend usdt and --no-usdt contradict each other");
+            }
+            let t = UsdtTracer::attach(pid, major, &usdt.probes)?;
+            let status = t.status();
+            Ok((Box::new(t), status))
+        }
+        Plan::Auto => {
+            let (method, sys) = best_syscall_tracer(pid, note)?;
+            if !usdt.enabled {
+                return Ok((sys, UsdtStatus::off("disabled with --no-usdt")));
+            }
+            match UsdtTracer::attach(pid, major, &usdt.probes) {
+                Ok(u) => {
+                    let status = u.status();
+                    let both = Combined::new(method.with_usdt(), vec![sys, Box::new(u)]);
+                    Ok((Box::new(both), status))
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    note(format!("{why}; carrying on with {} alone", sys.name()));
+                    Ok((sys, UsdtStatus::off(why)))
+                }
+            }
+        }
+        Plan::Only(method) => {
+            let sys = method.attach(pid)?;
+            let why = format!("not used with --backend {}", sys.name());
+            Ok((sys, UsdtStatus::off(why)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_choice_has_a_plan() {
+        assert_eq!(Plan::from(BackendChoice::Auto), Plan::Auto);
+        assert_eq!(Plan::from(BackendChoice::Usdt), Plan::UsdtOnly);
+        assert_eq!(
+            Plan::from(BackendChoice::Ptrace),
+            Plan::Only(SyscallMethod::Ptrace)
+        );
+        assert_eq!(SyscallMethod::Procfs.with_usdt(), "procfs+usdt");
+    }
+}

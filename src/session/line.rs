@@ -1,0 +1,165 @@
+//! Line mode: text or NDJSON until the process exits, a stop signal, or `--duration`.
+//! The loop takes its session (live or replay), its output and its clock (the session's),
+//! so whole runs are tested on scripted events.
+
+use super::summary::write_summary;
+use super::Session;
+use crate::cli::BackendChoice;
+use crate::model::lines::shows_syscall;
+use crate::output::trace as out;
+use crate::output::Format;
+use crate::trace::usdt::UsdtConfig;
+use crate::trace::Pid;
+use anyhow::Result;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub struct Options {
+    pub pid: Pid,
+    pub backend: BackendChoice,
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub format: Format,
+    pub debug: bool,
+    pub usdt: UsdtConfig,
+    /// Do not read the backend's status from memory.
+    pub no_memory: bool,
+}
+
+/// What the loop itself needs of the options.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub format: Format,
+    pub debug: bool,
+}
+
+impl From<&Options> for Pace {
+    fn from(o: &Options) -> Pace {
+        Pace {
+            interval: o.interval,
+            duration: o.duration,
+            format: o.format,
+            debug: o.debug,
+        }
+    }
+}
+
+/// Attach, print on stdout until done, detach.
+pub fn run(opts: Options) -> Result<()> {
+    let stop = super::stop_flag()?;
+    let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt)?;
+    if opts.no_memory {
+        session.disable_memory();
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
+    let mut note = |n: String| eprintln!("pg_trace: {n}");
+    let result = line_loop(Pace::from(&opts), &mut session, &stop, &mut w, &mut note);
+    session.detach();
+    result
+}
+
+fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
+    let title = &s.title;
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "type": "attach",
+                "pid": s.pid,
+                "title": title,
+                "backend": s.tracer_name,
+                "limitations": s.limitations,
+                "usdt": s.usdt,
+                "datadir": s.datadir,
+                "major": s.major,
+            });
+            serde_json::to_writer(&mut *w, &v)?;
+            w.write_all(b"\n")?;
+        }
+        Format::Text => {
+            writeln!(
+                w,
+                "pg_trace: pid {} ({title}), {} via {}, PostgreSQL {}",
+                s.pid,
+                s.datadir.display(),
+                s.tracer_name,
+                s.major
+            )?;
+            for l in &s.limitations {
+                writeln!(w, "pg_trace: note: {l}")?;
+            }
+            if let Some(why) = &s.usdt.reason {
+                writeln!(w, "pg_trace: USDT off: {why}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The loop: drain the tracer often, print once per interval, stop when the process
+/// exits, on `stop`, or after the duration; then the summary. Notes meant for the user
+/// (not the output) go to `note`. Time is the session's clock: a scripted clock makes
+/// the run deterministic.
+pub fn line_loop(
+    pace: Pace,
+    s: &mut Session,
+    stop: &AtomicBool,
+    w: &mut impl Write,
+    note: &mut dyn FnMut(String),
+) -> Result<()> {
+    for n in s.take_notes() {
+        note(n);
+    }
+    write_attach(w, s, pace.format)?;
+    let clock = s.clock.clone();
+    let start = s.start_ns;
+    let interval_ns = u64::try_from(pace.interval.as_nanos()).unwrap_or(u64::MAX);
+    let poll_every = pace.interval.min(Duration::from_millis(100));
+    let mut next_print = start.saturating_add(interval_ns);
+    let mut last_print = start;
+    let mut first = true;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        s.poll(|model, ev, applied| {
+            if pace.debug && shows_syscall(ev, applied) {
+                out::write_syscall(&mut *w, model, ev, pace.format)?;
+            }
+            Ok(())
+        })?;
+        let now = clock.now_ns();
+        let done = stopping
+            || s.model.leader_exited()
+            || pace
+                .duration
+                .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
+        if now >= next_print || done {
+            s.tick(now);
+            for n in s.take_notes() {
+                note(n);
+            }
+            out::write_interval(
+                &mut *w,
+                &s.model,
+                last_print,
+                now,
+                s.events_per_s,
+                pace.format,
+                first,
+            )?;
+            first = false;
+            last_print = now;
+            next_print = now.saturating_add(interval_ns);
+        }
+        if done {
+            break;
+        }
+        clock.sleep(poll_every);
+    }
+    s.finish()?;
+    write_summary(&mut *w, &s.model, clock.now_ns(), pace.format)?;
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! The trace commands: attach to one process (or replay a recording), fold its events
+//! into the model, and show them in line mode or the TUI, detaching on every way out.
+//! The loops take their clock, output and keys as parameters, so whole sessions run
+//! scripted in tests (tests/app_*.rs).
+
+pub mod backend;
+pub mod keys;
+pub mod line;
+// The session itself is the heart of this folder; its file is named after it.
+#[allow(clippy::module_inception)]
+mod session;
+pub mod signals;
+pub mod summary;
+pub mod terminal;
+pub mod tui;
+
+pub use backend::{attach, attach_with};
+pub use line::{run, Options};
+pub use session::{Replay, Session};
+pub use signals::stop_flag;
