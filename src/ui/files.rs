@@ -109,6 +109,169 @@ pub fn rows<'m>(model: &'m Model, st: &ScreenState) -> Vec<&'m FileEntry> {
     v
 }
 
+/// What the cells of one frame depend on besides their row.
+struct Ctx<'a> {
+    model: &'a Model,
+    /// The file read or written last: marked.
+    current: Option<(crate::trace::Pid, i32)>,
+    now_ns: u64,
+    th: &'a Theme,
+    /// 120 columns or more: offset, read and written too.
+    wide: bool,
+    /// Followers have files open (or the screen is wide): whose file it is.
+    show_pid: bool,
+    /// The flexible columns, sized from what the fixed ones leave.
+    obj_w: u16,
+    bar_w: u16,
+}
+
+/// One column of the files table: its header, when it is shown, its width (the object and
+/// the bar flex: 0 until sized), and its cell.
+struct Column {
+    header: &'static str,
+    shown: fn(&Ctx) -> bool,
+    width: fn(&Ctx) -> u16,
+    /// Sized from what is left, not fixed.
+    flex: bool,
+    cell: fn(&Ctx, &FileEntry) -> Cell<'static>,
+}
+
+fn always(_: &Ctx) -> bool {
+    true
+}
+
+fn wide(c: &Ctx) -> bool {
+    c.wide
+}
+
+fn bytes_or(v: Option<u64>, none: &str) -> Cell<'static> {
+    Cell::from(v.map(compact_bytes).unwrap_or_else(|| none.into()))
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        header: "",
+        shown: always,
+        width: |_| 1,
+        flex: false,
+        // The current file is marked, not only highlighted: it shows without colour.
+        cell: |c, f| {
+            Cell::from(if c.current == Some((f.pid, f.fd)) {
+                "▶"
+            } else {
+                " "
+            })
+        },
+    },
+    Column {
+        header: "fd",
+        shown: always,
+        width: |_| 4,
+        flex: false,
+        cell: |_, f| Cell::from(f.fd.to_string()),
+    },
+    Column {
+        header: "pid",
+        shown: |c| c.show_pid,
+        width: |_| 8,
+        flex: false,
+        cell: |c, f| {
+            Cell::from(if f.pid == c.model.leader {
+                f.pid.to_string()
+            } else if f.via_io_worker {
+                format!("{}io", f.pid)
+            } else {
+                format!("{}w", f.pid)
+            })
+        },
+    },
+    Column {
+        header: "object",
+        shown: always,
+        width: |c| c.obj_w,
+        flex: true,
+        cell: |c, f| Cell::from(truncate(label(f), c.obj_w as usize)),
+    },
+    Column {
+        header: "fork",
+        shown: always,
+        width: |_| 6,
+        flex: false,
+        cell: |_, f| Cell::from(fork_segment(f)),
+    },
+    Column {
+        header: "size",
+        shown: always,
+        width: |_| 7,
+        flex: false,
+        cell: |_, f| bytes_or(f.size, "?"),
+    },
+    Column {
+        header: "offset",
+        shown: wide,
+        width: |_| 7,
+        flex: false,
+        // A directory's position is a readdir cookie, not an offset.
+        cell: |_, f| {
+            let off = f
+                .last_offset
+                .map(|o| o + f.last_len)
+                .or(f.pos)
+                .filter(|_| f.size.is_some());
+            bytes_or(off, "-")
+        },
+    },
+    Column {
+        header: "read",
+        shown: wide,
+        width: |_| 7,
+        flex: false,
+        cell: |_, f| Cell::from(compact_bytes(f.bytes_read)),
+    },
+    Column {
+        header: "written",
+        shown: wide,
+        width: |_| 7,
+        flex: false,
+        cell: |_, f| Cell::from(compact_bytes(f.bytes_written)),
+    },
+    Column {
+        header: "progress",
+        shown: always,
+        width: |c| c.bar_w,
+        flex: true,
+        // Untouched since attach: the position is wherever smgr's size probe (lseek to
+        // the end) left it, not progress.
+        cell: |c, f| {
+            let pct = if f.last_ns == 0 { None } else { f.percent() };
+            Cell::from(progress(pct, c.bar_w as usize, c.th))
+        },
+    },
+    Column {
+        header: "rate",
+        shown: always,
+        width: |_| 8,
+        flex: false,
+        cell: |_, f| Cell::from(compact_rate(f.rate_bps)),
+    },
+    Column {
+        header: "last op",
+        shown: always,
+        width: |c| if c.wide { 16 } else { 13 },
+        flex: false,
+        cell: |c, f| {
+            Cell::from(match f.last_op {
+                Some(op) => format!(
+                    "{} {}",
+                    op.name(),
+                    human_age(c.now_ns.saturating_sub(f.last_ns))
+                ),
+                None => "-".into(),
+            })
+        },
+    },
+];
+
 pub fn draw(
     f: &mut Frame,
     area: Rect,
@@ -119,11 +282,66 @@ pub fn draw(
 ) {
     let rows_all = rows(model, st);
     let current = model.current_file().map(|c| (c.pid, c.fd));
-    let wide = area.width >= 120;
-    let followers = model.files.keys().any(|(p, _)| *p != model.leader);
     let inner_h = area.height.saturating_sub(3) as usize;
     let skip = st.scroll_files.min(rows_all.len().saturating_sub(inner_h));
-    let focused = st.focus == Focus::Files;
+    let wide = area.width >= 120;
+    let mut ctx = Ctx {
+        model,
+        current,
+        now_ns: info.now_ns,
+        th,
+        wide,
+        show_pid: wide || model.files.keys().any(|(p, _)| *p != model.leader),
+        obj_w: 0,
+        bar_w: 0,
+    };
+    let cols: Vec<&Column> = COLUMNS.iter().filter(|c| (c.shown)(&ctx)).collect();
+    // Fixed columns first; then the object gets what it needs (up to 48 cells) and the
+    // progress bar the rest.
+    let fixed: usize = cols
+        .iter()
+        .filter(|c| !c.flex)
+        .map(|c| (c.width)(&ctx) as usize)
+        .sum();
+    let inner_w = area.width.saturating_sub(2) as usize;
+    let avail = inner_w.saturating_sub(fixed + cols.len() - 1);
+    let longest = rows_all
+        .iter()
+        .map(|f| f.named.label.chars().count())
+        .max()
+        .unwrap_or(8);
+    let min_bar = if avail >= 60 { 16 } else { 10 };
+    let obj_max = if avail >= 80 { 48 } else { 32 };
+    let obj_w = longest
+        .clamp(12, obj_max)
+        .min(avail.saturating_sub(min_bar));
+    // What a wide terminal has left over stays blank at the right rather than stretching
+    // the columns apart.
+    let bar_w = avail.saturating_sub(obj_w).min(50);
+    ctx.obj_w = obj_w as u16;
+    ctx.bar_w = bar_w as u16;
+    let body: Vec<Row> = rows_all
+        .iter()
+        .skip(skip)
+        .take(inner_h)
+        .map(|fe| {
+            let cells: Vec<Cell> = cols.iter().map(|c| (c.cell)(&ctx, fe)).collect();
+            let style = if current == Some((fe.pid, fe.fd)) {
+                th.current()
+            } else {
+                Style::default()
+            };
+            Row::new(cells).style(style)
+        })
+        .collect();
+    let mut widths: Vec<Constraint> = cols
+        .iter()
+        .map(|c| Constraint::Length((c.width)(&ctx)))
+        .collect();
+    if avail > obj_w + bar_w + 1 {
+        widths.push(Constraint::Fill(1));
+    }
+    let header: Vec<&str> = cols.iter().map(|c| c.header).collect();
     let title = format!(
         " Files: {} open{}  sort {}{} ",
         model.files.len(),
@@ -139,121 +357,9 @@ pub fn draw(
             String::new()
         },
     );
-    let show_pid = followers || wide;
-    // Fixed columns; then the object gets what it needs (up to 48 cells) and the progress
-    // bar the rest.
-    let last_w: usize = if wide { 16 } else { 13 };
-    let fixed =
-        1 + 4 + if show_pid { 8 } else { 0 } + 6 + 7 + if wide { 21 } else { 0 } + 8 + last_w;
-    let ncols = 8 + if show_pid { 1 } else { 0 } + if wide { 3 } else { 0 };
-    let inner_w = area.width.saturating_sub(2) as usize;
-    let avail = inner_w.saturating_sub(fixed + ncols - 1);
-    let longest = rows_all
-        .iter()
-        .map(|f| f.named.label.chars().count())
-        .max()
-        .unwrap_or(8);
-    let min_bar = if avail >= 60 { 16 } else { 10 };
-    let obj_max = if avail >= 80 { 48 } else { 32 };
-    let obj_w = longest
-        .clamp(12, obj_max)
-        .min(avail.saturating_sub(min_bar));
-    // What a wide terminal has left over stays blank at the right rather than stretching
-    // the columns apart.
-    let bar_w = avail.saturating_sub(obj_w).min(50);
-    let mut header = vec!["", "fd"];
-    if show_pid {
-        header.push("pid");
-    }
-    header.extend(["object", "fork", "size"]);
-    if wide {
-        header.extend(["offset", "read", "written"]);
-    }
-    header.extend(["progress", "rate", "last op"]);
-    let body: Vec<Row> = rows_all
-        .iter()
-        .skip(skip)
-        .take(inner_h)
-        .map(|fe| {
-            let is_current = current == Some((fe.pid, fe.fd));
-            let mark = if is_current { "▶" } else { " " };
-            let mut cells: Vec<Cell> = vec![Cell::from(mark), Cell::from(fe.fd.to_string())];
-            if show_pid {
-                let pid = if fe.pid == model.leader {
-                    fe.pid.to_string()
-                } else if fe.via_io_worker {
-                    format!("{}io", fe.pid)
-                } else {
-                    format!("{}w", fe.pid)
-                };
-                cells.push(Cell::from(pid));
-            }
-            cells.push(Cell::from(truncate(label(fe), obj_w)));
-            cells.push(Cell::from(fork_segment(fe)));
-            cells.push(Cell::from(
-                fe.size.map(compact_bytes).unwrap_or_else(|| "?".into()),
-            ));
-            if wide {
-                // A directory's position is a readdir cookie, not an offset.
-                let off = fe
-                    .last_offset
-                    .map(|o| o + fe.last_len)
-                    .or(fe.pos)
-                    .filter(|_| fe.size.is_some());
-                cells.push(Cell::from(
-                    off.map(compact_bytes).unwrap_or_else(|| "-".into()),
-                ));
-                cells.push(Cell::from(compact_bytes(fe.bytes_read)));
-                cells.push(Cell::from(compact_bytes(fe.bytes_written)));
-            }
-            // Untouched since attach: the position is wherever smgr's size probe (lseek
-            // to the end) left it, not progress.
-            let pct = if fe.last_ns == 0 { None } else { fe.percent() };
-            cells.push(Cell::from(progress(pct, bar_w, th)));
-            cells.push(Cell::from(compact_rate(fe.rate_bps)));
-            let last = match fe.last_op {
-                Some(op) => format!(
-                    "{} {}",
-                    op.name(),
-                    human_age(info.now_ns.saturating_sub(fe.last_ns))
-                ),
-                None => "-".into(),
-            };
-            cells.push(Cell::from(last));
-            let style = if is_current {
-                th.current()
-            } else {
-                Style::default()
-            };
-            Row::new(cells).style(style)
-        })
-        .collect();
-    // Fixed columns first; the object takes what is left.
-    let mut widths = vec![Constraint::Length(1), Constraint::Length(4)];
-    if show_pid {
-        widths.push(Constraint::Length(8));
-    }
-    widths.push(Constraint::Length(obj_w as u16));
-    widths.push(Constraint::Length(6));
-    widths.push(Constraint::Length(7));
-    if wide {
-        widths.extend([
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(7),
-        ]);
-    }
-    widths.extend([
-        Constraint::Length(bar_w as u16),
-        Constraint::Length(8),
-        Constraint::Length(last_w as u16),
-    ]);
-    if avail > obj_w + bar_w + 1 {
-        widths.push(Constraint::Fill(1));
-    }
     let block = Block::default()
         .borders(Borders::ALL)
-        .border_style(if focused {
+        .border_style(if st.focus == Focus::Files {
             th.border_focused()
         } else {
             th.border()

@@ -141,6 +141,154 @@ fn rate(v: Option<f64>) -> String {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// One column of the process list: a fixed width (the last, the activity, takes the rest
+/// of the line), how it is aligned, the gap before it, and its cell. `cut` columns hold
+/// text of any length and are cut to their width; the others are short by nature.
+struct Column {
+    header: &'static str,
+    width: usize,
+    align: Align,
+    gap: &'static str,
+    cut: bool,
+    cell: fn(&PgProcess) -> String,
+}
+
+fn cpu(p: &PgProcess) -> String {
+    p.cpu
+        .map(|c| format!("{c:.0}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+const PID: Column = Column {
+    header: "pid",
+    width: 7,
+    align: Align::Right,
+    gap: "",
+    cut: false,
+    cell: |p| p.pid.to_string(),
+};
+
+const CPU: Column = Column {
+    header: "cpu%",
+    width: 5,
+    align: Align::Right,
+    gap: " ",
+    cut: false,
+    cell: cpu,
+};
+
+/// 110 columns or more: the full state name, reads and writes apart.
+const WIDE: &[Column] = &[
+    PID,
+    Column {
+        header: "type",
+        width: 20,
+        align: Align::Left,
+        gap: " ",
+        cut: true,
+        cell: |p| backend_type(p).to_string(),
+    },
+    Column {
+        header: "user@database",
+        width: 24,
+        align: Align::Left,
+        gap: " ",
+        cut: true,
+        cell: who,
+    },
+    Column {
+        header: "state",
+        width: 9,
+        align: Align::Left,
+        gap: " ",
+        cut: false,
+        cell: |p| state_name(p.state).to_string(),
+    },
+    CPU,
+    Column {
+        header: "read/s",
+        width: 9,
+        align: Align::Right,
+        gap: " ",
+        cut: false,
+        cell: |p| rate(p.read_bps),
+    },
+    Column {
+        header: "write/s",
+        width: 9,
+        align: Align::Right,
+        gap: " ",
+        cut: false,
+        cell: |p| rate(p.write_bps),
+    },
+];
+
+/// Narrower: the state letter, reads and writes together.
+const NARROW: &[Column] = &[
+    PID,
+    Column {
+        header: "type",
+        width: 17,
+        align: Align::Left,
+        gap: " ",
+        cut: true,
+        cell: |p| backend_type(p).to_string(),
+    },
+    Column {
+        header: "user@database",
+        width: 16,
+        align: Align::Left,
+        gap: " ",
+        cut: true,
+        cell: who,
+    },
+    Column {
+        header: "S",
+        width: 2,
+        align: Align::Left,
+        gap: " ",
+        cut: false,
+        cell: |p| p.state.to_string(),
+    },
+    Column { gap: "", ..CPU },
+    Column {
+        header: "io/s",
+        width: 8,
+        align: Align::Right,
+        gap: " ",
+        cut: false,
+        cell: |p| {
+            rate(match (p.read_bps, p.write_bps) {
+                (Some(r), Some(w)) => Some(r + w),
+                _ => None,
+            })
+        },
+    },
+];
+
+/// One line of the list: the columns, then the activity in what is left (`aw` cells).
+fn line(cols: &[Column], cells: impl Fn(&Column) -> String, last: &str) -> String {
+    let mut out = String::new();
+    for c in cols {
+        let v = cells(c);
+        let v = if c.cut { truncate(&v, c.width) } else { v };
+        out.push_str(c.gap);
+        match c.align {
+            Align::Left => out.push_str(&format!("{v:<w$}", w = c.width)),
+            Align::Right => out.push_str(&format!("{v:>w$}", w = c.width)),
+        }
+    }
+    out.push(' ');
+    out.push_str(last);
+    out
+}
+
 pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme) {
     let area = f.area();
     if super::too_small(f, area) {
@@ -175,25 +323,11 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
     f.render_widget(Paragraph::new(vec![Line::from(l1), l2]), head);
 
     let w = body.width.saturating_sub(2) as usize;
-    let wide = w >= 110;
-    let (tw, ww) = if wide { (20, 24) } else { (17, 16) };
-    let fixed = if wide {
-        7 + tw + ww + 9 + 6 + 9 + 9 + 7
-    } else {
-        7 + tw + ww + 2 + 5 + 8 + 6
-    };
+    let cols = if w >= 110 { WIDE } else { NARROW };
+    // The activity gets the rest of the line, less one cell at the right edge.
+    let fixed: usize = cols.iter().map(|c| c.gap.len() + c.width).sum::<usize>() + 2;
     let aw = w.saturating_sub(fixed);
-    let header = if wide {
-        format!(
-            "{:>7} {:<tw$} {:<ww$} {:<9} {:>5} {:>9} {:>9} {}",
-            "pid", "type", "user@database", "state", "cpu%", "read/s", "write/s", "activity"
-        )
-    } else {
-        format!(
-            "{:>7} {:<tw$} {:<ww$} {:<2}{:>5} {:>8} {}",
-            "pid", "type", "user@database", "S", "cpu%", "io/s", "activity"
-        )
-    };
+    let header = line(cols, |c| c.header.to_string(), "activity");
     let sel = selected_pid(clusters, st);
     let mut lines = Vec::new();
     let mut sel_line = 0usize;
@@ -211,33 +345,7 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
             th.group(),
         )));
         for p in procs {
-            let cpu = p
-                .cpu
-                .map(|c| format!("{c:.0}"))
-                .unwrap_or_else(|| "-".into());
-            let ty = truncate(backend_type(p), tw);
-            let wh = truncate(&who(p), ww);
-            let act = truncate(&activity(p), aw);
-            let text = if wide {
-                format!(
-                    "{:>7} {ty:<tw$} {wh:<ww$} {:<9} {cpu:>5} {:>9} {:>9} {act}",
-                    p.pid,
-                    state_name(p.state),
-                    rate(p.read_bps),
-                    rate(p.write_bps)
-                )
-            } else {
-                let io = match (p.read_bps, p.write_bps) {
-                    (Some(r), Some(w)) => Some(r + w),
-                    _ => None,
-                };
-                format!(
-                    "{:>7} {ty:<tw$} {wh:<ww$} {:<2}{cpu:>5} {:>8} {act}",
-                    p.pid,
-                    p.state,
-                    rate(io)
-                )
-            };
+            let text = line(cols, |c| (c.cell)(p), &truncate(&activity(p), aw));
             let is_sel = sel == Some(p.pid);
             if is_sel {
                 sel_line = lines.len();
