@@ -230,27 +230,42 @@ pub struct Inputs<'a> {
     pub state_for_s: Option<f64>,
 }
 
-/// x86_64 numbers of the calls a stalled postgres sits in.
+/// The calls a stalled postgres sits in, by number (libc's, for the build's architecture).
+const SYSCALL_NAMES: &[(i64, &str)] = &[
+    (libc::SYS_read, "read"),
+    (libc::SYS_write, "write"),
+    (libc::SYS_poll, "poll"),
+    (libc::SYS_pread64, "pread64"),
+    (libc::SYS_pwrite64, "pwrite64"),
+    (libc::SYS_select, "select"),
+    (libc::SYS_nanosleep, "nanosleep"),
+    (libc::SYS_sendto, "sendto"),
+    (libc::SYS_recvfrom, "recvfrom"),
+    (libc::SYS_wait4, "wait4"),
+    (libc::SYS_semop, "semop"),
+    (libc::SYS_futex, "futex"),
+    (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+    (libc::SYS_epoll_wait, "epoll_wait"),
+    (libc::SYS_epoll_pwait, "epoll_pwait"),
+];
+
+/// Calls a process blocked on a full socket sits in: the send itself, or the wait for
+/// the socket to drain.
+const SENDING_CALLS: &[i64] = &[
+    libc::SYS_write,
+    libc::SYS_poll,
+    libc::SYS_sendto,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_select,
+];
+
 pub fn syscall_name(nr: i64) -> String {
-    match nr {
-        0 => "read",
-        1 => "write",
-        7 => "poll",
-        17 => "pread64",
-        18 => "pwrite64",
-        23 => "select",
-        35 => "nanosleep",
-        44 => "sendto",
-        45 => "recvfrom",
-        61 => "wait4",
-        65 => "semop",
-        202 => "futex",
-        230 => "clock_nanosleep",
-        232 => "epoll_wait",
-        281 => "epoll_pwait",
-        _ => return format!("syscall {nr}"),
-    }
-    .to_string()
+    SYSCALL_NAMES
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_else(|| format!("syscall {nr}"))
 }
 
 pub fn verdict(i: &Inputs<'_>) -> Verdict {
@@ -268,7 +283,7 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
     let queued = s.and_then(|s| s.kernel.send_queue);
     let sending_call = s
         .and_then(|s| s.kernel.syscall)
-        .is_some_and(|n| matches!(n, 1 | 7 | 44 | 232 | 281 | 23));
+        .is_some_and(|n| SENDING_CALLS.contains(&n));
     match (wtype, wname) {
         (Some("IPC"), "CheckpointDone" | "CheckpointStart") => {
             return Verdict::WaitingForCheckpoint
@@ -462,7 +477,7 @@ mod tests {
         ));
         let mut s = sample("", "", "", 'S');
         s.kernel.send_queue = Some(1 << 20);
-        s.kernel.syscall = Some(232);
+        s.kernel.syscall = Some(libc::SYS_epoll_wait);
         assert!(matches!(v(&s, None), Verdict::ClientNotReading { .. }));
         assert_eq!(
             verdict(&Inputs {
