@@ -124,7 +124,10 @@ fn main() {
         ("untraced".into(), None),
         ("pg_trace --backend ebpf".into(), pg_trace("ebpf")),
         ("pg_trace --backend usdt".into(), pg_trace("usdt")),
-        ("pg_trace --backend auto (ebpf+usdt)".into(), pg_trace("auto")),
+        (
+            "pg_trace --backend auto (ebpf+usdt)".into(),
+            pg_trace("auto"),
+        ),
         ("pg_trace --backend ptrace".into(), pg_trace("ptrace")),
         ("pg_trace --backend procfs".into(), pg_trace("procfs")),
         (
