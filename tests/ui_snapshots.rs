@@ -91,27 +91,53 @@ fn trace_screen_200x50_with_log() {
     insta::assert_snapshot!("trace_200x50_log", s);
 }
 
+/// What the process does and whether it is stalled come from the model's status sample:
+/// the query in the activity line, a lock wait flagged as a stall.
 #[test]
-fn status_and_verdict_slots() {
-    let (m, now) = scan_model();
-    let mut i = info(now);
-    i.status = Some("SELECT count(*) FROM sales.orders o JOIN sales.docs d USING (id)".into());
-    i.verdict = Some("stalled 12 s: waiting for lock on sales.orders".into());
+fn status_and_verdict_from_the_model() {
+    use pg_trace::process::status::StatusSample;
+    let (mut m, now) = scan_model();
+    let mut sample = StatusSample {
+        pid: PID,
+        major: 15,
+        backend_type: Some("client backend".into()),
+        state: Some("active".into()),
+        query: Some("SELECT count(*) FROM sales.orders o JOIN sales.docs d USING (id)".into()),
+        wait_event_type: Some("Lock".into()),
+        wait_event: Some("relation".into()),
+        lock_relation: Some("sales.orders".into()),
+        lock_holders: vec![5151],
+        sampled_at_us: 1,
+        ..StatusSample::default()
+    };
+    sample.kernel.state = Some('S');
+    apply(
+        &mut m,
+        ev(
+            now,
+            EventKind::Status {
+                sample: Box::new(sample),
+            },
+        ),
+    );
     let term = render_trace(
         120,
         30,
         &m,
-        &i,
+        &info(now),
         &LogRing::new(),
         &ScreenState::default(),
         Theme::from_env(),
     );
     let s = text(&term);
     assert!(
-        s.contains("SELECT count(*) FROM sales.orders o JOIN"),
+        s.contains("[Lock:relation] SELECT count(*) FROM sales.orders o JOIN"),
         "{s}"
     );
-    assert!(s.contains("⚠ stalled 12 s"), "{s}");
+    assert!(
+        s.contains("⚠ waiting on a relation lock on sales.orders held by pid 5151"),
+        "{s}"
+    );
 }
 
 #[test]

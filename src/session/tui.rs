@@ -277,8 +277,6 @@ impl TraceApp {
                     format!("{st} for {}", crate::text::human_age(held))
                 }
             }),
-            status: None,
-            verdict: None,
             error: self.error.clone(),
         }
     }

@@ -9,15 +9,12 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 pub fn height(model: &Model, info: &TraceInfo, _width: u16) -> u16 {
-    3 + u16::from(!info.limitations.is_empty()) + u16::from(verdict(model, info).is_some())
+    3 + u16::from(!info.limitations.is_empty()) + u16::from(verdict(model).is_some())
 }
 
-/// The verdict line: the caller's, else the one the model drew from the status sample;
-/// `true` when it is a stall worth a warning colour.
-fn verdict(model: &Model, info: &TraceInfo) -> Option<(String, bool)> {
-    if let Some(v) = &info.verdict {
-        return Some((v.clone(), true));
-    }
+/// The verdict line the model drew from the status sample; `true` when the model calls
+/// it a stall (a warning colour).
+fn verdict(model: &Model) -> Option<(String, bool)> {
     let v = &model.status.as_ref()?.verdict;
     v.is_known().then(|| (v.to_string(), v.is_stall()))
 }
@@ -127,13 +124,10 @@ pub fn draw(
         l2.push(Span::styled(format!("{}{cursor}", st.filter), th.warn()));
     }
 
-    // The activity: a status from whoever knows better (query text, backup phase), else
-    // the process title's; then the process state and the last syscall with its age.
+    // The activity: the status sample's (query text, backup phase), else USDT's query,
+    // else the process title's; then the process state and the last syscall with its age.
     let mut l3 = vec![Span::styled("doing ", th.label())];
-    let what = info
-        .status
-        .clone()
-        .or_else(|| status_activity(model))
+    let what = status_activity(model)
         .or_else(|| usdt_query(model))
         .unwrap_or_else(|| {
             if t.activity.is_empty() {
@@ -167,7 +161,7 @@ pub fn draw(
             Span::styled(truncate(&text, w.saturating_sub(5)), th.warn()),
         ]));
     }
-    if let Some((v, stall)) = verdict(model, info) {
+    if let Some((v, stall)) = verdict(model) {
         let style = if stall { th.bad() } else { th.value() };
         lines.push(Line::from(vec![
             Span::styled(if stall { "⚠ " } else { "→ " }, style),

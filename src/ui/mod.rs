@@ -88,8 +88,8 @@ impl ScreenState {
     }
 }
 
-/// Everything about the traced process the model does not hold: from the session, from
-/// /proc, and from whoever computes a status or a verdict.
+/// Everything about the traced process the model does not hold: from the session and its
+/// status samples. What the process does and whether it is stalled come from the model.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceInfo {
     pub pid: Pid,
@@ -113,10 +113,6 @@ pub struct TraceInfo {
     pub start_ns: u64,
     /// `/proc/PID/stat` state and wchan now: `running`, `disk wait (folio_wait_bit)`.
     pub proc_state: Option<String>,
-    /// Optional richer status: query text, base backup phase (slots in the activity line).
-    pub status: Option<String>,
-    /// Optional diagnosis: "stalled 12 s: waiting on lock", "limited by --max-rate".
-    pub verdict: Option<String>,
     /// A tracer error that ended capture; the screen stays up to show what was seen.
     pub error: Option<String>,
 }

@@ -258,8 +258,6 @@ pub fn info(now: u64) -> TraceInfo {
         now_ns: now,
         start_ns: T0,
         proc_state: Some("running".into()),
-        status: None,
-        verdict: None,
         error: None,
     }
 }
