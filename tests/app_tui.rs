@@ -17,15 +17,19 @@ use std::time::Duration;
 
 /// Every frame of the TUI on `script` at `w`×`h`, with `keys` typed at their times.
 fn run(script: &Script, w: u16, h: u16, keys: Vec<(u64, TermEvent)>) -> String {
+    run_with(script, w, h, keys, false)
+}
+
+fn run_with(script: &Script, w: u16, h: u16, keys: Vec<(u64, TermEvent)>, debug: bool) -> String {
     let (s, clock) = sessions::session(script);
-    let mut screen = Screen::Trace(Box::new(TraceApp::new(s, false)));
+    let mut screen = Screen::Trace(Box::new(TraceApp::new(s, debug)));
     let mut display = Frames::new(&clock, w, h);
     let mut keys = ScriptedKeys::new(&clock, keys);
     let pace = Pace {
         interval: Duration::from_millis(250),
         // A safety net: every script quits with q.
         duration: Some(Duration::from_secs(30)),
-        debug: false,
+        debug,
     };
     let mut no_attach = |pid| anyhow::bail!("no attaching in a replay (pid {pid})");
     event_loop(
@@ -75,5 +79,19 @@ fn throttled_base_backup() {
 fn lock_wait_then_exit() {
     let out = run(&sessions::lock_wait(), 100, 24, vec![(5 * SEC, key('q'))]);
     assert!(out.contains("held by pid 5151"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+/// `-d`: every syscall in the log panel, named as line mode names it.
+#[test]
+fn every_syscall_in_the_log() {
+    let out = run_with(
+        &sessions::scan(),
+        120,
+        30,
+        vec![(SEC / 2, key('l')), (2 * SEC, key('q'))],
+        true,
+    );
+    assert!(out.contains("pread64(fd=24 → sales.orders"), "{out}");
     insta::assert_snapshot!(out);
 }

@@ -234,11 +234,16 @@ pub fn syscall_line(model: &Model, ev: &Event) -> Option<SyscallLine> {
 }
 
 /// Whether `-d` shows this event at this moment: a close before it is applied (its fd
-/// still has a name), everything else after (an open shows what it opened); file-state
-/// samples are not syscalls.
+/// still has a name), everything else after (an open shows what it opened). File-state
+/// and status samples are not syscalls (a live session samples status outside the
+/// tracer; a replay gets them from the recording, and shows them no more than live).
 pub fn shows_syscall(ev: &Event, applied: bool) -> bool {
     let is_close = matches!(ev.kind, EventKind::Close { .. });
-    !matches!(ev.kind, EventKind::FileState { .. }) && is_close != applied
+    let sample = matches!(
+        ev.kind,
+        EventKind::FileState { .. } | EventKind::Status { .. }
+    );
+    !sample && is_close != applied
 }
 
 /// The `-d` text of any event without its timestamp: `PID pread64(...) = 8192`, or for
