@@ -6,6 +6,7 @@
 mod support;
 
 use pg_trace::model::Model;
+use pg_trace::output::record::Record;
 use pg_trace::output::trace::{write_interval, write_syscall};
 use pg_trace::output::Format;
 use pg_trace::process::status::kernel::KernelState;
@@ -13,10 +14,17 @@ use pg_trace::process::status::StatusSample;
 use pg_trace::trace::{Event, EventKind, QueryPhase, Syscall};
 use support::scripted::{self, *};
 
+/// What `f` writes; every line must read back as a typed [`Record`] and write out again
+/// byte for byte (so the types hold every field, in order, null or absent as written).
 fn lines(f: impl FnOnce(&mut Vec<u8>)) -> String {
     let mut out = Vec::new();
     f(&mut out);
-    String::from_utf8(out).unwrap()
+    let text = String::from_utf8(out).unwrap();
+    for line in text.lines() {
+        let r: Record = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+    }
+    text
 }
 
 /// A sample of the traced backend waiting for a lock that pid 777 holds.
