@@ -76,19 +76,13 @@ pub fn database_name(catalog: Option<&Catalog>, oid: Option<u32>) -> Option<Stri
 
 /// The progress row of a sample, as the view shows it.
 pub fn progress_value(s: &StatusSample) -> Option<ProgressRow> {
-    match s
-        .progress_command
-        .as_deref()
-        .and_then(ProgressCommand::from_name)
-    {
-        Some(cmd) => Some(progress::render(
-            cmd,
-            s.major,
-            s.progress_target.unwrap_or(0),
-            &s.progress_params,
-        )),
-        None => None,
-    }
+    let cmd = ProgressCommand::from_name(s.progress_command.as_deref()?)?;
+    Some(progress::render(
+        cmd,
+        s.major,
+        s.progress_target.unwrap_or(0),
+        &s.progress_params,
+    ))
 }
 
 pub fn record(s: &StatusSample, catalog: Option<&Catalog>) -> ProcessRecord {
