@@ -66,18 +66,16 @@ fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
     let title = &s.title;
     match format {
         Format::Json => {
-            let v = serde_json::json!({
-                "type": "attach",
-                "pid": s.pid,
-                "title": title,
-                "backend": s.tracer_name,
-                "limitations": s.limitations,
-                "usdt": s.usdt,
-                "datadir": s.datadir,
-                "major": s.major,
-            });
-            serde_json::to_writer(&mut *w, &v)?;
-            w.write_all(b"\n")?;
+            let rec = out::attach_record(
+                s.pid,
+                title,
+                s.tracer_name,
+                &s.limitations,
+                &s.usdt,
+                &s.datadir,
+                s.major,
+            );
+            crate::output::record::write(&mut *w, &rec)?;
         }
         Format::Text => {
             writeln!(
