@@ -6,18 +6,18 @@ use serde_json::json;
 use std::io::Write;
 
 pub fn record(cat: &Catalog, r: &Relation) -> serde_json::Value {
-    let db = r.database.and_then(|o| cat.database(o));
+    let db = r.database().and_then(|o| cat.database(o));
     json!({
         "type": "relation",
         "database": db.map(|d| d.name.as_str()),
-        "database_oid": r.database,
+        "database_oid": r.database(),
         "schema": r.schema,
         "name": r.name,
         "oid": r.oid,
         "kind": r.kind.as_str(),
         "persistence": r.persistence.as_str(),
-        "relfilenode": r.relfilenode,
-        "tablespace": cat.tablespace(r.tablespace).map(|t| t.name.clone()).unwrap_or_else(|| r.tablespace.to_string()),
+        "relfilenode": r.locator.rel_number,
+        "tablespace": cat.tablespace(r.locator.spc_oid).map(|t| t.name.clone()).unwrap_or_else(|| r.locator.spc_oid.to_string()),
         "path": r.path,
         "table": cat.owner_of(r).map(|t| t.qualified()),
         "mapped": r.mapped,
@@ -40,7 +40,7 @@ pub fn write(out: &mut impl Write, cat: &Catalog, format: Format) -> std::io::Re
                 "PATH", "KIND", "DATABASE"
             )?;
             for r in cat.listed() {
-                let db = match r.database.and_then(|o| cat.database(o)) {
+                let db = match r.database().and_then(|o| cat.database(o)) {
                     Some(d) => d.name.as_str(),
                     None => "(shared)",
                 };

@@ -1,7 +1,8 @@
 //! `pg_trace resolve`: what a path is, in PostgreSQL's terms.
 
 use crate::output::Format;
-use crate::pgdata::path::{RelFile, WalFile};
+use crate::pgdata::path::WalFile;
+use crate::pgdata::RelFileSegment;
 use crate::pgdata::{Catalog, PathClass, Resolved};
 use crate::process::OpenFile;
 use serde_json::{json, Map, Value};
@@ -13,23 +14,28 @@ fn lsn_of_segment(segno: u64, seg_size: u32) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
-fn relfile_fields(m: &mut Map<String, Value>, f: &RelFile, r: &Resolved, cat: &Catalog) {
+fn relfile_fields(m: &mut Map<String, Value>, f: &RelFileSegment, r: &Resolved, cat: &Catalog) {
+    let l = &f.locator;
     m.insert("database".into(), json!(r.database));
     m.insert(
         "database_oid".into(),
-        if f.db == 0 { Value::Null } else { json!(f.db) },
+        if l.db_oid == 0 {
+            Value::Null
+        } else {
+            json!(l.db_oid)
+        },
     );
     m.insert("fork".into(), json!(f.fork.as_str()));
     m.insert("segment".into(), json!(f.segment));
-    m.insert("relfilenode".into(), json!(f.relfilenode));
+    m.insert("relfilenode".into(), json!(l.rel_number));
     m.insert(
         "tablespace".into(),
         json!(cat
-            .tablespace(f.spc)
+            .tablespace(l.spc_oid)
             .map(|t| t.name.clone())
-            .unwrap_or_else(|| f.spc.to_string())),
+            .unwrap_or_else(|| l.spc_oid.to_string())),
     );
-    if let Some(b) = f.temp_backend {
+    if let Some(b) = l.backend {
         m.insert("backend".into(), json!(b));
     }
     match &r.relation {
@@ -137,7 +143,7 @@ pub fn describe(r: &Resolved, cat: &Catalog) -> String {
         PathClass::Relation(f) | PathClass::TempRelation(f) => {
             let mut s = match &r.relation {
                 Some(rel) => format!("{} ({})", rel.qualified(), rel.kind.as_str()),
-                None => format!("relfilenode {} (not in catalog yet)", f.relfilenode),
+                None => format!("relfilenode {} (not in catalog yet)", f.locator.rel_number),
             };
             if let Some(t) = &r.table {
                 s.push_str(&format!(" of {}", t.qualified()));
@@ -145,13 +151,13 @@ pub fn describe(r: &Resolved, cat: &Catalog) -> String {
             if let Some(db) = &r.database {
                 s.push_str(&format!(" in {db}"));
             }
-            if f.fork != crate::pgdata::path::Fork::Main {
+            if f.fork != crate::pgdata::relfile::Fork::Main {
                 s.push_str(&format!(", {} fork", f.fork.as_str()));
             }
             if f.segment > 0 {
                 s.push_str(&format!(", segment {}", f.segment));
             }
-            if let Some(b) = f.temp_backend {
+            if let Some(b) = f.locator.backend {
                 s.push_str(&format!(", temp of backend {b}"));
             }
             if r.relation.as_ref().is_some_and(|r| r.pending) {

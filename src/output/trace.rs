@@ -17,7 +17,7 @@ pub fn file_object(f: &FileEntry) -> String {
     match &f.named.relation {
         Some(r) => {
             let mut s = r.id.label.clone();
-            if r.fork != crate::pgdata::path::Fork::Main {
+            if r.fork != crate::pgdata::relfile::Fork::Main {
                 s.push('_');
                 s.push_str(r.fork.as_str());
             }
@@ -47,7 +47,7 @@ pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Value {
         "table": r.and_then(|r| r.id.table.clone()),
         "fork": r.map(|r| r.fork.as_str()),
         "segment": r.map(|r| r.segment),
-        "relation": r.map(|r| r.id.key.clone()),
+        "relation": r.map(|r| r.id.path.clone()),
         "known": r.map(|r| r.id.known),
         "offset": f.last_offset,
         "highest": f.highest,
@@ -69,7 +69,7 @@ pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
     json!({
         "type": "progress",
         "ts": secs(model, now),
-        "relation": r.id.key,
+        "relation": r.id.path,
         "object": r.id.label,
         "schema": r.id.schema,
         "name": r.id.name,
@@ -125,7 +125,7 @@ pub fn lock_wait_record(model: &Model, w: &LockWaitRec) -> Value {
         "locktag_type": w.locktag_type,
         "locktag": w.fields,
         "object": w.object(),
-        "relation": r.map(|r| r.key.clone()),
+        "relation": r.map(|r| r.path.clone()),
         "schema": r.and_then(|r| r.schema.clone()),
         "name": r.and_then(|r| r.name.clone()),
         "kind": r.and_then(|r| r.kind),

@@ -9,6 +9,7 @@ pub mod control;
 pub mod layout;
 pub mod page;
 pub mod path;
+pub mod relfile;
 pub mod relmap;
 pub mod resolver;
 pub mod xact;
@@ -20,6 +21,7 @@ pub use catalog::{Catalog, RelKind, Relation};
 pub use control::ControlData;
 pub use layout::CatalogLayout;
 pub use path::{classify, PathClass};
+pub use relfile::{Fork, RelFileLocator, RelFileSegment};
 pub use resolver::{Resolved, Resolver};
 
 #[derive(Debug, thiserror::Error)]
