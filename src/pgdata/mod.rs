@@ -114,8 +114,9 @@ impl DataDir {
         let control_path = root.join("global/pg_control");
         let control =
             control::parse_control(&read_file(&control_path)?).map_err(|e| e.at(&control_path))?;
-        if !control::control_version_majors(control.pg_control_version)
-            .is_some_and(|r| r.contains(&major))
+        // 1300 covers 13–16, so the control file only narrows what PG_VERSION says.
+        if !crate::version::of(major)
+            .is_some_and(|m| m.pg_control_version == control.pg_control_version)
         {
             return Err(PgDataError::corrupt(
                 control_path.display().to_string(),

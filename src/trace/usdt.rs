@@ -30,6 +30,7 @@ use super::{
 };
 use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::process::stapsdt;
+pub use crate::version::BufferReadArgs;
 
 #[allow(
     clippy::all,
@@ -182,28 +183,14 @@ pub fn discover(pid: Pid) -> anyhow::Result<Vec<(String, usize)>> {
     Ok(names)
 }
 
-/// How the arguments of the per-block probes are laid out in one major.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferReadArgs {
-    /// Arguments of `buffer__read__done`; `found` is the last.
-    pub done_nargs: u8,
-    /// Index of isExtend (12–15 only).
-    pub is_extend: Option<usize>,
-}
-
-/// 12–15: `(fork, block, spc, db, rel, backend, isExtend, found)`; 16+: isExtend dropped.
+/// How the arguments of the per-block probes are laid out in one major: 12–15
+/// `(fork, block, spc, db, rel, backend, isExtend, found)`, 16+ without isExtend.
+/// An unknown major decodes as the newest layout, since no block event comes from it
+/// without its binary's probes having been read.
 pub fn buffer_read_args(major: u32) -> BufferReadArgs {
-    if major <= 15 {
-        BufferReadArgs {
-            done_nargs: 8,
-            is_extend: Some(6),
-        }
-    } else {
-        BufferReadArgs {
-            done_nargs: 7,
-            is_extend: None,
-        }
-    }
+    crate::version::of(major)
+        .unwrap_or(crate::version::NEWEST)
+        .buffer_read
 }
 
 /// The record layout of `bpf/usdt.bpf.c`. Keep the two in step.
