@@ -3,6 +3,7 @@
 //! Everything read here is treated as hostile: files may be torn by concurrent writes,
 //! truncated, or corrupt, and no parser panics or allocates by an untrusted size.
 
+pub mod backup_size;
 pub mod bytes;
 pub mod catalog;
 pub mod control;
