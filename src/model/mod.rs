@@ -107,12 +107,8 @@ pub struct ProcState {
     pub exited: bool,
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
-    pub bytes_sent: u64,
-    pub dir_reads: u64,
-    pub stats: u64,
     /// /proc/PID/io (the /proc backend).
     pub io: Option<(u64, u64, u64, u64)>,
-    pub last_event_ns: u64,
 }
 
 impl ProcState {
@@ -123,11 +119,7 @@ impl ProcState {
             exited: false,
             exit_code: None,
             exit_signal: None,
-            bytes_sent: 0,
-            dir_reads: 0,
-            stats: 0,
             io: None,
-            last_event_ns: 0,
         }
     }
 }
@@ -152,15 +144,12 @@ pub struct Model {
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     last_tick_ns: Option<u64>,
-    /// Bytes per block (BLCKSZ) for USDT block numbers.
-    pub block_bytes: u64,
     /// Buffer tags already named (unknown ones are forgotten each tick, to be re-asked).
     block_names: HashMap<(RelFileLocator, Fork), Arc<RelInfo>>,
     pub queries: VecDeque<QueryRec>,
     pub lock_waits: VecDeque<LockWaitRec>,
     pub sorts: u64,
     pub sorts_external: u64,
-    pub checkpoints: u64,
     /// The leader's status from memory and /proc, with the stall verdict.
     pub status: Option<status::StatusView>,
     /// A base backup run by the leader (a walsender).
@@ -187,13 +176,11 @@ impl Model {
             first_ns: None,
             last_ns: 0,
             last_tick_ns: None,
-            block_bytes: coverage::BLOCK,
             block_names: HashMap::new(),
             queries: VecDeque::new(),
             lock_waits: VecDeque::new(),
             sorts: 0,
             sorts_external: 0,
-            checkpoints: 0,
             status: None,
             backup: None,
             expect_backup: false,
@@ -231,9 +218,6 @@ impl Model {
         self.first_ns.get_or_insert(ev.ts_ns);
         self.last_ns = self.last_ns.max(ev.ts_ns);
         let role = self.role_of(ev.pid);
-        if let Some(p) = self.procs.get_mut(&ev.pid) {
-            p.last_event_ns = ev.ts_ns;
-        }
         let (pid, ts) = (ev.pid, ev.ts_ns);
         match &ev.kind {
             EventKind::Open {
@@ -273,11 +257,6 @@ impl Model {
                 whence,
                 result,
             } if *result >= 0 => self.seek(pid, *fd, *offset, *whence, *result as u64),
-            EventKind::Send { result, .. } if *result > 0 => {
-                self.proc_count(pid, |p| p.bytes_sent += *result as u64)
-            }
-            EventKind::ReadDir { .. } => self.proc_count(pid, |p| p.dir_reads += 1),
-            EventKind::Stat { .. } => self.proc_count(pid, |p| p.stats += 1),
             EventKind::IoCounters {
                 rchar,
                 wchar,
@@ -328,7 +307,6 @@ impl Model {
                     self.sorts_external += 1;
                 }
             }
-            EventKind::Checkpoint { done: true, .. } => self.checkpoints += 1,
             EventKind::Status { sample } => self.apply_status(sample, ts),
             _ => {}
         }
@@ -394,12 +372,6 @@ impl Model {
                 f.size = Some(result);
             }
             f.ops.seeks += 1;
-        }
-    }
-
-    fn proc_count(&mut self, pid: Pid, count: impl FnOnce(&mut ProcState)) {
-        if let Some(p) = self.procs.get_mut(&pid) {
-            count(p);
         }
     }
 
@@ -566,7 +538,7 @@ impl Model {
         if role == Some(FollowerRole::IoWorker) && !self.relations.contains_key(&info.id.locator) {
             return;
         }
-        let bb = self.block_bytes;
+        let bb = coverage::BLOCK;
         let rs = self.relation_entry(&info, ev.ts_ns, namer);
         rs.record_block(
             &info, b.probe, b.block, b.nblocks, b.hit, b.write, ev.ts_ns, bb,
