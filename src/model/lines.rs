@@ -8,7 +8,7 @@
 
 use super::backup::{BackupState, Source};
 use super::{FileEntry, Model};
-use crate::pgdata::path::Fork;
+use crate::pgdata::relfile::Fork;
 use crate::text::{human_bytes, human_duration};
 use crate::trace::{Event, EventKind};
 

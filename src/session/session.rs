@@ -7,8 +7,9 @@
 //! [`Namer`], on a clock the caller drives): the loops cannot tell them apart.
 
 use crate::cli::BackendChoice;
-use crate::model::{BlockRel, Model, Named, Namer, RelIdentity, RelInfo};
+use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
+use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::pgdata::{DataDir, Resolver};
 use crate::process::status::{StatusReader, StatusSample};
 use crate::trace::replay::{Clock, SystemClock};
@@ -54,8 +55,8 @@ impl Namer for Naming {
     fn file_size(&mut self, path: &str) -> Option<u64> {
         self.inner().file_size(path)
     }
-    fn name_block(&mut self, b: &BlockRel) -> Option<Arc<RelInfo>> {
-        self.inner().name_block(b)
+    fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<Arc<RelInfo>> {
+        self.inner().name_block(rel, fork)
     }
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
         self.inner().relation_by_oid(db, oid)
@@ -70,7 +71,7 @@ struct Live {
     status_reader: Option<StatusReader>,
     no_memory: bool,
     /// Our own walk of the data directory for a backup without a server estimate.
-    walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
+    walk: Option<std::thread::JoinHandle<crate::pgdata::backup_size::Walked>>,
 }
 
 /// A session on recorded or scripted events: no process, no root, no data directory.
@@ -353,7 +354,7 @@ impl Session {
         if needed && live.walk.is_none() {
             let root = live.dd.root.clone();
             live.walk = Some(std::thread::spawn(move || {
-                crate::model::backup::walk(&root)
+                crate::pgdata::backup_size::walk(&root)
             }));
         }
         if live.walk.as_ref().is_some_and(|h| h.is_finished()) {

@@ -11,7 +11,7 @@ pub mod replay;
 pub mod usdt;
 
 pub use event::{
-    monotonic_ns, BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall,
+    monotonic_ns, BlockIo, BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall,
 };
 
 /// Counters every tracer keeps; shown in the header and in JSON.
