@@ -184,15 +184,32 @@ mod tests {
         let ns = ns_pids(me()).unwrap();
         assert_eq!(ns.first(), Some(&me()), "{ns:?}");
         assert_eq!(process_title(-1), None);
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
+        assert_eq!(io_of_missing(), None);
+    }
+
+    #[test]
+    fn children_of_a_shell() {
+        // The shell's own child: `task/PID/children` lists the children of that thread
+        // only, and a test runs on a thread of its own.
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let kids = children(me());
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(kids.contains(&(child.id() as Pid)), "{kids:?}");
-        assert_eq!(io_of_missing(), None);
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(sh.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let sleeper: Pid = line.trim().parse().unwrap();
+        let kids = children(sh.id() as Pid);
+        let parent = parent_pid(sleeper);
+        // SAFETY: kill(2) on the sleep this test started.
+        unsafe { libc::kill(sleeper, libc::SIGKILL) };
+        sh.wait().unwrap();
+        assert_eq!(parent, Some(sh.id() as Pid));
+        assert_eq!(kids, vec![sleeper]);
     }
 
     fn io_of_missing() -> Option<Io> {
