@@ -55,6 +55,11 @@ fn fd_links(pid: i32) -> std::io::Result<Vec<(i32, PathBuf)>> {
     Ok(out)
 }
 
+/// Ok when the process's fds can be listed (it exists and we may look).
+pub fn check_readable(pid: i32) -> std::io::Result<()> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|_| ())
+}
+
 /// Regular files and directories only: sockets, pipes and anon inodes name no object.
 pub fn open_files(pid: i32) -> std::io::Result<Vec<OpenFile>> {
     let links = fd_links(pid)?;

@@ -83,7 +83,7 @@ pub struct ProcfsTracer {
 impl ProcfsTracer {
     pub fn attach(pids: &[Pid]) -> anyhow::Result<ProcfsTracer> {
         for &pid in pids {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| {
+            crate::process::fds::check_readable(pid).map_err(|e| {
                 anyhow::anyhow!("cannot read /proc/{pid}/fd: {e} (pg_trace must run as root)")
             })?;
         }

@@ -297,12 +297,10 @@ impl Drop for PtraceTracer {
 /// Whether ptrace can be used here, for `--backend auto`: Err with the reason if Yama
 /// forbids it.
 pub fn ptrace_available() -> Result<(), String> {
-    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    use crate::process::proc;
     scope_verdict(
-        scope,
-        crate::process::proc::has_capability(crate::process::proc::CAP_SYS_PTRACE),
+        proc::ptrace_scope(),
+        proc::has_capability(proc::CAP_SYS_PTRACE),
     )
 }
 

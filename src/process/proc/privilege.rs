@@ -31,6 +31,13 @@ pub fn has_capability(cap: u32) -> bool {
         .is_ok_and(|s| cap < 64 && s.capeff & (1 << cap) != 0)
 }
 
+/// `kernel.yama.ptrace_scope`: who may attach with ptrace; None without Yama.
+pub fn ptrace_scope() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
