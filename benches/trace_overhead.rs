@@ -9,6 +9,9 @@
 //!
 //! On a shared machine whose load drifts, `PG_TRACE_BENCH_PAIRED=1` also scans untraced
 //! right before each traced row and prints each row's ratio to that adjacent baseline.
+//!
+//! `PG_TRACE_BENCH_BASELINE_BIN=/path/to/older/pg_trace` adds that binary's rows to the same
+//! run, to compare two builds on a machine whose load drifts.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -101,9 +104,12 @@ fn main() {
     }
     let argv = |words: &[&str]| Some(words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
     let p = pid.to_string();
-    let pg_trace = |backend| {
+    // A second binary (an earlier build) measured in the same run, row after row, so
+    // a refactor's effect on overhead is not lost in this machine's drift.
+    let other_bin = std::env::var("PG_TRACE_BENCH_BASELINE_BIN").ok();
+    let pg_trace_with = |bin: &str, backend| {
         argv(&[
-            BIN,
+            bin,
             "-p",
             &p,
             "--no-tui",
@@ -113,15 +119,19 @@ fn main() {
             backend,
         ])
     };
-    let modes: Vec<(&str, Option<Vec<String>>)> = vec![
-        ("untraced", None),
-        ("pg_trace --backend ebpf", pg_trace("ebpf")),
-        ("pg_trace --backend usdt", pg_trace("usdt")),
-        ("pg_trace --backend auto (ebpf+usdt)", pg_trace("auto")),
-        ("pg_trace --backend ptrace", pg_trace("ptrace")),
-        ("pg_trace --backend procfs", pg_trace("procfs")),
+    let pg_trace = |backend| pg_trace_with(BIN, backend);
+    let mut modes: Vec<(String, Option<Vec<String>>)> = vec![
+        ("untraced".into(), None),
+        ("pg_trace --backend ebpf".into(), pg_trace("ebpf")),
+        ("pg_trace --backend usdt".into(), pg_trace("usdt")),
         (
-            "strace -e trace=openat,close,read,pread64,lseek",
+            "pg_trace --backend auto (ebpf+usdt)".into(),
+            pg_trace("auto"),
+        ),
+        ("pg_trace --backend ptrace".into(), pg_trace("ptrace")),
+        ("pg_trace --backend procfs".into(), pg_trace("procfs")),
+        (
+            "strace -e trace=openat,close,read,pread64,lseek".into(),
             argv(&[
                 "strace",
                 "-f",
@@ -134,6 +144,14 @@ fn main() {
             ]),
         ),
     ];
+    if let Some(other) = &other_bin {
+        for backend in ["ebpf", "usdt", "auto", "ptrace", "procfs"] {
+            modes.push((
+                format!("baseline binary --backend {backend}"),
+                pg_trace_with(other, backend),
+            ));
+        }
+    }
     // Rows whose name contains one of these words (untraced always runs: it is the base).
     let only: Option<Vec<String>> = std::env::var("PG_TRACE_BENCH_MODES")
         .ok()

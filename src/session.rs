@@ -434,18 +434,16 @@ fn line_loop(opts: &Options, s: &mut Session, stop: &AtomicBool) -> Result<()> {
     let title = &s.title;
     match opts.format {
         Format::Json => {
-            let v = serde_json::json!({
-                "type": "attach",
-                "pid": opts.pid,
-                "title": title,
-                "backend": s.tracer_name,
-                "limitations": s.limitations,
-                "usdt": s.usdt,
-                "datadir": s.dd.root,
-                "major": s.dd.major,
-            });
-            serde_json::to_writer(&mut w, &v)?;
-            w.write_all(b"\n")?;
+            let rec = out::attach_record(
+                opts.pid,
+                title,
+                s.tracer_name,
+                &s.limitations,
+                &s.usdt,
+                &s.dd.root,
+                s.dd.major,
+            );
+            crate::output::record::write(&mut w, &rec)?;
         }
         Format::Text => {
             writeln!(
@@ -522,24 +520,9 @@ fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format) ->
     let leader = model.procs.get(&model.leader);
     match format {
         Format::Json => {
-            for r in model.relations.values() {
-                let mut v = out::progress_record(model, r, now);
-                v["final"] = serde_json::json!(true);
-                serde_json::to_writer(&mut *w, &v)?;
-                w.write_all(b"\n")?;
+            for rec in out::summary_records(model, now) {
+                crate::output::record::write(&mut *w, &rec)?;
             }
-            let v = serde_json::json!({
-                "type": "summary",
-                "pid": model.leader,
-                "exited": leader.is_some_and(|p| p.exited),
-                "exit_code": leader.and_then(|p| p.exit_code),
-                "exit_signal": leader.and_then(|p| p.exit_signal),
-                "events": model.events,
-                "lost": model.lost,
-                "relations": model.relations.len(),
-            });
-            serde_json::to_writer(&mut *w, &v)?;
-            w.write_all(b"\n")?;
         }
         Format::Text => {
             let touched = model.relations.values().filter(|r| r.touched()).count();

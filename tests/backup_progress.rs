@@ -5,17 +5,20 @@
 
 mod support;
 
-use serde_json::Value;
+use pg_trace::output::record::{BackupRecord, ProcessRecord, ProgressRow};
 use std::time::Duration;
 use support::status::*;
-use support::trace::spawn_trace_with;
+use support::trace::{backup, spawn_trace_with, status};
 use support::Cluster;
 
-fn progress_row(ps: &[Value], pid: i32) -> Value {
+/// The `pg_stat_progress_*` row of a process (still JSON: see `ProgressRow`).
+fn progress_row(ps: &[ProcessRecord], pid: i32) -> ProgressRow {
     ps.iter()
-        .find(|v| v["pid"] == pid)
-        .unwrap_or_else(|| panic!("walsender {pid} not in ps: {ps:?}"))["progress"]
+        .find(|v| v.pid == pid)
+        .unwrap_or_else(|| panic!("walsender {pid} not in ps: {ps:?}"))
+        .progress
         .clone()
+        .unwrap_or_else(|| panic!("walsender {pid}: no progress row"))
 }
 
 /// Throttled backup: memory against SQL, then line mode's backup and status records.
@@ -53,21 +56,25 @@ fn throttled(c: &Cluster) {
     }
     let mut t = spawn_trace_with(ws, "auto", &[]);
     t.wait_for("a backup record from memory", |r| {
-        r.iter().any(|r| {
-            r["type"] == "backup"
-                && r["source"] == "memory"
-                && r["phase"] == "streaming database files"
-                && r["total_source"] == "server"
-                && r["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)
+        r.iter().filter_map(backup).any(|b| {
+            b.source == "memory"
+                && b.phase == "streaming database files"
+                && b.total_source.as_deref() == Some("server")
+                && b.percent.is_some_and(|p| p > 0.0 && p < 100.0)
         })
     });
     t.wait_for("the throttled verdict", |r| {
         r.iter()
-            .any(|r| r["type"] == "status" && r["verdict_kind"] == "throttled")
+            .filter_map(status)
+            .any(|s| s.verdict_kind == "throttled")
     });
     let recs = t.finish();
-    let st = recs.iter().find(|r| r["type"] == "status").unwrap();
-    assert_eq!(st["backend_type"], "walsender", "PG{major}: {st}");
+    let st = recs.iter().find_map(status).unwrap();
+    assert_eq!(
+        st.backend_type.as_deref(),
+        Some("walsender"),
+        "PG{major}: {st:?}"
+    );
     bb.cancel(c);
 }
 
@@ -91,10 +98,10 @@ fn no_estimate(c: &Cluster, extra: &[&str]) {
     // Two intervals after the end.
     std::thread::sleep(Duration::from_millis(600));
     let recs = t.finish();
-    let backups: Vec<&Value> = recs.iter().filter(|r| r["type"] == "backup").collect();
+    let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
     let last = backups.last().expect("backup records");
     assert!(
-        last["ended"] == true && last["percent"].as_f64() == Some(100.0),
+        last.ended && last.percent == Some(100.0),
         "PG{major} {extra:?}: the backup did not end at 100%: {backups:#?}"
     );
     let source = if extra.contains(&"--no-memory") || major == 12 {
@@ -103,23 +110,21 @@ fn no_estimate(c: &Cluster, extra: &[&str]) {
         "memory"
     };
     assert!(
-        backups.iter().any(|b| b["source"] == source
-            && b["total_source"] == "walked"
-            && b["percent"].as_f64().is_some_and(|p| p > 0.0 && p < 100.0)),
+        backups.iter().any(|b| b.source == source
+            && b.total_source.as_deref() == Some("walked")
+            && b.percent.is_some_and(|p| p > 0.0 && p < 100.0)),
         "PG{major} {extra:?}: no intermediate percentage from a walked total: {backups:#?}"
     );
     assert_eq!(
-        last["tablespaces_total"], 2,
-        "PG{major} {extra:?}: {last:#}"
+        last.tablespaces_total,
+        Some(2),
+        "PG{major} {extra:?}: {last:#?}"
     );
     if source == "inferred" {
-        assert_eq!(last["tablespaces_streamed"], 1, "PG{major}: {last:#}");
-        assert!(last["current_file"].is_string(), "PG{major}: {last:#}");
+        assert_eq!(last.tablespaces_streamed, Some(1), "PG{major}: {last:#?}");
+        assert!(last.current_file.is_some(), "PG{major}: {last:#?}");
     }
-    let pcts: Vec<f64> = backups
-        .iter()
-        .filter_map(|b| b["percent"].as_f64())
-        .collect();
+    let pcts: Vec<f64> = backups.iter().filter_map(|b| b.percent).collect();
     assert!(
         pcts.windows(2).all(|w| w[0] <= w[1]),
         "PG{major}: percent went backwards: {pcts:?}"
@@ -197,18 +202,9 @@ fn inferred_sequence(major: u32) {
     let server = poller.join().unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let recs = t.finish();
-    let last = recs
-        .iter()
-        .rev()
-        .find(|r| r["type"] == "backup")
-        .expect("a backup record");
-    assert_eq!(last["source"], "inferred", "PG{major}");
-    let ours: Vec<String> = last["phases_seen"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect();
+    let last = recs.iter().rev().find_map(backup).expect("a backup record");
+    assert_eq!(last.source, "inferred", "PG{major}");
+    let ours: Vec<String> = last.phases_seen.clone();
     // Every phase the server showed, in its order, is in ours (we see phases too short for
     // a poll to catch, never others or in another order).
     let mut it = ours.iter();

@@ -4,7 +4,9 @@
 
 mod support;
 
-use serde_json::Value;
+use pg_trace::output::record::{
+    PathClassRecord, PathRecord, Record, RelFileRecord, RelationRecord,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
@@ -135,7 +137,7 @@ fn expected(c: &Cluster, db: &str) -> BTreeMap<String, Expected> {
         .collect()
 }
 
-fn run_json(args: &[&str]) -> Vec<Value> {
+fn run_json(args: &[&str]) -> Vec<Record> {
     let out = Command::new(BIN).args(args).output().expect("run pg_trace");
     assert!(
         out.status.success(),
@@ -149,14 +151,23 @@ fn run_json(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn got(v: &Value) -> Expected {
-    let s = |k: &str| v[k].as_str().map(str::to_string);
+fn got(v: &RelationRecord) -> Expected {
     Expected {
-        database: s("database"),
-        schema: s("schema").unwrap_or_default(),
-        name: s("name").unwrap_or_default(),
-        kind: s("kind").unwrap_or_default(),
-        table: s("table"),
+        database: v.database.clone(),
+        schema: v.schema.clone(),
+        name: v.name.clone(),
+        kind: v.kind.clone(),
+        table: v.table.clone(),
+    }
+}
+
+fn got_file(v: &RelFileRecord) -> Expected {
+    Expected {
+        database: v.database.clone(),
+        schema: v.schema.clone().unwrap_or_default(),
+        name: v.name.clone().unwrap_or_default(),
+        kind: v.kind.clone().unwrap_or_default(),
+        table: v.table.clone(),
     }
 }
 
@@ -207,11 +218,13 @@ fn oracle(major: u32) -> usize {
     let mut have: BTreeMap<String, Expected> = BTreeMap::new();
     let mut seen = HashSet::new();
     for r in &records {
-        assert_eq!(r["type"], "relation");
-        let path = r["path"].as_str().expect("path").to_string();
+        let Record::Relation(r) = r else {
+            panic!("not a relation record: {r:?}")
+        };
+        let path = r.path.clone();
         assert!(seen.insert(path.clone()), "path {path} listed twice");
         // template0 does not accept connections, so the server cannot be asked about it.
-        if r["database"] == "template0" {
+        if r.database.as_deref() == Some("template0") {
             continue;
         }
         have.insert(path, got(r));
@@ -234,18 +247,19 @@ fn oracle(major: u32) -> usize {
     let resolved = run_json(&args);
     assert_eq!(resolved.len(), want.len());
     for r in &resolved {
-        let path = r["path"].as_str().unwrap();
-        let e = &want[path];
-        let expect_class = if e.name == "held_temp" || r["backend"].is_number() {
-            "temp_relation"
-        } else {
-            "relation"
+        let Record::Path(PathRecord { path, class, .. }) = r else {
+            panic!("not a path record: {r:?}")
         };
-        assert_eq!(r["class"], expect_class, "{path}");
-        assert_eq!(r["known"], true, "{path}");
-        assert_eq!(&got(r), e, "major {major}: resolve {path}");
-        assert_eq!(r["fork"], "main");
-        assert_eq!(r["segment"], 0);
+        let e = &want[path.as_str()];
+        let f = match class {
+            PathClassRecord::TempRelation(f) => f,
+            PathClassRecord::Relation(f) if f.backend.is_none() && e.name != "held_temp" => f,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert!(f.known, "{path}");
+        assert_eq!(&got_file(f), e, "major {major}: resolve {path}");
+        assert_eq!(f.fork, "main");
+        assert_eq!(f.segment, 0);
     }
 
     // Fresh names: a relation created after the catalog was read is found by a re-read.

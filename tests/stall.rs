@@ -6,35 +6,37 @@
 
 mod support;
 
-use serde_json::Value;
+use pg_trace::model::stall::Verdict;
+use pg_trace::output::record::StatusRecord;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::status::*;
-use support::trace::{spawn_trace_with, Trace};
+use support::trace::{spawn_trace_with, status, Trace};
 use support::Cluster;
 
 /// Wait for a status record whose verdict_kind is `kind`; on timeout, show the last ones.
-fn wait_verdict(t: &mut Trace, kind: &str, what: &str) -> Value {
+fn wait_verdict(t: &mut Trace, kind: &str, what: &str) -> StatusRecord {
     wait_verdict_with(t, kind, what, |_| true)
 }
 
-fn wait_verdict_with(t: &mut Trace, kind: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+fn wait_verdict_with(
+    t: &mut Trace,
+    kind: &str,
+    what: &str,
+    f: impl Fn(&StatusRecord) -> bool,
+) -> StatusRecord {
     let start = Instant::now();
     loop {
         let recs = t.records();
         if let Some(r) = recs
             .iter()
-            .find(|r| r["type"] == "status" && r["verdict_kind"] == kind && f(r))
+            .filter_map(status)
+            .find(|r| r.verdict_kind == kind && f(r))
         {
             return r.clone();
         }
         if start.elapsed() > Duration::from_secs(30) {
-            let last: Vec<&Value> = recs
-                .iter()
-                .filter(|r| r["type"] == "status")
-                .rev()
-                .take(3)
-                .collect();
+            let last: Vec<&StatusRecord> = recs.iter().filter_map(status).rev().take(3).collect();
             panic!("{what}: no {kind} verdict; last status records: {last:#?}");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -69,7 +71,7 @@ fn check(major: u32) {
     });
     let mut t = watch(sleeper.pid);
     let r = wait_verdict(&mut t, "sleeping", &m);
-    assert_eq!(r["verdict"], "sleeping (pg_sleep)");
+    assert_eq!(r.verdict, "sleeping (pg_sleep)");
     t.finish();
     sleeper.terminate(&c);
 
@@ -88,11 +90,19 @@ fn check(major: u32) {
     });
     let mut t = watch(waiter.pid);
     let r = wait_verdict(&mut t, "waiting_on_lock", &m);
-    let d = &r["verdict_detail"];
-    assert_eq!(d["relation"], "public.locked_t", "{m}: {r:#}");
-    assert_eq!(d["holders"], serde_json::json!([holder.pid]), "{m}: {r:#}");
-    assert_eq!(d["holders_guessed"], false, "{m}");
-    let text = r["verdict"].as_str().unwrap();
+    let Verdict::WaitingOnLock {
+        relation,
+        holders,
+        holders_guessed,
+        ..
+    } = &r.verdict_detail
+    else {
+        panic!("{m}: {r:#?}");
+    };
+    assert_eq!(relation.as_deref(), Some("public.locked_t"), "{m}: {r:#?}");
+    assert_eq!(holders, &[holder.pid], "{m}: {r:#?}");
+    assert!(!holders_guessed, "{m}");
+    let text = &r.verdict;
     assert!(
         text.contains("public.locked_t") && text.contains(&format!("held by pid {}", holder.pid)),
         "{m}: {text}"
@@ -118,9 +128,11 @@ fn check(major: u32) {
     });
     let mut t = watch(waiter.pid);
     let r = wait_verdict(&mut t, "waiting_on_lock", &m);
-    let d = &r["verdict_detail"];
-    assert_eq!(d["lock"], "transactionid", "{m}: {r:#}");
-    assert_eq!(d["holders"], serde_json::json!([holder.pid]), "{m}: {r:#}");
+    let Verdict::WaitingOnLock { lock, holders, .. } = &r.verdict_detail else {
+        panic!("{m}: {r:#?}");
+    };
+    assert_eq!(lock, "transactionid", "{m}: {r:#?}");
+    assert_eq!(holders, &[holder.pid], "{m}: {r:#?}");
     t.finish();
     waiter.terminate(&c);
     drop(holder);
@@ -136,9 +148,7 @@ fn check(major: u32) {
         "DO $$ BEGIN FOR i IN 1..100000 LOOP PERFORM count(*) FROM big; END LOOP; END $$",
     );
     let mut t = watch(scanner.pid);
-    wait_verdict_with(&mut t, "reading", &m, |r| {
-        r["verdict"].as_str().unwrap().contains("public.big")
-    });
+    wait_verdict_with(&mut t, "reading", &m, |r| r.verdict.contains("public.big"));
     t.finish();
     scanner.terminate(&c);
     drop(guard);
@@ -168,10 +178,7 @@ fn check(major: u32) {
     );
     let mut t = watch(ws);
     let r = wait_verdict(&mut t, "client_not_reading", &m);
-    assert!(
-        r["send_queue"].as_u64().is_some_and(|q| q > 0),
-        "{m}: {r:#}"
-    );
+    assert!(r.send_queue.is_some_and(|q| q > 0), "{m}: {r:#?}");
     t.finish();
     bb.cancel(&c);
 
@@ -238,7 +245,7 @@ fn stopped_pg_basebackup(c: &Cluster) {
     unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
     let mut t = watch(ws);
     let r = wait_verdict(&mut t, "client_not_reading", "PG15 pg_basebackup");
-    assert!(r["send_queue"].as_u64().is_some_and(|q| q > 0), "{r:#}");
+    assert!(r.send_queue.is_some_and(|q| q > 0), "{r:#?}");
     t.finish();
     // SAFETY: as above.
     unsafe {

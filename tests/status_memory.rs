@@ -5,6 +5,7 @@
 
 mod support;
 
+use pg_trace::output::record::{ProcessRecord, Record, StatusRecord};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -57,10 +58,7 @@ fn check(major: u32) {
         let before = activity(&c);
         let ps = ps_json(c.postmaster_pid());
         let after = activity(&c);
-        let ours: HashMap<i32, &serde_json::Value> = ps
-            .iter()
-            .map(|v| (v["pid"].as_i64().unwrap() as i32, v))
-            .collect();
+        let ours: HashMap<i32, &ProcessRecord> = ps.iter().map(|v| (v.pid, v)).collect();
         for (pid, b) in &before {
             let Some(a) = after.get(pid) else { continue };
             let Some(v) = ours.get(pid) else {
@@ -80,7 +78,7 @@ fn check(major: u32) {
                 if b[i] == a[i] {
                     assert_eq!(
                         got[i], b[i],
-                        "PG{major}: pid {pid} {col}: ps says {:?}, pg_stat_activity {:?}\nps: {v}",
+                        "PG{major}: pid {pid} {col}: ps says {:?}, pg_stat_activity {:?}\nps: {v:?}",
                         got[i], b[i]
                     );
                     if watched.contains(pid) {
@@ -91,16 +89,28 @@ fn check(major: u32) {
         }
     }
     let ps = ps_json(c.postmaster_pid());
-    let row = |pid: i32| ps.iter().find(|v| v["pid"] == pid).unwrap().clone();
-    assert_eq!(row(sleeper.pid)["wait_event"], "PgSleep", "PG{major}");
-    assert_eq!(row(waiter.pid)["wait_event"], "relation", "PG{major}");
+    let row = |pid: i32| ps.iter().find(|v| v.pid == pid).unwrap().clone();
     assert_eq!(
-        row(waiter.pid)["blocked_by"],
-        serde_json::json!([holder.pid]),
+        row(sleeper.pid).wait_event.as_deref(),
+        Some("PgSleep"),
         "PG{major}"
     );
-    assert_eq!(row(holder.pid)["state"], "idle in transaction", "PG{major}");
-    assert_eq!(row(scanner.pid)["state"], "active", "PG{major}");
+    assert_eq!(
+        row(waiter.pid).wait_event.as_deref(),
+        Some("relation"),
+        "PG{major}"
+    );
+    assert_eq!(row(waiter.pid).blocked_by, [holder.pid], "PG{major}");
+    assert_eq!(
+        row(holder.pid).state.as_deref(),
+        Some("idle in transaction"),
+        "PG{major}"
+    );
+    assert_eq!(
+        row(scanner.pid).state.as_deref(),
+        Some("active"),
+        "PG{major}"
+    );
     // LWLocks are named from the server's own tables.
     let mut reader =
         pg_trace::process::status::StatusReader::open(c.postmaster_pid(), major).unwrap();
@@ -232,8 +242,8 @@ fn ps_while_backends_churn() {
         assert!(out.status.success(), "PG{major}: ps failed: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         for l in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+            let v: Record = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert!(matches!(v, Record::Process(ref p) if p.pid > 0), "{v:?}");
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -274,14 +284,11 @@ fn no_shared_memory_degrades_to_proc() {
         .collect();
     assert_eq!(notes.len(), 1, "PG{major}: {stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let statuses: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["type"] == "status")
-        .collect();
+    let records = support::trace::parse_records(&stdout);
+    let statuses: Vec<&StatusRecord> = records.iter().filter_map(support::trace::status).collect();
     assert!(statuses.len() >= 2, "PG{major}: {stdout}");
     assert!(
-        statuses.iter().all(|s| s["kernel_state"].is_string()),
+        statuses.iter().all(|s| s.kernel_state.is_some()),
         "{stdout}"
     );
 }

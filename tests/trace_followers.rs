@@ -4,12 +4,12 @@
 
 mod support;
 
-use serde_json::Value;
-use support::trace::spawn_trace;
+use pg_trace::output::record::{FileRecord, Record};
+use support::trace::{file, progress, spawn_trace};
 use support::Cluster;
 
 /// Run a query on a held backend while `pg_trace --backend ebpf` follows it; Ctrl-C after.
-fn trace_query(c: &Cluster, setup: &str, query: &'static str) -> (i32, Vec<Value>) {
+fn trace_query(c: &Cluster, setup: &str, query: &'static str) -> (i32, Vec<Record>) {
     let mut held = c.hold_backend("postgres");
     held.client.batch_execute(setup).unwrap();
     let mut trace = spawn_trace(held.pid, "ebpf");
@@ -40,28 +40,25 @@ fn parallel_workers_are_followed() {
          SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
         "SELECT count(*) FROM par WHERE length(md5(pad)) > 0",
     );
-    let worker_files: Vec<&Value> = records
+    let worker_files: Vec<&FileRecord> = records
         .iter()
-        .filter(|r| r["type"] == "file" && r["relation"] == rel && r["parallel_worker"] == true)
+        .filter_map(file)
+        .filter(|r| r.relation.as_deref() == Some(rel.as_str()) && r.parallel_worker)
         .collect();
     assert!(!worker_files.is_empty(), "no parallel worker read {rel}");
-    let worker_pids: std::collections::BTreeSet<i64> = worker_files
-        .iter()
-        .filter_map(|r| r["pid"].as_i64())
-        .collect();
-    assert!(!worker_pids.contains(&i64::from(leader)));
-    assert!(worker_files
-        .iter()
-        .any(|r| r["bytes_read"].as_u64() > Some(0)));
+    let worker_pids: std::collections::BTreeSet<i32> = worker_files.iter().map(|r| r.pid).collect();
+    assert!(!worker_pids.contains(&leader));
+    assert!(worker_files.iter().any(|r| r.bytes_read > 0));
     let progress = records
         .iter()
         .rev()
-        .find(|r| r["type"] == "progress" && r["relation"] == rel)
+        .filter_map(progress)
+        .find(|r| r.relation == rel)
         .expect("progress of the parallel scan");
-    assert_eq!(progress["name"], "par");
+    assert_eq!(progress.name.as_deref(), Some("par"));
     eprintln!(
         "parallel: workers {worker_pids:?} followed; {} bytes read in all",
-        progress["bytes_read"]
+        progress.bytes_read
     );
 }
 
@@ -86,16 +83,18 @@ fn io_worker_reads_are_attributed_on_18() {
         "SET max_parallel_workers_per_gather = 0",
         "SELECT count(*) FROM aio WHERE length(md5(pad)) > 0",
     );
-    let io: Vec<&Value> = records
+    let io: Vec<&FileRecord> = records
         .iter()
-        .filter(|r| r["type"] == "file" && r["relation"] == rel && r["io_worker"] == true)
+        .filter_map(file)
+        .filter(|r| r.relation.as_deref() == Some(rel.as_str()) && r.io_worker)
         .collect();
     assert!(!io.is_empty(), "no io worker read of {rel} attributed");
-    assert!(io.iter().any(|r| r["bytes_read"].as_u64() > Some(0)));
+    assert!(io.iter().any(|r| r.bytes_read > 0));
     // io workers' reads of other relations are not ours: none may show up.
     assert!(records
         .iter()
-        .filter(|r| r["type"] == "file" && r["io_worker"] == true && r["class"] == "relation")
-        .all(|r| r["relation"] == rel || r["bytes_read"] == 0));
+        .filter_map(file)
+        .filter(|r| r.io_worker && r.class == "relation")
+        .all(|r| r.relation.as_deref() == Some(rel.as_str()) || r.bytes_read == 0));
     eprintln!("io workers: {} file records of {rel}", io.len());
 }

@@ -3,9 +3,9 @@
 
 mod support;
 
-use serde_json::Value;
+use pg_trace::output::record::{FileRecord, Record};
 use std::time::{Duration, Instant};
-use support::trace::spawn_trace;
+use support::trace::{attach, file, progress, spawn_trace};
 use support::Cluster;
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -27,12 +27,9 @@ fn has_open(c: &Cluster, pid: i32, path: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn attached(records: &[Value], backend: &str) {
-    let a = records
-        .iter()
-        .find(|r| r["type"] == "attach")
-        .expect("attach record");
-    assert_eq!(a["backend"], backend, "{a}");
+fn attached(records: &[Record], backend: &str) {
+    let a = records.iter().find_map(attach).expect("attach record");
+    assert_eq!(a.backend, backend, "{a:?}");
 }
 
 fn scan(c: &mut Cluster, backend: &str, rel_path: &str, seg1_size: u64) {
@@ -59,9 +56,10 @@ fn scan(c: &mut Cluster, backend: &str, rel_path: &str, seg1_size: u64) {
     assert_eq!(count, ROWS);
     let records = trace.finish();
     attached(&records, backend);
-    let seg1: Vec<&Value> = records
+    let seg1: Vec<&FileRecord> = records
         .iter()
-        .filter(|r| r["type"] == "file" && r["relation"] == rel_path && r["segment"] == 1)
+        .filter_map(file)
+        .filter(|r| r.relation.as_deref() == Some(rel_path) && r.segment == Some(1))
         .collect();
     assert!(
         !seg1.is_empty(),
@@ -69,23 +67,20 @@ fn scan(c: &mut Cluster, backend: &str, rel_path: &str, seg1_size: u64) {
     );
     for r in &seg1 {
         assert_eq!(
-            (r["schema"].as_str(), r["name"].as_str(), r["kind"].as_str()),
+            (r.schema.as_deref(), r.name.as_deref(), r.kind.as_deref()),
             (Some("public"), Some("big"), Some("table"))
         );
     }
-    let highest = seg1
-        .iter()
-        .filter_map(|r| r["highest"].as_u64())
-        .max()
-        .unwrap();
+    let highest = seg1.iter().map(|r| r.highest).max().unwrap();
     assert!(
         highest + 8192 >= seg1_size,
         "{backend}: highest offset in segment 1 is {highest}, the segment has {seg1_size} bytes"
     );
     let best = records
         .iter()
-        .filter(|r| r["type"] == "progress" && r["relation"] == rel_path)
-        .filter_map(|r| r["percent"].as_f64())
+        .filter_map(progress)
+        .filter(|r| r.relation == rel_path)
+        .filter_map(|r| r.percent)
         .fold(0.0, f64::max);
     assert!(best >= 99.0, "{backend}: percent reached only {best}");
     eprintln!("{backend}: scan followed to {best:.1}%, segment 1 up to {highest} of {seg1_size}");
@@ -111,22 +106,20 @@ fn sort_spill(backend: &str, c: &Cluster) {
     // /proc polling sees the spill file open, not the writes into it.
     let polled = backend == "procfs";
     trace.wait_for("a temp file record", |r| {
-        r.iter().any(|r| {
-            r["type"] == "file"
-                && r["class"] == "temp_file"
-                && (polled || r["bytes_written"].as_u64() > Some(0))
-        })
+        r.iter()
+            .filter_map(file)
+            .any(|r| r.class == "temp_file" && (polled || r.bytes_written > 0))
     });
     let records = trace.finish();
-    let temp: Vec<&Value> = records
+    let temp: Vec<&FileRecord> = records
         .iter()
-        .filter(|r| r["type"] == "file" && r["class"] == "temp_file")
+        .filter_map(file)
+        .filter(|r| r.class == "temp_file")
         .collect();
     assert!(!temp.is_empty(), "{backend}: no sort spill seen");
-    assert!(temp.iter().all(|r| r["object"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("pid {pid}"))));
+    assert!(temp
+        .iter()
+        .all(|r| r.object.contains(&format!("pid {pid}"))));
 }
 
 fn index_scan(backend: &str, c: &Cluster, idx_path: &str) {
@@ -148,22 +141,22 @@ fn index_scan(backend: &str, c: &Cluster, idx_path: &str) {
     assert_eq!(n, 300000);
     // /proc polling sees which files are open, not which one each byte came from: there the
     // index must be named; the syscall tracers must also show reads of it.
-    let want = if backend == "procfs" {
-        "file"
-    } else {
-        "progress"
+    let polled = backend == "procfs";
+    // (name, table) of the index's file record (polled) or progress record.
+    let index = |r: &Record| match r {
+        Record::File(f) if polled && f.relation.as_deref() == Some(idx_path) => {
+            Some((f.name.clone(), f.table.clone()))
+        }
+        Record::Progress(p) if !polled && p.relation == idx_path => {
+            Some((p.name.clone(), p.table.clone()))
+        }
+        _ => None,
     };
-    trace.wait_for("the index", |r| {
-        r.iter()
-            .any(|r| r["type"] == want && r["relation"] == idx_path)
-    });
+    trace.wait_for("the index", |r| r.iter().any(|r| index(r).is_some()));
     let records = trace.finish();
-    let idx = records
-        .iter()
-        .find(|r| r["type"] == want && r["relation"] == idx_path)
-        .unwrap();
-    assert_eq!(idx["name"], "big_g");
-    assert_eq!(idx["table"], "public.big");
+    let (name, table) = records.iter().find_map(index).unwrap();
+    assert_eq!(name.as_deref(), Some("big_g"));
+    assert_eq!(table.as_deref(), Some("public.big"));
 }
 
 const ROWS: i64 = 4_600_000;

@@ -4,10 +4,10 @@
 
 mod support;
 
-use serde_json::Value;
+use pg_trace::output::record::{ProbeRecord, ProgressRecord, Record};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::trace::{spawn_trace, spawn_trace_with};
+use support::trace::{attach, lock_wait, progress, query, spawn_trace, spawn_trace_with};
 use support::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
@@ -71,11 +71,12 @@ fn read_semaphore(pid: i32, addr: u64) -> u16 {
     u16::from_ne_bytes(b)
 }
 
-fn last_progress<'a>(records: &'a [Value], rel: &str) -> &'a Value {
+fn last_progress<'a>(records: &'a [Record], rel: &str) -> &'a ProgressRecord {
     records
         .iter()
         .rev()
-        .find(|r| r["type"] == "progress" && r["relation"] == rel)
+        .filter_map(progress)
+        .find(|r| r.relation == rel)
         .unwrap_or_else(|| panic!("no progress record for {rel}"))
 }
 
@@ -144,29 +145,31 @@ fn usdt_on_postgresql_15() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let probes: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let records = support::trace::parse_records(&String::from_utf8(out.stdout).unwrap());
+    let probes: Vec<&ProbeRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Probe(p) => Some(p),
+            _ => None,
+        })
         .collect();
     let done = probes
         .iter()
-        .find(|p| p["name"] == "buffer__read__done")
+        .find(|p| p.name == "buffer__read__done")
         .expect("buffer__read__done listed");
-    assert_eq!(done["default"], true);
-    assert_eq!(done["args"].as_array().unwrap().len(), 8);
+    assert!(done.default);
+    assert_eq!(done.args.len(), 8);
     let lock = probes
         .iter()
-        .find(|p| p["name"] == "lock__wait__start")
+        .find(|p| p.name == "lock__wait__start")
         .unwrap();
-    let widths: Vec<String> = lock["args"]
-        .as_array()
-        .unwrap()
+    let widths: Vec<&str> = lock
+        .args
         .iter()
-        .map(|a| a.as_str().unwrap().split('@').next().unwrap().to_string())
+        .map(|a| a.split('@').next().unwrap())
         .collect();
     assert_eq!(widths, ["4", "4", "4", "2", "1", "-4"]);
-    let semaphore = done["semaphore"].as_u64().unwrap();
+    let semaphore = done.semaphore;
     assert_eq!(read_semaphore(pid, semaphore), 0);
     drop(held);
 
@@ -238,13 +241,15 @@ fn usdt_on_postgresql_15() {
     });
     trace.wait_for("the lock wait", |r| {
         r.iter()
-            .any(|r| r["type"] == "lock_wait" && r["waiting"] == true && r["name"] == "locked_t")
+            .filter_map(lock_wait)
+            .any(|w| w.waiting && w.name.as_deref() == Some("locked_t"))
     });
     locker.batch_execute("COMMIT").unwrap();
     let held = q.join().expect("query thread");
     trace.wait_for("the end of the lock wait", |r| {
         r.iter()
-            .any(|r| r["type"] == "lock_wait" && r["waiting"] == false && r["name"] == "locked_t")
+            .filter_map(lock_wait)
+            .any(|w| !w.waiting && w.name.as_deref() == Some("locked_t"))
     });
 
     // The statistics of those queries reach pg_statio once the backend flushed them.
@@ -277,54 +282,37 @@ fn usdt_on_postgresql_15() {
     assert_eq!(read_semaphore(pid, semaphore), 0);
     drop(held);
 
-    let a = records.iter().find(|r| r["type"] == "attach").unwrap();
-    assert_eq!(a["backend"], "usdt");
-    assert_eq!(a["usdt"]["active"], true, "{a}");
+    let a = records.iter().find_map(attach).unwrap();
+    assert_eq!(a.backend, "usdt");
+    assert!(a.usdt.active, "{a:?}");
 
     // Block by block up to the last block: every block of the table touched.
     let t = last_progress(&records, &t_path);
     assert_eq!(
-        (t["schema"].as_str(), t["name"].as_str()),
+        (t.schema.as_deref(), t.name.as_deref()),
         (Some("public"), Some("t"))
     );
-    assert_eq!(t["coverage_blocks"].as_i64(), Some(t_blocks), "{t}");
-    let highest = t["highest"].as_i64().unwrap();
-    assert_eq!(highest, t_blocks * 8192, "{t}");
+    assert_eq!(t.coverage_blocks as i64, t_blocks, "{t:?}");
+    assert_eq!(t.highest as i64, t_blocks * 8192, "{t:?}");
     // Hits and misses as pg_statio counts them.
-    within_1pct(
-        t["blocks_read"].as_i64().unwrap(),
-        heap1.0 - heap0.0,
-        "heap blocks read",
-    );
-    within_1pct(
-        t["blocks_hit"].as_i64().unwrap(),
-        heap1.1 - heap0.1,
-        "heap blocks hit",
-    );
-    assert!(t["blocks_read"].as_i64().unwrap() >= t_blocks / 2, "{t}");
-    assert!(t["blocks_hit"].as_i64().unwrap() >= t_blocks, "{t}");
+    within_1pct(t.blocks_read as i64, heap1.0 - heap0.0, "heap blocks read");
+    within_1pct(t.blocks_hit as i64, heap1.1 - heap0.1, "heap blocks hit");
+    assert!(t.blocks_read as i64 >= t_blocks / 2, "{t:?}");
+    assert!(t.blocks_hit as i64 >= t_blocks, "{t:?}");
 
     // The index scan names the index and its table.
     let i = last_progress(&records, &idx_path);
-    assert_eq!(i["name"], "t_g");
-    assert_eq!(i["kind"], "index");
-    assert_eq!(i["table"], "public.t");
-    within_1pct(
-        i["blocks_read"].as_i64().unwrap(),
-        idx1.0 - idx0.0,
-        "index blocks read",
-    );
-    within_1pct(
-        i["blocks_hit"].as_i64().unwrap(),
-        idx1.1 - idx0.1,
-        "index blocks hit",
-    );
+    assert_eq!(i.name.as_deref(), Some("t_g"));
+    assert_eq!(i.kind.as_deref(), Some("index"));
+    assert_eq!(i.table.as_deref(), Some("public.t"));
+    within_1pct(i.blocks_read as i64, idx1.0 - idx0.0, "index blocks read");
+    within_1pct(i.blocks_hit as i64, idx1.1 - idx0.1, "index blocks hit");
 
     // Query text over the simple and the extended protocol.
     let texts: Vec<&str> = records
         .iter()
-        .filter(|r| r["type"] == "query")
-        .filter_map(|r| r["text"].as_str())
+        .filter_map(query)
+        .map(|q| q.text.as_str())
         .collect();
     assert!(
         texts.iter().any(|t| t.contains("simple_marker")),
@@ -338,18 +326,19 @@ fn usdt_on_postgresql_15() {
     );
     let w = records
         .iter()
-        .find(|r| r["type"] == "lock_wait" && r["name"] == "locked_t")
+        .filter_map(lock_wait)
+        .find(|w| w.name.as_deref() == Some("locked_t"))
         .unwrap();
-    assert_eq!(w["schema"], "public");
-    assert_eq!(w["mode"], "AccessShareLock");
+    assert_eq!(w.schema.as_deref(), Some("public"));
+    assert_eq!(w.mode, "AccessShareLock");
     eprintln!(
         "usdt: {t_blocks} blocks covered; heap read/hit {}/{} (pg_statio {}/{}), index {}/{}",
-        t["blocks_read"],
-        t["blocks_hit"],
+        t.blocks_read,
+        t.blocks_hit,
         heap1.0 - heap0.0,
         heap1.1 - heap0.1,
-        i["blocks_read"],
-        i["blocks_hit"]
+        i.blocks_read,
+        i.blocks_hit
     );
 
     // auto = syscalls + USDT on a binary with probes; with every probe, a cold scan's misses
@@ -368,22 +357,19 @@ fn usdt_on_postgresql_15() {
     assert_eq!(n, 20000);
     trace.wait_for("the cold scan", |r| {
         r.iter()
-            .any(|r| r["type"] == "progress" && r["relation"] == cold_path)
+            .filter_map(progress)
+            .any(|p| p.relation == cold_path)
     });
     let records = trace.finish();
-    let a = records.iter().find(|r| r["type"] == "attach").unwrap();
-    assert_eq!(a["backend"], "ebpf+usdt", "{a}");
-    assert_eq!(a["usdt"]["active"], true, "{a}");
-    assert!(a["usdt"]["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p == "smgr__md__read__done"));
+    let a = records.iter().find_map(attach).unwrap();
+    assert_eq!(a.backend, "ebpf+usdt", "{a:?}");
+    assert!(a.usdt.active, "{a:?}");
+    assert!(a.usdt.probes.iter().any(|p| p == "smgr__md__read__done"));
     let cold = last_progress(&records, &cold_path);
-    let misses = cold["blocks_read"].as_u64().unwrap();
-    assert!(misses > 100, "{cold}");
-    assert_eq!(cold["smgr_blocks_read"].as_u64(), Some(misses), "{cold}");
-    assert_eq!(cold["bytes_read"].as_u64(), Some(misses * 8192), "{cold}");
+    let misses = cold.blocks_read;
+    assert!(misses > 100, "{cold:?}");
+    assert_eq!(cold.smgr_blocks_read, misses, "{cold:?}");
+    assert_eq!(cold.bytes_read, misses * 8192, "{cold:?}");
 }
 
 /// embedded-postgres builds have no probes: `--backend usdt` fails with one line, `auto`
@@ -431,15 +417,16 @@ fn no_probes_on_embedded_postgres_16() {
     let mut trace = spawn_trace(held.pid, "auto");
     trace.wait_ready();
     let records = trace.finish();
-    let a = records.iter().find(|r| r["type"] == "attach").unwrap();
-    assert_eq!(a["backend"], "ebpf", "{a}");
-    assert_eq!(a["usdt"]["active"], false, "{a}");
+    let a = records.iter().find_map(attach).unwrap();
+    assert_eq!(a.backend, "ebpf", "{a:?}");
+    assert!(!a.usdt.active, "{a:?}");
     assert!(
-        a["usdt"]["reason"]
-            .as_str()
+        a.usdt
+            .reason
+            .as_deref()
             .unwrap()
             .contains("postgres built without --enable-dtrace"),
-        "{a}"
+        "{a:?}"
     );
 }
 

@@ -3,7 +3,7 @@
 //! queue) and the event stream (time since the last I/O, the file read last). Pure.
 
 use crate::process::status::StatusSample;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Bytes queued on a socket beyond which an unmoving sender is waiting for its client.
@@ -11,7 +11,7 @@ const SEND_QUEUE_FULL: u64 = 64 * 1024;
 /// I/O this recent counts as "reading now".
 const RECENT_IO_NS: u64 = 2_000_000_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Exited,

@@ -1,27 +1,29 @@
 //! `pg_trace catalog`: one record per relation with storage.
 
+use crate::output::record::{self, Record, RelationRecord};
 use crate::output::Format;
 use crate::pgdata::{Catalog, Relation};
-use serde_json::json;
 use std::io::Write;
 
-pub fn record(cat: &Catalog, r: &Relation) -> serde_json::Value {
+pub fn record(cat: &Catalog, r: &Relation) -> Record {
     let db = r.database.and_then(|o| cat.database(o));
-    json!({
-        "type": "relation",
-        "database": db.map(|d| d.name.as_str()),
-        "database_oid": r.database,
-        "schema": r.schema,
-        "name": r.name,
-        "oid": r.oid,
-        "kind": r.kind.as_str(),
-        "persistence": r.persistence.as_str(),
-        "relfilenode": r.relfilenode,
-        "tablespace": cat.tablespace(r.tablespace).map(|t| t.name.clone()).unwrap_or_else(|| r.tablespace.to_string()),
-        "path": r.path,
-        "table": cat.owner_of(r).map(|t| t.qualified()),
-        "mapped": r.mapped,
-        "in_progress": r.pending,
+    Record::Relation(RelationRecord {
+        database: db.map(|d| d.name.clone()),
+        database_oid: r.database,
+        schema: r.schema.clone(),
+        name: r.name.clone(),
+        oid: r.oid,
+        kind: r.kind.as_str().to_string(),
+        persistence: r.persistence.as_str().to_string(),
+        relfilenode: r.relfilenode,
+        tablespace: cat
+            .tablespace(r.tablespace)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| r.tablespace.to_string()),
+        path: r.path.clone(),
+        table: cat.owner_of(r).map(|t| t.qualified()),
+        mapped: r.mapped,
+        in_progress: r.pending,
     })
 }
 
@@ -29,8 +31,7 @@ pub fn write(out: &mut impl Write, cat: &Catalog, format: Format) -> std::io::Re
     match format {
         Format::Json => {
             for r in cat.listed() {
-                serde_json::to_writer(&mut *out, &record(cat, r))?;
-                out.write_all(b"\n")?;
+                record::write(out, &record(cat, r))?;
             }
         }
         Format::Text => {

@@ -1,10 +1,10 @@
 //! `pg_trace probes -p PID`: the USDT probes of a process's binary, one per name, with
 //! their sites, semaphore, argument specs, and whether pg_trace attaches them.
 
+use crate::output::record::{self, ProbeRecord, ProbesRecord, Record};
 use crate::output::Format;
 use crate::process::stapsdt::{self, Notes, ProbeSite};
 use crate::trace::usdt::{no_probes_reason, DEFAULT_PROBES, PROBES, PROVIDER};
-use serde_json::json;
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write;
 
@@ -41,21 +41,19 @@ pub fn write_notes(
         let args: Vec<String> = p.args.iter().map(|a| a.spec()).collect();
         match format {
             Format::Json => {
-                serde_json::to_writer(
-                    &mut *out,
-                    &json!({
-                        "type": "probe",
-                        "provider": p.provider,
-                        "name": p.name,
-                        "sites": sites,
-                        "pc": p.pc,
-                        "semaphore": p.semaphore,
-                        "args": args,
-                        "handled": handled,
-                        "default": default,
+                record::write(
+                    out,
+                    &Record::Probe(ProbeRecord {
+                        provider: p.provider.clone(),
+                        name: p.name.clone(),
+                        sites: sites as u64,
+                        pc: p.pc,
+                        semaphore: p.semaphore,
+                        args,
+                        handled,
+                        default,
                     }),
                 )?;
-                out.write_all(b"\n")?;
             }
             Format::Text => {
                 let mark = if default {
@@ -80,16 +78,14 @@ pub fn write_notes(
     let reason = (count == 0).then(no_probes_reason);
     match format {
         Format::Json => {
-            serde_json::to_writer(
-                &mut *out,
-                &json!({
-                    "type": "probes",
-                    "binary": binary,
-                    "count": count,
-                    "reason": reason,
+            record::write(
+                out,
+                &Record::Probes(ProbesRecord {
+                    binary: binary.to_string(),
+                    count: count as u64,
+                    reason,
                 }),
             )?;
-            out.write_all(b"\n")?;
         }
         Format::Text => match reason {
             Some(r) => writeln!(out, "pg_trace: {binary}: {r}")?,
@@ -124,16 +120,18 @@ mod tests {
         };
         let mut v = Vec::new();
         write_notes(&mut v, "/x/postgres", &notes, Format::Json).unwrap();
-        let recs: Vec<serde_json::Value> = String::from_utf8(v)
+        let recs: Vec<Record> = String::from_utf8(v)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(recs.len(), 3);
-        assert_eq!(recs[0]["sites"], 2);
-        assert_eq!(recs[0]["default"], true);
-        assert_eq!(recs[1]["handled"], false);
-        assert_eq!(recs[2]["count"], 2);
+        let [Record::Probe(done), Record::Probe(switch), Record::Probes(end)] = &recs[..] else {
+            panic!("{recs:?}");
+        };
+        assert_eq!(done.sites, 2);
+        assert!(done.default);
+        assert!(!switch.handled);
+        assert_eq!(end.count, 2);
 
         let mut v = Vec::new();
         write_notes(&mut v, "/x/postgres", &Notes::default(), Format::Text).unwrap();

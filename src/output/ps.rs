@@ -1,13 +1,13 @@
 //! `pg_trace ps`: every process of a cluster from shared memory, an offline
 //! `pg_stat_activity`.
 
+use crate::output::record::{self, ProcessRecord, ProgressRow, Record};
 use crate::output::Format;
 use crate::pgdata::{Catalog, DataDir};
 use crate::process::progress;
 use crate::process::status::layout::ProgressCommand;
 use crate::process::status::{self, StatusSample};
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
 use std::io::Write;
 
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -35,7 +35,7 @@ pub fn postmaster_pid(dd: &DataDir) -> Result<i32> {
 }
 
 /// One row per process with a status slot.
-pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, Value)>> {
+pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecord)>> {
     let samples = status::activity(via, dd.major)?;
     let catalog = Catalog::load(dd).ok();
     Ok(samples
@@ -58,52 +58,48 @@ pub fn database_name(catalog: Option<&Catalog>, oid: Option<u32>) -> Option<Stri
 }
 
 /// The progress row of a sample, as the view shows it.
-pub fn progress_value(s: &StatusSample) -> Value {
-    match s
-        .progress_command
-        .as_deref()
-        .and_then(ProgressCommand::from_name)
-    {
-        Some(cmd) => progress::render(
-            cmd,
-            s.major,
-            s.progress_target.unwrap_or(0),
-            &s.progress_params,
-        ),
-        None => Value::Null,
-    }
+pub fn progress_value(s: &StatusSample) -> Option<ProgressRow> {
+    let cmd = ProgressCommand::from_name(s.progress_command.as_deref()?)?;
+    Some(progress::render(
+        cmd,
+        s.major,
+        s.progress_target.unwrap_or(0),
+        &s.progress_params,
+    ))
 }
 
-pub fn record(s: &StatusSample, catalog: Option<&Catalog>) -> Value {
-    json!({
-        "type": "process",
-        "pid": s.pid,
-        "backend_type": s.backend_type,
-        "state": s.state,
-        "database": database_name(catalog, s.database_oid),
-        "wait_event_type": s.wait_event_type,
-        "wait_event": s.wait_event,
-        "query": s.query,
-        "blocked_by": s.lock_holders,
-        "lock_relation": s.lock_relation_oid.map(|oid| {
+pub fn record(s: &StatusSample, catalog: Option<&Catalog>) -> ProcessRecord {
+    ProcessRecord {
+        pid: s.pid,
+        backend_type: s.backend_type.clone(),
+        state: s.state.clone(),
+        database: database_name(catalog, s.database_oid),
+        wait_event_type: s.wait_event_type.clone(),
+        wait_event: s.wait_event.clone(),
+        query: s.query.clone(),
+        blocked_by: s.lock_holders.clone(),
+        lock_relation: s.lock_relation_oid.map(|oid| {
             catalog
                 .zip(s.database_oid)
                 .and_then(|(c, db)| c.by_oid(db, oid))
                 .map(|r| r.qualified())
                 .unwrap_or_else(|| format!("relation {oid}"))
         }),
-        "xact_age_s": s.xact_start_us.map(age_s),
-        "state_age_s": s.state_start_us.map(age_s),
-        "progress": progress_value(s),
-    })
+        xact_age_s: s.xact_start_us.map(age_s),
+        state_age_s: s.state_start_us.map(age_s),
+        progress: progress_value(s),
+    }
 }
 
-pub fn write(w: &mut impl Write, rows: &[(StatusSample, Value)], format: Format) -> Result<()> {
+pub fn write(
+    w: &mut impl Write,
+    rows: &[(StatusSample, ProcessRecord)],
+    format: Format,
+) -> Result<()> {
     match format {
         Format::Json => {
             for (_, v) in rows {
-                serde_json::to_writer(&mut *w, v)?;
-                w.write_all(b"\n")?;
+                record::write(w, &Record::Process(v.clone()))?;
             }
         }
         Format::Text => {
@@ -133,7 +129,7 @@ pub fn write(w: &mut impl Write, rows: &[(StatusSample, Value)], format: Format)
                     s.pid,
                     s.backend_type.as_deref().unwrap_or("?"),
                     s.state.as_deref().unwrap_or(""),
-                    v["database"].as_str().unwrap_or(""),
+                    v.database.as_deref().unwrap_or(""),
                     wait,
                     truncate(&tail, 100)
                 )?;

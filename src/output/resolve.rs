@@ -1,10 +1,11 @@
 //! `pg_trace resolve`: what a path is, in PostgreSQL's terms.
 
+use crate::output::record::{
+    self, PathClassRecord, PathRecord, Record, RelFileRecord, TempFileRecord, WalRecord,
+};
 use crate::output::Format;
 use crate::pgdata::path::{RelFile, WalFile};
 use crate::pgdata::{Catalog, PathClass, Resolved};
-use crate::process::OpenFile;
-use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::path::Path;
 
@@ -13,121 +14,89 @@ fn lsn_of_segment(segno: u64, seg_size: u32) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
-fn relfile_fields(m: &mut Map<String, Value>, f: &RelFile, r: &Resolved, cat: &Catalog) {
-    m.insert("database".into(), json!(r.database));
-    m.insert(
-        "database_oid".into(),
-        if f.db == 0 { Value::Null } else { json!(f.db) },
-    );
-    m.insert("fork".into(), json!(f.fork.as_str()));
-    m.insert("segment".into(), json!(f.segment));
-    m.insert("relfilenode".into(), json!(f.relfilenode));
-    m.insert(
-        "tablespace".into(),
-        json!(cat
-            .tablespace(f.spc)
-            .map(|t| t.name.clone())
-            .unwrap_or_else(|| f.spc.to_string())),
-    );
-    if let Some(b) = f.temp_backend {
-        m.insert("backend".into(), json!(b));
-    }
-    match &r.relation {
-        Some(rel) => {
-            m.insert("schema".into(), json!(rel.schema));
-            m.insert("name".into(), json!(rel.name));
-            m.insert("oid".into(), json!(rel.oid));
-            m.insert("kind".into(), json!(rel.kind.as_str()));
-            m.insert(
-                "table".into(),
-                json!(r.table.as_ref().map(|t| t.qualified())),
-            );
-            m.insert("known".into(), json!(true));
-            if rel.pending {
-                m.insert("in_progress".into(), json!(true));
-            }
-        }
-        None => {
-            for k in ["schema", "name", "oid", "kind", "table"] {
-                m.insert(k.into(), Value::Null);
-            }
-            m.insert("known".into(), json!(false));
-            m.insert("note".into(), json!("not in catalog yet"));
-        }
+fn tablespace_name(cat: &Catalog, spc: u32) -> String {
+    cat.tablespace(spc)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| spc.to_string())
+}
+
+fn relfile_record(f: &RelFile, r: &Resolved, cat: &Catalog) -> RelFileRecord {
+    let rel = r.relation.as_ref();
+    RelFileRecord {
+        database: r.database.clone(),
+        database_oid: (f.db != 0).then_some(f.db),
+        fork: f.fork.as_str().to_string(),
+        segment: f.segment,
+        relfilenode: f.relfilenode,
+        tablespace: tablespace_name(cat, f.spc),
+        backend: f.temp_backend,
+        schema: rel.map(|rel| rel.schema.clone()),
+        name: rel.map(|rel| rel.name.clone()),
+        oid: rel.map(|rel| rel.oid),
+        kind: rel.map(|rel| rel.kind.as_str().to_string()),
+        table: rel.and_then(|_| r.table.as_ref().map(|t| t.qualified())),
+        known: rel.is_some(),
+        in_progress: rel.is_some_and(|rel| rel.pending).then_some(true),
+        note: rel.is_none().then(|| "not in catalog yet".to_string()),
     }
 }
 
-pub fn record(path: &Path, r: &Resolved, cat: &Catalog) -> Value {
-    let mut m = Map::new();
-    m.insert("type".into(), json!("path"));
-    m.insert("path".into(), json!(path.to_string_lossy()));
-    m.insert("relpath".into(), json!(r.relpath));
-    m.insert("class".into(), json!(r.class.class_name()));
-    let wal_seg = cat.datadir.control.xlog_seg_size;
-    match &r.class {
-        PathClass::Relation(f) | PathClass::TempRelation(f) => relfile_fields(&mut m, f, r, cat),
+fn wal_record(w: &WalFile, wal_seg: u32) -> WalRecord {
+    match w {
+        WalFile::Segment {
+            timeline,
+            segno,
+            partial,
+        } => WalRecord::Segment {
+            timeline: *timeline,
+            segno: *segno,
+            start_lsn: lsn_of_segment(*segno, wal_seg),
+            partial: *partial,
+        },
+        WalFile::History { timeline } => WalRecord::History {
+            timeline: *timeline,
+        },
+        WalFile::BackupHistory { name } => WalRecord::BackupHistory { file: name.clone() },
+        WalFile::ArchiveStatus { file, status } => WalRecord::ArchiveStatus {
+            file: file.clone(),
+            status: status.clone(),
+        },
+        WalFile::Summary { name } => WalRecord::Summary { file: name.clone() },
+        WalFile::Other { name } => WalRecord::Other { file: name.clone() },
+    }
+}
+
+pub fn record(path: &Path, r: &Resolved, cat: &Catalog) -> Record {
+    let class = match &r.class {
+        PathClass::Relation(f) => PathClassRecord::Relation(relfile_record(f, r, cat)),
+        PathClass::TempRelation(f) => PathClassRecord::TempRelation(relfile_record(f, r, cat)),
         PathClass::TempFile {
             spc,
             pid,
             counter,
             fileset_member,
-        } => {
-            m.insert("pid".into(), json!(pid));
-            m.insert("counter".into(), json!(counter));
-            m.insert("fileset".into(), json!(fileset_member.is_some()));
-            m.insert("fileset_member".into(), json!(fileset_member));
-            m.insert(
-                "tablespace".into(),
-                json!(cat
-                    .tablespace(*spc)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_else(|| spc.to_string())),
-            );
-        }
-        PathClass::Wal(w) => match w {
-            WalFile::Segment {
-                timeline,
-                segno,
-                partial,
-            } => {
-                m.insert("wal".into(), json!("segment"));
-                m.insert("timeline".into(), json!(timeline));
-                m.insert("segno".into(), json!(segno));
-                m.insert("start_lsn".into(), json!(lsn_of_segment(*segno, wal_seg)));
-                m.insert("partial".into(), json!(partial));
-            }
-            WalFile::History { timeline } => {
-                m.insert("wal".into(), json!("history"));
-                m.insert("timeline".into(), json!(timeline));
-            }
-            WalFile::BackupHistory { name } => {
-                m.insert("wal".into(), json!("backup_history"));
-                m.insert("file".into(), json!(name));
-            }
-            WalFile::ArchiveStatus { file, status } => {
-                m.insert("wal".into(), json!("archive_status"));
-                m.insert("file".into(), json!(file));
-                m.insert("status".into(), json!(status));
-            }
-            WalFile::Summary { name } => {
-                m.insert("wal".into(), json!("summary"));
-                m.insert("file".into(), json!(name));
-            }
-            WalFile::Other { name } => {
-                m.insert("wal".into(), json!("other"));
-                m.insert("file".into(), json!(name));
-            }
+        } => PathClassRecord::TempFile(TempFileRecord {
+            pid: *pid,
+            counter: *counter,
+            fileset: fileset_member.is_some(),
+            fileset_member: fileset_member.clone(),
+            tablespace: tablespace_name(cat, *spc),
+        }),
+        PathClass::Wal(w) => PathClassRecord::Wal(wal_record(w, cat.datadir.control.xlog_seg_size)),
+        PathClass::Slru { slru, segment } => PathClassRecord::Slru {
+            slru: slru.to_string(),
+            segment: *segment,
         },
-        PathClass::Slru { slru, segment } => {
-            m.insert("slru".into(), json!(slru));
-            m.insert("segment".into(), json!(segment));
-        }
-        PathClass::Control => {}
-        PathClass::Other { what } => {
-            m.insert("what".into(), json!(what));
-        }
-    }
-    Value::Object(m)
+        PathClass::Control => PathClassRecord::Control,
+        PathClass::Other { what } => PathClassRecord::Other {
+            what: what.to_string(),
+        },
+    };
+    Record::Path(PathRecord {
+        path: path.to_string_lossy().into_owned(),
+        relpath: r.relpath.clone(),
+        class,
+    })
 }
 
 /// The human description: `sales.orders (table), segment 3`.
@@ -203,46 +172,7 @@ pub fn write(
     format: Format,
 ) -> std::io::Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, &record(path, r, cat))?;
-            out.write_all(b"\n")
-        }
+        Format::Json => record::write(out, &record(path, r, cat)),
         Format::Text => writeln!(out, "{}  {}", path.display(), describe(r, cat)),
-    }
-}
-
-/// One open file of a process, named (the one-shot view of `pg_trace -p PID`).
-pub fn write_open_file(
-    out: &mut impl Write,
-    f: &OpenFile,
-    r: &Resolved,
-    cat: &Catalog,
-    format: Format,
-) -> std::io::Result<()> {
-    match format {
-        Format::Json => {
-            let mut v = record(&f.path, r, cat);
-            if let Value::Object(m) = &mut v {
-                m.insert("type".into(), json!("file"));
-                m.insert("fd".into(), json!(f.fd));
-                m.insert("offset".into(), json!(f.pos));
-            }
-            serde_json::to_writer(&mut *out, &v)?;
-            out.write_all(b"\n")
-        }
-        Format::Text => {
-            let shown = r
-                .relpath
-                .clone()
-                .unwrap_or_else(|| f.path.display().to_string());
-            writeln!(
-                out,
-                "fd {:<4} {:<48} {:>12}  {}",
-                f.fd,
-                shown,
-                f.pos.map(|p| p.to_string()).unwrap_or_default(),
-                describe(r, cat)
-            )
-        }
     }
 }

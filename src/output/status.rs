@@ -4,57 +4,74 @@ use crate::model::backup::BackupState;
 use crate::model::status::StatusView;
 use crate::model::Model;
 use crate::output::ps::progress_value;
+use crate::output::record::{BackupRecord, Record, StatusRecord};
 use crate::text::{human_bytes, human_duration};
-use serde_json::{json, Value};
 
-pub fn status_record(model: &Model, v: &StatusView, ts: f64) -> Value {
+pub fn status_record(model: &Model, v: &StatusView, ts: f64) -> Record {
     let s = &v.sample;
-    json!({
-        "type": "status",
-        "ts": ts,
-        "pid": s.pid,
-        "backend_type": s.backend_type,
-        "state": s.state,
-        "database": s.database,
-        "wait_event_type": s.wait_event_type,
-        "wait_event": s.wait_event,
-        "query": s.query,
-        "xact_age_s": s.xact_start_us.map(|t| s.age_s(t)),
-        "state_age_s": s.state_start_us.map(|t| s.age_s(t)),
-        "progress": progress_value(s),
-        "verdict": v.verdict.to_string(),
-        "verdict_kind": v.verdict.name(),
-        "verdict_detail": v.verdict,
-        "kernel_state": s.kernel.state.map(|c| c.to_string()),
-        "wchan": s.kernel.wchan,
-        "syscall": s.kernel.syscall.map(crate::model::stall::syscall_name),
-        "syscall_for_s": v.syscall_since_ns.map(|t| v.ts_ns.saturating_sub(t) as f64 / 1e9),
-        "since_io_s": v.since_io_s,
-        "send_queue": s.kernel.send_queue,
-        "memory_error": s.error,
-        "leader_exited": model.leader_exited(),
+    Record::Status(StatusRecord {
+        ts,
+        pid: s.pid,
+        backend_type: s.backend_type.clone(),
+        state: s.state.clone(),
+        database: s.database.clone(),
+        wait_event_type: s.wait_event_type.clone(),
+        wait_event: s.wait_event.clone(),
+        query: s.query.clone(),
+        xact_age_s: s.xact_start_us.map(|t| s.age_s(t)),
+        state_age_s: s.state_start_us.map(|t| s.age_s(t)),
+        progress: progress_value(s),
+        verdict: v.verdict.to_string(),
+        verdict_kind: v.verdict.name().to_string(),
+        verdict_detail: v.verdict.clone(),
+        kernel_state: s.kernel.state.map(|c| c.to_string()),
+        wchan: s.kernel.wchan.clone(),
+        syscall: s
+            .kernel
+            .syscall
+            .map(|n| crate::model::stall::syscall_name(n).to_string()),
+        syscall_for_s: v
+            .syscall_since_ns
+            .map(|t| v.ts_ns.saturating_sub(t) as f64 / 1e9),
+        since_io_s: v.since_io_s,
+        send_queue: s.kernel.send_queue,
+        memory_error: s.error.clone(),
+        leader_exited: model.leader_exited(),
     })
 }
 
-pub fn backup_record(b: &BackupState, ts: f64) -> Value {
-    json!({
-        "type": "backup",
-        "ts": ts,
-        "phase": b.phase_name(),
-        "phase_number": b.phase,
-        "total": b.total(),
-        "total_source": if b.server_total.is_some() { Some("server") }
-            else if b.walked_total.is_some() { Some("walked") } else { None },
-        "streamed": b.streamed,
-        "percent": b.percent(),
-        "tablespaces_total": b.tablespaces_total,
-        "tablespaces_streamed": b.tablespaces_streamed,
-        "rate_bps": b.rate_bps,
-        "eta_s": b.eta_s(),
-        "source": b.source,
-        "ended": b.ended,
-        "current_file": b.current_file,
-        "phases_seen": b.phases_seen.iter().map(|p| crate::model::backup::phase_name(*p)).collect::<Vec<_>>(),
+pub fn backup_record(b: &BackupState, ts: f64) -> Record {
+    let total_source = if b.server_total.is_some() {
+        Some("server")
+    } else if b.walked_total.is_some() {
+        Some("walked")
+    } else {
+        None
+    };
+    Record::Backup(BackupRecord {
+        ts,
+        phase: b.phase_name().to_string(),
+        phase_number: b.phase,
+        total: b.total(),
+        total_source: total_source.map(str::to_string),
+        streamed: b.streamed,
+        percent: b.percent(),
+        tablespaces_total: b.tablespaces_total,
+        tablespaces_streamed: b.tablespaces_streamed,
+        rate_bps: b.rate_bps,
+        eta_s: b.eta_s(),
+        source: match b.source {
+            crate::model::backup::Source::Memory => "memory",
+            crate::model::backup::Source::Inferred => "inferred",
+        }
+        .to_string(),
+        ended: b.ended,
+        current_file: b.current_file.clone(),
+        phases_seen: b
+            .phases_seen
+            .iter()
+            .map(|p| crate::model::backup::phase_name(*p).to_string())
+            .collect(),
     })
 }
 

@@ -2,11 +2,16 @@
 //! `-d` every syscall, enriched with the object it touched.
 
 use crate::model::{FileEntry, LockWaitRec, Model, QueryRec, RelState};
+use crate::output::record::{
+    self, AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, Record,
+    StatsRecord, SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UsdtRecord,
+};
 use crate::output::Format;
 use crate::text::{human_bytes, human_duration};
-use crate::trace::{Event, EventKind};
-use serde_json::{json, Value};
+use crate::trace::usdt::UsdtStatus;
+use crate::trace::{Event, EventKind, Pid};
 use std::io::Write;
+use std::path::Path;
 
 fn secs(model: &Model, ts: u64) -> f64 {
     ts.saturating_sub(model.first_ns.unwrap_or(ts)) as f64 / 1e9
@@ -30,106 +35,157 @@ pub fn file_object(f: &FileEntry) -> String {
     }
 }
 
-pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Value {
+pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Record {
     let r = f.named.relation.as_ref();
-    json!({
-        "type": "file",
-        "ts": secs(model, now),
-        "pid": f.pid,
-        "fd": f.fd,
-        "path": f.path,
-        "relpath": f.named.relpath,
-        "class": f.named.class,
-        "object": f.named.label,
-        "schema": r.and_then(|r| r.id.schema.clone()),
-        "name": r.and_then(|r| r.id.name.clone()),
-        "kind": r.and_then(|r| r.id.kind),
-        "table": r.and_then(|r| r.id.table.clone()),
-        "fork": r.map(|r| r.fork.as_str()),
-        "segment": r.map(|r| r.segment),
-        "relation": r.map(|r| r.id.key.clone()),
-        "known": r.map(|r| r.id.known),
-        "offset": f.last_offset,
-        "highest": f.highest,
-        "pos": f.pos,
-        "size": f.size,
-        "percent": f.percent(),
-        "bytes_read": f.bytes_read,
-        "bytes_written": f.bytes_written,
-        "reads": f.ops.reads,
-        "writes": f.ops.writes,
-        "rate_bps": f.rate_bps.round(),
-        "last_op": f.last_op.map(|s| s.name()),
-        "io_worker": f.via_io_worker,
-        "parallel_worker": f.via_parallel_worker,
+    Record::File(FileRecord {
+        ts: secs(model, now),
+        pid: f.pid,
+        fd: f.fd,
+        path: f.path.clone(),
+        relpath: f.named.relpath.clone(),
+        class: f.named.class.to_string(),
+        object: f.named.label.clone(),
+        schema: r.and_then(|r| r.id.schema.clone()),
+        name: r.and_then(|r| r.id.name.clone()),
+        kind: r.and_then(|r| r.id.kind).map(str::to_string),
+        table: r.and_then(|r| r.id.table.clone()),
+        fork: r.map(|r| r.fork.as_str().to_string()),
+        segment: r.map(|r| r.segment),
+        relation: r.map(|r| r.id.key.clone()),
+        known: r.map(|r| r.id.known),
+        offset: f.last_offset,
+        highest: f.highest,
+        pos: f.pos,
+        size: f.size,
+        percent: f.percent(),
+        bytes_read: f.bytes_read,
+        bytes_written: f.bytes_written,
+        reads: f.ops.reads,
+        writes: f.ops.writes,
+        rate_bps: f.rate_bps.round(),
+        last_op: f.last_op.map(|s| s.name().to_string()),
+        io_worker: f.via_io_worker,
+        parallel_worker: f.via_parallel_worker,
     })
 }
 
-pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Value {
-    json!({
-        "type": "progress",
-        "ts": secs(model, now),
-        "relation": r.id.key,
-        "object": r.id.label,
-        "schema": r.id.schema,
-        "name": r.id.name,
-        "kind": r.id.kind,
-        "table": r.id.table,
-        "known": r.id.known,
-        "size": r.size,
-        "position": r.position,
-        "highest": r.highest,
-        "percent": r.percent(),
-        "bytes_read": r.bytes_read,
-        "bytes_written": r.bytes_written,
-        "reads": r.reads,
-        "segments": r.segments,
-        "forks": r.forks,
-        "rate_bps": r.rate_bps.round(),
-        "eta_s": r.eta_s(),
+fn progress_fields(model: &Model, r: &RelState, now: u64) -> ProgressRecord {
+    ProgressRecord {
+        ts: secs(model, now),
+        relation: r.id.key.clone(),
+        object: r.id.label.clone(),
+        schema: r.id.schema.clone(),
+        name: r.id.name.clone(),
+        kind: r.id.kind.map(str::to_string),
+        table: r.id.table.clone(),
+        known: r.id.known,
+        size: r.size,
+        position: r.position,
+        highest: r.highest,
+        percent: r.percent(),
+        bytes_read: r.bytes_read,
+        bytes_written: r.bytes_written,
+        reads: r.reads,
+        segments: r.segments.iter().copied().collect(),
+        forks: r.forks.iter().map(|f| f.to_string()).collect(),
+        rate_bps: r.rate_bps.round(),
+        eta_s: r.eta_s(),
         // USDT (0 / null without it): buffer__read__done accesses, all forks.
-        "blocks_hit": r.blocks_hit,
-        "blocks_read": r.blocks_read,
-        "hit_ratio": r.hit_ratio(),
-        "blocks_per_s": r.blocks_per_s.round(),
-        "last_block": r.last_block,
-        "coverage_blocks": r.coverage.blocks(),
-        "coverage": r.size.filter(|&s| s > 0).map(|s| r.coverage.fraction(s)),
-        "smgr_blocks_read": r.smgr_blocks_read,
-        "smgr_blocks_written": r.smgr_blocks_written,
+        blocks_hit: r.blocks_hit,
+        blocks_read: r.blocks_read,
+        hit_ratio: r.hit_ratio(),
+        blocks_per_s: r.blocks_per_s.round(),
+        last_block: r.last_block,
+        coverage_blocks: r.coverage.blocks(),
+        coverage: r.size.filter(|&s| s > 0).map(|s| r.coverage.fraction(s)),
+        smgr_blocks_read: r.smgr_blocks_read,
+        smgr_blocks_written: r.smgr_blocks_written,
+        r#final: false,
+    }
+}
+
+pub fn progress_record(model: &Model, r: &RelState, now: u64) -> Record {
+    Record::Progress(progress_fields(model, r, now))
+}
+
+pub fn query_record(model: &Model, q: &QueryRec) -> Record {
+    Record::Query(QueryRecord {
+        ts: secs(model, q.ts_ns),
+        pid: q.pid,
+        phase: q.phase,
+        text: q.text.clone(),
+        truncated: q.truncated,
+        done: q.done_ns.is_some(),
+        duration_s: q.done_ns.map(|d| d.saturating_sub(q.ts_ns) as f64 / 1e9),
     })
 }
 
-pub fn query_record(model: &Model, q: &QueryRec) -> Value {
-    json!({
-        "type": "query",
-        "ts": secs(model, q.ts_ns),
-        "pid": q.pid,
-        "phase": q.phase,
-        "text": q.text,
-        "truncated": q.truncated,
-        "done": q.done_ns.is_some(),
-        "duration_s": q.done_ns.map(|d| d.saturating_sub(q.ts_ns) as f64 / 1e9),
-    })
-}
-
-pub fn lock_wait_record(model: &Model, w: &LockWaitRec) -> Value {
+pub fn lock_wait_record(model: &Model, w: &LockWaitRec) -> Record {
     let r = w.relation.as_ref();
-    json!({
-        "type": "lock_wait",
-        "ts": secs(model, w.start_ns),
-        "pid": w.pid,
-        "waiting": w.end_ns.is_none(),
-        "duration_s": w.end_ns.map(|e| e.saturating_sub(w.start_ns) as f64 / 1e9),
-        "mode": w.mode_name(),
-        "locktag_type": w.locktag_type,
-        "locktag": w.fields,
-        "object": w.object(),
-        "relation": r.map(|r| r.key.clone()),
-        "schema": r.and_then(|r| r.schema.clone()),
-        "name": r.and_then(|r| r.name.clone()),
-        "kind": r.and_then(|r| r.kind),
+    Record::LockWait(LockWaitRecord {
+        ts: secs(model, w.start_ns),
+        pid: w.pid,
+        waiting: w.end_ns.is_none(),
+        duration_s: w.end_ns.map(|e| e.saturating_sub(w.start_ns) as f64 / 1e9),
+        mode: w.mode_name().to_string(),
+        locktag_type: w.locktag_type,
+        locktag: w.fields,
+        object: w.object(),
+        relation: r.map(|r| r.key.clone()),
+        schema: r.and_then(|r| r.schema.clone()),
+        name: r.and_then(|r| r.name.clone()),
+        kind: r.and_then(|r| r.kind).map(str::to_string),
     })
+}
+
+/// The first record of a trace: what it attached to and how.
+pub fn attach_record(
+    pid: Pid,
+    title: &str,
+    backend: &str,
+    limitations: &[String],
+    usdt: &UsdtStatus,
+    datadir: &Path,
+    major: u32,
+) -> Record {
+    Record::Attach(AttachRecord {
+        pid,
+        title: title.to_string(),
+        backend: backend.to_string(),
+        limitations: limitations.to_vec(),
+        usdt: UsdtRecord {
+            active: usdt.active,
+            reason: usdt.reason.clone(),
+            probes: usdt.probes.clone(),
+        },
+        datadir: datadir.to_string_lossy().into_owned(),
+        major,
+    })
+}
+
+/// The last records of a trace: every relation once more (`final`), then the summary.
+pub fn summary_records(model: &Model, now: u64) -> Vec<Record> {
+    let leader = model.procs.get(&model.leader);
+    let mut v: Vec<Record> = model
+        .relations
+        .values()
+        .map(|r| {
+            Record::Progress(ProgressRecord {
+                r#final: true,
+                ..progress_fields(model, r, now)
+            })
+        })
+        .collect();
+    v.push(Record::Summary(SummaryRecord {
+        pid: model.leader,
+        exited: leader.is_some_and(|p| p.exited),
+        exit_code: leader.and_then(|p| p.exit_code),
+        exit_signal: leader.and_then(|p| p.exit_signal),
+        events: model.events,
+        lost: model.lost.clone(),
+        relations: model.relations.len() as u64,
+    }));
+    v
 }
 
 fn lock_wait_line(model: &Model, w: &LockWaitRec) -> String {
@@ -217,35 +273,25 @@ pub fn write_interval(
     match format {
         Format::Json => {
             for f in &active_files {
-                serde_json::to_writer(&mut *out, &file_record(model, f, now))?;
-                out.write_all(b"\n")?;
+                record::write(out, &file_record(model, f, now))?;
             }
             for r in &active_rels {
-                serde_json::to_writer(&mut *out, &progress_record(model, r, now))?;
-                out.write_all(b"\n")?;
+                record::write(out, &progress_record(model, r, now))?;
             }
             for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
-                serde_json::to_writer(&mut *out, &query_record(model, q))?;
-                out.write_all(b"\n")?;
+                record::write(out, &query_record(model, q))?;
             }
             for w in model.lock_waits.iter().filter(|w| w.updated_ns > since_ns) {
-                serde_json::to_writer(&mut *out, &lock_wait_record(model, w))?;
-                out.write_all(b"\n")?;
+                record::write(out, &lock_wait_record(model, w))?;
             }
             if let Some(v) = &model.status {
-                let rec = super::status::status_record(model, v, secs(model, now));
-                serde_json::to_writer(&mut *out, &rec)?;
-                out.write_all(b"\n")?;
+                let ts = secs(model, now);
+                record::write(out, &super::status::status_record(model, v, ts))?;
             }
             if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
-                serde_json::to_writer(
-                    &mut *out,
-                    &super::status::backup_record(b, secs(model, now)),
-                )?;
-                out.write_all(b"\n")?;
+                record::write(out, &super::status::backup_record(b, secs(model, now)))?;
             }
-            serde_json::to_writer(&mut *out, &stats_record(model, now, eps))?;
-            out.write_all(b"\n")?;
+            record::write(out, &stats_record(model, now, eps))?;
         }
         Format::Text => {
             let lost: u64 = model.lost.values().sum();
@@ -298,16 +344,15 @@ pub fn write_interval(
     out.flush()
 }
 
-pub fn stats_record(model: &Model, now: u64, eps: f64) -> Value {
-    json!({
-        "type": "stats",
-        "ts": secs(model, now),
-        "events": model.events,
-        "events_per_s": eps.round(),
-        "lost": model.lost,
-        "files_open": model.files.len(),
-        "sorts": model.sorts,
-        "sorts_external": model.sorts_external,
+pub fn stats_record(model: &Model, now: u64, eps: f64) -> Record {
+    Record::Stats(StatsRecord {
+        ts: secs(model, now),
+        events: model.events,
+        events_per_s: eps.round(),
+        lost: model.lost.clone(),
+        files_open: model.files.len() as u64,
+        sorts: model.sorts,
+        sorts_external: model.sorts_external,
     })
 }
 
@@ -423,37 +468,39 @@ pub fn write_syscall(
     let ts = secs(model, ev.ts_ns);
     let Some(line) = syscall_line(model, ev) else {
         // Everything else (stat, getdents64, send, exit...) as its event record.
-        let mut v = serde_json::to_value(&ev.kind).unwrap_or(Value::Null);
         return match format {
-            Format::Json => {
-                if let Value::Object(m) = &mut v {
-                    m.insert("type".into(), json!("syscall"));
-                    m.insert("ts".into(), json!(ts));
-                    m.insert("pid".into(), json!(ev.pid));
-                }
-                serde_json::to_writer(&mut *out, &v)?;
-                out.write_all(b"\n")
+            Format::Json => record::write(
+                out,
+                &Record::SyscallEvent(SyscallEventRecord {
+                    event: ev.kind.clone(),
+                    tag: SyscallTag::Syscall,
+                    ts,
+                    pid: ev.pid,
+                }),
+            ),
+            Format::Text => {
+                let v = serde_json::to_value(&ev.kind).unwrap_or(serde_json::Value::Null);
+                writeln!(out, "{ts:>10.6} {} {v}", ev.pid)
             }
-            Format::Text => writeln!(out, "{ts:>10.6} {} {v}", ev.pid),
         };
     };
     match format {
         Format::Json => {
             let f = model.files.get(&(ev.pid, line.fd));
-            let v = json!({
-                "type": "syscall",
-                "ts": ts,
-                "pid": ev.pid,
-                "syscall": line.name,
-                "fd": line.fd,
-                "path": f.map(|f| f.path.clone()),
-                "object": f.map(file_object),
-                "offset": line.offset,
-                "bytes": line.bytes,
-                "result": line.result,
-            });
-            serde_json::to_writer(&mut *out, &v)?;
-            out.write_all(b"\n")
+            record::write(
+                out,
+                &Record::Syscall(SyscallRecord {
+                    ts,
+                    pid: ev.pid,
+                    syscall: line.name.to_string(),
+                    fd: line.fd,
+                    path: f.map(|f| f.path.clone()),
+                    object: f.map(file_object),
+                    offset: line.offset,
+                    bytes: line.bytes,
+                    result: line.result,
+                }),
+            )
         }
         Format::Text => writeln!(out, "{ts:>10.6} {} {}", ev.pid, line.text),
     }

@@ -4,7 +4,7 @@
 //! `BASE_BACKUP` and can stop reading (the "client not reading" situation).
 
 use super::Cluster;
-use serde_json::Value;
+use pg_trace::output::record::{ProcessRecord, Record};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -83,7 +83,7 @@ pub fn activity(c: &Cluster) -> HashMap<i32, Vec<String>> {
 }
 
 /// `pg_trace ps --format json` through `via` (a pid of the cluster).
-pub fn ps_json(via: i32) -> Vec<Value> {
+pub fn ps_json(via: i32) -> Vec<ProcessRecord> {
     let out = Command::new(BIN)
         .args(["ps", "-p", &via.to_string(), "--format", "json"])
         .output()
@@ -95,22 +95,25 @@ pub fn ps_json(via: i32) -> Vec<Value> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).expect("ps JSON line"))
+        .map(|l| match serde_json::from_str(l) {
+            Ok(Record::Process(p)) => p,
+            other => panic!("ps line {l}: {other:?}"),
+        })
         .collect()
 }
 
 /// The same columns from a `ps` record.
-pub fn ps_row(v: &Value) -> Vec<String> {
+pub fn ps_row(v: &ProcessRecord) -> Vec<String> {
     [
-        "backend_type",
-        "state",
-        "wait_event_type",
-        "wait_event",
-        "query",
-        "database",
+        &v.backend_type,
+        &v.state,
+        &v.wait_event_type,
+        &v.wait_event,
+        &v.query,
+        &v.database,
     ]
     .iter()
-    .map(|k| v[*k].as_str().unwrap_or("").to_string())
+    .map(|k| k.as_deref().unwrap_or("").to_string())
     .collect()
 }
 

@@ -1,7 +1,10 @@
 //! A running `pg_trace -p PID --format json` whose records are read as they come, for
 //! tests that must wait for pg_trace to have seen something.
 
-use serde_json::Value;
+use pg_trace::output::record::{
+    AttachRecord, BackupRecord, FileRecord, LockWaitRecord, ProcessRecord, ProgressRecord,
+    QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord,
+};
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
 /// A running `pg_trace --format json`, its records collected as they come.
 pub struct Trace {
     pub child: Child,
-    records: Arc<Mutex<Vec<Value>>>,
+    records: Arc<Mutex<Vec<Record>>>,
     reader: std::thread::JoinHandle<()>,
 }
 
@@ -44,8 +47,8 @@ pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
     let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.expect("read pg_trace output");
-            let v: Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"));
+            let v: Record =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad record {line}: {e}"));
             sink.lock().unwrap().push(v);
         }
     });
@@ -58,7 +61,7 @@ pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
 
 impl Trace {
     /// Poll the records so far until `f` holds.
-    pub fn wait_for(&mut self, what: &str, f: impl Fn(&[Value]) -> bool) {
+    pub fn wait_for(&mut self, what: &str, f: impl Fn(&[Record]) -> bool) {
         let t = Instant::now();
         loop {
             if f(&self.records.lock().unwrap()) {
@@ -76,19 +79,19 @@ impl Trace {
     }
 
     /// The records so far.
-    pub fn records(&self) -> Vec<Value> {
+    pub fn records(&self) -> Vec<Record> {
         self.records.lock().unwrap().clone()
     }
 
     /// Attached and through its first interval (the startup snapshot is in).
     pub fn wait_ready(&mut self) {
         self.wait_for("the first interval", |r| {
-            r.iter().any(|r| r["type"] == "stats")
+            r.iter().any(|r| stats(r).is_some())
         });
     }
 
     /// Ctrl-C: pg_trace detaches, prints its summary, exits 0.
-    pub fn finish(self) -> Vec<Value> {
+    pub fn finish(self) -> Vec<Record> {
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let out = self.child.wait_with_output().expect("wait pg_trace");
@@ -97,9 +100,41 @@ impl Trace {
         self.reader.join().unwrap();
         let records = self.records.lock().unwrap().clone();
         assert!(
-            records.iter().any(|r| r["type"] == "summary"),
+            records.iter().any(|r| summary(r).is_some()),
             "no summary record"
         );
         records
     }
+}
+
+/// `fn progress(&Record) -> Option<&ProgressRecord>` and the like, for `filter_map`.
+macro_rules! variant {
+    ($($f:ident: $v:ident($t:ty)),* $(,)?) => {$(
+        pub fn $f(r: &Record) -> Option<&$t> {
+            match r {
+                Record::$v(x) => Some(x),
+                _ => None,
+            }
+        }
+    )*};
+}
+
+variant!(
+    attach: Attach(AttachRecord),
+    file: File(FileRecord),
+    progress: Progress(ProgressRecord),
+    query: Query(QueryRecord),
+    lock_wait: LockWait(LockWaitRecord),
+    stats: Stats(StatsRecord),
+    status: Status(StatusRecord),
+    backup: Backup(BackupRecord),
+    summary: Summary(SummaryRecord),
+    process: Process(ProcessRecord),
+);
+
+/// Records from NDJSON text, one per line.
+pub fn parse_records(text: &str) -> Vec<Record> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l}: {e}")))
+        .collect()
 }

@@ -1,0 +1,71 @@
+//! The records read from a process's status: `status` and `backup` of a trace, and
+//! `process` of `pg_trace ps`.
+
+use crate::model::stall::Verdict;
+use crate::trace::Pid;
+use serde::{Deserialize, Serialize};
+
+/// A `pg_stat_progress_*` row: an object with `view` first, then the view's columns. Kept
+/// as JSON until the process layer gives it a type of its own.
+pub type ProgressRow = serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub ts: f64,
+    pub pid: Pid,
+    pub backend_type: Option<String>,
+    pub state: Option<String>,
+    pub database: Option<String>,
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+    pub query: Option<String>,
+    pub xact_age_s: Option<f64>,
+    pub state_age_s: Option<f64>,
+    pub progress: Option<ProgressRow>,
+    pub verdict: String,
+    pub verdict_kind: String,
+    pub verdict_detail: Verdict,
+    pub kernel_state: Option<String>,
+    pub wchan: Option<String>,
+    pub syscall: Option<String>,
+    pub syscall_for_s: Option<f64>,
+    pub since_io_s: Option<f64>,
+    pub send_queue: Option<u64>,
+    pub memory_error: Option<String>,
+    pub leader_exited: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub ts: f64,
+    pub phase: String,
+    pub phase_number: i64,
+    pub total: Option<u64>,
+    pub total_source: Option<String>,
+    pub streamed: u64,
+    pub percent: Option<f64>,
+    pub tablespaces_total: Option<u64>,
+    pub tablespaces_streamed: Option<u64>,
+    pub rate_bps: f64,
+    pub eta_s: Option<f64>,
+    pub source: String,
+    pub ended: bool,
+    pub current_file: Option<String>,
+    pub phases_seen: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: Pid,
+    pub backend_type: Option<String>,
+    pub state: Option<String>,
+    pub database: Option<String>,
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+    pub query: Option<String>,
+    pub blocked_by: Vec<Pid>,
+    pub lock_relation: Option<String>,
+    pub xact_age_s: Option<f64>,
+    pub state_age_s: Option<f64>,
+    pub progress: Option<ProgressRow>,
+}
