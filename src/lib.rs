@@ -11,3 +11,4 @@ pub mod session;
 pub mod text;
 pub mod trace;
 pub mod ui;
+pub mod version;

@@ -1,20 +1,28 @@
 //! The model's [`Namer`] backed by the on-disk catalog: the thin I/O shell around
 //! `pgdata::Resolver` (names, with rate-limited catalog re-reads) and `stat` (sizes).
 
-use crate::model::{block_rel_path, BlockRel, Named, Namer, RelIdentity, RelInfo};
+use crate::model::{Named, Namer, RelIdentity, RelInfo};
 use crate::pgdata::path::WalFile;
+use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::pgdata::{PathClass, Resolver};
 use std::path::{Path, PathBuf};
 
 pub struct CatalogNamer {
     resolver: Resolver,
     root: PathBuf,
+    /// `PG_<major>_<catversion>`: the directory of this cluster inside a tablespace.
+    version_dir: String,
 }
 
 impl CatalogNamer {
     pub fn new(resolver: Resolver) -> CatalogNamer {
-        let root = resolver.catalog().datadir.root.clone();
-        CatalogNamer { resolver, root }
+        let dd = &resolver.catalog().datadir;
+        let (root, version_dir) = (dd.root.clone(), dd.tablespace_version_dir());
+        CatalogNamer {
+            resolver,
+            root,
+            version_dir,
+        }
     }
 
     pub fn resolver(&self) -> &Resolver {
@@ -38,27 +46,17 @@ impl Namer for CatalogNamer {
         let shown = relpath.clone().unwrap_or_else(|| path.to_string());
         let (label, relation) = match &r.class {
             PathClass::Relation(f) | PathClass::TempRelation(f) => {
-                let key = {
-                    // The main-fork, segment-0 path: what groups forks and segments.
-                    let base = shown.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                    let file = match f.temp_backend {
-                        Some(b) => format!("t{b}_{}", f.relfilenode),
-                        None => f.relfilenode.to_string(),
-                    };
-                    if base.is_empty() {
-                        file
-                    } else {
-                        format!("{base}/{file}")
-                    }
-                };
+                // The main-fork, segment-0 path: what records call the relation.
+                let path = f.locator.relpath(&self.version_dir);
                 let label = match (&r.relation, &r.table) {
                     (Some(rel), Some(t)) => format!("{} → {}", rel.name, t.qualified()),
                     (Some(rel), None) => rel.qualified(),
-                    (None, _) => format!("{key} (not in catalog yet)"),
+                    (None, _) => format!("{path} (not in catalog yet)"),
                 };
                 let info = RelInfo {
                     id: RelIdentity {
-                        key,
+                        locator: f.locator,
+                        path,
                         label: label.clone(),
                         schema: r.relation.as_ref().map(|x| x.schema.clone()),
                         name: r.relation.as_ref().map(|x| x.name.clone()),
@@ -102,7 +100,7 @@ impl Namer for CatalogNamer {
     }
 
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        let base = self.abs(&rel.id.key);
+        let base = self.abs(&rel.id.path);
         let mut total = 0u64;
         for seg in 0u32.. {
             let p = if seg == 0 {
@@ -119,9 +117,9 @@ impl Namer for CatalogNamer {
         Some(total)
     }
 
-    fn name_block(&mut self, b: &BlockRel) -> Option<std::sync::Arc<RelInfo>> {
-        let dir = self.resolver.catalog().datadir.tablespace_version_dir();
-        self.name(&block_rel_path(b, Some(&dir))?).relation
+    fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<std::sync::Arc<RelInfo>> {
+        let path = rel.fork_path(fork, &self.version_dir);
+        self.name(&path).relation
     }
 
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
@@ -132,7 +130,8 @@ impl Namer for CatalogNamer {
         let rel = cat.by_oid(db, oid)?;
         let table = cat.owner_of(rel).map(|t| t.qualified());
         Some(RelIdentity {
-            key: rel.path.clone(),
+            locator: rel.locator,
+            path: rel.path.clone(),
             label: match &table {
                 Some(t) => format!("{} → {t}", rel.name),
                 None => rel.qualified(),

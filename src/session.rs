@@ -192,7 +192,7 @@ pub struct Session {
     pub memory_note: Option<String>,
     no_memory: bool,
     /// Our own walk of the data directory for a backup without a server estimate.
-    walk: Option<std::thread::JoinHandle<crate::model::backup::Walked>>,
+    walk: Option<std::thread::JoinHandle<crate::pgdata::backup_size::Walked>>,
 }
 
 impl Session {
@@ -379,7 +379,7 @@ impl Session {
         if needed && self.walk.is_none() {
             let root = self.dd.root.clone();
             self.walk = Some(std::thread::spawn(move || {
-                crate::model::backup::walk(&root)
+                crate::pgdata::backup_size::walk(&root)
             }));
         }
         if self.walk.as_ref().is_some_and(|h| h.is_finished()) {

@@ -127,7 +127,7 @@ proptest! {
     fn classify_never_panics(s in "\\PC{0,80}", wal in prop::sample::select(vec![1u32 << 20, 16 << 20, 1 << 30])) {
         let c = path::classify(&s, wal);
         let _ = c.class_name();
-        let _ = path::parse_relfile_name(&s, 1663, 5);
+        let _ = pg_trace::pgdata::RelFileSegment::parse(&s, 1663, 5);
         let _ = parse_fdinfo(&s);
     }
 
@@ -147,10 +147,11 @@ proptest! {
         let name = format!("base/16384/{t}{rfn}{suffix}{s}");
         match path::classify(&name, 16 << 20) {
             path::PathClass::Relation(r) | path::PathClass::TempRelation(r) => {
-                prop_assert_eq!(r.relfilenode, rfn);
+                prop_assert_eq!(r.locator.rel_number, rfn);
                 prop_assert_eq!(r.segment, seg);
-                prop_assert_eq!(r.temp_backend, temp);
-                prop_assert_eq!(r.db, 16384);
+                prop_assert_eq!(r.locator.backend, temp);
+                prop_assert_eq!(r.locator.db_oid, 16384);
+                prop_assert_eq!(r.relpath("PG_15_202209061"), name);
             }
             other => prop_assert!(false, "{name}: {other:?}"),
         }

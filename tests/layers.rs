@@ -13,7 +13,7 @@ const TOP: u8 = 5;
 
 fn rank(module: &str) -> Option<u8> {
     Some(match module {
-        "text" => 0,
+        "text" | "version" => 0,
         "pgdata" | "process" => 1,
         "trace" => 2,
         "model" => 3,

@@ -298,7 +298,7 @@ fn freshness(c: &Cluster) {
     let r = resolver.resolve(Path::new("base/5/4000000000"));
     assert!(r.relation.is_none());
     assert!(
-        matches!(r.class, pg_trace::pgdata::PathClass::Relation(f) if f.relfilenode == 4000000000)
+        matches!(r.class, pg_trace::pgdata::PathClass::Relation(f) if f.locator.rel_number == 4000000000)
     );
 }
 

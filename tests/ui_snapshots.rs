@@ -396,7 +396,7 @@ fn picker_screens() {
 fn scripted_model_is_what_the_screens_claim() {
     // Guards the scripted scenario itself: a moving scan 60% through, a current file.
     let (m, _) = scan_model();
-    let r = &m.relations["base/16385/16388"];
+    let r = m.relation_at("base/16385/16388").unwrap();
     let pct = r.percent().unwrap();
     assert!((79.0..81.0).contains(&pct), "{pct}");
     assert!(r.rate_bps > 90.0 * scripted::MIB as f64, "{}", r.rate_bps);
@@ -504,23 +504,25 @@ fn usdt_only_scan_shows_blocks_hits_and_query() {
     // The first half of sales.orders' blocks, one in four a miss.
     let blocks = (SEG + SEG / 2) / 8192 / 2;
     for b in 0..blocks as u32 {
-        let kind = EventKind::BlockIo {
+        let kind = EventKind::BlockIo(pg_trace::trace::BlockIo {
             probe: BlockProbe::BufferReadDone,
-            spc: 1663,
-            db: 16385,
-            relfilenode: 16388,
-            fork: 0,
+            rel: pg_trace::pgdata::RelFileLocator {
+                spc_oid: 1663,
+                db_oid: 16385,
+                rel_number: 16388,
+                backend: None,
+            },
+            fork: pg_trace::pgdata::Fork::Main,
             block: b,
             nblocks: 1,
             hit: Some(b % 4 != 0),
             write: false,
-            backend: -1,
-        };
+        });
         apply(&mut m, ev(T0 + u64::from(b) * 50_000, kind));
     }
     let now = T0 + blocks * 50_000;
     tick(&mut m, now);
-    let r = &m.relations["base/16385/16388"];
+    let r = m.relation_at("base/16385/16388").unwrap();
     assert_eq!(r.blocks_hit + r.blocks_read, blocks);
     let mut i = info(now);
     i.methods = "usdt".into();

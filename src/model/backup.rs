@@ -9,7 +9,6 @@ use crate::process::progress::BASEBACKUP_PHASES;
 use crate::process::status::StatusSample;
 use crate::trace::{Event, EventKind};
 use serde::Serialize;
-use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,100 +315,6 @@ pub fn is_wal_segment(p: &str) -> bool {
     p.contains("pg_wal/") && name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Directories whose contents a base backup skips (`basebackup.c`'s excludeDirContents),
-/// and files it never sends (excludeFiles).
-const EXCLUDED_DIR_CONTENTS: &[&str] = &[
-    "pg_wal",
-    "pg_stat_tmp",
-    "pg_replslot",
-    "pg_dynshmem",
-    "pg_notify",
-    "pg_serial",
-    "pg_snapshots",
-    "pg_subtrans",
-];
-const EXCLUDED_FILES: &[&str] = &[
-    "postmaster.pid",
-    "postmaster.opts",
-    "pg_internal.init",
-    "backup_label",
-    "tablespace_map",
-    "current_logfiles.tmp",
-    "backup_manifest",
-];
-
-/// Whether the backup sends a file (pure: by its path relative to the data directory).
-pub fn sent_by_backup(rel: &str) -> bool {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    if EXCLUDED_FILES.contains(&name) || name.starts_with("pgsql_tmp") {
-        return false;
-    }
-    !EXCLUDED_DIR_CONTENTS
-        .iter()
-        .any(|d| rel.starts_with(&format!("{d}/")))
-}
-
-/// What a backup of a data directory would send: bytes, and tablespaces (the data
-/// directory itself is one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Walked {
-    pub bytes: u64,
-    pub tablespaces: u64,
-}
-
-/// Bytes and tablespaces of a backup of `root`.
-pub fn walk(root: &Path) -> Walked {
-    let links = std::fs::read_dir(root.join("pg_tblspc"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-                .count() as u64
-        })
-        .unwrap_or(0);
-    Walked {
-        bytes: walk_total(root),
-        tablespaces: links + 1,
-    }
-}
-
-/// The size a backup of `root` would send: every file the walsender sends, plus a
-/// 512-byte tar header per entry and padding to 512, the way its own estimate counts.
-/// Follows the tablespace links in `pg_tblspc`. Bounded in depth.
-pub fn walk_total(root: &Path) -> u64 {
-    fn walk(dir: &Path, rel: &str, depth: u32, total: &mut u64) {
-        if depth > 16 {
-            return;
-        }
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            let in_tblspc = rel == "pg_tblspc";
-            if meta.is_dir() || (in_tblspc && meta.file_type().is_symlink()) {
-                *total += 512;
-                if sent_by_backup(&format!("{r}/x")) {
-                    walk(&e.path(), &r, depth + 1, total);
-                }
-            } else if meta.is_file() && sent_by_backup(&r) {
-                let len = meta.len();
-                *total += 512 + len.div_ceil(512) * 512;
-            }
-        }
-    }
-    let mut total = 0;
-    walk(root, "", 0, &mut total);
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,8 +403,5 @@ mod tests {
         );
         assert_eq!(tablespace_of("/srv/spc/PG_15_1/5/16390"), "/srv/spc");
         assert_eq!(tablespace_of("base/5/1259"), "");
-        assert!(sent_by_backup("base/5/1259"));
-        assert!(!sent_by_backup("pg_wal/000000010000000000000001"));
-        assert!(!sent_by_backup("postmaster.pid"));
     }
 }

@@ -1,15 +1,16 @@
 //! Per open file: what it is, where the process is in it, how much it moved.
 
-use crate::pgdata::path::Fork;
+use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::trace::{FollowerRole, Pid, Syscall};
 use std::sync::Arc;
 
 /// Which relation a file belongs to, as the namer found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelIdentity {
-    /// The relation's main-fork path (`pg_relation_filepath()`): the key that groups
-    /// its forks and segments.
-    pub key: String,
+    /// The relation's files: what groups its forks and segments.
+    pub locator: RelFileLocator,
+    /// Its main-fork path, as `pg_relation_filepath()` prints it.
+    pub path: String,
     /// `sales.orders`, or `base/5/98765 (not in catalog yet)`.
     pub label: String,
     pub schema: Option<String>,

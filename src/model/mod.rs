@@ -11,46 +11,10 @@ pub mod status;
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
 
-use crate::trace::{BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall};
+use crate::pgdata::relfile::{Fork, RelFileLocator, UNKNOWN_VERSION_DIR};
+use crate::trace::{BlockIo, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-
-/// What a USDT block probe names: PostgreSQL's buffer tag (plus the temp owner).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BlockRel {
-    pub spc: u32,
-    pub db: u32,
-    pub relfilenode: u32,
-    /// ForkNumber: 0 main, 1 fsm, 2 vm, 3 init.
-    pub fork: i32,
-    /// -1, or the BackendId/ProcNumber owning a temp relation.
-    pub backend: i32,
-}
-
-/// `relpath.c`'s GetRelationPath for a buffer tag: `base/<db>/<rel>`, `global/<rel>`,
-/// `pg_tblspc/<spc>/<PG_xx_catver>/<db>/<rel>` (only when `tblspc_dir` is known), with
-/// `t<backend>_` for temp relations and `_fsm`/`_vm`/`_init` for the other forks.
-pub fn block_rel_path(b: &BlockRel, tblspc_dir: Option<&str>) -> Option<String> {
-    const GLOBALTABLESPACE_OID: u32 = 1664;
-    const DEFAULTTABLESPACE_OID: u32 = 1663;
-    let suffix = match b.fork {
-        0 => "",
-        1 => "_fsm",
-        2 => "_vm",
-        3 => "_init",
-        _ => return None,
-    };
-    let file = if b.backend >= 0 {
-        format!("t{}_{}{suffix}", b.backend, b.relfilenode)
-    } else {
-        format!("{}{suffix}", b.relfilenode)
-    };
-    Some(match b.spc {
-        GLOBALTABLESPACE_OID => format!("global/{file}"),
-        DEFAULTTABLESPACE_OID => format!("base/{}/{file}", b.db),
-        spc => format!("pg_tblspc/{spc}/{}/{}/{file}", tblspc_dir?, b.db),
-    })
-}
 
 /// The model's window on the outside world: names for paths, sizes of files.
 pub trait Namer {
@@ -62,8 +26,11 @@ pub trait Namer {
     /// Current size of one file.
     fn file_size(&mut self, path: &str) -> Option<u64>;
     /// The relation (and fork) a USDT buffer tag names, through the same path naming.
-    fn name_block(&mut self, b: &BlockRel) -> Option<Arc<RelInfo>> {
-        self.name(&block_rel_path(b, None)?).relation
+    /// Without the catalog version a tablespace's path cannot be built, so nothing there
+    /// is named by default.
+    fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<Arc<RelInfo>> {
+        self.name(&rel.fork_path(fork, UNKNOWN_VERSION_DIR))
+            .relation
     }
     /// A relation by pg_class OID in database `db` (lock tags carry OIDs, not filenodes).
     fn relation_by_oid(&mut self, _db: u32, _oid: u32) -> Option<RelIdentity> {
@@ -140,12 +107,8 @@ pub struct ProcState {
     pub exited: bool,
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
-    pub bytes_sent: u64,
-    pub dir_reads: u64,
-    pub stats: u64,
     /// /proc/PID/io (the /proc backend).
     pub io: Option<(u64, u64, u64, u64)>,
-    pub last_event_ns: u64,
 }
 
 impl ProcState {
@@ -156,11 +119,7 @@ impl ProcState {
             exited: false,
             exit_code: None,
             exit_signal: None,
-            bytes_sent: 0,
-            dir_reads: 0,
-            stats: 0,
             io: None,
-            last_event_ns: 0,
         }
     }
 }
@@ -178,22 +137,19 @@ pub struct Model {
     pub files: BTreeMap<(Pid, i32), FileEntry>,
     /// Recently closed files, newest last.
     pub closed: Vec<FileEntry>,
-    /// Relations by their main-fork path.
-    pub relations: BTreeMap<String, RelState>,
+    /// Relations by their files' locator (every fork and segment of one relation).
+    pub relations: BTreeMap<RelFileLocator, RelState>,
     pub events: u64,
     pub lost: BTreeMap<String, u64>,
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     last_tick_ns: Option<u64>,
-    /// Bytes per block (BLCKSZ) for USDT block numbers.
-    pub block_bytes: u64,
     /// Buffer tags already named (unknown ones are forgotten each tick, to be re-asked).
-    block_names: HashMap<BlockRel, Option<Arc<RelInfo>>>,
+    block_names: HashMap<(RelFileLocator, Fork), Arc<RelInfo>>,
     pub queries: VecDeque<QueryRec>,
     pub lock_waits: VecDeque<LockWaitRec>,
     pub sorts: u64,
     pub sorts_external: u64,
-    pub checkpoints: u64,
     /// The leader's status from memory and /proc, with the stall verdict.
     pub status: Option<status::StatusView>,
     /// A base backup run by the leader (a walsender).
@@ -220,13 +176,11 @@ impl Model {
             first_ns: None,
             last_ns: 0,
             last_tick_ns: None,
-            block_bytes: coverage::BLOCK,
             block_names: HashMap::new(),
             queries: VecDeque::new(),
             lock_waits: VecDeque::new(),
             sorts: 0,
             sorts_external: 0,
-            checkpoints: 0,
             status: None,
             backup: None,
             expect_backup: false,
@@ -242,12 +196,21 @@ impl Model {
         self.procs.get(&pid).and_then(|p| p.role)
     }
 
-    /// Relation keys some non-io-worker process has open: io workers read for everyone,
-    /// so only their reads of these are ours.
-    fn ours(&self, key: &str) -> bool {
-        self.files
-            .values()
-            .any(|f| !f.via_io_worker && f.named.relation.as_ref().is_some_and(|r| r.id.key == key))
+    /// Relations some non-io-worker process has open: io workers read for everyone, so
+    /// only their reads of these are ours.
+    fn ours(&self, rel: &RelFileLocator) -> bool {
+        self.files.values().any(|f| {
+            !f.via_io_worker
+                && f.named
+                    .relation
+                    .as_ref()
+                    .is_some_and(|r| r.id.locator == *rel)
+        })
+    }
+
+    /// A relation by its main-fork path (`pg_relation_filepath()`), as records name it.
+    pub fn relation_at(&self, path: &str) -> Option<&RelState> {
+        self.relations.values().find(|r| r.id.path == path)
     }
 
     pub fn apply(&mut self, ev: &Event, namer: &mut impl Namer) {
@@ -255,15 +218,13 @@ impl Model {
         self.first_ns.get_or_insert(ev.ts_ns);
         self.last_ns = self.last_ns.max(ev.ts_ns);
         let role = self.role_of(ev.pid);
-        if let Some(p) = self.procs.get_mut(&ev.pid) {
-            p.last_event_ns = ev.ts_ns;
-        }
+        let (pid, ts) = (ev.pid, ev.ts_ns);
         match &ev.kind {
             EventKind::Open {
                 dirfd, path, fd, ..
             } if *fd >= 0 => {
-                let full = self.join_dirfd(ev.pid, *dirfd, path);
-                self.open(ev.pid, *fd, &full, role, ev.ts_ns, namer, Some(0), None);
+                let full = self.join_dirfd(pid, *dirfd, path);
+                self.open(pid, *fd, &full, role, ts, namer, Some(0), None);
             }
             EventKind::FileState {
                 fd,
@@ -271,47 +232,10 @@ impl Model {
                 pos,
                 size,
                 ..
-            } => {
-                let same = self
-                    .files
-                    .get(&(ev.pid, *fd))
-                    .is_some_and(|f| f.path == *path);
-                if !same {
-                    self.open(ev.pid, *fd, path, role, ev.ts_ns, namer, *pos, *size);
-                } else if let Some(f) = self.files.get_mut(&(ev.pid, *fd)) {
-                    if size.is_some() {
-                        f.size = *size;
-                    }
-                    // Polling sees only positions: a position that moved is progress.
-                    if let (Some(new), Some(old)) = (*pos, f.pos) {
-                        if new > old {
-                            let n = new - old;
-                            f.record_read(Syscall::Read, old, n, ev.ts_ns);
-                            let info = f.named.relation.clone();
-                            if let Some(r) = info {
-                                self.rel_read(&r, old, n, ev.ts_ns, namer);
-                            }
-                        }
-                    }
-                    if let Some(f) = self.files.get_mut(&(ev.pid, *fd)) {
-                        f.pos = *pos;
-                    }
-                }
-            }
-            EventKind::Close { fd } => {
-                if let Some(f) = self.files.remove(&(ev.pid, *fd)) {
-                    self.closed.push(f);
-                    if self.closed.len() > CLOSED_KEPT {
-                        self.closed.remove(0);
-                    }
-                }
-            }
+            } => self.file_state(ev, role, *fd, path, *pos, *size, namer),
+            EventKind::Close { fd } => self.close(pid, *fd),
             EventKind::Dup { old_fd, new_fd, .. } if *new_fd >= 0 => {
-                if let Some(f) = self.files.get(&(ev.pid, *old_fd)).cloned() {
-                    let mut f = f;
-                    f.fd = *new_fd;
-                    self.files.insert((ev.pid, *new_fd), f);
-                }
+                self.dup(pid, *old_fd, *new_fd)
             }
             EventKind::Read {
                 syscall,
@@ -332,97 +256,26 @@ impl Model {
                 offset,
                 whence,
                 result,
-            } if *result >= 0 => {
-                if let Some(f) = self.files.get_mut(&(ev.pid, *fd)) {
-                    f.pos = Some(*result as u64);
-                    // lseek(fd, 0, SEEK_END) is how smgr measures a segment.
-                    if *whence == libc::SEEK_END && *offset == 0 {
-                        f.size = Some(*result as u64);
-                    }
-                    f.ops.seeks += 1;
-                }
-            }
-            EventKind::Send { result, .. } if *result > 0 => {
-                if let Some(p) = self.procs.get_mut(&ev.pid) {
-                    p.bytes_sent += *result as u64;
-                }
-            }
-            EventKind::ReadDir { .. } => {
-                if let Some(p) = self.procs.get_mut(&ev.pid) {
-                    p.dir_reads += 1;
-                }
-            }
-            EventKind::Stat { .. } => {
-                if let Some(p) = self.procs.get_mut(&ev.pid) {
-                    p.stats += 1;
-                }
-            }
+            } if *result >= 0 => self.seek(pid, *fd, *offset, *whence, *result as u64),
             EventKind::IoCounters {
                 rchar,
                 wchar,
                 read_bytes,
                 write_bytes,
             } => {
-                let prev = self.procs.get_mut(&ev.pid).and_then(|p| {
-                    let prev = p.io.map(|io| io.0);
-                    p.io = Some((*rchar, *wchar, *read_bytes, *write_bytes));
-                    prev
-                });
-                if let Some(prev) = prev {
-                    self.attribute_rchar(ev.pid, rchar.saturating_sub(prev), ev.ts_ns, namer);
-                }
+                let io = (*rchar, *wchar, *read_bytes, *write_bytes);
+                self.io_counters(pid, io, ts, namer)
             }
             EventKind::NewFollower { role, .. } => {
                 self.procs
-                    .entry(ev.pid)
-                    .or_insert_with(|| ProcState::new(ev.pid, Some(*role)));
+                    .entry(pid)
+                    .or_insert_with(|| ProcState::new(pid, Some(*role)));
             }
-            EventKind::Exit { code, signal } => {
-                let p = self
-                    .procs
-                    .entry(ev.pid)
-                    .or_insert_with(|| ProcState::new(ev.pid, role));
-                p.exited = true;
-                p.exit_code = *code;
-                p.exit_signal = *signal;
-                let fds: Vec<_> = self
-                    .files
-                    .keys()
-                    .filter(|(pid, _)| *pid == ev.pid)
-                    .copied()
-                    .collect();
-                for k in fds {
-                    if let Some(f) = self.files.remove(&k) {
-                        self.closed.push(f);
-                    }
-                }
-                let excess = self.closed.len().saturating_sub(CLOSED_KEPT);
-                self.closed.drain(..excess);
-            }
+            EventKind::Exit { code, signal } => self.exit(pid, role, *code, *signal),
             EventKind::Lost { cause, count } => {
                 *self.lost.entry(cause.clone()).or_default() += count;
             }
-            EventKind::BlockIo {
-                probe,
-                spc,
-                db,
-                relfilenode,
-                fork,
-                block,
-                nblocks,
-                hit,
-                write,
-                backend,
-            } => {
-                let b = BlockRel {
-                    spc: *spc,
-                    db: *db,
-                    relfilenode: *relfilenode,
-                    fork: *fork,
-                    backend: *backend,
-                };
-                self.block_io(ev, role, &b, *probe, *block, *nblocks, *hit, *write, namer);
-            }
+            EventKind::BlockIo(b) => self.block_io(ev, role, b, namer),
             EventKind::Query {
                 phase,
                 text,
@@ -437,38 +290,11 @@ impl Model {
                 locktag_type,
                 mode,
             } => {
-                let updated = self.updated_ns(ev.ts_ns);
                 let fields = [*field1, *field2, *field3, *field4];
                 if *done {
-                    if let Some(w) = self
-                        .lock_waits
-                        .iter_mut()
-                        .rev()
-                        .find(|w| w.pid == ev.pid && w.end_ns.is_none() && w.fields == fields)
-                    {
-                        w.end_ns = Some(ev.ts_ns);
-                        w.updated_ns = updated;
-                    }
+                    self.lock_granted(ev, fields);
                 } else {
-                    // Relation and relation-extension locks name a relation by OID.
-                    let relation = if *locktag_type <= 1 {
-                        namer.relation_by_oid(*field1, *field2)
-                    } else {
-                        None
-                    };
-                    self.lock_waits.push_back(LockWaitRec {
-                        pid: ev.pid,
-                        start_ns: ev.ts_ns,
-                        end_ns: None,
-                        updated_ns: updated,
-                        locktag_type: *locktag_type,
-                        fields,
-                        mode: *mode,
-                        relation,
-                    });
-                    if self.lock_waits.len() > LOCK_WAITS_KEPT {
-                        self.lock_waits.pop_front();
-                    }
+                    self.lock_wait(ev, *locktag_type, fields, *mode, namer);
                 }
             }
             EventKind::Sort {
@@ -481,11 +307,151 @@ impl Model {
                     self.sorts_external += 1;
                 }
             }
-            EventKind::Checkpoint { done: true, .. } => self.checkpoints += 1,
-            EventKind::Status { sample } => self.apply_status(sample, ev.ts_ns),
+            EventKind::Status { sample } => self.apply_status(sample, ts),
             _ => {}
         }
         self.status_after_event(ev);
+    }
+
+    /// A file seen by polling (/proc fdinfo): new, replaced, or moved on.
+    #[allow(clippy::too_many_arguments)]
+    fn file_state(
+        &mut self,
+        ev: &Event,
+        role: Option<FollowerRole>,
+        fd: i32,
+        path: &str,
+        pos: Option<u64>,
+        size: Option<u64>,
+        namer: &mut impl Namer,
+    ) {
+        let key = (ev.pid, fd);
+        let Some(f) = self.files.get_mut(&key).filter(|f| f.path == path) else {
+            self.open(ev.pid, fd, path, role, ev.ts_ns, namer, pos, size);
+            return;
+        };
+        if size.is_some() {
+            f.size = size;
+        }
+        // Polling sees only positions: a position that moved is progress.
+        let moved = match (pos, f.pos) {
+            (Some(new), Some(old)) if new > old => Some((old, new - old)),
+            _ => None,
+        };
+        f.pos = pos;
+        if let Some((old, n)) = moved {
+            f.record_read(Syscall::Read, old, n, ev.ts_ns);
+            if let Some(r) = f.named.relation.clone() {
+                self.rel_read(&r, old, n, ev.ts_ns, namer);
+            }
+        }
+    }
+
+    fn close(&mut self, pid: Pid, fd: i32) {
+        if let Some(f) = self.files.remove(&(pid, fd)) {
+            self.closed.push(f);
+            if self.closed.len() > CLOSED_KEPT {
+                self.closed.remove(0);
+            }
+        }
+    }
+
+    fn dup(&mut self, pid: Pid, old_fd: i32, new_fd: i32) {
+        if let Some(f) = self.files.get(&(pid, old_fd)) {
+            let mut f = f.clone();
+            f.fd = new_fd;
+            self.files.insert((pid, new_fd), f);
+        }
+    }
+
+    fn seek(&mut self, pid: Pid, fd: i32, offset: i64, whence: i32, result: u64) {
+        if let Some(f) = self.files.get_mut(&(pid, fd)) {
+            f.pos = Some(result);
+            // lseek(fd, 0, SEEK_END) is how smgr measures a segment.
+            if whence == libc::SEEK_END && offset == 0 {
+                f.size = Some(result);
+            }
+            f.ops.seeks += 1;
+        }
+    }
+
+    /// /proc/PID/io of the /proc backend: the growth of `rchar` is credited to a file.
+    fn io_counters(&mut self, pid: Pid, io: (u64, u64, u64, u64), ts: u64, namer: &mut impl Namer) {
+        let prev = self.procs.get_mut(&pid).and_then(|p| p.io.replace(io));
+        if let Some((prev_rchar, ..)) = prev {
+            self.attribute_rchar(pid, io.0.saturating_sub(prev_rchar), ts, namer);
+        }
+    }
+
+    fn exit(
+        &mut self,
+        pid: Pid,
+        role: Option<FollowerRole>,
+        code: Option<i32>,
+        signal: Option<i32>,
+    ) {
+        let p = self
+            .procs
+            .entry(pid)
+            .or_insert_with(|| ProcState::new(pid, role));
+        p.exited = true;
+        p.exit_code = code;
+        p.exit_signal = signal;
+        let fds: Vec<_> = self
+            .files
+            .keys()
+            .filter(|(p, _)| *p == pid)
+            .copied()
+            .collect();
+        for k in fds {
+            if let Some(f) = self.files.remove(&k) {
+                self.closed.push(f);
+            }
+        }
+        let excess = self.closed.len().saturating_sub(CLOSED_KEPT);
+        self.closed.drain(..excess);
+    }
+
+    fn lock_granted(&mut self, ev: &Event, fields: [u32; 4]) {
+        let updated = self.updated_ns(ev.ts_ns);
+        if let Some(w) = self
+            .lock_waits
+            .iter_mut()
+            .rev()
+            .find(|w| w.pid == ev.pid && w.end_ns.is_none() && w.fields == fields)
+        {
+            w.end_ns = Some(ev.ts_ns);
+            w.updated_ns = updated;
+        }
+    }
+
+    fn lock_wait(
+        &mut self,
+        ev: &Event,
+        locktag_type: u8,
+        fields: [u32; 4],
+        mode: i32,
+        namer: &mut impl Namer,
+    ) {
+        // Relation and relation-extension locks name a relation by OID.
+        let relation = if locktag_type <= 1 {
+            namer.relation_by_oid(fields[0], fields[1])
+        } else {
+            None
+        };
+        self.lock_waits.push_back(LockWaitRec {
+            pid: ev.pid,
+            start_ns: ev.ts_ns,
+            end_ns: None,
+            updated_ns: self.updated_ns(ev.ts_ns),
+            locktag_type,
+            fields,
+            mode,
+            relation,
+        });
+        if self.lock_waits.len() > LOCK_WAITS_KEPT {
+            self.lock_waits.pop_front();
+        }
     }
 
     /// A record changed now: output shows records changed since its last print, and an
@@ -552,37 +518,31 @@ impl Model {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn block_io(
         &mut self,
         ev: &Event,
         role: Option<FollowerRole>,
-        b: &BlockRel,
-        probe: BlockProbe,
-        block: u32,
-        nblocks: u32,
-        hit: Option<bool>,
-        write: bool,
+        b: &BlockIo,
         namer: &mut impl Namer,
     ) {
-        let info = match self.block_names.get(b) {
-            Some(i) => i.clone(),
-            None => {
-                let i = namer
-                    .name_block(b)
-                    .or_else(|| Some(Arc::new(unnamed_block_rel(b)?)));
-                self.block_names.insert(*b, i.clone());
-                i
-            }
-        };
-        let Some(info) = info else { return };
+        let info = self
+            .block_names
+            .entry((b.rel, b.fork))
+            .or_insert_with(|| {
+                namer
+                    .name_block(&b.rel, b.fork)
+                    .unwrap_or_else(|| Arc::new(unnamed_block_rel(&b.rel, b.fork)))
+            })
+            .clone();
         // io workers complete reads for every backend: only relations ours already are.
-        if role == Some(FollowerRole::IoWorker) && !self.relations.contains_key(&info.id.key) {
+        if role == Some(FollowerRole::IoWorker) && !self.relations.contains_key(&info.id.locator) {
             return;
         }
-        let bb = self.block_bytes;
+        let bb = coverage::BLOCK;
         let rs = self.relation_entry(&info, ev.ts_ns, namer);
-        rs.record_block(&info, probe, block, nblocks, hit, write, ev.ts_ns, bb);
+        rs.record_block(
+            &info, b.probe, b.block, b.nblocks, b.hit, b.write, ev.ts_ns, bb,
+        );
     }
 
     /// The /proc backend sees no individual reads, only the process's growing `rchar`.
@@ -601,7 +561,7 @@ impl Model {
                     && f.named
                         .relation
                         .as_ref()
-                        .is_some_and(|r| r.fork == crate::pgdata::path::Fork::Main)
+                        .is_some_and(|r| r.fork == Fork::Main)
             })
             .max_by_key(|(_, f)| (f.opened_ns, f.named.relation.as_ref().map(|r| r.segment)))
             .map(|(k, _)| *k);
@@ -657,12 +617,9 @@ impl Model {
     }
 
     fn relation_entry(&mut self, r: &RelInfo, ts: u64, namer: &mut impl Namer) -> &mut RelState {
-        if !self.relations.contains_key(&r.id.key) {
-            let size = namer.relation_size(r);
-            self.relations
-                .insert(r.id.key.clone(), RelState::new(r, size, ts));
-        }
-        self.relations.get_mut(&r.id.key).expect("just inserted")
+        self.relations
+            .entry(r.id.locator)
+            .or_insert_with(|| RelState::new(r, namer.relation_size(r), ts))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -697,8 +654,8 @@ impl Model {
         // io workers read for every backend of the cluster: only reads of relations the
         // traced processes have open are theirs.
         if f.via_io_worker {
-            let key = f.named.relation.as_ref().map(|r| r.id.key.clone());
-            if !key.is_some_and(|k| self.ours(&k)) {
+            let rel = f.named.relation.as_ref().map(|r| r.id.locator);
+            if !rel.is_some_and(|k| self.ours(&k)) {
                 return;
             }
         }
@@ -734,8 +691,7 @@ impl Model {
     /// Advance rates and refresh sizes; call once per display interval.
     pub fn tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
         // Names not in the catalog yet are asked again (the resolver rate-limits re-reads).
-        self.block_names
-            .retain(|_, i| i.as_ref().is_some_and(|i| i.id.known));
+        self.block_names.retain(|_, i| i.id.known);
         // The first interval runs from the first event: its bytes are already pending.
         let dt = self
             .last_tick_ns
@@ -767,7 +723,7 @@ impl Model {
             if rs.size_checked_ns + SIZE_REFRESH_NS <= now_ns
                 && rs.last_ns + SIZE_REFRESH_NS > now_ns
             {
-                if let Some(info) = infos.iter().find(|i| i.id.key == rs.id.key) {
+                if let Some(info) = infos.iter().find(|i| i.id.locator == rs.id.locator) {
                     if let Some(s) = namer.relation_size(info) {
                         rs.size = Some(s);
                     }
@@ -808,19 +764,13 @@ impl Model {
 }
 
 /// A buffer tag the namer could not name: shown by its numbers, never dropped.
-fn unnamed_block_rel(b: &BlockRel) -> Option<RelInfo> {
-    let main = BlockRel { fork: 0, ..*b };
-    let key = block_rel_path(&main, Some("?"))?;
-    let fork = match b.fork {
-        1 => crate::pgdata::path::Fork::Fsm,
-        2 => crate::pgdata::path::Fork::Vm,
-        3 => crate::pgdata::path::Fork::Init,
-        _ => crate::pgdata::path::Fork::Main,
-    };
-    Some(RelInfo {
+fn unnamed_block_rel(rel: &RelFileLocator, fork: Fork) -> RelInfo {
+    let path = rel.relpath(UNKNOWN_VERSION_DIR);
+    RelInfo {
         id: RelIdentity {
-            label: format!("{key} (not in catalog yet)"),
-            key,
+            label: format!("{path} (not in catalog yet)"),
+            locator: *rel,
+            path,
             schema: None,
             name: None,
             kind: None,
@@ -829,7 +779,7 @@ fn unnamed_block_rel(b: &BlockRel) -> Option<RelInfo> {
         },
         fork,
         segment: 0,
-    })
+    }
 }
 
 #[cfg(test)]

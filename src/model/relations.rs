@@ -2,7 +2,7 @@
 
 use super::coverage::Coverage;
 use super::files::{smooth, RelIdentity, RelInfo};
-use crate::pgdata::path::Fork;
+use crate::pgdata::relfile::Fork;
 use crate::trace::BlockProbe;
 use std::collections::BTreeSet;
 

@@ -85,7 +85,7 @@ impl super::Model {
                         || f.named
                             .relation
                             .as_ref()
-                            .is_some_and(|r| self.ours(&r.id.key))
+                            .is_some_and(|r| self.ours(&r.id.locator))
                 });
                 if *result > 0 && ours {
                     self.last_io_ns = self.last_io_ns.max(ev.ts_ns);

@@ -1,12 +1,19 @@
 //! The model folded from scripted events, with a namer that knows a few paths.
 
 use super::*;
-use crate::pgdata::path::Fork;
+use crate::pgdata::relfile::Fork;
 use crate::trace::{Event, EventKind, FollowerRole, Syscall};
 
 const SEG: u64 = 1 << 30;
 
 struct FakeNamer;
+
+fn locator(path: &str) -> RelFileLocator {
+    match crate::pgdata::classify(path, 16 << 20) {
+        crate::pgdata::PathClass::Relation(f) => f.locator,
+        other => panic!("{path}: {other:?}"),
+    }
+}
 
 impl Namer for FakeNamer {
     fn name(&mut self, path: &str) -> Named {
@@ -30,7 +37,8 @@ impl Namer for FakeNamer {
             relation: rel.map(|(name, kind, table)| {
                 std::sync::Arc::new(RelInfo {
                     id: RelIdentity {
-                        key: file.to_string(),
+                        locator: locator(file),
+                        path: file.to_string(),
                         label: format!("sales.{name}"),
                         schema: Some("sales".into()),
                         name: Some(name.into()),
@@ -45,7 +53,7 @@ impl Namer for FakeNamer {
         }
     }
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        (rel.id.key == "base/5/100").then_some(SEG + SEG / 2)
+        (rel.id.path == "base/5/100").then_some(SEG + SEG / 2)
     }
     fn file_size(&mut self, path: &str) -> Option<u64> {
         Some(if path.ends_with(".1") { SEG / 2 } else { SEG })
@@ -94,12 +102,12 @@ fn scan_across_segments() {
     let mut n = FakeNamer;
     m.apply(&open(1, 10, 5, "base/5/100"), &mut n);
     m.apply(&pread(2, 10, 5, SEG - 8192, 8192), &mut n);
-    let r = &m.relations["base/5/100"];
+    let r = m.relation_at("base/5/100").unwrap();
     assert_eq!(r.position, Some(SEG));
     assert!((r.percent().unwrap() - 66.666).abs() < 0.01);
     m.apply(&open(3, 10, 6, "base/5/100.1"), &mut n);
     m.apply(&pread(4, 10, 6, SEG / 2 - 8192, 8192), &mut n);
-    let r = &m.relations["base/5/100"];
+    let r = m.relation_at("base/5/100").unwrap();
     assert_eq!(r.percent(), Some(100.0));
     assert_eq!(r.segments.iter().copied().collect::<Vec<_>>(), [0, 1]);
     assert_eq!(m.files[&(10, 6)].highest, SEG / 2);
@@ -145,10 +153,10 @@ fn plain_read_uses_tracked_position_and_rates_tick() {
     assert_eq!(f.pos, Some(16384 + 4 * 8192));
     // The first interval runs from the first event (ts 0): 32 KiB in one second.
     m.tick(1_000_000_000, &mut n);
-    assert_eq!(m.relations["base/5/100"].rate_bps, 32768.0);
+    assert_eq!(m.relation_at("base/5/100").unwrap().rate_bps, 32768.0);
     m.tick(2_000_000_000, &mut n);
     assert!(
-        m.relations["base/5/100"].rate_bps < 32768.0,
+        m.relation_at("base/5/100").unwrap().rate_bps < 32768.0,
         "an idle second lowers it"
     );
     // lseek(SEEK_END) teaches the size.
@@ -176,7 +184,7 @@ fn rate_and_eta() {
     m.tick(0, &mut n);
     m.apply(&pread(1, 10, 5, 0, 100 << 20), &mut n);
     m.tick(1_000_000_000, &mut n);
-    let r = &m.relations["base/5/100"];
+    let r = m.relation_at("base/5/100").unwrap();
     assert!(
         (r.rate_bps - (100u64 << 20) as f64).abs() < 1.0,
         "{}",
@@ -193,7 +201,7 @@ fn close_dup_exit_and_lost() {
     let mut n = FakeNamer;
     m.apply(&open(0, 10, 5, "base/5/200"), &mut n);
     assert_eq!(
-        m.relations["base/5/200"].id.table.as_deref(),
+        m.relation_at("base/5/200").unwrap().id.table.as_deref(),
         Some("sales.orders")
     );
     m.apply(
@@ -268,10 +276,10 @@ fn io_worker_reads_count_only_for_our_relations() {
     );
     m.apply(&open(1, 77, 3, "base/5/100"), &mut n);
     m.apply(&pread(2, 77, 3, 0, 8192), &mut n);
-    assert!(!m.relations.contains_key("base/5/100"), "not ours yet");
+    assert!(m.relation_at("base/5/100").is_none(), "not ours yet");
     m.apply(&open(3, 10, 5, "base/5/100"), &mut n);
     m.apply(&pread(4, 77, 3, 8192, 8192), &mut n);
-    assert_eq!(m.relations["base/5/100"].bytes_read, 8192);
+    assert_eq!(m.relation_at("base/5/100").unwrap().bytes_read, 8192);
     assert!(m.files[&(77, 3)].via_io_worker);
 }
 
@@ -320,7 +328,10 @@ fn procfs_positions_and_rchar() {
         &mut n,
     );
     assert_eq!(m.files[&(10, 6)].highest, 65536);
-    assert_eq!(m.relations["base/5/100"].position, Some(SEG + 65536));
+    assert_eq!(
+        m.relation_at("base/5/100").unwrap().position,
+        Some(SEG + 65536)
+    );
     // A huge rchar jump is clamped to the file.
     m.apply(
         &ev(
@@ -336,7 +347,7 @@ fn procfs_positions_and_rchar() {
         &mut n,
     );
     assert_eq!(m.files[&(10, 6)].highest, SEG / 2);
-    assert_eq!(m.relations["base/5/100"].percent(), Some(100.0));
+    assert_eq!(m.relation_at("base/5/100").unwrap().percent(), Some(100.0));
 }
 
 #[test]
@@ -365,18 +376,20 @@ fn block(ts: u64, pid: i32, rel: u32, fork: i32, blk: u32, hit: Option<bool>) ->
     ev(
         ts,
         pid,
-        EventKind::BlockIo {
+        EventKind::BlockIo(crate::trace::BlockIo {
             probe: crate::trace::BlockProbe::BufferReadDone,
-            spc: 1663,
-            db: 5,
-            relfilenode: rel,
-            fork,
+            rel: RelFileLocator {
+                spc_oid: 1663,
+                db_oid: 5,
+                rel_number: rel,
+                backend: None,
+            },
+            fork: Fork::from_number(fork.into()).unwrap(),
             block: blk,
             nblocks: 1,
             hit,
             write: false,
-            backend: -1,
-        },
+        }),
     )
 }
 
@@ -392,7 +405,7 @@ fn usdt_blocks_count_hits_misses_and_coverage() {
     }
     // A visibility-map access counts (pg_statio counts every fork) but covers nothing.
     m.apply(&block(200, 10, 100, 2, 0, Some(true)), &mut n);
-    let r = &m.relations["base/5/100"];
+    let r = m.relation_at("base/5/100").unwrap();
     assert_eq!(r.id.label, "sales.orders");
     assert_eq!((r.blocks_hit, r.blocks_read), (26, 75));
     assert_eq!(r.coverage.blocks(), 100);
@@ -401,10 +414,10 @@ fn usdt_blocks_count_hits_misses_and_coverage() {
     assert!((r.hit_ratio().unwrap() - 26.0 / 101.0).abs() < 1e-9);
     assert!(r.forks.contains("vm"));
     m.tick(1_000_000_200, &mut n);
-    assert!(m.relations["base/5/100"].blocks_per_s > 0.0);
+    assert!(m.relation_at("base/5/100").unwrap().blocks_per_s > 0.0);
     // A relfilenode the catalog does not know is kept, by its path.
     m.apply(&block(300, 10, 999, 0, 3, Some(false)), &mut n);
-    let u = &m.relations["base/5/999"];
+    let u = m.relation_at("base/5/999").unwrap();
     assert_eq!(u.id.label, "base/5/999 (not in catalog yet)");
     assert_eq!(u.blocks_read, 1);
 }
@@ -428,36 +441,7 @@ fn usdt_io_worker_blocks_only_for_our_relations() {
     assert!(m.relations.is_empty());
     m.apply(&block(2, 10, 200, 0, 4, Some(true)), &mut n);
     m.apply(&block(3, 20, 200, 0, 5, Some(false)), &mut n);
-    assert_eq!(m.relations["base/5/200"].blocks_read, 1);
-}
-
-#[test]
-fn buffer_tag_paths() {
-    let b = |spc, fork, backend| BlockRel {
-        spc,
-        db: 5,
-        relfilenode: 16384,
-        fork,
-        backend,
-    };
-    assert_eq!(
-        block_rel_path(&b(1663, 0, -1), None).unwrap(),
-        "base/5/16384"
-    );
-    assert_eq!(
-        block_rel_path(&b(1664, 1, -1), None).unwrap(),
-        "global/16384_fsm"
-    );
-    assert_eq!(
-        block_rel_path(&b(1663, 2, 3), None).unwrap(),
-        "base/5/t3_16384_vm"
-    );
-    assert_eq!(
-        block_rel_path(&b(16500, 0, -1), Some("PG_15_202209061")).unwrap(),
-        "pg_tblspc/16500/PG_15_202209061/5/16384"
-    );
-    assert_eq!(block_rel_path(&b(16500, 0, -1), None), None);
-    assert_eq!(block_rel_path(&b(1663, 9, -1), None), None);
+    assert_eq!(m.relation_at("base/5/200").unwrap().blocks_read, 1);
 }
 
 #[test]

@@ -6,20 +6,20 @@ use crate::pgdata::{Catalog, Relation};
 use std::io::Write;
 
 pub fn record(cat: &Catalog, r: &Relation) -> Record {
-    let db = r.database.and_then(|o| cat.database(o));
+    let db = r.database().and_then(|o| cat.database(o));
     Record::Relation(RelationRecord {
         database: db.map(|d| d.name.clone()),
-        database_oid: r.database,
+        database_oid: r.database(),
         schema: r.schema.clone(),
         name: r.name.clone(),
         oid: r.oid,
         kind: r.kind.as_str().to_string(),
         persistence: r.persistence.as_str().to_string(),
-        relfilenode: r.relfilenode,
+        relfilenode: r.locator.rel_number,
         tablespace: cat
-            .tablespace(r.tablespace)
+            .tablespace(r.locator.spc_oid)
             .map(|t| t.name.clone())
-            .unwrap_or_else(|| r.tablespace.to_string()),
+            .unwrap_or_else(|| r.locator.spc_oid.to_string()),
         path: r.path.clone(),
         table: cat.owner_of(r).map(|t| t.qualified()),
         mapped: r.mapped,
@@ -41,7 +41,7 @@ pub fn write(out: &mut impl Write, cat: &Catalog, format: Format) -> std::io::Re
                 "PATH", "KIND", "DATABASE"
             )?;
             for r in cat.listed() {
-                let db = match r.database.and_then(|o| cat.database(o)) {
+                let db = match r.database().and_then(|o| cat.database(o)) {
                     Some(d) => d.name.as_str(),
                     None => "(shared)",
                 };

@@ -4,7 +4,8 @@ use crate::output::record::{
     self, PathClassRecord, PathRecord, Record, RelFileRecord, TempFileRecord, WalRecord,
 };
 use crate::output::Format;
-use crate::pgdata::path::{RelFile, WalFile};
+use crate::pgdata::path::WalFile;
+use crate::pgdata::RelFileSegment;
 use crate::pgdata::{Catalog, PathClass, Resolved};
 use std::io::Write;
 use std::path::Path;
@@ -20,16 +21,16 @@ fn tablespace_name(cat: &Catalog, spc: u32) -> String {
         .unwrap_or_else(|| spc.to_string())
 }
 
-fn relfile_record(f: &RelFile, r: &Resolved, cat: &Catalog) -> RelFileRecord {
+fn relfile_record(f: &RelFileSegment, r: &Resolved, cat: &Catalog) -> RelFileRecord {
     let rel = r.relation.as_ref();
     RelFileRecord {
         database: r.database.clone(),
-        database_oid: (f.db != 0).then_some(f.db),
+        database_oid: (f.locator.db_oid != 0).then_some(f.locator.db_oid),
         fork: f.fork.as_str().to_string(),
         segment: f.segment,
-        relfilenode: f.relfilenode,
-        tablespace: tablespace_name(cat, f.spc),
-        backend: f.temp_backend,
+        relfilenode: f.locator.rel_number,
+        tablespace: tablespace_name(cat, f.locator.spc_oid),
+        backend: f.locator.backend,
         schema: rel.map(|rel| rel.schema.clone()),
         name: rel.map(|rel| rel.name.clone()),
         oid: rel.map(|rel| rel.oid),
@@ -106,7 +107,7 @@ pub fn describe(r: &Resolved, cat: &Catalog) -> String {
         PathClass::Relation(f) | PathClass::TempRelation(f) => {
             let mut s = match &r.relation {
                 Some(rel) => format!("{} ({})", rel.qualified(), rel.kind.as_str()),
-                None => format!("relfilenode {} (not in catalog yet)", f.relfilenode),
+                None => format!("relfilenode {} (not in catalog yet)", f.locator.rel_number),
             };
             if let Some(t) = &r.table {
                 s.push_str(&format!(" of {}", t.qualified()));
@@ -114,13 +115,13 @@ pub fn describe(r: &Resolved, cat: &Catalog) -> String {
             if let Some(db) = &r.database {
                 s.push_str(&format!(" in {db}"));
             }
-            if f.fork != crate::pgdata::path::Fork::Main {
+            if f.fork != crate::pgdata::relfile::Fork::Main {
                 s.push_str(&format!(", {} fork", f.fork.as_str()));
             }
             if f.segment > 0 {
                 s.push_str(&format!(", segment {}", f.segment));
             }
-            if let Some(b) = f.temp_backend {
+            if let Some(b) = f.locator.backend {
                 s.push_str(&format!(", temp of backend {b}"));
             }
             if r.relation.as_ref().is_some_and(|r| r.pending) {

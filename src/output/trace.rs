@@ -22,7 +22,7 @@ pub fn file_object(f: &FileEntry) -> String {
     match &f.named.relation {
         Some(r) => {
             let mut s = r.id.label.clone();
-            if r.fork != crate::pgdata::path::Fork::Main {
+            if r.fork != crate::pgdata::relfile::Fork::Main {
                 s.push('_');
                 s.push_str(r.fork.as_str());
             }
@@ -51,7 +51,7 @@ pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Record {
         table: r.and_then(|r| r.id.table.clone()),
         fork: r.map(|r| r.fork.as_str().to_string()),
         segment: r.map(|r| r.segment),
-        relation: r.map(|r| r.id.key.clone()),
+        relation: r.map(|r| r.id.path.clone()),
         known: r.map(|r| r.id.known),
         offset: f.last_offset,
         highest: f.highest,
@@ -72,7 +72,7 @@ pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Record {
 fn progress_fields(model: &Model, r: &RelState, now: u64) -> ProgressRecord {
     ProgressRecord {
         ts: secs(model, now),
-        relation: r.id.key.clone(),
+        relation: r.id.path.clone(),
         object: r.id.label.clone(),
         schema: r.id.schema.clone(),
         name: r.id.name.clone(),
@@ -131,7 +131,7 @@ pub fn lock_wait_record(model: &Model, w: &LockWaitRec) -> Record {
         locktag_type: w.locktag_type,
         locktag: w.fields,
         object: w.object(),
-        relation: r.map(|r| r.key.clone()),
+        relation: r.map(|r| r.path.clone()),
         schema: r.and_then(|r| r.schema.clone()),
         name: r.and_then(|r| r.name.clone()),
         kind: r.and_then(|r| r.kind).map(str::to_string),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::bytes::{name_at, u32_at};
 use super::layout::*;
 use super::page::{check_page, heap_tuples, HeapTuple};
-use super::path::RelFile;
+use super::relfile::RelFileLocator;
 use super::relmap::{read_relmap, RelMap};
 use super::xact::{tuple_visibility, Clog, Visibility, XidLookup};
 use super::{io_err, DataDir, PgDataError};
@@ -94,15 +94,11 @@ pub struct Relation {
     pub schema: String,
     pub kind: RelKind,
     pub persistence: Persistence,
-    /// The number in the file name (pg_relation_filenode(), resolved through the map).
-    pub relfilenode: u32,
+    /// Its files: tablespace (effective, never 0: the database default is filled in),
+    /// database (0 for shared catalogs in `global/`), the number in the file name
+    /// (pg_relation_filenode(), resolved through the map) and a temp relation's owner.
+    pub locator: RelFileLocator,
     pub mapped: bool,
-    /// Effective tablespace: never 0 (the database default is filled in).
-    pub tablespace: u32,
-    /// None for shared catalogs in `global/`.
-    pub database: Option<u32>,
-    /// `N` of `t<N>_`: the owner's BackendId (12–16) or ProcNumber (17–18).
-    pub temp_backend: Option<u32>,
     /// For an index: the table it indexes; for a TOAST table: the table that owns it.
     pub owner: Option<u32>,
     pub reltoastrelid: u32,
@@ -113,37 +109,13 @@ pub struct Relation {
 }
 
 impl Relation {
-    pub fn file_key(&self) -> FileKey {
-        FileKey {
-            spc: self.tablespace,
-            db: self.database.unwrap_or(0),
-            relfilenode: self.relfilenode,
-            temp_backend: self.temp_backend,
-        }
+    /// None for shared catalogs in `global/`.
+    pub fn database(&self) -> Option<u32> {
+        (self.locator.db_oid != 0).then_some(self.locator.db_oid)
     }
 
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.name)
-    }
-}
-
-/// What identifies a relation's files on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileKey {
-    pub spc: u32,
-    pub db: u32,
-    pub relfilenode: u32,
-    pub temp_backend: Option<u32>,
-}
-
-impl From<&RelFile> for FileKey {
-    fn from(r: &RelFile) -> FileKey {
-        FileKey {
-            spc: r.spc,
-            db: r.db,
-            relfilenode: r.relfilenode,
-            temp_backend: r.temp_backend,
-        }
     }
 }
 
@@ -156,25 +128,8 @@ pub struct Catalog {
     pub relations: Vec<Relation>,
     /// Databases that could not be read, and why (a database being dropped, say).
     pub warnings: Vec<String>,
-    by_file: HashMap<FileKey, usize>,
+    by_file: HashMap<RelFileLocator, usize>,
     by_oid: HashMap<(u32, u32), usize>,
-}
-
-/// `relpath.c`'s GetRelationPath, for the main fork, segment 0.
-pub fn relation_path(dd: &DataDir, key: &FileKey) -> String {
-    let file = match key.temp_backend {
-        Some(b) => format!("t{b}_{}", key.relfilenode),
-        None => key.relfilenode.to_string(),
-    };
-    match key.spc {
-        GLOBALTABLESPACE_OID => format!("global/{file}"),
-        DEFAULTTABLESPACE_OID => format!("base/{}/{file}", key.db),
-        spc => format!(
-            "pg_tblspc/{spc}/{}/{}/{file}",
-            dd.tablespace_version_dir(),
-            key.db
-        ),
-    }
 }
 
 /// The directory holding a database's files in tablespace `spc`.
@@ -541,25 +496,26 @@ impl Catalog {
                 RelKind::Toast => toast_owner.get(&r.oid).copied(),
                 _ => None,
             };
-            let mut rel = Relation {
+            let locator = RelFileLocator {
+                spc_oid: tablespace,
+                db_oid: if shared { 0 } else { db.oid },
+                rel_number: relfilenode,
+                backend: temp_backend,
+            };
+            rels.push(Relation {
                 oid: r.oid,
                 name: r.name.clone(),
                 namespace: r.namespace,
                 schema,
                 kind,
                 persistence,
-                relfilenode,
+                locator,
                 mapped,
-                tablespace,
-                database: (!shared).then_some(db.oid),
-                temp_backend,
                 owner,
                 reltoastrelid: r.reltoastrelid,
                 pending: *pending,
-                path: String::new(),
-            };
-            rel.path = relation_path(&dd, &rel.file_key());
-            rels.push(rel);
+                path: locator.relpath(&dd.tablespace_version_dir()),
+            });
         }
         for rel in rels {
             self.insert(rel);
@@ -571,19 +527,18 @@ impl Catalog {
     /// database's pg_class; the first one wins). Superseded-but-pending rows only index
     /// their file, they are not listed.
     fn insert(&mut self, rel: Relation) {
-        let key = rel.file_key();
-        if self.by_file.contains_key(&key) {
+        if self.by_file.contains_key(&rel.locator) {
             return;
         }
         let idx = self.relations.len();
-        self.by_file.insert(key, idx);
+        self.by_file.insert(rel.locator, idx);
         self.by_oid
-            .entry((rel.database.unwrap_or(0), rel.oid))
+            .entry((rel.locator.db_oid, rel.oid))
             .or_insert(idx);
         self.relations.push(rel);
     }
 
-    pub fn by_file(&self, key: &FileKey) -> Option<&Relation> {
+    pub fn by_file(&self, key: &RelFileLocator) -> Option<&Relation> {
         self.by_file.get(key).map(|&i| &self.relations[i])
     }
 
@@ -598,7 +553,7 @@ impl Catalog {
     /// The table an index or TOAST table serves.
     pub fn owner_of(&self, rel: &Relation) -> Option<&Relation> {
         let owner = rel.owner?;
-        self.by_oid(rel.database.unwrap_or(0), owner)
+        self.by_oid(rel.locator.db_oid, owner)
     }
 
     pub fn database(&self, oid: u32) -> Option<&Database> {
@@ -615,7 +570,7 @@ impl Catalog {
         self.relations.iter().filter(|r| {
             !r.pending
                 || self
-                    .by_oid(r.database.unwrap_or(0), r.oid)
+                    .by_oid(r.locator.db_oid, r.oid)
                     .is_some_and(|first| std::ptr::eq(first, *r))
         })
     }

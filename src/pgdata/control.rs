@@ -11,7 +11,6 @@ pub const PG_CONTROL_FILE_SIZE: usize = 8192;
 const CONTROL_MIN_LEN: usize = 296;
 
 /// The majors whose layouts this crate knows.
-pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlData {
@@ -95,17 +94,6 @@ pub fn parse_control(buf: &[u8]) -> Result<ControlData, PgDataError> {
     Ok(cd)
 }
 
-/// The majors a `pg_control_version` can belong to; 1300 covers 13–16, so it only narrows.
-pub fn control_version_majors(v: u32) -> Option<std::ops::RangeInclusive<u32>> {
-    match v {
-        1201 => Some(12..=12),
-        1300 => Some(13..=16),
-        1700 => Some(17..=17),
-        1800 => Some(18..=18),
-        _ => None,
-    }
-}
-
 /// `PG_VERSION` holds `"<major>\n"`.
 pub fn parse_pg_version(buf: &[u8]) -> Result<u32, PgDataError> {
     let text = std::str::from_utf8(buf)
@@ -117,7 +105,7 @@ pub fn parse_pg_version(buf: &[u8]) -> Result<u32, PgDataError> {
         .next()
         .and_then(|m| m.parse().ok())
         .ok_or_else(|| PgDataError::corrupt("PG_VERSION", format!("{text:?} is not a version")))?;
-    if text.contains('.') || !SUPPORTED_MAJORS.contains(&major) {
+    if text.contains('.') || !crate::version::SUPPORTED.contains(&major) {
         return Err(PgDataError::Unsupported(format!(
             "PostgreSQL {text} (supported: 12 to 18)"
         )));

@@ -133,13 +133,18 @@ const PG_INDEX: PgIndexLayout = PgIndexLayout {
     prefix: Prefix { natts: 2, len: 8 },
 };
 
+/// The layouts of `major`, as the per-major table (`crate::version`) names them.
 pub fn catalog_layout(major: u32) -> Option<CatalogLayout> {
-    let (pg_class, pg_database) = match major {
-        12..=14 => (PG_CLASS_12, PG_DATABASE_12),
-        15 | 16 => (PG_CLASS_12, PG_DATABASE_15),
-        17 => (PG_CLASS_12, PG_DATABASE_17),
-        18 => (PG_CLASS_18, PG_DATABASE_17),
-        _ => return None,
+    use crate::version::{PgClassLayoutId, PgDatabaseLayoutId};
+    let m = crate::version::of(major)?;
+    let pg_class = match m.pg_class {
+        PgClassLayoutId::V12 => PG_CLASS_12,
+        PgClassLayoutId::V18 => PG_CLASS_18,
+    };
+    let pg_database = match m.pg_database {
+        PgDatabaseLayoutId::V12 => PG_DATABASE_12,
+        PgDatabaseLayoutId::V15 => PG_DATABASE_15,
+        PgDatabaseLayoutId::V17 => PG_DATABASE_17,
     };
     Some(CatalogLayout {
         major,
@@ -157,7 +162,7 @@ mod tests {
 
     #[test]
     fn every_supported_major_has_a_layout() {
-        for m in 12..=18 {
+        for m in crate::version::SUPPORTED {
             let l = catalog_layout(m).unwrap();
             assert!(l.pg_class.relkind < l.pg_class.prefix.len);
             assert!(l.pg_database.dattablespace + 4 <= l.pg_database.prefix.len);

@@ -3,12 +3,14 @@
 //! Everything read here is treated as hostile: files may be torn by concurrent writes,
 //! truncated, or corrupt, and no parser panics or allocates by an untrusted size.
 
+pub mod backup_size;
 pub mod bytes;
 pub mod catalog;
 pub mod control;
 pub mod layout;
 pub mod page;
 pub mod path;
+pub mod relfile;
 pub mod relmap;
 pub mod resolver;
 pub mod xact;
@@ -20,6 +22,7 @@ pub use catalog::{Catalog, RelKind, Relation};
 pub use control::ControlData;
 pub use layout::CatalogLayout;
 pub use path::{classify, PathClass};
+pub use relfile::{Fork, RelFileLocator, RelFileSegment};
 pub use resolver::{Resolved, Resolver};
 
 #[derive(Debug, thiserror::Error)]
@@ -112,8 +115,9 @@ impl DataDir {
         let control_path = root.join("global/pg_control");
         let control =
             control::parse_control(&read_file(&control_path)?).map_err(|e| e.at(&control_path))?;
-        if !control::control_version_majors(control.pg_control_version)
-            .is_some_and(|r| r.contains(&major))
+        // 1300 covers 13–16, so the control file only narrows what PG_VERSION says.
+        if !crate::version::of(major)
+            .is_some_and(|m| m.pg_control_version == control.pg_control_version)
         {
             return Err(PgDataError::corrupt(
                 control_path.display().to_string(),

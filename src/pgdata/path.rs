@@ -4,40 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::layout::{DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Fork {
-    Main,
-    Fsm,
-    Vm,
-    Init,
-}
-
-impl Fork {
-    /// As `forkNames[]` in `relpath.c` spells them.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fork::Main => "main",
-            Fork::Fsm => "fsm",
-            Fork::Vm => "vm",
-            Fork::Init => "init",
-        }
-    }
-}
-
-/// A relation file name split up: `[t<backend>_]<relfilenode>[_<fork>][.<segment>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RelFile {
-    /// Tablespace OID: 1663 for `base/`, 1664 for `global/`.
-    pub spc: u32,
-    /// Database OID, 0 for shared relations in `global/`.
-    pub db: u32,
-    pub relfilenode: u32,
-    /// BackendId (12–16) or ProcNumber (17–18) of a temp relation's owner.
-    pub temp_backend: Option<u32>,
-    pub fork: Fork,
-    pub segment: u32,
-}
+use super::relfile::{digits, RelFileSegment};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalFile {
@@ -66,8 +33,8 @@ pub enum WalFile {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathClass {
-    Relation(RelFile),
-    TempRelation(RelFile),
+    Relation(RelFileSegment),
+    TempRelation(RelFileSegment),
     TempFile {
         spc: u32,
         /// The pid that created it (for a fileset, the creator of the set).
@@ -112,53 +79,6 @@ const SLRUS: &[(&str, &str)] = &[
     ("pg_serial", "pg_serial"),
     ("pg_notify", "pg_notify"),
 ];
-
-fn digits(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// Parse `[t<N>_]<relfilenode>[_fork][.seg]`.
-pub fn parse_relfile_name(name: &str, spc: u32, db: u32) -> Option<RelFile> {
-    let (temp_backend, rest) = match name.strip_prefix('t') {
-        Some(r) => {
-            let (n, r) = r.split_once('_')?;
-            (Some(digits(n)?), r)
-        }
-        None => (None, name),
-    };
-    let (base, segment) = match rest.split_once('.') {
-        Some((b, s)) => {
-            let seg = digits(s)?;
-            if seg == 0 {
-                return None; // segment 0 has no suffix
-            }
-            (b, seg)
-        }
-        None => (rest, 0),
-    };
-    let (num, fork) = match base.split_once('_') {
-        Some((n, "fsm")) => (n, Fork::Fsm),
-        Some((n, "vm")) => (n, Fork::Vm),
-        Some((n, "init")) => (n, Fork::Init),
-        Some(_) => return None,
-        None => (base, Fork::Main),
-    };
-    let relfilenode = digits(num)?;
-    if relfilenode == 0 {
-        return None;
-    }
-    Some(RelFile {
-        spc,
-        db,
-        relfilenode,
-        temp_backend,
-        fork,
-        segment,
-    })
-}
 
 /// `pgsql_tmp<pid>.<counter>`, or a fileset directory `pgsql_tmp<pid>.<n>.fileset` (15+) or
 /// `.sharedfileset` (12–14), optionally followed by a member file name.
@@ -265,8 +185,8 @@ pub fn classify(rel: &str, wal_seg_size: u32) -> PathClass {
     match parts.as_slice() {
         ["global", "pg_control"] => PathClass::Control,
         ["global", "pg_filenode.map"] => other("shared relation map"),
-        ["global", name] => parse_relfile_name(name, GLOBALTABLESPACE_OID, 0)
-            .filter(|r| r.temp_backend.is_none())
+        ["global", name] => RelFileSegment::parse(name, GLOBALTABLESPACE_OID, 0)
+            .filter(|r| !r.locator.is_temp())
             .map(PathClass::Relation)
             .unwrap_or(other("global file")),
         ["base", "pgsql_tmp", rest @ ..] => {
@@ -308,8 +228,8 @@ pub fn classify(rel: &str, wal_seg_size: u32) -> PathClass {
 
 fn database_file(spc: u32, db: u32, rest: &[&str]) -> PathClass {
     match rest {
-        [name] => match parse_relfile_name(name, spc, db) {
-            Some(r) if r.temp_backend.is_some() => PathClass::TempRelation(r),
+        [name] => match RelFileSegment::parse(name, spc, db) {
+            Some(r) if r.locator.is_temp() => PathClass::TempRelation(r),
             Some(r) => PathClass::Relation(r),
             None => PathClass::Other {
                 what: match *name {
@@ -401,10 +321,11 @@ pub fn relative_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pgdata::relfile::Fork;
 
     const WAL: u32 = 16 << 20;
 
-    fn rel(s: &str) -> RelFile {
+    fn rel(s: &str) -> RelFileSegment {
         match classify(s, WAL) {
             PathClass::Relation(r) | PathClass::TempRelation(r) => r,
             other => panic!("{s}: {other:?}"),
@@ -415,7 +336,7 @@ mod tests {
     fn relation_files() {
         let r = rel("base/16384/24577.3");
         assert_eq!(
-            (r.db, r.relfilenode, r.segment, r.fork),
+            (r.locator.db_oid, r.locator.rel_number, r.segment, r.fork),
             (16384, 24577, 3, Fork::Main)
         );
         let r = rel("base/5/1259_fsm");
@@ -424,18 +345,23 @@ mod tests {
         assert_eq!((r.fork, r.segment), (Fork::Vm, 2));
         assert_eq!(rel("base/5/16385_init").fork, Fork::Init);
         let r = rel("global/1262");
-        assert_eq!((r.spc, r.db), (1664, 0));
+        assert_eq!((r.locator.spc_oid, r.locator.db_oid), (1664, 0));
         let r = rel("pg_tblspc/16390/PG_15_202209061/16391/16400.1");
         assert_eq!(
-            (r.spc, r.db, r.relfilenode, r.segment),
+            (
+                r.locator.spc_oid,
+                r.locator.db_oid,
+                r.locator.rel_number,
+                r.segment
+            ),
             (16390, 16391, 16400, 1)
         );
         assert!(
-            matches!(classify("base/16384/t3_16397", WAL), PathClass::TempRelation(r) if r.temp_backend == Some(3))
+            matches!(classify("base/16384/t3_16397", WAL), PathClass::TempRelation(r) if r.locator.backend == Some(3))
         );
         let r = rel("base/5/t18_16400_fsm.1");
         assert_eq!(
-            (r.temp_backend, r.fork, r.segment),
+            (r.locator.backend, r.fork, r.segment),
             (Some(18), Fork::Fsm, 1)
         );
         for bad in [

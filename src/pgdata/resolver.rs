@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::catalog::{Catalog, FileKey, Relation};
+use super::catalog::{Catalog, Relation};
 use super::path::{classify, relative_to, PathClass};
 use super::{DataDir, PgDataError};
 
@@ -121,7 +121,7 @@ impl Resolver {
             },
         };
         let key = match &class {
-            PathClass::Relation(r) | PathClass::TempRelation(r) => Some(FileKey::from(r)),
+            PathClass::Relation(r) | PathClass::TempRelation(r) => Some(r.locator),
             _ => None,
         };
         if let Some(k) = &key {
@@ -132,11 +132,9 @@ impl Resolver {
         let cat = &self.catalog;
         let relation = key.as_ref().and_then(|k| cat.by_file(k)).cloned();
         let table = relation.as_ref().and_then(|r| cat.owner_of(r)).cloned();
-        let db_oid = match &class {
-            PathClass::Relation(r) | PathClass::TempRelation(r) => Some(r.db),
-            _ => None,
-        };
-        let database = db_oid.and_then(|o| cat.database(o)).map(|d| d.name.clone());
+        let database = key
+            .and_then(|k| cat.database(k.db_oid))
+            .map(|d| d.name.clone());
         Resolved {
             relpath,
             class,

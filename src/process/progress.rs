@@ -3,7 +3,8 @@
 //! Sources for the indexes: `src/include/commands/progress.h`.
 
 use crate::process::status::layout::ProgressCommand;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 #[derive(Clone, Copy)]
 enum Col {
@@ -76,6 +77,17 @@ pub const BASEBACKUP_PHASES: &[&str] = &[
 const COPY_COMMANDS: &[&str] = &["", "COPY FROM", "COPY TO"];
 const COPY_TYPES: &[&str] = &["", "FILE", "PROGRAM", "PIPE", "CALLBACK"];
 
+/// The columns a major added to a view (or renamed), from the per-major table.
+fn tail(
+    major: u32,
+    of: impl Fn(&crate::version::Major) -> &'static [(&'static str, usize)],
+) -> impl Iterator<Item = Col> {
+    crate::version::of(major)
+        .map_or(&[][..], of)
+        .iter()
+        .map(|&(name, i)| Col::Num(name, i))
+}
+
 fn columns(cmd: ProgressCommand, major: u32) -> Vec<Col> {
     use Col::*;
     match cmd {
@@ -87,17 +99,7 @@ fn columns(cmd: ProgressCommand, major: u32) -> Vec<Col> {
                 Num("heap_blks_vacuumed", 3),
                 Num("index_vacuum_count", 4),
             ];
-            if major >= 17 {
-                v.extend([
-                    Num("max_dead_tuple_bytes", 5),
-                    Num("dead_tuple_bytes", 6),
-                    Num("num_dead_item_ids", 7),
-                    Num("indexes_total", 8),
-                    Num("indexes_processed", 9),
-                ]);
-            } else {
-                v.extend([Num("max_dead_tuples", 5), Num("num_dead_tuples", 6)]);
-            }
+            v.extend(tail(major, |m| m.vacuum_progress_tail));
             v
         }
         ProgressCommand::Analyze => vec![
@@ -150,43 +152,87 @@ fn columns(cmd: ProgressCommand, major: u32) -> Vec<Col> {
                 Num("tuples_processed", 2),
                 Num("tuples_excluded", 3),
             ];
-            if major >= 17 {
-                v.push(Num("tuples_skipped", 7));
-            }
+            v.extend(tail(major, |m| m.copy_progress_tail));
             v
         }
     }
 }
 
-/// The view's row for these params, as a JSON object with `command` first. `params`
-/// shorter than 20 is padded with zeros.
-pub fn render(cmd: ProgressCommand, major: u32, target: u32, params: &[i64]) -> Value {
+/// One value of a progress view's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ProgressValue {
+    Num(i64),
+    /// A phase or command word; an unknown value stays a number.
+    Word(&'static str),
+    /// NULL, as the view shows -1 "unknown".
+    Null,
+}
+
+/// A `pg_stat_progress_*` row: `view`, `relid` (all but basebackup), then the view's
+/// columns in its order. Serializes as one flat JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressRow {
+    pub view: String,
+    pub relid: Option<u32>,
+    pub columns: Vec<(&'static str, ProgressValue)>,
+}
+
+impl ProgressRow {
+    pub fn get(&self, name: &str) -> Option<&ProgressValue> {
+        self.columns
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+impl Serialize for ProgressRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(
+            1 + usize::from(self.relid.is_some()) + self.columns.len(),
+        ))?;
+        m.serialize_entry("view", &self.view)?;
+        if let Some(relid) = self.relid {
+            m.serialize_entry("relid", &relid)?;
+        }
+        for (name, v) in &self.columns {
+            m.serialize_entry(name, v)?;
+        }
+        m.end()
+    }
+}
+
+/// The view's row for these params. `params` shorter than 20 is padded with zeros.
+pub fn row(cmd: ProgressCommand, major: u32, target: u32, params: &[i64]) -> ProgressRow {
     let p = |i: usize| params.get(i).copied().unwrap_or(0);
-    let word = |t: &[&str], v: i64| -> Value {
+    let word = |t: &[&'static str], v: i64| -> ProgressValue {
         usize::try_from(v)
             .ok()
             .and_then(|i| t.get(i))
             .filter(|s| !s.is_empty())
-            .map(|s| json!(s))
-            .unwrap_or_else(|| json!(v))
+            .map_or(ProgressValue::Num(v), |s| ProgressValue::Word(s))
     };
-    let mut m = Map::new();
-    m.insert(
-        "view".into(),
-        json!(format!("pg_stat_progress_{}", cmd.name())),
-    );
-    if cmd != ProgressCommand::BaseBackup {
-        m.insert("relid".into(), json!(target));
-    }
-    for c in columns(cmd, major) {
-        let (name, v) = match c {
-            Col::Num(n, i) => (n, json!(p(i))),
-            Col::NumOrNull(n, i) => (n, if p(i) < 0 { Value::Null } else { json!(p(i)) }),
+    let columns = columns(cmd, major)
+        .into_iter()
+        .map(|c| match c {
+            Col::Num(n, i) => (n, ProgressValue::Num(p(i))),
+            Col::NumOrNull(n, i) if p(i) < 0 => (n, ProgressValue::Null),
+            Col::NumOrNull(n, i) => (n, ProgressValue::Num(p(i))),
             Col::Phase(n, i, t) | Col::Word(n, i, t) => (n, word(t, p(i))),
-        };
-        m.insert(name.into(), v);
+        })
+        .collect();
+    ProgressRow {
+        view: format!("pg_stat_progress_{}", cmd.name()),
+        relid: (cmd != ProgressCommand::BaseBackup).then_some(target),
+        columns,
     }
-    Value::Object(m)
+}
+
+/// The row as a JSON object (`view` first).
+pub fn render(cmd: ProgressCommand, major: u32, target: u32, params: &[i64]) -> Value {
+    serde_json::to_value(row(cmd, major, target, params)).unwrap_or(Value::Null)
 }
 
 /// `phase` spelled as the view spells it, or the number.
@@ -228,6 +274,31 @@ mod tests {
             phase_name(ProgressCommand::CreateIndex, &[0; 20]).as_deref(),
             Some("initializing")
         );
+    }
+
+    /// The row's JSON is what the `json!`-built rows always printed, key order included.
+    #[test]
+    fn rows_serialize_flat_in_view_order() {
+        let r = row(ProgressCommand::BaseBackup, 15, 0, &[3, -1, 4096, 2, 1]);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"view":"pg_stat_progress_basebackup","phase":"streaming database files","backup_total":null,"backup_streamed":4096,"tablespaces_total":2,"tablespaces_streamed":1}"#
+        );
+        let r = row(
+            ProgressCommand::Copy,
+            17,
+            16384,
+            &[10, 20, 3, 0, 1, 9, 0, 2],
+        );
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"view":"pg_stat_progress_copy","relid":16384,"command":"COPY FROM","type":9,"bytes_processed":10,"bytes_total":20,"tuples_processed":3,"tuples_excluded":0,"tuples_skipped":2}"#
+        );
+        assert_eq!(r.get("tuples_skipped"), Some(&ProgressValue::Num(2)));
+        let r16 = row(ProgressCommand::Copy, 16, 16384, &[0; 20]);
+        assert_eq!(r16.get("tuples_skipped"), None);
+        let v = row(ProgressCommand::Vacuum, 16, 1, &[0; 20]);
+        assert!(v.get("max_dead_tuples").is_some() && v.get("dead_tuple_bytes").is_none());
     }
 
     proptest::proptest! {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pgdata::relfile::{Fork, RelFileLocator};
 pub use crate::process::proc::Pid;
 
 /// Which system call produced an I/O event, for the `-d` view and per-call statistics.
@@ -208,23 +209,8 @@ pub enum EventKind {
         cause: String,
         count: u64,
     },
-    /// Blocks of a relation through the buffer manager or smgr (USDT). The relation is named
-    /// by its file: `relfilenode` is NOT pg_class.oid. `fork` is PostgreSQL's ForkNumber
-    /// (0 main, 1 fsm, 2 vm, 3 init); `backend` is -1 except for temp relations (their
-    /// owner's BackendId/ProcNumber).
-    BlockIo {
-        probe: BlockProbe,
-        spc: u32,
-        db: u32,
-        relfilenode: u32,
-        fork: i32,
-        block: u32,
-        nblocks: u32,
-        /// `buffer__read__done`: found in shared buffers. None for the other probes.
-        hit: Option<bool>,
-        write: bool,
-        backend: i32,
-    },
+    /// Blocks of a relation through the buffer manager or smgr (USDT).
+    BlockIo(BlockIo),
     /// Query text: `query__start`/`query__done` (simple protocol only) and
     /// `statement__status` (both protocols; PostgreSQL's activity string).
     Query {
@@ -264,6 +250,76 @@ pub enum EventKind {
     Status {
         sample: Box<crate::process::status::StatusSample>,
     },
+}
+
+/// Blocks of one fork of a relation, named as the probe names them: by its file
+/// (`rel_number` is NOT pg_class.oid), with a temp relation's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "BlockIoRecord", try_from = "BlockIoRecord")]
+pub struct BlockIo {
+    pub probe: BlockProbe,
+    pub rel: RelFileLocator,
+    pub fork: Fork,
+    pub block: u32,
+    pub nblocks: u32,
+    /// `buffer__read__done`: found in shared buffers. None for the other probes.
+    pub hit: Option<bool>,
+    pub write: bool,
+}
+
+/// How a [`BlockIo`] is written in a record: the probe's own flat numbers (`fork` as
+/// PostgreSQL's ForkNumber, `backend` -1 unless temp), as the `-d` records always had them.
+#[derive(Serialize, Deserialize)]
+struct BlockIoRecord {
+    probe: BlockProbe,
+    spc: u32,
+    db: u32,
+    relfilenode: u32,
+    fork: i32,
+    block: u32,
+    nblocks: u32,
+    hit: Option<bool>,
+    write: bool,
+    backend: i64,
+}
+
+impl From<BlockIo> for BlockIoRecord {
+    fn from(b: BlockIo) -> BlockIoRecord {
+        BlockIoRecord {
+            probe: b.probe,
+            spc: b.rel.spc_oid,
+            db: b.rel.db_oid,
+            relfilenode: b.rel.rel_number,
+            fork: b.fork.number(),
+            block: b.block,
+            nblocks: b.nblocks,
+            hit: b.hit,
+            write: b.write,
+            backend: b.rel.backend.map_or(-1, i64::from),
+        }
+    }
+}
+
+impl TryFrom<BlockIoRecord> for BlockIo {
+    type Error = String;
+
+    fn try_from(r: BlockIoRecord) -> Result<BlockIo, String> {
+        Ok(BlockIo {
+            probe: r.probe,
+            rel: RelFileLocator {
+                spc_oid: r.spc,
+                db_oid: r.db,
+                rel_number: r.relfilenode,
+                backend: u32::try_from(r.backend).ok(),
+            },
+            fork: Fork::from_number(r.fork.into())
+                .ok_or_else(|| format!("fork {} is not a ForkNumber", r.fork))?,
+            block: r.block,
+            nblocks: r.nblocks,
+            hit: r.hit,
+            write: r.write,
+        })
+    }
 }
 
 /// Which USDT probe a [`EventKind::BlockIo`] came from.
@@ -326,6 +382,36 @@ mod tests {
         let text = serde_json::to_string(&ev).unwrap();
         assert!(text.contains(r#""event":"status""#), "{text}");
         let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    /// A block event keeps the probe's flat numbers in records, and reads back.
+    #[test]
+    fn a_block_event_replays() {
+        let ev = Event {
+            ts_ns: 1,
+            pid: 7,
+            kind: EventKind::BlockIo(BlockIo {
+                probe: BlockProbe::BufferReadDone,
+                rel: RelFileLocator {
+                    spc_oid: 1663,
+                    db_oid: 5,
+                    rel_number: 16384,
+                    backend: Some(3),
+                },
+                fork: Fork::Vm,
+                block: 9,
+                nblocks: 1,
+                hit: Some(true),
+                write: false,
+            }),
+        };
+        let text = serde_json::to_string(&ev.kind).unwrap();
+        assert_eq!(
+            text,
+            r#"{"event":"block_io","probe":"buffer_read_done","spc":1663,"db":5,"relfilenode":16384,"fork":2,"block":9,"nblocks":1,"hit":true,"write":false,"backend":3}"#
+        );
+        let back: Event = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
         assert_eq!(back, ev);
     }
 }

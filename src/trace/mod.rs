@@ -10,7 +10,7 @@ pub mod ptrace;
 pub mod usdt;
 
 pub use event::{
-    monotonic_ns, BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall,
+    monotonic_ns, BlockIo, BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall,
 };
 
 /// Counters every tracer keeps; shown in the header and in JSON.

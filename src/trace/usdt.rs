@@ -25,8 +25,12 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
 use super::libbpf::ObjectSlot;
-use super::{monotonic_ns, BlockProbe, Event, EventKind, Pid, QueryPhase, Tracer, TracerStats};
+use super::{
+    monotonic_ns, BlockIo, BlockProbe, Event, EventKind, Pid, QueryPhase, Tracer, TracerStats,
+};
+use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::process::stapsdt;
+pub use crate::version::BufferReadArgs;
 
 #[allow(
     clippy::all,
@@ -179,28 +183,14 @@ pub fn discover(pid: Pid) -> anyhow::Result<Vec<(String, usize)>> {
     Ok(names)
 }
 
-/// How the arguments of the per-block probes are laid out in one major.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferReadArgs {
-    /// Arguments of `buffer__read__done`; `found` is the last.
-    pub done_nargs: u8,
-    /// Index of isExtend (12–15 only).
-    pub is_extend: Option<usize>,
-}
-
-/// 12–15: `(fork, block, spc, db, rel, backend, isExtend, found)`; 16+: isExtend dropped.
+/// How the arguments of the per-block probes are laid out in one major: 12–15
+/// `(fork, block, spc, db, rel, backend, isExtend, found)`, 16+ without isExtend.
+/// An unknown major decodes as the newest layout, since no block event comes from it
+/// without its binary's probes having been read.
 pub fn buffer_read_args(major: u32) -> BufferReadArgs {
-    if major <= 15 {
-        BufferReadArgs {
-            done_nargs: 8,
-            is_extend: Some(6),
-        }
-    } else {
-        BufferReadArgs {
-            done_nargs: 7,
-            is_extend: None,
-        }
-    }
+    crate::version::of(major)
+        .unwrap_or(crate::version::NEWEST)
+        .buffer_read
 }
 
 /// The record layout of `bpf/usdt.bpf.c`. Keep the two in step.
@@ -258,17 +248,23 @@ fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
     // The widths were applied by bpf_usdt_arg (per the SDT note); these casts only narrow
     // values that already fit.
     let u = |i: usize| a[i] as u32;
-    let block = |p: BlockProbe, nblocks: u32, hit: Option<bool>, write: bool| EventKind::BlockIo {
-        probe: p,
-        fork: a[0] as i32,
-        block: u(1),
-        spc: u(2),
-        db: u(3),
-        relfilenode: u(4),
-        backend: a[5] as i32,
-        nblocks,
-        hit,
-        write,
+    // Every block probe starts (fork, block, spc, db, relnumber, backend): a buffer tag
+    // plus the owner of a temp relation (-1, INVALID_PROC_NUMBER, otherwise).
+    let block = |p: BlockProbe, nblocks: u32, hit: Option<bool>, write: bool| {
+        Some(EventKind::BlockIo(BlockIo {
+            probe: p,
+            rel: RelFileLocator {
+                spc_oid: u(2),
+                db_oid: u(3),
+                rel_number: u(4),
+                backend: u32::try_from(a[5]).ok(),
+            },
+            fork: Fork::from_number(a[0])?,
+            block: u(1),
+            nblocks,
+            hit,
+            write,
+        }))
     };
     let need = |n: u8| nargs >= n;
     let kind = match name {
@@ -279,7 +275,10 @@ fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
             }
             let found = a[usize::from(layout.done_nargs) - 1] != 0;
             let extend = layout.is_extend.is_some_and(|i| a[i] != 0);
-            block(BlockProbe::BufferReadDone, 1, Some(found), extend)
+            let Some(k) = block(BlockProbe::BufferReadDone, 1, Some(found), extend) else {
+                return Some(Decoded::BadArgs); // not a ForkNumber
+            };
+            k
         }
         "buffer__read__start" => {
             if !need(6) {
@@ -288,7 +287,10 @@ fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
             let extend = buffer_read_args(major)
                 .is_extend
                 .is_some_and(|i| usize::from(nargs) > i && a[i] != 0);
-            block(BlockProbe::BufferReadStart, 1, None, extend)
+            let Some(k) = block(BlockProbe::BufferReadStart, 1, None, extend) else {
+                return Some(Decoded::BadArgs); // not a ForkNumber
+            };
+            k
         }
         "smgr__md__read__start" | "smgr__md__write__start" => {
             if !need(6) {
@@ -300,7 +302,10 @@ fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
             } else {
                 BlockProbe::SmgrReadStart
             };
-            block(p, 1, None, write)
+            let Some(k) = block(p, 1, None, write) else {
+                return Some(Decoded::BadArgs); // not a ForkNumber
+            };
+            k
         }
         "smgr__md__read__done" | "smgr__md__write__done" => {
             if !need(8) {
@@ -318,7 +323,10 @@ fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
             } else {
                 BlockProbe::SmgrReadDone
             };
-            block(p, nblocks, None, write)
+            let Some(k) = block(p, nblocks, None, write) else {
+                return Some(Decoded::BadArgs); // not a ForkNumber
+            };
+            k
         }
         "query__start" | "query__done" | "statement__status" => {
             let phase = match name {
@@ -805,25 +813,27 @@ mod tests {
         let r = record(0, &[0, 7, 1663, 5, 16384, -1, 0, 1], None, 0);
         assert_eq!(
             kind(decode(&r, 15)),
-            EventKind::BlockIo {
+            EventKind::BlockIo(BlockIo {
                 probe: BlockProbe::BufferReadDone,
-                spc: 1663,
-                db: 5,
-                relfilenode: 16384,
-                fork: 0,
+                rel: RelFileLocator {
+                    spc_oid: 1663,
+                    db_oid: 5,
+                    rel_number: 16384,
+                    backend: None,
+                },
+                fork: Fork::Main,
                 block: 7,
                 nblocks: 1,
                 hit: Some(true),
                 write: false,
-                backend: -1,
-            }
+            })
         );
         // 16: found is the 7th argument; an 8-argument record would be misread.
         let r16 = record(0, &[2, 9, 1663, 5, 16384, -1, 0], None, 0);
         match kind(decode(&r16, 16)) {
-            EventKind::BlockIo {
+            EventKind::BlockIo(BlockIo {
                 hit, fork, block, ..
-            } => assert_eq!((hit, fork, block), (Some(false), 2, 9)),
+            }) => assert_eq!((hit, fork, block), (Some(false), Fork::Vm, 9)),
             k => panic!("{k:?}"),
         }
         assert_eq!(decode(&r, 16), Decoded::BadArgs);
@@ -834,7 +844,9 @@ mod tests {
     fn smgr_vectored_read_counts_blocks() {
         let r = record(3, &[0, 32, 1663, 5, 16384, -1, 131072, 131072], None, 0);
         match kind(decode(&r, 17)) {
-            EventKind::BlockIo { nblocks, block, .. } => assert_eq!((nblocks, block), (16, 32)),
+            EventKind::BlockIo(BlockIo { nblocks, block, .. }) => {
+                assert_eq!((nblocks, block), (16, 32))
+            }
             k => panic!("{k:?}"),
         }
         let huge = record(3, &[0, 32, 1663, 5, 16384, -1, 0, i64::MAX], None, 0);

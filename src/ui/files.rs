@@ -3,7 +3,7 @@
 
 use super::{human_age, truncate, Focus, ScreenState, Sort, Theme, TraceInfo};
 use crate::model::{FileEntry, Model};
-use crate::pgdata::path::Fork;
+use crate::pgdata::relfile::Fork;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};

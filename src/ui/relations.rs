@@ -41,7 +41,7 @@ pub fn strip(r: &RelState, width: usize) -> String {
 /// Relations are listed once read or written while attached: a backend has dozens of
 /// catalog files open that it is not working on.
 fn matches(st: &ScreenState, r: &RelState) -> bool {
-    r.touched() && (st.matches(&r.id.label) || st.matches(&r.id.key))
+    r.touched() && (st.matches(&r.id.label) || st.matches(&r.id.path))
 }
 
 pub fn rows<'m>(model: &'m Model, st: &ScreenState) -> Vec<&'m RelState> {
@@ -52,14 +52,16 @@ pub fn rows<'m>(model: &'m Model, st: &ScreenState) -> Vec<&'m RelState> {
         .collect();
     let pct = |r: &RelState| r.percent().unwrap_or(-1.0);
     match st.sort {
-        Sort::Recent => v.sort_by(|a, b| b.last_ns.cmp(&a.last_ns).then(a.id.key.cmp(&b.id.key))),
-        Sort::Progress => v.sort_by(|a, b| pct(b).total_cmp(&pct(a)).then(a.id.key.cmp(&b.id.key))),
+        Sort::Recent => v.sort_by(|a, b| b.last_ns.cmp(&a.last_ns).then(a.id.path.cmp(&b.id.path))),
+        Sort::Progress => {
+            v.sort_by(|a, b| pct(b).total_cmp(&pct(a)).then(a.id.path.cmp(&b.id.path)))
+        }
         Sort::Rate => v.sort_by(|a, b| {
             b.rate_bps
                 .total_cmp(&a.rate_bps)
-                .then(a.id.key.cmp(&b.id.key))
+                .then(a.id.path.cmp(&b.id.path))
         }),
-        Sort::Size => v.sort_by(|a, b| b.size.cmp(&a.size).then(a.id.key.cmp(&b.id.key))),
+        Sort::Size => v.sort_by(|a, b| b.size.cmp(&a.size).then(a.id.path.cmp(&b.id.path))),
         Sort::Name => v.sort_by(|a, b| a.id.label.cmp(&b.id.label)),
     }
     v
@@ -78,7 +80,7 @@ pub fn draw(
     th: &Theme,
 ) {
     let all = rows(model, st);
-    let current = model.current_relation().map(|r| r.id.key.as_str());
+    let current = model.current_relation().map(|r| r.id.path.as_str());
     let wide = area.width >= 120;
     let inner_w = area.width.saturating_sub(2) as usize;
     let inner_h = area.height.saturating_sub(3) as usize;
@@ -105,7 +107,7 @@ pub fn draw(
         .skip(skip)
         .take(inner_h)
         .map(|r| {
-            let is_current = current == Some(r.id.key.as_str());
+            let is_current = current == Some(r.id.path.as_str());
             let mut cells = vec![
                 Cell::from(if is_current { "▶" } else { " " }),
                 Cell::from(truncate(&r.id.label, obj_w)),

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use pg_trace::model::{Model, Named, Namer, RelIdentity, RelInfo};
-use pg_trace::pgdata::path::Fork;
+use pg_trace::pgdata::relfile::Fork;
 use pg_trace::trace::{Event, EventKind, Syscall};
 use pg_trace::ui::TraceInfo;
 use std::sync::Arc;
@@ -38,7 +38,11 @@ fn rel(
         label: label.clone(),
         relation: Some(Arc::new(RelInfo {
             id: RelIdentity {
-                key: key.to_string(),
+                locator: match pg_trace::pgdata::classify(key, 16 << 20) {
+                    pg_trace::pgdata::PathClass::Relation(f) => f.locator,
+                    other => panic!("{key}: {other:?}"),
+                },
+                path: key.to_string(),
                 label,
                 schema: Some(schema.into()),
                 name: Some(name.into()),
@@ -101,7 +105,7 @@ impl Namer for FakeNamer {
         }
     }
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        Some(match rel.id.key.as_str() {
+        Some(match rel.id.path.as_str() {
             "base/16385/16388" => SEG + SEG / 2,
             "base/16385/16394" => 200 * MIB,
             _ => 24 * MIB,

@@ -22,212 +22,33 @@ pub const OFF_PROGRESS_PARAM: usize = 264;
 /// PGSTAT_NUM_PROGRESS_PARAM, 20 in every supported major.
 pub const NUM_PROGRESS_PARAM: usize = 20;
 
-pub const MIN_MAJOR: u32 = 12;
-pub const MAX_MAJOR: u32 = 18;
-
-/// sizeof(PgBackendStatus): st_query_id arrived in 14, st_plan_id in 18.
+/// sizeof(PgBackendStatus) in `major`.
 pub fn entry_size(major: u32) -> Option<usize> {
-    Some(match major {
-        12 | 13 => 424,
-        14..=17 => 432,
-        18 => 440,
-        _ => return None,
-    })
+    Some(crate::version::of(major)?.backend_status_size)
 }
 
-/// `PGPROC.pid` and `PGPROC.wait_event_info` offsets (verified live on every major).
+/// `PGPROC.pid` and `PGPROC.wait_event_info` offsets.
 pub fn pgproc_offsets(major: u32) -> Option<(u64, u64)> {
-    Some(match major {
-        12 => (52, 676),
-        13 => (52, 684),
-        14..=16 => (64, 712),
-        17 | 18 => (60, 712),
-        _ => return None,
-    })
+    let o = crate::version::of(major)?.pgproc;
+    Some((o.pid, o.wait_event_info))
 }
 
 /// `BackendType` by value, spelled as `pg_stat_activity.backend_type` spells it.
 pub fn backend_type_name(major: u32, v: u32) -> Option<&'static str> {
-    const T12: &[&str] = &[
-        "autovacuum launcher",
-        "autovacuum worker",
-        "client backend",
-        "background worker",
-        "background writer",
-        "checkpointer",
-        "startup",
-        "walreceiver",
-        "walsender",
-        "walwriter",
-    ];
-    const T13: &[&str] = &[
-        "",
-        "autovacuum launcher",
-        "autovacuum worker",
-        "client backend",
-        "background worker",
-        "background writer",
-        "checkpointer",
-        "startup",
-        "walreceiver",
-        "walsender",
-        "walwriter",
-        "archiver",
-        "stats collector",
-        "logger",
-    ];
-    const T15: &[&str] = &[
-        "",
-        "autovacuum launcher",
-        "autovacuum worker",
-        "client backend",
-        "background worker",
-        "background writer",
-        "checkpointer",
-        "startup",
-        "walreceiver",
-        "walsender",
-        "walwriter",
-        "archiver",
-        "logger",
-    ];
-    const T16: &[&str] = &[
-        "",
-        "archiver",
-        "autovacuum launcher",
-        "autovacuum worker",
-        "client backend",
-        "background worker",
-        "background writer",
-        "checkpointer",
-        "logger",
-        "standalone backend",
-        "startup",
-        "walreceiver",
-        "walsender",
-        "walwriter",
-    ];
-    const T17: &[&str] = &[
-        "",
-        "client backend",
-        "autovacuum launcher",
-        "autovacuum worker",
-        "background worker",
-        "walsender",
-        "slotsync worker",
-        "standalone backend",
-        "archiver",
-        "background writer",
-        "checkpointer",
-        "startup",
-        "walreceiver",
-        "walsummarizer",
-        "walwriter",
-        "logger",
-    ];
-    const T18: &[&str] = &[
-        "",
-        "client backend",
-        "dead-end client backend",
-        "autovacuum launcher",
-        "autovacuum worker",
-        "background worker",
-        "walsender",
-        "slotsync worker",
-        "standalone backend",
-        "archiver",
-        "background writer",
-        "checkpointer",
-        "io worker",
-        "startup",
-        "walreceiver",
-        "walsummarizer",
-        "walwriter",
-        "logger",
-    ];
-    let t = match major {
-        12 => T12,
-        13 | 14 => T13,
-        15 => T15,
-        16 => T16,
-        17 => T17,
-        18 => T18,
-        _ => return None,
-    };
-    t.get(v as usize).copied().filter(|s| !s.is_empty())
+    crate::version::of(major)?.backend_type_name(v)
 }
 
 /// `BackendState` by value, spelled as `pg_stat_activity.state` spells it. None for
 /// STATE_UNDEFINED (the view shows NULL).
 pub fn state_name(major: u32, v: u32) -> Option<&'static str> {
-    const S: &[&str] = &[
-        "",
-        "idle",
-        "active",
-        "idle in transaction",
-        "fastpath function call",
-        "idle in transaction (aborted)",
-        "disabled",
-    ];
-    // PG18 inserted STATE_STARTING = 1.
-    const S18: &[&str] = &[
-        "",
-        "starting",
-        "idle",
-        "active",
-        "idle in transaction",
-        "fastpath function call",
-        "idle in transaction (aborted)",
-        "disabled",
-    ];
-    let t = if major >= 18 { S18 } else { S };
-    t.get(v as usize).copied().filter(|s| !s.is_empty())
+    crate::version::of(major)?.state_name(v)
 }
 
-/// `ProgressCommandType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressCommand {
-    Vacuum,
-    Analyze,
-    Cluster,
-    CreateIndex,
-    BaseBackup,
-    Copy,
-}
+pub use crate::version::ProgressCommand;
 
-impl ProgressCommand {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProgressCommand::Vacuum => "vacuum",
-            ProgressCommand::Analyze => "analyze",
-            ProgressCommand::Cluster => "cluster",
-            ProgressCommand::CreateIndex => "create_index",
-            ProgressCommand::BaseBackup => "basebackup",
-            ProgressCommand::Copy => "copy",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<ProgressCommand> {
-        use ProgressCommand::*;
-        [Vacuum, Analyze, Cluster, CreateIndex, BaseBackup, Copy]
-            .into_iter()
-            .find(|c| c.name() == s)
-    }
-}
-
+/// `ProgressCommandType` by value.
 pub fn progress_command(major: u32, v: u32) -> Option<ProgressCommand> {
-    use ProgressCommand::*;
-    match (major, v) {
-        (_, 1) => Some(Vacuum),
-        (12, 2) => Some(Cluster),
-        (12, 3) => Some(CreateIndex),
-        (13.., 2) => Some(Analyze),
-        (13.., 3) => Some(Cluster),
-        (13.., 4) => Some(CreateIndex),
-        (13.., 5) => Some(BaseBackup),
-        (14.., 6) => Some(Copy),
-        _ => None,
-    }
+    crate::version::of(major)?.progress_command(v)
 }
 
 #[cfg(test)]
