@@ -419,7 +419,7 @@ impl Lister {
     /// not failed lately); None when there is none, and the failure is remembered.
     fn memory_of(&mut self, c: &PgCluster, now: u64) -> Option<HashMap<Pid, MemStatus>> {
         use crate::process::status::StatusReader;
-        let major = c.major.filter(|m| (12..=18).contains(m))?;
+        let major = c.major.filter(|m| crate::version::SUPPORTED.contains(m))?;
         let pm = c.postmaster;
         if !self.readers.contains_key(&pm) {
             if !may_retry(self.failed.get(&pm).copied(), now) {
