@@ -230,42 +230,12 @@ pub struct Inputs<'a> {
     pub state_for_s: Option<f64>,
 }
 
-/// The calls a stalled postgres sits in, by number (libc's, for the build's architecture).
-const SYSCALL_NAMES: &[(i64, &str)] = &[
-    (libc::SYS_read, "read"),
-    (libc::SYS_write, "write"),
-    (libc::SYS_poll, "poll"),
-    (libc::SYS_pread64, "pread64"),
-    (libc::SYS_pwrite64, "pwrite64"),
-    (libc::SYS_select, "select"),
-    (libc::SYS_nanosleep, "nanosleep"),
-    (libc::SYS_sendto, "sendto"),
-    (libc::SYS_recvfrom, "recvfrom"),
-    (libc::SYS_wait4, "wait4"),
-    (libc::SYS_semop, "semop"),
-    (libc::SYS_futex, "futex"),
-    (libc::SYS_clock_nanosleep, "clock_nanosleep"),
-    (libc::SYS_epoll_wait, "epoll_wait"),
-    (libc::SYS_epoll_pwait, "epoll_pwait"),
-];
-
-/// Calls a process blocked on a full socket sits in: the send itself, or the wait for
-/// the socket to drain.
-const SENDING_CALLS: &[i64] = &[
-    libc::SYS_write,
-    libc::SYS_poll,
-    libc::SYS_sendto,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_select,
-];
-
+/// The name of the call a stalled postgres sits in, or `syscall NR`.
 pub fn syscall_name(nr: i64) -> String {
-    SYSCALL_NAMES
-        .iter()
-        .find(|(n, _)| *n == nr)
-        .map(|(_, name)| name.to_string())
-        .unwrap_or_else(|| format!("syscall {nr}"))
+    u64::try_from(nr)
+        .ok()
+        .and_then(crate::process::proc::syscall_name)
+        .map_or_else(|| format!("syscall {nr}"), str::to_string)
 }
 
 pub fn verdict(i: &Inputs<'_>) -> Verdict {
@@ -281,9 +251,17 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
     let wname = s.and_then(|s| s.wait_event.as_deref()).unwrap_or("");
     let recent_io = i.since_io_ns.is_some_and(|n| n <= RECENT_IO_NS);
     let queued = s.and_then(|s| s.kernel.send_queue);
-    let sending_call = s
-        .and_then(|s| s.kernel.syscall)
-        .is_some_and(|n| SENDING_CALLS.contains(&n));
+    let sending_call = s.and_then(|s| s.kernel.syscall).is_some_and(|n| {
+        matches!(
+            n,
+            libc::SYS_write
+                | libc::SYS_poll
+                | libc::SYS_sendto
+                | libc::SYS_epoll_wait
+                | libc::SYS_epoll_pwait
+                | libc::SYS_select
+        )
+    });
     match (wtype, wname) {
         (Some("IPC"), "CheckpointDone" | "CheckpointStart") => {
             return Verdict::WaitingForCheckpoint

@@ -15,18 +15,13 @@ use crate::process::status::{StatusReader, StatusSample};
 use crate::trace::replay::{Clock, SystemClock};
 use crate::trace::usdt::{UsdtConfig, UsdtStatus};
 use crate::trace::{follow, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn proc_exists(pid: Pid) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    crate::process::proc::exists(pid)
 }
 
 /// How paths get their names: the data directory's catalog live, whatever the caller
@@ -125,9 +120,9 @@ impl Session {
     /// [`Session::open`] with the USDT settings (`--no-usdt`, `--usdt-probes`).
     pub fn open_with(pid: Pid, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
         let dd = DataDir::from_pid(pid)?;
-        if !is_root() {
-            bail!("pg_trace must run as root to attach to pid {pid} (try sudo)");
-        }
+        crate::process::proc::require_root(|| {
+            format!("pg_trace must run as root to attach to pid {pid}")
+        })?;
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
         let mut notes = Vec::new();
         let (tracer, usdt) =

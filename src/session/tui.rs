@@ -7,7 +7,8 @@ use super::keys::Keys;
 use super::terminal::Guard;
 use super::Session;
 use crate::cli::BackendChoice;
-use crate::process::list::{parse_postmaster_pid, state_name, syscall_name, Lister, PgCluster};
+use crate::process::list::{parse_postmaster_pid, Lister, PgCluster};
+use crate::process::proc::Activity;
 use crate::process::status::kernel::KernelState;
 use crate::trace::replay::{Clock, SystemClock};
 use crate::trace::Pid;
@@ -88,27 +89,21 @@ impl KeySource for Keys {
     }
 }
 
-/// The process state a status sample saw: `/proc/PID/stat` state, the system call it is
-/// in or else the kernel function it sleeps in: `sleeping in epoll_wait`, `disk wait
-/// (folio_wait_bit_common)`.
+/// The process state a status sample saw, in the process layer's words: `running`,
+/// `sleeping in epoll_wait`, `disk wait (folio_wait_bit_common)`.
 fn proc_state(k: &KernelState) -> Option<String> {
-    let c = k.state?;
-    let mut out = state_name(c).to_string();
-    if c == 'R' {
-        return Some(out);
-    }
-    match k.syscall.and_then(|n| u64::try_from(n).ok()) {
-        Some(nr) => match syscall_name(nr) {
-            Some(name) => out.push_str(&format!(" in {name}")),
-            None => out.push_str(&format!(" in syscall {nr}")),
-        },
-        None => {
-            if let Some(w) = k.wchan.as_deref().filter(|w| !w.is_empty() && *w != "0") {
-                out.push_str(&format!(" ({})", crate::ui::truncate(w, 32)));
-            }
-        }
-    }
-    Some(out)
+    let state = k.state?;
+    // Running changes too fast for where it was to mean anything.
+    let running = state == 'R';
+    let a = Activity {
+        state,
+        syscall: k
+            .syscall
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|_| !running),
+        wchan: k.wchan.clone().filter(|_| !running),
+    };
+    Some(a.words(|w| crate::ui::truncate(w, 32)))
 }
 
 /// One trace: the session and what the screen shows of it.
@@ -311,8 +306,7 @@ impl PickerApp {
     pub fn new(now_ns: u64) -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = crate::process::proc::is_root();
         PickerApp {
             lister,
             clusters,
