@@ -607,8 +607,12 @@ impl Catalog {
             });
         }
         if unknown_schemas > 0 {
+            let (are, schemas) = match unknown_schemas {
+                1 => ("relation is", "a schema"),
+                _ => ("relations are", "schemas"),
+            };
             warnings.push(format!(
-                "database {}: {unknown_schemas} relations are in schemas missing from {} (pg_namespace), shown as ?OID",
+                "database {}: {unknown_schemas} {are} in {schemas} missing from {} (pg_namespace), shown as ?OID",
                 excerpt::quote(db.name.as_bytes()),
                 nsp_file.display(),
             ));
