@@ -55,9 +55,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Ps { target }) => {
             let dd = datadir(target, cli.pid)?;
-            if !is_root() {
-                bail!("pg_trace ps reads the server's memory and must run as root (try sudo)");
-            }
+            pg_trace::process::proc::require_root(|| {
+                "pg_trace ps reads the server's memory and must run as root".into()
+            })?;
             let via = match cli.pid {
                 Some(pid) => pid,
                 None => output::ps::postmaster_pid(&dd)?,
@@ -103,11 +103,6 @@ fn run(cli: Cli) -> Result<()> {
     }
     out.flush().or_else(ignore_broken_pipe)?;
     Ok(())
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {

@@ -125,11 +125,6 @@ pub fn attach_with(
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -209,9 +204,9 @@ impl Session {
     /// [`Session::open`] with the USDT settings (`--no-usdt`, `--usdt-probes`).
     pub fn open_with(pid: Pid, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
         let dd = DataDir::from_pid(pid)?;
-        if !is_root() {
-            bail!("pg_trace must run as root to attach to pid {pid} (try sudo)");
-        }
+        crate::process::proc::require_root(|| {
+            format!("pg_trace must run as root to attach to pid {pid}")
+        })?;
         let namer = CatalogNamer::new(Resolver::new(&dd)?);
         let mut notes = Vec::new();
         let (tracer, usdt) = attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
@@ -414,7 +409,7 @@ impl Drop for Session {
 }
 
 fn proc_exists(pid: Pid) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    crate::process::proc::exists(pid)
 }
 
 /// Line mode: text or NDJSON on stdout until the process exits, a stop signal, or

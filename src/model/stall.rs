@@ -206,27 +206,12 @@ pub struct Inputs<'a> {
     pub state_for_s: Option<f64>,
 }
 
-/// x86_64 numbers of the calls a stalled postgres sits in.
+/// The name of the call a stalled postgres sits in, or `syscall NR`.
 pub fn syscall_name(nr: i64) -> String {
-    match nr {
-        0 => "read",
-        1 => "write",
-        7 => "poll",
-        17 => "pread64",
-        18 => "pwrite64",
-        23 => "select",
-        35 => "nanosleep",
-        44 => "sendto",
-        45 => "recvfrom",
-        61 => "wait4",
-        65 => "semop",
-        202 => "futex",
-        230 => "clock_nanosleep",
-        232 => "epoll_wait",
-        281 => "epoll_pwait",
-        _ => return format!("syscall {nr}"),
-    }
-    .to_string()
+    u64::try_from(nr)
+        .ok()
+        .and_then(crate::process::proc::syscall_name)
+        .map_or_else(|| format!("syscall {nr}"), str::to_string)
 }
 
 pub fn verdict(i: &Inputs<'_>) -> Verdict {
@@ -242,9 +227,17 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
     let wname = s.and_then(|s| s.wait_event.as_deref()).unwrap_or("");
     let recent_io = i.since_io_ns.is_some_and(|n| n <= RECENT_IO_NS);
     let queued = s.and_then(|s| s.kernel.send_queue);
-    let sending_call = s
-        .and_then(|s| s.kernel.syscall)
-        .is_some_and(|n| matches!(n, 1 | 7 | 44 | 232 | 281 | 23));
+    let sending_call = s.and_then(|s| s.kernel.syscall).is_some_and(|n| {
+        matches!(
+            n,
+            libc::SYS_write
+                | libc::SYS_poll
+                | libc::SYS_sendto
+                | libc::SYS_epoll_wait
+                | libc::SYS_epoll_pwait
+                | libc::SYS_select
+        )
+    });
     match (wtype, wname) {
         (Some("IPC"), "CheckpointDone" | "CheckpointStart") => {
             return Verdict::WaitingForCheckpoint
@@ -438,7 +431,7 @@ mod tests {
         ));
         let mut s = sample("", "", "", 'S');
         s.kernel.send_queue = Some(1 << 20);
-        s.kernel.syscall = Some(232);
+        s.kernel.syscall = Some(libc::SYS_epoll_wait);
         assert!(matches!(v(&s, None), Verdict::ClientNotReading { .. }));
         assert_eq!(
             verdict(&Inputs {

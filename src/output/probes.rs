@@ -9,9 +9,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write;
 
 pub fn write(out: &mut impl Write, pid: i32, format: Format) -> anyhow::Result<()> {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .map_err(|e| anyhow::anyhow!("pid {pid}: cannot read its executable ({e})"))?;
-    let notes = stapsdt::probes_of_pid(pid)?;
+    let (exe, notes) = stapsdt::exe_and_probes(pid)?;
     write_notes(out, &exe.display().to_string(), &notes, format)
 }
 

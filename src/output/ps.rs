@@ -6,7 +6,7 @@ use crate::output::Format;
 use crate::pgdata::{Catalog, DataDir};
 use crate::process::progress;
 use crate::process::status::layout::ProgressCommand;
-use crate::process::status::{self, StatusReader, StatusSample};
+use crate::process::status::{self, StatusSample};
 use anyhow::{Context, Result};
 use std::io::Write;
 
@@ -36,32 +36,15 @@ pub fn postmaster_pid(dd: &DataDir) -> Result<i32> {
 
 /// One row per process with a status slot.
 pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecord)>> {
-    let mut reader = StatusReader::open(via, dd.major)?;
+    let samples = status::activity(via, dd.major)?;
     let catalog = Catalog::load(dd).ok();
-    let mut rows = Vec::new();
-    for (e, q) in reader.entries()? {
-        let mut s = StatusSample {
-            pid: e.pid,
-            major: dd.major,
-            ..Default::default()
-        };
-        status::fill(dd.major, &mut s, &e, q);
-        // A process that exits between the two reads just has no wait event.
-        let _ = reader.fill_wait(&mut s);
-        if s.backend_type.as_deref() == Some("background worker") {
-            // The view shows bgw_type, which the title carries.
-            if let Some(t) = crate::process::proc::process_title(e.pid) {
-                let t = t.trim_start_matches("postgres: ");
-                let t = t.rsplit(": ").next().unwrap_or(t);
-                if !t.is_empty() {
-                    s.backend_type = Some(t.to_string());
-                }
-            }
-        }
-        let v = record(&s, catalog.as_ref());
-        rows.push((s, v));
-    }
-    Ok(rows)
+    Ok(samples
+        .into_iter()
+        .map(|s| {
+            let v = record(&s, catalog.as_ref());
+            (s, v)
+        })
+        .collect())
 }
 
 pub fn database_name(catalog: Option<&Catalog>, oid: Option<u32>) -> Option<String> {

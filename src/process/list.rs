@@ -1,11 +1,12 @@
 //! Every PostgreSQL process on the host, grouped by cluster: what the process picker shows.
-//! Pure parsers (process title, `/proc/PID/stat`, `/proc/PID/io`, `postmaster.pid`) and a
-//! thin sampler that reads `/proc` and turns counter deltas into CPU % and I/O rates.
+//! Pure parsers (process title, `postmaster.pid`) and a thin sampler that reads `/proc`
+//! (through `process::proc`) and turns counter deltas into CPU % and I/O rates.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::process::proc::{self, Stat};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-pub type Pid = i32;
+pub use crate::process::proc::{state_name, Pid};
 
 /// What a postgres process title says (`postgres: alice sales [local] SELECT`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -115,125 +116,9 @@ pub fn parse_title(raw: &str) -> Option<Title> {
     Some(title)
 }
 
-/// The fields of `/proc/PID/stat` the picker needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub state: char,
-    pub ppid: Pid,
-    /// utime + stime, in clock ticks.
-    pub cpu_ticks: u64,
-}
-
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    // The command may hold spaces and parentheses: fields start after the last ')'.
-    let rest = text.get(text.rfind(')')? + 1..)?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] = state (field 3), [1] = ppid, [11] = utime (14), [12] = stime (15).
-    let state = f.first()?.chars().next()?;
-    let ppid = f.get(1)?.parse().ok()?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(Stat {
-        state,
-        ppid,
-        cpu_ticks: utime.saturating_add(stime),
-    })
-}
-
-/// `rchar` and `wchar` of `/proc/PID/io`: bytes through read/write syscalls, page cache
-/// hits included (what PostgreSQL reads mostly comes from there).
-pub fn parse_io(text: &str) -> Option<(u64, u64)> {
-    let mut r = None;
-    let mut w = None;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("rchar:") {
-            r = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("wchar:") {
-            w = v.trim().parse().ok();
-        }
-    }
-    Some((r?, w?))
-}
-
 /// The port, fourth line of `postmaster.pid`.
 pub fn parse_postmaster_pid(text: &str) -> Option<u16> {
     text.lines().nth(3)?.trim().parse().ok()
-}
-
-/// What `/proc/PID/syscall` says the process is doing: in a system call (its number),
-/// running in user space, or blocked outside one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyscallNow {
-    In(u64),
-    Running,
-    Blocked,
-}
-
-pub fn parse_proc_syscall(text: &str) -> Option<SyscallNow> {
-    match text.split_whitespace().next()? {
-        "running" => Some(SyscallNow::Running),
-        "-1" => Some(SyscallNow::Blocked),
-        n => n.parse().ok().map(SyscallNow::In),
-    }
-}
-
-/// x86_64 numbers of the system calls a waiting or working PostgreSQL process sits in.
-pub fn syscall_name(nr: u64) -> Option<&'static str> {
-    if !cfg!(target_arch = "x86_64") {
-        return None;
-    }
-    Some(match nr {
-        0 => "read",
-        1 => "write",
-        3 => "close",
-        7 => "poll",
-        8 => "lseek",
-        17 => "pread64",
-        18 => "pwrite64",
-        19 => "readv",
-        20 => "writev",
-        23 => "select",
-        35 => "nanosleep",
-        44 => "sendto",
-        45 => "recvfrom",
-        46 => "sendmsg",
-        47 => "recvmsg",
-        61 => "wait4",
-        64 => "semget",
-        65 => "semop",
-        74 => "fsync",
-        75 => "fdatasync",
-        202 => "futex",
-        220 => "semtimedop",
-        230 => "clock_nanosleep",
-        232 => "epoll_wait",
-        257 => "openat",
-        270 => "pselect6",
-        271 => "ppoll",
-        277 => "sync_file_range",
-        281 => "epoll_pwait",
-        295 => "preadv",
-        296 => "pwritev",
-        327 => "preadv2",
-        328 => "pwritev2",
-        426 => "io_uring_enter",
-        441 => "epoll_pwait2",
-        _ => return None,
-    })
-}
-
-pub fn state_name(c: char) -> &'static str {
-    match c {
-        'R' => "running",
-        'S' => "sleeping",
-        'D' => "disk wait",
-        'T' => "stopped",
-        't' => "traced",
-        'Z' => "zombie",
-        'X' => "dead",
-        'I' => "idle",
-        _ => "?",
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -325,32 +210,24 @@ fn may_retry(failed_at: Option<u64>, now: u64) -> bool {
 fn memory_rows(
     reader: &mut crate::process::status::StatusReader,
 ) -> Option<HashMap<Pid, MemStatus>> {
-    use crate::process::status::StatusSample;
-    let mut out = HashMap::new();
-    for (e, q) in reader.entries().ok()? {
-        let mut s = StatusSample {
-            pid: e.pid,
-            major: reader.major,
-            ..Default::default()
-        };
-        reader.fill(&mut s, &e, q);
-        // A process that exits between the two reads just has no wait event.
-        let _ = reader.fill_wait(&mut s);
-        let wait = match (&s.wait_event_type, &s.wait_event) {
-            (Some(t), Some(e)) => Some(format!("{t}:{e}")),
-            _ => None,
-        };
-        out.insert(
-            s.pid,
-            MemStatus {
-                backend_type: s.backend_type,
-                state: s.state,
-                wait,
-                query: s.query,
-            },
-        );
-    }
-    Some(out)
+    let rows = reader.every_process().ok()?;
+    Some(
+        rows.into_iter()
+            .map(|s| {
+                let wait = match (&s.wait_event_type, &s.wait_event) {
+                    (Some(t), Some(e)) => Some(format!("{t}:{e}")),
+                    _ => None,
+                };
+                let row = MemStatus {
+                    backend_type: s.backend_type,
+                    state: s.state,
+                    wait,
+                    query: s.query,
+                };
+                (s.pid, row)
+            })
+            .collect(),
+    )
 }
 
 fn clock_ticks() -> f64 {
@@ -361,18 +238,6 @@ fn clock_ticks() -> f64 {
     } else {
         100.0
     }
-}
-
-fn read_title(pid: Pid) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    // A title is short; a hostile or huge command line is cut, not copied whole.
-    let raw = &raw[..raw.len().min(4096)];
-    Some(
-        String::from_utf8_lossy(raw)
-            .replace('\0', " ")
-            .trim()
-            .to_string(),
-    )
 }
 
 fn datadir_of(postmaster: Pid, title: &Title) -> Option<PathBuf> {
@@ -388,6 +253,106 @@ fn datadir_of(postmaster: Pid, title: &Title) -> Option<PathBuf> {
     d.is_absolute().then(|| d.to_path_buf())
 }
 
+/// One postgres process as /proc shows it at this sample.
+struct Seen {
+    pid: Pid,
+    title: Title,
+    stat: Stat,
+    /// (rchar, wchar), when /proc/PID/io is readable.
+    io: Option<(u64, u64)>,
+}
+
+/// A postgres process by the kernel's name for it, then by its title; None for any other
+/// process, or one that is gone.
+fn look_at(pid: Pid) -> Option<Seen> {
+    let comm = proc::comm(pid)?;
+    if comm != "postgres" && comm != "postmaster" {
+        return None;
+    }
+    let handle = proc::open(pid)?;
+    let title = proc::title_of(&handle).and_then(|t| parse_title(&t))?;
+    let stat = Stat::of(&handle)?;
+    let io = proc::io_of(&handle).map(|io| (io.rchar, io.wchar));
+    Some(Seen {
+        pid,
+        title,
+        stat,
+        io,
+    })
+}
+
+/// Every postgres process on the host.
+fn postgres_processes() -> Vec<Seen> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+        .filter_map(look_at)
+        .collect()
+}
+
+/// The cluster a postmaster heads, with no processes yet: its data directory, port and
+/// major version.
+fn cluster_of(postmaster: &Seen) -> PgCluster {
+    let datadir = datadir_of(postmaster.pid, &postmaster.title);
+    let read = |name: &str| {
+        datadir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join(name)).ok())
+    };
+    PgCluster {
+        postmaster: postmaster.pid,
+        port: read("postmaster.pid").and_then(|t| parse_postmaster_pid(&t)),
+        major: read("PG_VERSION").and_then(|t| t.trim().parse().ok()),
+        datadir,
+        processes: Vec::new(),
+    }
+}
+
+/// Clusters by postmaster: postgres processes whose parent is not one.
+fn clusters_of(seen: &[Seen]) -> BTreeMap<Pid, PgCluster> {
+    let pids: HashSet<Pid> = seen.iter().map(|r| r.pid).collect();
+    seen.iter()
+        .filter(|r| !pids.contains(&r.stat.ppid))
+        .map(|r| (r.pid, cluster_of(r)))
+        .collect()
+}
+
+/// CPU % of one core and read/write bytes/s between two samples `dt_s` apart.
+fn rates(
+    prev: &Counters,
+    now: &Seen,
+    dt_s: f64,
+    hz: f64,
+) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let &(_, ticks0, io0) = prev;
+    let cpu = now.stat.cpu_ticks.saturating_sub(ticks0) as f64 / hz / dt_s * 100.0;
+    let (rd, wr) = match (io0, now.io) {
+        (Some((r0, w0)), Some((r1, w1))) => (
+            Some(r1.saturating_sub(r0) as f64 / dt_s),
+            Some(w1.saturating_sub(w0) as f64 / dt_s),
+        ),
+        _ => (None, None),
+    };
+    (Some(cpu), rd, wr)
+}
+
+/// Clusters ordered by data directory, each with its postmaster first, then by pid.
+fn in_order(clusters: BTreeMap<Pid, PgCluster>) -> Vec<PgCluster> {
+    let mut out: Vec<PgCluster> = clusters.into_values().collect();
+    for c in &mut out {
+        let pm = c.postmaster;
+        c.processes.sort_by_key(|p| (p.pid != pm, p.pid));
+    }
+    out.sort_by(|a, b| {
+        a.datadir
+            .cmp(&b.datadir)
+            .then(a.postmaster.cmp(&b.postmaster))
+    });
+    out
+}
+
 impl Lister {
     pub fn new() -> Lister {
         Lister::default()
@@ -396,87 +361,23 @@ impl Lister {
     /// Every postgres process now, grouped by cluster (clusters ordered by data directory).
     pub fn sample(&mut self) -> Vec<PgCluster> {
         let now = crate::process::clock::monotonic_ns();
+        let seen = postgres_processes();
+        let mut clusters = clusters_of(&seen);
+        self.place(seen, &mut clusters, now);
+        if proc::is_root() {
+            self.add_memory(&mut clusters, now);
+        }
+        in_order(clusters)
+    }
+
+    /// Put each process in its cluster, with rates against the previous sample, and
+    /// remember its counters for the next.
+    fn place(&mut self, seen: Vec<Seen>, clusters: &mut BTreeMap<Pid, PgCluster>, now: u64) {
         let hz = clock_ticks();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        struct Raw {
-            pid: Pid,
-            title: Title,
-            stat: Stat,
-            io: Option<(u64, u64)>,
-        }
-        let mut raws = Vec::new();
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<Pid>().ok()) else {
-                continue;
-            };
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let comm = comm.trim();
-            if comm != "postgres" && comm != "postmaster" {
-                continue;
-            }
-            let Some(title) = read_title(pid).and_then(|t| parse_title(&t)) else {
-                continue;
-            };
-            let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| parse_stat(&s))
-            else {
-                continue;
-            };
-            let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-                .ok()
-                .and_then(|s| parse_io(&s));
-            raws.push(Raw {
-                pid,
-                title,
-                stat,
-                io,
-            });
-        }
-        let pids: std::collections::HashSet<Pid> = raws.iter().map(|r| r.pid).collect();
-        let mut clusters: BTreeMap<Pid, PgCluster> = BTreeMap::new();
-        let mut next_prev = HashMap::new();
-        // Postmasters: postgres processes whose parent is not one.
-        for r in raws.iter().filter(|r| !pids.contains(&r.stat.ppid)) {
-            let datadir = datadir_of(r.pid, &r.title);
-            let port = datadir.as_ref().and_then(|d| {
-                std::fs::read_to_string(d.join("postmaster.pid"))
-                    .ok()
-                    .and_then(|t| parse_postmaster_pid(&t))
-            });
-            let major = datadir.as_ref().and_then(|d| {
-                std::fs::read_to_string(d.join("PG_VERSION"))
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok())
-            });
-            clusters.insert(
-                r.pid,
-                PgCluster {
-                    postmaster: r.pid,
-                    datadir,
-                    port,
-                    major,
-                    processes: Vec::new(),
-                },
-            );
-        }
-        for r in &raws {
-            let prev = self.prev.get(&r.pid);
-            let (cpu, rd, wr) = match prev {
-                Some(&(t0, ticks0, io0)) if now > t0 => {
-                    let dt = (now - t0) as f64 / 1e9;
-                    let cpu = r.stat.cpu_ticks.saturating_sub(ticks0) as f64 / hz / dt * 100.0;
-                    let (rd, wr) = match (io0, r.io) {
-                        (Some((r0, w0)), Some((r1, w1))) => (
-                            Some(r1.saturating_sub(r0) as f64 / dt),
-                            Some(w1.saturating_sub(w0) as f64 / dt),
-                        ),
-                        _ => (None, None),
-                    };
-                    (Some(cpu), rd, wr)
-                }
+        let mut next_prev = HashMap::with_capacity(seen.len());
+        for r in seen {
+            let (cpu, read_bps, write_bps) = match self.prev.get(&r.pid) {
+                Some(prev) if now > prev.0 => rates(prev, &r, (now - prev.0) as f64 / 1e9, hz),
                 _ => (None, None, None),
             };
             next_prev.insert(r.pid, (now, r.stat.cpu_ticks, r.io));
@@ -488,61 +389,59 @@ impl Lister {
             if let Some(c) = clusters.get_mut(&owner) {
                 c.processes.push(PgProcess {
                     pid: r.pid,
-                    title: r.title.clone(),
+                    title: r.title,
                     state: r.stat.state,
                     cpu,
-                    read_bps: rd,
-                    write_bps: wr,
+                    read_bps,
+                    write_bps,
                     memory: None,
                 });
             }
         }
         self.prev = next_prev;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
-        let live: std::collections::HashSet<Pid> = clusters.keys().copied().collect();
-        self.readers.retain(|pm, _| live.contains(pm));
-        self.failed.retain(|pm, _| live.contains(pm));
-        for c in clusters.values_mut().filter(|_| root) {
-            let Some(major) = c.major.filter(|m| (12..=18).contains(m)) else {
+    }
+
+    /// What shared memory says of each process, for clusters of a supported major.
+    fn add_memory(&mut self, clusters: &mut BTreeMap<Pid, PgCluster>, now: u64) {
+        self.readers.retain(|pm, _| clusters.contains_key(pm));
+        self.failed.retain(|pm, _| clusters.contains_key(pm));
+        for c in clusters.values_mut() {
+            let Some(mut rows) = self.memory_of(c, now) else {
                 continue;
             };
-            if let std::collections::hash_map::Entry::Vacant(v) = self.readers.entry(c.postmaster) {
-                if !may_retry(self.failed.get(&c.postmaster).copied(), now) {
-                    continue;
-                }
-                match crate::process::status::StatusReader::open(c.postmaster, major) {
-                    Ok(r) => {
-                        v.insert(r);
-                    }
-                    Err(_) => {
-                        self.failed.insert(c.postmaster, now);
-                        continue;
-                    }
-                }
-            }
-            let rows = self.readers.get_mut(&c.postmaster).and_then(memory_rows);
-            let Some(mut rows) = rows else {
-                self.readers.remove(&c.postmaster);
-                self.failed.insert(c.postmaster, now);
-                continue;
-            };
-            self.failed.remove(&c.postmaster);
             for p in &mut c.processes {
                 p.memory = rows.remove(&p.pid);
             }
         }
-        let mut out: Vec<PgCluster> = clusters.into_values().collect();
-        for c in &mut out {
-            let pm = c.postmaster;
-            c.processes.sort_by_key(|p| (p.pid != pm, p.pid));
+    }
+
+    /// Every status slot of cluster `c`, through its kept reader (opened when missing and
+    /// not failed lately); None when there is none, and the failure is remembered.
+    fn memory_of(&mut self, c: &PgCluster, now: u64) -> Option<HashMap<Pid, MemStatus>> {
+        use crate::process::status::StatusReader;
+        let major = c.major.filter(|m| crate::version::SUPPORTED.contains(m))?;
+        let pm = c.postmaster;
+        if !self.readers.contains_key(&pm) {
+            if !may_retry(self.failed.get(&pm).copied(), now) {
+                return None;
+            }
+            match StatusReader::open(pm, major) {
+                Ok(r) => self.readers.insert(pm, r),
+                Err(_) => {
+                    self.failed.insert(pm, now);
+                    return None;
+                }
+            };
         }
-        out.sort_by(|a, b| {
-            a.datadir
-                .cmp(&b.datadir)
-                .then(a.postmaster.cmp(&b.postmaster))
-        });
-        out
+        let rows = self.readers.get_mut(&pm).and_then(memory_rows);
+        match rows {
+            Some(_) => self.failed.remove(&pm),
+            None => {
+                self.readers.remove(&pm);
+                self.failed.insert(pm, now)
+            }
+        };
+        rows
     }
 }
 
@@ -605,43 +504,12 @@ mod tests {
     }
 
     #[test]
-    fn stat_io_pidfile() {
-        let s =
-            parse_stat("42 (post gres) R 7 42 42 0 -1 4194560 1 0 0 0 150 25 0 0 20 0 1").unwrap();
-        assert_eq!(
-            s,
-            Stat {
-                state: 'R',
-                ppid: 7,
-                cpu_ticks: 175
-            }
-        );
-        assert_eq!(parse_stat("42 (x) R"), None);
-        assert_eq!(parse_stat(""), None);
-        assert_eq!(parse_io("rchar: 10\nwchar: 20\nsyscr: 1\n"), Some((10, 20)));
-        assert_eq!(parse_io("rchar: x"), None);
+    fn pidfile() {
         assert_eq!(
             parse_postmaster_pid("123\n/srv/pg\n1700000000\n5433\n/tmp\n"),
             Some(5433)
         );
         assert_eq!(parse_postmaster_pid("123\n"), None);
-    }
-
-    #[test]
-    fn proc_syscall() {
-        assert_eq!(
-            parse_proc_syscall("232 0x5 0x7ffd 0x1 0xffffffff 0x0 0x0 0x7ffd 0x7f12\n"),
-            Some(SyscallNow::In(232))
-        );
-        assert_eq!(parse_proc_syscall("running\n"), Some(SyscallNow::Running));
-        assert_eq!(
-            parse_proc_syscall("-1 0x7ffd 0x7f12\n"),
-            Some(SyscallNow::Blocked)
-        );
-        assert_eq!(parse_proc_syscall(""), None);
-        assert_eq!(parse_proc_syscall("x"), None);
-        assert_eq!(syscall_name(232), Some("epoll_wait"));
-        assert_eq!(syscall_name(99_999), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Read-only access to another process's memory: `/proc/PID/mem` reads, `/proc/PID/maps`
-//! parsing, exported-symbol lookup in the ELF `.dynsym` of `/proc/PID/exe`, and the search
+//! Read-only access to another process's memory: `/proc/PID/mem` reads, its mappings
+//! (`/proc/PID/maps`, through procfs), exported-symbol lookup in the ELF `.dynsym` of `/proc/PID/exe`, and the search
 //! of PostgreSQL's main shared-memory segment for a ShmemIndex entry. Nothing here ever
 //! writes: the file is opened `O_RDONLY`.
 
@@ -35,7 +35,7 @@ fn gone_or(pid: Pid, e: io::Error) -> MemError {
 }
 
 fn proc_alive(pid: Pid) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+    crate::process::proc::exists(pid)
 }
 
 /// One process's address space, readable only.
@@ -124,38 +124,61 @@ impl Mapping {
     }
 }
 
-/// Parse `/proc/PID/maps`; malformed lines are skipped.
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
-    text.lines().filter_map(parse_maps_line).collect()
-}
-
-fn parse_maps_line(line: &str) -> Option<Mapping> {
-    let mut it = line.splitn(6, ' ');
-    let range = it.next()?;
-    let perms = it.next()?;
-    let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-    let _dev = it.next()?;
-    let inode = it.next()?.parse().ok()?;
-    let path = it.next().unwrap_or("").trim_start().to_string();
-    let (s, e) = range.split_once('-')?;
-    let start = u64::from_str_radix(s, 16).ok()?;
-    let end = u64::from_str_radix(e, 16).ok()?;
-    if perms.len() != 4 || end < start {
-        return None;
+impl From<procfs::process::MemoryMap> for Mapping {
+    fn from(m: procfs::process::MemoryMap) -> Mapping {
+        use procfs::process::{MMPermissions as P, MMapPath};
+        let flag = |p: P, c: char| if m.perms.contains(p) { c } else { '-' };
+        let perms = [
+            flag(P::READ, 'r'),
+            flag(P::WRITE, 'w'),
+            flag(P::EXECUTE, 'x'),
+            if m.perms.contains(P::SHARED) {
+                's'
+            } else {
+                'p'
+            },
+        ]
+        .iter()
+        .collect();
+        // The path as the maps line wrote it (a SysV segment keeps only its key).
+        let path = match m.pathname {
+            MMapPath::Path(p) => p.to_string_lossy().into_owned(),
+            MMapPath::Heap => "[heap]".into(),
+            MMapPath::Stack => "[stack]".into(),
+            MMapPath::TStack(tid) => format!("[stack:{tid}]"),
+            MMapPath::Vdso => "[vdso]".into(),
+            MMapPath::Vvar => "[vvar]".into(),
+            MMapPath::Vsyscall => "[vsyscall]".into(),
+            MMapPath::Rollup => "[rollup]".into(),
+            MMapPath::Anonymous => String::new(),
+            MMapPath::Vsys(key) => format!("/SYSV{key:08x}"),
+            MMapPath::Other(o) => format!("[{o}]"),
+        };
+        Mapping {
+            start: m.address.0,
+            end: m.address.1,
+            perms,
+            offset: m.offset,
+            inode: m.inode,
+            path,
+        }
     }
-    Some(Mapping {
-        start,
-        end,
-        perms: perms.to_string(),
-        offset,
-        inode,
-        path,
-    })
 }
 
+/// The mappings of `/proc/PID/maps`, as procfs parses them.
 pub fn maps(pid: Pid) -> Result<Vec<Mapping>, MemError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| gone_or(pid, e))?;
-    Ok(parse_maps(&text))
+    let p = procfs::process::Process::new(pid).map_err(|e| gone_or(pid, proc_error(e)))?;
+    let maps = p.maps().map_err(|e| gone_or(pid, proc_error(e)))?;
+    Ok(maps.0.into_iter().map(Mapping::from).collect())
+}
+
+fn proc_error(e: procfs::ProcError) -> io::Error {
+    match e {
+        procfs::ProcError::Io(e, _) => e,
+        procfs::ProcError::NotFound(_) => io::Error::from_raw_os_error(libc::ESRCH),
+        procfs::ProcError::PermissionDenied(_) => io::Error::from_raw_os_error(libc::EACCES),
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 /// Candidates for PostgreSQL's main shared memory segment, largest first: shared
@@ -413,18 +436,35 @@ pub fn load_bias(pid: Pid, maps: &[Mapping], syms: &Symbols) -> Result<u64, MemE
 mod tests {
     use super::*;
 
+    fn parse_maps(t: &str) -> Vec<Mapping> {
+        use procfs::FromRead;
+        procfs::process::MemoryMaps::from_read(t.as_bytes())
+            .unwrap()
+            .0
+            .into_iter()
+            .map(Mapping::from)
+            .collect()
+    }
+
     #[test]
     fn maps_lines() {
         let t = "55d0c0a00000-55d0c0b00000 r--p 00000000 08:01 1234 /usr/lib/postgresql/15/bin/postgres\n\
                  7f0000000000-7f0008000000 rw-s 00000000 00:01 5678 /dev/zero (deleted)\n\
-                 garbage\n\
-                 7ffd0000-7ffe0000 rw-p 00000000 00:00 0 \n";
+                 7f1000000000-7f1008000000 rw-s 00000000 00:01 32769 /SYSV0052e2c1 (deleted)\n\
+                 7ffd0000-7ffe0000 rw-p 00000000 00:00 0 \n\
+                 7ffe0000-7ffe1000 r-xp 00000000 00:00 0                          [vdso]\n";
         let m = parse_maps(t);
-        assert_eq!(m.len(), 3);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].perms, "r--p");
+        assert_eq!((m[0].inode, m[0].offset), (1234, 0));
+        assert_eq!(m[0].path, "/usr/lib/postgresql/15/bin/postgres");
+        assert_eq!(m[2].path, "/SYSV0052e2c1");
+        assert_eq!(m[3].path, "");
+        assert_eq!(m[4].path, "[vdso]");
         assert_eq!(m[1].path, "/dev/zero (deleted)");
         assert!(m[1].shared());
         let segs = main_segments(&m);
-        assert_eq!(segs.len(), 1);
+        assert_eq!(segs.len(), 2);
         assert_eq!(segs[0].start, 0x7f0000000000);
     }
 
@@ -455,7 +495,6 @@ mod tests {
         #[test]
         fn index_search_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             let _ = find_index_entry(&bytes, "Backend Status Array", 0, u64::MAX);
-            let _ = parse_maps(&String::from_utf8_lossy(&bytes));
         }
     }
 }

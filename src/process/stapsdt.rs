@@ -243,6 +243,13 @@ pub fn probes_of_pid(pid: i32) -> anyhow::Result<Notes> {
     probes_of_file(Path::new(&format!("/proc/{pid}/exe")))
 }
 
+/// The path of a running process's executable and its probes (`pg_trace probes -p PID`).
+pub fn exe_and_probes(pid: i32) -> anyhow::Result<(std::path::PathBuf, Notes)> {
+    let exe = crate::process::proc::exe(pid)
+        .map_err(|e| anyhow::anyhow!("pid {pid}: cannot read its executable ({e})"))?;
+    Ok((exe, probes_of_pid(pid)?))
+}
+
 /// Distinct probe names of `provider`, in first-seen order, with their site counts.
 pub fn names(notes: &Notes, provider: &str) -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();

@@ -450,6 +450,42 @@ impl StatusReader {
     pub fn fill(&self, s: &mut StatusSample, e: &RawEntry, query: Option<String>) {
         fill(self.major, s, e, query)
     }
+
+    /// Every process with a status slot, named, with its wait event.
+    pub fn every_process(&mut self) -> Result<Vec<StatusSample>, MemError> {
+        let mut out = Vec::new();
+        for (e, q) in self.entries()? {
+            let mut s = StatusSample {
+                pid: e.pid,
+                major: self.major,
+                ..Default::default()
+            };
+            self.fill(&mut s, &e, q);
+            // A process that exits between the two reads just has no wait event.
+            let _ = self.fill_wait(&mut s);
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+/// The offline `pg_stat_activity` of a cluster, read through `via` (its postmaster or any
+/// child of it): every process with a status slot. A background worker's type is the one
+/// its title shows, as the view shows `bgw_type`.
+pub fn activity(via: Pid, major: u32) -> Result<Vec<StatusSample>, MemError> {
+    let mut rows = StatusReader::open(via, major)?.every_process()?;
+    for s in &mut rows {
+        if s.backend_type.as_deref() == Some("background worker") {
+            if let Some(t) = crate::process::proc::process_title(s.pid) {
+                let t = t.trim_start_matches("postgres: ");
+                let t = t.rsplit(": ").next().unwrap_or(t);
+                if !t.is_empty() {
+                    s.backend_type = Some(t.to_string());
+                }
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Strings behind an array of pointers; with `rodata`, a pointer outside it ends the

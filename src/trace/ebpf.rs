@@ -178,33 +178,21 @@ fn decode(data: &[u8]) -> Decoded {
     }
 }
 
-fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
-    use wire::*;
+/// The fixed header of a record and its path, checked for consistency.
+struct Record<'a> {
+    ts_ns: u64,
+    pid: Pid,
+    syscall: Syscall,
+    flags: u16,
+    ret: i64,
+    args: [u64; 4],
+    path: Option<&'a [u8]>,
+}
 
-    let ts_ns = le_u64(data, OFF_TS)?;
-    let pid = le_u32(data, OFF_TGID)? as Pid;
-    let syscall = *SYSCALL_BY_ID.get(usize::from(le_u16(data, OFF_SYSCALL)?))?;
-    let flags = le_u16(data, OFF_FLAGS)?;
-    let ret = le_u64(data, OFF_RET)? as i64;
-    let a0 = le_u64(data, OFF_A0)?;
-    let a1 = le_u64(data, OFF_A1)?;
-    let a2 = le_u64(data, OFF_A2)?;
-    let a3 = le_u64(data, OFF_A3)?;
-    let path_len = le_u32(data, OFF_PATH_LEN)? as usize;
-
-    let path_bytes = if flags & F_PATH != 0 {
-        if path_len > PATH_MAX_LEN || data.len() != HDR_SIZE + path_len {
-            return None;
-        }
-        Some(&data[HDR_SIZE..])
-    } else {
-        if data.len() != HDR_SIZE || path_len != 0 {
-            return None;
-        }
-        None
-    };
+/// The calls whose record carries the path they name.
+fn carries_path(syscall: Syscall) -> bool {
     use Syscall as S;
-    let wants_path = matches!(
+    matches!(
         syscall,
         S::Open
             | S::Openat
@@ -215,54 +203,151 @@ fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
             | S::Statx
             | S::Lstat
             | S::Stat
-    );
-    if wants_path != path_bytes.is_some() {
-        return None;
-    }
-    // Paths are bytes; the seam carries Strings. Only path events allocate.
-    let path = || path_bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+    )
+}
 
+impl<'a> Record<'a> {
+    /// None when short, over-long, or when the path flag, length and call disagree.
+    fn parse(data: &'a [u8]) -> Option<Record<'a>> {
+        use wire::*;
+        let flags = le_u16(data, OFF_FLAGS)?;
+        let path_len = le_u32(data, OFF_PATH_LEN)? as usize;
+        let path = if flags & F_PATH != 0 {
+            if path_len > PATH_MAX_LEN || data.len() != HDR_SIZE + path_len {
+                return None;
+            }
+            Some(&data[HDR_SIZE..])
+        } else {
+            if data.len() != HDR_SIZE || path_len != 0 {
+                return None;
+            }
+            None
+        };
+        let syscall = *SYSCALL_BY_ID.get(usize::from(le_u16(data, OFF_SYSCALL)?))?;
+        if carries_path(syscall) != path.is_some() {
+            return None;
+        }
+        Some(Record {
+            ts_ns: le_u64(data, OFF_TS)?,
+            pid: le_u32(data, OFF_TGID)? as Pid,
+            syscall,
+            flags,
+            ret: le_u64(data, OFF_RET)? as i64,
+            args: [
+                le_u64(data, OFF_A0)?,
+                le_u64(data, OFF_A1)?,
+                le_u64(data, OFF_A2)?,
+                le_u64(data, OFF_A3)?,
+            ],
+            path,
+        })
+    }
+
+    /// Paths are bytes; the seam carries Strings. Only path events allocate.
+    fn path(&self) -> Option<String> {
+        self.path.map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    fn fd(&self) -> i32 {
+        int_arg(self.args[0])
+    }
+
+    /// The explicit offset of a positioned read or write (pread64, preadv, ...).
+    fn offset(&self) -> Option<u64> {
+        (self.flags & wire::F_OFFSET != 0).then_some(self.args[1])
+    }
+}
+
+/// Outer None: garbled. Inner None: a well-formed record that changes nothing.
+fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
+    use Syscall as S;
+    let r = Record::parse(data)?;
     // -ERESTARTSYS and friends: interrupted by a signal, the call is restarted (a new
     // call, with its own exit, follows) or becomes -EINTR. Either way nothing happened.
-    if (-ERESTART_RESTARTBLOCK..=-ERESTARTSYS).contains(&ret) {
+    if (-ERESTART_RESTARTBLOCK..=-ERESTARTSYS).contains(&r.ret) {
         return Some(None);
     }
-    let fd = int_arg(a0);
-    let offset = (flags & F_OFFSET != 0).then_some(a1);
-    let kind = match syscall {
+    let kind = match r.syscall {
+        S::Open | S::Openat | S::Close | S::Dup | S::Dup2 | S::Dup3 | S::FcntlDupfd => {
+            fd_table_event(&r)?
+        }
+        S::Truncate
+        | S::Unlink
+        | S::Unlinkat
+        | S::Newfstatat
+        | S::Statx
+        | S::Fstat
+        | S::Lstat
+        | S::Stat => Some(path_event(&r)?),
+        S::Read
+        | S::Pread64
+        | S::Readv
+        | S::Preadv
+        | S::Preadv2
+        | S::Write
+        | S::Pwrite64
+        | S::Writev
+        | S::Pwritev
+        | S::Pwritev2
+        | S::Lseek
+        | S::Ftruncate
+        | S::Getdents64
+        | S::Sendto
+        | S::Fadvise64 => Some(io_event(&r)?),
+    };
+    Some(kind.map(|kind| Event {
+        ts_ns: r.ts_ns,
+        pid: r.pid,
+        kind,
+    }))
+}
+
+/// Opens, closes and dups: what changes the process's fd table.
+fn fd_table_event(r: &Record) -> Option<Option<EventKind>> {
+    use Syscall as S;
+    let (syscall, ret) = (r.syscall, r.ret);
+    Some(Some(match syscall {
         S::Open | S::Openat => EventKind::Open {
             syscall,
-            dirfd: dirfd_arg(a0),
-            path: path()?,
-            flags: int_arg(a1),
+            dirfd: dirfd_arg(r.args[0]),
+            path: r.path()?,
+            flags: int_arg(r.args[1]),
             fd: ret as i32,
         },
         // Nothing was open under that number: nothing changes. (Linux closes the fd
         // whatever else close() returns, EINTR and EIO included.)
         S::Close if ret == -EBADF => return Some(None),
-        S::Close => EventKind::Close { fd },
-        S::Dup | S::Dup2 | S::Dup3 | S::FcntlDupfd => EventKind::Dup {
+        S::Close => EventKind::Close { fd: r.fd() },
+        _ => EventKind::Dup {
             syscall,
-            old_fd: fd,
+            old_fd: r.fd(),
             new_fd: ret as i32,
         },
+    }))
+}
+
+/// Calls on an open fd that move data or a position.
+fn io_event(r: &Record) -> Option<EventKind> {
+    use Syscall as S;
+    let (syscall, fd, ret) = (r.syscall, r.fd(), r.ret);
+    let [_, a1, a2, a3] = r.args;
+    Some(match syscall {
         S::Read | S::Pread64 | S::Readv | S::Preadv | S::Preadv2 => EventKind::Read {
             syscall,
             fd,
-            offset,
+            offset: r.offset(),
             requested: a2,
             result: ret,
         },
-        S::Write | S::Writev if flags & F_SOCKET != 0 => EventKind::Send {
+        S::Write | S::Writev if r.flags & wire::F_SOCKET != 0 => EventKind::Send {
             syscall,
             fd,
             requested: a2,
             result: ret,
         },
-        S::Write | S::Pwrite64 | S::Writev | S::Pwritev | S::Pwritev2 => EventKind::Write {
+        S::Sendto => EventKind::Send {
             syscall,
             fd,
-            offset,
             requested: a2,
             result: ret,
         },
@@ -279,69 +364,61 @@ fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
             length: a1,
             result: ret,
         },
-        S::Truncate => EventKind::Truncate {
-            syscall,
-            fd: None,
-            path: Some(path()?),
-            length: a1,
-            result: ret,
-        },
-        S::Unlink | S::Unlinkat => EventKind::Unlink {
-            syscall,
-            dirfd: dirfd_arg(a0),
-            path: path()?,
-            result: ret,
-        },
         S::Getdents64 => EventKind::ReadDir { fd, result: ret },
-        S::Newfstatat | S::Statx => {
-            let p = path()?;
-            if p.is_empty() && (a1 as u32) & AT_EMPTY_PATH != 0 {
-                // fstatat(fd, "", AT_EMPTY_PATH): how glibc implements fstat().
-                EventKind::Stat {
-                    syscall,
-                    dirfd: None,
-                    fd: Some(fd),
-                    path: None,
-                    result: ret,
-                }
-            } else {
-                EventKind::Stat {
-                    syscall,
-                    dirfd: dirfd_arg(a0),
-                    fd: None,
-                    path: Some(p),
-                    result: ret,
-                }
-            }
-        }
-        S::Fstat => EventKind::Stat {
-            syscall,
-            dirfd: None,
-            fd: Some(fd),
-            path: None,
-            result: ret,
-        },
-        S::Lstat | S::Stat => EventKind::Stat {
-            syscall,
-            dirfd: None,
-            fd: None,
-            path: Some(path()?),
-            result: ret,
-        },
-        S::Sendto => EventKind::Send {
-            syscall,
-            fd,
-            requested: a2,
-            result: ret,
-        },
         S::Fadvise64 => EventKind::Fadvise {
             fd,
             offset: a1,
             len: a2,
             advice: int_arg(a3),
         },
+        S::Write | S::Pwrite64 | S::Writev | S::Pwritev | S::Pwritev2 => EventKind::Write {
+            syscall,
+            fd,
+            offset: r.offset(),
+            requested: a2,
+            result: ret,
+        },
+        _ => return None,
+    })
+}
+
+/// Calls that name a file by path (and fstat, which glibc may make one of them).
+fn path_event(r: &Record) -> Option<EventKind> {
+    use Syscall as S;
+    let (syscall, ret) = (r.syscall, r.ret);
+    let stat = |dirfd, fd, path| EventKind::Stat {
+        syscall,
+        dirfd,
+        fd,
+        path,
+        result: ret,
     };
-    Some(Some(Event { ts_ns, pid, kind }))
+    Some(match syscall {
+        S::Truncate => EventKind::Truncate {
+            syscall,
+            fd: None,
+            path: Some(r.path()?),
+            length: r.args[1],
+            result: ret,
+        },
+        S::Unlink | S::Unlinkat => EventKind::Unlink {
+            syscall,
+            dirfd: dirfd_arg(r.args[0]),
+            path: r.path()?,
+            result: ret,
+        },
+        S::Newfstatat | S::Statx => {
+            let p = r.path()?;
+            if p.is_empty() && (r.args[1] as u32) & AT_EMPTY_PATH != 0 {
+                // fstatat(fd, "", AT_EMPTY_PATH): how glibc implements fstat().
+                stat(None, Some(r.fd()), None)
+            } else {
+                stat(dirfd_arg(r.args[0]), None, Some(p))
+            }
+        }
+        S::Fstat => stat(None, Some(r.fd()), None),
+        _ => stat(None, None, Some(r.path()?)),
+    })
 }
 
 thread_local! {

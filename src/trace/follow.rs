@@ -3,7 +3,7 @@
 //! `io worker N` processes, which perform the traced backend's data-file reads.
 
 use super::{FollowerRole, Pid};
-use crate::process::proc::{parent_pid, process_title};
+use crate::process::proc::{children, parent_pid, process_title};
 
 /// What a title says about following `leader`.
 pub fn follower_role(title: &str, leader: Pid) -> Option<FollowerRole> {
@@ -20,25 +20,6 @@ pub fn follower_role(title: &str, leader: Pid) -> Option<FollowerRole> {
         return Some(FollowerRole::IoWorker);
     }
     None
-}
-
-/// The postmaster's children. `/proc/PID/task/PID/children` (the postmaster is single
-/// threaded) costs one read instead of a walk over every process on the host, which this
-/// runs once per display interval; the walk remains for kernels without it.
-fn children(parent: Pid) -> Vec<Pid> {
-    if let Ok(s) = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")) {
-        return s
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
-        .filter(|&p| parent_pid(p) == Some(parent))
-        .collect()
 }
 
 /// Current followers of `leader`: processes with the same parent (the postmaster) whose

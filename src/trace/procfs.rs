@@ -4,6 +4,7 @@
 //! files opened and closed between two polls.
 
 use super::{monotonic_ns, Event, EventKind, Pid, Tracer, TracerStats};
+use crate::process::proc::{self, SyscallNow};
 use std::collections::BTreeSet;
 
 /// One /proc look at a process: a FileState per open regular file or directory.
@@ -12,10 +13,6 @@ pub fn snapshot(pid: Pid, out: &mut Vec<Event>) -> std::io::Result<()> {
     let files = crate::process::open_files(pid)?;
     let ts = monotonic_ns();
     for f in files {
-        let size = std::fs::metadata(format!("/proc/{pid}/fd/{}", f.fd))
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
         out.push(Event {
             ts_ns: ts,
             pid,
@@ -24,43 +21,23 @@ pub fn snapshot(pid: Pid, out: &mut Vec<Event>) -> std::io::Result<()> {
                 path: f.path.to_string_lossy().into_owned(),
                 pos: f.pos,
                 flags: f.flags,
-                size,
+                size: f.size,
             },
         });
     }
     Ok(())
 }
 
-/// `/proc/PID/io`: rchar, wchar, read_bytes, write_bytes.
-pub fn parse_proc_io(text: &str) -> Option<(u64, u64, u64, u64)> {
-    let mut v = [None; 4];
-    for line in text.lines() {
-        let (k, val) = line.split_once(':')?;
-        let slot = match k {
-            "rchar" => 0,
-            "wchar" => 1,
-            "read_bytes" => 2,
-            "write_bytes" => 3,
-            _ => continue,
-        };
-        v[slot] = val.trim().parse().ok();
-    }
-    Some((v[0]?, v[1]?, v[2]?, v[3]?))
-}
-
 /// `/proc/PID/syscall` shows the arguments of a syscall the process is blocked in (e.g. a
 /// pread64 waiting for the disk): a sample of exactly where it reads. It is reported as a
 /// zero-byte read so it moves the position without counting bytes twice.
-pub fn sampled_read(pid: Pid, text: &str) -> Option<Event> {
-    let mut it = text.split_whitespace();
-    let nr: i64 = it.next()?.parse().ok()?;
-    let args: Vec<u64> = it
-        .take(6)
-        .filter_map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
-        .collect();
-    let (syscall, offset) = match nr {
-        0 => (super::Syscall::Read, None),
-        17 => (super::Syscall::Pread64, Some(*args.get(3)?)),
+pub fn sampled_read(pid: Pid, now: SyscallNow) -> Option<Event> {
+    let SyscallNow::In { nr, args } = now else {
+        return None;
+    };
+    let (syscall, offset) = match libc::c_long::try_from(nr).ok()? {
+        libc::SYS_read => (super::Syscall::Read, None),
+        libc::SYS_pread64 => (super::Syscall::Pread64, Some(args[3])),
         _ => return None,
     };
     Some(Event {
@@ -68,12 +45,34 @@ pub fn sampled_read(pid: Pid, text: &str) -> Option<Event> {
         pid,
         kind: EventKind::Read {
             syscall,
-            fd: i32::try_from(*args.first()?).ok()?,
+            fd: i32::try_from(args[0]).ok()?,
             offset,
-            requested: *args.get(2)?,
+            requested: args[2],
             result: 0,
         },
     })
+}
+
+/// What one poll adds for a process besides its files: a sampled read and the I/O counters.
+fn sample_kernel(pid: Pid, out: &mut Vec<Event>) {
+    let Some(handle) = proc::open(pid) else {
+        return;
+    };
+    if let Some(ev) = proc::syscall_of(&handle).and_then(|now| sampled_read(pid, now)) {
+        out.push(ev);
+    }
+    if let Some(io) = proc::io_of(&handle) {
+        out.push(Event {
+            ts_ns: monotonic_ns(),
+            pid,
+            kind: EventKind::IoCounters {
+                rchar: io.rchar,
+                wchar: io.wchar,
+                read_bytes: io.read_bytes,
+                write_bytes: io.write_bytes,
+            },
+        });
+    }
 }
 
 pub struct ProcfsTracer {
@@ -84,7 +83,7 @@ pub struct ProcfsTracer {
 impl ProcfsTracer {
     pub fn attach(pids: &[Pid]) -> anyhow::Result<ProcfsTracer> {
         for &pid in pids {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| {
+            crate::process::fds::check_readable(pid).map_err(|e| {
                 anyhow::anyhow!("cannot read /proc/{pid}/fd: {e} (pg_trace must run as root)")
             })?;
         }
@@ -117,28 +116,7 @@ impl Tracer for ProcfsTracer {
                 gone.push(pid);
                 continue;
             }
-            if let Some(ev) = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-                .ok()
-                .and_then(|t| sampled_read(pid, &t))
-            {
-                out.push(ev);
-            }
-            if let Some((rchar, wchar, read_bytes, write_bytes)) =
-                std::fs::read_to_string(format!("/proc/{pid}/io"))
-                    .ok()
-                    .and_then(|t| parse_proc_io(&t))
-            {
-                out.push(Event {
-                    ts_ns: monotonic_ns(),
-                    pid,
-                    kind: EventKind::IoCounters {
-                        rchar,
-                        wchar,
-                        read_bytes,
-                        write_bytes,
-                    },
-                });
-            }
+            sample_kernel(pid, out);
         }
         for pid in gone {
             // Without a parent's wait status the exit code is unknown.
@@ -178,28 +156,46 @@ impl Tracer for ProcfsTracer {
 mod tests {
     use super::*;
 
+    fn now(text: &str) -> SyscallNow {
+        proc::parse_syscall(text.as_bytes()).unwrap()
+    }
+
     #[test]
     fn syscall_sample() {
-        let e = sampled_read(7, "17 0x17 0x7f00 0x2000 0x40002000 0x0 0x0 0x7ffd 0x7f12").unwrap();
+        let line = format!(
+            "{} 0x17 0x7f00 0x2000 0x40002000 0x0 0x0 0x7ffd 0x7f12",
+            libc::SYS_pread64
+        );
+        let e = sampled_read(7, now(&line)).unwrap();
         assert!(matches!(
             e.kind,
             EventKind::Read {
+                syscall: super::super::Syscall::Pread64,
                 fd: 0x17,
                 offset: Some(0x40002000),
                 requested: 0x2000,
                 result: 0,
+            }
+        ));
+        let line = format!(
+            "{} 0x5 0x7f00 0x100 0x0 0x0 0x0 0x7ffd 0x7f12",
+            libc::SYS_read
+        );
+        assert!(matches!(
+            sampled_read(7, now(&line)).unwrap().kind,
+            EventKind::Read {
+                offset: None,
+                fd: 5,
                 ..
             }
         ));
-        assert!(sampled_read(7, "running").is_none());
-        assert!(sampled_read(7, "232 0x5 0x1").is_none());
-    }
-
-    #[test]
-    fn proc_io() {
-        let t = "rchar: 10\nwchar: 20\nsyscr: 1\nsyscw: 2\nread_bytes: 4096\nwrite_bytes: 0\ncancelled_write_bytes: 0\n";
-        assert_eq!(parse_proc_io(t), Some((10, 20, 4096, 0)));
-        assert_eq!(parse_proc_io("rchar: x"), None);
+        assert!(sampled_read(7, now("running")).is_none());
+        assert!(sampled_read(7, now("-1 0x7ffd 0x7f12")).is_none());
+        let line = format!(
+            "{} 0x5 0x1 0x0 0x0 0x0 0x0 0x7ffd 0x7f12",
+            libc::SYS_epoll_wait
+        );
+        assert!(sampled_read(7, now(&line)).is_none());
     }
 
     #[test]

@@ -297,10 +297,11 @@ impl Drop for PtraceTracer {
 /// Whether ptrace can be used here, for `--backend auto`: Err with the reason if Yama
 /// forbids it.
 pub fn ptrace_available() -> Result<(), String> {
-    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
-    scope_verdict(scope, has_cap_sys_ptrace())
+    use crate::process::proc;
+    scope_verdict(
+        proc::ptrace_scope(),
+        proc::has_capability(proc::CAP_SYS_PTRACE),
+    )
 }
 
 /// `scope`: kernel.yama.ptrace_scope (None: no Yama); `cap`: we hold CAP_SYS_PTRACE.
@@ -323,19 +324,6 @@ fn scope_verdict(scope: Option<u32>, cap: bool) -> Result<(), String> {
         ),
         _ => Ok(()),
     }
-}
-
-/// CAP_SYS_PTRACE (bit 19) in our effective capabilities, from /proc/self/status.
-fn has_cap_sys_ptrace() -> bool {
-    const CAP_SYS_PTRACE: u32 = 19;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
 }
 
 /// Does nothing: it exists so that the signal interrupts `waitpid` (EINTR) in the tracer

@@ -6,10 +6,7 @@ use super::picker::{self, PickerState};
 use super::terminal::Guard;
 use super::{draw_trace, Focus, ScreenState, Theme, TraceInfo};
 use crate::cli::BackendChoice;
-use crate::process::list::{
-    parse_postmaster_pid, parse_proc_syscall, parse_stat, state_name, syscall_name, Lister,
-    PgCluster, SyscallNow,
-};
+use crate::process::list::{parse_postmaster_pid, Lister, PgCluster};
 use crate::session::{self, Session};
 use crate::trace::{monotonic_ns, Pid};
 use anyhow::Result;
@@ -82,30 +79,8 @@ pub struct TraceApp {
 /// else the kernel function it sleeps in: `sleeping in epoll_wait`, `disk wait
 /// (folio_wait_bit_common)`.
 fn proc_state(pid: Pid) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let s = parse_stat(&stat)?;
-    let mut out = state_name(s.state).to_string();
-    if s.state == 'R' {
-        return Some(out);
-    }
-    let now = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .ok()
-        .and_then(|t| parse_proc_syscall(&t));
-    match now {
-        Some(SyscallNow::In(nr)) => match syscall_name(nr) {
-            Some(name) => out.push_str(&format!(" in {name}")),
-            None => out.push_str(&format!(" in syscall {nr}")),
-        },
-        _ => {
-            if let Ok(w) = std::fs::read_to_string(format!("/proc/{pid}/wchan")) {
-                let w = w.trim();
-                if !w.is_empty() && w != "0" {
-                    out.push_str(&format!(" ({})", super::truncate(w, 32)));
-                }
-            }
-        }
-    }
-    Some(out)
+    let now = crate::process::proc::Activity::read(pid)?;
+    Some(now.words(|w| super::truncate(w, 32)))
 }
 
 impl TraceApp {
@@ -394,8 +369,7 @@ impl PickerApp {
     pub fn new() -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = crate::process::proc::is_root();
         PickerApp {
             lister,
             clusters,

@@ -21,48 +21,20 @@ pub struct KernelState {
 
 impl KernelState {
     pub fn read(pid: i32) -> KernelState {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-        let (state, cpu_ticks) = stat.as_deref().map(parse_stat).unwrap_or((None, None));
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty() && s != "0");
-        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-            .ok()
-            .and_then(|s| parse_syscall(&s));
+        use crate::process::proc;
+        let handle = proc::open(pid);
+        let stat = handle.as_ref().and_then(proc::Stat::of);
+        let now = handle.as_ref().and_then(proc::syscall_of);
         KernelState {
-            state,
-            wchan,
-            syscall,
-            cpu_ticks,
+            state: stat.map(|s| s.state),
+            wchan: handle.as_ref().and_then(proc::wchan_of),
+            syscall: now
+                .and_then(|s| s.number())
+                .and_then(|n| i64::try_from(n).ok()),
+            cpu_ticks: stat.map(|s| s.cpu_ticks),
             send_queue: socket_send_queue(pid),
         }
     }
-}
-
-/// State and utime+stime from `/proc/PID/stat` (fields after the parenthesised comm).
-pub fn parse_stat(stat: &str) -> (Option<char>, Option<u64>) {
-    let Some(close) = stat.rfind(')') else {
-        return (None, None);
-    };
-    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let state = f.first().and_then(|s| s.chars().next());
-    // Fields 14 and 15 of stat(5), i.e. indexes 11 and 12 after the comm.
-    let cpu = match (f.get(11), f.get(12)) {
-        (Some(u), Some(s)) => u
-            .parse::<u64>()
-            .ok()
-            .zip(s.parse::<u64>().ok())
-            .map(|(u, s)| u + s),
-        _ => None,
-    };
-    (state, cpu)
-}
-
-/// `/proc/PID/syscall`: "running", "-1 ..." (not in a call), or "NR args...".
-pub fn parse_syscall(s: &str) -> Option<i64> {
-    let first = s.split_whitespace().next()?;
-    first.parse::<i64>().ok().filter(|&n| n >= 0)
 }
 
 /// Largest send queue over the process's sockets: bytes written that the peer has not
@@ -71,12 +43,7 @@ pub fn parse_syscall(s: &str) -> Option<i64> {
 /// and priority index with ours, altering the traced process). TCP queues come from
 /// `/proc/PID/net/tcp{,6}`, unix ones from sock_diag; other sockets are not counted.
 pub fn socket_send_queue(pid: i32) -> Option<u64> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    let inodes: Vec<u64> = dir
-        .filter_map(|e| e.ok())
-        .filter_map(|e| socket_inode(&std::fs::read_link(e.path()).ok()?.to_string_lossy()))
-        .take(MAX_SOCKETS)
-        .collect();
+    let inodes = crate::process::fds::socket_inodes(pid, MAX_SOCKETS)?;
     if inodes.is_empty() {
         return None;
     }
@@ -94,50 +61,13 @@ pub fn socket_send_queue(pid: i32) -> Option<u64> {
         None => rest = inodes,
     }
     if !rest.is_empty() {
-        for table in ["tcp", "tcp6"] {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
-                continue;
-            };
-            best = best.max(tcp_send_queue(&text, &rest));
-        }
+        best = best.max(crate::process::proc::tcp_send_queue(pid, &rest));
     }
     best
 }
 
 /// Sockets looked at per process (a backend has a handful).
 const MAX_SOCKETS: usize = 64;
-
-/// The inode of an fd link `socket:[12345]`.
-pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-/// Largest `tx_queue` among the rows of a `/proc/net/tcp` or `tcp6` table whose inode is
-/// one of `inodes`. Rows: `sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout
-/// inode ...`, numbers in hex except uid, timeout and inode.
-pub fn tcp_send_queue(table: &str, inodes: &[u64]) -> Option<u64> {
-    let mut best = None;
-    for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().take(10).collect();
-        let (Some(queues), Some(inode)) = (f.get(4), f.get(9)) else {
-            continue;
-        };
-        let Ok(inode) = inode.parse::<u64>() else {
-            continue;
-        };
-        if !inodes.contains(&inode) {
-            continue;
-        }
-        let tx = queues
-            .split_once(':')
-            .and_then(|(tx, _)| u64::from_str_radix(tx, 16).ok());
-        best = best.max(tx);
-    }
-    best
-}
 
 /// `struct unix_diag_rqlen` of one unix socket, with its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,43 +262,6 @@ impl UnixDiag {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stat_and_syscall() {
-        let stat = "1234 (postgres: a) b) S 1 2 3 4 5 6 7 8 9 10 120 30 0 0 20 0 1 0";
-        assert_eq!(parse_stat(stat), (Some('S'), Some(150)));
-        assert_eq!(parse_stat("garbage"), (None, None));
-        assert_eq!(
-            parse_syscall("232 0x5 0x7ffd 0x1 0x3e8 0 0 0x7ffd 0x7f"),
-            Some(232)
-        );
-        assert_eq!(parse_syscall("running"), None);
-        assert_eq!(parse_syscall("-1 0x7ffd 0x7f"), None);
-    }
-
-    #[test]
-    fn socket_links() {
-        assert_eq!(socket_inode("socket:[123456]"), Some(123456));
-        assert_eq!(socket_inode("pipe:[123456]"), None);
-        assert_eq!(socket_inode("socket:[12"), None);
-        assert_eq!(socket_inode("/tmp/socket:[1]"), None);
-    }
-
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 4001 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:1538 0100007F:D2F0 01 0001F400:00000010 01:00000014 00000000   999        0 4002 2 0000000000000000 20 4 30 10 -1
-   2: 0100007F:1538 0100007F:D2F2 01 00FFFFFF:00000000 01:00000014 00000000   999        0 4003 2 0000000000000000 20 4 30 10 -1
-   3: garbage
-";
-
-    #[test]
-    fn tcp_queues_of_our_inodes_only() {
-        assert_eq!(tcp_send_queue(TCP, &[4001]), Some(0));
-        assert_eq!(tcp_send_queue(TCP, &[4001, 4002]), Some(0x1f400));
-        assert_eq!(tcp_send_queue(TCP, &[4002, 4003]), Some(0xffffff));
-        assert_eq!(tcp_send_queue(TCP, &[9]), None);
-        assert_eq!(tcp_send_queue("", &[4001]), None);
-    }
-
     fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend(((4 + payload.len()) as u16).to_ne_bytes());
@@ -474,16 +367,9 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn stat_parser_never_panics(s in ".{0,200}") {
-            let _ = parse_stat(&s);
-            let _ = parse_syscall(&s);
-        }
-
-        #[test]
         fn hostile_replies_never_panic(mut data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
                                        seq in 0u32..4, ino in 0u32..4) {
             let _ = parse_unix_diag_reply(&data, seq, ino);
-            let _ = tcp_send_queue(&String::from_utf8_lossy(&data), &[1, 2]);
             // Plausible headers with hostile lengths inside.
             let mut r = reply(seq, ino, 1, &[rqlen(1, 2)]);
             r.append(&mut data);

@@ -226,7 +226,7 @@ impl Worker {
             }
             return Ok(());
         }
-        if parent_of(pid) == Some(std::process::id() as Pid) {
+        if crate::process::proc::parent_pid(pid) == Some(std::process::id() as Pid) {
             // Its exit would be collected by our waitpid and never reach its real parent
             // (the kernel treats a tracer in the parent's thread group as the parent).
             return Err(format!(
@@ -418,17 +418,6 @@ impl Worker {
             t.in_syscall = Some(InSyscall::Traced(entry));
         }
     }
-}
-
-/// The parent pid of `pid`, from /proc (at attach time, never on the stop path).
-fn parent_of(pid: Pid) -> Option<Pid> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid ...": comm may contain anything, so split after the last ')'.
-    stat.get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn ack_all(acks: Vec<Sender<()>>) {
