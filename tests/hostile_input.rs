@@ -1,8 +1,9 @@
 //! Parsers never panic on random, truncated or corrupted input. proptest runs a bounded
 //! number of cases per parser in every CI run (PROPTEST_CASES raises it locally).
 
-use pg_trace::pgdata::{control, excerpt, page, path, relmap, xact};
+use pg_trace::pgdata::{control, page, path, relmap, xact};
 use pg_trace::process::fds::parse_fdinfo;
+use pg_trace::text::excerpt;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,8 @@ use super::page::{check_page, heap_tuples, HeapTuple};
 use super::relfile::RelFileLocator;
 use super::relmap::{read_relmap, RelMap};
 use super::xact::{tuple_visibility, Clog, Visibility, XidLookup};
-use super::{excerpt, io_err, open_regular, DataDir, PgDataError};
+use super::{io_err, open_regular, DataDir, PgDataError};
+use crate::text::excerpt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RelKind {

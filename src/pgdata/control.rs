@@ -4,8 +4,8 @@
 //! PG18 when `default_char_signedness` was added.
 
 use super::bytes::{u32_at, u64_at};
-use super::excerpt;
 use super::PgDataError;
+use crate::text::excerpt;
 
 pub const PG_CONTROL_FILE_SIZE: usize = 8192;
 /// `sizeof(ControlFileData)` is 296 in every supported major; anything shorter is truncated.

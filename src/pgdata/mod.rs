@@ -7,7 +7,6 @@ pub mod backup_size;
 pub mod bytes;
 pub mod catalog;
 pub mod control;
-pub mod excerpt;
 pub mod file;
 pub mod layout;
 pub mod page;
