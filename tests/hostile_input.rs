@@ -3,7 +3,9 @@
 
 use pg_trace::pgdata::{control, page, path, relmap, xact};
 use pg_trace::process::fds::parse_fdinfo;
+use pg_trace::text::excerpt;
 use proptest::prelude::*;
+use std::path::{Path, PathBuf};
 
 fn valid_control(version: u32) -> Vec<u8> {
     let mut b = vec![0u8; 8192];
@@ -154,6 +156,48 @@ proptest! {
                 prop_assert_eq!(r.relpath("PG_15_202209061"), name);
             }
             other => prop_assert!(false, "{name}: {other:?}"),
+        }
+    }
+
+    /// Whatever PG_VERSION holds, the error is one short line with no control character.
+    #[test]
+    fn pg_version_errors_are_short_and_inert(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Err(e) = control::parse_pg_version(&bytes) {
+            let e = e.to_string();
+            prop_assert!(e.chars().count() < 200, "{}", e);
+            prop_assert!(!e.chars().any(|c| c.is_control()), "{:?}", e);
+        }
+        let x = excerpt::escape(&bytes);
+        prop_assert!(x.chars().count() <= excerpt::MAX_CHARS * 10 + 1);
+        prop_assert!(!x.chars().any(|c| c.is_control()), "{:?}", x);
+    }
+
+    /// A path built of `..`, `.` and names, relative or under the data directory, is inside
+    /// exactly when climbing it step by step never leaves the data directory's level, and
+    /// what comes back never holds a `..`.
+    #[test]
+    fn relative_to_never_leaves_the_data_directory(
+        parts in proptest::collection::vec(prop::sample::select(vec!["..", ".", "base", "1", "1259", "pg"]), 0..12),
+        absolute in any::<bool>(),
+    ) {
+        let root = PathBuf::from("/data/pg");
+        let joined = parts.join("/");
+        let given = if absolute { root.join(&joined) } else { PathBuf::from(&joined) };
+        let got = path::relative_to(&given, std::slice::from_ref(&root), &[]);
+        // Climb it by hand, from the data directory (depth 2 below /).
+        let mut stack: Vec<&str> = vec!["data", "pg"];
+        for p in &parts {
+            match *p {
+                "." => {}
+                ".." => { stack.pop(); }
+                n => stack.push(n),
+            }
+        }
+        let inside = stack.len() >= 2 && stack[..2] == ["data", "pg"];
+        prop_assert_eq!(got.is_some(), inside, "{:?} -> {:?}", given, got);
+        if let Some(r) = got {
+            prop_assert!(!Path::new(&r).components().any(|c| c == std::path::Component::ParentDir), "{}", r);
+            prop_assert_eq!(r, stack[2..].join("/"));
         }
     }
 }

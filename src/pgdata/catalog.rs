@@ -11,7 +11,8 @@ use super::page::{check_page, heap_tuples, HeapTuple};
 use super::relfile::RelFileLocator;
 use super::relmap::{read_relmap, RelMap};
 use super::xact::{tuple_visibility, Clog, Visibility, XidLookup};
-use super::{io_err, DataDir, PgDataError};
+use super::{io_err, open_regular, DataDir, PgDataError};
+use crate::text::excerpt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RelKind {
@@ -145,35 +146,91 @@ pub fn database_dir(dd: &DataDir, spc: u32, db: u32) -> PathBuf {
     }
 }
 
+/// What a heap scan saw, for the messages about empty or damaged catalogs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scanned {
+    /// Rows handed on (visible or pending).
+    rows: usize,
+    /// The size of the files, all segments.
+    bytes: u64,
+}
+
+/// A core catalog with no rows is a damaged one: every cluster has databases, tablespaces,
+/// schemas and relations. An empty list with exit status 0 would hide that.
+fn empty_catalog(path: &Path, what: &str, seen: Scanned) -> PgDataError {
+    PgDataError::corrupt(
+        format!("{} ({what})", path.display()),
+        format!("it holds no rows ({} bytes)", seen.bytes),
+    )
+}
+
+/// Read block `blkno` afresh; returns how many bytes of it the file has.
+fn read_block(path: &Path, blkno: u64, page: &mut [u8]) -> Result<usize, PgDataError> {
+    let mut f = open_regular(path)?;
+    f.seek(SeekFrom::Start(blkno * page.len() as u64))
+        .map_err(io_err(path))?;
+    read_full(&mut f, page).map_err(io_err(path))
+}
+
 /// Read every page of a heap's main fork (all 1 GiB segments) and hand each visible or
 /// pending tuple to `f`. A page whose header fails validation is re-read, since a page
 /// being written concurrently can be torn; one still bad is an error naming the block.
+/// A partial last block is re-read too (a relation being extended); one still partial
+/// is a truncated file, skipped with a warning naming it.
 fn scan_heap(
     dd: &DataDir,
     base: &Path,
     clog: &mut impl XidLookup,
+    warnings: &mut Vec<String>,
     mut f: impl FnMut(&HeapTuple<'_>, Visibility),
-) -> Result<(), PgDataError> {
+) -> Result<Scanned, PgDataError> {
     let blcksz = dd.control.blcksz as usize;
+    // A segment holds at most relseg_size blocks; bytes beyond are not the relation's.
+    let seg_blocks = u64::from(dd.control.relseg_size);
     let mut page = vec![0u8; blcksz];
+    let mut seen = Scanned::default();
     for segno in 0u32.. {
         let path = if segno == 0 {
             base.to_path_buf()
         } else {
             PathBuf::from(format!("{}.{segno}", base.display()))
         };
-        let mut file = match std::fs::File::open(&path) {
+        let mut file = match open_regular(&path) {
             Ok(f) => f,
-            Err(e) if segno > 0 && e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(io_err(&path)(e)),
+            Err(PgDataError::Io { error, .. })
+                if segno > 0 && error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
         };
+        seen.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = std::io::BufReader::with_capacity(256 * 1024, &mut file);
         let mut blkno: u64 = 0;
-        loop {
-            match read_full(&mut reader, &mut page).map_err(io_err(&path))? {
-                0 => break,
-                n if n < blcksz => break, // a relation being extended: ignore the tail
-                _ => {}
+        while blkno < seg_blocks {
+            let mut n = read_full(&mut reader, &mut page).map_err(io_err(&path))?;
+            if n == 0 {
+                break;
+            }
+            if n < blcksz {
+                for _ in 0..3 {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    n = read_block(&path, blkno, &mut page)?;
+                    if n == blcksz {
+                        break;
+                    }
+                }
+                if n < blcksz {
+                    warnings.push(format!(
+                        "{} is truncated: its last block ({blkno}) has {n} of {blcksz} bytes and was skipped",
+                        path.display()
+                    ));
+                    break;
+                }
+                // The re-read bypassed the buffered reader: put it on the next block.
+                reader
+                    .seek(SeekFrom::Start((blkno + 1) * blcksz as u64))
+                    .map_err(io_err(&path))?;
             }
             let mut attempt = 0;
             let ok = loop {
@@ -188,10 +245,7 @@ fn scan_heap(
                     Err(_) => {
                         attempt += 1;
                         std::thread::sleep(std::time::Duration::from_millis(5));
-                        let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
-                        f.seek(SeekFrom::Start(blkno * blcksz as u64))
-                            .map_err(io_err(&path))?;
-                        read_full(&mut f, &mut page).map_err(io_err(&path))?;
+                        read_block(&path, blkno, &mut page)?;
                     }
                 }
             };
@@ -199,17 +253,18 @@ fn scan_heap(
                 for t in heap_tuples(&page) {
                     let v = tuple_visibility(&t, clog);
                     if v != Visibility::Invisible {
+                        seen.rows += 1;
                         f(&t, v);
                     }
                 }
             }
             blkno += 1;
         }
-        if blkno < dd.control.relseg_size as u64 {
+        if blkno < seg_blocks {
             break; // a short segment is the last one
         }
     }
-    Ok(())
+    Ok(seen)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -240,15 +295,20 @@ fn oid_names(
     base: &Path,
     l: &OidNameLayout,
     clog: &mut impl XidLookup,
+    warnings: &mut Vec<String>,
+    what: &str,
 ) -> Result<HashMap<u32, (String, Visibility)>, PgDataError> {
     let mut out = HashMap::new();
-    scan_heap(dd, base, clog, |t, v| {
+    let seen = scan_heap(dd, base, clog, warnings, |t, v| {
         if let Some(d) = t.fixed_prefix(l.prefix.natts, l.prefix.len) {
             if let (Some(oid), Some(name)) = (u32_at(d, l.oid), name_at(d, l.name)) {
                 keep(&mut out, oid, name, v);
             }
         }
     })?;
+    if out.is_empty() {
+        return Err(empty_catalog(base, what, seen));
+    }
     Ok(out)
 }
 
@@ -281,6 +341,12 @@ fn decode_class(t: &HeapTuple<'_>, l: &PgClassLayout) -> Option<ClassRow> {
     })
 }
 
+/// The schema of a relation whose pg_namespace row could not be read: marked, so that an
+/// OID is never taken for a schema's name (a schema can be called "2200").
+fn unknown_schema(oid: u32) -> String {
+    format!("?{oid}")
+}
+
 /// `pg_temp_N` / `pg_toast_temp_N` -> N.
 fn temp_namespace_backend(nspname: &str) -> Option<u32> {
     nspname
@@ -306,35 +372,37 @@ impl Catalog {
         let mut databases = Vec::new();
         let ldb = dd.layout.pg_database;
         let mut dbrows = HashMap::new();
-        scan_heap(
-            dd,
-            &global.join(mapped(DATABASE_RELATION_ID)?.to_string()),
-            &mut clog,
-            |t, v| {
-                let Some(d) = t.fixed_prefix(ldb.prefix.natts, ldb.prefix.len) else {
-                    return;
-                };
-                let (Some(oid), Some(name), Some(connlimit), Some(spc)) = (
-                    u32_at(d, ldb.oid),
-                    name_at(d, ldb.datname),
-                    u32_at(d, ldb.datconnlimit),
-                    u32_at(d, ldb.dattablespace),
-                ) else {
-                    return;
-                };
-                // DATCONNLIMIT_INVALID_DB (-2): a DROP DATABASE was interrupted; its files
-                // may be half gone and the server refuses connections to it.
-                if connlimit as i32 == -2 {
-                    return;
-                }
-                let db = Database {
-                    oid,
-                    name,
-                    tablespace: spc,
-                };
-                keep(&mut dbrows, oid, db, v);
-            },
-        )?;
+        let mut warnings = Vec::new();
+        let mut decoded = 0usize;
+        let pg_database = global.join(mapped(DATABASE_RELATION_ID)?.to_string());
+        let seen = scan_heap(dd, &pg_database, &mut clog, &mut warnings, |t, v| {
+            let Some(d) = t.fixed_prefix(ldb.prefix.natts, ldb.prefix.len) else {
+                return;
+            };
+            let (Some(oid), Some(name), Some(connlimit), Some(spc)) = (
+                u32_at(d, ldb.oid),
+                name_at(d, ldb.datname),
+                u32_at(d, ldb.datconnlimit),
+                u32_at(d, ldb.dattablespace),
+            ) else {
+                return;
+            };
+            decoded += 1;
+            // DATCONNLIMIT_INVALID_DB (-2): a DROP DATABASE was interrupted; its files
+            // may be half gone and the server refuses connections to it.
+            if connlimit as i32 == -2 {
+                return;
+            }
+            let db = Database {
+                oid,
+                name,
+                tablespace: spc,
+            };
+            keep(&mut dbrows, oid, db, v);
+        })?;
+        if decoded == 0 {
+            return Err(empty_catalog(&pg_database, "pg_database", seen));
+        }
         databases.extend(dbrows.into_values().map(|(d, _)| d));
         databases.sort_by_key(|d| d.oid);
 
@@ -343,6 +411,8 @@ impl Catalog {
             &global.join(mapped(TABLESPACE_RELATION_ID)?.to_string()),
             &dd.layout.pg_tablespace,
             &mut clog,
+            &mut warnings,
+            "pg_tablespace",
         )?;
         let mut tablespaces: Vec<Tablespace> = spcs
             .into_iter()
@@ -361,7 +431,7 @@ impl Catalog {
             databases,
             tablespaces,
             relations: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
             by_file: HashMap::new(),
             by_oid: HashMap::new(),
         };
@@ -371,8 +441,8 @@ impl Catalog {
                 Ok(()) => {}
                 // A database directory can vanish under us (DROP DATABASE commits after
                 // pg_database was read); the rest of the cluster is still worth naming.
-                Err(PgDataError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
+                Err(PgDataError::Io { error, .. })
+                    if error.kind() == std::io::ErrorKind::NotFound =>
                 {
                     cat.warnings
                         .push(format!("database {:?} ({}) vanished", db.name, db.oid));
@@ -402,7 +472,9 @@ impl Catalog {
         // Rows of a relation being created or rewritten right now: their new relfilenode
         // should still resolve to the relation's name.
         let mut pending_files: Vec<ClassRow> = Vec::new();
-        scan_heap(&dd, &dir.join(pg_class_file.to_string()), clog, |t, v| {
+        let mut warnings = Vec::new();
+        let pg_class = dir.join(pg_class_file.to_string());
+        let seen = scan_heap(&dd, &pg_class, clog, &mut warnings, |t, v| {
             if let Some(r) = decode_class(t, &lc) {
                 if v == Visibility::Pending {
                     pending_files.push(r.clone());
@@ -410,6 +482,9 @@ impl Catalog {
                 keep(&mut rows, r.oid, r, v);
             }
         })?;
+        if rows.is_empty() {
+            return Err(empty_catalog(&pg_class, "pg_class", seen));
+        }
 
         // pg_namespace and pg_index are not mapped: their files come from pg_class.
         let file_of = |oid: u32| -> Option<PathBuf> {
@@ -426,14 +501,25 @@ impl Catalog {
             };
             Some(database_dir(&dd, spc, db.oid).join(rfn.to_string()))
         };
-        let nsp_file = file_of(NAMESPACE_RELATION_ID)
-            .ok_or_else(|| PgDataError::corrupt("pg_class", "no row for pg_namespace"))?;
-        let namespaces = oid_names(&dd, &nsp_file, &dd.layout.pg_namespace, clog)?;
-        let idx_file = file_of(INDEX_RELATION_ID)
-            .ok_or_else(|| PgDataError::corrupt("pg_class", "no row for pg_index"))?;
+        let no_row = |what: &str| {
+            PgDataError::corrupt(
+                format!("{} (pg_class)", pg_class.display()),
+                format!("no row for {what}"),
+            )
+        };
+        let nsp_file = file_of(NAMESPACE_RELATION_ID).ok_or_else(|| no_row("pg_namespace"))?;
+        let namespaces = oid_names(
+            &dd,
+            &nsp_file,
+            &dd.layout.pg_namespace,
+            clog,
+            &mut warnings,
+            "pg_namespace",
+        )?;
+        let idx_file = file_of(INDEX_RELATION_ID).ok_or_else(|| no_row("pg_index"))?;
         let li = dd.layout.pg_index;
         let mut index_of: HashMap<u32, (u32, Visibility)> = HashMap::new();
-        scan_heap(&dd, &idx_file, clog, |t, v| {
+        scan_heap(&dd, &idx_file, clog, &mut warnings, |t, v| {
             if let Some(d) = t.fixed_prefix(li.prefix.natts, li.prefix.len) {
                 if let (Some(i), Some(r)) = (u32_at(d, li.indexrelid), u32_at(d, li.indrelid)) {
                     keep(&mut index_of, i, r, v);
@@ -462,6 +548,7 @@ impl Catalog {
             .collect();
 
         let mut rels = Vec::new();
+        let mut unknown_schemas = 0usize;
         for (r, pending) in ordered.iter().chain(superseded.iter()) {
             let Some(kind) = RelKind::from_relkind(r.relkind) else {
                 continue;
@@ -477,10 +564,13 @@ impl Catalog {
                 }
                 f => (f, false),
             };
-            let schema = namespaces
-                .get(&r.namespace)
-                .map(|(n, _)| n.clone())
-                .unwrap_or_else(|| r.namespace.to_string());
+            let schema = match namespaces.get(&r.namespace) {
+                Some((n, _)) => n.clone(),
+                None => {
+                    unknown_schemas += 1;
+                    unknown_schema(r.namespace)
+                }
+            };
             let persistence = Persistence::from_byte(r.persistence);
             let temp_backend = match persistence {
                 Persistence::Temp => temp_namespace_backend(&schema),
@@ -517,6 +607,18 @@ impl Catalog {
                 path: locator.relpath(&dd.tablespace_version_dir()),
             });
         }
+        if unknown_schemas > 0 {
+            let (are, schemas) = match unknown_schemas {
+                1 => ("relation is", "a schema"),
+                _ => ("relations are", "schemas"),
+            };
+            warnings.push(format!(
+                "database {}: {unknown_schemas} {are} in {schemas} missing from {} (pg_namespace), shown as ?OID",
+                excerpt::quote(db.name.as_bytes()),
+                nsp_file.display(),
+            ));
+        }
+        self.warnings.extend(warnings);
         for rel in rels {
             self.insert(rel);
         }

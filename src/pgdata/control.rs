@@ -5,6 +5,7 @@
 
 use super::bytes::{u32_at, u64_at};
 use super::PgDataError;
+use crate::text::excerpt;
 
 pub const PG_CONTROL_FILE_SIZE: usize = 8192;
 /// `sizeof(ControlFileData)` is 296 in every supported major; anything shorter is truncated.
@@ -94,20 +95,27 @@ pub fn parse_control(buf: &[u8]) -> Result<ControlData, PgDataError> {
     Ok(cd)
 }
 
-/// `PG_VERSION` holds `"<major>\n"`.
+/// `PG_VERSION` holds `"<major>\n"`. Whatever else it holds is quoted short and escaped.
 pub fn parse_pg_version(buf: &[u8]) -> Result<u32, PgDataError> {
+    let not_a_version = || {
+        PgDataError::corrupt(
+            "PG_VERSION",
+            format!("{} is not a version", excerpt::quote(buf)),
+        )
+    };
     let text = std::str::from_utf8(buf)
-        .map_err(|_| PgDataError::corrupt("PG_VERSION", "not text"))?
+        .map_err(|_| not_a_version())?
         .trim();
     // 9.x clusters say "9.6"; they are out of scope but deserve a precise message.
     let major: u32 = text
         .split('.')
         .next()
         .and_then(|m| m.parse().ok())
-        .ok_or_else(|| PgDataError::corrupt("PG_VERSION", format!("{text:?} is not a version")))?;
+        .ok_or_else(not_a_version)?;
     if text.contains('.') || !crate::version::SUPPORTED.contains(&major) {
         return Err(PgDataError::Unsupported(format!(
-            "PostgreSQL {text} (supported: 12 to 18)"
+            "PostgreSQL {} (supported: 12 to 18)",
+            excerpt::escape(text.as_bytes())
         )));
     }
     Ok(major)
@@ -180,5 +188,11 @@ mod tests {
             Err(PgDataError::Unsupported(_))
         ));
         assert!(parse_pg_version(b"\xff\xfe").is_err());
+        let e = parse_pg_version(&[b'\n'; 10_000]).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
+        assert_eq!(
+            parse_pg_version(b"9.\x1b[2J").unwrap_err().to_string(),
+            r"unsupported PostgreSQL 9.\x1b[2J (supported: 12 to 18)"
+        );
     }
 }

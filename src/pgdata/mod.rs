@@ -7,6 +7,7 @@ pub mod backup_size;
 pub mod bytes;
 pub mod catalog;
 pub mod control;
+pub mod file;
 pub mod layout;
 pub mod page;
 pub mod path;
@@ -27,8 +28,12 @@ pub use resolver::{Resolved, Resolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgDataError {
-    #[error("cannot read {}: {}", path.display(), describe_io(source))]
-    Io { path: PathBuf, source: io::Error },
+    /// The io::Error is not a `source`: its text is already in the message, and an error
+    /// chain printed with its causes would say it twice.
+    #[error("cannot read {}: {}", path.display(), describe_io(error))]
+    Io { path: PathBuf, error: io::Error },
+    #[error("cannot read {}: it is {kind}, not a regular file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
     #[error("{what} is corrupt: {why}")]
     Corrupt { what: String, why: String },
     #[error("unsupported {0}")]
@@ -68,25 +73,16 @@ fn describe_io(e: &io::Error) -> String {
 }
 
 pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PgDataError + '_ {
-    move |source| PgDataError::Io {
+    move |error| PgDataError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
-/// Catalog files are small, but a hostile or damaged file could be anything: refuse to
-/// slurp more than this in one go.
-pub const MAX_SMALL_FILE: u64 = 64 << 20;
+/// `PG_VERSION` holds a major and a newline; anything much longer is not one.
+pub const MAX_PG_VERSION: u64 = 16;
 
-pub fn read_file(path: &Path) -> Result<Vec<u8>, PgDataError> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut buf = Vec::new();
-    f.take(MAX_SMALL_FILE)
-        .read_to_end(&mut buf)
-        .map_err(io_err(path))?;
-    Ok(buf)
-}
+pub use file::{open_regular, read_capped};
 
 /// A data directory whose version and control file have been checked.
 #[derive(Debug, Clone)]
@@ -104,17 +100,20 @@ impl DataDir {
             return Err(PgDataError::NotDataDir(root.to_path_buf()));
         }
         let version_path = root.join("PG_VERSION");
-        let version = match std::fs::read(&version_path) {
+        let version = match read_capped(&version_path, MAX_PG_VERSION) {
             Ok(v) => v,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(PgDataError::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
                 return Err(PgDataError::NotDataDir(root.to_path_buf()))
             }
-            Err(e) => return Err(io_err(&version_path)(e)),
+            Err(e) => return Err(e),
         };
-        let major = control::parse_pg_version(&version)?;
+        let major = control::parse_pg_version(&version).map_err(|e| e.at(&version_path))?;
         let control_path = root.join("global/pg_control");
-        let control =
-            control::parse_control(&read_file(&control_path)?).map_err(|e| e.at(&control_path))?;
+        let control = control::parse_control(&read_capped(
+            &control_path,
+            control::PG_CONTROL_FILE_SIZE as u64,
+        )?)
+        .map_err(|e| e.at(&control_path))?;
         // 1300 covers 13–16, so the control file only narrows what PG_VERSION says.
         if !crate::version::of(major)
             .is_some_and(|m| m.pg_control_version == control.pg_control_version)

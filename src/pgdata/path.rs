@@ -272,15 +272,21 @@ fn describe_other(parts: &[&str]) -> &'static str {
     }
 }
 
-/// Lexically clean a path (`.`, `..`, repeated slashes), without touching the disk.
+/// Lexically clean a path (`.`, `..`, repeated slashes), without touching the disk. A
+/// relative path keeps the `..` that climb above its start (`../base` is not `base`);
+/// an absolute one cannot climb above `/`.
 pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
             other => out.push(other.as_os_str()),
         }
     }
@@ -288,9 +294,11 @@ pub fn normalize(p: &Path) -> PathBuf {
 }
 
 /// Express `path` relative to the data directory. Relative paths are taken as relative to
-/// the data directory already (a backend's working directory). Absolute paths may point
-/// into the data directory (as given or canonical) or into a tablespace location, which is
-/// mapped back to `pg_tblspc/<oid>/...`. Returns None for paths outside the cluster.
+/// the data directory (a backend's working directory). Absolute paths may point into the
+/// data directory (as given or canonical) or into a tablespace location, which is mapped
+/// back to `pg_tblspc/<oid>/...`. Containment is lexical, after `..` is resolved: a path
+/// that climbs out (`../base/5/1259`, `/data/pg/../other/base/5/1259`) is outside, never
+/// named. Returns None for paths outside the cluster.
 pub fn relative_to(
     path: &Path,
     datadir_forms: &[PathBuf],
@@ -298,7 +306,14 @@ pub fn relative_to(
 ) -> Option<String> {
     let p = normalize(path);
     if p.is_relative() {
-        return Some(p.to_string_lossy().into_owned());
+        return match p.components().next() {
+            Some(Component::ParentDir) => {
+                // It may climb out and back in (`../data/base/5/1259`).
+                let abs = datadir_forms.iter().find(|d| d.is_absolute())?;
+                relative_to(&abs.join(&p), datadir_forms, tablespaces)
+            }
+            _ => Some(p.to_string_lossy().into_owned()),
+        };
     }
     for d in datadir_forms {
         if let Ok(r) = p.strip_prefix(d) {
@@ -469,5 +484,32 @@ mod tests {
             "base/5/1259"
         );
         assert!(relative_to(Path::new("/etc/passwd"), &dd, &ts).is_none());
+        for outside in [
+            "../base/5/1259",
+            "base/../../base/5/1259",
+            "/data/pg/../base/5/1259",
+            "/data/pg/base/../../pg2/base/5/1259",
+            "/mnt/ts/../x/PG_15_1/5/16400",
+        ] {
+            assert_eq!(relative_to(Path::new(outside), &dd, &ts), None, "{outside}");
+        }
+        assert_eq!(
+            relative_to(Path::new("../pg/base/5/1259"), &dd, &ts).unwrap(),
+            "base/5/1259"
+        );
+        assert_eq!(
+            relative_to(Path::new("/../data/pg/base/5/1259"), &dd, &ts).unwrap(),
+            "base/5/1259"
+        );
+        // Without an absolute form of the data directory, climbing out stays outside.
+        let rel_only = vec![PathBuf::from("data")];
+        assert_eq!(
+            relative_to(Path::new("../base/5/1259"), &rel_only, &[]),
+            None
+        );
+        assert_eq!(
+            normalize(Path::new("a/../../b/./c")),
+            PathBuf::from("../b/c")
+        );
     }
 }

@@ -80,7 +80,7 @@ pub fn read_relmap(path: &Path) -> Result<RelMap, PgDataError> {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
         }
-        let buf = super::read_file(path)?;
+        let buf = super::read_capped(path, RELMAP_PG16.file_size as u64)?;
         match parse_relmap(&buf) {
             Ok(m) => return Ok(m),
             Err(e) => last = Some(e),

@@ -88,10 +88,12 @@ impl XidLookup for Clog {
         }
         let (seg, _, _) = clog_position(xid, self.blcksz);
         let dir = &self.dir;
+        // A larger file is not a segment: do not slurp it.
+        let max = u64::from(SLRU_PAGES_PER_SEGMENT) * u64::from(self.blcksz);
         let data = self
             .segments
             .entry(seg)
-            .or_insert_with(|| super::read_file(&dir.join(format!("{seg:04X}"))).ok());
+            .or_insert_with(|| super::read_capped(&dir.join(format!("{seg:04X}")), max).ok());
         match data {
             Some(bytes) => status_in_segment(bytes, xid, self.blcksz),
             // Truncated away: older than the freeze horizon, so it committed long ago (its

@@ -1,6 +1,7 @@
 //! Text helpers below every other layer: how figures are written for people, and the one
 //! filter that keeps text from outside (names, queries, titles) from driving a terminal.
 
+pub mod excerpt;
 pub mod safe;
 pub mod units;
 
