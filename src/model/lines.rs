@@ -1,10 +1,6 @@
 //! Lines decided once and drawn by every view: a base backup's progress and the `-d`
 //! syscall line. The TUI and line mode both take them from here, so the two never
 //! disagree on what is said or in which order.
-//!
-//! Note for `output/`: `output::status::backup_line(b)` is `BackupLine::of(b).full()`
-//! and `output::trace::syscall_line`/`file_object` are [`syscall_line`]/[`file_object`]
-//! here (same text, byte for byte); output should call these instead of its copies.
 
 use super::backup::{BackupState, Source};
 use super::{FileEntry, Model};
@@ -51,7 +47,12 @@ impl BackupLine {
     }
 
     fn amount(&self) -> String {
-        let mut l = human_bytes(self.streamed);
+        self.amount_saying(human_bytes(self.streamed))
+    }
+
+    /// `6.0 MiB streamed of 64.0 MiB (9.4%)` when `streamed` says so.
+    fn amount_saying(&self, streamed: String) -> String {
+        let mut l = streamed;
         if let Some(t) = self.total {
             l.push_str(&format!(" of {}", human_bytes(t)));
         }
@@ -95,10 +96,10 @@ impl BackupLine {
     /// Line mode's line: where the numbers come from, then everything.
     pub fn full(&self) -> String {
         let mut l = format!(
-            "backup ({}): {}, {} streamed",
+            "backup ({}): {}, {}",
             self.source,
             self.phase,
-            self.amount()
+            self.amount_saying(format!("{} streamed", human_bytes(self.streamed)))
         );
         l.push_str(&self.tablespace());
         l.push_str(&self.rate());
@@ -279,7 +280,7 @@ mod tests {
         );
         assert_eq!(
             l.full(),
-            "backup (memory): streaming database files, 3.0 MiB of 12.0 MiB (25.0%) streamed, tablespace 1 of 2, 1.0 MiB/s, ETA 9s, file base/5/1259"
+            "backup (memory): streaming database files, 3.0 MiB streamed of 12.0 MiB (25.0%), tablespace 1 of 2, 1.0 MiB/s, ETA 9s, file base/5/1259"
         );
     }
 }

@@ -5,7 +5,6 @@ use crate::model::status::StatusView;
 use crate::model::Model;
 use crate::output::ps::progress_value;
 use crate::output::record::{BackupRecord, Record, StatusRecord};
-use crate::text::{human_bytes, human_duration};
 
 pub fn status_record(model: &Model, v: &StatusView, ts: f64) -> Record {
     let s = &v.sample;
@@ -96,35 +95,4 @@ pub fn status_line(v: &StatusView) -> String {
     }
     line.push_str(&format!("verdict: {}", v.verdict));
     line
-}
-
-pub fn backup_line(b: &BackupState) -> String {
-    let mut l = format!(
-        "backup ({}): {}",
-        match b.source {
-            crate::model::backup::Source::Memory => "memory",
-            crate::model::backup::Source::Inferred => "inferred",
-        },
-        b.phase_name()
-    );
-    l.push_str(&format!(", {} streamed", human_bytes(b.streamed)));
-    if let Some(t) = b.total() {
-        l.push_str(&format!(" of {}", human_bytes(t)));
-    }
-    if let Some(p) = b.percent() {
-        l.push_str(&format!(" ({p:.1}%)"));
-    }
-    if let (Some(t), Some(s)) = (b.tablespaces_total, b.tablespaces_streamed) {
-        l.push_str(&format!(", tablespace {} of {t}", (s + 1).min(t)));
-    }
-    if b.rate_bps > 0.0 {
-        l.push_str(&format!(", {}/s", human_bytes(b.rate_bps as u64)));
-    }
-    if let Some(e) = b.eta_s() {
-        l.push_str(&format!(", ETA {}", human_duration(e)));
-    }
-    if let Some(f) = &b.current_file {
-        l.push_str(&format!(", file {f}"));
-    }
-    l
 }

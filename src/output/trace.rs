@@ -1,6 +1,7 @@
 //! Line mode of a trace: a few lines (text) or records (NDJSON) per interval, and with
 //! `-d` every syscall, enriched with the object it touched.
 
+use crate::model::lines::{file_object, syscall_line};
 use crate::model::{FileEntry, LockWaitRec, Model, QueryRec, RelState};
 use crate::output::record::{
     self, AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, Record,
@@ -9,30 +10,12 @@ use crate::output::record::{
 use crate::output::Format;
 use crate::text::{human_bytes, human_duration};
 use crate::trace::usdt::UsdtStatus;
-use crate::trace::{Event, EventKind, Pid};
+use crate::trace::{Event, Pid};
 use std::io::Write;
 use std::path::Path;
 
 fn secs(model: &Model, ts: u64) -> f64 {
     ts.saturating_sub(model.first_ns.unwrap_or(ts)) as f64 / 1e9
-}
-
-/// `sales.orders.3`, `sales.orders_fsm`: the object with its fork and segment suffixes.
-pub fn file_object(f: &FileEntry) -> String {
-    match &f.named.relation {
-        Some(r) => {
-            let mut s = r.id.label.clone();
-            if r.fork != crate::pgdata::relfile::Fork::Main {
-                s.push('_');
-                s.push_str(r.fork.as_str());
-            }
-            if r.segment > 0 {
-                s.push_str(&format!(".{}", r.segment));
-            }
-            s
-        }
-        None => f.named.label.clone(),
-    }
 }
 
 pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Record {
@@ -305,7 +288,7 @@ pub fn write_interval(
                 writeln!(out, "    {}", super::status::status_line(v))?;
             }
             if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
-                writeln!(out, "    {}", super::status::backup_line(b))?;
+                writeln!(out, "    {}", crate::model::lines::BackupLine::of(b).full())?;
             }
             for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
                 let state = if q.done_ns.is_some() {
@@ -353,107 +336,6 @@ pub fn stats_record(model: &Model, now: u64, eps: f64) -> Record {
         files_open: model.files.len() as u64,
         sorts: model.sorts,
         sorts_external: model.sorts_external,
-    })
-}
-
-/// One decoded I/O syscall, ready to print.
-struct SyscallLine {
-    name: &'static str,
-    fd: i32,
-    text: String,
-    offset: Option<u64>,
-    bytes: Option<u64>,
-    result: Option<i64>,
-}
-
-fn syscall_line(model: &Model, ev: &Event) -> Option<SyscallLine> {
-    let obj = |fd: i32| {
-        model
-            .files
-            .get(&(ev.pid, fd))
-            .map(file_object)
-            .unwrap_or_else(|| "?".into())
-    };
-    Some(match &ev.kind {
-        EventKind::Open {
-            syscall,
-            path,
-            fd,
-            flags,
-            ..
-        } => SyscallLine {
-            name: syscall.name(),
-            fd: *fd,
-            text: format!(
-                "{}(\"{path}\" → {}, flags={flags:#o}) = {fd}",
-                syscall.name(),
-                obj(*fd)
-            ),
-            offset: None,
-            bytes: None,
-            result: Some(i64::from(*fd)),
-        },
-        EventKind::Close { fd } => SyscallLine {
-            name: "close",
-            fd: *fd,
-            text: format!("close(fd={fd} → {})", obj(*fd)),
-            offset: None,
-            bytes: None,
-            result: None,
-        },
-        EventKind::Read {
-            syscall,
-            fd,
-            offset,
-            requested,
-            result,
-        }
-        | EventKind::Write {
-            syscall,
-            fd,
-            offset,
-            requested,
-            result,
-        } => {
-            let at = offset.map(|o| format!(" @ {o}")).unwrap_or_default();
-            SyscallLine {
-                name: syscall.name(),
-                fd: *fd,
-                text: format!(
-                    "{}(fd={fd} → {}, {requested}{at}) = {result}",
-                    syscall.name(),
-                    obj(*fd)
-                ),
-                offset: *offset,
-                bytes: Some(*requested),
-                result: Some(*result),
-            }
-        }
-        EventKind::Seek {
-            fd,
-            offset,
-            whence,
-            result,
-        } => {
-            let whence = match *whence {
-                0 => "SEEK_SET",
-                1 => "SEEK_CUR",
-                2 => "SEEK_END",
-                _ => "?",
-            };
-            SyscallLine {
-                name: "lseek",
-                fd: *fd,
-                text: format!(
-                    "lseek(fd={fd} → {}, {offset}, {whence}) = {result}",
-                    obj(*fd)
-                ),
-                offset: u64::try_from(*offset).ok(),
-                bytes: None,
-                result: Some(*result),
-            }
-        }
-        _ => return None,
     })
 }
 
