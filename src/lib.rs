@@ -2,6 +2,7 @@
 //! got, and why it is stuck. The binary is a thin shell over these modules.
 
 pub mod cli;
+pub mod commands;
 pub mod model;
 pub mod naming;
 pub mod output;

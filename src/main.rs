@@ -1,19 +1,8 @@
 use anyhow::{bail, Result};
 use clap::Parser;
-use pg_trace::cli::{Cli, Command, Target};
-use pg_trace::pgdata::DataDir;
-use pg_trace::{output, pgdata, session};
+use pg_trace::cli::{Cli, Command};
+use pg_trace::{commands, session};
 use std::io::{IsTerminal, Write};
-
-fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
-    Ok(match (&target.pgdata, pid) {
-        (Some(dir), _) => DataDir::open(dir)?,
-        (None, Some(pid)) => DataDir::from_pid(pid)?,
-        (None, None) => {
-            bail!("give the data directory with --pgdata DIR or a postgres process with -p PID")
-        }
-    })
-}
 
 /// `--duration SECS`: NaN, infinite or absurd values are an error, not a panic.
 fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
@@ -29,42 +18,14 @@ fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(pg_trace::text::safe::SafeText::new(stdout.lock()));
     match &cli.command {
-        Some(Command::Probes) => {
-            let Some(pid) = cli.pid else {
-                bail!("give the postgres process with -p PID");
-            };
-            // "not a PostgreSQL process" says more than a failure to read some binary.
-            DataDir::from_pid(pid)?;
-            output::probes::write(&mut out, pid, cli.format)?;
-        }
+        Some(Command::Probes) => commands::probes::run(&mut out, cli.pid, cli.format)?,
         Some(Command::Catalog { target }) => {
-            let dd = datadir(target, cli.pid)?;
-            let cat = pgdata::Catalog::load(&dd)?;
-            for w in &cat.warnings {
-                eprintln!("pg_trace: warning: {w}");
-            }
-            output::catalog::write(&mut out, &cat, cli.format)?;
+            commands::catalog::run(&mut out, target, cli.pid, cli.format)?
         }
         Some(Command::Resolve { target, paths }) => {
-            let dd = datadir(target, cli.pid)?;
-            let mut resolver = pgdata::Resolver::new(&dd)?;
-            for p in paths {
-                let r = resolver.resolve(p);
-                output::resolve::write(&mut out, p, &r, resolver.catalog(), cli.format)?;
-            }
+            commands::resolve::run(&mut out, target, cli.pid, paths, cli.format)?
         }
-        Some(Command::Ps { target }) => {
-            let dd = datadir(target, cli.pid)?;
-            pg_trace::process::proc::require_root(|| {
-                "pg_trace ps reads the server's memory and must run as root".into()
-            })?;
-            let via = match cli.pid {
-                Some(pid) => pid,
-                None => output::ps::postmaster_pid(&dd)?,
-            };
-            let rows = output::ps::collect(&dd, via)?;
-            output::ps::write(&mut out, &rows, cli.format)?;
-        }
+        Some(Command::Ps { target }) => commands::ps::run(&mut out, target, cli.pid, cli.format)?,
         None => {
             drop(out);
             let usdt = pg_trace::trace::usdt::UsdtConfig {

@@ -3,17 +3,12 @@
 
 use crate::output::record::{self, ProbeRecord, ProbesRecord, Record};
 use crate::output::Format;
-use crate::process::stapsdt::{self, Notes, ProbeSite};
+use crate::process::stapsdt::{Notes, ProbeSite};
 use crate::trace::usdt::{no_probes_reason, DEFAULT_PROBES, PROBES, PROVIDER};
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write;
 
-pub fn write(out: &mut impl Write, pid: i32, format: Format) -> anyhow::Result<()> {
-    let (exe, notes) = stapsdt::exe_and_probes(pid)?;
-    write_notes(out, &exe.display().to_string(), &notes, format)
-}
-
-/// The pure part: render what the notes hold.
+/// One row per probe name of a binary's SDT notes, then the summary record.
 pub fn write_notes(
     out: &mut impl Write,
     binary: &str,

@@ -3,11 +3,11 @@
 
 use crate::output::record::{self, ProcessRecord, ProgressRow, Record};
 use crate::output::Format;
-use crate::pgdata::{Catalog, DataDir};
+use crate::pgdata::Catalog;
 use crate::process::progress;
 use crate::process::status::layout::ProgressCommand;
-use crate::process::status::{self, StatusSample};
-use anyhow::{Context, Result};
+use crate::process::status::StatusSample;
+use anyhow::Result;
 use std::io::Write;
 
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -20,31 +20,6 @@ pub fn age_s(pg_us: i64) -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     (now - (PG_EPOCH_UNIX_S as f64 + pg_us as f64 / 1e6)).max(0.0)
-}
-
-/// The postmaster's pid from `postmaster.pid`.
-pub fn postmaster_pid(dd: &DataDir) -> Result<i32> {
-    let p = dd.root.join("postmaster.pid");
-    let text = std::fs::read_to_string(&p)
-        .with_context(|| format!("{}: is the server running?", p.display()))?;
-    text.lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .filter(|&pid: &i32| pid > 0)
-        .with_context(|| format!("{}: no pid on its first line", p.display()))
-}
-
-/// One row per process with a status slot.
-pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecord)>> {
-    let samples = status::activity(via, dd.major)?;
-    let catalog = Catalog::load(dd).ok();
-    Ok(samples
-        .into_iter()
-        .map(|s| {
-            let v = record(&s, catalog.as_ref());
-            (s, v)
-        })
-        .collect())
 }
 
 pub fn database_name(catalog: Option<&Catalog>, oid: Option<u32>) -> Option<String> {

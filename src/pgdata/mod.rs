@@ -144,6 +144,23 @@ impl DataDir {
     }
 
     /// `PG_<major>_<catversion>`, the per-version directory inside every tablespace.
+    /// The postmaster's pid, from the first line of `postmaster.pid` (read capped: a
+    /// data directory is hostile input like any other).
+    pub fn postmaster_pid(&self) -> Result<i32, PgDataError> {
+        let p = self.root.join("postmaster.pid");
+        let bytes = file::read_capped(&p, 64 * 1024).map_err(|e| {
+            PgDataError::Process(format!("{}: is the server running?: {e}", p.display()))
+        })?;
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .filter(|&pid: &i32| pid > 0)
+            .ok_or_else(|| {
+                PgDataError::Process(format!("{}: no pid on its first line", p.display()))
+            })
+    }
+
     pub fn tablespace_version_dir(&self) -> String {
         format!("PG_{}_{}", self.major, self.control.catalog_version_no)
     }

@@ -1,0 +1,36 @@
+//! `pg_trace ps`: every process of a cluster from shared memory.
+
+use crate::cli::Target;
+use crate::output::record::ProcessRecord;
+use crate::output::{self, Format};
+use crate::pgdata::{Catalog, DataDir};
+use crate::process::proc::require_root;
+use crate::process::status::{self, StatusSample};
+use anyhow::Result;
+use std::io::Write;
+
+pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Format) -> Result<()> {
+    let dd = super::datadir(target, pid)?;
+    require_root(|| "pg_trace ps reads the server's memory and must run as root".into())?;
+    let via = match pid {
+        Some(pid) => pid,
+        None => dd.postmaster_pid()?,
+    };
+    let rows = collect(&dd, via)?;
+    output::ps::write(out, &rows, format)?;
+    Ok(())
+}
+
+/// One row per process with a status slot, read through the memory of `via` (any
+/// process of the cluster).
+pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecord)>> {
+    let samples = status::activity(via, dd.major)?;
+    let catalog = Catalog::load(dd).ok();
+    Ok(samples
+        .into_iter()
+        .map(|s| {
+            let v = output::ps::record(&s, catalog.as_ref());
+            (s, v)
+        })
+        .collect())
+}
