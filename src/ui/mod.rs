@@ -282,4 +282,26 @@ mod tests {
         assert_eq!(human_age(1_250_000_000), "1.2s");
         assert_eq!(human_rate(0.0), "-");
     }
+
+    #[test]
+    fn outside_text_is_inert_on_screen() {
+        assert_eq!(
+            truncate("t\x1b]0;PWNED\x07\nx", 40),
+            r"t\x1b]0;PWNED\x07\nx"
+        );
+        assert_eq!(truncate_left("a\u{202e}b", 3), "…}b");
+        let l = inert(Line::from(vec![
+            ratatui::text::Span::raw("x\x1b[2J"),
+            ratatui::text::Span::raw("表"),
+        ]));
+        assert_eq!(l.spans[0].content, r"x\x1b[2J");
+        assert_eq!(l.spans[1].content, "表");
+        let mut buf = ratatui::buffer::Buffer::empty(Rect::new(0, 0, 4, 1));
+        buf[(0, 0)].set_symbol("\x1b");
+        buf[(1, 0)].set_symbol("\u{202e}");
+        buf[(2, 0)].set_symbol("ß");
+        scrub(&mut buf);
+        let row: String = (0..4).map(|x| buf[(x, 0)].symbol().to_string()).collect();
+        assert_eq!(row, "??ß ");
+    }
 }
