@@ -41,7 +41,7 @@ fn run(cli: Cli) -> Result<()> {
             let dd = datadir(target, cli.pid)?;
             let cat = pgdata::Catalog::load(&dd)?;
             for w in &cat.warnings {
-                eprintln!("pg_trace: warning: {w}");
+                eprintln!("pg_trace: warning: {}", pg_trace::text::visible(w));
             }
             output::catalog::write(&mut out, &cat, cli.format)?;
         }
