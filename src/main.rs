@@ -83,7 +83,11 @@ fn main() {
             std::process::exit(0);
         }
         // One line, the causes joined: no backtrace, whatever RUST_BACKTRACE says.
-        eprintln!("pg_trace: error: {e:#}");
+        // A cause can quote a name or file content: made inert and kept on one line.
+        eprintln!(
+            "pg_trace: error: {}",
+            pg_trace::text::visible(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

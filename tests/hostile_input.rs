@@ -3,7 +3,7 @@
 
 use pg_trace::pgdata::{control, page, path, relmap, xact};
 use pg_trace::process::fds::parse_fdinfo;
-use pg_trace::text::excerpt;
+use pg_trace::text::{excerpt, visible};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -170,6 +170,27 @@ proptest! {
         let x = excerpt::escape(&bytes);
         prop_assert!(x.chars().count() <= excerpt::MAX_CHARS * 10 + 1);
         prop_assert!(!x.chars().any(|c| c.is_control()), "{:?}", x);
+    }
+
+    /// No control, bidi or invisible format character survives `text::visible`: the result
+    /// is one line; a string without them comes back unchanged; the escaping is reversible
+    /// enough that different hidden characters stay told apart.
+    #[test]
+    fn visible_text_is_one_inert_line(s in any::<String>(), printable in "[a-zA-Zß表é .\\\"0-9]{0,30}") {
+        let v = visible::visible(&s);
+        prop_assert!(!v.chars().any(|c| c.is_control() || visible::is_hidden(c)), "{:?}", v);
+        prop_assert!(!v.contains('\n') && !v.contains('\r'));
+        for c in ['\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
+                  '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{85}', '\u{9b}', '\u{7f}'] {
+            prop_assert!(!v.contains(c));
+        }
+        if !s.chars().any(|c| c.is_control() || visible::is_hidden(c)) {
+            prop_assert_eq!(&*v, s.as_str());
+        }
+        prop_assert_eq!(&*visible::visible(&printable), printable.as_str());
+        // excerpt quotes through the same function, capped.
+        let x = excerpt::escape(s.as_bytes());
+        prop_assert!(!x.chars().any(|c| c.is_control() || visible::is_hidden(c)), "{:?}", x);
     }
 
     /// A path built of `..`, `.` and names, relative or under the data directory, is inside

@@ -12,6 +12,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
 /// Rows of ~1.9 KiB: four to a page, ~20 MiB in all, scanned with a sleep per row.
 const ROWS: i64 = 10_000;
 
+static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A private tmux server (its own socket), killed on drop: only the server we started.
 ///
 /// pg_trace runs under `sh -c '...; echo $? > status'` in the pane: the shell reaps it and
@@ -25,7 +27,12 @@ struct Tmux {
 impl Tmux {
     fn new() -> Tmux {
         let t = Tmux {
-            socket: format!("pg_trace-test-{}", std::process::id()),
+            // Tests of this file run in parallel: one server each.
+            socket: format!(
+                "pg_trace-test-{}-{}",
+                std::process::id(),
+                SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             dir: tempfile::tempdir().expect("temp dir"),
         };
         // The pane's first command idles until remain-on-exit is set (the screen of an
@@ -333,4 +340,63 @@ fn tui_follows_a_scan_and_quits_cleanly() {
     );
     let one: i32 = held.client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1);
+}
+
+/// A table, schema and query named with escape sequences (clear screen, set the window
+/// title), a newline and a bidi override: the TUI shows them escaped; the pane's title is
+/// not changed and the screen is not cleared (its first line is still pg_trace's header).
+#[test]
+fn tui_shows_hostile_names_inert() {
+    let c = Cluster::start(15);
+    let schema = "s\u{1b}[2J";
+    let table = "t\u{1b}]0;PWNED\u{7}\nx\u{202e}y";
+    let qt = format!("\"{schema}\".\"{table}\"");
+    c.execute(
+        "postgres",
+        &format!("CREATE SCHEMA \"{schema}\"; CREATE TABLE {qt} AS SELECT g FROM generate_series(1, 4000) g; CHECKPOINT"),
+    );
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    held.client
+        .batch_execute("SET application_name = 'app\u{1b}]0;PWNED\u{7}'")
+        .unwrap();
+    let query = format!(
+        "SELECT count(*) FROM {qt} WHERE pg_sleep(0.003) IS NOT NULL /* \u{1b}]0;PWNED\u{7}\u{1b}[2J */"
+    );
+    let q = std::thread::spawn(move || {
+        held.client
+            .query_one(query.as_str(), &[])
+            .map(|r| r.get::<_, i64>(0))
+    });
+    let tmux = Tmux::new();
+    tmux.run(&["select-pane", "-t", "t", "-T", "ORIGINAL"]);
+    tmux.start(&format!("-p {pid}"));
+    let escaped = r"s\x1b[2J.t\x1b]0;PWNED\x07\nx\u{202e}y";
+    let screen = wait_for(
+        "the escaped table name",
+        &tmux,
+        Duration::from_secs(60),
+        |s| s.contains(&escaped[..20]).then(|| s.to_string()),
+    );
+    // Several frames drawn with the names on screen.
+    std::thread::sleep(Duration::from_millis(1500));
+    let screen2 = tmux.capture();
+    let title = tmux.run(&["display-message", "-p", "-t", "t", "#{pane_title}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&title.stdout).trim(),
+        "ORIGINAL",
+        "the pane title was changed; screen:\n{screen2}"
+    );
+    for s in [&screen, &screen2] {
+        let first = s.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with(&format!("pg_trace pid {pid}")),
+            "the header is gone:\n{s}"
+        );
+        assert!(!s.contains('\u{202e}') && !s.contains('\u{1b}'), "{s}");
+    }
+    assert!(screen2.contains(r"s\x1b[2J"), "{screen2}");
+    tmux.run(&["send-keys", "-t", "t", "q"]);
+    assert_eq!(wait_exit(&tmux, "q"), 0);
+    assert_eq!(q.join().unwrap().unwrap(), 4000);
 }

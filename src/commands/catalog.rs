@@ -10,7 +10,7 @@ pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Form
     let dd = super::datadir(target, pid)?;
     let cat = Catalog::load(&dd)?;
     for w in &cat.warnings {
-        eprintln!("pg_trace: warning: {w}");
+        eprintln!("pg_trace: warning: {}", crate::text::visible(w));
     }
     output::catalog::write(out, &cat, format)?;
     Ok(())

@@ -3,6 +3,7 @@
 use crate::output::record::{self, Record, RelationRecord};
 use crate::output::Format;
 use crate::pgdata::{Catalog, Relation};
+use crate::text::visible;
 use std::io::Write;
 
 pub fn record(cat: &Catalog, r: &Relation) -> Record {
@@ -48,14 +49,14 @@ pub fn write(out: &mut impl Write, cat: &Catalog, format: Format) -> std::io::Re
                 write!(
                     out,
                     "{:<44} {:<9} {:<16} {}.{}",
-                    r.path,
+                    visible(&r.path),
                     r.kind.as_str(),
-                    db,
-                    r.schema,
-                    r.name
+                    visible(db),
+                    visible(&r.schema),
+                    visible(&r.name)
                 )?;
                 if let Some(t) = cat.owner_of(r) {
-                    write!(out, " → {}.{}", t.schema, t.name)?;
+                    write!(out, " → {}.{}", visible(&t.schema), visible(&t.name))?;
                 }
                 if r.pending {
                     out.write_all(b" (in progress)")?;

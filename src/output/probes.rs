@@ -61,11 +61,11 @@ pub fn write_notes(
                 writeln!(
                     out,
                     "{}:{:<34} {:>2} site(s)  semaphore {:#x}  [{mark}]  {}",
-                    p.provider,
-                    p.name,
+                    crate::text::visible(&p.provider),
+                    crate::text::visible(&p.name),
                     sites,
                     p.semaphore,
-                    args.join(" ")
+                    crate::text::visible(&args.join(" "))
                 )?;
             }
         }
@@ -83,8 +83,12 @@ pub fn write_notes(
             )?;
         }
         Format::Text => match reason {
-            Some(r) => writeln!(out, "pg_trace: {binary}: {r}")?,
-            None => writeln!(out, "pg_trace: {binary}: {count} probes")?,
+            Some(r) => writeln!(out, "pg_trace: {}: {r}", crate::text::visible(binary))?,
+            None => writeln!(
+                out,
+                "pg_trace: {}: {count} probes",
+                crate::text::visible(binary)
+            )?,
         },
     }
     Ok(())

@@ -7,6 +7,7 @@ use crate::pgdata::Catalog;
 use crate::process::progress;
 use crate::process::status::layout::ProgressCommand;
 use crate::process::status::StatusSample;
+use crate::text::visible;
 use anyhow::Result;
 use std::io::Write;
 
@@ -85,7 +86,7 @@ pub fn write(
             )?;
             for (s, v) in rows {
                 let wait = match (&s.wait_event_type, &s.wait_event) {
-                    (Some(t), Some(e)) => format!("{t}:{e}"),
+                    (Some(t), Some(e)) => format!("{}:{}", visible(t), visible(e)),
                     _ => String::new(),
                 };
                 let mut tail = s
@@ -102,11 +103,11 @@ pub fn write(
                     w,
                     "{:>8}  {:<24} {:<20} {:<12} {:<28} {}",
                     s.pid,
-                    s.backend_type.as_deref().unwrap_or("?"),
-                    s.state.as_deref().unwrap_or(""),
-                    v.database.as_deref().unwrap_or(""),
+                    visible(s.backend_type.as_deref().unwrap_or("?")),
+                    visible(s.state.as_deref().unwrap_or("")),
+                    visible(v.database.as_deref().unwrap_or("")),
                     wait,
-                    truncate(&tail, 100)
+                    truncate(&visible(&tail), 100)
                 )?;
             }
         }

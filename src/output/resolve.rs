@@ -174,6 +174,11 @@ pub fn write(
 ) -> std::io::Result<()> {
     match format {
         Format::Json => record::write(out, &record(path, r, cat)),
-        Format::Text => writeln!(out, "{}  {}", path.display(), describe(r, cat)),
+        Format::Text => writeln!(
+            out,
+            "{}  {}",
+            crate::text::visible(&path.to_string_lossy()),
+            crate::text::visible(&describe(r, cat))
+        ),
     }
 }

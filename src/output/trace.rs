@@ -8,7 +8,7 @@ use crate::output::record::{
     StatsRecord, SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UsdtRecord,
 };
 use crate::output::Format;
-use crate::text::{human_bytes, human_duration};
+use crate::text::{human_bytes, human_duration, visible};
 use crate::trace::usdt::UsdtStatus;
 use crate::trace::{Event, Pid};
 use std::io::Write;
@@ -285,10 +285,14 @@ pub fn write_interval(
             }
             out.write_all(b"\n")?;
             if let Some(v) = &model.status {
-                writeln!(out, "    {}", super::status::status_line(v))?;
+                writeln!(out, "    {}", visible(&super::status::status_line(v)))?;
             }
             if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
-                writeln!(out, "    {}", crate::model::lines::BackupLine::of(b).full())?;
+                writeln!(
+                    out,
+                    "    {}",
+                    visible(&crate::model::lines::BackupLine::of(b).full())
+                )?;
             }
             for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
                 let state = if q.done_ns.is_some() {
@@ -301,13 +305,18 @@ pub fn write_interval(
                     .chars()
                     .map(|c| if c.is_control() { ' ' } else { c })
                     .collect();
-                writeln!(out, "    query (pid {}, {state}): {text}", q.pid)?;
+                writeln!(
+                    out,
+                    "    query (pid {}, {state}): {}",
+                    q.pid,
+                    visible(&text)
+                )?;
             }
             for w in model.lock_waits.iter().filter(|w| w.updated_ns > since_ns) {
-                writeln!(out, "    lock: {}", lock_wait_line(model, w))?;
+                writeln!(out, "    lock: {}", visible(&lock_wait_line(model, w)))?;
             }
             for r in &active_rels {
-                writeln!(out, "    {}", relation_line(r))?;
+                writeln!(out, "    {}", visible(&relation_line(r)))?;
             }
             for f in active_files
                 .iter()
@@ -316,7 +325,7 @@ pub fn write_interval(
                 writeln!(
                     out,
                     "    {} (fd {}): read {}, written {}",
-                    f.named.label,
+                    visible(&f.named.label),
                     f.fd,
                     human_bytes(f.bytes_read),
                     human_bytes(f.bytes_written)
@@ -362,7 +371,7 @@ pub fn write_syscall(
             ),
             Format::Text => {
                 let v = serde_json::to_value(&ev.kind).unwrap_or(serde_json::Value::Null);
-                writeln!(out, "{ts:>10.6} {} {v}", ev.pid)
+                writeln!(out, "{ts:>10.6} {} {}", ev.pid, visible(&v.to_string()))
             }
         };
     };
@@ -384,6 +393,6 @@ pub fn write_syscall(
                 }),
             )
         }
-        Format::Text => writeln!(out, "{ts:>10.6} {} {}", ev.pid, line.text),
+        Format::Text => writeln!(out, "{ts:>10.6} {} {}", ev.pid, visible(&line.text)),
     }
 }

@@ -56,7 +56,7 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
-    let mut note = |n: String| eprintln!("pg_trace: {n}");
+    let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
     let result = line_loop(Pace::from(&opts), &mut session, &stop, &mut w, &mut note);
     session.detach();
     result
@@ -80,14 +80,15 @@ fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
         Format::Text => {
             writeln!(
                 w,
-                "pg_trace: pid {} ({title}), {} via {}, PostgreSQL {}",
+                "pg_trace: pid {} ({}), {} via {}, PostgreSQL {}",
                 s.pid,
-                s.datadir.display(),
+                crate::text::visible(title),
+                crate::text::visible(&s.datadir.to_string_lossy()),
                 s.tracer_name,
                 s.major
             )?;
             for l in &s.limitations {
-                writeln!(w, "pg_trace: note: {l}")?;
+                writeln!(w, "pg_trace: note: {}", crate::text::visible(l))?;
             }
             if let Some(why) = &s.usdt.reason {
                 writeln!(w, "pg_trace: USDT off: {why}")?;

@@ -25,7 +25,7 @@ pub fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format
                 writeln!(
                     w,
                     "    {} ({}): read {}, written {}, reached {}",
-                    r.id.label,
+                    crate::text::visible(&r.id.label),
                     r.id.kind.unwrap_or("relation"),
                     crate::text::human_bytes(r.bytes_read),
                     crate::text::human_bytes(r.bytes_written),

@@ -6,7 +6,7 @@ pub const MAX_CHARS: usize = 40;
 
 /// `bytes` as visible text, at most [`MAX_CHARS`] characters, `…` when cut: newlines,
 /// tabs and backslashes as `\n`, `\t`, `\\`, other controls and invalid UTF-8 as `\xNN`,
-/// C1 controls and bidirectional overrides as `\u{NNNN}`.
+/// C1 controls and invisible format characters as `\u{NNNN}` (see [`super::visible`]).
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::new();
     let mut shown = 0;
@@ -18,18 +18,9 @@ pub fn escape(bytes: &[u8]) -> String {
             }
             shown += 1;
             match c {
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
                 '\\' => out.push_str("\\\\"),
                 '"' => out.push_str("\\\""),
-                '\0'..='\x1f' | '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-                '\u{80}'..='\u{9f}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}' => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-                c => out.push(c),
+                c => super::visible::push(c, &mut out),
             }
         }
         for b in chunk.invalid() {

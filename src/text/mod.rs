@@ -4,5 +4,7 @@
 pub mod excerpt;
 pub mod safe;
 pub mod units;
+pub mod visible;
 
 pub use units::{human_age, human_bytes, human_duration, human_rate};
+pub use visible::visible;

@@ -168,6 +168,7 @@ pub fn draw(
             Span::styled(truncate(&v, w.saturating_sub(2)), style),
         ]));
     }
+    let lines: Vec<Line> = lines.into_iter().map(super::inert).collect();
     f.render_widget(Paragraph::new(lines), area);
 }
 

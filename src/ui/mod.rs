@@ -119,8 +119,10 @@ pub struct TraceInfo {
 
 pub use crate::text::{human_age, human_bytes, human_duration, human_rate};
 
-/// Cut to `width` display cells (one per char here), with `…` when cut.
+/// Cut to `width` display cells (one per char here), with `…` when cut. Outside text is
+/// made inert first ([`crate::text::visible`]): every panel's names pass through here.
 pub fn truncate(s: &str, width: usize) -> String {
+    let s = &*crate::text::visible(s);
     let n = s.chars().count();
     if n <= width {
         return s.to_string();
@@ -135,6 +137,7 @@ pub fn truncate(s: &str, width: usize) -> String {
 
 /// Keep the end, which tells paths apart: `…/15/main`.
 pub fn truncate_left(s: &str, width: usize) -> String {
+    let s = &*crate::text::visible(s);
     let n = s.chars().count();
     if n <= width {
         return s.to_string();
@@ -145,6 +148,33 @@ pub fn truncate_left(s: &str, width: usize) -> String {
     let mut out = String::from("…");
     out.extend(s.chars().skip(n - (width - 1)));
     out
+}
+
+/// `line` with every span's text made inert, for lines built from outside text without
+/// [`truncate`].
+pub fn inert(line: Line<'_>) -> Line<'_> {
+    let spans = line
+        .spans
+        .into_iter()
+        .map(|mut sp| {
+            if let std::borrow::Cow::Owned(v) = crate::text::visible(&sp.content) {
+                sp.content = v.into();
+            }
+            sp
+        })
+        .collect::<Vec<_>>();
+    Line { spans, ..line }
+}
+
+/// Defence in depth after a frame is laid out: a cell that still holds a control or an
+/// invisible format character (text that reached a widget without [`truncate`] or
+/// [`inert`]) shows `?` instead, so nothing in the buffer can drive the terminal.
+pub fn scrub(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(crate::text::visible::is_hidden) {
+            cell.set_symbol("?");
+        }
+    }
 }
 
 /// Below this the screen says so instead of drawing panels.
@@ -168,6 +198,18 @@ pub fn too_small(f: &mut Frame, area: Rect) -> bool {
 
 /// The whole trace screen: header, relations, files, optional log, key bar, overlays.
 pub fn draw_trace(
+    f: &mut Frame,
+    model: &Model,
+    info: &TraceInfo,
+    log: &log::LogRing,
+    st: &ScreenState,
+    theme: &Theme,
+) {
+    draw_trace_panels(f, model, info, log, st, theme);
+    scrub(f.buffer_mut());
+}
+
+fn draw_trace_panels(
     f: &mut Frame,
     model: &Model,
     info: &TraceInfo,
@@ -239,5 +281,27 @@ mod tests {
         assert_eq!(human_age(3_000_000), "3ms");
         assert_eq!(human_age(1_250_000_000), "1.2s");
         assert_eq!(human_rate(0.0), "-");
+    }
+
+    #[test]
+    fn outside_text_is_inert_on_screen() {
+        assert_eq!(
+            truncate("t\x1b]0;PWNED\x07\nx", 40),
+            r"t\x1b]0;PWNED\x07\nx"
+        );
+        assert_eq!(truncate_left("a\u{202e}b", 3), "…}b");
+        let l = inert(Line::from(vec![
+            ratatui::text::Span::raw("x\x1b[2J"),
+            ratatui::text::Span::raw("表"),
+        ]));
+        assert_eq!(l.spans[0].content, r"x\x1b[2J");
+        assert_eq!(l.spans[1].content, "表");
+        let mut buf = ratatui::buffer::Buffer::empty(Rect::new(0, 0, 4, 1));
+        buf[(0, 0)].set_symbol("\x1b");
+        buf[(1, 0)].set_symbol("\u{202e}");
+        buf[(2, 0)].set_symbol("ß");
+        scrub(&mut buf);
+        let row: String = (0..4).map(|x| buf[(x, 0)].symbol().to_string()).collect();
+        assert_eq!(row, "??ß ");
     }
 }

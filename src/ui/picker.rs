@@ -290,6 +290,11 @@ fn line(cols: &[Column], cells: impl Fn(&Column) -> String, last: &str) -> Strin
 }
 
 pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme) {
+    draw_panels(f, clusters, st, th);
+    super::scrub(f.buffer_mut());
+}
+
+fn draw_panels(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme) {
     let area = f.area();
     if super::too_small(f, area) {
         return;
@@ -320,7 +325,10 @@ pub fn draw(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &Theme)
         Span::styled("filter ", th.label()),
         Span::styled(format!("{}▏", st.filter), th.warn()),
     ]);
-    f.render_widget(Paragraph::new(vec![Line::from(l1), l2]), head);
+    f.render_widget(
+        Paragraph::new(vec![super::inert(Line::from(l1)), super::inert(l2)]),
+        head,
+    );
 
     let w = body.width.saturating_sub(2) as usize;
     let cols = if w >= 110 { WIDE } else { NARROW };
