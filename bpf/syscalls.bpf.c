@@ -30,7 +30,7 @@
  * clock read of its own, which would cost about a third of its BPF time.
  *
  * Records are submitted with BPF_RB_NO_WAKEUP: user space is never woken per
- * event, it drains the buffer on its own timer (see DESIGN.md, "Build notes").
+ * event, it drains the buffer on its own timer (see docs/design.md, "Build notes").
  * Whatever cannot be delivered is counted in the per-CPU `lost` array.
  */
 #include "vmlinux.h"

@@ -1,7 +1,7 @@
 //! What differs between PostgreSQL majors, as data: one row per supported major, chosen
 //! once from `PG_VERSION` (or the binary's version) and read by pgdata, process and trace.
 //! Code asks the row (`version::of(major)?.pgproc.pid`), never compares majors itself.
-//! Sources per field are named on the field; pg-internals.md has the layouts.
+//! Sources per field are named on the field; PostgreSQL's headers of each major have the layouts.
 
 use std::ops::RangeInclusive;
 
@@ -104,6 +104,10 @@ pub struct Major {
     pub vacuum_progress_tail: &'static [(&'static str, usize)],
     /// `pg_stat_progress_copy`'s columns after `tuples_excluded`: (name, param).
     pub copy_progress_tail: &'static [(&'static str, usize)],
+    /// `LockTagType` names by value (`lock.c`'s LockTagTypeNames): the Lock class's events.
+    pub lock_tags: &'static [&'static str],
+    /// Wait classes with one event, named after the class (before 17 generated names).
+    pub unnamed_wait_classes: &'static [&'static str],
 }
 
 /// The row of `major`, or None outside [`SUPPORTED`].
@@ -311,10 +315,13 @@ const PG12: Major = Major {
     progress_commands: PROGRESS_12,
     vacuum_progress_tail: VACUUM_TAIL_12,
     copy_progress_tail: &[],
+    lock_tags: LOCK_TAGS_12,
+    unnamed_wait_classes: &["BufferPin", "Extension"],
 };
 const PG13: Major = Major {
     major: 13,
     pg_control_version: 1300,
+    lock_tags: LOCK_TAGS_13,
     backend_types: BACKEND_TYPES_13,
     progress_commands: PROGRESS_13,
     pgproc: PgprocOffsets {
@@ -342,12 +349,14 @@ const PG15: Major = Major {
 const PG16: Major = Major {
     major: 16,
     backend_types: BACKEND_TYPES_16,
+    lock_tags: LOCK_TAGS_16,
     buffer_read: BUFFER_READ_16,
     ..PG15
 };
 const PG17: Major = Major {
     major: 17,
     pg_control_version: 1700,
+    unnamed_wait_classes: &[],
     pg_database: PgDatabaseLayoutId::V17,
     backend_types: BACKEND_TYPES_17,
     pgproc: PgprocOffsets {
@@ -367,6 +376,49 @@ const PG18: Major = Major {
     backend_states: STATES_18,
     ..PG17
 };
+
+/// `LockTagType` names. 12 got LOCKTAG_DATABASE_FROZEN_IDS in a minor release, appended
+/// to keep the numbers (13 has it in third place); seen in 12.22's LockTagTypeNames.
+pub const LOCK_TAGS_12: &[&str] = &[
+    "relation",
+    "extend",
+    "page",
+    "tuple",
+    "transactionid",
+    "virtualxid",
+    "speculative token",
+    "object",
+    "userlock",
+    "advisory",
+    "frozenid",
+];
+pub const LOCK_TAGS_13: &[&str] = &[
+    "relation",
+    "extend",
+    "frozenid",
+    "page",
+    "tuple",
+    "transactionid",
+    "virtualxid",
+    "spectoken",
+    "object",
+    "userlock",
+    "advisory",
+];
+pub const LOCK_TAGS_16: &[&str] = &[
+    "relation",
+    "extend",
+    "frozenid",
+    "page",
+    "tuple",
+    "transactionid",
+    "virtualxid",
+    "spectoken",
+    "object",
+    "userlock",
+    "advisory",
+    "applytransaction",
+];
 
 const MAJORS: &[Major] = &[PG12, PG13, PG14, PG15, PG16, PG17, PG18];
 
@@ -391,7 +443,7 @@ mod tests {
 
     #[test]
     fn rows_from_the_reference_tables() {
-        // client backend / walsender per major (pg-internals.md §7.1).
+        // client backend / walsender per major (backend_status.h, miscadmin.h).
         for (major, client, walsender) in [
             (12, 2, 8),
             (13, 3, 9),

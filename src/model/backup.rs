@@ -2,7 +2,7 @@
 //! shared memory (13+), or inferred from its system calls (12, or `--no-memory`):
 //! a directory walk without reads is the size estimate, reads of data files are the
 //! streaming, polling `pg_wal/archive_status` is the wait for archiving, reads of WAL
-//! segments are the WAL transfer (pg-internals.md §6.4). Without a server estimate
+//! segments are the WAL transfer (basebackup.c: the WAL is sent last). Without a server estimate
 //! (`--no-estimate-size`) the total is our own walk of the data directory.
 
 use crate::process::progress::BASEBACKUP_PHASES;

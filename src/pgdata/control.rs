@@ -114,25 +114,13 @@ pub fn parse_pg_version(buf: &[u8]) -> Result<u32, PgDataError> {
         .ok_or_else(not_a_version)?;
     if text.contains('.') || !crate::version::SUPPORTED.contains(&major) {
         return Err(PgDataError::Unsupported(format!(
-            "PostgreSQL {} (supported: 12 to 18)",
-            excerpt::escape(text.as_bytes())
+            "PostgreSQL {} (supported: {} to {})",
+            excerpt::escape(text.as_bytes()),
+            crate::version::SUPPORTED.start(),
+            crate::version::SUPPORTED.end()
         )));
     }
     Ok(major)
-}
-
-/// The `CATALOG_VERSION_NO` each major shipped with; used for `PG_<major>_<catver>` names.
-pub fn expected_catalog_version(major: u32) -> Option<u32> {
-    Some(match major {
-        12 => 201909212,
-        13 => 202007201,
-        14 => 202107181,
-        15 => 202209061,
-        16 => 202307071,
-        17 => 202406281,
-        18 => 202506291,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

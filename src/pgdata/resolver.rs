@@ -25,16 +25,7 @@ pub struct Resolved {
     pub database: Option<String>,
 }
 
-impl Resolved {
-    /// `sales.orders`, `orders_pkey → sales.orders`: how the UI names a file's object.
-    pub fn object_label(&self) -> Option<String> {
-        let r = self.relation.as_ref()?;
-        Some(match &self.table {
-            Some(t) => format!("{} → {}", r.qualified(), t.qualified()),
-            None => r.qualified(),
-        })
-    }
-}
+impl Resolved {}
 
 pub struct Resolver {
     catalog: Catalog,

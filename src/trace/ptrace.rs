@@ -1,6 +1,6 @@
 //! The ptrace backend: follows one or a few processes syscall by syscall.
 //!
-//! Safe for the tracee by construction (DESIGN.md principle 4):
+//! Safe for the tracee by construction (docs/design.md, principle 4):
 //! - `PTRACE_SEIZE`, never `PTRACE_ATTACH` (no SIGSTOP to collect: a tracer that dies early
 //!   cannot leave the backend frozen in state T), with `PTRACE_O_TRACESYSGOOD` and never
 //!   `PTRACE_O_EXITKILL`: if pg_trace is SIGKILLed the kernel detaches and the backend runs

@@ -1,7 +1,6 @@
 //! Per-major layouts and enum tables of the backend status array (x86_64), as data.
 //! Sources: `src/include/pgstat.h` (12/13), `utils/backend_status.h`,
-//! `utils/backend_progress.h`, `miscadmin.h` and `storage/proc.h` (14+); see
-//! pg-internals.md §7.
+//! `utils/backend_progress.h`, `miscadmin.h` and `storage/proc.h` (14+).
 
 /// `PgBackendStatus` field offsets; identical in 12–18 except for the size.
 pub const OFF_CHANGECOUNT: usize = 0;
@@ -57,7 +56,7 @@ mod tests {
 
     #[test]
     fn enum_values_from_the_reference_table() {
-        // client backend / walsender per major (pg-internals.md §7.1).
+        // client backend / walsender per major (PostgreSQL's src/include/utils/backend_status.h and storage/proc.h.1).
         for (major, client, walsender) in [
             (12, 2, 8),
             (13, 3, 9),

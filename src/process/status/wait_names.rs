@@ -43,7 +43,7 @@ pub const CLASSES: [&str; 7] = [
 /// Extension event above 0 is one an extension registered by name at run time, which
 /// lives in shared memory and not in any table.
 pub fn names(major: u32, class: &str) -> &'static [&'static str] {
-    if !(12..=18).contains(&major) {
+    if !crate::version::SUPPORTED.contains(&major) {
         return &[];
     }
     match class {

@@ -25,57 +25,6 @@ pub fn class_name(info: u32) -> Option<&'static str> {
     })
 }
 
-/// `LockTagType` names (`lock.c`'s LockTagTypeNames): the Lock class's events.
-fn lock_names(major: u32) -> &'static [&'static str] {
-    // 12 got LOCKTAG_DATABASE_FROZEN_IDS in a minor release, appended to keep the
-    // numbers (13 has it in third place); seen in 12.22's LockTagTypeNames.
-    const L12: &[&str] = &[
-        "relation",
-        "extend",
-        "page",
-        "tuple",
-        "transactionid",
-        "virtualxid",
-        "speculative token",
-        "object",
-        "userlock",
-        "advisory",
-        "frozenid",
-    ];
-    const L13: &[&str] = &[
-        "relation",
-        "extend",
-        "frozenid",
-        "page",
-        "tuple",
-        "transactionid",
-        "virtualxid",
-        "spectoken",
-        "object",
-        "userlock",
-        "advisory",
-    ];
-    const L16: &[&str] = &[
-        "relation",
-        "extend",
-        "frozenid",
-        "page",
-        "tuple",
-        "transactionid",
-        "virtualxid",
-        "spectoken",
-        "object",
-        "userlock",
-        "advisory",
-        "applytransaction",
-    ];
-    match major {
-        12 => L12,
-        13..=15 => L13,
-        _ => L16,
-    }
-}
-
 /// `(wait_event_type, wait_event)` for a raw `wait_event_info`; None when not waiting.
 pub fn describe(major: u32, info: u32) -> Option<(&'static str, String)> {
     if info == 0 {
@@ -86,10 +35,11 @@ pub fn describe(major: u32, info: u32) -> Option<(&'static str, String)> {
         return Some(("unknown", format!("{info:#010x}")));
     };
     let ev = info & 0x00FF_FFFF;
+    let row = crate::version::of(major);
     let name = match class {
-        "Lock" => lock_names(major).get(ev as usize).copied(),
+        "Lock" => row.and_then(|r| r.lock_tags.get(ev as usize)).copied(),
         // Up to 16 the class alone chose the name, whatever the low bits said.
-        "BufferPin" | "Extension" if (12..=16).contains(&major) => Some(class),
+        _ if row.is_some_and(|r| r.unnamed_wait_classes.contains(&class)) => Some(class),
         _ => wait_names::names(major, class).get(ev as usize).copied(),
     };
     Some((
@@ -109,7 +59,7 @@ mod tests {
 
     #[test]
     fn reference_table_ids() {
-        // pg-internals.md §7.3: (major, DataFileRead, BaseBackupRead, WalRead,
+        // wait_event.h per major: (major, DataFileRead, BaseBackupRead, WalRead,
         // BackupWaitWalArchive, WalSenderMain, BaseBackupThrottle); 0 = no such event.
         // 17 renamed BaseBackupRead to BasebackupRead and WALRead to WalRead.
         let table: [(u32, [u32; 6]); 7] = [
