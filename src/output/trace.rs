@@ -242,10 +242,19 @@ pub fn write_interval(
     // or the last reads before a stop are never reported (at worst a file is reported
     // twice).
     let io_since = since_ns.saturating_sub(CLOCK_SLACK_NS);
+    // Files closed during the interval (every file of a process that exited) were active
+    // in it too: without them the last interval of a backend that exits loses its files
+    // whenever the exit is seen in the same poll as its last reads.
     let active_files: Vec<&FileEntry> = model
         .files
         .values()
         .filter(|f| first || f.last_ns > io_since || f.opened_ns > io_since)
+        .chain(
+            model
+                .closed
+                .iter()
+                .filter(|f| f.last_ns > io_since || f.opened_ns > io_since),
+        )
         .filter(|f| !f.via_io_worker || f.last_ns > io_since)
         .collect();
     let active_rels: Vec<&RelState> = model
