@@ -37,6 +37,8 @@ pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Record {
         relation: r.map(|r| r.id.path.clone()),
         known: r.map(|r| r.id.known),
         offset: f.last_offset,
+        read_since_attach: f.read_since_attach(),
+        estimate: f.estimate,
         highest: f.highest,
         pos: f.pos,
         size: f.size,
@@ -66,6 +68,7 @@ fn progress_fields(model: &Model, r: &RelState, now: u64) -> ProgressRecord {
         position: r.position,
         highest: r.highest,
         percent: r.percent(),
+        estimate: r.estimate,
         bytes_read: r.bytes_read,
         bytes_written: r.bytes_written,
         reads: r.reads,
@@ -198,8 +201,11 @@ fn relation_line(r: &RelState) -> String {
     if let Some(p) = r.position {
         s.push_str(&format!(" at {}", human_bytes(p)));
     }
+    let approx = if r.estimate { "~" } else { "" };
     match (r.percent(), r.size) {
-        (Some(pc), Some(size)) => s.push_str(&format!(" = {pc:.1}% of {}", human_bytes(size))),
+        (Some(pc), Some(size)) => {
+            s.push_str(&format!(" = {approx}{pc:.1}% of {}", human_bytes(size)))
+        }
         (_, Some(size)) => s.push_str(&format!(" of {}", human_bytes(size))),
         _ => {}
     }
