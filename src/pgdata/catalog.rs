@@ -347,6 +347,187 @@ fn unknown_schema(oid: u32) -> String {
     format!("?{oid}")
 }
 
+/// One database's pg_class, visible rows by OID, plus the rows of relations being created
+/// or rewritten right now: their new relfilenode should still resolve to the relation.
+struct ClassRows {
+    rows: HashMap<u32, (ClassRow, Visibility)>,
+    pending_files: Vec<ClassRow>,
+    /// The pg_class file, for error messages.
+    file: PathBuf,
+}
+
+impl ClassRows {
+    fn read(
+        dd: &DataDir,
+        dir: &Path,
+        local_map: &RelMap,
+        clog: &mut Clog,
+        warnings: &mut Vec<String>,
+    ) -> Result<ClassRows, PgDataError> {
+        let pg_class_file = local_map.get(&RELATION_RELATION_ID).ok_or_else(|| {
+            PgDataError::corrupt("local pg_filenode.map", "no entry for pg_class")
+        })?;
+        let lc = dd.layout.pg_class;
+        let mut rows = HashMap::new();
+        let mut pending_files = Vec::new();
+        let file = dir.join(pg_class_file.to_string());
+        let seen = scan_heap(dd, &file, clog, warnings, |t, v| {
+            if let Some(r) = decode_class(t, &lc) {
+                if v == Visibility::Pending {
+                    pending_files.push(r.clone());
+                }
+                keep(&mut rows, r.oid, r, v);
+            }
+        })?;
+        if rows.is_empty() {
+            return Err(empty_catalog(&file, "pg_class", seen));
+        }
+        Ok(ClassRows {
+            rows,
+            pending_files,
+            file,
+        })
+    }
+
+    /// The file of an unmapped catalog (pg_namespace, pg_index), from its pg_class row.
+    fn file_of(
+        &self,
+        oid: u32,
+        what: &str,
+        dd: &DataDir,
+        db: &Database,
+        local_map: &RelMap,
+    ) -> Result<PathBuf, PgDataError> {
+        let no_row = || {
+            PgDataError::corrupt(
+                format!("{} (pg_class)", self.file.display()),
+                format!("no row for {what}"),
+            )
+        };
+        let (r, _) = self.rows.get(&oid).ok_or_else(no_row)?;
+        let rfn = match r.relfilenode {
+            0 => *local_map.get(&oid).ok_or_else(no_row)?,
+            f => f,
+        };
+        let spc = match r.reltablespace {
+            0 => db.tablespace,
+            s => s,
+        };
+        Ok(database_dir(dd, spc, db.oid).join(rfn.to_string()))
+    }
+
+    /// TOAST table OID → the table it serves.
+    fn toast_owners(&self) -> HashMap<u32, u32> {
+        self.rows
+            .values()
+            .filter(|(r, _)| r.reltoastrelid != 0)
+            .map(|(r, _)| (r.reltoastrelid, r.oid))
+            .collect()
+    }
+
+    /// Rows by OID (with whether only an in-progress transaction made them), then the
+    /// pending rows a newer version superseded (they only index their file).
+    fn in_order(self) -> impl Iterator<Item = (ClassRow, bool)> {
+        let mut ordered: Vec<(ClassRow, bool)> = self
+            .rows
+            .into_values()
+            .map(|(r, v)| (r, v == Visibility::Pending))
+            .collect();
+        ordered.sort_by_key(|(r, _)| r.oid);
+        let superseded: Vec<(ClassRow, bool)> = self
+            .pending_files
+            .into_iter()
+            .filter(|p| {
+                !ordered
+                    .iter()
+                    .any(|(r, _)| r.oid == p.oid && r.relfilenode == p.relfilenode)
+            })
+            .map(|r| (r, true))
+            .collect();
+        ordered.into_iter().chain(superseded)
+    }
+}
+
+/// pg_index: index OID → the table it indexes.
+fn index_owners(
+    dd: &DataDir,
+    idx_file: &Path,
+    clog: &mut Clog,
+    warnings: &mut Vec<String>,
+) -> Result<HashMap<u32, (u32, Visibility)>, PgDataError> {
+    let li = dd.layout.pg_index;
+    let mut index_of = HashMap::new();
+    scan_heap(dd, idx_file, clog, warnings, |t, v| {
+        if let Some(d) = t.fixed_prefix(li.prefix.natts, li.prefix.len) {
+            if let (Some(i), Some(r)) = (u32_at(d, li.indexrelid), u32_at(d, li.indrelid)) {
+                keep(&mut index_of, i, r, v);
+            }
+        }
+    })?;
+    Ok(index_of)
+}
+
+/// The relation a pg_class row describes, or None when it has no storage (or a mapped
+/// catalog missing from its map). `maps` is [global, local] `pg_filenode.map`.
+fn relation_of(
+    dd: &DataDir,
+    db: &Database,
+    maps: [&RelMap; 2],
+    r: &ClassRow,
+    pending: bool,
+    schema: String,
+    owner: impl Fn(RelKind) -> Option<u32>,
+) -> Option<Relation> {
+    let kind = RelKind::from_relkind(r.relkind)?;
+    let shared = r.relisshared;
+    let (relfilenode, mapped) = match r.relfilenode {
+        0 => (*maps[usize::from(!shared)].get(&r.oid)?, true),
+        f => (f, false),
+    };
+    let persistence = Persistence::from_byte(r.persistence);
+    let temp_backend = match persistence {
+        Persistence::Temp => temp_namespace_backend(&schema),
+        _ => None,
+    };
+    let tablespace = match (shared, r.reltablespace) {
+        (true, _) => GLOBALTABLESPACE_OID,
+        (false, 0) => db.tablespace,
+        (false, s) => s,
+    };
+    let locator = RelFileLocator {
+        spc_oid: tablespace,
+        db_oid: if shared { 0 } else { db.oid },
+        rel_number: relfilenode,
+        backend: temp_backend,
+    };
+    Some(Relation {
+        oid: r.oid,
+        name: r.name.clone(),
+        namespace: r.namespace,
+        schema,
+        kind,
+        persistence,
+        locator,
+        mapped,
+        owner: owner(kind),
+        reltoastrelid: r.reltoastrelid,
+        pending,
+        path: locator.relpath(&dd.tablespace_version_dir()),
+    })
+}
+
+fn unknown_schemas_warning(db: &Database, n: usize, nsp_file: &Path) -> String {
+    let (are, schemas) = match n {
+        1 => ("relation is", "a schema"),
+        _ => ("relations are", "schemas"),
+    };
+    format!(
+        "database {}: {n} {are} in {schemas} missing from {} (pg_namespace), shown as ?OID",
+        excerpt::quote(db.name.as_bytes()),
+        nsp_file.display(),
+    )
+}
+
 /// `pg_temp_N` / `pg_toast_temp_N` -> N.
 fn temp_namespace_backend(nspname: &str) -> Option<u32> {
     nspname
@@ -464,50 +645,9 @@ impl Catalog {
         let dd = self.datadir.clone();
         let dir = database_dir(&dd, db.tablespace, db.oid);
         let local_map = read_relmap(&dir.join("pg_filenode.map"))?;
-        let pg_class_file = local_map.get(&RELATION_RELATION_ID).ok_or_else(|| {
-            PgDataError::corrupt("local pg_filenode.map", "no entry for pg_class")
-        })?;
-        let lc = dd.layout.pg_class;
-        let mut rows: HashMap<u32, (ClassRow, Visibility)> = HashMap::new();
-        // Rows of a relation being created or rewritten right now: their new relfilenode
-        // should still resolve to the relation's name.
-        let mut pending_files: Vec<ClassRow> = Vec::new();
         let mut warnings = Vec::new();
-        let pg_class = dir.join(pg_class_file.to_string());
-        let seen = scan_heap(&dd, &pg_class, clog, &mut warnings, |t, v| {
-            if let Some(r) = decode_class(t, &lc) {
-                if v == Visibility::Pending {
-                    pending_files.push(r.clone());
-                }
-                keep(&mut rows, r.oid, r, v);
-            }
-        })?;
-        if rows.is_empty() {
-            return Err(empty_catalog(&pg_class, "pg_class", seen));
-        }
-
-        // pg_namespace and pg_index are not mapped: their files come from pg_class.
-        let file_of = |oid: u32| -> Option<PathBuf> {
-            let (r, _) = rows.get(&oid)?;
-            let rfn = if r.relfilenode != 0 {
-                r.relfilenode
-            } else {
-                *local_map.get(&oid)?
-            };
-            let spc = if r.reltablespace == 0 {
-                db.tablespace
-            } else {
-                r.reltablespace
-            };
-            Some(database_dir(&dd, spc, db.oid).join(rfn.to_string()))
-        };
-        let no_row = |what: &str| {
-            PgDataError::corrupt(
-                format!("{} (pg_class)", pg_class.display()),
-                format!("no row for {what}"),
-            )
-        };
-        let nsp_file = file_of(NAMESPACE_RELATION_ID).ok_or_else(|| no_row("pg_namespace"))?;
+        let class = ClassRows::read(&dd, &dir, &local_map, clog, &mut warnings)?;
+        let nsp_file = class.file_of(NAMESPACE_RELATION_ID, "pg_namespace", &dd, db, &local_map)?;
         let namespaces = oid_names(
             &dd,
             &nsp_file,
@@ -516,53 +656,18 @@ impl Catalog {
             &mut warnings,
             "pg_namespace",
         )?;
-        let idx_file = file_of(INDEX_RELATION_ID).ok_or_else(|| no_row("pg_index"))?;
-        let li = dd.layout.pg_index;
-        let mut index_of: HashMap<u32, (u32, Visibility)> = HashMap::new();
-        scan_heap(&dd, &idx_file, clog, &mut warnings, |t, v| {
-            if let Some(d) = t.fixed_prefix(li.prefix.natts, li.prefix.len) {
-                if let (Some(i), Some(r)) = (u32_at(d, li.indexrelid), u32_at(d, li.indrelid)) {
-                    keep(&mut index_of, i, r, v);
-                }
-            }
-        })?;
-        let toast_owner: HashMap<u32, u32> = rows
-            .values()
-            .filter(|(r, _)| r.reltoastrelid != 0)
-            .map(|(r, _)| (r.reltoastrelid, r.oid))
-            .collect();
+        let idx_file = class.file_of(INDEX_RELATION_ID, "pg_index", &dd, db, &local_map)?;
+        let index_of = index_owners(&dd, &idx_file, clog, &mut warnings)?;
+        let toast_owner = class.toast_owners();
 
-        let mut ordered: Vec<(ClassRow, bool)> = rows
-            .into_values()
-            .map(|(r, v)| (r, v == Visibility::Pending))
-            .collect();
-        ordered.sort_by_key(|(r, _)| r.oid);
-        let superseded: Vec<(ClassRow, bool)> = pending_files
-            .into_iter()
-            .filter(|p| {
-                !ordered
-                    .iter()
-                    .any(|(r, _)| r.oid == p.oid && r.relfilenode == p.relfilenode)
-            })
-            .map(|r| (r, true))
-            .collect();
-
-        let mut rels = Vec::new();
+        let maps = [global_map, &local_map];
         let mut unknown_schemas = 0usize;
-        for (r, pending) in ordered.iter().chain(superseded.iter()) {
-            let Some(kind) = RelKind::from_relkind(r.relkind) else {
-                continue;
-            };
-            let shared = r.relisshared;
-            let (relfilenode, mapped) = match r.relfilenode {
-                0 => {
-                    let map = if shared { global_map } else { &local_map };
-                    match map.get(&r.oid) {
-                        Some(&f) => (f, true),
-                        None => continue,
-                    }
-                }
-                f => (f, false),
+        let mut rels = Vec::new();
+        for (r, pending) in class.in_order() {
+            let owner = |kind| match kind {
+                RelKind::Index => index_of.get(&r.oid).map(|&(t, _)| t),
+                RelKind::Toast => toast_owner.get(&r.oid).copied(),
+                _ => None,
             };
             let schema = match namespaces.get(&r.namespace) {
                 Some((n, _)) => n.clone(),
@@ -571,52 +676,12 @@ impl Catalog {
                     unknown_schema(r.namespace)
                 }
             };
-            let persistence = Persistence::from_byte(r.persistence);
-            let temp_backend = match persistence {
-                Persistence::Temp => temp_namespace_backend(&schema),
-                _ => None,
-            };
-            let tablespace = match (shared, r.reltablespace) {
-                (true, _) => GLOBALTABLESPACE_OID,
-                (false, 0) => db.tablespace,
-                (false, s) => s,
-            };
-            let owner = match kind {
-                RelKind::Index => index_of.get(&r.oid).map(|&(t, _)| t),
-                RelKind::Toast => toast_owner.get(&r.oid).copied(),
-                _ => None,
-            };
-            let locator = RelFileLocator {
-                spc_oid: tablespace,
-                db_oid: if shared { 0 } else { db.oid },
-                rel_number: relfilenode,
-                backend: temp_backend,
-            };
-            rels.push(Relation {
-                oid: r.oid,
-                name: r.name.clone(),
-                namespace: r.namespace,
-                schema,
-                kind,
-                persistence,
-                locator,
-                mapped,
-                owner,
-                reltoastrelid: r.reltoastrelid,
-                pending: *pending,
-                path: locator.relpath(&dd.tablespace_version_dir()),
-            });
+            if let Some(rel) = relation_of(&dd, db, maps, &r, pending, schema, owner) {
+                rels.push(rel);
+            }
         }
         if unknown_schemas > 0 {
-            let (are, schemas) = match unknown_schemas {
-                1 => ("relation is", "a schema"),
-                _ => ("relations are", "schemas"),
-            };
-            warnings.push(format!(
-                "database {}: {unknown_schemas} {are} in {schemas} missing from {} (pg_namespace), shown as ?OID",
-                excerpt::quote(db.name.as_bytes()),
-                nsp_file.display(),
-            ));
+            warnings.push(unknown_schemas_warning(db, unknown_schemas, &nsp_file));
         }
         self.warnings.extend(warnings);
         for rel in rels {
