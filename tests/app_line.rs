@@ -90,3 +90,35 @@ fn lock_wait_then_exit_json() {
     check_ndjson(&out);
     insta::assert_snapshot!(out);
 }
+
+/// Issue 11 item 3: reads after the last tick, then the exit, in one poll: the final
+/// interval reports the files they touched, final figures, every time.
+#[test]
+fn last_interval_reports_files_of_exited_backend() {
+    for _ in 0..4 {
+        let out = run(&sessions::reads_then_exit(), Format::Json, false);
+        check_ndjson(&out);
+        let recs: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // The last interval: the records after the last-but-one stats record.
+        let stats: Vec<usize> = recs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r["type"] == "stats")
+            .map(|(i, _)| i)
+            .collect();
+        let from = stats.iter().rev().nth(1).map_or(0, |i| i + 1);
+        let last = &recs[from..];
+        let seg1 = last
+            .iter()
+            .find(|r| r["type"] == "file" && r["fd"] == 25)
+            .unwrap_or_else(|| panic!("no file record for fd 25 in the last interval: {out}"));
+        assert_eq!(seg1["bytes_read"], 8 * 1024 * 1024, "{out}");
+        assert!(
+            last.iter().any(|r| r["type"] == "progress"),
+            "no progress in the last interval: {out}"
+        );
+    }
+}

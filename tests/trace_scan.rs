@@ -5,7 +5,7 @@ mod support;
 
 use pg_trace::output::record::{FileRecord, Record};
 use std::time::{Duration, Instant};
-use support::trace::{attach, file, progress, spawn_trace};
+use support::trace::{attach, file, progress, spawn_trace, status};
 use support::Cluster;
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -83,6 +83,38 @@ fn scan(c: &mut Cluster, backend: &str, rel_path: &str, seg1_size: u64) {
         .filter_map(|r| r.percent)
         .fold(0.0, f64::max);
     assert!(best >= 99.0, "{backend}: percent reached only {best}");
+    // Issue 11 item 2: a file the scan had not read yet (segment 1 at attach, opened by
+    // smgr's size probe) never shows an offset or a percent before its first read.
+    for r in records
+        .iter()
+        .filter_map(file)
+        .filter(|r| r.class == "relation")
+    {
+        if !r.read_since_attach {
+            assert_eq!((r.offset, r.percent), (None, None), "{backend}: {r:?}");
+        } else {
+            assert!(r.offset.is_some(), "{backend}: {r:?}");
+        }
+        if r.relation.as_deref() == Some(rel_path) && r.bytes_read == 0 {
+            assert_ne!(
+                r.percent,
+                Some(100.0),
+                "{backend}: unread file at 100 %: {r:?}"
+            );
+        }
+    }
+    // Issue 11 item 9: pg_trace's own ptrace stops are not the backend's state.
+    if backend == "ptrace" {
+        let st: Vec<_> = records.iter().filter_map(status).collect();
+        assert!(st.len() >= 20, "only {} status records", st.len());
+        for s in st {
+            assert_ne!(s.verdict_kind, "stopped", "{s:?}");
+            assert!(
+                !matches!(s.kernel_state.as_deref(), Some("t" | "T")),
+                "{s:?}"
+            );
+        }
+    }
     eprintln!("{backend}: scan followed to {best:.1}%, segment 1 up to {highest} of {seg1_size}");
     drop(held);
 }

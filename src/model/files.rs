@@ -80,6 +80,8 @@ pub struct FileEntry {
     pub(crate) rate_window: Window,
     pub rate_bps: f64,
     pub(crate) size_checked_ns: u64,
+    /// Its figures are guessed (the procfs backend credits `rchar` growth to a file).
+    pub estimate: bool,
 }
 
 /// Exponential smoothing with a ~3 s time constant: steady enough to read, quick enough
@@ -155,6 +157,7 @@ impl FileEntry {
             rate_window: Default::default(),
             rate_bps: 0.0,
             size_checked_ns: ts,
+            estimate: false,
         }
     }
 
@@ -188,10 +191,27 @@ impl FileEntry {
         );
     }
 
+    /// Whether a read or write of it was seen since attach.
+    pub fn read_since_attach(&self) -> bool {
+        self.last_offset.is_some()
+    }
+
+    /// Where the process is in the file: the end of its last read or write. A relation
+    /// file's position says nothing (PostgreSQL reads with pread; the position is where
+    /// smgr's `lseek(SEEK_END)` size probe left it); that of a file read with read() (WAL,
+    /// temp files) is where the next read starts.
+    pub fn offset(&self) -> Option<u64> {
+        match self.last_offset {
+            Some(o) => Some(o.saturating_add(self.last_len)),
+            None if self.named.relation.is_none() => self.pos,
+            None => None,
+        }
+    }
+
     /// Percent of the file below the furthest point reached.
     pub fn percent(&self) -> Option<f64> {
         let size = self.size.filter(|&s| s > 0)?;
-        let at = self.last_offset.map(|o| o + self.last_len).or(self.pos)?;
+        let at = self.offset()?;
         Some((at as f64 * 100.0 / size as f64).min(100.0))
     }
 }

@@ -342,8 +342,10 @@ impl Model {
         f.pos = pos;
         if let Some((old, n)) = moved {
             f.record_read(Syscall::Read, old, n, ev.ts_ns);
+            f.estimate = true;
             if let Some(r) = f.named.relation.clone() {
                 self.rel_read(&r, old, n, ev.ts_ns, namer);
+                self.mark_estimate(&r);
             }
         }
     }
@@ -576,8 +578,16 @@ impl Model {
             n = n.min(size.saturating_sub(start));
         }
         f.record_read(Syscall::Read, start, n, ts);
+        f.estimate = true;
         if let Some(r) = f.named.relation.clone() {
             self.rel_read(&r, start, n, ts, namer);
+            self.mark_estimate(&r);
+        }
+    }
+
+    fn mark_estimate(&mut self, r: &RelInfo) {
+        if let Some(rs) = self.relations.get_mut(&r.id.locator) {
+            rs.estimate = true;
         }
     }
 

@@ -41,6 +41,8 @@ pub struct RelState {
     pub pending_blocks: u64,
     /// Block accesses per second (hits and misses).
     pub blocks_per_s: f64,
+    /// Some of its reads are guessed (the procfs backend credits `rchar` growth).
+    pub estimate: bool,
 }
 
 impl RelState {
@@ -70,6 +72,7 @@ impl RelState {
             last_block: None,
             pending_blocks: 0,
             blocks_per_s: 0.0,
+            estimate: false,
         }
     }
 

@@ -37,6 +37,8 @@ pub fn file_record(model: &Model, f: &FileEntry, now: u64) -> Record {
         relation: r.map(|r| r.id.path.clone()),
         known: r.map(|r| r.id.known),
         offset: f.last_offset,
+        read_since_attach: f.read_since_attach(),
+        estimate: f.estimate,
         highest: f.highest,
         pos: f.pos,
         size: f.size,
@@ -66,6 +68,7 @@ fn progress_fields(model: &Model, r: &RelState, now: u64) -> ProgressRecord {
         position: r.position,
         highest: r.highest,
         percent: r.percent(),
+        estimate: r.estimate,
         bytes_read: r.bytes_read,
         bytes_written: r.bytes_written,
         reads: r.reads,
@@ -198,8 +201,11 @@ fn relation_line(r: &RelState) -> String {
     if let Some(p) = r.position {
         s.push_str(&format!(" at {}", human_bytes(p)));
     }
+    let approx = if r.estimate { "~" } else { "" };
     match (r.percent(), r.size) {
-        (Some(pc), Some(size)) => s.push_str(&format!(" = {pc:.1}% of {}", human_bytes(size))),
+        (Some(pc), Some(size)) => {
+            s.push_str(&format!(" = {approx}{pc:.1}% of {}", human_bytes(size)))
+        }
         (_, Some(size)) => s.push_str(&format!(" of {}", human_bytes(size))),
         _ => {}
     }
@@ -242,10 +248,19 @@ pub fn write_interval(
     // or the last reads before a stop are never reported (at worst a file is reported
     // twice).
     let io_since = since_ns.saturating_sub(CLOCK_SLACK_NS);
+    // Files closed during the interval (every file of a process that exited) were active
+    // in it too: without them the last interval of a backend that exits loses its files
+    // whenever the exit is seen in the same poll as its last reads.
     let active_files: Vec<&FileEntry> = model
         .files
         .values()
         .filter(|f| first || f.last_ns > io_since || f.opened_ns > io_since)
+        .chain(
+            model
+                .closed
+                .iter()
+                .filter(|f| f.last_ns > io_since || f.opened_ns > io_since),
+        )
         .filter(|f| !f.via_io_worker || f.last_ns > io_since)
         .collect();
     let active_rels: Vec<&RelState> = model

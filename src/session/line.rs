@@ -134,6 +134,17 @@ pub fn line_loop(
             || pace
                 .duration
                 .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
+        if done {
+            // Whatever reached the tracer since the drain above (the exit is often seen
+            // before the last reads are drained) belongs to this last interval, not to
+            // the summary only.
+            s.poll(|model, ev, applied| {
+                if pace.debug && shows_syscall(ev, applied) {
+                    out::write_syscall(&mut *w, model, ev, pace.format)?;
+                }
+                Ok(())
+            })?;
+        }
         if now >= next_print || done {
             s.tick(now);
             for n in s.take_notes() {

@@ -109,6 +109,8 @@ pub struct Session {
     batch: Vec<Event>,
     last_tick_ns: u64,
     last_tick_events: u64,
+    /// The kernel state last sampled that was not one of our own ptrace stops.
+    last_kstate: Option<char>,
 }
 
 impl Session {
@@ -162,6 +164,7 @@ impl Session {
             last_tick_events: 0,
             events_per_s: 0.0,
             memory_note: None,
+            last_kstate: None,
         })
     }
 
@@ -191,6 +194,7 @@ impl Session {
             last_tick_events: 0,
             events_per_s: 0.0,
             memory_note: None,
+            last_kstate: None,
         }
     }
 
@@ -249,7 +253,7 @@ impl Session {
     /// One status sample of a live leader, named. Memory-reading failures degrade to a
     /// /proc-only sample and are reported once.
     fn sample_status(&mut self) -> Option<StatusSample> {
-        use crate::process::status::{kernel::KernelState, unix_now_us};
+        use crate::process::status::{kernel, kernel::KernelState, unix_now_us};
         if self.model.leader_exited() {
             return None;
         }
@@ -275,6 +279,11 @@ impl Session {
                 ..Default::default()
             },
         };
+        // Under ptrace the process is stopped for each of its system calls: those stops
+        // are ours, not its state (nor a stall).
+        let ours = matches!(s.kernel.state, Some('t' | 'T'))
+            && (self.tracer_name == "ptrace" || kernel::traced_by_us(self.pid));
+        self.last_kstate = s.kernel.hide_own_stop(ours, self.last_kstate);
         if let Naming::Catalog(namer) = &self.namer {
             let cat = namer.resolver().catalog();
             if let Some(oid) = s.database_oid {

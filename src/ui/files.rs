@@ -53,6 +53,16 @@ pub fn progress<'a>(pct: Option<f64>, width: usize, th: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
+/// `▕████░░ ~61%`: the percentage of a guessed figure (procfs backend), same width.
+pub fn estimated(mut line: Line<'_>) -> Line<'_> {
+    if let Some(last) = line.spans.last_mut() {
+        if last.content.ends_with('%') {
+            last.content = format!("{:>5}", format!("~{}", last.content.trim_start())).into();
+        }
+    }
+    line
+}
+
 /// `main.3`, `fsm`, `vm.1`; empty for files that are not relation forks.
 pub fn fork_segment(f: &FileEntry) -> String {
     match &f.named.relation {
@@ -212,14 +222,8 @@ const COLUMNS: &[Column] = &[
         width: |_| 7,
         flex: false,
         // A directory's position is a readdir cookie, not an offset.
-        cell: |_, f| {
-            let off = f
-                .last_offset
-                .map(|o| o + f.last_len)
-                .or(f.pos)
-                .filter(|_| f.size.is_some());
-            bytes_or(off, "-")
-        },
+        // A relation file's position is not progress: only reads say where it is.
+        cell: |_, f| bytes_or(f.offset().filter(|_| f.size.is_some()), "-"),
     },
     Column {
         header: "read",
@@ -243,8 +247,12 @@ const COLUMNS: &[Column] = &[
         // Untouched since attach: the position is wherever smgr's size probe (lseek to
         // the end) left it, not progress.
         cell: |c, f| {
+            if f.named.relation.is_some() && !f.read_since_attach() {
+                return Cell::from(Span::styled("not read since attach", c.th.label()));
+            }
             let pct = if f.last_ns == 0 { None } else { f.percent() };
-            Cell::from(progress(pct, c.bar_w as usize, c.th))
+            let bar = progress(pct, c.bar_w as usize, c.th);
+            Cell::from(if f.estimate { estimated(bar) } else { bar })
         },
     },
     Column {

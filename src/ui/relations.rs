@@ -130,7 +130,13 @@ pub fn draw(
                         .unwrap_or_else(|| "-".into()),
                 ));
             }
-            cells.push(Cell::from(progress(r.percent(), bar_w, th)));
+            let bar = progress(r.percent(), bar_w, th);
+            let bar = if r.estimate {
+                super::files::estimated(bar)
+            } else {
+                bar
+            };
+            cells.push(Cell::from(bar));
             cells.push(Cell::from(compact_rate(r.progress_bps())));
             cells.push(Cell::from(
                 r.eta_s().map(human_duration).unwrap_or_else(|| "-".into()),

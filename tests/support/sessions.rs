@@ -272,3 +272,21 @@ impl Display for Frames {
         self.frames.push(text);
     }
 }
+
+/// Reads in the first interval, then more reads after the last tick in the same poll as
+/// the exit (no close: the exit closes every file). The last interval's files must still
+/// be reported.
+pub fn reads_then_exit() -> Script {
+    let mut events = vec![
+        open(T0, 24, "base/16385/16388"),
+        pread(T0 + 100 * MS, 24, 0, 8 * MIB),
+    ];
+    events.push(open(T0 + 1_050 * MS, 25, "base/16385/16388.1"));
+    events.push(pread(T0 + 1_060 * MS, 25, 0, 4 * MIB));
+    events.push(pread(T0 + 1_070 * MS, 25, 4 * MIB, 4 * MIB));
+    events.push(exit(T0 + 1_080 * MS));
+    Script {
+        title: "postgres: alice shop [local] SELECT",
+        events,
+    }
+}

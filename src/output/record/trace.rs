@@ -39,7 +39,15 @@ pub struct FileRecord {
     pub segment: Option<u32>,
     pub relation: Option<String>,
     pub known: Option<bool>,
+    /// Null until a read or write of it was seen since attach.
     pub offset: Option<u64>,
+    /// False until then; offset and percent are null (a relation file's position is not
+    /// progress).
+    #[serde(default = "yes")]
+    pub read_since_attach: bool,
+    /// The figures are guessed (procfs backend).
+    #[serde(default)]
+    pub estimate: bool,
     pub highest: u64,
     pub pos: Option<u64>,
     pub size: Option<u64>,
@@ -68,6 +76,9 @@ pub struct ProgressRecord {
     pub position: Option<u64>,
     pub highest: u64,
     pub percent: Option<f64>,
+    /// Some of the figures are guessed (procfs backend).
+    #[serde(default)]
+    pub estimate: bool,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub reads: u64,
@@ -172,4 +183,8 @@ pub struct SummaryRecord {
     pub events: u64,
     pub lost: BTreeMap<String, u64>,
     pub relations: u64,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -37,6 +37,40 @@ impl KernelState {
     }
 }
 
+/// Whether this process is `pid`'s tracer (`TracerPid` in `/proc/PID/status`): then a
+/// tracing stop (`t`) or stop (`T`) is most likely one of ours, not the process's state.
+pub fn traced_by_us(pid: i32) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let mut text = String::new();
+    // A few kB; capped all the same.
+    if f.take(64 * 1024).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|t| t == std::process::id())
+}
+
+impl KernelState {
+    /// A stop pg_trace caused (ptrace's syscall and signal stops) is not the process's
+    /// state: show the state it had before, or running, and drop the wait channel and the
+    /// call of the stop itself so that no verdict blames it. Returns the state to remember
+    /// for next time.
+    pub fn hide_own_stop(&mut self, ours: bool, before: Option<char>) -> Option<char> {
+        if ours && matches!(self.state, Some('t' | 'T')) {
+            self.state = Some(before.unwrap_or('R'));
+            self.wchan = None;
+            before
+        } else {
+            self.state.or(before)
+        }
+    }
+}
+
 /// Largest send queue over the process's sockets: bytes written that the peer has not
 /// read (unix) or acknowledged (TCP), what SIOCOUTQ would say. Read only from outside: the
 /// socket is never taken into this process (pidfd_getfd would re-stamp its cgroup classid
@@ -255,6 +289,39 @@ impl UnixDiag {
         let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         let n = usize::try_from(n).ok()?;
         parse_unix_diag_reply(buf.get(..n)?, self.seq, ino)
+    }
+}
+
+#[cfg(test)]
+mod own_stop_tests {
+    use super::KernelState;
+
+    fn k(state: char) -> KernelState {
+        KernelState {
+            state: Some(state),
+            wchan: Some("ptrace_stop".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn our_stop_shows_the_state_before() {
+        let mut s = k('t');
+        assert_eq!(s.hide_own_stop(true, Some('D')), Some('D'));
+        assert_eq!(s.state, Some('D'));
+        assert_eq!(s.wchan, None);
+        let mut s = k('T');
+        s.hide_own_stop(true, None);
+        assert_eq!(s.state, Some('R'));
+    }
+
+    #[test]
+    fn a_stop_not_ours_stays() {
+        let mut s = k('T');
+        assert_eq!(s.hide_own_stop(false, Some('S')), Some('T'));
+        assert_eq!(s.state, Some('T'));
+        let mut s = k('S');
+        assert_eq!(s.hide_own_stop(true, Some('D')), Some('S'));
     }
 }
 
