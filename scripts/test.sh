@@ -31,6 +31,12 @@ fi
 run_step setup bash scripts/setup.sh
 run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --all-targets -- -D warnings
+rm -f target/test-skips.log
 run_step test cargo test --all-targets
+# cargo hides a passing test's stderr: what was skipped is said here, once more.
+if [[ -s target/test-skips.log ]]; then
+    printf '\n==> SKIPPED (%s), tests passed without these parts:\n' "$(sort -u target/test-skips.log | wc -l)" >&2
+    sort -u target/test-skips.log | sed 's/^/    /' >&2
+fi
 
 printf '\n==> all steps passed (%ss)\n' "$(( $(now) - T0 ))" >&2

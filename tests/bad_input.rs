@@ -286,7 +286,7 @@ fn damaged_clusters() {
             ),
         );
     } else {
-        eprintln!("*** SKIPPED: the not-root check needs the tests to run as root ***");
+        support::skip("bad_input not-root check", "the tests do not run as root");
     }
 }
 

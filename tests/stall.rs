@@ -214,9 +214,9 @@ fn check(major: u32) {
 fn stopped_pg_basebackup(c: &Cluster) {
     let bin = c.bin_dir().join("pg_basebackup");
     if !bin.is_file() {
-        eprintln!(
-            "*** SKIPPED: no pg_basebackup in {} ***",
-            c.bin_dir().display()
+        support::skip(
+            &format!("stopped_pg_basebackup on PG{}", c.major),
+            &format!("no pg_basebackup in {}", c.bin_dir().display()),
         );
         return;
     }

@@ -65,7 +65,10 @@ fn parallel_workers_are_followed() {
 #[test]
 fn io_worker_reads_are_attributed_on_18() {
     if !support::majors().contains(&18) {
-        eprintln!("*** SKIPPED io_worker_reads_are_attributed_on_18: PG_TRACE_TEST_MAJORS excludes 18 ***");
+        support::skip(
+            "io_worker_reads_are_attributed_on_18",
+            "PG_TRACE_TEST_MAJORS excludes 18",
+        );
         return;
     }
     let mut c = Cluster::start_with(18, &[("shared_buffers", "16MB"), ("io_method", "worker")]);

@@ -26,7 +26,7 @@ type Rows = Vec<Vec<Option<String>>>;
 fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: ptrace tests must run as root");
+        support::skip("trace_ptrace", "ptrace tests must run as root");
         return false;
     }
     true

@@ -92,11 +92,11 @@ fn within_1pct(ours: i64, theirs: i64, what: &str) {
 #[test]
 fn usdt_on_postgresql_15() {
     if !is_root() {
-        eprintln!("SKIPPED usdt_on_postgresql_15: USDT needs root");
+        support::skip("usdt_on_postgresql_15", "USDT needs root");
         return;
     }
     if !support::majors().contains(&15) {
-        eprintln!("SKIPPED usdt_on_postgresql_15: PG_TRACE_TEST_MAJORS excludes 15");
+        support::skip("usdt_on_postgresql_15", "PG_TRACE_TEST_MAJORS excludes 15");
         return;
     }
     let mut c = Cluster::start_with(
@@ -377,11 +377,14 @@ fn usdt_on_postgresql_15() {
 #[test]
 fn no_probes_on_embedded_postgres_16() {
     if !is_root() {
-        eprintln!("SKIPPED no_probes_on_embedded_postgres_16: needs root");
+        support::skip("no_probes_on_embedded_postgres_16", "needs root");
         return;
     }
     if !support::majors().contains(&16) {
-        eprintln!("SKIPPED no_probes_on_embedded_postgres_16: PG_TRACE_TEST_MAJORS excludes 16");
+        support::skip(
+            "no_probes_on_embedded_postgres_16",
+            "PG_TRACE_TEST_MAJORS excludes 16",
+        );
         return;
     }
     let c = Cluster::start(16);

@@ -75,7 +75,10 @@ fn pg_wait_events_match(major: u32) {
 fn tables_equal_pg_wait_events() {
     let majors: Vec<u32> = support::majors().into_iter().filter(|m| *m >= 17).collect();
     if majors.is_empty() {
-        eprintln!("*** SKIPPED tables_equal_pg_wait_events: pg_wait_events exists from 17, and PG_TRACE_TEST_MAJORS has none ***");
+        support::skip(
+            "tables_equal_pg_wait_events",
+            "pg_wait_events exists from 17, and PG_TRACE_TEST_MAJORS has none",
+        );
         return;
     }
     std::thread::scope(|s| {

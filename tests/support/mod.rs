@@ -49,6 +49,23 @@ pub fn on_every_major(check: fn(u32)) {
     assert!(failed.is_empty(), "failed on majors {failed:?}");
 }
 
+/// A test (or part of one) that cannot run here: said on stderr, and appended to
+/// `target/test-skips.log`, which `scripts/test.sh` prints after the run, since cargo
+/// hides a passing test's stderr.
+pub fn skip(what: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {what}: {why}");
+    eprintln!("*** {line} ***");
+    let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-skips.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 pub fn majors() -> Vec<u32> {
     match std::env::var("PG_TRACE_TEST_MAJORS") {
         Ok(s) if !s.trim().is_empty() => {
