@@ -25,7 +25,7 @@ pub struct Cli {
 
     /// How often the screen redraws (default 250) or line mode prints (default 1000), in
     /// milliseconds; the model ticks at the same pace.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub interval: Option<u64>,
 
     /// Stop after this many seconds (exit status 0).

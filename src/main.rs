@@ -8,7 +8,11 @@ use std::io::{IsTerminal, Write};
 fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
     cli.duration
         .map(|d| {
-            std::time::Duration::try_from_secs_f64(d.max(0.0))
+            // -1, NaN and infinity are mistakes, not "forever" or "now".
+            if !(d.is_finite() && d > 0.0) {
+                bail!("--duration {d}: give a positive number of seconds");
+            }
+            std::time::Duration::try_from_secs_f64(d)
                 .map_err(|_| anyhow::anyhow!("--duration {d}: not a usable number of seconds"))
         })
         .transpose()

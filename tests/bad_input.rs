@@ -545,3 +545,19 @@ fn paths_outside_the_data_directory() {
     assert_eq!(v["relpath"], serde_json::Value::Null, "{v}");
     assert_eq!(v["class"], "other", "{v}");
 }
+
+/// Numbers on the command line that cannot be meant: refused before anything attaches,
+/// never a panic (an interval of u64::MAX ms once overflowed an addition).
+#[test]
+fn absurd_intervals_and_durations() {
+    let pid = std::process::id().to_string();
+    for d in ["-1", "nan", "inf", "0"] {
+        let out = run(&["-p", &pid, "--no-tui", &format!("--duration={d}")]);
+        assert_one_line_error(&out, "give a positive number of seconds");
+    }
+    let out = run(&["-p", &pid, "--no-tui", "--interval", "18446744073709551615"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not in 10..=3600000"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
