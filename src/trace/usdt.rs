@@ -233,168 +233,218 @@ pub fn decode(data: &[u8], major: u32) -> Decoded {
 }
 
 fn decode_inner(data: &[u8], major: u32) -> Option<Decoded> {
-    use wire::*;
-    let ts_ns = u64::from_le_bytes(le(data, OFF_TS)?);
-    let pid = i32::try_from(u32::from_le_bytes(le(data, OFF_TGID)?)).ok()?;
-    let probe = usize::from(u16::from_le_bytes(le(data, OFF_PROBE)?));
-    let nargs = *data.get(OFF_NARGS)?;
-    let flags = *data.get(OFF_FLAGS)?;
-    let text_len = usize::from(u16::from_le_bytes(le(data, OFF_TEXT_LEN)?));
-    let mut a = [0i64; MAX_ARGS];
-    for (i, v) in a.iter_mut().enumerate() {
-        *v = i64::from_le_bytes(le(data, OFF_ARGS + 8 * i)?);
+    let r = Raw::parse(data)?;
+    let kind = match r.name {
+        "buffer__read__done" | "buffer__read__start" => buffer_read(&r, major),
+        "smgr__md__read__start"
+        | "smgr__md__write__start"
+        | "smgr__md__read__done"
+        | "smgr__md__write__done" => smgr(&r),
+        "query__start" | "query__done" | "statement__status" => query(&r),
+        "lock__wait__start" | "lock__wait__done" => lock_wait(&r),
+        _ => other(&r),
+    };
+    match kind {
+        Ok(kind) => Some(Decoded::Event(Event {
+            ts_ns: r.ts_ns,
+            pid: r.pid,
+            kind,
+        })),
+        Err(d) => d,
     }
-    let name = *PROBES.get(probe)?;
-    // The widths were applied by bpf_usdt_arg (per the SDT note); these casts only narrow
-    // values that already fit.
-    let u = |i: usize| a[i] as u32;
-    // Every block probe starts (fork, block, spc, db, relnumber, backend): a buffer tag
-    // plus the owner of a temp relation (-1, INVALID_PROC_NUMBER, otherwise).
-    let block = |p: BlockProbe, nblocks: u32, hit: Option<bool>, write: bool| {
-        Some(EventKind::BlockIo(BlockIo {
-            probe: p,
+}
+
+/// What a probe's record becomes: its event, or what `decode_inner` says instead
+/// (`Some(BadArgs)`, or None for a record that is not believed at all).
+type Step = Result<EventKind, Option<Decoded>>;
+
+const BAD_ARGS: Step = Err(Some(Decoded::BadArgs));
+
+/// The fixed part of one ring-buffer record (see `bpf/usdt.bpf.c`).
+struct Raw<'a> {
+    data: &'a [u8],
+    ts_ns: u64,
+    pid: i32,
+    name: &'static str,
+    nargs: u8,
+    flags: u8,
+    text_len: usize,
+    a: [i64; wire::MAX_ARGS],
+}
+
+impl<'a> Raw<'a> {
+    fn parse(data: &'a [u8]) -> Option<Raw<'a>> {
+        use wire::*;
+        let mut a = [0i64; MAX_ARGS];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = i64::from_le_bytes(le(data, OFF_ARGS + 8 * i)?);
+        }
+        let probe = usize::from(u16::from_le_bytes(le(data, OFF_PROBE)?));
+        Some(Raw {
+            data,
+            ts_ns: u64::from_le_bytes(le(data, OFF_TS)?),
+            pid: i32::try_from(u32::from_le_bytes(le(data, OFF_TGID)?)).ok()?,
+            name: PROBES.get(probe)?,
+            nargs: *data.get(OFF_NARGS)?,
+            flags: *data.get(OFF_FLAGS)?,
+            text_len: usize::from(u16::from_le_bytes(le(data, OFF_TEXT_LEN)?)),
+            a,
+        })
+    }
+
+    /// The widths were applied by bpf_usdt_arg (per the SDT note); this cast only
+    /// narrows values that already fit.
+    fn u(&self, i: usize) -> u32 {
+        self.a[i] as u32
+    }
+
+    fn need(&self, n: u8) -> bool {
+        self.nargs >= n
+    }
+
+    /// Every block probe starts (fork, block, spc, db, relnumber, backend): a buffer tag
+    /// plus the owner of a temp relation (-1, INVALID_PROC_NUMBER, otherwise).
+    fn block(&self, probe: BlockProbe, nblocks: u32, hit: Option<bool>, write: bool) -> Step {
+        let Some(fork) = Fork::from_number(self.a[0]) else {
+            return BAD_ARGS; // not a ForkNumber
+        };
+        Ok(EventKind::BlockIo(BlockIo {
+            probe,
             rel: RelFileLocator {
-                spc_oid: u(2),
-                db_oid: u(3),
-                rel_number: u(4),
-                backend: u32::try_from(a[5]).ok(),
+                spc_oid: self.u(2),
+                db_oid: self.u(3),
+                rel_number: self.u(4),
+                backend: u32::try_from(self.a[5]).ok(),
             },
-            fork: Fork::from_number(a[0])?,
-            block: u(1),
+            fork,
+            block: self.u(1),
             nblocks,
             hit,
             write,
         }))
+    }
+}
+
+fn buffer_read(r: &Raw<'_>, major: u32) -> Step {
+    let layout = buffer_read_args(major);
+    if r.name == "buffer__read__done" {
+        if r.nargs != layout.done_nargs {
+            return BAD_ARGS;
+        }
+        let found = r.a[usize::from(layout.done_nargs) - 1] != 0;
+        let extend = layout.is_extend.is_some_and(|i| r.a[i] != 0);
+        return r.block(BlockProbe::BufferReadDone, 1, Some(found), extend);
+    }
+    if !r.need(6) {
+        return BAD_ARGS;
+    }
+    let extend = layout
+        .is_extend
+        .is_some_and(|i| usize::from(r.nargs) > i && r.a[i] != 0);
+    r.block(BlockProbe::BufferReadStart, 1, None, extend)
+}
+
+fn smgr(r: &Raw<'_>) -> Step {
+    let write = r.name.starts_with("smgr__md__write");
+    if r.name.ends_with("__start") {
+        if !r.need(6) {
+            return BAD_ARGS;
+        }
+        let p = if write {
+            BlockProbe::SmgrWriteStart
+        } else {
+            BlockProbe::SmgrReadStart
+        };
+        return r.block(p, 1, None, write);
+    }
+    if !r.need(8) {
+        return BAD_ARGS;
+    }
+    // arg7 = bytes requested: one block up to 16, PG17's vectored reads more (at most
+    // io_combine_limit, 128 blocks in 18). Anything larger is not believed.
+    let nblocks = u32::try_from(r.a[7].max(0) / 8192)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    if nblocks > MAX_BLOCKS_PER_IO {
+        return BAD_ARGS;
+    }
+    let p = if write {
+        BlockProbe::SmgrWriteDone
+    } else {
+        BlockProbe::SmgrReadDone
     };
-    let need = |n: u8| nargs >= n;
-    let kind = match name {
-        "buffer__read__done" => {
-            let layout = buffer_read_args(major);
-            if nargs != layout.done_nargs {
-                return Some(Decoded::BadArgs);
-            }
-            let found = a[usize::from(layout.done_nargs) - 1] != 0;
-            let extend = layout.is_extend.is_some_and(|i| a[i] != 0);
-            let Some(k) = block(BlockProbe::BufferReadDone, 1, Some(found), extend) else {
-                return Some(Decoded::BadArgs); // not a ForkNumber
-            };
-            k
-        }
-        "buffer__read__start" => {
-            if !need(6) {
-                return Some(Decoded::BadArgs);
-            }
-            let extend = buffer_read_args(major)
-                .is_extend
-                .is_some_and(|i| usize::from(nargs) > i && a[i] != 0);
-            let Some(k) = block(BlockProbe::BufferReadStart, 1, None, extend) else {
-                return Some(Decoded::BadArgs); // not a ForkNumber
-            };
-            k
-        }
-        "smgr__md__read__start" | "smgr__md__write__start" => {
-            if !need(6) {
-                return Some(Decoded::BadArgs);
-            }
-            let write = name == "smgr__md__write__start";
-            let p = if write {
-                BlockProbe::SmgrWriteStart
-            } else {
-                BlockProbe::SmgrReadStart
-            };
-            let Some(k) = block(p, 1, None, write) else {
-                return Some(Decoded::BadArgs); // not a ForkNumber
-            };
-            k
-        }
-        "smgr__md__read__done" | "smgr__md__write__done" => {
-            if !need(8) {
-                return Some(Decoded::BadArgs);
-            }
-            let write = name == "smgr__md__write__done";
-            // arg7 = bytes requested: one block up to 16, PG17's vectored reads more (at
-            // most io_combine_limit, 128 blocks in 18). Anything larger is not believed.
-            let nblocks = u32::try_from(a[7].max(0) / 8192).unwrap_or(u32::MAX).max(1);
-            if nblocks > MAX_BLOCKS_PER_IO {
-                return Some(Decoded::BadArgs);
-            }
-            let p = if write {
-                BlockProbe::SmgrWriteDone
-            } else {
-                BlockProbe::SmgrReadDone
-            };
-            let Some(k) = block(p, nblocks, None, write) else {
-                return Some(Decoded::BadArgs); // not a ForkNumber
-            };
-            k
-        }
-        "query__start" | "query__done" | "statement__status" => {
-            let phase = match name {
-                "query__start" => QueryPhase::Start,
-                "query__done" => QueryPhase::Done,
-                _ => QueryPhase::Status,
-            };
-            if flags & F_TEXT == 0 {
-                // NULL activity (idle): nothing to show.
-                return Some(Decoded::Event(Event {
-                    ts_ns,
-                    pid,
-                    kind: EventKind::Query {
-                        phase,
-                        text: String::new(),
-                        truncated: false,
-                    },
-                }));
-            }
-            if text_len >= TEXT_CAP {
-                return None;
-            }
-            let text = data.get(HDR..HDR + text_len)?;
-            EventKind::Query {
-                phase,
-                text: String::from_utf8_lossy(text).into_owned(),
-                truncated: flags & F_TEXT_TRUNCATED != 0,
-            }
-        }
-        "lock__wait__start" | "lock__wait__done" => {
-            if !need(6) {
-                return Some(Decoded::BadArgs);
-            }
-            EventKind::LockWait {
-                done: name == "lock__wait__done",
-                field1: u(0),
-                field2: u(1),
-                field3: u(2),
-                field4: u(3),
-                locktag_type: a[4] as u8,
-                mode: a[5] as i32,
-            }
-        }
+    r.block(p, nblocks, None, write)
+}
+
+fn query(r: &Raw<'_>) -> Step {
+    use wire::*;
+    let phase = match r.name {
+        "query__start" => QueryPhase::Start,
+        "query__done" => QueryPhase::Done,
+        _ => QueryPhase::Status,
+    };
+    if r.flags & F_TEXT == 0 {
+        // NULL activity (idle): nothing to show.
+        return Ok(EventKind::Query {
+            phase,
+            text: String::new(),
+            truncated: false,
+        });
+    }
+    if r.text_len >= TEXT_CAP {
+        return Err(None);
+    }
+    let text = r.data.get(HDR..HDR + r.text_len).ok_or(None)?;
+    Ok(EventKind::Query {
+        phase,
+        text: String::from_utf8_lossy(text).into_owned(),
+        truncated: r.flags & F_TEXT_TRUNCATED != 0,
+    })
+}
+
+fn lock_wait(r: &Raw<'_>) -> Step {
+    if !r.need(6) {
+        return BAD_ARGS;
+    }
+    Ok(EventKind::LockWait {
+        done: r.name == "lock__wait__done",
+        field1: r.u(0),
+        field2: r.u(1),
+        field3: r.u(2),
+        field4: r.u(3),
+        locktag_type: r.a[4] as u8,
+        mode: r.a[5] as i32,
+    })
+}
+
+/// Sorts and checkpoints: every argument optional.
+fn other(r: &Raw<'_>) -> Step {
+    let a = &r.a;
+    Ok(match r.name {
         "sort__start" => EventKind::Sort {
             done: false,
-            work_mem_kb: need(4).then_some(a[3]),
+            work_mem_kb: r.need(4).then_some(a[3]),
             external: None,
             space_kb: None,
         },
         "sort__done" => EventKind::Sort {
             done: true,
             work_mem_kb: None,
-            external: need(1).then_some(a[0] != 0),
-            space_kb: need(2).then_some(a[1]),
+            external: r.need(1).then_some(a[0] != 0),
+            space_kb: r.need(2).then_some(a[1]),
         },
         "checkpoint__start" => EventKind::Checkpoint {
             done: false,
-            flags: need(1).then_some(a[0] as i32),
+            flags: r.need(1).then_some(a[0] as i32),
             buffers_written: None,
         },
         "checkpoint__done" => EventKind::Checkpoint {
             done: true,
             flags: None,
-            buffers_written: need(1).then_some(a[0]),
+            buffers_written: r.need(1).then_some(a[0]),
         },
-        _ => return None,
-    };
-    Some(Decoded::Event(Event { ts_ns, pid, kind }))
+        _ => return Err(None),
+    })
 }
 
 thread_local! {
