@@ -111,6 +111,8 @@ impl PtraceTracer {
         if pids.is_empty() {
             bail!("ptrace: no process to attach to");
         }
+        // Yama's refusal, said in its own words before PTRACE_SEIZE fails with EPERM.
+        ptrace_available().map_err(|why| anyhow!("ptrace: {why}"))?;
         let wake = wake_signal().map_err(|e| anyhow!(e))?;
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = mpsc::channel();
@@ -294,8 +296,7 @@ impl Drop for PtraceTracer {
     }
 }
 
-/// Whether ptrace can be used here, for `--backend auto`: Err with the reason if Yama
-/// forbids it.
+/// Whether ptrace can be used here: Err with the reason if Yama forbids it.
 pub fn ptrace_available() -> Result<(), String> {
     use crate::process::proc;
     scope_verdict(
