@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn enum_values_from_the_reference_table() {
-        // client backend / walsender per major (PostgreSQL's src/include/utils/backend_status.h and storage/proc.h.1).
+        // client backend / walsender per major (backend_status.h, miscadmin.h).
         for (major, client, walsender) in [
             (12, 2, 8),
             (13, 3, 9),
