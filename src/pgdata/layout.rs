@@ -1,5 +1,6 @@
 //! Per-major byte offsets of the catalog columns we read, relative to the tuple's data
-//! area. Chosen once from PG_VERSION; see the reference §1 for the sources.
+//! area. Chosen once from PG_VERSION; the offsets follow each major's catalog headers
+//! (`pg_class.h`, `pg_namespace.h`, ...).
 
 pub const RELATION_RELATION_ID: u32 = 1259; // pg_class
 pub const DATABASE_RELATION_ID: u32 = 1262; // pg_database
