@@ -6,5 +6,5 @@ pub mod safe;
 pub mod units;
 pub mod visible;
 
-pub use units::{human_age, human_bytes, human_duration, human_rate};
+pub use units::{compact_bytes, compact_rate, human_age, human_bytes, human_duration, human_rate};
 pub use visible::visible;

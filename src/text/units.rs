@@ -1,18 +1,41 @@
 //! Bytes and durations as people read them, shared by every view (model verdicts, line
 //! output, TUI) so that one figure is written the same way everywhere.
 
-pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+/// `n` in the largest binary unit it fills: (value, unit index into B, Ki, Mi, Gi, Ti).
+fn scaled(n: u64) -> (f64, usize) {
     let mut v = n as f64;
     let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
+    while v >= 1024.0 && i < 4 {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 {
-        format!("{n} B")
+    (v, i)
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    match scaled(n) {
+        (_, 0) => format!("{n} B"),
+        (v, i) => format!("{v:.1} {}", U[i]),
+    }
+}
+
+/// `300M`, `8.0K`, `512B`: for narrow table cells.
+pub fn compact_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "K", "M", "G", "T"];
+    match scaled(n) {
+        (_, 0) => format!("{n}B"),
+        (v, i) if v >= 100.0 => format!("{v:.0}{}", U[i]),
+        (v, i) => format!("{v:.1}{}", U[i]),
+    }
+}
+
+/// `4.0M/s`, `-` when there is next to none.
+pub fn compact_rate(bps: f64) -> String {
+    if bps < 0.5 {
+        "-".into()
     } else {
-        format!("{v:.1} {}", U[i])
+        format!("{}/s", compact_bytes(bps as u64))
     }
 }
 

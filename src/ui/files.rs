@@ -10,31 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 use ratatui::Frame;
 
-/// `300.5M`, `8.0K`, `512B`: table cells are narrow.
-pub fn compact_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else if v >= 100.0 {
-        format!("{v:.0}{}", U[i])
-    } else {
-        format!("{v:.1}{}", U[i])
-    }
-}
-
-pub fn compact_rate(bps: f64) -> String {
-    if bps < 0.5 {
-        "-".into()
-    } else {
-        format!("{}/s", compact_bytes(bps as u64))
-    }
-}
+pub use crate::text::{compact_bytes, compact_rate};
 
 /// `▕██████░░░░ 61%`: a bar of `width` cells and the percentage.
 pub fn progress<'a>(pct: Option<f64>, width: usize, th: &Theme) -> Line<'a> {
