@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod fds;
+pub mod identity;
 pub mod list;
 pub mod stapsdt;
 
