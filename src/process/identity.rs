@@ -61,6 +61,15 @@ impl Identity {
         Ok(id)
     }
 
+    /// A second handle on the same process (the pidfd duplicated).
+    pub fn try_clone(&self) -> std::io::Result<Identity> {
+        Ok(Identity {
+            pid: self.pid,
+            fd: self.fd.as_ref().map(OwnedFd::try_clone).transpose()?,
+            start_time: self.start_time,
+        })
+    }
+
     pub fn pid(&self) -> Pid {
         self.pid
     }
