@@ -259,7 +259,10 @@ impl Session {
                     signal: None,
                 },
             };
+            // Shown like a tracer's own exit (`-d`, the log), whichever noticed it.
+            each(&self.model, &ev, false)?;
             self.model.apply(&ev, &mut self.namer);
+            each(&self.model, &ev, true)?;
         }
         Ok(())
     }
