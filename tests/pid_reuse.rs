@@ -126,6 +126,48 @@ fn impostor_script(marker: &Path) -> String {
     format!("exec 9<{m}; while :; do read l < {m}; sleep 0.05; done")
 }
 
+/// A new postgres backend given `pid`: `ns_last_pid` set to the pid before it, then a
+/// connection, until the postmaster's fork lands on it (other forks on the host may come
+/// first). Err: why not.
+fn backend_with_pid(c: &Cluster, pid: i32, within: Duration) -> Result<postgres::Client, String> {
+    let start = Instant::now();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .map_err(|e| format!("/proc/sys/kernel/ns_last_pid: {e}"))?;
+        let mut client = c.connect("postgres");
+        let got: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if got == pid {
+            return Ok(client);
+        }
+        drop(client);
+        if start.elapsed() > within {
+            return Err(format!(
+                "{tries} connections in {within:?}, none given pid {pid} (other forks on the host)"
+            ));
+        }
+    }
+}
+
+/// A backend with the old pid, querying over and over (its query text, status and
+/// reads would all be visible) until `stop`.
+fn busy_backend(
+    mut client: postgres::Client,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = client.simple_query(
+                "SELECT 'impostor_query', count(*) FROM pg_class, pg_attribute WHERE pg_sleep(0) IS NOT NULL",
+            );
+        }
+    })
+}
+
 /// A running `pg_trace --format json -d`, its lines kept with their arrival times.
 struct Run {
     child: Child,
@@ -270,10 +312,23 @@ fn marker_in(c: &Cluster, tag: &str) -> PathBuf {
     m
 }
 
+/// What takes the pid of the traced backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taker {
+    /// A shell (clone3 with set_tid: exact).
+    Shell,
+    /// A new backend of the same cluster, same binary and probes, running queries: what
+    /// happens in production (ns_last_pid, retried).
+    Backend,
+}
+
 /// One traced backend, ended, its pid reused; see the module documentation. False when
 /// the pid could not be forced (said with `support::skip`).
-fn reuse_after_exit(c: &Cluster, backend: &str) -> bool {
-    let what = format!("PostgreSQL {} --backend {backend}", c.major);
+fn reuse_after_exit(c: &Cluster, backend: &str, taker: Taker) -> bool {
+    let what = format!(
+        "PostgreSQL {} --backend {backend}, pid taken by {taker:?}",
+        c.major
+    );
     let held = c.hold_backend("postgres");
     let pid = held.pid;
     let id = Identity::open(pid).unwrap();
@@ -282,11 +337,18 @@ fn reuse_after_exit(c: &Cluster, backend: &str) -> bool {
     let marker = marker_in(c, backend);
     let dead = terminate(c, pid, &id);
     drop(held);
-    let impostor = match spawn_with_pid(pid, &impostor_script(&marker), Duration::from_secs(10)) {
-        Ok(i) => i,
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let taken = match taker {
+        Taker::Shell => spawn_with_pid(pid, &impostor_script(&marker), Duration::from_secs(10))
+            .map(|i| (Some(i), None)),
+        Taker::Backend => backend_with_pid(c, pid, Duration::from_secs(10))
+            .map(|b| (None, Some(busy_backend(b, Arc::clone(&stop))))),
+    };
+    let (shell, busy) = match taken {
+        Ok(t) => t,
         Err(why) => {
             support::skip(&format!("pid reuse, {what}"), &why);
-            let _ = run.end(Duration::from_secs(10));
+            let _ = run.end(Duration::from_secs(20));
             return false;
         }
     };
@@ -294,10 +356,14 @@ fn reuse_after_exit(c: &Cluster, backend: &str) -> bool {
     let out = run.end(Duration::from_secs(20));
     // The impostor held the pid all along: had pg_trace looked at the pid, it was there.
     assert!(
-        support::process_alive(impostor.pid),
+        support::process_alive(pid),
         "{what}: the impostor died early"
     );
-    drop(impostor);
+    drop(shell);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(b) = busy {
+        b.join().unwrap();
+    }
     assert!(
         out.status.success(),
         "{what}: pg_trace failed: {}",
@@ -318,7 +384,7 @@ fn reuse_after_exit(c: &Cluster, backend: &str) -> bool {
     // Nothing of the impostor: its marker file (held open, re-read) appears nowhere.
     assert!(
         !all.contains("impostor"),
-        "{what}: the impostor's file was reported:\n{all}"
+        "{what}: the impostor was reported:\n{all}"
     );
     let values = out.values();
     // The exit, once, as a `-d` event; after it no event and no live status of the pid.
@@ -451,9 +517,11 @@ fn every_backend(major: u32, backends: &[&str]) {
     }
     let c = Cluster::start(major);
     for b in backends {
-        if !reuse_after_exit(&c, b) {
+        if !reuse_after_exit(&c, b, Taker::Shell) {
             return;
         }
+        // Best effort (other forks on the host may keep taking the pid): skipped loudly.
+        reuse_after_exit(&c, b, Taker::Backend);
         for point in ["located", "attached"] {
             if !vanish_while_attaching(&c, b, point) {
                 return;
