@@ -25,11 +25,14 @@ pub struct ExitedWhileAttaching {
     pub pid: Pid,
 }
 
-/// No process has this pid (at the time pg_trace looked first).
+/// There was no process to pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no process with pid {pid}")]
-pub struct NoProcess {
-    pub pid: Pid,
+pub enum NoProcess {
+    #[error("{0} is not a valid pid")]
+    Invalid(Pid),
+    /// No process has this pid (at the time pg_trace looked first).
+    #[error("no process with pid {0}")]
+    Missing(Pid),
 }
 
 /// One live process, pinned: see the module documentation.
@@ -45,18 +48,18 @@ impl Identity {
     /// Pins the process that has `pid` now.
     pub fn open(pid: Pid) -> Result<Identity, NoProcess> {
         if pid <= 0 {
-            return Err(NoProcess { pid });
+            return Err(NoProcess::Invalid(pid));
         }
-        let fd = pidfd_open(pid).map_err(|_| NoProcess { pid })?;
+        let fd = pidfd_open(pid).map_err(|_| NoProcess::Missing(pid))?;
         // Read, then check: the start time is this process's only if it is still alive.
-        let stat = proc::stat(pid).ok_or(NoProcess { pid })?;
+        let stat = proc::stat(pid).ok_or(NoProcess::Missing(pid))?;
         let id = Identity {
             pid,
             fd,
             start_time: stat.start_time,
         };
         if id.fd.is_some() && !id.is_alive() {
-            return Err(NoProcess { pid });
+            return Err(NoProcess::Missing(pid));
         }
         Ok(id)
     }
@@ -165,10 +168,15 @@ mod tests {
         assert!(me.is_alive() && me.is_running());
         assert!(me.start_time() > 0);
         assert_eq!(me.confirm(7), Some(7));
-        assert_eq!(Identity::open(-1).unwrap_err(), NoProcess { pid: -1 });
+        assert_eq!(Identity::open(-1).unwrap_err(), NoProcess::Invalid(-1));
         assert_eq!(
             Identity::open(0).unwrap_err().to_string(),
-            "no process with pid 0"
+            "0 is not a valid pid"
+        );
+        // The largest pid Linux allows is 4194304.
+        assert_eq!(
+            Identity::open(i32::MAX).unwrap_err().to_string(),
+            format!("no process with pid {}", i32::MAX)
         );
     }
 
