@@ -28,6 +28,10 @@ fn run(cli: Cli) -> Result<()> {
         (Some(_), Some(pid)) => Identity::open(pid).ok(),
         _ => None,
     };
+    if pinned.is_some() {
+        // Debug builds: where tests/pid_reuse.rs ends the process (see test_pause).
+        session::backend::test_pause("pinned");
+    }
     let vanished = |e: anyhow::Error| match &pinned {
         Some(id) if !id.is_alive() => ExitedWhileAttaching { pid: id.pid() }.into(),
         _ => e,

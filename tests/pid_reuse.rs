@@ -177,12 +177,26 @@ struct Run {
 
 impl Run {
     fn spawn(pid: i32, backend: &str, pause: Option<String>) -> Run {
+        let pid = pid.to_string();
+        let interval = INTERVAL.as_millis().to_string();
+        let args = [
+            "-p",
+            &pid,
+            "--no-tui",
+            "--format",
+            "json",
+            "-d",
+            "--interval",
+            &interval,
+            "--backend",
+            backend,
+        ];
+        Run::spawn_args(&args, pause)
+    }
+
+    fn spawn_args(args: &[&str], pause: Option<String>) -> Run {
         let mut cmd = Command::new(BIN);
-        cmd.args(["-p", &pid.to_string(), "--no-tui", "--format", "json", "-d"])
-            .args(["--interval", &INTERVAL.as_millis().to_string()])
-            .args(["--backend", backend])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(p) = pause {
             cmd.env("PG_TRACE_TEST_PAUSE", p);
         }
@@ -447,6 +461,34 @@ fn vanish_while_attaching(c: &Cluster, backend: &str, point: &str) -> bool {
     );
     let held = c.hold_backend("postgres");
     let pid = held.pid;
+    vanish_at(c, held, &what, point, |pause| {
+        Run::spawn(pid, backend, Some(pause))
+    })
+}
+
+/// `pg_trace catalog|resolve|ps|probes -p PID` whose process exits (and its pid is
+/// taken) right after pg_trace pinned it: the same one line.
+fn vanish_during_command(c: &Cluster, command: &[&str]) -> bool {
+    let what = format!("PostgreSQL {}: pg_trace {}", c.major, command.join(" "));
+    let held = c.hold_backend("postgres");
+    let pid = held.pid.to_string();
+    let mut args = vec![command[0], "-p", &pid];
+    args.extend_from_slice(&command[1..]);
+    vanish_at(c, held, &what, "pinned", |pause| {
+        Run::spawn_args(&args, Some(pause))
+    })
+}
+
+/// pg_trace started by `spawn` (given the `PG_TRACE_TEST_PAUSE` value) on `held`'s
+/// backend, which exits while pg_trace waits at `point`; see [`vanish_while_attaching`].
+fn vanish_at(
+    c: &Cluster,
+    held: support::HeldBackend,
+    what: &str,
+    point: &str,
+    spawn: impl FnOnce(String) -> Run,
+) -> bool {
+    let pid = held.pid;
     let id = Identity::open(pid).unwrap();
     let dir = tempfile::Builder::new()
         .prefix("pg_trace-pause-")
@@ -456,7 +498,7 @@ fn vanish_while_attaching(c: &Cluster, backend: &str, point: &str) -> bool {
     let cpath = CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a NUL-terminated path we own.
     assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) }, 0);
-    let mut run = Run::spawn(pid, backend, Some(format!("{point}:{}", fifo.display())));
+    let mut run = spawn(format!("{point}:{}", fifo.display()));
     // A non-blocking open for writing fails (ENXIO) until pg_trace opens the FIFO to read,
     // which it does at `point`.
     let t = Instant::now();
@@ -483,7 +525,7 @@ fn vanish_while_attaching(c: &Cluster, backend: &str, point: &str) -> bool {
     };
     terminate(c, pid, &id);
     drop(held);
-    let marker = marker_in(c, &format!("{backend}-{point}"));
+    let marker = marker_in(c, &format!("{pid}-{point}"));
     let impostor = match spawn_with_pid(pid, &impostor_script(&marker), Duration::from_secs(10)) {
         Ok(i) => i,
         Err(why) => {
@@ -526,6 +568,11 @@ fn every_backend(major: u32, backends: &[&str]) {
             if !vanish_while_attaching(&c, b, point) {
                 return;
             }
+        }
+    }
+    for command in [&["catalog"][..], &["resolve", "base"], &["ps"], &["probes"]] {
+        if !vanish_during_command(&c, command) {
+            return;
         }
     }
 }
