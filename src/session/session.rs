@@ -380,7 +380,12 @@ impl Session {
             let still = title
                 .and_then(|t| follow::follower_role(&t, self.pid))
                 .filter(|&r| r == role);
-            if id.confirm(still).flatten().is_none() || self.tracer.add_pid(pid).is_err() {
+            if id.confirm(still).flatten().is_none() {
+                continue;
+            }
+            if self.tracer.add_pid(pid).is_err() {
+                // Not retried each tick: remembered like a follower, forgotten at its exit.
+                live.followers.insert(pid, id);
                 continue;
             }
             if !id.is_running() {
