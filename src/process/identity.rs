@@ -115,8 +115,8 @@ impl Identity {
     }
 }
 
-/// `pidfd_open(pid, 0)`. Ok(None) when the kernel has no pidfds (ENOSYS); Err when no such
-/// process.
+/// `pidfd_open(pid, 0)`. Err when no such process (ESRCH); Ok(None) when a pidfd cannot
+/// be had otherwise (no pidfds before Linux 5.3, out of fds): the start time then decides.
 fn pidfd_open(pid: Pid) -> std::io::Result<Option<OwnedFd>> {
     // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1; it
     // touches no memory of ours.
@@ -124,8 +124,8 @@ fn pidfd_open(pid: Pid) -> std::io::Result<Option<OwnedFd>> {
     if rc < 0 {
         let e = std::io::Error::last_os_error();
         return match e.raw_os_error() {
-            Some(libc::ENOSYS) => Ok(None),
-            _ => Err(e),
+            Some(libc::ESRCH) => Err(e),
+            _ => Ok(None),
         };
     }
     let Ok(raw) = i32::try_from(rc) else {
