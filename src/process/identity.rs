@@ -203,6 +203,22 @@ mod tests {
         assert_eq!(id.confirm(1), None);
         child.wait().unwrap();
         assert!(!id.is_alive());
+        // Without a pidfd (before Linux 5.3), the start time decides: another start time
+        // under the same pid is another process.
+        let me = Identity::open(std::process::id() as Pid).unwrap();
+        let no_fd = |start_time| Identity {
+            pid: me.pid(),
+            fd: None,
+            start_time,
+        };
+        assert!(no_fd(me.start_time()).is_alive() && no_fd(me.start_time()).is_running());
+        assert!(!no_fd(me.start_time() + 1).is_alive());
+        assert!(!no_fd(me.start_time() + 1).is_running());
+        let gone = Identity {
+            fd: None,
+            ..id.try_clone().unwrap()
+        };
+        assert!(!gone.is_alive());
         assert_eq!(
             ExitedWhileAttaching { pid: 12 }.to_string(),
             "pid 12 exited while attaching"
