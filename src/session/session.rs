@@ -328,6 +328,11 @@ impl Session {
             return;
         };
         for (pid, role) in follow::find_followers(self.pid) {
+            // Io workers read for the whole cluster: useless, and costly to a ptrace
+            // tracer, unless the tracer tells whose read each one is.
+            if role == FollowerRole::IoWorker && !self.tracer.attributes_io_workers() {
+                continue;
+            }
             if live.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
                 self.batch
                     .push(follower_event(self.clock.now_ns(), pid, self.pid, role));
