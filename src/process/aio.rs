@@ -72,7 +72,9 @@ pub fn handles_range(ctl: &[u8], l: &AioLayout) -> Option<(u64, u64)> {
         let off = usize::try_from(off).ok()?;
         ctl.get(off..off.checked_add(n)?)
     };
-    let count = u64::from(u32::from_ne_bytes(at(l.ctl_handle_count, 4)?.try_into().ok()?));
+    let count = u64::from(u32::from_ne_bytes(
+        at(l.ctl_handle_count, 4)?.try_into().ok()?,
+    ));
     let lo = u64::from_ne_bytes(at(l.ctl_handles, 8)?.try_into().ok()?);
     if count == 0 || count > MAX_HANDLES || lo == 0 {
         return None;
@@ -141,12 +143,10 @@ pub fn proc_number(pid: Pid) -> Result<Option<u32>, MemError> {
     };
     let n = t.mem.read_u32(t.addr("MyProcNumber")?)? as i32;
     // INVALID_PROC_NUMBER (-1): not attached to shared memory yet.
-    u32::try_from(n)
-        .map(Some)
-        .map_err(|_| MemError::Layout {
-            pid,
-            what: format!("MyProcNumber is {n}"),
-        })
+    u32::try_from(n).map(Some).map_err(|_| MemError::Layout {
+        pid,
+        what: format!("MyProcNumber is {n}"),
+    })
 }
 
 /// Where an io worker keeps the handle it executes. None on other majors.

@@ -648,8 +648,8 @@ impl EbpfTracer {
     fn aio_register(&mut self, pid: Pid) {
         use crate::process::aio;
         let title = crate::process::proc::process_title(pid).unwrap_or_default();
-        let is_worker = super::follow::follower_role(&title, 0)
-            == Some(super::FollowerRole::IoWorker);
+        let is_worker =
+            super::follow::follower_role(&title, 0) == Some(super::FollowerRole::IoWorker);
         let Some(skel) = self.skel.as_mut() else {
             return;
         };
@@ -676,9 +676,9 @@ impl EbpfTracer {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => self.aio_notes.push(format!(
-                    "io worker {pid}: {e}: its reads are not credited"
-                )),
+                Err(e) => self
+                    .aio_notes
+                    .push(format!("io worker {pid}: {e}: its reads are not credited")),
             }
             return;
         }
@@ -720,7 +720,11 @@ impl EbpfTracer {
 
     fn set_aio_workers_n(&mut self) {
         let n = self.aio_workers.len() as u32;
-        if let Some(bss) = self.skel.as_mut().and_then(|s| s.maps.bss_data.as_deref_mut()) {
+        if let Some(bss) = self
+            .skel
+            .as_mut()
+            .and_then(|s| s.maps.bss_data.as_deref_mut())
+        {
             store_shared(&mut bss.aio_workers_n, n);
         }
     }
