@@ -138,7 +138,7 @@ impl Session {
         let mut batch = Vec::new();
         // Files opened before we came (the lsof step): named at once.
         procfs::snapshot(pid, &mut batch)?;
-        Ok(Session {
+        let mut s = Session {
             pid,
             datadir: dd.root.clone(),
             major: dd.major,
@@ -165,7 +165,12 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             last_kstate: None,
-        })
+        };
+        // Followers from the start (an io worker's reads for us are ours from the first
+        // interval), and what the tracer then says it cannot attribute.
+        s.follow();
+        s.limitations = s.tracer.limitations();
+        Ok(s)
     }
 
     /// A session fed by recorded or scripted events: status samples, followers and the

@@ -654,6 +654,12 @@ impl EbpfTracer {
             return;
         };
         if is_worker {
+            // Without the ProcNumber of a traced process every read would look like
+            // another backend's and be dropped silently: leave the worker's reads plain
+            // (the model counts them as of unknown owner).
+            if self.aio_owners.is_empty() {
+                return;
+            }
             match aio::worker_probe(pid) {
                 Ok(Some(w)) => {
                     let mut v = Vec::with_capacity(40);
