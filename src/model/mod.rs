@@ -198,13 +198,15 @@ impl Model {
     }
 
     /// Whether an io worker's read for `owner` (its AIO handle's owner) is ours: the
-    /// owner is the leader or one of its followers, never an io worker.
+    /// owner is the leader or one of its parallel workers, never an io worker, and has
+    /// not exited (its ProcNumber, which the handle names, may be another backend's now).
     fn owner_is_ours(&self, owner: Pid) -> bool {
-        owner == self.leader
-            || self
-                .procs
-                .get(&owner)
-                .is_some_and(|p| p.role == Some(FollowerRole::ParallelWorker))
+        match self.procs.get(&owner) {
+            Some(p) => {
+                !p.exited && (owner == self.leader || p.role == Some(FollowerRole::ParallelWorker))
+            }
+            None => owner == self.leader,
+        }
     }
 
     /// A relation by its main-fork path (`pg_relation_filepath()`), as records name it.

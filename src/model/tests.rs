@@ -320,6 +320,20 @@ fn io_worker_reads_for_parallel_workers() {
     m.apply(&io_read(3, 77, 78, 3, 8192, 8192), &mut n);
     m.apply(&io_read(4, 30, 10, 4, 16384, 8192), &mut n);
     assert_eq!(m.relation_at("base/5/100").unwrap().bytes_read, 8192);
+    // Once the parallel worker has exited its ProcNumber may be another backend's.
+    m.apply(
+        &ev(
+            5,
+            30,
+            EventKind::Exit {
+                code: Some(0),
+                signal: None,
+            },
+        ),
+        &mut n,
+    );
+    m.apply(&io_read(6, 77, 30, 3, 24576, 8192), &mut n);
+    assert_eq!(m.relation_at("base/5/100").unwrap().bytes_read, 8192);
 }
 
 #[test]
