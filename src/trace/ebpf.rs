@@ -976,6 +976,48 @@ mod tests {
 
     const CWD: u64 = AT_FDCWD as i64 as u64;
 
+    /// A PG18 io worker's read for a traced process carries its owner's pid in a3.
+    #[test]
+    fn io_worker_reads_carry_their_owner() {
+        let f = wire::F_OFFSET | wire::F_AIO_OWNER;
+        for s in [Syscall::Pread64, Syscall::Preadv, Syscall::Preadv2] {
+            assert_eq!(
+                kind(&record(id(s), f, 131072, [7, 8192, 131072, 5005], None)),
+                EventKind::IoWorkerRead {
+                    owner: 5005,
+                    syscall: s,
+                    fd: 7,
+                    offset: Some(8192),
+                    requested: 131072,
+                    result: 131072,
+                }
+            );
+        }
+        // Without the flag a3 means nothing: a plain read.
+        assert!(matches!(
+            kind(&record(
+                id(Syscall::Pread64),
+                wire::F_OFFSET,
+                8192,
+                [7, 0, 8192, 5005],
+                None
+            )),
+            EventKind::Read { .. }
+        ));
+        // The flag on a call an io worker does not issue for a handle, or an owner that
+        // is no pid: not trusted.
+        for (s, owner) in [
+            (Syscall::Pwrite64, 5005),
+            (Syscall::Read, 5005),
+            (Syscall::Pread64, 0),
+            (Syscall::Pread64, u64::MAX),
+            (Syscall::Pread64, 1 << 40),
+        ] {
+            let r = record(id(s), f, 8192, [7, 0, 8192, owner], None);
+            assert_eq!(decode(&r), Decoded::Garbled, "{s:?} owner {owner}");
+        }
+    }
+
     #[test]
     fn syscall_ids_match_events_h() {
         // The PGT_SYS_* defines, parsed from the header the BPF side uses.
@@ -1006,6 +1048,7 @@ mod tests {
             ("PGT_F_OFFSET", wire::F_OFFSET as usize),
             ("PGT_F_SOCKET", wire::F_SOCKET as usize),
             ("PGT_F_PATH", wire::F_PATH as usize),
+            ("PGT_F_AIO_OWNER", wire::F_AIO_OWNER as usize),
             ("PGT_PATH_CAP", wire::PATH_MAX_LEN + 1),
             ("PGT_LOST_COUNT", KERNEL_CAUSES.len()),
         ] {
