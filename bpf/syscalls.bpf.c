@@ -310,7 +310,9 @@ static __always_inline __u64 iov_sum(__u64 uptr, __u64 cnt, __u16 *flags)
  * `error_context_stack` whose `arg` is the PgAioHandle for exactly the span of
  * pgaio_io_perform_synchronously(), and NULL between I/Os. The handle's
  * `owner_procno` (what pg_aios shows as pid) is looked up in `aio_owners`,
- * which user space fills with the ProcNumber of each traced process.
+ * which user space fills with the ProcNumber of each traced process; a handle
+ * of a parallel worker of the traced backend, not followed yet, is recognised
+ * by its PGPROC's `lockGroupLeader` being the traced backend's PGPROC.
  * Addresses and offsets come from user space (src/process/aio.rs), per worker.
  */
 struct pgt_aio_worker {
@@ -320,6 +322,11 @@ struct pgt_aio_worker {
 	__u32 handle_size; /* sizeof(PgAioHandle) */
 	__u32 owner_off;   /* offsetof(PgAioHandle, owner_procno) */
 	__u32 arg_off;     /* offsetof(ErrorContextCallback, arg) */
+	__u32 proc_size;   /* sizeof(PGPROC); 0: no lock-group check */
+	__u64 procs;       /* ProcGlobal->allProcs */
+	__u64 leader_proc; /* the traced backend's PGPROC */
+	__u64 leader_tgid; /* and its tgid */
+	__u32 group_off;   /* offsetof(PGPROC, lockGroupLeader) */
 	__u32 pad;
 };
 
@@ -370,10 +377,24 @@ static __always_inline int aio_owner(__u32 tgid, __u64 *owner)
 		goto unknown;
 	key = (__u32)procno;
 	t = bpf_map_lookup_elem(&aio_owners, &key);
-	if (!t)
-		return AIO_DROP;
-	*owner = *t;
-	return AIO_OURS;
+	if (t) {
+		*owner = *t;
+		return AIO_OURS;
+	}
+	/* A parallel worker of ours that user space has not followed yet. */
+	if (w->proc_size && w->leader_proc) {
+		__u64 gl = 0;
+
+		if (bpf_probe_read_user(&gl, sizeof(gl),
+					(const void *)(w->procs + (__u64)key * w->proc_size +
+						       w->group_off)))
+			goto unknown;
+		if (gl == w->leader_proc) {
+			*owner = w->leader_tgid;
+			return AIO_OURS;
+		}
+	}
+	return AIO_DROP;
 unknown:
 	/* Never credited to anyone: counted, so the display can say so. */
 	count_lost(PGT_LOST_AIO_OWNER);

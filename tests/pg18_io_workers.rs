@@ -240,3 +240,39 @@ fn sync_reads_are_unchanged() {
         );
     }
 }
+
+/// A parallel scan: the handles of the parallel workers are ours from their first read
+/// (their lock group leader is the traced backend), not only once they are followed.
+#[test]
+fn parallel_workers_reads_through_io_workers() {
+    if !needs_18("parallel_workers_reads_through_io_workers") {
+        return;
+    }
+    let (c, rel) = cluster(18, Some("worker"));
+    let size: u64 = c.psql("postgres", "SELECT pg_relation_size('aio')")[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut b = c.hold_backend("postgres");
+    b.client
+        .batch_execute(
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
+             SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
+        )
+        .unwrap();
+    let mut trace = spawn_trace(b.pid, "ebpf");
+    wait_followed(&mut trace);
+    let n: i64 = b.client.query_one(SCAN, &[]).unwrap().get(0);
+    assert_eq!(n, ROWS);
+    wait_followed_intervals(&mut trace, 2);
+    let records = trace.finish();
+    let p = last_progress(&records, &rel).expect("progress of the parallel scan");
+    eprintln!(
+        "parallel: {} of {size} bytes, {:?} %, coverage {:?}",
+        p.bytes_read, p.percent, p.coverage
+    );
+    // Cold: every block is read once, by someone of ours, through io workers or not.
+    assert_eq!(p.coverage, Some(1.0), "{p:?}");
+    assert!(p.bytes_read >= size, "{p:?}");
+}

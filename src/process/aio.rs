@@ -28,11 +28,19 @@ pub struct AioLayout {
     pub ctl_handles: u64,
     /// offsetof(ErrorContextCallback, arg): after `previous` and `callback`.
     pub errcb_arg: u64,
+    /// sizeof(PGPROC).
+    pub proc_size: u64,
+    /// offsetof(PGPROC, lockGroupLeader): a parallel worker's points to its leader's.
+    pub proc_group_leader: u64,
+    /// offsetof(PROC_HDR, allProcs), the PGPROC array `ProcGlobal` points to.
+    pub procglobal_all_procs: u64,
 }
 
 /// By major. 18: aio_internal.h of REL_18_STABLE (PgAioHandle: 8 uint8 fields and two
 /// uint8[PGAIO_HANDLE_MAX_CALLBACKS = 4] arrays, then owner_procno at 16; 144 bytes in
-/// all, which pgaio_io_get_id()'s division by 144 in 18.4's binary confirms).
+/// all, which pgaio_io_get_id()'s division by 144 in 18.4's binary confirms). PGPROC: 832
+/// bytes, lockGroupLeader at 792, allProcs first in PROC_HDR, as BecomeLockGroupMember()
+/// of 18.4 uses them.
 const LAYOUTS: &[(u32, AioLayout)] = &[(
     18,
     AioLayout {
@@ -41,6 +49,9 @@ const LAYOUTS: &[(u32, AioLayout)] = &[(
         ctl_handle_count: 40,
         ctl_handles: 48,
         errcb_arg: 16,
+        proc_size: 832,
+        proc_group_leader: 792,
+        procglobal_all_procs: 0,
     },
 )];
 
@@ -63,6 +74,18 @@ pub struct WorkerProbe {
     pub handle_size: u32,
     pub owner_off: u32,
     pub arg_off: u32,
+    /// The PGPROC array, its element size and where lockGroupLeader is in one.
+    pub procs: u64,
+    pub proc_size: u32,
+    pub group_off: u32,
+}
+
+impl WorkerProbe {
+    /// Address of the PGPROC of ProcNumber `n`.
+    pub fn proc_addr(&self, n: u32) -> u64 {
+        self.procs
+            .wrapping_add(u64::from(n).wrapping_mul(u64::from(self.proc_size)))
+    }
 }
 
 /// The io_handles array `[lo, hi)` from the bytes of a PgAioCtl, or None when they do not
@@ -170,6 +193,10 @@ pub fn worker_probe(pid: Pid) -> Result<Option<WorkerProbe>, MemError> {
     // The first and last handle must be readable memory of this process.
     t.mem.read_vec(lo, 8)?;
     t.mem.read_vec(hi - l.handle_size, 8)?;
+    let proc_global = t.mem.read_u64(t.addr("ProcGlobal")?)?;
+    let procs = t.mem.read_u64(proc_global.wrapping_add(l.procglobal_all_procs))?;
+    // The first PGPROC must be readable memory of this process.
+    t.mem.read_vec(procs, l.proc_size as usize)?;
     Ok(Some(WorkerProbe {
         ecs_addr: t.addr("error_context_stack")?,
         handles_lo: lo,
@@ -177,6 +204,9 @@ pub fn worker_probe(pid: Pid) -> Result<Option<WorkerProbe>, MemError> {
         handle_size: l.handle_size as u32,
         owner_off: l.owner_procno as u32,
         arg_off: l.errcb_arg as u32,
+        procs,
+        proc_size: l.proc_size as u32,
+        group_off: l.proc_group_leader as u32,
     }))
 }
 
@@ -211,6 +241,25 @@ mod tests {
         assert_eq!(handles_range(&ctl(u32::MAX, 0x1000), &l), None);
         assert_eq!(handles_range(&ctl(10, u64::MAX - 100), &l), None);
         assert_eq!(handles_range(&ctl(10, 0x1000)[..50], &l), None);
+    }
+
+    #[test]
+    fn pgproc_addresses() {
+        let w = WorkerProbe {
+            ecs_addr: 0,
+            handles_lo: 0,
+            handles_hi: 0,
+            handle_size: 144,
+            owner_off: 16,
+            arg_off: 16,
+            procs: 0x7f00_0000_0000,
+            proc_size: 832,
+            group_off: 792,
+        };
+        assert_eq!(w.proc_addr(0), 0x7f00_0000_0000);
+        assert_eq!(w.proc_addr(3), 0x7f00_0000_0000 + 3 * 832);
+        // A hostile ProcNumber wraps; the BPF read of it fails, it does not panic here.
+        let _ = w.proc_addr(u32::MAX);
     }
 
     proptest::proptest! {

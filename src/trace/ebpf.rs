@@ -662,13 +662,21 @@ impl EbpfTracer {
             }
             match aio::worker_probe(pid) {
                 Ok(Some(w)) => {
-                    let mut v = Vec::with_capacity(40);
+                    // The traced backend, registered first: handles of its parallel
+                    // workers not followed yet are known by their lock group leader.
+                    let (leader_tgid, leader_no) = self.aio_owners[0];
+                    let mut v = Vec::with_capacity(72);
                     v.extend_from_slice(&w.ecs_addr.to_ne_bytes());
                     v.extend_from_slice(&w.handles_lo.to_ne_bytes());
                     v.extend_from_slice(&w.handles_hi.to_ne_bytes());
                     v.extend_from_slice(&w.handle_size.to_ne_bytes());
                     v.extend_from_slice(&w.owner_off.to_ne_bytes());
                     v.extend_from_slice(&w.arg_off.to_ne_bytes());
+                    v.extend_from_slice(&w.proc_size.to_ne_bytes());
+                    v.extend_from_slice(&w.procs.to_ne_bytes());
+                    v.extend_from_slice(&w.proc_addr(leader_no).to_ne_bytes());
+                    v.extend_from_slice(&(leader_tgid as u64).to_ne_bytes());
+                    v.extend_from_slice(&w.group_off.to_ne_bytes());
                     v.extend_from_slice(&0u32.to_ne_bytes());
                     let key = (pid as u32).to_ne_bytes();
                     match skel.maps.aio_workers.update(&key, &v, MapFlags::ANY) {
