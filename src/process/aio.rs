@@ -194,7 +194,9 @@ pub fn worker_probe(pid: Pid) -> Result<Option<WorkerProbe>, MemError> {
     t.mem.read_vec(lo, 8)?;
     t.mem.read_vec(hi - l.handle_size, 8)?;
     let proc_global = t.mem.read_u64(t.addr("ProcGlobal")?)?;
-    let procs = t.mem.read_u64(proc_global.wrapping_add(l.procglobal_all_procs))?;
+    let procs = t
+        .mem
+        .read_u64(proc_global.wrapping_add(l.procglobal_all_procs))?;
     // The first PGPROC must be readable memory of this process.
     t.mem.read_vec(procs, l.proc_size as usize)?;
     Ok(Some(WorkerProbe {
