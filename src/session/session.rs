@@ -156,7 +156,7 @@ impl Session {
         // Files opened before we came (the lsof step): named at once. (Read by pid: the
         // check that ends `while_attaching` says whether it was this process.)
         procfs::snapshot(pid, &mut batch)?;
-        Ok(Session {
+        let mut s = Session {
             pid,
             datadir: dd.root.clone(),
             major: dd.major,
@@ -185,7 +185,12 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             last_kstate: None,
-        })
+        };
+        // Followers from the start (an io worker's reads for us are ours from the first
+        // interval), and what the tracer then says it cannot attribute.
+        s.follow();
+        s.limitations = s.tracer.limitations();
+        Ok(s)
     }
 
     /// A session fed by recorded or scripted events: status samples, followers and the
@@ -369,6 +374,11 @@ impl Session {
         };
         for (pid, role) in follow::find_followers(self.pid) {
             if live.followers.contains_key(&pid) {
+                continue;
+            }
+            // Io workers read for the whole cluster: useless, and costly to a ptrace
+            // tracer, unless the tracer tells whose read each one is.
+            if role == FollowerRole::IoWorker && !self.tracer.attributes_io_workers() {
                 continue;
             }
             // Pinned, then its title read again: the role found above may have been read
