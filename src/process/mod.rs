@@ -1,6 +1,8 @@
 //! One live process, seen through /proc.
 
+pub mod buffers;
 pub mod clock;
+pub mod clog;
 pub mod fds;
 pub mod list;
 pub mod stapsdt;
