@@ -289,22 +289,25 @@ fn scan_heap(
             }
             Err(e) => return Err(e),
         };
-        seen.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        seen.bytes += len;
         let mut reader = std::io::BufReader::with_capacity(256 * 1024, &mut file);
         let mut blkno: u64 = 0;
         while blkno < seg_blocks {
+            // A block memory has is not read from disk at all: re-reading a big pg_class
+            // every interval would cost more than the rest of the trace.
+            if blkno * (blcksz as u64) < len && from_memory(global, &mut mem_page, src) {
+                walk(&mem_page, src, &mut seen);
+                reader
+                    .seek_relative(blcksz as i64)
+                    .map_err(io_err(&path))?;
+                blkno += 1;
+                global += 1;
+                continue;
+            }
             let mut n = read_full(&mut reader, &mut page).map_err(io_err(&path))?;
             if n == 0 {
                 break;
-            }
-            if from_memory(global, &mut mem_page, src) {
-                walk(&mem_page, src, &mut seen);
-                blkno += 1;
-                global += 1;
-                if n < blcksz {
-                    break 'segments;
-                }
-                continue;
             }
             if n < blcksz {
                 for _ in 0..3 {

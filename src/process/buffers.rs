@@ -315,6 +315,14 @@ impl SharedBuffers {
         Ok(())
     }
 
+    /// A full scan only if a file was asked for that the index has never covered.
+    pub fn scan_if_stale(&mut self) -> Result<(), MemError> {
+        if self.stale {
+            self.full_scan()?;
+        }
+        Ok(())
+    }
+
     fn full_scan(&mut self) -> Result<(), MemError> {
         let t0 = Instant::now();
         let mut index: HashMap<FileKey, BTreeMap<u32, usize>> = HashMap::new();
