@@ -79,3 +79,198 @@ fn memory_catalog(major: u32) {
 fn catalog_from_shared_memory_on_every_major() {
     support::on_every_major(memory_catalog);
 }
+
+/// What the traced session does between scans.
+enum Cmd {
+    /// `BEGIN; CREATE TABLE c AS ...` and stay in the transaction; the file path back.
+    CtasBegin(std::sync::mpsc::Sender<String>),
+    Commit,
+}
+
+/// The traced backend: scans its tables over and over (each is bigger than a quarter of
+/// shared_buffers, so every scan reads its file through a small ring: file records every
+/// interval), and runs the commands it is given between scans.
+fn traced_loop(
+    mut client: postgres::Client,
+    rx: std::sync::mpsc::Receiver<Cmd>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> postgres::Client {
+    use std::sync::atomic::Ordering;
+    let mut tables = vec!["a", "b"];
+    while !stop.load(Ordering::Relaxed) {
+        match rx.try_recv() {
+            Ok(Cmd::CtasBegin(tx)) => {
+                client
+                    .batch_execute(&format!("BEGIN; CREATE TABLE c AS {ROWS}"))
+                    .expect("CREATE TABLE AS");
+                let p: String = client
+                    .query_one("SELECT pg_relation_filepath('c')", &[])
+                    .expect("c's path")
+                    .get(0);
+                tx.send(p).unwrap();
+            }
+            Ok(Cmd::Commit) => {
+                client.batch_execute("COMMIT").expect("COMMIT");
+                tables.push("c");
+            }
+            Err(_) => {}
+        }
+        for t in &tables {
+            // A table being rewritten or dropped: the error is expected.
+            let _ = client.simple_query(&format!("SELECT count(*) FROM {t}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client
+}
+
+/// Rows of a table of about 2 MB: more than a quarter of the 4 MB of shared buffers.
+const ROWS: &str = "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 9000) g";
+
+/// The file records since `from`, for the relation whose main fork is `path`.
+fn files_at(t: &support::trace::Trace, from: usize, path: &str) -> Vec<pg_trace::output::record::FileRecord> {
+    t.records()
+        .get(from..)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(support::trace::file)
+        .filter(|f| f.relation.as_deref() == Some(path))
+        .cloned()
+        .collect()
+}
+
+/// Within a few intervals of the commit (records since `mark`), the file at `path` is named
+/// `public.<name>`, and every later record of it says so too. Returns the lag.
+fn named(
+    t: &support::trace::Trace,
+    major: u32,
+    step: &str,
+    mark: usize,
+    path: &str,
+    name: &str,
+) -> Duration {
+    let t0 = Instant::now();
+    let right = |f: &pg_trace::output::record::FileRecord| {
+        f.schema.as_deref() == Some("public") && f.name.as_deref() == Some(name) && f.known == Some(true)
+    };
+    let timeout = INTERVAL * 10;
+    loop {
+        let recs = files_at(t, mark, path);
+        if let Some(i) = recs.iter().position(right) {
+            let lag = t0.elapsed();
+            // Settle for two intervals, then nothing after the first right record may
+            // name it otherwise.
+            std::thread::sleep(INTERVAL * 2);
+            let recs = files_at(t, mark, path);
+            if let Some(bad) = recs[i..].iter().find(|f| !right(f)) {
+                panic!("PG {major} {step}: {path} named {:?} after it was named public.{name}", bad.object);
+            }
+            eprintln!("PG {major} {step}: {path} named public.{name} {lag:?} after the commit");
+            return lag;
+        }
+        if t0.elapsed() > timeout {
+            let seen: Vec<_> = recs.iter().map(|f| f.object.clone()).collect();
+            panic!("PG {major} {step}: {path} not named public.{name} within {timeout:?} of the commit; named {seen:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// pg_trace's `--interval` in the support harness.
+const INTERVAL: Duration = Duration::from_millis(200);
+
+fn ddl_while_traced(major: u32) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    let mut conf = STALE_DISK.to_vec();
+    conf.retain(|(k, _)| *k != "shared_buffers");
+    conf.push(("shared_buffers", "4MB"));
+    if major >= 18 {
+        conf.push(("io_method", "sync"));
+    }
+    let c = Cluster::start_with(major, &conf);
+    let spc_dir = c.make_dir("spc");
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLE a AS {ROWS}; CREATE INDEX a_g ON a (g); CREATE TABLE b AS {ROWS};"),
+    );
+    c.execute("postgres", &format!("CREATE TABLESPACE spc LOCATION '{}'", spc_dir.display()));
+    let held = c.hold_backend("postgres");
+    let pid = held.pid;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let s = Arc::clone(&stop);
+    let looper = std::thread::spawn(move || traced_loop(held.client, rx, s));
+    let mut trace = support::trace::spawn_trace(pid, "auto");
+    trace.wait_ready();
+    let pa = filepath(&c, "a");
+    let mark = 0;
+    named(&trace, major, "attach", mark, &pa, "a");
+
+    let ddl = |sql: &str| {
+        c.execute("postgres", sql);
+    };
+    let mut lags = Vec::new();
+    for (step, sql, rel) in [
+        ("VACUUM FULL", "VACUUM FULL a", "a"),
+        ("TRUNCATE", "TRUNCATE b", "b"),
+        ("CLUSTER", "CLUSTER a USING a_g", "a"),
+    ] {
+        let mark = trace.records().len();
+        ddl(sql);
+        if step == "TRUNCATE" {
+            ddl(&format!("INSERT INTO b {ROWS}"));
+        }
+        let p = filepath(&c, rel);
+        lags.push(named(&trace, major, step, mark, &p, rel));
+    }
+
+    // The three-way swap: two open files renamed at once, no file changes.
+    let (pa, pb) = (filepath(&c, "a"), filepath(&c, "b"));
+    let mark = trace.records().len();
+    ddl("ALTER TABLE a RENAME TO tmp; ALTER TABLE b RENAME TO a; ALTER TABLE tmp RENAME TO b;");
+    assert_eq!((filepath(&c, "b"), filepath(&c, "a")), (pa.clone(), pb.clone()));
+    lags.push(named(&trace, major, "rename swap", mark, &pa, "b"));
+    lags.push(named(&trace, major, "rename swap", mark, &pb, "a"));
+
+    let mark = trace.records().len();
+    ddl("ALTER TABLE a SET TABLESPACE spc");
+    let p = filepath(&c, "a");
+    assert!(p.starts_with("pg_tblspc/"), "{p}");
+    lags.push(named(&trace, major, "SET TABLESPACE", mark, &p, "a"));
+
+    // CREATE TABLE AS in progress, by the traced backend: its new file is shown with the
+    // name it will have, marked uncommitted (known: false), never as a committed table.
+    let mark = trace.records().len();
+    let (ptx, prx) = mpsc::channel();
+    tx.send(Cmd::CtasBegin(ptx)).unwrap();
+    let pc = prx.recv_timeout(Duration::from_secs(60)).expect("c's path");
+    poll("the uncommitted file's record", INTERVAL * 10, || {
+        !files_at(&trace, mark, &pc).is_empty()
+    });
+    std::thread::sleep(INTERVAL * 2);
+    for f in files_at(&trace, mark, &pc) {
+        assert!(
+            f.known == Some(false) && f.object.contains("(uncommitted)"),
+            "PG {major}: an uncommitted CREATE TABLE AS named {:?} (known {:?})",
+            f.object,
+            f.known
+        );
+    }
+    let mark = trace.records().len();
+    tx.send(Cmd::Commit).unwrap();
+    lags.push(named(&trace, major, "CREATE TABLE AS committed", mark, &pc, "c"));
+
+    stop.store(true, Ordering::Relaxed);
+    let client = looper.join().expect("traced loop");
+    let records = trace.finish();
+    assert!(records.iter().any(|r| support::trace::file(r).is_some()));
+    drop(client);
+    let worst = lags.iter().max().copied().unwrap_or_default();
+    eprintln!("PG {major}: worst lag {worst:?}");
+}
+
+#[test]
+fn ddl_named_within_an_interval_on_every_major() {
+    support::on_every_major(ddl_while_traced);
+}
