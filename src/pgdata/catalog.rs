@@ -835,6 +835,12 @@ impl Catalog {
         self.by_file.get(key).map(|&i| &self.relations[i])
     }
 
+    /// The relation whose main fork is at `path` (as `pg_relation_filepath()` prints it),
+    /// pending ones included.
+    pub fn by_file_path(&self, path: &str) -> Option<&Relation> {
+        self.relations.iter().find(|r| r.path == path)
+    }
+
     /// A relation by OID within a database (0 for shared catalogs).
     pub fn by_oid(&self, db: u32, oid: u32) -> Option<&Relation> {
         self.by_oid

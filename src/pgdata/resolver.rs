@@ -63,6 +63,8 @@ impl Resolver {
         let catalog = Catalog::load_with(dd, overlay.as_mut())?;
         let mut r = Resolver::from_catalog(catalog);
         r.overlay = overlay;
+        // Reading from memory is cheap: an unknown file may ask as often as a refresh.
+        r.min_interval = MIN_REFRESH_INTERVAL;
         Ok(r)
     }
 
