@@ -7,7 +7,7 @@
 mod support;
 
 use pg_trace::naming::CatalogNamer;
-use pg_trace::model::Namer;
+use pg_trace::model::{Model, Namer};
 use pg_trace::pgdata::{Catalog, DataDir};
 use pg_trace::process::clog::XactBuffers;
 use std::time::{Duration, Instant};
@@ -108,6 +108,37 @@ fn memory_catalog(major: u32) {
         namer.refresh();
         namer.resolver().catalog().by_file_path(&pend).is_none()
     });
+
+    // What the model named before is named again when the catalog changes: an open file
+    // of a table renamed, then dropped.
+    c.execute("postgres", "CREATE TABLE dropme (i int); INSERT INTO dropme VALUES (1)");
+    let path = filepath(&c, "dropme");
+    let mut model = Model::new(support::scripted::PID, 1 << 30);
+    let mut now = 1_000_000_000u64;
+    let label = |m: &Model| m.files.values().next().map(|f| f.named.label.clone());
+    poll("dropme named", Duration::from_secs(2), || {
+        namer.refresh();
+        namer.resolver().catalog().by_file_path(&path).is_some_and(|r| !r.pending)
+    });
+    model.apply(&support::scripted::open(now, 40, &path), &mut namer);
+    assert_eq!(label(&model).as_deref(), Some("public.dropme"));
+    c.execute("postgres", "ALTER TABLE dropme RENAME TO dropped");
+    poll("the open file renamed", Duration::from_secs(2), || {
+        now += 200_000_000;
+        model.tick(now, &mut namer);
+        label(&model).as_deref() == Some("public.dropped")
+    });
+    assert!(model.renamed.contains(&"renamed: public.dropme → public.dropped".to_string()), "{:?}", model.renamed);
+    c.execute("postgres", "DROP TABLE dropped");
+    let gone = format!("{path} (no longer in catalog: was public.dropped)");
+    poll("the dropped table's file unnamed", Duration::from_secs(2), || {
+        now += 200_000_000;
+        model.tick(now, &mut namer);
+        label(&model).as_deref() == Some(gone.as_str())
+    });
+    let f = model.files.values().next().unwrap();
+    let r = f.named.relation.as_ref().unwrap();
+    assert!(r.id.name.is_none() && !r.id.known, "{r:?}");
     drop(held);
 }
 
@@ -299,6 +330,21 @@ fn ddl_while_traced(major: u32) {
     let mark = trace.records().len();
     tx.send(Cmd::Commit).unwrap();
     lags.push(named(&trace, major, "CREATE TABLE AS committed", mark, &pc, "c"));
+
+    // DROP: the traced backend closes the file when it next runs a query (its scans of b
+    // fail from then on). Any record of the file from one interval after the commit on
+    // must not call it public.b.
+    let pb = filepath(&c, "b");
+    ddl("DROP TABLE b");
+    let mark = trace.records().len();
+    std::thread::sleep(INTERVAL * 4);
+    for f in files_at(&trace, mark, &pb) {
+        assert!(
+            f.name.is_none() && f.known != Some(true),
+            "PG {major}: {pb} named {:?} after DROP TABLE b",
+            f.object
+        );
+    }
 
     stop.store(true, Ordering::Relaxed);
     let client = looper.join().expect("traced loop");
