@@ -65,7 +65,11 @@ impl MemoryOverlay {
         Err(last.unwrap_or(MemError::Gone(pid)))
     }
 
-    fn open_one(pid: Pid, major: u32, blcksz: usize) -> Result<(SharedBuffers, XactBuffers), MemError> {
+    fn open_one(
+        pid: Pid,
+        major: u32,
+        blcksz: usize,
+    ) -> Result<(SharedBuffers, XactBuffers), MemError> {
         Ok((
             SharedBuffers::open(pid, major, blcksz)?,
             XactBuffers::open(pid, major, blcksz)?,
@@ -200,7 +204,8 @@ impl CatalogNamer {
     pub fn disable_memory(&mut self) {
         if self.resolver.catalog().fresh {
             self.resolver.drop_overlay();
-            self.notes.push(disk_note("memory reading off (--no-memory)"));
+            self.notes
+                .push(disk_note("memory reading off (--no-memory)"));
         }
         self.was_fresh = false;
     }
@@ -226,7 +231,9 @@ impl CatalogNamer {
         match (rel.pending, self.resolver.catalog().fresh) {
             (false, _) => base,
             (true, true) => format!("{base} (uncommitted)"),
-            (true, false) => format!("{base} (uncommitted, or committed after the last checkpoint)"),
+            (true, false) => {
+                format!("{base} (uncommitted, or committed after the last checkpoint)")
+            }
         }
     }
 

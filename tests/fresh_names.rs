@@ -6,8 +6,8 @@
 
 mod support;
 
-use pg_trace::naming::CatalogNamer;
 use pg_trace::model::{Model, Namer};
+use pg_trace::naming::CatalogNamer;
 use pg_trace::pgdata::{Catalog, DataDir};
 use pg_trace::process::clog::XactBuffers;
 use std::time::{Duration, Instant};
@@ -32,7 +32,10 @@ fn start(major: u32) -> Cluster {
 fn poll(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            t.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -51,10 +54,17 @@ fn memory_catalog(major: u32) {
     let held = c.hold_backend("postgres");
     let dd = DataDir::from_pid(held.pid).expect("data dir");
     let mut namer = CatalogNamer::live(&dd, held.pid, true).expect("namer");
-    assert_eq!(namer.take_notes(), Vec::<String>::new(), "PG {major}: memory unreadable");
+    assert_eq!(
+        namer.take_notes(),
+        Vec::<String>::new(),
+        "PG {major}: memory unreadable"
+    );
     let cat = namer.resolver().catalog();
     assert!(cat.fresh, "PG {major}: catalog not from memory");
-    assert!(cat.pages_from_memory > 0, "PG {major}: no page came from shared buffers");
+    assert!(
+        cat.pages_from_memory > 0,
+        "PG {major}: no page came from shared buffers"
+    );
     c.execute("postgres", "CREATE TABLE fresh_one (i int)");
     let path = filepath(&c, "fresh_one");
     // Within one refresh (rate-limited at 100 ms), no checkpoint.
@@ -79,7 +89,10 @@ fn memory_catalog(major: u32) {
     let mut xact = XactBuffers::open(held.pid, major, dd.control.blcksz as usize).expect("SLRU");
     let mut s = c.connect("postgres");
     let xid = |s: &mut postgres::Client| -> u32 {
-        let x: String = s.query_one("SELECT txid_current()::text", &[]).unwrap().get(0);
+        let x: String = s
+            .query_one("SELECT txid_current()::text", &[])
+            .unwrap()
+            .get(0);
         x.parse::<u64>().unwrap() as u32
     };
     let committed = xid(&mut s);
@@ -88,21 +101,40 @@ fn memory_catalog(major: u32) {
     s.batch_execute("ROLLBACK; BEGIN").unwrap();
     let running = xid(&mut s);
     xact.forget();
-    assert_eq!(xact.status_bits(committed).unwrap(), Some(1), "PG {major}: committed xid {committed}");
-    assert_eq!(xact.status_bits(aborted).unwrap(), Some(2), "PG {major}: aborted xid {aborted}");
-    assert_eq!(xact.status_bits(running).unwrap(), Some(0), "PG {major}: running xid {running}");
+    assert_eq!(
+        xact.status_bits(committed).unwrap(),
+        Some(1),
+        "PG {major}: committed xid {committed}"
+    );
+    assert_eq!(
+        xact.status_bits(aborted).unwrap(),
+        Some(2),
+        "PG {major}: aborted xid {aborted}"
+    );
+    assert_eq!(
+        xact.status_bits(running).unwrap(),
+        Some(0),
+        "PG {major}: running xid {running}"
+    );
 
     // A table created by a transaction still running: listed as pending, not committed.
     s.batch_execute("CREATE TABLE pend (i int)").unwrap();
-    let pend: String = s.query_one("SELECT pg_relation_filepath('pend')", &[]).unwrap().get(0);
-    poll("the uncommitted table, pending", Duration::from_secs(2), || {
-        namer.refresh();
-        namer
-            .resolver()
-            .catalog()
-            .by_file_path(&pend)
-            .is_some_and(|r| r.name == "pend" && r.pending)
-    });
+    let pend: String = s
+        .query_one("SELECT pg_relation_filepath('pend')", &[])
+        .unwrap()
+        .get(0);
+    poll(
+        "the uncommitted table, pending",
+        Duration::from_secs(2),
+        || {
+            namer.refresh();
+            namer
+                .resolver()
+                .catalog()
+                .by_file_path(&pend)
+                .is_some_and(|r| r.name == "pend" && r.pending)
+        },
+    );
     s.batch_execute("ROLLBACK").unwrap();
     poll("the rolled back table gone", Duration::from_secs(2), || {
         namer.refresh();
@@ -111,14 +143,21 @@ fn memory_catalog(major: u32) {
 
     // What the model named before is named again when the catalog changes: an open file
     // of a table renamed, then dropped.
-    c.execute("postgres", "CREATE TABLE dropme (i int); INSERT INTO dropme VALUES (1)");
+    c.execute(
+        "postgres",
+        "CREATE TABLE dropme (i int); INSERT INTO dropme VALUES (1)",
+    );
     let path = filepath(&c, "dropme");
     let mut model = Model::new(support::scripted::PID, 1 << 30);
     let mut now = 1_000_000_000u64;
     let label = |m: &Model| m.files.values().next().map(|f| f.named.label.clone());
     poll("dropme named", Duration::from_secs(2), || {
         namer.refresh();
-        namer.resolver().catalog().by_file_path(&path).is_some_and(|r| !r.pending)
+        namer
+            .resolver()
+            .catalog()
+            .by_file_path(&path)
+            .is_some_and(|r| !r.pending)
     });
     model.apply(&support::scripted::open(now, 40, &path), &mut namer);
     assert_eq!(label(&model).as_deref(), Some("public.dropme"));
@@ -128,14 +167,24 @@ fn memory_catalog(major: u32) {
         model.tick(now, &mut namer);
         label(&model).as_deref() == Some("public.dropped")
     });
-    assert!(model.renamed.contains(&"renamed: public.dropme → public.dropped".to_string()), "{:?}", model.renamed);
+    assert!(
+        model
+            .renamed
+            .contains(&"renamed: public.dropme → public.dropped".to_string()),
+        "{:?}",
+        model.renamed
+    );
     c.execute("postgres", "DROP TABLE dropped");
     let gone = format!("{path} (no longer in catalog: was public.dropped)");
-    poll("the dropped table's file unnamed", Duration::from_secs(2), || {
-        now += 200_000_000;
-        model.tick(now, &mut namer);
-        label(&model).as_deref() == Some(gone.as_str())
-    });
+    poll(
+        "the dropped table's file unnamed",
+        Duration::from_secs(2),
+        || {
+            now += 200_000_000;
+            model.tick(now, &mut namer);
+            label(&model).as_deref() == Some(gone.as_str())
+        },
+    );
     let f = model.files.values().next().unwrap();
     let r = f.named.relation.as_ref().unwrap();
     assert!(r.id.name.is_none() && !r.id.known, "{r:?}");
@@ -195,7 +244,11 @@ fn traced_loop(
 const ROWS: &str = "SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 4000) g";
 
 /// The file records since `from`, for the relation whose main fork is `path`.
-fn files_at(t: &support::trace::Trace, from: usize, path: &str) -> Vec<pg_trace::output::record::FileRecord> {
+fn files_at(
+    t: &support::trace::Trace,
+    from: usize,
+    path: &str,
+) -> Vec<pg_trace::output::record::FileRecord> {
     t.records()
         .get(from..)
         .unwrap_or(&[])
@@ -218,7 +271,9 @@ fn named(
 ) -> Duration {
     let t0 = Instant::now();
     let right = |f: &pg_trace::output::record::FileRecord| {
-        f.schema.as_deref() == Some("public") && f.name.as_deref() == Some(name) && f.known == Some(true)
+        f.schema.as_deref() == Some("public")
+            && f.name.as_deref() == Some(name)
+            && f.known == Some(true)
     };
     let timeout = INTERVAL * 10;
     loop {
@@ -230,7 +285,10 @@ fn named(
             std::thread::sleep(INTERVAL * 2);
             let recs = files_at(t, mark, path);
             if let Some(bad) = recs[i..].iter().find(|f| !right(f)) {
-                panic!("PG {major} {step}: {path} named {:?} after it was named public.{name}", bad.object);
+                panic!(
+                    "PG {major} {step}: {path} named {:?} after it was named public.{name}",
+                    bad.object
+                );
             }
             eprintln!("PG {major} {step}: {path} named public.{name} {lag:?} after the commit");
             return lag;
@@ -261,7 +319,10 @@ fn ddl_while_traced(major: u32) {
         "postgres",
         &format!("CREATE TABLE a AS {ROWS}; CREATE INDEX a_g ON a (g); CREATE TABLE b AS {ROWS};"),
     );
-    c.execute("postgres", &format!("CREATE TABLESPACE spc LOCATION '{}'", spc_dir.display()));
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLESPACE spc LOCATION '{}'", spc_dir.display()),
+    );
     let held = c.hold_backend("postgres");
     let pid = held.pid;
     let stop = Arc::new(AtomicBool::new(false));
@@ -296,7 +357,10 @@ fn ddl_while_traced(major: u32) {
     let (pa, pb) = (filepath(&c, "a"), filepath(&c, "b"));
     let mark = trace.records().len();
     ddl("ALTER TABLE a RENAME TO tmp; ALTER TABLE b RENAME TO a; ALTER TABLE tmp RENAME TO b;");
-    assert_eq!((filepath(&c, "b"), filepath(&c, "a")), (pa.clone(), pb.clone()));
+    assert_eq!(
+        (filepath(&c, "b"), filepath(&c, "a")),
+        (pa.clone(), pb.clone())
+    );
     lags.push(named(&trace, major, "rename swap", mark, &pa, "b"));
     lags.push(named(&trace, major, "rename swap", mark, &pb, "a"));
 
@@ -321,7 +385,8 @@ fn ddl_while_traced(major: u32) {
     for f in files_at(&trace, mark, &pc) {
         assert!(
             f.known == Some(false)
-                && (f.object.ends_with("(uncommitted)") || f.object.ends_with("(not in catalog yet)")),
+                && (f.object.ends_with("(uncommitted)")
+                    || f.object.ends_with("(not in catalog yet)")),
             "PG {major}: an uncommitted CREATE TABLE AS named {:?} (known {:?})",
             f.object,
             f.known
@@ -329,7 +394,14 @@ fn ddl_while_traced(major: u32) {
     }
     let mark = trace.records().len();
     tx.send(Cmd::Commit).unwrap();
-    lags.push(named(&trace, major, "CREATE TABLE AS committed", mark, &pc, "c"));
+    lags.push(named(
+        &trace,
+        major,
+        "CREATE TABLE AS committed",
+        mark,
+        &pc,
+        "c",
+    ));
 
     // DROP: the traced backend closes the file when it next runs a query (its scans of b
     // fail from then on). Any record of the file from one interval after the commit on
@@ -380,7 +452,11 @@ fn disk_fallback(major: u32) {
         .lines()
         .filter(|l| l.contains("names from the on-disk catalog: may lag DDL until a checkpoint"))
         .collect();
-    assert_eq!(notes.len(), 1, "PG {major}: want one disk note, stderr:\n{stderr}");
+    assert_eq!(
+        notes.len(),
+        1,
+        "PG {major}: want one disk note, stderr:\n{stderr}"
+    );
     assert!(notes[0].contains("--no-memory"), "{}", notes[0]);
 
     // A live trace with memory: no such note.
@@ -390,7 +466,10 @@ fn disk_fallback(major: u32) {
         .output()
         .expect("run pg_trace");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("names from the on-disk catalog"), "PG {major}: {stderr}");
+    assert!(
+        !stderr.contains("names from the on-disk catalog"),
+        "PG {major}: {stderr}"
+    );
 
     // The server gone: nothing to read memory through, the disk still names.
     let dd = DataDir::from_pid(held.pid).expect("data dir");
@@ -399,9 +478,16 @@ fn disk_fallback(major: u32) {
     let mut namer = CatalogNamer::live(&dd, i32::MAX, true).expect("namer from disk");
     let notes = namer.take_notes();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].starts_with("names from the on-disk catalog"), "{notes:?}");
+    assert!(
+        notes[0].starts_with("names from the on-disk catalog"),
+        "{notes:?}"
+    );
     assert!(!namer.resolver().catalog().fresh);
-    assert!(namer.resolver().catalog().listed().any(|r| r.name == "pg_class"));
+    assert!(namer
+        .resolver()
+        .catalog()
+        .listed()
+        .any(|r| r.name == "pg_class"));
 }
 
 #[test]

@@ -8,11 +8,14 @@ use super::{Model, Named, Namer};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+/// What the label of a file no longer in the catalog says after its path.
+const GONE: &str = " (no longer in catalog: was ";
+
 /// What a file that was a relation's is called once the catalog no longer lists it
 /// (dropped, or the old file of a rewrite until the process closes it).
 fn gone(old: &RelInfo) -> RelInfo {
     let mut id = old.id.clone();
-    id.label = format!("{} (no longer in catalog: was {})", id.path, old.id.label);
+    id.label = format!("{}{GONE}{})", id.path, old.id.label);
     id.schema = None;
     id.name = None;
     id.kind = None;
@@ -29,9 +32,13 @@ fn gone(old: &RelInfo) -> RelInfo {
 fn renamed(old: &Arc<RelInfo>, new: Named) -> Option<Named> {
     let info = match &new.relation {
         Some(n) if n.id == old.id => return None,
-        Some(n) if n.id.name.is_some() || old.id.name.is_none() => Arc::clone(n),
-        _ if old.id.label.contains("(no longer in catalog") => return None,
-        _ => Arc::new(gone(old)),
+        Some(n) if n.id.name.is_some() => Arc::clone(n),
+        // Not in the catalog now: a file that had a name says which it had (once), one
+        // that never had one takes what the namer says.
+        _ if old.id.label.contains(GONE) => return None,
+        _ if old.id.name.is_some() => Arc::new(gone(old)),
+        Some(n) => Arc::clone(n),
+        None => return None,
     };
     Some(Named {
         label: info.id.label.clone(),
@@ -97,7 +104,9 @@ mod tests {
                     backend: None,
                 },
                 path: "base/5/16384".into(),
-                label: name.map_or("base/5/16384 (not in catalog yet)".into(), |n| format!("public.{n}")),
+                label: name.map_or("base/5/16384 (not in catalog yet)".into(), |n| {
+                    format!("public.{n}")
+                }),
                 schema: name.map(|_| "public".into()),
                 name: name.map(str::to_string),
                 kind: name.map(|_| "table"),
@@ -133,6 +142,9 @@ mod tests {
         assert!(renamed(&r, named(info(None, false))).is_none());
         // An unknown file that became known takes its name.
         let u = info(None, false);
-        assert_eq!(renamed(&u, named(info(Some("c"), true))).unwrap().label, "public.c");
+        assert_eq!(
+            renamed(&u, named(info(Some("c"), true))).unwrap().label,
+            "public.c"
+        );
     }
 }

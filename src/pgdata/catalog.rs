@@ -298,9 +298,7 @@ fn scan_heap(
             // every interval would cost more than the rest of the trace.
             if blkno * (blcksz as u64) < len && from_memory(global, &mut mem_page, src) {
                 walk(&mem_page, src, &mut seen);
-                reader
-                    .seek_relative(blcksz as i64)
-                    .map_err(io_err(&path))?;
+                reader.seek_relative(blcksz as i64).map_err(io_err(&path))?;
                 blkno += 1;
                 global += 1;
                 continue;

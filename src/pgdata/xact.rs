@@ -5,11 +5,11 @@
 //! server until a checkpoint, so an XID it calls in progress may in fact have committed;
 //! such tuples come back as [`Visibility::Pending`] and the catalog keeps them as a fallback.
 
+use super::catalog::Overlay;
 use super::page::{
     xmax_is_locked_only, HeapTuple, HEAP_XMAX_COMMITTED, HEAP_XMAX_INVALID, HEAP_XMAX_IS_MULTI,
     HEAP_XMIN_COMMITTED, HEAP_XMIN_INVALID,
 };
-use super::catalog::Overlay;
 use std::collections::HashMap;
 use std::path::PathBuf;
 

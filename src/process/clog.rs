@@ -85,7 +85,8 @@ pub fn decode_header(b: &[u8], l: &SlruLayout, loc: u64, size: u64) -> Option<Sl
         return None;
     }
     let end = loc.checked_add(size)?;
-    let inside = |addr: u64, len: u64| addr >= loc && addr.checked_add(len).is_some_and(|e| e <= end);
+    let inside =
+        |addr: u64, len: u64| addr >= loc && addr.checked_add(len).is_some_and(|e| e <= end);
     let h = SlruHeader {
         num_slots: n as usize,
         page_buffer: u64_at(b, l.page_buffer)?,
@@ -95,7 +96,7 @@ pub fn decode_header(b: &[u8], l: &SlruLayout, loc: u64, size: u64) -> Option<Sl
     (inside(h.page_buffer, n * 8)
         && inside(h.page_status, n * 4)
         && inside(h.page_number, n * l.page_number_size as u64))
-        .then_some(h)
+    .then_some(h)
 }
 
 /// Which slot holds `page`, from copies of the status and page-number arrays. Pure.
@@ -106,10 +107,12 @@ pub fn slot_of(status: &[u8], numbers: &[u8], width: usize, page: u64) -> Option
             .get(i * 4..i * 4 + 4)
             .and_then(|s| s.try_into().ok())
             .map(u32::from_ne_bytes);
-        let num = numbers.get(i * width..i * width + width).map(|s| match width {
-            8 => s.try_into().ok().map(i64::from_ne_bytes),
-            _ => s.try_into().ok().map(|x| i64::from(i32::from_ne_bytes(x))),
-        });
+        let num = numbers
+            .get(i * width..i * width + width)
+            .map(|s| match width {
+                8 => s.try_into().ok().map(i64::from_ne_bytes),
+                _ => s.try_into().ok().map(|x| i64::from(i32::from_ne_bytes(x))),
+            });
         matches!(st, Some(SLRU_PAGE_VALID | SLRU_PAGE_WRITE_IN_PROGRESS))
             && num.flatten() == i64::try_from(page).ok()
     })
@@ -154,7 +157,9 @@ impl XactBuffers {
                     }
                     last = Some(MemError::Layout {
                         pid,
-                        what: format!("the {key:?} SLRU header does not look like PostgreSQL {major}'s"),
+                        what: format!(
+                            "the {key:?} SLRU header does not look like PostgreSQL {major}'s"
+                        ),
                     });
                 }
                 Err(e) => last = Some(e),
@@ -204,9 +209,15 @@ impl XactBuffers {
         let Some(slot) = slot_of(&status, &numbers, width, page) else {
             return Ok(None);
         };
-        let ptr = self.mem.read_u64(self.header.page_buffer + slot as u64 * 8)?;
+        let ptr = self
+            .mem
+            .read_u64(self.header.page_buffer + slot as u64 * 8)?;
         let end = self.loc + self.size;
-        if ptr < self.loc || ptr.checked_add(self.blcksz as u64).map_or(true, |e| e > end) {
+        if ptr < self.loc
+            || ptr
+                .checked_add(self.blcksz as u64)
+                .map_or(true, |e| e > end)
+        {
             return Ok(None);
         }
         let bytes = self.mem.read_vec(ptr, self.blcksz)?;
@@ -240,12 +251,21 @@ mod tests {
 
     #[test]
     fn slots_found_by_page() {
-        let st: Vec<u8> = [0u32, 2, 3, 1].iter().flat_map(|s| s.to_ne_bytes()).collect();
-        let n32: Vec<u8> = [7i32, 7, 9, 11].iter().flat_map(|s| s.to_ne_bytes()).collect();
+        let st: Vec<u8> = [0u32, 2, 3, 1]
+            .iter()
+            .flat_map(|s| s.to_ne_bytes())
+            .collect();
+        let n32: Vec<u8> = [7i32, 7, 9, 11]
+            .iter()
+            .flat_map(|s| s.to_ne_bytes())
+            .collect();
         assert_eq!(slot_of(&st, &n32, 4, 7), Some(1));
         assert_eq!(slot_of(&st, &n32, 4, 9), Some(2));
         assert_eq!(slot_of(&st, &n32, 4, 11), None); // being read in
-        let n64: Vec<u8> = [7i64, 5, 9, 11].iter().flat_map(|s| s.to_ne_bytes()).collect();
+        let n64: Vec<u8> = [7i64, 5, 9, 11]
+            .iter()
+            .flat_map(|s| s.to_ne_bytes())
+            .collect();
         assert_eq!(slot_of(&st, &n64, 8, 5), Some(1));
         assert_eq!(slot_of(&st[..5], &n64[..3], 8, 5), None);
     }
