@@ -150,6 +150,19 @@ impl Overlay for MemoryOverlay {
         }
     }
 
+    fn page_lsn(&mut self, file: FileKey, blkno: u32) -> Option<u64> {
+        if self.broken.is_some() {
+            return None;
+        }
+        match self.buffers.page_lsn(file, blkno) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                self.recover(e);
+                None
+            }
+        }
+    }
+
     fn fresh(&self) -> bool {
         self.broken.is_none()
     }

@@ -494,3 +494,69 @@ fn disk_fallback(major: u32) {
 fn disk_fallback_is_said_on_every_major() {
     support::on_every_major(disk_fallback);
 }
+
+/// What the per-interval re-read costs, for docs/overhead.md:
+/// `FRESH_TABLES=10000 cargo test --release --test fresh_names refresh_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn refresh_cost() {
+    let major = *support::majors().last().unwrap();
+    let tables: u32 = std::env::var("FRESH_TABLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let c = Cluster::start_with(
+        major,
+        &[("checkpoint_timeout", "1h"), ("max_wal_size", "4GB")],
+    );
+    for from in (1..=tables).step_by(500) {
+        let to = (from + 499).min(tables);
+        c.execute(
+            "postgres",
+            &format!("DO $$ BEGIN FOR i IN {from}..{to} LOOP EXECUTE format('CREATE TABLE t%s (i int PRIMARY KEY, s text)', i); END LOOP; END $$"),
+        );
+    }
+    // Steady state: the bulk creation's dirty pages written (this test is about cost).
+    c.execute("postgres", "CHECKPOINT");
+    let held = c.hold_backend("postgres");
+    let dd = DataDir::from_pid(held.pid).expect("data dir");
+    let t = Instant::now();
+    let disk = Catalog::load(&dd).expect("disk");
+    let disk_time = t.elapsed();
+    let mut namer = CatalogNamer::live(&dd, held.pid, true).expect("namer");
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        std::thread::sleep(Duration::from_millis(110));
+        let t = Instant::now();
+        namer.refresh();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "{} of 7 refreshes found nothing changed",
+        namer.resolver().refreshes_skipped()
+    );
+    // And re-reads forced by a change each time (a table created between refreshes).
+    let mut changed = Vec::new();
+    for i in 0..5 {
+        c.execute("postgres", &format!("CREATE TABLE x{i} (i int)"));
+        std::thread::sleep(Duration::from_millis(110));
+        let t = Instant::now();
+        assert!(namer.refresh(), "a new table is a change");
+        changed.push(t.elapsed());
+    }
+    changed.sort();
+    eprintln!(
+        "re-read after a change: median {:?}",
+        changed[changed.len() / 2]
+    );
+    let cat = namer.resolver().catalog();
+    eprintln!(
+        "PG {major}, {tables} tables ({} relations): disk-only load {disk_time:?}; refresh with nothing changed median {:?} (min {:?}, max {:?}), {} pages from shared buffers",
+        disk.relations.len(),
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        cat.pages_from_memory
+    );
+}

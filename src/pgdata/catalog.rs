@@ -134,6 +134,7 @@ pub struct Catalog {
     pub fresh: bool,
     /// Catalog pages taken from shared buffers in this read.
     pub pages_from_memory: u64,
+    inputs: Inputs,
     by_file: HashMap<RelFileLocator, usize>,
     by_oid: HashMap<(u32, u32), usize>,
 }
@@ -169,6 +170,9 @@ pub trait Overlay {
     fn blocks(&mut self, file: FileKey) -> Option<u32>;
     /// The status of `xid` when memory knows it.
     fn xid_status(&mut self, xid: u32) -> Option<XidStatus>;
+    /// The LSN (`pd_lsn`) of block `blkno` of `file` when memory has the block: every
+    /// WAL-logged change of a page moves it. A torn read only costs a needless re-read.
+    fn page_lsn(&mut self, file: FileKey, blkno: u32) -> Option<u64>;
     /// Whether pages and statuses come from memory (false: disk only).
     fn fresh(&self) -> bool;
 }
@@ -186,9 +190,34 @@ impl Overlay for DiskOnly {
     fn xid_status(&mut self, _: u32) -> Option<XidStatus> {
         None
     }
+    fn page_lsn(&mut self, _: FileKey, _: u32) -> Option<u64> {
+        None
+    }
     fn fresh(&self) -> bool {
         false
     }
+}
+
+/// What one catalog read was made from, to tell cheaply whether a new read would give
+/// the same names: every page's LSN, the files' sizes and times, the transactions that
+/// were still running.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pages: Vec<(FileKey, u32, u64)>,
+    blocks_in_memory: Vec<(FileKey, Option<u32>)>,
+    files: Vec<(PathBuf, Option<(u64, std::time::SystemTime)>)>,
+    open_xids: std::collections::BTreeSet<u32>,
+}
+
+fn file_stamp(p: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// `pd_lsn`: the first 8 bytes of a page, `{xlogid, xrecoff}`.
+fn page_lsn(page: &[u8]) -> u64 {
+    let w = |o| u64::from(u32_at(page, o).unwrap_or(0));
+    (w(0) << 32) | w(4)
 }
 
 /// Where a scan reads from: the overlay, the disk's pg_xact behind it.
@@ -197,6 +226,7 @@ struct Sources<'a> {
     clog: Clog,
     /// Blocks taken from memory, for tests and the overhead figures.
     from_memory: u64,
+    inputs: Inputs,
 }
 
 /// What a heap scan saw, for the messages about empty or damaged catalogs.
@@ -246,10 +276,14 @@ fn scan_heap(
     let mut page = vec![0u8; blcksz];
     let mut mem_page = vec![0u8; blcksz];
     let mut seen = Scanned::default();
-    let mem_blocks = u64::from(src.overlay.blocks(file).unwrap_or(0));
+    let in_memory = src.overlay.blocks(file);
+    src.inputs.blocks_in_memory.push((file, in_memory));
+    let mem_blocks = u64::from(in_memory.unwrap_or(0));
     // The next block number of the relation (segments laid end to end).
     let mut global: u64 = 0;
-    let mut walk = |page: &[u8], src: &mut Sources<'_>, seen: &mut Scanned| {
+    let mut walk = |g: u64, page: &[u8], src: &mut Sources<'_>, seen: &mut Scanned| {
+        let blk = u32::try_from(g).unwrap_or(u32::MAX);
+        src.inputs.pages.push((file, blk, page_lsn(page)));
         let mut xids = MemoryFirst::new(&mut *src.overlay, &mut src.clog);
         for t in heap_tuples(page) {
             let v = tuple_visibility(&t, &mut xids);
@@ -258,6 +292,8 @@ fn scan_heap(
                 f(&t, v);
             }
         }
+        let open = std::mem::take(&mut xids.open);
+        src.inputs.open_xids.extend(open);
     };
     // A trustworthy page from memory: copied, and its header valid.
     let from_memory = |g: u64, out: &mut [u8], src: &mut Sources<'_>| {
@@ -273,6 +309,7 @@ fn scan_heap(
         } else {
             PathBuf::from(format!("{}.{segno}", base.display()))
         };
+        src.inputs.files.push((path.clone(), file_stamp(&path)));
         let mut file = match open_regular(&path) {
             Ok(f) => f,
             Err(PgDataError::Io { error, .. })
@@ -297,7 +334,7 @@ fn scan_heap(
             // A block memory has is not read from disk at all: re-reading a big pg_class
             // every interval would cost more than the rest of the trace.
             if blkno * (blcksz as u64) < len && from_memory(global, &mut mem_page, src) {
-                walk(&mem_page, src, &mut seen);
+                walk(global, &mem_page, src, &mut seen);
                 reader.seek_relative(blcksz as i64).map_err(io_err(&path))?;
                 blkno += 1;
                 global += 1;
@@ -345,7 +382,7 @@ fn scan_heap(
                 }
             };
             if ok {
-                walk(&page, src, &mut seen);
+                walk(global, &page, src, &mut seen);
             }
             blkno += 1;
             global += 1;
@@ -357,7 +394,7 @@ fn scan_heap(
     // Blocks the server added since the file was last written: in memory only.
     while global < mem_blocks {
         if from_memory(global, &mut mem_page, src) {
-            walk(&mem_page, src, &mut seen);
+            walk(global, &mem_page, src, &mut seen);
         }
         global += 1;
     }
@@ -653,7 +690,12 @@ impl Catalog {
             overlay,
             clog: Clog::new(&dd.root, dd.control.blcksz, dd.control.oldest_xid),
             from_memory: 0,
+            inputs: Inputs::default(),
         };
+        let global_map_path = dd.root.join("global/pg_filenode.map");
+        src.inputs
+            .files
+            .push((global_map_path.clone(), file_stamp(&global_map_path)));
         let global_map = read_relmap(&dd.root.join("global/pg_filenode.map"))?;
         let mapped = |oid: u32| {
             global_map.get(&oid).copied().ok_or_else(|| {
@@ -734,6 +776,7 @@ impl Catalog {
             warnings,
             fresh,
             pages_from_memory: 0,
+            inputs: Inputs::default(),
             by_file: HashMap::new(),
             by_oid: HashMap::new(),
         };
@@ -755,6 +798,7 @@ impl Catalog {
             }
         }
         cat.pages_from_memory = src.from_memory;
+        cat.inputs = src.inputs;
         Ok(cat)
     }
 
@@ -766,7 +810,11 @@ impl Catalog {
     ) -> Result<(), PgDataError> {
         let dd = self.datadir.clone();
         let dir = database_dir(&dd, db.tablespace, db.oid);
-        let local_map = read_relmap(&dir.join("pg_filenode.map"))?;
+        let local_map_path = dir.join("pg_filenode.map");
+        src.inputs
+            .files
+            .push((local_map_path.clone(), file_stamp(&local_map_path)));
+        let local_map = read_relmap(&local_map_path)?;
         let mut warnings = Vec::new();
         let class = ClassRows::read(&dd, db, &dir, &local_map, src, &mut warnings)?;
         let (nsp_file, nsp_key) =
@@ -831,6 +879,40 @@ impl Catalog {
 
     pub fn by_file(&self, key: &RelFileLocator) -> Option<&Relation> {
         self.by_file.get(key).map(|&i| &self.relations[i])
+    }
+
+    /// Whether a new read would find what this one was made from, unchanged: the same
+    /// catalog blocks in memory with the same LSNs, the same files (size and time), every
+    /// transaction that was running still running. Much cheaper than a read: a refresh
+    /// every interval costs this when no DDL happened.
+    pub fn unchanged(&self, overlay: &mut dyn Overlay) -> bool {
+        overlay.begin();
+        let i = &self.inputs;
+        if i.files.iter().any(|(p, stamp)| file_stamp(p) != *stamp) {
+            return false;
+        }
+        if i.blocks_in_memory
+            .iter()
+            .any(|(f, n)| overlay.blocks(*f) != *n)
+        {
+            return false;
+        }
+        // A block read from disk and not in memory now is as the file has it: unchanged.
+        if i.pages
+            .iter()
+            .any(|&(f, b, lsn)| overlay.page_lsn(f, b).is_some_and(|now| now != lsn))
+        {
+            return false;
+        }
+        let dd = &self.datadir;
+        let mut clog = Clog::new(&dd.root, dd.control.blcksz, dd.control.oldest_xid);
+        let mut xids = MemoryFirst::new(overlay, &mut clog);
+        i.open_xids.iter().all(|&x| {
+            matches!(
+                super::xact::XidLookup::status(&mut xids, x),
+                XidStatus::InProgress | XidStatus::SubCommitted
+            )
+        })
     }
 
     /// The relation whose main fork is at `path` (as `pg_relation_filepath()` prints it),

@@ -45,6 +45,8 @@ pub struct Resolver {
     min_interval: Duration,
     reloads: u64,
     overlay: Box<dyn Overlay + Send>,
+    /// Refreshes that found nothing changed and did not re-read.
+    skipped: u64,
     /// Bumped each time a re-read changed what some file or OID is called.
     generation: u64,
 }
@@ -83,6 +85,7 @@ impl Resolver {
             min_interval: DEFAULT_RELOAD_INTERVAL,
             reloads: 0,
             overlay: Box::new(DiskOnly),
+            skipped: 0,
             generation: 0,
         }
     }
@@ -94,6 +97,12 @@ impl Resolver {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// Refreshes that found the catalog's pages, files and running transactions
+    /// unchanged, and so did not re-read it.
+    pub fn refreshes_skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// How many times the catalog was re-read since this resolver was made.
@@ -145,6 +154,14 @@ impl Resolver {
     /// cheap), at most every [`MIN_REFRESH_INTERVAL`]. True when names changed.
     pub fn refresh(&mut self) -> bool {
         if self.loaded_at.elapsed() < MIN_REFRESH_INTERVAL {
+            return false;
+        }
+        // Memory that stopped answering is a change in itself (the note, the disk's names).
+        if self.catalog.fresh == self.overlay.fresh()
+            && self.catalog.unchanged(self.overlay.as_mut())
+        {
+            self.loaded_at = Instant::now();
+            self.skipped += 1;
             return false;
         }
         let before = self.generation;

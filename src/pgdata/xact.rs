@@ -112,11 +112,18 @@ impl XidLookup for Clog {
 pub struct MemoryFirst<'a> {
     memory: &'a mut dyn Overlay,
     disk: &'a mut Clog,
+    /// Transactions found still running: when one ends, names may change with no page
+    /// changing (a commit only sets clog bits).
+    pub open: std::collections::BTreeSet<u32>,
 }
 
 impl<'a> MemoryFirst<'a> {
     pub fn new(memory: &'a mut dyn Overlay, disk: &'a mut Clog) -> MemoryFirst<'a> {
-        MemoryFirst { memory, disk }
+        MemoryFirst {
+            memory,
+            disk,
+            open: Default::default(),
+        }
     }
 }
 
@@ -127,10 +134,14 @@ impl XidLookup for MemoryFirst<'_> {
             BOOTSTRAP_TRANSACTION_ID | FROZEN_TRANSACTION_ID => return XidStatus::Committed,
             _ => {}
         }
-        match self.memory.xid_status(xid) {
+        let s = match self.memory.xid_status(xid) {
             Some(s) => s,
             None => self.disk.status(xid),
+        };
+        if matches!(s, XidStatus::InProgress | XidStatus::SubCommitted) {
+            self.open.insert(xid);
         }
+        s
     }
 }
 

@@ -414,6 +414,24 @@ impl SharedBuffers {
             .map(|b| b.saturating_add(1))
     }
 
+    /// The LSN of block `block` of `file` when the pool holds it (no copy protocol: a torn
+    /// LSN only makes the caller read the catalog once more).
+    pub fn page_lsn(&mut self, file: FileKey, block: u32) -> Result<Option<u64>, MemError> {
+        let Some(&buf_id) = self.index.get(&file).and_then(|m| m.get(&block)) else {
+            return Ok(None);
+        };
+        let d = self.desc(buf_id)?;
+        if d.tag.rel != file.2 || d.tag.block != block || !d.holds_valid() {
+            self.stale = true;
+            return Ok(None);
+        }
+        let mut b = [0u8; 8];
+        self.mem
+            .read(self.blocks + (buf_id as u64) * self.blcksz as u64, &mut b)?;
+        let w = |o: usize| u64::from(u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]));
+        Ok(Some((w(0) << 32) | w(4)))
+    }
+
     /// Copy block `block` of `file` into `out` when the pool holds a trustworthy copy.
     /// Ok(false): not in the pool, or never trustworthy in [`RETRIES`] tries (use disk).
     pub fn read_page(
