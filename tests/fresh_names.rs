@@ -584,3 +584,82 @@ fn refresh_cost() {
         cat.pages_from_memory
     );
 }
+
+/// Memory as a hostile source: whatever pages and transaction statuses an overlay hands
+/// over, a catalog read never panics; pages whose header does not check out are not used
+/// (the disk's are), so names stay the disk's.
+struct Hostile {
+    page: Vec<u8>,
+    blocks: Option<u32>,
+    status: Option<pg_trace::pgdata::xact::XidStatus>,
+}
+
+impl pg_trace::pgdata::catalog::Overlay for Hostile {
+    fn page(&mut self, _: (u32, u32, u32), _: u32, page: &mut [u8]) -> bool {
+        let n = page.len().min(self.page.len());
+        page[..n].copy_from_slice(&self.page[..n]);
+        true
+    }
+    fn blocks(&mut self, _: (u32, u32, u32)) -> Option<u32> {
+        self.blocks
+    }
+    fn xid_status(&mut self, _: u32) -> Option<pg_trace::pgdata::xact::XidStatus> {
+        self.status
+    }
+    fn page_lsn(&mut self, _: (u32, u32, u32), _: u32) -> Option<u64> {
+        None
+    }
+    fn fresh(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn hostile_memory_never_panics() {
+    use pg_trace::pgdata::xact::XidStatus;
+    use proptest::prelude::*;
+    let major = *support::majors().last().unwrap();
+    let c = start(major);
+    let dd = DataDir::open(&c.datadir).expect("data dir");
+    let disk = Catalog::load(&dd).expect("disk");
+    let names = |cat: &Catalog| -> Vec<(String, String)> {
+        cat.listed()
+            .map(|r| (r.path.clone(), r.qualified()))
+            .collect()
+    };
+    let statuses = prop::sample::select(vec![
+        None,
+        Some(XidStatus::InProgress),
+        Some(XidStatus::Committed),
+        Some(XidStatus::Aborted),
+        Some(XidStatus::SubCommitted),
+    ]);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 64,
+        ..Default::default()
+    });
+    runner
+        .run(
+            &(
+                proptest::collection::vec(any::<u8>(), 0..8192),
+                proptest::option::of(0u32..8),
+                statuses,
+            ),
+            |(page, blocks, status)| {
+                let header_ok = pg_trace::pgdata::page::check_page(&page, 8192).is_ok();
+                let mut o = Hostile {
+                    page,
+                    blocks,
+                    status,
+                };
+                let got = Catalog::load_with(&dd, &mut o);
+                // Garbage pages are never used: with the statuses left to the disk, the
+                // names are the disk's.
+                if !header_ok && status.is_none() {
+                    prop_assert_eq!(names(&got.expect("catalog")), names(&disk));
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
