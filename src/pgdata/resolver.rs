@@ -135,7 +135,8 @@ impl Resolver {
         self.reload()
     }
 
-    fn reload(&mut self) -> bool {
+    /// Re-read the catalog now, whenever the last read was.
+    pub fn reload(&mut self) -> bool {
         self.loaded_at = Instant::now();
         match Catalog::load_with(&self.catalog.datadir, self.overlay.as_mut()) {
             Ok(c) => {
