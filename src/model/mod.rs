@@ -207,16 +207,16 @@ impl Model {
         self.procs.get(&pid).and_then(|p| p.role)
     }
 
-    /// Relations some non-io-worker process has open: io workers read for everyone, so
-    /// only their reads of these are ours.
-    fn ours(&self, rel: &RelFileLocator) -> bool {
-        self.files.values().any(|f| {
-            !f.via_io_worker
-                && f.named
-                    .relation
-                    .as_ref()
-                    .is_some_and(|r| r.id.locator == *rel)
-        })
+    /// Whether an io worker's read for `owner` (its AIO handle's owner) is ours: the
+    /// owner is the leader or one of its parallel workers, never an io worker, and has
+    /// not exited (its ProcNumber, which the handle names, may be another backend's now).
+    fn owner_is_ours(&self, owner: Pid) -> bool {
+        match self.procs.get(&owner) {
+            Some(p) => {
+                !p.exited && (owner == self.leader || p.role == Some(FollowerRole::ParallelWorker))
+            }
+            None => owner == self.leader,
+        }
     }
 
     /// A relation by its main-fork path (`pg_relation_filepath()`), as records name it.
@@ -248,6 +248,14 @@ impl Model {
             EventKind::Dup { old_fd, new_fd, .. } if *new_fd >= 0 => {
                 self.dup(pid, *old_fd, *new_fd)
             }
+            // io workers read for the whole cluster: a read whose owner is not known is
+            // nobody's we can name, and is only counted.
+            EventKind::Read { .. } if role == Some(FollowerRole::IoWorker) => {
+                *self
+                    .lost
+                    .entry(crate::trace::event::IO_WORKER_OWNER_UNKNOWN.to_string())
+                    .or_default() += 1;
+            }
             EventKind::Read {
                 syscall,
                 fd,
@@ -255,6 +263,16 @@ impl Model {
                 result,
                 ..
             } => self.io(ev, *syscall, *fd, *offset, *result, false, namer),
+            EventKind::IoWorkerRead {
+                owner,
+                syscall,
+                fd,
+                offset,
+                result,
+                ..
+            } if role == Some(FollowerRole::IoWorker) && self.owner_is_ours(*owner) => {
+                self.io(ev, *syscall, *fd, *offset, *result, false, namer)
+            }
             EventKind::Write {
                 syscall,
                 fd,
@@ -547,8 +565,8 @@ impl Model {
                     .unwrap_or_else(|| Arc::new(unnamed_block_rel(&b.rel, b.fork)))
             })
             .clone();
-        // io workers complete reads for every backend: only relations ours already are.
-        if role == Some(FollowerRole::IoWorker) && !self.relations.contains_key(&info.id.locator) {
+        // io workers complete reads for every backend, and a probe does not say whose.
+        if role == Some(FollowerRole::IoWorker) {
             return;
         }
         let bb = coverage::BLOCK;
@@ -672,17 +690,6 @@ impl Model {
             return;
         }
         let n = result as u64;
-        // io workers read for every backend of the cluster: only reads of relations the
-        // traced processes have open are theirs.
-        if f.via_io_worker {
-            let rel = f.named.relation.as_ref().map(|r| r.id.locator);
-            if !rel.is_some_and(|k| self.ours(&k)) {
-                return;
-            }
-        }
-        let Some(f) = self.files.get_mut(&(ev.pid, fd)) else {
-            return;
-        };
         if write {
             f.record_write(syscall, start, n, ev.ts_ns);
         } else {
