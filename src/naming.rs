@@ -177,6 +177,8 @@ pub struct CatalogNamer {
     notes: Vec<String>,
     /// Whether the last catalog read had memory (a change is said once).
     was_fresh: bool,
+    /// The resolver's generation the model's names were last checked against.
+    seen_generation: u64,
 }
 
 impl CatalogNamer {
@@ -185,12 +187,14 @@ impl CatalogNamer {
         let dd = &resolver.catalog().datadir;
         let (root, version_dir) = (dd.root.clone(), dd.tablespace_version_dir());
         let was_fresh = resolver.catalog().fresh;
+        let resolver_generation = resolver.generation();
         CatalogNamer {
             resolver,
             root,
             version_dir,
             notes: Vec::new(),
             was_fresh,
+            seen_generation: resolver_generation,
         }
     }
 
@@ -362,7 +366,11 @@ impl Namer for CatalogNamer {
     }
 
     fn refresh(&mut self) -> bool {
-        let changed = self.resolver.refresh();
+        self.resolver.refresh();
+        // A re-read triggered by an unknown file between two refreshes changes names too:
+        // compare generations, not this call's result.
+        let changed = self.resolver.generation() != self.seen_generation;
+        self.seen_generation = self.resolver.generation();
         let fresh = self.resolver.catalog().fresh;
         if self.was_fresh && !fresh {
             // Memory stopped answering (every process of the cluster we read through is
