@@ -4,6 +4,7 @@
 //! files opened and closed between two polls.
 
 use super::{monotonic_ns, Event, EventKind, Pid, Tracer, TracerStats};
+use crate::process::identity::Identity;
 use crate::process::proc::{self, SyscallNow};
 use std::collections::BTreeSet;
 
@@ -77,17 +78,30 @@ fn sample_kernel(pid: Pid, out: &mut Vec<Event>) {
 
 pub struct ProcfsTracer {
     pids: BTreeSet<Pid>,
+    /// Each pid pinned: a poll's reads count only if their process is alive after them.
+    ids: std::collections::BTreeMap<Pid, crate::process::identity::Identity>,
     events: u64,
 }
 
 impl ProcfsTracer {
     pub fn attach(pids: &[Pid]) -> anyhow::Result<ProcfsTracer> {
+        let ids = pids
+            .iter()
+            .map(|&p| Ok((p, Identity::open(p)?)))
+            .collect::<anyhow::Result<_>>()?;
         for &pid in pids {
             crate::process::fds::check_readable(pid).map_err(|e| {
-                anyhow::anyhow!("cannot read /proc/{pid}/fd: {e} (pg_trace must run as root)")
+                // Root is the answer to a refusal only; a vanished process is said by the
+                // caller (session::backend::while_attaching).
+                let hint = match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => " (pg_trace must run as root)",
+                    _ => "",
+                };
+                anyhow::anyhow!("cannot read /proc/{pid}/fd: {e}{hint}")
             })?;
         }
         Ok(ProcfsTracer {
+            ids,
             pids: pids.iter().copied().collect(),
             events: 0,
         })
@@ -100,27 +114,36 @@ impl Tracer for ProcfsTracer {
     }
 
     fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()> {
+        self.ids.insert(pid, Identity::open(pid)?);
         self.pids.insert(pid);
         Ok(())
     }
 
     fn remove_pid(&mut self, pid: Pid) {
         self.pids.remove(&pid);
+        self.ids.remove(&pid);
     }
 
     fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
         let before = out.len();
         let mut gone = Vec::new();
         for &pid in &self.pids {
+            let mark = out.len();
             if snapshot(pid, out).is_err() {
                 gone.push(pid);
                 continue;
             }
             sample_kernel(pid, out);
+            if !self.ids.get(&pid).is_some_and(Identity::is_alive) {
+                // Read by pid: maybe from whoever has it now. Not a word of it.
+                out.truncate(mark);
+                gone.push(pid);
+            }
         }
         for pid in gone {
             // Without a parent's wait status the exit code is unknown.
             self.pids.remove(&pid);
+            self.ids.remove(&pid);
             out.push(Event {
                 ts_ns: monotonic_ns(),
                 pid,
