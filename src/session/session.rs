@@ -123,7 +123,7 @@ pub struct Session {
 impl Session {
     /// Check the target, attach, and take the startup snapshot of its open files.
     pub fn open(pid: Pid, backend: BackendChoice) -> Result<Session> {
-        Session::open_with(pid, backend, &UsdtConfig::default())
+        Session::open_with(pid, backend, &UsdtConfig::default(), true)
     }
 
     /// [`Session::open`] with the USDT settings (`--no-usdt`, `--usdt-probes`).
@@ -131,21 +131,36 @@ impl Session {
     /// The process is pinned first ([`Identity`]); if it is gone by the end of the attach,
     /// or any step failed because it went away, the error is exactly
     /// [`ExitedWhileAttaching`](crate::process::identity::ExitedWhileAttaching).
-    pub fn open_with(pid: Pid, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
+    /// `memory`: false for `--no-memory` (names then come from the disk from the first read).
+    pub fn open_with(
+        pid: Pid,
+        backend: BackendChoice,
+        usdt: &UsdtConfig,
+        memory: bool,
+    ) -> Result<Session> {
         let identity = Identity::open(pid)?;
-        super::backend::while_attaching(&identity, || {
-            Session::attach(identity.try_clone()?, backend, usdt)
-        })
+        let mut s = super::backend::while_attaching(&identity, || {
+            Session::attach(identity.try_clone()?, backend, usdt, memory)
+        })?;
+        if !memory {
+            s.disable_memory();
+        }
+        Ok(s)
     }
 
-    fn attach(identity: Identity, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
+    fn attach(
+        identity: Identity,
+        backend: BackendChoice,
+        usdt: &UsdtConfig,
+        memory: bool,
+    ) -> Result<Session> {
         let pid = identity.pid();
         let dd = DataDir::from_pid(pid)?;
         super::backend::test_pause("located");
         crate::process::proc::require_root(|| {
             format!("pg_trace must run as root to attach to pid {pid}")
         })?;
-        let mut namer = CatalogNamer::live(&dd, pid, true)?;
+        let mut namer = CatalogNamer::live(&dd, pid, memory)?;
         let mut notes = namer.take_notes();
         let (tracer, usdt) =
             super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
