@@ -101,7 +101,9 @@ fn credit(major: u32) {
     let files: Vec<_> = records.iter().filter_map(file).collect();
     // The scene is what the test says: catalogs and the index were open.
     assert!(
-        files.iter().any(|f| f.relation.as_deref() == Some(index.as_str())),
+        files
+            .iter()
+            .any(|f| f.relation.as_deref() == Some(index.as_str())),
         "PG {major}: the index is not open"
     );
     assert!(
@@ -113,7 +115,10 @@ fn credit(major: u32) {
     for f in &files {
         if f.relation.as_deref() == Some(table.as_str()) {
             if f.bytes_read > 0 {
-                assert!(f.estimate, "PG {major}: credited but not an estimate: {f:?}");
+                assert!(
+                    f.estimate,
+                    "PG {major}: credited but not an estimate: {f:?}"
+                );
             }
         } else {
             assert_eq!(

@@ -121,7 +121,7 @@ impl Session {
 
     /// [`Session::open`] with the USDT settings (`--no-usdt`, `--usdt-probes`).
     pub fn open_with(pid: Pid, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
-        let dd = DataDir::from_pid(pid)?;
+        let dd = crate::commands::postgres_datadir(pid)?;
         crate::process::proc::require_root(|| {
             format!("pg_trace must run as root to attach to pid {pid}")
         })?;
