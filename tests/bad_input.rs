@@ -639,3 +639,26 @@ fn a_renamed_sleep_in_a_data_directory_is_not_postgres() {
     );
     drop(sleep);
 }
+
+/// The other side of the check above: the postmaster and a client backend of every major
+/// (Debian's stripped PostgreSQL 15 among them) are PostgreSQL by their binary and memory.
+#[test]
+fn real_server_processes_pass_the_postgres_check() {
+    support::on_every_major(|major| {
+        let c = Cluster::start(major);
+        let held = c.hold_backend("postgres");
+        for pid in [c.postmaster_pid(), held.pid] {
+            let out = run(&["resolve", "-p", &pid.to_string(), "global/1262"]);
+            assert!(
+                out.status.success(),
+                "PG {major} pid {pid}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("pg_database"),
+                "PG {major}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    });
+}
