@@ -60,7 +60,10 @@ fn unread_index(major: u32) {
         .filter_map(file)
         .filter(|f| f.relation.as_deref() == Some(index.as_str()))
         .collect();
-    assert!(!index_files.is_empty(), "PG {major}: the index is not shown open");
+    assert!(
+        !index_files.is_empty(),
+        "PG {major}: the index is not shown open"
+    );
     // The scene: the index's file position is its end, which was taken for progress.
     assert!(
         index_files
@@ -87,7 +90,9 @@ fn unread_index(major: u32) {
         .filter(|f| f.relation.as_deref() == Some(table.as_str()) && f.read_since_attach)
         .collect();
     assert!(
-        table_files.iter().any(|f| f.offset.is_some() && f.percent.is_some()),
+        table_files
+            .iter()
+            .any(|f| f.offset.is_some() && f.percent.is_some()),
         "PG {major}: no table file record with an offset and a percent"
     );
     let best = records

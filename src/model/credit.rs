@@ -180,7 +180,8 @@ mod tests {
         c.sampled(7, 1, u32::MAX, None);
         c.sampled(7, 2, u32::MAX, None);
         let s = c.split(7, u64::MAX, 1, true, no_limit);
-        assert!(s.iter().map(|s| s.bytes).sum::<u64>() <= u64::MAX);
+        let total = s.iter().try_fold(0u64, |t, s| t.checked_add(s.bytes));
+        assert_eq!(total, Some(u64::MAX - 1), "{s:?}");
         c.split(7, u64::MAX, 2, true, no_limit);
         assert_eq!(c.unattributed, Some(u64::MAX));
     }

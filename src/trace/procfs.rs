@@ -73,11 +73,14 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(1);
 /// Distinct reads kept between two polls: memory stays bounded if polls stall.
 const SAMPLES_KEPT: usize = 4096;
 
+/// One read in flight as the samples saw it: the read, how many looks saw it, when first.
+type Seen = (ReadSeen, u32, u64);
+
 #[derive(Default)]
 struct Samples {
     pids: BTreeSet<Pid>,
-    /// (pid, fd, offset) -> the read, how many looks saw it, when first.
-    seen: BTreeMap<(Pid, i32, Option<u64>), (ReadSeen, u32, u64)>,
+    /// By (pid, fd, offset): one blocked read seen by several looks is one read.
+    seen: BTreeMap<(Pid, i32, Option<u64>), Seen>,
 }
 
 /// The thread that samples `/proc/PID/syscall` between polls.
@@ -159,9 +162,9 @@ fn sample_loop(shared: &Mutex<Samples>, stop: &AtomicBool) {
         files.retain(|p, _| pids.contains(p));
         let mut caught = Vec::new();
         for &pid in &pids {
-            if !files.contains_key(&pid) {
+            if let std::collections::hash_map::Entry::Vacant(e) = files.entry(pid) {
                 match SyscallFile::open(pid) {
-                    Some(f) => files.insert(pid, f),
+                    Some(f) => e.insert(f),
                     None => continue,
                 };
             }
