@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::io::BufRead;
+
 use support::trace::{attach, file, progress, spawn_trace, stats};
 use support::Cluster;
 
@@ -167,6 +169,31 @@ fn credit(major: u32) {
         "PG {major}: table of {size} bytes: {table_bytes} credited on samples, {} unattributed",
         un.bytes_read
     );
+
+    // The text output says it too, as an estimate.
+    let mut text = std::process::Command::new(env!("CARGO_BIN_EXE_pg_trace"))
+        .args(["-p", &pid.to_string(), "--no-tui", "--backend", "procfs"])
+        .args(["--interval", "200", "--duration", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(text.stdout.take().unwrap()).lines();
+    // Attached once its first interval is out.
+    assert!(lines.next().is_some(), "PG {major}: no text output");
+    let n: i64 = held
+        .client
+        .query_one("SELECT count(*) FROM t WHERE length(md5(pad)) > 0", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, ROWS);
+    let said = lines
+        .map_while(Result::ok)
+        .find(|l| l.trim_start().starts_with("unattributed reads: ~"));
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(text.id() as i32, libc::SIGINT) };
+    assert!(text.wait().unwrap().success());
+    let said = said.unwrap_or_else(|| panic!("PG {major}: no unattributed line in the text"));
+    assert!(said.contains("(estimate"), "PG {major}: {said}");
     drop(held);
 }
 
