@@ -211,3 +211,40 @@ fn procfs_credits_only_files_being_read() {
         }
     }
 }
+
+/// The TUI says it too: the files panel's title carries the unattributed bytes, marked `~`.
+#[test]
+fn the_tui_shows_unattributed_reads() {
+    use pg_trace::trace::EventKind;
+    use pg_trace::ui::{draw_trace, log::LogRing, ScreenState, Theme};
+    use support::scripted::{self, ev, open, PID, T0};
+    let mut m = pg_trace::model::Model::new(PID, scripted::SEG);
+    scripted::apply(&mut m, open(T0, 24, "base/16385/16388"));
+    let io = |rchar| EventKind::IoCounters {
+        rchar,
+        wchar: 0,
+        read_bytes: 0,
+        write_bytes: 0,
+    };
+    scripted::apply(&mut m, ev(T0 + 1, io(1000)));
+    scripted::apply(&mut m, ev(T0 + 2, io(1000 + 300 * scripted::MIB)));
+    scripted::tick(&mut m, T0 + 3);
+    let mut info = scripted::info(T0 + 3);
+    info.methods = "procfs".into();
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 30)).unwrap();
+    term.draw(|f| {
+        draw_trace(
+            f,
+            &m,
+            &info,
+            &LogRing::new(),
+            &ScreenState::default(),
+            &Theme::mono(),
+        )
+    })
+    .unwrap();
+    let screen = term.backend().to_string();
+    assert!(screen.contains("~300.0 MiB read unattributed"), "{screen}");
+    // Nothing was credited to the open table without a sample.
+    assert_eq!(m.files[&(PID, 24)].bytes_read, 0);
+}
