@@ -112,15 +112,24 @@ impl Sampler {
     fn set_pids(&self, pids: &BTreeSet<Pid>) {
         if let Ok(mut s) = self.shared.lock() {
             s.pids = pids.clone();
+            // What a pid that left was caught reading is no one's now.
+            s.seen.retain(|(p, ..), _| pids.contains(p));
         }
     }
 
-    /// The reads seen since the last drain, one event each (oldest first).
-    fn drain(&self, out: &mut Vec<Event>) {
+    /// The reads of `pid` seen since the last drain, one event each (oldest first).
+    fn drain(&self, pid: Pid, out: &mut Vec<Event>) {
         let Ok(mut s) = self.shared.lock() else {
             return;
         };
-        let mut v: Vec<_> = std::mem::take(&mut s.seen).into_iter().collect();
+        let mut v: Vec<_> = s
+            .seen
+            .range((pid, i32::MIN, None)..=(pid, i32::MAX, Some(u64::MAX)))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (k, _) in &v {
+            s.seen.remove(k);
+        }
         drop(s);
         v.sort_by_key(|(_, (_, _, ts))| *ts);
         for ((pid, ..), (r, hits, ts)) in v {
@@ -153,7 +162,9 @@ impl Drop for Sampler {
 }
 
 fn sample_loop(shared: &Mutex<Samples>, stop: &AtomicBool) {
-    let mut files: HashMap<Pid, SyscallFile> = HashMap::new();
+    // Each pid's file is opened once, when the pid joins: once its process is gone the file
+    // only fails, and opening the path again could land on a process that took the pid.
+    let mut files: HashMap<Pid, Option<SyscallFile>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let pids = match shared.lock() {
             Ok(s) => s.pids.clone(),
@@ -162,22 +173,16 @@ fn sample_loop(shared: &Mutex<Samples>, stop: &AtomicBool) {
         files.retain(|p, _| pids.contains(p));
         let mut caught = Vec::new();
         for &pid in &pids {
-            if let std::collections::hash_map::Entry::Vacant(e) = files.entry(pid) {
-                match SyscallFile::open(pid) {
-                    Some(f) => e.insert(f),
-                    None => continue,
-                };
-            }
-            match files.get(&pid).map(SyscallFile::read) {
+            let file = files.entry(pid).or_insert_with(|| SyscallFile::open(pid));
+            match file.as_ref().map(SyscallFile::read) {
                 Some(Some(now)) => {
                     if let Some(r) = read_seen(now) {
                         caught.push((pid, r));
                     }
                 }
-                // Gone (or never ours): the poll notices the exit; stop looking.
-                _ => {
-                    files.remove(&pid);
-                }
+                // Gone: the poll notices the exit; this pid is not looked at again.
+                Some(None) => *file = None,
+                None => {}
             }
         }
         if !caught.is_empty() {
@@ -260,15 +265,12 @@ impl Tracer for ProcfsTracer {
         for &pid in &self.pids {
             if snapshot(pid, out).is_err() {
                 gone.push(pid);
+                continue;
             }
-        }
-        // The samples after the files they name, before the rchar growth that is put only
-        // on files they show being read.
-        self.sampler.drain(out);
-        for &pid in &self.pids {
-            if !gone.contains(&pid) {
-                sample_kernel(pid, out);
-            }
+            // The samples after the files they name, before the rchar growth that is put
+            // only on files they show being read.
+            self.sampler.drain(pid, out);
+            sample_kernel(pid, out);
         }
         if !gone.is_empty() {
             self.pids.retain(|p| !gone.contains(p));
@@ -393,7 +395,7 @@ mod tests {
         let t = std::time::Instant::now();
         let mut seen = Vec::new();
         while t.elapsed() < Duration::from_secs(10) {
-            sampler.drain(&mut seen);
+            sampler.drain(tid, &mut seen);
             if seen
                 .iter()
                 .any(|e| matches!(e.kind, EventKind::ReadSample { fd, syscall: Syscall::Read, .. } if fd == rfd))
