@@ -37,6 +37,9 @@
  *   READ..PWRITEV2        a0 fd  a1 offset (valid iff PGT_F_OFFSET; for calls at
  *                         the file position: f_pos at exit minus the result)
  *                         a2 requested bytes (sum of iov_len for *v calls)
+ *                         a3 (PREAD64, PREADV, PREADV2 with PGT_F_AIO_OWNER): the
+ *                         tgid of the traced process that owns the AIO handle a
+ *                         PG18 io worker is executing
  *   LSEEK                 a0 fd  a1 offset (s64)  a2 whence
  *   FTRUNCATE             a0 fd  a1 length
  *   TRUNCATE              a1 length; path
@@ -97,12 +100,14 @@
 #define PGT_F_PATH_TRUNC 0x0008 /* the path did not fit in PGT_PATH_CAP */
 #define PGT_F_PATH_FAULT 0x0010 /* the path pointer could not be read */
 #define PGT_F_IOV_PARTIAL 0x0020 /* more than PGT_IOV_CAP iovecs: a2 sums the first ones */
+#define PGT_F_AIO_OWNER 0x0040  /* an io worker's read for a traced process: a3 its tgid */
 
 /* Indexes of the per-CPU `lost` counters. */
 #define PGT_LOST_RINGBUF 0      /* ring buffer full: record dropped */
 #define PGT_LOST_PATH_TRUNC 1   /* path truncated (record still sent) */
 #define PGT_LOST_PATH_FAULT 2   /* path unreadable (record sent without path) */
-#define PGT_LOST_COUNT 3
+#define PGT_LOST_AIO_OWNER 3    /* io worker read whose AIO handle could not be read: dropped */
+#define PGT_LOST_COUNT 4
 
 #ifdef __BPF__
 struct pgt_event {

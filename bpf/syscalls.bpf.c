@@ -301,6 +301,106 @@ static __always_inline __u64 iov_sum(__u64 uptr, __u64 cnt, __u16 *flags)
 	return sum;
 }
 
+/*
+ * PostgreSQL 18 io workers (io_method=worker) perform the data-file reads of
+ * every backend of the cluster. A read is ours only if the AIO handle the
+ * worker is executing belongs to a traced process, so at the exit of an io
+ * worker's pread64/preadv/preadv2 the handle is read from the worker's own
+ * memory: IoWorkerMain (method_worker.c) pushes an ErrorContextCallback on
+ * `error_context_stack` whose `arg` is the PgAioHandle for exactly the span of
+ * pgaio_io_perform_synchronously(), and NULL between I/Os. The handle's
+ * `owner_procno` (what pg_aios shows as pid) is looked up in `aio_owners`,
+ * which user space fills with the ProcNumber of each traced process; a handle
+ * of a parallel worker of the traced backend, not followed yet, is recognised
+ * by its PGPROC's `lockGroupLeader` being the traced backend's PGPROC.
+ * Addresses and offsets come from user space (src/process/aio.rs), per worker.
+ */
+struct pgt_aio_worker {
+	__u64 ecs_addr;    /* &error_context_stack in the worker */
+	__u64 handles_lo;  /* pgaio_ctl->io_handles (shared memory: same in all) */
+	__u64 handles_hi;  /* end of the io_handles array */
+	__u32 handle_size; /* sizeof(PgAioHandle) */
+	__u32 owner_off;   /* offsetof(PgAioHandle, owner_procno) */
+	__u32 arg_off;     /* offsetof(ErrorContextCallback, arg) */
+	__u32 proc_size;   /* sizeof(PGPROC); 0: no lock-group check */
+	__u64 procs;       /* ProcGlobal->allProcs */
+	__u64 leader_proc; /* the traced backend's PGPROC */
+	__u64 leader_tgid; /* and its tgid */
+	__u32 group_off;   /* offsetof(PGPROC, lockGroupLeader) */
+	__u32 pad;
+};
+
+/* tgid of a followed io worker -> where to find what it executes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct pgt_aio_worker);
+} aio_workers SEC(".maps");
+
+/* ProcNumber of a traced process -> its tgid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} aio_owners SEC(".maps");
+
+/* How many entries `aio_workers` has: 0 (any major but 18, io_method other
+ * than worker) skips the lookup on every read. Written by user space. */
+volatile __u32 aio_workers_n;
+
+#define AIO_PLAIN 0   /* not an io worker: an ordinary read */
+#define AIO_OURS 1    /* for a traced process: *owner is its tgid */
+#define AIO_DROP 2    /* for another backend, or the owner is unknown */
+
+static __always_inline int aio_owner(__u32 tgid, __u64 *owner)
+{
+	struct pgt_aio_worker *w;
+	__u64 cb = 0, ioh = 0;
+	__s32 procno = -1;
+	__u32 key, *t;
+
+	w = bpf_map_lookup_elem(&aio_workers, &tgid);
+	if (!w)
+		return AIO_PLAIN;
+	if (bpf_probe_read_user(&cb, sizeof(cb), (const void *)w->ecs_addr) || !cb)
+		goto unknown;
+	if (bpf_probe_read_user(&ioh, sizeof(ioh), (const void *)(cb + w->arg_off)) || !ioh)
+		goto unknown;
+	/* Only a pointer to the start of one of the handles is a handle. */
+	if (ioh < w->handles_lo || ioh >= w->handles_hi || !w->handle_size ||
+	    (ioh - w->handles_lo) % w->handle_size)
+		goto unknown;
+	if (bpf_probe_read_user(&procno, sizeof(procno), (const void *)(ioh + w->owner_off)) ||
+	    procno < 0)
+		goto unknown;
+	key = (__u32)procno;
+	t = bpf_map_lookup_elem(&aio_owners, &key);
+	if (t) {
+		*owner = *t;
+		return AIO_OURS;
+	}
+	/* A parallel worker of ours that user space has not followed yet. */
+	if (w->proc_size && w->leader_proc) {
+		__u64 gl = 0;
+
+		if (bpf_probe_read_user(&gl, sizeof(gl),
+					(const void *)(w->procs + (__u64)key * w->proc_size +
+						       w->group_off)))
+			goto unknown;
+		if (gl == w->leader_proc) {
+			*owner = w->leader_tgid;
+			return AIO_OURS;
+		}
+	}
+	return AIO_DROP;
+unknown:
+	/* Never credited to anyone: counted, so the display can say so. */
+	count_lost(PGT_LOST_AIO_OWNER);
+	return AIO_DROP;
+}
+
 static __always_inline void emit_fixed(const struct pgt_event *hdr)
 {
 	struct pgt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -358,6 +458,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	__u64 id, path = 0;
 	__u32 tgid, sc;
 	int has_path = 0;
+	int aio = AIO_PLAIN;
+	__u64 aio_tgid = 0;
 
 	/* 1. Not a call we decode (the common case, for every process). */
 	if (nr >= NR_TABLE_SIZE)
@@ -379,6 +481,14 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	if (task->thread_info.status & TS_COMPAT)
 		return 0;
 
+	/* An io worker's read is emitted only when it is for a traced process. */
+	if (aio_workers_n &&
+	    (sc == PGT_SYS_PREAD64 || sc == PGT_SYS_PREADV || sc == PGT_SYS_PREADV2)) {
+		aio = aio_owner(tgid, &aio_tgid);
+		if (aio == AIO_DROP)
+			return 0;
+	}
+
 	/* pread64, the one call a scan makes by the hundred thousand per second:
 	 * straight into the ring buffer, its time to the clock tick. */
 	if (sc == PGT_SYS_PREAD64) {
@@ -392,12 +502,12 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		e->tgid = tgid;
 		e->tid = (__u32)id;
 		e->syscall = PGT_SYS_PREAD64;
-		e->flags = PGT_F_OFFSET;
+		e->flags = PGT_F_OFFSET | (aio == AIO_OURS ? PGT_F_AIO_OWNER : 0);
 		e->ret = ret;
 		e->a0 = regs->di;
 		e->a1 = regs->r10;
 		e->a2 = regs->dx;
-		e->a3 = 0;
+		e->a3 = aio_tgid;
 		e->path_len = 0;
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 		return 0;
@@ -528,6 +638,10 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		break;
 	}
 
+	if (aio == AIO_OURS) {
+		hdr.flags |= PGT_F_AIO_OWNER;
+		hdr.a3 = aio_tgid;
+	}
 	if (has_path)
 		emit_path(&hdr, path);
 	else

@@ -1,6 +1,7 @@
 //! Processes that work for the traced backend are followed: parallel workers (their files
 //! shown under the leader) and, on PostgreSQL 18 with io_method=worker, the io workers that
-//! perform its reads (attributed when they read a relation the backend has open).
+//! perform its reads (attributed by the owner of the AIO handle they execute; the two-session
+//! case is in pg18_io_workers.rs).
 
 mod support;
 

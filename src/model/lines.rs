@@ -185,6 +185,14 @@ pub fn syscall_line(model: &Model, ev: &Event) -> Option<SyscallLine> {
             requested,
             result,
         }
+        | EventKind::IoWorkerRead {
+            syscall,
+            fd,
+            offset,
+            requested,
+            result,
+            ..
+        }
         | EventKind::Write {
             syscall,
             fd,

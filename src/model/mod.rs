@@ -201,16 +201,16 @@ impl Model {
         self.procs.get(&pid).and_then(|p| p.role)
     }
 
-    /// Relations some non-io-worker process has open: io workers read for everyone, so
-    /// only their reads of these are ours.
-    fn ours(&self, rel: &RelFileLocator) -> bool {
-        self.files.values().any(|f| {
-            !f.via_io_worker
-                && f.named
-                    .relation
-                    .as_ref()
-                    .is_some_and(|r| r.id.locator == *rel)
-        })
+    /// Whether an io worker's read for `owner` (its AIO handle's owner) is ours: the
+    /// owner is the leader or one of its parallel workers, never an io worker, and has
+    /// not exited (its ProcNumber, which the handle names, may be another backend's now).
+    fn owner_is_ours(&self, owner: Pid) -> bool {
+        match self.procs.get(&owner) {
+            Some(p) => {
+                !p.exited && (owner == self.leader || p.role == Some(FollowerRole::ParallelWorker))
+            }
+            None => owner == self.leader,
+        }
     }
 
     /// A relation by its main-fork path (`pg_relation_filepath()`), as records name it.
@@ -242,6 +242,14 @@ impl Model {
             EventKind::Dup { old_fd, new_fd, .. } if *new_fd >= 0 => {
                 self.dup(pid, *old_fd, *new_fd)
             }
+            // io workers read for the whole cluster: a read whose owner is not known is
+            // nobody's we can name, and is only counted.
+            EventKind::Read { .. } if role == Some(FollowerRole::IoWorker) => {
+                *self
+                    .lost
+                    .entry(crate::trace::event::IO_WORKER_OWNER_UNKNOWN.to_string())
+                    .or_default() += 1;
+            }
             EventKind::Read {
                 syscall,
                 fd,
@@ -249,6 +257,16 @@ impl Model {
                 result,
                 ..
             } => self.io(ev, *syscall, *fd, *offset, *result, false, namer),
+            EventKind::IoWorkerRead {
+                owner,
+                syscall,
+                fd,
+                offset,
+                result,
+                ..
+            } if role == Some(FollowerRole::IoWorker) && self.owner_is_ours(*owner) => {
+                self.io(ev, *syscall, *fd, *offset, *result, false, namer)
+            }
             EventKind::Write {
                 syscall,
                 fd,
@@ -552,8 +570,8 @@ impl Model {
                     .unwrap_or_else(|| Arc::new(unnamed_block_rel(&b.rel, b.fork)))
             })
             .clone();
-        // io workers complete reads for every backend: only relations ours already are.
-        if role == Some(FollowerRole::IoWorker) && !self.relations.contains_key(&info.id.locator) {
+        // io workers complete reads for every backend, and a probe does not say whose.
+        if role == Some(FollowerRole::IoWorker) {
             return;
         }
         let bb = coverage::BLOCK;
@@ -577,6 +595,10 @@ impl Model {
         ts: u64,
         namer: &mut impl Namer,
     ) {
+        // An io worker's read is for some session /proc does not name.
+        if self.role_of(pid) == Some(FollowerRole::IoWorker) {
+            return;
+        }
         let Some(f) = self.files.get_mut(&(pid, fd)) else {
             return;
         };
@@ -595,11 +617,14 @@ impl Model {
     /// proportion to how often each was caught, ending where the last sampled read ended;
     /// what no sample covers is counted as unattributed (see [`credit`]). An estimate.
     fn attribute_rchar(&mut self, pid: Pid, delta: u64, ts: u64, namer: &mut impl Namer) {
-        // An io worker reads for every session: only files of ours are credited, and what
-        // it read unseen is not the traced session's.
-        let ours = self.role_of(pid) != Some(FollowerRole::IoWorker);
+        // An io worker reads for every session, and /proc does not say for whom (the AIO
+        // handle's owner is not in a syscall's arguments): none of its bytes are ours.
+        if self.role_of(pid) == Some(FollowerRole::IoWorker) {
+            self.credit.split(pid, delta, ts, false, |_, _| 0);
+            return;
+        }
         let files = &self.files;
-        let shares = self.credit.split(pid, delta, ts, ours, |fd, end| {
+        let shares = self.credit.split(pid, delta, ts, true, |fd, end| {
             let Some(f) = files.get(&(pid, fd)) else {
                 return 0;
             };
@@ -611,12 +636,6 @@ impl Model {
                 continue;
             };
             let rel = f.named.relation.clone();
-            if f.via_io_worker && !rel.as_ref().is_some_and(|r| self.ours(&r.id.locator)) {
-                continue;
-            }
-            let Some(f) = self.files.get_mut(&(pid, sh.fd)) else {
-                continue;
-            };
             let end = sh.end.or(f.size).unwrap_or(sh.bytes);
             let start = end.saturating_sub(sh.bytes);
             f.record_read(Syscall::Read, start, sh.bytes, ts);
@@ -705,17 +724,6 @@ impl Model {
             return;
         }
         let n = result as u64;
-        // io workers read for every backend of the cluster: only reads of relations the
-        // traced processes have open are theirs.
-        if f.via_io_worker {
-            let rel = f.named.relation.as_ref().map(|r| r.id.locator);
-            if !rel.is_some_and(|k| self.ours(&k)) {
-                return;
-            }
-        }
-        let Some(f) = self.files.get_mut(&(ev.pid, fd)) else {
-            return;
-        };
         if write {
             f.record_write(syscall, start, n, ev.ts_ns);
         } else {

@@ -77,19 +77,23 @@ impl super::Model {
     pub(crate) fn status_after_event(&mut self, ev: &crate::trace::Event) {
         use crate::trace::EventKind;
         if ev.pid != self.leader {
-            // Parallel workers read for the leader; io workers (PG18) for whoever has the
-            // file open, so only their reads of the leader's files count.
-            if let EventKind::Read { fd, result, .. } = &ev.kind {
-                let ours = self.files.get(&(ev.pid, *fd)).is_some_and(|f| {
-                    !f.via_io_worker
-                        || f.named
-                            .relation
-                            .as_ref()
-                            .is_some_and(|r| self.ours(&r.id.locator))
-                });
-                if *result > 0 && ours {
-                    self.last_io_ns = self.last_io_ns.max(ev.ts_ns);
+            // Parallel workers read for the leader; io workers (PG18) for every backend,
+            // so only their reads whose AIO handle is ours count.
+            let ours = match &ev.kind {
+                EventKind::Read { fd, result, .. } => {
+                    *result > 0
+                        && self
+                            .files
+                            .get(&(ev.pid, *fd))
+                            .is_some_and(|f| !f.via_io_worker)
                 }
+                EventKind::IoWorkerRead { owner, result, .. } => {
+                    *result > 0 && self.owner_is_ours(*owner)
+                }
+                _ => false,
+            };
+            if ours {
+                self.last_io_ns = self.last_io_ns.max(ev.ts_ns);
             }
             return;
         }

@@ -259,28 +259,81 @@ fn close_dup_exit_and_lost() {
     assert!(m.files.is_empty());
 }
 
+fn io_read(ts: u64, worker: Pid, owner: Pid, fd: i32, off: u64, n: u64) -> Event {
+    ev(
+        ts,
+        worker,
+        EventKind::IoWorkerRead {
+            owner,
+            syscall: Syscall::Preadv,
+            fd,
+            offset: Some(off),
+            requested: n,
+            result: n as i64,
+        },
+    )
+}
+
+fn follower(ts: u64, pid: Pid, role: FollowerRole) -> Event {
+    ev(ts, pid, EventKind::NewFollower { leader: 10, role })
+}
+
+/// An io worker's read is ours by its AIO handle's owner, never because the traced
+/// backend has the same relation open (it had it open all along here: A scanned it
+/// before, B's reads must not be credited to A).
 #[test]
-fn io_worker_reads_count_only_for_our_relations() {
+fn io_worker_reads_count_only_for_our_handles() {
     let mut m = Model::new(10, SEG);
     let mut n = FakeNamer;
+    m.apply(&follower(0, 77, FollowerRole::IoWorker), &mut n);
+    m.apply(&open(1, 10, 5, "base/5/100"), &mut n);
+    m.apply(&open(1, 77, 3, "base/5/100"), &mut n);
+    // Another backend's read (pid 99 owns the handle): nothing.
+    m.apply(&io_read(2, 77, 99, 3, 0, 8192), &mut n);
+    // A plain read by an io worker: owner unknown, counted as such, credited to nobody.
+    m.apply(&pread(3, 77, 3, 8192, 8192), &mut n);
+    let r = m.relation_at("base/5/100").unwrap();
+    assert_eq!((r.bytes_read, r.percent()), (0, None));
+    assert_eq!(m.files[&(77, 3)].bytes_read, 0);
+    assert_eq!(m.lost[crate::trace::event::IO_WORKER_OWNER_UNKNOWN], 1);
+    assert_eq!(m.last_io_ns, 0, "B's reads made A look busy");
+    // Ours: credited to the relation, through the io worker's file.
+    m.apply(&io_read(4, 77, 10, 3, 16384, 8192), &mut n);
+    assert_eq!(m.relation_at("base/5/100").unwrap().bytes_read, 8192);
+    assert!(m.files[&(77, 3)].via_io_worker);
+    assert_eq!(m.files[&(77, 3)].bytes_read, 8192);
+    assert_eq!(m.last_io_ns, 4);
+}
+
+/// A parallel worker's handles are the leader's reads too; an owner that is itself an
+/// io worker, or a read claimed by a process that is not an io worker, is not.
+#[test]
+fn io_worker_reads_for_parallel_workers() {
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.apply(&follower(0, 77, FollowerRole::IoWorker), &mut n);
+    m.apply(&follower(0, 78, FollowerRole::IoWorker), &mut n);
+    m.apply(&follower(0, 30, FollowerRole::ParallelWorker), &mut n);
+    m.apply(&open(1, 77, 3, "base/5/100"), &mut n);
+    m.apply(&open(1, 30, 4, "base/5/100"), &mut n);
+    m.apply(&io_read(2, 77, 30, 3, 0, 8192), &mut n);
+    m.apply(&io_read(3, 77, 78, 3, 8192, 8192), &mut n);
+    m.apply(&io_read(4, 30, 10, 4, 16384, 8192), &mut n);
+    assert_eq!(m.relation_at("base/5/100").unwrap().bytes_read, 8192);
+    // Once the parallel worker has exited its ProcNumber may be another backend's.
     m.apply(
         &ev(
-            0,
-            77,
-            EventKind::NewFollower {
-                leader: 10,
-                role: FollowerRole::IoWorker,
+            5,
+            30,
+            EventKind::Exit {
+                code: Some(0),
+                signal: None,
             },
         ),
         &mut n,
     );
-    m.apply(&open(1, 77, 3, "base/5/100"), &mut n);
-    m.apply(&pread(2, 77, 3, 0, 8192), &mut n);
-    assert!(m.relation_at("base/5/100").is_none(), "not ours yet");
-    m.apply(&open(3, 10, 5, "base/5/100"), &mut n);
-    m.apply(&pread(4, 77, 3, 8192, 8192), &mut n);
+    m.apply(&io_read(6, 77, 30, 3, 24576, 8192), &mut n);
     assert_eq!(m.relation_at("base/5/100").unwrap().bytes_read, 8192);
-    assert!(m.files[&(77, 3)].via_io_worker);
 }
 
 /// Issue 11 item 6: the /proc backend puts rchar growth only on a file a sample caught
@@ -439,26 +492,18 @@ fn usdt_blocks_count_hits_misses_and_coverage() {
     assert_eq!(u.blocks_read, 1);
 }
 
+/// A buffer probe in an io worker does not say whose read it completes: never credited.
 #[test]
-fn usdt_io_worker_blocks_only_for_our_relations() {
+fn usdt_io_worker_blocks_are_nobodys() {
     let mut m = Model::new(10, SEG);
     let mut n = FakeNamer;
-    m.apply(
-        &ev(
-            0,
-            20,
-            EventKind::NewFollower {
-                leader: 10,
-                role: FollowerRole::IoWorker,
-            },
-        ),
-        &mut n,
-    );
+    m.apply(&follower(0, 20, FollowerRole::IoWorker), &mut n);
     m.apply(&block(1, 20, 200, 0, 5, Some(false)), &mut n);
     assert!(m.relations.is_empty());
     m.apply(&block(2, 10, 200, 0, 4, Some(true)), &mut n);
     m.apply(&block(3, 20, 200, 0, 5, Some(false)), &mut n);
-    assert_eq!(m.relation_at("base/5/200").unwrap().blocks_read, 1);
+    let r = m.relation_at("base/5/200").unwrap();
+    assert_eq!((r.blocks_read, r.blocks_hit), (0, 1));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One live process, seen through /proc.
 
+pub mod aio;
 pub mod clock;
 pub mod fds;
 pub mod list;

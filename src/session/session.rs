@@ -138,7 +138,7 @@ impl Session {
         let mut batch = Vec::new();
         // Files opened before we came (the lsof step): named at once.
         procfs::snapshot(pid, &mut batch)?;
-        Ok(Session {
+        let mut s = Session {
             pid,
             datadir: dd.root.clone(),
             major: dd.major,
@@ -165,7 +165,12 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             last_kstate: None,
-        })
+        };
+        // Followers from the start (an io worker's reads for us are ours from the first
+        // interval), and what the tracer then says it cannot attribute.
+        s.follow();
+        s.limitations = s.tracer.limitations();
+        Ok(s)
     }
 
     /// A session fed by recorded or scripted events: status samples, followers and the
@@ -328,6 +333,11 @@ impl Session {
             return;
         };
         for (pid, role) in follow::find_followers(self.pid) {
+            // Io workers read for the whole cluster: useless, and costly to a ptrace
+            // tracer, unless the tracer tells whose read each one is.
+            if role == FollowerRole::IoWorker && !self.tracer.attributes_io_workers() {
+                continue;
+            }
             if live.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
                 self.batch
                     .push(follower_event(self.clock.now_ns(), pid, self.pid, role));

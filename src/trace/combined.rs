@@ -102,6 +102,10 @@ impl Tracer for Combined {
         }
     }
 
+    fn attributes_io_workers(&self) -> bool {
+        self.parts.iter().any(|p| p.attributes_io_workers())
+    }
+
     fn limitations(&self) -> Vec<String> {
         self.parts.iter().flat_map(|p| p.limitations()).collect()
     }

@@ -68,6 +68,7 @@ mod wire {
     pub const F_OFFSET: u16 = 0x0001;
     pub const F_SOCKET: u16 = 0x0002;
     pub const F_PATH: u16 = 0x0004;
+    pub const F_AIO_OWNER: u16 = 0x0040;
 
     /// Longest path the BPF side sends (PGT_PATH_CAP minus the NUL).
     pub const PATH_MAX_LEN: usize = 4095;
@@ -109,7 +110,12 @@ const SYSCALL_BY_ID: [Syscall; 30] = [
 
 /// Lost-event causes: the kernel's per-CPU `lost` array (indexes `PGT_LOST_*`), then the
 /// ones counted here.
-const KERNEL_CAUSES: [&str; 3] = ["ring buffer full", "path truncated", "path unreadable"];
+const KERNEL_CAUSES: [&str; 4] = [
+    "ring buffer full",
+    "path truncated",
+    "path unreadable",
+    super::event::IO_WORKER_OWNER_UNKNOWN,
+];
 const CAUSE_GARBLED: &str = "garbled record";
 const CAUSE_SKIPPED: &str = "BPF program skipped (recursion)";
 const N_CAUSES: usize = KERNEL_CAUSES.len() + 2;
@@ -331,6 +337,20 @@ fn io_event(r: &Record) -> Option<EventKind> {
     use Syscall as S;
     let (syscall, fd, ret) = (r.syscall, r.fd(), r.ret);
     let [_, a1, a2, a3] = r.args;
+    if r.flags & wire::F_AIO_OWNER != 0 {
+        // A PG18 io worker's read for the traced process `a3` (bpf/syscalls.bpf.c).
+        if !matches!(syscall, S::Pread64 | S::Preadv | S::Preadv2) {
+            return None;
+        }
+        return Some(EventKind::IoWorkerRead {
+            owner: Pid::try_from(a3).ok().filter(|p| *p > 0)?,
+            syscall,
+            fd,
+            offset: r.offset(),
+            requested: a2,
+            result: ret,
+        });
+    }
     Some(match syscall {
         S::Read | S::Pread64 | S::Readv | S::Preadv | S::Preadv2 => EventKind::Read {
             syscall,
@@ -480,6 +500,12 @@ pub struct EbpfTracer {
     lost_reported: [u64; N_CAUSES],
     last_skipped_check: Option<Instant>,
     detached: bool,
+    /// PG18: the ProcNumber of each traced process, as put in `aio_owners`.
+    aio_owners: Vec<(Pid, u32)>,
+    /// PG18: the io workers in `aio_workers`.
+    aio_workers: Vec<Pid>,
+    /// Why some io worker reads cannot be attributed, for `limitations`.
+    aio_notes: Vec<String>,
 }
 
 impl EbpfTracer {
@@ -527,6 +553,9 @@ impl EbpfTracer {
             lost_reported: [0; N_CAUSES],
             last_skipped_check: None,
             detached: false,
+            aio_owners: Vec::new(),
+            aio_workers: Vec::new(),
+            aio_notes: Vec::new(),
         };
         for &pid in pids {
             tracer.add_pid(pid)?;
@@ -611,6 +640,109 @@ impl EbpfTracer {
         }
     }
 
+    /// PG18 io_method=worker: an io worker is told to the BPF program with where it keeps
+    /// the AIO handle it executes; any other traced process with its ProcNumber, the
+    /// owner its handles carry. Failing either only means fewer reads attributed (an io
+    /// worker not in `aio_workers` is filtered out by the session before it gets here, or
+    /// its reads reach the model as plain, uncredited reads).
+    fn aio_register(&mut self, pid: Pid) {
+        use crate::process::aio;
+        let title = crate::process::proc::process_title(pid).unwrap_or_default();
+        let is_worker =
+            super::follow::follower_role(&title, 0) == Some(super::FollowerRole::IoWorker);
+        let Some(skel) = self.skel.as_mut() else {
+            return;
+        };
+        if is_worker {
+            // Without the ProcNumber of a traced process every read would look like
+            // another backend's and be dropped silently: leave the worker's reads plain
+            // (the model counts them as of unknown owner).
+            if self.aio_owners.is_empty() {
+                return;
+            }
+            match aio::worker_probe(pid) {
+                Ok(Some(w)) => {
+                    // The traced backend, registered first: handles of its parallel
+                    // workers not followed yet are known by their lock group leader.
+                    let (leader_tgid, leader_no) = self.aio_owners[0];
+                    let mut v = Vec::with_capacity(72);
+                    v.extend_from_slice(&w.ecs_addr.to_ne_bytes());
+                    v.extend_from_slice(&w.handles_lo.to_ne_bytes());
+                    v.extend_from_slice(&w.handles_hi.to_ne_bytes());
+                    v.extend_from_slice(&w.handle_size.to_ne_bytes());
+                    v.extend_from_slice(&w.owner_off.to_ne_bytes());
+                    v.extend_from_slice(&w.arg_off.to_ne_bytes());
+                    v.extend_from_slice(&w.proc_size.to_ne_bytes());
+                    v.extend_from_slice(&w.procs.to_ne_bytes());
+                    v.extend_from_slice(&w.proc_addr(leader_no).to_ne_bytes());
+                    v.extend_from_slice(&(leader_tgid as u64).to_ne_bytes());
+                    v.extend_from_slice(&w.group_off.to_ne_bytes());
+                    v.extend_from_slice(&0u32.to_ne_bytes());
+                    let key = (pid as u32).to_ne_bytes();
+                    match skel.maps.aio_workers.update(&key, &v, MapFlags::ANY) {
+                        Ok(()) => {
+                            self.aio_workers.push(pid);
+                            self.set_aio_workers_n();
+                        }
+                        Err(e) => self.aio_notes.push(format!(
+                            "io worker {pid}: cannot follow its AIO handles ({e}): its reads are not credited"
+                        )),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self
+                    .aio_notes
+                    .push(format!("io worker {pid}: {e}: its reads are not credited")),
+            }
+            return;
+        }
+        match aio::proc_number(pid) {
+            Ok(Some(n)) => {
+                let r = skel.maps.aio_owners.update(
+                    &n.to_ne_bytes(),
+                    &(pid as u32).to_ne_bytes(),
+                    MapFlags::ANY,
+                );
+                match r {
+                    Ok(()) => self.aio_owners.push((pid, n)),
+                    Err(e) => self.aio_notes.push(format!(
+                        "pid {pid}: io worker reads for it cannot be attributed ({e})"
+                    )),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.aio_notes.push(format!(
+                "pid {pid}: io worker reads for it cannot be attributed ({e})"
+            )),
+        }
+    }
+
+    fn aio_unregister(&mut self, pid: Pid) {
+        let Some(skel) = self.skel.as_mut() else {
+            return;
+        };
+        if let Some(i) = self.aio_owners.iter().position(|(p, _)| *p == pid) {
+            let (_, n) = self.aio_owners.remove(i);
+            let _ = skel.maps.aio_owners.delete(&n.to_ne_bytes());
+        }
+        if let Some(i) = self.aio_workers.iter().position(|p| *p == pid) {
+            self.aio_workers.remove(i);
+            let _ = skel.maps.aio_workers.delete(&(pid as u32).to_ne_bytes());
+            self.set_aio_workers_n();
+        }
+    }
+
+    fn set_aio_workers_n(&mut self) {
+        let n = self.aio_workers.len() as u32;
+        if let Some(bss) = self
+            .skel
+            .as_mut()
+            .and_then(|s| s.maps.bss_data.as_deref_mut())
+        {
+            store_shared(&mut bss.aio_workers_n, n);
+        }
+    }
+
     fn refresh_lost(&mut self, check_skipped: bool) {
         let Some(skel) = self.skel.as_ref() else {
             return;
@@ -690,12 +822,18 @@ impl Tracer for EbpfTracer {
             store_shared(&mut bss.pids_overflow, 1);
         }
         self.pids.push(pid);
+        self.aio_register(pid);
         Ok(())
     }
 
     fn remove_pid(&mut self, pid: Pid) {
         self.pids.retain(|&p| p != pid);
         self.unfollow(pid);
+        self.aio_unregister(pid);
+    }
+
+    fn attributes_io_workers(&self) -> bool {
+        true
     }
 
     fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
@@ -787,9 +925,11 @@ impl Tracer for EbpfTracer {
             Some(t) => format!(" ({:.0} ms)", t.as_secs_f64() * 1e3),
             None => String::new(),
         };
-        vec![format!(
+        let mut v = vec![format!(
             "eBPF: pread64 times have clock-tick resolution{tick}; other calls are timed exactly"
-        )]
+        )];
+        v.extend(self.aio_notes.iter().cloned());
+        v
     }
 }
 
@@ -844,6 +984,48 @@ mod tests {
 
     const CWD: u64 = AT_FDCWD as i64 as u64;
 
+    /// A PG18 io worker's read for a traced process carries its owner's pid in a3.
+    #[test]
+    fn io_worker_reads_carry_their_owner() {
+        let f = wire::F_OFFSET | wire::F_AIO_OWNER;
+        for s in [Syscall::Pread64, Syscall::Preadv, Syscall::Preadv2] {
+            assert_eq!(
+                kind(&record(id(s), f, 131072, [7, 8192, 131072, 5005], None)),
+                EventKind::IoWorkerRead {
+                    owner: 5005,
+                    syscall: s,
+                    fd: 7,
+                    offset: Some(8192),
+                    requested: 131072,
+                    result: 131072,
+                }
+            );
+        }
+        // Without the flag a3 means nothing: a plain read.
+        assert!(matches!(
+            kind(&record(
+                id(Syscall::Pread64),
+                wire::F_OFFSET,
+                8192,
+                [7, 0, 8192, 5005],
+                None
+            )),
+            EventKind::Read { .. }
+        ));
+        // The flag on a call an io worker does not issue for a handle, or an owner that
+        // is no pid: not trusted.
+        for (s, owner) in [
+            (Syscall::Pwrite64, 5005),
+            (Syscall::Read, 5005),
+            (Syscall::Pread64, 0),
+            (Syscall::Pread64, u64::MAX),
+            (Syscall::Pread64, 1 << 40),
+        ] {
+            let r = record(id(s), f, 8192, [7, 0, 8192, owner], None);
+            assert_eq!(decode(&r), Decoded::Garbled, "{s:?} owner {owner}");
+        }
+    }
+
     #[test]
     fn syscall_ids_match_events_h() {
         // The PGT_SYS_* defines, parsed from the header the BPF side uses.
@@ -874,6 +1056,7 @@ mod tests {
             ("PGT_F_OFFSET", wire::F_OFFSET as usize),
             ("PGT_F_SOCKET", wire::F_SOCKET as usize),
             ("PGT_F_PATH", wire::F_PATH as usize),
+            ("PGT_F_AIO_OWNER", wire::F_AIO_OWNER as usize),
             ("PGT_PATH_CAP", wire::PATH_MAX_LEN + 1),
             ("PGT_LOST_COUNT", KERNEL_CAUSES.len()),
         ] {

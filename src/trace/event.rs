@@ -87,10 +87,14 @@ impl Syscall {
 pub enum FollowerRole {
     /// `parallel worker for PID N`: its files are shown under the leader.
     ParallelWorker,
-    /// PG18 `io worker N` (io_method=worker): only its reads of files the traced backend
-    /// has open are attributed, marked as such.
+    /// PG18 `io worker N` (io_method=worker): only its reads whose AIO handle a traced
+    /// process owns are attributed ([`EventKind::IoWorkerRead`]), marked as such.
     IoWorker,
 }
+
+/// The `Lost` cause of io worker reads whose AIO handle could not be read: credited to
+/// nobody.
+pub const IO_WORKER_OWNER_UNKNOWN: &str = "io worker read of unknown owner (not credited)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -121,6 +125,17 @@ pub enum EventKind {
         offset: Option<u64>,
         requested: u64,
         /// Bytes transferred, or -errno.
+        result: i64,
+    },
+    /// A read a PG18 io worker (the event's pid, whose fd it is) performed for `owner`, a
+    /// traced process: the owner of the AIO handle it executed. An io worker's plain
+    /// `Read` is for nobody we know and is never credited.
+    IoWorkerRead {
+        owner: Pid,
+        syscall: Syscall,
+        fd: i32,
+        offset: Option<u64>,
+        requested: u64,
         result: i64,
     },
     /// write, pwrite64, writev, pwritev, pwritev2 (same fields as Read).

@@ -36,6 +36,11 @@ pub trait Tracer {
     fn stats(&self) -> TracerStats;
     /// Detach from everything; also done on drop. Idempotent.
     fn detach(&mut self);
+    /// Whether it can tell whose reads a PG18 io worker performs ([`EventKind::IoWorkerRead`]).
+    /// Io workers read for the whole cluster: a tracer that cannot tell is not given them.
+    fn attributes_io_workers(&self) -> bool {
+        false
+    }
     /// What this tracer cannot see, shown once (e.g. "/proc polling: pread offsets are
     /// invisible, only file positions and sizes").
     fn limitations(&self) -> Vec<String> {
