@@ -1,32 +1,257 @@
-//! The model's [`Namer`] backed by the on-disk catalog: the thin I/O shell around
-//! `pgdata::Resolver` (names, with rate-limited catalog re-reads) and `stat` (sizes).
+//! The model's [`Namer`] backed by the catalog: the thin I/O shell around
+//! `pgdata::Resolver` (names, re-read every interval) and `stat` (sizes). Live, the
+//! catalog's pages and transaction status come from the server's shared memory
+//! ([`MemoryOverlay`]: process layer readers behind pgdata's [`Overlay`] trait, joined
+//! here because pgdata and process may not know each other); without it, from the disk,
+//! said once.
 
 use crate::model::{Named, Namer, RelIdentity, RelInfo};
+use crate::pgdata::catalog::{FileKey, Overlay, Relation};
 use crate::pgdata::path::WalFile;
 use crate::pgdata::relfile::{Fork, RelFileLocator};
-use crate::pgdata::{PathClass, Resolver};
+use crate::pgdata::xact::{status_from_bits, XidStatus};
+use crate::pgdata::{DataDir, PathClass, PgDataError, Resolver};
+use crate::process::buffers::SharedBuffers;
+use crate::process::clog::XactBuffers;
+use crate::process::memory::{MemError, Pid};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The note said when names come from the disk alone.
+pub fn disk_note(why: &str) -> String {
+    format!("names from the on-disk catalog: may lag DDL until a checkpoint ({why})")
+}
+
+/// Shared buffers and the pg_xact SLRU of a live cluster, read through one of its
+/// processes (the traced one first, the postmaster when that one is gone).
+pub struct MemoryOverlay {
+    pids: Vec<Pid>,
+    major: u32,
+    blcksz: usize,
+    buffers: SharedBuffers,
+    xact: XactBuffers,
+    /// Full descriptor scans at most this often (and at most 2% of the time).
+    interval: Duration,
+    /// Why memory stopped answering (every process gone, say): disk only from then on.
+    broken: Option<String>,
+}
+
+impl MemoryOverlay {
+    pub fn open(dd: &DataDir, pid: Pid) -> Result<MemoryOverlay, MemError> {
+        let mut pids = vec![pid];
+        if let Ok(pm) = dd.postmaster_pid() {
+            if pm != pid {
+                pids.push(pm);
+            }
+        }
+        let blcksz = dd.control.blcksz as usize;
+        let mut last = None;
+        for (i, &p) in pids.iter().enumerate() {
+            match Self::open_one(p, dd.major, blcksz) {
+                Ok((buffers, xact)) => {
+                    return Ok(MemoryOverlay {
+                        pids: pids[i..].to_vec(),
+                        major: dd.major,
+                        blcksz,
+                        buffers,
+                        xact,
+                        interval: crate::pgdata::resolver::MIN_REFRESH_INTERVAL,
+                        broken: None,
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(MemError::Gone(pid)))
+    }
+
+    fn open_one(
+        pid: Pid,
+        major: u32,
+        blcksz: usize,
+    ) -> Result<(SharedBuffers, XactBuffers), MemError> {
+        Ok((
+            SharedBuffers::open(pid, major, blcksz)?,
+            XactBuffers::open(pid, major, blcksz)?,
+        ))
+    }
+
+    /// Memory reads failed: the process may be gone; go on through the next one.
+    fn recover(&mut self, e: MemError) {
+        while self.pids.len() > 1 {
+            self.pids.remove(0);
+            if let Ok((b, x)) = Self::open_one(self.pids[0], self.major, self.blcksz) {
+                self.buffers = b;
+                self.xact = x;
+                return;
+            }
+        }
+        self.broken = Some(e.to_string());
+    }
+
+    /// Why memory is no longer read, if it is not.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    pub fn buffer_stats(&self) -> crate::process::buffers::BufferStats {
+        self.buffers.stats
+    }
+}
+
+impl Overlay for MemoryOverlay {
+    fn begin(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.xact.forget();
+        if let Err(e) = self.buffers.refresh(self.interval) {
+            self.recover(e);
+        }
+    }
+
+    fn page(&mut self, file: FileKey, blkno: u32, page: &mut [u8]) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        match self.buffers.read_page(file, blkno, page) {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.recover(e);
+                false
+            }
+        }
+    }
+
+    fn blocks(&mut self, file: FileKey) -> Option<u32> {
+        if self.broken.is_some() {
+            return None;
+        }
+        // A catalog file not asked for before (pg_class rewritten by VACUUM FULL) is
+        // looked for with one more descriptor scan.
+        self.buffers.watch(file);
+        if let Err(e) = self.buffers.scan_if_stale() {
+            self.recover(e);
+            return None;
+        }
+        self.buffers.blocks(file)
+    }
+
+    fn xid_status(&mut self, xid: u32) -> Option<XidStatus> {
+        if self.broken.is_some() {
+            return None;
+        }
+        match self.xact.status_bits(xid) {
+            Ok(bits) => bits.map(status_from_bits),
+            Err(e) => {
+                self.recover(e);
+                None
+            }
+        }
+    }
+
+    fn page_lsn(&mut self, file: FileKey, blkno: u32) -> Option<u64> {
+        if self.broken.is_some() {
+            return None;
+        }
+        match self.buffers.page_lsn(file, blkno) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                self.recover(e);
+                None
+            }
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        self.broken.is_none()
+    }
+}
 
 pub struct CatalogNamer {
     resolver: Resolver,
     root: PathBuf,
     /// `PG_<major>_<catversion>`: the directory of this cluster inside a tablespace.
     version_dir: String,
+    /// Notes not yet taken: why names come from the disk only, renames.
+    notes: Vec<String>,
+    /// Whether the last catalog read had memory (a change is said once).
+    was_fresh: bool,
+    /// The resolver's generation the model's names were last checked against.
+    seen_generation: u64,
 }
 
 impl CatalogNamer {
+    /// Names from the disk alone (resolve, replay, tests).
     pub fn new(resolver: Resolver) -> CatalogNamer {
         let dd = &resolver.catalog().datadir;
         let (root, version_dir) = (dd.root.clone(), dd.tablespace_version_dir());
+        let was_fresh = resolver.catalog().fresh;
+        let resolver_generation = resolver.generation();
         CatalogNamer {
             resolver,
             root,
             version_dir,
+            notes: Vec::new(),
+            was_fresh,
+            seen_generation: resolver_generation,
         }
+    }
+
+    /// Names for a live trace of `pid`: the catalog from shared memory over the disk, or
+    /// from the disk with one note saying why (`memory`: false for `--no-memory`).
+    pub fn live(dd: &DataDir, pid: Pid, memory: bool) -> Result<CatalogNamer, PgDataError> {
+        let overlay = if memory {
+            MemoryOverlay::open(dd, pid).map_err(|e| e.to_string())
+        } else {
+            Err("memory reading off (--no-memory)".to_string())
+        };
+        let (resolver, why) = match overlay {
+            Ok(o) => (Resolver::with_overlay(dd, Box::new(o))?, None),
+            Err(why) => (Resolver::new(dd)?, Some(why)),
+        };
+        let mut n = CatalogNamer::new(resolver);
+        if let Some(why) = why {
+            n.notes.push(disk_note(&why));
+        }
+        Ok(n)
+    }
+
+    /// Stop reading memory (`--no-memory` given after the namer was made).
+    pub fn disable_memory(&mut self) {
+        if self.resolver.catalog().fresh {
+            self.resolver.drop_overlay();
+            self.notes
+                .push(disk_note("memory reading off (--no-memory)"));
+        }
+        self.was_fresh = false;
     }
 
     pub fn resolver(&self) -> &Resolver {
         &self.resolver
+    }
+
+    /// Notes raised since the last call, each once.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// What a relation is called: `(uncommitted)` when only an in-progress transaction
+    /// has created it (a `CREATE TABLE AS` running, a rewrite's new file): it is not a
+    /// committed table yet, and may never be. Without memory the disk cannot tell an
+    /// uncommitted transaction from one committed since the last checkpoint.
+    fn label(&self, rel: &Relation, table: Option<&Relation>) -> String {
+        let base = match table {
+            Some(t) => format!("{} → {}", rel.name, t.qualified()),
+            None => rel.qualified(),
+        };
+        match (rel.pending, self.resolver.catalog().fresh) {
+            (false, _) => base,
+            (true, true) => format!("{base} (uncommitted)"),
+            (true, false) => {
+                format!("{base} (uncommitted, or committed after the last checkpoint)")
+            }
+        }
     }
 
     fn abs(&self, path: &str) -> PathBuf {
@@ -48,10 +273,9 @@ impl Namer for CatalogNamer {
             PathClass::Relation(f) | PathClass::TempRelation(f) => {
                 // The main-fork, segment-0 path: what records call the relation.
                 let path = f.locator.relpath(&self.version_dir);
-                let label = match (&r.relation, &r.table) {
-                    (Some(rel), Some(t)) => format!("{} → {}", rel.name, t.qualified()),
-                    (Some(rel), None) => rel.qualified(),
-                    (None, _) => format!("{path} (not in catalog yet)"),
+                let label = match &r.relation {
+                    Some(rel) => self.label(rel, r.table.as_ref()),
+                    None => format!("{path} (not in catalog yet)"),
                 };
                 let info = RelInfo {
                     id: RelIdentity {
@@ -62,7 +286,7 @@ impl Namer for CatalogNamer {
                         name: r.relation.as_ref().map(|x| x.name.clone()),
                         kind: r.relation.as_ref().map(|x| x.kind.as_str()),
                         table: r.table.as_ref().map(|t| t.qualified()),
-                        known: r.relation.is_some(),
+                        known: r.relation.as_ref().is_some_and(|x| !x.pending),
                     },
                     fork: f.fork,
                     segment: f.segment,
@@ -128,20 +352,34 @@ impl Namer for CatalogNamer {
         }
         let cat = self.resolver.catalog();
         let rel = cat.by_oid(db, oid)?;
-        let table = cat.owner_of(rel).map(|t| t.qualified());
+        let owner = cat.owner_of(rel);
         Some(RelIdentity {
             locator: rel.locator,
             path: rel.path.clone(),
-            label: match &table {
-                Some(t) => format!("{} → {t}", rel.name),
-                None => rel.qualified(),
-            },
+            label: self.label(rel, owner),
             schema: Some(rel.schema.clone()),
             name: Some(rel.name.clone()),
             kind: Some(rel.kind.as_str()),
-            table,
-            known: true,
+            table: owner.map(|t| t.qualified()),
+            known: !rel.pending,
         })
+    }
+
+    fn refresh(&mut self) -> bool {
+        self.resolver.refresh();
+        // A re-read triggered by an unknown file between two refreshes changes names too:
+        // compare generations, not this call's result.
+        let changed = self.resolver.generation() != self.seen_generation;
+        self.seen_generation = self.resolver.generation();
+        let fresh = self.resolver.catalog().fresh;
+        if self.was_fresh && !fresh {
+            // Memory stopped answering (every process of the cluster we read through is
+            // gone): said once, like at the start.
+            self.notes
+                .push(disk_note("shared memory can no longer be read"));
+        }
+        self.was_fresh = fresh;
+        changed
     }
 
     fn file_size(&mut self, path: &str) -> Option<u64> {

@@ -7,6 +7,7 @@ pub mod credit;
 pub mod files;
 pub mod lines;
 pub mod relations;
+pub mod rename;
 pub mod stall;
 pub mod status;
 
@@ -37,6 +38,11 @@ pub trait Namer {
     /// A relation by pg_class OID in database `db` (lock tags carry OIDs, not filenodes).
     fn relation_by_oid(&mut self, _db: u32, _oid: u32) -> Option<RelIdentity> {
         None
+    }
+    /// Once per interval: re-read the names if due. True when some name may have changed
+    /// (a rename, a rewrite, a commit): what was named before is asked again.
+    fn refresh(&mut self) -> bool {
+        false
     }
 }
 
@@ -162,6 +168,9 @@ pub struct Model {
     pub last_io_ns: u64,
     /// The /proc backend's bytes: which file they are put on, and what is unattributed.
     pub credit: credit::Credit,
+    /// `renamed: a → b` for open files whose name a catalog change altered, to be said
+    /// once (taken by the session).
+    pub renamed: Vec<String>,
 }
 
 impl Model {
@@ -190,6 +199,7 @@ impl Model {
             expect_backup: false,
             last_io_ns: 0,
             credit: credit::Credit::default(),
+            renamed: Vec::new(),
         }
     }
 
@@ -752,6 +762,9 @@ impl Model {
 
     /// Advance rates and refresh sizes; call once per display interval.
     pub fn tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
+        if namer.refresh() {
+            self.rename(namer);
+        }
         // Names not in the catalog yet are asked again (the resolver rate-limits re-reads).
         self.block_names.retain(|_, i| i.id.known);
         // The first interval runs from the first event: its bytes are already pending.

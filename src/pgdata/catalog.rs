@@ -10,7 +10,7 @@ use super::layout::*;
 use super::page::{check_page, heap_tuples, HeapTuple};
 use super::relfile::RelFileLocator;
 use super::relmap::{read_relmap, RelMap};
-use super::xact::{tuple_visibility, Clog, Visibility, XidLookup};
+use super::xact::{tuple_visibility, Clog, MemoryFirst, Visibility, XidStatus};
 use super::{io_err, open_regular, DataDir, PgDataError};
 use crate::text::excerpt;
 
@@ -129,6 +129,12 @@ pub struct Catalog {
     pub relations: Vec<Relation>,
     /// Databases that could not be read, and why (a database being dropped, say).
     pub warnings: Vec<String>,
+    /// Pages and transaction status came from the server's memory where it had them;
+    /// false: from the disk alone, which lags DDL until a checkpoint.
+    pub fresh: bool,
+    /// Catalog pages taken from shared buffers in this read.
+    pub pages_from_memory: u64,
+    inputs: Inputs,
     by_file: HashMap<RelFileLocator, usize>,
     by_oid: HashMap<(u32, u32), usize>,
 }
@@ -144,6 +150,83 @@ pub fn database_dir(dd: &DataDir, spc: u32, db: u32) -> PathBuf {
             .join(dd.tablespace_version_dir())
             .join(db.to_string()),
     }
+}
+
+/// A catalog heap's main fork as buffer tags name it: (tablespace, database (0 for
+/// shared catalogs), relfilenode).
+pub type FileKey = (u32, u32, u32);
+
+/// What the server has in memory and the disk may not have yet: catalog pages in shared
+/// buffers and transaction status in the `pg_xact` SLRU. Implemented above this layer
+/// (pgdata reads files only); every answer is hostile input, checked here like a disk
+/// page.
+pub trait Overlay {
+    /// Called once at the start of each catalog read.
+    fn begin(&mut self) {}
+    /// Copy block `blkno` of `file` into `page` when memory holds a trustworthy copy.
+    fn page(&mut self, file: FileKey, blkno: u32, page: &mut [u8]) -> bool;
+    /// One past the highest block of `file` in memory: blocks past the file's end on
+    /// disk (a catalog extended since the last checkpoint) exist only there.
+    fn blocks(&mut self, file: FileKey) -> Option<u32>;
+    /// The status of `xid` when memory knows it.
+    fn xid_status(&mut self, xid: u32) -> Option<XidStatus>;
+    /// The LSN (`pd_lsn`) of block `blkno` of `file` when memory has the block: every
+    /// WAL-logged change of a page moves it. A torn read only costs a needless re-read.
+    fn page_lsn(&mut self, file: FileKey, blkno: u32) -> Option<u64>;
+    /// Whether pages and statuses come from memory (false: disk only).
+    fn fresh(&self) -> bool;
+}
+
+/// The disk alone.
+pub struct DiskOnly;
+
+impl Overlay for DiskOnly {
+    fn page(&mut self, _: FileKey, _: u32, _: &mut [u8]) -> bool {
+        false
+    }
+    fn blocks(&mut self, _: FileKey) -> Option<u32> {
+        None
+    }
+    fn xid_status(&mut self, _: u32) -> Option<XidStatus> {
+        None
+    }
+    fn page_lsn(&mut self, _: FileKey, _: u32) -> Option<u64> {
+        None
+    }
+    fn fresh(&self) -> bool {
+        false
+    }
+}
+
+/// What one catalog read was made from, to tell cheaply whether a new read would give
+/// the same names: every page's LSN, the files' sizes and times, the transactions that
+/// were still running.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pages: Vec<(FileKey, u32, u64)>,
+    blocks_in_memory: Vec<(FileKey, Option<u32>)>,
+    files: Vec<(PathBuf, Option<(u64, std::time::SystemTime)>)>,
+    open_xids: std::collections::BTreeSet<u32>,
+}
+
+fn file_stamp(p: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// `pd_lsn`: the first 8 bytes of a page, `{xlogid, xrecoff}`.
+fn page_lsn(page: &[u8]) -> u64 {
+    let w = |o| u64::from(u32_at(page, o).unwrap_or(0));
+    (w(0) << 32) | w(4)
+}
+
+/// Where a scan reads from: the overlay, the disk's pg_xact behind it.
+struct Sources<'a> {
+    overlay: &'a mut dyn Overlay,
+    clog: Clog,
+    /// Blocks taken from memory, for tests and the overhead figures.
+    from_memory: u64,
+    inputs: Inputs,
 }
 
 /// What a heap scan saw, for the messages about empty or damaged catalogs.
@@ -173,14 +256,17 @@ fn read_block(path: &Path, blkno: u64, page: &mut [u8]) -> Result<usize, PgDataE
 }
 
 /// Read every page of a heap's main fork (all 1 GiB segments) and hand each visible or
-/// pending tuple to `f`. A page whose header fails validation is re-read, since a page
-/// being written concurrently can be torn; one still bad is an error naming the block.
-/// A partial last block is re-read too (a relation being extended); one still partial
-/// is a truncated file, skipped with a warning naming it.
+/// pending tuple to `f`. A block memory holds a trustworthy copy of comes from memory
+/// (the disk's may be a checkpoint old), including blocks past the file's end; the rest
+/// from disk. A disk page whose header fails validation is re-read, since a page being
+/// written concurrently can be torn; one still bad is an error naming the block. A
+/// partial last block is re-read too (a relation being extended); one still partial is
+/// a truncated file, skipped with a warning naming it.
 fn scan_heap(
     dd: &DataDir,
     base: &Path,
-    clog: &mut impl XidLookup,
+    file: FileKey,
+    src: &mut Sources<'_>,
     warnings: &mut Vec<String>,
     mut f: impl FnMut(&HeapTuple<'_>, Visibility),
 ) -> Result<Scanned, PgDataError> {
@@ -188,13 +274,42 @@ fn scan_heap(
     // A segment holds at most relseg_size blocks; bytes beyond are not the relation's.
     let seg_blocks = u64::from(dd.control.relseg_size);
     let mut page = vec![0u8; blcksz];
+    let mut mem_page = vec![0u8; blcksz];
     let mut seen = Scanned::default();
-    for segno in 0u32.. {
+    let in_memory = src.overlay.blocks(file);
+    src.inputs.blocks_in_memory.push((file, in_memory));
+    let mem_blocks = u64::from(in_memory.unwrap_or(0));
+    // The next block number of the relation (segments laid end to end).
+    let mut global: u64 = 0;
+    let mut walk = |g: u64, page: &[u8], src: &mut Sources<'_>, seen: &mut Scanned| {
+        let blk = u32::try_from(g).unwrap_or(u32::MAX);
+        src.inputs.pages.push((file, blk, page_lsn(page)));
+        let mut xids = MemoryFirst::new(&mut *src.overlay, &mut src.clog);
+        for t in heap_tuples(page) {
+            let v = tuple_visibility(&t, &mut xids);
+            if v != Visibility::Invisible {
+                seen.rows += 1;
+                f(&t, v);
+            }
+        }
+        let open = std::mem::take(&mut xids.open);
+        src.inputs.open_xids.extend(open);
+    };
+    // A trustworthy page from memory: copied, and its header valid.
+    let from_memory = |g: u64, out: &mut [u8], src: &mut Sources<'_>| {
+        let ok = g < mem_blocks
+            && u32::try_from(g).is_ok_and(|b| src.overlay.page(file, b, out))
+            && check_page(out, blcksz).is_ok();
+        src.from_memory += u64::from(ok);
+        ok
+    };
+    'segments: for segno in 0u32.. {
         let path = if segno == 0 {
             base.to_path_buf()
         } else {
             PathBuf::from(format!("{}.{segno}", base.display()))
         };
+        src.inputs.files.push((path.clone(), file_stamp(&path)));
         let mut file = match open_regular(&path) {
             Ok(f) => f,
             Err(PgDataError::Io { error, .. })
@@ -202,12 +317,29 @@ fn scan_heap(
             {
                 break
             }
+            // The first segment of a catalog created since the last checkpoint may not
+            // exist on disk yet; memory then has every page.
+            Err(PgDataError::Io { error, .. })
+                if mem_blocks > 0 && error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                break
+            }
             Err(e) => return Err(e),
         };
-        seen.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        seen.bytes += len;
         let mut reader = std::io::BufReader::with_capacity(256 * 1024, &mut file);
         let mut blkno: u64 = 0;
         while blkno < seg_blocks {
+            // A block memory has is not read from disk at all: re-reading a big pg_class
+            // every interval would cost more than the rest of the trace.
+            if blkno * (blcksz as u64) < len && from_memory(global, &mut mem_page, src) {
+                walk(global, &mem_page, src, &mut seen);
+                reader.seek_relative(blcksz as i64).map_err(io_err(&path))?;
+                blkno += 1;
+                global += 1;
+                continue;
+            }
             let mut n = read_full(&mut reader, &mut page).map_err(io_err(&path))?;
             if n == 0 {
                 break;
@@ -225,7 +357,7 @@ fn scan_heap(
                         "{} is truncated: its last block ({blkno}) has {n} of {blcksz} bytes and was skipped",
                         path.display()
                     ));
-                    break;
+                    break 'segments;
                 }
                 // The re-read bypassed the buffered reader: put it on the next block.
                 reader
@@ -250,19 +382,21 @@ fn scan_heap(
                 }
             };
             if ok {
-                for t in heap_tuples(&page) {
-                    let v = tuple_visibility(&t, clog);
-                    if v != Visibility::Invisible {
-                        seen.rows += 1;
-                        f(&t, v);
-                    }
-                }
+                walk(global, &page, src, &mut seen);
             }
             blkno += 1;
+            global += 1;
         }
         if blkno < seg_blocks {
             break; // a short segment is the last one
         }
+    }
+    // Blocks the server added since the file was last written: in memory only.
+    while global < mem_blocks {
+        if from_memory(global, &mut mem_page, src) {
+            walk(global, &mem_page, src, &mut seen);
+        }
+        global += 1;
     }
     Ok(seen)
 }
@@ -292,14 +426,14 @@ fn keep<T>(map: &mut HashMap<u32, (T, Visibility)>, key: u32, row: T, v: Visibil
 
 fn oid_names(
     dd: &DataDir,
-    base: &Path,
+    (base, key): (&Path, FileKey),
     l: &OidNameLayout,
-    clog: &mut impl XidLookup,
+    src: &mut Sources<'_>,
     warnings: &mut Vec<String>,
     what: &str,
 ) -> Result<HashMap<u32, (String, Visibility)>, PgDataError> {
     let mut out = HashMap::new();
-    let seen = scan_heap(dd, base, clog, warnings, |t, v| {
+    let seen = scan_heap(dd, base, key, src, warnings, |t, v| {
         if let Some(d) = t.fixed_prefix(l.prefix.natts, l.prefix.len) {
             if let (Some(oid), Some(name)) = (u32_at(d, l.oid), name_at(d, l.name)) {
                 keep(&mut out, oid, name, v);
@@ -359,9 +493,10 @@ struct ClassRows {
 impl ClassRows {
     fn read(
         dd: &DataDir,
+        db: &Database,
         dir: &Path,
         local_map: &RelMap,
-        clog: &mut Clog,
+        src: &mut Sources<'_>,
         warnings: &mut Vec<String>,
     ) -> Result<ClassRows, PgDataError> {
         let pg_class_file = local_map.get(&RELATION_RELATION_ID).ok_or_else(|| {
@@ -371,7 +506,8 @@ impl ClassRows {
         let mut rows = HashMap::new();
         let mut pending_files = Vec::new();
         let file = dir.join(pg_class_file.to_string());
-        let seen = scan_heap(dd, &file, clog, warnings, |t, v| {
+        let key = (db.tablespace, db.oid, *pg_class_file);
+        let seen = scan_heap(dd, &file, key, src, warnings, |t, v| {
             if let Some(r) = decode_class(t, &lc) {
                 if v == Visibility::Pending {
                     pending_files.push(r.clone());
@@ -397,7 +533,7 @@ impl ClassRows {
         dd: &DataDir,
         db: &Database,
         local_map: &RelMap,
-    ) -> Result<PathBuf, PgDataError> {
+    ) -> Result<(PathBuf, FileKey), PgDataError> {
         let no_row = || {
             PgDataError::corrupt(
                 format!("{} (pg_class)", self.file.display()),
@@ -413,7 +549,10 @@ impl ClassRows {
             0 => db.tablespace,
             s => s,
         };
-        Ok(database_dir(dd, spc, db.oid).join(rfn.to_string()))
+        Ok((
+            database_dir(dd, spc, db.oid).join(rfn.to_string()),
+            (spc, db.oid, rfn),
+        ))
     }
 
     /// TOAST table OID → the table it serves.
@@ -451,13 +590,13 @@ impl ClassRows {
 /// pg_index: index OID → the table it indexes.
 fn index_owners(
     dd: &DataDir,
-    idx_file: &Path,
-    clog: &mut Clog,
+    (idx_file, key): (&Path, FileKey),
+    src: &mut Sources<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<HashMap<u32, (u32, Visibility)>, PgDataError> {
     let li = dd.layout.pg_index;
     let mut index_of = HashMap::new();
-    scan_heap(dd, idx_file, clog, warnings, |t, v| {
+    scan_heap(dd, idx_file, key, src, warnings, |t, v| {
         if let Some(d) = t.fixed_prefix(li.prefix.natts, li.prefix.len) {
             if let (Some(i), Some(r)) = (u32_at(d, li.indexrelid), u32_at(d, li.indrelid)) {
                 keep(&mut index_of, i, r, v);
@@ -537,8 +676,26 @@ fn temp_namespace_backend(nspname: &str) -> Option<u32> {
 }
 
 impl Catalog {
+    /// The catalog from the disk alone (`catalog`, `resolve`, `ps`).
     pub fn load(dd: &DataDir) -> Result<Catalog, PgDataError> {
-        let mut clog = Clog::new(&dd.root, dd.control.blcksz, dd.control.oldest_xid);
+        Catalog::load_with(dd, &mut DiskOnly)
+    }
+
+    /// The catalog with every page and transaction status `overlay` has in memory over
+    /// the disk's.
+    pub fn load_with(dd: &DataDir, overlay: &mut dyn Overlay) -> Result<Catalog, PgDataError> {
+        overlay.begin();
+        let fresh = overlay.fresh();
+        let mut src = Sources {
+            overlay,
+            clog: Clog::new(&dd.root, dd.control.blcksz, dd.control.oldest_xid),
+            from_memory: 0,
+            inputs: Inputs::default(),
+        };
+        let global_map_path = dd.root.join("global/pg_filenode.map");
+        src.inputs
+            .files
+            .push((global_map_path.clone(), file_stamp(&global_map_path)));
         let global_map = read_relmap(&dd.root.join("global/pg_filenode.map"))?;
         let mapped = |oid: u32| {
             global_map.get(&oid).copied().ok_or_else(|| {
@@ -555,8 +712,11 @@ impl Catalog {
         let mut dbrows = HashMap::new();
         let mut warnings = Vec::new();
         let mut decoded = 0usize;
-        let pg_database = global.join(mapped(DATABASE_RELATION_ID)?.to_string());
-        let seen = scan_heap(dd, &pg_database, &mut clog, &mut warnings, |t, v| {
+        let shared_key = |rfn: u32| (GLOBALTABLESPACE_OID, 0, rfn);
+        let pg_database_rfn = mapped(DATABASE_RELATION_ID)?;
+        let pg_database = global.join(pg_database_rfn.to_string());
+        let key = shared_key(pg_database_rfn);
+        let seen = scan_heap(dd, &pg_database, key, &mut src, &mut warnings, |t, v| {
             let Some(d) = t.fixed_prefix(ldb.prefix.natts, ldb.prefix.len) else {
                 return;
             };
@@ -587,11 +747,12 @@ impl Catalog {
         databases.extend(dbrows.into_values().map(|(d, _)| d));
         databases.sort_by_key(|d| d.oid);
 
+        let spc_rfn = mapped(TABLESPACE_RELATION_ID)?;
         let spcs = oid_names(
             dd,
-            &global.join(mapped(TABLESPACE_RELATION_ID)?.to_string()),
+            (&global.join(spc_rfn.to_string()), shared_key(spc_rfn)),
             &dd.layout.pg_tablespace,
-            &mut clog,
+            &mut src,
             &mut warnings,
             "pg_tablespace",
         )?;
@@ -613,12 +774,15 @@ impl Catalog {
             tablespaces,
             relations: Vec::new(),
             warnings,
+            fresh,
+            pages_from_memory: 0,
+            inputs: Inputs::default(),
             by_file: HashMap::new(),
             by_oid: HashMap::new(),
         };
         let dbs = cat.databases.clone();
         for db in &dbs {
-            match cat.load_database(db, &global_map, &mut clog) {
+            match cat.load_database(db, &global_map, &mut src) {
                 Ok(()) => {}
                 // A database directory can vanish under us (DROP DATABASE commits after
                 // pg_database was read); the rest of the cluster is still worth naming.
@@ -633,6 +797,8 @@ impl Catalog {
                 Err(e) => return Err(e),
             }
         }
+        cat.pages_from_memory = src.from_memory;
+        cat.inputs = src.inputs;
         Ok(cat)
     }
 
@@ -640,24 +806,30 @@ impl Catalog {
         &mut self,
         db: &Database,
         global_map: &RelMap,
-        clog: &mut Clog,
+        src: &mut Sources<'_>,
     ) -> Result<(), PgDataError> {
         let dd = self.datadir.clone();
         let dir = database_dir(&dd, db.tablespace, db.oid);
-        let local_map = read_relmap(&dir.join("pg_filenode.map"))?;
+        let local_map_path = dir.join("pg_filenode.map");
+        src.inputs
+            .files
+            .push((local_map_path.clone(), file_stamp(&local_map_path)));
+        let local_map = read_relmap(&local_map_path)?;
         let mut warnings = Vec::new();
-        let class = ClassRows::read(&dd, &dir, &local_map, clog, &mut warnings)?;
-        let nsp_file = class.file_of(NAMESPACE_RELATION_ID, "pg_namespace", &dd, db, &local_map)?;
+        let class = ClassRows::read(&dd, db, &dir, &local_map, src, &mut warnings)?;
+        let (nsp_file, nsp_key) =
+            class.file_of(NAMESPACE_RELATION_ID, "pg_namespace", &dd, db, &local_map)?;
         let namespaces = oid_names(
             &dd,
-            &nsp_file,
+            (&nsp_file, nsp_key),
             &dd.layout.pg_namespace,
-            clog,
+            src,
             &mut warnings,
             "pg_namespace",
         )?;
-        let idx_file = class.file_of(INDEX_RELATION_ID, "pg_index", &dd, db, &local_map)?;
-        let index_of = index_owners(&dd, &idx_file, clog, &mut warnings)?;
+        let (idx_file, idx_key) =
+            class.file_of(INDEX_RELATION_ID, "pg_index", &dd, db, &local_map)?;
+        let index_of = index_owners(&dd, (&idx_file, idx_key), src, &mut warnings)?;
         let toast_owner = class.toast_owners();
 
         let maps = [global_map, &local_map];
@@ -707,6 +879,46 @@ impl Catalog {
 
     pub fn by_file(&self, key: &RelFileLocator) -> Option<&Relation> {
         self.by_file.get(key).map(|&i| &self.relations[i])
+    }
+
+    /// Whether a new read would find what this one was made from, unchanged: the same
+    /// catalog blocks in memory with the same LSNs, the same files (size and time), every
+    /// transaction that was running still running. Much cheaper than a read: a refresh
+    /// every interval costs this when no DDL happened.
+    pub fn unchanged(&self, overlay: &mut dyn Overlay) -> bool {
+        overlay.begin();
+        let i = &self.inputs;
+        if i.files.iter().any(|(p, stamp)| file_stamp(p) != *stamp) {
+            return false;
+        }
+        if i.blocks_in_memory
+            .iter()
+            .any(|(f, n)| overlay.blocks(*f) != *n)
+        {
+            return false;
+        }
+        // A block read from disk and not in memory now is as the file has it: unchanged.
+        if i.pages
+            .iter()
+            .any(|&(f, b, lsn)| overlay.page_lsn(f, b).is_some_and(|now| now != lsn))
+        {
+            return false;
+        }
+        let dd = &self.datadir;
+        let mut clog = Clog::new(&dd.root, dd.control.blcksz, dd.control.oldest_xid);
+        let mut xids = MemoryFirst::new(overlay, &mut clog);
+        i.open_xids.iter().all(|&x| {
+            matches!(
+                super::xact::XidLookup::status(&mut xids, x),
+                XidStatus::InProgress | XidStatus::SubCommitted
+            )
+        })
+    }
+
+    /// The relation whose main fork is at `path` (as `pg_relation_filepath()` prints it),
+    /// pending ones included.
+    pub fn by_file_path(&self, path: &str) -> Option<&Relation> {
+        self.relations.iter().find(|r| r.path == path)
     }
 
     /// A relation by OID within a database (0 for shared catalogs).

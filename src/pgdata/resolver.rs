@@ -1,16 +1,21 @@
 //! Name any path of a cluster, keeping names fresh: a relation file the catalog does not
 //! know (created since it was read) triggers a rate-limited re-read, and one still unknown
-//! is reported with its numbers rather than dropped.
+//! is reported with its numbers rather than dropped. While tracing, the catalog is also
+//! re-read every interval ([`Resolver::refresh`]): a rename changes no file. With an
+//! [`Overlay`] the pages and transaction status come from the server's memory, so a DDL
+//! is seen as soon as it commits rather than after the next checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::catalog::{Catalog, Relation};
+use super::catalog::{Catalog, DiskOnly, Overlay, Relation};
 use super::path::{classify, relative_to, PathClass};
 use super::{DataDir, PgDataError};
 
-/// The default minimum time between two catalog re-reads.
+/// The default minimum time between two catalog re-reads for an unknown file.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// The least time between two per-interval re-reads ([`Resolver::refresh`]).
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -27,18 +32,42 @@ pub struct Resolved {
 
 impl Resolved {}
 
+/// Whether two reads of the catalog name every file and OID alike (relations are listed in
+/// a stable order: by database, then OID).
+fn same_names(a: &Catalog, b: &Catalog) -> bool {
+    a.relations == b.relations && a.databases == b.databases && a.tablespaces == b.tablespaces
+}
+
 pub struct Resolver {
     catalog: Catalog,
     datadir_forms: Vec<PathBuf>,
     loaded_at: Instant,
     min_interval: Duration,
     reloads: u64,
+    overlay: Box<dyn Overlay + Send>,
+    /// Refreshes that found nothing changed and did not re-read.
+    skipped: u64,
+    /// Bumped each time a re-read changed what some file or OID is called.
+    generation: u64,
 }
 
 impl Resolver {
     pub fn new(dd: &DataDir) -> Result<Resolver, PgDataError> {
-        let catalog = Catalog::load(dd)?;
-        Ok(Resolver::from_catalog(catalog))
+        Resolver::with_overlay(dd, Box::new(DiskOnly))
+    }
+
+    /// A resolver whose catalog reads take pages and transaction status from `overlay`
+    /// (shared memory) where it has them.
+    pub fn with_overlay(
+        dd: &DataDir,
+        mut overlay: Box<dyn Overlay + Send>,
+    ) -> Result<Resolver, PgDataError> {
+        let catalog = Catalog::load_with(dd, overlay.as_mut())?;
+        let mut r = Resolver::from_catalog(catalog);
+        r.overlay = overlay;
+        // Reading from memory is cheap: an unknown file may ask as often as a refresh.
+        r.min_interval = MIN_REFRESH_INTERVAL;
+        Ok(r)
     }
 
     pub fn from_catalog(catalog: Catalog) -> Resolver {
@@ -55,6 +84,9 @@ impl Resolver {
             loaded_at: Instant::now(),
             min_interval: DEFAULT_RELOAD_INTERVAL,
             reloads: 0,
+            overlay: Box::new(DiskOnly),
+            skipped: 0,
+            generation: 0,
         }
     }
 
@@ -67,9 +99,31 @@ impl Resolver {
         &self.catalog
     }
 
+    /// Refreshes that found the catalog's pages, files and running transactions
+    /// unchanged, and so did not re-read it.
+    pub fn refreshes_skipped(&self) -> u64 {
+        self.skipped
+    }
+
     /// How many times the catalog was re-read since this resolver was made.
     pub fn reloads(&self) -> u64 {
         self.reloads
+    }
+
+    /// The overlay, to ask it why it is off or how much it cost.
+    pub fn overlay(&self) -> &dyn Overlay {
+        self.overlay.as_ref()
+    }
+
+    /// Read the disk only from now on (memory reading switched off).
+    pub fn drop_overlay(&mut self) {
+        self.overlay = Box::new(DiskOnly);
+    }
+
+    /// Changes each time a re-read changed a name: what the model has named before may
+    /// be stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Re-read the catalog now unless the last read was less than the interval ago.
@@ -78,15 +132,42 @@ impl Resolver {
         if self.loaded_at.elapsed() < self.min_interval {
             return false;
         }
+        self.reload()
+    }
+
+    /// Re-read the catalog now, whenever the last read was.
+    pub fn reload(&mut self) -> bool {
         self.loaded_at = Instant::now();
-        match Catalog::load(&self.catalog.datadir) {
+        match Catalog::load_with(&self.catalog.datadir, self.overlay.as_mut()) {
             Ok(c) => {
+                if !same_names(&self.catalog, &c) {
+                    self.generation += 1;
+                }
                 self.catalog = c;
                 self.reloads += 1;
                 true
             }
             Err(_) => false,
         }
+    }
+
+    /// Once per display interval: re-read the catalog (from shared buffers where it can:
+    /// cheap), at most every [`MIN_REFRESH_INTERVAL`]. True when names changed.
+    pub fn refresh(&mut self) -> bool {
+        if self.loaded_at.elapsed() < MIN_REFRESH_INTERVAL {
+            return false;
+        }
+        // Memory that stopped answering is a change in itself (the note, the disk's names).
+        if self.catalog.fresh == self.overlay.fresh()
+            && self.catalog.unchanged(self.overlay.as_mut())
+        {
+            self.loaded_at = Instant::now();
+            self.skipped += 1;
+            return false;
+        }
+        let before = self.generation;
+        self.reload();
+        self.generation != before
     }
 
     fn tablespace_links(&self) -> Vec<(u32, PathBuf)> {

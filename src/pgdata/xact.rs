@@ -5,6 +5,7 @@
 //! server until a checkpoint, so an XID it calls in progress may in fact have committed;
 //! such tuples come back as [`Visibility::Pending`] and the catalog keeps them as a fallback.
 
+use super::catalog::Overlay;
 use super::page::{
     xmax_is_locked_only, HeapTuple, HEAP_XMAX_COMMITTED, HEAP_XMAX_INVALID, HEAP_XMAX_IS_MULTI,
     HEAP_XMIN_COMMITTED, HEAP_XMIN_INVALID,
@@ -102,6 +103,55 @@ impl XidLookup for Clog {
             None if xid_precedes(xid, self.oldest_xid) => XidStatus::Committed,
             None => XidStatus::InProgress,
         }
+    }
+}
+
+/// Transaction status from memory first (the server's `pg_xact` SLRU buffers, current),
+/// from disk second (pages not in memory were written before they were evicted, so disk
+/// is current for them).
+pub struct MemoryFirst<'a> {
+    memory: &'a mut dyn Overlay,
+    disk: &'a mut Clog,
+    /// Transactions found still running: when one ends, names may change with no page
+    /// changing (a commit only sets clog bits).
+    pub open: std::collections::BTreeSet<u32>,
+}
+
+impl<'a> MemoryFirst<'a> {
+    pub fn new(memory: &'a mut dyn Overlay, disk: &'a mut Clog) -> MemoryFirst<'a> {
+        MemoryFirst {
+            memory,
+            disk,
+            open: Default::default(),
+        }
+    }
+}
+
+impl XidLookup for MemoryFirst<'_> {
+    fn status(&mut self, xid: u32) -> XidStatus {
+        match xid {
+            INVALID_TRANSACTION_ID => return XidStatus::Aborted,
+            BOOTSTRAP_TRANSACTION_ID | FROZEN_TRANSACTION_ID => return XidStatus::Committed,
+            _ => {}
+        }
+        let s = match self.memory.xid_status(xid) {
+            Some(s) => s,
+            None => self.disk.status(xid),
+        };
+        if matches!(s, XidStatus::InProgress | XidStatus::SubCommitted) {
+            self.open.insert(xid);
+        }
+        s
+    }
+}
+
+/// The status two clog bits encode (`TRANSACTION_STATUS_*`).
+pub fn status_from_bits(bits: u8) -> XidStatus {
+    match bits & 3 {
+        1 => XidStatus::Committed,
+        2 => XidStatus::Aborted,
+        3 => XidStatus::SubCommitted,
+        _ => XidStatus::InProgress,
     }
 }
 

@@ -1,7 +1,9 @@
 //! One live process, seen through /proc.
 
 pub mod aio;
+pub mod buffers;
 pub mod clock;
+pub mod clog;
 pub mod fds;
 pub mod list;
 pub mod stapsdt;

@@ -10,7 +10,7 @@ use crate::cli::BackendChoice;
 use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
 use crate::pgdata::relfile::{Fork, RelFileLocator};
-use crate::pgdata::{DataDir, Resolver};
+use crate::pgdata::DataDir;
 use crate::process::status::{StatusReader, StatusSample};
 use crate::trace::replay::{Clock, SystemClock};
 use crate::trace::usdt::{UsdtConfig, UsdtStatus};
@@ -55,6 +55,9 @@ impl Namer for Naming {
     }
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
         self.inner().relation_by_oid(db, oid)
+    }
+    fn refresh(&mut self) -> bool {
+        self.inner().refresh()
     }
 }
 
@@ -125,8 +128,8 @@ impl Session {
         crate::process::proc::require_root(|| {
             format!("pg_trace must run as root to attach to pid {pid}")
         })?;
-        let namer = CatalogNamer::new(Resolver::new(&dd)?);
-        let mut notes = Vec::new();
+        let mut namer = CatalogNamer::live(&dd, pid, true)?;
+        let mut notes = namer.take_notes();
         let (tracer, usdt) =
             super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
         let mut model = Model::new(pid, dd.control.segment_bytes());
@@ -253,6 +256,10 @@ impl Session {
             l.no_memory = true;
         }
         self.memory_note = Some("memory reading off (--no-memory)".into());
+        if let Naming::Catalog(n) = &mut self.namer {
+            n.disable_memory();
+            self.notes.extend(n.take_notes());
+        }
     }
 
     /// One status sample of a live leader, named. Memory-reading failures degrade to a
@@ -321,6 +328,11 @@ impl Session {
         self.backup_total();
         self.follow();
         self.model.tick(now, &mut self.namer);
+        // Names changed by DDL, and memory that stopped answering: said once each.
+        self.notes.append(&mut self.model.renamed);
+        if let Naming::Catalog(n) = &mut self.namer {
+            self.notes.extend(n.take_notes());
+        }
         let dt = now.saturating_sub(self.last_tick_ns).max(1) as f64 / 1e9;
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
         self.last_tick_ns = now;
