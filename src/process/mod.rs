@@ -5,6 +5,7 @@ pub mod buffers;
 pub mod clock;
 pub mod clog;
 pub mod fds;
+pub mod identity;
 pub mod list;
 pub mod stapsdt;
 

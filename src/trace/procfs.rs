@@ -6,6 +6,7 @@
 //! file position alone). Files opened and closed between two polls are missed.
 
 use super::{monotonic_ns, Event, EventKind, Pid, Syscall, Tracer, TracerStats};
+use crate::process::identity::Identity;
 use crate::process::proc::{self, SyscallFile, SyscallNow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,20 +224,33 @@ fn sample_kernel(pid: Pid, out: &mut Vec<Event>) {
 
 pub struct ProcfsTracer {
     pids: BTreeSet<Pid>,
+    /// Each pid pinned: a poll's reads count only if their process is alive after them.
+    ids: std::collections::BTreeMap<Pid, crate::process::identity::Identity>,
     events: u64,
     sampler: Sampler,
 }
 
 impl ProcfsTracer {
     pub fn attach(pids: &[Pid]) -> anyhow::Result<ProcfsTracer> {
+        let ids = pids
+            .iter()
+            .map(|&p| Ok((p, Identity::open(p)?)))
+            .collect::<anyhow::Result<_>>()?;
         for &pid in pids {
             crate::process::fds::check_readable(pid).map_err(|e| {
-                anyhow::anyhow!("cannot read /proc/{pid}/fd: {e} (pg_trace must run as root)")
+                // Root is the answer to a refusal only; a vanished process is said by the
+                // caller (session::backend::while_attaching).
+                let hint = match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => " (pg_trace must run as root)",
+                    _ => "",
+                };
+                anyhow::anyhow!("cannot read /proc/{pid}/fd: {e}{hint}")
             })?;
         }
         let pids: BTreeSet<Pid> = pids.iter().copied().collect();
         Ok(ProcfsTracer {
             sampler: Sampler::start(&pids),
+            ids,
             pids,
             events: 0,
         })
@@ -249,6 +263,7 @@ impl Tracer for ProcfsTracer {
     }
 
     fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()> {
+        self.ids.insert(pid, Identity::open(pid)?);
         self.pids.insert(pid);
         self.sampler.set_pids(&self.pids);
         Ok(())
@@ -256,6 +271,7 @@ impl Tracer for ProcfsTracer {
 
     fn remove_pid(&mut self, pid: Pid) {
         self.pids.remove(&pid);
+        self.ids.remove(&pid);
         self.sampler.set_pids(&self.pids);
     }
 
@@ -263,6 +279,7 @@ impl Tracer for ProcfsTracer {
         let before = out.len();
         let mut gone = Vec::new();
         for &pid in &self.pids {
+            let mark = out.len();
             if snapshot(pid, out).is_err() {
                 gone.push(pid);
                 continue;
@@ -271,6 +288,11 @@ impl Tracer for ProcfsTracer {
             // only on files they show being read.
             self.sampler.drain(pid, out);
             sample_kernel(pid, out);
+            if !self.ids.get(&pid).is_some_and(Identity::is_alive) {
+                // Read by pid: maybe from whoever has it now. Not a word of it.
+                out.truncate(mark);
+                gone.push(pid);
+            }
         }
         if !gone.is_empty() {
             self.pids.retain(|p| !gone.contains(p));
@@ -278,6 +300,7 @@ impl Tracer for ProcfsTracer {
         }
         for pid in gone {
             // Without a parent's wait status the exit code is unknown.
+            self.ids.remove(&pid);
             out.push(Event {
                 ts_ns: monotonic_ns(),
                 pid,
