@@ -11,6 +11,7 @@ pub mod stapsdt;
 
 pub use fds::{open_files, OpenFile};
 pub mod memory;
+pub mod postgres_binary;
 pub mod proc;
 pub mod progress;
 pub mod status;

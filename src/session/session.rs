@@ -155,7 +155,7 @@ impl Session {
         memory: bool,
     ) -> Result<Session> {
         let pid = identity.pid();
-        let dd = DataDir::from_pid(pid)?;
+        let dd = crate::commands::postgres_datadir(pid)?;
         super::backend::test_pause("located");
         crate::process::proc::require_root(|| {
             format!("pg_trace must run as root to attach to pid {pid}")
