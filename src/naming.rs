@@ -17,6 +17,10 @@ use crate::process::memory::{MemError, Pid};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Resident blocks are re-scanned at most this often (and at most 2% of the time): a
+/// scan's end is judged on a picture of the pool at most this old.
+const RESIDENCY_MAX_AGE: Duration = Duration::from_millis(500);
+
 /// The note said when names come from the disk alone.
 pub fn disk_note(why: &str) -> String {
     format!("names from the on-disk catalog: may lag DDL until a checkpoint ({why})")
@@ -179,6 +183,10 @@ pub struct CatalogNamer {
     was_fresh: bool,
     /// The resolver's generation the model's names were last checked against.
     seen_generation: u64,
+    /// Shared buffers for which blocks of a traced relation are resident (the catalog's
+    /// overlay is the resolver's own): read through the postmaster first, which outlives
+    /// the traced backend. None without memory reading, or once it failed.
+    residency: Option<SharedBuffers>,
 }
 
 impl CatalogNamer {
@@ -195,6 +203,7 @@ impl CatalogNamer {
             notes: Vec::new(),
             was_fresh,
             seen_generation: resolver_generation,
+            residency: None,
         }
     }
 
@@ -214,6 +223,14 @@ impl CatalogNamer {
         if let Some(why) = why {
             n.notes.push(disk_note(&why));
         }
+        if memory {
+            let pm = dd.postmaster_pid().ok().filter(|&p| p != pid);
+            let blcksz = dd.control.blcksz as usize;
+            n.residency = pm
+                .into_iter()
+                .chain([pid])
+                .find_map(|p| SharedBuffers::open(p, dd.major, blcksz).ok());
+        }
         Ok(n)
     }
 
@@ -225,6 +242,7 @@ impl CatalogNamer {
                 .push(disk_note("memory reading off (--no-memory)"));
         }
         self.was_fresh = false;
+        self.residency = None;
     }
 
     pub fn resolver(&self) -> &Resolver {
@@ -344,6 +362,34 @@ impl Namer for CatalogNamer {
     fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<std::sync::Arc<RelInfo>> {
         let path = rel.fork_path(fork, &self.version_dir);
         self.name(&path).relation
+    }
+
+    fn resident_blocks(
+        &mut self,
+        rel: &RelFileLocator,
+        fork: Fork,
+        blocks: std::ops::Range<u32>,
+    ) -> Option<u32> {
+        // Temp relations live in the backend's local buffers, not in shared ones.
+        if rel.backend.is_some() {
+            return None;
+        }
+        let fork = match fork {
+            Fork::Main => 0,
+            Fork::Fsm => 1,
+            Fork::Vm => 2,
+            Fork::Init => 3,
+        };
+        let file = (rel.spc_oid, rel.db_oid, rel.rel_number);
+        let sb = self.residency.as_mut()?;
+        match sb.resident_count(file, fork, blocks, RESIDENCY_MAX_AGE) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                // The cluster is gone (or its memory unreadable): unknown from now on.
+                self.residency = None;
+                None
+            }
+        }
     }
 
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {

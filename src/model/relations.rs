@@ -1,6 +1,6 @@
 //! Per relation, across its segments and forks: how far through it the process is.
 
-use super::coverage::Coverage;
+use super::coverage::{Coverage, Stretches, BLOCK};
 use super::files::{smooth, RelIdentity, RelInfo};
 use crate::pgdata::relfile::Fork;
 use crate::trace::BlockProbe;
@@ -41,8 +41,22 @@ pub struct RelState {
     pub pending_blocks: u64,
     /// Block accesses per second (hits and misses).
     pub blocks_per_s: f64,
-    /// Some of its reads are guessed (the procfs backend credits `rchar` growth).
+    /// Some of its figures are guessed: the procfs backend credits `rchar` growth, or the
+    /// end of a scan was taken from shared buffers.
     pub estimate: bool,
+    /// Main-fork bytes counted as passed because shared buffers held them (a scan finds
+    /// them there and never reads them from the file), less what was read since.
+    pub from_shared: Stretches,
+    /// Read since the last end of a query of the traced process: its scan may end.
+    pub(crate) in_query: bool,
+    /// Set when a query end found the rest of it in shared buffers: reads stamped up to
+    /// this time belong to that scan (drained late, they cannot move the position back).
+    pub completed_ns: Option<u64>,
+    /// A query ended short of the end and nobody can say whether the rest was in shared
+    /// buffers (no memory reading).
+    pub rest_unknown: bool,
+    /// When the record last changed without a read (a scan completed from shared buffers).
+    pub updated_ns: u64,
 }
 
 impl RelState {
@@ -73,6 +87,11 @@ impl RelState {
             pending_blocks: 0,
             blocks_per_s: 0.0,
             estimate: false,
+            from_shared: Stretches::default(),
+            in_query: false,
+            completed_ns: None,
+            rest_unknown: false,
+            updated_ns: 0,
         }
     }
 
@@ -91,6 +110,7 @@ impl RelState {
         block_bytes: u64,
     ) {
         self.last_ns = ts;
+        self.in_query = true;
         self.forks.insert(r.fork.as_str());
         let n = u64::from(nblocks);
         match probe {
@@ -140,6 +160,15 @@ impl RelState {
             let begin = u64::from(r.segment) * seg_bytes + start;
             let end = begin + n;
             self.coverage.mark(begin, n);
+            self.from_shared.remove(begin, end);
+            // A read from before the end that completed the scan, drained late, is not
+            // a new scan.
+            if self.completed_ns.is_some_and(|c| ts <= c) {
+                return;
+            }
+            self.completed_ns = None;
+            self.in_query = true;
+            self.rest_unknown = false;
             self.position = Some(end);
             self.highest = self.highest.max(end);
             // A read past the size we knew means the relation grew (or we never knew).
@@ -164,6 +193,40 @@ impl RelState {
         );
     }
 
+    /// A forward sweep so far: every block up to `upto` was touched (read, or passed in
+    /// shared buffers), give or take one granule. An index scan's scattered reads are not.
+    fn swept_to(&self, upto: u64) -> bool {
+        self.coverage.touched_bytes() + self.coverage.granule() >= upto
+    }
+
+    /// Blocks `[from, to)` of the main fork, which a sequential sweep passed without
+    /// reading them, were all in shared buffers: counted as passed, from there.
+    fn passed_in_buffers(&mut self, from: u64, to: u64) {
+        let (begin, end) = (from * BLOCK, to * BLOCK);
+        self.coverage.mark(begin, end - begin);
+        self.from_shared.add(begin, end);
+        self.estimate = true;
+    }
+
+    /// What views add to the percent about shared buffers: `16 % from shared buffers`
+    /// (of the relation), or `rest may be in shared buffers` when nobody can tell.
+    pub fn shared_buffers_note(&self) -> Option<String> {
+        let cached = self.from_shared_buffers_bytes();
+        match self.size.filter(|&s| s > 0) {
+            _ if self.rest_unknown => Some("rest may be in shared buffers".into()),
+            Some(size) if cached > 0 => {
+                let pc = (cached as f64 * 100.0 / size as f64).min(100.0);
+                Some(format!("{pc:.0} % from shared buffers"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes counted as passed because shared buffers held them.
+    pub fn from_shared_buffers_bytes(&self) -> u64 {
+        self.from_shared.bytes()
+    }
+
     /// Position of the last read within the whole relation, in percent.
     pub fn percent(&self) -> Option<f64> {
         let size = self.size.filter(|&s| s > 0)?;
@@ -185,5 +248,126 @@ impl RelState {
         } else {
             self.blocks_per_s * super::coverage::BLOCK as f64
         }
+    }
+}
+
+/// How far past a query's end its reads' stamps may fall.
+const END_SLACK_NS: u64 = 20_000_000;
+
+impl super::Model {
+    /// A read of the main fork at `begin` after one that ended at `prev_end`: the blocks
+    /// jumped over were passed in shared buffers when the pool holds every one of them and
+    /// the reads so far sweep forward (a sequential scan skips resident blocks; an index
+    /// scan jumps anywhere and is left alone).
+    pub(crate) fn fill_gap(
+        &mut self,
+        r: &super::RelInfo,
+        begin: u64,
+        namer: &mut impl super::Namer,
+    ) {
+        let Some(rs) = self.relations.get(&r.id.locator) else {
+            return;
+        };
+        let Some(prev_end) = rs.position else { return };
+        if r.fork != Fork::Main || rs.completed_ns.is_some() || !rs.swept_to(prev_end) {
+            return;
+        }
+        let (from, to) = (prev_end.div_ceil(BLOCK), begin / BLOCK);
+        let (Ok(lo), Ok(hi)) = (u32::try_from(from), u32::try_from(to)) else {
+            return;
+        };
+        if lo >= hi || namer.resident_blocks(&r.id.locator, Fork::Main, lo..hi) != Some(hi - lo) {
+            return;
+        }
+        if let Some(rs) = self.relations.get_mut(&r.id.locator) {
+            rs.passed_in_buffers(from, to);
+        }
+    }
+
+    /// The traced process's query ended at `ts` (its status went idle or changed query,
+    /// its statement-done probe fired, or it exited). A relation it swept forward to
+    /// some point, whose every block from there to the end shared buffers hold, was
+    /// scanned to the end: the rest was found in the pool and never read from the file.
+    /// Said as an estimate, with how much came from shared buffers. Never done while the
+    /// query runs: a scan still going may yet read the rest.
+    pub(crate) fn end_of_query(&mut self, ts: u64, namer: &mut impl super::Namer) {
+        // Reads stamped a little after the end still belong to the query: the end is
+        // taken from another clock, and eBPF stamps are clock ticks.
+        let until = ts.saturating_add(END_SLACK_NS);
+        let locators: Vec<_> = self
+            .relations
+            .iter()
+            .filter(|(_, r)| r.in_query && r.last_ns <= until)
+            .map(|(l, _)| *l)
+            .collect();
+        for loc in locators {
+            let Some(rs) = self.relations.get_mut(&loc) else {
+                continue;
+            };
+            rs.in_query = false;
+            // USDT saw every block access, hits included: its position is already exact.
+            if rs.blocks_hit + rs.blocks_read > 0 {
+                continue;
+            }
+            let (Some(size), Some(_)) = (rs.size, rs.position) else {
+                continue;
+            };
+            let (from, to) = (rs.highest.div_ceil(BLOCK), size.div_ceil(BLOCK));
+            if from >= to || !rs.swept_to(rs.highest) {
+                continue;
+            }
+            let (Ok(lo), Ok(hi)) = (u32::try_from(from), u32::try_from(to)) else {
+                continue;
+            };
+            let resident = namer.resident_blocks(&loc, Fork::Main, lo..hi);
+            let updated = self.updated_ns(ts);
+            let Some(rs) = self.relations.get_mut(&loc) else {
+                continue;
+            };
+            match resident {
+                Some(n) if n == hi - lo => {
+                    rs.passed_in_buffers(from, to);
+                    rs.position = Some(size);
+                    rs.highest = size;
+                    rs.completed_ns = Some(until);
+                    rs.rest_unknown = false;
+                    rs.updated_ns = updated;
+                }
+                Some(_) => {}
+                None => {
+                    rs.rest_unknown = rs.percent().is_some_and(|p| p < 100.0);
+                    rs.updated_ns = updated;
+                }
+            }
+        }
+    }
+
+    /// When the leader's query ended, if this status sample (taken at `ts`) says it did
+    /// since the last one: not active any more, or active in a query started at another
+    /// time. The state changed at `state_start` (wall clock), turned into the event clock
+    /// through the sample's own wall-clock time.
+    pub(crate) fn status_ends_query(
+        &self,
+        s: &crate::process::status::StatusSample,
+        ts: u64,
+    ) -> Option<u64> {
+        if s.pid != self.leader || s.error.is_some() {
+            return None;
+        }
+        let running = |st: &str| st == "active" || st == "fastpath function call";
+        let ended = match s.state.as_deref() {
+            None => false,
+            Some(st) if !running(st) => true,
+            Some(_) => self.status.as_ref().is_some_and(|prev| {
+                prev.sample.state.as_deref().is_some_and(running)
+                    && prev.sample.state_start_us.is_some()
+                    && prev.sample.state_start_us != s.state_start_us
+            }),
+        };
+        if !ended {
+            return None;
+        }
+        let ago_ns = s.state_start_us.map_or(0, |t| (s.age_s(t) * 1e9) as u64);
+        Some(ts.saturating_sub(ago_ns))
     }
 }
