@@ -371,3 +371,263 @@ impl super::Model {
         Some(ts.saturating_sub(ago_ns))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
+    use crate::pgdata::relfile::RelFileLocator;
+    use crate::process::status::StatusSample;
+    use crate::trace::{Event, EventKind, Syscall};
+    use std::collections::BTreeSet;
+
+    const SEG: u64 = 1 << 30;
+    /// The table: 100 blocks.
+    const BLOCKS: u64 = 100;
+    const LEADER: i32 = 10;
+
+    /// Names `base/5/100` (100 blocks); `resident` is what shared buffers hold (None:
+    /// memory not readable).
+    struct Pool {
+        resident: Option<BTreeSet<u32>>,
+        asked: usize,
+    }
+
+    impl Namer for Pool {
+        fn name(&mut self, path: &str) -> Named {
+            let locator = match crate::pgdata::classify(path, 16 << 20) {
+                crate::pgdata::PathClass::Relation(f) => f.locator,
+                other => panic!("{path}: {other:?}"),
+            };
+            Named {
+                relpath: Some(path.into()),
+                class: "relation",
+                label: "public.t".into(),
+                relation: Some(std::sync::Arc::new(RelInfo {
+                    id: RelIdentity {
+                        locator,
+                        path: "base/5/100".into(),
+                        label: "public.t".into(),
+                        schema: Some("public".into()),
+                        name: Some("t".into()),
+                        kind: Some("table"),
+                        table: None,
+                        known: true,
+                    },
+                    fork: Fork::Main,
+                    segment: 0,
+                })),
+            }
+        }
+        fn relation_size(&mut self, _: &RelInfo) -> Option<u64> {
+            Some(BLOCKS * BLOCK)
+        }
+        fn file_size(&mut self, _: &str) -> Option<u64> {
+            Some(BLOCKS * BLOCK)
+        }
+        fn resident_blocks(
+            &mut self,
+            _: &RelFileLocator,
+            _: Fork,
+            b: std::ops::Range<u32>,
+        ) -> Option<u32> {
+            self.asked += 1;
+            Some(self.resident.as_ref()?.range(b).count() as u32)
+        }
+    }
+
+    fn pool(resident: impl IntoIterator<Item = u32>) -> Pool {
+        Pool {
+            resident: Some(resident.into_iter().collect()),
+            asked: 0,
+        }
+    }
+
+    fn ev(ts: u64, pid: i32, kind: EventKind) -> Event {
+        Event {
+            ts_ns: ts,
+            pid,
+            kind,
+        }
+    }
+
+    fn open(ts: u64) -> Event {
+        ev(
+            ts,
+            LEADER,
+            EventKind::Open {
+                syscall: Syscall::Openat,
+                dirfd: None,
+                path: "base/5/100".into(),
+                flags: 0,
+                fd: 5,
+            },
+        )
+    }
+
+    /// Blocks `[from, to)` read in 16-block preads from `ts` on, 1 ns apart.
+    fn read_blocks(m: &mut Model, n: &mut Pool, ts: u64, from: u64, to: u64) -> u64 {
+        let mut t = ts;
+        let mut b = from;
+        while b < to {
+            let k = (to - b).min(16);
+            let kind = EventKind::Read {
+                syscall: Syscall::Pread64,
+                fd: 5,
+                offset: Some(b * BLOCK),
+                requested: k * BLOCK,
+                result: (k * BLOCK) as i64,
+            };
+            m.apply(&ev(t, LEADER, kind), n);
+            b += k;
+            t += 1;
+        }
+        t
+    }
+
+    fn status(ts: u64, state: &str, start_us: i64) -> Event {
+        let sample = StatusSample {
+            pid: LEADER,
+            major: 18,
+            state: Some(state.into()),
+            state_start_us: Some(start_us),
+            // The sample taken 1 s after its state started: the end is 1 s before `ts`.
+            sampled_at_us: crate::process::status::PG_EPOCH_UNIX_US + start_us + 1_000_000,
+            ..Default::default()
+        };
+        ev(
+            ts,
+            LEADER,
+            EventKind::Status {
+                sample: Box::new(sample),
+            },
+        )
+    }
+
+    fn rel(m: &Model) -> &RelState {
+        m.relation_at("base/5/100").unwrap()
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn resident_tail_completes_only_when_the_query_ends() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = pool(72..100);
+        m.apply(&open(1), &mut n);
+        m.apply(&status(2, "active", 0), &mut n);
+        read_blocks(&mut m, &mut n, 3, 0, 72);
+        // Still running: never extended, whatever is resident.
+        m.apply(&status(5 * S, "active", 0), &mut n);
+        assert_eq!(rel(&m).percent(), Some(72.0));
+        assert_eq!(n.asked, 0);
+        // Idle since 1 s before the sample: the scan ended after its last read.
+        m.apply(&status(10 * S, "idle", 100), &mut n);
+        let r = rel(&m);
+        assert_eq!(r.percent(), Some(100.0));
+        assert!(r.estimate);
+        assert_eq!(r.from_shared_buffers_bytes(), 28 * BLOCK);
+        assert_eq!(r.coverage.blocks(), BLOCKS);
+        assert_eq!(r.shared_buffers_note().unwrap(), "28 % from shared buffers");
+        // A read of that scan drained late does not move it back.
+        read_blocks(&mut m, &mut n, 20, 56, 72);
+        assert_eq!(rel(&m).percent(), Some(100.0));
+        // A new scan does.
+        read_blocks(&mut m, &mut n, 11 * S, 0, 16);
+        assert_eq!(rel(&m).percent(), Some(16.0));
+    }
+
+    #[test]
+    fn limit_is_not_extended_when_the_rest_is_not_resident() {
+        let mut m = Model::new(LEADER, SEG);
+        // Only some of the rest is in shared buffers.
+        let mut n = pool((1..100).filter(|b| b % 2 == 0));
+        m.apply(&open(1), &mut n);
+        read_blocks(&mut m, &mut n, 3, 0, 1);
+        m.apply(&status(10 * S, "idle", 100), &mut n);
+        let r = rel(&m);
+        assert_eq!(r.percent(), Some(1.0));
+        assert!(!r.estimate);
+        assert_eq!(r.from_shared_buffers_bytes(), 0);
+        assert_eq!(r.shared_buffers_note(), None);
+    }
+
+    #[test]
+    fn unknown_residency_says_so_when_short() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = Pool {
+            resident: None,
+            asked: 0,
+        };
+        m.apply(&open(1), &mut n);
+        read_blocks(&mut m, &mut n, 3, 0, 50);
+        m.apply(
+            &ev(
+                10 * S,
+                LEADER,
+                EventKind::Exit {
+                    code: Some(0),
+                    signal: None,
+                },
+            ),
+            &mut n,
+        );
+        let r = rel(&m);
+        assert_eq!(r.percent(), Some(50.0));
+        assert!(r.rest_unknown);
+        assert_eq!(
+            r.shared_buffers_note().unwrap(),
+            "rest may be in shared buffers"
+        );
+    }
+
+    #[test]
+    fn gap_passed_in_buffers_counts_until_read() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = pool(30..50);
+        m.apply(&open(1), &mut n);
+        let t = read_blocks(&mut m, &mut n, 3, 0, 30);
+        read_blocks(&mut m, &mut n, t, 50, 60);
+        let r = rel(&m);
+        assert_eq!(r.from_shared_buffers_bytes(), 20 * BLOCK);
+        assert_eq!(r.coverage.blocks(), 60);
+        // A gap not wholly resident is left alone.
+        let t = read_blocks(&mut m, &mut n, t + 10, 70, 80);
+        assert_eq!(rel(&m).coverage.blocks(), 70);
+        // Read after all (io workers complete out of order): no longer from buffers.
+        read_blocks(&mut m, &mut n, t, 40, 50);
+        assert_eq!(rel(&m).from_shared_buffers_bytes(), 10 * BLOCK);
+    }
+
+    #[test]
+    fn scattered_reads_are_not_a_sweep() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = pool(0..100);
+        m.apply(&open(1), &mut n);
+        // An index scan: block 80, then 10, then 40.
+        for (i, b) in [80u64, 10, 40].iter().enumerate() {
+            read_blocks(&mut m, &mut n, 3 + i as u64, *b, b + 1);
+        }
+        m.apply(&status(10 * S, "idle", 100), &mut n);
+        let r = rel(&m);
+        assert_eq!(r.coverage.blocks(), 3);
+        assert_eq!(r.from_shared_buffers_bytes(), 0);
+        assert!(r.percent().unwrap() < 100.0);
+    }
+
+    #[test]
+    fn new_query_in_the_same_interval_ends_the_last_one_only() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = pool(72..100);
+        m.apply(&open(1), &mut n);
+        m.apply(&status(2, "active", 0), &mut n);
+        read_blocks(&mut m, &mut n, 3, 0, 72);
+        // The next query started at 9 s (sample at 10 s, state 1 s old) and re-reads the
+        // table from 9.5 s: that scan runs, and is not ended.
+        read_blocks(&mut m, &mut n, 9 * S + S / 2, 0, 16);
+        m.apply(&status(10 * S, "active", 100), &mut n);
+        let r = rel(&m);
+        assert_eq!(r.percent(), Some(16.0));
+        assert!(r.in_query);
+    }
+}
