@@ -96,9 +96,9 @@ fn shared_hits(plan: &[String]) -> u64 {
 }
 
 /// Trace `sql` on a fresh session; the records and the rows it returned as text.
-fn traced(c: &Cluster, sql: &str) -> (Vec<Record>, Vec<String>) {
+fn traced(c: &Cluster, backend: &str, sql: &str) -> (Vec<Record>, Vec<String>) {
     let mut b = c.hold_backend("postgres");
-    let mut trace = spawn_trace(b.pid, "ebpf");
+    let mut trace = spawn_trace(b.pid, backend);
     // Attached, and io workers picked up (looked for once per interval).
     trace.wait_for("three intervals", |r| intervals(r) >= 3);
     let rows: Vec<String> = b
@@ -116,7 +116,7 @@ fn traced(c: &Cluster, sql: &str) -> (Vec<Record>, Vec<String>) {
     (trace.finish(), rows)
 }
 
-fn check(major: u32) {
+fn check(major: u32, backend: &str) {
     if !support::majors().contains(&major) {
         support::skip(
             &format!("cached_tail on PostgreSQL {major}"),
@@ -145,6 +145,7 @@ fn check(major: u32) {
     // The scan: the head from the file, the tail found in shared buffers.
     let (records, plan) = traced(
         &c,
+        backend,
         "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM t WHERE length(pad) > 0",
     );
     let hits = shared_hits(&plan);
@@ -164,6 +165,7 @@ fn check(major: u32) {
     if usdt {
         // buffer__read__done saw every hit: the position is exact, nothing guessed.
         assert!(p.blocks_hit >= hits, "{p:?}");
+        assert!(!p.estimate, "{p:?}");
     } else {
         assert!(p.estimate, "the end from shared buffers is an estimate: {p:?}");
         let cached = p.from_shared_buffers_bytes / BLOCK;
@@ -184,7 +186,7 @@ fn check(major: u32) {
     // A LIMIT stops after a few blocks read from the file; the rest is not all resident
     // (the middle was evicted by the load), so it is not extended.
     let res = resident(&c);
-    let (records, _) = traced(&c, "SELECT g FROM t LIMIT 100");
+    let (records, _) = traced(&c, backend, "SELECT g FROM t LIMIT 100");
     let p = final_progress(&records, &rel);
     eprintln!(
         "PG {major} LIMIT: {:?} %, estimate {}, {} resident blocks before",
@@ -204,15 +206,15 @@ fn check(major: u32) {
 
 #[test]
 fn resident_tail_pg18_io_workers() {
-    check(18);
+    check(18, "ebpf");
 }
 
 #[test]
 fn resident_tail_pg12() {
-    check(12);
+    check(12, "ebpf");
 }
 
 #[test]
 fn resident_tail_pg15_usdt() {
-    check(15);
+    check(15, "auto");
 }

@@ -269,7 +269,9 @@ impl super::Model {
             return;
         };
         let Some(prev_end) = rs.position else { return };
-        if r.fork != Fork::Main || rs.completed_ns.is_some() || !rs.swept_to(prev_end) {
+        // USDT block probes see hits themselves: nothing to infer then.
+        let probed = rs.blocks_hit + rs.blocks_read > 0;
+        if r.fork != Fork::Main || probed || rs.completed_ns.is_some() || !rs.swept_to(prev_end) {
             return;
         }
         let (from, to) = (prev_end.div_ceil(BLOCK), begin / BLOCK);
