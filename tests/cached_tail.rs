@@ -167,7 +167,10 @@ fn check(major: u32, backend: &str) {
         assert!(p.blocks_hit >= hits, "{p:?}");
         assert!(!p.estimate, "{p:?}");
     } else {
-        assert!(p.estimate, "the end from shared buffers is an estimate: {p:?}");
+        assert!(
+            p.estimate,
+            "the end from shared buffers is an estimate: {p:?}"
+        );
         let cached = p.from_shared_buffers_bytes / BLOCK;
         assert!(
             cached <= hits,
