@@ -208,6 +208,19 @@ impl RelState {
         self.estimate = true;
     }
 
+    /// [`Self::shared_buffers_note`] in at most `width` characters: `16 % cached`,
+    /// `rest cached?`, or nothing when even that does not fit.
+    pub fn shared_buffers_note_within(&self, width: usize) -> Option<String> {
+        let long = self.shared_buffers_note()?;
+        if long.chars().count() <= width {
+            return Some(long);
+        }
+        let short = long
+            .replace("from shared buffers", "cached")
+            .replace("rest may be in shared buffers", "rest cached?");
+        (short.chars().count() <= width).then_some(short)
+    }
+
     /// What views add to the percent about shared buffers: `16 % from shared buffers`
     /// (of the relation), or `rest may be in shared buffers` when nobody can tell.
     pub fn shared_buffers_note(&self) -> Option<String> {
@@ -293,6 +306,10 @@ impl super::Model {
     /// Said as an estimate, with how much came from shared buffers. Never done while the
     /// query runs: a scan still going may yet read the rest.
     pub(crate) fn end_of_query(&mut self, ts: u64, namer: &mut impl super::Namer) {
+        // A base backup reads files with pread, past shared buffers: nothing to infer.
+        if self.backup.is_some() || self.expect_backup {
+            return;
+        }
         // Reads stamped a little after the end still belong to the query: the end is
         // taken from another clock, and eBPF stamps are clock ticks.
         let until = ts.saturating_add(END_SLACK_NS);
@@ -531,6 +548,8 @@ mod tests {
         assert_eq!(r.from_shared_buffers_bytes(), 28 * BLOCK);
         assert_eq!(r.coverage.blocks(), BLOCKS);
         assert_eq!(r.shared_buffers_note().unwrap(), "28 % from shared buffers");
+        assert_eq!(r.shared_buffers_note_within(12).unwrap(), "28 % cached");
+        assert_eq!(r.shared_buffers_note_within(5), None);
         // A read of that scan drained late does not move it back.
         read_blocks(&mut m, &mut n, 20, 56, 72);
         assert_eq!(rel(&m).percent(), Some(100.0));

@@ -144,9 +144,10 @@ pub fn draw(
                 eta.map(human_duration).unwrap_or_else(|| "-".into()),
             ));
             // `· 16 % from shared buffers` before the strip: the percent's other half.
+            // Half the strip at most: the strip is the picture of the scan.
             let note = r
-                .shared_buffers_note()
-                .map(|n| truncate(&format!("· {n} "), strip_w))
+                .shared_buffers_note_within((strip_w / 2).saturating_sub(3))
+                .map(|n| format!("· {n} "))
                 .unwrap_or_default();
             let rest = strip_w.saturating_sub(note.chars().count());
             cells.push(Cell::from(Line::from(vec![
