@@ -4,8 +4,8 @@
 //! query ends and every block after the last read is resident, the scan is reported
 //! complete: 100 %, `estimate`, and how much came from shared buffers — never more than
 //! EXPLAIN's shared hits. A LIMIT that stops early is not extended (the rest is not all
-//! resident). PG 18 with io_method=worker, 12, and Debian's 15 (whose USDT probes see the
-//! hits themselves).
+//! resident). Every major 12–18 (18 with io_method=worker); Debian's 15 through `auto`, whose
+//! USDT probes see the hits themselves.
 
 mod support;
 
@@ -220,4 +220,24 @@ fn resident_tail_pg12() {
 #[test]
 fn resident_tail_pg15_usdt() {
     check(15, "auto");
+}
+
+#[test]
+fn resident_tail_pg13() {
+    check(13, "ebpf");
+}
+
+#[test]
+fn resident_tail_pg14() {
+    check(14, "ebpf");
+}
+
+#[test]
+fn resident_tail_pg16() {
+    check(16, "ebpf");
+}
+
+#[test]
+fn resident_tail_pg17() {
+    check(17, "ebpf");
 }
