@@ -377,12 +377,14 @@ static __always_inline int aio_owner(__u32 tgid, __u64 *owner)
 		goto unknown;
 	key = (__u32)procno;
 	t = bpf_map_lookup_elem(&aio_owners, &key);
-	if (t) {
+	/* is_traced: an owner that has exited is no longer followed (see
+	 * pgt_process_exit), and its ProcNumber may be a new backend's already. */
+	if (t && is_traced(*t)) {
 		*owner = *t;
 		return AIO_OURS;
 	}
 	/* A parallel worker of ours that user space has not followed yet. */
-	if (w->proc_size && w->leader_proc) {
+	if (w->proc_size && w->leader_proc && is_traced((__u32)w->leader_tgid)) {
 		__u64 gl = 0;
 
 		if (bpf_probe_read_user(&gl, sizeof(gl),
@@ -646,5 +648,77 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		emit_path(&hdr, path);
 	else
 		emit_fixed(&hdr);
+	return 0;
+}
+
+/*
+ * ---- Process exit: the end of a followed pid, exactly --------------------------
+ *
+ * When the last thread of a followed process exits, the pid is taken out of
+ * `fast_pids`/`pids` here, in the kernel, before the pid can be freed (that
+ * happens only once the parent has reaped the zombie): a later process given
+ * the same pid is never followed, whatever user space is doing. The exit is
+ * reported in its own ring buffer, `exits`, which user space drains *before*
+ * `events` on each poll: every record the process wrote to `events` was
+ * submitted before its exit record, so it is drained in the same poll, ahead
+ * of the exit.
+ *
+ * tp_btf/sched_process_exit runs in do_exit of the exiting task, after
+ * signal->live was decremented: live == 0 means this is the group's last
+ * thread. (The tracepoint gained a group_dead argument in 6.16; reading live
+ * works on every kernel.)
+ *
+ * Record (little-endian, 16 bytes; decoded by `decode_exit` in ebpf.rs):
+ *   0  u64 ts_ns      CLOCK_MONOTONIC at the exit
+ *   8  u32 tgid       in pg_trace's pid namespace
+ *  12  u32 exit_code  task->exit_code: wait(2)'s status word
+ */
+struct pgt_exit {
+	__u64 ts_ns;
+	__u32 tgid;
+	__u32 exit_code;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096 * 4);
+} exits SEC(".maps");
+
+/* Exits that did not fit in `exits` (cannot happen with 16 followed pids at
+ * most per poll, counted all the same). */
+volatile __u64 exits_lost;
+
+static __always_inline void unfollow_in_kernel(__u32 tgid)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < PGT_FAST_PIDS; i++)
+		if (fast_pids[i] == tgid)
+			fast_pids[i] = 0;
+	bpf_map_delete_elem(&pids, &tgid);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(pgt_process_exit, struct task_struct *task)
+{
+	struct pgt_exit *e;
+	__u32 tgid = current_id() >> 32;
+
+	if (!is_traced(tgid))
+		return 0;
+	/* Another thread of the group is still running: not the end yet. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	unfollow_in_kernel(tgid);
+	e = bpf_ringbuf_reserve(&exits, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&exits_lost, 1);
+		return 0;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->tgid = tgid;
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

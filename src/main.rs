@@ -1,6 +1,7 @@
 use anyhow::{bail, Result};
 use clap::Parser;
 use pg_trace::cli::{Cli, Command};
+use pg_trace::process::identity::{ExitedWhileAttaching, Identity};
 use pg_trace::{commands, session};
 use std::io::{IsTerminal, Write};
 
@@ -21,15 +22,34 @@ fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
 fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(pg_trace::text::safe::SafeText::new(stdout.lock()));
+    // The commands read `-p`'s process by pid (/proc, its memory, its binary): pinned
+    // first, so that a failure caused by its exit is said as such.
+    let pinned = match (&cli.command, cli.pid) {
+        (Some(_), Some(pid)) => Identity::open(pid).ok(),
+        _ => None,
+    };
+    if pinned.is_some() {
+        // Debug builds: where tests/pid_reuse.rs ends the process (see test_pause).
+        session::backend::test_pause("pinned");
+    }
+    let vanished = |e: anyhow::Error| match &pinned {
+        Some(id) if !id.is_alive() => ExitedWhileAttaching { pid: id.pid() }.into(),
+        _ => e,
+    };
     match &cli.command {
-        Some(Command::Probes) => commands::probes::run(&mut out, cli.pid, cli.format)?,
+        Some(Command::Probes) => {
+            commands::probes::run(&mut out, cli.pid, cli.format).map_err(vanished)?
+        }
         Some(Command::Catalog { target }) => {
-            commands::catalog::run(&mut out, target, cli.pid, cli.format)?
+            commands::catalog::run(&mut out, target, cli.pid, cli.format).map_err(vanished)?
         }
         Some(Command::Resolve { target, paths }) => {
-            commands::resolve::run(&mut out, target, cli.pid, paths, cli.format)?
+            commands::resolve::run(&mut out, target, cli.pid, paths, cli.format)
+                .map_err(vanished)?
         }
-        Some(Command::Ps { target }) => commands::ps::run(&mut out, target, cli.pid, cli.format)?,
+        Some(Command::Ps { target }) => {
+            commands::ps::run(&mut out, target, cli.pid, cli.format).map_err(vanished)?
+        }
         None => {
             drop(out);
             let usdt = pg_trace::trace::usdt::UsdtConfig {
@@ -85,6 +105,15 @@ fn main() {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
         {
             std::process::exit(0);
+        }
+        // A process that went away while we attached: that, and nothing of what its
+        // vanishing made the steps say on the way.
+        if let Some(x) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<ExitedWhileAttaching>())
+        {
+            eprintln!("pg_trace: error: {x}");
+            std::process::exit(1);
         }
         // One line, the causes joined: no backtrace, whatever RUST_BACKTRACE says.
         // A cause can quote a name or file content: made inert and kept on one line.

@@ -561,3 +561,104 @@ fn absurd_intervals_and_durations() {
     assert!(err.contains("not in 10..=3600000"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A child killed (by its pid, through its handle) when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 11 item 8: a renamed `/bin/sleep` called `postgres`, whose working directory is a
+/// live cluster's data directory, has the name and the directory of a server process but
+/// neither its binary nor its shared memory: every command that takes a pid refuses it,
+/// in one line, exit 1. A real backend of the same cluster is still accepted.
+#[test]
+fn a_renamed_sleep_in_a_data_directory_is_not_postgres() {
+    let major = support::majors()[0];
+    let c = Cluster::start(major);
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("postgres");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let sleep = KillOnDrop(
+        Command::new(&fake)
+            .arg("300")
+            .current_dir(&c.datadir)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = sleep.0.id().to_string();
+    // The name and directory the old check trusted are there.
+    support::status::wait_until(
+        "the fake to be named postgres",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|s| s.trim() == "postgres")
+        },
+    );
+    let want = format!(
+        "pid {pid} is not a PostgreSQL process (its binary {} has no PostgreSQL symbols",
+        fake.display()
+    );
+    let pgdata_file = c.datadir.join("global/1262");
+    for args in [
+        vec!["-p", &pid, "--no-tui", "--duration", "1"],
+        vec![
+            "-p",
+            &pid,
+            "--no-tui",
+            "--format",
+            "json",
+            "--backend",
+            "procfs",
+        ],
+        vec!["catalog", "-p", &pid],
+        vec!["resolve", "-p", &pid, pgdata_file.to_str().unwrap()],
+        vec!["ps", "-p", &pid],
+        vec!["probes", "-p", &pid],
+    ] {
+        let out = run_within(Duration::from_secs(30), &args);
+        assert_one_line_error(&out, &want);
+    }
+    // A real backend of the same cluster passes the same check.
+    let held = c.hold_backend("postgres");
+    let out = run(&[
+        "resolve",
+        "-p",
+        &held.pid.to_string(),
+        pgdata_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(sleep);
+}
+
+/// The other side of the check above: the postmaster and a client backend of every major
+/// (Debian's stripped PostgreSQL 15 among them) are PostgreSQL by their binary and memory.
+#[test]
+fn real_server_processes_pass_the_postgres_check() {
+    support::on_every_major(|major| {
+        let c = Cluster::start(major);
+        let held = c.hold_backend("postgres");
+        for pid in [c.postmaster_pid(), held.pid] {
+            let out = run(&["resolve", "-p", &pid.to_string(), "global/1262"]);
+            assert!(
+                out.status.success(),
+                "PG {major} pid {pid}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("pg_database"),
+                "PG {major}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    });
+}

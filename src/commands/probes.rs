@@ -1,7 +1,6 @@
 //! `pg_trace probes -p PID`: the USDT probes of the process's binary.
 
 use crate::output::{self, Format};
-use crate::pgdata::DataDir;
 use crate::process::stapsdt;
 use anyhow::{bail, Result};
 use std::io::Write;
@@ -11,7 +10,7 @@ pub fn run(out: &mut impl Write, pid: Option<i32>, format: Format) -> Result<()>
         bail!("give the postgres process with -p PID");
     };
     // "not a PostgreSQL process" says more than a failure to read some binary.
-    DataDir::from_pid(pid)?;
+    super::postgres_datadir(pid)?;
     let (exe, notes) = stapsdt::exe_and_probes(pid)?;
     output::probes::write_notes(out, &exe.display().to_string(), &notes, format)
 }

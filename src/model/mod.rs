@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod coverage;
+pub mod credit;
 pub mod files;
 pub mod lines;
 pub mod relations;
@@ -175,6 +176,8 @@ pub struct Model {
     pub expect_backup: bool,
     /// Last read, write or send of the leader.
     pub last_io_ns: u64,
+    /// The /proc backend's bytes: which file they are put on, and what is unattributed.
+    pub credit: credit::Credit,
     /// `renamed: a → b` for open files whose name a catalog change altered, to be said
     /// once (taken by the session).
     pub renamed: Vec<String>,
@@ -207,6 +210,7 @@ impl Model {
             backup: None,
             expect_backup: false,
             last_io_ns: 0,
+            credit: credit::Credit::default(),
             renamed: Vec::new(),
             query_ended: None,
         }
@@ -308,6 +312,16 @@ impl Model {
                 let io = (*rchar, *wchar, *read_bytes, *write_bytes);
                 self.io_counters(pid, io, ts, namer)
             }
+            EventKind::ReadSample {
+                syscall,
+                fd,
+                offset,
+                requested,
+                hits,
+            } => {
+                let end = offset.map(|o| o.saturating_add(requested.unwrap_or(0)));
+                self.read_sample(pid, *syscall, *fd, *offset, end, *hits, ts, namer);
+            }
             EventKind::NewFollower { role, .. } => {
                 self.procs
                     .entry(pid)
@@ -388,19 +402,20 @@ impl Model {
         if size.is_some() {
             f.size = size;
         }
-        // Polling sees only positions: a position that moved is progress.
+        // Polling sees only positions. PostgreSQL reads relation files with pread (12+):
+        // their position moves only by smgr's lseek(SEEK_END) size probe, which is no
+        // read. Any other file's position moving is read(2) going through it.
         let moved = match (pos, f.pos) {
-            (Some(new), Some(old)) if new > old => Some((old, new - old)),
+            (Some(new), Some(old)) if new > old && f.named.relation.is_none() => {
+                Some((old, new - old))
+            }
             _ => None,
         };
         f.pos = pos;
         if let Some((old, n)) = moved {
             f.record_read(Syscall::Read, old, n, ev.ts_ns);
             f.estimate = true;
-            if let Some(r) = f.named.relation.clone() {
-                self.rel_read(&r, old, n, ev.ts_ns, namer);
-                self.mark_estimate(&r);
-            }
+            self.credit.by_position(ev.pid, n);
         }
     }
 
@@ -608,40 +623,69 @@ impl Model {
         );
     }
 
-    /// The /proc backend sees no individual reads, only the process's growing `rchar`.
-    /// PostgreSQL reads one relation file at a time in a scan, so the bytes are credited
-    /// to the relation file opened last, continuing from where that file was last seen.
-    /// An estimate: exact for a file opened after attach and read sequentially.
-    fn attribute_rchar(&mut self, pid: Pid, delta: u64, ts: u64, namer: &mut impl Namer) {
-        if delta == 0 {
+    /// A sample caught `pid` inside a read of `fd`: evidence for [`Self::attribute_rchar`],
+    /// and where in the file the process is (a read seen, so an offset from a read).
+    #[allow(clippy::too_many_arguments)]
+    fn read_sample(
+        &mut self,
+        pid: Pid,
+        syscall: Syscall,
+        fd: i32,
+        offset: Option<u64>,
+        end: Option<u64>,
+        hits: u32,
+        ts: u64,
+        namer: &mut impl Namer,
+    ) {
+        // An io worker's read is for some session /proc does not name.
+        if self.role_of(pid) == Some(FollowerRole::IoWorker) {
             return;
         }
-        let target = self
-            .files
-            .iter()
-            .filter(|((p, _), f)| {
-                *p == pid
-                    && f.named
-                        .relation
-                        .as_ref()
-                        .is_some_and(|r| r.fork == Fork::Main)
-            })
-            .max_by_key(|(_, f)| (f.opened_ns, f.named.relation.as_ref().map(|r| r.segment)))
-            .map(|(k, _)| *k);
-        let Some(key) = target else { return };
-        let Some(f) = self.files.get_mut(&key) else {
+        let Some(f) = self.files.get_mut(&(pid, fd)) else {
             return;
         };
-        let mut n = delta;
-        let start = f.highest;
-        if let Some(size) = f.size {
-            n = n.min(size.saturating_sub(start));
-        }
-        f.record_read(Syscall::Read, start, n, ts);
+        self.credit.sampled(pid, fd, hits, end);
+        let Some(at) = offset else { return };
+        f.record_read(syscall, at, 0, ts);
         f.estimate = true;
         if let Some(r) = f.named.relation.clone() {
-            self.rel_read(&r, start, n, ts, namer);
+            self.rel_read(&r, at, 0, ts, namer);
             self.mark_estimate(&r);
+        }
+    }
+
+    /// The /proc backend sees no individual reads, only the process's growing `rchar`.
+    /// The growth goes to the files a sample caught being read in the same interval, in
+    /// proportion to how often each was caught, ending where the last sampled read ended;
+    /// what no sample covers is counted as unattributed (see [`credit`]). An estimate.
+    fn attribute_rchar(&mut self, pid: Pid, delta: u64, ts: u64, namer: &mut impl Namer) {
+        // An io worker reads for every session, and /proc does not say for whom (the AIO
+        // handle's owner is not in a syscall's arguments): none of its bytes are ours.
+        if self.role_of(pid) == Some(FollowerRole::IoWorker) {
+            self.credit.split(pid, delta, ts, false, |_, _| 0);
+            return;
+        }
+        let files = &self.files;
+        let shares = self.credit.split(pid, delta, ts, true, |fd, end| {
+            let Some(f) = files.get(&(pid, fd)) else {
+                return 0;
+            };
+            // Bytes credited end at the sampled read: none before the file's start.
+            end.or(f.size).unwrap_or(0)
+        });
+        for sh in shares {
+            let Some(f) = self.files.get_mut(&(pid, sh.fd)) else {
+                continue;
+            };
+            let rel = f.named.relation.clone();
+            let end = sh.end.or(f.size).unwrap_or(sh.bytes);
+            let start = end.saturating_sub(sh.bytes);
+            f.record_read(Syscall::Read, start, sh.bytes, ts);
+            f.estimate = true;
+            if let Some(r) = rel {
+                self.rel_read(&r, start, sh.bytes, ts, namer);
+                self.mark_estimate(&r);
+            }
         }
     }
 

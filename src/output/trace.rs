@@ -338,6 +338,13 @@ pub fn write_interval(
             for r in &active_rels {
                 writeln!(out, "    {}", visible(&relation_line(r)))?;
             }
+            if let Some(u) = model
+                .credit
+                .unattributed
+                .filter(|_| first || model.credit.updated_ns > io_since)
+            {
+                writeln!(out, "    {}", crate::model::credit::words(u))?;
+            }
             for f in active_files
                 .iter()
                 .filter(|f| f.named.relation.is_none() && f.last_ns > io_since)
@@ -365,6 +372,13 @@ pub fn stats_record(model: &Model, now: u64, eps: f64) -> Record {
         files_open: model.files.len() as u64,
         sorts: model.sorts,
         sorts_external: model.sorts_external,
+        unattributed: model
+            .credit
+            .unattributed
+            .map(|bytes_read| record::UnattributedReads {
+                bytes_read,
+                estimate: true,
+            }),
     })
 }
 

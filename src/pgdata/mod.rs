@@ -161,6 +161,24 @@ impl DataDir {
             })
     }
 
+    /// The key of the server's System V shared memory segment, from line 7 of
+    /// `postmaster.pid` (`LOCK_FILE_LINE_SHMEM_KEY`: key, then id). Every process of the
+    /// server maps that segment; /proc/PID/maps names it `/SYSV<key as 8 hex digits>`.
+    /// key_t is an int written as unsigned long: its low 32 bits are the key.
+    pub fn shmem_key(&self) -> Option<u32> {
+        let p = self.root.join("postmaster.pid");
+        let bytes = file::read_capped(&p, 64 * 1024).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let key: u64 = text
+            .lines()
+            .nth(6)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(key as u32)
+    }
+
     pub fn tablespace_version_dir(&self) -> String {
         format!("PG_{}_{}", self.major, self.control.catalog_version_no)
     }

@@ -5,11 +5,13 @@ pub mod buffers;
 pub mod clock;
 pub mod clog;
 pub mod fds;
+pub mod identity;
 pub mod list;
 pub mod stapsdt;
 
 pub use fds::{open_files, OpenFile};
 pub mod memory;
+pub mod postgres_binary;
 pub mod proc;
 pub mod progress;
 pub mod status;

@@ -4,6 +4,7 @@
 
 use crate::cli::BackendChoice;
 use crate::pgdata::DataDir;
+use crate::process::identity::{ExitedWhileAttaching, Identity};
 use crate::trace::combined::Combined;
 use crate::trace::usdt::{UsdtConfig, UsdtStatus, UsdtTracer};
 use crate::trace::{Pid, Tracer};
@@ -78,9 +79,53 @@ impl From<BackendChoice> for Plan {
 /// Try each method in turn for `auto`; say once on stderr why each fallback happened.
 /// USDT with the defaults; see [`attach_with`].
 pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
-    let major = DataDir::from_pid(pid)?.major;
-    let mut note = |n: String| eprintln!("pg_trace: {n}");
-    Ok(attach_with(choice, pid, major, &UsdtConfig::default(), &mut note)?.0)
+    let id = Identity::open(pid)?;
+    while_attaching(&id, || {
+        let major = DataDir::from_pid(pid)?.major;
+        let mut note = |n: String| eprintln!("pg_trace: {n}");
+        Ok(attach_with(choice, pid, major, &UsdtConfig::default(), &mut note)?.0)
+    })
+}
+
+/// Runs the steps of an attach to the process `id` pins (locate its data directory,
+/// attach the tracer, take the first snapshot...), each of which works by pid. It ends
+/// - attached, when the process is still running afterwards: every step was then about
+///   it, and its exit is still to come, so the tracer will see it (see
+///   [`Identity::is_running`]);
+/// - `pid N exited while attaching` when it is not, whatever the steps said on the way
+///   (a missing `/proc` file, a refusal that looks like a permission problem, an attach
+///   to whoever took the pid): what was attached is dropped, which detaches it;
+/// - the steps' own error otherwise.
+pub fn while_attaching<T>(id: &Identity, steps: impl FnOnce() -> Result<T>) -> Result<T> {
+    let r = steps();
+    test_pause("attached");
+    if id.is_running() {
+        return r;
+    }
+    drop(r);
+    Err(ExitedWhileAttaching { pid: id.pid() }.into())
+}
+
+/// Debug builds only: with `PG_TRACE_TEST_PAUSE=POINT:FIFO` the attach stops at `point`
+/// ("pinned": `catalog`, `resolve`, `ps` or `probes -p` has pinned its process;
+/// "located": the data directory found, nothing attached; "attached": everything
+/// attached, not yet confirmed) until the test that made the FIFO closes its end. Opening
+/// the FIFO blocks until the test opens it for writing, which tells the test we are
+/// there: no sleeps on either side. Lets tests/pid_reuse.rs end the process at exactly
+/// that step. Compiled out of release builds.
+pub fn test_pause(point: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(v) = std::env::var_os("PG_TRACE_TEST_PAUSE") {
+        let v = v.to_string_lossy();
+        if let Some(path) = v.strip_prefix(point).and_then(|r| r.strip_prefix(':')) {
+            if let Ok(mut f) = std::fs::File::open(path) {
+                let mut rest = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut f, &mut rest);
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
 }
 
 /// The best syscall tracer that attaches; why a method was passed over goes to `note`

@@ -50,10 +50,7 @@ impl From<&Options> for Pace {
 /// Attach, print on stdout until done, detach.
 pub fn run(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
-    let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt)?;
-    if opts.no_memory {
-        session.disable_memory();
-    }
+    let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
     let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));

@@ -11,18 +11,15 @@ use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
 use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::pgdata::DataDir;
+use crate::process::identity::Identity;
 use crate::process::status::{StatusReader, StatusSample};
 use crate::trace::replay::{Clock, SystemClock};
 use crate::trace::usdt::{UsdtConfig, UsdtStatus};
 use crate::trace::{follow, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
 use anyhow::Result;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-fn proc_exists(pid: Pid) -> bool {
-    crate::process::proc::exists(pid)
-}
 
 /// How paths get their names: the data directory's catalog live, whatever the caller
 /// gives for a replay (a recording's names, a script's).
@@ -72,7 +69,14 @@ impl Namer for Naming {
 /// What only a live session has: the process in /proc, its memory, its data directory.
 struct Live {
     dd: DataDir,
-    followers: BTreeSet<Pid>,
+    /// The leader, pinned: every /proc or memory read about it is checked against this
+    /// after the read (a pid outlives its process: the next fork may get it).
+    identity: Identity,
+    followers: BTreeMap<Pid, Identity>,
+    /// Followers added to the tracer and found dead right after: whatever the tracer
+    /// caught for these pids before they were removed may be another process's, and is
+    /// dropped at the next drain.
+    discard: Vec<Pid>,
     /// Status from shared memory: None until first used, or when off.
     status_reader: Option<StatusReader>,
     no_memory: bool,
@@ -127,16 +131,44 @@ pub struct Session {
 impl Session {
     /// Check the target, attach, and take the startup snapshot of its open files.
     pub fn open(pid: Pid, backend: BackendChoice) -> Result<Session> {
-        Session::open_with(pid, backend, &UsdtConfig::default())
+        Session::open_with(pid, backend, &UsdtConfig::default(), true)
     }
 
     /// [`Session::open`] with the USDT settings (`--no-usdt`, `--usdt-probes`).
-    pub fn open_with(pid: Pid, backend: BackendChoice, usdt: &UsdtConfig) -> Result<Session> {
-        let dd = DataDir::from_pid(pid)?;
+    ///
+    /// The process is pinned first ([`Identity`]); if it is gone by the end of the attach,
+    /// or any step failed because it went away, the error is exactly
+    /// [`ExitedWhileAttaching`](crate::process::identity::ExitedWhileAttaching).
+    /// `memory`: false for `--no-memory` (names then come from the disk from the first read).
+    pub fn open_with(
+        pid: Pid,
+        backend: BackendChoice,
+        usdt: &UsdtConfig,
+        memory: bool,
+    ) -> Result<Session> {
+        let identity = Identity::open(pid)?;
+        let mut s = super::backend::while_attaching(&identity, || {
+            Session::attach(identity.try_clone()?, backend, usdt, memory)
+        })?;
+        if !memory {
+            s.disable_memory();
+        }
+        Ok(s)
+    }
+
+    fn attach(
+        identity: Identity,
+        backend: BackendChoice,
+        usdt: &UsdtConfig,
+        memory: bool,
+    ) -> Result<Session> {
+        let pid = identity.pid();
+        let dd = crate::commands::postgres_datadir(pid)?;
+        super::backend::test_pause("located");
         crate::process::proc::require_root(|| {
             format!("pg_trace must run as root to attach to pid {pid}")
         })?;
-        let mut namer = CatalogNamer::live(&dd, pid, true)?;
+        let mut namer = CatalogNamer::live(&dd, pid, memory)?;
         let mut notes = namer.take_notes();
         let (tracer, usdt) =
             super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
@@ -147,7 +179,8 @@ impl Session {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let start_ns = clock.now_ns();
         let mut batch = Vec::new();
-        // Files opened before we came (the lsof step): named at once.
+        // Files opened before we came (the lsof step): named at once. (Read by pid: the
+        // check that ends `while_attaching` says whether it was this process.)
         procfs::snapshot(pid, &mut batch)?;
         let mut s = Session {
             pid,
@@ -165,7 +198,9 @@ impl Session {
             tracer,
             live: Some(Live {
                 dd,
-                followers: BTreeSet::new(),
+                identity,
+                followers: BTreeMap::new(),
+                discard: Vec::new(),
                 status_reader: None,
                 no_memory: false,
                 walk: None,
@@ -221,6 +256,10 @@ impl Session {
 
     fn drain(&mut self, each: &mut impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
         self.tracer.poll(&mut self.batch)?;
+        if let Some(live) = self.live.as_mut().filter(|l| !l.discard.is_empty()) {
+            let discard = std::mem::take(&mut live.discard);
+            self.batch.retain(|e| !discard.contains(&e.pid));
+        }
         for ev in self.batch.drain(..) {
             each(&self.model, &ev, false)?;
             self.model.apply(&ev, &mut self.namer);
@@ -234,11 +273,15 @@ impl Session {
     /// names a closing fd before the close forgets it.
     pub fn poll(&mut self, mut each: impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
         self.drain(&mut each)?;
-        // eBPF has no exit notification of its own: /proc tells.
-        if self.live.is_some() && !self.model.leader_exited() && !proc_exists(self.pid) {
+        // ptrace and eBPF report the exit themselves; USDT and /proc polling do not: the
+        // pidfd tells, within one poll, whoever has taken the pid since.
+        let gone = self.live.as_ref().is_some_and(|l| !l.identity.is_alive());
+        if gone && !self.model.leader_exited() {
             // Its last events may have reached the tracer after the drain above (a
             // walsender writes its backup history file and exits): they come first.
             self.drain(&mut each)?;
+        }
+        if gone && !self.model.leader_exited() {
             let ev = Event {
                 ts_ns: self.clock.now_ns(),
                 pid: self.pid,
@@ -247,7 +290,10 @@ impl Session {
                     signal: None,
                 },
             };
+            // Shown like a tracer's own exit (`-d`, the log), whichever noticed it.
+            each(&self.model, &ev, false)?;
             self.model.apply(&ev, &mut self.namer);
+            each(&self.model, &ev, true)?;
         }
         Ok(())
     }
@@ -288,6 +334,10 @@ impl Session {
                 }
             }
         }
+        if live.status_reader.is_some() && !live.identity.is_alive() {
+            // Opened (maps, symbols, shared memory found) maybe on whoever took the pid.
+            live.status_reader = None;
+        }
         let mut s = match live.status_reader.as_mut() {
             Some(r) => r.sample(self.pid),
             None => StatusSample {
@@ -299,6 +349,11 @@ impl Session {
                 ..Default::default()
             },
         };
+        // Every read above was by pid: it was about our process only if it is still alive
+        // now. Otherwise it may describe the next owner of the pid: not a word of it.
+        if !live.identity.is_alive() {
+            return None;
+        }
         // Under ptrace the process is stopped for each of its system calls: those stops
         // are ours, not its state (nor a stall).
         let ours = matches!(s.kernel.state, Some('t' | 'T'))
@@ -353,22 +408,52 @@ impl Session {
             return;
         };
         for (pid, role) in follow::find_followers(self.pid) {
+            if live.followers.contains_key(&pid) {
+                continue;
+            }
             // Io workers read for the whole cluster: useless, and costly to a ptrace
             // tracer, unless the tracer tells whose read each one is.
             if role == FollowerRole::IoWorker && !self.tracer.attributes_io_workers() {
                 continue;
             }
-            if live.followers.insert(pid) && self.tracer.add_pid(pid).is_ok() {
-                self.batch
-                    .push(follower_event(self.clock.now_ns(), pid, self.pid, role));
-                let _ = procfs::snapshot(pid, &mut self.batch);
+            // Pinned, then its title read again: the role found above may have been read
+            // from a process that had the pid before this one.
+            let Ok(id) = Identity::open(pid) else {
+                continue;
+            };
+            let title = crate::process::proc::process_title(pid);
+            let still = title
+                .and_then(|t| follow::follower_role(&t, self.pid))
+                .filter(|&r| r == role);
+            if id.confirm(still).flatten().is_none() {
+                continue;
             }
+            if self.tracer.add_pid(pid).is_err() {
+                // Not retried each tick: remembered like a follower, forgotten at its exit.
+                live.followers.insert(pid, id);
+                continue;
+            }
+            if !id.is_running() {
+                // Gone before or while it was added: the add may have caught the next
+                // owner of the pid. Take it out, and what it caught.
+                self.tracer.remove_pid(pid);
+                live.discard.push(pid);
+                continue;
+            }
+            let mut files = Vec::new();
+            let _ = procfs::snapshot(pid, &mut files);
+            self.batch
+                .push(follower_event(self.clock.now_ns(), pid, self.pid, role));
+            if id.is_alive() {
+                self.batch.append(&mut files);
+            }
+            live.followers.insert(pid, id);
         }
         let gone: Vec<Pid> = live
             .followers
             .iter()
-            .copied()
-            .filter(|&p| !proc_exists(p))
+            .filter(|(_, id)| !id.is_alive())
+            .map(|(&p, _)| p)
             .collect();
         for p in gone {
             live.followers.remove(&p);

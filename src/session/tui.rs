@@ -507,10 +507,7 @@ pub fn event_loop(
 }
 
 fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
-    let mut s = Session::open_with(pid, opts.backend, &opts.usdt)?;
-    if opts.no_memory {
-        s.disable_memory();
-    }
+    let s = Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
     Ok(s)
 }
 

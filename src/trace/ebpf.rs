@@ -51,6 +51,8 @@ mod skel {
 
 use skel::{SyscallsSkel, SyscallsSkelBuilder};
 
+mod exits;
+
 /// The record layout of `bpf/events.h`. Keep the two in step.
 mod wire {
     pub const HDR_SIZE: usize = 64;
@@ -489,6 +491,8 @@ pub struct EbpfTracer {
     // Field order is drop order: the link, then the ring buffer, then the skeleton, and
     // last the slot the skeleton borrows.
     link: Option<Link>,
+    /// The exit hook (pid identity in the kernel: see `exits.rs`).
+    exits: Option<exits::ExitWatch>,
     ring: Option<RingBuffer<'static>>,
     skel: Option<SyscallsSkel<'static>>,
     _slot: ObjectSlot,
@@ -544,6 +548,7 @@ impl EbpfTracer {
 
         let mut tracer = EbpfTracer {
             link: None,
+            exits: None,
             ring: None,
             skel: Some(skel),
             _slot: slot,
@@ -574,7 +579,9 @@ impl EbpfTracer {
             let detail = super::libbpf::last_message().unwrap_or_else(|| e.to_string());
             anyhow!("eBPF unavailable: attaching to the sys_exit tracepoint failed ({detail})")
         })?;
+        let exits = exits::ExitWatch::attach(skel)?;
         tracer.link = Some(link);
+        tracer.exits = Some(exits);
         tracer.ring = Some(ring);
         Ok(tracer)
     }
@@ -637,6 +644,31 @@ impl EbpfTracer {
         let fast = bss.fast_pids;
         if self.detached || self.pids.iter().all(|p| fast.contains(&(*p as u32))) {
             store_shared(&mut bss.pids_overflow, 0);
+        }
+    }
+
+    /// Exits the kernel hook recorded so far. Taken *before* the events ring buffer is
+    /// drained, so that every event of an exited process is in the same poll (exits.rs).
+    fn take_exits(&mut self) -> Vec<Event> {
+        let Some(watch) = self.exits.as_ref() else {
+            return Vec::new();
+        };
+        let (exits, garbled) = watch.drain();
+        self.lost[IDX_GARBLED] += garbled;
+        exits
+    }
+
+    /// After the events: the exits, each pid forgotten here as the kernel already forgot
+    /// it (a later process with the same pid is not ours).
+    fn finish_exits(&mut self, exits: Vec<Event>, out: &mut Vec<Event>) {
+        for ev in exits {
+            if self.pids.contains(&ev.pid) {
+                self.pids.retain(|&p| p != ev.pid);
+                self.unfollow(ev.pid);
+                self.aio_unregister(ev.pid);
+                self.events += 1;
+                out.push(ev);
+            }
         }
     }
 
@@ -837,6 +869,7 @@ impl Tracer for EbpfTracer {
     }
 
     fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        let exits = self.take_exits();
         let Some(ring) = self.ring.as_ref() else {
             return Ok(());
         };
@@ -858,6 +891,7 @@ impl Tracer for EbpfTracer {
         });
         self.events += n as u64;
         self.lost[IDX_GARBLED] += garbled;
+        self.finish_exits(exits, out);
         if rc < 0 {
             bail!(
                 "eBPF: reading the ring buffer failed ({})",
@@ -912,6 +946,9 @@ impl Tracer for EbpfTracer {
         // unregisters the tracepoint probe: about a millisecond).
         for pid in self.pids.clone() {
             self.unfollow(pid);
+        }
+        if let Some(watch) = self.exits.as_mut() {
+            watch.detach();
         }
         drop(self.link.take());
     }

@@ -202,6 +202,17 @@ pub enum EventKind {
         flags: Option<u32>,
         size: Option<u64>,
     },
+    /// The /proc backend caught the process inside this read (`/proc/PID/syscall` shows a
+    /// system call's arguments while the process sleeps in it): evidence of which file it
+    /// reads and where, not a count of bytes. `requested` is unknown for vectored reads
+    /// (the sizes are in the process's memory); `hits` is how many samples saw it.
+    ReadSample {
+        syscall: Syscall,
+        fd: i32,
+        offset: Option<u64>,
+        requested: Option<u64>,
+        hits: u32,
+    },
     /// Cumulative I/O counters from /proc/PID/io (the /proc backend).
     IoCounters {
         rchar: u64,

@@ -10,6 +10,13 @@
 //! the kernel increments each probe's semaphore in the tracee (the one write into it;
 //! `--no-usdt` avoids it).
 //!
+//! Pid reuse cannot reach these probes: the kernel resolves the pid to the task when the
+//! uprobe is attached (a per-task perf event, or a `uprobe_multi` link holding the task)
+//! and fires the program for that thread group only, so a later process given the same
+//! pid, even a postgres backend of the same binary, is not traced. What is left is the
+//! attach itself, done by pid: `session::backend::while_attaching` checks the process is
+//! still running afterwards (tests/pid_reuse.rs).
+//!
 //! Cost: a uprobe hit is ~0.4 µs on this kernel. By default only ONE probe fires per block
 //! (`buffer__read__done`: relation, block, hit or miss); the rest of the default set fires
 //! per query, lock wait, sort or checkpoint. The smgr and `buffer__read__start` probes,

@@ -327,13 +327,19 @@ pub fn draw(
     }
     let header: Vec<&str> = cols.iter().map(|c| c.header).collect();
     let title = format!(
-        " Files: {} open{}  sort {}{} ",
+        " Files: {} open{}{}  sort {}{} ",
         model.files.len(),
         if rows_all.len() != model.files.len() {
             format!(", {} shown", rows_all.len())
         } else {
             String::new()
         },
+        // The /proc backend's bytes that no sample tied to a file.
+        model
+            .credit
+            .unattributed
+            .map(|u| format!(", {}", crate::model::credit::short_words(u)))
+            .unwrap_or_default(),
         st.sort.name(),
         if skip > 0 {
             format!("  ↑{skip}")

@@ -17,7 +17,7 @@ pub use probes::{ProbeRecord, ProbesRecord};
 pub use status::{BackupRecord, ProcessRecord, ProgressRow, StatusRecord};
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
-    SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UsdtRecord,
+    SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads, UsdtRecord,
 };
 
 use serde::{Deserialize, Serialize};

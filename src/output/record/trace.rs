@@ -144,6 +144,18 @@ pub struct StatsRecord {
     pub files_open: u64,
     pub sorts: u64,
     pub sorts_external: u64,
+    /// The /proc backend only (null otherwise): bytes read that no evidence ties to a file.
+    #[serde(default)]
+    pub unattributed: Option<UnattributedReads>,
+}
+
+/// Bytes the traced processes read (`/proc/PID/io` rchar) that no sample of
+/// `/proc/PID/syscall` tied to a file: pg_trace does not know which file they came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnattributedReads {
+    pub bytes_read: u64,
+    /// Always true: like every /proc figure, an estimate.
+    pub estimate: bool,
 }
 
 /// `deny_unknown_fields`: a non-I/O event also says `"type":"syscall"`, and must not be

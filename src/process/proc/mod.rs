@@ -12,8 +12,8 @@ mod syscall;
 
 pub use activity::Activity;
 pub use privilege::{has_capability, is_root, ptrace_scope, require_root, NotRoot, CAP_SYS_PTRACE};
-pub use stat::{parent_pid, stat, state_name, Stat};
-pub use syscall::{parse_syscall, syscall, syscall_name, syscall_of, SyscallNow};
+pub use stat::{parent_pid, stat, state_name, Stat, PF_EXITING};
+pub use syscall::{parse_syscall, syscall, syscall_name, syscall_of, SyscallFile, SyscallNow};
 
 use procfs::process::Process;
 use std::io::Read;

@@ -11,7 +11,15 @@ pub struct Stat {
     pub ppid: Pid,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
+    /// When the process started, in clock ticks after boot: with the pid, what names one
+    /// process for its whole life (a pid is reused, a pid and a start time are not).
+    pub start_time: u64,
+    /// The kernel's task flags (`PF_*`): `PF_EXITING` says the process is in `exit(2)`.
+    pub flags: u32,
 }
+
+/// `PF_EXITING` of include/linux/sched.h: set as a task enters `do_exit`.
+pub const PF_EXITING: u32 = 0x0000_0004;
 
 impl Stat {
     pub fn of(p: &Process) -> Option<Stat> {
@@ -25,6 +33,8 @@ impl From<procfs::process::Stat> for Stat {
             state: s.state,
             ppid: s.ppid,
             cpu_ticks: s.utime.saturating_add(s.stime),
+            start_time: s.starttime,
+            flags: s.flags,
         }
     }
 }
@@ -77,7 +87,9 @@ mod tests {
             Some(Stat {
                 state: 'S',
                 ppid: 1,
-                cpu_ticks: 150
+                cpu_ticks: 150,
+                start_time: 4242,
+                flags: 4194560,
             })
         );
         assert_eq!(parse("garbage"), None);

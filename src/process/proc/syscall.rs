@@ -41,6 +41,27 @@ pub fn syscall_of(p: &Process) -> Option<SyscallNow> {
     parse_syscall(&buf)
 }
 
+/// `/proc/PID/syscall` held open and re-read from offset 0, for a sampler that looks many
+/// times a second: no path walk per look, and a look after the process exited fails
+/// instead of landing on a process that reused the pid.
+pub struct SyscallFile(std::fs::File);
+
+impl SyscallFile {
+    pub fn open(pid: Pid) -> Option<SyscallFile> {
+        std::fs::File::open(format!("/proc/{pid}/syscall"))
+            .ok()
+            .map(SyscallFile)
+    }
+
+    pub fn read(&self) -> Option<SyscallNow> {
+        use std::os::unix::fs::FileExt;
+        // One line of at most nine hex numbers.
+        let mut buf = [0u8; 256];
+        let n = self.0.read_at(&mut buf, 0).ok()?;
+        parse_syscall(&buf[..n])
+    }
+}
+
 /// procfs parses the running and in-a-call forms; outside a call the kernel writes only
 /// `-1 SP PC`, which it refuses, so that form is recognised here.
 pub fn parse_syscall(text: &[u8]) -> Option<SyscallNow> {
