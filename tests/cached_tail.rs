@@ -10,7 +10,7 @@
 mod support;
 
 use pg_trace::output::record::{ProgressRecord, Record};
-use support::trace::{attach, progress, spawn_trace, stats, Trace};
+use support::trace::{attach, progress, spawn_trace_with, stats, Trace};
 use support::Cluster;
 
 /// About 33 MB: twice shared_buffers (16MB), so the load evicts its own head and keeps
@@ -98,7 +98,7 @@ fn shared_hits(plan: &[String]) -> u64 {
 /// Trace `sql` on a fresh session; the records and the rows it returned as text.
 fn traced(c: &Cluster, backend: &str, sql: &str) -> (Vec<Record>, Vec<String>) {
     let mut b = c.hold_backend("postgres");
-    let mut trace = spawn_trace(b.pid, backend);
+    let mut trace = spawn_trace_with(b.pid, backend, &[]);
     // Attached, and io workers picked up (looked for once per interval).
     trace.wait_for("three intervals", |r| intervals(r) >= 3);
     let rows: Vec<String> = b
@@ -240,4 +240,34 @@ fn resident_tail_pg16() {
 #[test]
 fn resident_tail_pg17() {
     check(17, "ebpf");
+}
+
+/// Without memory reading nobody can tell whether the rest was in shared buffers, nor
+/// (no status from memory) when the query ended: once the backend exits, the scan stays
+/// where its reads ended and says the rest may be there.
+#[test]
+fn no_memory_says_the_rest_may_be_in_shared_buffers() {
+    let Some(&major) = support::majors().iter().find(|&&m| m != 15) else {
+        support::skip("no_memory_says_...", "no major but 15 selected");
+        return;
+    };
+    let (c, rel, size) = cluster(major);
+    let mut b = c.hold_backend("postgres");
+    let mut trace = spawn_trace_with(b.pid, "ebpf", &["--no-memory"]);
+    trace.wait_for("three intervals", |r| intervals(r) >= 3);
+    b.client
+        .simple_query("SELECT count(*) FROM t WHERE length(pad) > 0")
+        .unwrap();
+    // The session ends: its backend exits, and so does the trace.
+    drop(b);
+    trace.wait_for("the summary", |r| {
+        r.iter().any(|r| support::trace::summary(r).is_some())
+    });
+    let records = trace.finish();
+    let p = final_progress(&records, &rel);
+    eprintln!("PG {major} --no-memory: {:?} % of {size}", p.percent);
+    assert!(p.percent.is_some_and(|pc| pc < 100.0), "{p:?}");
+    assert!(p.rest_may_be_in_shared_buffers, "{p:?}");
+    assert_eq!(p.from_shared_buffers_bytes, 0, "{p:?}");
+    assert!(!p.estimate, "{p:?}");
 }
