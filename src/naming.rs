@@ -186,7 +186,31 @@ pub struct CatalogNamer {
     /// Shared buffers for which blocks of a traced relation are resident (the catalog's
     /// overlay is the resolver's own): read through the postmaster first, which outlives
     /// the traced backend. None without memory reading, or once it failed.
-    residency: Option<SharedBuffers>,
+    residency: Residency,
+}
+
+/// The residency reader, opened on first use (most traces never ask).
+enum Residency {
+    Off,
+    /// Processes to open it through (postmaster first), the major, BLCKSZ.
+    Closed(Vec<Pid>, u32, usize),
+    Open(Box<SharedBuffers>),
+}
+
+impl Residency {
+    fn get(&mut self) -> Option<&mut SharedBuffers> {
+        if let Residency::Closed(pids, major, blcksz) = self {
+            let (major, blcksz) = (*major, *blcksz);
+            *self = pids
+                .iter()
+                .find_map(|&p| SharedBuffers::open(p, major, blcksz).ok())
+                .map_or(Residency::Off, |sb| Residency::Open(Box::new(sb)));
+        }
+        match self {
+            Residency::Open(sb) => Some(sb),
+            _ => None,
+        }
+    }
 }
 
 impl CatalogNamer {
@@ -203,7 +227,7 @@ impl CatalogNamer {
             notes: Vec::new(),
             was_fresh,
             seen_generation: resolver_generation,
-            residency: None,
+            residency: Residency::Off,
         }
     }
 
@@ -225,11 +249,8 @@ impl CatalogNamer {
         }
         if memory {
             let pm = dd.postmaster_pid().ok().filter(|&p| p != pid);
-            let blcksz = dd.control.blcksz as usize;
-            n.residency = pm
-                .into_iter()
-                .chain([pid])
-                .find_map(|p| SharedBuffers::open(p, dd.major, blcksz).ok());
+            let pids = pm.into_iter().chain([pid]).collect();
+            n.residency = Residency::Closed(pids, dd.major, dd.control.blcksz as usize);
         }
         Ok(n)
     }
@@ -242,7 +263,7 @@ impl CatalogNamer {
                 .push(disk_note("memory reading off (--no-memory)"));
         }
         self.was_fresh = false;
-        self.residency = None;
+        self.residency = Residency::Off;
     }
 
     pub fn resolver(&self) -> &Resolver {
@@ -381,12 +402,12 @@ impl Namer for CatalogNamer {
             Fork::Init => 3,
         };
         let file = (rel.spc_oid, rel.db_oid, rel.rel_number);
-        let sb = self.residency.as_mut()?;
+        let sb = self.residency.get()?;
         match sb.resident_count(file, fork, blocks, RESIDENCY_MAX_AGE) {
             Ok(n) => Some(n),
             Err(_) => {
                 // The cluster is gone (or its memory unreadable): unknown from now on.
-                self.residency = None;
+                self.residency = Residency::Off;
                 None
             }
         }
