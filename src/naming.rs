@@ -185,7 +185,7 @@ pub struct CatalogNamer {
     seen_generation: u64,
     /// Shared buffers for which blocks of a traced relation are resident (the catalog's
     /// overlay is the resolver's own): read through the postmaster first, which outlives
-    /// the traced backend. None without memory reading, or once it failed.
+    /// the traced backend. Off without memory reading, or once it failed.
     residency: Residency,
 }
 
