@@ -17,6 +17,10 @@ use crate::process::memory::{MemError, Pid};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Resident blocks are re-scanned at most this often (and at most 2% of the time): a
+/// scan's end is judged on a picture of the pool at most this old.
+const RESIDENCY_MAX_AGE: Duration = Duration::from_millis(500);
+
 /// The note said when names come from the disk alone.
 pub fn disk_note(why: &str) -> String {
     format!("names from the on-disk catalog: may lag DDL until a checkpoint ({why})")
@@ -179,6 +183,34 @@ pub struct CatalogNamer {
     was_fresh: bool,
     /// The resolver's generation the model's names were last checked against.
     seen_generation: u64,
+    /// Shared buffers for which blocks of a traced relation are resident (the catalog's
+    /// overlay is the resolver's own): read through the postmaster first, which outlives
+    /// the traced backend. Off without memory reading, or once it failed.
+    residency: Residency,
+}
+
+/// The residency reader, opened on first use (most traces never ask).
+enum Residency {
+    Off,
+    /// Processes to open it through (postmaster first), the major, BLCKSZ.
+    Closed(Vec<Pid>, u32, usize),
+    Open(Box<SharedBuffers>),
+}
+
+impl Residency {
+    fn get(&mut self) -> Option<&mut SharedBuffers> {
+        if let Residency::Closed(pids, major, blcksz) = self {
+            let (major, blcksz) = (*major, *blcksz);
+            *self = pids
+                .iter()
+                .find_map(|&p| SharedBuffers::open(p, major, blcksz).ok())
+                .map_or(Residency::Off, |sb| Residency::Open(Box::new(sb)));
+        }
+        match self {
+            Residency::Open(sb) => Some(sb),
+            _ => None,
+        }
+    }
 }
 
 impl CatalogNamer {
@@ -195,6 +227,7 @@ impl CatalogNamer {
             notes: Vec::new(),
             was_fresh,
             seen_generation: resolver_generation,
+            residency: Residency::Off,
         }
     }
 
@@ -214,6 +247,11 @@ impl CatalogNamer {
         if let Some(why) = why {
             n.notes.push(disk_note(&why));
         }
+        if memory {
+            let pm = dd.postmaster_pid().ok().filter(|&p| p != pid);
+            let pids = pm.into_iter().chain([pid]).collect();
+            n.residency = Residency::Closed(pids, dd.major, dd.control.blcksz as usize);
+        }
         Ok(n)
     }
 
@@ -225,6 +263,7 @@ impl CatalogNamer {
                 .push(disk_note("memory reading off (--no-memory)"));
         }
         self.was_fresh = false;
+        self.residency = Residency::Off;
     }
 
     pub fn resolver(&self) -> &Resolver {
@@ -344,6 +383,34 @@ impl Namer for CatalogNamer {
     fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<std::sync::Arc<RelInfo>> {
         let path = rel.fork_path(fork, &self.version_dir);
         self.name(&path).relation
+    }
+
+    fn resident_blocks(
+        &mut self,
+        rel: &RelFileLocator,
+        fork: Fork,
+        blocks: std::ops::Range<u32>,
+    ) -> Option<u32> {
+        // Temp relations live in the backend's local buffers, not in shared ones.
+        if rel.backend.is_some() {
+            return None;
+        }
+        let fork = match fork {
+            Fork::Main => 0,
+            Fork::Fsm => 1,
+            Fork::Vm => 2,
+            Fork::Init => 3,
+        };
+        let file = (rel.spc_oid, rel.db_oid, rel.rel_number);
+        let sb = self.residency.get()?;
+        match sb.resident_count(file, fork, blocks, RESIDENCY_MAX_AGE) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                // The cluster is gone (or its memory unreadable): unknown from now on.
+                self.residency = Residency::Off;
+                None
+            }
+        }
     }
 
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {

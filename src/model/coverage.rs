@@ -119,6 +119,76 @@ impl Coverage {
     }
 }
 
+/// Most stretches kept: past it new ones are not added (the figure only undercounts).
+const MAX_STRETCHES: usize = 1 << 16;
+
+/// Disjoint byte stretches `[start, end)` of a relation: the parts counted as passed
+/// because shared buffers held them, less whatever was read from the file since.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stretches {
+    map: std::collections::BTreeMap<u64, u64>,
+    bytes: u64,
+}
+
+impl Stretches {
+    /// Bytes in all stretches.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Add `[start, end)`, merging with what it touches.
+    pub fn add(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let (mut lo, mut hi) = (start, end);
+        let touching: Vec<(u64, u64)> = self
+            .map
+            .range(..=end)
+            .rev()
+            .take_while(|(_, &e)| e >= start)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        if touching.is_empty() && self.map.len() >= MAX_STRETCHES {
+            return;
+        }
+        for (s, e) in touching {
+            self.map.remove(&s);
+            self.bytes -= e - s;
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.map.insert(lo, hi);
+        self.bytes += hi - lo;
+    }
+
+    /// Take `[start, end)` out (it was read from the file after all).
+    pub fn remove(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let hit: Vec<(u64, u64)> = self
+            .map
+            .range(..end)
+            .rev()
+            .take_while(|(_, &e)| e > start)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in hit {
+            self.map.remove(&s);
+            self.bytes -= e - s;
+            if s < start {
+                self.map.insert(s, start);
+                self.bytes += start - s;
+            }
+            if e > end {
+                self.map.insert(end, e);
+                self.bytes += e - end;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +223,22 @@ mod tests {
         assert_eq!(c.touched, 2);
         let s = c.slices((4 << 40) + BLOCK, 4);
         assert!(s[0] > 0.0 && s[3] > 0.0 && s[1] == 0.0);
+    }
+
+    #[test]
+    fn stretches_merge_and_split() {
+        let mut s = Stretches::default();
+        s.add(10, 20);
+        s.add(30, 40);
+        s.add(20, 30);
+        assert_eq!((s.bytes(), s.map.len()), (30, 1));
+        s.remove(15, 25);
+        assert_eq!(s.bytes(), 20);
+        assert_eq!(s.map.len(), 2);
+        s.remove(0, 100);
+        assert_eq!(s.bytes(), 0);
+        s.add(5, 5);
+        assert_eq!(s.bytes(), 0);
     }
 
     #[test]

@@ -39,6 +39,16 @@ pub trait Namer {
     fn relation_by_oid(&mut self, _db: u32, _oid: u32) -> Option<RelIdentity> {
         None
     }
+    /// How many of `blocks` of the relation's fork shared buffers hold (valid): blocks a
+    /// scan finds there without reading the file. None: not known (no memory reading).
+    fn resident_blocks(
+        &mut self,
+        _rel: &RelFileLocator,
+        _fork: Fork,
+        _blocks: std::ops::Range<u32>,
+    ) -> Option<u32> {
+        None
+    }
     /// Once per interval: re-read the names if due. True when some name may have changed
     /// (a rename, a rewrite, a commit): what was named before is asked again.
     fn refresh(&mut self) -> bool {
@@ -171,6 +181,8 @@ pub struct Model {
     /// `renamed: a → b` for open files whose name a catalog change altered, to be said
     /// once (taken by the session).
     pub renamed: Vec<String>,
+    /// The leader's query ended at this time: judged once the event is applied.
+    query_ended: Option<u64>,
 }
 
 impl Model {
@@ -200,6 +212,7 @@ impl Model {
             last_io_ns: 0,
             credit: credit::Credit::default(),
             renamed: Vec::new(),
+            query_ended: None,
         }
     }
 
@@ -314,7 +327,12 @@ impl Model {
                     .entry(pid)
                     .or_insert_with(|| ProcState::new(pid, Some(*role)));
             }
-            EventKind::Exit { code, signal } => self.exit(pid, role, *code, *signal),
+            EventKind::Exit { code, signal } => {
+                if pid == self.leader {
+                    self.query_ended = Some(ts);
+                }
+                self.exit(pid, role, *code, *signal)
+            }
             EventKind::Lost { cause, count } => {
                 *self.lost.entry(cause.clone()).or_default() += count;
             }
@@ -350,8 +368,16 @@ impl Model {
                     self.sorts_external += 1;
                 }
             }
-            EventKind::Status { sample } => self.apply_status(sample, ts),
+            EventKind::Status { sample } => {
+                if let Some(end) = self.status_ends_query(sample, ts) {
+                    self.query_ended = Some(end);
+                }
+                self.apply_status(sample, ts)
+            }
             _ => {}
+        }
+        if let Some(t) = self.query_ended.take() {
+            self.end_of_query(t, namer);
         }
         self.status_after_event(ev);
     }
@@ -517,6 +543,9 @@ impl Model {
             {
                 q.done_ns = Some(ev.ts_ns);
                 q.updated_ns = updated;
+                if ev.pid == self.leader {
+                    self.query_ended = Some(ev.ts_ns);
+                }
                 return;
             }
         }
@@ -554,6 +583,9 @@ impl Model {
     }
 
     fn end_queries(&mut self, pid: Pid, ts: u64, updated: u64) {
+        if pid == self.leader {
+            self.query_ended = Some(ts);
+        }
         for q in self
             .queries
             .iter_mut()
@@ -756,6 +788,10 @@ impl Model {
 
     fn rel_read(&mut self, r: &RelInfo, start: u64, n: u64, ts: u64, namer: &mut impl Namer) {
         let seg_bytes = self.segment_bytes;
+        self.relation_entry(r, ts, namer);
+        if r.fork == Fork::Main {
+            self.fill_gap(r, u64::from(r.segment) * seg_bytes + start, namer);
+        }
         let rs = self.relation_entry(r, ts, namer);
         rs.record_read(r, start, n, ts, seg_bytes);
     }

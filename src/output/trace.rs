@@ -86,6 +86,8 @@ fn progress_fields(model: &Model, r: &RelState, now: u64) -> ProgressRecord {
         coverage: r.size.filter(|&s| s > 0).map(|s| r.coverage.fraction(s)),
         smgr_blocks_read: r.smgr_blocks_read,
         smgr_blocks_written: r.smgr_blocks_written,
+        from_shared_buffers_bytes: r.from_shared_buffers_bytes(),
+        rest_may_be_in_shared_buffers: r.rest_unknown,
         r#final: false,
     }
 }
@@ -224,7 +226,10 @@ fn relation_line(r: &RelState) -> String {
             s.push_str(&format!(", block {b}"));
         }
     }
-    if let Some(eta) = r.eta_s() {
+    if let Some(note) = r.shared_buffers_note() {
+        s.push_str(&format!(" ({note})"));
+    }
+    if let Some(eta) = r.eta_s().filter(|_| r.completed_ns.is_none()) {
         s.push_str(&format!(", ETA {}", human_duration(eta)));
     }
     s
@@ -266,7 +271,7 @@ pub fn write_interval(
     let active_rels: Vec<&RelState> = model
         .relations
         .values()
-        .filter(|r| r.last_ns > io_since)
+        .filter(|r| r.last_ns > io_since || r.updated_ns > since_ns)
         .collect();
     match format {
         Format::Json => {

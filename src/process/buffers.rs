@@ -10,7 +10,7 @@
 //! caller (pgdata). Every byte read here is hostile input.
 
 use super::memory::{load_bias, maps, MemError, Pid, ProcMem, Symbols};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// `BUFFERDESC_PAD_TO_SIZE` on 64-bit builds.
@@ -246,6 +246,10 @@ pub struct SharedBuffers {
     index: HashMap<FileKey, BTreeMap<u32, usize>>,
     /// Files to index beyond those of never-rewritten catalogs.
     watched: HashSet<FileKey>,
+    /// Relation forks whose resident blocks are asked for (progress of a scan), and
+    /// those blocks (valid, no I/O on them) as the last full scan found them.
+    resident_watched: HashSet<(FileKey, u32)>,
+    resident: HashMap<(FileKey, u32), BTreeSet<u32>>,
     last_full: Option<Instant>,
     /// A full scan is due: a buffer did not hold what the index said.
     stale: bool,
@@ -301,6 +305,8 @@ impl SharedBuffers {
             layout,
             index: HashMap::new(),
             watched: HashSet::new(),
+            resident_watched: HashSet::new(),
+            resident: HashMap::new(),
             last_full: None,
             stale: true,
             stats: BufferStats::default(),
@@ -376,6 +382,7 @@ impl SharedBuffers {
     fn full_scan(&mut self) -> Result<(), MemError> {
         let t0 = Instant::now();
         let mut index: HashMap<FileKey, BTreeMap<u32, usize>> = HashMap::new();
+        let mut resident: HashMap<(FileKey, u32), BTreeSet<u32>> = HashMap::new();
         const CHUNK: usize = 4096;
         let mut buf = vec![0u8; CHUNK * DESC_STRIDE];
         let mut i = 0;
@@ -394,15 +401,53 @@ impl SharedBuffers {
                         .or_default()
                         .insert(d.tag.block, i + k);
                 }
+                let key = ((d.tag.spc, d.tag.db, d.tag.rel), d.tag.fork);
+                if d.holds_valid() && self.resident_watched.contains(&key) {
+                    resident.entry(key).or_default().insert(d.tag.block);
+                }
             }
             i += n;
         }
         self.index = index;
+        self.resident = resident;
         self.stale = false;
         self.last_full = Some(Instant::now());
         self.stats.full_scans += 1;
         self.stats.last_scan = t0.elapsed();
         Ok(())
+    }
+
+    /// How many of `blocks` of `file`'s fork `fork` the pool holds, valid: blocks a scan
+    /// finds there and never reads from the file. A fork not asked for before gets a full
+    /// descriptor scan now; after that the answer is at most `max_age` old, or as old as
+    /// the duty limit of full scans makes it (a block evicted since may still be counted,
+    /// one loaded since may not).
+    pub fn resident_count(
+        &mut self,
+        file: FileKey,
+        fork: u32,
+        blocks: std::ops::Range<u32>,
+        max_age: Duration,
+    ) -> Result<u32, MemError> {
+        let key = (file, fork);
+        let due = if self.resident_watched.insert(key) {
+            true
+        } else {
+            match self.last_full {
+                None => true,
+                Some(t) => t.elapsed() >= (self.stats.last_scan * FULL_SCAN_DUTY).max(max_age),
+            }
+        };
+        if due {
+            self.full_scan()?;
+        }
+        if blocks.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .resident
+            .get(&key)
+            .map_or(0, |s| s.range(blocks).count() as u32))
     }
 
     /// One past the highest block of `file` found in the pool (blocks past the end of the

@@ -53,6 +53,14 @@ impl Namer for Naming {
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
         self.inner().relation_by_oid(db, oid)
     }
+    fn resident_blocks(
+        &mut self,
+        r: &RelFileLocator,
+        f: Fork,
+        b: std::ops::Range<u32>,
+    ) -> Option<u32> {
+        self.inner().resident_blocks(r, f, b)
+    }
     fn refresh(&mut self) -> bool {
         self.inner().refresh()
     }

@@ -8,7 +8,7 @@ use super::{human_duration, truncate, Focus, ScreenState, Sort, Theme, TraceInfo
 use crate::model::{Model, RelState};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
-use ratatui::text::Span;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 use ratatui::Frame;
 
@@ -138,10 +138,22 @@ pub fn draw(
             };
             cells.push(Cell::from(bar));
             cells.push(Cell::from(compact_rate(r.progress_bps())));
+            // A scan completed from shared buffers has nothing left to wait for.
+            let eta = r.eta_s().filter(|_| r.completed_ns.is_none());
             cells.push(Cell::from(
-                r.eta_s().map(human_duration).unwrap_or_else(|| "-".into()),
+                eta.map(human_duration).unwrap_or_else(|| "-".into()),
             ));
-            cells.push(Cell::from(Span::styled(strip(r, strip_w), th.strip())));
+            // `· 16 % from shared buffers` before the strip: the percent's other half.
+            // Half the strip at most: the strip is the picture of the scan.
+            let note = r
+                .shared_buffers_note_within((strip_w / 2).saturating_sub(3))
+                .map(|n| format!("· {n} "))
+                .unwrap_or_default();
+            let rest = strip_w.saturating_sub(note.chars().count());
+            cells.push(Cell::from(Line::from(vec![
+                Span::raw(note),
+                Span::styled(strip(r, rest), th.strip()),
+            ])));
             let style = if is_current {
                 th.current()
             } else {

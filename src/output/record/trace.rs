@@ -95,6 +95,14 @@ pub struct ProgressRecord {
     pub coverage: Option<f64>,
     pub smgr_blocks_read: u64,
     pub smgr_blocks_written: u64,
+    /// Main-fork bytes counted as passed because shared buffers held them: a sequential
+    /// scan finds them there and never reads them from the file.
+    #[serde(default)]
+    pub from_shared_buffers_bytes: u64,
+    /// The query ended short of the end, and shared memory could not be read to tell
+    /// whether the rest was in shared buffers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rest_may_be_in_shared_buffers: bool,
     /// Present (and true) only in the records written at the end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub r#final: bool,
