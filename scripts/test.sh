@@ -32,7 +32,7 @@ run_step setup bash scripts/setup.sh
 run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --all-targets -- -D warnings
 rm -f target/test-skips.log
-run_step test cargo test --all-targets
+run_step test cargo test --all-targets --no-fail-fast
 # cargo hides a passing test's stderr: what was skipped is said here, once more.
 if [[ -s target/test-skips.log ]]; then
     printf '\n==> SKIPPED (%s), tests passed without these parts:\n' "$(sort -u target/test-skips.log | wc -l)" >&2
