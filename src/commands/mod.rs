@@ -34,3 +34,48 @@ pub fn postgres_datadir(pid: i32) -> Result<DataDir> {
     crate::process::postgres_binary::check(pid, claims)?;
     Ok(dd)
 }
+
+/// The running server of `dd` whose memory can be read: `pid` when given (already checked
+/// to be one of its processes), else the postmaster of `postmaster.pid` once it is checked
+/// to be this directory's server (a copied data directory names the original's).
+fn live_process(dd: &DataDir, pid: Option<i32>) -> Option<i32> {
+    if let Some(p) = pid {
+        return Some(p);
+    }
+    let pm = dd.postmaster_pid().ok()?;
+    let same_dir = |a: &std::path::Path, b: &std::path::Path| match (
+        std::fs::canonicalize(a),
+        std::fs::canonicalize(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let theirs = postgres_datadir(pm).ok()?;
+    same_dir(&theirs.root, &dd.root).then_some(pm)
+}
+
+/// A resolver over the catalog as the running server has it in shared memory (fresh
+/// after DDL without a checkpoint), else over the disk; the second part is why names come
+/// from the disk while a server runs (said once, on stderr, by the caller).
+pub fn resolver(
+    dd: &DataDir,
+    pid: Option<i32>,
+) -> Result<(crate::pgdata::Resolver, Option<String>)> {
+    use crate::pgdata::Resolver;
+    let Some(live) = live_process(dd, pid) else {
+        // No server: its shutdown checkpoint wrote everything, the disk is the catalog.
+        return Ok((Resolver::new(dd)?, None));
+    };
+    match crate::naming::MemoryOverlay::open(dd, live) {
+        Ok(o) => Ok((Resolver::with_overlay(dd, Box::new(o))?, None)),
+        Err(e) => Ok((
+            Resolver::new(dd)?,
+            Some(crate::naming::disk_note(&e.to_string())),
+        )),
+    }
+}
+
+/// Say a note on stderr, made inert for the terminal.
+pub fn note(n: &str) {
+    eprintln!("pg_trace: note: {}", crate::text::visible(n));
+}

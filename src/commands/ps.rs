@@ -3,7 +3,7 @@
 use crate::cli::Target;
 use crate::output::record::ProcessRecord;
 use crate::output::{self, Format};
-use crate::pgdata::{Catalog, DataDir};
+use crate::pgdata::DataDir;
 use crate::process::proc::require_root;
 use crate::process::status::{self, StatusSample};
 use anyhow::Result;
@@ -25,7 +25,9 @@ pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Form
 /// process of the cluster).
 pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecord)>> {
     let samples = status::activity(via, dd.major)?;
-    let catalog = Catalog::load(dd).ok();
+    let catalog = super::resolver(dd, Some(via))
+        .ok()
+        .map(|(r, _)| r.into_catalog());
     Ok(samples
         .into_iter()
         .map(|s| {

@@ -2,7 +2,6 @@
 
 use crate::cli::Target;
 use crate::output::{self, Format};
-use crate::pgdata::Resolver;
 use anyhow::Result;
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +14,10 @@ pub fn run(
     format: Format,
 ) -> Result<()> {
     let dd = super::datadir(target, pid)?;
-    let mut resolver = Resolver::new(&dd)?;
+    let (mut resolver, why) = super::resolver(&dd, pid)?;
+    if let Some(why) = why {
+        super::note(&why);
+    }
     for p in paths {
         let r = resolver.resolve(p);
         output::resolve::write(out, p, &r, resolver.catalog(), format)?;

@@ -543,7 +543,7 @@ impl Model {
             {
                 q.done_ns = Some(ev.ts_ns);
                 q.updated_ns = updated;
-                if ev.pid == self.leader {
+                if ev.pid == self.leader && !relations::ends_nothing(Some(text)) {
                     self.query_ended = Some(ev.ts_ns);
                 }
                 return;

@@ -374,13 +374,18 @@ impl super::Model {
             return None;
         }
         let running = |st: &str| st == "active" || st == "fastpath function call";
+        let prev = self.status.as_ref().map(|p| &p.sample);
         let ended = match s.state.as_deref() {
             None => false,
-            Some(st) if !running(st) => true,
-            Some(_) => self.status.as_ref().is_some_and(|prev| {
-                prev.sample.state.as_deref().is_some_and(running)
-                    && prev.sample.state_start_us.is_some()
-                    && prev.sample.state_start_us != s.state_start_us
+            // Only plain idle ends a query: `idle in transaction` sits between a cursor's
+            // FETCHes, in the middle of its scan.
+            Some("idle") => !ends_nothing(s.query.as_deref()),
+            Some(st) if !running(st) => false,
+            Some(_) => prev.is_some_and(|prev| {
+                prev.state.as_deref().is_some_and(running)
+                    && prev.state_start_us.is_some()
+                    && prev.state_start_us != s.state_start_us
+                    && !ends_nothing(prev.query.as_deref())
             }),
         };
         if !ended {
@@ -389,6 +394,35 @@ impl super::Model {
         let ago_ns = s.state_start_us.map_or(0, |t| (s.age_s(t) * 1e9) as u64);
         Some(ts.saturating_sub(ago_ns))
     }
+}
+
+/// Statements whose end says nothing about where a scan got to: a cursor's steps (the
+/// scan goes on at the next FETCH) and transaction control (the scan ran in an earlier
+/// statement that may have stopped early).
+pub(crate) fn ends_nothing(query: Option<&str>) -> bool {
+    let Some(q) = query else { return false };
+    let word: String = q
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(
+        word.as_str(),
+        "FETCH"
+            | "MOVE"
+            | "DECLARE"
+            | "CLOSE"
+            | "COMMIT"
+            | "END"
+            | "ROLLBACK"
+            | "ABORT"
+            | "PREPARE"
+            | "RELEASE"
+            | "SAVEPOINT"
+            | "BEGIN"
+            | "START"
+    )
 }
 
 #[cfg(test)]
@@ -556,6 +590,43 @@ mod tests {
         // A new scan does.
         read_blocks(&mut m, &mut n, 11 * S, 0, 16);
         assert_eq!(rel(&m).percent(), Some(16.0));
+    }
+
+    fn status_q(ts: u64, state: &str, start_us: i64, query: &str) -> Event {
+        let mut e = status(ts, state, start_us);
+        if let EventKind::Status { sample } = &mut e.kind {
+            sample.query = Some(query.into());
+        }
+        e
+    }
+
+    #[test]
+    fn a_cursor_paused_between_fetches_is_not_complete() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = pool(72..100);
+        m.apply(&open(1), &mut n);
+        m.apply(&status_q(2, "active", 0, "FETCH 10000 FROM c"), &mut n);
+        read_blocks(&mut m, &mut n, 3, 0, 72);
+        // Between two FETCHes: idle in transaction, the scan is mid-way.
+        m.apply(
+            &status_q(5 * S, "idle in transaction", 100, "FETCH 10000 FROM c"),
+            &mut n,
+        );
+        assert_eq!(rel(&m).percent(), Some(72.0));
+        // The next FETCH starts: the last one's end says nothing either.
+        m.apply(
+            &status_q(6 * S, "active", 200, "fetch 10000 from c"),
+            &mut n,
+        );
+        m.apply(
+            &status_q(7 * S, "active", 300, "FETCH 10000 FROM c"),
+            &mut n,
+        );
+        // The transaction ends: what the cursor's scan reached is still unknown.
+        m.apply(&status_q(9 * S, "idle", 400, "COMMIT"), &mut n);
+        let r = rel(&m);
+        assert_eq!(r.percent(), Some(72.0));
+        assert!(!r.estimate);
     }
 
     #[test]

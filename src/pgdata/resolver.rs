@@ -116,6 +116,11 @@ impl Resolver {
     }
 
     /// Read the disk only from now on (memory reading switched off).
+    /// The catalog alone, for a one-shot reader.
+    pub fn into_catalog(self) -> Catalog {
+        self.catalog
+    }
+
     pub fn drop_overlay(&mut self) {
         self.overlay = Box::new(DiskOnly);
     }

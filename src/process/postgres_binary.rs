@@ -66,6 +66,14 @@ pub fn check(pid: Pid, claims: ServerClaims) -> Result<(), NotPostgres> {
             claims.postmaster
         )));
     }
+    // The syslogger detaches from shared memory by design; a child of the server running
+    // the server's very binary file is one of its processes all the same.
+    if pid != claims.postmaster
+        && proc::parent_pid(pid) == Some(claims.postmaster)
+        && same_file(pid, claims.postmaster)
+    {
+        return Ok(());
+    }
     let maps = memory::maps(pid).map_err(|e| unreadable(format!("its memory map: {e}")))?;
     let paths: Vec<&str> = maps.iter().map(|m| m.path.as_str()).collect();
     if !maps_server_memory(&paths, claims.shmem_key) || memory::main_segments(&maps).is_empty() {
@@ -75,6 +83,17 @@ pub fn check(pid: Pid, claims: ServerClaims) -> Result<(), NotPostgres> {
         }));
     }
     Ok(())
+}
+
+/// Whether two processes run the same executable file (device and inode).
+fn same_file(a: Pid, b: Pid) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: Pid| {
+        std::fs::metadata(format!("/proc/{p}/exe"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    matches!((id(a), id(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// The first of [`POSTGRES_SYMBOLS`] the binary lacks.
