@@ -663,3 +663,62 @@ fn hostile_memory_never_panics() {
         )
         .unwrap();
 }
+
+/// `resolve` and `catalog` name from the running server's memory too: after a VACUUM FULL
+/// and a rename with no checkpoint, the new file and the new name are there at once, by
+/// `-p PID` and by `--pgdata` alone (through the postmaster).
+fn subcommands_fresh(major: u32) {
+    let c = start(major);
+    c.execute(
+        "postgres",
+        "CREATE TABLE sub_old AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    c.execute("postgres", "CHECKPOINT");
+    c.execute("postgres", "VACUUM FULL sub_old");
+    c.execute("postgres", "ALTER TABLE sub_old RENAME TO sub_new");
+    let path = filepath(&c, "sub_new");
+    let held = c.hold_backend("postgres");
+    let pgdata = c.base_dir().join("data");
+    let bin = env!("CARGO_BIN_EXE_pg_trace");
+    let by_pid = ["-p".to_string(), held.pid.to_string()];
+    let by_dir = ["--pgdata".to_string(), pgdata.display().to_string()];
+    for target in [&by_pid, &by_dir] {
+        let out = std::process::Command::new(bin)
+            .arg("resolve")
+            .args(target)
+            .arg(&path)
+            .output()
+            .expect("run pg_trace resolve");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "PG {major} {target:?}: {stderr}");
+        assert!(
+            stdout.contains("public.sub_new") && !stdout.contains("not in catalog"),
+            "PG {major} {target:?}: resolve {path}:\n{stdout}{stderr}"
+        );
+        assert!(!stderr.contains("on-disk catalog"), "PG {major}: {stderr}");
+        let out = std::process::Command::new(bin)
+            .arg("catalog")
+            .args(target)
+            .args(["--format", "json"])
+            .output()
+            .expect("run pg_trace catalog");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "PG {major}");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("\"sub_new\""))
+            .unwrap_or_else(|| panic!("PG {major} {target:?}: sub_new not listed"));
+        assert!(line.contains(&path), "PG {major}: {line} (want {path})");
+        assert!(
+            !stdout.contains("\"sub_old\""),
+            "PG {major}: old name listed"
+        );
+    }
+}
+
+#[test]
+fn subcommands_read_fresh_names() {
+    let major = *support::majors().last().unwrap();
+    subcommands_fresh(major);
+}
