@@ -1,6 +1,7 @@
 //! Issue 11 item 9: under ptrace the backend sits in pg_trace's own syscall stops many
 //! times a second; those stops are pg_trace's, not the process's state, and no status
-//! record may say the backend is stopped (`T`/`t`, "stopped (SIGSTOP or a debugger)").
+//! record may say the backend is stopped (`T`/`t`, "stopped (SIGSTOP or a debugger)");
+//! a real SIGSTOP still is.
 
 mod support;
 
@@ -65,7 +66,23 @@ fn own_stops_hidden(major: u32) {
     }
     done.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
+    let own_stops_end = trace.records().len();
+
+    // A stop of its own (kill -STOP) is the backend's state, and said so.
+    // SAFETY: kill(2) on a backend of a cluster this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    trace.wait_for("the SIGSTOP to be reported", |r| {
+        r[own_stops_end..]
+            .iter()
+            .filter_map(status)
+            .any(|s| s.pid == pid && s.verdict.contains("stopped"))
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let n: Vec<postgres::SimpleQueryMessage> = held.client.simple_query("SELECT 1").unwrap();
+    assert!(!n.is_empty(), "PG {major}: the backend works after SIGCONT");
     let records = trace.finish();
+    let records = &records[..own_stops_end];
 
     let statuses: Vec<_> = records
         .iter()

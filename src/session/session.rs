@@ -357,7 +357,8 @@ impl Session {
         // Under ptrace the process is stopped for each of its system calls: those stops
         // are ours, not its state (nor a stall).
         let ours = matches!(s.kernel.state, Some('t' | 'T'))
-            && (self.tracer_name == "ptrace" || kernel::traced_by_us(self.pid));
+            && (self.tracer_name == "ptrace" || kernel::traced_by_us(self.pid))
+            && !self.tracer.stopped_by_signal(self.pid);
         self.last_kstate = s.kernel.hide_own_stop(ours, self.last_kstate);
         if let Naming::Catalog(namer) = &self.namer {
             let cat = namer.resolver().catalog();

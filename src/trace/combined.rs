@@ -109,6 +109,10 @@ impl Tracer for Combined {
     fn limitations(&self) -> Vec<String> {
         self.parts.iter().flat_map(|p| p.limitations()).collect()
     }
+
+    fn stopped_by_signal(&self, pid: Pid) -> bool {
+        self.parts.iter().any(|p| p.stopped_by_signal(pid))
+    }
 }
 
 #[cfg(test)]

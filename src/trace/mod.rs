@@ -46,4 +46,9 @@ pub trait Tracer {
     fn limitations(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether a traced process is stopped by a signal of its own (SIGSTOP, SIGTSTP…)
+    /// rather than by the tracer: only a tracer that stops processes can tell.
+    fn stopped_by_signal(&self, _pid: Pid) -> bool {
+        false
+    }
 }

@@ -79,9 +79,21 @@ struct Shared {
     lost: [AtomicU64; LOST_CAUSES.len()],
     /// Why the thread stopped tracing on its own, if it did.
     fatal: Mutex<Option<String>>,
+    /// Tracees in a group-stop (stopped by a signal, kept so with PTRACE_LISTEN): their
+    /// `t` state is theirs, not one of our syscall stops. Touched only on group-stop
+    /// transitions, never on the syscall stop path.
+    group_stopped: Mutex<Vec<Pid>>,
 }
 
 impl Shared {
+    fn set_group_stopped(&self, pid: Pid, on: bool) {
+        let mut g = self.group_stopped.lock().unwrap_or_else(|e| e.into_inner());
+        g.retain(|&p| p != pid);
+        if on {
+            g.push(pid);
+        }
+    }
+
     fn count_lost(&self, cause: LostCause) {
         self.lost[cause as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -121,6 +133,7 @@ impl PtraceTracer {
             queued: AtomicUsize::new(0),
             lost: Default::default(),
             fatal: Mutex::new(None),
+            group_stopped: Mutex::new(Vec::new()),
         });
         let worker = Worker::new(ev_tx, Arc::clone(&shared), cmd_rx);
         let thread = std::thread::Builder::new()
@@ -183,6 +196,15 @@ impl PtraceTracer {
 impl Tracer for PtraceTracer {
     fn name(&self) -> &'static str {
         "ptrace"
+    }
+
+    fn stopped_by_signal(&self, pid: Pid) -> bool {
+        let g = self
+            .shared
+            .group_stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        g.contains(&pid)
     }
 
     fn add_pid(&mut self, pid: Pid) -> anyhow::Result<()> {

@@ -64,6 +64,8 @@ struct Tracee {
     detach: bool,
     /// Sent once the tracee is detached or gone.
     acks: Vec<Sender<()>>,
+    /// In a group-stop (SIGSTOP and the like): a stop of its own, not one of ours.
+    group_stopped: bool,
 }
 
 pub struct Worker {
@@ -343,6 +345,10 @@ impl Worker {
         let Some(t) = self.tracees.get_mut(&pid) else {
             return;
         };
+        if t.group_stopped != group_stop {
+            t.group_stopped = group_stop;
+            self.shared.set_group_stopped(pid, group_stop);
+        }
         if t.detach {
             // A group-stopped tracee stays stopped after the detach: the kernel restores
             // the group-stop, as it would for any process stopped by SIGSTOP.
