@@ -793,7 +793,9 @@ impl Model {
             self.fill_gap(r, u64::from(r.segment) * seg_bytes + start, namer);
         }
         let rs = self.relation_entry(r, ts, namer);
-        rs.record_read(r, start, n, ts, seg_bytes);
+        if let Some(ended) = rs.record_read(r, start, n, ts, seg_bytes) {
+            self.end_of_query(ended, namer);
+        }
     }
 
     /// Advance rates and refresh sizes; call once per display interval.

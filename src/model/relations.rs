@@ -55,6 +55,10 @@ pub struct RelState {
     /// A query ended short of the end and nobody can say whether the rest was in shared
     /// buffers (no memory reading).
     pub rest_unknown: bool,
+    /// When the last query end was judged for this relation: a read stamped before it and
+    /// drained after it (the exit is often noticed before the ring buffer is drained)
+    /// belongs to that query, and the end is judged again with it.
+    pub(crate) ended_ns: Option<u64>,
     /// When the record last changed without a read (a scan completed from shared buffers).
     pub updated_ns: u64,
 }
@@ -91,6 +95,7 @@ impl RelState {
             in_query: false,
             completed_ns: None,
             rest_unknown: false,
+            ended_ns: None,
             updated_ns: 0,
         }
     }
@@ -149,7 +154,15 @@ impl RelState {
         (total > 0).then(|| self.blocks_hit as f64 / total as f64)
     }
 
-    pub fn record_read(&mut self, r: &RelInfo, start: u64, n: u64, ts: u64, seg_bytes: u64) {
+    /// Returns the end to judge again when this read belongs to a query already ended.
+    pub fn record_read(
+        &mut self,
+        r: &RelInfo,
+        start: u64,
+        n: u64,
+        ts: u64,
+        seg_bytes: u64,
+    ) -> Option<u64> {
         self.bytes_read += n;
         self.reads += 1;
         self.pending_bytes += n;
@@ -164,8 +177,12 @@ impl RelState {
             // A read from before the end that completed the scan, drained late, is not
             // a new scan.
             if self.completed_ns.is_some_and(|c| ts <= c) {
-                return;
+                return None;
             }
+            let late = self
+                .ended_ns
+                .filter(|&e| ts <= e.saturating_add(END_SLACK_NS));
+            self.ended_ns = None;
             self.completed_ns = None;
             self.in_query = true;
             self.rest_unknown = false;
@@ -175,7 +192,9 @@ impl RelState {
             if self.size.is_some_and(|s| s < end) {
                 self.size = Some(end);
             }
+            return late;
         }
+        None
     }
 
     pub(crate) fn tick(&mut self, dt_ns: u64) {
@@ -196,7 +215,10 @@ impl RelState {
     /// A forward sweep so far: every block up to `upto` was touched (read, or passed in
     /// shared buffers), give or take one granule. An index scan's scattered reads are not.
     fn swept_to(&self, upto: u64) -> bool {
-        self.coverage.touched_bytes() + self.coverage.granule() >= upto
+        // A few blocks found in shared buffers mid-scan leave holes the size of a block
+        // or two: still a sweep.
+        let touched = self.coverage.touched_bytes() + self.coverage.granule();
+        touched >= upto || touched as f64 >= 0.95 * upto as f64
     }
 
     /// Blocks `[from, to)` of the main fork, which a sequential sweep passed without
@@ -324,6 +346,7 @@ impl super::Model {
                 continue;
             };
             rs.in_query = false;
+            rs.ended_ns = Some(ts);
             // USDT saw every block access, hits included: its position is already exact.
             if rs.blocks_hit + rs.blocks_read > 0 {
                 continue;
@@ -627,6 +650,23 @@ mod tests {
         let r = rel(&m);
         assert_eq!(r.percent(), Some(72.0));
         assert!(!r.estimate);
+    }
+
+    #[test]
+    fn reads_drained_after_the_end_are_judged_with_it() {
+        let mut m = Model::new(LEADER, SEG);
+        let mut n = pool(72..100);
+        m.apply(&open(1), &mut n);
+        read_blocks(&mut m, &mut n, 3, 0, 50);
+        // The status sample saying idle is applied before the last reads are drained.
+        m.apply(&status(2, "active", 0), &mut n);
+        m.apply(&status(6 * S, "idle", 100), &mut n);
+        assert_eq!(rel(&m).percent(), Some(50.0));
+        // Those reads, stamped before the exit, reach the resident tail: complete.
+        read_blocks(&mut m, &mut n, 4 * S, 50, 72);
+        let r = rel(&m);
+        assert_eq!(r.percent(), Some(100.0));
+        assert!(r.estimate);
     }
 
     #[test]

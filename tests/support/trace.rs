@@ -68,6 +68,14 @@ impl Trace {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
+                // Its last lines may still be on their way through the reader thread.
+                if !self.reader.is_finished() {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                if f(&self.records.lock().unwrap()) {
+                    return;
+                }
                 panic!("pg_trace exited ({st}) while waiting for {what}");
             }
             assert!(
