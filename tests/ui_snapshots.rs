@@ -309,6 +309,7 @@ fn tiny_terminals_do_not_panic() {
 fn proc(pid: i32, title: &str, state: char, cpu: f64, rd: f64) -> PgProcess {
     PgProcess {
         pid,
+        ns_pid: None,
         title: parse_title(title).unwrap(),
         state,
         cpu: Some(cpu),
@@ -322,6 +323,7 @@ fn clusters() -> Vec<PgCluster> {
     vec![
         PgCluster {
             postmaster: 900,
+            container: None,
             datadir: Some("/var/lib/postgresql/15/main".into()),
             port: Some(5432),
             major: Some(15),
@@ -360,6 +362,7 @@ fn clusters() -> Vec<PgCluster> {
         },
         PgCluster {
             postmaster: 1900,
+            container: None,
             datadir: Some("/srv/pg17/data".into()),
             port: Some(5433),
             major: Some(17),

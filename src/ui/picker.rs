@@ -171,7 +171,11 @@ const PID: Column = Column {
     align: Align::Right,
     gap: "",
     cut: false,
-    cell: |p| p.pid.to_string(),
+    // A container's process: the host's pid, then its own namespace's.
+    cell: |p| match p.ns_pid {
+        Some(n) => format!("{} ({n})", p.pid),
+        None => p.pid.to_string(),
+    },
 };
 
 const CPU: Column = Column {
