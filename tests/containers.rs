@@ -55,8 +55,19 @@ fn check_ps(what: &str, rows: &[ProcessRecord], c: &Container, backend: (i32, i3
         );
         let parent = std::fs::read_to_string(format!("/proc/{}/stat", r.pid))
             .ok()
-            .and_then(|s| s.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok());
-        assert_eq!(parent, Some(c.postmaster), "{what}: {r:?} is no child of the postmaster");
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            });
+        assert_eq!(
+            parent,
+            Some(c.postmaster),
+            "{what}: {r:?} is no child of the postmaster"
+        );
     }
 }
 
@@ -77,7 +88,10 @@ fn check(major: u32) {
     );
     // A tablespace at a path of the container only, holding a database: its catalog is
     // read through the tablespace's link, which names the container's path.
-    c.execute("postgres", &format!("CREATE TABLESPACE ts LOCATION '{TS_INSIDE}'"));
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLESPACE ts LOCATION '{TS_INSIDE}'"),
+    );
     c.execute("postgres", "CREATE DATABASE tsdb TABLESPACE ts");
     c.execute("tsdb", "CREATE TABLE in_ts (i int)");
     let pm = c.postmaster.to_string();
@@ -95,7 +109,10 @@ fn check(major: u32) {
         .iter()
         .find(|r| r.name == "big" && r.database.as_deref() == Some("postgres"))
         .unwrap_or_else(|| panic!("PG{major}: catalog -p lacks public.big"));
-    assert_eq!((big.schema.as_str(), big.kind.as_str()), ("public", "table"));
+    assert_eq!(
+        (big.schema.as_str(), big.kind.as_str()),
+        ("public", "table")
+    );
     let in_ts = rels
         .iter()
         .find(|r| r.name == "in_ts")
@@ -105,7 +122,12 @@ fn check(major: u32) {
     // ps -p and ps --pgdata HOSTPATH: host pids, and the namespace's.
     let (held, host, ns) = c.hold_backend("postgres");
     assert_ne!(host, ns);
-    check_ps("ps -p", &processes(&json(&["ps", "-p", &host.to_string()])), &c, (host, ns));
+    check_ps(
+        "ps -p",
+        &processes(&json(&["ps", "-p", &host.to_string()])),
+        &c,
+        (host, ns),
+    );
     check_ps(
         "ps --pgdata",
         &processes(&json(&["ps", "--pgdata", &datadir])),
@@ -124,8 +146,13 @@ fn check(major: u32) {
         })
         .expect("probes record");
     if major == 15 && c.bin_dir().starts_with("/usr/lib/postgresql") {
-        assert!(summary.count > 0, "PG{major}: Debian's build has USDT probes: {summary:?}");
-        assert!(probes.iter().any(|r| matches!(r, Record::Probe(p) if p.name == "query__start")));
+        assert!(
+            summary.count > 0,
+            "PG{major}: Debian's build has USDT probes: {summary:?}"
+        );
+        assert!(probes
+            .iter()
+            .any(|r| matches!(r, Record::Probe(p) if p.name == "query__start")));
     }
 
     // A line-mode trace of a sequential scan from empty shared buffers.
@@ -153,7 +180,10 @@ fn check(major: u32) {
         .filter_map(file)
         .filter(|f| f.relation.as_deref() == Some(rel_path.as_str()))
         .collect();
-    assert!(!files.is_empty(), "PG{major}: {rel_path} never shown as a file");
+    assert!(
+        !files.is_empty(),
+        "PG{major}: {rel_path} never shown as a file"
+    );
     for f in &files {
         assert_eq!(
             (f.schema.as_deref(), f.name.as_deref(), f.kind.as_deref()),
@@ -181,14 +211,22 @@ fn check(major: u32) {
                 break cl;
             }
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "PG{major}: cluster not listed");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "PG{major}: cluster not listed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(cluster.datadir.as_deref(), Some(std::path::Path::new(INSIDE)));
+    assert_eq!(
+        cluster.datadir.as_deref(),
+        Some(std::path::Path::new(INSIDE))
+    );
     assert_eq!(cluster.port, Some(c.port));
     assert_eq!(cluster.major, Some(major));
     assert_eq!(cluster.container, Some(format!("host {HOSTNAME}")));
-    assert!(cluster.label().contains(&format!("[host {HOSTNAME}] {INSIDE}")));
+    assert!(cluster
+        .label()
+        .contains(&format!("[host {HOSTNAME}] {INSIDE}")));
     let first = &cluster.processes[0];
     assert_eq!(
         (first.pid, first.ns_pid, first.title.backend_type.as_str()),
@@ -197,7 +235,9 @@ fn check(major: u32) {
     for p in &cluster.processes {
         assert_eq!(p.ns_pid, ns_pid_of(p.pid), "{p:?}");
     }
-    eprintln!("PG{major}: in a container, catalog, ps, probes, a scan to {best:.1} % and the picker");
+    eprintln!(
+        "PG{major}: in a container, catalog, ps, probes, a scan to {best:.1} % and the picker"
+    );
 }
 
 #[test]

@@ -158,7 +158,13 @@ pub fn container_from_cgroup(text: &str) -> Option<String> {
         let path = line.splitn(3, ':').nth(2).unwrap_or("");
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let id_in = |p: &str| -> Option<String> {
-            for prefix in ["docker-", "libpod-", "cri-containerd-", "crio-", "containerd-"] {
+            for prefix in [
+                "docker-",
+                "libpod-",
+                "cri-containerd-",
+                "crio-",
+                "containerd-",
+            ] {
                 if let Some(rest) = p.strip_prefix(prefix) {
                     let id = rest.strip_suffix(".scope").unwrap_or(rest);
                     if id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -273,6 +279,21 @@ pub fn container_label(pid: Pid) -> Option<String> {
         Some(n) => Some(format!("pid namespace {n}")),
         None => Some("another mount namespace".into()),
     }
+}
+
+/// Said once when tracing a process in a container: which paths and pids are whose.
+pub fn container_note(pid: Pid, inside: &Path, here: &Path) -> String {
+    let who = container_label(pid).unwrap_or_else(|| "another mount namespace".into());
+    let pid_inside = match ns_pid(pid) {
+        Some(n) => format!(" (pid {n} inside)"),
+        None => String::new(),
+    };
+    format!(
+        "pid {pid}{pid_inside} runs in a container ({who}): its data directory {} is read \
+         from the host as {}; pids shown are the host's",
+        inside.display(),
+        here.display()
+    )
 }
 
 #[cfg(test)]

@@ -264,7 +264,10 @@ impl StatusReader {
             return n;
         }
         self.refresh_pids();
-        self.pids.as_ref().and_then(|(m, _, _)| m.ns(pid)).unwrap_or(pid)
+        self.pids
+            .as_ref()
+            .and_then(|(m, _, _)| m.ns(pid))
+            .unwrap_or(pid)
     }
 
     /// The host's pid of the server's `pid`; None when no process has it any more.

@@ -170,6 +170,9 @@ impl Session {
         })?;
         let mut namer = CatalogNamer::live(&dd, pid, memory)?;
         let mut notes = namer.take_notes();
+        if let Some(inside) = &dd.inside {
+            notes.push(crate::process::ns::container_note(pid, inside, &dd.root));
+        }
         let (tracer, usdt) =
             super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
         let mut model = Model::new(pid, dd.control.segment_bytes());
@@ -184,7 +187,8 @@ impl Session {
         procfs::snapshot(pid, &mut batch)?;
         let mut s = Session {
             pid,
-            datadir: dd.root.clone(),
+            // As the server names it: a container's path, not ours to it.
+            datadir: dd.shown().to_path_buf(),
             major: dd.major,
             title,
             tracer_name: tracer.name(),

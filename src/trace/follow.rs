@@ -36,9 +36,8 @@ pub fn find_followers(leader: Pid) -> Vec<(Pid, FollowerRole)> {
         if pid == leader {
             continue;
         }
-        let role = process_title(pid).and_then(|t| {
-            follower_role(&t, leader).or_else(|| follower_role(&t, in_ns?))
-        });
+        let role = process_title(pid)
+            .and_then(|t| follower_role(&t, leader).or_else(|| follower_role(&t, in_ns?)));
         if let Some(role) = role {
             out.push((pid, role));
         }

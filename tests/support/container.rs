@@ -6,7 +6,8 @@
 //! namespaces). The namespace's first process (a shell) restarts the server when it
 //! stops, so that [`Container::restart`] can empty shared buffers. On drop (also on a
 //! panic) that shell is SIGKILLed by its host pid, which ends every process of the pid
-//! namespace, and the temporary directory is removed.
+//! namespace, and the temporary directory is removed. No parallel workers, synchronized
+//! scans or autovacuum: a scan is one backend reading the whole table from the file.
 
 use super::{bin_dir, chown_to_cluster_user, cluster_user, free_port, skip};
 use std::fs;
@@ -122,7 +123,8 @@ impl Container {
         writeln!(
             f,
             "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {port}\n\
-             shared_buffers = '16MB'\nfsync = off\nmax_connections = 20",
+             shared_buffers = '16MB'\nfsync = off\nmax_connections = 20\n\
+             max_parallel_workers_per_gather = 0\nsynchronize_seqscans = off\nautovacuum = off",
             sockdir.display()
         )
         .unwrap();
@@ -205,14 +207,18 @@ done
                 fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "postgres")
             })
         });
-        poll("the server to accept connections", Duration::from_secs(60), || {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "server not ready: {}",
-                self.log_tail()
-            );
-            self.try_connect("postgres").map(|_| ())
-        });
+        poll(
+            "the server to accept connections",
+            Duration::from_secs(60),
+            || {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "server not ready: {}",
+                    self.log_tail()
+                );
+                self.try_connect("postgres").map(|_| ())
+            },
+        );
         self.ns_postmaster = ns_pid_of(self.postmaster).expect("NSpid of the postmaster");
         assert_ne!(
             self.ns_postmaster, self.postmaster,
@@ -268,9 +274,11 @@ done
         let old = self.postmaster;
         // SAFETY: kill(2) on the postmaster this container started.
         unsafe { libc::kill(old, libc::SIGINT) };
-        poll("the old postmaster to exit", Duration::from_secs(60), || {
-            (!children(self.init).contains(&old)).then_some(())
-        });
+        poll(
+            "the old postmaster to exit",
+            Duration::from_secs(60),
+            || (!children(self.init).contains(&old)).then_some(()),
+        );
         self.wait_ready();
     }
 
