@@ -176,10 +176,12 @@ pub fn container_from_cgroup(text: &str) -> Option<String> {
         };
         if parts.iter().any(|p| p.starts_with("kubepods")) {
             let pod = parts.iter().find_map(|p| {
+                // `pod<uid>` (cgroupfs) or `kubepods-<qos>-pod<uid>.slice` (systemd).
                 let p = p.strip_suffix(".slice").unwrap_or(p);
-                let i = p.rfind("pod")?;
-                let uid = p[i + 3..].replace('_', "-");
-                (!uid.is_empty()).then(|| uid.chars().take(8).collect::<String>())
+                let uid = p
+                    .strip_prefix("pod")
+                    .or_else(|| p.rsplit_once("-pod").map(|(_, u)| u))?;
+                (uid.len() >= 8).then(|| uid.chars().take(8).collect::<String>())
             });
             let container = parts.last().and_then(|p| id_in(p));
             let mut s = "kubernetes".to_string();
@@ -302,7 +304,7 @@ mod tests {
 
     #[test]
     fn containers_by_cgroup() {
-        let id = "4f1d2c3b4a5968778695a4b3c2d1e0f1234567890abcdef1234567890abcdef";
+        let id = "4f1d2c3b4a5968778695a4b3c2d1e0f11234567890abcdef1234567890abcdef";
         assert_eq!(
             container_from_cgroup(&format!("0::/system.slice/docker-{id}.scope\n")),
             Some("docker 4f1d2c3b4a59".into())
