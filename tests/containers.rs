@@ -198,6 +198,27 @@ fn check(major: u32) {
         .filter_map(|p| p.percent)
         .fold(0.0, f64::max);
     assert!(best >= 99.9, "PG{major}: the scan reached only {best} %");
+
+    // USDT (Debian's build has the probes): uprobes on the container's binary, and the
+    // buffer reads they report named.
+    if major == 15 && c.bin_dir().starts_with("/usr/lib/postgresql") {
+        let mut trace = spawn_trace(host, "usdt");
+        trace.wait_ready();
+        let _: i64 = held
+            .query_one("SELECT count(*) FROM big", &[])
+            .unwrap()
+            .get(0);
+        let records = trace.finish();
+        let a = records.iter().find_map(support::trace::attach).unwrap();
+        assert!(a.usdt.active, "PG{major}: USDT off in a container: {a:?}");
+        assert!(
+            records
+                .iter()
+                .filter_map(progress)
+                .any(|p| p.relation == rel_path && p.name.as_deref() == Some("big")),
+            "PG{major}: USDT saw no named read of big"
+        );
+    }
     drop(held);
 
     // The picker's list: the cluster by the container's path, under its container, its
