@@ -476,9 +476,11 @@ impl Session {
             && b.walked_total.is_none()
             && (b.phase >= 3 || b.source == crate::model::backup::Source::Inferred);
         if needed && live.walk.is_none() {
-            let root = live.dd.root.clone();
+            // The data directory, not its root path: a container's tablespace links are
+            // followed under the container's root.
+            let dd = live.dd.clone();
             live.walk = Some(std::thread::spawn(move || {
-                crate::pgdata::backup_size::walk(&root)
+                crate::pgdata::backup_size::walk_datadir(&dd)
             }));
         }
         if live.walk.as_ref().is_some_and(|h| h.is_finished()) {
