@@ -383,6 +383,30 @@ fn clusters() -> Vec<PgCluster> {
                 ),
             ],
         },
+        // A server in a container: host pids, with the namespace's.
+        PgCluster {
+            postmaster: 734200,
+            container: Some("docker 4f1d2c3b4a59".into()),
+            datadir: Some("/var/lib/postgresql/data".into()),
+            port: Some(5432),
+            major: Some(16),
+            processes: vec![
+                PgProcess {
+                    ns_pid: Some(1),
+                    ..proc(734200, "postgres", 'S', 0.0, 0.0)
+                },
+                PgProcess {
+                    ns_pid: Some(87),
+                    ..proc(
+                        734211,
+                        "postgres: app orders 172.17.0.1(40112) SELECT",
+                        'R',
+                        12.0,
+                        1_048_576.0,
+                    )
+                },
+            ],
+        },
     ]
 }
 
