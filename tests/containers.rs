@@ -155,6 +155,14 @@ fn check(major: u32) {
             .any(|r| matches!(r, Record::Probe(p) if p.name == "query__start")));
     }
 
+    // resolve -p: a path as the server opens it, in its own file system.
+    let inside_path = format!("{INSIDE}/{}", big.path);
+    let resolved = json(&["resolve", "-p", &pm, &inside_path]);
+    match resolved.first() {
+        Some(Record::Path(p)) => assert_eq!(p.relpath.as_deref(), Some(big.path.as_str())),
+        other => panic!("PG{major}: resolve {inside_path}: {other:?}"),
+    }
+
     // A line-mode trace of a sequential scan from empty shared buffers.
     c.restart();
     let (mut held, host, _) = c.hold_backend("postgres");
@@ -175,6 +183,10 @@ fn check(major: u32) {
         .find_map(support::trace::attach)
         .expect("attach record");
     assert_eq!(attach.backend, "ebpf", "{attach:?}");
+    assert_eq!(
+        attach.datadir, INSIDE,
+        "the data directory as the server names it"
+    );
     let files: Vec<_> = records
         .iter()
         .filter_map(file)

@@ -151,9 +151,8 @@ impl DataDir {
     }
 
     /// The data directory of a running postgres process: every postgres process keeps its
-    /// working directory there.
-    /// A server whose working directory is not a data directory here may be in a container:
-    /// it is then looked for under its root (`/proc/PID/root`).
+    /// working directory there. A server whose working directory is not a data directory
+    /// here may be in a container: it is then looked for under its root (`/proc/PID/root`).
     pub fn from_pid(pid: i32) -> Result<DataDir, PgDataError> {
         match DataDir::from_pid_in(pid, None) {
             Err(PgDataError::Process(_)) if Path::new(&format!("/proc/{pid}")).exists() => {
@@ -273,9 +272,12 @@ impl DataDir {
     }
 }
 
-/// An absolute path of a process whose root is `fs_root`, as the host reaches it.
+/// An absolute path of a process whose root is `fs_root`, as the host reaches it. The
+/// path is cleaned first: a `..` after `/proc/PID/root` would climb out of the container
+/// into the host's directories.
 pub fn under_root(fs_root: &Path, path: &Path) -> PathBuf {
-    fs_root.join(path.strip_prefix("/").unwrap_or(path))
+    let clean = path::normalize(&Path::new("/").join(path));
+    fs_root.join(clean.strip_prefix("/").unwrap_or(&clean))
 }
 
 /// Check that `pid` is a PostgreSQL server process and return its data directory, as the
@@ -319,4 +321,27 @@ pub fn locate_datadir(pid: i32, fs_root: Option<&Path>) -> Result<PathBuf, PgDat
         )));
     }
     Ok(cwd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_a_containers_root() {
+        let r = Path::new("/proc/7/root");
+        assert_eq!(
+            under_root(r, Path::new("/mnt/pgdata")),
+            PathBuf::from("/proc/7/root/mnt/pgdata")
+        );
+        // A hostile path does not climb out of the container.
+        assert_eq!(
+            under_root(r, Path::new("/mnt/../../../etc/shadow")),
+            PathBuf::from("/proc/7/root/etc/shadow")
+        );
+        assert_eq!(
+            under_root(r, Path::new("relative/x")),
+            PathBuf::from("/proc/7/root/relative/x")
+        );
+    }
 }

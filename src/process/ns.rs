@@ -52,11 +52,23 @@ pub fn foreign_root(pid: Pid) -> Option<PathBuf> {
 }
 
 /// Where an absolute path of a process under `root` (a [`foreign_root`]) is on the host.
+/// `..` is resolved lexically first: after `/proc/PID/root` it would climb out of the
+/// container into the host's directories.
 pub fn under_root(root: Option<&Path>, path: &Path) -> PathBuf {
-    match root {
-        Some(r) => r.join(path.strip_prefix("/").unwrap_or(path)),
-        None => path.to_path_buf(),
+    let Some(r) = root else {
+        return path.to_path_buf();
+    };
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
     }
+    r.join(clean)
 }
 
 /// The pid `pid` has in its own (innermost) namespace, when that differs from ours.
@@ -355,6 +367,13 @@ mod tests {
         assert_eq!(
             under_root(Some(Path::new("/proc/7/root")), Path::new("/mnt/pg")),
             PathBuf::from("/proc/7/root/mnt/pg")
+        );
+        assert_eq!(
+            under_root(
+                Some(Path::new("/proc/7/root")),
+                Path::new("/mnt/../../../etc/x")
+            ),
+            PathBuf::from("/proc/7/root/etc/x")
         );
         assert_eq!(
             under_root(None, Path::new("/mnt/pg")),
