@@ -221,12 +221,15 @@ fn one_error_line(out: &Output, want: &str) {
     assert!(err.contains(want), "{want:?} not in: {err}");
 }
 
-/// Attached to an idle backend, then a seq scan of `big`: its file is named and reached.
+/// Attached to an idle backend, then a seq scan of `big`: its file is named, and with a
+/// syscall tracer (not /proc polling, which sees reads only when a sample catches one)
+/// reached to the end.
 fn traced_scan(
     c: &Cluster,
     b: &CapBinary,
     uid: (u32, u32),
     backend: &str,
+    reach: bool,
 ) -> (Vec<Record>, String) {
     let mut held = c.hold_backend("postgres");
     let mut run = Run::spawn(b, uid, held.pid, backend);
@@ -242,11 +245,19 @@ fn traced_scan(
     let rel = c.psql("postgres", "SELECT pg_relation_filepath('big')")[0][0]
         .clone()
         .unwrap();
-    run.wait_for("the scan at 100 %", |r, _| {
-        r.iter()
-            .filter_map(progress)
-            .any(|p| p.relation == rel && p.percent.is_some_and(|x| x >= 99.0))
-    });
+    if reach {
+        run.wait_for("the scan at 100 %", |r, _| {
+            r.iter()
+                .filter_map(progress)
+                .any(|p| p.relation == rel && p.percent.is_some_and(|x| x >= 99.0))
+        });
+    } else {
+        run.wait_for("the table's file", |r, _| {
+            r.iter()
+                .filter_map(file)
+                .any(|f| f.relation.as_deref() == Some(rel.as_str()))
+        });
+    }
     let (records, err) = run.finish();
     let named = records
         .iter()
@@ -294,9 +305,9 @@ fn check(major: u32) {
 
     // The full set: eBPF as asked, and as `auto` picks it.
     let full = CapBinary::new(FULL);
-    let (r, _) = traced_scan(&c, &full, uid, "ebpf");
+    let (r, _) = traced_scan(&c, &full, uid, "ebpf", true);
     assert_eq!(backend_of(&r), "ebpf");
-    let (r, err) = traced_scan(&c, &full, uid, "auto");
+    let (r, err) = traced_scan(&c, &full, uid, "auto", true);
     assert_eq!(
         backend_of(&r),
         if usdt { "ebpf+usdt" } else { "ebpf" },
@@ -317,7 +328,7 @@ fn check(major: u32) {
 
     // No CAP_BPF/CAP_PERFMON: `auto` polls /proc and says why; never ptrace.
     let no_bpf = CapBinary::new(NO_BPF);
-    let (r, err) = traced_scan(&c, &no_bpf, uid, "auto");
+    let (r, err) = traced_scan(&c, &no_bpf, uid, "auto", false);
     assert_eq!(backend_of(&r), "procfs", "{err}");
     assert!(
         err.contains(
@@ -363,16 +374,28 @@ fn check(major: u32) {
 fn usdt_cost_said(c: &Cluster, b: &CapBinary, uid: (u32, u32)) {
     c.execute(
         "postgres",
-        "CREATE TABLE IF NOT EXISTS warm AS SELECT g FROM generate_series(1, 100000) g",
+        // One row per block, 400 blocks: all in shared buffers, hits at ~700k/s here.
+        "CREATE TABLE warm (g int, pad char(700)) WITH (fillfactor = 10);
+         INSERT INTO warm SELECT g, md5(g::text) FROM generate_series(1, 400) g",
     );
     let mut held = c.hold_backend("postgres");
     let pid = held.pid;
     let busy = std::thread::spawn(move || {
-        // Until pg_trace has attached and the backend is cancelled below.
+        // Until it is cancelled below, once pg_trace has attached.
         let _ = held.client.batch_execute(
-            "DO $$ BEGIN FOR i IN 1..100000 LOOP PERFORM count(*) FROM warm; END LOOP; END $$",
+            "DO $$ BEGIN FOR i IN 1..1000000 LOOP PERFORM count(*) FROM warm; END LOOP; END $$",
         );
     });
+    let started = Instant::now();
+    while c.psql(
+        "postgres",
+        &format!("SELECT 1 FROM pg_stat_activity WHERE pid = {pid} AND query LIKE 'DO%' AND state = 'active'"),
+    )
+    .is_empty()
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "the loop never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut run = Run::spawn(b, uid, pid, "auto");
     run.wait_for("the cost note", |_, err| err.contains("buffer accesses/s"));
     c.execute("postgres", &format!("SELECT pg_cancel_backend({pid})"));

@@ -10,12 +10,16 @@ use anyhow::Result;
 use std::io::Write;
 
 pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Format) -> Result<()> {
+    let memory = "pg_trace ps reads the server's memory";
+    if let Some(p) = pid {
+        may_inspect(p, memory)?;
+    }
     let dd = super::datadir(target, pid)?;
     let via = match pid {
         Some(pid) => pid,
         None => dd.postmaster_pid()?,
     };
-    may_inspect(via, "pg_trace ps reads the server's memory")?;
+    may_inspect(via, memory)?;
     let rows = collect(&dd, via)?;
     output::ps::write(out, &rows, format)?;
     Ok(())
