@@ -106,7 +106,10 @@ mod tests {
     fn accesses_are_hits_and_reads() {
         // Dirtied and written blocks were accessed already: not counted again.
         assert_eq!(accesses(&head([10, 5, 99, 99, 2, 1])), 18);
-        assert_eq!(accesses(&head([-1, i64::MAX, 0, 0, i64::MAX, 0])), u64::MAX);
+        assert_eq!(
+            accesses(&head([-1, i64::MAX, 0, 0, i64::MAX, i64::MAX])),
+            u64::MAX
+        );
         assert_eq!(rate(100, 50_100, Duration::from_millis(100)), 500_000.0);
         assert_eq!(rate(100, 50, Duration::from_millis(100)), 0.0);
         assert_eq!(rate(1, 2, Duration::ZERO), 0.0);
