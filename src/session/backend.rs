@@ -40,7 +40,7 @@ impl SyscallMethod {
         })
     }
 
-    /// How the fallback is said: "…; falling back to ptrace".
+    /// How the fallback is said: "…; falling back to /proc polling".
     fn said(self) -> &'static str {
         match self {
             SyscallMethod::Ebpf => "eBPF",
