@@ -317,6 +317,21 @@ fn check(major: u32) {
     if usdt {
         usdt_cost_said(&c, &full, uid);
     }
+    // ptrace only when asked, holding CAP_SYS_PTRACE; its cost said at attach.
+    let held = c.hold_backend("postgres");
+    let mut run = Run::spawn(&full, uid, held.pid, "ptrace");
+    run.wait_for("the first interval", |r, _| {
+        r.iter().any(|r| stats(r).is_some())
+    });
+    let (r, _) = run.finish();
+    let a = r.iter().find_map(attach).expect("attach record");
+    assert_eq!(a.backend, "ptrace");
+    assert!(
+        a.limitations.iter().any(|l| l
+            .starts_with("ptrace: each syscall of the backend stops twice: expect it to run several times slower")),
+        "{a:?}"
+    );
+    drop(held);
     // `ps` reads the server's memory through CAP_SYS_PTRACE.
     let out = full.output(uid, &["ps", "-p", &c.postmaster_pid().to_string()]);
     assert!(
