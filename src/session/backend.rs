@@ -163,11 +163,16 @@ fn attach_usdt(
     note: &mut dyn FnMut(String),
 ) -> Result<UsdtTracer> {
     may_use_bpf().map_err(|why| anyhow!("USDT unavailable: {why}"))?;
-    if memory {
+    // Only probes the binary offers will go on; without any, the attach below says why.
+    let offered = crate::trace::usdt::discover(pid).unwrap_or_default();
+    let going_on: Vec<&str> = (usdt.probes.names().into_iter())
+        .filter(|w| offered.iter().any(|(o, _)| o == w))
+        .collect();
+    if memory && super::usdt_cost::fires_per_access(&going_on) {
         // Unreadable counters (another user's process without CAP_SYS_PTRACE, a binary
         // without the symbol) leave the cost unsaid; the attach itself goes on.
         if let Ok(rate) = super::usdt_cost::accesses_per_s(pid) {
-            if let Some(n) = super::usdt_cost::cost_note(pid, rate, &usdt.probes.names()) {
+            if let Some(n) = super::usdt_cost::cost_note(pid, rate, &going_on) {
                 note(n);
             }
         }

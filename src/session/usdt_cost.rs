@@ -67,6 +67,12 @@ fn rate(a: u64, b: u64, dt: Duration) -> f64 {
     b.saturating_sub(a) as f64 / s
 }
 
+/// Whether any of `probes` fires on every buffer access (else the rate is not worth
+/// sampling).
+pub fn fires_per_access(probes: &[&str]) -> bool {
+    probes.iter().any(|p| PER_ACCESS.contains(p))
+}
+
 /// What `probes` (the ones about to be attached) will cost at `rate` accesses per second,
 /// when that is worth saying.
 pub fn cost_note(pid: Pid, rate: f64, probes: &[&str]) -> Option<String> {
@@ -120,6 +126,11 @@ mod tests {
         let default = ["buffer__read__done", "query__start"];
         assert_eq!(cost_note(7, 99_000.0, &default), None);
         assert_eq!(cost_note(7, 1e6, &["query__start"]), None);
+        assert!(!fires_per_access(&[
+            "query__start",
+            "smgr__md__read__start"
+        ]));
+        assert!(fires_per_access(&default));
         let n = cost_note(7, 200_000.0, &default).unwrap();
         assert!(n.contains("pid 7 makes 200k buffer accesses/s"), "{n}");
         assert!(n.contains("~1.26x slower"), "{n}");
