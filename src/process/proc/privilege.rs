@@ -7,7 +7,7 @@
 //! |---|---|
 //! | eBPF syscall tracepoints, USDT uprobes | `CAP_BPF` + `CAP_PERFMON` (Linux ≥ 5.8; before: `CAP_SYS_ADMIN`) |
 //! | another user's `/proc/PID/{cwd,exe,fd,fdinfo,io,syscall,maps,mem}`, its memory, ptrace | `CAP_SYS_PTRACE` |
-//! | another user's data directory (mode 0700), `/proc/PID/fd` (mode 0500) | `CAP_DAC_READ_SEARCH` |
+//! | another user's data directory (mode 0700); the owner-only `/proc/PID/{fd,io,syscall,mem}` (the mode is checked before the ptrace rule: both are needed) | `CAP_DAC_READ_SEARCH` |
 //!
 //! A process of our own user needs neither of the last two, except that Yama's
 //! `ptrace_scope` ≥ 1 asks `CAP_SYS_PTRACE` for its memory and `syscall` too.
