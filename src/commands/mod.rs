@@ -37,6 +37,8 @@ pub fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
 /// data directory may be anything. A server in a container is read through its root
 /// (`/proc/PID/root`), and the postmaster's pid it wrote is mapped to the host's.
 pub fn postgres_datadir(pid: i32) -> Result<DataDir> {
+    // Before /proc/PID/cwd: its refusal would name no capability.
+    crate::process::proc::may_inspect(pid, "cannot read its data directory")?;
     let fs_root = ns::foreign_root(pid);
     let mut dd = DataDir::from_pid_in(pid, fs_root.as_deref())?;
     let in_file = dd.postmaster_pid_in_file()?;
