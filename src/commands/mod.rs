@@ -11,6 +11,7 @@ use crate::cli::Target;
 use crate::pgdata::DataDir;
 use crate::process::ns;
 use anyhow::{bail, Result};
+use std::path::Path;
 
 /// The data directory a subcommand reads: `--pgdata DIR`, else the one of `-p PID`.
 pub fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
@@ -18,11 +19,8 @@ pub fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
         (Some(dir), _) => {
             let mut dd = DataDir::open(dir)?;
             // A server in a container wrote the pid its own namespace gives it.
-            if let Some(pm) = live_process(&dd, None) {
-                if dd.postmaster_pid_in_file().ok() != Some(pm) {
-                    dd.postmaster_host = Some(pm);
-                }
-            }
+            // Found once: the resolver asks again.
+            dd.postmaster_host = live_process(&dd, None);
             dd
         }
         (None, Some(pid)) => postgres_datadir(pid)?,
@@ -61,7 +59,7 @@ pub fn postgres_datadir(pid: i32) -> Result<DataDir> {
 
 /// Whether two paths are the same directory (device and inode: a container's data
 /// directory is reached by two paths, the host's and `/proc/PID/root/...`).
-fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+fn same_dir(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
@@ -82,10 +80,13 @@ fn live_process(dd: &DataDir, pid: Option<i32>) -> Option<i32> {
         return Some(p);
     }
     let pm = dd.postmaster_pid_in_file().ok()?;
+    // Its working directory first (one stat): the full check reads the binary, and a
+    // copied data directory names a server that works elsewhere.
     let serves = |p: i32| {
-        postgres_datadir(p)
-            .ok()
-            .is_some_and(|theirs| same_dir(&theirs.root, &dd.root))
+        same_dir(Path::new(&format!("/proc/{p}/cwd")), &dd.root)
+            && postgres_datadir(p)
+                .ok()
+                .is_some_and(|theirs| same_dir(&theirs.root, &dd.root))
     };
     if serves(pm) {
         return Some(pm);

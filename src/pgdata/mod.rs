@@ -100,8 +100,9 @@ pub struct DataDir {
     /// `/proc/PID/root` of a server in a container: its absolute paths (tablespace and
     /// WAL links) are under it.
     pub fs_root: Option<PathBuf>,
-    /// The postmaster's host pid, when `postmaster.pid` holds the pid its own namespace
-    /// gives it (set by whoever mapped it).
+    /// The postmaster's host pid, once found running and checked by whoever opened this
+    /// (for a container's server: mapped from the pid its own namespace gives it, which
+    /// `postmaster.pid` holds).
     pub postmaster_host: Option<i32>,
     pub major: u32,
     pub control: ControlData,
