@@ -169,6 +169,10 @@ log "ok: $out"
 help=$(/usr/bin/$BIN_NAME --help) || fail "/usr/bin/$BIN_NAME --help exited $?"
 [[ "$help" != *generate-files* ]] || fail "--help shows the hidden generate-files"
 
+# Ubuntu's minimized images divert /usr/bin/man to a stub that finds nothing.
+if dpkg-divert --list /usr/bin/man 2>/dev/null | grep -q .; then
+    fail "/usr/bin/man is diverted (a minimized image: run unminimize), man -w cannot be checked"
+fi
 for page in "$BIN_NAME" "$BIN_NAME-catalog" "$BIN_NAME-ps"; do
     where=$(man -w "$page") || fail "man -w $page found nothing"
     [[ "$where" == "/usr/share/man/man1/$page.1.gz" ]] || fail "man -w $page: $where"
