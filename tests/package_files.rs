@@ -39,14 +39,14 @@ fn man_pages_and_completions_come_from_the_cli() {
     };
 
     let man = read("share/man/man1/pg_trace.1");
-    assert!(man.starts_with(".ie") || man.contains(".TH pg_trace 1"), "{man}");
+    assert!(man.contains(".TH pg_trace 1"), "{man}");
     for word in ["\\-\\-usdt\\-probes", "catalog", "resolve", "probes"] {
         assert!(man.contains(word), "man page lacks {word}");
     }
     assert!(!man.contains("generate"), "the man page names the hidden subcommand");
     for sub in ["catalog", "resolve", "ps", "probes"] {
         let page = read(&format!("share/man/man1/pg_trace-{sub}.1"));
-        assert!(page.contains(&format!(".TH pg_trace\\-{sub} 1")), "{page}");
+        assert!(page.contains(&format!(".TH pg_trace-{sub} 1")), "{page}");
     }
     assert!(!dir.path().join("share/man/man1/pg_trace-help.1").exists());
 
