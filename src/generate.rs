@@ -24,7 +24,11 @@ const BIN: &str = "pg_trace";
 const COMPLETIONS: [(Shell, &str, &str); 3] = [
     (Shell::Bash, "share/bash-completion/completions", BIN),
     (Shell::Zsh, "share/zsh/vendor-completions", "_pg_trace"),
-    (Shell::Fish, "share/fish/vendor_completions.d", "pg_trace.fish"),
+    (
+        Shell::Fish,
+        "share/fish/vendor_completions.d",
+        "pg_trace.fish",
+    ),
 ];
 const MAN_DIR: &str = "share/man/man1";
 

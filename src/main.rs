@@ -103,12 +103,13 @@ fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {
 /// `Cli`, plus the packagers' hidden `generate-files`, kept out of `Cli` so that the man
 /// pages and completions made from `Cli` do not mention it.
 fn parse() -> Cli {
-    let matches = Cli::command()
-        .subcommand(generate::command())
-        .get_matches();
+    let matches = Cli::command().subcommand(generate::command()).get_matches();
     if let Some((generate::NAME, m)) = matches.subcommand() {
         if let Err(e) = generate::run(m) {
-            eprintln!("pg_trace: error: {}", pg_trace::text::visible(&format!("{e:#}")));
+            eprintln!(
+                "pg_trace: error: {}",
+                pg_trace::text::visible(&format!("{e:#}"))
+            );
             std::process::exit(1);
         }
         std::process::exit(0);

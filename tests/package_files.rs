@@ -16,7 +16,10 @@ fn run(args: &[&str]) -> String {
 #[test]
 fn version_is_printed() {
     let v = run(&["--version"]);
-    assert_eq!(v.trim_end(), format!("pg_trace {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        v.trim_end(),
+        format!("pg_trace {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -34,7 +37,10 @@ fn man_pages_and_completions_come_from_the_cli() {
     let listed = run(&["generate-files", dir.path().to_str().unwrap()]);
     let read = |rel: &str| {
         let p = dir.path().join(rel);
-        assert!(listed.lines().any(|l| Path::new(l) == p), "{rel} not listed: {listed}");
+        assert!(
+            listed.lines().any(|l| Path::new(l) == p),
+            "{rel} not listed: {listed}"
+        );
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     };
 
@@ -43,7 +49,10 @@ fn man_pages_and_completions_come_from_the_cli() {
     for word in ["\\-\\-usdt\\-probes", "catalog", "resolve", "probes"] {
         assert!(man.contains(word), "man page lacks {word}");
     }
-    assert!(!man.contains("generate"), "the man page names the hidden subcommand");
+    assert!(
+        !man.contains("generate"),
+        "the man page names the hidden subcommand"
+    );
     for sub in ["catalog", "resolve", "ps", "probes"] {
         let page = read(&format!("share/man/man1/pg_trace-{sub}.1"));
         assert!(page.contains(&format!(".TH pg_trace-{sub} 1")), "{page}");
@@ -57,8 +66,14 @@ fn man_pages_and_completions_come_from_the_cli() {
     ] {
         let text = read(rel);
         assert!(text.contains("usdt-probes"), "{rel} lacks --usdt-probes");
-        assert!(text.contains("catalog"), "{rel} lacks the catalog subcommand");
-        assert!(!text.contains("generate-files"), "{rel} completes the hidden subcommand");
+        assert!(
+            text.contains("catalog"),
+            "{rel} lacks the catalog subcommand"
+        );
+        assert!(
+            !text.contains("generate-files"),
+            "{rel} completes the hidden subcommand"
+        );
     }
 }
 
