@@ -46,6 +46,23 @@ for lib in libelf.a libz.a; do
     [[ -f "$LIBDIR/$lib" ]] || die "$LIBDIR/$lib missing: apt-get install libelf-dev zlib1g-dev"
 done
 
+# Debian 12's libelf compresses with zlib only; a newer elfutils may also call zstd (or
+# lzma), which libbpf-sys does not link: then their static archives go in at the end of
+# the link (the binary's ldd is checked by --check either way).
+if command -v nm >/dev/null 2>&1; then
+    undefined=$(nm -u "$LIBDIR/libelf.a" 2>/dev/null || true)
+    for dep in ZSTD_:zstd:libzstd-dev lzma_:lzma:liblzma-dev BZ2_:bz2:libbz2-dev; do
+        IFS=: read -r prefix lib devpkg <<<"$dep"
+        if grep -q " ${prefix}" <<<"$undefined"; then
+            [[ -f "$LIBDIR/lib$lib.a" ]] || die "libelf.a needs lib$lib: apt-get install $devpkg"
+            log "libelf.a calls lib$lib: linking $LIBDIR/lib$lib.a too"
+            export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=$LIBDIR/lib$lib.a"
+        fi
+    done
+else
+    log "WARNING: no nm (binutils): cannot tell whether libelf.a needs zstd or lzma"
+fi
+
 # ---------------------------------------------------------------------------
 # The binary
 # ---------------------------------------------------------------------------
