@@ -293,8 +293,13 @@ impl CatalogNamer {
         }
     }
 
+    /// Where a path the server uses can be read here (under its root for a container's).
     fn abs(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
+        let dd = &self.resolver.catalog().datadir;
+        if dd.fs_root.is_some() {
+            return dd.readable(p);
+        }
         if p.is_absolute() {
             p.to_path_buf()
         } else {

@@ -309,6 +309,7 @@ fn tiny_terminals_do_not_panic() {
 fn proc(pid: i32, title: &str, state: char, cpu: f64, rd: f64) -> PgProcess {
     PgProcess {
         pid,
+        ns_pid: None,
         title: parse_title(title).unwrap(),
         state,
         cpu: Some(cpu),
@@ -322,6 +323,7 @@ fn clusters() -> Vec<PgCluster> {
     vec![
         PgCluster {
             postmaster: 900,
+            container: None,
             datadir: Some("/var/lib/postgresql/15/main".into()),
             port: Some(5432),
             major: Some(15),
@@ -360,6 +362,7 @@ fn clusters() -> Vec<PgCluster> {
         },
         PgCluster {
             postmaster: 1900,
+            container: None,
             datadir: Some("/srv/pg17/data".into()),
             port: Some(5433),
             major: Some(17),
@@ -378,6 +381,30 @@ fn clusters() -> Vec<PgCluster> {
                     40.0,
                     5_242_880.0,
                 ),
+            ],
+        },
+        // A server in a container: host pids, with the namespace's.
+        PgCluster {
+            postmaster: 734200,
+            container: Some("docker 4f1d2c3b4a59".into()),
+            datadir: Some("/var/lib/postgresql/data".into()),
+            port: Some(5432),
+            major: Some(16),
+            processes: vec![
+                PgProcess {
+                    ns_pid: Some(1),
+                    ..proc(734200, "postgres", 'S', 0.0, 0.0)
+                },
+                PgProcess {
+                    ns_pid: Some(87),
+                    ..proc(
+                        734211,
+                        "postgres: app orders 172.17.0.1(40112) SELECT",
+                        'R',
+                        12.0,
+                        1_048_576.0,
+                    )
+                },
             ],
         },
     ]

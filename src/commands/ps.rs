@@ -4,6 +4,7 @@ use crate::cli::Target;
 use crate::output::record::ProcessRecord;
 use crate::output::{self, Format};
 use crate::pgdata::DataDir;
+use crate::process::ns;
 use crate::process::proc::may_inspect;
 use crate::process::status::{self, StatusSample};
 use anyhow::Result;
@@ -26,7 +27,8 @@ pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Form
 }
 
 /// One row per process with a status slot, read through the memory of `via` (any
-/// process of the cluster).
+/// process of the cluster). For a server in a container the pids are the host's (the
+/// reader maps them), and each row also says the pid its own namespace gives it.
 pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecord)>> {
     let samples = status::activity(via, dd.major)?;
     let catalog = super::resolver(dd, Some(via))
@@ -35,7 +37,8 @@ pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecor
     Ok(samples
         .into_iter()
         .map(|s| {
-            let v = output::ps::record(&s, catalog.as_ref());
+            let mut v = output::ps::record(&s, catalog.as_ref());
+            v.ns_pid = ns::ns_pid(v.pid);
             (s, v)
         })
         .collect())

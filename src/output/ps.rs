@@ -47,6 +47,7 @@ pub fn progress_value(s: &StatusSample) -> Option<ProgressRow> {
 pub fn record(s: &StatusSample, catalog: Option<&Catalog>) -> ProcessRecord {
     ProcessRecord {
         pid: s.pid,
+        ns_pid: None,
         backend_type: s.backend_type.clone(),
         state: s.state.clone(),
         database: database_name(catalog, s.database_oid),
@@ -82,7 +83,16 @@ pub fn write(
             writeln!(
                 w,
                 "{:>8}  {:<24} {:<20} {:<12} {:<28} QUERY / PROGRESS",
-                "PID", "TYPE", "STATE", "DATABASE", "WAIT"
+                // A server in a container: host pids, then in parentheses its own.
+                if rows.iter().any(|(_, v)| v.ns_pid.is_some()) {
+                    "PID (IN ITS NAMESPACE)"
+                } else {
+                    "PID"
+                },
+                "TYPE",
+                "STATE",
+                "DATABASE",
+                "WAIT"
             )?;
             for (s, v) in rows {
                 let wait = match (&s.wait_event_type, &s.wait_event) {
@@ -99,10 +109,15 @@ pub fn write(
                 if let Some(p) = progress_text(s) {
                     tail = format!("[{p}] {tail}");
                 }
+                // A container's process: its host pid, then the pid it has inside.
+                let pid = match v.ns_pid {
+                    Some(n) => format!("{} ({n})", v.pid),
+                    None => v.pid.to_string(),
+                };
                 writeln!(
                     w,
                     "{:>8}  {:<24} {:<20} {:<12} {:<28} {}",
-                    s.pid,
+                    pid,
                     visible(s.backend_type.as_deref().unwrap_or("?")),
                     visible(s.state.as_deref().unwrap_or("")),
                     visible(v.database.as_deref().unwrap_or("")),

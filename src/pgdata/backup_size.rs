@@ -2,7 +2,7 @@
 //! denominator of a backup's progress when the server gives no estimate
 //! (`pg_basebackup --no-estimate-size`). Pure rules by path, one bounded walk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Directories whose contents a base backup skips (`basebackup.c`'s excludeDirContents),
 /// and files it never sends (excludeFiles).
@@ -47,6 +47,22 @@ pub struct Walked {
 
 /// Bytes and tablespaces of a backup of `root`.
 pub fn walk(root: &Path) -> Walked {
+    walk_following(root, &|link| link.to_path_buf())
+}
+
+/// [`walk`] of a data directory that may be a container's: its tablespace links name
+/// paths of the container, followed under its root.
+pub fn walk_datadir(dd: &super::DataDir) -> Walked {
+    walk_following(&dd.root, &|link| {
+        link.strip_prefix(&dd.root)
+            .ok()
+            .and_then(|rel| dd.link_target(rel))
+            .unwrap_or_else(|| link.to_path_buf())
+    })
+}
+
+/// `follow` turns a tablespace link into the directory to walk.
+fn walk_following(root: &Path, follow: &dyn Fn(&Path) -> PathBuf) -> Walked {
     let links = std::fs::read_dir(root.join("pg_tblspc"))
         .map(|d| {
             d.flatten()
@@ -55,7 +71,7 @@ pub fn walk(root: &Path) -> Walked {
         })
         .unwrap_or(0);
     Walked {
-        bytes: walk_total(root),
+        bytes: walk_total_following(root, follow),
         tablespaces: links + 1,
     }
 }
@@ -64,7 +80,11 @@ pub fn walk(root: &Path) -> Walked {
 /// 512-byte tar header per entry and padding to 512, the way its own estimate counts.
 /// Follows the tablespace links in `pg_tblspc`. Bounded in depth.
 pub fn walk_total(root: &Path) -> u64 {
-    fn walk(dir: &Path, rel: &str, depth: u32, total: &mut u64) {
+    walk_total_following(root, &|link| link.to_path_buf())
+}
+
+fn walk_total_following(root: &Path, follow: &dyn Fn(&Path) -> PathBuf) -> u64 {
+    fn walk(dir: &Path, rel: &str, depth: u32, total: &mut u64, follow: &dyn Fn(&Path) -> PathBuf) {
         if depth > 16 {
             return;
         }
@@ -82,10 +102,12 @@ pub fn walk_total(root: &Path) -> u64 {
                 continue;
             };
             let in_tblspc = rel == "pg_tblspc";
-            if meta.is_dir() || (in_tblspc && meta.file_type().is_symlink()) {
+            let link = in_tblspc && meta.file_type().is_symlink();
+            if meta.is_dir() || link {
                 *total += 512;
                 if sent_by_backup(&format!("{r}/x")) {
-                    walk(&e.path(), &r, depth + 1, total);
+                    let d = if link { follow(&e.path()) } else { e.path() };
+                    walk(&d, &r, depth + 1, total, follow);
                 }
             } else if meta.is_file() && sent_by_backup(&r) {
                 let len = meta.len();
@@ -94,7 +116,7 @@ pub fn walk_total(root: &Path) -> u64 {
         }
     }
     let mut total = 0;
-    walk(root, "", 0, &mut total);
+    walk(root, "", 0, &mut total, follow);
     total
 }
 

@@ -143,12 +143,13 @@ pub struct Catalog {
 pub fn database_dir(dd: &DataDir, spc: u32, db: u32) -> PathBuf {
     match spc {
         DEFAULTTABLESPACE_OID => dd.root.join("base").join(db.to_string()),
-        spc => dd
-            .root
-            .join("pg_tblspc")
-            .join(spc.to_string())
-            .join(dd.tablespace_version_dir())
-            .join(db.to_string()),
+        // Through the link as the server follows it (in its container, if it is in one).
+        spc => dd.readable(
+            &Path::new("pg_tblspc")
+                .join(spc.to_string())
+                .join(dd.tablespace_version_dir())
+                .join(db.to_string()),
+        ),
     }
 }
 

@@ -91,7 +91,19 @@ pub use file::{open_regular, read_capped};
 /// A data directory whose version and control file have been checked.
 #[derive(Debug, Clone)]
 pub struct DataDir {
+    /// Where pg_trace reads it: the server's own path, or that path under
+    /// `/proc/PID/root` for a server in another mount namespace (a container).
     pub root: PathBuf,
+    /// The path the server itself uses, when it is not `root` (a container's): what the
+    /// paths it opens start with, and what is shown.
+    pub inside: Option<PathBuf>,
+    /// `/proc/PID/root` of a server in a container: its absolute paths (tablespace and
+    /// WAL links) are under it.
+    pub fs_root: Option<PathBuf>,
+    /// The postmaster's host pid, once found running and checked by whoever opened this
+    /// (for a container's server: mapped from the pid its own namespace gives it, which
+    /// `postmaster.pid` holds).
+    pub postmaster_host: Option<i32>,
     pub major: u32,
     pub control: ControlData,
     pub layout: CatalogLayout,
@@ -134,6 +146,9 @@ impl DataDir {
             .ok_or_else(|| PgDataError::Unsupported(format!("PostgreSQL {major}")))?;
         Ok(DataDir {
             root: root.to_path_buf(),
+            inside: None,
+            fs_root: None,
+            postmaster_host: None,
             major,
             control,
             layout,
@@ -141,16 +156,90 @@ impl DataDir {
     }
 
     /// The data directory of a running postgres process: every postgres process keeps its
-    /// working directory there.
+    /// working directory there. A server whose working directory is not a data directory
+    /// here may be in a container: it is then looked for under its root (`/proc/PID/root`).
     pub fn from_pid(pid: i32) -> Result<DataDir, PgDataError> {
-        let root = locate_datadir(pid)?;
-        DataDir::open(&root)
+        match DataDir::from_pid_in(pid, None) {
+            Err(PgDataError::Process(_)) if Path::new(&format!("/proc/{pid}")).exists() => {
+                let root = PathBuf::from(format!("/proc/{pid}/root"));
+                DataDir::from_pid_in(pid, Some(&root)).or_else(|_| DataDir::from_pid_in(pid, None))
+            }
+            r => r,
+        }
+    }
+
+    /// The data directory of a running postgres process whose file system is under
+    /// `fs_root` (`/proc/PID/root` of a process in another mount namespace), or ours.
+    pub fn from_pid_in(pid: i32, fs_root: Option<&Path>) -> Result<DataDir, PgDataError> {
+        let inside = locate_datadir(pid, fs_root)?;
+        let Some(fs_root) = fs_root else {
+            return DataDir::open(&inside);
+        };
+        let mut dd = DataDir::open(&under_root(fs_root, &inside))?;
+        dd.inside = Some(inside);
+        dd.fs_root = Some(fs_root.to_path_buf());
+        Ok(dd)
+    }
+
+    /// The data directory as the server names it (in its container, if it is in one).
+    pub fn shown(&self) -> &Path {
+        self.inside.as_deref().unwrap_or(&self.root)
+    }
+
+    /// Where pg_trace can read a path the server uses: relative to the data directory, or
+    /// absolute in the server's file system. A tablespace's link holds an absolute path
+    /// of the server's, which the kernel would follow from pg_trace's root: it is read
+    /// and followed under the server's root instead.
+    pub fn readable(&self, path: &Path) -> PathBuf {
+        let Some(fs_root) = &self.fs_root else {
+            return self.root.join(path);
+        };
+        if path.is_absolute() {
+            return under_root(fs_root, path);
+        }
+        // The links a data directory may hold: pg_tblspc/<oid> and pg_wal (initdb -X).
+        let mut parts = path.components();
+        let first = parts.next().map(|c| c.as_os_str().to_owned());
+        let link = match first.as_deref().and_then(|f| f.to_str()) {
+            Some("pg_wal") => Some(PathBuf::from("pg_wal")),
+            Some("pg_tblspc") => parts
+                .next()
+                .map(|oid| Path::new("pg_tblspc").join(oid.as_os_str())),
+            _ => None,
+        };
+        if let Some(link) = link {
+            if let Some(t) = self.link_target(&link) {
+                return t.join(path.strip_prefix(&link).unwrap_or(Path::new("")));
+            }
+        }
+        self.root.join(path)
+    }
+
+    /// Where the link `rel` of the data directory points, readable here: under the
+    /// server's root when it is absolute and the server is in a container. None when it
+    /// is no link.
+    pub fn link_target(&self, rel: &Path) -> Option<PathBuf> {
+        let t = std::fs::read_link(self.root.join(rel)).ok()?;
+        Some(match (&self.fs_root, t.is_absolute()) {
+            (Some(r), true) => under_root(r, &t),
+            _ => self.root.join(rel).parent().unwrap_or(&self.root).join(t),
+        })
     }
 
     /// `PG_<major>_<catversion>`, the per-version directory inside every tablespace.
     /// The postmaster's pid, from the first line of `postmaster.pid` (read capped: a
     /// data directory is hostile input like any other).
+    /// When it is a container's server, its host pid, once mapped ([`DataDir::postmaster_host`]).
     pub fn postmaster_pid(&self) -> Result<i32, PgDataError> {
+        match self.postmaster_host {
+            Some(p) => Ok(p),
+            None => self.postmaster_pid_in_file(),
+        }
+    }
+
+    /// The pid on the first line of `postmaster.pid`, as the server's own pid namespace
+    /// numbers it.
+    pub fn postmaster_pid_in_file(&self) -> Result<i32, PgDataError> {
         let p = self.root.join("postmaster.pid");
         let bytes = file::read_capped(&p, 64 * 1024).map_err(|e| {
             PgDataError::Process(format!("{}: is the server running?: {e}", p.display()))
@@ -188,8 +277,18 @@ impl DataDir {
     }
 }
 
-/// Check that `pid` is a PostgreSQL server process and return its data directory.
-pub fn locate_datadir(pid: i32) -> Result<PathBuf, PgDataError> {
+/// An absolute path of a process whose root is `fs_root`, as the host reaches it. The
+/// path is cleaned first: a `..` after `/proc/PID/root` would climb out of the container
+/// into the host's directories.
+pub fn under_root(fs_root: &Path, path: &Path) -> PathBuf {
+    let clean = path::normalize(&Path::new("/").join(path));
+    fs_root.join(clean.strip_prefix("/").unwrap_or(&clean))
+}
+
+/// Check that `pid` is a PostgreSQL server process and return its data directory, as the
+/// process names it. With `fs_root` (its `/proc/PID/root`, when it lives in another
+/// mount namespace) the directory is checked under that root.
+pub fn locate_datadir(pid: i32, fs_root: Option<&Path>) -> Result<PathBuf, PgDataError> {
     if pid <= 0 {
         return Err(PgDataError::Process(format!("{pid} is not a valid pid")));
     }
@@ -216,11 +315,38 @@ pub fn locate_datadir(pid: i32) -> Result<PathBuf, PgDataError> {
     }
     let cwd_link = proc_dir.join("cwd");
     let cwd = std::fs::read_link(&cwd_link).map_err(io_err(&cwd_link))?;
-    if !cwd.join("PG_VERSION").is_file() {
+    let here = match fs_root {
+        Some(r) => under_root(r, &cwd),
+        None => cwd.clone(),
+    };
+    if !here.join("PG_VERSION").is_file() {
         return Err(PgDataError::Process(format!(
             "pid {pid} is a postgres process, but its working directory {} is not a data directory",
             cwd.display()
         )));
     }
     Ok(cwd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_a_containers_root() {
+        let r = Path::new("/proc/7/root");
+        assert_eq!(
+            under_root(r, Path::new("/mnt/pgdata")),
+            PathBuf::from("/proc/7/root/mnt/pgdata")
+        );
+        // A hostile path does not climb out of the container.
+        assert_eq!(
+            under_root(r, Path::new("/mnt/../../../etc/shadow")),
+            PathBuf::from("/proc/7/root/etc/shadow")
+        );
+        assert_eq!(
+            under_root(r, Path::new("relative/x")),
+            PathBuf::from("/proc/7/root/relative/x")
+        );
+    }
 }

@@ -78,6 +78,10 @@ impl Resolver {
                 datadir_forms.push(c);
             }
         }
+        // A server in a container opens files by its own path, not the one we read by.
+        if let Some(inside) = &catalog.datadir.inside {
+            datadir_forms.insert(0, super::path::normalize(inside));
+        }
         Resolver {
             catalog,
             datadir_forms,

@@ -123,7 +123,10 @@ pub fn parse_postmaster_pid(text: &str) -> Option<u16> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgProcess {
+    /// The host's pid.
     pub pid: Pid,
+    /// The pid its own namespace gives it, for a process in a container.
+    pub ns_pid: Option<Pid>,
     pub title: Title,
     pub state: char,
     /// Percent of one core since the previous sample (None on the first).
@@ -151,8 +154,12 @@ pub struct MemStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgCluster {
     pub postmaster: Pid,
-    /// From the postmaster's working directory (root) or its `-D` argument.
+    /// From the postmaster's working directory (root) or its `-D` argument: the path as
+    /// the server names it (in its container, if it is in one).
     pub datadir: Option<PathBuf>,
+    /// The container the server runs in (`docker 0123456789ab`, `host NAME`, ...; see
+    /// [`crate::process::ns::container_label`]); None on the host.
+    pub container: Option<String>,
     pub port: Option<u16>,
     pub major: Option<u32>,
     /// The postmaster first, then its children by pid.
@@ -169,7 +176,10 @@ impl PgCluster {
             .unwrap_or_else(|| {
                 format!("postmaster {} (data directory unreadable)", self.postmaster)
             });
-        let mut s = dir;
+        let mut s = match &self.container {
+            Some(c) => format!("[{c}] {dir}"),
+            None => dir,
+        };
         if let Some(p) = self.port {
             s.push_str(&format!("  port {p}"));
         }
@@ -194,6 +204,9 @@ pub struct Lister {
     /// scans shared memory on the caller's thread, so a failing cluster is retried only
     /// every `READER_RETRY_NS`, not every sample.
     failed: HashMap<Pid, u64>,
+    /// The container of each postmaster, found once (it may cost a thread that joins the
+    /// container's UTS namespace).
+    containers: HashMap<Pid, Option<String>>,
 }
 
 const READER_RETRY_NS: u64 = 10_000_000_000;
@@ -240,22 +253,28 @@ fn clock_ticks() -> f64 {
     }
 }
 
-fn datadir_of(postmaster: Pid, title: &Title) -> Option<PathBuf> {
+/// The data directory as the server names it, and where it is read from here (under
+/// `/proc/PID/root` for a server in a container).
+fn datadir_of(postmaster: Pid, title: &Title) -> Option<(PathBuf, PathBuf)> {
+    let root = crate::process::ns::foreign_root(postmaster);
     if let Ok(cwd) = std::fs::read_link(format!("/proc/{postmaster}/cwd")) {
-        if cwd.join("PG_VERSION").exists() {
-            return Some(cwd);
+        let here = crate::process::ns::under_root(root.as_deref(), &cwd);
+        if here.join("PG_VERSION").exists() {
+            return Some((cwd, here));
         }
     }
     // Unprivileged: the -D argument of the command line, if absolute.
     let toks: Vec<&str> = title.activity.split_whitespace().collect();
     let i = toks.iter().position(|t| *t == "-D")?;
     let d = Path::new(toks.get(i + 1)?);
-    d.is_absolute().then(|| d.to_path_buf())
+    let here = crate::process::ns::under_root(root.as_deref(), d);
+    d.is_absolute().then(|| (d.to_path_buf(), here))
 }
 
 /// One postgres process as /proc shows it at this sample.
 struct Seen {
     pid: Pid,
+    ns_pid: Option<Pid>,
     title: Title,
     stat: Stat,
     /// (rchar, wchar), when /proc/PID/io is readable.
@@ -273,8 +292,12 @@ fn look_at(pid: Pid) -> Option<Seen> {
     let title = proc::title_of(&handle).and_then(|t| parse_title(&t))?;
     let stat = Stat::of(&handle)?;
     let io = proc::io_of(&handle).map(|io| (io.rchar, io.wchar));
+    let ns_pid = crate::process::ns::in_other_pid_ns(pid)
+        .then(|| crate::process::ns::ns_pid(pid))
+        .flatten();
     Some(Seen {
         pid,
+        ns_pid,
         title,
         stat,
         io,
@@ -295,14 +318,15 @@ fn postgres_processes() -> Vec<Seen> {
 /// The cluster a postmaster heads, with no processes yet: its data directory, port and
 /// major version.
 fn cluster_of(postmaster: &Seen) -> PgCluster {
-    let datadir = datadir_of(postmaster.pid, &postmaster.title);
+    let dirs = datadir_of(postmaster.pid, &postmaster.title);
     let read = |name: &str| {
-        datadir
-            .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join(name)).ok())
+        dirs.as_ref()
+            .and_then(|(_, here)| std::fs::read_to_string(here.join(name)).ok())
     };
+    let datadir = dirs.as_ref().map(|(shown, _)| shown.clone());
     PgCluster {
         postmaster: postmaster.pid,
+        container: None,
         port: read("postmaster.pid").and_then(|t| parse_postmaster_pid(&t)),
         major: read("PG_VERSION").and_then(|t| t.trim().parse().ok()),
         datadir,
@@ -345,10 +369,9 @@ fn in_order(clusters: BTreeMap<Pid, PgCluster>) -> Vec<PgCluster> {
         let pm = c.postmaster;
         c.processes.sort_by_key(|p| (p.pid != pm, p.pid));
     }
+    // The host's clusters first, then each container's.
     out.sort_by(|a, b| {
-        a.datadir
-            .cmp(&b.datadir)
-            .then(a.postmaster.cmp(&b.postmaster))
+        (&a.container, &a.datadir, a.postmaster).cmp(&(&b.container, &b.datadir, b.postmaster))
     });
     out
 }
@@ -363,6 +386,14 @@ impl Lister {
         let now = crate::process::clock::monotonic_ns();
         let seen = postgres_processes();
         let mut clusters = clusters_of(&seen);
+        self.containers.retain(|pm, _| clusters.contains_key(pm));
+        for (pm, c) in clusters.iter_mut() {
+            c.container = self
+                .containers
+                .entry(*pm)
+                .or_insert_with(|| crate::process::ns::container_label(*pm))
+                .clone();
+        }
         self.place(seen, &mut clusters, now);
         // Whose memory we may read is known per cluster only by trying (our own user's, or
         // any with CAP_SYS_PTRACE); a refusal is remembered and retried later.
@@ -389,6 +420,7 @@ impl Lister {
             if let Some(c) = clusters.get_mut(&owner) {
                 c.processes.push(PgProcess {
                     pid: r.pid,
+                    ns_pid: r.ns_pid,
                     title: r.title,
                     state: r.stat.state,
                     cpu,

@@ -7,6 +7,7 @@ pub mod clog;
 pub mod fds;
 pub mod identity;
 pub mod list;
+pub mod ns;
 pub mod stapsdt;
 
 pub use fds::{open_files, OpenFile};

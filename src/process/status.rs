@@ -152,6 +152,9 @@ pub struct StatusReader {
     segment: (u64, u64),
     /// Individual LWLock names, read once from the server binary's memory.
     lwlock_names: Option<Vec<String>>,
+    /// A server in a container: its memory holds the pids of its own namespace, mapped
+    /// here to the host's (re-read when a pid is missing, at most once a second).
+    pids: Option<(crate::process::ns::PidMap, Pid, std::time::Instant)>,
 }
 
 /// No cluster has more than this many status slots (MaxBackends is capped at 2^18-1).
@@ -198,6 +201,7 @@ impl StatusReader {
             symbols: HashMap::new(),
             slot_of: HashMap::new(),
             segment,
+            pids: crate::process::ns::PidMap::of(pid).map(|m| (m, pid, std::time::Instant::now())),
             lwlock_names: None,
         })
     }
@@ -250,6 +254,45 @@ impl StatusReader {
         Ok(out)
     }
 
+    /// The pid the server's namespace gives the host's `pid` (the same without a
+    /// container).
+    fn ns_of(&mut self, pid: Pid) -> Pid {
+        let Some((m, _, _)) = &self.pids else {
+            return pid;
+        };
+        if let Some(n) = m.ns(pid) {
+            return n;
+        }
+        self.refresh_pids();
+        self.pids
+            .as_ref()
+            .and_then(|(m, _, _)| m.ns(pid))
+            .unwrap_or(pid)
+    }
+
+    /// The host's pid of the server's `pid`; None when no process has it any more.
+    fn host_of(&mut self, pid: Pid) -> Option<Pid> {
+        let Some((m, _, _)) = &self.pids else {
+            return Some(pid);
+        };
+        if let Some(h) = m.host(pid) {
+            return Some(h);
+        }
+        self.refresh_pids();
+        self.pids.as_ref().and_then(|(m, _, _)| m.host(pid))
+    }
+
+    fn refresh_pids(&mut self) {
+        if let Some((m, member, at)) = &mut self.pids {
+            if at.elapsed() >= std::time::Duration::from_secs(1) {
+                *at = std::time::Instant::now();
+                if let Some(fresh) = crate::process::ns::PidMap::of(*member) {
+                    *m = fresh;
+                }
+            }
+        }
+    }
+
     /// The slot of `pid`, remembered after the first full scan.
     pub fn entry_for(&mut self, pid: Pid) -> Result<Option<(RawEntry, Option<String>)>, MemError> {
         if let Some(&slot) = self.slot_of.get(&pid) {
@@ -290,7 +333,7 @@ impl StatusReader {
         let proc_ptr = mem.read_u64(bias.wrapping_add(my_proc))?;
         if proc_ptr != 0 {
             let p = mem.read_u32(proc_ptr.wrapping_add(pid_off))? as i32;
-            if p != pid {
+            if p != self.ns_of(pid) {
                 return Err(MemError::Layout {
                     pid,
                     what: format!("MyProc's pid reads {p}: PGPROC layout mismatch"),
@@ -388,7 +431,8 @@ impl StatusReader {
             title: crate::process::proc::process_title(pid),
             ..Default::default()
         };
-        match self.entry_for(pid) {
+        let in_ns = self.ns_of(pid);
+        match self.entry_for(in_ns) {
             Ok(Some((e, q))) => self.fill(&mut s, &e, q),
             Ok(None) => s.error = Some(format!("pid {pid} has no backend status slot")),
             Err(e) => s.error = Some(e.to_string()),
@@ -409,29 +453,36 @@ impl StatusReader {
         }
         if s.wait_event_type.as_deref() == Some("Lock") {
             if let Ok(all) = self.entries() {
-                s.open_xacts = all
+                let others: Vec<Pid> = all
                     .iter()
-                    .filter(|(e, _)| e.pid != pid && e.xact_start_us != 0)
+                    .filter(|(e, _)| e.pid != in_ns && e.xact_start_us != 0)
                     .filter(|(e, _)| Some(e.database) == s.database_oid)
                     .map(|(e, _)| e.pid)
                     .collect();
+                s.open_xacts = others.into_iter().filter_map(|p| self.host_of(p)).collect();
             }
         }
         s
     }
 
     /// For a lock wait: the relation and the holders, from the shared lock table.
-    fn fill_lock(&self, s: &mut StatusSample, proc_ptr: u64) {
+    fn fill_lock(&mut self, s: &mut StatusSample, proc_ptr: u64) {
         let Some(w) = s.wait_event_raw.filter(|w| w >> 24 == 0x03) else {
             return;
         };
+        let waiter = self.ns_of(s.pid);
         if let Some(l) =
-            locks::awaited_lock(&self.mem, self.segment, self.major, proc_ptr, s.pid, w)
+            locks::awaited_lock(&self.mem, self.segment, self.major, proc_ptr, waiter, w)
         {
             if l.tag.locktag_type == locks::LOCKTAG_RELATION {
                 s.lock_relation_oid = Some(l.tag.field2);
             }
-            s.lock_holders = l.holders;
+            // PGPROC holds the server's pids; a holder gone since holds nothing.
+            s.lock_holders = l
+                .holders
+                .into_iter()
+                .filter_map(|p| self.host_of(p))
+                .collect();
         }
     }
 
@@ -455,8 +506,12 @@ impl StatusReader {
     pub fn every_process(&mut self) -> Result<Vec<StatusSample>, MemError> {
         let mut out = Vec::new();
         for (e, q) in self.entries()? {
+            // A process gone since its slot was read has no host pid: left out.
+            let Some(pid) = self.host_of(e.pid) else {
+                continue;
+            };
             let mut s = StatusSample {
-                pid: e.pid,
+                pid,
                 major: self.major,
                 ..Default::default()
             };

@@ -168,6 +168,9 @@ impl Session {
         super::backend::test_pause("located");
         let mut namer = CatalogNamer::live(&dd, pid, memory)?;
         let mut notes = namer.take_notes();
+        if let Some(inside) = &dd.inside {
+            notes.push(crate::process::ns::container_note(pid, inside, &dd.root));
+        }
         let (tracer, usdt) =
             super::backend::attach_with(backend, pid, dd.major, usdt, memory, &mut |n| {
                 notes.push(n)
@@ -184,7 +187,8 @@ impl Session {
         procfs::snapshot(pid, &mut batch)?;
         let mut s = Session {
             pid,
-            datadir: dd.root.clone(),
+            // As the server names it: a container's path, not ours to it.
+            datadir: dd.shown().to_path_buf(),
             major: dd.major,
             title,
             tracer_name: tracer.name(),
@@ -472,9 +476,11 @@ impl Session {
             && b.walked_total.is_none()
             && (b.phase >= 3 || b.source == crate::model::backup::Source::Inferred);
         if needed && live.walk.is_none() {
-            let root = live.dd.root.clone();
+            // The data directory, not its root path: a container's tablespace links are
+            // followed under the container's root.
+            let dd = live.dd.clone();
             live.walk = Some(std::thread::spawn(move || {
-                crate::pgdata::backup_size::walk(&root)
+                crate::pgdata::backup_size::walk_datadir(&dd)
             }));
         }
         if live.walk.as_ref().is_some_and(|h| h.is_finished()) {

@@ -28,12 +28,17 @@ pub fn find_followers(leader: Pid) -> Vec<(Pid, FollowerRole)> {
     let Some(postmaster) = parent_pid(leader) else {
         return Vec::new();
     };
+    // A worker's title names the leader by the pid of the server's namespace (a
+    // container's differs from the host's).
+    let in_ns = crate::process::ns::ns_pid(leader);
     let mut out = Vec::new();
     for pid in children(postmaster) {
         if pid == leader {
             continue;
         }
-        if let Some(role) = process_title(pid).and_then(|t| follower_role(&t, leader)) {
+        let role = process_title(pid)
+            .and_then(|t| follower_role(&t, leader).or_else(|| follower_role(&t, in_ns?)));
+        if let Some(role) = role {
             out.push((pid, role));
         }
     }

@@ -353,7 +353,13 @@ fn draw_panels(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &The
             th.group(),
         )));
         for p in procs {
-            let text = line(cols, |c| (c.cell)(p), &truncate(&activity(p), aw));
+            // A container's process: the pid column is the host's; its own namespace's
+            // leads the activity.
+            let act = match p.ns_pid {
+                Some(n) => format!("(ns pid {n}) {}", activity(p)),
+                None => activity(p),
+            };
+            let text = line(cols, |c| (c.cell)(p), &truncate(&act, aw));
             let is_sel = sel == Some(p.pid);
             if is_sel {
                 sel_line = lines.len();

@@ -13,6 +13,7 @@
 //! as installed by `scripts/setup.sh`.
 #![allow(dead_code)]
 
+pub mod container;
 pub mod scripted;
 pub mod status;
 pub mod trace;

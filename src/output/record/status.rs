@@ -56,7 +56,12 @@ pub struct BackupRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessRecord {
+    /// The host's pid (what `kill`, `/proc` and `pg_trace -p` take).
     pub pid: Pid,
+    /// The pid the server's own namespace gives it (what `pg_stat_activity` shows inside
+    /// its container), only when that differs from `pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<Pid>,
     pub backend_type: Option<String>,
     pub state: Option<String>,
     pub database: Option<String>,
