@@ -2,6 +2,7 @@
 //! nothing of how events were captured; asks a [`Namer`] to name paths and size relations.
 
 pub mod backup;
+pub mod cost;
 pub mod coverage;
 pub mod credit;
 pub mod files;
@@ -183,6 +184,8 @@ pub struct Model {
     pub renamed: Vec<String>,
     /// The leader's query ended at this time: judged once the event is applied.
     query_ended: Option<u64>,
+    /// What tracing costs (live sessions only: a replay has no probes of its own).
+    pub cost: cost::CostMeter,
 }
 
 impl Model {
@@ -213,6 +216,7 @@ impl Model {
             credit: credit::Credit::default(),
             renamed: Vec::new(),
             query_ended: None,
+            cost: cost::CostMeter::default(),
         }
     }
 

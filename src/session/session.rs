@@ -216,6 +216,7 @@ impl Session {
         // interval), and what the tracer then says it cannot attribute.
         s.follow();
         s.limitations = s.tracer.limitations();
+        s.sample_cost(s.clock.now_ns());
         Ok(s)
     }
 
@@ -391,6 +392,7 @@ impl Session {
         }
         self.backup_total();
         self.follow();
+        self.sample_cost(now);
         self.model.tick(now, &mut self.namer);
         // Names changed by DDL, and memory that stopped answering: said once each.
         self.notes.append(&mut self.model.renamed);
@@ -403,7 +405,17 @@ impl Session {
         self.last_tick_events = self.model.events;
     }
 
-    /// Parallel workers and io workers of a live leader come and go.
+    /// What tracing costs, read once an interval (a live session only: a replay's numbers
+    /// would be pg_trace reading a file).
+    fn sample_cost(&mut self, now: u64) {
+        if self.live.is_some() {
+            let probes = self.tracer.probe_cost();
+            let own = crate::trace::cost::own_usage();
+            self.model.cost.fold(now, &probes, own);
+        }
+    }
+
+        /// Parallel workers and io workers of a live leader come and go.
     fn follow(&mut self) {
         let Some(live) = self.live.as_mut() else {
             return;

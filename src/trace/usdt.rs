@@ -545,6 +545,8 @@ pub struct UsdtTracer {
     lost: [u64; 3],
     lost_reported: [u64; 3],
     detached: bool,
+    /// Keeps the kernel timing our programs while we run (see `RunTimeStats`).
+    run_time_stats: super::libbpf::RunTimeStats,
 }
 
 impl UsdtTracer {
@@ -593,6 +595,7 @@ impl UsdtTracer {
             lost: [0; 3],
             lost_reported: [0; 3],
             detached: false,
+            run_time_stats: super::libbpf::RunTimeStats::enable(),
         };
         let skel = t.skel.as_ref().expect("just loaded");
         let mut builder = RingBufferBuilder::new();
@@ -788,7 +791,26 @@ impl Tracer for UsdtTracer {
             self.wanted.join(", ")
         )];
         v.extend(self.notes.iter().cloned());
+        v.extend(self.run_time_stats.why_not.iter().cloned());
         v
+    }
+
+    /// The probe programs only: each run also cost the traced process a uprobe trap,
+    /// which the kernel does not count as program run time (see docs/overhead.md).
+    fn probe_cost(&self) -> super::cost::ProbeCost {
+        use super::cost::{ProbeCost, ProbeRuntime};
+        if let Some(why) = &self.run_time_stats.why_not {
+            return ProbeCost::Unmeasured(why.clone());
+        }
+        let Some(skel) = self.skel.as_ref() else {
+            return ProbeCost::Measured(ProbeRuntime::default());
+        };
+        let (run_time_ns, runs, _) = super::libbpf::prog_counters(skel.object().progs());
+        ProbeCost::Measured(ProbeRuntime {
+            run_time_ns,
+            runs,
+            usdt_runs: runs,
+        })
     }
 }
 
