@@ -92,7 +92,6 @@ impl Cost {
         }
         out
     }
-}
 
     /// The header's short form: `probes 0.8%  self 3.1% 42M` (`probes ?` when BPF runs
     /// untimed; no probes part without BPF).
