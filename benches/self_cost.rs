@@ -121,7 +121,10 @@ fn main() {
             let sink = Arc::clone(&records);
             let stdout = child.stdout.take().unwrap();
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     if let Ok(r) = serde_json::from_str::<Record>(&line) {
                         sink.lock().unwrap().push((Instant::now(), r));
                     }
@@ -139,7 +142,10 @@ fn main() {
         };
         let t = Instant::now();
         while !stats_seen(1) {
-            assert!(t.elapsed() < Duration::from_secs(60), "{mode}: never attached");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{mode}: never attached"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         // The window starts after attach (catalog read, BPF load: once per session).
@@ -204,7 +210,11 @@ fn main() {
                 .map_or("-".into(), |c| format!("{:.1} %", c * 100.0)),
             per_event,
             projected * 100.0,
-            if projected <= BUDGET_CPU { "ok" } else { "OVER" },
+            if projected <= BUDGET_CPU {
+                "ok"
+            } else {
+                "OVER"
+            },
             r.probe_ns_per_s
                 .map_or("-".into(), |n| format!("{:.1} % of a core", n / 1e7)),
             mib(r.hwm),

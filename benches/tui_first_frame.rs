@@ -128,8 +128,14 @@ fn main() {
     let mut rows = Vec::new();
     for (label, args) in [
         ("pg_trace -p PID (auto: ebpf+usdt)", String::new()),
-        ("pg_trace -p PID --backend ebpf", "--backend ebpf".to_string()),
-        ("pg_trace -p PID --backend procfs", "--backend procfs".to_string()),
+        (
+            "pg_trace -p PID --backend ebpf",
+            "--backend ebpf".to_string(),
+        ),
+        (
+            "pg_trace -p PID --backend procfs",
+            "--backend procfs".to_string(),
+        ),
     ] {
         let cmd = format!("{BIN} -p {} {args}", held.pid);
         // One untimed run: the binary and the catalog files in the page cache.
@@ -143,7 +149,10 @@ fn main() {
         "\nFirst full TUI frame, PostgreSQL 15, {rels} relations in pg_class with storage ({n} tables \
          created), 120x40 tmux pane, median of {reps}:\n"
     );
-    println!("| command | command to first frame | minus tmux's own ({:.0} ms) | budget 300 ms |", ms(floor));
+    println!(
+        "| command | command to first frame | minus tmux's own ({:.0} ms) | budget 300 ms |",
+        ms(floor)
+    );
     println!("|---|---|---|---|");
     for (label, t) in rows {
         let net = t.saturating_sub(floor);

@@ -55,7 +55,9 @@ fn sysctl_stats() -> String {
 
 /// The common checks of a stats record of a live session.
 fn check_self(s: &StatsRecord, what: &str) {
-    let cpu = s.self_cpu.unwrap_or_else(|| panic!("{what}: no self_cpu in {s:?}"));
+    let cpu = s
+        .self_cpu
+        .unwrap_or_else(|| panic!("{what}: no self_cpu in {s:?}"));
     assert!(
         (0.0..=2.0 * nproc()).contains(&cpu),
         "{what}: self_cpu {cpu} out of [0, 2·nproc]"
@@ -164,7 +166,10 @@ fn probe_cost_with_ebpf_and_usdt_on_pg15() {
     assert!(all >= usdt, "usdt runs {usdt} not within all runs {all}");
     assert!(s.probe_ns_per_s.is_some_and(|n| n > 0.0), "{s:?}");
     // Summed over the session, the USDT runs cover the blocks of every scan.
-    let blocks: f64 = c.psql("postgres", "SELECT relpages FROM pg_class WHERE relname = 't'")[0][0]
+    let blocks: f64 = c.psql(
+        "postgres",
+        "SELECT relpages FROM pg_class WHERE relname = 't'",
+    )[0][0]
         .as_deref()
         .unwrap()
         .parse()
@@ -193,11 +198,7 @@ fn probe_cost_with_ebpf_and_none_with_procfs() {
         support::skip(name, "eBPF needs root");
         return;
     }
-    let Some(major) = support::majors()
-        .into_iter()
-        .filter(|&m| m != 15)
-        .max()
-    else {
+    let Some(major) = support::majors().into_iter().filter(|&m| m != 15).max() else {
         support::skip(name, "PG_TRACE_TEST_MAJORS has no major but 15");
         return;
     };

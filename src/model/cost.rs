@@ -75,7 +75,11 @@ impl Cost {
         if self.bpf {
             match (self.probe_ns_per_s, self.probe_runs_per_s) {
                 (Some(ns), Some(runs)) => {
-                    out = format!("probes {} cpu ({} runs/s), ", percent_of_core(ns), count(runs))
+                    out = format!(
+                        "probes {} cpu ({} runs/s), ",
+                        percent_of_core(ns),
+                        count(runs)
+                    )
                 }
                 _ => out.push_str("probes ?, "),
             }
@@ -229,7 +233,10 @@ mod tests {
             self_rss_bytes: Some(42 << 20),
             bpf: true,
         };
-        assert_eq!(c.words(), "probes 0.8% cpu (310k runs/s), self 3.1% cpu 42.0 MiB");
+        assert_eq!(
+            c.words(),
+            "probes 0.8% cpu (310k runs/s), self 3.1% cpu 42.0 MiB"
+        );
         assert_eq!(c.compact(), "probes 0.8%  self 3.1% 42.0M");
         let c = Cost {
             bpf: true,

@@ -415,7 +415,7 @@ impl Session {
         }
     }
 
-        /// Parallel workers and io workers of a live leader come and go.
+    /// Parallel workers and io workers of a live leader come and go.
     fn follow(&mut self) {
         let Some(live) = self.live.as_mut() else {
             return;

@@ -122,10 +122,10 @@ impl Tracer for Combined {
     }
 
     fn probe_cost(&self) -> super::cost::ProbeCost {
-        self.parts
-            .iter()
-            .map(|p| p.probe_cost())
-            .fold(super::cost::ProbeCost::NotBpf, super::cost::ProbeCost::combine)
+        self.parts.iter().map(|p| p.probe_cost()).fold(
+            super::cost::ProbeCost::NotBpf,
+            super::cost::ProbeCost::combine,
+        )
     }
 }
 

@@ -112,7 +112,10 @@ mod tests {
         };
         assert_eq!(m(10, 2, 0).combine(m(5, 1, 1)), m(15, 3, 1));
         assert_eq!(ProbeCost::NotBpf.combine(m(1, 1, 0)), m(1, 1, 0));
-        assert_eq!(ProbeCost::NotBpf.combine(ProbeCost::NotBpf), ProbeCost::NotBpf);
+        assert_eq!(
+            ProbeCost::NotBpf.combine(ProbeCost::NotBpf),
+            ProbeCost::NotBpf
+        );
         assert_eq!(
             m(1, 1, 0).combine(ProbeCost::Unmeasured("off".into())),
             ProbeCost::Unmeasured("off".into())

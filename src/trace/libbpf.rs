@@ -84,7 +84,9 @@ impl RunTimeStats {
     pub(crate) fn enable() -> RunTimeStats {
         use std::os::fd::{FromRawFd, OwnedFd};
         // SAFETY: a plain syscall wrapper; it returns a new fd we then own, or -errno.
-        let fd = unsafe { libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME) };
+        let fd = unsafe {
+            libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
+        };
         if fd >= 0 {
             return RunTimeStats {
                 // SAFETY: `fd` was just returned to us by the kernel and is owned by no one
@@ -94,8 +96,7 @@ impl RunTimeStats {
             };
         }
         let err = std::io::Error::from_raw_os_error(-fd);
-        let sysctl_on = std::fs::read_to_string(STATS_SYSCTL)
-            .is_ok_and(|s| s.trim() == "1");
+        let sysctl_on = std::fs::read_to_string(STATS_SYSCTL).is_ok_and(|s| s.trim() == "1");
         RunTimeStats {
             _fd: None,
             why_not: (!sysctl_on).then(|| {
