@@ -204,7 +204,20 @@ fn measure(pid: i32, mode: &str, secs: u64) -> Row {
     // The window starts after attach (catalog read, BPF load: once per session).
     let (t0, cpu0) = (Instant::now(), cpu_s(child_pid));
     let n0 = records.lock().unwrap().len();
-    std::thread::sleep(Duration::from_secs(secs));
+    // PG_TRACE_BENCH_PERF=DIR: a `perf record` of pg_trace over the window, per mode.
+    match std::env::var("PG_TRACE_BENCH_PERF") {
+        Ok(dir) => {
+            let st = Command::new("perf")
+                .args(["record", "-q", "-F", "499", "-g", "-p", &child_pid.to_string()])
+                .arg("-o")
+                .arg(format!("{dir}/perf-{mode}-{pid}.data"))
+                .args(["--", "sleep", &secs.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            assert!(st.is_ok_and(|s| s.success()), "perf record failed");
+        }
+        Err(_) => std::thread::sleep(Duration::from_secs(secs)),
+    }
     let (t1, cpu1) = (Instant::now(), cpu_s(child_pid));
     let hwm = status_kib(child_pid, "VmHWM:") * 1024;
     // SAFETY: kill(2) on the pid of our child, not yet reaped.
