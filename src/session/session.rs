@@ -163,15 +163,15 @@ impl Session {
         memory: bool,
     ) -> Result<Session> {
         let pid = identity.pid();
+        crate::process::proc::may_inspect(pid, "cannot attach")?;
         let dd = crate::commands::postgres_datadir(pid)?;
         super::backend::test_pause("located");
-        crate::process::proc::require_root(|| {
-            format!("pg_trace must run as root to attach to pid {pid}")
-        })?;
         let mut namer = CatalogNamer::live(&dd, pid, memory)?;
         let mut notes = namer.take_notes();
         let (tracer, usdt) =
-            super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
+            super::backend::attach_with(backend, pid, dd.major, usdt, memory, &mut |n| {
+                notes.push(n)
+            })?;
         let mut model = Model::new(pid, dd.control.segment_bytes());
         let title = crate::process::proc::process_title(pid).unwrap_or_default();
         // A walsender may run a base backup: follow its syscalls for one from the start.
