@@ -208,7 +208,15 @@ fn measure(pid: i32, mode: &str, secs: u64) -> Row {
     match std::env::var("PG_TRACE_BENCH_PERF") {
         Ok(dir) => {
             let st = Command::new("perf")
-                .args(["record", "-q", "-F", "499", "-g", "-p", &child_pid.to_string()])
+                .args([
+                    "record",
+                    "-q",
+                    "-F",
+                    "499",
+                    "-g",
+                    "-p",
+                    &child_pid.to_string(),
+                ])
                 .arg("-o")
                 .arg(format!("{dir}/perf-{mode}-{pid}.data"))
                 .args(["--", "sleep", &secs.to_string()])
