@@ -649,3 +649,55 @@ fn backup_status_and_verdict_in_the_header() {
     assert!(s.contains("tablespace 1 of 2"), "{s}");
     assert!(s.contains("⚠ throttled by --max-rate"), "{s}");
 }
+
+/// The cost on the header's second line, last (what a narrow screen cuts first): the
+/// probes' run time as a share of one core, then pg_trace's own CPU and memory; `probes ?`
+/// when the kernel does not time the programs; no probes part without BPF.
+#[test]
+fn cost_in_the_header() {
+    use pg_trace::trace::cost::{OwnUsage, ProbeCost, ProbeRuntime};
+    let (mut m, now) = scan_model();
+    let own = |cpu_ns, rss| OwnUsage {
+        cpu_ns: Some(cpu_ns),
+        rss_bytes: Some(rss),
+    };
+    let second_line = |m: &Model| {
+        let term = render_trace(
+            120,
+            24,
+            m,
+            &info(now),
+            &LogRing::new(),
+            &ScreenState::default(),
+            Theme::from_env(),
+        );
+        text(&term).lines().nth(1).unwrap().to_string()
+    };
+    let measured = |ns, runs| {
+        ProbeCost::Measured(ProbeRuntime {
+            run_time_ns: ns,
+            runs,
+            usdt_runs: 0,
+        })
+    };
+    m.cost.fold(0, &measured(0, 0), own(0, 40 << 20));
+    m.cost.fold(
+        1_000_000_000,
+        &measured(8_000_000, 310_000),
+        own(31_000_000, 42 << 20),
+    );
+    let l = second_line(&m);
+    assert!(l.contains("lost 0  probes 0.8%  self 3.1% 42.0M"), "{l}");
+    insta::assert_snapshot!("header_cost_120", l);
+
+    let off = ProbeCost::Unmeasured("statistics off".into());
+    m.cost.fold(2_000_000_000, &off, own(32_000_000, 42 << 20));
+    let l = second_line(&m);
+    assert!(l.contains("probes ?  self 0.1% 42.0M"), "{l}");
+
+    m.cost = Default::default();
+    m.cost.fold(0, &ProbeCost::NotBpf, own(0, 20 << 20));
+    let l = second_line(&m);
+    assert!(l.contains("lost 0  self - 20.0M"), "{l}");
+    assert!(!l.contains("probes"), "{l}");
+}

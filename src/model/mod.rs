@@ -2,6 +2,7 @@
 //! nothing of how events were captured; asks a [`Namer`] to name paths and size relations.
 
 pub mod backup;
+pub mod cost;
 pub mod coverage;
 pub mod credit;
 pub mod files;
@@ -163,7 +164,9 @@ pub struct Model {
     pub last_ns: u64,
     last_tick_ns: Option<u64>,
     /// Buffer tags already named (unknown ones are forgotten each tick, to be re-asked).
-    block_names: HashMap<(RelFileLocator, Fork), Arc<RelInfo>>,
+    /// Looked up once per USDT block event: a fast hasher (SipHash was a tenth of
+    /// pg_trace's CPU on a cache-warm scan; the keys are not attacker-chosen in bulk).
+    block_names: HashMap<(RelFileLocator, Fork), Arc<RelInfo>, foldhash::fast::RandomState>,
     pub queries: VecDeque<QueryRec>,
     pub lock_waits: VecDeque<LockWaitRec>,
     pub sorts: u64,
@@ -183,6 +186,8 @@ pub struct Model {
     pub renamed: Vec<String>,
     /// The leader's query ended at this time: judged once the event is applied.
     query_ended: Option<u64>,
+    /// What tracing costs (live sessions only: a replay has no probes of its own).
+    pub cost: cost::CostMeter,
 }
 
 impl Model {
@@ -201,7 +206,7 @@ impl Model {
             first_ns: None,
             last_ns: 0,
             last_tick_ns: None,
-            block_names: HashMap::new(),
+            block_names: HashMap::default(),
             queries: VecDeque::new(),
             lock_waits: VecDeque::new(),
             sorts: 0,
@@ -213,6 +218,7 @@ impl Model {
             credit: credit::Credit::default(),
             renamed: Vec::new(),
             query_ended: None,
+            cost: cost::CostMeter::default(),
         }
     }
 

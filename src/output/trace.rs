@@ -303,6 +303,9 @@ pub fn write_interval(
             if lost > 0 {
                 write!(out, ", LOST {lost}")?;
             }
+            if let Some(c) = &model.cost.now {
+                write!(out, "; cost: {}", c.words())?;
+            }
             out.write_all(b"\n")?;
             if let Some(v) = &model.status {
                 writeln!(out, "    {}", visible(&super::status::status_line(v)))?;
@@ -364,6 +367,7 @@ pub fn write_interval(
 }
 
 pub fn stats_record(model: &Model, now: u64, eps: f64) -> Record {
+    let cost = model.cost.now.as_ref();
     Record::Stats(StatsRecord {
         ts: secs(model, now),
         events: model.events,
@@ -379,6 +383,14 @@ pub fn stats_record(model: &Model, now: u64, eps: f64) -> Record {
                 bytes_read,
                 estimate: true,
             }),
+        probe_ns_per_s: cost.and_then(|c| c.probe_ns_per_s).map(f64::round),
+        probe_runs_per_s: cost.and_then(|c| c.probe_runs_per_s).map(f64::round),
+        usdt_runs_per_s: cost.and_then(|c| c.usdt_runs_per_s).map(f64::round),
+        // Four decimals: a hundredth of a per cent of a core.
+        self_cpu: cost
+            .and_then(|c| c.self_cpu)
+            .map(|f| (f * 1e4).round() / 1e4),
+        self_rss_bytes: cost.and_then(|c| c.self_rss_bytes),
     })
 }
 

@@ -220,6 +220,7 @@ impl Session {
         // interval), and what the tracer then says it cannot attribute.
         s.follow();
         s.limitations = s.tracer.limitations();
+        s.sample_cost(s.clock.now_ns());
         Ok(s)
     }
 
@@ -395,6 +396,7 @@ impl Session {
         }
         self.backup_total();
         self.follow();
+        self.sample_cost(now);
         self.model.tick(now, &mut self.namer);
         // Names changed by DDL, and memory that stopped answering: said once each.
         self.notes.append(&mut self.model.renamed);
@@ -405,6 +407,16 @@ impl Session {
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
         self.last_tick_ns = now;
         self.last_tick_events = self.model.events;
+    }
+
+    /// What tracing costs, read once an interval (a live session only: a replay's numbers
+    /// would be pg_trace reading a file).
+    fn sample_cost(&mut self, now: u64) {
+        if self.live.is_some() {
+            let probes = self.tracer.probe_cost();
+            let own = crate::trace::cost::own_usage();
+            self.model.cost.fold(now, &probes, own);
+        }
     }
 
     /// Parallel workers and io workers of a live leader come and go.

@@ -107,11 +107,25 @@ impl Tracer for Combined {
     }
 
     fn limitations(&self) -> Vec<String> {
-        self.parts.iter().flat_map(|p| p.limitations()).collect()
+        // Said once even when both parts have it (e.g. BPF statistics off).
+        let mut v: Vec<String> = Vec::new();
+        for l in self.parts.iter().flat_map(|p| p.limitations()) {
+            if !v.contains(&l) {
+                v.push(l);
+            }
+        }
+        v
     }
 
     fn stopped_by_signal(&self, pid: Pid) -> bool {
         self.parts.iter().any(|p| p.stopped_by_signal(pid))
+    }
+
+    fn probe_cost(&self) -> super::cost::ProbeCost {
+        self.parts.iter().map(|p| p.probe_cost()).fold(
+            super::cost::ProbeCost::NotBpf,
+            super::cost::ProbeCost::combine,
+        )
     }
 }
 

@@ -32,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{libbpf_sys, Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
+use super::cost::{ProbeCost, ProbeRuntime};
 use super::libbpf::ObjectSlot;
 use super::{monotonic_ns, Event, EventKind, Pid, Syscall, Tracer, TracerStats};
 
@@ -470,6 +471,9 @@ fn on_record(data: &[u8]) -> i32 {
     0
 }
 
+/// The size of the events ring buffer (a power of two, a multiple of the page size).
+const EVENTS_RING_BYTES: u32 = 8 << 20;
+
 /// Where the kernel publishes its BTF, which the `tp_btf` program and CO-RE need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -510,6 +514,8 @@ pub struct EbpfTracer {
     aio_workers: Vec<Pid>,
     /// Why some io worker reads cannot be attributed, for `limitations`.
     aio_notes: Vec<String>,
+    /// Keeps the kernel timing our programs while we run (see `RunTimeStats`).
+    run_time_stats: super::libbpf::RunTimeStats,
 }
 
 impl EbpfTracer {
@@ -534,6 +540,14 @@ impl EbpfTracer {
             .open(storage)
             .map_err(|e| anyhow!("eBPF unavailable: opening the BPF object failed ({e})"))?;
 
+        // The ring is mapped into us twice over (the kernel maps its data pages twice so
+        // that records never wrap), and all of it counts in our resident memory: 8 MiB is
+        // 16 MiB of RSS, ~110k records, a third of a second at 340k syscalls/s, several
+        // times the 50-100 ms between drains.
+        open.maps
+            .events
+            .set_max_entries(EVENTS_RING_BYTES)
+            .map_err(|e| anyhow!("eBPF unavailable: sizing the ring buffer failed ({e})"))?;
         if let Some((dev, ino)) = own_pid_namespace() {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.pidns_dev = dev;
@@ -561,6 +575,7 @@ impl EbpfTracer {
             aio_owners: Vec::new(),
             aio_workers: Vec::new(),
             aio_notes: Vec::new(),
+            run_time_stats: super::libbpf::RunTimeStats::enable(),
         };
         for &pid in pids {
             tracer.add_pid(pid)?;
@@ -611,21 +626,7 @@ impl EbpfTracer {
     /// How often the kernel skipped one of our programs because another BPF program was
     /// running on that CPU (bpf_prog_info.recursion_misses, summed).
     fn skipped_runs(skel: &SyscallsSkel<'static>) -> u64 {
-        use std::os::fd::{AsFd, AsRawFd};
-        let mut total = 0u64;
-        for prog in skel.object().progs() {
-            let mut info = libbpf_sys::bpf_prog_info::default();
-            let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-            // SAFETY: `info` is a properly sized, zeroed bpf_prog_info we own and `len`
-            // says its size; the fd belongs to a program alive for this call.
-            let rc = unsafe {
-                libbpf_sys::bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len)
-            };
-            if rc == 0 {
-                total = total.saturating_add(info.recursion_misses);
-            }
-        }
-        total
+        super::libbpf::prog_counters(skel.object().progs()).2
     }
 
     /// Takes `pid` out of what the BPF program follows (a fast slot or the `pids` map), and
@@ -966,7 +967,25 @@ impl Tracer for EbpfTracer {
             "eBPF: pread64 times have clock-tick resolution{tick}; other calls are timed exactly"
         )];
         v.extend(self.aio_notes.iter().cloned());
+        v.extend(self.run_time_stats.why_not.iter().cloned());
         v
+    }
+
+    /// The syscall-exit and process-exit programs. Their runs are those of every process
+    /// on the machine: the syscall program rejects most calls in its first check.
+    fn probe_cost(&self) -> ProbeCost {
+        if let Some(why) = &self.run_time_stats.why_not {
+            return ProbeCost::Unmeasured(why.clone());
+        }
+        let Some(skel) = self.skel.as_ref() else {
+            return ProbeCost::Measured(ProbeRuntime::default());
+        };
+        let (run_time_ns, runs, _) = super::libbpf::prog_counters(skel.object().progs());
+        ProbeCost::Measured(ProbeRuntime {
+            run_time_ns,
+            runs,
+            usdt_runs: 0,
+        })
     }
 }
 

@@ -65,3 +65,76 @@ pub(crate) fn last_message() -> Option<String> {
     let log = LOG.lock().unwrap_or_else(|e| e.into_inner());
     log.iter().rev().find(|l| !l.is_empty()).cloned()
 }
+
+/// The kernel counts each BPF program's run time only while BPF statistics are enabled
+/// (the `bpf_stats_enabled` static key: two clock reads around every run of every
+/// program on the machine). We enable them with `BPF_ENABLE_STATS`, which keeps them on
+/// for as long as the returned fd is open: closed with the tracer, and by the kernel if
+/// pg_trace dies, so they never stay on system-wide after it. That needs CAP_SYS_ADMIN;
+/// without it the statistics count only if `kernel.bpf_stats_enabled` is already 1.
+pub(crate) struct RunTimeStats {
+    _fd: Option<std::os::fd::OwnedFd>,
+    /// Why run times are not counted, when they are not.
+    pub(crate) why_not: Option<String>,
+}
+
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl RunTimeStats {
+    pub(crate) fn enable() -> RunTimeStats {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: a plain syscall wrapper; it returns a new fd we then own, or -errno.
+        let fd = unsafe {
+            libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
+        };
+        if fd >= 0 {
+            return RunTimeStats {
+                // SAFETY: `fd` was just returned to us by the kernel and is owned by no one
+                // else.
+                _fd: Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+                why_not: None,
+            };
+        }
+        let err = std::io::Error::from_raw_os_error(-fd);
+        let sysctl_on = std::fs::read_to_string(STATS_SYSCTL).is_ok_and(|s| s.trim() == "1");
+        RunTimeStats {
+            _fd: None,
+            why_not: (!sysctl_on).then(|| {
+                format!(
+                    "probe cost unknown: the kernel does not time BPF programs \
+                     (enabling BPF_STATS_RUN_TIME was refused: {err}; it needs CAP_SYS_ADMIN, \
+                     or sysctl kernel.bpf_stats_enabled=1)"
+                )
+            }),
+        }
+    }
+}
+
+/// Summed over `progs`: (run time ns, runs, runs skipped because another BPF program was
+/// running on that CPU), from `bpf_prog_info`. A program whose info cannot be read adds
+/// nothing.
+pub(crate) fn prog_counters<'a>(
+    progs: impl Iterator<Item = libbpf_rs::Program<'a>>,
+) -> (u64, u64, u64) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let (mut ns, mut runs, mut skipped) = (0u64, 0u64, 0u64);
+    for prog in progs {
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_prog_info>() as u32;
+        // SAFETY: `info` is a properly sized, zeroed bpf_prog_info we own and `len` says
+        // its size; the fd belongs to a program alive for this call.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                prog.as_fd().as_raw_fd(),
+                &mut info,
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            ns = ns.saturating_add(info.run_time_ns);
+            runs = runs.saturating_add(info.run_cnt);
+            skipped = skipped.saturating_add(info.recursion_misses);
+        }
+    }
+    (ns, runs, skipped)
+}

@@ -1,6 +1,7 @@
 //! Capture: attach to processes and turn what they do into [`Event`]s.
 
 pub mod combined;
+pub mod cost;
 pub mod ebpf;
 pub mod event;
 pub mod follow;
@@ -50,5 +51,10 @@ pub trait Tracer {
     /// rather than by the tracer: only a tracer that stops processes can tell.
     fn stopped_by_signal(&self, _pid: Pid) -> bool {
         false
+    }
+    /// The run time of this tracer's BPF programs so far, cumulative (read by the caller
+    /// once an interval: a few syscalls).
+    fn probe_cost(&self) -> cost::ProbeCost {
+        cost::ProbeCost::NotBpf
     }
 }

@@ -123,6 +123,11 @@ pub fn draw(
         let cursor = if st.editing_filter { "▏" } else { "" };
         l2.push(Span::styled(format!("{}{cursor}", st.filter), th.warn()));
     }
+    // Last: on a narrow screen it is what gets cut. Live sessions only.
+    if let Some(c) = &model.cost.now {
+        l2.push(Span::raw("  "));
+        l2.push(Span::styled(c.compact(), th.label()));
+    }
 
     // The activity: the status sample's (query text, backup phase), else USDT's query,
     // else the process title's; then the process state and the last syscall with its age.

@@ -147,6 +147,20 @@ pub struct StatsRecord {
     /// The /proc backend only (null otherwise): bytes read that no evidence ties to a file.
     #[serde(default)]
     pub unattributed: Option<UnattributedReads>,
+    /// Nanoseconds of run time of pg_trace's BPF programs per second of wall time, from
+    /// the kernel's BPF statistics; null when not measured (see docs/json.md).
+    #[serde(default)]
+    pub probe_ns_per_s: Option<f64>,
+    #[serde(default)]
+    pub probe_runs_per_s: Option<f64>,
+    /// Of `probe_runs_per_s`, USDT probe runs (each also costs a uprobe trap).
+    #[serde(default)]
+    pub usdt_runs_per_s: Option<f64>,
+    /// pg_trace's own CPU, as a fraction of one core.
+    #[serde(default)]
+    pub self_cpu: Option<f64>,
+    #[serde(default)]
+    pub self_rss_bytes: Option<u64>,
 }
 
 /// Bytes the traced processes read (`/proc/PID/io` rchar) that no sample of
