@@ -90,6 +90,9 @@ pub enum FollowerRole {
     /// PG18 `io worker N` (io_method=worker): only its reads whose AIO handle a traced
     /// process owns are attributed ([`EventKind::IoWorkerRead`]), marked as such.
     IoWorker,
+    /// Copier mode: a descendant of the traced copier (a pgBackRest worker, rsync's other
+    /// halves, tar's compressor); its reads of the data directory are the copier's.
+    CopierChild,
 }
 
 /// The `Lost` cause of io worker reads whose AIO handle could not be read: credited to
