@@ -302,6 +302,7 @@ pub fn syscall_text(model: &Model, ev: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::backup::Source;
 
     #[test]
     fn the_two_backup_lines_share_their_parts() {

@@ -508,6 +508,12 @@ impl Session {
                 }
             }
         }
+        // A wrapper that execs the copier (`sh -c 'exec tar ...'`) changes its name.
+        if let Some(name) = crate::process::proc::comm(self.pid) {
+            if live.identity.is_alive() && !name.trim().is_empty() {
+                model_copier.name = name.trim().to_string();
+            }
+        }
         let interval = c.last_sample_ns.map_or(0, |t| now.saturating_sub(t));
         c.last_sample_ns = Some(now);
         model_copier.sample(&samples, now, interval);

@@ -41,6 +41,11 @@ pub enum Syscall {
     Statx,
     Sendto,
     Fadvise64,
+    /// sendfile, copy_file_range, splice: a copier's reads that never reach its memory
+    /// (`cp` copies with copy_file_range); decoded as reads of their input fd.
+    Sendfile,
+    CopyFileRange,
+    Splice,
 }
 
 impl Syscall {
@@ -77,6 +82,9 @@ impl Syscall {
             Statx => "statx",
             Sendto => "sendto",
             Fadvise64 => "fadvise64",
+            Sendfile => "sendfile",
+            CopyFileRange => "copy_file_range",
+            Splice => "splice",
         }
     }
 }
