@@ -108,10 +108,15 @@ fn stopped_copier(datadir: &Path, cmd: &str, stdout: Stdio) -> Child {
         .unwrap();
     let pid = child.id();
     let t = Instant::now();
-    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
-    {
-        assert!(t.elapsed() < Duration::from_secs(20), "copier never stopped");
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "copier never stopped"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child
@@ -134,7 +139,12 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         if let Some(st) = copier.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            copier.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            copier
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             assert!(st.success(), "copier failed: {st}: {err}");
             break;
         }
@@ -158,18 +168,21 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    t.wait_for("the summary", |r| r.iter().any(|r| support::trace::summary(r).is_some()));
+    t.wait_for("the summary", |r| {
+        r.iter().any(|r| support::trace::summary(r).is_some())
+    });
     t.records()
 }
 
 /// What every copier must show: a low-level backup by `name`, at 100 % of our walk,
 /// whose bytes are within 2 % of the oracle's, with the test table named.
-fn check(major: u32, name: &str, recs: &[Record], oracle: u64) {
+fn check(major: u32, name: &str, recs: &[Record], oracle: u64, limiter: &str) {
     let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
     let last = backups
         .last()
         .unwrap_or_else(|| panic!("PG{major} {name}: no backup record"));
     let ctx = format!("PG{major} {name}: {last:#?}");
+    eprintln!("PG{major} {name}: {} of {:?} bytes ({:?} %), {:?}/{:?} files, oracle {oracle}, limiter {:?}", last.streamed, last.total, last.percent, last.files_done, last.files_total, last.limiter);
     assert_eq!(last.method, "low-level", "{ctx}");
     assert_eq!(last.source, "files", "{ctx}");
     assert_eq!(last.copier.as_deref(), Some(name), "{ctx}");
@@ -185,6 +198,20 @@ fn check(major: u32, name: &str, recs: &[Record], oracle: u64) {
         diff <= 0.02,
         "{ctx}\nwalked {total} vs copied {oracle}: {:.2}% apart",
         diff * 100.0
+    );
+    // What held it back, seen on the way (once it had started: it was stopped until
+    // pg_trace was attached).
+    assert!(
+        backups
+            .iter()
+            .skip_while(|b| b.streamed == 0)
+            .skip(2)
+            .any(|b| b.limiter.as_deref() == Some(limiter)),
+        "PG{major} {name}: never limited by {limiter}: {:?}",
+        backups
+            .iter()
+            .map(|b| b.limiter.clone())
+            .collect::<Vec<_>>()
     );
     // Progress was seen on the way, not only at the end.
     assert!(
@@ -237,7 +264,7 @@ fn copiers_on(major: u32) {
     // tar, paced through pv.
     let tarball = dest.join("data.tar");
     let pv = Command::new("pv")
-        .args(["-q", "-L", "40m"])
+        .args(["-q", "-L", "20m"])
         .stdin(Stdio::piped())
         .stdout(std::fs::File::create(&tarball).unwrap())
         .spawn()
@@ -246,25 +273,50 @@ fn copiers_on(major: u32) {
     // Excluding pg_wal is what backup scripts do; what tar reads of it would not count.
     let tar = stopped_copier(&c.datadir, "tar --exclude=./pg_wal/* -cf - .", pv_in);
     let recs = trace_copy(tar, false);
-    check(major, "tar", &recs, oracle_of_tar(&tarball, &unlogged));
+    check(
+        major,
+        "tar",
+        &recs,
+        oracle_of_tar(&tarball, &unlogged),
+        "pipe",
+    );
     std::fs::remove_file(&tarball).unwrap();
 
     // rsync, throttled by itself.
     let rdest = dest.join("rsync");
     let rsync = stopped_copier(
         &c.datadir,
-        &format!("rsync -a --bwlimit=40000 --exclude=pg_wal/* ./ {}/", rdest.display()),
+        &format!(
+            "rsync -a --bwlimit=20000 --exclude=pg_wal/* ./ {}/",
+            rdest.display()
+        ),
         Stdio::null(),
     );
     let recs = trace_copy(rsync, false);
-    check(major, "rsync", &recs, oracle_of_tree(&rdest, &unlogged));
+    check(
+        major,
+        "rsync",
+        &recs,
+        oracle_of_tree(&rdest, &unlogged),
+        "throttled",
+    );
     std::fs::remove_dir_all(&rdest).unwrap();
 
     // cp -r, paced by the test (copy_file_range: the reads never reach cp's memory).
     let cdest = dest.join("cp");
-    let cp = stopped_copier(&c.datadir, &format!("cp -r . {}", cdest.display()), Stdio::null());
+    let cp = stopped_copier(
+        &c.datadir,
+        &format!("cp -r . {}", cdest.display()),
+        Stdio::null(),
+    );
     let recs = trace_copy(cp, true);
-    check(major, "cp", &recs, oracle_of_tree(&cdest, &unlogged));
+    check(
+        major,
+        "cp",
+        &recs,
+        oracle_of_tree(&cdest, &unlogged),
+        "stopped",
+    );
     std::fs::remove_dir_all(&cdest).unwrap();
 
     let stop = if major >= 15 {
@@ -278,8 +330,15 @@ fn copiers_on(major: u32) {
 #[test]
 fn tar_rsync_and_cp_copy_a_data_directory() {
     for tool in ["tar", "rsync", "cp", "pv"] {
-        if Command::new("which").arg(tool).output().map_or(true, |o| !o.status.success()) {
-            support::skip("copier tests", &format!("{tool} is not installed (scripts/setup.sh)"));
+        if Command::new("which")
+            .arg(tool)
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            support::skip(
+                "copier tests",
+                &format!("{tool} is not installed (scripts/setup.sh)"),
+            );
             return;
         }
     }

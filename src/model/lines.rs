@@ -129,7 +129,11 @@ impl BackupLine {
             self.amount_saying(format!(
                 "{} {}",
                 human_bytes(self.streamed),
-                if self.copier.is_some() { "read" } else { "streamed" }
+                if self.copier.is_some() {
+                    "read"
+                } else {
+                    "streamed"
+                }
             ))
         );
         l.push_str(&self.tablespace());

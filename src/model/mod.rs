@@ -253,7 +253,9 @@ impl Model {
                     c.read(ev.pid, rel, *result as u64, ev.ts_ns);
                 }
             }
-            EventKind::FileState { fd, pos: Some(pos), .. } => {
+            EventKind::FileState {
+                fd, pos: Some(pos), ..
+            } => {
                 if let Some(rel) = self
                     .files
                     .get(&(ev.pid, *fd))
