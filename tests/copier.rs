@@ -344,3 +344,137 @@ fn tar_rsync_and_cp_copy_a_data_directory() {
     }
     support::on_every_major(copiers_on);
 }
+
+/// pgBackRest (Debian's package) takes the low-level backup itself: `backup --type=full
+/// --process-max=2` into a local repository, WAL archived through `archive-push`. Its
+/// main process is traced; its two local workers, which read the files, are followed.
+#[test]
+fn pgbackrest_workers_are_followed() {
+    const MAJOR: u32 = 15;
+    if Command::new("which")
+        .arg("pgbackrest")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        support::skip(
+            "pgbackrest copier test",
+            "pgbackrest is not installed (scripts/setup.sh)",
+        );
+        return;
+    }
+    if !support::majors().contains(&MAJOR) {
+        support::skip(
+            "pgbackrest copier test",
+            "PostgreSQL 15 is not among the majors tested",
+        );
+        return;
+    }
+    let (uid, gid) = support::cluster_user().expect("tests run as root");
+    let work = tempfile::Builder::new()
+        .prefix("pg_trace-pgbr-")
+        .tempdir()
+        .unwrap();
+    let work = work.path().canonicalize().unwrap();
+    for d in ["", "repo", "log", "lock", "spool"] {
+        let p = work.join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+    }
+    let conf = work.join("pgbackrest.conf");
+    let archive = format!(
+        "pgbackrest --config={} --stanza=copier archive-push %p",
+        conf.display()
+    );
+    let c = Cluster::start_with(
+        MAJOR,
+        &[("archive_mode", "on"), ("archive_command", &archive)],
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={w}/repo\nlog-path={w}/log\nlock-path={w}/lock\nspool-path={w}/spool\n\
+             log-level-console=warn\nlog-level-file=off\nstart-fast=y\ncompress-type=none\n\
+             [copier]\npg1-path={d}\npg1-socket-path={s}\npg1-port={p}\npg1-user=postgres\n",
+            w = work.display(),
+            d = c.datadir.display(),
+            s = c.sockdir.display(),
+            p = c.port
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&conf, Some(uid), Some(gid)).unwrap();
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLE public.copier_t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, {ROWS}) g"),
+    );
+    let pgbr = |args: &str| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(args)
+            .current_dir(&work)
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", &work);
+        cmd
+    };
+    let base = format!("pgbackrest --config={} --stanza=copier", conf.display());
+    let out = pgbr(&format!("{base} stanza-create")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "stanza-create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Started stopped, so pg_trace sees every read; the data directory is on its
+    // command line (copier mode finds it there before any file is open).
+    let job = pgbr(&format!(
+        "kill -STOP $$; exec {base} --pg1-path={} --process-max=2 backup --type=full",
+        c.datadir.display()
+    ))
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = job.id();
+    let t = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "pgbackrest never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let recs = trace_copy(job, false);
+    let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
+    let last = backups.last().expect("backup records");
+    let ctx = format!("{last:#?}");
+    assert_eq!(last.copier.as_deref(), Some("pgbackrest"), "{ctx}");
+    assert_eq!(last.method, "low-level", "{ctx}");
+    let pcts: Vec<f64> = backups.iter().filter_map(|b| b.percent).collect();
+    assert_eq!(pcts.last(), Some(&100.0), "{ctx}\n{pcts:?}");
+    assert!(pcts.windows(2).all(|w| w[0] <= w[1]), "{pcts:?}");
+    // The workers: followed, named, and the ones reading the files.
+    let workers: Vec<_> = last
+        .copier_processes
+        .iter()
+        .filter(|p| p.pid != pid as i32 && p.name == "pgbackrest")
+        .collect();
+    assert!(workers.len() >= 2, "{ctx}");
+    let readers: std::collections::BTreeSet<i32> = recs
+        .iter()
+        .filter_map(file)
+        .filter(|f| f.pid != pid as i32 && f.bytes_read > 0 && f.relpath.is_some())
+        .map(|f| f.pid)
+        .collect();
+    assert!(readers.len() >= 2, "worker reads: {readers:?}");
+    assert!(
+        recs.iter().filter_map(file).any(|f| f.pid != pid as i32
+            && f.schema.as_deref() == Some("public")
+            && f.name.as_deref() == Some("copier_t")),
+        "public.copier_t never named in a worker"
+    );
+}

@@ -203,6 +203,8 @@ pub struct Copier {
     /// The last intervals' verdicts (None: nothing held it back).
     verdicts: VecDeque<Option<Limiter>>,
     pub limiter: Option<Limiter>,
+    /// Every process of the copier seen (pid, name), the copier first.
+    pub processes: BTreeMap<Pid, String>,
 }
 
 impl Copier {
@@ -314,6 +316,11 @@ impl Copier {
     pub fn sample(&mut self, samples: &[ProcSample], now_ns: u64, interval_ns: u64) {
         // Ticks per second: USER_HZ is 100 on every Linux architecture pg_trace runs on.
         let interval_ticks = interval_ns as f64 / 1e9 * 100.0;
+        for s in samples {
+            if self.processes.len() < 256 || self.processes.contains_key(&s.pid) {
+                self.processes.insert(s.pid, s.comm.clone());
+            }
+        }
         let mut share = HashMap::new();
         for s in samples {
             if let Some(c) = s.cpu_ticks {

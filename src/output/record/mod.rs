@@ -15,7 +15,8 @@ pub use catalog::{
 };
 pub use probes::{ProbeRecord, ProbesRecord};
 pub use status::{
-    BackupRecord, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord, TablespaceRow,
+    BackupRecord, CopierProcess, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord,
+    TablespaceRow,
 };
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
