@@ -263,16 +263,18 @@ fn copiers_on(major: u32) {
 
     // tar, paced through pv.
     let tarball = dest.join("data.tar");
-    let pv = Command::new("pv")
+    let mut pv = Command::new("pv")
         .args(["-q", "-L", "20m"])
         .stdin(Stdio::piped())
         .stdout(std::fs::File::create(&tarball).unwrap())
         .spawn()
         .unwrap();
-    let pv_in: Stdio = pv.stdin.unwrap().into();
+    let pv_in: Stdio = pv.stdin.take().unwrap().into();
     // Excluding pg_wal is what backup scripts do; what tar reads of it would not count.
     let tar = stopped_copier(&c.datadir, "tar --exclude=./pg_wal/* -cf - .", pv_in);
     let recs = trace_copy(tar, false);
+    // The archive is whole once pv has written it.
+    assert!(pv.wait().unwrap().success());
     check(
         major,
         "tar",
