@@ -150,10 +150,10 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         }
         assert!(start.elapsed() < Duration::from_secs(90), "copier too slow");
         if pace {
-            // cpulimit's way: stopped a third of the time.
-            std::thread::sleep(Duration::from_millis(20));
-            signal(pid, libc::SIGSTOP);
+            // cpulimit's way: stopped three quarters of the time.
             std::thread::sleep(Duration::from_millis(10));
+            signal(pid, libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(30));
             signal(pid, libc::SIGCONT);
         } else {
             std::thread::sleep(Duration::from_millis(20));
@@ -198,6 +198,15 @@ fn check(major: u32, name: &str, recs: &[Record], oracle: u64, limiter: &str) {
         diff <= 0.02,
         "{ctx}\nwalked {total} vs copied {oracle}: {:.2}% apart",
         diff * 100.0
+    );
+    // Two tablespaces, each copied whole.
+    assert_eq!(last.per_tablespace.len(), 2, "{ctx}");
+    assert_eq!(last.tablespaces_total, Some(2), "{ctx}");
+    let spc = &last.per_tablespace[1];
+    assert!(spc.tablespace.starts_with("pg_tblspc/"), "{ctx}");
+    assert!(
+        spc.bytes_total > 1 << 20 && spc.bytes_done == spc.bytes_total,
+        "{ctx}"
     );
     // What held it back, seen on the way (once it had started: it was stopped until
     // pg_trace was attached).
@@ -247,6 +256,16 @@ fn copiers_on(major: u32) {
              CREATE UNLOGGED TABLE public.copier_u AS SELECT g FROM generate_series(1, 20000) g;"
         ),
     );
+    // A tablespace: the copiers are told to follow its link (tar -h, rsync -L, cp -L).
+    let spc = c.make_dir("spc");
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLESPACE copier_spc LOCATION '{}'", spc.display()),
+    );
+    c.execute(
+        "postgres",
+        "CREATE TABLE public.copier_s TABLESPACE copier_spc AS SELECT g FROM generate_series(1, 50000) g",
+    );
     c.execute("postgres", "CHECKPOINT");
     let unlogged = unlogged_paths(&c);
     assert!(!unlogged.is_empty());
@@ -271,7 +290,7 @@ fn copiers_on(major: u32) {
         .unwrap();
     let pv_in: Stdio = pv.stdin.take().unwrap().into();
     // Excluding pg_wal is what backup scripts do; what tar reads of it would not count.
-    let tar = stopped_copier(&c.datadir, "tar --exclude=./pg_wal/* -cf - .", pv_in);
+    let tar = stopped_copier(&c.datadir, "tar -h --exclude=./pg_wal/* -cf - .", pv_in);
     let recs = trace_copy(tar, false);
     // The archive is whole once pv has written it.
     assert!(pv.wait().unwrap().success());
@@ -289,7 +308,7 @@ fn copiers_on(major: u32) {
     let rsync = stopped_copier(
         &c.datadir,
         &format!(
-            "rsync -a --bwlimit=20000 --exclude=pg_wal/* ./ {}/",
+            "rsync -aL --bwlimit=20000 --exclude=pg_wal/* ./ {}/",
             rdest.display()
         ),
         Stdio::null(),
@@ -308,7 +327,7 @@ fn copiers_on(major: u32) {
     let cdest = dest.join("cp");
     let cp = stopped_copier(
         &c.datadir,
-        &format!("cp -r . {}", cdest.display()),
+        &format!("cp -rL . {}", cdest.display()),
         Stdio::null(),
     );
     let recs = trace_copy(cp, true);
