@@ -236,7 +236,7 @@ impl Copier {
             .collect();
         for f in &plan.files {
             if let Some(t) = self.tablespaces.get_mut(f.tablespace) {
-                t.bytes_total += f.size;
+                t.bytes_total = t.bytes_total.saturating_add(f.size);
                 t.files_total += 1;
                 // Nothing to read in an empty file: done from the start.
                 if f.size == 0 {
@@ -279,17 +279,18 @@ impl Copier {
         let Some(plan) = &self.plan else {
             if self.pending.len() < PENDING_KEPT || self.pending.contains_key(rel) {
                 let p = self.pending.entry(rel.to_string()).or_default();
-                *p = (*p + n).max(at_least.unwrap_or(0));
+                *p = p.saturating_add(n).max(at_least.unwrap_or(0));
             }
             return;
         };
         let Some(&i) = self.index.get(rel) else {
-            self.bytes_unplanned += n;
+            self.bytes_unplanned = self.bytes_unplanned.saturating_add(n);
             return;
         };
         let f = &plan.files[i];
         let before = self.done[i];
-        self.read[i] = (self.read[i] + n).max(at_least.unwrap_or(0));
+        // Counts and positions come from the tracee's calls: saturating, never trusted.
+        self.read[i] = self.read[i].saturating_add(n).max(at_least.unwrap_or(0));
         if self.read[i] > f.size && !self.grew[i] {
             self.grew[i] = true;
             self.files_grew += 1;
@@ -335,7 +336,7 @@ impl Copier {
         let readers: Vec<Pid> = self
             .last_read_ns
             .iter()
-            .filter(|(_, &t)| t + recent >= now_ns)
+            .filter(|(_, &t)| t.saturating_add(recent) >= now_ns)
             .map(|(&p, _)| p)
             .collect();
         if self.verdicts.len() == VERDICTS_KEPT {
@@ -402,6 +403,11 @@ mod tests {
         assert_eq!(c.bytes_unplanned, 10);
         c.position(2, "pg_tblspc/16400/PG_15_1/5/16401", 50, 4);
         assert!(c.complete());
+        // Hostile figures saturate.
+        c.read(1, "pg_wal/x", u64::MAX, 5);
+        c.read(1, "base/5/1259", u64::MAX, 5);
+        c.position(1, "base/5/1259", u64::MAX, 5);
+        assert_eq!(c.bytes_done, 150);
         assert_eq!(c.tablespaces[1].bytes_done, 50);
         assert_eq!(c.tablespaces[1].files_done, 1);
     }

@@ -92,7 +92,9 @@ const PLAN_MAX_FILES: usize = 4_000_000;
 
 impl Plan {
     pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files
+            .iter()
+            .fold(0u64, |a, f| a.saturating_add(f.size))
     }
 }
 
