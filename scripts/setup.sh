@@ -39,6 +39,7 @@ APT_PACKAGES=(
     clang llvm libelf-dev zlib1g-dev pkg-config gcc make binutils
     bpftool linux-perf tmux strace gdb procps util-linux ca-certificates
     rsync pv pgbackrest xz-utils
+    libcap2-bin  # setcap for tests/capabilities.rs
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
