@@ -395,7 +395,7 @@ fn copier_limiters() {
         // The shell runs the pipeline; the copier is its child: traced by its own pid.
         let sh = Command::new("sh")
             .arg("-c")
-            .arg(format!("{cmd}"))
+            .arg(&cmd)
             .current_dir(&c.datadir)
             .spawn()
             .unwrap();
@@ -462,7 +462,7 @@ fn copier_limiters() {
         let mut sh = sh;
         let _ = sh.wait();
         let recs = t.finish();
-        let last = recs.iter().filter_map(backup).last().unwrap();
+        let last = recs.iter().filter_map(backup).next_back().unwrap();
         assert_eq!(last.copier.as_deref(), Some(name), "{last:#?}");
     }
 }

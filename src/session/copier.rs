@@ -149,7 +149,8 @@ fn datadir_linking_to(location: &Path) -> Option<DataDir> {
     None
 }
 
-/// Every descendant of `pid` (children of any of its threads, recursively), bounded.
+/// Every descendant of `pid` (children of any of its threads, recursively), bounded;
+/// PostgreSQL processes and theirs left out.
 pub fn descendants(pid: Pid) -> Vec<Pid> {
     let mut out = Vec::new();
     let mut todo = vec![pid];
@@ -158,7 +159,9 @@ pub fn descendants(pid: Pid) -> Vec<Pid> {
             if out.len() >= MAX_DESCENDANTS {
                 return out;
             }
-            if c != pid && !out.contains(&c) {
+            // A server started from this process (a shell that ran pg_ctl) is not one of
+            // its workers: neither followed nor a clue to the data directory it copies.
+            if c != pid && !out.contains(&c) && !named_postgres(c) {
                 out.push(c);
                 todo.push(c);
             }
