@@ -347,6 +347,11 @@ impl Session {
     /// called for every event before (`applied` false) and after it is applied: `-d`
     /// names a closing fd before the close forgets it.
     pub fn poll(&mut self, mut each: impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
+        // A copier's workers start reading at once (pgBackRest takes the biggest file
+        // first): looked for at every poll, not once per interval.
+        if self.live.as_ref().is_some_and(|l| l.copier.is_some()) {
+            self.follow();
+        }
         self.drain(&mut each)?;
         // ptrace and eBPF report the exit themselves; USDT and /proc polling do not: the
         // pidfd tells, within one poll, whoever has taken the pid since.
