@@ -39,6 +39,7 @@ APT_PACKAGES=(
     postgresql-15 postgresql-client-15
     clang llvm libelf-dev zlib1g-dev pkg-config gcc make binutils
     bpftool linux-perf tmux strace gdb procps util-linux ca-certificates
+    rsync pv pgbackrest xz-utils  # tests/copier.rs
     dpkg-dev man-db
     libcap2-bin  # setcap for tests/capabilities.rs
 )

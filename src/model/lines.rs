@@ -2,7 +2,7 @@
 //! syscall line. The TUI and line mode both take them from here, so the two never
 //! disagree on what is said or in which order.
 
-use super::backup::{BackupState, Source};
+use super::backup::BackupState;
 use super::{FileEntry, Model};
 use crate::pgdata::relfile::Fork;
 use crate::text::{human_bytes, human_duration};
@@ -23,15 +23,19 @@ pub struct BackupLine {
     /// (1-based tablespace being streamed, tablespaces in all).
     pub tablespace: Option<(u64, u64)>,
     pub file: Option<String>,
+    /// Copier mode: (files done, files to copy).
+    pub files: Option<(u64, u64)>,
+    /// Copier mode: the copier's name, and what holds it back.
+    pub copier: Option<String>,
+    pub limiter: Option<&'static str>,
+    /// Copier mode, more than one tablespace: `pg_tblspc/16400 4.0 MiB of 8.0 MiB` each.
+    pub per_tablespace: Vec<String>,
 }
 
 impl BackupLine {
     pub fn of(b: &BackupState) -> BackupLine {
         BackupLine {
-            source: match b.source {
-                Source::Memory => "memory",
-                Source::Inferred => "inferred",
-            },
+            source: b.source.name(),
             phase: b.phase_name(),
             streamed: b.streamed,
             total: b.total(),
@@ -43,6 +47,48 @@ impl BackupLine {
                 _ => None,
             },
             file: b.current_file.clone(),
+            files: b.files_done.zip(b.files_total),
+            copier: b.copier.clone(),
+            limiter: b.limiter.map(|l| l.words()),
+            per_tablespace: if b.per_tablespace.len() > 1 {
+                b.per_tablespace
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {} of {}",
+                            if t.key.is_empty() {
+                                "data directory"
+                            } else {
+                                &t.key
+                            },
+                            human_bytes(t.bytes_done),
+                            human_bytes(t.bytes_total)
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// `, 120 of 980 files, limited by disk` (copier mode).
+    fn copier_parts(&self) -> String {
+        let mut l = String::new();
+        if let Some((d, t)) = self.files {
+            l.push_str(&format!(", {d} of {t} files"));
+        }
+        if let Some(w) = self.limiter {
+            l.push_str(&format!(", limited by {w}"));
+        }
+        l
+    }
+
+    /// `backup` or `tar backup`.
+    fn what(&self) -> String {
+        match &self.copier {
+            Some(c) => format!("{c} backup"),
+            None => "backup".to_string(),
         }
     }
 
@@ -83,9 +129,10 @@ impl BackupLine {
     /// One line for a narrow screen, most important first (it is cut at the edge):
     /// phase, bytes and percent, rate, ETA, tablespace, file.
     pub fn compact(&self) -> String {
-        let mut l = format!("backup {}: {}", self.phase, self.amount());
+        let mut l = format!("{} {}: {}", self.what(), self.phase, self.amount());
         l.push_str(&self.rate());
         l.push_str(&self.eta());
+        l.push_str(&self.copier_parts());
         l.push_str(&self.tablespace());
         if let Some(f) = &self.file {
             l.push_str(&format!(", {f}"));
@@ -96,14 +143,27 @@ impl BackupLine {
     /// Line mode's line: where the numbers come from, then everything.
     pub fn full(&self) -> String {
         let mut l = format!(
-            "backup ({}): {}, {}",
+            "{} ({}): {}, {}",
+            self.what(),
             self.source,
             self.phase,
-            self.amount_saying(format!("{} streamed", human_bytes(self.streamed)))
+            self.amount_saying(format!(
+                "{} {}",
+                human_bytes(self.streamed),
+                if self.copier.is_some() {
+                    "read"
+                } else {
+                    "streamed"
+                }
+            ))
         );
         l.push_str(&self.tablespace());
         l.push_str(&self.rate());
         l.push_str(&self.eta());
+        l.push_str(&self.copier_parts());
+        if !self.per_tablespace.is_empty() {
+            l.push_str(&format!(" ({})", self.per_tablespace.join(", ")));
+        }
         if let Some(f) = &self.file {
             l.push_str(&format!(", file {f}"));
         }
@@ -270,6 +330,7 @@ pub fn syscall_text(model: &Model, ev: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::backup::Source;
 
     #[test]
     fn the_two_backup_lines_share_their_parts() {
@@ -289,6 +350,41 @@ mod tests {
         assert_eq!(
             l.full(),
             "backup (memory): streaming database files, 3.0 MiB streamed of 12.0 MiB (25.0%), tablespace 1 of 2, 1.0 MiB/s, ETA 9s, file base/5/1259"
+        );
+    }
+
+    #[test]
+    fn a_copier_line_says_files_and_limiter() {
+        use crate::model::copier::{Limiter, TablespaceProgress};
+        let mut b = BackupState::copier("tar");
+        b.streamed = 3 << 20;
+        b.walked_total = Some(12 << 20);
+        b.rate_bps = 1048576.0;
+        b.files_done = Some(120);
+        b.files_total = Some(980);
+        b.limiter = Some(Limiter::Pipe);
+        b.current_file = Some("base/5/16384".into());
+        b.per_tablespace = vec![
+            TablespaceProgress {
+                key: String::new(),
+                bytes_total: 8 << 20,
+                bytes_done: 3 << 20,
+                ..TablespaceProgress::default()
+            },
+            TablespaceProgress {
+                key: "pg_tblspc/16400".into(),
+                bytes_total: 4 << 20,
+                ..TablespaceProgress::default()
+            },
+        ];
+        let l = BackupLine::of(&b);
+        assert_eq!(
+            l.compact(),
+            "tar backup copying database files: 3.0 MiB of 12.0 MiB (25.0%), 1.0 MiB/s, ETA 9s, 120 of 980 files, limited by the pipe it writes to (its reader is not keeping up), base/5/16384"
+        );
+        assert_eq!(
+            l.full(),
+            "tar backup (files): copying database files, 3.0 MiB read of 12.0 MiB (25.0%), 1.0 MiB/s, ETA 9s, 120 of 980 files, limited by the pipe it writes to (its reader is not keeping up) (data directory 3.0 MiB of 8.0 MiB, pg_tblspc/16400 0 B of 4.0 MiB), file base/5/16384"
         );
     }
 }

@@ -14,7 +14,10 @@ pub use catalog::{
     PathClassRecord, PathRecord, RelFileRecord, RelationRecord, TempFileRecord, WalRecord,
 };
 pub use probes::{ProbeRecord, ProbesRecord};
-pub use status::{BackupRecord, ProcessRecord, ProgressRow, StatusRecord};
+pub use status::{
+    BackupRecord, CopierProcess, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord,
+    TablespaceRow,
+};
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
     SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads, UsdtRecord,
