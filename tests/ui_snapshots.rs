@@ -325,6 +325,7 @@ fn clusters() -> Vec<PgCluster> {
             datadir: Some("/var/lib/postgresql/15/main".into()),
             port: Some(5432),
             major: Some(15),
+            server_backup: None,
             processes: vec![
                 proc(
                     900,
@@ -363,6 +364,7 @@ fn clusters() -> Vec<PgCluster> {
             datadir: Some("/srv/pg17/data".into()),
             port: Some(5433),
             major: Some(17),
+            server_backup: None,
             processes: vec![
                 proc(
                     1900,

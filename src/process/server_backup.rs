@@ -98,6 +98,117 @@ impl ServerBackup {
     pub fn started_at(&self) -> Option<String> {
         self.started_at_us.map(iso_utc)
     }
+
+    /// One line for a list: `low-level backup running, 2h10m`, `low-level backup
+    /// stopping: waiting for wal archiving to finish, 3 WAL files not archived`.
+    pub fn headline(&self, now_us: i64) -> String {
+        let age = self
+            .age_s(now_us)
+            .map(|a| format!(", {}", crate::text::human_duration(a)))
+            .unwrap_or_default();
+        let many = if self.running > 1 {
+            format!(" ({} backups)", self.running)
+        } else {
+            String::new()
+        };
+        match self.phase.as_str() {
+            PHASE_COPYING => format!("low-level backup running{age}{many}"),
+            PHASE_CHECKPOINT => format!("low-level backup starting: {PHASE_CHECKPOINT}{age}"),
+            PHASE_ARCHIVE => {
+                let backlog = self
+                    .archive
+                    .as_ref()
+                    .map(|a| format!(", {} WAL file(s) not archived", a.ready))
+                    .unwrap_or_default();
+                format!("low-level backup stopping: {PHASE_ARCHIVE}{backlog}")
+            }
+            other => format!("low-level backup {other}"),
+        }
+    }
+
+    /// What is known of it: `start 0/2000028, label "nightly" (inferred), session 4242
+    /// (inferred), since 2026-12-02T07:01:02Z`. Text from outside made visible.
+    pub fn details(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(l) = &self.start_lsn {
+            parts.push(format!("start {l}"));
+        }
+        if let Some(l) = &self.label {
+            let src = self.label_source.as_deref().unwrap_or(SOURCE_INFERRED);
+            parts.push(format!("label \"{}\" ({src})", crate::text::visible(l)));
+        }
+        if let Some(p) = self.pid {
+            parts.push(format!("session {p} (inferred)"));
+        } else if self.exclusive {
+            parts.push("exclusive (no session)".into());
+        }
+        if let Some(t) = self.started_at() {
+            parts.push(format!("since {t}"));
+        }
+        parts.join(", ")
+    }
+
+    /// `wal archiving: 3 .ready (oldest 00000001000000000000000A, 1m02s), last archived
+    /// …, last failed …`, when read.
+    pub fn archive_line(&self) -> Option<String> {
+        let a = self.archive.as_ref()?;
+        let mut t = format!("wal archiving: {} .ready", a.ready);
+        if let Some(o) = &a.oldest_ready {
+            t.push_str(&format!(" (oldest {}", crate::text::visible(o)));
+            if let Some(age) = a.oldest_ready_age_s {
+                t.push_str(&format!(", {}", crate::text::human_duration(age)));
+            }
+            t.push(')');
+        }
+        if let Some(l) = &a.last_archived {
+            t.push_str(&format!(", last archived {}", crate::text::visible(l)));
+        }
+        if let Some(f) = &a.last_failed {
+            t.push_str(&format!(", last failed {}", crate::text::visible(f)));
+        }
+        Some(t)
+    }
+
+    /// The same backup, seen to end.
+    pub fn done(mut self) -> ServerBackup {
+        self.phase = PHASE_DONE.into();
+        self.running = 0;
+        self
+    }
+}
+
+/// Follows one cluster's backup over samples: once seen, its end is `done` (once), as
+/// the progress view's last phase would be.
+#[derive(Debug, Default, Clone)]
+pub struct Watch {
+    last: Option<ServerBackup>,
+}
+
+impl Watch {
+    /// This sample's backup, or the one seen before, `done`, when it is gone.
+    pub fn observe(&mut self, now: Option<ServerBackup>) -> Option<ServerBackup> {
+        match now {
+            Some(mut b) => {
+                // The stop phase no longer shows the label and start time: keep them.
+                if let Some(prev) = &self.last {
+                    if b.label.is_none() && b.start_lsn == prev.start_lsn {
+                        b.label = prev.label.clone();
+                        b.label_source = prev.label_source.clone();
+                    }
+                    if b.started_at_us.is_none() && b.start_lsn == prev.start_lsn {
+                        b.started_at_us = prev.started_at_us;
+                    }
+                }
+                self.last = Some(b.clone());
+                Some(b)
+            }
+            None => self
+                .last
+                .take()
+                .filter(|b| b.phase != PHASE_DONE)
+                .map(ServerBackup::done),
+        }
+    }
 }
 
 /// `X/X`, as PostgreSQL prints an LSN.

@@ -203,3 +203,28 @@ proptest::proptest! {
         let _ = assess(None, &[q], Some(&s), None);
     }
 }
+
+#[test]
+fn watched_to_the_end() {
+    let mut w = Watch::default();
+    let s = [sample(10, "idle", "SELECT pg_backup_start('a')", None)];
+    let b = w.observe(assess(Some(&xlog(1)), &s, None, None)).unwrap();
+    assert!(b
+        .headline(PG_EPOCH_UNIX_US + 61_000_000)
+        .starts_with("low-level backup running, 1m00s"));
+    assert_eq!(b.details(), "start 1/2000028, label \"a\" (inferred), session 10 (inferred), since 2000-01-01T00:00:01Z");
+    let s = [sample(
+        10,
+        "active",
+        "SELECT pg_backup_stop()",
+        Some("BackupWaitWalArchive"),
+    )];
+    let b = w.observe(assess(Some(&xlog(0)), &s, None, None)).unwrap();
+    assert_eq!(
+        (b.phase.as_str(), b.label.as_deref()),
+        (PHASE_ARCHIVE, Some("a"))
+    );
+    let b = w.observe(None).unwrap();
+    assert_eq!(b.phase, PHASE_DONE);
+    assert!(w.observe(None).is_none());
+}
