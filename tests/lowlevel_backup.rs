@@ -187,6 +187,8 @@ fn check(major: u32) {
     );
 
     std::fs::write(&allow, b"").unwrap();
+    // After three failures the archiver sleeps up to a minute; a reload wakes it.
+    c.execute("postgres", "SELECT pg_reload_conf()");
     let (r, _held) = stopper.join().unwrap();
     r.unwrap_or_else(|e| panic!("PG{major}: the stop function failed: {e}"));
     wait_for(&c, "the backup gone", |b| b.is_none());
