@@ -7,7 +7,7 @@
 
 mod support;
 
-use pg_trace::output::record::{Record, ServerBackupRecord};
+use pg_trace::output::record::{LowLevelBackupRecord, Record};
 use pg_trace::process::list::Lister;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ fn ps(args: &[&str]) -> String {
 }
 
 /// The `server_backup` record of `ps --format json`, if any.
-fn server_backup(args: &[&str]) -> Option<ServerBackupRecord> {
+fn server_backup(args: &[&str]) -> Option<LowLevelBackupRecord> {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let out = ps(&all);
@@ -47,8 +47,8 @@ fn server_backup(args: &[&str]) -> Option<ServerBackupRecord> {
 fn wait_for(
     c: &Cluster,
     what: &str,
-    cond: impl Fn(&Option<ServerBackupRecord>) -> bool,
-) -> Option<ServerBackupRecord> {
+    cond: impl Fn(&Option<LowLevelBackupRecord>) -> bool,
+) -> Option<LowLevelBackupRecord> {
     let pm = c.postmaster_pid().to_string();
     let t = Instant::now();
     loop {

@@ -145,8 +145,8 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// The `server_backup` record of a low-level backup.
-pub fn server_backup_record(b: &ServerBackup, now_us: i64) -> record::ServerBackupRecord {
-    record::ServerBackupRecord {
+pub fn server_backup_record(b: &ServerBackup, now_us: i64) -> record::LowLevelBackupRecord {
+    record::LowLevelBackupRecord {
         method: "low-level".into(),
         running: b.running,
         exclusive: b.exclusive,

@@ -15,7 +15,7 @@ pub use catalog::{
     PathClassRecord, PathRecord, RelFileRecord, RelationRecord, TempFileRecord, WalRecord,
 };
 pub use probes::{ProbeRecord, ProbesRecord};
-pub use server_backup::{ArchiveRecord, ServerBackupRecord};
+pub use server_backup::{ArchiveRecord, LowLevelBackupRecord};
 pub use status::{BackupRecord, ProcessRecord, ProgressRow, StatusRecord};
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
@@ -50,7 +50,7 @@ pub enum Record {
     /// `pg_trace ps`: one process.
     Process(ProcessRecord),
     /// `pg_trace ps`: a low-level backup running on the server.
-    ServerBackup(ServerBackupRecord),
+    ServerBackup(LowLevelBackupRecord),
     /// `pg_trace probes`: one USDT probe name.
     Probe(ProbeRecord),
     /// `pg_trace probes`: the closing count.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// One record before the `process` records when a low-level backup runs (or a session is
 /// inside its stop function). Built from `process::server_backup::ServerBackup`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerBackupRecord {
+pub struct LowLevelBackupRecord {
     pub method: String,
     pub running: u32,
     pub exclusive: bool,
