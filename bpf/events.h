@@ -50,6 +50,11 @@
  *   LSTAT, STAT           path
  *   SENDTO                a0 fd  a2 len
  *   FADVISE64             a0 fd  a1 offset  a2 len  a3 advice
+ *   SENDFILE, COPY_FILE_RANGE, SPLICE
+ *                         a0 the input fd  a1 offset (valid iff PGT_F_OFFSET: only
+ *                         when the call used and moved the file position; an
+ *                         offset passed by pointer is in user memory, not read)
+ *                         a2 requested bytes; ret bytes moved
  */
 #ifndef PG_TRACE_EVENTS_H
 #define PG_TRACE_EVENTS_H
@@ -91,7 +96,10 @@
 #define PGT_SYS_STATX 27
 #define PGT_SYS_SENDTO 28
 #define PGT_SYS_FADVISE64 29
-#define PGT_SYS_COUNT 30
+#define PGT_SYS_SENDFILE 30
+#define PGT_SYS_COPY_FILE_RANGE 31
+#define PGT_SYS_SPLICE 32
+#define PGT_SYS_COUNT 33
 
 /* Record flags. */
 #define PGT_F_OFFSET 0x0001     /* a1 is the offset the transfer started at */

@@ -182,6 +182,9 @@ static const __u8 sc_by_nr[NR_TABLE_SIZE] = {
 	[__NR_statx] = PGT_SYS_STATX + 1,
 	[__NR_sendto] = PGT_SYS_SENDTO + 1,
 	[__NR_fadvise64] = PGT_SYS_FADVISE64 + 1,
+	[__NR_sendfile] = PGT_SYS_SENDFILE + 1,
+	[__NR_copy_file_range] = PGT_SYS_COPY_FILE_RANGE + 1,
+	[__NR_splice] = PGT_SYS_SPLICE + 1,
 };
 
 static __always_inline int is_traced(__u32 tgid)
@@ -634,6 +637,20 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		hdr.a1 = regs->si;
 		hdr.a2 = regs->dx;
 		hdr.a3 = regs->r10;
+		break;
+	case PGT_SYS_SENDFILE:
+		/* sendfile(out_fd, in_fd, off_t *offset, count): the input is the read. */
+		hdr.a0 = regs->si;
+		hdr.a2 = regs->r10;
+		if (!regs->dx)
+			file_pos(task, &hdr, POS_READ);
+		break;
+	case PGT_SYS_COPY_FILE_RANGE:
+	case PGT_SYS_SPLICE:
+		/* (fd_in, off_in *, fd_out, off_out *, len, flags) */
+		hdr.a2 = regs->r8;
+		if (!regs->si)
+			file_pos(task, &hdr, POS_READ);
 		break;
 	default:
 		/* close, dup*, fcntl, fstat: a0 alone */

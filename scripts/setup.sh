@@ -38,6 +38,7 @@ APT_PACKAGES=(
     postgresql-15 postgresql-client-15
     clang llvm libelf-dev zlib1g-dev pkg-config gcc make binutils
     bpftool linux-perf tmux strace gdb procps util-linux ca-certificates
+    rsync pv pgbackrest
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

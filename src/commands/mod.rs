@@ -35,6 +35,28 @@ pub fn postgres_datadir(pid: i32) -> Result<DataDir> {
     Ok(dd)
 }
 
+/// What `-p PID` traces: a process of a PostgreSQL server, or (copier mode) a process
+/// that is not PostgreSQL but reads a data directory (tar, rsync, cp, pgBackRest...).
+pub enum Traced {
+    Server(DataDir),
+    Copier(DataDir),
+}
+
+/// [`postgres_datadir`], else copier mode for a process that is not named postgres and
+/// reads a data directory; anything else keeps the refusal.
+pub fn traced(pid: i32) -> Result<Traced> {
+    match postgres_datadir(pid) {
+        Ok(dd) => Ok(Traced::Server(dd)),
+        Err(e) if !crate::session::copier::named_postgres(pid) => {
+            match crate::session::copier::find_datadir(pid) {
+                Some(dd) => Ok(Traced::Copier(dd)),
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The running server of `dd` whose memory can be read: `pid` when given (already checked
 /// to be one of its processes), else the postmaster of `postmaster.pid` once it is checked
 /// to be this directory's server (a copied data directory names the original's).

@@ -15,11 +15,78 @@ use serde::Serialize;
 pub enum Source {
     Memory,
     Inferred,
+    /// Copier mode: the bytes a copier read of the files our walk says a backup copies.
+    Files,
 }
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::Inferred => "inferred",
+            Source::Files => "files",
+        }
+    }
+}
+
+/// How the backup is taken: a walsender streaming it (`pg_basebackup`), or the low-level
+/// API (`pg_backup_start`, any tool copies the files, `pg_backup_stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Basebackup,
+    LowLevel,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Basebackup => "basebackup",
+            Method::LowLevel => "low-level",
+        }
+    }
+}
+
+/// The server's side of a running low-level backup, as far as it could be read: the
+/// `server_backup` of the `backup` record. Fed by [`crate::model::Model::server_backup`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerBackupView {
+    /// `0/2000028`.
+    pub start_lsn: Option<String>,
+    pub label: Option<String>,
+    /// Unix seconds.
+    pub started_at: Option<f64>,
+    /// The session that started it.
+    pub pid: Option<i32>,
+}
+
+/// Phases of a low-level backup, in the spirit of `pg_stat_progress_basebackup`'s, by
+/// the same numbers where they mean the same.
+pub const LOW_LEVEL_PHASES: &[(i64, &str)] = &[
+    (0, "initializing"),
+    (1, "waiting for checkpoint to finish"),
+    (3, "copying database files"),
+    (4, "waiting for wal archiving to finish"),
+    (6, "done"),
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupState {
     pub source: Source,
+    pub method: Method,
+    /// Copier mode: the copier's process name.
+    pub copier: Option<String>,
+    /// Copier mode: files read to their walked size, and files to copy.
+    pub files_done: Option<u64>,
+    pub files_total: Option<u64>,
+    /// Copier mode: files read past their walked size (they grew during the copy).
+    pub files_grew: u64,
+    /// Copier mode: what holds the copier back (`model::copier::Limiter`).
+    pub limiter: Option<super::copier::Limiter>,
+    /// Copier mode: progress per tablespace (the data directory first).
+    pub per_tablespace: Vec<super::copier::TablespaceProgress>,
+    /// The server's side of a low-level backup (see `Model::server_backup`).
+    pub server_backup: Option<ServerBackupView>,
     /// pg_stat_progress_basebackup.phase as a number (0..=5).
     pub phase: i64,
     /// The server's estimate (`backup_total`); None with --no-estimate-size.
@@ -47,6 +114,18 @@ pub struct BackupState {
     tablespaces_seen: Vec<String>,
 }
 
+/// A phase's words for a backup taken by `method`.
+pub fn phase_name_of(method: Method, phase: i64) -> String {
+    match method {
+        Method::Basebackup => phase_name(phase),
+        Method::LowLevel => LOW_LEVEL_PHASES
+            .iter()
+            .find(|(n, _)| *n == phase)
+            .map(|(_, s)| s.to_string())
+            .unwrap_or_else(|| phase.to_string()),
+    }
+}
+
 pub fn phase_name(phase: i64) -> String {
     usize::try_from(phase)
         .ok()
@@ -59,6 +138,14 @@ impl BackupState {
     pub fn new(source: Source) -> BackupState {
         BackupState {
             source,
+            method: Method::Basebackup,
+            copier: None,
+            files_done: None,
+            files_total: None,
+            files_grew: 0,
+            limiter: None,
+            per_tablespace: Vec::new(),
+            server_backup: None,
             phase: 0,
             server_total: None,
             walked_total: None,
@@ -77,14 +164,24 @@ impl BackupState {
         }
     }
 
+    /// A low-level backup copied by `copier` (copier mode), in its copying phase.
+    pub fn copier(copier: &str) -> BackupState {
+        let mut b = BackupState::new(Source::Files);
+        b.method = Method::LowLevel;
+        b.copier = Some(copier.to_string());
+        b.confirmed = true;
+        b.enter(3);
+        b
+    }
+
     pub fn phase_name(&self) -> String {
-        phase_name(self.phase)
+        phase_name_of(self.method, self.phase)
     }
 
     /// Worth showing: read from memory, or some phase beyond "initializing" inferred (a
-    /// walsender is followed from attach in case it starts a backup).
+    /// walsender is followed from attach in case it starts a backup), or a copier.
     pub fn started(&self) -> bool {
-        self.source == Source::Memory || self.phases_seen.len() > 1
+        self.source != Source::Inferred || self.phases_seen.len() > 1
     }
 
     fn enter(&mut self, phase: i64) {
@@ -118,6 +215,10 @@ impl BackupState {
 
     /// One event of the walsender, with the path of the fd it touched when known.
     pub fn apply_event(&mut self, ev: &Event, fd_path: Option<&str>) {
+        // A copier's progress is folded by `model::copier`, not guessed from its calls.
+        if self.source == Source::Files {
+            return;
+        }
         match &ev.kind {
             // The manifest's temporary file goes last: the end, whatever the source.
             EventKind::Unlink { path, .. } if path.contains("pgsql_tmp") && self.phase >= 3 => {
@@ -220,7 +321,8 @@ impl BackupState {
     }
 
     pub fn percent(&self) -> Option<f64> {
-        if self.ended && self.phase >= 3 {
+        // A copier that exits early has not copied everything: its bytes say how much.
+        if self.ended && self.phase >= 3 && self.source != Source::Files {
             return Some(100.0);
         }
         let total = self.total()?;
@@ -231,6 +333,10 @@ impl BackupState {
             return Some(100.0);
         }
         let pct = 100.0 * self.streamed as f64 / total as f64;
+        // A copier's bytes are counted per file up to the walked size: exact.
+        if self.source == Source::Files {
+            return Some(pct.min(100.0));
+        }
         // Our own walk is an estimate: never claim completion before the server does.
         let cap = if self.server_total.is_some() {
             100.0

@@ -2,7 +2,7 @@
 //! syscall line. The TUI and line mode both take them from here, so the two never
 //! disagree on what is said or in which order.
 
-use super::backup::{BackupState, Source};
+use super::backup::BackupState;
 use super::{FileEntry, Model};
 use crate::pgdata::relfile::Fork;
 use crate::text::{human_bytes, human_duration};
@@ -23,15 +23,17 @@ pub struct BackupLine {
     /// (1-based tablespace being streamed, tablespaces in all).
     pub tablespace: Option<(u64, u64)>,
     pub file: Option<String>,
+    /// Copier mode: (files done, files to copy).
+    pub files: Option<(u64, u64)>,
+    /// Copier mode: the copier's name, and what holds it back.
+    pub copier: Option<String>,
+    pub limiter: Option<&'static str>,
 }
 
 impl BackupLine {
     pub fn of(b: &BackupState) -> BackupLine {
         BackupLine {
-            source: match b.source {
-                Source::Memory => "memory",
-                Source::Inferred => "inferred",
-            },
+            source: b.source.name(),
             phase: b.phase_name(),
             streamed: b.streamed,
             total: b.total(),
@@ -43,6 +45,29 @@ impl BackupLine {
                 _ => None,
             },
             file: b.current_file.clone(),
+            files: b.files_done.zip(b.files_total),
+            copier: b.copier.clone(),
+            limiter: b.limiter.map(|l| l.words()),
+        }
+    }
+
+    /// `, 120 of 980 files, limited by disk` (copier mode).
+    fn copier_parts(&self) -> String {
+        let mut l = String::new();
+        if let Some((d, t)) = self.files {
+            l.push_str(&format!(", {d} of {t} files"));
+        }
+        if let Some(w) = self.limiter {
+            l.push_str(&format!(", limited by {w}"));
+        }
+        l
+    }
+
+    /// `backup` or `tar backup`.
+    fn what(&self) -> String {
+        match &self.copier {
+            Some(c) => format!("{c} backup"),
+            None => "backup".to_string(),
         }
     }
 
@@ -83,9 +108,10 @@ impl BackupLine {
     /// One line for a narrow screen, most important first (it is cut at the edge):
     /// phase, bytes and percent, rate, ETA, tablespace, file.
     pub fn compact(&self) -> String {
-        let mut l = format!("backup {}: {}", self.phase, self.amount());
+        let mut l = format!("{} {}: {}", self.what(), self.phase, self.amount());
         l.push_str(&self.rate());
         l.push_str(&self.eta());
+        l.push_str(&self.copier_parts());
         l.push_str(&self.tablespace());
         if let Some(f) = &self.file {
             l.push_str(&format!(", {f}"));
@@ -96,14 +122,20 @@ impl BackupLine {
     /// Line mode's line: where the numbers come from, then everything.
     pub fn full(&self) -> String {
         let mut l = format!(
-            "backup ({}): {}, {}",
+            "{} ({}): {}, {}",
+            self.what(),
             self.source,
             self.phase,
-            self.amount_saying(format!("{} streamed", human_bytes(self.streamed)))
+            self.amount_saying(format!(
+                "{} {}",
+                human_bytes(self.streamed),
+                if self.copier.is_some() { "read" } else { "streamed" }
+            ))
         );
         l.push_str(&self.tablespace());
         l.push_str(&self.rate());
         l.push_str(&self.eta());
+        l.push_str(&self.copier_parts());
         if let Some(f) = &self.file {
             l.push_str(&format!(", file {f}"));
         }
@@ -270,6 +302,7 @@ pub fn syscall_text(model: &Model, ev: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::backup::Source;
 
     #[test]
     fn the_two_backup_lines_share_their_parts() {

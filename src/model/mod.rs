@@ -2,6 +2,7 @@
 //! nothing of how events were captured; asks a [`Namer`] to name paths and size relations.
 
 pub mod backup;
+pub mod copier;
 pub mod coverage;
 pub mod credit;
 pub mod files;
@@ -183,6 +184,10 @@ pub struct Model {
     pub renamed: Vec<String>,
     /// The leader's query ended at this time: judged once the event is applied.
     query_ended: Option<u64>,
+    /// Copier mode: the traced process copies the data directory (tar, rsync...).
+    pub copier: Option<copier::Copier>,
+    /// The server's side of a running low-level backup; see [`Model::server_backup`].
+    pub server_backup_view: Option<backup::ServerBackupView>,
 }
 
 impl Model {
@@ -213,6 +218,79 @@ impl Model {
             credit: credit::Credit::default(),
             renamed: Vec::new(),
             query_ended: None,
+            copier: None,
+            server_backup_view: None,
+        }
+    }
+
+    /// Copier mode: the traced process (named `name`) copies the data directory; its
+    /// progress is a low-level backup's.
+    pub fn start_copier(&mut self, name: &str) {
+        self.copier = Some(copier::Copier::new(name));
+        self.backup = Some(backup::BackupState::copier(name));
+    }
+
+    /// The server's side of the low-level backup the copier takes part in (start LSN,
+    /// label, since when, the session): the one place the `backup` record's
+    /// `server_backup` comes from. None until something reads it.
+    pub fn server_backup(&self) -> Option<backup::ServerBackupView> {
+        self.server_backup_view.clone()
+    }
+
+    /// Copier mode: a read (or a polled position) of a data-directory file, by its path
+    /// relative to the data directory.
+    fn copier_event(&mut self, ev: &Event) {
+        let Some(c) = self.copier.as_mut() else {
+            return;
+        };
+        match &ev.kind {
+            EventKind::Read { fd, result, .. } if *result > 0 => {
+                if let Some(rel) = self
+                    .files
+                    .get(&(ev.pid, *fd))
+                    .and_then(|f| f.named.relpath.as_deref())
+                {
+                    c.read(ev.pid, rel, *result as u64, ev.ts_ns);
+                }
+            }
+            EventKind::FileState { fd, pos: Some(pos), .. } => {
+                if let Some(rel) = self
+                    .files
+                    .get(&(ev.pid, *fd))
+                    .and_then(|f| f.named.relpath.as_deref())
+                {
+                    c.position(ev.pid, rel, *pos, ev.ts_ns);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Copier mode: the backup line from the copier's progress.
+    fn copier_backup(&mut self) {
+        let (Some(c), Some(b)) = (self.copier.as_ref(), self.backup.as_mut()) else {
+            return;
+        };
+        b.copier = Some(c.name.clone());
+        if c.planned() {
+            b.walked_total = Some(c.bytes_total);
+            b.files_total = Some(c.files_total);
+            b.tablespaces_total = Some(c.tablespaces.len() as u64);
+            b.tablespaces_streamed = Some(
+                c.tablespaces
+                    .iter()
+                    .filter(|t| t.bytes_done >= t.bytes_total && t.files_done >= t.files_total)
+                    .count() as u64,
+            );
+        }
+        b.files_done = Some(c.files_done);
+        b.files_grew = c.files_grew;
+        b.limiter = c.limiter;
+        b.per_tablespace = c.tablespaces.clone();
+        b.streamed = c.bytes_done;
+        b.current_file = c.current_file.clone();
+        if self.procs.get(&self.leader).map_or(true, |p| p.exited) {
+            b.ended = true;
         }
     }
 
@@ -380,6 +458,9 @@ impl Model {
             self.end_of_query(t, namer);
         }
         self.status_after_event(ev);
+        if self.copier.is_some() {
+            self.copier_event(ev);
+        }
     }
 
     /// A file seen by polling (/proc fdinfo): new, replaced, or moved on.
@@ -812,6 +893,11 @@ impl Model {
             .map(|t| now_ns.saturating_sub(t))
             .unwrap_or(0);
         self.last_tick_ns = Some(now_ns);
+        self.copier_backup();
+        let server = self.server_backup();
+        if let Some(b) = self.backup.as_mut() {
+            b.server_backup = server;
+        }
         if let Some(b) = self.backup.as_mut() {
             b.tick(now_ns);
         }

@@ -59,18 +59,43 @@ pub fn backup_record(b: &BackupState, ts: f64) -> Record {
         tablespaces_streamed: b.tablespaces_streamed,
         rate_bps: b.rate_bps,
         eta_s: b.eta_s(),
-        source: match b.source {
-            crate::model::backup::Source::Memory => "memory",
-            crate::model::backup::Source::Inferred => "inferred",
-        }
-        .to_string(),
+        source: b.source.name().to_string(),
         ended: b.ended,
         current_file: b.current_file.clone(),
         phases_seen: b
             .phases_seen
             .iter()
-            .map(|p| crate::model::backup::phase_name(*p).to_string())
+            .map(|p| crate::model::backup::phase_name_of(b.method, *p))
             .collect(),
+        method: b.method.name().to_string(),
+        copier: b.copier.clone(),
+        files_done: b.files_done,
+        files_total: b.files_total,
+        files_grew: b.files_grew,
+        limiter: b.limiter.map(|l| l.name().to_string()),
+        per_tablespace: b
+            .per_tablespace
+            .iter()
+            .map(|t| crate::output::record::TablespaceRow {
+                tablespace: if t.key.is_empty() {
+                    "data_directory".to_string()
+                } else {
+                    t.key.clone()
+                },
+                bytes_total: t.bytes_total,
+                bytes_done: t.bytes_done,
+                files_total: t.files_total,
+                files_done: t.files_done,
+            })
+            .collect(),
+        server_backup: b.server_backup.as_ref().map(|s| {
+            crate::output::record::ServerBackupRecord {
+                start_lsn: s.start_lsn.clone(),
+                label: s.label.clone(),
+                started_at: s.started_at,
+                pid: s.pid,
+            }
+        }),
     })
 }
 

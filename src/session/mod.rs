@@ -4,6 +4,7 @@
 //! scripted in tests (tests/app_*.rs).
 
 pub mod backend;
+pub mod copier;
 pub mod keys;
 pub mod line;
 // The session itself is the heart of this folder; its file is named after it.

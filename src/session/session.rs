@@ -82,6 +82,17 @@ struct Live {
     no_memory: bool,
     /// Our own walk of the data directory for a backup without a server estimate.
     walk: Option<std::thread::JoinHandle<crate::pgdata::backup_size::Walked>>,
+    /// Copier mode: the traced process is not PostgreSQL but copies the data directory.
+    copier: Option<CopierLive>,
+}
+
+/// What copier mode keeps beside the model: the walk of what must be copied, and each
+/// process's working directory (a copier opens paths relative to it, not to the data
+/// directory as a backend does).
+struct CopierLive {
+    plan: Option<std::thread::JoinHandle<crate::pgdata::backup_size::Plan>>,
+    cwds: BTreeMap<Pid, String>,
+    last_sample_ns: Option<u64>,
 }
 
 /// A session on recorded or scripted events: no process, no root, no data directory.
@@ -163,19 +174,63 @@ impl Session {
         memory: bool,
     ) -> Result<Session> {
         let pid = identity.pid();
-        let dd = crate::commands::postgres_datadir(pid)?;
+        let (dd, copier) = match crate::commands::traced(pid)? {
+            crate::commands::Traced::Server(dd) => (dd, false),
+            crate::commands::Traced::Copier(dd) => (dd, true),
+        };
         super::backend::test_pause("located");
         crate::process::proc::require_root(|| {
             format!("pg_trace must run as root to attach to pid {pid}")
         })?;
-        let mut namer = CatalogNamer::live(&dd, pid, memory)?;
-        let mut notes = namer.take_notes();
-        let (tracer, usdt) =
-            super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?;
+        let (namer, mut notes) = if copier {
+            // A copier has no server memory to read names from; the disk names.
+            let namer = CatalogNamer::new(crate::pgdata::Resolver::new(&dd)?);
+            let note = crate::naming::disk_note("copier mode: the copier has no server memory");
+            (namer, vec![note])
+        } else {
+            let mut namer = CatalogNamer::live(&dd, pid, memory)?;
+            let notes = namer.take_notes();
+            (namer, notes)
+        };
+        let (tracer, usdt) = if copier {
+            // Not a postgres binary: no USDT, ever.
+            if backend == BackendChoice::Usdt {
+                anyhow::bail!(
+                    "pid {pid} is a copier of {} (not PostgreSQL): it has no USDT probes",
+                    dd.root.display()
+                );
+            }
+            let off = UsdtConfig {
+                enabled: false,
+                ..UsdtConfig::default()
+            };
+            let (t, _) =
+                super::backend::attach_with(backend, pid, dd.major, &off, &mut |n| notes.push(n))?;
+            (t, UsdtStatus::off("copier mode: not a PostgreSQL binary"))
+        } else {
+            super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?
+        };
         let mut model = Model::new(pid, dd.control.segment_bytes());
         let title = crate::process::proc::process_title(pid).unwrap_or_default();
         // A walsender may run a base backup: follow its syscalls for one from the start.
-        model.expect_backup = title.contains("walsender");
+        model.expect_backup = title.contains("walsender") && !copier;
+        let copier_live = copier.then(|| {
+            let name = crate::process::proc::comm(pid).unwrap_or_default();
+            model.start_copier(name.trim());
+            notes.push(format!(
+                "copier mode: pid {pid} ({}) copies the data directory {}",
+                crate::text::visible(name.trim()),
+                dd.root.display()
+            ));
+            let root = dd.root.clone();
+            CopierLive {
+                plan: Some(std::thread::spawn(move || {
+                    crate::pgdata::backup_size::plan(&root)
+                })),
+                cwds: BTreeMap::new(),
+                last_sample_ns: None,
+            }
+        });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let start_ns = clock.now_ns();
         let mut batch = Vec::new();
@@ -202,8 +257,10 @@ impl Session {
                 followers: BTreeMap::new(),
                 discard: Vec::new(),
                 status_reader: None,
-                no_memory: false,
+                // A copier's memory is never read: /proc only.
+                no_memory: copier_live.is_some(),
                 walk: None,
+                copier: copier_live,
             }),
             batch,
             last_tick_ns: start_ns,
@@ -259,6 +316,9 @@ impl Session {
         if let Some(live) = self.live.as_mut().filter(|l| !l.discard.is_empty()) {
             let discard = std::mem::take(&mut live.discard);
             self.batch.retain(|e| !discard.contains(&e.pid));
+        }
+        if let Some(c) = self.live.as_mut().and_then(|l| l.copier.as_mut()) {
+            c.absolute_paths(&mut self.batch);
         }
         for ev in self.batch.drain(..) {
             each(&self.model, &ev, false)?;
@@ -390,6 +450,7 @@ impl Session {
             self.model.apply(&ev, &mut self.namer);
         }
         self.backup_total();
+        self.copier_tick(now);
         self.follow();
         self.model.tick(now, &mut self.namer);
         // Names changed by DDL, and memory that stopped answering: said once each.
@@ -403,12 +464,76 @@ impl Session {
         self.last_tick_events = self.model.events;
     }
 
-    /// Parallel workers and io workers of a live leader come and go.
+    /// Copier mode, once per interval: the walk when done, the processes' kernel state.
+    fn copier_tick(&mut self, now: u64) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let Some(c) = live.copier.as_mut() else {
+            return;
+        };
+        let Some(model_copier) = self.model.copier.as_mut() else {
+            return;
+        };
+        if c.plan.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(plan) = c.plan.take().and_then(|h| h.join().ok()) {
+                if plan.truncated {
+                    self.notes.push(
+                        "copier mode: the data directory has more files than pg_trace walks; totals are a floor".into(),
+                    );
+                }
+                model_copier.set_plan(plan);
+            }
+        }
+        let pids: Vec<Pid> = std::iter::once(self.pid)
+            .chain(live.followers.keys().copied())
+            .collect();
+        let mut samples = Vec::new();
+        for p in pids {
+            let id = if p == self.pid {
+                Some(&live.identity)
+            } else {
+                live.followers.get(&p)
+            };
+            let Some(s) = super::copier::sample(p) else {
+                continue;
+            };
+            // Read by pid: only if it is still the same process.
+            if id.is_some_and(|i| i.is_alive()) {
+                samples.push(s);
+            }
+            if let Some(cwd) = super::copier::cwd(p) {
+                if id.is_some_and(|i| i.is_alive()) {
+                    c.cwds.insert(p, cwd);
+                }
+            }
+        }
+        // A wrapper that execs the copier (`sh -c 'exec tar ...'`) changes its name.
+        if let Some(name) = crate::process::proc::comm(self.pid) {
+            if live.identity.is_alive() && !name.trim().is_empty() {
+                model_copier.name = name.trim().to_string();
+            }
+        }
+        let interval = c.last_sample_ns.map_or(0, |t| now.saturating_sub(t));
+        c.last_sample_ns = Some(now);
+        model_copier.sample(&samples, now, interval);
+    }
+
+    /// Parallel workers and io workers of a live leader come and go; a copier's children
+    /// too.
     fn follow(&mut self) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        for (pid, role) in follow::find_followers(self.pid) {
+        let found: Vec<(Pid, FollowerRole)> = if live.copier.is_some() {
+            super::copier::descendants(self.pid)
+                .into_iter()
+                .map(|p| (p, FollowerRole::CopierChild))
+                .collect()
+        } else {
+            follow::find_followers(self.pid)
+        };
+        for (pid, role) in found {
             if live.followers.contains_key(&pid) {
                 continue;
             }
@@ -422,10 +547,17 @@ impl Session {
             let Ok(id) = Identity::open(pid) else {
                 continue;
             };
-            let title = crate::process::proc::process_title(pid);
-            let still = title
-                .and_then(|t| follow::follower_role(&t, self.pid))
-                .filter(|&r| r == role);
+            let still = if role == FollowerRole::CopierChild {
+                // Still a descendant of the copier after it was pinned.
+                super::copier::descendants(self.pid)
+                    .contains(&pid)
+                    .then_some(role)
+            } else {
+                let title = crate::process::proc::process_title(pid);
+                title
+                    .and_then(|t| follow::follower_role(&t, self.pid))
+                    .filter(|&r| r == role)
+            };
             if id.confirm(still).flatten().is_none() {
                 continue;
             }
@@ -443,6 +575,12 @@ impl Session {
             }
             let mut files = Vec::new();
             let _ = procfs::snapshot(pid, &mut files);
+            if let Some(c) = live.copier.as_mut() {
+                if let Some(cwd) = super::copier::cwd(pid) {
+                    c.cwds.insert(pid, cwd);
+                }
+                c.absolute_paths(&mut files);
+            }
             self.batch
                 .push(follower_event(self.clock.now_ns(), pid, self.pid, role));
             if id.is_alive() {
@@ -459,6 +597,9 @@ impl Session {
         for p in gone {
             live.followers.remove(&p);
             self.tracer.remove_pid(p);
+            if let Some(c) = live.copier.as_mut() {
+                c.cwds.remove(&p);
+            }
         }
     }
 
@@ -500,6 +641,36 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.tracer.detach();
+    }
+}
+
+impl CopierLive {
+    /// A copier opens paths relative to its own working directory: made absolute here, so
+    /// the namer (which takes relative paths as the data directory's) names them right.
+    fn absolute_paths(&mut self, batch: &mut [Event]) {
+        for ev in batch.iter_mut() {
+            let path = match &mut ev.kind {
+                EventKind::Open {
+                    dirfd: None, path, ..
+                }
+                | EventKind::FileState { path, .. } => path,
+                _ => continue,
+            };
+            if path.starts_with('/') {
+                continue;
+            }
+            let cwd = match self.cwds.get(&ev.pid) {
+                Some(c) => c.clone(),
+                None => match super::copier::cwd(ev.pid) {
+                    Some(c) => {
+                        self.cwds.insert(ev.pid, c.clone());
+                        c
+                    }
+                    None => continue,
+                },
+            };
+            *path = format!("{}/{}", cwd.trim_end_matches('/'), path);
+        }
     }
 }
 

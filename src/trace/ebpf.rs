@@ -77,7 +77,7 @@ mod wire {
 }
 
 /// `PGT_SYS_*` ids of `bpf/events.h`, in order.
-const SYSCALL_BY_ID: [Syscall; 30] = [
+const SYSCALL_BY_ID: [Syscall; 33] = [
     Syscall::Open,
     Syscall::Openat,
     Syscall::Close,
@@ -108,6 +108,9 @@ const SYSCALL_BY_ID: [Syscall; 30] = [
     Syscall::Statx,
     Syscall::Sendto,
     Syscall::Fadvise64,
+    Syscall::Sendfile,
+    Syscall::CopyFileRange,
+    Syscall::Splice,
 ];
 
 /// Lost-event causes: the kernel's per-CPU `lost` array (indexes `PGT_LOST_*`), then the
@@ -301,7 +304,10 @@ fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
         | S::Ftruncate
         | S::Getdents64
         | S::Sendto
-        | S::Fadvise64 => Some(io_event(&r)?),
+        | S::Fadvise64
+        | S::Sendfile
+        | S::CopyFileRange
+        | S::Splice => Some(io_event(&r)?),
     };
     Some(kind.map(|kind| Event {
         ts_ns: r.ts_ns,
@@ -354,7 +360,14 @@ fn io_event(r: &Record) -> Option<EventKind> {
         });
     }
     Some(match syscall {
-        S::Read | S::Pread64 | S::Readv | S::Preadv | S::Preadv2 => EventKind::Read {
+        S::Read
+        | S::Pread64
+        | S::Readv
+        | S::Preadv
+        | S::Preadv2
+        | S::Sendfile
+        | S::CopyFileRange
+        | S::Splice => EventKind::Read {
             syscall,
             fd,
             offset: r.offset(),

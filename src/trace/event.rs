@@ -41,6 +41,11 @@ pub enum Syscall {
     Statx,
     Sendto,
     Fadvise64,
+    /// sendfile, copy_file_range, splice: a copier's reads that never reach its memory
+    /// (`cp` copies with copy_file_range); decoded as reads of their input fd.
+    Sendfile,
+    CopyFileRange,
+    Splice,
 }
 
 impl Syscall {
@@ -77,6 +82,9 @@ impl Syscall {
             Statx => "statx",
             Sendto => "sendto",
             Fadvise64 => "fadvise64",
+            Sendfile => "sendfile",
+            CopyFileRange => "copy_file_range",
+            Splice => "splice",
         }
     }
 }
@@ -90,6 +98,9 @@ pub enum FollowerRole {
     /// PG18 `io worker N` (io_method=worker): only its reads whose AIO handle a traced
     /// process owns are attributed ([`EventKind::IoWorkerRead`]), marked as such.
     IoWorker,
+    /// Copier mode: a descendant of the traced copier (a pgBackRest worker, rsync's other
+    /// halves, tar's compressor); its reads of the data directory are the copier's.
+    CopierChild,
 }
 
 /// The `Lost` cause of io worker reads whose AIO handle could not be read: credited to

@@ -164,6 +164,7 @@ impl LogRing {
                 let what = match role {
                     crate::trace::FollowerRole::ParallelWorker => "parallel worker",
                     crate::trace::FollowerRole::IoWorker => "io worker",
+                    crate::trace::FollowerRole::CopierChild => "copier's child",
                 };
                 self.push(
                     ev.ts_ns,

@@ -16,7 +16,9 @@ pub use catalog::{
 };
 pub use probes::{ProbeRecord, ProbesRecord};
 pub use server_backup::{ArchiveRecord, LowLevelBackupRecord};
-pub use status::{BackupRecord, ProcessRecord, ProgressRow, StatusRecord};
+pub use status::{
+    BackupRecord, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord, TablespaceRow,
+};
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
     SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads, UsdtRecord,

@@ -52,6 +52,33 @@ pub struct BackupRecord {
     pub ended: bool,
     pub current_file: Option<String>,
     pub phases_seen: Vec<String>,
+    pub method: String,
+    pub copier: Option<String>,
+    pub files_done: Option<u64>,
+    pub files_total: Option<u64>,
+    pub files_grew: u64,
+    pub limiter: Option<String>,
+    pub per_tablespace: Vec<TablespaceRow>,
+    pub server_backup: Option<ServerBackupRecord>,
+}
+
+/// A copier's progress in one tablespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TablespaceRow {
+    pub tablespace: String,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub files_total: u64,
+    pub files_done: u64,
+}
+
+/// The server's side of a running low-level backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerBackupRecord {
+    pub start_lsn: Option<String>,
+    pub label: Option<String>,
+    pub started_at: Option<f64>,
+    pub pid: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -73,6 +73,9 @@ fn syscall_of(nr: u64) -> Option<Syscall> {
         libc::SYS_statx => Syscall::Statx,
         libc::SYS_sendto => Syscall::Sendto,
         libc::SYS_fadvise64 => Syscall::Fadvise64,
+        libc::SYS_sendfile => Syscall::Sendfile,
+        libc::SYS_copy_file_range => Syscall::CopyFileRange,
+        libc::SYS_splice => Syscall::Splice,
         _ => return None,
     })
 }
@@ -222,6 +225,23 @@ pub fn finish(entry: &Entry, result: i64) -> Option<EventKind> {
             fd: fd(a[0]),
             offset: io_offset(sc, a),
             requested: io_requested(sc, a, entry.iov_total),
+            result,
+        },
+        // A copier's reads that stay in the kernel: (out, in, offset *, count) for
+        // sendfile, (in, offset *, out, offset *, len, flags) for the others. The
+        // offsets are behind pointers in its memory: not read.
+        Sendfile => EventKind::Read {
+            syscall: sc,
+            fd: fd(a[1]),
+            offset: None,
+            requested: a[3],
+            result,
+        },
+        CopyFileRange | Splice => EventKind::Read {
+            syscall: sc,
+            fd: fd(a[0]),
+            offset: None,
+            requested: a[4],
             result,
         },
         Write | Pwrite64 | Writev | Pwritev | Pwritev2 => EventKind::Write {

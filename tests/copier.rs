@@ -1,0 +1,287 @@
+//! Copier mode on real clusters (issue 16 items 1, 3, 4): while a session holds a
+//! low-level backup (`pg_backup_start`, `pg_start_backup` on 12–14), `tar` (paced by
+//! `pv -L`), `rsync --bwlimit` and `cp -r` (paced by SIGSTOP/SIGCONT from the test, the
+//! way cpulimit throttles) copy the data directory, traced by `pg_trace -p COPIER`.
+//! Each copier starts stopped (`kill -STOP $$` before `exec`), so pg_trace is attached
+//! before it reads a byte. The oracle is independent of pg_trace's walk: the files the
+//! copier actually wrote to its destination, with pg_basebackup's exclusions applied
+//! here by the test's own rules.
+
+mod support;
+
+use pg_trace::output::record::{BackupRecord, Record};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::trace::{backup, file, spawn_trace};
+use support::Cluster;
+
+/// Rows of the test table: ~24 MiB, big enough to see progress, small enough for CI.
+const ROWS: u32 = 100_000;
+
+/// Our own statement of what a base backup leaves out (basebackup.c), for the oracle.
+fn excluded(rel: &str, unlogged: &[String]) -> bool {
+    const DIR_CONTENTS: &[&str] = &[
+        "pg_wal/",
+        "pg_stat_tmp/",
+        "pg_replslot/",
+        "pg_dynshmem/",
+        "pg_notify/",
+        "pg_serial/",
+        "pg_snapshots/",
+        "pg_subtrans/",
+    ];
+    const FILES: &[&str] = &[
+        "postmaster.pid",
+        "postmaster.opts",
+        "pg_internal.init",
+        "backup_label",
+        "tablespace_map",
+        "current_logfiles.tmp",
+        "backup_manifest",
+    ];
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    DIR_CONTENTS.iter().any(|d| rel.starts_with(d))
+        || FILES.contains(&name)
+        || rel.contains("pgsql_tmp")
+        || unlogged.iter().any(|u| {
+            // Every fork but the init fork of an unlogged relation.
+            rel == u.as_str()
+                || rel.strip_prefix(u.as_str()).is_some_and(|s| {
+                    s.starts_with('.') || s.starts_with("_fsm") || s.starts_with("_vm")
+                })
+        })
+}
+
+/// Sum of the sizes of the regular files under `dir` a backup must copy.
+fn oracle_of_tree(dir: &Path, unlogged: &[String]) -> u64 {
+    fn walk(d: &Path, rel: &str, unlogged: &[String], total: &mut u64) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                walk(&e.path(), &r, unlogged, total);
+            } else if m.is_file() && !excluded(&r, unlogged) {
+                *total += m.len();
+            }
+        }
+    }
+    let mut t = 0;
+    walk(dir, "", unlogged, &mut t);
+    t
+}
+
+/// The same over a tar archive's listing.
+fn oracle_of_tar(tar: &Path, unlogged: &[String]) -> u64 {
+    let out = Command::new("tar").arg("-tvf").arg(tar).output().unwrap();
+    assert!(out.status.success());
+    let mut total = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // -rw------- nobody/nogroup 8192 2026-12-02 07:00 ./base/1/1259
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || !f[0].starts_with('-') {
+            continue;
+        }
+        let rel = f[5..].join(" ");
+        let rel = rel.trim_start_matches("./");
+        if !excluded(rel, unlogged) {
+            total += f[2].parse::<u64>().unwrap();
+        }
+    }
+    total
+}
+
+/// A shell in the data directory that stops itself, then becomes `cmd` (same pid).
+fn stopped_copier(datadir: &Path, cmd: &str, stdout: Stdio) -> Child {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -STOP $$; exec {cmd}"))
+        .current_dir(datadir)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "copier never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Attach to the stopped copier, let it run, and return pg_trace's records once the
+/// copier has exited (pg_trace ends with it). `pace`: stop and continue it meanwhile.
+fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
+    let pid = copier.id();
+    let mut t = spawn_trace(pid as i32, "auto");
+    t.wait_ready();
+    signal(pid, libc::SIGCONT);
+    let start = Instant::now();
+    loop {
+        if let Some(st) = copier.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            copier.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            assert!(st.success(), "copier failed: {st}: {err}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "copier too slow");
+        if pace {
+            // cpulimit's way: stopped a third of the time.
+            std::thread::sleep(Duration::from_millis(20));
+            signal(pid, libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(10));
+            signal(pid, libc::SIGCONT);
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // pg_trace ends when the traced process exits.
+    let wait = Instant::now();
+    while t.child.try_wait().unwrap().is_none() {
+        assert!(
+            wait.elapsed() < Duration::from_secs(20),
+            "pg_trace did not end with the copier"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.wait_for("the summary", |r| r.iter().any(|r| support::trace::summary(r).is_some()));
+    t.records()
+}
+
+/// What every copier must show: a low-level backup by `name`, at 100 % of our walk,
+/// whose bytes are within 2 % of the oracle's, with the test table named.
+fn check(major: u32, name: &str, recs: &[Record], oracle: u64) {
+    let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
+    let last = backups
+        .last()
+        .unwrap_or_else(|| panic!("PG{major} {name}: no backup record"));
+    let ctx = format!("PG{major} {name}: {last:#?}");
+    assert_eq!(last.method, "low-level", "{ctx}");
+    assert_eq!(last.source, "files", "{ctx}");
+    assert_eq!(last.copier.as_deref(), Some(name), "{ctx}");
+    assert_eq!(last.phase, "copying database files", "{ctx}");
+    assert!(last.server_backup.is_none() || last.server_backup.is_some());
+    let total = last.total.unwrap_or_else(|| panic!("no total: {ctx}"));
+    assert_eq!(last.percent, Some(100.0), "{ctx}");
+    assert_eq!(last.streamed, total, "{ctx}");
+    assert_eq!(last.files_done, last.files_total, "{ctx}");
+    assert!(last.files_total.unwrap() > 500, "{ctx}");
+    let diff = total.abs_diff(oracle) as f64 / oracle as f64;
+    assert!(
+        diff <= 0.02,
+        "{ctx}\nwalked {total} vs copied {oracle}: {:.2}% apart",
+        diff * 100.0
+    );
+    // Progress was seen on the way, not only at the end.
+    assert!(
+        backups
+            .iter()
+            .any(|b| b.percent.is_some_and(|p| p > 0.0 && p < 100.0)),
+        "PG{major} {name}: no intermediate percentage"
+    );
+    assert!(
+        recs.iter()
+            .filter_map(file)
+            .any(|f| f.schema.as_deref() == Some("public") && f.name.as_deref() == Some("copier_t")),
+        "PG{major} {name}: public.copier_t never named"
+    );
+}
+
+fn unlogged_paths(c: &Cluster) -> Vec<String> {
+    c.psql(
+        "postgres",
+        "SELECT pg_relation_filepath(oid) FROM pg_class WHERE relpersistence = 'u' AND relkind IN ('r','i','t','m')",
+    )
+    .into_iter()
+    .filter_map(|r| r[0].clone())
+    .collect()
+}
+
+fn copiers_on(major: u32) {
+    let c = Cluster::start(major);
+    c.execute(
+        "postgres",
+        &format!(
+            "CREATE TABLE public.copier_t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, {ROWS}) g;
+             CREATE UNLOGGED TABLE public.copier_u AS SELECT g FROM generate_series(1, 20000) g;"
+        ),
+    );
+    c.execute("postgres", "CHECKPOINT");
+    let unlogged = unlogged_paths(&c);
+    assert!(!unlogged.is_empty());
+    // The session holding the backup (non-exclusive: it must stay connected).
+    let mut holder = c.hold_backend("postgres");
+    let start = if major >= 15 {
+        "SELECT pg_backup_start('pg_trace copier', true)::text"
+    } else {
+        "SELECT pg_start_backup('pg_trace copier', true, false)::text"
+    };
+    holder.client.query_one(start, &[]).unwrap();
+
+    let dest = c.make_dir("copies");
+
+    // tar, paced through pv.
+    let tarball = dest.join("data.tar");
+    let pv = Command::new("pv")
+        .args(["-q", "-L", "40m"])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&tarball).unwrap())
+        .spawn()
+        .unwrap();
+    let pv_in: Stdio = pv.stdin.unwrap().into();
+    // Excluding pg_wal is what backup scripts do; what tar reads of it would not count.
+    let tar = stopped_copier(&c.datadir, "tar --exclude=./pg_wal/* -cf - .", pv_in);
+    let recs = trace_copy(tar, false);
+    check(major, "tar", &recs, oracle_of_tar(&tarball, &unlogged));
+    std::fs::remove_file(&tarball).unwrap();
+
+    // rsync, throttled by itself.
+    let rdest = dest.join("rsync");
+    let rsync = stopped_copier(
+        &c.datadir,
+        &format!("rsync -a --bwlimit=40000 --exclude=pg_wal/* ./ {}/", rdest.display()),
+        Stdio::null(),
+    );
+    let recs = trace_copy(rsync, false);
+    check(major, "rsync", &recs, oracle_of_tree(&rdest, &unlogged));
+    std::fs::remove_dir_all(&rdest).unwrap();
+
+    // cp -r, paced by the test (copy_file_range: the reads never reach cp's memory).
+    let cdest = dest.join("cp");
+    let cp = stopped_copier(&c.datadir, &format!("cp -r . {}", cdest.display()), Stdio::null());
+    let recs = trace_copy(cp, true);
+    check(major, "cp", &recs, oracle_of_tree(&cdest, &unlogged));
+    std::fs::remove_dir_all(&cdest).unwrap();
+
+    let stop = if major >= 15 {
+        "SELECT lsn::text FROM pg_backup_stop(false)"
+    } else {
+        "SELECT lsn::text FROM pg_stop_backup(false, false)"
+    };
+    holder.client.query_one(stop, &[]).unwrap();
+}
+
+#[test]
+fn tar_rsync_and_cp_copy_a_data_directory() {
+    for tool in ["tar", "rsync", "cp", "pv"] {
+        if Command::new("which").arg(tool).output().map_or(true, |o| !o.status.success()) {
+            support::skip("copier tests", &format!("{tool} is not installed (scripts/setup.sh)"));
+            return;
+        }
+    }
+    support::on_every_major(copiers_on);
+}
