@@ -108,10 +108,15 @@ fn stopped_copier(datadir: &Path, cmd: &str, stdout: Stdio) -> Child {
         .unwrap();
     let pid = child.id();
     let t = Instant::now();
-    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')))
-    {
-        assert!(t.elapsed() < Duration::from_secs(20), "copier never stopped");
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "copier never stopped"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child
@@ -134,7 +139,12 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         if let Some(st) = copier.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            copier.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            copier
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             assert!(st.success(), "copier failed: {st}: {err}");
             break;
         }
@@ -158,7 +168,9 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    t.wait_for("the summary", |r| r.iter().any(|r| support::trace::summary(r).is_some()));
+    t.wait_for("the summary", |r| {
+        r.iter().any(|r| support::trace::summary(r).is_some())
+    });
     t.records()
 }
 
@@ -253,7 +265,10 @@ fn copiers_on(major: u32) {
     let rdest = dest.join("rsync");
     let rsync = stopped_copier(
         &c.datadir,
-        &format!("rsync -a --bwlimit=40000 --exclude=pg_wal/* ./ {}/", rdest.display()),
+        &format!(
+            "rsync -a --bwlimit=40000 --exclude=pg_wal/* ./ {}/",
+            rdest.display()
+        ),
         Stdio::null(),
     );
     let recs = trace_copy(rsync, false);
@@ -262,7 +277,11 @@ fn copiers_on(major: u32) {
 
     // cp -r, paced by the test (copy_file_range: the reads never reach cp's memory).
     let cdest = dest.join("cp");
-    let cp = stopped_copier(&c.datadir, &format!("cp -r . {}", cdest.display()), Stdio::null());
+    let cp = stopped_copier(
+        &c.datadir,
+        &format!("cp -r . {}", cdest.display()),
+        Stdio::null(),
+    );
     let recs = trace_copy(cp, true);
     check(major, "cp", &recs, oracle_of_tree(&cdest, &unlogged));
     std::fs::remove_dir_all(&cdest).unwrap();
@@ -278,8 +297,15 @@ fn copiers_on(major: u32) {
 #[test]
 fn tar_rsync_and_cp_copy_a_data_directory() {
     for tool in ["tar", "rsync", "cp", "pv"] {
-        if Command::new("which").arg(tool).output().map_or(true, |o| !o.status.success()) {
-            support::skip("copier tests", &format!("{tool} is not installed (scripts/setup.sh)"));
+        if Command::new("which")
+            .arg(tool)
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            support::skip(
+                "copier tests",
+                &format!("{tool} is not installed (scripts/setup.sh)"),
+            );
             return;
         }
     }

@@ -157,6 +157,8 @@ fn check(major: u32) {
         "PG{major}: {line}"
     );
 
+    copier_sees_it(&c, &returned, held.pid);
+
     // The stop waits for the archiver, which fails until allowed.
     let pid = held.pid;
     let stopper = std::thread::spawn(move || {
@@ -192,6 +194,55 @@ fn check(major: u32) {
     let (r, _held) = stopper.join().unwrap();
     r.unwrap_or_else(|e| panic!("PG{major}: the stop function failed: {e}"));
     wait_for(&c, "the backup gone", |b| b.is_none());
+}
+
+/// Copier mode (`pg_trace -p` of a process copying the data directory: here a shell in
+/// it, stopped before it execs tar) carries the server's side in its `backup` record.
+fn copier_sees_it(c: &Cluster, returned: &str, holder: i32) {
+    let major = c.major;
+    let mut copier = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("kill -STOP $$; exec tar -cf /dev/null .")
+        .current_dir(&c.datadir)
+        .spawn()
+        .unwrap();
+    let pid = copier.id() as i32;
+    let t = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the copier never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut trace = support::trace::spawn_trace(pid, "procfs");
+    trace.wait_for("the server's side in a backup record", |recs| {
+        recs.iter()
+            .filter_map(support::trace::backup)
+            .any(|b| b.server_backup.is_some())
+    });
+    // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let status = copier.wait().unwrap();
+    assert!(status.success(), "PG{major}: tar failed: {status}");
+    let recs = trace.finish();
+    let b = recs
+        .iter()
+        .filter_map(support::trace::backup)
+        .find(|b| b.server_backup.is_some())
+        .unwrap();
+    let s = b.server_backup.as_ref().unwrap();
+    let ctx = format!("PG{major}: {b:#?}");
+    assert_eq!(b.method, "low-level", "{ctx}");
+    assert_eq!(b.phase, "copying database files", "{ctx}");
+    assert_eq!(s.start_lsn.as_deref(), Some(returned), "{ctx}");
+    assert_eq!(s.pid, Some(holder), "{ctx}");
+    assert_eq!(s.label.as_deref(), Some("lowlevel 'test'"), "{ctx}");
+    assert!(s.started_at.is_some(), "{ctx}");
 }
 
 #[test]

@@ -96,10 +96,13 @@ fn is_sleep_syscall(n: i64) -> bool {
 
 /// The limiter of one interval. `readers`: pids that read data-directory files lately;
 /// `cpu_share`: per pid, the share of the interval it spent on the CPU (0..1) when known.
-pub fn judge(samples: &[ProcSample], readers: &[Pid], cpu_share: &HashMap<Pid, f64>) -> Option<Limiter> {
-    let busy = |s: &ProcSample| {
-        s.state == Some('R') || cpu_share.get(&s.pid).is_some_and(|&c| c >= 0.5)
-    };
+pub fn judge(
+    samples: &[ProcSample],
+    readers: &[Pid],
+    cpu_share: &HashMap<Pid, f64>,
+) -> Option<Limiter> {
+    let busy =
+        |s: &ProcSample| s.state == Some('R') || cpu_share.get(&s.pid).is_some_and(|&c| c >= 0.5);
     if samples
         .iter()
         .any(|s| s.state == Some('D') && (readers.contains(&s.pid) || readers.is_empty()))
@@ -404,7 +407,10 @@ mod tests {
         );
         assert_eq!(
             judge(
-                &[s(1, "tar", 'S', w, "pipe_write"), s(2, "gzip", 'R', None, "")],
+                &[
+                    s(1, "tar", 'S', w, "pipe_write"),
+                    s(2, "gzip", 'R', None, "")
+                ],
                 &[1],
                 &none
             ),
@@ -415,12 +421,22 @@ mod tests {
             Some(Limiter::Pipe)
         );
         assert_eq!(
-            judge(&[s(1, "rsync", 'S', w, "sk_stream_wait_memory")], &[1], &none),
+            judge(
+                &[s(1, "rsync", 'S', w, "sk_stream_wait_memory")],
+                &[1],
+                &none
+            ),
             Some(Limiter::Network)
         );
         assert_eq!(
             judge(
-                &[s(1, "rsync", 'S', Some(libc::SYS_clock_nanosleep), "hrtimer")],
+                &[s(
+                    1,
+                    "rsync",
+                    'S',
+                    Some(libc::SYS_clock_nanosleep),
+                    "hrtimer"
+                )],
                 &[1],
                 &none
             ),

@@ -28,6 +28,8 @@ pub struct BackupLine {
     /// Copier mode: the copier's name, and what holds it back.
     pub copier: Option<String>,
     pub limiter: Option<&'static str>,
+    /// A low-level backup's server side: `server: start 0/2000028, label "x" (inferred), …`.
+    pub server: Option<String>,
 }
 
 impl BackupLine {
@@ -48,6 +50,12 @@ impl BackupLine {
             files: b.files_done.zip(b.files_total),
             copier: b.copier.clone(),
             limiter: b.limiter.map(|l| l.words()),
+            server: b
+                .server_backup
+                .as_ref()
+                .and_then(|s| s.details.clone())
+                .filter(|d| !d.is_empty())
+                .map(|d| format!("server: {d}")),
         }
     }
 
@@ -116,6 +124,9 @@ impl BackupLine {
         if let Some(f) = &self.file {
             l.push_str(&format!(", {f}"));
         }
+        if let Some(s) = &self.server {
+            l.push_str(&format!("; {s}"));
+        }
         l
     }
 
@@ -129,7 +140,11 @@ impl BackupLine {
             self.amount_saying(format!(
                 "{} {}",
                 human_bytes(self.streamed),
-                if self.copier.is_some() { "read" } else { "streamed" }
+                if self.copier.is_some() {
+                    "read"
+                } else {
+                    "streamed"
+                }
             ))
         );
         l.push_str(&self.tablespace());
@@ -138,6 +153,9 @@ impl BackupLine {
         l.push_str(&self.copier_parts());
         if let Some(f) = &self.file {
             l.push_str(&format!(", file {f}"));
+        }
+        if let Some(s) = &self.server {
+            l.push_str(&format!("; {s}"));
         }
         l
     }

@@ -51,10 +51,15 @@ pub fn unlogged_fork_skipped(name: &str, has_init_fork: impl Fn(&str) -> bool) -
         return false;
     }
     let suffix_ok = rest.is_empty()
-        || rest.strip_prefix('.').is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
         || ["_fsm", "_vm"].iter().any(|f| {
-            rest.strip_prefix(f)
-                .is_some_and(|s| s.is_empty() || s.strip_prefix('.').is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit())))
+            rest.strip_prefix(f).is_some_and(|s| {
+                s.is_empty()
+                    || s.strip_prefix('.')
+                        .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            })
         });
     suffix_ok && has_init_fork(num)
 }
@@ -159,7 +164,13 @@ fn plan_dir(dir: &Path, rel: &str, depth: u32, spc: usize, p: &mut Plan) {
             }
             None => spc,
         };
-        plan_dir(&dir.join(r.rsplit('/').next().unwrap_or(&r)), &r, depth + 1, spc, p);
+        plan_dir(
+            &dir.join(r.rsplit('/').next().unwrap_or(&r)),
+            &r,
+            depth + 1,
+            spc,
+            p,
+        );
     }
 }
 

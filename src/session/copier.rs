@@ -18,10 +18,11 @@ const MAX_CLIMB: usize = 64;
 pub fn named_postgres(pid: Pid) -> bool {
     let comm = crate::process::proc::comm(pid).unwrap_or_default();
     let exe = crate::process::proc::exe(pid).ok();
-    let exe_name = exe
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+    let exe_name = exe.as_ref().and_then(|p| p.file_name()).map(|n| {
+        n.to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_string()
+    });
     matches!(comm.trim(), "postgres" | "postmaster")
         || matches!(exe_name.as_deref(), Some("postgres" | "postmaster"))
 }
@@ -111,7 +112,8 @@ fn is_version_dir(name: &str) -> bool {
         return false;
     };
     let mut parts = rest.splitn(2, '_');
-    let ok = |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let ok =
+        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     ok(parts.next()) && ok(parts.next())
 }
 
