@@ -283,13 +283,10 @@ pub fn parse_label(query: &str) -> Option<String> {
     let rest = match rest.to_ascii_lowercase().strip_prefix("label") {
         Some(after) => {
             let after = after.trim_start();
-            let skip = if after.starts_with("=>") {
-                2
-            } else if after.starts_with(":=") {
-                2
-            } else {
+            if !(after.starts_with("=>") || after.starts_with(":=")) {
                 return None;
-            };
+            }
+            let skip = 2;
             // Same length in both spellings: ASCII lowering keeps byte offsets.
             let off = rest.len() - after.len() + skip;
             rest.get(off..)?.trim_start()

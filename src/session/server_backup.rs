@@ -49,7 +49,7 @@ impl ServerSide {
         // postmaster.pid names the server; re-read when the one known is gone (restart).
         if self
             .postmaster
-            .is_none_or(|p| !crate::process::proc::exists(p))
+            .map_or(true, |p| !crate::process::proc::exists(p))
         {
             self.xlog = None;
             self.postmaster = DataDir::open(&self.root)
