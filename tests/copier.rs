@@ -150,10 +150,10 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         }
         assert!(start.elapsed() < Duration::from_secs(90), "copier too slow");
         if pace {
-            // cpulimit's way: stopped a third of the time.
-            std::thread::sleep(Duration::from_millis(20));
-            signal(pid, libc::SIGSTOP);
+            // cpulimit's way: stopped three quarters of the time.
             std::thread::sleep(Duration::from_millis(10));
+            signal(pid, libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(30));
             signal(pid, libc::SIGCONT);
         } else {
             std::thread::sleep(Duration::from_millis(20));
@@ -176,12 +176,13 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
 
 /// What every copier must show: a low-level backup by `name`, at 100 % of our walk,
 /// whose bytes are within 2 % of the oracle's, with the test table named.
-fn check(major: u32, name: &str, recs: &[Record], oracle: u64) {
+fn check(major: u32, name: &str, recs: &[Record], oracle: u64, limiter: &str) {
     let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
     let last = backups
         .last()
         .unwrap_or_else(|| panic!("PG{major} {name}: no backup record"));
     let ctx = format!("PG{major} {name}: {last:#?}");
+    eprintln!("PG{major} {name}: {} of {:?} bytes ({:?} %), {:?}/{:?} files, oracle {oracle}, limiter {:?}", last.streamed, last.total, last.percent, last.files_done, last.files_total, last.limiter);
     assert_eq!(last.method, "low-level", "{ctx}");
     assert_eq!(last.source, "files", "{ctx}");
     assert_eq!(last.copier.as_deref(), Some(name), "{ctx}");
@@ -197,6 +198,29 @@ fn check(major: u32, name: &str, recs: &[Record], oracle: u64) {
         diff <= 0.02,
         "{ctx}\nwalked {total} vs copied {oracle}: {:.2}% apart",
         diff * 100.0
+    );
+    // Two tablespaces, each copied whole.
+    assert_eq!(last.per_tablespace.len(), 2, "{ctx}");
+    assert_eq!(last.tablespaces_total, Some(2), "{ctx}");
+    let spc = &last.per_tablespace[1];
+    assert!(spc.tablespace.starts_with("pg_tblspc/"), "{ctx}");
+    assert!(
+        spc.bytes_total > 1 << 20 && spc.bytes_done == spc.bytes_total,
+        "{ctx}"
+    );
+    // What held it back, seen on the way (once it had started: it was stopped until
+    // pg_trace was attached).
+    assert!(
+        backups
+            .iter()
+            .skip_while(|b| b.streamed == 0)
+            .skip(2)
+            .any(|b| b.limiter.as_deref() == Some(limiter)),
+        "PG{major} {name}: never limited by {limiter}: {:?}",
+        backups
+            .iter()
+            .map(|b| b.limiter.clone())
+            .collect::<Vec<_>>()
     );
     // Progress was seen on the way, not only at the end.
     assert!(
@@ -232,6 +256,16 @@ fn copiers_on(major: u32) {
              CREATE UNLOGGED TABLE public.copier_u AS SELECT g FROM generate_series(1, 20000) g;"
         ),
     );
+    // A tablespace: the copiers are told to follow its link (tar -h, rsync -L, cp -L).
+    let spc = c.make_dir("spc");
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLESPACE copier_spc LOCATION '{}'", spc.display()),
+    );
+    c.execute(
+        "postgres",
+        "CREATE TABLE public.copier_s TABLESPACE copier_spc AS SELECT g FROM generate_series(1, 50000) g",
+    );
     c.execute("postgres", "CHECKPOINT");
     let unlogged = unlogged_paths(&c);
     assert!(!unlogged.is_empty());
@@ -248,17 +282,25 @@ fn copiers_on(major: u32) {
 
     // tar, paced through pv.
     let tarball = dest.join("data.tar");
-    let pv = Command::new("pv")
-        .args(["-q", "-L", "40m"])
+    let mut pv = Command::new("pv")
+        .args(["-q", "-L", "20m"])
         .stdin(Stdio::piped())
         .stdout(std::fs::File::create(&tarball).unwrap())
         .spawn()
         .unwrap();
-    let pv_in: Stdio = pv.stdin.unwrap().into();
+    let pv_in: Stdio = pv.stdin.take().unwrap().into();
     // Excluding pg_wal is what backup scripts do; what tar reads of it would not count.
-    let tar = stopped_copier(&c.datadir, "tar --exclude=./pg_wal/* -cf - .", pv_in);
+    let tar = stopped_copier(&c.datadir, "tar -h --exclude=./pg_wal/* -cf - .", pv_in);
     let recs = trace_copy(tar, false);
-    check(major, "tar", &recs, oracle_of_tar(&tarball, &unlogged));
+    // The archive is whole once pv has written it.
+    assert!(pv.wait().unwrap().success());
+    check(
+        major,
+        "tar",
+        &recs,
+        oracle_of_tar(&tarball, &unlogged),
+        "pipe",
+    );
     std::fs::remove_file(&tarball).unwrap();
 
     // rsync, throttled by itself.
@@ -266,24 +308,36 @@ fn copiers_on(major: u32) {
     let rsync = stopped_copier(
         &c.datadir,
         &format!(
-            "rsync -a --bwlimit=40000 --exclude=pg_wal/* ./ {}/",
+            "rsync -aL --bwlimit=20000 --exclude=pg_wal/* ./ {}/",
             rdest.display()
         ),
         Stdio::null(),
     );
     let recs = trace_copy(rsync, false);
-    check(major, "rsync", &recs, oracle_of_tree(&rdest, &unlogged));
+    check(
+        major,
+        "rsync",
+        &recs,
+        oracle_of_tree(&rdest, &unlogged),
+        "throttled",
+    );
     std::fs::remove_dir_all(&rdest).unwrap();
 
     // cp -r, paced by the test (copy_file_range: the reads never reach cp's memory).
     let cdest = dest.join("cp");
     let cp = stopped_copier(
         &c.datadir,
-        &format!("cp -r . {}", cdest.display()),
+        &format!("cp -rL . {}", cdest.display()),
         Stdio::null(),
     );
     let recs = trace_copy(cp, true);
-    check(major, "cp", &recs, oracle_of_tree(&cdest, &unlogged));
+    check(
+        major,
+        "cp",
+        &recs,
+        oracle_of_tree(&cdest, &unlogged),
+        "stopped",
+    );
     std::fs::remove_dir_all(&cdest).unwrap();
 
     let stop = if major >= 15 {
@@ -310,4 +364,138 @@ fn tar_rsync_and_cp_copy_a_data_directory() {
         }
     }
     support::on_every_major(copiers_on);
+}
+
+/// pgBackRest (Debian's package) takes the low-level backup itself: `backup --type=full
+/// --process-max=2` into a local repository, WAL archived through `archive-push`. Its
+/// main process is traced; its two local workers, which read the files, are followed.
+#[test]
+fn pgbackrest_workers_are_followed() {
+    const MAJOR: u32 = 15;
+    if Command::new("which")
+        .arg("pgbackrest")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        support::skip(
+            "pgbackrest copier test",
+            "pgbackrest is not installed (scripts/setup.sh)",
+        );
+        return;
+    }
+    if !support::majors().contains(&MAJOR) {
+        support::skip(
+            "pgbackrest copier test",
+            "PostgreSQL 15 is not among the majors tested",
+        );
+        return;
+    }
+    let (uid, gid) = support::cluster_user().expect("tests run as root");
+    let work = tempfile::Builder::new()
+        .prefix("pg_trace-pgbr-")
+        .tempdir()
+        .unwrap();
+    let work = work.path().canonicalize().unwrap();
+    for d in ["", "repo", "log", "lock", "spool"] {
+        let p = work.join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+    }
+    let conf = work.join("pgbackrest.conf");
+    let archive = format!(
+        "pgbackrest --config={} --stanza=copier archive-push %p",
+        conf.display()
+    );
+    let c = Cluster::start_with(
+        MAJOR,
+        &[("archive_mode", "on"), ("archive_command", &archive)],
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={w}/repo\nlog-path={w}/log\nlock-path={w}/lock\nspool-path={w}/spool\n\
+             log-level-console=warn\nlog-level-file=off\nstart-fast=y\ncompress-type=none\n\
+             [copier]\npg1-path={d}\npg1-socket-path={s}\npg1-port={p}\npg1-user=postgres\n",
+            w = work.display(),
+            d = c.datadir.display(),
+            s = c.sockdir.display(),
+            p = c.port
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&conf, Some(uid), Some(gid)).unwrap();
+    c.execute(
+        "postgres",
+        &format!("CREATE TABLE public.copier_t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, {ROWS}) g"),
+    );
+    let pgbr = |args: &str| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(args)
+            .current_dir(&work)
+            .uid(uid)
+            .gid(gid)
+            .env("HOME", &work);
+        cmd
+    };
+    let base = format!("pgbackrest --config={} --stanza=copier", conf.display());
+    let out = pgbr(&format!("{base} stanza-create")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "stanza-create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Started stopped, so pg_trace sees every read; the data directory is on its
+    // command line (copier mode finds it there before any file is open).
+    let job = pgbr(&format!(
+        "kill -STOP $$; exec {base} --pg1-path={} --process-max=2 backup --type=full",
+        c.datadir.display()
+    ))
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = job.id();
+    let t = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "pgbackrest never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let recs = trace_copy(job, false);
+    let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
+    let last = backups.last().expect("backup records");
+    let ctx = format!("{last:#?}");
+    assert_eq!(last.copier.as_deref(), Some("pgbackrest"), "{ctx}");
+    assert_eq!(last.method, "low-level", "{ctx}");
+    let pcts: Vec<f64> = backups.iter().filter_map(|b| b.percent).collect();
+    assert_eq!(pcts.last(), Some(&100.0), "{ctx}\n{pcts:?}");
+    assert!(pcts.windows(2).all(|w| w[0] <= w[1]), "{pcts:?}");
+    // The workers: followed, named, and the ones reading the files.
+    let workers: Vec<_> = last
+        .copier_processes
+        .iter()
+        .filter(|p| p.pid != pid as i32 && p.name == "pgbackrest")
+        .collect();
+    assert!(workers.len() >= 2, "{ctx}");
+    let readers: std::collections::BTreeSet<i32> = recs
+        .iter()
+        .filter_map(file)
+        .filter(|f| f.pid != pid as i32 && f.bytes_read > 0 && f.relpath.is_some())
+        .map(|f| f.pid)
+        .collect();
+    assert!(readers.len() >= 2, "worker reads: {readers:?}");
+    assert!(
+        recs.iter().filter_map(file).any(|f| f.pid != pid as i32
+            && f.schema.as_deref() == Some("public")
+            && f.name.as_deref() == Some("copier_t")),
+        "public.copier_t never named in a worker"
+    );
 }

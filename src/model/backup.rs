@@ -89,6 +89,8 @@ pub struct BackupState {
     pub limiter: Option<super::copier::Limiter>,
     /// Copier mode: progress per tablespace (the data directory first).
     pub per_tablespace: Vec<super::copier::TablespaceProgress>,
+    /// Copier mode: its processes followed (pid, name).
+    pub copier_processes: Vec<(crate::trace::Pid, String)>,
     /// The server's side of a low-level backup (see `Model::server_backup`).
     pub server_backup: Option<ServerBackupView>,
     /// pg_stat_progress_basebackup.phase as a number (0..=5).
@@ -149,6 +151,7 @@ impl BackupState {
             files_grew: 0,
             limiter: None,
             per_tablespace: Vec::new(),
+            copier_processes: Vec::new(),
             server_backup: None,
             phase: 0,
             server_total: None,

@@ -66,8 +66,10 @@ pub struct ProcSample {
     pub comm: String,
     pub state: Option<char>,
     pub wchan: Option<String>,
-    /// The system call it is blocked in, by number.
+    /// The system call it is blocked in, by number, and its arguments (from
+    /// `/proc/PID/syscall`: registers, not memory).
     pub syscall: Option<i64>,
+    pub args: Option<[u64; 6]>,
     pub cpu_ticks: Option<u64>,
 }
 
@@ -90,8 +92,23 @@ fn is_write_syscall(n: i64) -> bool {
     .contains(&n)
 }
 
-fn is_sleep_syscall(n: i64) -> bool {
-    [libc::SYS_nanosleep, libc::SYS_clock_nanosleep].contains(&n)
+/// A sleep: nanosleep, or select/poll on no fds at all (glibc's `select(0, ...)` is how
+/// rsync's `--bwlimit` sleeps, as pselect6 with nfds 0).
+fn is_sleep(s: &ProcSample) -> bool {
+    let Some(n) = s.syscall else {
+        return false;
+    };
+    let arg = |i: usize| s.args.map(|a| a[i]);
+    if [libc::SYS_nanosleep, libc::SYS_clock_nanosleep].contains(&n) {
+        return true;
+    }
+    if [libc::SYS_select, libc::SYS_pselect6].contains(&n) {
+        return arg(0) == Some(0);
+    }
+    if [libc::SYS_poll, libc::SYS_ppoll].contains(&n) {
+        return arg(1) == Some(0);
+    }
+    false
 }
 
 /// The limiter of one interval. `readers`: pids that read data-directory files lately;
@@ -131,10 +148,7 @@ pub fn judge(
     if samples.iter().any(|s| matches!(s.state, Some('T' | 't'))) {
         return Some(Limiter::Stopped);
     }
-    if samples
-        .iter()
-        .any(|s| s.state == Some('S') && s.syscall.is_some_and(is_sleep_syscall))
-    {
+    if samples.iter().any(|s| s.state == Some('S') && is_sleep(s)) {
         return Some(Limiter::Throttled);
     }
     if samples.iter().any(|s| readers.contains(&s.pid) && busy(s)) {
@@ -186,8 +200,11 @@ pub struct Copier {
     /// Per pid: when it last read a data-directory file.
     last_read_ns: BTreeMap<Pid, u64>,
     last_cpu: HashMap<Pid, u64>,
-    verdicts: VecDeque<Limiter>,
+    /// The last intervals' verdicts (None: nothing held it back).
+    verdicts: VecDeque<Option<Limiter>>,
     pub limiter: Option<Limiter>,
+    /// Every process of the copier seen (pid, name), the copier first.
+    pub processes: BTreeMap<Pid, String>,
 }
 
 impl Copier {
@@ -299,6 +316,11 @@ impl Copier {
     pub fn sample(&mut self, samples: &[ProcSample], now_ns: u64, interval_ns: u64) {
         // Ticks per second: USER_HZ is 100 on every Linux architecture pg_trace runs on.
         let interval_ticks = interval_ns as f64 / 1e9 * 100.0;
+        for s in samples {
+            if self.processes.len() < 256 || self.processes.contains_key(&s.pid) {
+                self.processes.insert(s.pid, s.comm.clone());
+            }
+        }
         let mut share = HashMap::new();
         for s in samples {
             if let Some(c) = s.cpu_ticks {
@@ -316,14 +338,12 @@ impl Copier {
             .filter(|(_, &t)| t + recent >= now_ns)
             .map(|(&p, _)| p)
             .collect();
-        if let Some(v) = judge(samples, &readers, &share) {
-            if self.verdicts.len() == VERDICTS_KEPT {
-                self.verdicts.pop_front();
-            }
-            self.verdicts.push_back(v);
+        if self.verdicts.len() == VERDICTS_KEPT {
+            self.verdicts.pop_front();
         }
+        self.verdicts.push_back(judge(samples, &readers, &share));
         let mut counts: BTreeMap<Limiter, usize> = BTreeMap::new();
-        for v in &self.verdicts {
+        for v in self.verdicts.iter().flatten() {
             *counts.entry(*v).or_default() += 1;
         }
         self.limiter = counts
@@ -393,6 +413,7 @@ mod tests {
             state: Some(state),
             wchan: Some(wchan.into()),
             syscall,
+            args: Some([0; 6]),
             cpu_ticks: None,
         }
     }
@@ -452,5 +473,23 @@ mod tests {
         }
         c.sample(&[s(1, "tar", 'S', w, "pipe_write")], 2, 1);
         assert_eq!(c.limiter, Some(Limiter::Disk));
+        // Old verdicts age out, even when nothing holds it back now.
+        for _ in 0..VERDICTS_KEPT {
+            c.sample(&[s(1, "tar", 'S', Some(libc::SYS_read), "")], 3, 1);
+        }
+        assert_eq!(c.limiter, None);
+        let mut select = s(
+            1,
+            "rsync",
+            'S',
+            Some(libc::SYS_pselect6),
+            "poll_schedule_timeout",
+        );
+        assert_eq!(
+            judge(&[select.clone()], &[1], &none),
+            Some(Limiter::Throttled)
+        );
+        select.args = Some([5, 1, 2, 0, 0, 0]);
+        assert_eq!(judge(&[select], &[1], &none), None);
     }
 }

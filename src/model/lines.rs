@@ -30,6 +30,8 @@ pub struct BackupLine {
     pub limiter: Option<&'static str>,
     /// A low-level backup's server side: `server: start 0/2000028, label "x" (inferred), …`.
     pub server: Option<String>,
+    /// Copier mode, more than one tablespace: `pg_tblspc/16400 4.0 MiB of 8.0 MiB` each.
+    pub per_tablespace: Vec<String>,
 }
 
 impl BackupLine {
@@ -56,6 +58,25 @@ impl BackupLine {
                 .and_then(|s| s.details.clone())
                 .filter(|d| !d.is_empty())
                 .map(|d| format!("server: {d}")),
+            per_tablespace: if b.per_tablespace.len() > 1 {
+                b.per_tablespace
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {} of {}",
+                            if t.key.is_empty() {
+                                "data directory"
+                            } else {
+                                &t.key
+                            },
+                            human_bytes(t.bytes_done),
+                            human_bytes(t.bytes_total)
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -151,6 +172,9 @@ impl BackupLine {
         l.push_str(&self.rate());
         l.push_str(&self.eta());
         l.push_str(&self.copier_parts());
+        if !self.per_tablespace.is_empty() {
+            l.push_str(&format!(" ({})", self.per_tablespace.join(", ")));
+        }
         if let Some(f) = &self.file {
             l.push_str(&format!(", file {f}"));
         }
@@ -340,6 +364,41 @@ mod tests {
         assert_eq!(
             l.full(),
             "backup (memory): streaming database files, 3.0 MiB streamed of 12.0 MiB (25.0%), tablespace 1 of 2, 1.0 MiB/s, ETA 9s, file base/5/1259"
+        );
+    }
+
+    #[test]
+    fn a_copier_line_says_files_and_limiter() {
+        use crate::model::copier::{Limiter, TablespaceProgress};
+        let mut b = BackupState::copier("tar");
+        b.streamed = 3 << 20;
+        b.walked_total = Some(12 << 20);
+        b.rate_bps = 1048576.0;
+        b.files_done = Some(120);
+        b.files_total = Some(980);
+        b.limiter = Some(Limiter::Pipe);
+        b.current_file = Some("base/5/16384".into());
+        b.per_tablespace = vec![
+            TablespaceProgress {
+                key: String::new(),
+                bytes_total: 8 << 20,
+                bytes_done: 3 << 20,
+                ..TablespaceProgress::default()
+            },
+            TablespaceProgress {
+                key: "pg_tblspc/16400".into(),
+                bytes_total: 4 << 20,
+                ..TablespaceProgress::default()
+            },
+        ];
+        let l = BackupLine::of(&b);
+        assert_eq!(
+            l.compact(),
+            "tar backup copying database files: 3.0 MiB of 12.0 MiB (25.0%), 1.0 MiB/s, ETA 9s, 120 of 980 files, limited by the pipe it writes to (its reader is not keeping up), base/5/16384"
+        );
+        assert_eq!(
+            l.full(),
+            "tar backup (files): copying database files, 3.0 MiB read of 12.0 MiB (25.0%), 1.0 MiB/s, ETA 9s, 120 of 980 files, limited by the pipe it writes to (its reader is not keeping up) (data directory 3.0 MiB of 8.0 MiB, pg_tblspc/16400 0 B of 4.0 MiB), file base/5/16384"
         );
     }
 }

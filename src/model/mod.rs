@@ -310,6 +310,7 @@ impl Model {
         b.files_grew = c.files_grew;
         b.limiter = c.limiter;
         b.per_tablespace = c.tablespaces.clone();
+        b.copier_processes = c.processes.iter().map(|(p, n)| (*p, n.clone())).collect();
         b.streamed = c.bytes_done;
         b.current_file = c.current_file.clone();
         if self.procs.get(&self.leader).map_or(true, |p| p.exited) {

@@ -88,6 +88,14 @@ pub fn backup_record(b: &BackupState, ts: f64) -> Record {
                 files_done: t.files_done,
             })
             .collect(),
+        copier_processes: b
+            .copier_processes
+            .iter()
+            .map(|(pid, name)| crate::output::record::CopierProcess {
+                pid: *pid,
+                name: name.clone(),
+            })
+            .collect(),
         server_backup: b.server_backup.as_ref().map(|s| {
             crate::output::record::ServerBackupRecord {
                 start_lsn: s.start_lsn.clone(),

@@ -49,9 +49,11 @@ pub fn find_datadir(pid: Pid) -> Option<DataDir> {
         if let Some(c) = &cwd {
             candidates.push(c.clone());
         }
-        for arg in args(p) {
-            // `--pg1-path=/srv/pg`, `-C /srv`, `/srv/pg/`: any argument naming a path.
-            let value = arg.split_once('=').map_or(arg.as_str(), |(_, v)| v);
+        // `--pg1-path=/srv/pg`, `-C /srv`, `/srv/pg/`: any argument naming a path; a
+        // shell's `-c` script is split into its words.
+        let all = args(p);
+        for word in all.iter().flat_map(|a| a.split_whitespace()).take(1024) {
+            let value = word.split_once('=').map_or(word, |(_, v)| v);
             let path = Path::new(value);
             if path.is_absolute() {
                 candidates.push(path.to_path_buf());
@@ -191,6 +193,13 @@ pub fn cwd(pid: Pid) -> Option<String> {
 pub fn sample(pid: Pid) -> Option<ProcSample> {
     let k = crate::process::status::kernel::KernelState::read(pid);
     k.state?;
+    let args = crate::process::proc::open(pid)
+        .as_ref()
+        .and_then(crate::process::proc::syscall_of)
+        .and_then(|s| match s {
+            crate::process::proc::SyscallNow::In { args, .. } => Some(args),
+            _ => None,
+        });
     Some(ProcSample {
         pid,
         comm: crate::process::proc::comm(pid)
@@ -200,6 +209,7 @@ pub fn sample(pid: Pid) -> Option<ProcSample> {
         state: k.state,
         wchan: k.wchan,
         syscall: k.syscall,
+        args,
         cpu_ticks: k.cpu_ticks,
     })
 }

@@ -320,8 +320,20 @@ impl Session {
             let discard = std::mem::take(&mut live.discard);
             self.batch.retain(|e| !discard.contains(&e.pid));
         }
-        if let Some(c) = self.live.as_mut().and_then(|l| l.copier.as_mut()) {
-            c.absolute_paths(&mut self.batch);
+        if let Some(live) = self.live.as_mut().filter(|l| l.copier.is_some()) {
+            // A wrapper that execs the copier (`sh -c 'exec tar ...'`) changes its name:
+            // read at every drain, since a short copy may end before the next tick.
+            if let (Some(name), Some(c)) = (
+                crate::process::proc::comm(self.pid),
+                self.model.copier.as_mut(),
+            ) {
+                if live.identity.is_alive() && !name.trim().is_empty() && c.name != name.trim() {
+                    c.name = name.trim().to_string();
+                }
+            }
+            if let Some(c) = live.copier.as_mut() {
+                c.absolute_paths(&mut self.batch);
+            }
         }
         for ev in self.batch.drain(..) {
             each(&self.model, &ev, false)?;
@@ -509,12 +521,6 @@ impl Session {
                 if id.is_some_and(|i| i.is_alive()) {
                     c.cwds.insert(p, cwd);
                 }
-            }
-        }
-        // A wrapper that execs the copier (`sh -c 'exec tar ...'`) changes its name.
-        if let Some(name) = crate::process::proc::comm(self.pid) {
-            if live.identity.is_alive() && !name.trim().is_empty() {
-                model_copier.name = name.trim().to_string();
             }
         }
         let interval = c.last_sample_ns.map_or(0, |t| now.saturating_sub(t));

@@ -17,7 +17,8 @@ pub use catalog::{
 pub use probes::{ProbeRecord, ProbesRecord};
 pub use server_backup::{ArchiveRecord, LowLevelBackupRecord};
 pub use status::{
-    BackupRecord, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord, TablespaceRow,
+    BackupRecord, CopierProcess, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord,
+    TablespaceRow,
 };
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,

@@ -59,6 +59,7 @@ pub struct BackupRecord {
     pub files_grew: u64,
     pub limiter: Option<String>,
     pub per_tablespace: Vec<TablespaceRow>,
+    pub copier_processes: Vec<CopierProcess>,
     pub server_backup: Option<ServerBackupRecord>,
 }
 
@@ -70,6 +71,13 @@ pub struct TablespaceRow {
     pub bytes_done: u64,
     pub files_total: u64,
     pub files_done: u64,
+}
+
+/// One process of a copier (the copier itself, its workers and children).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopierProcess {
+    pub pid: Pid,
+    pub name: String,
 }
 
 /// The server's side of a running low-level backup.
