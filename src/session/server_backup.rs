@@ -1,50 +1,77 @@
-//! The server's side of a low-level backup, polled for a traced process that takes part
+//! The server's side of a low-level backup, followed for a traced process that takes part
 //! in one (copier mode: tar, rsync, pgBackRest copying the data directory): read through
-//! the server's postmaster, never through the copier, at most once a second.
+//! the server's postmaster, never through the copier, once a second, on a thread of its
+//! own so that a slow read of the server's memory never delays the copier's samples.
 
 use crate::pgdata::DataDir;
 use crate::process::server_backup::{self, ServerBackup, Watch, XlogReader};
 use crate::trace::Pid;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
 
-const POLL_NS: u64 = 1_000_000_000;
+const POLL: Duration = Duration::from_secs(1);
 
-/// One cluster's low-level backup, followed.
+/// One cluster's low-level backup, followed on a thread; stopped when dropped.
 pub struct ServerSide {
-    root: PathBuf,
-    major: u32,
-    postmaster: Option<Pid>,
-    xlog: Option<XlogReader>,
-    watch: Watch,
-    last_ns: Option<u64>,
+    rx: mpsc::Receiver<Option<ServerBackup>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl ServerSide {
     pub fn new(dd: &DataDir) -> ServerSide {
-        ServerSide {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut reader = Reader {
             root: dd.root.clone(),
             major: dd.major,
             postmaster: None,
             xlog: None,
             watch: Watch::default(),
-            last_ns: None,
-        }
+        };
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let now = reader.read();
+                if tx.send(reader.watch.observe(now)).is_err() {
+                    return;
+                }
+                // Sleep in steps: a session that ends stops the thread within 100 ms.
+                for _ in 0..10 {
+                    if flag.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(POLL / 10);
+                }
+            }
+        });
+        ServerSide { rx, stop }
     }
 
-    /// The backup now (or `done`, once, after it was seen), when a second has passed
-    /// since the last look; `None`: not looked at this time.
-    pub fn poll(&mut self, now_ns: u64) -> Option<Option<ServerBackup>> {
-        if self
-            .last_ns
-            .is_some_and(|t| now_ns.saturating_sub(t) < POLL_NS)
-        {
-            return None;
-        }
-        self.last_ns = Some(now_ns);
-        let now = self.read();
-        Some(self.watch.observe(now))
+    /// The latest look at the backup (`done`, once, after it was seen) when one came in
+    /// since the last call; `None`: nothing new.
+    pub fn poll(&mut self, _now_ns: u64) -> Option<Option<ServerBackup>> {
+        self.rx.try_iter().last()
     }
+}
 
+impl Drop for ServerSide {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Reader {
+    root: PathBuf,
+    major: u32,
+    postmaster: Option<Pid>,
+    xlog: Option<XlogReader>,
+    watch: Watch,
+}
+
+impl Reader {
     fn read(&mut self) -> Option<ServerBackup> {
         // postmaster.pid names the server; re-read when the one known is gone (restart).
         if self
