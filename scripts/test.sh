@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: setup, format check, clippy, tests.
+# The one test command: setup, format check, clippy, the Debian package (built,
+# installed, checked, removed), tests.
 # Run as root (the tests start PostgreSQL clusters as user nobody and attach to them).
 # Set PG_TRACE_TEST_MAJORS=15,18 (say) to test fewer PostgreSQL majors.
 set -euo pipefail
@@ -31,6 +32,12 @@ fi
 run_step setup bash scripts/setup.sh
 run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --all-targets -- -D warnings
+if [[ $(id -u) -eq 0 ]]; then
+    run_step package bash scripts/package.sh --check
+else
+    echo "==> WARNING: not root: the package is built but not installed and checked" >&2
+    run_step package bash scripts/package.sh
+fi
 rm -f target/test-skips.log
 run_step test cargo test --all-targets --no-fail-fast
 # cargo hides a passing test's stderr: what was skipped is said here, once more.

@@ -8,7 +8,8 @@ use std::path::PathBuf;
     name = "pg_trace",
     version,
     about = "See what a PostgreSQL process is reading, how far it has got, and why it is stuck",
-    after_help = "Run as root on the database host. Without a subcommand, -p PID inspects that process."
+    after_help = "Run on the database host as root, or with the capabilities of `setcap` in \
+                  docs/usage.md. Without a subcommand, -p PID inspects that process."
 )]
 pub struct Cli {
     /// PostgreSQL process to inspect (a backend, a walsender, ...).
@@ -32,8 +33,9 @@ pub struct Cli {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
 
-    /// How to watch the process; auto tries ebpf, then ptrace, then procfs, plus USDT
-    /// probes when the postgres binary has them; usdt uses the probes alone.
+    /// How to watch the process; auto tries ebpf, then procfs (never ptrace, which slows
+    /// the backend: only when asked), plus USDT probes when the postgres binary has them;
+    /// usdt uses the probes alone.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 

@@ -1,5 +1,7 @@
+mod generate;
+
 use anyhow::{bail, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use pg_trace::cli::{Cli, Command};
 use pg_trace::process::identity::{ExitedWhileAttaching, Identity};
 use pg_trace::{commands, session};
@@ -98,8 +100,25 @@ fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {
     }
 }
 
+/// `Cli`, plus the packagers' hidden `generate-files`, kept out of `Cli` so that the man
+/// pages and completions made from `Cli` do not mention it.
+fn parse() -> Cli {
+    let matches = Cli::command().subcommand(generate::command()).get_matches();
+    if let Some((generate::NAME, m)) = matches.subcommand() {
+        if let Err(e) = generate::run(m) {
+            eprintln!(
+                "pg_trace: error: {}",
+                pg_trace::text::visible(&format!("{e:#}"))
+            );
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
     if let Err(e) = run(cli) {
         if e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

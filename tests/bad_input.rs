@@ -246,7 +246,7 @@ fn damaged_clusters() {
         "cannot read",
     );
 
-    // Tracing as a user that is not root: refused with one line.
+    // Tracing another user's process without capabilities: refused with one line.
     if let Some((uid, gid)) = support::cluster_user() {
         let backend = c.hold_backend("postgres");
         let out = Command::new(BIN)
@@ -261,7 +261,10 @@ fn damaged_clusters() {
             .gid(gid)
             .output()
             .unwrap();
-        assert_one_line_error(&out, "must run as root");
+        assert_one_line_error(
+            &out,
+            "needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (missing: CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH)",
+        );
     }
     assert_one_line_error(
         &run(&["-p", &no_such_pid().to_string(), "--no-tui"]),
@@ -281,7 +284,7 @@ fn damaged_clusters() {
         assert_error_line(
             &out,
             &format!(
-                "pg_trace: error: cannot read {}/PG_VERSION: permission denied (pg_trace must run as root)",
+                "pg_trace: error: cannot read {}/PG_VERSION: permission denied (another user's data directory needs CAP_DAC_READ_SEARCH: run as root, or see `setcap` in docs/usage.md)",
                 c.datadir.display()
             ),
         );

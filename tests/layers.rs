@@ -18,7 +18,7 @@ fn rank(module: &str) -> Option<u8> {
         "trace" => 2,
         "model" => 3,
         "output" | "ui" => 4,
-        "lib" | "main" | "cli" | "commands" | "naming" | "session" => TOP,
+        "lib" | "main" | "cli" | "commands" | "generate" | "naming" | "session" => TOP,
         _ => return None,
     })
 }

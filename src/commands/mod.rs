@@ -26,6 +26,8 @@ pub fn datadir(target: &Target, pid: Option<i32>) -> Result<DataDir> {
 /// of that directory's server: a process named `postgres` whose working directory is a
 /// data directory may be anything.
 pub fn postgres_datadir(pid: i32) -> Result<DataDir> {
+    // Before /proc/PID/cwd: its refusal would name no capability.
+    crate::process::proc::may_inspect(pid, "cannot read its data directory")?;
     let dd = DataDir::from_pid(pid)?;
     let claims = crate::process::postgres_binary::ServerClaims {
         postmaster: dd.postmaster_pid()?,

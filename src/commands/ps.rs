@@ -4,18 +4,22 @@ use crate::cli::Target;
 use crate::output::record::ProcessRecord;
 use crate::output::{self, Format};
 use crate::pgdata::DataDir;
-use crate::process::proc::require_root;
+use crate::process::proc::may_inspect;
 use crate::process::status::{self, StatusSample};
 use anyhow::Result;
 use std::io::Write;
 
 pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Format) -> Result<()> {
+    let memory = "pg_trace ps reads the server's memory";
+    if let Some(p) = pid {
+        may_inspect(p, memory)?;
+    }
     let dd = super::datadir(target, pid)?;
-    require_root(|| "pg_trace ps reads the server's memory and must run as root".into())?;
     let via = match pid {
         Some(pid) => pid,
         None => dd.postmaster_pid()?,
     };
+    may_inspect(via, memory)?;
     let rows = collect(&dd, via)?;
     if let Some(b) = server_backup(&dd, via, &rows) {
         output::ps::write_server_backup(out, &b, format)?;

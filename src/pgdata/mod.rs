@@ -66,7 +66,11 @@ impl PgDataError {
 
 fn describe_io(e: &io::Error) -> String {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => "permission denied (pg_trace must run as root)".into(),
+        // pgdata may not name process::proc's hint (layers): the same words.
+        io::ErrorKind::PermissionDenied => "permission denied (another user's data directory \
+                                            needs CAP_DAC_READ_SEARCH: run as root, or see \
+                                            `setcap` in docs/usage.md)"
+            .into(),
         io::ErrorKind::NotFound => "no such file or directory".into(),
         _ => e.to_string(),
     }

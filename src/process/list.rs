@@ -373,9 +373,9 @@ impl Lister {
         let seen = postgres_processes();
         let mut clusters = clusters_of(&seen);
         self.place(seen, &mut clusters, now);
-        if proc::is_root() {
-            self.add_memory(&mut clusters, now);
-        }
+        // Whose memory we may read is known per cluster only by trying (our own user's, or
+        // any with CAP_SYS_PTRACE); a refusal is remembered and retried later.
+        self.add_memory(&mut clusters, now);
         in_order(clusters)
     }
 

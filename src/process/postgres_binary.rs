@@ -50,7 +50,9 @@ pub fn check(pid: Pid, claims: ServerClaims) -> Result<(), NotPostgres> {
         MemError::Gone(_) => unreadable("it exited".into()),
         MemError::Open { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
             unreadable(format!(
-                "its binary {exe}: permission denied (pg_trace must run as root)"
+                "its binary {exe}: permission denied (another user's process needs \
+                 CAP_SYS_PTRACE: {})",
+                proc::SETCAP_HINT
             ))
         }
         e => unreadable(format!("its binary {exe}: {e}")),

@@ -1,14 +1,21 @@
 //! Which capture method to attach with: `--backend` as asked, or for `auto` the best
-//! syscall tracer that works (eBPF, else ptrace, else /proc polling) plus USDT probes
-//! when the binary has them. Why a method was passed over is said once.
+//! syscall tracer that works (eBPF, else /proc polling) plus USDT probes when the binary
+//! has them. Why a method was passed over is said once.
+//!
+//! `auto` never picks ptrace: it stops the backend twice per system call (6.6× slower on a
+//! cache-warm scan), and a default must never slow a production backend. ptrace is there
+//! when asked for, and then its cost is said at attach (the tracer's limitations). A
+//! method our capabilities cannot use is passed over before it is tried, with the
+//! capability it lacks as the reason.
 
 use crate::cli::BackendChoice;
 use crate::pgdata::DataDir;
 use crate::process::identity::{ExitedWhileAttaching, Identity};
+use crate::process::proc::may_use_bpf;
 use crate::trace::combined::Combined;
 use crate::trace::usdt::{UsdtConfig, UsdtStatus, UsdtTracer};
 use crate::trace::{Pid, Tracer};
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 /// The syscall tracers, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,22 +26,21 @@ pub enum SyscallMethod {
 }
 
 impl SyscallMethod {
-    /// What `auto` tries, in order.
-    const FALLBACK_ORDER: [SyscallMethod; 3] = [
-        SyscallMethod::Ebpf,
-        SyscallMethod::Ptrace,
-        SyscallMethod::Procfs,
-    ];
+    /// What `auto` tries, in order: never ptrace (see the module documentation).
+    const FALLBACK_ORDER: [SyscallMethod; 2] = [SyscallMethod::Ebpf, SyscallMethod::Procfs];
 
     fn attach(self, pid: Pid) -> Result<Box<dyn Tracer>> {
         Ok(match self {
-            SyscallMethod::Ebpf => Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?),
+            SyscallMethod::Ebpf => {
+                may_use_bpf().map_err(|why| anyhow!("eBPF unavailable: {why}"))?;
+                Box::new(crate::trace::ebpf::EbpfTracer::attach(&[pid])?)
+            }
             SyscallMethod::Ptrace => Box::new(crate::trace::ptrace::PtraceTracer::attach(&[pid])?),
             SyscallMethod::Procfs => Box::new(crate::trace::procfs::ProcfsTracer::attach(&[pid])?),
         })
     }
 
-    /// How the fallback is said: "…; falling back to ptrace".
+    /// How the fallback is said: "…; falling back to /proc polling".
     fn said(self) -> &'static str {
         match self {
             SyscallMethod::Ebpf => "eBPF",
@@ -83,7 +89,7 @@ pub fn attach(choice: BackendChoice, pid: Pid) -> Result<Box<dyn Tracer>> {
     while_attaching(&id, || {
         let major = DataDir::from_pid(pid)?.major;
         let mut note = |n: String| eprintln!("pg_trace: {n}");
-        Ok(attach_with(choice, pid, major, &UsdtConfig::default(), &mut note)?.0)
+        Ok(attach_with(choice, pid, major, &UsdtConfig::default(), true, &mut note)?.0)
     })
 }
 
@@ -147,14 +153,43 @@ fn best_syscall_tracer(
     unreachable!("FALLBACK_ORDER is not empty")
 }
 
+/// USDT probes for `pid`, after checking we may load them and saying what the per-block
+/// ones will cost it when it is busy (`memory`: whether its counters may be read).
+fn attach_usdt(
+    pid: Pid,
+    major: u32,
+    usdt: &UsdtConfig,
+    memory: bool,
+    note: &mut dyn FnMut(String),
+) -> Result<UsdtTracer> {
+    may_use_bpf().map_err(|why| anyhow!("USDT unavailable: {why}"))?;
+    // Only probes the binary offers will go on; without any, the attach below says why.
+    let offered = crate::trace::usdt::discover(pid).unwrap_or_default();
+    let going_on: Vec<&str> = (usdt.probes.names().into_iter())
+        .filter(|w| offered.iter().any(|(o, _)| o == w))
+        .collect();
+    if memory && super::usdt_cost::fires_per_access(&going_on) {
+        // Unreadable counters (another user's process without CAP_SYS_PTRACE, a binary
+        // without the symbol) leave the cost unsaid; the attach itself goes on.
+        if let Ok(rate) = super::usdt_cost::accesses_per_s(pid) {
+            if let Some(n) = super::usdt_cost::cost_note(pid, rate, &going_on) {
+                note(n);
+            }
+        }
+    }
+    UsdtTracer::attach(pid, major, &usdt.probes)
+}
+
 /// `--backend usdt`: USDT alone, or one clear error. `auto`: the syscall tracer plus USDT
 /// when the binary has probes (else it says once why not and carries on). An explicit
-/// syscall backend runs alone.
+/// syscall backend runs alone. `memory`: false for `--no-memory` (the backend's buffer
+/// counters are then not read to say what USDT will cost).
 pub fn attach_with(
     choice: BackendChoice,
     pid: Pid,
     major: u32,
     usdt: &UsdtConfig,
+    memory: bool,
     note: &mut dyn FnMut(String),
 ) -> Result<(Box<dyn Tracer>, UsdtStatus)> {
     match Plan::from(choice) {
@@ -162,7 +197,7 @@ pub fn attach_with(
             if !usdt.enabled {
                 bail!("--backend usdt and --no-usdt contradict each other");
             }
-            let t = UsdtTracer::attach(pid, major, &usdt.probes)?;
+            let t = attach_usdt(pid, major, usdt, memory, note)?;
             let status = t.status();
             Ok((Box::new(t), status))
         }
@@ -171,7 +206,7 @@ pub fn attach_with(
             if !usdt.enabled {
                 return Ok((sys, UsdtStatus::off("disabled with --no-usdt")));
             }
-            match UsdtTracer::attach(pid, major, &usdt.probes) {
+            match attach_usdt(pid, major, usdt, memory, note) {
                 Ok(u) => {
                     let status = u.status();
                     let both = Combined::new(method.with_usdt(), vec![sys, Box::new(u)]);
@@ -205,5 +240,8 @@ mod tests {
             Plan::Only(SyscallMethod::Ptrace)
         );
         assert_eq!(SyscallMethod::Procfs.with_usdt(), "procfs+usdt");
+        // A default that never slows a backend: ptrace only when asked.
+        assert!(!SyscallMethod::FALLBACK_ORDER.contains(&SyscallMethod::Ptrace));
+        assert_eq!(SyscallMethod::FALLBACK_ORDER[0], SyscallMethod::Ebpf);
     }
 }

@@ -15,6 +15,7 @@ pub mod signals;
 pub mod summary;
 pub mod terminal;
 pub mod tui;
+mod usdt_cost;
 
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};

@@ -176,14 +176,12 @@ impl Session {
         memory: bool,
     ) -> Result<Session> {
         let pid = identity.pid();
+        crate::process::proc::may_inspect(pid, "cannot attach")?;
         let (dd, copier) = match crate::commands::traced(pid)? {
             crate::commands::Traced::Server(dd) => (dd, false),
             crate::commands::Traced::Copier(dd) => (dd, true),
         };
         super::backend::test_pause("located");
-        crate::process::proc::require_root(|| {
-            format!("pg_trace must run as root to attach to pid {pid}")
-        })?;
         let (namer, mut notes) = if copier {
             // A copier has no server memory to read names from; the disk names.
             let namer = CatalogNamer::new(crate::pgdata::Resolver::new(&dd)?);
@@ -207,10 +205,14 @@ impl Session {
                 ..UsdtConfig::default()
             };
             let (t, _) =
-                super::backend::attach_with(backend, pid, dd.major, &off, &mut |n| notes.push(n))?;
+                super::backend::attach_with(backend, pid, dd.major, &off, false, &mut |n| {
+                    notes.push(n)
+                })?;
             (t, UsdtStatus::off("copier mode: not a PostgreSQL binary"))
         } else {
-            super::backend::attach_with(backend, pid, dd.major, usdt, &mut |n| notes.push(n))?
+            super::backend::attach_with(backend, pid, dd.major, usdt, memory, &mut |n| {
+                notes.push(n)
+            })?
         };
         let mut model = Model::new(pid, dd.control.segment_bytes());
         let title = crate::process::proc::process_title(pid).unwrap_or_default();

@@ -306,12 +306,11 @@ impl PickerApp {
     pub fn new(now_ns: u64) -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
-        let root = crate::process::proc::is_root();
         PickerApp {
             lister,
             clusters,
             st: PickerState {
-                note: (!root).then(|| "not root: attaching needs sudo".to_string()),
+                note: crate::process::proc::picker_note(),
                 ..PickerState::default()
             },
             sampled_ns: now_ns,

@@ -238,11 +238,15 @@ impl ProcfsTracer {
             .collect::<anyhow::Result<_>>()?;
         for &pid in pids {
             crate::process::fds::check_readable(pid).map_err(|e| {
-                // Root is the answer to a refusal only; a vanished process is said by the
-                // caller (session::backend::while_attaching).
+                // Capabilities are the answer to a refusal only; a vanished process is said
+                // by the caller (session::backend::while_attaching).
                 let hint = match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => " (pg_trace must run as root)",
-                    _ => "",
+                    std::io::ErrorKind::PermissionDenied => format!(
+                        " (another user's process needs CAP_SYS_PTRACE and \
+                         CAP_DAC_READ_SEARCH: {})",
+                        crate::process::proc::SETCAP_HINT
+                    ),
+                    _ => String::new(),
                 };
                 anyhow::anyhow!("cannot read /proc/{pid}/fd: {e}{hint}")
             })?;

@@ -301,8 +301,8 @@ impl Tracer for PtraceTracer {
 
     fn limitations(&self) -> Vec<String> {
         vec![
-            "ptrace: every system call stops the traced process twice, which slows it down \
-             (the eBPF backend does not)"
+            "ptrace: each syscall of the backend stops twice: expect it to run several times \
+             slower (6.6x on a cache-warm scan, docs/overhead.md; eBPF costs ~1.05x)"
                 .into(),
             "ptrace: read/write/readv/writev offsets come from the tracked file position; \
              writes to sockets show as write, not send"
@@ -337,12 +337,13 @@ fn scope_verdict(scope: Option<u32>, cap: bool) -> Result<(), String> {
         ),
         Some(2) if !cap => Err(
             "kernel.yama.ptrace_scope = 2 allows only CAP_SYS_PTRACE to \
-                                attach: run as root"
+                                attach: run as root, or see `setcap` in docs/usage.md"
                 .into(),
         ),
         Some(1) if !cap => Err(
             "kernel.yama.ptrace_scope = 1 allows only a parent process or \
-                                CAP_SYS_PTRACE to attach: run as root"
+                                CAP_SYS_PTRACE to attach: run as root, or see `setcap` in \
+                                docs/usage.md"
                 .into(),
         ),
         _ => Ok(()),

@@ -11,7 +11,10 @@ mod stat;
 mod syscall;
 
 pub use activity::Activity;
-pub use privilege::{has_capability, is_root, ptrace_scope, require_root, NotRoot, CAP_SYS_PTRACE};
+pub use privilege::{
+    has_capability, may_inspect, may_use_bpf, picker_note, ptrace_scope, Cap, Caps, NotPermitted,
+    CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE, SETCAP_HINT,
+};
 pub use stat::{parent_pid, stat, state_name, Stat, PF_EXITING};
 pub use syscall::{parse_syscall, syscall, syscall_name, syscall_of, SyscallFile, SyscallNow};
 
