@@ -89,9 +89,10 @@ fn record_variant(r: &Record) -> usize {
         Record::Probe(_) => 13,
         Record::Probes(_) => 14,
         Record::SyscallEvent(_) => 15,
+        Record::ServerBackup(_) => 16,
     }
 }
-const RECORD_VARIANTS: usize = 16;
+const RECORD_VARIANTS: usize = 17;
 
 fn path_variant(c: &PathClassRecord) -> usize {
     match c {

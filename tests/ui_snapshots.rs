@@ -327,6 +327,7 @@ fn clusters() -> Vec<PgCluster> {
             datadir: Some("/var/lib/postgresql/15/main".into()),
             port: Some(5432),
             major: Some(15),
+            server_backup: None,
             processes: vec![
                 proc(
                     900,
@@ -366,6 +367,7 @@ fn clusters() -> Vec<PgCluster> {
             datadir: Some("/srv/pg17/data".into()),
             port: Some(5433),
             major: Some(17),
+            server_backup: None,
             processes: vec![
                 proc(
                     1900,
@@ -387,6 +389,7 @@ fn clusters() -> Vec<PgCluster> {
         PgCluster {
             postmaster: 734200,
             container: Some("docker 4f1d2c3b4a59".into()),
+            server_backup: None,
             datadir: Some("/var/lib/postgresql/data".into()),
             port: Some(5432),
             major: Some(16),

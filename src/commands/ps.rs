@@ -22,6 +22,9 @@ pub fn run(out: &mut impl Write, target: &Target, pid: Option<i32>, format: Form
     };
     may_inspect(via, memory)?;
     let rows = collect(&dd, via)?;
+    if let Some(b) = server_backup(&dd, via, &rows) {
+        output::ps::write_server_backup(out, &b, format)?;
+    }
     output::ps::write(out, &rows, format)?;
     Ok(())
 }
@@ -42,4 +45,18 @@ pub fn collect(dd: &DataDir, via: i32) -> Result<Vec<(StatusSample, ProcessRecor
             (s, v)
         })
         .collect())
+}
+
+/// A low-level backup of the cluster, from its WAL control structure and the sessions
+/// just read; None when none runs (or nothing could be read).
+pub fn server_backup(
+    dd: &DataDir,
+    via: i32,
+    rows: &[(StatusSample, ProcessRecord)],
+) -> Option<crate::process::server_backup::ServerBackup> {
+    let samples: Vec<StatusSample> = rows.iter().map(|(s, _)| s.clone()).collect();
+    let pm = dd.postmaster_pid().ok();
+    crate::process::server_backup::read(&dd.root, via, pm, dd.major, &samples)
+        .ok()
+        .flatten()
 }

@@ -58,6 +58,10 @@ pub struct ServerBackupView {
     pub started_at: Option<f64>,
     /// The session that started it.
     pub pid: Option<i32>,
+    /// Its phase as the server sees it (`process::server_backup::PHASE_*`).
+    pub phase: Option<String>,
+    /// `start 0/2000028, label "nightly" (inferred), session 4242 (inferred), since …`.
+    pub details: Option<String>,
 }
 
 /// Phases of a low-level backup, in the spirit of `pg_stat_progress_basebackup`'s, by
@@ -185,6 +189,14 @@ impl BackupState {
     /// walsender is followed from attach in case it starts a backup), or a copier.
     pub fn started(&self) -> bool {
         self.source != Source::Inferred || self.phases_seen.len() > 1
+    }
+
+    /// A low-level backup's phase from the server's side, by its words: the copier's
+    /// copying phase gives way to the server's start and stop phases and its end.
+    pub fn low_level_phase(&mut self, words: &str) {
+        if let Some(&(n, _)) = LOW_LEVEL_PHASES.iter().find(|(_, w)| *w == words) {
+            self.enter(n);
+        }
     }
 
     fn enter(&mut self, phase: i64) {

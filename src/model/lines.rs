@@ -28,6 +28,8 @@ pub struct BackupLine {
     /// Copier mode: the copier's name, and what holds it back.
     pub copier: Option<String>,
     pub limiter: Option<&'static str>,
+    /// A low-level backup's server side: `server: start 0/2000028, label "x" (inferred), …`.
+    pub server: Option<String>,
     /// Copier mode, more than one tablespace: `pg_tblspc/16400 4.0 MiB of 8.0 MiB` each.
     pub per_tablespace: Vec<String>,
 }
@@ -50,6 +52,12 @@ impl BackupLine {
             files: b.files_done.zip(b.files_total),
             copier: b.copier.clone(),
             limiter: b.limiter.map(|l| l.words()),
+            server: b
+                .server_backup
+                .as_ref()
+                .and_then(|s| s.details.clone())
+                .filter(|d| !d.is_empty())
+                .map(|d| format!("server: {d}")),
             per_tablespace: if b.per_tablespace.len() > 1 {
                 b.per_tablespace
                     .iter()
@@ -137,6 +145,9 @@ impl BackupLine {
         if let Some(f) = &self.file {
             l.push_str(&format!(", {f}"));
         }
+        if let Some(s) = &self.server {
+            l.push_str(&format!("; {s}"));
+        }
         l
     }
 
@@ -166,6 +177,9 @@ impl BackupLine {
         }
         if let Some(f) = &self.file {
             l.push_str(&format!(", file {f}"));
+        }
+        if let Some(s) = &self.server {
+            l.push_str(&format!("; {s}"));
         }
         l
     }

@@ -243,6 +243,27 @@ impl Model {
         self.server_backup_view.clone()
     }
 
+    /// What the server says of its low-level backup (`process::server_backup`): the
+    /// `server_backup` view and, for a copier, the backup's phase (start, copy, stop,
+    /// done). None: no backup runs on the server (the last one seen is kept).
+    pub fn set_server_backup(&mut self, b: Option<&crate::process::server_backup::ServerBackup>) {
+        let Some(b) = b else {
+            return;
+        };
+        let keep = self.server_backup_view.take().unwrap_or_default();
+        self.server_backup_view = Some(backup::ServerBackupView {
+            start_lsn: b.start_lsn.clone().or(keep.start_lsn),
+            label: b.label.clone().or(keep.label),
+            started_at: b.started_at_us.map(|t| t as f64 / 1e6).or(keep.started_at),
+            pid: b.pid.or(keep.pid),
+            phase: Some(b.phase.clone()),
+            details: Some(b.details()),
+        });
+        if let Some(st) = self.backup.as_mut().filter(|st| st.copier.is_some()) {
+            st.low_level_phase(&b.phase);
+        }
+    }
+
     /// Copier mode: a read (or a polled position) of a data-directory file, by its path
     /// relative to the data directory.
     fn copier_event(&mut self, ev: &Event) {

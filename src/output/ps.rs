@@ -5,6 +5,7 @@ use crate::output::record::{self, ProcessRecord, ProgressRow, Record};
 use crate::output::Format;
 use crate::pgdata::Catalog;
 use crate::process::progress;
+use crate::process::server_backup::ServerBackup;
 use crate::process::status::layout::ProgressCommand;
 use crate::process::status::StatusSample;
 use crate::text::visible;
@@ -156,4 +157,44 @@ fn truncate(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// The `server_backup` record of a low-level backup.
+pub fn server_backup_record(b: &ServerBackup, now_us: i64) -> record::LowLevelBackupRecord {
+    record::LowLevelBackupRecord {
+        method: "low-level".into(),
+        running: b.running,
+        exclusive: b.exclusive,
+        phase: b.phase.clone(),
+        phase_source: b.phase_source.clone(),
+        start_lsn: b.start_lsn.clone(),
+        label: b.label.clone(),
+        label_source: b.label_source.clone(),
+        started_at: b.started_at(),
+        age_s: b.age_s(now_us),
+        pid: b.pid,
+        pid_source: b.pid_source.clone(),
+        archive: b.archive.as_ref().map(|a| record::ArchiveRecord {
+            ready: a.ready,
+            oldest_ready: a.oldest_ready.clone(),
+            oldest_ready_age_s: a.oldest_ready_age_s,
+            last_archived: a.last_archived.clone(),
+            last_failed: a.last_failed.clone(),
+        }),
+    }
+}
+
+/// A low-level backup, before the process list: one record, or two lines of text.
+pub fn write_server_backup(w: &mut impl Write, b: &ServerBackup, format: Format) -> Result<()> {
+    let now = crate::process::status::unix_now_us();
+    match format {
+        Format::Json => record::write(w, &Record::ServerBackup(server_backup_record(b, now)))?,
+        Format::Text => {
+            writeln!(w, "{}: {}", b.headline(now), b.details())?;
+            if let Some(a) = b.archive_line() {
+                writeln!(w, "  {a}")?;
+            }
+        }
+    }
+    Ok(())
 }

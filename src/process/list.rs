@@ -3,6 +3,7 @@
 //! (through `process::proc`) and turns counter deltas into CPU % and I/O rates.
 
 use crate::process::proc::{self, Stat};
+use crate::process::status::StatusSample;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -164,6 +165,8 @@ pub struct PgCluster {
     pub major: Option<u32>,
     /// The postmaster first, then its children by pid.
     pub processes: Vec<PgProcess>,
+    /// A low-level backup running (or stopping) on it, when its memory was read.
+    pub server_backup: Option<crate::process::server_backup::ServerBackup>,
 }
 
 impl PgCluster {
@@ -207,6 +210,9 @@ pub struct Lister {
     /// The container of each postmaster, found once (it may cost a thread that joins the
     /// container's UTS namespace).
     containers: HashMap<Pid, Option<String>>,
+    /// "XLOG Ctl" readers by postmaster pid, for the low-level backup of each cluster;
+    /// None: opening failed, not retried for that postmaster (each try searches memory).
+    xlogs: HashMap<Pid, Option<crate::process::server_backup::XlogReader>>,
 }
 
 const READER_RETRY_NS: u64 = 10_000_000_000;
@@ -222,10 +228,11 @@ fn may_retry(failed_at: Option<u64>, now: u64) -> bool {
 /// Every status slot of a cluster, read as its postmaster maps shared memory.
 fn memory_rows(
     reader: &mut crate::process::status::StatusReader,
-) -> Option<HashMap<Pid, MemStatus>> {
+) -> Option<(HashMap<Pid, MemStatus>, Vec<StatusSample>)> {
     let rows = reader.every_process().ok()?;
-    Some(
-        rows.into_iter()
+    Some((
+        rows.clone()
+            .into_iter()
             .map(|s| {
                 let wait = match (&s.wait_event_type, &s.wait_event) {
                     (Some(t), Some(e)) => Some(format!("{t}:{e}")),
@@ -240,7 +247,8 @@ fn memory_rows(
                 (s.pid, row)
             })
             .collect(),
-    )
+        rows,
+    ))
 }
 
 fn clock_ticks() -> f64 {
@@ -331,6 +339,7 @@ fn cluster_of(postmaster: &Seen) -> PgCluster {
         major: read("PG_VERSION").and_then(|t| t.trim().parse().ok()),
         datadir,
         processes: Vec::new(),
+        server_backup: None,
     }
 }
 
@@ -437,19 +446,50 @@ impl Lister {
     fn add_memory(&mut self, clusters: &mut BTreeMap<Pid, PgCluster>, now: u64) {
         self.readers.retain(|pm, _| clusters.contains_key(pm));
         self.failed.retain(|pm, _| clusters.contains_key(pm));
+        self.xlogs.retain(|pm, _| clusters.contains_key(pm));
         for c in clusters.values_mut() {
-            let Some(mut rows) = self.memory_of(c, now) else {
+            let Some((mut rows, samples)) = self.memory_of(c, now) else {
                 continue;
             };
             for p in &mut c.processes {
                 p.memory = rows.remove(&p.pid);
             }
+            c.server_backup = self.server_backup_of(c, &samples);
         }
+    }
+
+    /// The cluster's low-level backup, through its kept "XLOG Ctl" reader (opened once its
+    /// status reader works; without it, the sessions alone say start and stop phases).
+    fn server_backup_of(
+        &mut self,
+        c: &PgCluster,
+        samples: &[StatusSample],
+    ) -> Option<crate::process::server_backup::ServerBackup> {
+        use crate::process::server_backup::{assess_files, XlogReader};
+        let pm = c.postmaster;
+        let major = c.major?;
+        let reader = self
+            .xlogs
+            .entry(pm)
+            .or_insert_with(|| XlogReader::open(pm, major).ok());
+        let x = match reader.as_ref().map(XlogReader::read) {
+            Some(Ok(x)) => Some(x),
+            Some(Err(_)) => {
+                *reader = None;
+                None
+            }
+            None => None,
+        };
+        assess_files(c.datadir.as_deref()?, Some(pm), x.as_ref(), samples)
     }
 
     /// Every status slot of cluster `c`, through its kept reader (opened when missing and
     /// not failed lately); None when there is none, and the failure is remembered.
-    fn memory_of(&mut self, c: &PgCluster, now: u64) -> Option<HashMap<Pid, MemStatus>> {
+    fn memory_of(
+        &mut self,
+        c: &PgCluster,
+        now: u64,
+    ) -> Option<(HashMap<Pid, MemStatus>, Vec<StatusSample>)> {
         use crate::process::status::StatusReader;
         let major = c.major.filter(|m| crate::version::SUPPORTED.contains(m))?;
         let pm = c.postmaster;

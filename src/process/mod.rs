@@ -15,4 +15,5 @@ pub mod memory;
 pub mod postgres_binary;
 pub mod proc;
 pub mod progress;
+pub mod server_backup;
 pub mod status;

@@ -93,6 +93,8 @@ struct CopierLive {
     plan: Option<std::thread::JoinHandle<crate::pgdata::backup_size::Plan>>,
     cwds: BTreeMap<Pid, String>,
     last_sample_ns: Option<u64>,
+    /// The server's side of the low-level backup the copier takes part in.
+    server: super::server_backup::ServerSide,
 }
 
 /// A session on recorded or scripted events: no process, no root, no data directory.
@@ -235,6 +237,7 @@ impl Session {
                 })),
                 cwds: BTreeMap::new(),
                 last_sample_ns: None,
+                server: super::server_backup::ServerSide::new(&dd),
             }
         });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -547,6 +550,9 @@ impl Session {
         let interval = c.last_sample_ns.map_or(0, |t| now.saturating_sub(t));
         c.last_sample_ns = Some(now);
         model_copier.sample(&samples, now, interval);
+        if let Some(b) = c.server.poll(now) {
+            self.model.set_server_backup(b.as_ref());
+        }
     }
 
     /// Parallel workers and io workers of a live leader come and go; a copier's children

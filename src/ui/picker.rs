@@ -133,6 +133,16 @@ pub fn move_selection(clusters: &[PgCluster], st: &mut PickerState, delta: isize
     st.selected = Some(clusters[c].processes[p].pid);
 }
 
+/// A cluster's row: its label, and a low-level backup when one runs
+/// (`…  PostgreSQL 15  — low-level backup running, 2h10m`).
+/// `now_us`: Unix µs, for the backup's age.
+pub fn cluster_line(c: &PgCluster, now_us: i64) -> String {
+    match &c.server_backup {
+        Some(b) => format!("{}  — {}", c.label(), b.headline(now_us)),
+        None => c.label(),
+    }
+}
+
 fn rate(v: Option<f64>) -> String {
     match v {
         Some(b) if b >= 0.5 => super::files::compact_rate(b),
@@ -337,6 +347,7 @@ fn draw_panels(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &The
     let aw = w.saturating_sub(fixed);
     let header = line(cols, |c| c.header.to_string(), "activity");
     let sel = selected_pid(clusters, st);
+    let now_us = crate::process::status::unix_now_us();
     let mut lines = Vec::new();
     let mut sel_line = 0usize;
     for c in clusters {
@@ -349,7 +360,7 @@ fn draw_panels(f: &mut Frame, clusters: &[PgCluster], st: &PickerState, th: &The
             continue;
         }
         lines.push(Line::from(Span::styled(
-            truncate_left(&c.label(), w),
+            truncate_left(&cluster_line(c, now_us), w),
             th.group(),
         )));
         for p in procs {

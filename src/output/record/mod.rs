@@ -7,6 +7,7 @@
 
 mod catalog;
 mod probes;
+mod server_backup;
 mod status;
 mod trace;
 
@@ -14,6 +15,7 @@ pub use catalog::{
     PathClassRecord, PathRecord, RelFileRecord, RelationRecord, TempFileRecord, WalRecord,
 };
 pub use probes::{ProbeRecord, ProbesRecord};
+pub use server_backup::{ArchiveRecord, LowLevelBackupRecord};
 pub use status::{
     BackupRecord, CopierProcess, ProcessRecord, ProgressRow, ServerBackupRecord, StatusRecord,
     TablespaceRow,
@@ -50,6 +52,8 @@ pub enum Record {
     Summary(SummaryRecord),
     /// `pg_trace ps`: one process.
     Process(ProcessRecord),
+    /// `pg_trace ps`: a low-level backup running on the server.
+    ServerBackup(LowLevelBackupRecord),
     /// `pg_trace probes`: one USDT probe name.
     Probe(ProbeRecord),
     /// `pg_trace probes`: the closing count.
@@ -77,6 +81,7 @@ impl Record {
             Record::Backup(_) => "backup",
             Record::Summary(_) => "summary",
             Record::Process(_) => "process",
+            Record::ServerBackup(_) => "server_backup",
             Record::Probe(_) => "probe",
             Record::Probes(_) => "probes",
         }
