@@ -100,7 +100,9 @@ pub fn backup_record(b: &BackupState, ts: f64) -> Record {
             crate::output::record::ServerBackupRecord {
                 start_lsn: s.start_lsn.clone(),
                 label: s.label.clone(),
-                started_at: s.started_at,
+                started_at: s
+                    .started_at
+                    .map(|t| crate::process::server_backup::iso_utc((t * 1e6) as i64)),
                 pid: s.pid,
             }
         }),

@@ -85,7 +85,8 @@ pub struct CopierProcess {
 pub struct ServerBackupRecord {
     pub start_lsn: Option<String>,
     pub label: Option<String>,
-    pub started_at: Option<f64>,
+    /// ISO 8601 UTC, as in the `server_backup` record.
+    pub started_at: Option<String>,
     pub pid: Option<i32>,
 }
 
