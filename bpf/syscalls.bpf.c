@@ -739,3 +739,29 @@ int BPF_PROG(pgt_process_exit, struct task_struct *task)
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
+
+/*
+ * Copier mode: a child of a traced process is traced from its first instruction,
+ * in the kernel, so its first reads are not lost while user space finds it at its
+ * next poll (pgBackRest's workers start on the biggest file the moment they fork).
+ * Attached only when user space asks. Processes only: a thread shares its tgid.
+ * Skipped when pg_trace runs in another pid namespace (the child's pid there would
+ * have to be looked up; user space still finds it by polling).
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(pgt_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 one = 1, tgid, child_tgid;
+
+	if (pidns_ino)
+		return 0;
+	tgid = BPF_CORE_READ(parent, tgid);
+	if (!is_traced(tgid))
+		return 0;
+	child_tgid = BPF_CORE_READ(child, tgid);
+	if (child_tgid == tgid || BPF_CORE_READ(child, pid) != child_tgid)
+		return 0;
+	if (bpf_map_update_elem(&pids, &child_tgid, &one, BPF_ANY) == 0)
+		pids_overflow = 1;
+	return 0;
+}

@@ -208,10 +208,16 @@ impl Session {
                 ..UsdtConfig::default()
             };
             // memory false: a copier's memory is never read.
-            let (t, _) =
+            let (mut t, _) =
                 super::backend::attach_with(backend, pid, dd.major, &off, false, &mut |n| {
                     notes.push(n)
                 })?;
+            if let Err(e) = t.follow_forks() {
+                notes.push(format!(
+                    "copier mode: {e}: a child is found at the next poll, and reads it makes \
+                     before that are missed"
+                ));
+            }
             (t, UsdtStatus::off("copier mode: not a PostgreSQL binary"))
         } else {
             super::backend::attach_with(backend, pid, dd.major, usdt, memory, &mut |n| {
@@ -327,6 +333,18 @@ impl Session {
         if let Some(live) = self.live.as_mut().filter(|l| !l.discard.is_empty()) {
             let discard = std::mem::take(&mut live.discard);
             self.batch.retain(|e| !discard.contains(&e.pid));
+        }
+        // Copier mode: a child the kernel already traces (from its fork) is made a
+        // follower before its events are applied, so its cwd is known for its relative
+        // paths and its open files are snapshot.
+        if self.live.as_ref().is_some_and(|l| {
+            l.copier.is_some()
+                && self
+                    .batch
+                    .iter()
+                    .any(|e| e.pid != self.pid && !l.followers.contains_key(&e.pid))
+        }) {
+            self.follow();
         }
         if let Some(live) = self.live.as_mut().filter(|l| l.copier.is_some()) {
             // A wrapper that execs the copier (`sh -c 'exec tar ...'`) changes its name:

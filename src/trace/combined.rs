@@ -106,6 +106,19 @@ impl Tracer for Combined {
         self.parts.iter().any(|p| p.attributes_io_workers())
     }
 
+    fn follow_forks(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        for p in &mut self.parts {
+            match p.follow_forks() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| anyhow::anyhow!("no tracer to follow forks")))
+    }
+
     fn limitations(&self) -> Vec<String> {
         // Said once even when both parts have it (e.g. BPF statistics off).
         let mut v: Vec<String> = Vec::new();

@@ -507,6 +507,8 @@ fn own_pid_namespace() -> Option<(u64, u64)> {
 pub struct EbpfTracer {
     // Field order is drop order: the link, then the ring buffer, then the skeleton, and
     // last the slot the skeleton borrows.
+    /// Copier mode: children traced from their fork, in the kernel (`follow_forks`).
+    fork_link: Option<Link>,
     link: Option<Link>,
     /// The exit hook (pid identity in the kernel: see `exits.rs`).
     exits: Option<exits::ExitWatch>,
@@ -574,6 +576,7 @@ impl EbpfTracer {
         })?;
 
         let mut tracer = EbpfTracer {
+            fork_link: None,
             link: None,
             exits: None,
             ring: None,
@@ -882,6 +885,18 @@ impl Tracer for EbpfTracer {
         true
     }
 
+    fn follow_forks(&mut self) -> anyhow::Result<()> {
+        if self.fork_link.is_some() {
+            return Ok(());
+        }
+        let link = self.skel()?.progs.pgt_process_fork.attach().map_err(|e| {
+            let detail = super::libbpf::last_message().unwrap_or_else(|| e.to_string());
+            anyhow!("attaching to the sched_process_fork tracepoint failed ({detail})")
+        })?;
+        self.fork_link = Some(link);
+        Ok(())
+    }
+
     fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
         let exits = self.take_exits();
         let Some(ring) = self.ring.as_ref() else {
@@ -956,6 +971,7 @@ impl Tracer for EbpfTracer {
 
     fn detach(&mut self) {
         self.detached = true;
+        drop(self.fork_link.take());
         // Stop producing events at once, then detach the program (closing the link
         // unregisters the tracepoint probe: about a millisecond).
         for pid in self.pids.clone() {

@@ -42,6 +42,12 @@ pub trait Tracer {
     fn attributes_io_workers(&self) -> bool {
         false
     }
+    /// Trace every child a traced process forks from its first instruction (copier mode:
+    /// a worker that starts reading the moment it forks). An error when the tracer can
+    /// only find children by polling.
+    fn follow_forks(&mut self) -> anyhow::Result<()> {
+        anyhow::bail!("{} finds children only by polling", self.name())
+    }
     /// What this tracer cannot see, shown once (e.g. "/proc polling: pread offsets are
     /// invisible, only file positions and sizes").
     fn limitations(&self) -> Vec<String> {
