@@ -46,6 +46,7 @@ fn check(major: u32) {
 
     // Compare only fields that did not change between the two SQL samples around ours.
     let mut compared: HashMap<i32, usize> = HashMap::new();
+    let mut strikes: HashMap<(i32, &str), u32> = HashMap::new();
     let t = Instant::now();
     while watched
         .iter()
@@ -76,11 +77,21 @@ fn check(major: u32) {
             for (i, col) in cols.iter().enumerate() {
                 // Background workers: the view shows bgw_type; other processes: compare all.
                 if b[i] == a[i] {
-                    assert_eq!(
-                        got[i], b[i],
-                        "PG{major}: pid {pid} {col}: ps says {:?}, pg_stat_activity {:?}\nps: {v:?}",
-                        got[i], b[i]
-                    );
+                    // A background process can leave a state and come back to it between
+                    // the two SQL samples (the bgwriter hibernating and waking): one
+                    // mismatch is that; the same one twice is a wrong read.
+                    if got[i] != b[i] {
+                        let n = strikes.entry((*pid, *col)).or_insert(0u32);
+                        *n += 1;
+                        assert!(
+                            *n < 2,
+                            "PG{major}: pid {pid} {col}: ps says {:?}, pg_stat_activity {:?} \
+                             (twice)\nps: {v:?}",
+                            got[i],
+                            b[i]
+                        );
+                        continue;
+                    }
                     if watched.contains(pid) {
                         *compared.entry(*pid).or_default() += 1;
                     }

@@ -486,8 +486,26 @@ pub fn assess(
     let holder = calling(Call::Start)
         .filter(|s| !active(s))
         .max_by_key(|s| s.state_start_us);
-    let running = xlog.map_or(0, |x| x.running);
+    // The counter counts pg_basebackup's backups too, each run by a walsender inside
+    // BASE_BACKUP: those are not low-level backups (their walsender shows its own
+    // progress), and are taken off.
+    let base_backups = sessions
+        .iter()
+        .filter(|s| {
+            s.backend_type.as_deref() == Some("walsender")
+                && s.query.as_deref().is_some_and(|q| {
+                    q.trim_start()
+                        .to_ascii_uppercase()
+                        .starts_with("BASE_BACKUP")
+                })
+        })
+        .count() as u32;
     let exclusive = xlog.is_some_and(|x| x.exclusive);
+    let running = xlog.map_or(0, |x| {
+        // The exclusive one (12–14) is a low-level backup whatever walsenders run.
+        let shared = x.running.saturating_sub(u32::from(x.exclusive));
+        shared.saturating_sub(base_backups) + u32::from(x.exclusive)
+    });
     if running == 0 && stopping.is_none() && starting.is_none() {
         return None;
     }

@@ -95,8 +95,10 @@ pub fn ps_json(via: i32) -> Vec<ProcessRecord> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| match serde_json::from_str(l) {
-            Ok(Record::Process(p)) => p,
+        .filter_map(|l| match serde_json::from_str(l) {
+            Ok(Record::Process(p)) => Some(p),
+            // Printed first while a low-level backup runs: not a process.
+            Ok(Record::ServerBackup(_)) => None,
             other => panic!("ps line {l}: {other:?}"),
         })
         .collect()

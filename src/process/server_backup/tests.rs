@@ -228,3 +228,31 @@ fn watched_to_the_end() {
     assert_eq!(b.phase, PHASE_DONE);
     assert!(w.observe(None).is_none());
 }
+
+#[test]
+fn a_base_backup_is_not_a_low_level_one() {
+    let walsender = StatusSample {
+        backend_type: Some("walsender".into()),
+        ..sample(
+            7,
+            "active",
+            "BASE_BACKUP ( LABEL 'nightly', PROGRESS)",
+            None,
+        )
+    };
+    // pg_basebackup alone: the counter says 1, and it is its walsender's.
+    assert!(assess(Some(&xlog(1)), std::slice::from_ref(&walsender), None, None).is_none());
+    // A low-level backup held by a session beside it: one of the two is reported.
+    let holder = sample(8, "idle", "select pg_backup_start('x')", None);
+    let b = assess(Some(&xlog(2)), &[walsender.clone(), holder], None, None).unwrap();
+    assert_eq!((b.running, b.pid), (1, Some(8)));
+    // A walsender streaming WAL is no backup.
+    let streaming = StatusSample {
+        query: Some("START_REPLICATION 0/3000000".into()),
+        ..walsender
+    };
+    assert_eq!(
+        assess(Some(&xlog(1)), &[streaming], None, None).map(|b| b.running),
+        Some(1)
+    );
+}
