@@ -223,7 +223,10 @@ fn stopped_pg_basebackup(c: &Cluster) {
     let target = tempfile::tempdir().unwrap();
     let mut child = Command::new(&bin)
         .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
-        .args(["-U", "postgres", "-X", "none", "-Ft", "-c", "fast", "-D"])
+        // Paced, so it is still streaming when stopped below.
+        .args([
+            "-U", "postgres", "-X", "none", "-Ft", "-c", "fast", "-r", "1M", "-D",
+        ])
         .arg(target.path().join("out"))
         .env_remove("PGPASSWORD")
         .spawn()
@@ -232,7 +235,10 @@ fn stopped_pg_basebackup(c: &Cluster) {
     wait_until("pg_basebackup's walsender", Duration::from_secs(30), || {
         let rows = c.psql(
             "postgres",
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'",
+            // Inside BASE_BACKUP: stopped before it, the walsender would only wait
+            // idle for the command.
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' \
+             AND state = 'active' AND query LIKE 'BASE_BACKUP%'",
         );
         ws = rows
             .first()
