@@ -277,9 +277,13 @@ impl Copier {
 
     fn credit(&mut self, rel: &str, n: u64, at_least: Option<u64>) {
         let Some(plan) = &self.plan else {
-            if self.pending.len() < PENDING_KEPT || self.pending.contains_key(rel) {
-                let p = self.pending.entry(rel.to_string()).or_default();
-                *p = p.saturating_add(n).max(at_least.unwrap_or(0));
+            // Looked up before inserting: a read of a file already pending (most of
+            // them) allocates nothing.
+            let add = |p: &mut u64| *p = p.saturating_add(n).max(at_least.unwrap_or(0));
+            if let Some(p) = self.pending.get_mut(rel) {
+                add(p);
+            } else if self.pending.len() < PENDING_KEPT {
+                add(self.pending.entry(rel.to_string()).or_default());
             }
             return;
         };
