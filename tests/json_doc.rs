@@ -90,9 +90,10 @@ fn record_variant(r: &Record) -> usize {
         Record::Probes(_) => 14,
         Record::SyscallEvent(_) => 15,
         Record::ServerBackup(_) => 16,
+        Record::Waits(_) => 17,
     }
 }
-const RECORD_VARIANTS: usize = 17;
+const RECORD_VARIANTS: usize = 18;
 
 fn path_variant(c: &PathClassRecord) -> usize {
     match c {

@@ -10,6 +10,7 @@ mod probes;
 mod server_backup;
 mod status;
 mod trace;
+mod waits;
 
 pub use catalog::{
     PathClassRecord, PathRecord, RelFileRecord, RelationRecord, TempFileRecord, WalRecord,
@@ -24,6 +25,7 @@ pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
     SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads, UsdtRecord,
 };
+pub use waits::{IoLatencyRow, QueryWaits, WaitShare, WaitsRecord};
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
@@ -50,6 +52,9 @@ pub enum Record {
     Status(StatusRecord),
     Backup(BackupRecord),
     Summary(SummaryRecord),
+    /// A trace: where the time went (wait profile, scheduler, I/O latency), per interval
+    /// and since attach.
+    Waits(WaitsRecord),
     /// `pg_trace ps`: one process.
     Process(ProcessRecord),
     /// `pg_trace ps`: a low-level backup running on the server.
@@ -80,6 +85,7 @@ impl Record {
             Record::Status(_) => "status",
             Record::Backup(_) => "backup",
             Record::Summary(_) => "summary",
+            Record::Waits(_) => "waits",
             Record::Process(_) => "process",
             Record::ServerBackup(_) => "server_backup",
             Record::Probe(_) => "probe",
