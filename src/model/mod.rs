@@ -862,15 +862,7 @@ impl Model {
         let Some(f) = self.files.get_mut(&(ev.pid, fd)) else {
             return;
         };
-        let explicit = matches!(
-            syscall,
-            Syscall::Pread64
-                | Syscall::Preadv
-                | Syscall::Preadv2
-                | Syscall::Pwrite64
-                | Syscall::Pwritev
-                | Syscall::Pwritev2
-        );
+        let explicit = syscall.positioned(offset);
         let start = offset.or(f.pos).unwrap_or(0);
         if result < 0 {
             f.errors += 1;

@@ -46,6 +46,17 @@ pub enum Syscall {
     Sendfile,
     CopyFileRange,
     Splice,
+    /// io_uring requests (IORING_OP_*), captured at completion and credited to the
+    /// process that submitted them: no system call of theirs moves the data (PostgreSQL 18
+    /// with io_method=io_uring). `*Fixed` read into or write from registered buffers.
+    IoUringRead,
+    IoUringReadv,
+    IoUringReadFixed,
+    IoUringReadvFixed,
+    IoUringWrite,
+    IoUringWritev,
+    IoUringWriteFixed,
+    IoUringWritevFixed,
 }
 
 impl Syscall {
@@ -85,7 +96,60 @@ impl Syscall {
             Sendfile => "sendfile",
             CopyFileRange => "copy_file_range",
             Splice => "splice",
+            IoUringRead => "io_uring_read",
+            IoUringReadv => "io_uring_readv",
+            IoUringReadFixed => "io_uring_read_fixed",
+            IoUringReadvFixed => "io_uring_readv_fixed",
+            IoUringWrite => "io_uring_write",
+            IoUringWritev => "io_uring_writev",
+            IoUringWriteFixed => "io_uring_write_fixed",
+            IoUringWritevFixed => "io_uring_writev_fixed",
         }
+    }
+
+    /// An io_uring request rather than a system call.
+    pub fn is_io_uring(self) -> bool {
+        use Syscall::*;
+        matches!(
+            self,
+            IoUringRead
+                | IoUringReadv
+                | IoUringReadFixed
+                | IoUringReadvFixed
+                | IoUringWrite
+                | IoUringWritev
+                | IoUringWriteFixed
+                | IoUringWritevFixed
+        )
+    }
+
+    /// Whether a read or write that started at `offset` leaves the file position alone:
+    /// the p*-calls always; an io_uring request when it named an offset (its -1, "at the
+    /// file position", reads or writes there and moves it, like read(2)).
+    pub fn positioned(self, offset: Option<u64>) -> bool {
+        use Syscall::*;
+        match self {
+            Pread64 | Preadv | Preadv2 | Pwrite64 | Pwritev | Pwritev2 => true,
+            s if s.is_io_uring() => offset.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether it writes to a file.
+    pub fn is_write(self) -> bool {
+        use Syscall::*;
+        matches!(
+            self,
+            Write
+                | Pwrite64
+                | Writev
+                | Pwritev
+                | Pwritev2
+                | IoUringWrite
+                | IoUringWritev
+                | IoUringWriteFixed
+                | IoUringWritevFixed
+        )
     }
 }
 
