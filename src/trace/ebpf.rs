@@ -495,7 +495,10 @@ fn on_record(data: &[u8]) -> i32 {
     SINK.with(|sink| {
         let mut sink = sink.borrow_mut();
         match decode(data) {
-            Decoded::Event(ev) => sink.events.push(ev),
+            Decoded::Event(ev) => {
+                uring::observe(&ev);
+                sink.events.push(ev)
+            }
             Decoded::Nothing => {}
             Decoded::UringFixed(f) => match uring::name_fixed(&f) {
                 Some(ev) => sink.events.push(ev),

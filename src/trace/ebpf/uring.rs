@@ -254,9 +254,11 @@ fn kernel_dev(st_dev: u64) -> u32 {
     (libc::major(st_dev) << 20) | (libc::minor(st_dev) & 0xf_ffff)
 }
 
-/// How long a descriptor found for an inode is trusted without looking again, and how
-/// long an inode no descriptor holds is not looked for again.
-const RECHECK: Duration = Duration::from_millis(200);
+/// How long a descriptor found for an inode is trusted without looking again (a close,
+/// dup onto it or open of that number, all seen in the same ring buffer ahead of any later
+/// request, forgets it at once: [`observe`]; this catches what is not traced, such as
+/// close_range), and how long an inode no descriptor holds is not looked for again.
+const RECHECK: Duration = Duration::from_secs(5);
 const RETRY_MISSING: Duration = Duration::from_secs(1);
 /// More entries than this: forget them all (files of exited processes).
 const MAX_ENTRIES: usize = 4096;
@@ -268,6 +270,11 @@ struct FdsByInode {
 }
 
 impl FdsByInode {
+    fn forget_fd(&mut self, pid: Pid, fd: i32) {
+        self.found
+            .retain(|k, v| !(k.0 == pid && (v.0 == Some(fd) || v.0.is_none())));
+    }
+
     fn fd_of(&mut self, pid: Pid, dev: u32, ino: u64, now: Instant) -> Option<i32> {
         let key = (pid, dev, ino);
         if let Some(&(fd, at)) = self.found.get(&key) {
@@ -316,6 +323,24 @@ thread_local! {
 pub(super) fn name_fixed(f: &Fixed) -> Option<Event> {
     let fd = FDS.with(|c| c.borrow_mut().fd_of(f.pid, f.dev, f.ino, Instant::now()))?;
     Some(f.on_fd(fd))
+}
+
+/// A record decoded in ring order: a descriptor closed, or replaced, no longer holds what
+/// it held. (The completions of requests on it came earlier in the ring: they were named
+/// before this.)
+pub(super) fn observe(ev: &Event) {
+    let fd = match ev.kind {
+        EventKind::Close { fd } => fd,
+        EventKind::Dup { new_fd, .. } => new_fd,
+        EventKind::Open { fd, .. } if fd >= 0 => fd,
+        _ => return,
+    };
+    FDS.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.found.is_empty() {
+            c.forget_fd(ev.pid, fd);
+        }
+    });
 }
 
 /// Forgets what was found for a process (it exited: its pid may be reused).
@@ -518,10 +543,19 @@ mod tests {
         let mut c = FdsByInode::default();
         let t0 = Instant::now();
         assert_eq!(c.fd_of(me, dev, ino, t0), Some(fd));
-        // Closed: still trusted for a moment, then looked for again and not found.
+        // Closed unseen: still trusted for a while, then looked for again and not found.
         drop(file);
         assert_eq!(c.fd_of(me, dev, ino, t0), Some(fd));
         assert_eq!(c.fd_of(me, dev, ino, t0 + RECHECK), None);
+        // Reopened (another number, maybe): found again once the close or open is seen.
+        let file = std::fs::File::open(&path).unwrap();
+        let fd2 = std::os::fd::AsRawFd::as_raw_fd(&file);
+        assert_eq!(c.fd_of(me, dev, ino, t0 + RECHECK), None);
+        c.forget_fd(me, fd2);
+        assert_eq!(c.fd_of(me, dev, ino, t0 + RECHECK), Some(fd2));
+        c.forget_fd(me, fd2);
+        assert!(c.found.is_empty());
+        drop(file);
         assert_eq!(c.fd_of(me, dev, ino.wrapping_add(1), t0), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
