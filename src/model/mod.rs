@@ -1005,3 +1005,6 @@ fn unnamed_block_rel(rel: &RelFileLocator, fork: Fork) -> RelInfo {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_io_uring;

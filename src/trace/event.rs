@@ -486,6 +486,23 @@ mod tests {
         assert_eq!(back, ev);
     }
 
+    /// io_uring requests: named as such, positioned only with an offset, writes told apart.
+    #[test]
+    fn io_uring_ops() {
+        assert_eq!(Syscall::IoUringReadv.name(), "io_uring_readv");
+        assert_eq!(
+            serde_json::to_string(&Syscall::IoUringReadFixed).unwrap(),
+            r#""io_uring_read_fixed""#
+        );
+        assert!(Syscall::IoUringRead.positioned(Some(0)));
+        assert!(!Syscall::IoUringRead.positioned(None));
+        assert!(Syscall::Pread64.positioned(None));
+        assert!(!Syscall::Read.positioned(Some(4096)));
+        assert!(Syscall::IoUringWritevFixed.is_write() && Syscall::Pwrite64.is_write());
+        assert!(!Syscall::IoUringReadv.is_write() && !Syscall::Read.is_write());
+        assert!(Syscall::IoUringWrite.is_io_uring() && !Syscall::Preadv.is_io_uring());
+    }
+
     /// A block event keeps the probe's flat numbers in records, and reads back.
     #[test]
     fn a_block_event_replays() {
