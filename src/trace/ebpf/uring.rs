@@ -56,8 +56,8 @@ pub(super) const UNNAMED: &str =
 const TRACEPOINTS: [(&str, usize); 2] = [("io_uring_submit_req", 1), ("io_uring_complete", 3)];
 
 /// Whether this kernel has what the io_uring programs were built against: both
-/// tracepoints with the prototypes of 6.x (`submit_req(req)`, `complete(ctx, req, cqe)`,
-/// since 5.19 or so) and `struct io_rw`. Checked on the kernel's BTF before loading, since
+/// tracepoints with the prototypes it was built against (`submit_req(req)`,
+/// `complete(ctx, req, cqe)`, as on 6.18) and `struct io_rw`. Checked on the kernel's BTF before loading, since
 /// a program that cannot load would take the whole object down with it.
 pub(super) fn kernel_support() -> Result<(), String> {
     let btf = Btf::from_vmlinux().map_err(|e| format!("the kernel's BTF cannot be read ({e})"))?;
