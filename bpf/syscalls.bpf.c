@@ -946,7 +946,9 @@ int BPF_PROG(pgt_uring_complete, struct io_ring_ctx *ring, struct io_kiocb *req,
 	r = bpf_map_lookup_elem(&uring_inflight, &key);
 	if (!r)
 		return 0;
-	if (BPF_CORE_READ(cqe, user_data) != r->user_data) {
+	/* A recycled request's stale entry, or a process no longer followed (its pid
+	 * may be another's by now). */
+	if (BPF_CORE_READ(cqe, user_data) != r->user_data || !is_traced(r->tgid)) {
 		bpf_map_delete_elem(&uring_inflight, &key);
 		return 0;
 	}
