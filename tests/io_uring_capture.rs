@@ -6,8 +6,8 @@
 //! length, on the file fio opened, the bytes adding up to fio's own total. Cases: buffered
 //! sequential (page cache dropped first: completions from io-wq or task work), direct random
 //! at queue depth 8, vectored reads (READV), registered buffers and files (READ_FIXED on a
-//! fixed-file index, named through the process's descriptors) and SQPOLL (submitted by the
-//! kernel's poll thread, not by fio).
+//! fixed-file index, named through the process's descriptors), SQPOLL (submitted by the
+//! kernel's poll thread, not by fio), and direct writes (WRITE, captured as writes).
 //!
 //! fio runs with `--thread`, so its job is a thread of the traced process; it is started by
 //! `sh -c 'read go; exec fio …'`, which keeps its pid through the exec, so the tracer is
@@ -37,14 +37,15 @@ struct Io {
     len: u64,
 }
 
-/// fio's `--write_iolog` (version 3: `TIME FILE read OFFSET LEN`), its reads in issue order.
-fn iolog_reads(text: &str) -> Vec<Io> {
+/// fio's `--write_iolog` (version 3: `TIME FILE read|write OFFSET LEN`), its I/Os of
+/// direction `dir` in issue order.
+fn iolog_ios(text: &str, dir: &str) -> Vec<Io> {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("fio version 3 iolog"), "{text}");
     lines
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 5 && f[2] == "read").then(|| Io {
+            (f.len() == 5 && f[2] == dir).then(|| Io {
                 path: f[1].to_string(),
                 offset: f[3].parse().unwrap(),
                 len: f[4].parse().unwrap(),
@@ -53,12 +54,12 @@ fn iolog_reads(text: &str) -> Vec<Io> {
         .collect()
 }
 
-/// `jobs[0].read.io_bytes` of fio's JSON output.
-fn fio_read_bytes(json: &str) -> u64 {
+/// `jobs[0].<dir>.io_bytes` of fio's JSON output.
+fn fio_bytes(json: &str, dir: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    v["jobs"][0]["read"]["io_bytes"]
+    v["jobs"][0][dir]["io_bytes"]
         .as_u64()
-        .unwrap_or_else(|| panic!("no read io_bytes in {json}"))
+        .unwrap_or_else(|| panic!("no {dir} io_bytes in {json}"))
 }
 
 struct Captured {
@@ -69,7 +70,7 @@ struct Captured {
 /// Runs fio with `args` on a fresh file, traced from its first instruction; returns what
 /// fio logged, its byte total and what was captured. None (said loudly) when this kernel
 /// has no io_uring tracepoints to capture from.
-fn run(name: &str, args: &[&str]) -> Option<(Vec<Io>, u64, Captured)> {
+fn run(name: &str, args: &[&str], dir_name: &str) -> Option<(Vec<Io>, u64, Captured)> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("io_uring_capture-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,6 +185,13 @@ fn run(name: &str, args: &[&str]) -> Option<(Vec<Io>, u64, Captured)> {
                 offset,
                 requested,
                 result,
+            }
+            | EventKind::Write {
+                syscall,
+                fd,
+                offset,
+                requested,
+                result,
             } if syscall.is_io_uring() => {
                 let path = fds.get(fd).unwrap_or_else(|| {
                     panic!("{name}: {syscall:?} on fd {fd}, which fio did not open")
@@ -203,8 +211,8 @@ fn run(name: &str, args: &[&str]) -> Option<(Vec<Io>, u64, Captured)> {
             _ => {}
         }
     }
-    let logged = iolog_reads(&std::fs::read_to_string(&log).unwrap());
-    let total = fio_read_bytes(&std::fs::read_to_string(&out).unwrap());
+    let logged = iolog_ios(&std::fs::read_to_string(&log).unwrap(), dir_name);
+    let total = fio_bytes(&std::fs::read_to_string(&out).unwrap(), dir_name);
     Some((logged, total, Captured { reads, lost }))
 }
 
@@ -220,7 +228,8 @@ impl Drop for RemoveDir {
 /// named, as `op`, each complete; the bytes are fio's total, the whole file. `in_order`:
 /// queue depth 1, so completions come in issue order.
 fn check(name: &str, args: &[&str], op: Syscall, in_order: bool) {
-    let Some((logged, total, got)) = run(name, args) else {
+    let dir = if op.is_write() { "write" } else { "read" };
+    let Some((logged, total, got)) = run(name, args, dir) else {
         return;
     };
     let data = logged.first().map(|io| io.path.clone()).unwrap_or_default();
@@ -228,7 +237,7 @@ fn check(name: &str, args: &[&str], op: Syscall, in_order: bool) {
     assert_eq!(
         logged.len() as u64,
         BLOCKS,
-        "{name}: fio read every block once"
+        "{name}: fio did every block once"
     );
     assert_eq!(total, BLOCK * BLOCKS, "{name}: fio's own total");
     assert!(got.lost.is_empty(), "{name}: events lost: {:?}", got.lost);
@@ -251,7 +260,7 @@ fn check(name: &str, args: &[&str], op: Syscall, in_order: bool) {
     let bytes: u64 = got.reads.iter().map(|(_, _, r)| *r as u64).sum();
     assert_eq!(bytes, total, "{name}: bytes captured vs fio's total");
     // Sequential: the offsets are the file's blocks in order.
-    if args.contains(&"--rw=read") {
+    if args.contains(&"--rw=read") || args.contains(&"--rw=write") {
         let offsets: Vec<u64> = got.reads.iter().map(|(_, io, _)| io.offset).collect();
         let mut sorted = offsets.clone();
         sorted.sort_unstable();
@@ -316,6 +325,17 @@ fn registered_files_and_buffers() {
             "--registerfiles",
         ],
         Syscall::IoUringReadFixed,
+        false,
+    );
+}
+
+/// Writes through the ring are writes, at their offsets.
+#[test]
+fn direct_writes() {
+    check(
+        "direct_writes",
+        &["--rw=write", "--direct=1", "--iodepth=4"],
+        Syscall::IoUringWrite,
         false,
     );
 }
