@@ -271,7 +271,7 @@ fn check(name: &str, args: &[&str], op: Syscall, in_order: bool) {
         );
     }
     eprintln!(
-        "{name}: {} reads, {bytes} bytes, as fio logged them",
+        "{name}: {} {dir}s, {bytes} bytes, as fio logged them",
         got.reads.len()
     );
 }
