@@ -240,7 +240,8 @@ fn decode_op(data: &[u8], syscall: Syscall) -> Option<Decoded> {
         }));
     }
     if fd < 0 {
-        return None;
+        // A request on no descriptor fails (-EBADF) and reads nothing.
+        return Some(Decoded::Nothing);
     }
     Some(Decoded::Event(Event {
         ts_ns,
@@ -518,11 +519,14 @@ mod tests {
         for bad in [
             record(0, wire::F_PATH, 1, 3, 0, 0, 1, 0),
             record(0, wire::F_AIO_OWNER, 1, 3, 0, 0, 1, 0),
-            record(0, 0, 1, -1, 0, 0, 1, 0),
             record(0, 0, 1 << 40, 3, 0, 0, 1, 0),
         ] {
             assert_eq!(decode(&bad), Some(Decoded::Garbled));
         }
+        assert_eq!(
+            decode(&record(0, 0, -9, -1, 0, 0, 1, 0)),
+            Some(Decoded::Nothing)
+        );
         let mut r = good;
         r[wire::OFF_TGID..wire::OFF_TGID + 4].copy_from_slice(&0u32.to_le_bytes());
         assert_eq!(decode(&r), Some(Decoded::Garbled));
