@@ -55,6 +55,15 @@
  *                         when the call used and moved the file position; an
  *                         offset passed by pointer is in user memory, not read)
  *                         a2 requested bytes; ret bytes moved
+ *   URING_*               an io_uring request of the traced process (its
+ *                         submitter), at completion: a0 low 32 bits the SQE's fd
+ *                         (a registered-file index with PGT_F_URING_FIXED), high
+ *                         32 bits the file's device (kernel dev_t: major << 20 |
+ *                         minor)  a1 offset (valid iff PGT_F_OFFSET; the SQE said
+ *                         -1, "at the file position", otherwise)  a2 requested
+ *                         bytes (sum of iov_len for READV/WRITEV)  a3 the file's
+ *                         inode number; ret the CQE's res (bytes, or -errno);
+ *                         tid the submitting thread; ts the completion
  */
 #ifndef PG_TRACE_EVENTS_H
 #define PG_TRACE_EVENTS_H
@@ -101,6 +110,20 @@
 #define PGT_SYS_SPLICE 32
 #define PGT_SYS_COUNT 33
 
+/* io_uring requests (bpf/syscalls.bpf.c, io_uring section): ids after the
+ * system calls, from PGT_URING_BASE, in the order of `uring::OPS` in
+ * src/trace/ebpf/uring.rs. */
+#define PGT_URING_BASE 64
+#define PGT_URING_READ 64
+#define PGT_URING_READV 65
+#define PGT_URING_READ_FIXED 66
+#define PGT_URING_READV_FIXED 67
+#define PGT_URING_WRITE 68
+#define PGT_URING_WRITEV 69
+#define PGT_URING_WRITE_FIXED 70
+#define PGT_URING_WRITEV_FIXED 71
+#define PGT_URING_COUNT 8
+
 /* Record flags. */
 #define PGT_F_OFFSET 0x0001     /* a1 is the offset the transfer started at */
 #define PGT_F_SOCKET 0x0002     /* write/writev on a socket: bytes to a client */
@@ -109,6 +132,8 @@
 #define PGT_F_PATH_FAULT 0x0010 /* the path pointer could not be read */
 #define PGT_F_IOV_PARTIAL 0x0020 /* more than PGT_IOV_CAP iovecs: a2 sums the first ones */
 #define PGT_F_AIO_OWNER 0x0040  /* an io worker's read for a traced process: a3 its tgid */
+#define PGT_F_URING_FIXED 0x0080 /* io_uring: the fd is a registered-file index */
+#define PGT_F_URING_NOFILE 0x0100 /* io_uring: completed without a file (failed early) */
 
 /* Indexes of the per-CPU `lost` counters. */
 #define PGT_LOST_RINGBUF 0      /* ring buffer full: record dropped */

@@ -765,3 +765,216 @@ int BPF_PROG(pgt_process_fork, struct task_struct *parent, struct task_struct *c
 		pids_overflow = 1;
 	return 0;
 }
+
+/*
+ * ---- io_uring: reads and writes submitted through a ring ------------------------
+ *
+ * A read submitted through io_uring (PostgreSQL 18 with io_method=io_uring, fio)
+ * never passes pread64: the process only calls io_uring_enter, or not even that
+ * with SQPOLL. Two BTF tracepoints see each request instead:
+ *
+ *   io_uring_submit_req(req)   right after the SQE was prepared (io_submit_sqe):
+ *                              opcode, fd (or registered-file index), offset and
+ *                              length are in the request; runs in the submitting
+ *                              task: the process itself, or its SQPOLL thread (an
+ *                              io thread of the ring creator's thread group, so
+ *                              its tgid is the creator's).
+ *   io_uring_complete(ctx, req, cqe)
+ *                              when the CQE is posted: the result, and the file the
+ *                              request was issued on (req->file, set by then).
+ *
+ * Attribution is by the *submitting* tgid, filtered at submit like every system
+ * call (fast_pids/pids): the completion may be posted by an io-wq worker, in task
+ * work, or by another process reaping a shared ring (a PostgreSQL backend waiting
+ * for another's I/O), none of which says whose read it was. What submit learned is
+ * kept in `uring_inflight`, keyed by the request's address, and the completion
+ * emits one ordinary record into `events` (layout in events.h, PGT_URING_*) and
+ * forgets it. A request whose completion is never traced (its CQE overflowed the
+ * CQ ring, IOSQE_CQE_SKIP_SUCCESS is not recorded at all) ages out of the LRU map;
+ * the CQE's user_data must equal the submitted one, so that a stale entry for a
+ * recycled request is never taken for the new one.
+ *
+ * Field offsets come from the kernel's BTF (CO-RE): `struct io_rw` overlays the
+ * request's command area (io_kiocb_to_cmd), kiocb.ki_pos holds the SQE's offset
+ * (-1: at the file position) and len its length (READV/WRITEV: the iovec count,
+ * summed here from user memory, as for readv). User space attaches these two
+ * programs only when the kernel's BTF has both tracepoints with these
+ * prototypes and `struct io_rw` (src/trace/ebpf/uring.rs).
+ */
+
+/* enum io_uring_op (UAPI: stable numbers). */
+#define PGT_IORING_OP_READV 1
+#define PGT_IORING_OP_WRITEV 2
+#define PGT_IORING_OP_READ_FIXED 4
+#define PGT_IORING_OP_WRITE_FIXED 5
+#define PGT_IORING_OP_READ 22
+#define PGT_IORING_OP_WRITE 23
+#define PGT_IORING_OP_READV_FIXED 60
+#define PGT_IORING_OP_WRITEV_FIXED 61
+/* REQ_F_FIXED_FILE and REQ_F_CQE_SKIP mirror IOSQE_FIXED_FILE (bit 0) and
+ * IOSQE_CQE_SKIP_SUCCESS (bit 6) of the UAPI. */
+#define PGT_REQ_F_FIXED_FILE (1ULL << 0)
+#define PGT_REQ_F_CQE_SKIP (1ULL << 6)
+
+/* What submit learned about one request. */
+struct pgt_uring_req {
+	__u64 user_data;
+	__u64 offset;
+	__u64 requested;
+	__u32 tgid;
+	__u32 tid;
+	__s32 fd;    /* the SQE's fd: a registered-file index with PGT_F_URING_FIXED */
+	__u16 op;    /* PGT_URING_* */
+	__u16 flags; /* PGT_F_OFFSET, PGT_F_URING_FIXED, PGT_F_IOV_PARTIAL */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* the io_kiocb's address */
+	__type(value, struct pgt_uring_req);
+} uring_inflight SEC(".maps");
+
+/* The iov_len sum of the first PGT_IOV_CAP iovecs at `uptr`, read one by one (no
+ * shared scratch: this program may run in a task the syscall program preempted). */
+static __always_inline __u64 uring_iov_sum(__u64 uptr, __u32 cnt, __u16 *flags)
+{
+	struct iovec iov;
+	__u64 sum = 0;
+	__u32 i;
+
+	if (cnt > PGT_IOV_CAP) {
+		cnt = PGT_IOV_CAP;
+		*flags |= PGT_F_IOV_PARTIAL;
+	}
+	for (i = 0; i < PGT_IOV_CAP; i++) {
+		if (i >= cnt)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(uptr + i * sizeof(iov))))
+			break;
+		sum += iov.iov_len;
+	}
+	return sum;
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(pgt_uring_submit, struct io_kiocb *req)
+{
+	__u64 id = current_id();
+	__u64 key = (__u64)req;
+	struct pgt_uring_req r = {};
+	struct io_rw *rw;
+	__u64 flags;
+	__s64 off;
+	__u32 len;
+	int vectored = 0;
+
+	if (!is_traced(id >> 32))
+		return 0;
+	switch (BPF_CORE_READ(req, opcode)) {
+	case PGT_IORING_OP_READ:
+		r.op = PGT_URING_READ;
+		break;
+	case PGT_IORING_OP_READV:
+		r.op = PGT_URING_READV;
+		vectored = 1;
+		break;
+	case PGT_IORING_OP_READ_FIXED:
+		r.op = PGT_URING_READ_FIXED;
+		break;
+	case PGT_IORING_OP_READV_FIXED:
+		r.op = PGT_URING_READV_FIXED;
+		vectored = 1;
+		break;
+	case PGT_IORING_OP_WRITE:
+		r.op = PGT_URING_WRITE;
+		break;
+	case PGT_IORING_OP_WRITEV:
+		r.op = PGT_URING_WRITEV;
+		vectored = 1;
+		break;
+	case PGT_IORING_OP_WRITE_FIXED:
+		r.op = PGT_URING_WRITE_FIXED;
+		break;
+	case PGT_IORING_OP_WRITEV_FIXED:
+		r.op = PGT_URING_WRITEV_FIXED;
+		vectored = 1;
+		break;
+	default:
+		return 0;
+	}
+	flags = BPF_CORE_READ(req, flags);
+	/* No CQE will be posted on success: nothing would ever complete it. */
+	if (flags & PGT_REQ_F_CQE_SKIP)
+		return 0;
+	if (flags & PGT_REQ_F_FIXED_FILE)
+		r.flags |= PGT_F_URING_FIXED;
+	rw = (struct io_rw *)&req->cmd;
+	off = BPF_CORE_READ(rw, kiocb.ki_pos);
+	if (off >= 0) {
+		r.offset = off;
+		r.flags |= PGT_F_OFFSET;
+	}
+	len = BPF_CORE_READ(rw, len);
+	if (vectored)
+		r.requested = uring_iov_sum(BPF_CORE_READ(rw, addr), len, &r.flags);
+	else
+		r.requested = len;
+	r.fd = BPF_CORE_READ(req, cqe.fd);
+	r.user_data = BPF_CORE_READ(req, cqe.user_data);
+	r.tgid = id >> 32;
+	r.tid = (__u32)id;
+	if (bpf_map_update_elem(&uring_inflight, &key, &r, BPF_ANY))
+		count_lost(PGT_LOST_RINGBUF);
+	return 0;
+}
+
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(pgt_uring_complete, struct io_ring_ctx *ring, struct io_kiocb *req,
+	     struct io_uring_cqe *cqe)
+{
+	__u64 key = (__u64)req;
+	struct pgt_uring_req *r;
+	struct pgt_event *e;
+	struct file *f;
+	__u64 ino = 0;
+	__u32 dev = 0;
+
+	/* Auxiliary CQEs (no request) are nothing we submitted. */
+	if (!req)
+		return 0;
+	r = bpf_map_lookup_elem(&uring_inflight, &key);
+	if (!r)
+		return 0;
+	/* A recycled request's stale entry, or a process no longer followed (its pid
+	 * may be another's by now). */
+	if (BPF_CORE_READ(cqe, user_data) != r->user_data || !is_traced(r->tgid)) {
+		bpf_map_delete_elem(&uring_inflight, &key);
+		return 0;
+	}
+	f = BPF_CORE_READ(req, file);
+	if (f) {
+		ino = BPF_CORE_READ(f, f_inode, i_ino);
+		dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(PGT_LOST_RINGBUF);
+		bpf_map_delete_elem(&uring_inflight, &key);
+		return 0;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->tgid = r->tgid;
+	e->tid = r->tid;
+	e->syscall = r->op;
+	e->flags = r->flags | (f ? 0 : PGT_F_URING_NOFILE);
+	e->ret = BPF_CORE_READ(cqe, res);
+	e->a0 = ((__u64)dev << 32) | (__u32)r->fd;
+	e->a1 = r->offset;
+	e->a2 = r->requested;
+	e->a3 = ino;
+	e->path_len = 0;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_map_delete_elem(&uring_inflight, &key);
+	return 0;
+}

@@ -42,6 +42,7 @@ APT_PACKAGES=(
     rsync pv pgbackrest xz-utils  # tests/copier.rs
     dpkg-dev man-db
     libcap2-bin  # setcap for tests/capabilities.rs
+    fio  # tests/io_uring_capture.rs (io_uring reads of known layout)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

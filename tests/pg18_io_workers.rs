@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use pg_trace::output::record::{FileRecord, ProgressRecord, Record};
+use pg_trace::process::aio::{io_method, IoMethod};
 use support::status::wait_until;
 use support::trace::{file, progress, spawn_trace, stats, Trace};
 use support::Cluster;
@@ -183,6 +184,10 @@ fn scan_through_io_workers_is_credited_and_complete() {
         return;
     }
     let (mut c, rel) = cluster(18, Some("worker"));
+    assert_eq!(
+        io_method(c.postmaster_pid()).unwrap(),
+        Some(IoMethod::Worker)
+    );
     let size: u64 = c.psql("postgres", "SELECT pg_relation_size('aio')")[0][0]
         .as_deref()
         .unwrap()
@@ -228,6 +233,12 @@ fn sync_reads_are_unchanged() {
     }
     for (major, method) in cases {
         let (c, rel) = cluster(major, method);
+        // The server's io_method, read from memory: `sync` on 18, nothing before.
+        assert_eq!(
+            io_method(c.postmaster_pid()).ok().flatten(),
+            method.map(|_| IoMethod::Sync),
+            "{major}"
+        );
         let (records, p) = traced_scan(&c, &rel);
         assert_eq!(p.percent, Some(100.0), "{major}: scan ended at {p:?}");
         assert!(

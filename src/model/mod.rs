@@ -862,15 +862,7 @@ impl Model {
         let Some(f) = self.files.get_mut(&(ev.pid, fd)) else {
             return;
         };
-        let explicit = matches!(
-            syscall,
-            Syscall::Pread64
-                | Syscall::Preadv
-                | Syscall::Preadv2
-                | Syscall::Pwrite64
-                | Syscall::Pwritev
-                | Syscall::Pwritev2
-        );
+        let explicit = syscall.positioned(offset);
         let start = offset.or(f.pos).unwrap_or(0);
         if result < 0 {
             f.errors += 1;
@@ -1013,3 +1005,6 @@ fn unnamed_block_rel(rel: &RelFileLocator, fork: Fork) -> RelInfo {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_io_uring;

@@ -131,13 +131,9 @@ impl super::Model {
 
     /// Recompute the verdict at `now`.
     pub fn judge(&mut self, now: u64) {
-        let last_io_write = self.current_file().is_some_and(|f| {
-            use crate::trace::Syscall::*;
-            matches!(
-                f.last_op,
-                Some(Write | Pwrite64 | Writev | Pwritev | Pwritev2)
-            )
-        });
+        let last_io_write = self
+            .current_file()
+            .is_some_and(|f| f.last_op.is_some_and(|s| s.is_write()));
         // Relative to the data directory as pg_relation_filepath() prints it, whether the
         // fd was seen opened (relative) or found at attach (absolute, from /proc).
         let current_file = self.current_file().map(|f| {

@@ -10,6 +10,10 @@
 //! worker's read; this module finds the addresses and offsets it needs, and reads the
 //! ProcNumber (`MyProcNumber`) of each traced process.
 //!
+//! With io_method=io_uring the backend submits its reads to an io_uring itself: which
+//! method a server runs with is read here ([`io_method`]); the reads are captured by the
+//! eBPF tracer's io_uring programs.
+//!
 //! Everything read from the process is hostile: sizes and pointers are checked before use.
 
 use super::memory::{load_bias, maps, MemError, ProcMem, Symbols};
@@ -212,6 +216,57 @@ pub fn worker_probe(pid: Pid) -> Result<Option<WorkerProbe>, MemError> {
     }))
 }
 
+/// PostgreSQL 18's `io_method` setting (`enum IoMethod` of storage/aio.h): how the
+/// server performs the reads its backends stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMethod {
+    /// The backend reads itself (pread64/preadv).
+    Sync,
+    /// `io worker N` processes read for every backend.
+    Worker,
+    /// The backend submits to an io_uring; no read system call of its own moves the data.
+    IoUring,
+}
+
+impl IoMethod {
+    /// The value of the `io_method` variable: IOMETHOD_SYNC 0, IOMETHOD_WORKER 1,
+    /// IOMETHOD_IO_URING 2 (present only in builds with liburing). Anything else is not
+    /// this variable.
+    pub fn from_value(v: i32) -> Option<IoMethod> {
+        match v {
+            0 => Some(IoMethod::Sync),
+            1 => Some(IoMethod::Worker),
+            2 => Some(IoMethod::IoUring),
+            _ => None,
+        }
+    }
+
+    /// As `postgresql.conf` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMethod::Sync => "sync",
+            IoMethod::Worker => "worker",
+            IoMethod::IoUring => "io_uring",
+        }
+    }
+}
+
+/// The `io_method` a PostgreSQL 18 process runs with (a PGC_POSTMASTER setting: the same
+/// in every process of the server). None on other majors; an error when it cannot be read
+/// or holds no known value.
+pub fn io_method(pid: Pid) -> Result<Option<IoMethod>, MemError> {
+    let Some(t) = Target::open(pid)? else {
+        return Ok(None);
+    };
+    let v = t.mem.read_u32(t.addr("io_method")?)? as i32;
+    IoMethod::from_value(v)
+        .map(Some)
+        .ok_or_else(|| MemError::Layout {
+            pid,
+            what: format!("io_method is {v}"),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,11 +329,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn io_methods_by_value() {
+        assert_eq!(IoMethod::from_value(0), Some(IoMethod::Sync));
+        assert_eq!(IoMethod::from_value(1), Some(IoMethod::Worker));
+        assert_eq!(IoMethod::from_value(2), Some(IoMethod::IoUring));
+        assert_eq!(IoMethod::IoUring.name(), "io_uring");
+        for v in [-1, 3, i32::MAX] {
+            assert_eq!(IoMethod::from_value(v), None);
+        }
+    }
+
     /// Our own process is not PostgreSQL 18: no AIO.
     #[test]
     fn not_postgres() {
         let me = std::process::id() as Pid;
         assert_eq!(proc_number(me).ok().flatten(), None);
         assert_eq!(worker_probe(me).ok().flatten(), None);
+        assert_eq!(io_method(me).ok().flatten(), None);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod copier;
+mod io_uring;
 pub mod keys;
 pub mod line;
 pub mod server_backup;

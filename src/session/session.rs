@@ -289,6 +289,10 @@ impl Session {
         // interval), and what the tracer then says it cannot attribute.
         s.follow();
         s.limitations = s.tracer.limitations();
+        if memory && s.live.as_ref().is_some_and(|l| l.copier.is_none()) {
+            s.limitations
+                .extend(super::io_uring::note(pid, s.tracer.as_ref()));
+        }
         s.sample_cost(s.clock.now_ns());
         Ok(s)
     }

@@ -106,6 +106,20 @@ impl Tracer for Combined {
         self.parts.iter().any(|p| p.attributes_io_workers())
     }
 
+    fn io_uring_capture(&self) -> Result<(), String> {
+        // The syscall tracer's answer: the USDT part never sees io_uring requests.
+        let mut why = None;
+        for p in &self.parts {
+            match p.io_uring_capture() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    why.get_or_insert(e);
+                }
+            }
+        }
+        Err(why.unwrap_or_else(|| "no tracer".into()))
+    }
+
     fn follow_forks(&mut self) -> anyhow::Result<()> {
         let mut first_err = None;
         for p in &mut self.parts {

@@ -53,6 +53,7 @@ mod skel {
 use skel::{SyscallsSkel, SyscallsSkelBuilder};
 
 mod exits;
+mod uring;
 
 /// The record layout of `bpf/events.h`. Keep the two in step.
 mod wire {
@@ -124,14 +125,16 @@ const KERNEL_CAUSES: [&str; 4] = [
 ];
 const CAUSE_GARBLED: &str = "garbled record";
 const CAUSE_SKIPPED: &str = "BPF program skipped (recursion)";
-const N_CAUSES: usize = KERNEL_CAUSES.len() + 2;
+const N_CAUSES: usize = KERNEL_CAUSES.len() + 3;
 const IDX_GARBLED: usize = KERNEL_CAUSES.len();
 const IDX_SKIPPED: usize = KERNEL_CAUSES.len() + 1;
+const IDX_URING_UNNAMED: usize = KERNEL_CAUSES.len() + 2;
 
 fn cause_name(i: usize) -> &'static str {
     match i {
         IDX_GARBLED => CAUSE_GARBLED,
         IDX_SKIPPED => CAUSE_SKIPPED,
+        IDX_URING_UNNAMED => uring::UNNAMED,
         _ => KERNEL_CAUSES[i],
     }
 }
@@ -177,12 +180,17 @@ enum Decoded {
     Event(Event),
     /// A well-formed record that changes nothing (close of a bad fd).
     Nothing,
+    /// An io_uring request on a registered file, to be named by its inode (`uring.rs`).
+    UringFixed(uring::Fixed),
     /// Short, over-long or inconsistent: counted as lost.
     Garbled,
 }
 
 /// One ring-buffer record; never panics, whatever the bytes.
 fn decode(data: &[u8]) -> Decoded {
+    if let Some(d) = uring::decode(data) {
+        return d;
+    }
     match decode_inner(data) {
         Some(Some(ev)) => Decoded::Event(ev),
         Some(None) => Decoded::Nothing,
@@ -309,6 +317,15 @@ fn decode_inner(data: &[u8]) -> Option<Option<Event>> {
         | S::Sendfile
         | S::CopyFileRange
         | S::Splice => Some(io_event(&r)?),
+        // Never in SYSCALL_BY_ID: their records are decoded by `uring::decode`.
+        S::IoUringRead
+        | S::IoUringReadv
+        | S::IoUringReadFixed
+        | S::IoUringReadvFixed
+        | S::IoUringWrite
+        | S::IoUringWritev
+        | S::IoUringWriteFixed
+        | S::IoUringWritevFixed => return None,
     };
     Some(kind.map(|kind| Event {
         ts_ns: r.ts_ns,
@@ -469,6 +486,8 @@ thread_local! {
 struct Sink {
     events: Vec<Event>,
     garbled: u64,
+    /// io_uring requests on a registered file no descriptor holds.
+    uring_unnamed: u64,
 }
 
 /// The ring-buffer callback: decode one record into [`SINK`].
@@ -476,8 +495,15 @@ fn on_record(data: &[u8]) -> i32 {
     SINK.with(|sink| {
         let mut sink = sink.borrow_mut();
         match decode(data) {
-            Decoded::Event(ev) => sink.events.push(ev),
+            Decoded::Event(ev) => {
+                uring::observe(&ev);
+                sink.events.push(ev)
+            }
             Decoded::Nothing => {}
+            Decoded::UringFixed(f) => match uring::name_fixed(&f) {
+                Some(ev) => sink.events.push(ev),
+                None => sink.uring_unnamed += 1,
+            },
             Decoded::Garbled => sink.garbled += 1,
         }
     });
@@ -512,6 +538,8 @@ pub struct EbpfTracer {
     link: Option<Link>,
     /// The exit hook (pid identity in the kernel: see `exits.rs`).
     exits: Option<exits::ExitWatch>,
+    /// The io_uring programs (`uring.rs`), or why they are not attached.
+    uring: Option<uring::UringCapture>,
     ring: Option<RingBuffer<'static>>,
     skel: Option<SyscallsSkel<'static>>,
     _slot: ObjectSlot,
@@ -563,6 +591,8 @@ impl EbpfTracer {
             .events
             .set_max_entries(EVENTS_RING_BYTES)
             .map_err(|e| anyhow!("eBPF unavailable: sizing the ring buffer failed ({e})"))?;
+        let uring_support = uring::kernel_support();
+        uring::configure(&mut open, uring_support.is_ok());
         if let Some((dev, ino)) = own_pid_namespace() {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.pidns_dev = dev;
@@ -579,6 +609,7 @@ impl EbpfTracer {
             fork_link: None,
             link: None,
             exits: None,
+            uring: None,
             ring: None,
             skel: Some(skel),
             _slot: slot,
@@ -611,6 +642,8 @@ impl EbpfTracer {
             anyhow!("eBPF unavailable: attaching to the sys_exit tracepoint failed ({detail})")
         })?;
         let exits = exits::ExitWatch::attach(skel)?;
+        let uring = uring::UringCapture::attach(skel, uring_support);
+        tracer.uring = Some(uring);
         tracer.link = Some(link);
         tracer.exits = Some(exits);
         tracer.ring = Some(ring);
@@ -683,6 +716,7 @@ impl EbpfTracer {
                 self.pids.retain(|&p| p != ev.pid);
                 self.unfollow(ev.pid);
                 self.aio_unregister(ev.pid);
+                uring::forget(ev.pid);
                 self.events += 1;
                 out.push(ev);
             }
@@ -885,6 +919,13 @@ impl Tracer for EbpfTracer {
         true
     }
 
+    fn io_uring_capture(&self) -> Result<(), String> {
+        match &self.uring {
+            Some(u) if !self.detached => u.availability(),
+            _ => Err("the eBPF tracer is detached".into()),
+        }
+    }
+
     fn follow_forks(&mut self) -> anyhow::Result<()> {
         if self.fork_link.is_some() {
             return Ok(());
@@ -906,9 +947,10 @@ impl Tracer for EbpfTracer {
             let mut s = s.borrow_mut();
             s.events.clear();
             s.garbled = 0;
+            s.uring_unnamed = 0;
         });
         let rc = ring.consume_raw();
-        let (n, garbled) = SINK.with(|s| {
+        let (n, garbled, unnamed) = SINK.with(|s| {
             let mut s = s.borrow_mut();
             let n = s.events.len();
             out.append(&mut s.events);
@@ -916,10 +958,15 @@ impl Tracer for EbpfTracer {
             if s.events.capacity() > 1 << 16 {
                 s.events.shrink_to(1 << 12);
             }
-            (n, std::mem::take(&mut s.garbled))
+            (
+                n,
+                std::mem::take(&mut s.garbled),
+                std::mem::take(&mut s.uring_unnamed),
+            )
         });
         self.events += n as u64;
         self.lost[IDX_GARBLED] += garbled;
+        self.lost[IDX_URING_UNNAMED] += unnamed;
         self.finish_exits(exits, out);
         if rc < 0 {
             bail!(
@@ -979,6 +1026,9 @@ impl Tracer for EbpfTracer {
         }
         if let Some(watch) = self.exits.as_mut() {
             watch.detach();
+        }
+        if let Some(uring) = self.uring.as_mut() {
+            uring.detach();
         }
         drop(self.link.take());
     }

@@ -46,6 +46,17 @@ pub enum Syscall {
     Sendfile,
     CopyFileRange,
     Splice,
+    /// io_uring requests (IORING_OP_*), captured at completion and credited to the
+    /// process that submitted them: no system call of theirs moves the data (PostgreSQL 18
+    /// with io_method=io_uring). `*Fixed` read into or write from registered buffers.
+    IoUringRead,
+    IoUringReadv,
+    IoUringReadFixed,
+    IoUringReadvFixed,
+    IoUringWrite,
+    IoUringWritev,
+    IoUringWriteFixed,
+    IoUringWritevFixed,
 }
 
 impl Syscall {
@@ -85,7 +96,60 @@ impl Syscall {
             Sendfile => "sendfile",
             CopyFileRange => "copy_file_range",
             Splice => "splice",
+            IoUringRead => "io_uring_read",
+            IoUringReadv => "io_uring_readv",
+            IoUringReadFixed => "io_uring_read_fixed",
+            IoUringReadvFixed => "io_uring_readv_fixed",
+            IoUringWrite => "io_uring_write",
+            IoUringWritev => "io_uring_writev",
+            IoUringWriteFixed => "io_uring_write_fixed",
+            IoUringWritevFixed => "io_uring_writev_fixed",
         }
+    }
+
+    /// An io_uring request rather than a system call.
+    pub fn is_io_uring(self) -> bool {
+        use Syscall::*;
+        matches!(
+            self,
+            IoUringRead
+                | IoUringReadv
+                | IoUringReadFixed
+                | IoUringReadvFixed
+                | IoUringWrite
+                | IoUringWritev
+                | IoUringWriteFixed
+                | IoUringWritevFixed
+        )
+    }
+
+    /// Whether a read or write that started at `offset` leaves the file position alone:
+    /// the p*-calls always; an io_uring request when it named an offset (its -1, "at the
+    /// file position", reads or writes there and moves it, like read(2)).
+    pub fn positioned(self, offset: Option<u64>) -> bool {
+        use Syscall::*;
+        match self {
+            Pread64 | Preadv | Preadv2 | Pwrite64 | Pwritev | Pwritev2 => true,
+            s if s.is_io_uring() => offset.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether it writes to a file.
+    pub fn is_write(self) -> bool {
+        use Syscall::*;
+        matches!(
+            self,
+            Write
+                | Pwrite64
+                | Writev
+                | Pwritev
+                | Pwritev2
+                | IoUringWrite
+                | IoUringWritev
+                | IoUringWriteFixed
+                | IoUringWritevFixed
+        )
     }
 }
 
@@ -420,6 +484,23 @@ mod tests {
         assert!(text.contains(r#""event":"status""#), "{text}");
         let back: Event = serde_json::from_str(&text).unwrap();
         assert_eq!(back, ev);
+    }
+
+    /// io_uring requests: named as such, positioned only with an offset, writes told apart.
+    #[test]
+    fn io_uring_ops() {
+        assert_eq!(Syscall::IoUringReadv.name(), "io_uring_readv");
+        assert_eq!(
+            serde_json::to_string(&Syscall::IoUringReadFixed).unwrap(),
+            r#""io_uring_read_fixed""#
+        );
+        assert!(Syscall::IoUringRead.positioned(Some(0)));
+        assert!(!Syscall::IoUringRead.positioned(None));
+        assert!(Syscall::Pread64.positioned(None));
+        assert!(!Syscall::Read.positioned(Some(4096)));
+        assert!(Syscall::IoUringWritevFixed.is_write() && Syscall::Pwrite64.is_write());
+        assert!(!Syscall::IoUringReadv.is_write() && !Syscall::Read.is_write());
+        assert!(Syscall::IoUringWrite.is_io_uring() && !Syscall::Preadv.is_io_uring());
     }
 
     /// A block event keeps the probe's flat numbers in records, and reads back.

@@ -42,6 +42,15 @@ pub trait Tracer {
     fn attributes_io_workers(&self) -> bool {
         false
     }
+    /// Whether requests a traced process submits through io_uring are seen (as reads and
+    /// writes on its descriptors), else why not. They pass no read system call: PostgreSQL
+    /// 18 with io_method=io_uring reads its data files that way.
+    fn io_uring_capture(&self) -> Result<(), String> {
+        Err(format!(
+            "the {} tracer does not see io_uring requests",
+            self.name()
+        ))
+    }
     /// Trace every child a traced process forks from its first instruction (copier mode:
     /// a worker that starts reading the moment it forks). An error when the tracer can
     /// only find children by polling.

@@ -334,6 +334,10 @@ pub fn finish(entry: &Entry, result: i64) -> Option<EventKind> {
             len: a[2],
             advice: a[3] as i32,
         },
+        // io_uring requests pass no system call ptrace could stop (`syscall_of` never
+        // returns them).
+        IoUringRead | IoUringReadv | IoUringReadFixed | IoUringReadvFixed | IoUringWrite
+        | IoUringWritev | IoUringWriteFixed | IoUringWritevFixed => return None,
     })
 }
 
