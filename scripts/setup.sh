@@ -42,6 +42,7 @@ APT_PACKAGES=(
     rsync pv pgbackrest xz-utils  # tests/copier.rs
     dpkg-dev man-db
     libcap2-bin  # setcap for tests/capabilities.rs
+    chromium  # tests/report.rs: the HTML report rendered headless
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

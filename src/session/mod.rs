@@ -7,6 +7,7 @@ pub mod backend;
 pub mod copier;
 pub mod keys;
 pub mod line;
+mod load;
 pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.
 #[allow(clippy::module_inception)]
@@ -19,5 +20,6 @@ mod usdt_cost;
 
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};
+pub use load::load;
 pub use session::{Replay, Session};
 pub use signals::stop_flag;
