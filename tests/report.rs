@@ -153,7 +153,9 @@ fn render_html(dir: &Path, capture: &Path, name: &str) -> String {
     report(capture, &["-o", html.to_str().unwrap()]);
     let page = std::fs::read_to_string(&html).unwrap();
     // Self-contained: nothing to fetch, nothing to run.
-    for bad in ["<script", "<link", "<img", "<iframe", "src=", "@import", "url("] {
+    for bad in [
+        "<script", "<link", "<img", "<iframe", "src=", "@import", "url(",
+    ] {
         assert!(!page.contains(bad), "{name}: the page has {bad}");
     }
     let url = format!("file://{}", html.display());
@@ -193,11 +195,8 @@ fn check_trace_events(path: &Path) -> Vec<serde_json::Value> {
     for e in &events {
         let ph = e["ph"].as_str().unwrap_or_else(|| panic!("no ph: {e}"));
         assert!(
-            [
-                "B", "E", "X", "i", "I", "C", "M", "b", "e", "n", "s", "t", "f", "P", "O", "N",
-                "D"
-            ]
-            .contains(&ph),
+            ["B", "E", "X", "i", "I", "C", "M", "b", "e", "n", "s", "t", "f", "P", "O", "N", "D"]
+                .contains(&ph),
             "bad ph: {e}"
         );
         assert!(e["ts"].is_number(), "ts: {e}");
@@ -247,10 +246,8 @@ fn paced_scan(c: &mut Cluster, dir: &Path) -> PathBuf {
     let mut client = held.client;
     let n: i64 = client
         .query_one(
-            format!(
-                "SELECT count(*) FROM sales.\"{TABLE}\" WHERE pg_sleep(0.0005) IS NOT NULL"
-            )
-            .as_str(),
+            format!("SELECT count(*) FROM sales.\"{TABLE}\" WHERE pg_sleep(0.0005) IS NOT NULL")
+                .as_str(),
             &[],
         )
         .expect("paced scan")
@@ -285,10 +282,15 @@ fn throttled_backup(c: &Cluster, dir: &Path) -> PathBuf {
         },
     );
     cap.wait_for("streaming, throttled", |r| {
-        let streaming = r.iter().any(|r| match r {
-            Record::Backup(b) => b.phase == "streaming database files" && b.streamed > 0,
-            _ => false,
-        });
+        // A few intervals of it, for the charts to draw.
+        let streaming = r
+            .iter()
+            .filter(|r| match r {
+                Record::Backup(b) => b.phase == "streaming database files" && b.streamed > 0,
+                _ => false,
+            })
+            .count()
+            >= 4;
         let throttled = r.iter().any(|r| match r {
             Record::Status(s) => s.verdict_kind == "throttled",
             _ => false,
@@ -324,7 +326,10 @@ fn report_of_a_paced_scan_and_a_throttled_backup() {
     let dom = render_html(d, &scan, "scan");
     let shown = "orders &lt;b&gt;&amp;amp;&lt;/b&gt;";
     assert!(dom.contains(shown), "PG{major}: no {shown} in the DOM");
-    assert!(!dom.contains("<b>&amp;</b>"), "PG{major}: the name became markup");
+    assert!(
+        !dom.contains("<b>&amp;</b>"),
+        "PG{major}: the name became markup"
+    );
     for label in [
         "seconds since attach",
         "percent of its size",
@@ -357,17 +362,25 @@ fn report_of_a_paced_scan_and_a_throttled_backup() {
         .iter()
         .any(|e| e["ph"] == "M" && e["name"] == "process_name"));
     let pf = d.join("backup.json");
-    report(&backup, &["--format", "perfetto", "-o", pf.to_str().unwrap()]);
+    report(
+        &backup,
+        &["--format", "perfetto", "-o", pf.to_str().unwrap()],
+    );
     let ev = check_trace_events(&pf);
     assert!(
         has(&ev, "X", "backup_phase"),
         "PG{major}: no backup phase slice"
     );
-    assert!(ev.iter().any(|e| e["ph"] == "C" && e["name"] == "backup streamed"));
+    assert!(ev
+        .iter()
+        .any(|e| e["ph"] == "C" && e["name"] == "backup streamed"));
 
     // Text: the same facts, for a ticket.
     let text = String::from_utf8(report(&scan, &["--format", "text"]).stdout).unwrap();
-    assert!(text.contains(&format!("sales.\"{TABLE}\"")) || text.contains(TABLE), "{text}");
+    assert!(
+        text.contains(&format!("sales.\"{TABLE}\"")) || text.contains(TABLE),
+        "{text}"
+    );
     assert!(text.contains("Verdicts over time"), "{text}");
     let text = String::from_utf8(report(&backup, &["--format", "text"]).stdout).unwrap();
     assert!(text.contains("streaming database files"), "{text}");

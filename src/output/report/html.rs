@@ -17,7 +17,8 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-code, .q { font-family: monospace; white-space: pre-wrap; word-break: break-all; }
+code, .q { font-family: monospace; white-space: pre-wrap; overflow-wrap: anywhere; }
+td.n { white-space: nowrap; }
 .note { color: #666; font-size: 0.9em; }
 figure { margin: 0.5em 0; }
 ";
@@ -146,8 +147,7 @@ fn verdicts(tl: &Timeline) -> Markup {
 
 /// The relations with the most bytes read first, as many as a chart holds.
 fn busiest(tl: &Timeline) -> Vec<&super::timeline::RelationSeries> {
-    let mut v: Vec<_> = tl.relations.iter().collect();
-    v.sort_by_key(|r| std::cmp::Reverse(r.last.bytes_read + r.last.bytes_written));
+    let mut v = super::by_bytes(tl);
     v.truncate(charts::MAX_SERIES);
     v
 }
@@ -178,7 +178,7 @@ fn relations(tl: &Timeline) -> Markup {
                     th { "coverage" } th { "read" } th { "written" } th { "peak rate" }
                     th { "from shared buffers" }
                 }
-                @for r in &tl.relations {
+                @for r in super::by_bytes(tl).into_iter().take(MAX_TABLE_ROWS) {
                     tr {
                         td.q { (t(&r.label)) }
                         td { (t(r.kind.as_deref().unwrap_or("-"))) }
@@ -192,6 +192,7 @@ fn relations(tl: &Timeline) -> Markup {
                     }
                 }
             }
+            (more(MAX_TABLE_ROWS, tl.relations.len()))
             @if tl.relations.len() > top.len() {
                 p.note { "The charts show the " (top.len()) " relations with the most bytes." }
             }

@@ -83,6 +83,13 @@ pub fn peak_rate(r: &timeline::RelationSeries) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The relations, the most bytes read and written first (then in the order seen).
+pub fn by_bytes(tl: &Timeline) -> Vec<&timeline::RelationSeries> {
+    let mut v: Vec<_> = tl.relations.iter().collect();
+    v.sort_by_key(|r| std::cmp::Reverse(r.last.bytes_read.saturating_add(r.last.bytes_written)));
+    v
+}
+
 /// Seconds, as a report writes them: `12.3 s`.
 pub fn secs(s: f64) -> String {
     format!("{s:.1} s")

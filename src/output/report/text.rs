@@ -103,9 +103,8 @@ pub fn render(tl: &Timeline) -> String {
 
     if !tl.relations.is_empty() {
         o.push_str("\nRelations\n");
-        let rows: Vec<Vec<String>> = tl
-            .relations
-            .iter()
+        let rows: Vec<Vec<String>> = super::by_bytes(tl)
+            .into_iter()
             .map(|r| {
                 let l = &r.last;
                 vec![
