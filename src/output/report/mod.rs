@@ -33,16 +33,20 @@ pub fn write(out: &mut dyn Write, records: &[Record], format: ReportFormat) -> i
     }
 }
 
+/// Start and end of each time something held.
+type Intervals = Vec<(f64, f64)>;
+
 /// Spans grouped by label, the label that held longest first; past `max` rows the rest
 /// are one row, `other`.
 pub fn band_rows(spans: &[Span], max: usize) -> Vec<charts::BandRow> {
-    let mut by: BTreeMap<&str, (f64, Vec<(f64, f64)>)> = BTreeMap::new();
+    // Per label: seconds held, and when.
+    let mut by: BTreeMap<&str, (f64, Intervals)> = BTreeMap::new();
     for s in spans {
         let e = by.entry(&s.label).or_default();
         e.0 += (s.end - s.start).max(0.0);
         e.1.push((s.start, s.end));
     }
-    let mut rows: Vec<(&str, (f64, Vec<(f64, f64)>))> = by.into_iter().collect();
+    let mut rows: Vec<(&str, (f64, Intervals))> = by.into_iter().collect();
     rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then(a.0.cmp(b.0)));
     let mut out: Vec<charts::BandRow> = Vec::new();
     for (i, (label, (_, spans))) in rows.into_iter().enumerate() {
