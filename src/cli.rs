@@ -142,9 +142,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// A trace read back from a file (line mode's JSON) as one self-contained HTML page
-    /// (default), a plain-text summary (--format text) or Chrome trace-event JSON for the
-    /// Perfetto UI (--format perfetto).
+    /// A captured trace as one HTML page, a text summary or Perfetto JSON.
+    ///
+    /// FILE is line mode's JSON. --format html (the default): one self-contained page
+    /// (inline CSS and SVG charts, nothing fetched); text: a summary for a ticket;
+    /// perfetto: Chrome trace-event JSON for ui.perfetto.dev.
     Report {
         /// The trace: `pg_trace -p PID --no-tui --format json > FILE`.
         #[arg(value_name = "FILE")]

@@ -358,6 +358,14 @@ fn report_of_a_paced_scan_and_a_throttled_backup() {
     report(&scan, &["--format", "perfetto", "-o", pf.to_str().unwrap()]);
     let ev = check_trace_events(&pf);
     assert!(has(&ev, "C", "counter") && has(&ev, "X", "verdict"));
+    // The query: from USDT, else from the status samples.
+    assert!(
+        ev.iter().any(|e| e["cat"] == "query"
+            && e["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("pg_sleep(0.0005)"))),
+        "PG{major}: no query slice"
+    );
     assert!(ev
         .iter()
         .any(|e| e["ph"] == "M" && e["name"] == "process_name"));

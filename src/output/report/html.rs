@@ -332,6 +332,16 @@ fn wait_profile_rows(tl: &Timeline) -> Vec<BandRow> {
 
 fn queries(tl: &Timeline) -> Markup {
     html! {
+        @if tl.queries.is_empty() && !tl.active_queries.is_empty() {
+            h2 { "Queries (status samples)" }
+            table {
+                tr { th { "from" } th { "to" } th { "query" } }
+                @for q in tl.active_queries.iter().take(MAX_TABLE_ROWS) {
+                    tr { td.n { (secs(q.start)) } td.n { (secs(q.end)) } td.q { (t(&q.label)) } }
+                }
+            }
+            (more(MAX_TABLE_ROWS, tl.active_queries.len()))
+        }
         @if !tl.queries.is_empty() {
             h2 { "Queries" }
             table {

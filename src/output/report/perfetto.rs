@@ -185,6 +185,21 @@ fn file(tl: &Timeline) -> TraceFile {
             json!({ "query": q.text, "still_running": q.duration_s.is_none() }),
         );
     }
+    if tl.queries.is_empty() {
+        // Without USDT: the query of the status samples, while active.
+        for q in &tl.active_queries {
+            let tid = e.lane(main, Lane::Queries);
+            e.slice(
+                "query",
+                main,
+                tid,
+                &q.label,
+                q.start,
+                (q.end - q.start).max(0.0),
+                json!({ "query": q.label, "from": "status samples" }),
+            );
+        }
+    }
     for l in &tl.lock_waits {
         let tid = e.lane(l.pid, Lane::LockWaits);
         let dur = l.duration_s.unwrap_or((end - l.start).max(0.0));

@@ -75,6 +75,13 @@ fn verdicts_and_waits_merge_into_spans_that_last_to_the_end() {
     let w: Vec<&str> = t.waits.iter().map(|s| s.label.as_str()).collect();
     assert_eq!(w, ["IO: DataFileRead", "Timeout: PgSleep", "no wait event"]);
     assert_eq!((t.start, t.end), (Some(1.0), Some(4.0)));
+    // Active all along, the same query: one span.
+    let q: Vec<(&str, f64, f64)> = t
+        .active_queries
+        .iter()
+        .map(|s| (s.label.as_str(), s.start, s.end))
+        .collect();
+    assert_eq!(q, [("q", 1.0, 4.0)]);
     assert_eq!(t.pid(), Some(4242));
     assert_eq!(t.processes[&4242], "postgres: alice shop [local] SELECT");
     assert_eq!(

@@ -208,6 +208,15 @@ pub fn render(tl: &Timeline) -> String {
             .collect();
         table(&mut o, &["pid", "from", "ran", "query"], &rows);
     }
+    if tl.queries.is_empty() && !tl.active_queries.is_empty() {
+        o.push_str("\nQueries (status samples)\n");
+        let rows: Vec<Vec<String>> = tl
+            .active_queries
+            .iter()
+            .map(|q| vec![secs(q.start), secs(q.end), v(&q.label)])
+            .collect();
+        table(&mut o, &["from", "to", "query"], &rows);
+    }
     if !tl.lock_waits.is_empty() {
         o.push_str("\nLock waits\n");
         let rows: Vec<Vec<String>> = tl

@@ -35,7 +35,11 @@ pub struct Timeline {
     pub wait_intervals: Vec<WaitsRecord>,
     /// The last `waits` record of scope `total`.
     pub wait_total: Option<WaitsRecord>,
+    /// USDT's query records.
     pub queries: Vec<QuerySpan>,
+    /// The query of the status samples while the process was active (`label` its text):
+    /// what there is of queries without USDT.
+    pub active_queries: Vec<Span>,
     pub lock_waits: Vec<LockSpan>,
     /// `-d` records: one per system call or other event.
     pub syscalls: Vec<SyscallPoint>,
@@ -181,6 +185,7 @@ struct Fold {
     verdicts: Samples,
     waits: Samples,
     phases: Samples,
+    active: Samples,
 }
 
 /// Labelled samples, merged into spans: a label holds from its sample until the next
@@ -363,6 +368,11 @@ impl Fold {
                 self.verdicts.push(s.ts, &s.verdict_kind, &s.verdict);
                 let w = wait_label(s.wait_event_type.as_deref(), s.wait_event.as_deref());
                 self.waits.push(s.ts, &w, "");
+                let q = match (s.state.as_deref(), s.query.as_deref()) {
+                    (Some("active" | "fastpath function call"), Some(q)) => q,
+                    _ => "",
+                };
+                self.active.push(s.ts, q, "");
             }
             Record::Backup(b) => {
                 if self.seen(b.ts) {
@@ -441,6 +451,8 @@ impl Fold {
         self.t.verdicts = self.verdicts.finish(end);
         self.t.waits = self.waits.finish(end);
         self.t.backup_phases = self.phases.finish(end);
+        self.t.active_queries = self.active.finish(end);
+        self.t.active_queries.retain(|s| !s.label.is_empty());
         self.t
     }
 }
