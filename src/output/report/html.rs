@@ -9,7 +9,6 @@ use super::timeline::{share_label, Timeline};
 use super::{band_rows, pct, peak_rate, secs, time_by_label};
 use crate::text::{human_bytes, human_duration, human_rate, visible};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use std::collections::BTreeMap;
 
 const CSS: &str = "
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -278,7 +277,7 @@ fn waits(tl: &Timeline) -> Markup {
             (chart(charts::bands("wait event (status samples)", x, &band_rows(&tl.waits, charts::MAX_ROWS))))
             table {
                 tr { th { "wait event" } th { "time (status samples)" } }
-                @for (w, s) in time_by_label(&tl.waits) {
+                @for (w, s) in time_by_label(&tl.waits).into_iter().take(MAX_TABLE_ROWS) {
                     tr { td { (t(&w)) } td.n { (secs(s)) } }
                 }
             }
@@ -374,21 +373,17 @@ fn queries(tl: &Timeline) -> Markup {
 }
 
 fn syscalls(tl: &Timeline) -> Markup {
-    let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for s in &tl.syscalls {
-        let e = by.entry(&s.name).or_default();
-        e.0 += 1;
-        e.1 = e.1.saturating_add(s.bytes.unwrap_or(0));
-    }
+    let counts = super::syscall_counts(tl);
     html! {
-        @if !by.is_empty() {
+        @if !counts.is_empty() {
             h2 { "System calls (-d)" }
             table {
                 tr { th { "call" } th { "count" } th { "bytes asked" } }
-                @for (name, (n, bytes)) in &by {
+                @for (name, n, bytes) in counts.iter().take(MAX_TABLE_ROWS) {
                     tr { td { (t(name)) } td.n { (n) } td.n { (human_bytes(*bytes)) } }
                 }
             }
+            (more(MAX_TABLE_ROWS, counts.len()))
         }
     }
 }

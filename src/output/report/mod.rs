@@ -94,6 +94,23 @@ pub fn by_bytes(tl: &Timeline) -> Vec<&timeline::RelationSeries> {
     v
 }
 
+/// Per system call (or event kind) of `-d`: how many, and the bytes they asked for; the
+/// most frequent first.
+pub fn syscall_counts(tl: &Timeline) -> Vec<(String, u64, u64)> {
+    let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for s in &tl.syscalls {
+        let e = by.entry(&s.name).or_default();
+        e.0 += 1;
+        e.1 = e.1.saturating_add(s.bytes.unwrap_or(0));
+    }
+    let mut v: Vec<(String, u64, u64)> = by
+        .into_iter()
+        .map(|(k, (n, b))| (k.to_string(), n, b))
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
 /// Seconds, as a report writes them: `12.3 s`.
 pub fn secs(s: f64) -> String {
     format!("{s:.1} s")

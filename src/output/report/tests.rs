@@ -247,3 +247,38 @@ fn html_escapes_what_the_trace_says() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\x1b[2J"));
     assert!(!html.contains('\u{1b}'));
 }
+
+#[test]
+fn system_calls_of_d_are_points_counted_by_name() {
+    let s = [
+        attach(),
+        r#"{"type":"syscall","ts":1.0,"pid":4242,"syscall":"pread64","fd":30,"path":"base/1/2","object":"public.t","offset":0,"bytes":8192,"result":8192}"#.into(),
+        r#"{"type":"syscall","ts":1.1,"pid":4243,"syscall":"pread64","fd":30,"path":"base/1/2","object":"public.t","offset":0,"bytes":8192,"result":8192}"#.into(),
+        r#"{"event":"stat","syscall":"newfstatat","dirfd":null,"fd":null,"path":"base/1/3","result":0,"type":"syscall","ts":1.2,"pid":4242}"#.to_string(),
+    ];
+    let lines: Vec<&str> = s.iter().map(String::as_str).collect();
+    let t = Timeline::from_records(&recs(&lines));
+    assert_eq!(t.syscalls.len(), 3);
+    assert_eq!(t.syscalls[2].name, "stat");
+    assert_eq!(t.syscalls[2].object.as_deref(), Some("base/1/3"));
+    assert_eq!(
+        syscall_counts(&t),
+        [
+            ("pread64".to_string(), 2, 16384),
+            ("stat".to_string(), 1, 0)
+        ]
+    );
+    // A worker seen only in its system calls is a process of its own.
+    assert_eq!(t.processes.len(), 2);
+    let mut out = Vec::new();
+    write(&mut out, &recs(&lines), ReportFormat::Perfetto).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let x: Vec<&serde_json::Value> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "syscall")
+        .collect();
+    assert_eq!(x.len(), 3);
+    assert!(x.iter().all(|e| e["ph"] == "X" && e["tid"] == e["pid"]));
+}

@@ -5,7 +5,6 @@
 use super::timeline::{share_label, Timeline};
 use super::{pct, peak_rate, secs, time_by_label};
 use crate::text::{human_bytes, human_duration, human_rate, visible};
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Columns of a table, each as wide as its widest cell; the last left unpadded.
@@ -236,17 +235,12 @@ pub fn render(tl: &Timeline) -> String {
         table(&mut o, &["pid", "from", "waited", "mode", "on"], &rows);
     }
 
-    if !tl.syscalls.is_empty() {
-        let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for s in &tl.syscalls {
-            let e = by.entry(&s.name).or_default();
-            e.0 += 1;
-            e.1 = e.1.saturating_add(s.bytes.unwrap_or(0));
-        }
+    let counts = super::syscall_counts(tl);
+    if !counts.is_empty() {
         o.push_str("\nSystem calls (-d)\n");
-        let rows: Vec<Vec<String>> = by
+        let rows: Vec<Vec<String>> = counts
             .iter()
-            .map(|(n, (c, b))| vec![c.to_string(), human_bytes(*b), v(n)])
+            .map(|(n, c, b)| vec![c.to_string(), human_bytes(*b), v(n)])
             .collect();
         table(&mut o, &["count", "bytes asked", "call"], &rows);
     }
