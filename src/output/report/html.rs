@@ -63,8 +63,8 @@ pub fn render(tl: &Timeline) -> String {
                 h1 { (title) }
                 (traced(tl))
                 (verdicts(tl))
-                (relations(tl))
                 (backup(tl))
+                (relations(tl))
                 (waits(tl))
                 (queries(tl))
                 (syscalls(tl))
@@ -244,7 +244,12 @@ fn backup(tl: &Timeline) -> Markup {
     };
     let last = tl.backup.last();
     html! {
-        h2 { "Base backup" }
+        @if let Some(b) = last {
+            h2 {
+                @if b.method == "basebackup" { "Base backup" } @else { "Backup (" (t(&b.method)) ")" }
+                @if let Some(c) = &b.copier { ", copied by " (t(c)) }
+            }
+        }
         (chart(charts::bands("backup phase", x, &band_rows(&tl.backup_phases, charts::MAX_ROWS))))
         table {
             tr { th { "from" } th { "to" } th { "phase" } }

@@ -142,7 +142,19 @@ pub fn render(tl: &Timeline) -> String {
     }
 
     if let Some(b) = tl.backup.last() {
-        o.push_str("\nBase backup\n");
+        if b.method == "basebackup" {
+            o.push_str("\nBase backup\n");
+        } else {
+            let _ = writeln!(
+                o,
+                "\nBackup ({}){}",
+                v(&b.method),
+                b.copier
+                    .as_deref()
+                    .map(|c| format!(", copied by {}", v(c)))
+                    .unwrap_or_default()
+            );
+        }
         let rows: Vec<Vec<String>> = tl
             .backup_phases
             .iter()

@@ -80,6 +80,10 @@ pub struct RelationPoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupPoint {
     pub ts: f64,
+    /// `basebackup` or `low-level`.
+    pub method: String,
+    /// Copier mode: the copier's name.
+    pub copier: Option<String>,
     pub phase: String,
     pub streamed: u64,
     pub total: Option<u64>,
@@ -437,6 +441,8 @@ impl Fold {
         self.phases.push(b.ts, &b.phase, &b.method);
         self.t.backup.push(BackupPoint {
             ts: b.ts,
+            method: b.method.clone(),
+            copier: b.copier.clone(),
             phase: b.phase.clone(),
             streamed: b.streamed,
             total: b.total,
