@@ -43,6 +43,7 @@ APT_PACKAGES=(
     dpkg-dev man-db
     libcap2-bin  # setcap for tests/capabilities.rs
     fio  # tests/io_uring_capture.rs (io_uring reads of known layout)
+    chromium  # tests/report.rs: the HTML report rendered headless
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -49,8 +49,9 @@ pub struct Cli {
     #[arg(long, value_name = "SET", default_value = "default")]
     pub usdt_probes: String,
 
-    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
-    pub format: Format,
+    /// text or json (default text); `report` writes html (its default), text or perfetto.
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
+    pub format: Option<FormatArg>,
 
     /// Do not read the backend's status from memory (no query, wait event or progress
     /// counters; the backup phase is inferred from the syscalls instead).
@@ -70,7 +71,47 @@ pub enum BackendChoice {
     Procfs,
 }
 
+use crate::output::report::ReportFormat;
 pub use crate::output::Format;
+
+/// `--format`, one option for every command: the line outputs take text and json,
+/// `report` html, text and perfetto. (One global option: clap cannot give a subcommand
+/// an option of the same name with other values.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Json,
+    Html,
+    Perfetto,
+}
+
+impl Cli {
+    /// The format of a line output (text unless asked).
+    pub fn line_format(&self) -> Result<Format, String> {
+        match self.format {
+            None | Some(FormatArg::Text) => Ok(Format::Text),
+            Some(FormatArg::Json) => Ok(Format::Json),
+            Some(f @ (FormatArg::Html | FormatArg::Perfetto)) => Err(format!(
+                "--format {}: only `pg_trace report` writes it (here: text or json)",
+                f.to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            )),
+        }
+    }
+
+    /// The format of `pg_trace report` (html unless asked).
+    pub fn report_format(&self) -> Result<ReportFormat, String> {
+        match self.format {
+            None | Some(FormatArg::Html) => Ok(ReportFormat::Html),
+            Some(FormatArg::Text) => Ok(ReportFormat::Text),
+            Some(FormatArg::Perfetto) => Ok(ReportFormat::Perfetto),
+            Some(FormatArg::Json) => Err(
+                "--format json: a report is html, text or perfetto (the trace itself is the JSON)"
+                    .to_string(),
+            ),
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct Target {
@@ -100,5 +141,18 @@ pub enum Command {
     Ps {
         #[command(flatten)]
         target: Target,
+    },
+    /// A captured trace as one HTML page, a text summary or Perfetto JSON.
+    ///
+    /// FILE is line mode's JSON. --format html (the default): one self-contained page
+    /// (inline CSS and SVG charts, nothing fetched); text: a summary for a ticket;
+    /// perfetto: Chrome trace-event JSON for ui.perfetto.dev.
+    Report {
+        /// The trace: `pg_trace -p PID --no-tui --format json > FILE`.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where to write the report (default: standard output).
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
     },
 }

@@ -22,6 +22,11 @@ fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Report { file, output }) = &cli.command {
+        let format = cli.report_format().map_err(anyhow::Error::msg)?;
+        return commands::report::run(file, output.as_deref(), format);
+    }
+    let format = cli.line_format().map_err(anyhow::Error::msg)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(pg_trace::text::safe::SafeText::new(stdout.lock()));
     // The commands read `-p`'s process by pid (/proc, its memory, its binary): pinned
@@ -40,18 +45,19 @@ fn run(cli: Cli) -> Result<()> {
     };
     match &cli.command {
         Some(Command::Probes) => {
-            commands::probes::run(&mut out, cli.pid, cli.format).map_err(vanished)?
+            commands::probes::run(&mut out, cli.pid, format).map_err(vanished)?
         }
         Some(Command::Catalog { target }) => {
-            commands::catalog::run(&mut out, target, cli.pid, cli.format).map_err(vanished)?
+            commands::catalog::run(&mut out, target, cli.pid, format).map_err(vanished)?
         }
         Some(Command::Resolve { target, paths }) => {
-            commands::resolve::run(&mut out, target, cli.pid, paths, cli.format)
-                .map_err(vanished)?
+            commands::resolve::run(&mut out, target, cli.pid, paths, format).map_err(vanished)?
         }
         Some(Command::Ps { target }) => {
-            commands::ps::run(&mut out, target, cli.pid, cli.format).map_err(vanished)?
+            commands::ps::run(&mut out, target, cli.pid, format).map_err(vanished)?
         }
+        // Written above, before the line outputs.
+        Some(Command::Report { .. }) => {}
         None => {
             drop(out);
             let usdt = pg_trace::trace::usdt::UsdtConfig {
@@ -60,7 +66,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             // JSON is for programs: asking for it means line mode, terminal or not.
             let tui = !cli.no_tui
-                && cli.format == pg_trace::cli::Format::Text
+                && format == pg_trace::cli::Format::Text
                 && std::io::stdout().is_terminal();
             if tui {
                 return session::tui::run(session::tui::Options {
@@ -81,7 +87,7 @@ fn run(cli: Cli) -> Result<()> {
                 backend: cli.backend,
                 interval: std::time::Duration::from_millis(cli.interval.unwrap_or(1000)),
                 duration: duration(&cli)?,
-                format: cli.format,
+                format,
                 debug: cli.debug,
                 usdt,
                 no_memory: cli.no_memory,

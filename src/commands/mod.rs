@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod probes;
 pub mod ps;
+pub mod report;
 pub mod resolve;
 
 use crate::cli::Target;

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod probes;
 pub mod ps;
 pub mod record;
+pub mod report;
 pub mod resolve;
 pub mod status;
 pub mod trace;

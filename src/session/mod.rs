@@ -8,6 +8,7 @@ pub mod copier;
 mod io_uring;
 pub mod keys;
 pub mod line;
+mod load;
 pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.
 #[allow(clippy::module_inception)]
@@ -20,5 +21,6 @@ mod usdt_cost;
 
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};
+pub use load::load;
 pub use session::{Replay, Session};
 pub use signals::stop_flag;
