@@ -133,6 +133,7 @@ pub fn attach_record(
     backend: &str,
     limitations: &[String],
     usdt: &UsdtStatus,
+    usdt_cost: Option<crate::output::record::UsdtCostRecord>,
     datadir: &Path,
     major: u32,
 ) -> Record {
@@ -145,6 +146,7 @@ pub fn attach_record(
             active: usdt.active,
             reason: usdt.reason.clone(),
             probes: usdt.probes.clone(),
+            cost: usdt_cost,
         },
         datadir: datadir.to_string_lossy().into_owned(),
         major,

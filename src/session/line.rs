@@ -69,6 +69,7 @@ fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
                 s.tracer_name,
                 &s.limitations,
                 &s.usdt,
+                s.usdt_cost.as_ref().map(|c| c.record()),
                 &s.datadir,
                 s.major,
             );
