@@ -808,8 +808,14 @@ impl Session {
     /// Whatever is still queued, then a last tick.
     pub fn finish(&mut self) -> Result<()> {
         self.poll(|_, _, _| Ok(()))?;
-        self.model.tick(self.clock.now_ns(), &mut self.namer);
+        self.finish_undrained();
         Ok(())
+    }
+
+    /// The last tick without draining the tracer (a deadline: what is still queued is
+    /// after it).
+    pub fn finish_undrained(&mut self) {
+        self.model.tick(self.clock.now_ns(), &mut self.namer);
     }
 
     pub fn detach(&mut self) {
