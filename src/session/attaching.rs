@@ -43,6 +43,8 @@ impl Pending {
             .name("pg_trace-attach".into())
             .spawn(move || {
                 let pid = t.identity.pid();
+                // Lets tests/tui_tmux.rs see the first frame before any tracer is live.
+                super::backend::test_pause("deferred");
                 let r = attach_steps(
                     t.backend,
                     pid,

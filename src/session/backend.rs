@@ -125,7 +125,7 @@ pub fn while_attaching<T>(id: &Identity, steps: impl FnOnce() -> Result<T>) -> R
 /// Debug builds only: with `PG_TRACE_TEST_PAUSE=POINT:FIFO` the attach stops at `point`
 /// ("pinned": `catalog`, `resolve`, `ps` or `probes -p` has pinned its process;
 /// "located": the data directory found, nothing attached; "attached": everything
-/// attached, not yet confirmed) until the test that made the FIFO closes its end. Opening
+/// attached, not yet confirmed; "deferred": the TUI's attach thread, before it attaches) until the test that made the FIFO closes its end. Opening
 /// the FIFO blocks until the test opens it for writing, which tells the test we are
 /// there: no sleeps on either side. Lets tests/pid_reuse.rs end the process at exactly
 /// that step. Compiled out of release builds.
