@@ -68,8 +68,7 @@ fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
                 title,
                 s.tracer_name,
                 &s.limitations,
-                &s.usdt,
-                s.usdt_cost.as_ref().map(|c| c.record()),
+                out::usdt_record(&s.usdt, s.usdt_cost.as_ref().map(|c| c.record())),
                 &s.datadir,
                 s.major,
             );
