@@ -414,10 +414,27 @@ impl Session {
                 }
                 self.usdt_cost = cost;
                 // Files opened while the tracer was attaching: the walk again, after the
-                // tracer is live (a file seen twice is the same file).
+                // tracer is live (a file seen twice is the same file); and those of the
+                // first walk closed meanwhile, closed.
                 let mut files = Vec::new();
-                let _ = procfs::snapshot(self.pid, &mut files);
-                if self.live.as_ref().is_some_and(|l| l.identity.is_alive()) {
+                let walked = procfs::snapshot(self.pid, &mut files).is_ok();
+                if walked && self.live.as_ref().is_some_and(|l| l.identity.is_alive()) {
+                    let open: Vec<i32> = (files.iter())
+                        .filter_map(|e| match e.kind {
+                            EventKind::FileState { fd, .. } if e.pid == self.pid => Some(fd),
+                            _ => None,
+                        })
+                        .collect();
+                    let now = self.clock.now_ns();
+                    let gone: Vec<Event> = (self.model.files.keys())
+                        .filter(|&&(p, fd)| p == self.pid && !open.contains(&fd))
+                        .map(|&(pid, fd)| Event {
+                            ts_ns: now,
+                            pid,
+                            kind: EventKind::Close { fd },
+                        })
+                        .collect();
+                    self.batch.extend(gone);
                     self.batch.append(&mut files);
                 }
                 self.follow();
