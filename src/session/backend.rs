@@ -311,6 +311,27 @@ pub fn attach_steps(
     Ok(())
 }
 
+/// The quick refusals of an explicit `--backend`, checked before an attach is put on a
+/// thread (the TUI's): a missing capability, a binary without probes, contradicting
+/// options are one line on a sane screen, not a capture that stops once drawn. `auto`
+/// falls back instead, so it has none.
+pub fn preflight(choice: BackendChoice, pid: Pid, usdt: &UsdtConfig) -> Result<()> {
+    match Plan::from(choice) {
+        Plan::UsdtOnly => {
+            if !usdt.enabled {
+                bail!("--backend usdt and --no-usdt contradict each other");
+            }
+            may_use_bpf().map_err(|why| anyhow!("USDT unavailable: {why}"))?;
+            crate::trace::usdt::discover(pid)?;
+        }
+        Plan::Only(SyscallMethod::Ebpf) => {
+            may_use_bpf().map_err(|why| anyhow!("eBPF unavailable: {why}"))?;
+        }
+        Plan::Only(_) | Plan::Auto => {}
+    }
+    Ok(())
+}
+
 /// What an attach gave, all steps folded.
 pub struct Attached {
     pub tracer: Box<dyn Tracer>,

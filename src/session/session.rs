@@ -245,6 +245,7 @@ impl Session {
         // A copier's memory is never read.
         let memory_ok = memory && !copier;
         let (tracer, usdt, usdt_cost, pending) = if deferred {
+            super::backend::preflight(backend, pid, &usdt_asked)?;
             let pending = Pending::spawn(Target {
                 identity: identity.try_clone()?,
                 backend,
