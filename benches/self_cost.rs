@@ -108,11 +108,20 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2)); // the page cache warms
 
     let idle = c.hold_backend("postgres");
+    // PG_TRACE_BENCH_BASELINE=PATH: another pg_trace binary (an older build) measured in
+    // turn with this one, mode by mode, so that the machine's drift hits both alike.
+    let baseline = std::env::var("PG_TRACE_BENCH_BASELINE").ok();
+    let bins: Vec<(&str, &str)> = std::iter::once(("", BIN))
+        .chain(baseline.as_deref().map(|b| (" (baseline)", b)))
+        .collect();
     let mut out = Vec::new();
     for mode in &modes {
-        let busy = measure(pid, mode, secs);
-        let quiet = measure(idle.pid, mode, secs);
-        out.push((busy, quiet));
+        for (tag, bin) in &bins {
+            let mut busy = measure(bin, pid, mode, secs);
+            let quiet = measure(bin, idle.pid, mode, secs);
+            busy.mode = format!("{mode}{tag}");
+            out.push((busy, quiet));
+        }
     }
     stop.store(true, Ordering::Relaxed);
     scanner.join().unwrap();
@@ -159,9 +168,9 @@ fn main() {
     }
 }
 
-/// pg_trace `--backend mode` on `pid` for `secs` after its first interval.
-fn measure(pid: i32, mode: &str, secs: u64) -> Row {
-    let mut child = Command::new(BIN)
+/// pg_trace (`bin`) `--backend mode` on `pid` for `secs` after its first interval.
+fn measure(bin: &str, pid: i32, mode: &str, secs: u64) -> Row {
+    let mut child = Command::new(bin)
         .args(["-p", &pid.to_string(), "--no-tui", "--format", "json"])
         .args(["--interval", "1000", "--backend", mode])
         .stdout(Stdio::piped())

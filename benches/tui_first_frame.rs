@@ -2,8 +2,11 @@
 //! terminal (a private tmux server, 120×40) attached to an idle backend of a cluster of
 //! 1,000 relations (Debian's PostgreSQL 15, so the default `auto` attaches eBPF and the
 //! USDT probes). The frame is "full" when the header's second line (`via … elapsed …`) and
-//! the panels' titles and the key line are on screen: the TUI draws everything in one frame, after the
-//! attach (catalog read, BPF load, probe attach) and the first status sample.
+//! the panels' titles and the key line are on screen: the TUI draws it from /proc, the
+//! backend's memory and the catalog while BPF and the USDT probes are attached on a thread
+//! (`via attaching…`); "tracer live" is when the header names the method with nothing
+//! still attaching. `PG_TRACE_BENCH_BASELINE=PATH` times another build's first frame in
+//! turn with this one (before/after on a noisy machine).
 //!
 //!     cargo bench --bench tui_first_frame
 //!     PG_TRACE_BENCH_REPS=9 PG_TRACE_BENCH_RELATIONS=1000 cargo bench --bench tui_first_frame
@@ -47,13 +50,25 @@ impl Tmux {
 
     /// Runs `cmd` in the pane (replacing what ran there) and times until `done(screen)`.
     fn time_until(&self, cmd: &str, done: impl Fn(&str) -> bool) -> Duration {
+        self.times_until(cmd, &[&done])[0]
+    }
+
+    /// [`Tmux::time_until`] for several conditions at once: when each first held.
+    fn times_until(&self, cmd: &str, done: &[&dyn Fn(&str) -> bool]) -> Vec<Duration> {
         self.run(&["send-keys", "-t", "t", "q"]);
         let t = Instant::now();
         self.run(&["respawn-pane", "-k", "-t", "t", cmd]);
+        let mut at: Vec<Option<Duration>> = vec![None; done.len()];
         loop {
             let screen = self.capture();
-            if done(&screen) {
-                return t.elapsed();
+            let now = t.elapsed();
+            for (slot, f) in at.iter_mut().zip(done) {
+                if slot.is_none() && f(&screen) {
+                    *slot = Some(now);
+                }
+            }
+            if at.iter().all(Option::is_some) {
+                return at.into_iter().flatten().collect();
             }
             assert!(
                 t.elapsed() < Duration::from_secs(30),
@@ -125,42 +140,69 @@ fn main() {
     let full = |s: &str| {
         s.contains("via ") && s.contains("Relations") && s.contains("Files") && s.contains("q quit")
     };
+    // PG_TRACE_BENCH_BASELINE=PATH: another pg_trace binary (an older build) timed in
+    // turn with this one, run for run, so that the machine's drift hits both alike.
+    let baseline = std::env::var("PG_TRACE_BENCH_BASELINE").ok();
     let mut rows = Vec::new();
-    for (label, args) in [
-        ("pg_trace -p PID (auto: ebpf+usdt)", String::new()),
-        (
-            "pg_trace -p PID --backend ebpf",
-            "--backend ebpf".to_string(),
-        ),
+    for (label, args, method) in [
+        ("pg_trace -p PID (auto: ebpf+usdt)", "", "ebpf+usdt"),
+        ("pg_trace -p PID --backend ebpf", "--backend ebpf", "ebpf"),
         (
             "pg_trace -p PID --backend procfs",
-            "--backend procfs".to_string(),
+            "--backend procfs",
+            "procfs",
         ),
     ] {
         let cmd = format!("{BIN} -p {} {args}", held.pid);
+        let base_cmd = baseline
+            .as_ref()
+            .map(|b| format!("{b} -p {} {args}", held.pid));
+        // The tracer live: the header names it, with nothing still attaching.
+        let live_at = format!("via {method} ");
+        let live = |s: &str| full(s) && s.contains(&live_at) && !s.contains("attaching");
         // One untimed run: the binary and the catalog files in the page cache.
         tmux.time_until(&cmd, full);
-        let times: Vec<Duration> = (0..reps).map(|_| tmux.time_until(&cmd, full)).collect();
-        rows.push((label, median(times)));
+        if let Some(b) = &base_cmd {
+            tmux.time_until(b, full);
+        }
+        let (mut first, mut to_live, mut base) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = tmux.times_until(&cmd, &[&full, &live]);
+            first.push(t[0]);
+            to_live.push(t[1]);
+            if let Some(b) = &base_cmd {
+                base.push(tmux.time_until(b, full));
+            }
+        }
+        rows.push((
+            label,
+            median(first),
+            median(to_live),
+            (!base.is_empty()).then(|| median(base)),
+        ));
     }
     tmux.run(&["send-keys", "-t", "t", "q"]);
 
     println!(
         "\nFirst full TUI frame, PostgreSQL 15, {rels} relations in pg_class with storage ({n} tables \
-         created), 120x40 tmux pane, median of {reps}:\n"
-    );
-    println!(
-        "| command | command to first frame | minus tmux's own ({:.0} ms) | budget 300 ms |",
+         created), 120x40 tmux pane, median of {reps}; minus tmux's own start ({:.0} ms):\n",
         ms(floor)
     );
-    println!("|---|---|---|---|");
-    for (label, t) in rows {
-        let net = t.saturating_sub(floor);
+    println!(
+        "| command | first full frame | budget 300 ms | tracer live (header names it) | baseline binary: first frame |"
+    );
+    println!("|---|---|---|---|---|");
+    for (label, first, live, base) in rows {
+        let net = first.saturating_sub(floor);
         println!(
-            "| `{label}` | {:.0} ms | {:.0} ms | {} |",
-            ms(t),
+            "| `{label}` | {:.0} ms | {} | {:.0} ms | {} |",
             ms(net),
-            if net <= BUDGET { "ok" } else { "OVER" }
+            if net <= BUDGET { "ok" } else { "OVER" },
+            ms(live.saturating_sub(floor)),
+            base.map_or("-".to_string(), |b| format!(
+                "{:.0} ms",
+                ms(b.saturating_sub(floor))
+            )),
         );
     }
 }

@@ -276,12 +276,12 @@ fn traced_scan(
 }
 
 fn backend_of(records: &[Record]) -> String {
-    records
-        .iter()
-        .find_map(attach)
-        .expect("attach record")
-        .backend
-        .clone()
+    let a = records.iter().find_map(attach).expect("attach record");
+    if !a.backend.contains("usdt") {
+        // No probe went on: nothing to say of their cost.
+        assert_eq!(a.usdt.cost, None, "{a:?}");
+    }
+    a.backend.clone()
 }
 
 fn check(major: u32) {
@@ -423,7 +423,7 @@ fn usdt_cost_said(c: &Cluster, b: &CapBinary, uid: (u32, u32)) {
     run.wait_for("the cost note", |_, err| err.contains("buffer accesses/s"));
     c.execute("postgres", &format!("SELECT pg_cancel_backend({pid})"));
     busy.join().unwrap();
-    let (_, err) = run.finish();
+    let (records, err) = run.finish();
     let note = err
         .lines()
         .find(|l| l.contains("buffer accesses/s"))
@@ -431,6 +431,24 @@ fn usdt_cost_said(c: &Cluster, b: &CapBinary, uid: (u32, u32)) {
     assert!(
         note.contains("buffer__read__done costs ~1.3 µs per access") && note.contains("slower"),
         "{note}"
+    );
+    // The same cost in the attach record, as numbers.
+    let cost = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Attach(a) => Some(a.usdt.cost.clone()),
+            _ => None,
+        })
+        .expect("an attach record")
+        .unwrap_or_else(|| panic!("no usdt.cost in the attach record; stderr: {err}"));
+    assert!(cost.warned && cost.accesses_per_s >= 100_000.0, "{cost:?}");
+    assert_eq!(cost.per_access_probes, ["buffer__read__done"]);
+    assert_eq!(cost.ns_per_access, 1300.0);
+    let want = 1.0 + cost.accesses_per_s * cost.ns_per_access / 1e9;
+    assert!((cost.slowdown - want).abs() < 1e-9, "{cost:?}");
+    assert!(
+        note.contains(&format!("~{:.2}x slower", cost.slowdown)),
+        "{note} vs {cost:?}"
     );
 }
 

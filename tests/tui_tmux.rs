@@ -78,6 +78,16 @@ impl Tmux {
         self.run(&["respawn-pane", "-k", "-t", "t", &cmd]);
     }
 
+    /// [`Tmux::start`] with `env` (`NAME=VALUE`) in its environment.
+    fn start_env(&self, env: &str, args: &str) {
+        let _ = std::fs::remove_file(self.status_file());
+        let cmd = format!(
+            "env {env} {BIN} {args}; echo $? > {}",
+            self.status_file().display()
+        );
+        self.run(&["respawn-pane", "-k", "-t", "t", &cmd]);
+    }
+
     /// The pid of pg_trace: the child of the pane's shell.
     fn pg_trace_pid(&self) -> i32 {
         let out = self.run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
@@ -157,6 +167,51 @@ fn wait_for<T>(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The first frame does not wait for the tracer: with the attach thread held (debug
+/// builds: `PG_TRACE_TEST_PAUSE=deferred:FIFO`), the screen is up, says `attaching…` and
+/// names the files the backend already has open (the /proc fd walk); once released, the
+/// header names the tracer and the backend's reads reach the screen.
+fn first_frame_before_the_tracer(tmux: &Tmux, c: &Cluster) {
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    // A relation file open in the backend before pg_trace comes (it keeps its fds).
+    held.client
+        .batch_execute("SELECT count(*) FROM slow")
+        .unwrap();
+    let fifo = tmux.dir.path().join("deferred");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    tmux.start_env(
+        &format!("PG_TRACE_TEST_PAUSE=deferred:{}", fifo.display()),
+        &format!("-p {pid} --backend ebpf"),
+    );
+    let screen = wait_for(
+        "a first frame while attaching",
+        tmux,
+        Duration::from_secs(30),
+        |s| (s.contains("via attaching…") && s.contains("Files:")).then(|| s.to_string()),
+    );
+    assert!(
+        screen.contains("public.slow"),
+        "the open files are not on the first frame:\n{screen}"
+    );
+    // Let the attach go on: the writer's open and close are the thread's EOF.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    wait_for("the tracer live", tmux, Duration::from_secs(30), |s| {
+        (s.contains("via ebpf ") && !s.contains("attaching")).then_some(())
+    });
+    // Events flow: a table opened only now is seen through the tracer.
+    held.client
+        .batch_execute("CREATE TABLE later AS SELECT 1 AS x; SELECT count(*) FROM later")
+        .unwrap();
+    wait_for("public.later", tmux, Duration::from_secs(30), |s| {
+        s.contains("public.later").then_some(())
+    });
+    tmux.run(&["send-keys", "-t", "t", "q"]);
+    assert_eq!(wait_exit(tmux, "q after attaching"), 0);
 }
 
 #[test]
@@ -252,6 +307,8 @@ fn tui_follows_a_scan_and_quits_cleanly() {
     );
     tmux.run(&["send-keys", "-t", "t", "q"]);
     assert_eq!(wait_exit(&tmux, "q after the summary"), 0);
+
+    first_frame_before_the_tracer(&tmux, &c);
 
     // The picker: no -p. Type the backend's pid to filter, Enter attaches, Esc comes back;
     // SIGTERM ends it with status 0 and the terminal restored.

@@ -126,13 +126,26 @@ pub fn lock_wait_record(model: &Model, w: &LockWaitRec) -> Record {
     })
 }
 
+/// The attach record's `usdt`: whether probes are on, and what they were expected to cost.
+pub fn usdt_record(
+    usdt: &UsdtStatus,
+    cost: Option<crate::output::record::UsdtCostRecord>,
+) -> UsdtRecord {
+    UsdtRecord {
+        active: usdt.active,
+        reason: usdt.reason.clone(),
+        probes: usdt.probes.clone(),
+        cost,
+    }
+}
+
 /// The first record of a trace: what it attached to and how.
 pub fn attach_record(
     pid: Pid,
     title: &str,
     backend: &str,
     limitations: &[String],
-    usdt: &UsdtStatus,
+    usdt: UsdtRecord,
     datadir: &Path,
     major: u32,
 ) -> Record {
@@ -141,11 +154,7 @@ pub fn attach_record(
         title: title.to_string(),
         backend: backend.to_string(),
         limitations: limitations.to_vec(),
-        usdt: UsdtRecord {
-            active: usdt.active,
-            reason: usdt.reason.clone(),
-            probes: usdt.probes.clone(),
-        },
+        usdt,
         datadir: datadir.to_string_lossy().into_owned(),
         major,
     })

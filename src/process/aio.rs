@@ -126,7 +126,7 @@ pub fn process_major(pid: Pid) -> Option<u32> {
 /// One process's symbols, load bias and memory, with the AIO layout of its major.
 struct Target {
     mem: ProcMem,
-    syms: Symbols,
+    syms: std::sync::Arc<Symbols>,
     bias: u64,
     layout: AioLayout,
 }

@@ -343,16 +343,56 @@ pub fn find_cstrings(hay: &[u8], needle: &str) -> Vec<usize> {
 }
 
 impl Symbols {
-    /// Parse `.dynsym` of the executable behind `/proc/PID/exe`.
-    pub fn load(pid: Pid) -> Result<Symbols, MemError> {
-        use object::{Object, ObjectSymbol};
+    /// Parse `.dynsym` of the executable behind `/proc/PID/exe`. Parsed once per binary
+    /// (its device, inode, size and change time): the binary check, the catalog overlay,
+    /// the status reader and the USDT cost each want the same table of a server's binary,
+    /// and a distribution's `postgres` takes tens of ms to parse.
+    pub fn load(pid: Pid) -> Result<std::sync::Arc<Symbols>, MemError> {
         use std::os::unix::fs::MetadataExt;
+        use std::sync::{Arc, Mutex};
+        type Key = (u64, u64, u64, i64, i64);
+        /// The last few binaries parsed (a host runs a few PostgreSQL builds at most).
+        static CACHE: Mutex<Vec<(Key, Arc<Symbols>)>> = Mutex::new(Vec::new());
+        const KEEP: usize = 4;
         let path = format!("/proc/{pid}/exe");
         let exe = std::fs::File::open(&path).map_err(|e| gone_or(pid, e))?;
         let meta = exe.metadata().map_err(|e| gone_or(pid, e))?;
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        );
+        // A poisoned lock only means a panic elsewhere mid-insert: the entries are whole.
+        let cached = |c: &Vec<(Key, Arc<Symbols>)>| {
+            c.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, s)| Arc::clone(s))
+        };
+        if let Some(s) = cached(&CACHE.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(s);
+        }
+        let s = Arc::new(Symbols::parse(pid, &path, exe, &meta)?);
+        let mut c = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        if c.len() >= KEEP {
+            c.remove(0);
+        }
+        c.push((key, Arc::clone(&s)));
+        Ok(s)
+    }
+
+    fn parse(
+        pid: Pid,
+        path: &str,
+        exe: std::fs::File,
+        meta: &std::fs::Metadata,
+    ) -> Result<Symbols, MemError> {
+        use object::{Object, ObjectSymbol};
+        use std::os::unix::fs::MetadataExt;
         // The file is hostile: a huge or sparse one must not be read whole. Refuse absurd
         // sizes, and read lazily only the headers and the sections used below.
-        crate::process::stapsdt::check_exe_size(std::path::Path::new(&path), meta.len()).map_err(
+        crate::process::stapsdt::check_exe_size(std::path::Path::new(path), meta.len()).map_err(
             |e| MemError::Layout {
                 pid,
                 what: e.to_string(),

@@ -415,7 +415,7 @@ impl StatusReader {
         if let Some(s) = self.symbols.get(&ident) {
             return Ok(Arc::clone(s));
         }
-        let s = Arc::new(Symbols::load(pid)?);
+        let s = Symbols::load(pid)?;
         self.symbols.insert(ident, Arc::clone(&s));
         Ok(s)
     }

@@ -68,7 +68,7 @@ fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
                 title,
                 s.tracer_name,
                 &s.limitations,
-                &s.usdt,
+                out::usdt_record(&s.usdt, s.usdt_cost.as_ref().map(|c| c.record())),
                 &s.datadir,
                 s.major,
             );
@@ -110,6 +110,8 @@ pub fn line_loop(
         note(n);
     }
     write_attach(w, s, pace.format)?;
+    // Line mode is live: each record goes out when written, not when a buffer fills.
+    w.flush()?;
     let clock = s.clock.clone();
     let start = s.start_ns;
     let interval_ns = u64::try_from(pace.interval.as_nanos()).unwrap_or(u64::MAX);
@@ -126,12 +128,13 @@ pub fn line_loop(
             Ok(())
         })?;
         let now = clock.now_ns();
-        let done = stopping
-            || s.model.leader_exited()
-            || pace
-                .duration
-                .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
-        if done {
+        let deadline = pace
+            .duration
+            .is_some_and(|d| now.saturating_sub(start) >= d.as_nanos() as u64);
+        let done = stopping || s.model.leader_exited() || deadline;
+        // At the deadline nothing more is drained: under a flood of events there is
+        // always more, and `--duration` is a promise about when we stop.
+        if done && !deadline {
             // Whatever reached the tracer since the drain above (the exit is often seen
             // before the last reads are drained) belongs to this last interval, not to
             // the summary only.
@@ -156,16 +159,21 @@ pub fn line_loop(
                 pace.format,
                 first,
             )?;
+            w.flush()?;
             first = false;
             last_print = now;
             next_print = now.saturating_add(interval_ns);
         }
         if done {
+            if deadline {
+                s.finish_undrained();
+            } else {
+                s.finish()?;
+            }
             break;
         }
         clock.sleep(poll_every);
     }
-    s.finish()?;
     write_summary(&mut *w, &s.model, clock.now_ns(), pace.format)?;
     w.flush()?;
     Ok(())

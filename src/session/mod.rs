@@ -3,6 +3,7 @@
 //! The loops take their clock, output and keys as parameters, so whole sessions run
 //! scripted in tests (tests/app_*.rs).
 
+mod attaching;
 pub mod backend;
 pub mod copier;
 mod io_uring;
@@ -17,7 +18,7 @@ pub mod signals;
 pub mod summary;
 pub mod terminal;
 pub mod tui;
-mod usdt_cost;
+pub mod usdt_cost;
 
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};

@@ -6,6 +6,8 @@
 //! directory at hand) or a replay (events from a recording or a script, named by any
 //! [`Namer`], on a clock the caller drives): the loops cannot tell them apart.
 
+use super::attaching::{Msg, Pending, Target, Waiting, ATTACHING};
+use super::backend::Step;
 use crate::cli::BackendChoice;
 use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
@@ -13,6 +15,7 @@ use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::pgdata::DataDir;
 use crate::process::identity::Identity;
 use crate::process::status::{StatusReader, StatusSample};
+use crate::trace::combined::Combined;
 use crate::trace::replay::{Clock, SystemClock};
 use crate::trace::usdt::{UsdtConfig, UsdtStatus};
 use crate::trace::{follow, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
@@ -130,9 +133,13 @@ pub struct Session {
     pub events_per_s: f64,
     /// Memory reading switched off (`--no-memory`) or failed; why, said once.
     pub memory_note: Option<String>,
+    /// What the per-block USDT probes were expected to cost the backend, when sampled.
+    pub usdt_cost: Option<super::usdt_cost::UsdtCost>,
     pub clock: Arc<dyn Clock>,
     namer: Naming,
     tracer: Box<dyn Tracer>,
+    /// The attach still under way on its thread (the TUI's, see `attaching.rs`).
+    pending: Option<Pending>,
     live: Option<Live>,
     batch: Vec<Event>,
     last_tick_ns: u64,
@@ -159,9 +166,33 @@ impl Session {
         usdt: &UsdtConfig,
         memory: bool,
     ) -> Result<Session> {
+        Session::open_inner(pid, backend, usdt, memory, false)
+    }
+
+    /// [`Session::open_with`] whose tracer is attached on a thread (the TUI's, whose first
+    /// frame must not wait for BPF): the session is ready at once, named from /proc, its
+    /// memory and the catalog, with the files already open; events flow from the first
+    /// poll after the tracer is live ([`Session::attaching`] until then). What fails later
+    /// in the attach stops the capture at that poll (its error).
+    pub fn open_deferred(
+        pid: Pid,
+        backend: BackendChoice,
+        usdt: &UsdtConfig,
+        memory: bool,
+    ) -> Result<Session> {
+        Session::open_inner(pid, backend, usdt, memory, true)
+    }
+
+    fn open_inner(
+        pid: Pid,
+        backend: BackendChoice,
+        usdt: &UsdtConfig,
+        memory: bool,
+        deferred: bool,
+    ) -> Result<Session> {
         let identity = Identity::open(pid)?;
         let mut s = super::backend::while_attaching(&identity, || {
-            Session::attach(identity.try_clone()?, backend, usdt, memory)
+            Session::attach(identity.try_clone()?, backend, usdt, memory, deferred)
         })?;
         if !memory {
             s.disable_memory();
@@ -174,6 +205,7 @@ impl Session {
         backend: BackendChoice,
         usdt: &UsdtConfig,
         memory: bool,
+        deferred: bool,
     ) -> Result<Session> {
         let pid = identity.pid();
         crate::process::proc::may_inspect(pid, "cannot attach")?;
@@ -195,34 +227,46 @@ impl Session {
         if let Some(inside) = &dd.inside {
             notes.push(crate::process::ns::container_note(pid, inside, &dd.root));
         }
-        let (tracer, usdt) = if copier {
-            // Not a postgres binary: no USDT, ever.
-            if backend == BackendChoice::Usdt {
-                anyhow::bail!(
-                    "pid {pid} is a copier of {} (not PostgreSQL): it has no USDT probes",
-                    dd.root.display()
-                );
-            }
-            let off = UsdtConfig {
+        // A copier is not a postgres binary: no USDT, ever.
+        if copier && backend == BackendChoice::Usdt {
+            anyhow::bail!(
+                "pid {pid} is a copier of {} (not PostgreSQL): it has no USDT probes",
+                dd.root.display()
+            );
+        }
+        let usdt_asked = if copier {
+            UsdtConfig {
                 enabled: false,
                 ..UsdtConfig::default()
-            };
-            // memory false: a copier's memory is never read.
-            let (mut t, _) =
-                super::backend::attach_with(backend, pid, dd.major, &off, false, &mut |n| {
-                    notes.push(n)
-                })?;
-            if let Err(e) = t.follow_forks() {
-                notes.push(format!(
-                    "copier mode: {e}: a child is found at the next poll, and reads it makes \
-                     before that are missed"
-                ));
             }
-            (t, UsdtStatus::off("copier mode: not a PostgreSQL binary"))
         } else {
-            super::backend::attach_with(backend, pid, dd.major, usdt, memory, &mut |n| {
-                notes.push(n)
-            })?
+            usdt.clone()
+        };
+        // A copier's memory is never read.
+        let memory_ok = memory && !copier;
+        let (tracer, usdt, usdt_cost, pending) = if deferred {
+            super::backend::preflight(backend, pid, &usdt_asked)?;
+            let pending = Pending::spawn(Target {
+                identity: identity.try_clone()?,
+                backend,
+                major: dd.major,
+                usdt: usdt_asked,
+                memory: memory_ok,
+                copier,
+            })?;
+            let waiting: Box<dyn Tracer> = Box::new(Waiting);
+            (waiting, UsdtStatus::off(ATTACHING), None, Some(pending))
+        } else {
+            let a = super::backend::attach_with(
+                backend,
+                pid,
+                dd.major,
+                &usdt_asked,
+                memory_ok,
+                copier,
+                &mut |n| notes.push(n),
+            )?;
+            (a.tracer, a.usdt, a.cost, None)
         };
         let mut model = Model::new(pid, dd.control.segment_bytes());
         let title = crate::process::proc::process_title(pid).unwrap_or_default();
@@ -283,6 +327,8 @@ impl Session {
             last_tick_events: 0,
             events_per_s: 0.0,
             memory_note: None,
+            usdt_cost,
+            pending,
             last_kstate: None,
         };
         // Followers from the start (an io worker's reads for us are ours from the first
@@ -323,6 +369,8 @@ impl Session {
             last_tick_events: 0,
             events_per_s: 0.0,
             memory_note: None,
+            usdt_cost: None,
+            pending: None,
             last_kstate: None,
         }
     }
@@ -332,7 +380,96 @@ impl Session {
         self.live.as_ref().map(|l| &l.dd)
     }
 
+    /// Whether the tracer is still being attached (`--backend auto`: also while USDT
+    /// joins the syscall tracer already live).
+    pub fn attaching(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether a tracer is live (false only before the attach thread hands one over).
+    pub fn tracing(&self) -> bool {
+        self.tracer_name != ATTACHING
+    }
+
+    /// Takes over what the attach thread has done since the last poll.
+    fn take_attach_steps(&mut self) -> Result<()> {
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        for m in p.take() {
+            match m {
+                Msg::Step(s) => self.attach_step(s),
+                Msg::Done(r) => {
+                    self.pending = None;
+                    r?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_step(&mut self, s: Step) {
+        match s {
+            Step::Note(n) => self.notes.push(n),
+            Step::Tracer { tracer, usdt, cost } => {
+                self.tracer = tracer;
+                self.tracer_name = self.tracer.name();
+                if let Some(u) = usdt {
+                    self.usdt = u;
+                }
+                self.usdt_cost = cost;
+                // Files opened while the tracer was attaching: the walk again, after the
+                // tracer is live (a file seen twice is the same file); and those of the
+                // first walk closed meanwhile, closed.
+                let mut files = Vec::new();
+                let walked = procfs::snapshot(self.pid, &mut files).is_ok();
+                if walked && self.live.as_ref().is_some_and(|l| l.identity.is_alive()) {
+                    let open: Vec<i32> = (files.iter())
+                        .filter_map(|e| match e.kind {
+                            EventKind::FileState { fd, .. } if e.pid == self.pid => Some(fd),
+                            _ => None,
+                        })
+                        .collect();
+                    let now = self.clock.now_ns();
+                    let gone: Vec<Event> = (self.model.files.keys())
+                        .filter(|&&(p, fd)| p == self.pid && !open.contains(&fd))
+                        .map(|&(pid, fd)| Event {
+                            ts_ns: now,
+                            pid,
+                            kind: EventKind::Close { fd },
+                        })
+                        .collect();
+                    self.batch.extend(gone);
+                    self.batch.append(&mut files);
+                }
+                self.follow();
+                self.limitations = self.tracer.limitations();
+            }
+            Step::Usdt {
+                mut tracer,
+                status,
+                cost,
+                name,
+            } => {
+                // Followers found while it was attaching get its probes too.
+                if let Some(l) = self.live.as_ref() {
+                    for &p in l.followers.keys() {
+                        let _ = tracer.add_pid(p);
+                    }
+                }
+                let sys = std::mem::replace(&mut self.tracer, Box::new(Waiting));
+                self.tracer = Box::new(Combined::new(name, vec![sys, tracer]));
+                self.tracer_name = name;
+                self.usdt = status;
+                self.usdt_cost = cost;
+                self.limitations = self.tracer.limitations();
+            }
+            Step::UsdtOff(status) => self.usdt = status,
+        }
+    }
+
     fn drain(&mut self, each: &mut impl FnMut(&Model, &Event, bool) -> Result<()>) -> Result<()> {
+        self.take_attach_steps()?;
         self.tracer.poll(&mut self.batch)?;
         if let Some(live) = self.live.as_mut().filter(|l| !l.discard.is_empty()) {
             let discard = std::mem::take(&mut live.discard);
@@ -583,6 +720,10 @@ impl Session {
         let Some(live) = self.live.as_mut() else {
             return;
         };
+        // Until a tracer is live there is nothing to add followers to.
+        if self.tracer_name == ATTACHING {
+            return;
+        }
         let found: Vec<(Pid, FollowerRole)> = if live.copier.is_some() {
             super::copier::descendants(self.pid)
                 .into_iter()
@@ -689,11 +830,19 @@ impl Session {
     /// Whatever is still queued, then a last tick.
     pub fn finish(&mut self) -> Result<()> {
         self.poll(|_, _, _| Ok(()))?;
-        self.model.tick(self.clock.now_ns(), &mut self.namer);
+        self.finish_undrained();
         Ok(())
     }
 
+    /// The last tick without draining the tracer (a deadline: what is still queued is
+    /// after it).
+    pub fn finish_undrained(&mut self) {
+        self.model.tick(self.clock.now_ns(), &mut self.namer);
+    }
+
     pub fn detach(&mut self) {
+        // An attach still under way: what it attaches is dropped as it is handed over.
+        self.pending = None;
         self.tracer.detach();
     }
 }

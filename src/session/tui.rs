@@ -124,20 +124,23 @@ pub struct TraceApp {
     /// What the log last said of the verdict and the backup phase: it logs changes.
     logged_verdict: Option<&'static str>,
     logged_phase: Option<i64>,
+    /// Limitations already in the log (a tracer that joins later says only its own).
+    said_limits: Vec<String>,
 }
 
 impl TraceApp {
     pub fn new(mut session: Session, debug: bool) -> TraceApp {
         let mut log = LogRing::new();
         let now = session.start_ns;
-        log.push(
-            now,
-            Level::Info,
+        let said = if session.tracing() {
             format!(
                 "attached to pid {} via {}",
                 session.pid, session.tracer_name
-            ),
-        );
+            )
+        } else {
+            format!("attaching to pid {}…", session.pid)
+        };
+        log.push(now, Level::Info, said);
         for n in session
             .take_notes()
             .into_iter()
@@ -162,6 +165,7 @@ impl TraceApp {
             logged_verdict: None,
             logged_phase: None,
             port,
+            said_limits: session.limitations.clone(),
             session,
         }
     }
@@ -177,10 +181,33 @@ impl TraceApp {
         }
         let log = &mut self.log;
         let debug = self.debug;
+        let was = self.session.tracer_name;
         let r = self.session.poll(|m, ev, applied| {
             log.record(m, ev, applied, debug);
             Ok(())
         });
+        if self.session.tracer_name != was {
+            // A tracer the attach thread handed over: said as an attach at start is.
+            let now = self.now();
+            let s = &self.session;
+            self.log.push(
+                now,
+                Level::Info,
+                format!("attached to pid {} via {}", s.pid, s.tracer_name),
+            );
+            for n in s
+                .limitations
+                .iter()
+                .filter(|l| !self.said_limits.contains(l))
+            {
+                self.log.push(now, Level::Warn, n.clone());
+            }
+            self.said_limits = s.limitations.clone();
+        }
+        for n in self.session.take_notes() {
+            let now = self.now();
+            self.log.push(now, Level::Warn, n);
+        }
         if let Err(e) = r {
             let msg = format!("{e:#}");
             let now = self.now();
@@ -244,7 +271,7 @@ impl TraceApp {
         let now = self.ended_ns.unwrap_or_else(|| self.now());
         let s = &self.session;
         let mut limitations = s.limitations.clone();
-        if let Some(why) = s.usdt.reason.as_ref().filter(|_| !s.usdt.active) {
+        if let Some(why) = (s.usdt.reason.as_ref()).filter(|_| !s.usdt.active && !s.attaching()) {
             limitations.push(format!("no USDT: {why}"));
         }
         if let Some(n) = &s.memory_note {
@@ -257,7 +284,11 @@ impl TraceApp {
             datadir: s.datadir.display().to_string(),
             port: self.port,
             major: s.major,
-            methods: s.tracer_name.to_string(),
+            methods: if s.attaching() && s.tracing() {
+                format!("{} (attaching…)", s.tracer_name)
+            } else {
+                s.tracer_name.to_string()
+            },
             limitations,
             elapsed_s: now.saturating_sub(s.start_ns) as f64 / 1e9,
             events_per_s: if self.finished { 0.0 } else { s.events_per_s },
@@ -506,7 +537,7 @@ pub fn event_loop(
 }
 
 fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
-    let s = Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    let s = Session::open_deferred(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
     Ok(s)
 }
 

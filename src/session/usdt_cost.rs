@@ -73,26 +73,66 @@ pub fn fires_per_access(probes: &[&str]) -> bool {
     probes.iter().any(|p| PER_ACCESS.contains(p))
 }
 
-/// What `probes` (the ones about to be attached) will cost at `rate` accesses per second,
-/// when that is worth saying.
-pub fn cost_note(pid: Pid, rate: f64, probes: &[&str]) -> Option<String> {
-    let per_access: Vec<&str> = probes
+/// What the per-access probes about to be attached will cost a backend, from its rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsdtCost {
+    /// Buffer accesses per second (hits and reads), over [`SAMPLE`].
+    pub accesses_per_s: f64,
+    /// The per-access probes going on.
+    pub per_access: Vec<String>,
+    /// What they cost per access, in ns ([`NS_PER_PROBE`] each).
+    pub ns_per_access: f64,
+    /// How much slower the backend is expected to run at this pace: 1.26 is 26 %.
+    pub slowdown: f64,
+}
+
+impl UsdtCost {
+    /// Whether it is worth saying before the attach (a busy backend).
+    pub fn busy(&self) -> bool {
+        !self.per_access.is_empty() && self.accesses_per_s >= BUSY_ACCESSES_PER_S
+    }
+
+    /// For the `attach` record.
+    pub fn record(&self) -> crate::output::record::UsdtCostRecord {
+        crate::output::record::UsdtCostRecord {
+            accesses_per_s: self.accesses_per_s,
+            per_access_probes: self.per_access.clone(),
+            ns_per_access: self.ns_per_access,
+            slowdown: self.slowdown,
+            warned: self.busy(),
+        }
+    }
+}
+
+/// What `probes` (the ones about to be attached) will cost at `rate` accesses per second.
+pub fn cost(rate: f64, probes: &[&str]) -> UsdtCost {
+    let per_access: Vec<String> = probes
         .iter()
-        .copied()
         .filter(|p| PER_ACCESS.contains(p))
+        .map(|p| p.to_string())
         .collect();
-    if per_access.is_empty() || rate < BUSY_ACCESSES_PER_S {
+    let ns_per_access = NS_PER_PROBE * per_access.len() as f64;
+    UsdtCost {
+        accesses_per_s: rate,
+        slowdown: 1.0 + rate * ns_per_access / 1e9,
+        per_access,
+        ns_per_access,
+    }
+}
+
+/// The warning before the attach, when the backend is busy enough for it to matter.
+pub fn cost_note(pid: Pid, c: &UsdtCost) -> Option<String> {
+    if !c.busy() {
         return None;
     }
-    let ns_per_s = rate * NS_PER_PROBE * per_access.len() as f64;
-    let slower = 1.0 + ns_per_s / 1e9;
     Some(format!(
         "USDT: pid {pid} makes {:.0}k buffer accesses/s, and {} costs ~{:.1} µs per access \
-         (docs/overhead.md): expect it to run ~{slower:.2}x slower at this pace \
+         (docs/overhead.md): expect it to run ~{:.2}x slower at this pace \
          (--no-usdt or --backend ebpf avoids it)",
-        rate / 1000.0,
-        per_access.join(" + "),
-        NS_PER_PROBE / 1000.0 * per_access.len() as f64,
+        c.accesses_per_s / 1000.0,
+        c.per_access.join(" + "),
+        c.ns_per_access / 1000.0,
+        c.slowdown,
     ))
 }
 
@@ -124,17 +164,22 @@ mod tests {
     #[test]
     fn said_only_for_busy_backends_and_per_access_probes() {
         let default = ["buffer__read__done", "query__start"];
-        assert_eq!(cost_note(7, 99_000.0, &default), None);
-        assert_eq!(cost_note(7, 1e6, &["query__start"]), None);
+        assert_eq!(cost_note(7, &cost(99_000.0, &default)), None);
+        assert_eq!(cost_note(7, &cost(1e6, &["query__start"])), None);
         assert!(!fires_per_access(&[
             "query__start",
             "smgr__md__read__start"
         ]));
         assert!(fires_per_access(&default));
-        let n = cost_note(7, 200_000.0, &default).unwrap();
+        let c = cost(200_000.0, &default);
+        assert!((c.slowdown - 1.26).abs() < 1e-9, "{c:?}");
+        let r = c.record();
+        assert!(r.warned && r.ns_per_access == 1300.0, "{r:?}");
+        assert!(!cost(50_000.0, &default).record().warned);
+        let n = cost_note(7, &c).unwrap();
         assert!(n.contains("pid 7 makes 200k buffer accesses/s"), "{n}");
         assert!(n.contains("~1.26x slower"), "{n}");
-        let n = cost_note(7, 200_000.0, &PER_ACCESS).unwrap();
+        let n = cost_note(7, &cost(200_000.0, &PER_ACCESS)).unwrap();
         assert!(
             n.contains("~2.6 µs per access") && n.contains("~1.52x"),
             "{n}"

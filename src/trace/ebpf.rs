@@ -513,6 +513,9 @@ fn on_record(data: &[u8]) -> i32 {
 /// The size of the events ring buffer (a power of two, a multiple of the page size).
 const EVENTS_RING_BYTES: u32 = 8 << 20;
 
+/// The most records one poll takes from the ring: about what it holds (~110k records).
+pub const MAX_RECORDS_PER_POLL: usize = 1 << 17;
+
 /// Where the kernel publishes its BTF, which the `tp_btf` program and CO-RE need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -949,7 +952,9 @@ impl Tracer for EbpfTracer {
             s.garbled = 0;
             s.uring_unnamed = 0;
         });
-        let rc = ring.consume_raw();
+        // At most a ring's worth per poll: a producer faster than we decode would keep an
+        // unbounded consume going forever, and the caller's deadline with it.
+        let rc = ring.consume_raw_n(MAX_RECORDS_PER_POLL);
         let (n, garbled, unnamed) = SINK.with(|s| {
             let mut s = s.borrow_mut();
             let n = s.events.len();

@@ -722,7 +722,8 @@ impl Tracer for UsdtTracer {
             s.garbled = 0;
             s.bad_args = 0;
         });
-        let rc = ring.consume_raw();
+        // Bounded, as the syscall ring is (see ebpf.rs).
+        let rc = ring.consume_raw_n(super::ebpf::MAX_RECORDS_PER_POLL);
         let pids = &self.pids;
         let (n, garbled, bad) = SINK.with(|s| {
             let mut s = s.borrow_mut();

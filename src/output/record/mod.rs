@@ -23,7 +23,8 @@ pub use status::{
 };
 pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
-    SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads, UsdtRecord,
+    SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads,
+    UsdtCostRecord, UsdtRecord,
 };
 pub use waits::{IoLatencyRow, QueryWaits, WaitShare, WaitsRecord};
 

@@ -4,7 +4,7 @@ use crate::trace::{EventKind, Pid, QueryPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttachRecord {
     pub pid: Pid,
     pub title: String,
@@ -15,11 +15,25 @@ pub struct AttachRecord {
     pub major: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsdtRecord {
     pub active: bool,
     pub reason: Option<String>,
     pub probes: Vec<String>,
+    /// What the per-block probes were expected to cost the backend, from its buffer
+    /// accesses sampled before they went on; None when not computed.
+    #[serde(default)]
+    pub cost: Option<UsdtCostRecord>,
+}
+
+/// `usdt.cost` of the attach record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsdtCostRecord {
+    pub accesses_per_s: f64,
+    pub per_access_probes: Vec<String>,
+    pub ns_per_access: f64,
+    pub slowdown: f64,
+    pub warned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
