@@ -459,7 +459,10 @@ impl OperationState {
 
     /// A later sample of the same operation.
     pub fn update(&mut self, r: Reading, ts: u64) {
-        let new_phase = r.phase != self.reading.phase || r.unit != self.reading.unit;
+        // A counter going back is a new pass (or the first sample of the command still
+        // showed the last command's counters): its clock starts again.
+        let went_back = matches!((r.done, self.reading.done), (Some(a), Some(b)) if a < b);
+        let new_phase = r.phase != self.reading.phase || r.unit != self.reading.unit || went_back;
         self.reading = r;
         if new_phase {
             self.phase_start = (ts, self.reading.done);
@@ -662,6 +665,10 @@ mod tests {
         assert_eq!(st.view(None).eta_s, Some(1.0));
         assert_eq!(st.phases_seen, ["scanning heap", "vacuuming heap"]);
         assert!(st.view(None).line().contains("950 of 1000 blocks = 95.0%"));
+        // A counter that goes back starts the phase's clock again.
+        st.update(r(3, 10), 8 * S);
+        st.update(r(3, 60), 9 * S);
+        assert_eq!(st.view(None).rate, Some(50.0));
     }
 
     proptest::proptest! {
