@@ -458,7 +458,12 @@ impl OperationState {
     }
 
     /// A later sample of the same operation.
-    pub fn update(&mut self, r: Reading, ts: u64) {
+    pub fn update(&mut self, mut r: Reading, ts: u64) {
+        if r.want != Want::Nothing && r.unit.is_none() && r.phase == self.reading.phase {
+            // This phase's figures come from files at the tick: the last ones stand until
+            // then (and its clock keeps running).
+            (r.done, r.total, r.unit) = (self.reading.done, self.reading.total, self.reading.unit);
+        }
         // A counter going back is a new pass (or the first sample of the command still
         // showed the last command's counters): its clock starts again.
         let went_back = matches!((r.done, self.reading.done), (Some(a), Some(b)) if a < b);
@@ -476,7 +481,9 @@ impl OperationState {
     /// File evidence came in for the current phase (its `done` figures replace none).
     pub fn evidence(&mut self, done: u64, total: Option<u64>, unit: Unit, source: Source) {
         let r = &mut self.reading;
-        if r.unit != Some(unit) {
+        // The next index of a pass, or a new run of a sort, starts from the front again.
+        let went_back = r.done.is_some_and(|d| done < d) && r.unit == Some(unit);
+        if r.unit != Some(unit) || went_back {
             self.phase_start = (self.last_ts, Some(done));
         } else if self.phase_start.1.is_none() {
             self.phase_start.1 = Some(done);
@@ -484,12 +491,11 @@ impl OperationState {
         r.done = Some(done);
         r.total = total.filter(|&t| t > 0);
         r.unit = Some(unit);
-        if r.source == Source::Memory {
-            // Counters for the phase and files for the figure: said as inferred.
-            r.source = Source::Inferred;
-        } else {
-            r.source = source;
-        }
+        // Counters for the phase and files for the figure: said as inferred.
+        r.source = match r.source {
+            Source::Memory | Source::Inferred if source == Source::Files => Source::Inferred,
+            _ => source,
+        };
     }
 
     /// Units per second since the phase was first seen.
@@ -644,6 +650,20 @@ mod tests {
     #[test]
     fn rate_and_eta_per_phase() {
         const S: u64 = 1_000_000_000;
+        // Figures from files keep their clock across samples that carry none.
+        let mut s = sample("copy", &[]);
+        (s.progress_command, s.query) = (None, Some("COPY t FROM '/x'".into()));
+        let mut st = OperationState::new(reading(&s).unwrap(), None, 0);
+        st.evidence(0, Some(1000), Unit::Bytes, Source::Files);
+        for i in 1..=4u64 {
+            st.update(reading(&s).unwrap(), i * S);
+            st.evidence(i * 100, Some(1000), Unit::Bytes, Source::Files);
+        }
+        let v = st.view(None);
+        assert_eq!(
+            (v.rate, v.eta_s, v.source),
+            (Some(100.0), Some(6.0), Source::Files)
+        );
         let r = |ph: i64, done: i64| {
             reading(&sample(
                 "vacuum",
