@@ -368,15 +368,16 @@ impl OperationView {
                 s.push_str(&format!(" (phase {k}/{n})"));
             }
         }
-        s.push_str(&self.figures());
+        s.push_str(&self.figures(true));
         if let Some(d) = &self.detail {
             s.push_str(&format!(" [{d}]"));
         }
         s
     }
 
-    /// ` 1200 of 4425 blocks = 27.1%, 800 blocks/s, ETA 4s`, or empty.
-    pub fn figures(&self) -> String {
+    /// ` 1200 of 4425 blocks = 27.1%, 800 blocks/s, ETA 4s`, or empty; the percentage
+    /// only when asked (a progress bar says it).
+    pub fn figures(&self, percent: bool) -> String {
         let Some(unit) = self.unit else {
             return String::new();
         };
@@ -395,7 +396,7 @@ impl OperationView {
                 None => {}
             }
         }
-        if let Some(p) = self.percent {
+        if let Some(p) = self.percent.filter(|_| percent) {
             s.push_str(&format!(" = {p:.1}%"));
         }
         if let Some(r) = self.rate.filter(|r| *r > 0.0) {

@@ -6,16 +6,23 @@ use crate::model::operation::OperationView;
 use crate::model::Model;
 use ratatui::text::{Line, Span};
 
+/// The operation shown: a base backup's already is the activity line's.
+fn shown(model: &Model) -> Option<&OperationView> {
+    model
+        .operation_view
+        .as_ref()
+        .filter(|o| o.operation != "basebackup")
+}
+
 /// Rows the panel takes: one while an operation runs.
 pub fn height(model: &Model) -> u16 {
-    u16::from(model.operation_view.is_some())
+    u16::from(shown(model).is_some())
 }
 
 /// `op  create index public.t: building index: scanning table (3/10) ████░░░░  24%
 /// 1100 of 4425 blocks, 367 blocks/s, ETA 9s [writing …]`, fitted to `width`.
 pub fn line(model: &Model, width: usize, th: &Theme) -> Option<Line<'static>> {
-    let o = model.operation_view.as_ref()?;
-    Some(draw(o, width, th))
+    Some(draw(shown(model)?, width, th))
 }
 
 fn draw(o: &OperationView, width: usize, th: &Theme) -> Line<'static> {
@@ -38,13 +45,13 @@ fn draw(o: &OperationView, width: usize, th: &Theme) -> Line<'static> {
         Span::styled(truncate(&what, width.saturating_sub(6)), th.value()),
     ];
     let mut used = 6 + what.chars().count().min(width.saturating_sub(6));
-    if o.percent.is_some() && width > used + 30 {
+    let bar = o.percent.is_some() && width > used + 30;
+    if bar {
         spans.push(Span::raw(" "));
-        let bar = super::files::progress(o.percent, 16, th);
         used += 17;
-        spans.extend(bar.spans);
+        spans.extend(super::files::progress(o.percent, 16, th).spans);
     }
-    let mut rest = o.figures();
+    let mut rest = o.figures(!bar);
     if o.source != crate::model::operation::Source::Memory {
         rest.push_str(&format!(" ({})", o.source.name()));
     }

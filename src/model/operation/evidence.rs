@@ -57,12 +57,7 @@ impl Model {
             Want::CopySource => {
                 if let Some(f) = self.copy_source(since) {
                     detail = Some(format!("from {}", f.named.label));
-                    evidence = Some((
-                        f.pos.unwrap_or(f.highest),
-                        f.size,
-                        Unit::Bytes,
-                        Source::Files,
-                    ));
+                    evidence = Some((f.highest, f.size, Unit::Bytes, Source::Files));
                 }
             }
             Want::SampledTable => {
@@ -134,7 +129,10 @@ impl Model {
             .filter(|f| {
                 f.pid == self.leader
                     && f.named.class == "other"
-                    && f.named.relpath.is_none()
+                    && f.named
+                        .relpath
+                        .as_deref()
+                        .map_or(true, |r| r.starts_with('/'))
                     && f.bytes_read > 0
                     && f.last_ns >= since
             })
