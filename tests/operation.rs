@@ -4,7 +4,9 @@
 //! over SQL from a second connection during the same run, and nothing the server's view
 //! cannot say; where the view does not exist (COPY on 12–13) the source file's position is
 //! followed instead. The ETA shown when 25 % is done lands within 15 % of the real end on
-//! a paced, steady run (CREATE INDEX, ANALYZE, VACUUM, COPY).
+//! a paced, steady run (CREATE INDEX, ANALYZE, VACUUM, COPY, DELETE). A DELETE, which has no
+//! view, is followed through its scan of the table: the relation and its size are what the
+//! server reports afterwards, and the scan is seen to its end.
 //!
 //! One pg_trace (`--backend ebpf --interval 50`) follows one backend through every statement. The SQL
 //! sampler polls every 50 ms; of what it saw, a phase is compared only when its polls span
@@ -229,7 +231,7 @@ fn compare(major: u32, what: &str, run: &Run, sampled: &[String], vocab: &[Strin
 }
 
 fn check(major: u32) {
-    let c = Cluster::start_with(
+    let mut c = Cluster::start_with(
         major,
         &[
             ("autovacuum", "off"),
@@ -417,6 +419,50 @@ fn check(major: u32) {
     }
     let records = t.finish();
     assert!(records.iter().any(|r| matches!(r, Record::Summary(_))));
+    drop(held);
+
+    // A long DELETE (`query`): no progress view; its scan of c, from a cold cache, read
+    // by the backend (or its io workers) and followed by pg_trace.
+    c.restart();
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
+    t.wait_ready();
+    let r = run(
+        &mut t,
+        &mut held.client,
+        pid,
+        "query",
+        "DELETE FROM c WHERE slow(id) % 2 = 0",
+    );
+    let size: u64 = c.psql("postgres", "SELECT pg_relation_size('c')")[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let with_figures: Vec<&OperationRecord> = r.ops.iter().filter(|o| o.done.is_some()).collect();
+    assert!(!with_figures.is_empty(), "PG{major}: DELETE: {:?}", r.ops);
+    for o in &with_figures {
+        assert_eq!(o.relation.as_deref(), Some("public.c"), "PG{major}: {o:?}");
+        assert_eq!(
+            (o.unit.as_deref(), o.source.as_str()),
+            (Some("bytes"), "files"),
+            "PG{major}: {o:?}"
+        );
+        assert_eq!(
+            o.total,
+            Some(size),
+            "PG{major}: the server says {size} bytes: {o:?}"
+        );
+        assert!(o.done.unwrap() <= size, "PG{major}: {o:?}");
+    }
+    let last = with_figures.last().unwrap().done.unwrap();
+    assert!(
+        last * 10 >= size * 9,
+        "PG{major}: the DELETE's scan seen to {last} of {size} bytes"
+    );
+    etas.push(("DELETE", r.eta_error(&format!("PG{major} DELETE"))));
+    t.finish();
     for (what, err) in etas {
         assert!(
             err <= 0.15,

@@ -87,6 +87,9 @@ pub enum Want {
     CopySource,
     /// `ANALYZE` without counters: the table's file, its highest block read.
     SampledTable,
+    /// A long `UPDATE`/`DELETE`/`INSERT … SELECT`/`CREATE TABLE … AS`: the table read
+    /// last, its read position; the relation written and the WAL written, in words.
+    Statement,
 }
 
 /// A counter as a count: negative (unknown, or garbage from memory) is none.
@@ -306,11 +309,15 @@ fn inferred(s: &StatusSample) -> Option<Reading> {
     if s.state.as_deref() != Some("active") {
         return None;
     }
-    let words = leading_words(s.query.as_deref()?, 6);
+    let words = leading_words(s.query.as_deref()?, 64);
     let w = |i: usize| words.get(i).map(String::as_str);
+    let has = |x: &str| words.iter().any(|y| y == x);
     let (operation, want) = match (w(0), w(1)) {
-        (Some("COPY"), _) if words.iter().any(|x| x == "FROM") => ("copy", Want::CopySource),
+        (Some("COPY"), _) if has("FROM") => ("copy", Want::CopySource),
         (Some("ANALYZE" | "ANALYSE"), _) => ("analyze", Want::SampledTable),
+        (Some("UPDATE" | "DELETE"), _) => ("query", Want::Statement),
+        (Some("INSERT"), _) if has("SELECT") => ("query", Want::Statement),
+        (Some("CREATE"), _) if has("TABLE") && has("AS") => ("query", Want::Statement),
         _ => return None,
     };
     Some(Reading {
@@ -642,6 +649,17 @@ mod tests {
         s.query = Some("select 1".into());
         assert_eq!(reading(&s), None);
         s.query = Some("copy t to stdout".into());
+        assert_eq!(reading(&s), None);
+        for q in [
+            "DELETE FROM t WHERE a < 5",
+            "update t set a = 1",
+            "INSERT INTO u SELECT * FROM t",
+            "create unlogged table u as select * from t",
+        ] {
+            s.query = Some(q.into());
+            assert_eq!(reading(&s).map(|r| r.operation), Some("query"), "{q}");
+        }
+        s.query = Some("INSERT INTO u VALUES (1)".into());
         assert_eq!(reading(&s), None);
         s.state = Some("idle".into());
         s.query = Some("analyze t".into());

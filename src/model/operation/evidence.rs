@@ -66,16 +66,32 @@ impl Model {
                     evidence = Some((t.highest, t.size, Unit::Bytes, Source::Inferred));
                 }
             }
+            Want::Statement => {
+                if let Some(t) = self.last_read_rel(since, |r| r.id.kind == Some("table")) {
+                    evidence = Some((
+                        t.position.unwrap_or(t.highest),
+                        t.size,
+                        Unit::Bytes,
+                        Source::Files,
+                    ));
+                }
+                let wal = self.wal_written(since);
+                let mut words: Vec<String> = self.growing(since).into_iter().collect();
+                if wal > 0 {
+                    words.push(format!("WAL {} written", human_bytes(wal)));
+                }
+                detail = (!words.is_empty()).then(|| words.join(", "));
+            }
             Want::Nothing => {}
         }
         if detail.is_none() {
             detail = self.growing(since);
         }
-        let named_by_files = matches!(st.reading.want, Want::CopySource | Want::SampledTable);
+        let named_by_files = st.reading.want == Want::CopySource;
         let written_rel = named_by_files
             .then(|| self.last_written_rel(since).map(|r| r.id.clone()))
             .flatten();
-        let read_rel = (st.reading.want == Want::SampledTable)
+        let read_rel = matches!(st.reading.want, Want::SampledTable | Want::Statement)
             .then(|| {
                 self.last_read_rel(since, |r| r.id.kind == Some("table"))
                     .map(|r| r.id.clone())
@@ -120,6 +136,14 @@ impl Model {
         self.our_files(since)
             .filter(|f| f.named.class == "temp_file")
             .fold((0, 0), |(w, r), f| (w + f.bytes_written, r + f.bytes_read))
+    }
+
+    /// Bytes the leader wrote to WAL files since `since`.
+    fn wal_written(&self, since: u64) -> u64 {
+        self.our_files(since)
+            .filter(|f| f.pid == self.leader && f.named.class == "wal")
+            .map(|f| f.bytes_written)
+            .sum()
     }
 
     /// The file a `COPY FROM` reads: outside the cluster, read by the leader, read last.
