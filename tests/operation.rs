@@ -245,6 +245,8 @@ fn check(major: u32) {
         &format!(
             "CREATE FUNCTION slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
              $$ BEGIN IF $1 % 100 = 0 THEN PERFORM pg_sleep(0.004); END IF; RETURN $1; END $$; \
+             CREATE FUNCTION pace(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+             $$ BEGIN IF $1 % 200 = 0 THEN PERFORM pg_sleep(0.01); END IF; RETURN $1; END $$; \
              CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO t SELECT g, 'x' FROM generate_series(1, {ROWS}) g; \
              CREATE TABLE c (id int CHECK (slow(id) = id), pad text); \
@@ -422,7 +424,8 @@ fn check(major: u32) {
     drop(held);
 
     // A long DELETE (`query`): no progress view; its scan of c, from a cold cache, read
-    // by the backend (or its io workers) and followed by pg_trace.
+    // by the backend (or its io workers) and followed by pg_trace. Paced mostly by sleeps
+    // (10 ms per 200 rows), so that the other majors' tests ending does not speed it up.
     c.restart();
     let mut held = c.hold_backend("postgres");
     let pid = held.pid;
@@ -433,7 +436,7 @@ fn check(major: u32) {
         &mut held.client,
         pid,
         "query",
-        "DELETE FROM c WHERE slow(id) % 2 = 0",
+        "DELETE FROM c WHERE pace(id) % 2 = 0",
     );
     let size: u64 = c.psql("postgres", "SELECT pg_relation_size('c')")[0][0]
         .as_deref()
