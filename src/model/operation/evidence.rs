@@ -103,6 +103,12 @@ impl Model {
         if st.relation.is_none() {
             st.relation = written_rel.or(read_rel);
         }
+        // Without counters, only what the files show is said: a statement that has read
+        // or written nothing yet (waiting on a lock, say) has no line.
+        if st.reading.source != Source::Memory && evidence.is_none() && detail.is_none() {
+            self.operation_view = None;
+            return;
+        }
         if let Some((done, total, unit, source)) = evidence {
             st.evidence(done, total, unit, source);
         }
