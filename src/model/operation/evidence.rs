@@ -20,6 +20,10 @@ impl Model {
 
     /// Once per interval: name the relation, add file evidence, draw the line.
     pub(crate) fn operation_tick(&mut self, namer: &mut impl Namer) {
+        if self.leader_exited() {
+            // Its last sample's operation did not run on.
+            self.operation = None;
+        }
         if let Some(st) = self.operation.as_mut() {
             if let (None, Some(db), Some(oid)) = (&st.relation, st.db, st.reading.relid) {
                 st.relation = namer.relation_by_oid(db, oid);
