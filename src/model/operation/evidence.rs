@@ -184,7 +184,11 @@ impl Model {
 
     /// A base backup's progress as an operation line.
     fn backup_operation(&self) -> Option<OperationView> {
-        let b = self.backup.as_ref().filter(|b| b.started() && !b.ended)?;
+        // A copier's low-level backup is no base backup: its own `backup` record says it.
+        let b = self
+            .backup
+            .as_ref()
+            .filter(|b| b.started() && !b.ended && b.copier.is_none())?;
         let line = crate::model::lines::BackupLine::of(b);
         let phases = crate::process::progress::BASEBACKUP_PHASES.len() as u32;
         Some(OperationView {
