@@ -73,6 +73,8 @@ pub struct Reading {
     pub source: Source,
     /// What file evidence would fill `done`/`total` in this phase.
     pub want: Want,
+    /// Counters the figures do not carry, in words (`2 indexes rebuilt`).
+    pub note: Option<String>,
 }
 
 /// File evidence asked for where the counters say nothing.
@@ -87,6 +89,8 @@ pub enum Want {
     CopySource,
     /// `ANALYZE` without counters: the table's file, its highest block read.
     SampledTable,
+    /// `CLUSTER` reading the old heap in index order: where in it the last read was.
+    OldHeap,
     /// A long `UPDATE`/`DELETE`/`INSERT … SELECT`/`CREATE TABLE … AS`: the table read
     /// last, its read position; the relation written and the WAL written, in words.
     Statement,
@@ -171,6 +175,7 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
         unit: None,
         source: Source::Memory,
         want: Want::Nothing,
+        note: None,
     };
     match cmd {
         ProgressCommand::Vacuum => {
@@ -234,7 +239,11 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
                 }
                 // An index scan's order says nothing of how far it is: tuples so far.
                 Some("index scanning heap") => {
-                    (r.done, r.unit) = (count(g("heap_tuples_scanned")), Some(Unit::Tuples))
+                    (r.done, r.unit) = (count(g("heap_tuples_scanned")), Some(Unit::Tuples));
+                    r.want = Want::OldHeap;
+                }
+                Some("rebuilding index") => {
+                    r.note = count(g("index_rebuild_count")).map(|n| format!("{n} indexes rebuilt"))
                 }
                 // Only live tuples are sorted and written: the scanned count would
                 // overstate the total.
@@ -331,6 +340,7 @@ fn inferred(s: &StatusSample) -> Option<Reading> {
         unit: None,
         source: Source::Files,
         want,
+        note: None,
     })
 }
 
@@ -614,6 +624,8 @@ mod tests {
         assert_eq!((r.done, r.total), (Some(50), Some(200)));
         let r = reading(&sample("vacuum", &[(0, 2), (1, 200), (2, 200)])).unwrap();
         assert_eq!((r.want, r.done), (Want::IndexPass, None));
+        let r = reading(&sample("cluster", &[(0, 1), (1, 6), (7, 2)])).unwrap();
+        assert_eq!(r.note.as_deref(), Some("2 indexes rebuilt"));
         let r = reading(&sample("cluster", &[(0, 2), (1, 1), (5, 10), (6, 4)])).unwrap();
         assert_eq!(
             (r.operation, r.done, r.total),

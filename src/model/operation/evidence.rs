@@ -86,10 +86,25 @@ impl Model {
                 }
                 detail = (!words.is_empty()).then(|| words.join(", "));
             }
+            Want::OldHeap => {
+                if let Some(t) = self.last_read_rel(since, |r| r.id.kind == Some("table")) {
+                    let at = human_bytes(t.position.unwrap_or(t.highest));
+                    detail = Some(match t.size {
+                        Some(size) => format!("old heap at {at} of {}", human_bytes(size)),
+                        None => format!("old heap at {at}"),
+                    });
+                }
+            }
             Want::Nothing => {}
         }
         if detail.is_none() {
             detail = self.growing(since);
+        }
+        if let Some(n) = &st.reading.note {
+            detail = Some(match detail {
+                Some(d) => format!("{n}, {d}"),
+                None => n.clone(),
+            });
         }
         let named_by_files = st.reading.want == Want::CopySource;
         let written_rel = named_by_files
