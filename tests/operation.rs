@@ -444,6 +444,14 @@ fn check(major: u32) {
         .parse()
         .unwrap();
     let with_figures: Vec<&OperationRecord> = r.ops.iter().filter(|o| o.done.is_some()).collect();
+    if std::env::var("OPERATION_DEBUG").is_ok() {
+        for o in &r.ops {
+            eprintln!(
+                "  DELETE {:.3} {:?}/{:?} {:?} {:?}",
+                o.ts, o.done, o.total, o.rate, o.eta_s
+            );
+        }
+    }
     assert!(!with_figures.is_empty(), "PG{major}: DELETE: {:?}", r.ops);
     for o in &with_figures {
         assert_eq!(o.relation.as_deref(), Some("public.c"), "PG{major}: {o:?}");

@@ -429,8 +429,9 @@ impl OperationView {
     }
 }
 
-/// Below this much time in a phase its rate is not trusted.
-const MIN_RATE_NS: u64 = 500_000_000;
+/// Below this much time in a phase its rate is not trusted: samples come an interval apart
+/// (later on a loaded host), and a rate over a few of them is mostly their jitter.
+const MIN_RATE_NS: u64 = 2_000_000_000;
 
 /// The operation across samples: which one, its phases, per-phase timing.
 #[derive(Debug, Clone, PartialEq)]
@@ -687,6 +688,7 @@ mod tests {
         let mut st = OperationState::new(reading(&s).unwrap(), None, 0);
         st.evidence(0, Some(1000), Unit::Bytes, Source::Files);
         for i in 1..=4u64 {
+            // (a rate needs two seconds of the phase)
             st.update(reading(&s).unwrap(), i * S);
             st.evidence(i * 100, Some(1000), Unit::Bytes, Source::Files);
         }
@@ -712,13 +714,15 @@ mod tests {
         // A new phase starts its own clock: no rate until it has run a while.
         st.update(r(3, 900), 6 * S);
         assert_eq!(st.view(None).rate, None);
-        st.update(r(3, 950), 7 * S);
-        assert_eq!(st.view(None).eta_s, Some(1.0));
+        st.update(r(3, 925), 7 * S);
+        assert_eq!(st.view(None).rate, None);
+        st.update(r(3, 950), 8 * S);
+        assert_eq!(st.view(None).eta_s, Some(2.0));
         assert_eq!(st.phases_seen, ["scanning heap", "vacuuming heap"]);
         assert!(st.view(None).line().contains("950 of 1000 blocks = 95.0%"));
         // A counter that goes back starts the phase's clock again.
-        st.update(r(3, 10), 8 * S);
-        st.update(r(3, 60), 9 * S);
+        st.update(r(3, 10), 9 * S);
+        st.update(r(3, 110), 11 * S);
         assert_eq!(st.view(None).rate, Some(50.0));
     }
 
