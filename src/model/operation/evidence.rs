@@ -65,13 +65,13 @@ impl Model {
                 }
             }
             Want::SampledTable => {
-                if let Some(t) = self.last_read_rel(since, |r| r.id.kind == Some("table")) {
+                if let Some(t) = self.scanned_table(since) {
                     detail = Some(format!("sampling {}", t.id.label));
                     evidence = Some((t.highest, t.size, Unit::Bytes, Source::Inferred));
                 }
             }
             Want::Statement => {
-                if let Some(t) = self.last_read_rel(since, |r| r.id.kind == Some("table")) {
+                if let Some(t) = self.scanned_table(since) {
                     evidence = Some((
                         t.position.unwrap_or(t.highest),
                         t.size,
@@ -87,7 +87,7 @@ impl Model {
                 detail = (!words.is_empty()).then(|| words.join(", "));
             }
             Want::OldHeap => {
-                if let Some(t) = self.last_read_rel(since, |r| r.id.kind == Some("table")) {
+                if let Some(t) = self.scanned_table(since) {
                     let at = human_bytes(t.position.unwrap_or(t.highest));
                     detail = Some(match t.size {
                         Some(size) => format!("old heap at {at} of {}", human_bytes(size)),
@@ -111,10 +111,7 @@ impl Model {
             .then(|| self.last_written_rel(since).map(|r| r.id.clone()))
             .flatten();
         let read_rel = matches!(st.reading.want, Want::SampledTable | Want::Statement)
-            .then(|| {
-                self.last_read_rel(since, |r| r.id.kind == Some("table"))
-                    .map(|r| r.id.clone())
-            })
+            .then(|| self.scanned_table(since).map(|r| r.id.clone()))
             .flatten();
         let Some(st) = self.operation.as_mut() else {
             return;
@@ -140,6 +137,15 @@ impl Model {
             .values()
             .filter(|r| r.bytes_read > 0 && r.last_ns >= since && f(r))
             .max_by_key(|r| r.last_ns)
+    }
+
+    /// The table a statement scans: of the tables read since `since`, the one read most
+    /// (a catalog read in passing must not take the line over).
+    fn scanned_table(&self, since: u64) -> Option<&RelState> {
+        self.relations
+            .values()
+            .filter(|r| r.bytes_read > 0 && r.last_ns >= since && r.id.kind == Some("table"))
+            .max_by_key(|r| r.bytes_read)
     }
 
     fn last_written_rel(&self, since: u64) -> Option<&RelState> {
