@@ -99,6 +99,20 @@ fn no_estimate(c: &Cluster, extra: &[&str]) {
     std::thread::sleep(Duration::from_millis(600));
     let recs = t.finish();
     let backups: Vec<&BackupRecord> = recs.iter().filter_map(backup).collect();
+    // The operation record of each interval says the same bytes as its backup record.
+    for o in recs.iter().filter_map(support::trace::operation) {
+        assert_eq!(o.operation, "basebackup", "PG{major}: {o:?}");
+        let b = backups
+            .iter()
+            .find(|b| b.ts == o.ts)
+            .unwrap_or_else(|| panic!("PG{major}: no backup record at {}: {o:?}", o.ts));
+        assert_eq!(o.done, Some(b.streamed), "PG{major}: {o:?} vs {b:?}");
+        assert_eq!(
+            o.phase.as_deref(),
+            Some(b.phase.as_str()),
+            "PG{major}: {o:?}"
+        );
+    }
     let last = backups.last().expect("backup records");
     assert!(
         last.ended && last.percent == Some(100.0),

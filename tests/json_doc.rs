@@ -91,9 +91,10 @@ fn record_variant(r: &Record) -> usize {
         Record::SyscallEvent(_) => 15,
         Record::ServerBackup(_) => 16,
         Record::Waits(_) => 17,
+        Record::Operation(_) => 18,
     }
 }
-const RECORD_VARIANTS: usize = 18;
+const RECORD_VARIANTS: usize = 19;
 
 fn path_variant(c: &PathClassRecord) -> usize {
     match c {

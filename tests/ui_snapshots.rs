@@ -704,3 +704,256 @@ fn cost_in_the_header() {
     assert!(l.contains("lost 0  self - 20.0M"), "{l}");
     assert!(!l.contains("probes"), "{l}");
 }
+
+/// A status sample of the scripted backend running `cmd` with these counters.
+fn progress_sample(
+    cmd: Option<&str>,
+    backend_type: &str,
+    params: &[(usize, i64)],
+    query: &str,
+) -> Box<pg_trace::process::status::StatusSample> {
+    let mut p = vec![0i64; 20];
+    for &(i, v) in params {
+        p[i] = v;
+    }
+    Box::new(pg_trace::process::status::StatusSample {
+        pid: PID,
+        major: 16,
+        backend_type: Some(backend_type.into()),
+        state: Some("active".into()),
+        database_oid: Some(16385),
+        query: Some(query.into()),
+        progress_command: cmd.map(str::to_string),
+        progress_target: cmd.map(|_| 16500),
+        progress_params: p,
+        ..Default::default()
+    })
+}
+
+/// The header (activity and operation lines) after two samples 4 s apart, the second
+/// with `later` counters.
+fn operation_header(
+    cmd: Option<&str>,
+    backend_type: &str,
+    first: &[(usize, i64)],
+    later: &[(usize, i64)],
+    query: &str,
+    events: &[pg_trace::trace::Event],
+) -> String {
+    let mut m = Model::new(PID, SEG);
+    let s = progress_sample(cmd, backend_type, first, query);
+    apply(&mut m, ev(T0, EventKind::Status { sample: s }));
+    tick(&mut m, T0);
+    for e in events {
+        apply(&mut m, e.clone());
+    }
+    let t = T0 + 4_000_000_000;
+    let s = progress_sample(cmd, backend_type, later, query);
+    apply(&mut m, ev(t, EventKind::Status { sample: s }));
+    tick(&mut m, t);
+    let mut i = info(t);
+    i.limitations.clear();
+    let term = render_trace(
+        140,
+        12,
+        &m,
+        &i,
+        &LogRing::new(),
+        &ScreenState::default(),
+        Theme::mono(),
+    );
+    text(&term).lines().take(5).collect::<Vec<_>>().join("\n")
+}
+
+/// One operation line per kind, from scripted status samples (and files where the
+/// counters say nothing).
+#[test]
+fn operation_lines() {
+    let mut all = Vec::new();
+    let mut add = |name: &str, s: String| {
+        assert!(s.contains("op "), "{name}: no operation line\n{s}");
+        all.push(format!("--- {name}\n{s}"));
+    };
+    // CREATE INDEX, btree scanning the table: blocks.
+    add(
+        "create index",
+        operation_header(
+            Some("create_index"),
+            "client backend",
+            &[
+                (0, 1),
+                (6, 16400),
+                (8, 403),
+                (9, 2),
+                (10, 2),
+                (15, 4000),
+                (16, 400),
+            ],
+            &[
+                (0, 1),
+                (6, 16400),
+                (8, 403),
+                (9, 2),
+                (10, 2),
+                (15, 4000),
+                (16, 1200),
+            ],
+            "CREATE INDEX orders_day ON sales.orders (day)",
+            &[],
+        ),
+    );
+    // REINDEX loading the tree: tuples.
+    add(
+        "reindex",
+        operation_header(
+            Some("create_index"),
+            "client backend",
+            &[
+                (0, 3),
+                (8, 403),
+                (9, 2),
+                (10, 5),
+                (11, 1_000_000),
+                (12, 100_000),
+            ],
+            &[
+                (0, 3),
+                (8, 403),
+                (9, 2),
+                (10, 5),
+                (11, 1_000_000),
+                (12, 300_000),
+            ],
+            "REINDEX INDEX sales.orders_pkey",
+            &[],
+        ),
+    );
+    // CREATE INDEX sorting: the spilled sort's temp file read back.
+    let tmp = "base/pgsql_tmp/pgsql_tmp4242.0";
+    add(
+        "create index, sort spilled",
+        operation_header(
+            Some("create_index"),
+            "client backend",
+            &[(0, 1), (8, 403), (9, 2), (10, 3)],
+            &[(0, 1), (8, 403), (9, 2), (10, 3)],
+            "CREATE INDEX orders_day ON sales.orders (day)",
+            &[
+                open(T0 + 1_000_000, 40, tmp),
+                write(T0 + 2_000_000, 40, 0, 8 * MIB),
+                pread(T0 + 3_000_000_000, 40, 0, 2 * MIB),
+            ],
+        ),
+    );
+    add(
+        "vacuum",
+        operation_header(
+            Some("vacuum"),
+            "client backend",
+            &[(0, 1), (1, 196_608), (2, 20_000)],
+            &[(0, 1), (1, 196_608), (2, 60_000)],
+            "VACUUM sales.orders",
+            &[],
+        ),
+    );
+    // An index pass: the index read front to back.
+    add(
+        "autovacuum, index pass",
+        operation_header(
+            Some("vacuum"),
+            "autovacuum worker",
+            &[(0, 2), (1, 196_608), (2, 196_608), (4, 1)],
+            &[(0, 2), (1, 196_608), (2, 196_608), (4, 1)],
+            "autovacuum: VACUUM sales.orders",
+            &[
+                open(T0 + 1_000_000, 41, "base/16385/16394"),
+                pread(T0 + 2_000_000_000, 41, 0, 50 * MIB),
+            ],
+        ),
+    );
+    add(
+        "cluster",
+        operation_header(
+            Some("cluster"),
+            "client backend",
+            &[(0, 1), (1, 1), (5, 196_608), (6, 10_000)],
+            &[(0, 1), (1, 1), (5, 196_608), (6, 50_000)],
+            "CLUSTER sales.orders USING orders_pkey",
+            &[],
+        ),
+    );
+    add(
+        "vacuum full",
+        operation_header(
+            Some("cluster"),
+            "client backend",
+            &[(0, 2), (1, 6), (7, 1)],
+            &[(0, 2), (1, 6), (7, 2)],
+            "VACUUM FULL sales.orders",
+            &[],
+        ),
+    );
+    add(
+        "copy from a file",
+        operation_header(
+            Some("copy"),
+            "client backend",
+            &[
+                (0, 100 * MIB as i64),
+                (1, 400 * MIB as i64),
+                (2, 1_000_000),
+                (4, 1),
+                (5, 1),
+            ],
+            &[
+                (0, 200 * MIB as i64),
+                (1, 400 * MIB as i64),
+                (2, 2_000_000),
+                (4, 1),
+                (5, 1),
+            ],
+            "COPY sales.orders FROM '/srv/orders.csv'",
+            &[],
+        ),
+    );
+    add(
+        "copy from the client",
+        operation_header(
+            Some("copy"),
+            "client backend",
+            &[(2, 1_000_000), (4, 1), (5, 3)],
+            &[(2, 3_000_000), (4, 1), (5, 3)],
+            "COPY sales.orders FROM STDIN",
+            &[],
+        ),
+    );
+    add(
+        "analyze",
+        operation_header(
+            Some("analyze"),
+            "client backend",
+            &[(0, 1), (1, 30_000), (2, 3_000)],
+            &[(0, 1), (1, 30_000), (2, 9_000)],
+            "ANALYZE sales.orders",
+            &[],
+        ),
+    );
+    // 12–13: no copy view; the source file's position, the table written.
+    add(
+        "copy without a view",
+        operation_header(
+            None,
+            "client backend",
+            &[],
+            &[],
+            "COPY sales.orders FROM '/srv/orders.csv'",
+            &[
+                open(T0 + 1_000_000, 42, "/srv/orders.csv"),
+                pread(T0 + 1_000_000_000, 42, 0, 6 * MIB),
+                open(T0 + 1_000_000, 43, "base/16385/16388"),
+                write(T0 + 1_000_000_000, 43, 0, 8192),
+            ],
+        ),
+    );
+    insta::assert_snapshot!("operation_lines", all.join("\n"));
+}

@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod credit;
 pub mod files;
 pub mod lines;
+pub mod operation;
 pub mod relations;
 pub mod rename;
 pub mod stall;
@@ -193,6 +194,10 @@ pub struct Model {
     pub copier: Option<copier::Copier>,
     /// The server's side of a running low-level backup; see [`Model::server_backup`].
     pub server_backup_view: Option<backup::ServerBackupView>,
+    /// The leader's long operation (CREATE INDEX, VACUUM, COPY...) across samples.
+    pub operation: Option<operation::OperationState>,
+    /// Its line as of the last tick (a base backup's too); None when nothing runs.
+    pub operation_view: Option<operation::OperationView>,
 }
 
 impl Model {
@@ -226,6 +231,8 @@ impl Model {
             cost: cost::CostMeter::default(),
             copier: None,
             server_backup_view: None,
+            operation: None,
+            operation_view: None,
         }
     }
 
@@ -923,6 +930,7 @@ impl Model {
         if let Some(b) = self.backup.as_mut() {
             b.tick(now_ns);
         }
+        self.operation_tick(namer);
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns

@@ -62,6 +62,7 @@ impl super::Model {
                 }
             }
         }
+        self.operation_sample(s, ts);
         self.status = Some(StatusView {
             sample: s.clone(),
             ts_ns: ts,

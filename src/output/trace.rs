@@ -303,6 +303,9 @@ pub fn write_interval(
             if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
                 record::write(out, &super::status::backup_record(b, secs(model, now)))?;
             }
+            if let Some(o) = &model.operation_view {
+                record::write(out, &operation_record(model, o, now))?;
+            }
             record::write(out, &stats_record(model, now, eps))?;
         }
         Format::Text => {
@@ -325,6 +328,9 @@ pub fn write_interval(
                     "    {}",
                     visible(&crate::model::lines::BackupLine::of(b).full())
                 )?;
+            }
+            if let Some(o) = &model.operation_view {
+                writeln!(out, "    {}", visible(&o.line()))?;
             }
             for q in model.queries.iter().filter(|q| q.updated_ns > since_ns) {
                 let state = if q.done_ns.is_some() {
@@ -373,6 +379,31 @@ pub fn write_interval(
         }
     }
     out.flush()
+}
+
+pub fn operation_record(
+    model: &Model,
+    o: &crate::model::operation::OperationView,
+    now: u64,
+) -> Record {
+    Record::Operation(record::OperationRecord {
+        ts: secs(model, now),
+        pid: model.leader,
+        operation: o.operation.to_string(),
+        relation: o.relation.clone(),
+        schema: o.schema.clone(),
+        name: o.name.clone(),
+        phase: o.phase.clone(),
+        phase_number: o.phase_number,
+        phases_total: o.phases_total,
+        done: o.done,
+        total: o.total,
+        unit: o.unit.map(|u| u.name().to_string()),
+        percent: o.percent,
+        rate: o.rate,
+        eta_s: o.eta_s,
+        source: o.source.name().to_string(),
+    })
 }
 
 pub fn stats_record(model: &Model, now: u64, eps: f64) -> Record {

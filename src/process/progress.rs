@@ -16,9 +16,12 @@ enum Col {
     NumOrNull(&'static str, usize),
     /// An enumerated word (command kinds).
     Word(&'static str, usize, &'static [&'static str]),
+    /// `pg_stat_progress_create_index.phase`: `building index` carries the access
+    /// method's subphase (`pg_indexam_progress_phasename`).
+    CreateIndexPhase,
 }
 
-const VACUUM_PHASES: &[&str] = &[
+pub const VACUUM_PHASES: &[&str] = &[
     "initializing",
     "scanning heap",
     "vacuuming indexes",
@@ -27,7 +30,7 @@ const VACUUM_PHASES: &[&str] = &[
     "truncating heap",
     "performing final cleanup",
 ];
-const ANALYZE_PHASES: &[&str] = &[
+pub const ANALYZE_PHASES: &[&str] = &[
     "initializing",
     "acquiring sample rows",
     "acquiring inherited sample rows",
@@ -35,7 +38,7 @@ const ANALYZE_PHASES: &[&str] = &[
     "computing extended statistics",
     "finalizing analyze",
 ];
-const CLUSTER_PHASES: &[&str] = &[
+pub const CLUSTER_PHASES: &[&str] = &[
     "initializing",
     "seq scanning heap",
     "index scanning heap",
@@ -45,8 +48,8 @@ const CLUSTER_PHASES: &[&str] = &[
     "rebuilding index",
     "performing final cleanup",
 ];
-const CLUSTER_COMMANDS: &[&str] = &["", "CLUSTER", "VACUUM FULL"];
-const CREATEIDX_PHASES: &[&str] = &[
+pub const CLUSTER_COMMANDS: &[&str] = &["", "CLUSTER", "VACUUM FULL"];
+pub const CREATEIDX_PHASES: &[&str] = &[
     "initializing",
     "waiting for writers before build",
     "building index",
@@ -58,7 +61,7 @@ const CREATEIDX_PHASES: &[&str] = &[
     "waiting for readers before marking dead",
     "waiting for readers before dropping",
 ];
-const CREATEIDX_COMMANDS: &[&str] = &[
+pub const CREATEIDX_COMMANDS: &[&str] = &[
     "",
     "CREATE INDEX",
     "CREATE INDEX CONCURRENTLY",
@@ -74,7 +77,7 @@ pub const BASEBACKUP_PHASES: &[&str] = &[
     "waiting for wal archiving to finish",
     "transferring wal files",
 ];
-const COPY_COMMANDS: &[&str] = &["", "COPY FROM", "COPY TO"];
+pub const COPY_COMMANDS: &[&str] = &["", "COPY FROM", "COPY TO"];
 const COPY_TYPES: &[&str] = &["", "FILE", "PROGRAM", "PIPE", "CALLBACK"];
 
 /// The columns a major added to a view (or renamed), from the per-major table.
@@ -125,7 +128,7 @@ fn columns(cmd: ProgressCommand, major: u32) -> Vec<Col> {
         ProgressCommand::CreateIndex => vec![
             Num("index_relid", 6),
             Word("command", 0, CREATEIDX_COMMANDS),
-            Phase("phase", 9, CREATEIDX_PHASES),
+            CreateIndexPhase,
             Num("lockers_total", 3),
             Num("lockers_done", 4),
             Num("current_locker_pid", 5),
@@ -165,6 +168,8 @@ pub enum ProgressValue {
     Num(i64),
     /// A phase or command word; an unknown value stays a number.
     Word(&'static str),
+    /// A phase spelled from two counters (`building index: scanning table`).
+    Text(String),
     /// NULL, as the view shows -1 "unknown".
     Null,
 }
@@ -221,6 +226,13 @@ pub fn row(cmd: ProgressCommand, major: u32, target: u32, params: &[i64]) -> Pro
             Col::NumOrNull(n, i) if p(i) < 0 => (n, ProgressValue::Null),
             Col::NumOrNull(n, i) => (n, ProgressValue::Num(p(i))),
             Col::Phase(n, i, t) | Col::Word(n, i, t) => (n, word(t, p(i))),
+            Col::CreateIndexPhase => (
+                "phase",
+                match create_index_phase(params) {
+                    Some(s) => ProgressValue::Text(s),
+                    None => ProgressValue::Num(p(9)),
+                },
+            ),
         })
         .collect();
     ProgressRow {
@@ -241,7 +253,7 @@ pub fn phase_name(cmd: ProgressCommand, params: &[i64]) -> Option<String> {
         ProgressCommand::Vacuum => (0, VACUUM_PHASES),
         ProgressCommand::Analyze => (0, ANALYZE_PHASES),
         ProgressCommand::Cluster => (1, CLUSTER_PHASES),
-        ProgressCommand::CreateIndex => (9, CREATEIDX_PHASES),
+        ProgressCommand::CreateIndex => return create_index_phase(params),
         ProgressCommand::BaseBackup => (0, BASEBACKUP_PHASES),
         ProgressCommand::Copy => return None,
     };
@@ -252,6 +264,43 @@ pub fn phase_name(cmd: ProgressCommand, params: &[i64]) -> Option<String> {
             .and_then(|i| t.get(i))
             .map(|s| s.to_string())
             .unwrap_or_else(|| v.to_string()),
+    )
+}
+
+/// Access methods whose build reports subphases, by `pg_am` OID (fixed in every major):
+/// `btbuildphasename` and `hashbuildphasename`, indexed by the subphase counter.
+const BTREE_AM: i64 = 403;
+const HASH_AM: i64 = 405;
+const BTREE_SUBPHASES: &[&str] = &[
+    "",
+    "initializing",
+    "scanning table",
+    "sorting live tuples",
+    "sorting dead tuples",
+    "loading tuples in tree",
+];
+const HASH_SUBPHASES: &[&str] = &["", "", "loading tuples"];
+
+/// `pg_stat_progress_create_index.phase` as the view spells it: `building index` is
+/// followed by `: ` and the access method's subphase name when it has one.
+pub fn create_index_phase(params: &[i64]) -> Option<String> {
+    let p = |i: usize| params.get(i).copied().unwrap_or(0);
+    let main = *usize::try_from(p(9))
+        .ok()
+        .and_then(|i| CREATEIDX_PHASES.get(i))?;
+    if p(9) != 2 {
+        return Some(main.to_string());
+    }
+    let subs = match p(8) {
+        BTREE_AM => BTREE_SUBPHASES,
+        HASH_AM => HASH_SUBPHASES,
+        _ => &[][..],
+    };
+    Some(
+        match usize::try_from(p(10)).ok().and_then(|i| subs.get(i)) {
+            Some(sub) if !sub.is_empty() => format!("{main}: {sub}"),
+            _ => main.to_string(),
+        },
     )
 }
 
@@ -274,6 +323,20 @@ mod tests {
             phase_name(ProgressCommand::CreateIndex, &[0; 20]).as_deref(),
             Some("initializing")
         );
+        let mut p = [0i64; 20];
+        (p[8], p[9], p[10]) = (403, 2, 2);
+        assert_eq!(
+            phase_name(ProgressCommand::CreateIndex, &p).as_deref(),
+            Some("building index: scanning table")
+        );
+        assert_eq!(
+            render(ProgressCommand::CreateIndex, 12, 1, &p)["phase"],
+            "building index: scanning table"
+        );
+        p[8] = 783; // gist: no subphase names
+        assert_eq!(create_index_phase(&p).as_deref(), Some("building index"));
+        p[9] = 42;
+        assert_eq!(create_index_phase(&p), None);
     }
 
     /// The row's JSON is what the `json!`-built rows always printed, key order included.

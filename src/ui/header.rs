@@ -9,7 +9,9 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 pub fn height(model: &Model, info: &TraceInfo, _width: u16) -> u16 {
-    3 + u16::from(!info.limitations.is_empty()) + u16::from(verdict(model).is_some())
+    3 + super::operation::height(model)
+        + u16::from(!info.limitations.is_empty())
+        + u16::from(verdict(model).is_some())
 }
 
 /// The verdict line the model drew from the status sample; `true` when the model calls
@@ -159,6 +161,7 @@ pub fn draw(
         l3.push(Span::styled(format!("  capture stopped: {e}"), th.bad()));
     }
     let mut lines = vec![Line::from(l1), Line::from(l2), Line::from(l3)];
+    lines.extend(super::operation::line(model, w, th));
     if !info.limitations.is_empty() {
         let text = info.limitations.join("; ");
         lines.push(Line::from(vec![

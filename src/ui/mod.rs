@@ -8,6 +8,7 @@ pub mod files;
 pub mod header;
 pub mod help;
 pub mod log;
+pub mod operation;
 pub mod picker;
 pub mod relations;
 pub mod summary;

@@ -2,8 +2,8 @@
 //! tests that must wait for pg_trace to have seen something.
 
 use pg_trace::output::record::{
-    AttachRecord, BackupRecord, FileRecord, LockWaitRecord, ProcessRecord, ProgressRecord,
-    QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord,
+    AttachRecord, BackupRecord, FileRecord, LockWaitRecord, OperationRecord, ProcessRecord,
+    ProgressRecord, QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord,
 };
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,11 @@ pub fn spawn_trace(pid: i32, backend: &str) -> Trace {
 
 /// [`spawn_trace`] with more arguments (`--usdt-probes all`, `--no-memory`, ...).
 pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
+    spawn_trace_every(pid, backend, 200, extra)
+}
+
+/// [`spawn_trace_with`] sampling every `interval_ms`.
+pub fn spawn_trace_every(pid: i32, backend: &str, interval_ms: u64, extra: &[&str]) -> Trace {
     let mut child = Command::new(BIN)
         .args([
             "-p",
@@ -33,7 +38,7 @@ pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
             "--format",
             "json",
             "--interval",
-            "200",
+            &interval_ms.to_string(),
         ])
         .args(["--backend", backend])
         .args(extra)
@@ -129,6 +134,7 @@ macro_rules! variant {
 
 variant!(
     attach: Attach(AttachRecord),
+    operation: Operation(OperationRecord),
     file: File(FileRecord),
     progress: Progress(ProgressRecord),
     query: Query(QueryRecord),

@@ -6,6 +6,7 @@
 //! `skip_serializing_if` says so: both are part of the contract, so keep them.
 
 mod catalog;
+mod operation;
 mod probes;
 mod server_backup;
 mod status;
@@ -15,6 +16,7 @@ mod waits;
 pub use catalog::{
     PathClassRecord, PathRecord, RelFileRecord, RelationRecord, TempFileRecord, WalRecord,
 };
+pub use operation::OperationRecord;
 pub use probes::{ProbeRecord, ProbesRecord};
 pub use server_backup::{ArchiveRecord, LowLevelBackupRecord};
 pub use status::{
@@ -56,6 +58,8 @@ pub enum Record {
     /// A trace: where the time went (wait profile, scheduler, I/O latency), per interval
     /// and since attach.
     Waits(WaitsRecord),
+    /// A trace: the traced process's long operation (phase, progress, ETA), per interval.
+    Operation(OperationRecord),
     /// `pg_trace ps`: one process.
     Process(ProcessRecord),
     /// `pg_trace ps`: a low-level backup running on the server.
@@ -87,6 +91,7 @@ impl Record {
             Record::Backup(_) => "backup",
             Record::Summary(_) => "summary",
             Record::Waits(_) => "waits",
+            Record::Operation(_) => "operation",
             Record::Process(_) => "process",
             Record::ServerBackup(_) => "server_backup",
             Record::Probe(_) => "probe",

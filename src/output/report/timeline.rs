@@ -398,6 +398,12 @@ impl Fold {
                 self.process(s.pid, "process");
                 self.t.summary = Some(s.clone());
             }
+            // The operation line's phases are drawn from the same counters' `status` records.
+            Record::Operation(o) => {
+                if self.seen(o.ts) {
+                    self.process(o.pid, "process");
+                }
+            }
             Record::Relation(_)
             | Record::Path(_)
             | Record::Process(_)

@@ -1,0 +1,240 @@
+//! The operation line's file evidence: what the model saw the traced process (and its
+//! parallel workers) do to files since the operation began, for the phases whose
+//! counters say nothing, and to name what a `COPY` without counters writes.
+
+use super::{OperationState, OperationView, Source, Unit, Want};
+use crate::model::{FileEntry, Model, Namer, RelState};
+use crate::text::human_bytes;
+
+impl Model {
+    /// A status sample of the leader: the operation it runs, if any.
+    pub(crate) fn operation_sample(&mut self, s: &crate::process::status::StatusSample, ts: u64) {
+        match super::reading(s) {
+            Some(r) => match self.operation.as_mut() {
+                Some(st) if st.same(&r) => st.update(r, ts),
+                _ => self.operation = Some(OperationState::new(r, s.database_oid, ts)),
+            },
+            None => self.operation = None,
+        }
+    }
+
+    /// Once per interval: name the relation, add file evidence, draw the line.
+    pub(crate) fn operation_tick(&mut self, namer: &mut impl Namer) {
+        if self.leader_exited() {
+            // Its last sample's operation did not run on.
+            self.operation = None;
+        }
+        if let Some(st) = self.operation.as_mut() {
+            if let (None, Some(db), Some(oid)) = (&st.relation, st.db, st.reading.relid) {
+                st.relation = namer.relation_by_oid(db, oid);
+            }
+        }
+        let Some(st) = self.operation.as_ref() else {
+            self.operation_view = self.backup_operation();
+            return;
+        };
+        let since = st.since_ns;
+        let table = st.relation.as_ref().map(|r| r.label.clone());
+        let mut detail = None;
+        let mut evidence = None;
+        match st.reading.want {
+            Want::IndexPass => {
+                if let Some(ix) = self.last_read_rel(since, |r| {
+                    r.id.kind == Some("index") && table.is_some() && r.id.table == table
+                }) {
+                    detail = Some(format!("index {}", ix.id.label));
+                    evidence = Some((
+                        ix.position.unwrap_or(ix.highest),
+                        ix.size,
+                        Unit::Bytes,
+                        Source::Files,
+                    ));
+                }
+            }
+            Want::SortTempFiles => {
+                let (written, read) = self.temp_bytes(since);
+                if written > 0 {
+                    detail = Some(format!("sort spilled {}", human_bytes(written)));
+                    evidence = Some((read, Some(written), Unit::Bytes, Source::Files));
+                }
+            }
+            Want::CopySource => {
+                if let Some(f) = self.copy_source(since) {
+                    detail = Some(format!("from {}", f.named.label));
+                    evidence = Some((f.highest, f.size, Unit::Bytes, Source::Files));
+                }
+            }
+            Want::SampledTable => {
+                if let Some(t) = self.scanned_table(since) {
+                    detail = Some(format!("sampling {}", t.id.label));
+                    evidence = Some((t.highest, t.size, Unit::Bytes, Source::Inferred));
+                }
+            }
+            Want::Statement => {
+                if let Some(t) = self.scanned_table(since) {
+                    evidence = Some((
+                        t.position.unwrap_or(t.highest),
+                        t.size,
+                        Unit::Bytes,
+                        Source::Files,
+                    ));
+                }
+                let wal = self.wal_written(since);
+                let mut words: Vec<String> = self.growing(since).into_iter().collect();
+                if wal > 0 {
+                    words.push(format!("WAL {} written", human_bytes(wal)));
+                }
+                detail = (!words.is_empty()).then(|| words.join(", "));
+            }
+            Want::OldHeap => {
+                if let Some(t) = self.scanned_table(since) {
+                    let at = human_bytes(t.position.unwrap_or(t.highest));
+                    detail = Some(match t.size {
+                        Some(size) => format!("old heap at {at} of {}", human_bytes(size)),
+                        None => format!("old heap at {at}"),
+                    });
+                }
+            }
+            Want::Nothing => {}
+        }
+        if detail.is_none() {
+            detail = self.growing(since);
+        }
+        if let Some(n) = &st.reading.note {
+            detail = Some(match detail {
+                Some(d) => format!("{n}, {d}"),
+                None => n.clone(),
+            });
+        }
+        let named_by_files = st.reading.want == Want::CopySource;
+        let written_rel = named_by_files
+            .then(|| self.last_written_rel(since).map(|r| r.id.clone()))
+            .flatten();
+        let read_rel = matches!(st.reading.want, Want::SampledTable | Want::Statement)
+            .then(|| self.scanned_table(since).map(|r| r.id.clone()))
+            .flatten();
+        let Some(st) = self.operation.as_mut() else {
+            return;
+        };
+        if st.relation.is_none() {
+            st.relation = written_rel.or(read_rel);
+        }
+        // Without counters, only what the files show is said: a statement that has read
+        // or written nothing yet (waiting on a lock, say) has no line.
+        if st.reading.source != Source::Memory && evidence.is_none() && detail.is_none() {
+            self.operation_view = None;
+            return;
+        }
+        if let Some((done, total, unit, source)) = evidence {
+            st.evidence(done, total, unit, source);
+        }
+        self.operation_view = Some(st.view(detail));
+    }
+
+    /// The relation matching `f` read last since `since`.
+    fn last_read_rel(&self, since: u64, f: impl Fn(&RelState) -> bool) -> Option<&RelState> {
+        self.relations
+            .values()
+            .filter(|r| r.bytes_read > 0 && r.last_ns >= since && f(r))
+            .max_by_key(|r| r.last_ns)
+    }
+
+    /// The table a statement scans: of the tables read since `since`, the one read most
+    /// (a catalog read in passing must not take the line over).
+    fn scanned_table(&self, since: u64) -> Option<&RelState> {
+        self.relations
+            .values()
+            .filter(|r| r.bytes_read > 0 && r.last_ns >= since && r.id.kind == Some("table"))
+            .max_by_key(|r| r.bytes_read)
+    }
+
+    fn last_written_rel(&self, since: u64) -> Option<&RelState> {
+        self.relations
+            .values()
+            .filter(|r| r.bytes_written > 0 && r.last_ns >= since)
+            .max_by_key(|r| r.last_ns)
+    }
+
+    fn our_files(&self, since: u64) -> impl Iterator<Item = &FileEntry> {
+        self.files
+            .values()
+            .chain(self.closed.iter())
+            .filter(move |f| !f.via_io_worker && f.last_ns >= since)
+    }
+
+    /// Temp files (a sort's runs) written and read back since `since`.
+    fn temp_bytes(&self, since: u64) -> (u64, u64) {
+        self.our_files(since)
+            .filter(|f| f.named.class == "temp_file")
+            .fold((0, 0), |(w, r), f| (w + f.bytes_written, r + f.bytes_read))
+    }
+
+    /// Bytes the leader wrote to WAL files since `since`.
+    fn wal_written(&self, since: u64) -> u64 {
+        self.our_files(since)
+            .filter(|f| f.pid == self.leader && f.named.class == "wal")
+            .map(|f| f.bytes_written)
+            .sum()
+    }
+
+    /// The file a `COPY FROM` reads: outside the cluster, read by the leader, read last.
+    fn copy_source(&self, since: u64) -> Option<&FileEntry> {
+        self.files
+            .values()
+            .filter(|f| {
+                f.pid == self.leader
+                    && f.named.class == "other"
+                    && f.named
+                        .relpath
+                        .as_deref()
+                        .map_or(true, |r| r.starts_with('/'))
+                    && f.bytes_read > 0
+                    && f.last_ns >= since
+            })
+            .max_by_key(|f| f.last_ns)
+    }
+
+    /// The relation written last, and its size: a new index, a new heap growing.
+    fn growing(&self, since: u64) -> Option<String> {
+        let r = self.last_written_rel(since)?;
+        Some(match r.size {
+            Some(s) => format!("writing {} ({})", r.id.label, human_bytes(s)),
+            None => format!("writing {}", r.id.label),
+        })
+    }
+
+    /// A base backup's progress as an operation line.
+    fn backup_operation(&self) -> Option<OperationView> {
+        // A copier's low-level backup is no base backup: its own `backup` record says it.
+        let b = self
+            .backup
+            .as_ref()
+            .filter(|b| b.started() && !b.ended && b.copier.is_none())?;
+        let line = crate::model::lines::BackupLine::of(b);
+        let phases = crate::process::progress::BASEBACKUP_PHASES.len() as u32;
+        Some(OperationView {
+            operation: "basebackup",
+            relation: None,
+            schema: None,
+            name: None,
+            phase: Some(line.phase.clone()),
+            phase_number: u32::try_from(b.phase)
+                .ok()
+                .map(|p| p + 1)
+                .filter(|&p| p <= phases),
+            phases_total: Some(phases),
+            done: Some(line.streamed),
+            total: line.total,
+            unit: Some(Unit::Bytes),
+            percent: line.percent.map(|p| (p * 10.0).round() / 10.0),
+            rate: line.rate_bps.map(|r| r as f64),
+            eta_s: line.eta_s.map(|e| (e * 10.0).round() / 10.0),
+            source: match line.source {
+                "memory" => Source::Memory,
+                "files" => Source::Files,
+                _ => Source::Inferred,
+            },
+            detail: line.file.clone(),
+        })
+    }
+}

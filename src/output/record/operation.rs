@@ -1,0 +1,28 @@
+//! The `operation` record: a long command's phase, progress, rate and ETA, per interval.
+
+use crate::trace::Pid;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    pub ts: f64,
+    pub pid: Pid,
+    /// `create index`, `reindex`, `vacuum`, `autovacuum`, `cluster`, `vacuum full`, `copy`,
+    /// `analyze`, `query`, `pg_dump`, `basebackup`, `walsender`.
+    pub operation: String,
+    pub relation: Option<String>,
+    pub schema: Option<String>,
+    pub name: Option<String>,
+    pub phase: Option<String>,
+    pub phase_number: Option<u32>,
+    pub phases_total: Option<u32>,
+    pub done: Option<u64>,
+    pub total: Option<u64>,
+    /// `blocks`, `bytes`, `tuples`, `tables`.
+    pub unit: Option<String>,
+    pub percent: Option<f64>,
+    pub rate: Option<f64>,
+    pub eta_s: Option<f64>,
+    /// `memory`, `files`, `inferred`.
+    pub source: String,
+}
