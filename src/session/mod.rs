@@ -11,6 +11,8 @@ pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.
 #[allow(clippy::module_inception)]
 mod session;
+pub mod record;
+pub mod replay;
 pub mod signals;
 pub mod summary;
 pub mod terminal;
