@@ -13,6 +13,7 @@ pub mod server_backup;
 mod session;
 pub mod record;
 pub mod replay;
+pub mod replay_tui;
 pub mod signals;
 pub mod summary;
 pub mod terminal;

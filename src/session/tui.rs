@@ -38,6 +38,8 @@ pub struct Options {
     pub debug: bool,
     /// `--duration`: quit (status 0) after this long, as line mode does.
     pub duration: Option<Duration>,
+    /// `--record FILE`: record the session given with -p.
+    pub record: Option<super::record::RecordOptions>,
 }
 
 /// How often the picker re-reads /proc: rates over shorter windows jitter.
@@ -380,10 +382,17 @@ pub fn run(opts: Options) -> Result<()> {
         clock.as_ref(),
         &mut open,
     );
+    let mut recorded = None;
     if let Screen::Trace(t) = &mut screen {
         t.session.detach();
+        recorded = Some(t.session.end_recording(clock.now_ns()));
     }
     drop(guard);
+    match recorded {
+        Some(Ok(Some(p))) => eprintln!("pg_trace: recorded to {}", p.display()),
+        Some(Err(e)) => eprintln!("pg_trace: {}", crate::text::visible(&format!("{e:#}"))),
+        _ => {}
+    }
     result
 }
 
@@ -506,7 +515,12 @@ pub fn event_loop(
 }
 
 fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
-    let s = Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    let mut s = Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    // Only the process given with -p is recorded, not one picked later.
+    if let Some(r) = opts.record.as_ref().filter(|_| opts.pid == Some(pid)) {
+        s.record(r)?;
+        s.notes.push(super::record::started_note(r));
+    }
     Ok(s)
 }
 

@@ -273,6 +273,20 @@ impl Recorder {
     }
 }
 
+/// What is said on stderr when a recording starts.
+pub fn started_note(r: &RecordOptions) -> String {
+    match r.keep {
+        None => format!("recording to {}", r.path.display()),
+        Some(k) => format!(
+            "keeping the last {} in memory: written to {} at exit, on SIGUSR1 (kill -USR1 {}){}",
+            crate::text::human_duration(k.as_secs_f64()),
+            r.path.display(),
+            std::process::id(),
+            if r.dump_on_stall { " and when it stalls" } else { "" }
+        ),
+    }
+}
+
 /// `uname -sr`, from /proc.
 pub fn kernel() -> Option<String> {
     let read = |f: &str| {
