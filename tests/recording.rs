@@ -186,6 +186,55 @@ fn backup(c: &Cluster) -> Option<(Vec<Record>, Rec)> {
     Some((records, rec))
 }
 
+/// `pg_trace record --keep 1m` on an idle backend: SIGUSR1 writes the ring out (a file
+/// that replays), and the exit writes it again beside it, never over the first.
+fn ring_dumps_on_sigusr1(c: &Cluster) {
+    let held = c.hold_backend("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ring.pgtrace");
+    let mut child = Command::new(BIN)
+        .args(["record", "-p", &held.pid.to_string(), "--keep", "1m", "--interval", "100"])
+        .arg("-o")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let said = |what: &str| lines.lock().unwrap().iter().any(|l| l.contains(what));
+    // Its SIGUSR1 handler is in once it says it keeps the ring.
+    wait_until("the ring to start", Duration::from_secs(60), || {
+        said("keeping the last") || child.try_wait().unwrap().is_some()
+    });
+    assert!(said("keeping the last"), "{:?}", lines.lock().unwrap());
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until("the SIGUSR1 dump", Duration::from_secs(30), || said("ring written (signal)"));
+    // Whole once the trailer is there.
+    wait_until("the dump's trailer", Duration::from_secs(30), || {
+        std::fs::read(&out).is_ok_and(|b| b.ends_with(b"PTEND\0\0\0"))
+    });
+    let recs = pg_trace::session::replay::replay_records(&out).unwrap();
+    assert!(matches!(recs.first(), Some(Record::Attach(a)) if a.pid == held.pid));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let st = child.wait().unwrap();
+    reader.join().unwrap();
+    let said_all = lines.lock().unwrap().join("\n");
+    assert!(st.success(), "{said_all}");
+    let second = dir.path().join("ring-1.pgtrace");
+    assert!(second.exists(), "no exit dump: {said_all}");
+    pg_trace::session::replay::replay_records(&second).unwrap();
+}
+
 #[test]
 fn recordings_replay_as_they_ran_live() {
     let major = support::majors().into_iter().find(|&m| m == 15).unwrap_or_else(|| support::majors()[0]);
@@ -210,6 +259,7 @@ fn recordings_replay_as_they_ran_live() {
              CHECKPOINT"
         ),
     );
+    ring_dumps_on_sigusr1(&c);
     let (scan_live, scan_rec) = scan(&mut c);
     // The base backup would copy the 1 GiB table: gone first.
     c.execute("postgres", "DROP TABLE big; CHECKPOINT");
