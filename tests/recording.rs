@@ -78,13 +78,25 @@ fn assert_same(what: &str, live: &[Record], replayed: &[Record]) {
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "{what}: record {i} differs");
     }
-    assert_eq!(a.len(), b.len(), "{what}: {} live records, {} replayed", a.len(), b.len());
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{what}: {} live records, {} replayed",
+        a.len(),
+        b.len()
+    );
     let kinds = |v: &[serde_json::Value]| {
-        let mut k: Vec<String> = v.iter().map(|r| r["type"].as_str().unwrap().to_string()).collect();
+        let mut k: Vec<String> = v
+            .iter()
+            .map(|r| r["type"].as_str().unwrap().to_string())
+            .collect();
         k.dedup();
         k.len()
     };
-    assert!(a.len() > 10 && kinds(&a) > 3, "{what}: too little to compare: {a:?}");
+    assert!(
+        a.len() > 10 && kinds(&a) > 3,
+        "{what}: too little to compare: {a:?}"
+    );
     eprintln!("{what}: {} records equal, live and replayed", a.len());
     // Also what the report is fed: the same function, in process.
     let direct = pg_trace::session::replay::replay_records(&replayed_path(what)).unwrap();
@@ -92,7 +104,10 @@ fn assert_same(what: &str, live: &[Record], replayed: &[Record]) {
 }
 
 fn replayed_path(what: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("pg_trace-recording-test-{}-{what}.pgtrace", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "pg_trace-recording-test-{}-{what}.pgtrace",
+        std::process::id()
+    ))
 }
 
 /// The recording file of `what`, removed when dropped.
@@ -123,13 +138,16 @@ fn scan(c: &mut Cluster) -> (Vec<Record>, Rec) {
         (row.get::<_, i64>(0), held)
     });
     let datadir = c.datadir.clone();
-    wait_until("the scan to open the table", Duration::from_secs(60), || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
-            d.flatten().any(|e| {
-                std::fs::read_link(e.path()).is_ok_and(|l| l == datadir.join(&rel))
+    wait_until(
+        "the scan to open the table",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == datadir.join(&rel)))
             })
-        })
-    });
+        },
+    );
     let trace = spawn_trace_with(pid, "auto", &["--record", rec.0.to_str().unwrap()]);
     let (count, _held) = q.join().expect("query thread");
     assert_eq!(count, ROWS);
@@ -154,7 +172,9 @@ fn backup(c: &Cluster) -> Option<(Vec<Record>, Rec)> {
     let target = tempfile::tempdir().unwrap();
     let mut child = Command::new(&bin)
         .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
-        .args(["-U", "postgres", "-X", "none", "-Ft", "-c", "fast", "-r", "8M", "-D"])
+        .args([
+            "-U", "postgres", "-X", "none", "-Ft", "-c", "fast", "-r", "8M", "-D",
+        ])
         .arg(target.path().join("out"))
         .env_remove("PGPASSWORD")
         .spawn()
@@ -177,7 +197,9 @@ fn backup(c: &Cluster) -> Option<(Vec<Record>, Rec)> {
     let status = child.wait().unwrap();
     assert!(status.success(), "pg_basebackup failed");
     // The walsender exits with the backup: pg_trace ends by itself.
-    trace.wait_for("the summary", |r| r.iter().any(|r| matches!(r, Record::Summary(_))));
+    trace.wait_for("the summary", |r| {
+        r.iter().any(|r| matches!(r, Record::Summary(_)))
+    });
     let records = trace.finish();
     assert!(
         records.iter().any(|r| matches!(r, Record::Backup(_))),
@@ -193,7 +215,15 @@ fn ring_dumps_on_sigusr1(c: &Cluster) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ring.pgtrace");
     let mut child = Command::new(BIN)
-        .args(["record", "-p", &held.pid.to_string(), "--keep", "1m", "--interval", "100"])
+        .args([
+            "record",
+            "-p",
+            &held.pid.to_string(),
+            "--keep",
+            "1m",
+            "--interval",
+            "100",
+        ])
         .arg("-o")
         .arg(&out)
         .stderr(std::process::Stdio::piped())
@@ -205,7 +235,10 @@ fn ring_dumps_on_sigusr1(c: &Cluster) {
     let sink = lines.clone();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             sink.lock().unwrap().push(l);
         }
     });
@@ -217,7 +250,9 @@ fn ring_dumps_on_sigusr1(c: &Cluster) {
     assert!(said("keeping the last"), "{:?}", lines.lock().unwrap());
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    wait_until("the SIGUSR1 dump", Duration::from_secs(30), || said("ring written (signal)"));
+    wait_until("the SIGUSR1 dump", Duration::from_secs(30), || {
+        said("ring written (signal)")
+    });
     // Whole once the trailer is there.
     wait_until("the dump's trailer", Duration::from_secs(30), || {
         std::fs::read(&out).is_ok_and(|b| b.ends_with(b"PTEND\0\0\0"))
@@ -237,7 +272,10 @@ fn ring_dumps_on_sigusr1(c: &Cluster) {
 
 #[test]
 fn recordings_replay_as_they_ran_live() {
-    let major = support::majors().into_iter().find(|&m| m == 15).unwrap_or_else(|| support::majors()[0]);
+    let major = support::majors()
+        .into_iter()
+        .find(|&m| m == 15)
+        .unwrap_or_else(|| support::majors()[0]);
     if support::cluster_user().is_none() {
         support::skip("recording", "needs root (attaching; replaying as nobody)");
         return;
@@ -269,7 +307,11 @@ fn recordings_replay_as_they_ran_live() {
     c.stop();
     std::fs::remove_dir_all(&datadir).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let scan_replayed = replay_as_nobody(&scan_rec.0, dir.path());
     assert_same("scan", &scan_live, &scan_replayed);
     if let Some((live, rec)) = backup {

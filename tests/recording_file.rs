@@ -142,15 +142,17 @@ fn garbage_is_refused() {
         b"".to_vec(),
         b"not a recording at all".to_vec(),
         [b"PGTRREC\0".as_slice(), &2u32.to_le_bytes(), &[0; 8]].concat(),
-        [b"PGTRREC\0".as_slice(), &1u32.to_le_bytes(), &u32::MAX.to_le_bytes()].concat(),
+        [
+            b"PGTRREC\0".as_slice(),
+            &1u32.to_le_bytes(),
+            &u32::MAX.to_le_bytes(),
+        ]
+        .concat(),
     ] {
         let e = replay_bytes("garbage.pgtrace", &bytes).err().unwrap();
         let msg = format!("{e:#}");
         assert!(!msg.contains('\n'), "{msg}");
-        assert!(
-            msg.contains("recording") || msg.contains("format"),
-            "{msg}"
-        );
+        assert!(msg.contains("recording") || msg.contains("format"), "{msg}");
     }
 }
 
@@ -158,10 +160,10 @@ fn garbage_is_refused() {
 /// spans much more than 5 minutes, its dump at the end starts near the end and replays.
 #[test]
 fn ring_mode_keeps_its_bound_over_a_long_run() {
+    use pg_trace::session::record::format::Frame;
     use pg_trace::session::record::names::NameAnswer;
     use pg_trace::session::record::ring::Ring;
-    use pg_trace::session::record::format::Frame;
-    use pg_trace::session::record::{ItemRef, Header};
+    use pg_trace::session::record::{Header, ItemRef};
     use pg_trace::trace::{Event, EventKind, Syscall};
     const SEC: u64 = 1_000_000_000;
     let keep = Duration::from_secs(300);
@@ -200,7 +202,13 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
                     fd: 7,
                 },
             };
-            push(&ItemRef::Batch { at, events: &[open] }, &mut raw);
+            push(
+                &ItemRef::Batch {
+                    at,
+                    events: &[open],
+                },
+                &mut raw,
+            );
             push(&ItemRef::Names { answers: &names }, &mut raw);
         }
         let events: Vec<Event> = (0..100)
@@ -216,14 +224,31 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
                 },
             })
             .collect();
-        push(&ItemRef::Batch { at, events: &events }, &mut raw);
-        push(&ItemRef::Tick { at: at + SEC - 1, status: None, walked: None }, &mut raw);
-        ring.push(Frame::compress(at, at + SEC - 1, items, &raw).unwrap()).unwrap();
+        push(
+            &ItemRef::Batch {
+                at,
+                events: &events,
+            },
+            &mut raw,
+        );
+        push(
+            &ItemRef::Tick {
+                at: at + SEC - 1,
+                status: None,
+                walked: None,
+            },
+            &mut raw,
+        );
+        ring.push(Frame::compress(at, at + SEC - 1, items, &raw).unwrap())
+            .unwrap();
         let (bytes, span) = ring.extent();
         max_span = max_span.max(span);
         max_bytes = max_bytes.max(bytes);
     }
-    assert!(max_span <= keep.as_nanos() as u64 + 2 * SEC, "span {max_span}");
+    assert!(
+        max_span <= keep.as_nanos() as u64 + 2 * SEC,
+        "span {max_span}"
+    );
     eprintln!("ring: at most {max_bytes} bytes over 5 minutes of 100 reads/s");
     assert!(max_bytes < 4 << 20, "{max_bytes} bytes");
     let header: Header = sessions_header();

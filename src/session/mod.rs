@@ -9,11 +9,10 @@ pub mod keys;
 pub mod line;
 pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.
-#[allow(clippy::module_inception)]
-mod session;
 pub mod record;
 pub mod replay;
-pub mod replay_tui;
+#[allow(clippy::module_inception)]
+mod session;
 pub mod signals;
 pub mod summary;
 pub mod terminal;

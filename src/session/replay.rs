@@ -36,8 +36,8 @@ pub struct Recording {
 
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         Recording::from_source(Box::new(std::io::BufReader::new(file)), path)
     }
 
@@ -321,7 +321,15 @@ pub fn line(
                     note(n);
                 }
                 let s = &p.session;
-                out::write_interval(&mut *w, &s.model, last_print, at, s.events_per_s, format, first)?;
+                out::write_interval(
+                    &mut *w,
+                    &s.model,
+                    last_print,
+                    at,
+                    s.events_per_s,
+                    format,
+                    first,
+                )?;
                 first = false;
                 last_print = at;
             }

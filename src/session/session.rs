@@ -6,6 +6,8 @@
 //! directory at hand) or a replay (events from a recording or a script, named by any
 //! [`Namer`], on a clock the caller drives): the loops cannot tell them apart.
 
+use super::record::names::{self, NameAnswer};
+use super::record::{ItemRef, Recorder, Walked};
 use crate::cli::BackendChoice;
 use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
@@ -16,8 +18,6 @@ use crate::process::status::{StatusReader, StatusSample};
 use crate::trace::replay::{Clock, SystemClock};
 use crate::trace::usdt::{UsdtConfig, UsdtStatus};
 use crate::trace::{follow, procfs, Event, EventKind, FollowerRole, Pid, Tracer};
-use super::record::names::{self, NameAnswer};
-use super::record::{ItemRef, Recorder, Walked};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -274,7 +274,11 @@ pub fn open(src: &mut dyn Source) -> Result<Opened> {
         });
     }
     let (frames, cut) = walk(src, size, start)?;
-    Ok(Opened { header, frames, cut })
+    Ok(Opened {
+        header,
+        frames,
+        cut,
+    })
 }
 
 /// The index the trailer points at, if it is whole and agrees with the file.
@@ -324,7 +328,10 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<(Vec<FrameInfo>, 
             return Ok((frames, None));
         }
         if at + FRAME_HEADER_LEN as u64 > size {
-            return Ok((frames, Some(format!("cut at byte {at} (in a frame header)"))));
+            return Ok((
+                frames,
+                Some(format!("cut at byte {at} (in a frame header)")),
+            ));
         }
         let mut h = [0u8; FRAME_HEADER_LEN];
         read_exact_at(src, at, &mut h)?;
@@ -334,7 +341,10 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<(Vec<FrameInfo>, 
             return Ok((frames, None));
         }
         if &h.magic != FRAME_MAGIC {
-            return Ok((frames, Some(format!("damaged at byte {at} (no frame there)"))));
+            return Ok((
+                frames,
+                Some(format!("damaged at byte {at} (no frame there)")),
+            ));
         }
         let end = at + FRAME_HEADER_LEN as u64 + u64::from(h.len);
         if end > size {

@@ -211,13 +211,14 @@ impl Recorder {
             return;
         }
         let first = self.first_at.unwrap_or(self.last_at);
-        let r = Frame::compress(first, self.last_at, self.items, &self.buf).and_then(|f| {
-            match self.sink.as_mut() {
-                Some(Sink::File(w)) => w.frame(&f),
-                Some(Sink::Ring(r)) => r.push(f),
-                None => Ok(()),
-            }
-        });
+        let r =
+            Frame::compress(first, self.last_at, self.items, &self.buf).and_then(|f| {
+                match self.sink.as_mut() {
+                    Some(Sink::File(w)) => w.frame(&f),
+                    Some(Sink::Ring(r)) => r.push(f),
+                    None => Ok(()),
+                }
+            });
         self.buf.clear();
         self.items = 0;
         self.first_at = None;
@@ -277,13 +278,15 @@ impl Recorder {
 pub fn started_note(r: &RecordOptions) -> String {
     match r.keep {
         None => format!("recording to {}", r.path.display()),
-        Some(k) => format!(
+        Some(k) => {
+            format!(
             "keeping the last {} in memory: written to {} at exit, on SIGUSR1 (kill -USR1 {}){}",
             crate::text::human_duration(k.as_secs_f64()),
             r.path.display(),
             std::process::id(),
             if r.dump_on_stall { " and when it stalls" } else { "" }
-        ),
+        )
+        }
     }
 }
 

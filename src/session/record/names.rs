@@ -84,7 +84,10 @@ fn block_key(l: &RelFileLocator, fork: Fork) -> String {
 }
 
 fn resident_key(l: &RelFileLocator, fork: Fork, start: u32, end: u32) -> String {
-    format!("{}\0{start}\0{end}", block_key(l, fork).replacen('b', "s", 1))
+    format!(
+        "{}\0{start}\0{end}",
+        block_key(l, fork).replacen('b', "s", 1)
+    )
 }
 
 /// The `&'static str`s of the model, given back from their recorded text. Anything else

@@ -114,7 +114,10 @@ impl Ring {
                 break p;
             }
             if self.dumps > 10_000 {
-                anyhow::bail!("no free name for a ring dump next to {}", self.path.display());
+                anyhow::bail!(
+                    "no free name for a ring dump next to {}",
+                    self.path.display()
+                );
             }
         };
         format::write_whole(&path, self.force, &json, &frames)?;
