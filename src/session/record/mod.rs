@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn stamps_and_keeps() {
         assert_eq!(stamp(0), "19700101-000000");
-        assert_eq!(stamp(1_796_212_782), "20261202-114622");
+        assert_eq!(stamp(1_796_212_782), "20261202-115942");
         assert_eq!(parse_keep("15m").unwrap().as_secs(), 900);
         assert_eq!(parse_keep("90").unwrap().as_secs(), 90);
         assert!(parse_keep("-1m").is_err());
