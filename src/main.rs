@@ -55,9 +55,11 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Replay { file, speed }) => {
             drop(out);
             let speed = session::replay::Speed::parse(speed)?;
-            if !cli.no_tui && std::io::stdout().is_terminal() {
-                // The replay TUI (seek, pause, speed keys) is not built yet: said, not faked.
-                eprintln!("pg_trace: replay: no TUI yet, line mode (--no-tui)");
+            let tui = !cli.no_tui
+                && cli.format == pg_trace::cli::Format::Text
+                && std::io::stdout().is_terminal();
+            if tui {
+                return session::replay_tui::run(file, cli.interval.unwrap_or(250));
             }
             return session::replay::run_line(&session::replay::ReplayOptions {
                 path: file.clone(),

@@ -278,3 +278,50 @@ fn sessions_header() -> pg_trace::session::record::Header {
     let (s, _c) = sessions::session(&sessions::scan());
     s.recording_header()
 }
+
+/// The replay TUI on a scripted clock and keys: it plays, `+` doubles the speed, space
+/// pauses, → seeks 10 s on, ← 10 s back (played again from the start), End goes to the
+/// end, q quits; the screen says where the replay is.
+#[test]
+fn the_replay_tui_pauses_seeks_and_changes_speed() {
+    use pg_trace::session::replay_tui::{event_loop, Replayer};
+    use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+    let (p, _, _) = scan_file();
+    let clock = pg_trace::trace::replay::ManualClock::starting_at(scripted::T0);
+    let k = |c: KeyCode| TermEvent::Key(KeyEvent::new(c, KeyModifiers::NONE));
+    const S: u64 = 1_000_000_000;
+    let mut keys = sessions::ScriptedKeys::new(
+        &clock,
+        vec![
+            (S, k(KeyCode::Char('+'))),
+            (2 * S, k(KeyCode::Char(' '))),
+            (3 * S, k(KeyCode::Right)),
+            (4 * S, k(KeyCode::Left)),
+            (5 * S, k(KeyCode::End)),
+            (6 * S, k(KeyCode::Char('q'))),
+        ],
+    );
+    let mut screen = sessions::Frames::new(&clock, 120, 30);
+    let mut r = Replayer::open(p).unwrap();
+    let theme = pg_trace::ui::Theme::from_env();
+    event_loop(
+        &mut screen,
+        &mut keys,
+        &mut r,
+        Duration::from_millis(250),
+        &AtomicBool::new(false),
+        &theme,
+        &clock,
+    )
+    .unwrap();
+    let all = screen.frames.join("");
+    assert!(all.contains("via replay, replay "), "{all}");
+    assert!(all.contains("2×"), "{all}");
+    assert!(all.contains("paused"), "{all}");
+    assert!(all.contains("sales.orders"), "{all}");
+    assert_eq!(r.pos, r.end);
+    // 1 s at 1×, 1 s at 2×: paused 3 s in; → to the end (5 s), ← back to the start.
+    for at in ["3s/5s 2× paused", "5s/5s 2× paused", "0s/5s 2× paused"] {
+        assert!(all.contains(at), "{at}: {all}");
+    }
+}

@@ -87,9 +87,9 @@ impl Step {
     }
 }
 
-/// A recording being played into a replay session.
+/// A recording being played into a replay session (which the caller holds: line mode, or
+/// the TUI's app).
 pub struct Player {
-    pub session: Session,
     pub clock: ManualClock,
     namer: RecordedNamer,
     pub rec: Recording,
@@ -121,7 +121,12 @@ fn static_name(name: &str) -> &'static str {
 }
 
 impl Player {
-    pub fn new(rec: Recording) -> Player {
+    /// Open a recording and the replay session it plays into.
+    pub fn open(path: &Path) -> Result<(Player, Session)> {
+        Ok(Player::new(Recording::open(path)?))
+    }
+
+    pub fn new(rec: Recording) -> (Player, Session) {
         let h = &rec.header;
         let clock = ManualClock::starting_at(h.start_ns);
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -150,16 +155,16 @@ impl Player {
                     .into(),
             );
         }
-        Player {
+        let p = Player {
             at: h.start_ns,
-            session,
             clock,
             namer,
             rec,
             next_frame: 0,
             items: VecDeque::new(),
             error: None,
-        }
+        };
+        (p, session)
     }
 
     fn fill(&mut self) -> bool {
@@ -199,6 +204,7 @@ impl Player {
     /// Play the next step. `each` sees every event before and after it is applied.
     pub fn step(
         &mut self,
+        session: &mut Session,
         each: &mut dyn FnMut(&Model, &Event, bool) -> Result<()>,
     ) -> Result<Option<Step>> {
         if self.peek_at().is_none() {
@@ -216,17 +222,17 @@ impl Player {
         let step = match item {
             Item::Batch { at, events } => {
                 self.clock.set(at);
-                self.session.replay_batch(events, each)?;
+                session.replay_batch(events, each)?;
                 Step::Batch(at)
             }
             Item::Tick { at, status, walked } => {
                 self.clock.set(at);
-                self.session.replay_tick_input(status, walked);
+                session.replay_tick_input(status, walked);
                 Step::Tick(at)
             }
             Item::Finish { at } => {
                 self.clock.set(at);
-                self.session.finish()?;
+                session.finish()?;
                 Step::Finish(at)
             }
             Item::End { at } => {
@@ -282,12 +288,12 @@ pub fn line(
             opts.path.display()
         ));
     }
-    let mut p = Player::new(rec);
-    for n in p.session.take_notes() {
+    let (mut p, mut session) = Player::new(rec);
+    for n in session.take_notes() {
         note(n);
     }
-    super::line::write_attach(w, &p.session, opts.format)?;
-    let start = p.session.start_ns;
+    super::line::write_attach(w, &session, opts.format)?;
+    let start = session.start_ns;
     let wall = Instant::now();
     let mut last_print = start;
     let mut first = true;
@@ -305,7 +311,7 @@ pub fn line(
                 continue;
             }
         }
-        let step = p.step(&mut |model, ev, applied| {
+        let step = p.step(&mut session, &mut |model, ev, applied| {
             if debug && shows_syscall(ev, applied) {
                 out::write_syscall(&mut *w, model, ev, format)?;
             }
@@ -316,11 +322,11 @@ pub fn line(
         };
         match step {
             Step::Tick(at) => {
-                p.session.tick(at);
-                for n in p.session.take_notes() {
+                session.tick(at);
+                for n in session.take_notes() {
                     note(n);
                 }
-                let s = &p.session;
+                let s = &session;
                 out::write_interval(
                     &mut *w,
                     &s.model,
@@ -335,7 +341,7 @@ pub fn line(
             }
             Step::Finish(_) => finished = true,
             Step::End(at) => {
-                write_summary(&mut *w, &p.session.model, at, format)?;
+                write_summary(&mut *w, &session.model, at, format)?;
                 ended = true;
                 break;
             }
@@ -348,9 +354,9 @@ pub fn line(
     if !ended {
         // Cut (or stopped): the summary as of the last step.
         if !finished {
-            p.session.finish()?;
+            session.finish()?;
         }
-        write_summary(&mut *w, &p.session.model, p.at, format)?;
+        write_summary(&mut *w, &session.model, p.at, format)?;
     }
     w.flush()?;
     Ok(())

@@ -172,6 +172,12 @@ impl TraceApp {
         self.session.clock.now_ns()
     }
 
+    /// A warning in the log (a replay's cut, say).
+    pub fn note(&mut self, text: String) {
+        let now = self.now();
+        self.log.push(now, Level::Warn, text);
+    }
+
     /// Drain the tracer into the model (and the log); notice the end of the process.
     pub fn poll(&mut self) {
         if self.finished {
