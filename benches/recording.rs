@@ -41,7 +41,7 @@ fn main() {
             &mut raw,
             &ItemRef::Batch {
                 at,
-                events: &events,
+                events: pg_trace::session::record::EventsRef(&events),
             },
         )
         .unwrap();

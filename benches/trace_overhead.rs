@@ -120,6 +120,21 @@ fn main() {
         ])
     };
     let pg_trace = |backend| pg_trace_with(BIN, backend);
+    // The flight recorder on top (issue 13: it may add at most 0.01x).
+    let rec_dir = tempfile::tempdir().unwrap();
+    let recording = |backend: &'static str| {
+        let mut v = pg_trace(backend).unwrap();
+        v.push("--force".into());
+        v.push("--record".into());
+        v.push(
+            rec_dir
+                .path()
+                .join(format!("{backend}.pgtrace"))
+                .to_string_lossy()
+                .into_owned(),
+        );
+        Some(v)
+    };
     let mut modes: Vec<(String, Option<Vec<String>>)> = vec![
         ("untraced".into(), None),
         ("pg_trace --backend ebpf".into(), pg_trace("ebpf")),
@@ -127,6 +142,14 @@ fn main() {
         (
             "pg_trace --backend auto (ebpf+usdt)".into(),
             pg_trace("auto"),
+        ),
+        (
+            "pg_trace --backend ebpf --record FILE".into(),
+            recording("ebpf"),
+        ),
+        (
+            "pg_trace --backend auto (ebpf+usdt) --record FILE".into(),
+            recording("auto"),
         ),
         ("pg_trace --backend ptrace".into(), pg_trace("ptrace")),
         ("pg_trace --backend procfs".into(), pg_trace("procfs")),
@@ -221,6 +244,24 @@ fn main() {
                 d.as_secs_f64() / b.as_secs_f64()
             ),
             None => println!(),
+        }
+    }
+    let row = |n: &str| results.iter().find(|(name, _)| name == n).map(|r| r.1);
+    for (plain, rec) in [
+        (
+            "pg_trace --backend ebpf",
+            "pg_trace --backend ebpf --record FILE",
+        ),
+        (
+            "pg_trace --backend auto (ebpf+usdt)",
+            "pg_trace --backend auto (ebpf+usdt) --record FILE",
+        ),
+    ] {
+        if let (Some(a), Some(b)) = (row(plain), row(rec)) {
+            println!(
+                "  recording adds {:+.3}x to `{plain}` (budget +0.01x)",
+                (b.as_secs_f64() - a.as_secs_f64()) / base
+            );
         }
     }
 }

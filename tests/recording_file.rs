@@ -205,7 +205,7 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
             push(
                 &ItemRef::Batch {
                     at,
-                    events: &[open],
+                    events: pg_trace::session::record::EventsRef(&[open]),
                 },
                 &mut raw,
             );
@@ -227,7 +227,7 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
         push(
             &ItemRef::Batch {
                 at,
-                events: &events,
+                events: pg_trace::session::record::EventsRef(&events),
             },
             &mut raw,
         );

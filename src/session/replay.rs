@@ -222,7 +222,7 @@ impl Player {
         let step = match item {
             Item::Batch { at, events } => {
                 self.clock.set(at);
-                session.replay_batch(events, each)?;
+                session.replay_batch(events.0, each)?;
                 Step::Batch(at)
             }
             Item::Tick { at, status, walked } => {

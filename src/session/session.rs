@@ -458,7 +458,7 @@ impl Session {
                 Some(at),
                 &ItemRef::Batch {
                     at,
-                    events: &self.batch,
+                    events: super::record::EventsRef(&self.batch),
                 },
             );
             write_names(rec, &mut self.namer);

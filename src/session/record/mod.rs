@@ -65,12 +65,81 @@ pub struct Walked {
     pub tablespaces: Option<u64>,
 }
 
+/// A drain's events, each time written as the difference from the one before (the first
+/// from 0), under short keys: a recording of a busy scan is mostly these.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Events(pub Vec<Event>);
+
+/// [`Events`], borrowed, for writing.
+#[derive(Debug, Clone, Copy)]
+pub struct EventsRef<'a>(pub &'a [Event]);
+
+#[derive(Serialize)]
+struct EvOut<'a> {
+    d: i64,
+    p: Pid,
+    #[serde(flatten)]
+    k: &'a crate::trace::EventKind,
+}
+
+#[derive(Deserialize)]
+struct EvIn {
+    d: i64,
+    p: Pid,
+    #[serde(flatten)]
+    k: crate::trace::EventKind,
+}
+
+impl Serialize for EventsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut prev = 0u64;
+        for e in self.0 {
+            // Tracers stamp some calls by clock tick: a time may go back a little.
+            let d = e.ts_ns.wrapping_sub(prev) as i64;
+            prev = e.ts_ns;
+            seq.serialize_element(&EvOut {
+                d,
+                p: e.pid,
+                k: &e.kind,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Events {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EventsRef(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Events {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Events, D::Error> {
+        let v: Vec<EvIn> = Vec::deserialize(d)?;
+        let mut prev = 0u64;
+        Ok(Events(
+            v.into_iter()
+                .map(|e| {
+                    prev = prev.wrapping_add(e.d as u64);
+                    Event {
+                        ts_ns: prev,
+                        pid: e.p,
+                        kind: e.k,
+                    }
+                })
+                .collect(),
+        ))
+    }
+}
+
 /// One line of a frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Item {
     /// One drain of the tracer: these events, applied in this order.
-    Batch { at: u64, events: Vec<Event> },
+    Batch { at: u64, events: Events },
     /// The namer's answers during the step before this line.
     Names { answers: Vec<NameAnswer> },
     /// A tick at `at`: the status sample applied first, the walk's total when it came.
@@ -105,7 +174,7 @@ impl Item {
 pub enum ItemRef<'a> {
     Batch {
         at: u64,
-        events: &'a [Event],
+        events: EventsRef<'a>,
     },
     Names {
         answers: &'a [NameAnswer],

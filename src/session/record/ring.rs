@@ -130,7 +130,7 @@ impl Base {
         let raw = Frame::decompress(&f.payload)?;
         for item in super::parse_items(&raw)? {
             match item {
-                Item::Batch { events, .. } => events.into_iter().for_each(|e| self.event(e)),
+                Item::Batch { events, .. } => events.0.into_iter().for_each(|e| self.event(e)),
                 Item::Names { answers } => answers.into_iter().for_each(|a| self.answers.push(a)),
                 Item::Tick { status, .. } => {
                     if status.is_some() {
@@ -202,7 +202,7 @@ impl Base {
                 ItemRef::Names { answers: &answers },
                 ItemRef::Batch {
                     at,
-                    events: &events,
+                    events: super::EventsRef(&events),
                 },
             ] {
                 serde_json::to_writer(&mut raw, &item)?;
