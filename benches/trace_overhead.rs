@@ -246,7 +246,13 @@ fn main() {
             None => println!(),
         }
     }
-    let row = |n: &str| results.iter().find(|(name, _)| name == n).map(|r| r.1);
+    // Each row's ratio: to its adjacent untraced run when paired (this machine's load
+    // drifts), else to the first.
+    let row = |n: &str| {
+        let i = results.iter().position(|(name, _)| name == n)?;
+        let d = results[i].1.as_secs_f64();
+        Some(baselines[i].map_or(d / base, |b| d / b.as_secs_f64()))
+    };
     for (plain, rec) in [
         (
             "pg_trace --backend ebpf",
@@ -258,10 +264,7 @@ fn main() {
         ),
     ] {
         if let (Some(a), Some(b)) = (row(plain), row(rec)) {
-            println!(
-                "  recording adds {:+.3}x to `{plain}` (budget +0.01x)",
-                (b.as_secs_f64() - a.as_secs_f64()) / base
-            );
+            println!("  recording adds {:+.3}x to `{plain}` (budget +0.01x)", b - a);
         }
     }
 }

@@ -82,6 +82,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         None => {
             drop(out);
+            if cli.record.is_none() && (cli.keep.is_some() || cli.no_dump_on_stall) {
+                bail!("--keep and --no-dump-on-stall are for a recording: add --record FILE, or use pg_trace record");
+            }
             let usdt = pg_trace::trace::usdt::UsdtConfig {
                 enabled: !cli.no_usdt,
                 probes: pg_trace::trace::usdt::ProbeSet::parse(&cli.usdt_probes)?,
