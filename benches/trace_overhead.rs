@@ -264,7 +264,10 @@ fn main() {
         ),
     ] {
         if let (Some(a), Some(b)) = (row(plain), row(rec)) {
-            println!("  recording adds {:+.3}x to `{plain}` (budget +0.01x)", b - a);
+            println!(
+                "  recording adds {:+.3}x to `{plain}` (budget +0.01x)",
+                b - a
+            );
         }
     }
 }

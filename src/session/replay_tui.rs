@@ -212,12 +212,14 @@ pub fn event_loop(
         loop {
             match ev {
                 TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
-                    if !r.key(k.code, k.modifiers)? {
-                        match r.app.key(k) {
-                            crate::ui::actions::Action::Quit
-                            | crate::ui::actions::Action::Picker => return Ok(()),
-                            _ => {}
-                        }
+                    let replay_key = r.key(k.code, k.modifiers)?;
+                    let quit = !replay_key
+                        && matches!(
+                            r.app.key(k),
+                            crate::ui::actions::Action::Quit | crate::ui::actions::Action::Picker
+                        );
+                    if quit {
+                        return Ok(());
                     }
                 }
                 TermEvent::Resize(w, h) => display.resized(w, h),
