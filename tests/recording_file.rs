@@ -21,12 +21,21 @@ use std::time::Duration;
 
 /// Line mode's JSON of `script`, recorded to `path` (ring mode with `keep`).
 fn record(script: &sessions::Script, path: &Path, keep: Option<Duration>) -> Vec<Record> {
+    record_with(script, path, keep, false)
+}
+
+fn record_with(
+    script: &sessions::Script,
+    path: &Path,
+    keep: Option<Duration>,
+    dump_on_stall: bool,
+) -> Vec<Record> {
     let (mut s, _clock) = sessions::session(script);
     s.record(&RecordOptions {
         path: path.to_path_buf(),
-        force: true,
+        force: false,
         keep,
-        dump_on_stall: false,
+        dump_on_stall,
     })
     .unwrap();
     let mut out = Vec::new();
@@ -66,7 +75,7 @@ fn scripted_sessions_replay_to_the_same_json() {
         ("backup", sessions::throttled_backup()),
         ("lock", sessions::lock_wait()),
     ] {
-        let p = dir().join(format!("{name}.pgtrace"));
+        let p = dir().join(format!("same-{name}.pgtrace"));
         let live = record(&script, &p, None);
         let replayed = replay_records(&p).unwrap();
         assert_eq!(live, replayed, "{name}");
@@ -272,6 +281,41 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
         "{} intervals in a 5-minute dump",
         stats.len()
     );
+}
+
+/// Ring mode on a session whose verdict turns into a stall (a lock wait): the ring is
+/// written then, and again at exit beside it; both replay. Without the switch, only at exit.
+#[test]
+fn ring_mode_dumps_when_it_stalls() {
+    let header = |p: &Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let mut c = std::io::Cursor::new(bytes);
+        let o = pg_trace::session::record::format::open(&mut c).unwrap();
+        serde_json::from_slice::<pg_trace::session::record::Header>(&o.header).unwrap()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("lock.pgtrace");
+    record_with(
+        &sessions::lock_wait(),
+        &p,
+        Some(Duration::from_secs(60)),
+        true,
+    );
+    assert_eq!(header(&p).ring.unwrap().reason, "stall");
+    let exit = d.path().join("lock-1.pgtrace");
+    assert_eq!(header(&exit).ring.unwrap().reason, "exit");
+    for f in [&p, &exit] {
+        assert!(!replay_records(f).unwrap().is_empty());
+    }
+    let q = d.path().join("off.pgtrace");
+    record_with(
+        &sessions::lock_wait(),
+        &q,
+        Some(Duration::from_secs(60)),
+        false,
+    );
+    assert_eq!(header(&q).ring.unwrap().reason, "exit");
+    assert!(!d.path().join("off-1.pgtrace").exists());
 }
 
 fn sessions_header() -> pg_trace::session::record::Header {
