@@ -120,6 +120,21 @@ fn main() {
         ])
     };
     let pg_trace = |backend| pg_trace_with(BIN, backend);
+    // The flight recorder on top (issue 13: it may add at most 0.01x).
+    let rec_dir = tempfile::tempdir().unwrap();
+    let recording = |backend: &'static str| {
+        let mut v = pg_trace(backend).unwrap();
+        v.push("--force".into());
+        v.push("--record".into());
+        v.push(
+            rec_dir
+                .path()
+                .join(format!("{backend}.pgtrace"))
+                .to_string_lossy()
+                .into_owned(),
+        );
+        Some(v)
+    };
     let mut modes: Vec<(String, Option<Vec<String>>)> = vec![
         ("untraced".into(), None),
         ("pg_trace --backend ebpf".into(), pg_trace("ebpf")),
@@ -127,6 +142,14 @@ fn main() {
         (
             "pg_trace --backend auto (ebpf+usdt)".into(),
             pg_trace("auto"),
+        ),
+        (
+            "pg_trace --backend ebpf --record FILE".into(),
+            recording("ebpf"),
+        ),
+        (
+            "pg_trace --backend auto (ebpf+usdt) --record FILE".into(),
+            recording("auto"),
         ),
         ("pg_trace --backend ptrace".into(), pg_trace("ptrace")),
         ("pg_trace --backend procfs".into(), pg_trace("procfs")),
@@ -167,6 +190,8 @@ fn main() {
         .collect();
     let paired = std::env::var_os("PG_TRACE_BENCH_PAIRED").is_some();
     let mut results = Vec::new();
+    // The tracer's own CPU (user + system ticks) over the timed scans.
+    let mut cpus: Vec<u64> = Vec::new();
     let mut baselines: Vec<Option<Duration>> = Vec::new();
     for (name, cmd) in &modes {
         baselines
@@ -191,7 +216,13 @@ fn main() {
             );
             ch
         });
+        let cpu0 = child.as_ref().map_or(0, |c| cpu_ticks(c.id()));
         let times: Vec<Duration> = (0..reps).map(|_| scan()).collect();
+        let cpu = child
+            .as_ref()
+            .map_or(0, |c| cpu_ticks(c.id()))
+            .saturating_sub(cpu0);
+        cpus.push(cpu);
         if let Some(ch) = child.as_mut() {
             // SAFETY: SIGINT to a child we spawned and have not reaped.
             unsafe { libc::kill(ch.id() as i32, libc::SIGINT) };
@@ -208,11 +239,13 @@ fn main() {
         preads as u64,
         preads / base / 1000.0
     );
-    for ((name, d), pair) in results.iter().zip(&baselines) {
+    let tick_ms = 1000.0 / clk_tck();
+    for (((name, d), pair), cpu) in results.iter().zip(&baselines).zip(&cpus) {
         print!(
-            "  {name:<50} {:>8.1} ms  {:.2}x",
+            "  {name:<50} {:>8.1} ms  {:.2}x  tracer CPU {:>6.1} ms/scan",
             d.as_secs_f64() * 1e3,
-            d.as_secs_f64() / base
+            d.as_secs_f64() / base,
+            *cpu as f64 * tick_ms / reps as f64
         );
         match pair {
             Some(b) => println!(
@@ -222,5 +255,62 @@ fn main() {
             ),
             None => println!(),
         }
+    }
+    // Each row's ratio: to its adjacent untraced run when paired (this machine's load
+    // drifts), else to the first.
+    let row = |n: &str| {
+        let i = results.iter().position(|(name, _)| name == n)?;
+        let d = results[i].1.as_secs_f64();
+        Some(baselines[i].map_or(d / base, |b| d / b.as_secs_f64()))
+    };
+    for (plain, rec) in [
+        (
+            "pg_trace --backend ebpf",
+            "pg_trace --backend ebpf --record FILE",
+        ),
+        (
+            "pg_trace --backend auto (ebpf+usdt)",
+            "pg_trace --backend auto (ebpf+usdt) --record FILE",
+        ),
+    ] {
+        if let (Some(a), Some(b)) = (row(plain), row(rec)) {
+            println!(
+                "  recording adds {:+.3}x to `{plain}` (budget +0.01x)",
+                b - a
+            );
+        }
+        let cpu = |n: &str| {
+            let i = results.iter().position(|(name, _)| name == n)?;
+            Some(cpus[i] as f64 * tick_ms / reps as f64)
+        };
+        if let (Some(a), Some(b)) = (cpu(plain), cpu(rec)) {
+            println!(
+                "  recording adds {:+.1} ms of pg_trace CPU per scan to `{plain}`",
+                b - a
+            );
+        }
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime and stime are the 12th
+    // and 13th of them (fields 14 and 15 of the line).
+    let rest = s.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
     }
 }

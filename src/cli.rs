@@ -17,36 +17,36 @@ pub struct Cli {
     pub pid: Option<i32>,
 
     /// Print every syscall, enriched with object names and offsets.
-    #[arg(short = 'd', long = "debug")]
+    #[arg(short = 'd', long = "debug", global = true)]
     pub debug: bool,
 
     /// Line mode even on a terminal (without a terminal on stdout, line mode is the default).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_tui: bool,
 
     /// How often the screen redraws (default 250) or line mode prints (default 1000), in
     /// milliseconds; the model ticks at the same pace.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000), global = true)]
     pub interval: Option<u64>,
 
     /// Stop after this many seconds (exit status 0).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", global = true)]
     pub duration: Option<f64>,
 
     /// How to watch the process; auto tries ebpf, then procfs (never ptrace, which slows
     /// the backend: only when asked), plus USDT probes when the postgres binary has them;
     /// usdt uses the probes alone.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, global = true)]
     pub backend: BackendChoice,
 
     /// Do not attach PostgreSQL's USDT probes (attaching increments each probe's
     /// semaphore in the traced process: the one write into it).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_usdt: bool,
 
     /// Which USDT probes: default (one per block: buffer__read__done, plus the per-query
     /// ones), all (adds smgr__md__* and buffer__read__start), or a comma-separated list.
-    #[arg(long, value_name = "SET", default_value = "default")]
+    #[arg(long, value_name = "SET", default_value = "default", global = true)]
     pub usdt_probes: String,
 
     /// text or json (default text); `report` writes html (its default), text or perfetto.
@@ -55,8 +55,26 @@ pub struct Cli {
 
     /// Do not read the backend's status from memory (no query, wait event or progress
     /// counters; the backup phase is inferred from the syscalls instead).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_memory: bool,
+
+    /// Record the session to FILE while showing it (the TUI or line mode); `pg_trace
+    /// replay FILE` plays it back anywhere.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Overwrite an existing recording file.
+    #[arg(long, global = true)]
+    pub force: bool,
+
+    /// Ring mode of a recording: keep only the last DURATION (15m, 90s, 2h) in memory,
+    /// written out at exit, on SIGUSR1 and when the verdict turns into a stall.
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub keep: Option<String>,
+
+    /// Ring mode: do not write the ring out when the verdict turns into a stall.
+    #[arg(long, global = true)]
+    pub no_dump_on_stall: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -154,5 +172,23 @@ pub enum Command {
         /// Where to write the report (default: standard output).
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
+    },
+    /// Record -p PID to a file without showing it (until it exits, Ctrl-C or --duration):
+    /// its events, status samples, names and the host's facts, for `pg_trace replay`.
+    Record {
+        /// The recording (default: pg_trace-PID-YYYYMMDD-HHMMSS.pgtrace here); never
+        /// overwritten without --force.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Play a recording back: the TUI (space pauses, ←/→ seek 10 s, shift+←/→ or
+    /// PgUp/PgDn a minute, Home/End, +/- speed) or line mode; no root, PostgreSQL or data
+    /// directory needed.
+    Replay {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Line mode's pace: N times real time, or max (the TUI starts at 1×).
+        #[arg(long, value_name = "N|max", default_value = "1")]
+        speed: String,
     },
 }

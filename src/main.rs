@@ -58,8 +58,39 @@ fn run(cli: Cli) -> Result<()> {
         }
         // Written above, before the line outputs.
         Some(Command::Report { .. }) => {}
+        Some(Command::Replay { file, speed }) => {
+            drop(out);
+            let speed = session::replay::Speed::parse(speed)?;
+            let tui = !cli.no_tui
+                && format == pg_trace::cli::Format::Text
+                && std::io::stdout().is_terminal();
+            if tui {
+                return session::replay_tui::run(file, cli.interval.unwrap_or(250));
+            }
+            return session::replay::run_line(&session::replay::ReplayOptions {
+                path: file.clone(),
+                format,
+                debug: cli.debug,
+                speed,
+            });
+        }
+        Some(Command::Record { output }) => {
+            drop(out);
+            let Some(pid) = cli.pid else {
+                bail!("pg_trace record: give the process with -p PID");
+            };
+            let path = output
+                .clone()
+                .unwrap_or_else(|| session::record::default_path(pid));
+            let mut opts = line_options(&cli, pid, Some(path))?;
+            opts.format = pg_trace::cli::Format::Json;
+            return session::line::record(opts);
+        }
         None => {
             drop(out);
+            if cli.record.is_none() && (cli.keep.is_some() || cli.no_dump_on_stall) {
+                bail!("--keep and --no-dump-on-stall are for a recording: add --record FILE, or use pg_trace record");
+            }
             let usdt = pg_trace::trace::usdt::UsdtConfig {
                 enabled: !cli.no_usdt,
                 probes: pg_trace::trace::usdt::ProbeSet::parse(&cli.usdt_probes)?,
@@ -69,6 +100,11 @@ fn run(cli: Cli) -> Result<()> {
                 && format == pg_trace::cli::Format::Text
                 && std::io::stdout().is_terminal();
             if tui {
+                let record = match (cli.record.clone(), cli.pid) {
+                    (Some(p), Some(_)) => Some(record_options(&cli, p)?),
+                    (Some(_), None) => bail!("--record needs -p PID"),
+                    (None, _) => None,
+                };
                 return session::tui::run(session::tui::Options {
                     pid: cli.pid,
                     backend: cli.backend,
@@ -77,25 +113,51 @@ fn run(cli: Cli) -> Result<()> {
                     no_memory: cli.no_memory,
                     debug: cli.debug,
                     duration: duration(&cli)?,
+                    record,
                 });
             }
             let Some(pid) = cli.pid else {
                 bail!("no process given: use -p PID (the process picker needs a terminal)");
             };
-            return session::run(session::Options {
-                pid,
-                backend: cli.backend,
-                interval: std::time::Duration::from_millis(cli.interval.unwrap_or(1000)),
-                duration: duration(&cli)?,
-                format,
-                debug: cli.debug,
-                usdt,
-                no_memory: cli.no_memory,
-            });
+            return session::run(line_options(&cli, pid, cli.record.clone())?);
         }
     }
     out.flush().or_else(ignore_broken_pipe)?;
     Ok(())
+}
+
+fn record_options(cli: &Cli, path: std::path::PathBuf) -> Result<session::record::RecordOptions> {
+    Ok(session::record::RecordOptions {
+        path,
+        force: cli.force,
+        keep: cli
+            .keep
+            .as_deref()
+            .map(session::record::parse_keep)
+            .transpose()?,
+        dump_on_stall: !cli.no_dump_on_stall,
+    })
+}
+
+fn line_options(
+    cli: &Cli,
+    pid: i32,
+    record: Option<std::path::PathBuf>,
+) -> Result<session::Options> {
+    Ok(session::Options {
+        pid,
+        backend: cli.backend,
+        interval: std::time::Duration::from_millis(cli.interval.unwrap_or(1000)),
+        duration: duration(cli)?,
+        format: cli.line_format().map_err(anyhow::Error::msg)?,
+        debug: cli.debug,
+        usdt: pg_trace::trace::usdt::UsdtConfig {
+            enabled: !cli.no_usdt,
+            probes: pg_trace::trace::usdt::ProbeSet::parse(&cli.usdt_probes)?,
+        },
+        no_memory: cli.no_memory,
+        record: record.map(|p| record_options(cli, p)).transpose()?,
+    })
 }
 
 fn ignore_broken_pipe(e: std::io::Error) -> std::io::Result<()> {

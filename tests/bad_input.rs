@@ -665,3 +665,28 @@ fn real_server_processes_pass_the_postgres_check() {
         }
     });
 }
+
+/// Recordings and their options: a missing file, one that is not a recording, a bad
+/// speed, a bad ring window, a ring without a recording.
+#[test]
+fn bad_recordings_and_recording_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["replay", "--no-tui", "/nonexistent/x.pgtrace"]);
+    assert_one_line_error(&out, "cannot open /nonexistent/x.pgtrace");
+    let junk = dir.path().join("junk.pgtrace");
+    std::fs::write(&junk, "hello, not a recording").unwrap();
+    let junk = junk.to_str().unwrap();
+    assert_one_line_error(
+        &run(&["replay", "--no-tui", junk]),
+        "not a pg_trace recording",
+    );
+    assert_one_line_error(
+        &run(&["replay", "--no-tui", "--speed", "fast", junk]),
+        "--speed fast",
+    );
+    assert_one_line_error(&run(&["record", "-p", "1", "--keep", "5y"]), "--keep 5y");
+    assert_one_line_error(
+        &run(&["-p", "1", "--no-tui", "--keep", "15m"]),
+        "are for a recording",
+    );
+}

@@ -53,7 +53,7 @@ fn man_pages_and_completions_come_from_the_cli() {
         !man.contains("generate"),
         "the man page names the hidden subcommand"
     );
-    for sub in ["catalog", "resolve", "ps", "probes"] {
+    for sub in ["catalog", "resolve", "ps", "probes", "record", "replay"] {
         let page = read(&format!("share/man/man1/pg_trace-{sub}.1"));
         assert!(page.contains(&format!(".TH pg_trace-{sub} 1")), "{page}");
     }

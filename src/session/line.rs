@@ -25,6 +25,8 @@ pub struct Options {
     pub usdt: UsdtConfig,
     /// Do not read the backend's status from memory.
     pub no_memory: bool,
+    /// `--record FILE` / `pg_trace record`: the flight recorder.
+    pub record: Option<super::record::RecordOptions>,
 }
 
 /// What the loop itself needs of the options.
@@ -51,15 +53,39 @@ impl From<&Options> for Pace {
 pub fn run(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
+    if let Some(r) = &opts.record {
+        session.record(r)?;
+        note(super::record::started_note(r));
+    }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
-    let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
     let result = line_loop(Pace::from(&opts), &mut session, &stop, &mut w, &mut note);
     session.detach();
     result
 }
 
-fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
+/// `pg_trace record`: line mode's loop with nothing printed but notes.
+pub fn record(opts: Options) -> Result<()> {
+    let stop = super::stop_flag()?;
+    let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
+    if let Some(r) = &opts.record {
+        session.record(r)?;
+        note(super::record::started_note(r));
+    }
+    let result = line_loop(
+        Pace::from(&opts),
+        &mut session,
+        &stop,
+        &mut std::io::sink(),
+        &mut note,
+    );
+    session.detach();
+    result
+}
+
+pub(crate) fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
     let title = &s.title;
     match format {
         Format::Json => {
@@ -68,7 +94,7 @@ fn write_attach(w: &mut impl Write, s: &Session, format: Format) -> Result<()> {
                 title,
                 s.tracer_name,
                 &s.limitations,
-                out::usdt_record(&s.usdt, s.usdt_cost.as_ref().map(|c| c.record())),
+                s.usdt_record(),
                 &s.datadir,
                 s.major,
             );
@@ -174,7 +200,11 @@ pub fn line_loop(
         }
         clock.sleep(poll_every);
     }
-    write_summary(&mut *w, &s.model, clock.now_ns(), pace.format)?;
+    let end = clock.now_ns();
+    write_summary(&mut *w, &s.model, end, pace.format)?;
     w.flush()?;
+    if let Some(path) = s.end_recording(end)? {
+        note(format!("recorded to {}", path.display()));
+    }
     Ok(())
 }

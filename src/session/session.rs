@@ -8,6 +8,8 @@
 
 use super::attaching::{Msg, Pending, Target, Waiting, ATTACHING};
 use super::backend::Step;
+use super::record::names::{self, NameAnswer};
+use super::record::{ItemRef, Recorder, Walked};
 use crate::cli::BackendChoice;
 use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
@@ -26,35 +28,68 @@ use std::sync::Arc;
 
 /// How paths get their names: the data directory's catalog live, whatever the caller
 /// gives for a replay (a recording's names, a script's).
-enum Naming {
+enum NameSource {
     Catalog(Box<CatalogNamer>),
     Given(Box<dyn Namer + Send>),
 }
 
+/// The namer the model asks, and, while recording, every answer it gave.
+struct Naming {
+    src: NameSource,
+    tape: Option<Vec<NameAnswer>>,
+}
+
 impl Naming {
     fn inner(&mut self) -> &mut dyn Namer {
-        match self {
-            Naming::Catalog(c) => c.as_mut(),
-            Naming::Given(n) => n.as_mut(),
+        match &mut self.src {
+            NameSource::Catalog(c) => c.as_mut(),
+            NameSource::Given(n) => n.as_mut(),
         }
     }
 }
 
 impl Namer for Naming {
     fn name(&mut self, path: &str) -> Named {
-        self.inner().name(path)
+        let named = self.inner().name(path);
+        names::note(&mut self.tape, || NameAnswer::Name {
+            path: path.to_string(),
+            named: (&named).into(),
+        });
+        named
     }
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        self.inner().relation_size(rel)
+        let size = self.inner().relation_size(rel);
+        names::note(&mut self.tape, || NameAnswer::RelationSize {
+            relation: rel.id.path.clone(),
+            size,
+        });
+        size
     }
     fn file_size(&mut self, path: &str) -> Option<u64> {
-        self.inner().file_size(path)
+        let size = self.inner().file_size(path);
+        names::note(&mut self.tape, || NameAnswer::FileSize {
+            path: path.to_string(),
+            size,
+        });
+        size
     }
     fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<Arc<RelInfo>> {
-        self.inner().name_block(rel, fork)
+        let r = self.inner().name_block(rel, fork);
+        names::note(&mut self.tape, || NameAnswer::NameBlock {
+            locator: *rel,
+            fork,
+            rel: r.as_deref().map(Into::into),
+        });
+        r
     }
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
-        self.inner().relation_by_oid(db, oid)
+        let r = self.inner().relation_by_oid(db, oid);
+        names::note(&mut self.tape, || NameAnswer::RelationByOid {
+            db,
+            oid,
+            rel: r.as_ref().map(Into::into),
+        });
+        r
     }
     fn resident_blocks(
         &mut self,
@@ -62,10 +97,20 @@ impl Namer for Naming {
         f: Fork,
         b: std::ops::Range<u32>,
     ) -> Option<u32> {
-        self.inner().resident_blocks(r, f, b)
+        let n = self.inner().resident_blocks(r, f, b.clone());
+        names::note(&mut self.tape, || NameAnswer::Resident {
+            locator: *r,
+            fork: f,
+            start: b.start,
+            end: b.end,
+            blocks: n,
+        });
+        n
     }
     fn refresh(&mut self) -> bool {
-        self.inner().refresh()
+        let changed = self.inner().refresh();
+        names::note(&mut self.tape, || NameAnswer::Refresh { changed });
+        changed
     }
 }
 
@@ -135,6 +180,8 @@ pub struct Session {
     pub memory_note: Option<String>,
     /// What the per-block USDT probes were expected to cost the backend, when sampled.
     pub usdt_cost: Option<super::usdt_cost::UsdtCost>,
+    /// A replay's: the cost the recording's attach record carried.
+    pub recorded_usdt_cost: Option<crate::output::record::UsdtCostRecord>,
     pub clock: Arc<dyn Clock>,
     namer: Naming,
     tracer: Box<dyn Tracer>,
@@ -146,6 +193,13 @@ pub struct Session {
     last_tick_events: u64,
     /// The kernel state last sampled that was not one of our own ptrace stops.
     last_kstate: Option<char>,
+    /// The flight recorder, when on.
+    recorder: Option<Recorder>,
+    /// A replay: what the next tick applies instead of sampling.
+    replayed: Option<(Option<Event>, Option<Walked>)>,
+    /// Ring mode: SIGUSR1 seen, and whether the verdict was a stall at the last tick.
+    dump_asked: Option<Arc<std::sync::atomic::AtomicBool>>,
+    was_stalled: bool,
 }
 
 impl Session {
@@ -307,7 +361,10 @@ impl Session {
             usdt,
             notes,
             model,
-            namer: Naming::Catalog(Box::new(namer)),
+            namer: Naming {
+                src: NameSource::Catalog(Box::new(namer)),
+                tape: None,
+            },
             start_ns,
             clock,
             tracer,
@@ -328,8 +385,13 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             usdt_cost,
+            recorded_usdt_cost: None,
             pending,
             last_kstate: None,
+            recorder: None,
+            replayed: None,
+            dump_asked: None,
+            was_stalled: false,
         };
         // Followers from the start (an io worker's reads for us are ours from the first
         // interval), and what the tracer then says it cannot attribute.
@@ -359,7 +421,10 @@ impl Session {
             usdt: UsdtStatus::off("replay"),
             notes: Vec::new(),
             model,
-            namer: Naming::Given(r.namer),
+            namer: Naming {
+                src: NameSource::Given(r.namer),
+                tape: None,
+            },
             start_ns,
             clock: r.clock,
             tracer: r.tracer,
@@ -370,8 +435,13 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             usdt_cost: None,
+            recorded_usdt_cost: None,
             pending: None,
             last_kstate: None,
+            recorder: None,
+            replayed: None,
+            dump_asked: None,
+            was_stalled: false,
         }
     }
 
@@ -502,12 +572,43 @@ impl Session {
                 c.absolute_paths(&mut self.batch);
             }
         }
-        for ev in self.batch.drain(..) {
-            each(&self.model, &ev, false)?;
-            self.model.apply(&ev, &mut self.namer);
-            each(&self.model, &ev, true)?;
+        let r = self.apply_batch(each);
+        self.batch.clear();
+        r
+    }
+
+    /// Apply `self.batch` (not cleared), recording it.
+    fn apply_batch(
+        &mut self,
+        each: &mut impl FnMut(&Model, &Event, bool) -> Result<()>,
+    ) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut r = Ok(());
+        for ev in &self.batch {
+            r = each(&self.model, ev, false);
+            if r.is_err() {
+                break;
+            }
+            self.model.apply(ev, &mut self.namer);
+            r = each(&self.model, ev, true);
+            if r.is_err() {
+                break;
+            }
+        }
+        if let Some(rec) = self.recorder.as_mut() {
+            let at = self.clock.now_ns();
+            rec.write(
+                Some(at),
+                &ItemRef::Batch {
+                    at,
+                    events: super::record::EventsRef(&self.batch),
+                },
+            );
+            write_names(rec, &mut self.namer);
+        }
+        r
     }
 
     /// Fold everything captured so far into the model. `each(model, event, applied)` is
@@ -538,9 +639,10 @@ impl Session {
                 },
             };
             // Shown like a tracer's own exit (`-d`, the log), whichever noticed it.
-            each(&self.model, &ev, false)?;
-            self.model.apply(&ev, &mut self.namer);
-            each(&self.model, &ev, true)?;
+            self.batch.push(ev);
+            let r = self.apply_batch(&mut each);
+            self.batch.clear();
+            r?;
         }
         Ok(())
     }
@@ -557,7 +659,7 @@ impl Session {
             l.no_memory = true;
         }
         self.memory_note = Some("memory reading off (--no-memory)".into());
-        if let Naming::Catalog(n) = &mut self.namer {
+        if let NameSource::Catalog(n) = &mut self.namer.src {
             n.disable_memory();
             self.notes.extend(n.take_notes());
         }
@@ -607,7 +709,7 @@ impl Session {
             && (self.tracer_name == "ptrace" || kernel::traced_by_us(self.pid))
             && !self.tracer.stopped_by_signal(self.pid);
         self.last_kstate = s.kernel.hide_own_stop(ours, self.last_kstate);
-        if let Naming::Catalog(namer) = &self.namer {
+        if let NameSource::Catalog(namer) = &self.namer.src {
             let cat = namer.resolver().catalog();
             if let Some(oid) = s.database_oid {
                 s.database = cat.database(oid).map(|d| d.name.clone());
@@ -626,30 +728,190 @@ impl Session {
     /// Once per display interval: sample the status, pick up new followers, drop gone
     /// ones, advance rates.
     pub fn tick(&mut self, now: u64) {
-        if let Some(s) = self.sample_status() {
-            let ev = Event {
-                ts_ns: now,
-                pid: self.pid,
-                kind: EventKind::Status {
-                    sample: Box::new(s),
-                },
-            };
-            self.model.apply(&ev, &mut self.namer);
+        let (status, replayed_walk) = match self.replayed.take() {
+            Some((status, walked)) => (status, walked),
+            None => (
+                self.sample_status().map(|s| Event {
+                    ts_ns: now,
+                    pid: self.pid,
+                    kind: EventKind::Status {
+                        sample: Box::new(s),
+                    },
+                }),
+                None,
+            ),
+        };
+        if let Some(ev) = &status {
+            self.model.apply(ev, &mut self.namer);
         }
+        let walked_before = self.walked();
         self.backup_total();
+        if let (Some(w), Some(b)) = (replayed_walk, self.model.backup.as_mut()) {
+            b.walked_total = Some(w.bytes);
+            if let Some(t) = w.tablespaces {
+                b.tablespaces_total.get_or_insert(t);
+            }
+        }
+        let walked = self.walked().filter(|w| Some(*w) != walked_before);
         self.copier_tick(now);
         self.follow();
         self.sample_cost(now);
         self.model.tick(now, &mut self.namer);
         // Names changed by DDL, and memory that stopped answering: said once each.
         self.notes.append(&mut self.model.renamed);
-        if let Naming::Catalog(n) = &mut self.namer {
+        if let NameSource::Catalog(n) = &mut self.namer.src {
             self.notes.extend(n.take_notes());
         }
         let dt = now.saturating_sub(self.last_tick_ns).max(1) as f64 / 1e9;
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
         self.last_tick_ns = now;
         self.last_tick_events = self.model.events;
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.write(
+                Some(now),
+                &ItemRef::Tick {
+                    at: now,
+                    status: status.as_ref(),
+                    walked,
+                },
+            );
+            write_names(rec, &mut self.namer);
+        }
+        self.ring_triggers();
+    }
+
+    /// Ring mode: dump on SIGUSR1, and when the verdict turns into a stall.
+    fn ring_triggers(&mut self) {
+        let Some(rec) = self.recorder.as_mut() else {
+            return;
+        };
+        if let Some(e) = rec.failed.take() {
+            self.notes.push(e);
+        }
+        if !rec.is_ring() {
+            return;
+        }
+        let stalled = self
+            .model
+            .status
+            .as_ref()
+            .is_some_and(|s| s.verdict.is_stall());
+        let signalled = self
+            .dump_asked
+            .as_ref()
+            .is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::Relaxed));
+        let reason = if signalled {
+            Some("signal")
+        } else if stalled && !self.was_stalled && rec.dumps_on_stall() {
+            Some("stall")
+        } else {
+            None
+        };
+        self.was_stalled = stalled;
+        if let Some(reason) = reason {
+            match rec.dump(reason) {
+                Ok(Some(p)) => self
+                    .notes
+                    .push(format!("ring written ({reason}): {}", p.display())),
+                Ok(None) => self
+                    .notes
+                    .push(format!("ring not written ({reason}): nothing recorded yet")),
+                Err(e) => self
+                    .notes
+                    .push(format!("ring not written ({reason}): {e:#}")),
+            }
+        }
+    }
+
+    /// Record from now on (`--record`, `pg_trace record`). Call right after opening: the
+    /// attach snapshot is still queued, so the recording has the files open at attach.
+    pub fn record(&mut self, opts: &super::record::RecordOptions) -> Result<()> {
+        let rec = Recorder::start(opts, self.recording_header())?;
+        if rec.is_ring() {
+            self.dump_asked = Some(super::signals::dump_flag()?);
+        }
+        self.recorder = Some(rec);
+        self.namer.tape = Some(Vec::new());
+        Ok(())
+    }
+
+    /// The attach record's `usdt`: live, with the cost measured before attaching; in a
+    /// replay, as recorded.
+    pub fn usdt_record(&self) -> crate::output::record::UsdtRecord {
+        let cost = match &self.usdt_cost {
+            Some(c) => Some(c.record()),
+            None => self.recorded_usdt_cost.clone(),
+        };
+        crate::output::trace::usdt_record(&self.usdt, cost)
+    }
+
+    /// What a recording of this session says of it.
+    pub fn recording_header(&self) -> super::record::Header {
+        let attach = crate::output::trace::attach_record(
+            self.pid,
+            &self.title,
+            self.tracer_name,
+            &self.limitations,
+            self.usdt_record(),
+            &self.datadir,
+            self.major,
+        );
+        super::record::Header {
+            pg_trace_version: env!("CARGO_PKG_VERSION").to_string(),
+            recorded_at_unix_s: super::record::unix_now_s(),
+            kernel: super::record::kernel(),
+            pid: self.pid,
+            title: self.title.clone(),
+            datadir: self.datadir.to_string_lossy().into_owned(),
+            major: self.major,
+            block_size: self.live.as_ref().map(|l| l.dd.control.blcksz),
+            segment_bytes: self.model.segment_bytes,
+            backend: self.tracer_name.to_string(),
+            limitations: self.limitations.clone(),
+            usdt: self.usdt_record(),
+            start_ns: self.start_ns,
+            memory_note: self.memory_note.clone(),
+            copier: self.model.copier.is_some(),
+            ring: None,
+            attach,
+        }
+    }
+
+    /// The end of a recording: its summary time, the last frame and the index (a file),
+    /// or the exit dump (a ring). The file written, if any.
+    pub fn end_recording(&mut self, at: u64) -> Result<Option<std::path::PathBuf>> {
+        let Some(mut rec) = self.recorder.take() else {
+            return Ok(None);
+        };
+        self.namer.tape = None;
+        rec.write(Some(at), &ItemRef::End { at });
+        rec.close()
+    }
+
+    /// A replay: apply recorded events as one drain.
+    pub fn replay_batch(
+        &mut self,
+        events: Vec<Event>,
+        mut each: impl FnMut(&Model, &Event, bool) -> Result<()>,
+    ) -> Result<()> {
+        self.batch = events;
+        let r = self.apply_batch(&mut each);
+        self.batch.clear();
+        r
+    }
+
+    /// A replay: what the next tick applies instead of sampling the process.
+    pub fn replay_tick_input(&mut self, status: Option<Event>, walked: Option<Walked>) {
+        self.replayed = Some((status, walked));
+    }
+
+    /// The walk's total the backup got, if any.
+    fn walked(&self) -> Option<Walked> {
+        let b = self.model.backup.as_ref()?;
+        Some(Walked {
+            bytes: b.walked_total?,
+            tablespaces: b.tablespaces_total,
+        })
     }
 
     /// What tracing costs, read once an interval (a live session only: a replay's numbers
@@ -837,13 +1099,26 @@ impl Session {
     /// The last tick without draining the tracer (a deadline: what is still queued is
     /// after it).
     pub fn finish_undrained(&mut self) {
-        self.model.tick(self.clock.now_ns(), &mut self.namer);
+        let at = self.clock.now_ns();
+        self.model.tick(at, &mut self.namer);
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.write(Some(at), &ItemRef::Finish { at });
+            write_names(rec, &mut self.namer);
+        }
     }
 
     pub fn detach(&mut self) {
         // An attach still under way: what it attaches is dropped as it is handed over.
         self.pending = None;
         self.tracer.detach();
+    }
+}
+
+/// The namer's answers since the last step, as the line after it.
+fn write_names(rec: &mut Recorder, namer: &mut Naming) {
+    if let Some(tape) = namer.tape.as_mut().filter(|t| !t.is_empty()) {
+        rec.write(None, &ItemRef::Names { answers: tape });
+        tape.clear();
     }
 }
 

@@ -34,3 +34,11 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     });
     Ok(stop)
 }
+
+/// SIGUSR1 asks a ring recorder to write its window out: a flag the session takes at its
+/// next tick. Registered only when a ring runs (otherwise SIGUSR1 keeps its default).
+pub fn dump_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&flag))?;
+    Ok(flag)
+}

@@ -38,6 +38,8 @@ pub struct Options {
     pub debug: bool,
     /// `--duration`: quit (status 0) after this long, as line mode does.
     pub duration: Option<Duration>,
+    /// `--record FILE`: record the session given with -p.
+    pub record: Option<super::record::RecordOptions>,
 }
 
 /// How often the picker re-reads /proc: rates over shorter windows jitter.
@@ -172,6 +174,12 @@ impl TraceApp {
 
     fn now(&self) -> u64 {
         self.session.clock.now_ns()
+    }
+
+    /// A warning in the log (a replay's cut, say).
+    pub fn note(&mut self, text: String) {
+        let now = self.now();
+        self.log.push(now, Level::Warn, text);
     }
 
     /// Drain the tracer into the model (and the log); notice the end of the process.
@@ -411,10 +419,17 @@ pub fn run(opts: Options) -> Result<()> {
         clock.as_ref(),
         &mut open,
     );
+    let mut recorded = None;
     if let Screen::Trace(t) = &mut screen {
         t.session.detach();
+        recorded = Some(t.session.end_recording(clock.now_ns()));
     }
     drop(guard);
+    match recorded {
+        Some(Ok(Some(p))) => eprintln!("pg_trace: recorded to {}", p.display()),
+        Some(Err(e)) => eprintln!("pg_trace: {}", crate::text::visible(&format!("{e:#}"))),
+        _ => {}
+    }
     result
 }
 
@@ -537,7 +552,19 @@ pub fn event_loop(
 }
 
 fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
-    let s = Session::open_deferred(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    // A recording's header says how the session attached: so, when recording, the attach
+    // is made before the first frame; otherwise on a thread, so the first frame never waits.
+    let record = opts.record.as_ref().filter(|_| opts.pid == Some(pid));
+    let mut s = if record.is_some() {
+        Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?
+    } else {
+        Session::open_deferred(pid, opts.backend, &opts.usdt, !opts.no_memory)?
+    };
+    // Only the process given with -p is recorded, not one picked later.
+    if let Some(r) = record {
+        s.record(r)?;
+        s.notes.push(super::record::started_note(r));
+    }
     Ok(s)
 }
 

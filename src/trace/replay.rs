@@ -44,6 +44,10 @@ impl ManualClock {
             ns: Arc::new(AtomicU64::new(ns)),
         }
     }
+    /// Jump to `ns` (a replay seeks).
+    pub fn set(&self, ns: u64) {
+        self.ns.store(ns, Ordering::SeqCst);
+    }
     pub fn advance(&self, d: Duration) {
         let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.ns.fetch_add(d, Ordering::SeqCst);

@@ -1,0 +1,452 @@
+//! The recording file (docs/recording.md): a header, then self-contained zstd frames, each
+//! behind a small frame header with its time range, then, when the recorder closed
+//! cleanly, an index of the frames and a trailer pointing at it. A file cut anywhere
+//! (SIGKILL, a full disk, a partial copy) reads up to its last whole frame; without the
+//! trailer the index is rebuilt by walking the frame headers.
+//!
+//! Everything read is hostile: lengths are bounded before anything is allocated, every
+//! frame carries a CRC32C, a frame decompresses to at most [`MAX_FRAME_BYTES`].
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+pub const MAGIC: &[u8; 8] = b"PGTRREC\0";
+/// The format's version: a reader refuses a newer one, with its number.
+pub const VERSION: u32 = 1;
+pub const FRAME_MAGIC: &[u8; 4] = b"PTFR";
+pub const INDEX_MAGIC: &[u8; 4] = b"PTIX";
+pub const TRAILER_MAGIC: &[u8; 8] = b"PTEND\0\0\0";
+/// magic, payload length, first and last time, items, CRC32C of the payload.
+pub const FRAME_HEADER_LEN: usize = 4 + 4 + 8 + 8 + 4 + 4;
+/// A frame's items, uncompressed, at most this: the writer cuts frames well below.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// The header's JSON, at most this.
+const MAX_HEADER_BYTES: u32 = 1 << 20;
+/// zstd's level: 3 is its default, fast enough to keep up with a busy backend.
+pub const LEVEL: i32 = 3;
+
+/// Where a frame is and what time it covers (ns on the session's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameInfo {
+    pub offset: u64,
+    pub first_at: u64,
+    pub last_at: u64,
+    pub items: u32,
+}
+
+/// A compressed frame ready to be written (or kept in a ring).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub first_at: u64,
+    pub last_at: u64,
+    pub items: u32,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// Compress one frame's items (NDJSON lines).
+    pub fn compress(first_at: u64, last_at: u64, items: u32, raw: &[u8]) -> Result<Frame> {
+        let payload = zstd::bulk::compress(raw, LEVEL).context("compressing a frame")?;
+        Ok(Frame {
+            first_at,
+            last_at,
+            items,
+            payload,
+        })
+    }
+
+    pub fn write_to(&self, w: &mut impl Write, magic: &[u8; 4]) -> std::io::Result<u64> {
+        let len = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
+        let mut h = Vec::with_capacity(FRAME_HEADER_LEN);
+        h.extend_from_slice(magic);
+        h.extend_from_slice(&len.to_le_bytes());
+        h.extend_from_slice(&self.first_at.to_le_bytes());
+        h.extend_from_slice(&self.last_at.to_le_bytes());
+        h.extend_from_slice(&self.items.to_le_bytes());
+        h.extend_from_slice(&crc32c::crc32c(&self.payload).to_le_bytes());
+        w.write_all(&h)?;
+        w.write_all(&self.payload)?;
+        Ok((FRAME_HEADER_LEN + self.payload.len()) as u64)
+    }
+
+    /// The items back, bounded.
+    pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let d = zstd::stream::read::Decoder::new(payload).context("a damaged frame")?;
+        d.take(MAX_FRAME_BYTES as u64 + 1)
+            .read_to_end(&mut out)
+            .context("a damaged frame")?;
+        if out.len() > MAX_FRAME_BYTES {
+            bail!("a frame larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
+        }
+        Ok(out)
+    }
+}
+
+/// Writes the file: header at once, frames as they come, index and trailer at the end.
+pub struct FileWriter {
+    file: File,
+    pos: u64,
+    index: Vec<FrameInfo>,
+}
+
+impl FileWriter {
+    /// `force`: overwrite an existing file; otherwise an existing file is an error.
+    pub fn create(path: &std::path::Path, force: bool, header: &[u8]) -> Result<FileWriter> {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true);
+        if force {
+            o.create(true).truncate(true);
+        } else {
+            o.create_new(true);
+        }
+        let file = o.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                anyhow::anyhow!("{} exists: use --force to overwrite it", path.display())
+            } else {
+                anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
+            }
+        })?;
+        let mut w = FileWriter {
+            file,
+            pos: 0,
+            index: Vec::new(),
+        };
+        let head = header_bytes(header)?;
+        w.file.write_all(&head)?;
+        w.pos = head.len() as u64;
+        Ok(w)
+    }
+
+    /// One frame, written through to the kernel: a recorder killed after this leaves it.
+    pub fn frame(&mut self, f: &Frame) -> Result<()> {
+        let offset = self.pos;
+        // One write of header and payload: a kill leaves at most one cut frame at the end.
+        let mut buf = Vec::with_capacity(FRAME_HEADER_LEN + f.payload.len());
+        f.write_to(&mut buf, FRAME_MAGIC)?;
+        self.file.write_all(&buf).context("writing the recording")?;
+        self.pos += buf.len() as u64;
+        self.index.push(FrameInfo {
+            offset,
+            first_at: f.first_at,
+            last_at: f.last_at,
+            items: f.items,
+        });
+        Ok(())
+    }
+
+    /// The index and the trailer: a reader then seeks without walking the file.
+    pub fn close(mut self) -> Result<()> {
+        let json = serde_json::to_vec(&self.index)?;
+        let (first, last) = (
+            self.index.first().map_or(0, |f| f.first_at),
+            self.index.last().map_or(0, |f| f.last_at),
+        );
+        let ix = Frame {
+            first_at: first,
+            last_at: last,
+            items: self.index.len() as u32,
+            payload: json,
+        };
+        let offset = self.pos;
+        let mut buf = Vec::new();
+        ix.write_to(&mut buf, INDEX_MAGIC)?;
+        buf.extend_from_slice(&offset.to_le_bytes());
+        buf.extend_from_slice(TRAILER_MAGIC);
+        self.file.write_all(&buf)?;
+        self.file.sync_all().context("writing the recording")?;
+        Ok(())
+    }
+}
+
+fn header_bytes(header: &[u8]) -> Result<Vec<u8>> {
+    let len = u32::try_from(header.len())
+        .ok()
+        .filter(|&l| l <= MAX_HEADER_BYTES)
+        .context("recording header too large")?;
+    let mut v = Vec::with_capacity(header.len() + 20);
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&VERSION.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(header);
+    v.extend_from_slice(&crc32c::crc32c(header).to_le_bytes());
+    Ok(v)
+}
+
+/// A whole file into bytes: a ring dump, written in one go.
+pub fn write_whole(
+    path: &std::path::Path,
+    force: bool,
+    header: &[u8],
+    frames: &[&Frame],
+) -> Result<()> {
+    let mut w = FileWriter::create(path, force, header)?;
+    for f in frames {
+        w.frame(f)?;
+    }
+    w.close()
+}
+
+/// What opening a recording found.
+#[derive(Debug)]
+pub struct Opened {
+    pub header: Vec<u8>,
+    pub frames: Vec<FrameInfo>,
+    /// Why the frames end before the file does (cut, damaged), when they do.
+    pub cut: Option<String>,
+}
+
+/// Any `Read + Seek`: a file, or bytes in tests.
+pub trait Source: Read + Seek {}
+impl<T: Read + Seek> Source for T {}
+
+fn read_exact_at(src: &mut dyn Source, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    src.seek(SeekFrom::Start(at))?;
+    src.read_exact(buf)
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[i..i + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(a)
+}
+
+struct RawHeader {
+    magic: [u8; 4],
+    len: u32,
+    first_at: u64,
+    last_at: u64,
+    items: u32,
+    crc: u32,
+}
+
+fn frame_header(b: &[u8; FRAME_HEADER_LEN]) -> RawHeader {
+    let mut magic = [0u8; 4];
+    magic.copy_from_slice(&b[0..4]);
+    RawHeader {
+        magic,
+        len: u32_at(b, 4),
+        first_at: u64_at(b, 8),
+        last_at: u64_at(b, 16),
+        items: u32_at(b, 24),
+        crc: u32_at(b, 28),
+    }
+}
+
+/// Open a recording: its header, and its frames from the trailer's index, or by walking
+/// the frame headers when there is no (valid) trailer.
+pub fn open(src: &mut dyn Source) -> Result<Opened> {
+    let size = src.seek(SeekFrom::End(0))?;
+    let mut fixed = [0u8; 16];
+    read_exact_at(src, 0, &mut fixed).context("not a pg_trace recording (too short)")?;
+    if &fixed[..8] != MAGIC {
+        bail!("not a pg_trace recording (no PGTRREC magic)");
+    }
+    let version = u32_at(&fixed, 8);
+    if version != VERSION {
+        bail!("recording format {version}: this pg_trace reads format {VERSION}");
+    }
+    let len = u32_at(&fixed, 12);
+    if len > MAX_HEADER_BYTES || 16 + u64::from(len) + 4 > size {
+        bail!("a damaged recording: its header is cut");
+    }
+    let mut header = vec![0u8; len as usize + 4];
+    src.read_exact(&mut header)?;
+    let crc = u32_at(&header, len as usize);
+    header.truncate(len as usize);
+    if crc32c::crc32c(&header) != crc {
+        bail!("a damaged recording: its header's checksum does not match");
+    }
+    let start = 16 + u64::from(len) + 4;
+    if let Some(frames) = trailer_index(src, size, start) {
+        return Ok(Opened {
+            header,
+            frames,
+            cut: None,
+        });
+    }
+    let (frames, cut) = walk(src, size, start)?;
+    Ok(Opened {
+        header,
+        frames,
+        cut,
+    })
+}
+
+/// The index the trailer points at, if it is whole and agrees with the file.
+fn trailer_index(src: &mut dyn Source, size: u64, start: u64) -> Option<Vec<FrameInfo>> {
+    if size < start + 16 + FRAME_HEADER_LEN as u64 {
+        return None;
+    }
+    let mut t = [0u8; 16];
+    read_exact_at(src, size - 16, &mut t).ok()?;
+    if &t[8..] != TRAILER_MAGIC {
+        return None;
+    }
+    let at = u64_at(&t, 0);
+    if at < start || at + FRAME_HEADER_LEN as u64 > size - 16 {
+        return None;
+    }
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    read_exact_at(src, at, &mut h).ok()?;
+    let h = frame_header(&h);
+    if &h.magic != INDEX_MAGIC || at + FRAME_HEADER_LEN as u64 + u64::from(h.len) != size - 16 {
+        return None;
+    }
+    let mut payload = vec![0u8; h.len as usize];
+    src.read_exact(&mut payload).ok()?;
+    if crc32c::crc32c(&payload) != h.crc {
+        return None;
+    }
+    let frames: Vec<FrameInfo> = serde_json::from_slice(&payload).ok()?;
+    // Each entry must point at a frame header inside the file, in order.
+    let mut prev = start;
+    for f in &frames {
+        if f.offset < prev || f.offset + FRAME_HEADER_LEN as u64 > at {
+            return None;
+        }
+        prev = f.offset + FRAME_HEADER_LEN as u64;
+    }
+    Some(frames)
+}
+
+/// Walk the frame headers from `start`: every whole frame, and why the walk stopped
+/// early, if it did.
+fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<(Vec<FrameInfo>, Option<String>)> {
+    let mut frames = Vec::new();
+    let mut at = start;
+    loop {
+        if at == size {
+            return Ok((frames, None));
+        }
+        if at + FRAME_HEADER_LEN as u64 > size {
+            return Ok((
+                frames,
+                Some(format!("cut at byte {at} (in a frame header)")),
+            ));
+        }
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        read_exact_at(src, at, &mut h)?;
+        let h = frame_header(&h);
+        if &h.magic == INDEX_MAGIC {
+            // The index with no whole trailer after it: every frame is before it.
+            return Ok((frames, None));
+        }
+        if &h.magic != FRAME_MAGIC {
+            return Ok((
+                frames,
+                Some(format!("damaged at byte {at} (no frame there)")),
+            ));
+        }
+        let end = at + FRAME_HEADER_LEN as u64 + u64::from(h.len);
+        if end > size {
+            return Ok((frames, Some(format!("cut at byte {at} (in a frame)"))));
+        }
+        frames.push(FrameInfo {
+            offset: at,
+            first_at: h.first_at,
+            last_at: h.last_at,
+            items: h.items,
+        });
+        at = end;
+    }
+}
+
+/// One frame's items (NDJSON), checked against its CRC.
+pub fn read_frame(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    read_exact_at(src, f.offset, &mut h).context("reading a frame")?;
+    let h = frame_header(&h);
+    if &h.magic != FRAME_MAGIC {
+        bail!("a damaged recording: no frame at byte {}", f.offset);
+    }
+    // Bounded before allocating: compressed is never larger than the cap.
+    if h.len as usize > MAX_FRAME_BYTES {
+        bail!("a damaged recording: frame at byte {} too large", f.offset);
+    }
+    let mut payload = vec![0u8; h.len as usize];
+    src.read_exact(&mut payload)
+        .with_context(|| format!("a recording cut in the frame at byte {}", f.offset))?;
+    if crc32c::crc32c(&payload) != h.crc {
+        bail!(
+            "a damaged recording: the frame at byte {} fails its checksum",
+            f.offset
+        );
+    }
+    Frame::decompress(&payload)
+}
+
+/// The frame holding time `at` (the last one starting at or before it).
+pub fn frame_at(frames: &[FrameInfo], at: u64) -> usize {
+    frames
+        .partition_point(|f| f.first_at <= at)
+        .saturating_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn file(frames: &[(u64, u64, &[u8])], trailer: bool) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.pgtrace");
+        let mut w = FileWriter::create(&p, false, b"{\"h\":1}").unwrap();
+        for (a, b, raw) in frames {
+            w.frame(&Frame::compress(*a, *b, 1, raw).unwrap()).unwrap();
+        }
+        if trailer {
+            w.close().unwrap();
+        }
+        std::fs::read(&p).unwrap()
+    }
+
+    #[test]
+    fn frames_come_back_with_and_without_the_trailer() {
+        let frames: &[(u64, u64, &[u8])] = &[(1, 5, b"a\n"), (6, 9, b"b\n"), (10, 20, b"c\n")];
+        for trailer in [true, false] {
+            let bytes = file(frames, trailer);
+            let mut c = Cursor::new(bytes);
+            let o = open(&mut c).unwrap();
+            assert_eq!(o.header, b"{\"h\":1}");
+            assert_eq!(o.frames.len(), 3);
+            assert!(o.cut.is_none());
+            assert_eq!(read_frame(&mut c, &o.frames[1]).unwrap(), b"b\n");
+            assert_eq!(frame_at(&o.frames, 7), 1);
+            assert_eq!(frame_at(&o.frames, 0), 0);
+            assert_eq!(frame_at(&o.frames, 99), 2);
+        }
+    }
+
+    #[test]
+    fn an_existing_file_is_not_overwritten_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.pgtrace");
+        std::fs::write(&p, b"keep").unwrap();
+        let e = FileWriter::create(&p, false, b"{}").err().unwrap();
+        assert!(format!("{e:#}").contains("--force"), "{e:#}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"keep");
+        FileWriter::create(&p, true, b"{}").unwrap();
+    }
+
+    #[test]
+    fn a_cut_file_keeps_its_whole_frames() {
+        let bytes = file(&[(1, 5, b"a\n"), (6, 9, b"b\n")], true);
+        for cut in 0..bytes.len() {
+            let mut c = Cursor::new(bytes[..cut].to_vec());
+            if let Ok(o) = open(&mut c) {
+                for f in &o.frames {
+                    read_frame(&mut c, f).unwrap();
+                }
+            }
+        }
+    }
+}

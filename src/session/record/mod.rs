@@ -1,0 +1,474 @@
+//! The flight recorder: what enters the model of a live session (each drain's events, each
+//! tick's status sample and time, the namer's answers, the end), written as it happens to
+//! a file (`pg_trace record`, `--record FILE`) or kept for the last minutes in memory
+//! (`--keep`), so that `pg_trace replay` runs the same model through the same loops
+//! without the host. The file format is in `format.rs` and docs/recording.md.
+
+pub mod format;
+pub mod names;
+pub mod ring;
+
+use crate::output::record::{Record, UsdtRecord};
+use crate::trace::{Event, Pid};
+use anyhow::{Context, Result};
+use format::{FileWriter, Frame};
+use names::NameAnswer;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A frame is cut after this much time on the session's clock: a recorder killed loses at
+/// most the last second.
+pub const FLUSH_NS: u64 = 1_000_000_000;
+/// ...or this much uncompressed text, whichever comes first.
+const FLUSH_BYTES: usize = 8 << 20;
+
+/// What the recording is of: the facts a replay shows and needs, the host's included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub pg_trace_version: String,
+    /// When the recording started, seconds since the Unix epoch (UTC).
+    pub recorded_at_unix_s: u64,
+    /// `uname -sr` of the host.
+    pub kernel: Option<String>,
+    pub pid: Pid,
+    pub title: String,
+    pub datadir: String,
+    pub major: u32,
+    pub block_size: Option<u32>,
+    pub segment_bytes: u64,
+    /// The tracer's name (`ebpf`, `ebpf+usdt`, `procfs`...).
+    pub backend: String,
+    pub limitations: Vec<String>,
+    pub usdt: UsdtRecord,
+    /// The session's clock at attach (ns): interval times count from it.
+    pub start_ns: u64,
+    pub memory_note: Option<String>,
+    /// Copier mode: the copier's plan and process states are not recorded.
+    pub copier: bool,
+    /// A ring dump: what it keeps and why it was written.
+    pub ring: Option<RingInfo>,
+    /// The attach record line mode printed.
+    pub attach: Record,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RingInfo {
+    pub keep_s: f64,
+    /// `signal`, `stall` or `exit`.
+    pub reason: String,
+}
+
+/// The walk of the data directory a backup without a server estimate got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Walked {
+    pub bytes: u64,
+    pub tablespaces: Option<u64>,
+}
+
+/// A drain's events, each time written as the difference from the one before (the first
+/// from 0), under short keys: a recording of a busy scan is mostly these.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Events(pub Vec<Event>);
+
+/// [`Events`], borrowed, for writing.
+#[derive(Debug, Clone, Copy)]
+pub struct EventsRef<'a>(pub &'a [Event]);
+
+#[derive(Serialize)]
+struct EvOut<'a> {
+    d: i64,
+    p: Pid,
+    #[serde(flatten)]
+    k: &'a crate::trace::EventKind,
+}
+
+#[derive(Deserialize)]
+struct EvIn {
+    d: i64,
+    p: Pid,
+    #[serde(flatten)]
+    k: crate::trace::EventKind,
+}
+
+impl Serialize for EventsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut prev = 0u64;
+        for e in self.0 {
+            // Tracers stamp some calls by clock tick: a time may go back a little.
+            let d = e.ts_ns.wrapping_sub(prev) as i64;
+            prev = e.ts_ns;
+            seq.serialize_element(&EvOut {
+                d,
+                p: e.pid,
+                k: &e.kind,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Events {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EventsRef(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Events {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Events, D::Error> {
+        let v: Vec<EvIn> = Vec::deserialize(d)?;
+        let mut prev = 0u64;
+        Ok(Events(
+            v.into_iter()
+                .map(|e| {
+                    prev = prev.wrapping_add(e.d as u64);
+                    Event {
+                        ts_ns: prev,
+                        pid: e.p,
+                        kind: e.k,
+                    }
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// One line of a frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Item {
+    /// One drain of the tracer: these events, applied in this order.
+    Batch { at: u64, events: Events },
+    /// The namer's answers during the step before this line.
+    Names { answers: Vec<NameAnswer> },
+    /// A tick at `at`: the status sample applied first, the walk's total when it came.
+    Tick {
+        at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<Event>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        walked: Option<Walked>,
+    },
+    /// The session's last tick.
+    Finish { at: u64 },
+    /// The summary's time: the recording ends here.
+    End { at: u64 },
+}
+
+impl Item {
+    pub fn at(&self) -> Option<u64> {
+        match self {
+            Item::Batch { at, .. }
+            | Item::Tick { at, .. }
+            | Item::Finish { at }
+            | Item::End { at } => Some(*at),
+            Item::Names { .. } => None,
+        }
+    }
+}
+
+/// [`Item`], borrowed: what the recorder serialises without copying events.
+#[derive(Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ItemRef<'a> {
+    Batch {
+        at: u64,
+        events: EventsRef<'a>,
+    },
+    Names {
+        answers: &'a [NameAnswer],
+    },
+    Tick {
+        at: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<&'a Event>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        walked: Option<Walked>,
+    },
+    Finish {
+        at: u64,
+    },
+    End {
+        at: u64,
+    },
+}
+
+enum Sink {
+    File(Box<FileWriter>),
+    Ring(Box<ring::Ring>),
+}
+
+/// The tap: items in, frames out.
+pub struct Recorder {
+    header: Header,
+    sink: Option<Sink>,
+    buf: Vec<u8>,
+    items: u32,
+    first_at: Option<u64>,
+    last_at: u64,
+    /// The first failure; the recording stops there and says so once.
+    pub failed: Option<String>,
+    /// Where it writes (a file) or dumps (a ring).
+    pub path: PathBuf,
+}
+
+/// What a recording is asked to be.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub path: PathBuf,
+    pub force: bool,
+    /// Ring mode: keep this much time, write on SIGUSR1, at exit and on a stall.
+    pub keep: Option<std::time::Duration>,
+    pub dump_on_stall: bool,
+}
+
+impl Recorder {
+    /// Start recording a session whose facts are `header`.
+    pub fn start(opts: &RecordOptions, header: Header) -> Result<Recorder> {
+        let sink = match opts.keep {
+            None => {
+                let json = serde_json::to_vec(&header)?;
+                Sink::File(Box::new(FileWriter::create(&opts.path, opts.force, &json)?))
+            }
+            Some(keep) => Sink::Ring(Box::new(ring::Ring::new(
+                keep,
+                opts.path.clone(),
+                opts.force,
+                opts.dump_on_stall,
+            )?)),
+        };
+        Ok(Recorder {
+            header,
+            sink: Some(sink),
+            buf: Vec::new(),
+            items: 0,
+            first_at: None,
+            last_at: 0,
+            failed: None,
+            path: opts.path.clone(),
+        })
+    }
+
+    pub fn is_ring(&self) -> bool {
+        matches!(self.sink, Some(Sink::Ring(_)))
+    }
+
+    /// One item; a frame is cut when it has a second or 8 MiB of them.
+    pub fn write(&mut self, at: Option<u64>, item: &ItemRef) {
+        if self.sink.is_none() {
+            return;
+        }
+        if let Err(e) = serde_json::to_writer(&mut self.buf, item) {
+            self.fail(e.into());
+            return;
+        }
+        self.buf.push(b'\n');
+        self.items += 1;
+        if let Some(at) = at {
+            let first = *self.first_at.get_or_insert(at);
+            self.last_at = self.last_at.max(at);
+            if at.saturating_sub(first) >= FLUSH_NS || self.buf.len() >= FLUSH_BYTES {
+                self.flush();
+            }
+        }
+    }
+
+    /// Cut the current frame now.
+    pub fn flush(&mut self) {
+        if self.items == 0 {
+            return;
+        }
+        let first = self.first_at.unwrap_or(self.last_at);
+        let r =
+            Frame::compress(first, self.last_at, self.items, &self.buf).and_then(|f| {
+                match self.sink.as_mut() {
+                    Some(Sink::File(w)) => w.frame(&f),
+                    Some(Sink::Ring(r)) => r.push(f),
+                    None => Ok(()),
+                }
+            });
+        self.buf.clear();
+        self.items = 0;
+        self.first_at = None;
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: anyhow::Error) {
+        self.sink = None;
+        self.failed
+            .get_or_insert_with(|| format!("recording to {} stopped: {e:#}", self.path.display()));
+    }
+
+    /// Ring mode: write the ring out now (`reason`: signal, stall, exit). The file written,
+    /// or None when not a ring or nothing kept.
+    pub fn dump(&mut self, reason: &str) -> Result<Option<PathBuf>> {
+        self.flush();
+        let Some(Sink::Ring(r)) = self.sink.as_mut() else {
+            return Ok(None);
+        };
+        r.dump(&self.header, reason)
+    }
+
+    /// Ring mode with the stall trigger on.
+    pub fn dumps_on_stall(&self) -> bool {
+        matches!(&self.sink, Some(Sink::Ring(r)) if r.dump_on_stall)
+    }
+
+    /// The end: the last frame, then the index (a file) or the exit dump (a ring).
+    pub fn close(mut self) -> Result<Option<PathBuf>> {
+        self.flush();
+        if let Some(e) = &self.failed {
+            anyhow::bail!("{e}");
+        }
+        match self.sink.take() {
+            Some(Sink::File(w)) => {
+                w.close()?;
+                Ok(Some(self.path.clone()))
+            }
+            Some(Sink::Ring(mut r)) => r.dump(&self.header, "exit"),
+            None => Ok(None),
+        }
+    }
+
+    /// Ring mode: how much it holds, compressed, and the time it spans (for tests and
+    /// the bound's check).
+    pub fn ring_extent(&self) -> Option<(usize, u64)> {
+        match &self.sink {
+            Some(Sink::Ring(r)) => Some(r.extent()),
+            _ => None,
+        }
+    }
+}
+
+/// What is said on stderr when a recording starts.
+pub fn started_note(r: &RecordOptions) -> String {
+    match r.keep {
+        None => format!("recording to {}", r.path.display()),
+        Some(k) => {
+            format!(
+            "keeping the last {} in memory: written to {} at exit, on SIGUSR1 (kill -USR1 {}){}",
+            crate::text::human_duration(k.as_secs_f64()),
+            r.path.display(),
+            std::process::id(),
+            if r.dump_on_stall { " and when it stalls" } else { "" }
+        )
+        }
+    }
+}
+
+/// `uname -sr`, from /proc.
+pub fn kernel() -> Option<String> {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{f}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    Some(format!("{} {}", read("ostype")?, read("osrelease")?))
+}
+
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `20261202-114622` (UTC) for file names.
+pub fn stamp(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// `pg_trace-PID-YYYYMMDD-HHMMSS.pgtrace` in the working directory.
+pub fn default_path(pid: Pid) -> PathBuf {
+    PathBuf::from(format!("pg_trace-{pid}-{}.pgtrace", stamp(unix_now_s())))
+}
+
+/// Parse `--keep`: `15m`, `90s`, `2h`, `1d`, or plain seconds.
+pub fn parse_keep(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+        .with_context(|| format!("--keep {s}: give a duration like 15m, 90s or 2h"))?;
+    let mult = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => anyhow::bail!("--keep {s}: the unit is s, m, h or d"),
+    };
+    std::time::Duration::try_from_secs_f64(n * mult)
+        .ok()
+        .filter(|d| d.as_secs() <= 30 * 86_400)
+        .with_context(|| format!("--keep {s}: at most 30 days"))
+}
+
+/// The items of one frame, in order; a line that is not an item ends it with an error.
+pub fn parse_items(raw: &[u8]) -> Result<Vec<Item>> {
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l).with_context(|| format!("item {} of a frame", i + 1))
+        })
+        .collect()
+}
+
+/// A path next to `p` with `-N` before its extension: the Nth dump of a ring.
+pub fn numbered(p: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return p.to_path_buf();
+    }
+    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let ext = p.extension().map(|s| s.to_string_lossy().into_owned());
+    let name = match (stem, ext) {
+        (Some(s), Some(e)) => format!("{s}-{n}.{e}"),
+        (Some(s), None) => format!("{s}-{n}"),
+        _ => format!("pg_trace-{n}.pgtrace"),
+    };
+    p.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_and_keeps() {
+        assert_eq!(stamp(0), "19700101-000000");
+        assert_eq!(stamp(1_796_212_782), "20261202-115942");
+        assert_eq!(parse_keep("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_keep("90").unwrap().as_secs(), 90);
+        assert!(parse_keep("-1m").is_err());
+        assert!(parse_keep("5y").is_err());
+        assert!(parse_keep("99999d").is_err());
+        assert_eq!(
+            numbered(Path::new("/x/a.pgtrace"), 2),
+            PathBuf::from("/x/a-2.pgtrace")
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! `pg_trace replay FILE`: a recording played through the same session and the same
+//! loops' output as live, without root, PostgreSQL or the data directory. The session is
+//! a replay session (no process), its namer answers from the recording, its clock is set
+//! to each recorded step's time, and each tick applies the recorded status sample: the
+//! model does exactly what it did live.
+
+use super::record::format::{self, FrameInfo};
+use super::record::names::RecordedNamer;
+use super::record::{parse_items, Header, Item};
+use super::summary::write_summary;
+use super::{Replay, Session};
+use crate::model::lines::shows_syscall;
+use crate::model::Model;
+use crate::output::record::Record;
+use crate::output::trace as out;
+use crate::output::Format;
+use crate::trace::replay::{Clock, ManualClock, ReplayTracer};
+use crate::trace::usdt::UsdtStatus;
+use crate::trace::Event;
+use anyhow::{Context, Result};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An opened recording: its facts and where its frames are.
+pub struct Recording {
+    pub header: Header,
+    pub frames: Vec<FrameInfo>,
+    /// Why the frames stop before the end of the file, if they do.
+    pub cut: Option<String>,
+    src: Box<dyn format::Source + Send>,
+    pub path: PathBuf,
+}
+
+impl Recording {
+    pub fn open(path: &Path) -> Result<Recording> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Recording::from_source(Box::new(std::io::BufReader::new(file)), path)
+    }
+
+    pub fn from_source(mut src: Box<dyn format::Source + Send>, path: &Path) -> Result<Recording> {
+        let o = format::open(src.as_mut()).with_context(|| path.display().to_string())?;
+        let header: Header = serde_json::from_slice(&o.header)
+            .with_context(|| format!("{}: a damaged recording header", path.display()))?;
+        Ok(Recording {
+            header,
+            frames: o.frames,
+            cut: o.cut,
+            src,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The items of frame `i`.
+    pub fn items(&mut self, i: usize) -> Result<Vec<Item>> {
+        let f = *self.frames.get(i).context("no such frame")?;
+        let raw = format::read_frame(self.src.as_mut(), &f)?;
+        parse_items(&raw).with_context(|| format!("the frame at byte {}", f.offset))
+    }
+
+    /// The time span recorded (session clock, ns).
+    pub fn span(&self) -> (u64, u64) {
+        let end = self.frames.last().map_or(0, |f| f.last_at);
+        (self.header.start_ns, end.max(self.header.start_ns))
+    }
+}
+
+/// What one step of a replay was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Batch(u64),
+    /// A tick is due at this time: its status is queued; the caller ticks (line mode
+    /// prints its interval, the TUI logs and draws).
+    Tick(u64),
+    Finish(u64),
+    End(u64),
+}
+
+impl Step {
+    pub fn at(self) -> u64 {
+        match self {
+            Step::Batch(a) | Step::Tick(a) | Step::Finish(a) | Step::End(a) => a,
+        }
+    }
+}
+
+/// A recording being played into a replay session (which the caller holds: line mode, or
+/// the TUI's app).
+pub struct Player {
+    pub clock: ManualClock,
+    namer: RecordedNamer,
+    pub rec: Recording,
+    next_frame: usize,
+    items: VecDeque<Item>,
+    /// Why the replay stopped before the recording's end (a damaged frame), said once.
+    pub error: Option<String>,
+    /// The time of the last step played.
+    pub at: u64,
+}
+
+/// The tracer's name as recorded: one of pg_trace's own, else leaked once (a replay is
+/// opened a few times at most; the session wants a `&'static str`).
+fn static_name(name: &str) -> &'static str {
+    const NAMES: [&str; 8] = [
+        "ebpf",
+        "usdt",
+        "ptrace",
+        "procfs",
+        "ebpf+usdt",
+        "procfs+usdt",
+        "ptrace+usdt",
+        "replay",
+    ];
+    NAMES
+        .into_iter()
+        .find(|n| *n == name)
+        .unwrap_or_else(|| Box::leak(name.to_string().into_boxed_str()))
+}
+
+impl Player {
+    /// Open a recording and the replay session it plays into.
+    pub fn open(path: &Path) -> Result<(Player, Session)> {
+        Ok(Player::new(Recording::open(path)?))
+    }
+
+    pub fn new(rec: Recording) -> (Player, Session) {
+        let h = &rec.header;
+        let clock = ManualClock::starting_at(h.start_ns);
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let namer = RecordedNamer::default();
+        let mut session = Session::replay(Replay {
+            pid: h.pid,
+            title: h.title.clone(),
+            datadir: PathBuf::from(&h.datadir),
+            major: h.major,
+            segment_bytes: h.segment_bytes,
+            namer: Box::new(namer.clone()),
+            tracer: Box::new(ReplayTracer::new(Vec::new(), shared.clone())),
+            clock: shared,
+        });
+        session.tracer_name = static_name(&h.backend);
+        session.limitations = h.limitations.clone();
+        session.usdt = UsdtStatus {
+            active: h.usdt.active,
+            reason: h.usdt.reason.clone(),
+            probes: h.usdt.probes.clone(),
+        };
+        session.recorded_usdt_cost = h.usdt.cost.clone();
+        session.memory_note = h.memory_note.clone();
+        if h.copier {
+            session.notes.push(
+                "a copier-mode recording: the copier's plan and process states were not recorded"
+                    .into(),
+            );
+        }
+        let p = Player {
+            at: h.start_ns,
+            clock,
+            namer,
+            rec,
+            next_frame: 0,
+            items: VecDeque::new(),
+            error: None,
+        };
+        (p, session)
+    }
+
+    fn fill(&mut self) -> bool {
+        while self.items.is_empty() {
+            if self.error.is_some() || self.next_frame >= self.rec.frames.len() {
+                return false;
+            }
+            match self.rec.items(self.next_frame) {
+                Ok(v) => self.items.extend(v),
+                Err(e) => {
+                    self.error = Some(format!("{}: {e:#}", self.rec.path.display()));
+                    return false;
+                }
+            }
+            self.next_frame += 1;
+        }
+        true
+    }
+
+    /// The time of the next step, names loaded on the way; None at the end.
+    pub fn peek_at(&mut self) -> Option<u64> {
+        loop {
+            if !self.fill() {
+                return None;
+            }
+            match self.items.front()? {
+                Item::Names { .. } => {
+                    if let Some(Item::Names { answers }) = self.items.pop_front() {
+                        answers.into_iter().for_each(|a| self.namer.push(a));
+                    }
+                }
+                i => return i.at(),
+            }
+        }
+    }
+
+    /// Play the next step. `each` sees every event before and after it is applied.
+    pub fn step(
+        &mut self,
+        session: &mut Session,
+        each: &mut dyn FnMut(&Model, &Event, bool) -> Result<()>,
+    ) -> Result<Option<Step>> {
+        if self.peek_at().is_none() {
+            return Ok(None);
+        }
+        let Some(item) = self.items.pop_front() else {
+            return Ok(None);
+        };
+        // The names given during this step come after it in the file.
+        while self.fill() && matches!(self.items.front(), Some(Item::Names { .. })) {
+            if let Some(Item::Names { answers }) = self.items.pop_front() {
+                answers.into_iter().for_each(|a| self.namer.push(a));
+            }
+        }
+        let step = match item {
+            Item::Batch { at, events } => {
+                self.clock.set(at);
+                session.replay_batch(events.0, each)?;
+                Step::Batch(at)
+            }
+            Item::Tick { at, status, walked } => {
+                self.clock.set(at);
+                session.replay_tick_input(status, walked);
+                Step::Tick(at)
+            }
+            Item::Finish { at } => {
+                self.clock.set(at);
+                session.finish()?;
+                Step::Finish(at)
+            }
+            Item::End { at } => {
+                self.clock.set(at);
+                Step::End(at)
+            }
+            Item::Names { .. } => unreachable!("peek_at loads names"),
+        };
+        self.at = step.at();
+        Ok(Some(step))
+    }
+}
+
+/// How fast line mode replays: `--speed N` times real time, or as fast as it can.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    Times(f64),
+    Max,
+}
+
+impl Speed {
+    pub fn parse(s: &str) -> Result<Speed> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        let n: f64 = s
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite() && *n > 0.0 && *n <= 1e6)
+            .with_context(|| format!("--speed {s}: give a positive number or max"))?;
+        Ok(Speed::Times(n))
+    }
+}
+
+pub struct ReplayOptions {
+    pub path: PathBuf,
+    pub format: Format,
+    pub debug: bool,
+    pub speed: Speed,
+}
+
+/// Line mode over a recording: what live line mode printed (wall-clock fields aside).
+pub fn line(
+    opts: &ReplayOptions,
+    w: &mut impl Write,
+    note: &mut dyn FnMut(String),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    let rec = Recording::open(&opts.path)?;
+    if let Some(c) = &rec.cut {
+        note(format!(
+            "{}: {c}: replaying up to there",
+            opts.path.display()
+        ));
+    }
+    let (mut p, mut session) = Player::new(rec);
+    for n in session.take_notes() {
+        note(n);
+    }
+    super::line::write_attach(w, &session, opts.format)?;
+    let start = session.start_ns;
+    let wall = Instant::now();
+    let mut last_print = start;
+    let mut first = true;
+    let mut ended = false;
+    let mut finished = false;
+    let (format, debug) = (opts.format, opts.debug);
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if let (Speed::Times(x), Some(at)) = (opts.speed, p.peek_at()) {
+            let due = Duration::from_secs_f64(at.saturating_sub(start) as f64 / 1e9 / x);
+            if let Some(wait) = due.checked_sub(wall.elapsed()) {
+                std::thread::sleep(wait.min(Duration::from_millis(200)));
+                continue;
+            }
+        }
+        let step = p.step(&mut session, &mut |model, ev, applied| {
+            if debug && shows_syscall(ev, applied) {
+                out::write_syscall(&mut *w, model, ev, format)?;
+            }
+            Ok(())
+        })?;
+        let Some(step) = step else {
+            break;
+        };
+        match step {
+            Step::Tick(at) => {
+                session.tick(at);
+                for n in session.take_notes() {
+                    note(n);
+                }
+                let s = &session;
+                out::write_interval(
+                    &mut *w,
+                    &s.model,
+                    last_print,
+                    at,
+                    s.events_per_s,
+                    format,
+                    first,
+                )?;
+                first = false;
+                last_print = at;
+            }
+            Step::Finish(_) => finished = true,
+            Step::End(at) => {
+                write_summary(&mut *w, &session.model, at, format)?;
+                ended = true;
+                break;
+            }
+            Step::Batch(_) => {}
+        }
+    }
+    if let Some(e) = &p.error {
+        note(format!("{e}: replayed up to there"));
+    }
+    if !ended {
+        // Cut (or stopped): the summary as of the last step.
+        if !finished {
+            session.finish()?;
+        }
+        write_summary(&mut *w, &session.model, p.at, format)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The records `pg_trace replay FILE --no-tui --format json --speed max` prints.
+pub fn replay_records(path: &Path) -> Result<Vec<Record>> {
+    let opts = ReplayOptions {
+        path: path.to_path_buf(),
+        format: Format::Json,
+        debug: false,
+        speed: Speed::Max,
+    };
+    let mut buf = Vec::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    line(&opts, &mut buf, &mut |_| {}, &stop)?;
+    buf.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).context("a replayed record"))
+        .collect()
+}
+
+/// `pg_trace replay FILE --no-tui`: on stdout, notes on stderr.
+pub fn run_line(opts: &ReplayOptions) -> Result<()> {
+    let stop = super::stop_flag()?;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
+    let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
+    line(opts, &mut w, &mut note, &stop)
+}

@@ -1,0 +1,234 @@
+//! The TUI over a recording: the live trace screen, played from the file at 1× to 100×,
+//! with keys to pause (space), seek ±10 s (←/→), ±1 min (shift+←/→, PgUp/PgDn), to the
+//! start or end (Home/End) and change speed (+/-). Seeking forward plays on at full speed
+//! without drawing; seeking back plays again from the start (the model only folds forward).
+
+use super::replay::{Player, Step};
+use super::tui::{Display, KeySource, TraceApp};
+use crate::trace::replay::{Clock, SystemClock};
+use crate::ui::{draw_trace, Theme};
+use anyhow::Result;
+use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const SEC: u64 = 1_000_000_000;
+/// The speeds `+` and `-` step through.
+const SPEEDS: [f64; 7] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
+
+/// Where the replay is, and how it moves.
+pub struct Replayer {
+    path: PathBuf,
+    player: Player,
+    pub app: TraceApp,
+    /// The replay's time (session clock, ns).
+    pub pos: u64,
+    pub start: u64,
+    pub end: u64,
+    pub paused: bool,
+    speed: usize,
+    /// The recording has no more steps.
+    pub done: bool,
+}
+
+impl Replayer {
+    pub fn open(path: &Path) -> Result<Replayer> {
+        let (player, session) = Player::open(path)?;
+        let (start, end) = player.rec.span();
+        let mut app = TraceApp::new(session, false);
+        if let Some(c) = &player.rec.cut {
+            app.note(format!("{}: {c}: replaying up to there", path.display()));
+        }
+        Ok(Replayer {
+            path: path.to_path_buf(),
+            player,
+            app,
+            pos: start,
+            start,
+            end,
+            paused: false,
+            speed: 0,
+            done: false,
+        })
+    }
+
+    pub fn speed(&self) -> f64 {
+        SPEEDS[self.speed]
+    }
+
+    /// Play every step up to `to` (never beyond the recording's end).
+    fn play_to(&mut self, to: u64) {
+        let to = to.min(self.end);
+        while let Some(at) = self.player.peek_at() {
+            if at > to {
+                break;
+            }
+            let log = &mut self.app.log;
+            let r = self
+                .player
+                .step(&mut self.app.session, &mut |m, ev, applied| {
+                    log.record(m, ev, applied, false);
+                    Ok(())
+                });
+            match r {
+                Ok(Some(Step::Tick(at))) => self.app.tick(at),
+                Ok(Some(Step::End(_))) | Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    self.app.note(format!("replay stopped: {e:#}"));
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        if self.player.peek_at().is_none() {
+            self.done = true;
+        }
+        if let Some(e) = self.player.error.take() {
+            self.app.note(format!("{e}: replayed up to there"));
+        }
+        self.pos = self.pos.max(to);
+        self.player.clock.set(self.pos);
+    }
+
+    /// Go to `to`: on from here, or again from the start.
+    pub fn seek(&mut self, to: u64) -> Result<()> {
+        let to = to.clamp(self.start, self.end);
+        if to < self.pos {
+            let st = std::mem::take(&mut self.app.st);
+            let mut fresh = Replayer::open(&self.path)?;
+            fresh.app.st = st;
+            fresh.paused = self.paused;
+            fresh.speed = self.speed;
+            *self = fresh;
+        }
+        self.play_to(to);
+        Ok(())
+    }
+
+    /// A replay key, if it is one: handled.
+    fn key(&mut self, code: KeyCode, mods: KeyModifiers) -> Result<bool> {
+        let shift = mods.contains(KeyModifiers::SHIFT);
+        let back = |s: u64, d: u64| s.saturating_sub(d);
+        match code {
+            KeyCode::Char(' ') => self.paused = !self.paused,
+            KeyCode::Left => self.seek(back(self.pos, if shift { 60 } else { 10 } * SEC))?,
+            KeyCode::Right => self.seek(self.pos + if shift { 60 } else { 10 } * SEC)?,
+            KeyCode::PageUp => self.seek(back(self.pos, 60 * SEC))?,
+            KeyCode::PageDown => self.seek(self.pos + 60 * SEC)?,
+            KeyCode::Home => self.seek(self.start)?,
+            KeyCode::End => self.seek(self.end)?,
+            KeyCode::Char('+') => self.speed = (self.speed + 1).min(SPEEDS.len() - 1),
+            KeyCode::Char('-') => self.speed = self.speed.saturating_sub(1),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn draw(&self, display: &mut impl Display, theme: &Theme) -> Result<()> {
+        let mut info = self.app.info();
+        info.methods = format!(
+            "{}, replay {}/{} {}×{}",
+            info.methods,
+            crate::text::human_duration(self.pos.saturating_sub(self.start) as f64 / 1e9),
+            crate::text::human_duration(self.end.saturating_sub(self.start) as f64 / 1e9),
+            self.speed(),
+            if self.paused {
+                " paused"
+            } else if self.done {
+                " ended"
+            } else {
+                ""
+            }
+        );
+        info.now_ns = self.pos;
+        info.elapsed_s = self.pos.saturating_sub(self.start) as f64 / 1e9;
+        display.terminal().draw(|f| {
+            draw_trace(
+                f,
+                &self.app.session.model,
+                &info,
+                &self.app.log,
+                &self.app.st,
+                theme,
+            )
+        })?;
+        display.drawn();
+        Ok(())
+    }
+}
+
+/// `pg_trace replay FILE` on a terminal.
+pub fn run(file: &Path, interval_ms: u64) -> Result<()> {
+    let stop = super::stop_flag()?;
+    let mut r = Replayer::open(file)?;
+    let theme = Theme::from_env();
+    let mut guard = super::terminal::Guard::enter()?;
+    let mut keys = super::keys::Keys::start();
+    event_loop(
+        &mut guard,
+        &mut keys,
+        &mut r,
+        Duration::from_millis(interval_ms),
+        &stop,
+        &theme,
+        &SystemClock,
+    )
+}
+
+/// The loop: play at the speed chosen on `clock` (the wall clock live), draw every
+/// `interval`, handle keys; q quits.
+pub fn event_loop(
+    display: &mut impl Display,
+    keys: &mut impl KeySource,
+    r: &mut Replayer,
+    interval: Duration,
+    stop: &AtomicBool,
+    theme: &Theme,
+    clock: &dyn Clock,
+) -> Result<()> {
+    let mut wall = clock.now_ns();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if let Some(why) = display.broken() {
+            anyhow::bail!(why);
+        }
+        let now = clock.now_ns();
+        if !r.paused && !r.done {
+            let ahead = (now.saturating_sub(wall) as f64 * r.speed()) as u64;
+            r.play_to(r.pos.saturating_add(ahead));
+        }
+        wall = now;
+        r.draw(display, theme)?;
+        let Some(mut ev) = keys.next(interval)? else {
+            continue;
+        };
+        loop {
+            match ev {
+                TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+                    let replay_key = r.key(k.code, k.modifiers)?;
+                    let quit = !replay_key
+                        && matches!(
+                            r.app.key(k),
+                            crate::ui::actions::Action::Quit | crate::ui::actions::Action::Picker
+                        );
+                    if quit {
+                        return Ok(());
+                    }
+                }
+                TermEvent::Resize(w, h) => display.resized(w, h),
+                _ => {}
+            }
+            match keys.ready()? {
+                Some(next) => ev = next,
+                None => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The flight recorder on real PostgreSQL: `pg_trace -p PID --format json --record FILE`
+//! over a paced scan across two segments and over a throttled `pg_basebackup -r`; then,
+//! with the cluster stopped and its data directory deleted, `pg_trace replay FILE --no-tui
+//! --format json --speed max` as user nobody on a copy of the recording: its records equal
+//! the live ones, record for record, the wall-clock fields of `stats` aside. One cluster
+//! (PostgreSQL 15, whose Debian build has pg_basebackup, or the first of
+//! `PG_TRACE_TEST_MAJORS`).
+
+mod support;
+
+use pg_trace::output::record::Record;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::status::wait_until;
+use support::trace::spawn_trace_with;
+use support::Cluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
+/// Rows of one page each (fillfactor 10, 800-byte rows): past 1 GiB, into segment 1.
+const ROWS: i64 = 140_000;
+
+/// What a replay cannot have: pg_trace's own cost on the host (json.md says so).
+const WALL_FIELDS: [&str; 5] = [
+    "probe_ns_per_s",
+    "probe_runs_per_s",
+    "usdt_runs_per_s",
+    "self_cpu",
+    "self_rss_bytes",
+];
+
+fn comparable(records: &[Record]) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap();
+            if v["type"] == "stats" {
+                for f in WALL_FIELDS {
+                    v.as_object_mut().unwrap().remove(f);
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// A copy of `rec` replayed as nobody, from a directory only it and root can read.
+fn replay_as_nobody(rec: &Path, dir: &Path) -> Vec<Record> {
+    let copy = dir.join("copy.pgtrace");
+    std::fs::copy(rec, &copy).unwrap();
+    let bin = dir.join("pg_trace");
+    std::fs::copy(BIN, &bin).unwrap();
+    let (uid, gid) = support::cluster_user().expect("root runs this test");
+    for p in [dir, &copy, &bin] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    let out = Command::new(&bin)
+        .args(["replay", "--no-tui", "--format", "json", "--speed", "max"])
+        .arg(&copy)
+        .uid(uid)
+        .gid(gid)
+        .env_clear()
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay failed: {stderr}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn assert_same(what: &str, live: &[Record], replayed: &[Record]) {
+    let (a, b) = (comparable(live), comparable(replayed));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "{what}: record {i} differs");
+    }
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{what}: {} live records, {} replayed",
+        a.len(),
+        b.len()
+    );
+    let kinds = |v: &[serde_json::Value]| {
+        let mut k: Vec<String> = v
+            .iter()
+            .map(|r| r["type"].as_str().unwrap().to_string())
+            .collect();
+        k.dedup();
+        k.len()
+    };
+    assert!(
+        a.len() > 10 && kinds(&a) > 3,
+        "{what}: too little to compare: {a:?}"
+    );
+    eprintln!("{what}: {} records equal, live and replayed", a.len());
+    // Also what the report is fed: the same function, in process.
+    let direct = pg_trace::session::replay::replay_records(&replayed_path(what)).unwrap();
+    assert_eq!(comparable(&direct), b, "{what}: replay_records differs");
+}
+
+fn replayed_path(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "pg_trace-recording-test-{}-{what}.pgtrace",
+        std::process::id()
+    ))
+}
+
+/// The recording file of `what`, removed when dropped.
+struct Rec(std::path::PathBuf);
+impl Drop for Rec {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scan(c: &mut Cluster) -> (Vec<Record>, Rec) {
+    c.restart();
+    let rec = Rec(replayed_path("scan"));
+    let rel = c.psql("postgres", "SELECT pg_relation_filepath('big')")[0][0]
+        .clone()
+        .unwrap();
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    // Paced: a 20 ms sleep every 2000 rows, a few seconds in all.
+    let q = std::thread::spawn(move || {
+        let row = held
+            .client
+            .query_one(
+                "SELECT count(*) FROM big WHERE g % 2000 <> 0 OR pg_sleep(0.02) IS NOT NULL",
+                &[],
+            )
+            .expect("scan");
+        (row.get::<_, i64>(0), held)
+    });
+    let datadir = c.datadir.clone();
+    wait_until(
+        "the scan to open the table",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == datadir.join(&rel)))
+            })
+        },
+    );
+    let trace = spawn_trace_with(pid, "auto", &["--record", rec.0.to_str().unwrap()]);
+    let (count, _held) = q.join().expect("query thread");
+    assert_eq!(count, ROWS);
+    let records = trace.finish();
+    let seg1 = records.iter().any(|r| {
+        matches!(r, Record::File(f) if f.relation.as_deref() == Some(rel.as_str()) && f.segment == Some(1))
+    });
+    assert!(seg1, "the live trace never showed segment 1");
+    (records, rec)
+}
+
+fn backup(c: &Cluster) -> Option<(Vec<Record>, Rec)> {
+    let bin = c.bin_dir().join("pg_basebackup");
+    if !bin.is_file() {
+        support::skip(
+            "recording of pg_basebackup",
+            &format!("no pg_basebackup in {}", c.bin_dir().display()),
+        );
+        return None;
+    }
+    let rec = Rec(replayed_path("backup"));
+    let target = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&bin)
+        .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
+        .args([
+            "-U", "postgres", "-X", "none", "-Ft", "-c", "fast", "-r", "8M", "-D",
+        ])
+        .arg(target.path().join("out"))
+        .env_remove("PGPASSWORD")
+        .spawn()
+        .expect("pg_basebackup");
+    let mut ws = 0;
+    wait_until("pg_basebackup's walsender", Duration::from_secs(30), || {
+        let rows = c.psql(
+            "postgres",
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' \
+             AND query LIKE 'BASE_BACKUP%'",
+        );
+        ws = rows
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        ws != 0
+    });
+    let mut trace = spawn_trace_with(ws, "auto", &["--record", rec.0.to_str().unwrap()]);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "pg_basebackup failed");
+    // The walsender exits with the backup: pg_trace ends by itself.
+    trace.wait_for("the summary", |r| {
+        r.iter().any(|r| matches!(r, Record::Summary(_)))
+    });
+    let records = trace.finish();
+    assert!(
+        records.iter().any(|r| matches!(r, Record::Backup(_))),
+        "the live trace never showed the backup"
+    );
+    Some((records, rec))
+}
+
+/// `pg_trace record --keep 1m` on an idle backend: SIGUSR1 writes the ring out (a file
+/// that replays), and the exit writes it again beside it, never over the first.
+fn ring_dumps_on_sigusr1(c: &Cluster) {
+    let held = c.hold_backend("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ring.pgtrace");
+    let mut child = Command::new(BIN)
+        .args([
+            "record",
+            "-p",
+            &held.pid.to_string(),
+            "--keep",
+            "1m",
+            "--interval",
+            "100",
+        ])
+        .arg("-o")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let said = |what: &str| lines.lock().unwrap().iter().any(|l| l.contains(what));
+    // Its SIGUSR1 handler is in once it says it keeps the ring.
+    wait_until("the ring to start", Duration::from_secs(60), || {
+        said("keeping the last") || child.try_wait().unwrap().is_some()
+    });
+    assert!(said("keeping the last"), "{:?}", lines.lock().unwrap());
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until("the SIGUSR1 dump", Duration::from_secs(30), || {
+        said("ring written (signal)")
+    });
+    // Whole once the trailer is there.
+    wait_until("the dump's trailer", Duration::from_secs(30), || {
+        std::fs::read(&out).is_ok_and(|b| b.ends_with(b"PTEND\0\0\0"))
+    });
+    let recs = pg_trace::session::replay::replay_records(&out).unwrap();
+    assert!(matches!(recs.first(), Some(Record::Attach(a)) if a.pid == held.pid));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let st = child.wait().unwrap();
+    reader.join().unwrap();
+    let said_all = lines.lock().unwrap().join("\n");
+    assert!(st.success(), "{said_all}");
+    let second = dir.path().join("ring-1.pgtrace");
+    assert!(second.exists(), "no exit dump: {said_all}");
+    pg_trace::session::replay::replay_records(&second).unwrap();
+}
+
+#[test]
+fn recordings_replay_as_they_ran_live() {
+    let major = support::majors()
+        .into_iter()
+        .find(|&m| m == 15)
+        .unwrap_or_else(|| support::majors()[0]);
+    if support::cluster_user().is_none() {
+        support::skip("recording", "needs root (attaching; replaying as nobody)");
+        return;
+    }
+    let mut c = Cluster::start_with(
+        major,
+        &[
+            ("shared_buffers", "16MB"),
+            ("synchronize_seqscans", "off"),
+            ("max_parallel_workers_per_gather", "0"),
+        ],
+    );
+    c.execute(
+        "postgres",
+        &format!(
+            "CREATE UNLOGGED TABLE big (g int, pad text) WITH (fillfactor = 10); \
+             ALTER TABLE big ALTER COLUMN pad SET STORAGE PLAIN; \
+             INSERT INTO big SELECT g, repeat('x', 800) FROM generate_series(1, {ROWS}) g; \
+             CHECKPOINT"
+        ),
+    );
+    ring_dumps_on_sigusr1(&c);
+    let (scan_live, scan_rec) = scan(&mut c);
+    // The base backup would copy the 1 GiB table: gone first.
+    c.execute("postgres", "DROP TABLE big; CHECKPOINT");
+    let backup = backup(&c);
+    // Nothing of the host is left to read: no server, no data directory.
+    let datadir = c.datadir.clone();
+    c.stop();
+    std::fs::remove_dir_all(&datadir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let scan_replayed = replay_as_nobody(&scan_rec.0, dir.path());
+    assert_same("scan", &scan_live, &scan_replayed);
+    if let Some((live, rec)) = backup {
+        let replayed = replay_as_nobody(&rec.0, dir.path());
+        assert_same("backup", &live, &replayed);
+    }
+}

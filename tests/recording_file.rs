@@ -1,0 +1,371 @@
+//! The recording file without root or PostgreSQL: scripted sessions recorded through the
+//! real line loop on a scripted clock, replayed to the same JSON; a recording cut (or
+//! damaged) anywhere replays up to the cut without a panic (proptest); ring mode keeps
+//! its bound over a long synthetic run, and its dump replays on its own.
+
+#[path = "support/scripted.rs"]
+mod scripted;
+#[path = "support/sessions.rs"]
+mod sessions;
+
+use pg_trace::output::record::Record;
+use pg_trace::output::Format;
+use pg_trace::session::line::{line_loop, Pace};
+use pg_trace::session::record::RecordOptions;
+use pg_trace::session::replay::replay_records;
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Line mode's JSON of `script`, recorded to `path` (ring mode with `keep`).
+fn record(script: &sessions::Script, path: &Path, keep: Option<Duration>) -> Vec<Record> {
+    record_with(script, path, keep, false)
+}
+
+fn record_with(
+    script: &sessions::Script,
+    path: &Path,
+    keep: Option<Duration>,
+    dump_on_stall: bool,
+) -> Vec<Record> {
+    let (mut s, _clock) = sessions::session(script);
+    s.record(&RecordOptions {
+        path: path.to_path_buf(),
+        force: false,
+        keep,
+        dump_on_stall,
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    let pace = Pace {
+        interval: Duration::from_secs(1),
+        duration: Some(Duration::from_secs(7200)),
+        format: Format::Json,
+        debug: false,
+    };
+    line_loop(pace, &mut s, &AtomicBool::new(false), &mut out, &mut |_| {}).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// The scan, recorded once.
+fn scan_file() -> &'static (PathBuf, Vec<u8>, Vec<Record>) {
+    static F: OnceLock<(PathBuf, Vec<u8>, Vec<Record>)> = OnceLock::new();
+    F.get_or_init(|| {
+        let p = dir().join("scan.pgtrace");
+        let live = record(&sessions::scan(), &p, None);
+        (p.clone(), std::fs::read(&p).unwrap(), live)
+    })
+}
+
+#[test]
+fn scripted_sessions_replay_to_the_same_json() {
+    for (name, script) in [
+        ("scan", sessions::scan()),
+        ("backup", sessions::throttled_backup()),
+        ("lock", sessions::lock_wait()),
+    ] {
+        let p = dir().join(format!("same-{name}.pgtrace"));
+        let live = record(&script, &p, None);
+        let replayed = replay_records(&p).unwrap();
+        assert_eq!(live, replayed, "{name}");
+    }
+}
+
+#[test]
+fn an_existing_file_is_kept_without_force() {
+    let p = dir().join("kept.pgtrace");
+    std::fs::write(&p, b"precious").unwrap();
+    let (mut s, _c) = sessions::session(&sessions::scan());
+    let e = s
+        .record(&RecordOptions {
+            path: p.clone(),
+            force: false,
+            keep: None,
+            dump_on_stall: false,
+        })
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("--force"), "{e:#}");
+    assert_eq!(std::fs::read(&p).unwrap(), b"precious");
+}
+
+fn replay_bytes(name: &str, bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
+    let p = dir().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    let r = replay_records(&p);
+    let _ = std::fs::remove_file(&p);
+    r
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Cut after its header, a recording replays: its records up to the cut are those of
+    /// the live run (the summary aside, which a cut recording makes at its last step).
+    #[test]
+    fn a_cut_recording_replays_up_to_the_cut(frac in 0.0f64..1.0) {
+        let (_, bytes, live) = scan_file();
+        let cut = (bytes.len() as f64 * frac) as usize;
+        let name = format!("cut-{}.pgtrace", std::thread::current().name().unwrap_or("t").replace("::", "-"));
+        match replay_bytes(&name, &bytes[..cut]) {
+            Ok(recs) => {
+                // Intervals before the cut are the live ones, in order.
+                let n = recs.iter().take_while(|r| !matches!(r, Record::Summary(_) | Record::Progress(_))).count();
+                let live_prefix: Vec<_> = live.iter().filter(|r| !matches!(r, Record::Progress(p) if p.r#final)).take(n).collect();
+                let got: Vec<_> = recs.iter().take(n).collect();
+                prop_assert_eq!(got, live_prefix);
+                prop_assert!(recs.iter().any(|r| matches!(r, Record::Summary(_))));
+            }
+            // Only a cut inside the header is refused, with words.
+            Err(e) => prop_assert!(cut < 2048, "cut at {cut}: {e:#}"),
+        }
+    }
+
+    /// Bytes flipped anywhere: an error or a replay, never a panic.
+    #[test]
+    fn a_damaged_recording_never_panics(at in 0usize..1_000_000, byte in any::<u8>()) {
+        let (_, bytes, _) = scan_file();
+        let mut b = bytes.clone();
+        let i = at % b.len();
+        b[i] ^= byte | 1;
+        let name = format!("bad-{}.pgtrace", std::thread::current().name().unwrap_or("t").replace("::", "-"));
+        let _ = replay_bytes(&name, &b);
+    }
+}
+
+/// Random bytes, and a header claiming a huge length: refused in one line.
+#[test]
+fn garbage_is_refused() {
+    for bytes in [
+        b"".to_vec(),
+        b"not a recording at all".to_vec(),
+        [b"PGTRREC\0".as_slice(), &2u32.to_le_bytes(), &[0; 8]].concat(),
+        [
+            b"PGTRREC\0".as_slice(),
+            &1u32.to_le_bytes(),
+            &u32::MAX.to_le_bytes(),
+        ]
+        .concat(),
+    ] {
+        let e = replay_bytes("garbage.pgtrace", &bytes).err().unwrap();
+        let msg = format!("{e:#}");
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("recording") || msg.contains("format"), "{msg}");
+    }
+}
+
+/// Two hours of a scripted scan at 100 reads a second, kept 5 minutes: the ring never
+/// spans much more than 5 minutes, its dump at the end starts near the end and replays.
+#[test]
+fn ring_mode_keeps_its_bound_over_a_long_run() {
+    use pg_trace::session::record::format::Frame;
+    use pg_trace::session::record::names::NameAnswer;
+    use pg_trace::session::record::ring::Ring;
+    use pg_trace::session::record::{Header, ItemRef};
+    use pg_trace::trace::{Event, EventKind, Syscall};
+    const SEC: u64 = 1_000_000_000;
+    let keep = Duration::from_secs(300);
+    let path = dir().join("ring.pgtrace");
+    let mut ring = Ring::new(keep, path.clone(), true, false).unwrap();
+    let t0 = scripted::T0;
+    let mut max_span = 0;
+    let mut max_bytes = 0;
+    let names = [NameAnswer::Name {
+        path: "base/5/16384".into(),
+        named: pg_trace::session::record::names::NamedRec {
+            relpath: Some("base/5/16384".into()),
+            class: "relation".into(),
+            label: "public.t".into(),
+            relation: None,
+        },
+    }];
+    for sec in 0..7200u64 {
+        let at = t0 + sec * SEC;
+        let mut raw = Vec::new();
+        let mut items = 0;
+        let mut push = |item: &ItemRef, raw: &mut Vec<u8>| {
+            serde_json::to_writer(&mut *raw, item).unwrap();
+            raw.push(b'\n');
+            items += 1;
+        };
+        if sec == 0 {
+            let open = Event {
+                ts_ns: at,
+                pid: scripted::PID,
+                kind: EventKind::Open {
+                    syscall: Syscall::Openat,
+                    dirfd: None,
+                    path: "base/5/16384".into(),
+                    flags: 0,
+                    fd: 7,
+                },
+            };
+            push(
+                &ItemRef::Batch {
+                    at,
+                    events: pg_trace::session::record::EventsRef(&[open]),
+                },
+                &mut raw,
+            );
+            push(&ItemRef::Names { answers: &names }, &mut raw);
+        }
+        let events: Vec<Event> = (0..100)
+            .map(|i| Event {
+                ts_ns: at + i * 10_000_000,
+                pid: scripted::PID,
+                kind: EventKind::Read {
+                    syscall: Syscall::Pread64,
+                    fd: 7,
+                    offset: Some(((sec * 100 + i) % 131_072) * 8192),
+                    requested: 8192,
+                    result: 8192,
+                },
+            })
+            .collect();
+        push(
+            &ItemRef::Batch {
+                at,
+                events: pg_trace::session::record::EventsRef(&events),
+            },
+            &mut raw,
+        );
+        push(
+            &ItemRef::Tick {
+                at: at + SEC - 1,
+                status: None,
+                walked: None,
+            },
+            &mut raw,
+        );
+        ring.push(Frame::compress(at, at + SEC - 1, items, &raw).unwrap())
+            .unwrap();
+        let (bytes, span) = ring.extent();
+        max_span = max_span.max(span);
+        max_bytes = max_bytes.max(bytes);
+    }
+    assert!(
+        max_span <= keep.as_nanos() as u64 + 2 * SEC,
+        "span {max_span}"
+    );
+    eprintln!("ring: at most {max_bytes} bytes over 5 minutes of 100 reads/s");
+    assert!(max_bytes < 4 << 20, "{max_bytes} bytes");
+    let header: Header = sessions_header();
+    let dumped = ring.dump(&header, "signal").unwrap().unwrap();
+    let recs = replay_records(&dumped).unwrap();
+    // The file opened two hours before is still known: named from the base.
+    let file = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::File(f) => Some(f),
+            _ => None,
+        })
+        .expect("a file record");
+    assert_eq!(file.object, "public.t");
+    let stats: Vec<_> = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Stats(_)))
+        .collect();
+    assert!(
+        (299..=302).contains(&stats.len()),
+        "{} intervals in a 5-minute dump",
+        stats.len()
+    );
+}
+
+/// Ring mode on a session whose verdict turns into a stall (a lock wait): the ring is
+/// written then, and again at exit beside it; both replay. Without the switch, only at exit.
+#[test]
+fn ring_mode_dumps_when_it_stalls() {
+    let header = |p: &Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let mut c = std::io::Cursor::new(bytes);
+        let o = pg_trace::session::record::format::open(&mut c).unwrap();
+        serde_json::from_slice::<pg_trace::session::record::Header>(&o.header).unwrap()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("lock.pgtrace");
+    record_with(
+        &sessions::lock_wait(),
+        &p,
+        Some(Duration::from_secs(60)),
+        true,
+    );
+    assert_eq!(header(&p).ring.unwrap().reason, "stall");
+    let exit = d.path().join("lock-1.pgtrace");
+    assert_eq!(header(&exit).ring.unwrap().reason, "exit");
+    for f in [&p, &exit] {
+        assert!(!replay_records(f).unwrap().is_empty());
+    }
+    let q = d.path().join("off.pgtrace");
+    record_with(
+        &sessions::lock_wait(),
+        &q,
+        Some(Duration::from_secs(60)),
+        false,
+    );
+    assert_eq!(header(&q).ring.unwrap().reason, "exit");
+    assert!(!d.path().join("off-1.pgtrace").exists());
+}
+
+fn sessions_header() -> pg_trace::session::record::Header {
+    let (s, _c) = sessions::session(&sessions::scan());
+    s.recording_header()
+}
+
+/// The replay TUI on a scripted clock and keys: it plays, `+` doubles the speed, space
+/// pauses, → seeks 10 s on, ← 10 s back (played again from the start), End goes to the
+/// end, q quits; the screen says where the replay is.
+#[test]
+fn the_replay_tui_pauses_seeks_and_changes_speed() {
+    use pg_trace::session::replay_tui::{event_loop, Replayer};
+    use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+    let (p, _, _) = scan_file();
+    let clock = pg_trace::trace::replay::ManualClock::starting_at(scripted::T0);
+    let k = |c: KeyCode| TermEvent::Key(KeyEvent::new(c, KeyModifiers::NONE));
+    const S: u64 = 1_000_000_000;
+    let mut keys = sessions::ScriptedKeys::new(
+        &clock,
+        vec![
+            (S, k(KeyCode::Char('+'))),
+            (2 * S, k(KeyCode::Char(' '))),
+            (3 * S, k(KeyCode::Right)),
+            (4 * S, k(KeyCode::Left)),
+            (5 * S, k(KeyCode::End)),
+            (6 * S, k(KeyCode::Char('q'))),
+        ],
+    );
+    let mut screen = sessions::Frames::new(&clock, 120, 30);
+    let mut r = Replayer::open(p).unwrap();
+    let theme = pg_trace::ui::Theme::from_env();
+    event_loop(
+        &mut screen,
+        &mut keys,
+        &mut r,
+        Duration::from_millis(250),
+        &AtomicBool::new(false),
+        &theme,
+        &clock,
+    )
+    .unwrap();
+    let all = screen.frames.join("");
+    assert!(all.contains("via replay, replay "), "{all}");
+    assert!(all.contains("2×"), "{all}");
+    assert!(all.contains("paused"), "{all}");
+    assert!(all.contains("sales.orders"), "{all}");
+    assert_eq!(r.pos, r.end);
+    // 1 s at 1×, 1 s at 2×: paused 3 s in; → to the end (5 s), ← back to the start.
+    for at in ["3s/5s 2× paused", "5s/5s 2× paused", "0s/5s 2× paused"] {
+        assert!(all.contains(at), "{at}: {all}");
+    }
+}
