@@ -162,11 +162,11 @@ pub enum Command {
     },
     /// A captured trace as one HTML page, a text summary or Perfetto JSON.
     ///
-    /// FILE is line mode's JSON. --format html (the default): one self-contained page
+    /// FILE is a recording (`pg_trace record`) or line mode's JSON. --format html (the default): one self-contained page
     /// (inline CSS and SVG charts, nothing fetched); text: a summary for a ticket;
     /// perfetto: Chrome trace-event JSON for ui.perfetto.dev.
     Report {
-        /// The trace: `pg_trace -p PID --no-tui --format json > FILE`.
+        /// The trace: a recording, or `pg_trace -p PID --no-tui --format json > FILE`.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Where to write the report (default: standard output).

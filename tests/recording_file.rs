@@ -369,3 +369,46 @@ fn the_replay_tui_pauses_seeks_and_changes_speed() {
         assert!(all.contains(at), "{at}: {all}");
     }
 }
+
+/// `pg_trace report` reads a recording as the records its replay prints: the report of a
+/// recording is the report of the live JSON it was recorded beside, in every format.
+#[test]
+fn a_recording_reports_like_its_live_json() {
+    use pg_trace::output::report::{self, ReportFormat};
+    let (path, _, live) = scan_file();
+    let loaded = pg_trace::session::load(path).unwrap();
+    assert_eq!(&loaded, live);
+    for format in [
+        ReportFormat::Html,
+        ReportFormat::Text,
+        ReportFormat::Perfetto,
+    ] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        report::write(&mut a, &loaded, format).unwrap();
+        report::write(&mut b, live, format).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{format:?}");
+    }
+    // Through the binary too, as a support engineer runs it.
+    let out = dir().join("scan-report.txt");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_pg_trace"))
+        .args(["report", "--format", "text", "-o"])
+        .arg(&out)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let names: Vec<&str> = live
+        .iter()
+        .filter_map(|r| match r {
+            Record::Progress(p) => p.name.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert!(!names.is_empty());
+    assert!(
+        names.iter().all(|n| text.contains(n)),
+        "{names:?} in\n{text}"
+    );
+}

@@ -25,11 +25,28 @@ struct Kind {
 }
 
 /// Every kind of file `load` reads, tried in order on the file's first bytes.
-const KINDS: &[Kind] = &[Kind {
-    name: "NDJSON of line mode (pg_trace -p PID --no-tui --format json)",
-    sniff: ndjson_sniff,
-    read: ndjson_read,
-}];
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "a recording (pg_trace record)",
+        sniff: recording_sniff,
+        read: recording_read,
+    },
+    Kind {
+        name: "NDJSON of line mode (pg_trace -p PID --no-tui --format json)",
+        sniff: ndjson_sniff,
+        read: ndjson_read,
+    },
+];
+
+fn recording_sniff(head: &[u8]) -> bool {
+    head.starts_with(super::record::format::MAGIC)
+}
+
+/// A recording is replayed at full speed through line mode's JSON: the report of a
+/// recording is the report of the records its replay prints.
+fn recording_read(path: &Path, _: &mut dyn BufRead) -> Result<Vec<Record>> {
+    super::replay::replay_records(path)
+}
 
 /// How many bytes `sniff` sees at most.
 const HEAD: usize = 64;
