@@ -53,6 +53,12 @@ mod skel {
 use skel::{SyscallsSkel, SyscallsSkelBuilder};
 
 mod exits;
+mod io_latency;
+mod kernel_time;
+mod sched;
+mod wait_watch;
+
+use kernel_time::KernelTime;
 
 /// The record layout of `bpf/events.h`. Keep the two in step.
 mod wire {
@@ -512,6 +518,9 @@ pub struct EbpfTracer {
     link: Option<Link>,
     /// The exit hook (pid identity in the kernel: see `exits.rs`).
     exits: Option<exits::ExitWatch>,
+    /// Where the time goes: scheduler times (default), I/O latency and exact waits
+    /// (opt-in); see `sched.rs`, `io_latency.rs`, `wait_watch.rs`.
+    kernel: KernelTime,
     ring: Option<RingBuffer<'static>>,
     skel: Option<SyscallsSkel<'static>>,
     _slot: ObjectSlot,
@@ -579,6 +588,7 @@ impl EbpfTracer {
             fork_link: None,
             link: None,
             exits: None,
+            kernel: KernelTime::default(),
             ring: None,
             skel: Some(skel),
             _slot: slot,
@@ -614,6 +624,7 @@ impl EbpfTracer {
         tracer.link = Some(link);
         tracer.exits = Some(exits);
         tracer.ring = Some(ring);
+        tracer.attach_sched();
         Ok(tracer)
     }
 
@@ -683,6 +694,7 @@ impl EbpfTracer {
                 self.pids.retain(|&p| p != ev.pid);
                 self.unfollow(ev.pid);
                 self.aio_unregister(ev.pid);
+                self.forget_sched(ev.pid);
                 self.events += 1;
                 out.push(ev);
             }
@@ -872,6 +884,7 @@ impl Tracer for EbpfTracer {
         }
         self.pids.push(pid);
         self.aio_register(pid);
+        self.seed_sched(pid);
         Ok(())
     }
 
@@ -879,6 +892,7 @@ impl Tracer for EbpfTracer {
         self.pids.retain(|&p| p != pid);
         self.unfollow(pid);
         self.aio_unregister(pid);
+        self.forget_sched(pid);
     }
 
     fn attributes_io_workers(&self) -> bool {
@@ -920,6 +934,7 @@ impl Tracer for EbpfTracer {
         });
         self.events += n as u64;
         self.lost[IDX_GARBLED] += garbled;
+        self.poll_kernel_time(out);
         self.finish_exits(exits, out);
         if rc < 0 {
             bail!(
@@ -980,6 +995,7 @@ impl Tracer for EbpfTracer {
         if let Some(watch) = self.exits.as_mut() {
             watch.detach();
         }
+        self.kernel.detach();
         drop(self.link.take());
     }
 
@@ -997,7 +1013,16 @@ impl Tracer for EbpfTracer {
         )];
         v.extend(self.aio_notes.iter().cloned());
         v.extend(self.run_time_stats.why_not.iter().cloned());
+        v.extend(self.kernel.notes.iter().cloned());
         v
+    }
+
+    fn enable_io_latency(&mut self) -> anyhow::Result<()> {
+        self.enable_io_latency_watch()
+    }
+
+    fn watch_wait_event(&mut self, pid: Pid, addr: u64) -> anyhow::Result<()> {
+        self.watch_wait_event_at(pid, addr)
     }
 
     /// The syscall-exit and process-exit programs. Their runs are those of every process
