@@ -57,6 +57,17 @@ pub struct Cli {
     #[arg(long)]
     pub no_memory: bool,
 
+    /// Time every read, write and fsync from entry to exit (eBPF), for latency per
+    /// relation and the page-cache/disk split: costs the backend more than the default.
+    #[arg(long)]
+    pub io_latency: bool,
+
+    /// Every wait start and end of the backend, exactly, from a hardware watchpoint on its
+    /// wait_event_info (eBPF): each wait transition traps (about 15 µs on a VM); the
+    /// expected cost is said first.
+    #[arg(long)]
+    pub exact_waits: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -71,6 +71,10 @@ fn run(cli: Cli) -> Result<()> {
                     no_memory: cli.no_memory,
                     debug: cli.debug,
                     duration: duration(&cli)?,
+                    kernel: session::kernel_time::KernelOptions {
+                        io_latency: cli.io_latency,
+                        exact_waits: cli.exact_waits,
+                    },
                 });
             }
             let Some(pid) = cli.pid else {
@@ -85,6 +89,10 @@ fn run(cli: Cli) -> Result<()> {
                 debug: cli.debug,
                 usdt,
                 no_memory: cli.no_memory,
+                kernel: session::kernel_time::KernelOptions {
+                    io_latency: cli.io_latency,
+                    exact_waits: cli.exact_waits,
+                },
             });
         }
     }

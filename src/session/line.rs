@@ -25,6 +25,8 @@ pub struct Options {
     pub usdt: UsdtConfig,
     /// Do not read the backend's status from memory.
     pub no_memory: bool,
+    /// `--io-latency`, `--exact-waits`.
+    pub kernel: super::kernel_time::KernelOptions,
 }
 
 /// What the loop itself needs of the options.
@@ -51,6 +53,7 @@ impl From<&Options> for Pace {
 pub fn run(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    session.enable_kernel(&opts.kernel)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
     let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));

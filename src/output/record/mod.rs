@@ -25,7 +25,7 @@ pub use trace::{
     AttachRecord, FileRecord, LockWaitRecord, ProgressRecord, QueryRecord, StatsRecord,
     SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads, UsdtRecord,
 };
-pub use waits::{IoLatencyRow, QueryWaits, WaitShare, WaitsRecord};
+pub use waits::{ExactWait, IoLatencyRow, QueryWaits, WaitShare, WaitsRecord};
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};

@@ -1,20 +1,14 @@
 //! The tracer's side of "where the time goes": which of the scheduler, I/O latency and
 //! watchpoint programs run, and how their output joins the tracer's poll.
 
-use std::time::{Duration, Instant};
-
 use super::{io_latency, sched, wait_watch, EbpfTracer};
 use crate::trace::{monotonic_ns, Event, EventKind, Pid};
-
-/// Scheduler times are read at most this often (a map walk over the traced threads).
-const SCHED_READ_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 pub(super) struct KernelTime {
     pub(super) sched: Option<sched::SchedWatch>,
     pub(super) io: Option<io_latency::IoLatencyWatch>,
     pub(super) waits: Option<wait_watch::WaitWatch>,
-    last_sched_read: Option<Instant>,
     /// Why something is not measured, for `limitations`.
     pub(super) notes: Vec<String>,
     /// Lost records already reported: (I/O latency, wait transitions, garbled).
@@ -101,8 +95,8 @@ impl EbpfTracer {
         Ok(())
     }
 
-    /// After the events ring buffer: the timed calls and wait transitions, then (every
-    /// 100 ms) the scheduler times, then what could not be delivered.
+    /// After the events ring buffer: the timed calls and wait transitions, then the
+    /// scheduler times, then what could not be delivered.
     pub(super) fn poll_kernel_time(&mut self, out: &mut Vec<Event>) {
         if let Some(io) = self.kernel.io.as_ref() {
             self.kernel.garbled += io.drain(out);
@@ -110,14 +104,10 @@ impl EbpfTracer {
         if let Some(w) = self.kernel.waits.as_ref() {
             self.kernel.garbled += w.drain(out);
         }
-        let due = self
-            .kernel
-            .last_sched_read
-            .map_or(true, |t| t.elapsed() >= SCHED_READ_EVERY);
-        if let (true, Some(w), Some(skel)) = (due, self.kernel.sched.as_ref(), self.skel.as_ref())
-        {
+        // Every poll: a tick right after one then sees times as of then (a map walk
+        // over the traced threads, a few system calls).
+        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
             w.read(skel, &self.pids, out);
-            self.kernel.last_sched_read = Some(Instant::now());
         }
         let Some(bss) = self.skel.as_ref().and_then(|s| s.maps.bss_data.as_deref()) else {
             return;

@@ -141,32 +141,59 @@ impl SchedWatch {
     }
 
     /// One [`EventKind::SchedTimes`] per pid of `pids`, as of now.
+    ///
+    /// The totals and the open states are read apart while switches go on: a state closed
+    /// between the two reads would count twice or not at all. So the threads are read on
+    /// both sides of the totals, and the whole is read again (three times at most) unless
+    /// no thread of ours changed state meanwhile.
     pub(super) fn read(&self, skel: &SyscallsSkel<'static>, pids: &[Pid], out: &mut Vec<Event>) {
         if pids.is_empty() {
             return;
         }
-        let now = monotonic_ns();
-        let threads: Vec<(u64, u32, usize)> = skel
-            .maps
-            .sched_threads
-            .keys()
-            .filter_map(|k| skel.maps.sched_threads.lookup(&k, MapFlags::ANY).ok()?)
-            .filter_map(|v| decode_thread(&v))
-            .collect();
-        for &pid in pids {
-            let totals = skel
+        let threads = || -> Vec<(u32, u64, u32, usize)> {
+            let mut v: Vec<(u32, u64, u32, usize)> = skel
                 .maps
+                .sched_threads
+                .keys()
+                .filter_map(|k| {
+                    let tid = u32::from_ne_bytes(k.get(..4)?.try_into().ok()?);
+                    let v = skel.maps.sched_threads.lookup(&k, MapFlags::ANY).ok()??;
+                    let (since, tgid, st) = decode_thread(&v)?;
+                    pids.contains(&(tgid as Pid)).then_some((tid, since, tgid, st))
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let totals_of = |pid: Pid| {
+            skel.maps
                 .sched_totals
                 .lookup(&(pid as u32).to_ne_bytes(), MapFlags::ANY)
                 .ok()
                 .flatten()
                 .and_then(|v| decode_totals(&v))
-                .unwrap_or_default();
-            let open = threads
+                .unwrap_or_default()
+        };
+        let mut before = threads();
+        let (mut totals, mut now);
+        let mut tries = 0;
+        loop {
+            totals = pids.iter().map(|&p| totals_of(p)).collect::<Vec<_>>();
+            now = monotonic_ns();
+            let after = threads();
+            tries += 1;
+            if after == before || tries == 3 {
+                before = after;
+                break;
+            }
+            before = after;
+        }
+        for (&pid, &total) in pids.iter().zip(&totals) {
+            let open = before
                 .iter()
-                .filter(|(_, tgid, _)| *tgid == pid as u32)
-                .map(|&(since, _, st)| (since, st));
-            let t = with_open_states(totals, open, now);
+                .filter(|(_, _, tgid, _)| *tgid == pid as u32)
+                .map(|&(_, since, _, st)| (since, st));
+            let t = with_open_states(total, open, now);
             if t == [0; ST_COUNT] {
                 continue;
             }
