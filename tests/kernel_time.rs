@@ -100,7 +100,7 @@ fn check_sched(c: &Cluster) {
     );
 }
 
-/// Drops every segment of a relation's main fork from the page cache.
+/// Drops every segment of a relation's main fork from the page cache (written out first).
 fn drop_from_page_cache(c: &Cluster, rel: &str) {
     let rows = c.psql("postgres", &format!("SELECT pg_relation_filepath('{rel}')"));
     let path = c.datadir.join(rows[0][0].as_ref().unwrap());
@@ -117,6 +117,9 @@ fn drop_from_page_cache(c: &Cluster, rel: &str) {
         let Ok(f) = std::fs::File::open(&p) else {
             break;
         };
+        // Dirty pages (the shutdown checkpoint just wrote them) are not dropped: write
+        // them out first.
+        f.sync_all().expect("fsync");
         // SAFETY: posix_fadvise on an fd we own, whole file.
         let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         assert_eq!(rc, 0, "fadvise {}", p.display());
