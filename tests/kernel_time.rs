@@ -127,10 +127,14 @@ fn drop_from_page_cache(c: &Cluster, rel: &str) {
     }
 }
 
-/// A scan in random block order (an index scan on a shuffled key): every heap block is
-/// one pread64 of its own, which kernel readahead does not anticipate.
+/// A scan from the last block to the first (a backward index scan): every heap block is
+/// one pread64 of its own, and the kernel's readahead, which looks behind a read for a
+/// forward stream, reads no more than asked (going forward, or in random order, it soon
+/// finds cached blocks behind a read and reads ahead: a cold random scan still comes
+/// about 40 % from the page cache).
 const SCAN: &str = "SET enable_seqscan = off; SET enable_bitmapscan = off; \
-                    SELECT sum(length(pad)) FROM t WHERE k >= 0";
+                    SELECT sum(length(pad)) FROM (SELECT pad FROM t WHERE k >= 0 \
+                    ORDER BY k DESC) s";
 
 /// The read row of public.t's main fork after one scan by a fresh backend.
 fn traced_scan(c: &Cluster) -> pg_trace::output::record::IoLatencyRow {
@@ -152,8 +156,7 @@ fn check_io_latency(c: &mut Cluster) {
     c.execute(
         "postgres",
         "CREATE TABLE t (k int, pad text); \
-         INSERT INTO t SELECT k, repeat('x', 400) FROM \
-           (SELECT k FROM generate_series(1, 20000) k ORDER BY random()) s; \
+         INSERT INTO t SELECT k, repeat('x', 400) FROM generate_series(1, 20000) k; \
          CREATE INDEX ON t (k);",
     );
     c.execute("postgres", "VACUUM ANALYZE t");
@@ -168,7 +171,7 @@ fn check_io_latency(c: &mut Cluster) {
     eprintln!("PG{}: cold {cold:?}\nPG{}: warm {warm:?}", c.major, c.major);
     assert!(cold.count >= 300 && warm.count >= 300, "{cold:?} {warm:?}");
     let (cs, ws) = (cold.page_cache_share.unwrap(), warm.page_cache_share.unwrap());
-    assert!(cs < 0.5, "PG{}: cold scan mostly from the page cache: {cold:?}", c.major);
+    assert!(cs < 0.2, "PG{}: cold scan mostly from the page cache: {cold:?}", c.major);
     assert!(ws > 0.9, "PG{}: warm scan not from the page cache: {warm:?}", c.major);
     assert!(cold.p50_us > warm.p50_us, "{cold:?} {warm:?}");
 }
