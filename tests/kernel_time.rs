@@ -170,9 +170,20 @@ fn check_io_latency(c: &mut Cluster) {
     let warm = traced_scan(c);
     eprintln!("PG{}: cold {cold:?}\nPG{}: warm {warm:?}", c.major, c.major);
     assert!(cold.count >= 300 && warm.count >= 300, "{cold:?} {warm:?}");
-    let (cs, ws) = (cold.page_cache_share.unwrap(), warm.page_cache_share.unwrap());
-    assert!(cs < 0.2, "PG{}: cold scan mostly from the page cache: {cold:?}", c.major);
-    assert!(ws > 0.9, "PG{}: warm scan not from the page cache: {warm:?}", c.major);
+    let (cs, ws) = (
+        cold.page_cache_share.unwrap(),
+        warm.page_cache_share.unwrap(),
+    );
+    assert!(
+        cs < 0.2,
+        "PG{}: cold scan mostly from the page cache: {cold:?}",
+        c.major
+    );
+    assert!(
+        ws > 0.9,
+        "PG{}: warm scan not from the page cache: {warm:?}",
+        c.major
+    );
     assert!(cold.p50_us > warm.p50_us, "{cold:?} {warm:?}");
 }
 

@@ -93,7 +93,7 @@ fn record_in(map: &mut BTreeMap<Key, Cell>, key: &Key, latency_ns: u64, disk: Op
 fn rows_of(map: &BTreeMap<Key, Cell>) -> Vec<LatencyRow> {
     let mut v: Vec<LatencyRow> = map
         .iter()
-        .filter(|(_, c)| c.hist.len() > 0)
+        .filter(|(_, c)| !c.hist.is_empty())
         .map(|((rel, fork, op), c)| LatencyRow {
             relation: rel.clone(),
             fork: *fork,
@@ -163,7 +163,14 @@ mod tests {
         assert_eq!(l.total()[0].count, 100);
         // Unclassified calls say nothing about the page cache.
         l.record(key("public.u"), 10, None);
-        assert_eq!(l.total().iter().find(|r| r.relation == "public.u").unwrap().page_cache_share, None);
+        assert_eq!(
+            l.total()
+                .iter()
+                .find(|r| r.relation == "public.u")
+                .unwrap()
+                .page_cache_share,
+            None
+        );
     }
 
     #[test]

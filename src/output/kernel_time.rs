@@ -92,6 +92,7 @@ pub fn waits_records(model: &Model, start: u64, since: u64, now: u64) -> Vec<Rec
             window_s,
             cpu_s: t.map(|t| t.running_ns as f64 / 1e9),
             off_cpu_s: t.map(|t| t.off_cpu_ns() as f64 / 1e9),
+            uninterruptible_s: t.map(|t| t.blocked_ns as f64 / 1e9),
             runqueue_s: t.map(|t| t.runqueue_ns as f64 / 1e9),
             events: Vec::new(),
             queries: Vec::new(),

@@ -67,7 +67,9 @@ pub fn exact_waits(pid: Pid, major: u32, tracer: &mut dyn Tracer) -> Result<Watc
     let (addr, _) = reader
         .wait_event_address(pid)
         .map_err(|e| anyhow!("--exact-waits: pid {pid}: {e}"))?
-        .ok_or_else(|| anyhow!("--exact-waits: pid {pid} has no PGPROC (no wait event to watch)"))?;
+        .ok_or_else(|| {
+            anyhow!("--exact-waits: pid {pid} has no PGPROC (no wait event to watch)")
+        })?;
     let mem = ProcMem::open(pid).map_err(|e| anyhow!("--exact-waits: pid {pid}: {e}"))?;
     let rate = transition_rate(&mem, addr, RATE_WINDOW)
         .map_err(|e| anyhow!("--exact-waits: pid {pid}: {e}"))?;

@@ -5,8 +5,8 @@
 
 pub mod backend;
 pub mod copier;
-pub mod keys;
 pub mod kernel_time;
+pub mod keys;
 pub mod line;
 pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.

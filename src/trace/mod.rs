@@ -62,7 +62,10 @@ pub trait Tracer {
     /// Time every read, write and sync call of the traced processes from entry to exit
     /// ([`EventKind::IoLatency`]; `--io-latency`).
     fn enable_io_latency(&mut self) -> anyhow::Result<()> {
-        anyhow::bail!("--io-latency needs the eBPF backend ({} cannot time calls)", self.name())
+        anyhow::bail!(
+            "--io-latency needs the eBPF backend ({} cannot time calls)",
+            self.name()
+        )
     }
     /// Watch every write of `pid`'s `wait_event_info`, at `addr` in its address space
     /// ([`EventKind::WaitTransition`]; `--exact-waits`).

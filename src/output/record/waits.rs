@@ -18,6 +18,8 @@ pub struct WaitsRecord {
     /// From the scheduler: null when not measured.
     pub cpu_s: Option<f64>,
     pub off_cpu_s: Option<f64>,
+    /// The part of `off_cpu_s` in uninterruptible sleep (D state: mostly the device).
+    pub uninterruptible_s: Option<f64>,
     pub runqueue_s: Option<f64>,
     pub events: Vec<WaitShare>,
     pub queries: Vec<QueryWaits>,

@@ -114,7 +114,10 @@ impl SchedWatch {
         };
         let now = monotonic_ns();
         for entry in dir.flatten() {
-            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(tid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -159,7 +162,8 @@ impl SchedWatch {
                     let tid = u32::from_ne_bytes(k.get(..4)?.try_into().ok()?);
                     let v = skel.maps.sched_threads.lookup(&k, MapFlags::ANY).ok()??;
                     let (since, tgid, st) = decode_thread(&v)?;
-                    pids.contains(&(tgid as Pid)).then_some((tid, since, tgid, st))
+                    pids.contains(&(tgid as Pid))
+                        .then_some((tid, since, tgid, st))
                 })
                 .collect();
             v.sort_unstable();
@@ -231,7 +235,10 @@ mod tests {
         let t = with_open_states([10, 0, 5, 0], [(100, ST_RUNNING), (150, ST_DISK)], 200);
         assert_eq!(t, [110, 0, 5, 50]);
         // A thread stamped after `now` (read races a switch) adds nothing.
-        assert_eq!(with_open_states([1, 2, 3, 4], [(300, ST_SLEEP)], 200), [1, 2, 3, 4]);
+        assert_eq!(
+            with_open_states([1, 2, 3, 4], [(300, ST_SLEEP)], 200),
+            [1, 2, 3, 4]
+        );
     }
 
     #[test]
