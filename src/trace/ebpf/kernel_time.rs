@@ -55,6 +55,13 @@ impl EbpfTracer {
         }
     }
 
+    /// Detaches the scheduler programs (for the benchmark that measures what they cost).
+    pub fn stop_scheduler_times(&mut self) {
+        if let Some(mut w) = self.kernel.sched.take() {
+            w.detach();
+        }
+    }
+
     pub(super) fn seed_sched(&mut self, pid: Pid) {
         if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
             w.seed(skel, pid);
