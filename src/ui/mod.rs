@@ -10,6 +10,7 @@ pub mod help;
 pub mod log;
 pub mod picker;
 pub mod relations;
+pub mod sched;
 pub mod summary;
 pub mod theme;
 
