@@ -112,7 +112,10 @@ fn sched_bench(reps: usize, rounds: u64) {
     println!(
         "scheduler tracepoints, pipe ping-pong of {rounds} rounds (2 switches each), median of {reps}:"
     );
-    println!("  untraced                              {:>8.1} ms", u * 1e3);
+    println!(
+        "  untraced                              {:>8.1} ms",
+        u * 1e3
+    );
     println!(
         "  eBPF tracer, no scheduler programs    {:>8.1} ms  {:.3}x untraced",
         wo * 1e3,
@@ -195,7 +198,10 @@ fn exact_waits_bench(reps: usize) {
     println!(
         "exact waits, PostgreSQL {major}, {queries} x SELECT 1 (a ClientRead wait each), median of {reps}:"
     );
-    println!("  pg_trace --backend ebpf               {:>8.1} ms", p * 1e3);
+    println!(
+        "  pg_trace --backend ebpf               {:>8.1} ms",
+        p * 1e3
+    );
     println!(
         "  ... --exact-waits                     {:>8.1} ms  {:.2}x",
         e * 1e3,

@@ -57,7 +57,14 @@ fn two_more_totals(t: &mut Trace) -> WaitsRecord {
 fn check_refusals(pid: i32) {
     for flag in ["--io-latency", "--exact-waits"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg_trace"))
-            .args(["-p", &pid.to_string(), "--no-tui", "--backend", "procfs", flag])
+            .args([
+                "-p",
+                &pid.to_string(),
+                "--no-tui",
+                "--backend",
+                "procfs",
+                flag,
+            ])
             .args(["--duration", "5"])
             .output()
             .unwrap();

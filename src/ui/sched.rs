@@ -118,7 +118,11 @@ mod tests {
         let mut m = Model::new(7, 1 << 30);
         let mut n = NoNames;
         assert!(lines(&m, &Theme::mono(), 100).is_empty());
-        let ev = |ts, kind| Event { ts_ns: ts, pid: 7, kind };
+        let ev = |ts, kind| Event {
+            ts_ns: ts,
+            pid: 7,
+            kind,
+        };
         m.apply(
             &ev(
                 1,
