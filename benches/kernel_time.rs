@@ -39,13 +39,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A pipe's read and write ends.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) writes two new fds into the array we own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: both fds were just created and are owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
 /// The child: two threads pass a byte back and forth through two pipes `rounds` times
 /// (two context switches per round), after a byte on stdin; prints the seconds taken.
 fn ping_pong_child(rounds: u64) {
     let mut go = [0u8; 1];
     std::io::stdin().read_exact(&mut go).unwrap();
-    let (mut a_r, mut a_w) = std::io::pipe().unwrap();
-    let (mut b_r, mut b_w) = std::io::pipe().unwrap();
+    let (mut a_r, mut a_w) = pipe();
+    let (mut b_r, mut b_w) = pipe();
     let t = Instant::now();
     let other = std::thread::spawn(move || {
         let mut buf = [0u8; 1];
@@ -172,8 +187,7 @@ fn exact_waits_bench(reps: usize) {
         assert!(ch.wait().unwrap().success());
         // Waits begun (each one, a start and an end: two transitions).
         rest.lines()
-            .filter(|l| l.contains("\"type\":\"waits\"") && l.contains("\"scope\":\"total\""))
-            .last()
+            .rfind(|l| l.contains("\"type\":\"waits\"") && l.contains("\"scope\":\"total\""))
             .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .and_then(|v| {
                 v["exact"].as_array().map(|a| {
