@@ -164,7 +164,7 @@ fn exact_waits_bench(reps: usize) {
     let trace = |exact: bool| {
         let mut cmd = Command::new(BIN);
         cmd.args(["-p", &pid.to_string(), "--no-tui", "--format", "json"])
-            .args(["--backend", "ebpf", "--no-usdt", "--interval", "100000"]);
+            .args(["--backend", "ebpf", "--no-usdt", "--interval", "200"]);
         if exact {
             cmd.arg("--exact-waits");
         }
@@ -173,10 +173,14 @@ fn exact_waits_bench(reps: usize) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // The attach record is written once everything is on.
+        // Everything is on once the first interval is out (stdout is flushed per
+        // interval).
         let mut out = std::io::BufReader::new(ch.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
+        let mut line = String::new();
+        while !line.contains("\"type\":\"stats\"") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "pg_trace ended early");
+        }
         (ch, out)
     };
     let stop = |(mut ch, mut out): (std::process::Child, std::io::BufReader<_>)| {

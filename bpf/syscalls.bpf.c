@@ -815,8 +815,10 @@ struct {
 	__type(value, struct pgt_thread);
 } sched_threads SEC(".maps");
 
+/* Per CPU: a switch adds to its own CPU's copy, with no atomic and no cache line
+ * shared with the other CPUs; user space sums the copies. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct pgt_sched_totals);
@@ -850,7 +852,7 @@ static __always_inline void sched_add(__u32 tgid, __u32 st, __u64 d)
 	 * the verifier needs: hide what it knows, then mask. */
 	asm volatile("" : "+r"(st));
 	st &= PGT_ST_COUNT - 1;
-	__sync_fetch_and_add(&t->ns[st], d);
+	t->ns[st] += d;
 }
 
 /* Whether the I/O latency programs are attached (user space sets it). */

@@ -169,14 +169,24 @@ impl SchedWatch {
             v.sort_unstable();
             v
         };
+        // Per CPU in the kernel: summed here.
         let totals_of = |pid: Pid| {
-            skel.maps
+            let per_cpu = skel
+                .maps
                 .sched_totals
-                .lookup(&(pid as u32).to_ne_bytes(), MapFlags::ANY)
+                .lookup_percpu(&(pid as u32).to_ne_bytes(), MapFlags::ANY)
                 .ok()
                 .flatten()
-                .and_then(|v| decode_totals(&v))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            per_cpu
+                .iter()
+                .filter_map(|v| decode_totals(v))
+                .fold([0u64; ST_COUNT], |mut acc, t| {
+                    for (a, x) in acc.iter_mut().zip(t) {
+                        *a = a.saturating_add(x);
+                    }
+                    acc
+                })
         };
         let mut before = threads();
         let (mut totals, mut now);
