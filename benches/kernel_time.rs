@@ -179,7 +179,10 @@ fn exact_waits_bench(reps: usize) {
         let mut line = String::new();
         while !line.contains("\"type\":\"stats\"") {
             line.clear();
-            assert!(out.read_line(&mut line).unwrap() > 0, "pg_trace ended early");
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "pg_trace ended early"
+            );
         }
         (ch, out)
     };
