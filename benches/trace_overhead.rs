@@ -1,5 +1,5 @@
 //! What tracing costs the traced backend: the same cache-warm sequential scan untraced,
-//! under `pg_trace --backend ebpf`, `--backend usdt`, `auto` (ebpf + usdt), `--backend
+//! under `pg_trace --backend ebpf` (also with `--io-latency`), `--backend usdt`, `auto` (ebpf + usdt), `--backend
 //! ptrace`, `--backend procfs`, and under strace, a few repetitions each; prints medians
 //! and ratios to untraced.
 //!
@@ -138,6 +138,11 @@ fn main() {
     let mut modes: Vec<(String, Option<Vec<String>>)> = vec![
         ("untraced".into(), None),
         ("pg_trace --backend ebpf".into(), pg_trace("ebpf")),
+        ("pg_trace --backend ebpf --io-latency".into(), {
+            let mut v = pg_trace("ebpf").unwrap();
+            v.push("--io-latency".into());
+            Some(v)
+        }),
         ("pg_trace --backend usdt".into(), pg_trace("usdt")),
         (
             "pg_trace --backend auto (ebpf+usdt)".into(),

@@ -75,6 +75,16 @@ pub struct Cli {
     /// Ring mode: do not write the ring out when the verdict turns into a stall.
     #[arg(long, global = true)]
     pub no_dump_on_stall: bool,
+    /// Time every read, write and fsync from entry to exit (eBPF), for latency per
+    /// relation and the page-cache/disk split: costs the backend more than the default.
+    #[arg(long)]
+    pub io_latency: bool,
+
+    /// Every wait start and end of the backend, exactly, from a hardware watchpoint on its
+    /// wait_event_info (eBPF): each wait transition traps (about 15 µs on a VM); the
+    /// expected cost is said first.
+    #[arg(long)]
+    pub exact_waits: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -114,6 +114,10 @@ fn run(cli: Cli) -> Result<()> {
                     debug: cli.debug,
                     duration: duration(&cli)?,
                     record,
+                    kernel: session::kernel_time::KernelOptions {
+                        io_latency: cli.io_latency,
+                        exact_waits: cli.exact_waits,
+                    },
                 });
             }
             let Some(pid) = cli.pid else {
@@ -157,6 +161,10 @@ fn line_options(
         },
         no_memory: cli.no_memory,
         record: record.map(|p| record_options(cli, p)).transpose()?,
+        kernel: session::kernel_time::KernelOptions {
+            io_latency: cli.io_latency,
+            exact_waits: cli.exact_waits,
+        },
     })
 }
 

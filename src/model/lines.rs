@@ -324,7 +324,11 @@ pub fn shows_syscall(ev: &Event, applied: bool) -> bool {
     let is_close = matches!(ev.kind, EventKind::Close { .. });
     let sample = matches!(
         ev.kind,
-        EventKind::FileState { .. } | EventKind::Status { .. }
+        EventKind::FileState { .. }
+            | EventKind::Status { .. }
+            | EventKind::SchedTimes { .. }
+            | EventKind::IoLatency { .. }
+            | EventKind::WaitTransition { .. }
     );
     !sample && is_close != applied
 }

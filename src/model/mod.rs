@@ -6,11 +6,14 @@ pub mod copier;
 pub mod cost;
 pub mod coverage;
 pub mod credit;
+pub mod exact_waits;
 pub mod files;
+pub mod io_latency;
 pub mod lines;
 pub mod operation;
 pub mod relations;
 pub mod rename;
+pub mod sched;
 pub mod stall;
 pub mod status;
 
@@ -198,6 +201,12 @@ pub struct Model {
     pub operation: Option<operation::OperationState>,
     /// Its line as of the last tick (a base backup's too); None when nothing runs.
     pub operation_view: Option<operation::OperationView>,
+    /// Scheduler times per traced process (eBPF).
+    pub sched: sched::SchedFold,
+    /// Read/write/sync latency per relation (`--io-latency`).
+    pub io_latency: io_latency::IoLatency,
+    /// The leader's exact wait transitions (`--exact-waits`).
+    pub exact_waits: exact_waits::ExactWaits,
 }
 
 impl Model {
@@ -233,6 +242,9 @@ impl Model {
             server_backup_view: None,
             operation: None,
             operation_view: None,
+            sched: sched::SchedFold::default(),
+            io_latency: io_latency::IoLatency::default(),
+            exact_waits: exact_waits::ExactWaits::default(),
         }
     }
 
@@ -349,6 +361,17 @@ impl Model {
             }
             None => owner == self.leader,
         }
+    }
+
+    /// What a timed call on `fd` of `pid` is counted under: its relation and fork, or the
+    /// file's label (WAL, a temp file); None for what is no file of ours (a socket, a
+    /// pipe, an fd never seen opened).
+    fn latency_key(&self, pid: Pid, fd: i32, op: crate::trace::IoOp) -> Option<io_latency::Key> {
+        let f = self.files.get(&(pid, fd))?;
+        Some(match &f.named.relation {
+            Some(r) => (r.id.label.clone(), Some(r.fork.as_str()), op),
+            None => (f.named.label.clone(), None, op),
+        })
     }
 
     /// A relation by its main-fork path (`pg_relation_filepath()`), as records name it.
@@ -482,6 +505,35 @@ impl Model {
                 if *external == Some(true) {
                     self.sorts_external += 1;
                 }
+            }
+            EventKind::SchedTimes {
+                running_ns,
+                runqueue_ns,
+                sleeping_ns,
+                blocked_ns,
+            } => self.sched.apply(
+                pid,
+                sched::SchedTimes {
+                    running_ns: *running_ns,
+                    runqueue_ns: *runqueue_ns,
+                    sleeping_ns: *sleeping_ns,
+                    blocked_ns: *blocked_ns,
+                },
+            ),
+            EventKind::IoLatency {
+                op,
+                fd,
+                latency_ns,
+                result,
+                disk,
+                ..
+            } if *result >= 0 && role != Some(FollowerRole::IoWorker) => {
+                if let Some(key) = self.latency_key(pid, *fd, *op) {
+                    self.io_latency.record(key, *latency_ns, *disk);
+                }
+            }
+            EventKind::WaitTransition { wait_event_info } if pid == self.leader => {
+                self.exact_waits.apply(*wait_event_info, ts)
             }
             EventKind::Status { sample } => {
                 if let Some(end) = self.status_ends_query(sample, ts) {
@@ -922,6 +974,9 @@ impl Model {
             .map(|t| now_ns.saturating_sub(t))
             .unwrap_or(0);
         self.last_tick_ns = Some(now_ns);
+        self.sched.tick();
+        self.io_latency.tick();
+        self.exact_waits.tick(now_ns);
         self.copier_backup();
         let server = self.server_backup();
         if let Some(b) = self.backup.as_mut() {

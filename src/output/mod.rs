@@ -1,6 +1,7 @@
 //! Line outputs: text for people, NDJSON (one object per line, each with a "type") for scripts.
 
 pub mod catalog;
+pub mod kernel_time;
 pub mod probes;
 pub mod ps;
 pub mod record;

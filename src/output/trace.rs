@@ -306,6 +306,10 @@ pub fn write_interval(
             if let Some(o) = &model.operation_view {
                 record::write(out, &operation_record(model, o, now))?;
             }
+            let start = model.first_ns.unwrap_or(now);
+            for r in super::kernel_time::waits_records(model, start, since_ns, now) {
+                record::write(out, &r)?;
+            }
             record::write(out, &stats_record(model, now, eps))?;
         }
         Format::Text => {
@@ -321,6 +325,9 @@ pub fn write_interval(
             out.write_all(b"\n")?;
             if let Some(v) = &model.status {
                 writeln!(out, "    {}", visible(&super::status::status_line(v)))?;
+            }
+            for l in super::kernel_time::waits_text(model, since_ns, now) {
+                writeln!(out, "  {l}")?;
             }
             if let Some(b) = model.backup.as_ref().filter(|b| b.started()) {
                 writeln!(

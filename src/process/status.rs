@@ -313,6 +313,20 @@ impl StatusReader {
         Ok(self.wait_and_proc(pid)?.0)
     }
 
+    /// Where `pid` writes its wait event (its PGPROC's `wait_event_info`, in its address
+    /// space: shared memory is mapped at the same address in every process of a server)
+    /// and what it holds now. None for a process without a PGPROC.
+    pub fn wait_event_address(&mut self, pid: Pid) -> Result<Option<(u64, u32)>, MemError> {
+        let (value, proc_ptr) = self.wait_and_proc(pid)?;
+        let Some((_, wait_off)) = pgproc_offsets(self.major) else {
+            return Ok(None);
+        };
+        Ok(match (value, proc_ptr) {
+            (Some(v), Some(p)) => Some((p.wrapping_add(wait_off), v)),
+            _ => None,
+        })
+    }
+
     /// The wait event and the address of the process's PGPROC (None without one).
     fn wait_and_proc(&mut self, pid: Pid) -> Result<(Option<u32>, Option<u64>), MemError> {
         let (pid_off, wait_off) = pgproc_offsets(self.major).ok_or_else(|| MemError::Layout {

@@ -27,6 +27,8 @@ pub struct Options {
     pub no_memory: bool,
     /// `--record FILE` / `pg_trace record`: the flight recorder.
     pub record: Option<super::record::RecordOptions>,
+    /// `--io-latency`, `--exact-waits`.
+    pub kernel: super::kernel_time::KernelOptions,
 }
 
 /// What the loop itself needs of the options.
@@ -54,6 +56,8 @@ pub fn run(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
     let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
+    // First, so that a recording's header carries the limitations they add.
+    session.enable_kernel(&opts.kernel)?;
     if let Some(r) = &opts.record {
         session.record(r)?;
         note(super::record::started_note(r));
@@ -70,6 +74,7 @@ pub fn record(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
     let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
+    session.enable_kernel(&opts.kernel)?;
     if let Some(r) = &opts.record {
         session.record(r)?;
         note(super::record::started_note(r));

@@ -7,6 +7,7 @@ mod attaching;
 pub mod backend;
 pub mod copier;
 mod io_uring;
+pub mod kernel_time;
 pub mod keys;
 pub mod line;
 mod load;

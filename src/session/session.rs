@@ -445,6 +445,30 @@ impl Session {
         }
     }
 
+    /// `--io-latency` and `--exact-waits` on a live session: an error when asked for and
+    /// not possible (the user asked; no silent fallback). What the watchpoints will cost
+    /// is said first, in the notes.
+    pub fn enable_kernel(&mut self, o: &super::kernel_time::KernelOptions) -> Result<()> {
+        if !o.io_latency && !o.exact_waits {
+            // Nothing asked: the limitations stay the tracer's (or the attach's, deferred).
+            return Ok(());
+        }
+        if o.io_latency {
+            self.tracer.enable_io_latency()?;
+        }
+        if o.exact_waits {
+            if self.live.is_none() {
+                anyhow::bail!("--exact-waits needs a live process");
+            }
+            let w = super::kernel_time::exact_waits(self.pid, self.major, self.tracer.as_mut())?;
+            self.notes.push(w.note);
+            self.model.exact_waits.major = Some(self.major);
+            self.model.exact_waits.apply(w.value, w.ts_ns);
+        }
+        self.limitations = self.tracer.limitations();
+        Ok(())
+    }
+
     /// The data directory of a live session.
     pub fn datadir(&self) -> Option<&DataDir> {
         self.live.as_ref().map(|l| &l.dd)

@@ -40,6 +40,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// `--record FILE`: record the session given with -p.
     pub record: Option<super::record::RecordOptions>,
+    /// `--io-latency`, `--exact-waits`.
+    pub kernel: super::kernel_time::KernelOptions,
 }
 
 /// How often the picker re-reads /proc: rates over shorter windows jitter.
@@ -555,11 +557,13 @@ fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
     // A recording's header says how the session attached: so, when recording, the attach
     // is made before the first frame; otherwise on a thread, so the first frame never waits.
     let record = opts.record.as_ref().filter(|_| opts.pid == Some(pid));
-    let mut s = if record.is_some() {
+    // The opt-in kernel probes are enabled on a live tracer: they too attach first.
+    let mut s = if record.is_some() || opts.kernel.io_latency || opts.kernel.exact_waits {
         Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?
     } else {
         Session::open_deferred(pid, opts.backend, &opts.usdt, !opts.no_memory)?
     };
+    s.enable_kernel(&opts.kernel)?;
     // Only the process given with -p is recorded, not one picked later.
     if let Some(r) = record {
         s.record(r)?;

@@ -128,6 +128,32 @@ impl Tracer for Combined {
         Err(first_err.unwrap_or_else(|| anyhow::anyhow!("no tracer to follow forks")))
     }
 
+    fn enable_io_latency(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        for p in &mut self.parts {
+            match p.enable_io_latency() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| anyhow::anyhow!("--io-latency: no tracer")))
+    }
+
+    fn watch_wait_event(&mut self, pid: Pid, addr: u64) -> anyhow::Result<()> {
+        let mut first_err = None;
+        for p in &mut self.parts {
+            match p.watch_wait_event(pid, addr) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| anyhow::anyhow!("--exact-waits: no tracer")))
+    }
+
     fn limitations(&self) -> Vec<String> {
         // Said once even when both parts have it (e.g. BPF statistics off).
         let mut v: Vec<String> = Vec::new();

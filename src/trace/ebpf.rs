@@ -53,7 +53,13 @@ mod skel {
 use skel::{SyscallsSkel, SyscallsSkelBuilder};
 
 mod exits;
+mod io_latency;
+mod kernel_time;
+mod sched;
 mod uring;
+mod wait_watch;
+
+use kernel_time::KernelTime;
 
 /// The record layout of `bpf/events.h`. Keep the two in step.
 mod wire {
@@ -543,6 +549,9 @@ pub struct EbpfTracer {
     exits: Option<exits::ExitWatch>,
     /// The io_uring programs (`uring.rs`), or why they are not attached.
     uring: Option<uring::UringCapture>,
+    /// Where the time goes: scheduler times (default), I/O latency and exact waits
+    /// (opt-in); see `sched.rs`, `io_latency.rs`, `wait_watch.rs`.
+    kernel: KernelTime,
     ring: Option<RingBuffer<'static>>,
     skel: Option<SyscallsSkel<'static>>,
     _slot: ObjectSlot,
@@ -613,6 +622,7 @@ impl EbpfTracer {
             link: None,
             exits: None,
             uring: None,
+            kernel: KernelTime::default(),
             ring: None,
             skel: Some(skel),
             _slot: slot,
@@ -650,6 +660,7 @@ impl EbpfTracer {
         tracer.link = Some(link);
         tracer.exits = Some(exits);
         tracer.ring = Some(ring);
+        tracer.attach_sched();
         Ok(tracer)
     }
 
@@ -720,6 +731,7 @@ impl EbpfTracer {
                 self.unfollow(ev.pid);
                 self.aio_unregister(ev.pid);
                 uring::forget(ev.pid);
+                self.forget_sched(ev.pid);
                 self.events += 1;
                 out.push(ev);
             }
@@ -909,6 +921,7 @@ impl Tracer for EbpfTracer {
         }
         self.pids.push(pid);
         self.aio_register(pid);
+        self.seed_sched(pid);
         Ok(())
     }
 
@@ -916,6 +929,7 @@ impl Tracer for EbpfTracer {
         self.pids.retain(|&p| p != pid);
         self.unfollow(pid);
         self.aio_unregister(pid);
+        self.forget_sched(pid);
     }
 
     fn attributes_io_workers(&self) -> bool {
@@ -972,6 +986,7 @@ impl Tracer for EbpfTracer {
         self.events += n as u64;
         self.lost[IDX_GARBLED] += garbled;
         self.lost[IDX_URING_UNNAMED] += unnamed;
+        self.poll_kernel_time(out);
         self.finish_exits(exits, out);
         if rc < 0 {
             bail!(
@@ -1035,6 +1050,7 @@ impl Tracer for EbpfTracer {
         if let Some(uring) = self.uring.as_mut() {
             uring.detach();
         }
+        self.kernel.detach();
         drop(self.link.take());
     }
 
@@ -1052,7 +1068,16 @@ impl Tracer for EbpfTracer {
         )];
         v.extend(self.aio_notes.iter().cloned());
         v.extend(self.run_time_stats.why_not.iter().cloned());
+        v.extend(self.kernel.notes.iter().cloned());
         v
+    }
+
+    fn enable_io_latency(&mut self) -> anyhow::Result<()> {
+        self.enable_io_latency_watch()
+    }
+
+    fn watch_wait_event(&mut self, pid: Pid, addr: u64) -> anyhow::Result<()> {
+        self.watch_wait_event_at(pid, addr)
     }
 
     /// The syscall-exit and process-exit programs. Their runs are those of every process

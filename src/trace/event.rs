@@ -153,6 +153,25 @@ impl Syscall {
     }
 }
 
+/// What a timed I/O call did, for latency per relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoOp {
+    Read,
+    Write,
+    Fsync,
+}
+
+impl IoOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoOp::Read => "read",
+            IoOp::Write => "write",
+            IoOp::Fsync => "fsync",
+        }
+    }
+}
+
 /// Why a process joined the trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -345,6 +364,32 @@ pub enum EventKind {
         done: bool,
         flags: Option<i32>,
         buffers_written: Option<i64>,
+    },
+    /// The process's time by scheduler state since the trace began, cumulative, in
+    /// nanoseconds (eBPF `sched_switch`/`sched_wakeup`): on a CPU, runnable and waiting for
+    /// one, sleeping (S), in uninterruptible sleep (D: mostly the device). Summed over
+    /// its threads.
+    SchedTimes {
+        running_ns: u64,
+        runqueue_ns: u64,
+        sleeping_ns: u64,
+        blocked_ns: u64,
+    },
+    /// One read, write or sync call timed from its entry to its exit (`--io-latency`).
+    /// `disk`: the thread slept in D state during it (waited for the device); None when
+    /// that cannot be told.
+    IoLatency {
+        op: IoOp,
+        syscall_nr: u32,
+        fd: i32,
+        latency_ns: u64,
+        result: i64,
+        disk: Option<bool>,
+    },
+    /// The backend wrote `wait_event_info` (`--exact-waits`: a hardware watchpoint); the
+    /// value written. 0: no longer waiting.
+    WaitTransition {
+        wait_event_info: u32,
     },
     /// The process's own status read from shared memory and /proc, once per tick
     /// (`--no-memory`: /proc only). A recording replays it like any other event.

@@ -12,7 +12,8 @@ pub mod replay;
 pub mod usdt;
 
 pub use event::{
-    monotonic_ns, BlockIo, BlockProbe, Event, EventKind, FollowerRole, Pid, QueryPhase, Syscall,
+    monotonic_ns, BlockIo, BlockProbe, Event, EventKind, FollowerRole, IoOp, Pid, QueryPhase,
+    Syscall,
 };
 
 /// Counters every tracer keeps; shown in the header and in JSON.
@@ -66,6 +67,19 @@ pub trait Tracer {
     /// rather than by the tracer: only a tracer that stops processes can tell.
     fn stopped_by_signal(&self, _pid: Pid) -> bool {
         false
+    }
+    /// Time every read, write and sync call of the traced processes from entry to exit
+    /// ([`EventKind::IoLatency`]; `--io-latency`).
+    fn enable_io_latency(&mut self) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "--io-latency needs the eBPF backend ({} cannot time calls)",
+            self.name()
+        )
+    }
+    /// Watch every write of `pid`'s `wait_event_info`, at `addr` in its address space
+    /// ([`EventKind::WaitTransition`]; `--exact-waits`).
+    fn watch_wait_event(&mut self, _pid: Pid, _addr: u64) -> anyhow::Result<()> {
+        anyhow::bail!("--exact-waits needs the eBPF backend, not {}", self.name())
     }
     /// The run time of this tracer's BPF programs so far, cumulative (read by the caller
     /// once an interval: a few syscalls).

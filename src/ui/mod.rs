@@ -11,6 +11,7 @@ pub mod log;
 pub mod operation;
 pub mod picker;
 pub mod relations;
+pub mod sched;
 pub mod summary;
 pub mod theme;
 

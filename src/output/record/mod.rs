@@ -28,7 +28,7 @@ pub use trace::{
     SummaryRecord, SyscallEventRecord, SyscallRecord, SyscallTag, UnattributedReads,
     UsdtCostRecord, UsdtRecord,
 };
-pub use waits::{IoLatencyRow, QueryWaits, WaitShare, WaitsRecord};
+pub use waits::{ExactWait, IoLatencyRow, QueryWaits, WaitShare, WaitsRecord};
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};

@@ -18,10 +18,25 @@ pub struct WaitsRecord {
     /// From the scheduler: null when not measured.
     pub cpu_s: Option<f64>,
     pub off_cpu_s: Option<f64>,
+    /// The part of `off_cpu_s` in uninterruptible sleep (D state: mostly the device).
+    pub uninterruptible_s: Option<f64>,
     pub runqueue_s: Option<f64>,
     pub events: Vec<WaitShare>,
     pub queries: Vec<QueryWaits>,
     pub io_latency: Vec<IoLatencyRow>,
+    /// `--exact-waits`: every wait of the scope, from a watchpoint; null when off.
+    pub exact: Option<Vec<ExactWait>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExactWait {
+    pub wait_event_type: String,
+    pub wait_event: String,
+    /// Waits that began in the scope.
+    pub count: u64,
+    pub seconds: f64,
+    /// Of `window_s`, 0–1.
+    pub share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

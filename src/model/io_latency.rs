@@ -1,0 +1,189 @@
+//! I/O latency per relation, fork and operation (`--io-latency`): each timed call's
+//! latency in an HDR histogram, for the last interval and since attach, with how many of
+//! the calls never waited for the device (served by the page cache).
+
+use crate::trace::IoOp;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+
+/// Highest latency kept exactly enough: an hour, in nanoseconds (longer ones are clamped).
+const HIGHEST_NS: u64 = 3_600_000_000_000;
+/// Distinct (relation, fork, op) kept; calls on any more are counted under `other files`.
+const CELLS_KEPT: usize = 256;
+const OTHER: &str = "other files";
+
+/// (relation label, fork, op).
+pub type Key = (String, Option<&'static str>, IoOp);
+
+#[derive(Debug, Clone)]
+struct Cell {
+    hist: Histogram<u32>,
+    sum_ns: u64,
+    /// Calls told apart, and of those the ones that never waited for the device.
+    classified: u64,
+    cached: u64,
+}
+
+impl Cell {
+    fn new() -> Option<Cell> {
+        Some(Cell {
+            hist: Histogram::new_with_bounds(1, HIGHEST_NS, 2).ok()?,
+            sum_ns: 0,
+            classified: 0,
+            cached: 0,
+        })
+    }
+
+    fn record(&mut self, latency_ns: u64, disk: Option<bool>) {
+        self.hist.saturating_record(latency_ns.clamp(1, HIGHEST_NS));
+        self.sum_ns = self.sum_ns.saturating_add(latency_ns);
+        if let Some(d) = disk {
+            self.classified += 1;
+            if !d {
+                self.cached += 1;
+            }
+        }
+    }
+}
+
+/// One line of the table: what a view shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyRow {
+    pub relation: String,
+    pub fork: Option<&'static str>,
+    pub op: IoOp,
+    pub count: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Seconds spent in these calls.
+    pub total_s: f64,
+    pub page_cache_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IoLatency {
+    total: BTreeMap<Key, Cell>,
+    current: BTreeMap<Key, Cell>,
+    last: BTreeMap<Key, Cell>,
+}
+
+fn record_in(map: &mut BTreeMap<Key, Cell>, key: &Key, latency_ns: u64, disk: Option<bool>) {
+    if !map.contains_key(key) {
+        let key = if map.len() >= CELLS_KEPT {
+            (OTHER.to_string(), None, key.2)
+        } else {
+            key.clone()
+        };
+        if let Some(cell) = map.get_mut(&key) {
+            cell.record(latency_ns, disk);
+            return;
+        }
+        let Some(mut cell) = Cell::new() else {
+            return;
+        };
+        cell.record(latency_ns, disk);
+        map.insert(key, cell);
+        return;
+    }
+    if let Some(cell) = map.get_mut(key) {
+        cell.record(latency_ns, disk);
+    }
+}
+
+fn rows_of(map: &BTreeMap<Key, Cell>) -> Vec<LatencyRow> {
+    let mut v: Vec<LatencyRow> = map
+        .iter()
+        .filter(|(_, c)| !c.hist.is_empty())
+        .map(|((rel, fork, op), c)| LatencyRow {
+            relation: rel.clone(),
+            fork: *fork,
+            op: *op,
+            count: c.hist.len(),
+            p50_us: c.hist.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: c.hist.value_at_quantile(0.99) as f64 / 1e3,
+            total_s: c.sum_ns as f64 / 1e9,
+            page_cache_share: (c.classified > 0).then(|| c.cached as f64 / c.classified as f64),
+        })
+        .collect();
+    // Where the most time went first.
+    v.sort_by(|a, b| b.total_s.total_cmp(&a.total_s));
+    v
+}
+
+impl IoLatency {
+    pub fn record(&mut self, key: Key, latency_ns: u64, disk: Option<bool>) {
+        record_in(&mut self.total, &key, latency_ns, disk);
+        record_in(&mut self.current, &key, latency_ns, disk);
+    }
+
+    pub fn tick(&mut self) {
+        self.last = std::mem::take(&mut self.current);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total.is_empty()
+    }
+
+    /// The last interval's rows, most time first.
+    pub fn interval(&self) -> Vec<LatencyRow> {
+        rows_of(&self.last)
+    }
+
+    /// Since attach.
+    pub fn total(&self) -> Vec<LatencyRow> {
+        rows_of(&self.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(rel: &str) -> Key {
+        (rel.to_string(), Some("main"), IoOp::Read)
+    }
+
+    #[test]
+    fn percentiles_and_page_cache_share() {
+        let mut l = IoLatency::default();
+        for _ in 0..95 {
+            l.record(key("public.t"), 4_000, Some(false));
+        }
+        for _ in 0..5 {
+            l.record(key("public.t"), 900_000, Some(true));
+        }
+        l.tick();
+        let r = &l.interval()[0];
+        assert_eq!(r.count, 100);
+        assert!((r.p50_us - 4.0).abs() < 0.1, "{r:?}");
+        assert!((r.p99_us - 900.0).abs() < 10.0, "{r:?}");
+        assert_eq!(r.page_cache_share, Some(0.95));
+        l.tick();
+        assert!(l.interval().is_empty());
+        assert_eq!(l.total()[0].count, 100);
+        // Unclassified calls say nothing about the page cache.
+        l.record(key("public.u"), 10, None);
+        assert_eq!(
+            l.total()
+                .iter()
+                .find(|r| r.relation == "public.u")
+                .unwrap()
+                .page_cache_share,
+            None
+        );
+    }
+
+    #[test]
+    fn cells_are_capped() {
+        let mut l = IoLatency::default();
+        for i in 0..CELLS_KEPT + 10 {
+            l.record(key(&format!("r{i}")), 1000, None);
+        }
+        let rows = l.total();
+        assert_eq!(rows.len(), CELLS_KEPT + 1);
+        assert_eq!(rows.iter().find(|r| r.relation == OTHER).unwrap().count, 10);
+        // Zero and huge latencies are clamped, not refused.
+        l.record(key("r0"), 0, None);
+        l.record(key("r0"), u64::MAX, None);
+    }
+}

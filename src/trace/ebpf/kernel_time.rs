@@ -1,0 +1,143 @@
+//! The tracer's side of "where the time goes": which of the scheduler, I/O latency and
+//! watchpoint programs run, and how their output joins the tracer's poll.
+
+use super::{io_latency, sched, wait_watch, EbpfTracer};
+use crate::trace::{monotonic_ns, Event, EventKind, Pid};
+
+#[derive(Default)]
+pub(super) struct KernelTime {
+    pub(super) sched: Option<sched::SchedWatch>,
+    pub(super) io: Option<io_latency::IoLatencyWatch>,
+    pub(super) waits: Option<wait_watch::WaitWatch>,
+    /// Why something is not measured, for `limitations`.
+    pub(super) notes: Vec<String>,
+    /// Lost records already reported: (I/O latency, wait transitions, garbled).
+    reported: [u64; 3],
+    garbled: u64,
+}
+
+impl KernelTime {
+    pub(super) fn detach(&mut self) {
+        if let Some(s) = self.sched.as_mut() {
+            s.detach();
+        }
+        if let Some(i) = self.io.as_mut() {
+            i.detach();
+        }
+        if let Some(w) = self.waits.as_mut() {
+            w.detach();
+        }
+    }
+}
+
+impl EbpfTracer {
+    /// The scheduler programs, on by default; their failure only leaves the CPU figures
+    /// unmeasured (said in the limitations).
+    pub(super) fn attach_sched(&mut self) {
+        if super::own_pid_namespace().is_some() {
+            self.kernel.notes.push(
+                "scheduler times: not measured when pg_trace runs in a PID namespace of its own"
+                    .into(),
+            );
+            return;
+        }
+        let Some(skel) = self.skel.as_ref() else {
+            return;
+        };
+        match sched::SchedWatch::attach(skel) {
+            Ok(w) => {
+                for &pid in &self.pids {
+                    w.seed(skel, pid);
+                }
+                self.kernel.sched = Some(w);
+            }
+            Err(e) => self.kernel.notes.push(format!("{e:#}")),
+        }
+    }
+
+    /// Detaches the scheduler programs (for the benchmark that measures what they cost).
+    pub fn stop_scheduler_times(&mut self) {
+        if let Some(mut w) = self.kernel.sched.take() {
+            w.detach();
+        }
+    }
+
+    pub(super) fn seed_sched(&mut self, pid: Pid) {
+        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
+            w.seed(skel, pid);
+        }
+    }
+
+    pub(super) fn forget_sched(&mut self, pid: Pid) {
+        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
+            w.forget(skel, pid);
+        }
+    }
+
+    pub(super) fn enable_io_latency_watch(&mut self) -> anyhow::Result<()> {
+        if self.kernel.io.is_some() {
+            return Ok(());
+        }
+        let classified = self.kernel.sched.is_some();
+        let skel = self
+            .skel
+            .as_mut()
+            .filter(|_| !self.detached)
+            .ok_or_else(|| anyhow::anyhow!("eBPF: the tracer is detached"))?;
+        self.kernel.io = Some(io_latency::IoLatencyWatch::attach(skel, classified)?);
+        if !classified {
+            self.kernel.notes.push(
+                "--io-latency: page cache and disk not told apart (no scheduler programs)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn watch_wait_event_at(&mut self, pid: Pid, addr: u64) -> anyhow::Result<()> {
+        if self.kernel.waits.is_some() {
+            anyhow::bail!("--exact-waits: one backend is watched already");
+        }
+        let skel = self.skel()?;
+        self.kernel.waits = Some(wait_watch::WaitWatch::attach(skel, pid, addr)?);
+        Ok(())
+    }
+
+    /// After the events ring buffer: the timed calls and wait transitions, then the
+    /// scheduler times, then what could not be delivered.
+    pub(super) fn poll_kernel_time(&mut self, out: &mut Vec<Event>) {
+        if let Some(io) = self.kernel.io.as_ref() {
+            self.kernel.garbled += io.drain(out);
+        }
+        if let Some(w) = self.kernel.waits.as_ref() {
+            self.kernel.garbled += w.drain(out);
+        }
+        // Every poll: a tick right after one then sees times as of then (a map walk
+        // over the traced threads, a few system calls).
+        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
+            w.read(skel, &self.pids, out);
+        }
+        let Some(bss) = self.skel.as_ref().and_then(|s| s.maps.bss_data.as_deref()) else {
+            return;
+        };
+        let counts = [bss.io_lat_lost, bss.wait_trans_lost, self.kernel.garbled];
+        let causes = [
+            "I/O latency records dropped (ring buffer full)",
+            "wait transitions dropped (ring buffer full)",
+            "garbled record",
+        ];
+        let pid = self.pids.first().copied().unwrap_or(0);
+        for i in 0..3 {
+            if counts[i] > self.kernel.reported[i] {
+                out.push(Event {
+                    ts_ns: monotonic_ns(),
+                    pid,
+                    kind: EventKind::Lost {
+                        cause: causes[i].to_string(),
+                        count: counts[i] - self.kernel.reported[i],
+                    },
+                });
+                self.kernel.reported[i] = counts[i];
+            }
+        }
+    }
+}
