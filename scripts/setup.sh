@@ -42,6 +42,7 @@ APT_PACKAGES=(
     rsync pv pgbackrest xz-utils  # tests/copier.rs
     dpkg-dev man-db
     libcap2-bin  # setcap for tests/capabilities.rs
+    postgresql-15-pg-wait-sampling postgresql-15-pg-stat-kcache  # tests/waits_oracle.rs
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -12,6 +12,7 @@ pub mod relations;
 pub mod rename;
 pub mod stall;
 pub mod status;
+pub mod waits;
 
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
@@ -193,6 +194,8 @@ pub struct Model {
     pub copier: Option<copier::Copier>,
     /// The server's side of a running low-level backup; see [`Model::server_backup`].
     pub server_backup_view: Option<backup::ServerBackupView>,
+    /// The wait profile of the leader and its followers (live sessions sampling memory).
+    pub waits: waits::Waits,
 }
 
 impl Model {
@@ -226,6 +229,7 @@ impl Model {
             cost: cost::CostMeter::default(),
             copier: None,
             server_backup_view: None,
+            waits: waits::Waits::default(),
         }
     }
 

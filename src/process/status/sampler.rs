@@ -1,0 +1,427 @@
+//! Wait-event sampling: every backend's `PGPROC.wait_event_info`, state and query, read
+//! many times a second with one `process_vm_readv` per round for all of them (a few
+//! dozen bytes each), through the process the [`StatusReader`] was opened on: shared
+//! memory is mapped at the same address in every process of a cluster.
+//!
+//! What a sample counts as matches `pg_wait_sampling` (collector.c, `probe_waits` and
+//! `pgws_should_sample_proc`): a live process whose `wait_event_info` is 0 is on CPU,
+//! whatever its state; an idle backend waits in `Client:ClientRead`.
+
+use super::layout::{OFF_ACTIVITY_START, OFF_CHANGECOUNT, OFF_PROCPID, OFF_STATE};
+use super::{StatusReader, MAX_ACTIVITY};
+use crate::process::memory::{MemError, Pid};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A wait event by name, as `pg_stat_activity` spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaitEvent {
+    pub class: String,
+    pub name: String,
+}
+
+/// One process at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitSample {
+    pub pid: Pid,
+    /// None: on CPU (no wait event set).
+    pub event: Option<Arc<WaitEvent>>,
+    /// `pg_stat_activity.state` is `active`.
+    pub active: bool,
+    /// `st_query_id` (14+; 0 is "none").
+    pub query_id: Option<i64>,
+    /// The query text as the slot holds it (not normalised).
+    pub query: Option<Arc<str>>,
+    /// Nanoseconds the process has run on a CPU since it started (`/proc/PID/schedstat`,
+    /// the same clock as utime+stime); only for the pids asked for.
+    pub cpu_ns: Option<u64>,
+}
+
+/// All processes sampled at one instant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Round {
+    /// Monotonic nanoseconds (`process::clock`).
+    pub t_ns: u64,
+    pub samples: Vec<WaitSample>,
+}
+
+/// Which processes: every one with a status slot, or these (the traced process and its
+/// followers), whose CPU time is read too.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Cluster,
+    Pids(Vec<Pid>),
+}
+
+struct Target {
+    host: Pid,
+    ns: Pid,
+    slot_addr: u64,
+    pgproc: u64,
+    activity_ptr: u64,
+    activity_start: i64,
+    query: Option<Arc<str>>,
+    schedstat: Option<File>,
+}
+
+/// Bytes of each target's query text read every round: enough for most statements; a
+/// longer one is read whole once, when its start time changes.
+const TEXT_PREFIX: usize = 256;
+/// Bytes read per target: slot head (changecount .. activity start), state, query id,
+/// text prefix, changecount again, PGPROC pid, wait_event_info.
+const HEAD: usize = OFF_ACTIVITY_START + 8;
+
+pub struct WaitSampler {
+    reader: StatusReader,
+    scope: Scope,
+    targets: Vec<Target>,
+    last_scan: Option<Instant>,
+    names: HashMap<u32, Option<Arc<WaitEvent>>>,
+    buf: Vec<u8>,
+    query_id_off: Option<usize>,
+    pid_off: u64,
+    wait_off: u64,
+    texts: HashMap<Vec<u8>, Arc<str>>,
+}
+
+/// How often the status array is scanned again for new or gone processes.
+const RESCAN: Duration = Duration::from_secs(1);
+
+impl WaitSampler {
+    pub fn new(reader: StatusReader, scope: Scope) -> Result<WaitSampler, MemError> {
+        let row = crate::version::of(reader.major).ok_or_else(|| MemError::Layout {
+            pid: reader.mem.pid,
+            what: format!("PostgreSQL {} is not supported", reader.major),
+        })?;
+        Ok(WaitSampler {
+            query_id_off: row.query_id_offset,
+            pid_off: row.pgproc.pid,
+            wait_off: row.pgproc.wait_event_info,
+            reader,
+            scope,
+            targets: Vec::new(),
+            last_scan: None,
+            names: HashMap::new(),
+            buf: Vec::new(),
+            texts: HashMap::new(),
+        })
+    }
+
+    pub fn major(&self) -> u32 {
+        self.reader.major
+    }
+
+    /// Add a pid to a [`Scope::Pids`] sampler (a follower found later).
+    pub fn add_pid(&mut self, pid: Pid) {
+        if let Scope::Pids(p) = &mut self.scope {
+            if !p.contains(&pid) {
+                p.push(pid);
+                self.last_scan = None;
+            }
+        }
+    }
+
+    /// How many processes the last round sampled.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    fn in_segment(&self, addr: u64, len: u64) -> bool {
+        let (a, b) = self.reader.segment;
+        addr >= a && addr.checked_add(len).is_some_and(|e| e <= b)
+    }
+
+    /// Find the processes to sample: their status slot and their PGPROC.
+    fn scan(&mut self) -> Result<(), MemError> {
+        self.last_scan = Some(Instant::now());
+        let entries = self.reader.entries()?;
+        let mut old: HashMap<Pid, Target> = self.targets.drain(..).map(|t| (t.ns, t)).collect();
+        let want: Option<Vec<Pid>> = match &self.scope {
+            Scope::Cluster => None,
+            Scope::Pids(p) => Some(p.clone()),
+        };
+        for (e, _) in entries {
+            let Some(host) = self.reader.host_of(e.pid) else {
+                continue;
+            };
+            if want.as_ref().is_some_and(|w| !w.contains(&host)) {
+                continue;
+            }
+            let slot_addr = self.reader.array + (e.slot * self.reader.entry_size) as u64;
+            if let Some(mut t) = old.remove(&e.pid) {
+                if t.host == host && t.slot_addr == slot_addr {
+                    t.activity_ptr = e.activity_ptr;
+                    self.targets.push(t);
+                    continue;
+                }
+            }
+            // A process without a PGPROC (or gone since) is not sampled.
+            let Ok((_, Some(pgproc))) = self.reader.wait_and_proc(host) else {
+                continue;
+            };
+            if !self.in_segment(pgproc, self.wait_off + 4) {
+                continue;
+            }
+            let schedstat = want
+                .is_some()
+                .then(|| File::open(format!("/proc/{host}/schedstat")).ok())
+                .flatten();
+            self.targets.push(Target {
+                host,
+                ns: e.pid,
+                slot_addr,
+                pgproc,
+                activity_ptr: e.activity_ptr,
+                activity_start: i64::MIN,
+                query: None,
+                schedstat,
+            });
+        }
+        Ok(())
+    }
+
+    fn name(&mut self, info: u32, pid: Pid) -> Option<Arc<WaitEvent>> {
+        if let Some(n) = self.names.get(&info) {
+            return n.clone();
+        }
+        let mut s = super::StatusSample {
+            pid,
+            major: self.reader.major,
+            ..Default::default()
+        };
+        super::set_wait(&mut s, Some(info));
+        self.reader.name_lwlock(&mut s, pid);
+        let n = match (s.wait_event_type, s.wait_event) {
+            (Some(class), Some(name)) => Some(Arc::new(WaitEvent { class, name })),
+            _ => None,
+        };
+        // Hostile memory could show any number: the cache stays bounded.
+        if self.names.len() < 4096 {
+            self.names.insert(info, n.clone());
+        }
+        n
+    }
+
+    /// One round: every target's wait event, state, query id and query.
+    pub fn sample(&mut self, t_ns: u64) -> Result<Round, MemError> {
+        if self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
+            self.scan()?;
+        }
+        let qid = self.query_id_off;
+        let per = HEAD + 4 + 8 + TEXT_PREFIX + 4 + 4 + 4;
+        self.buf.resize(per * self.targets.len(), 0);
+        let mut local: Vec<libc::iovec> = Vec::with_capacity(self.targets.len() * 7);
+        let mut remote: Vec<libc::iovec> = Vec::with_capacity(self.targets.len() * 7);
+        let base = self.buf.as_mut_ptr();
+        let mut skipped = vec![false; self.targets.len()];
+        for (i, t) in self.targets.iter().enumerate() {
+            let text_ok = t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
+            let parts: [(u64, usize, bool); 7] = [
+                (t.slot_addr, HEAD, true),
+                (t.slot_addr + OFF_STATE as u64, 4, true),
+                (t.slot_addr + qid.unwrap_or(0) as u64, 8, qid.is_some()),
+                (t.activity_ptr, TEXT_PREFIX, text_ok),
+                (t.slot_addr + OFF_CHANGECOUNT as u64, 4, true),
+                (t.pgproc + self.pid_off, 4, true),
+                (t.pgproc + self.wait_off, 4, true),
+            ];
+            let mut off = i * per;
+            for (addr, len, on) in parts {
+                if on {
+                    // SAFETY: `off + len <= per * (i + 1) <= buf.len()`: each part has its
+                    // own range of the buffer, which outlives the call below.
+                    local.push(libc::iovec {
+                        iov_base: unsafe { base.add(off) } as *mut libc::c_void,
+                        iov_len: len,
+                    });
+                    remote.push(libc::iovec {
+                        iov_base: addr as *mut libc::c_void,
+                        iov_len: len,
+                    });
+                }
+                off += len;
+            }
+            if !text_ok {
+                skipped[i] = true;
+            }
+        }
+        let want: usize = local.iter().map(|v| v.iov_len).sum();
+        let mut done = 0usize;
+        let mut at = 0usize;
+        // The kernel takes at most IOV_MAX (1024) vectors per call.
+        while at < local.len() {
+            let n = (local.len() - at).min(1024);
+            // SAFETY: every local vector points into `self.buf` (sized above, not touched
+            // until the call returns); the remote ones are only read by the kernel, which
+            // checks them against the target's mappings.
+            let r = unsafe {
+                libc::process_vm_readv(
+                    self.reader.mem.pid,
+                    local.as_ptr().add(at),
+                    n as libc::c_ulong,
+                    remote.as_ptr().add(at),
+                    n as libc::c_ulong,
+                    0,
+                )
+            };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    return Err(MemError::Gone(self.reader.mem.pid));
+                }
+                return Err(MemError::Read {
+                    pid: self.reader.mem.pid,
+                    addr: remote[at].iov_base as u64,
+                    len: remote[at].iov_len,
+                    why: e.to_string(),
+                });
+            }
+            done += r as usize;
+            at += n;
+        }
+        if done < want {
+            // A partial read means a mapping went away: read the list again next time.
+            self.last_scan = None;
+        }
+        let mut out = Round {
+            t_ns,
+            samples: Vec::with_capacity(self.targets.len()),
+        };
+        let mut rescan = false;
+        let buf = std::mem::take(&mut self.buf);
+        for i in 0..self.targets.len() {
+            let b = &buf[i * per..(i + 1) * per];
+            let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+            let cc1 = u32_at(OFF_CHANGECOUNT) as i32;
+            let slot_pid = u32_at(OFF_PROCPID) as i32;
+            let act_start = i64::from_ne_bytes(
+                b[OFF_ACTIVITY_START..HEAD]
+                    .try_into()
+                    .unwrap_or([0; 8]),
+            );
+            let state = u32_at(HEAD);
+            let query_id = i64::from_ne_bytes(b[HEAD + 4..HEAD + 12].try_into().unwrap_or([0; 8]));
+            let text = &b[HEAD + 12..HEAD + 12 + TEXT_PREFIX];
+            let tail = HEAD + 12 + TEXT_PREFIX;
+            let cc2 = u32_at(tail) as i32;
+            let proc_pid = u32_at(tail + 4) as i32;
+            let info = u32_at(tail + 8);
+            let t = &self.targets[i];
+            if slot_pid != t.ns || proc_pid != t.ns {
+                // Exited (its slot cleared or reused): gone from the next round.
+                rescan = true;
+                continue;
+            }
+            let consistent = cc1 == cc2 && cc1 & 1 == 0;
+            let (host, act_ptr, known_start) = (t.host, t.activity_ptr, t.activity_start);
+            let mut query = t.query.clone();
+            if consistent && act_start != known_start {
+                query = if skipped[i] {
+                    None
+                } else {
+                    self.query_text(text, act_ptr)
+                };
+                let t = &mut self.targets[i];
+                t.activity_start = act_start;
+                t.query = query.clone();
+            }
+            let active = crate::process::status::layout::state_name(self.reader.major, state)
+                == Some("active");
+            let cpu_ns = self.targets[i].schedstat.as_ref().and_then(read_schedstat);
+            let event = if info == 0 { None } else { self.name(info, host) };
+            out.samples.push(WaitSample {
+                pid: host,
+                event,
+                active: consistent && active,
+                query_id: qid.filter(|_| consistent && query_id != 0).map(|_| query_id),
+                query,
+                cpu_ns,
+            });
+        }
+        self.buf = buf;
+        if rescan {
+            self.last_scan = None;
+        }
+        Ok(out)
+    }
+
+    /// The query text from its prefix, or read whole when longer; one `Arc` per distinct
+    /// text (bounded cache).
+    fn query_text(&mut self, prefix: &[u8], ptr: u64) -> Option<Arc<str>> {
+        let bytes: Vec<u8> = match prefix.iter().position(|&c| c == 0) {
+            Some(n) => prefix[..n].to_vec(),
+            None => {
+                let len = self.reader.activity_size.min(MAX_ACTIVITY);
+                let v = self.reader.mem.read_vec(ptr, len).ok()?;
+                let n = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+                v[..n].to_vec()
+            }
+        };
+        if bytes.is_empty() {
+            return None;
+        }
+        if let Some(t) = self.texts.get(&bytes) {
+            return Some(Arc::clone(t));
+        }
+        let t: Arc<str> = String::from_utf8_lossy(&bytes).into();
+        if self.texts.len() >= 10_000 {
+            self.texts.clear();
+        }
+        self.texts.insert(bytes, Arc::clone(&t));
+        Some(t)
+    }
+}
+
+/// The first field of `/proc/PID/schedstat`: nanoseconds on a CPU.
+fn read_schedstat(f: &File) -> Option<u64> {
+    let mut b = [0u8; 64];
+    let n = f.read_at(&mut b, 0).ok()?;
+    let s = std::str::from_utf8(&b[..n]).ok()?;
+    s.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// Sample `scope` at `hz` on a thread of its own, until `stop`; rounds go to `tx`.
+pub fn spawn(
+    mut sampler: WaitSampler,
+    hz: f64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tx: std::sync::mpsc::Sender<Round>,
+) -> std::io::Result<std::thread::JoinHandle<Option<String>>> {
+    std::thread::Builder::new()
+        .name("wait-sampler".into())
+        .spawn(move || {
+            use std::sync::atomic::Ordering;
+            let period = Duration::from_secs_f64(1.0 / hz.clamp(1.0, 1000.0));
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = crate::process::clock::monotonic_ns();
+                match sampler.sample(t) {
+                    Ok(r) => {
+                        if tx.send(r).is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) => return Some(e.to_string()),
+                }
+                // On a fixed grid from the start, so a slow round does not shift the rest;
+                // rounds missed while late are skipped, as pg_wait_sampling does.
+                n = n.saturating_add(1);
+                let mut next = start + period * n;
+                let now = Instant::now();
+                while next <= now {
+                    n = n.saturating_add(1);
+                    next = start + period * n;
+                }
+                std::thread::sleep(next - now);
+            }
+            None
+        })
+}
