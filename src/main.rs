@@ -49,9 +49,22 @@ fn run(cli: Cli) -> Result<()> {
             commands::resolve::run(&mut out, target, cli.pid, paths, cli.format)
                 .map_err(vanished)?
         }
-        Some(Command::Ps { target }) => {
-            commands::ps::run(&mut out, target, cli.pid, cli.format).map_err(vanished)?
-        }
+        Some(Command::Ps {
+            target,
+            waits: Some(secs),
+        }) => commands::ps::run_waits(
+            &mut out,
+            target,
+            cli.pid,
+            *secs,
+            f64::from(cli.sample_hz),
+            cli.format,
+        )
+        .map_err(vanished)?,
+        Some(Command::Ps {
+            target,
+            waits: None,
+        }) => commands::ps::run(&mut out, target, cli.pid, cli.format).map_err(vanished)?,
         None => {
             drop(out);
             let usdt = pg_trace::trace::usdt::UsdtConfig {

@@ -334,7 +334,10 @@ mod tests {
             normalise("select  *\n from t where a = 42 and b = 'it''s' and c1 = 1.5e3"),
             "select * from t where a = $1 and b = $2 and c1 = $3"
         );
-        assert_eq!(normalise("select \"a 1\" from x2"), "select \"a 1\" from x2");
+        assert_eq!(
+            normalise("select \"a 1\" from x2"),
+            "select \"a 1\" from x2"
+        );
         assert_eq!(normalise("select 'open"), "select $1");
         assert_eq!(normalise("select é, 1"), "select é, $1");
     }

@@ -222,7 +222,8 @@ impl WaitSampler {
         let base = self.buf.as_mut_ptr();
         let mut skipped = vec![false; self.targets.len()];
         for (i, t) in self.targets.iter().enumerate() {
-            let text_ok = t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
+            let text_ok =
+                t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
             let parts: [(u64, usize, bool); 7] = [
                 (t.slot_addr, HEAD, true),
                 (t.slot_addr + OFF_STATE as u64, 4, true),
@@ -301,11 +302,8 @@ impl WaitSampler {
             let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
             let cc1 = u32_at(OFF_CHANGECOUNT) as i32;
             let slot_pid = u32_at(OFF_PROCPID) as i32;
-            let act_start = i64::from_ne_bytes(
-                b[OFF_ACTIVITY_START..HEAD]
-                    .try_into()
-                    .unwrap_or([0; 8]),
-            );
+            let act_start =
+                i64::from_ne_bytes(b[OFF_ACTIVITY_START..HEAD].try_into().unwrap_or([0; 8]));
             let state = u32_at(HEAD);
             let query_id = i64::from_ne_bytes(b[HEAD + 4..HEAD + 12].try_into().unwrap_or([0; 8]));
             let text = &b[HEAD + 12..HEAD + 12 + TEXT_PREFIX];
@@ -335,12 +333,18 @@ impl WaitSampler {
             let active = crate::process::status::layout::state_name(self.reader.major, state)
                 == Some("active");
             let cpu_ns = self.targets[i].schedstat.as_ref().and_then(read_schedstat);
-            let event = if info == 0 { None } else { self.name(info, host) };
+            let event = if info == 0 {
+                None
+            } else {
+                self.name(info, host)
+            };
             out.samples.push(WaitSample {
                 pid: host,
                 event,
                 active: consistent && active,
-                query_id: qid.filter(|_| consistent && query_id != 0).map(|_| query_id),
+                query_id: qid
+                    .filter(|_| consistent && query_id != 0)
+                    .map(|_| query_id),
                 query,
                 cpu_ns,
             });
