@@ -84,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
                     no_memory: cli.no_memory,
                     debug: cli.debug,
                     duration: duration(&cli)?,
+                    sample_hz: f64::from(cli.sample_hz),
                 });
             }
             let Some(pid) = cli.pid else {
@@ -98,6 +99,7 @@ fn run(cli: Cli) -> Result<()> {
                 debug: cli.debug,
                 usdt,
                 no_memory: cli.no_memory,
+                sample_hz: f64::from(cli.sample_hz),
             });
         }
     }

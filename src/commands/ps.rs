@@ -87,13 +87,10 @@ pub fn run_waits(
     let reader = status::StatusReader::open(via, dd.major)?;
     let stop = crate::session::stop_flag()?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut sampler = WaitSampler::new(reader, Scope::Cluster)?;
+    sampler.prime()?;
     let start = std::time::Instant::now();
-    let thread = sampler::spawn(
-        WaitSampler::new(reader, Scope::Cluster)?,
-        hz,
-        std::sync::Arc::clone(&stop),
-        tx,
-    )?;
+    let thread = sampler::spawn(sampler, hz, std::sync::Arc::clone(&stop), tx)?;
     let mut waits = Waits::new(hz);
     let end = start + std::time::Duration::from_secs_f64(secs);
     while std::time::Instant::now() < end && !stop.load(Ordering::Relaxed) {

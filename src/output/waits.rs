@@ -136,3 +136,44 @@ pub fn write_text(
     }
     Ok(())
 }
+
+/// Line mode, each interval: per sampled process (the leader first) its `waits` records,
+/// interval then total; in text one line each. Nothing before the first round.
+pub fn write_interval(
+    out: &mut impl Write,
+    w: &crate::model::waits::Waits,
+    leader: Pid,
+    ts: f64,
+    format: crate::output::Format,
+) -> io::Result<()> {
+    let order = w
+        .procs
+        .get_key_value(&leader)
+        .into_iter()
+        .chain(w.procs.iter().filter(|(p, _)| **p != leader));
+    for (pid, p) in order {
+        match format {
+            crate::output::Format::Json => {
+                for (scope, prof) in [("interval", &p.interval), ("total", &p.total)] {
+                    let r = record(prof, *pid, ts, scope, w.hz);
+                    crate::output::record::write(
+                        &mut *out,
+                        &crate::output::record::Record::Waits(r),
+                    )?;
+                }
+            }
+            crate::output::Format::Text => {
+                if p.interval.samples == 0 {
+                    continue;
+                }
+                writeln!(
+                    out,
+                    "waits: pid {pid}: {} (since attach: {})",
+                    visible(&top_line(&p.interval, 3)),
+                    visible(&top_line(&p.total, 3))
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub struct Options {
     pub usdt: UsdtConfig,
     /// Do not read the backend's status from memory.
     pub no_memory: bool,
+    /// `--sample-hz`: the wait profile's sampling rate.
+    pub sample_hz: f64,
 }
 
 /// What the loop itself needs of the options.
@@ -51,6 +53,7 @@ impl From<&Options> for Pace {
 pub fn run(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
     let mut session = Session::open_with(opts.pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    session.start_wait_sampling(opts.sample_hz);
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
     let mut note = |n: String| eprintln!("pg_trace: {}", crate::text::visible(&n));
@@ -156,6 +159,9 @@ pub fn line_loop(
                 pace.format,
                 first,
             )?;
+            let ts = now.saturating_sub(start) as f64 / 1e9;
+            crate::output::waits::write_interval(&mut *w, &s.model.waits, s.pid, ts, pace.format)?;
+            s.model.waits.next_interval();
             first = false;
             last_print = now;
             next_print = now.saturating_add(interval_ns);

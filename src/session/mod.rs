@@ -16,6 +16,7 @@ pub mod summary;
 pub mod terminal;
 pub mod tui;
 mod usdt_cost;
+pub mod waits;
 
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};

@@ -139,6 +139,8 @@ pub struct Session {
     last_tick_events: u64,
     /// The kernel state last sampled that was not one of our own ptrace stops.
     last_kstate: Option<char>,
+    /// The wait-event sampler (live, memory readable, `start_wait_sampling`).
+    waits: Option<super::waits::WaitsLive>,
 }
 
 impl Session {
@@ -284,6 +286,7 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             last_kstate: None,
+            waits: None,
         };
         // Followers from the start (an io worker's reads for us are ours from the first
         // interval), and what the tracer then says it cannot attribute.
@@ -320,6 +323,7 @@ impl Session {
             events_per_s: 0.0,
             memory_note: None,
             last_kstate: None,
+            waits: None,
         }
     }
 
@@ -498,6 +502,7 @@ impl Session {
         self.backup_total();
         self.copier_tick(now);
         self.follow();
+        self.sample_waits();
         self.sample_cost(now);
         self.model.tick(now, &mut self.namer);
         // Names changed by DDL, and memory that stopped answering: said once each.
@@ -509,6 +514,37 @@ impl Session {
         self.events_per_s = (self.model.events - self.last_tick_events) as f64 / dt;
         self.last_tick_ns = now;
         self.last_tick_events = self.model.events;
+    }
+
+    /// Sample the wait events of the leader and its followers at `hz` from now on, on a
+    /// thread of its own; nothing for a replay, a copier or `--no-memory`.
+    pub fn start_wait_sampling(&mut self, hz: f64) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if live.no_memory || live.copier.is_some() || self.model.leader_exited() {
+            return;
+        }
+        match super::waits::WaitsLive::start(self.pid, self.major, hz) {
+            Ok(w) => {
+                self.model.waits = crate::model::waits::Waits::new(hz);
+                self.waits = Some(w);
+            }
+            Err(e) => self.notes.push(format!("no wait profile: {e}")),
+        }
+    }
+
+    /// The rounds sampled since the last tick, into the model.
+    fn sample_waits(&mut self) {
+        let Some(w) = &mut self.waits else {
+            return;
+        };
+        if let Some(live) = &self.live {
+            w.set_pids(std::iter::once(self.pid).chain(live.followers.keys().copied()));
+        }
+        if let Some(why) = w.drain(&mut self.model.waits) {
+            self.notes.push(why);
+        }
     }
 
     /// What tracing costs, read once an interval (a live session only: a replay's numbers
@@ -690,6 +726,7 @@ impl Session {
     }
 
     pub fn detach(&mut self) {
+        self.waits = None;
         self.tracer.detach();
     }
 }

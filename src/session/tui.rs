@@ -38,6 +38,8 @@ pub struct Options {
     pub debug: bool,
     /// `--duration`: quit (status 0) after this long, as line mode does.
     pub duration: Option<Duration>,
+    /// `--sample-hz`: the wait profile's sampling rate.
+    pub sample_hz: f64,
 }
 
 /// How often the picker re-reads /proc: rates over shorter windows jitter.
@@ -506,7 +508,8 @@ pub fn event_loop(
 }
 
 fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
-    let s = Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    let mut s = Session::open_with(pid, opts.backend, &opts.usdt, !opts.no_memory)?;
+    s.start_wait_sampling(opts.sample_hz);
     Ok(s)
 }
 

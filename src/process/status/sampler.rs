@@ -53,7 +53,8 @@ pub struct Round {
 #[derive(Debug, Clone)]
 pub enum Scope {
     Cluster,
-    Pids(Vec<Pid>),
+    /// Shared with the owner, who adds followers as they come.
+    Pids(Arc<std::sync::Mutex<Vec<Pid>>>),
 }
 
 struct Target {
@@ -110,18 +111,14 @@ impl WaitSampler {
         })
     }
 
-    pub fn major(&self) -> u32 {
-        self.reader.major
+    /// Find the processes now (symbols, PGPROCs: the slow part), so that the first
+    /// round comes on time.
+    pub fn prime(&mut self) -> Result<(), MemError> {
+        self.scan()
     }
 
-    /// Add a pid to a [`Scope::Pids`] sampler (a follower found later).
-    pub fn add_pid(&mut self, pid: Pid) {
-        if let Scope::Pids(p) = &mut self.scope {
-            if !p.contains(&pid) {
-                p.push(pid);
-                self.last_scan = None;
-            }
-        }
+    pub fn major(&self) -> u32 {
+        self.reader.major
     }
 
     /// How many processes the last round sampled.
@@ -145,7 +142,7 @@ impl WaitSampler {
         let mut old: HashMap<Pid, Target> = self.targets.drain(..).map(|t| (t.ns, t)).collect();
         let want: Option<Vec<Pid>> = match &self.scope {
             Scope::Cluster => None,
-            Scope::Pids(p) => Some(p.clone()),
+            Scope::Pids(p) => Some(p.lock().map(|v| v.clone()).unwrap_or_default()),
         };
         for (e, _) in entries {
             let Some(host) = self.reader.host_of(e.pid) else {
