@@ -113,6 +113,8 @@ pub fn line_loop(
         note(n);
     }
     write_attach(w, s, pace.format)?;
+    // Seen at once: a reader may act on "attached" (the wait profile's window starts).
+    w.flush()?;
     let clock = s.clock.clone();
     let start = s.start_ns;
     let interval_ns = u64::try_from(pace.interval.as_nanos()).unwrap_or(u64::MAX);

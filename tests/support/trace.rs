@@ -3,7 +3,7 @@
 
 use pg_trace::output::record::{
     AttachRecord, BackupRecord, FileRecord, LockWaitRecord, ProcessRecord, ProgressRecord,
-    QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord,
+    QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord, WaitsRecord,
 };
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,11 @@ pub fn spawn_trace(pid: i32, backend: &str) -> Trace {
 
 /// [`spawn_trace`] with more arguments (`--usdt-probes all`, `--no-memory`, ...).
 pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
+    spawn_trace_every(pid, backend, 200, extra)
+}
+
+/// [`spawn_trace_with`] printing every `interval_ms` (and polling at least as often).
+pub fn spawn_trace_every(pid: i32, backend: &str, interval_ms: u64, extra: &[&str]) -> Trace {
     let mut child = Command::new(BIN)
         .args([
             "-p",
@@ -33,7 +38,7 @@ pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
             "--format",
             "json",
             "--interval",
-            "200",
+            &interval_ms.to_string(),
         ])
         .args(["--backend", backend])
         .args(extra)
@@ -138,6 +143,7 @@ variant!(
     backup: Backup(BackupRecord),
     summary: Summary(SummaryRecord),
     process: Process(ProcessRecord),
+    waits: Waits(WaitsRecord),
 );
 
 /// Records from NDJSON text, one per line.
