@@ -302,13 +302,21 @@ pub struct PickerApp {
     pub clusters: Vec<PgCluster>,
     pub st: PickerState,
     sampled_ns: u64,
+    /// The top-wait column: every readable cluster's wait events, sampled.
+    waits: super::waits::ClusterWaits,
+    sample_hz: f64,
 }
 
 impl PickerApp {
     pub fn new(now_ns: u64) -> PickerApp {
+        PickerApp::with_waits(now_ns, 0.0)
+    }
+
+    /// A picker whose top-wait column samples every readable cluster at `hz` (0: off).
+    pub fn with_waits(now_ns: u64, hz: f64) -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
-        PickerApp {
+        let mut p = PickerApp {
             lister,
             clusters,
             st: PickerState {
@@ -316,12 +324,21 @@ impl PickerApp {
                 ..PickerState::default()
             },
             sampled_ns: now_ns,
+            waits: super::waits::ClusterWaits::default(),
+            sample_hz: hz,
+        };
+        if hz > 0.0 {
+            p.waits.update(&mut p.clusters, hz);
         }
+        p
     }
 
     fn tick(&mut self, now_ns: u64) {
         if now_ns.saturating_sub(self.sampled_ns) >= PICKER_REFRESH.as_nanos() as u64 {
             self.clusters = self.lister.sample();
+            if self.sample_hz > 0.0 {
+                self.waits.update(&mut self.clusters, self.sample_hz);
+            }
             self.sampled_ns = now_ns;
         }
     }
@@ -364,7 +381,10 @@ pub fn run(opts: Options) -> Result<()> {
     let mut guard = Guard::enter()?;
     let mut screen = match first {
         Some(s) => Screen::Trace(Box::new(TraceApp::new(s, opts.debug))),
-        None => Screen::Picker(Box::new(PickerApp::new(clock.now_ns()))),
+        None => Screen::Picker(Box::new(PickerApp::with_waits(
+            clock.now_ns(),
+            opts.sample_hz,
+        ))),
     };
     let pace = Pace {
         interval: opts.interval,
@@ -469,10 +489,13 @@ pub fn event_loop(
                                 Screen::Picker(_) => None,
                             };
                             // Detach before listing: the picker must not show a traced state.
+                            // The trace's sampling rate carries over to the picker's column.
+                            let mut hz = 0.0;
                             if let Screen::Trace(t) = screen {
+                                hz = t.session.model.waits.hz;
                                 t.session.detach();
                             }
-                            let mut p = PickerApp::new(clock.now_ns());
+                            let mut p = PickerApp::with_waits(clock.now_ns(), hz);
                             p.st.selected = was;
                             *screen = Screen::Picker(Box::new(p));
                         }

@@ -21,9 +21,23 @@ pub struct WaitsLive {
 impl WaitsLive {
     /// Start sampling `pid` at `hz` (its status array read through its own memory).
     pub fn start(pid: Pid, major: u32, hz: f64) -> Result<WaitsLive> {
+        WaitsLive::start_scope(pid, major, hz, false)
+    }
+
+    /// Start sampling every process of the cluster `via` belongs to.
+    pub fn start_cluster(via: Pid, major: u32, hz: f64) -> Result<WaitsLive> {
+        WaitsLive::start_scope(via, major, hz, true)
+    }
+
+    fn start_scope(pid: Pid, major: u32, hz: f64, cluster: bool) -> Result<WaitsLive> {
         let reader = StatusReader::open(pid, major)?;
         let pids = Arc::new(Mutex::new(vec![pid]));
-        let mut sampler = WaitSampler::new(reader, Scope::Pids(Arc::clone(&pids)))?;
+        let scope = if cluster {
+            Scope::Cluster
+        } else {
+            Scope::Pids(Arc::clone(&pids))
+        };
+        let mut sampler = WaitSampler::new(reader, scope)?;
         sampler.prime()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -63,5 +77,60 @@ impl Drop for WaitsLive {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The picker's top-wait column: one sampler per cluster whose memory is readable, its
+/// last 10 s per process.
+#[derive(Default)]
+pub struct ClusterWaits {
+    clusters: std::collections::HashMap<Pid, (WaitsLive, Waits)>,
+    /// Clusters whose sampler could not start: not retried.
+    failed: std::collections::HashSet<Pid>,
+}
+
+impl ClusterWaits {
+    /// Fold what was sampled and write each process's top wait into `clusters`.
+    pub fn update(&mut self, clusters: &mut [crate::process::list::PgCluster], hz: f64) {
+        self.clusters
+            .retain(|pm, _| clusters.iter().any(|c| c.postmaster == *pm));
+        for c in clusters.iter_mut() {
+            let Some(major) = c.major else { continue };
+            // Only where the memory was read already (root, a supported major).
+            if !c.processes.iter().any(|p| p.memory.is_some())
+                || self.failed.contains(&c.postmaster)
+            {
+                continue;
+            }
+            let entry = match self.clusters.entry(c.postmaster) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    match WaitsLive::start_cluster(c.postmaster, major, hz) {
+                        Ok(w) => v.insert((w, Waits::new(hz))),
+                        Err(_) => {
+                            self.failed.insert(c.postmaster);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let (live, waits) = entry;
+            if live.drain(waits).is_some() {
+                self.failed.insert(c.postmaster);
+            }
+            for p in &mut c.processes {
+                p.top_wait = waits.procs.get(&p.pid).and_then(|w| {
+                    let recent = w.recent.profile();
+                    let (k, share) = recent.top()?;
+                    let name = match k {
+                        Some(e) => e.name.clone(),
+                        None => "CPU".into(),
+                    };
+                    Some(format!("{name} {:.0}%", 100.0 * share))
+                });
+            }
+        }
+        let failed = &self.failed;
+        self.clusters.retain(|pm, _| !failed.contains(pm));
     }
 }
