@@ -2,11 +2,13 @@
 //!
 //! 1. pg_trace's side: `pg_trace ps --waits` sampling 100 pgbench backends (rate-limited
 //!    to 1000 transactions/s in all, so their queries keep changing) at 100 Hz. Its CPU
-//!    (utime+stime from wait4) over an 11 s window minus a 1 s window, over the 10 s
+//!    (utime+stime of the reaped child) over an 11 s window minus a 1 s window, over the 10 s
 //!    between them: the steady cost, startup (symbols, the first scan) apart; printed as a
 //!    share of one core against the 1 % budget.
 //! 2. The backends' side: pgbench select-only TPS (8 clients) with and without
 //!    `ps --waits` sampling them, alternated twice in the same run; the ratio printed.
+//!
+//! Run:
 //!
 //!     cargo bench --bench waits_cost
 //!     PG_TRACE_BENCH_SECS=20 cargo bench --bench waits_cost
@@ -32,7 +34,17 @@ fn pgbench(c: &support::Cluster, args: &[&str]) -> Command {
 
 /// Run `pg_trace ps --waits SECS` to its end; its CPU seconds (user + system).
 fn waits_cpu(c: &support::Cluster, secs: f64) -> f64 {
-    let child = Command::new(BIN)
+    let children = || {
+        // SAFETY: rusage is plain data, filled by getrusage.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to our own rusage.
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
+    let before = children();
+    // The only child reaped meanwhile: the difference is its CPU.
+    let status = Command::new(BIN)
         .args([
             "ps",
             "--waits",
@@ -43,17 +55,10 @@ fn waits_cpu(c: &support::Cluster, secs: f64) -> f64 {
         ])
         .arg(&c.datadir)
         .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn pg_trace");
-    let mut status = 0;
-    // SAFETY: rusage is plain data, written by wait4 for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for the child we spawned (not reaped elsewhere).
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(r, child.id() as i32, "wait4");
-    assert_eq!(status, 0, "pg_trace ps --waits failed");
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+        .status()
+        .expect("run pg_trace");
+    assert!(status.success(), "pg_trace ps --waits failed");
+    children() - before
 }
 
 fn tps(out: &std::process::Output) -> f64 {

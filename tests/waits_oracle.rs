@@ -159,9 +159,9 @@ fn wait_profile_and_cpu_match_the_extensions() {
         .collect();
     let ours: &WaitsRecord = records
         .iter()
+        .rev()
         .filter_map(waits)
-        .filter(|w| w.pid == t.pid && w.scope == "total")
-        .last()
+        .find(|w| w.pid == t.pid && w.scope == "total")
         .expect("a total waits record for the traced backend");
 
     let their_total: i64 = theirs.values().sum();

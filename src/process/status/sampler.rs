@@ -208,7 +208,7 @@ impl WaitSampler {
 
     /// One round: every target's wait event, state, query id and query.
     pub fn sample(&mut self, t_ns: u64) -> Result<Round, MemError> {
-        if self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
+        if !self.last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
             self.scan()?;
         }
         let qid = self.query_id_off;
