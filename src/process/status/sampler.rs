@@ -208,7 +208,17 @@ impl WaitSampler {
 
     /// One round: every target's wait event, state, query id and query.
     pub fn sample(&mut self, t_ns: u64) -> Result<Round, MemError> {
-        if !self.last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
+        // A follower just added (a parallel worker lives for one query) is looked for at
+        // once, not at the next periodic scan.
+        let asked_for_new = match &self.scope {
+            Scope::Pids(p) => p.lock().is_ok_and(|p| {
+                p.iter()
+                    .any(|pid| !self.targets.iter().any(|t| t.host == *pid))
+            }),
+            Scope::Cluster => false,
+        };
+        let due = !self.last_scan.is_some_and(|t| t.elapsed() < RESCAN);
+        if due || (asked_for_new && !self.last_scan.is_some_and(|t| t.elapsed() < RESCAN / 10)) {
             self.scan()?;
         }
         let qid = self.query_id_off;
