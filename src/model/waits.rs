@@ -10,8 +10,12 @@
 
 use crate::process::status::sampler::{Round, WaitEvent, WaitSample};
 use crate::trace::Pid;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+/// Looked up for every sample of every process: a fast hasher (the keys are the server's
+/// event names and query ids, not chosen in bulk by an attacker).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a wait sample counts under: None is CPU.
 pub type EventKey = Option<Arc<WaitEvent>>;
@@ -144,6 +148,8 @@ pub struct Waits {
     pub hz: f64,
     pub procs: BTreeMap<Pid, ProcWaits>,
     pub rounds: u64,
+    /// Since attach only: no interval, no last 10 s (`ps --waits`, which shows neither).
+    pub total_only: bool,
 }
 
 /// Processes no longer sampled are forgotten after this long (the picker's list).
@@ -179,7 +185,9 @@ impl Waits {
                 }
             }
             p.total.add(r.t_ns, s, key.as_ref(), text.as_ref());
-            p.interval.add(r.t_ns, s, key.as_ref(), text.as_ref());
+            if !self.total_only {
+                p.interval.add(r.t_ns, s, key.as_ref(), text.as_ref());
+            }
             if let Some(k) = &key {
                 // Measured from its first sample on: zero until the next one says more.
                 for prof in [&mut p.total, &mut p.interval] {
@@ -190,7 +198,9 @@ impl Waits {
                     }
                 }
             }
-            p.recent.push(r.t_ns, s.event.clone());
+            if !self.total_only {
+                p.recent.push(r.t_ns, s.event.clone());
+            }
             if let Some(cpu) = s.cpu_ns {
                 p.last_cpu = Some((cpu, key));
             }

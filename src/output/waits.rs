@@ -1,11 +1,11 @@
 //! The wait profile written out: `waits` records (line mode each interval, `ps --waits`)
 //! and the text table of `ps --waits`.
 
+use crate::model::waits::HashMap;
 use crate::model::waits::{EventKey, Profile, QueryKey};
 use crate::output::record::{QueryWaits, WaitShare, WaitsRecord};
 use crate::text::visible;
 use crate::trace::Pid;
-use std::collections::HashMap;
 use std::io::{self, Write};
 
 /// Waits kept per query in a record.

@@ -71,9 +71,20 @@ struct Target {
 /// Bytes of each target's query text read every round: enough for most statements; a
 /// longer one is read whole once, when its start time changes.
 const TEXT_PREFIX: usize = 256;
-/// Bytes read per target: slot head (changecount .. activity start), state, query id,
-/// text prefix, changecount again, PGPROC pid, wait_event_info.
-const HEAD: usize = OFF_ACTIVITY_START + 8;
+/// Neither span read per round may be larger (MaxBackends' 2^18 slots are never all in
+/// use by the processes sampled).
+const MAX_SPAN: usize = 16 << 20;
+
+trait Late {
+    fn is_none_or_late(&self, after: Duration) -> bool;
+}
+
+impl Late for Option<Duration> {
+    /// Never done, or done at least `after` ago.
+    fn is_none_or_late(&self, after: Duration) -> bool {
+        !self.is_some_and(|d| d < after)
+    }
+}
 
 pub struct WaitSampler {
     reader: StatusReader,
@@ -206,69 +217,36 @@ impl WaitSampler {
         n
     }
 
-    /// One round: every target's wait event, state, query id and query.
-    pub fn sample(&mut self, t_ns: u64) -> Result<Round, MemError> {
-        // A follower just added (a parallel worker lives for one query) is looked for at
-        // once, not at the next periodic scan.
-        let asked_for_new = match &self.scope {
-            Scope::Pids(p) => p.lock().is_ok_and(|p| {
-                p.iter()
-                    .any(|pid| !self.targets.iter().any(|t| t.host == *pid))
-            }),
-            Scope::Cluster => false,
-        };
-        let due = !self.last_scan.is_some_and(|t| t.elapsed() < RESCAN);
-        if due || (asked_for_new && !self.last_scan.is_some_and(|t| t.elapsed() < RESCAN / 10)) {
-            self.scan()?;
+    /// Read `parts` (remote address, length) into consecutive ranges of `buf`, in one
+    /// `process_vm_readv` per 1024 parts. False when not all was read (a mapping gone).
+    fn readv(&self, parts: &[(u64, usize)], buf: &mut Vec<u8>) -> Result<bool, MemError> {
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        buf.resize(total, 0);
+        let base = buf.as_mut_ptr();
+        let mut local = Vec::with_capacity(parts.len());
+        let mut remote = Vec::with_capacity(parts.len());
+        let mut off = 0;
+        for &(addr, len) in parts {
+            // SAFETY: `off + len <= total == buf.len()`: each part has its own range of
+            // the buffer, which is not touched until the calls below return.
+            local.push(libc::iovec {
+                iov_base: unsafe { base.add(off) } as *mut libc::c_void,
+                iov_len: len,
+            });
+            remote.push(libc::iovec {
+                iov_base: addr as *mut libc::c_void,
+                iov_len: len,
+            });
+            off += len;
         }
-        let qid = self.query_id_off;
-        let per = HEAD + 4 + 8 + TEXT_PREFIX + 4 + 4 + 4;
-        self.buf.resize(per * self.targets.len(), 0);
-        let mut local: Vec<libc::iovec> = Vec::with_capacity(self.targets.len() * 7);
-        let mut remote: Vec<libc::iovec> = Vec::with_capacity(self.targets.len() * 7);
-        let base = self.buf.as_mut_ptr();
-        let mut skipped = vec![false; self.targets.len()];
-        for (i, t) in self.targets.iter().enumerate() {
-            let text_ok =
-                t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
-            let parts: [(u64, usize, bool); 7] = [
-                (t.slot_addr, HEAD, true),
-                (t.slot_addr + OFF_STATE as u64, 4, true),
-                (t.slot_addr + qid.unwrap_or(0) as u64, 8, qid.is_some()),
-                (t.activity_ptr, TEXT_PREFIX, text_ok),
-                (t.slot_addr + OFF_CHANGECOUNT as u64, 4, true),
-                (t.pgproc + self.pid_off, 4, true),
-                (t.pgproc + self.wait_off, 4, true),
-            ];
-            let mut off = i * per;
-            for (addr, len, on) in parts {
-                if on {
-                    // SAFETY: `off + len <= per * (i + 1) <= buf.len()`: each part has its
-                    // own range of the buffer, which outlives the call below.
-                    local.push(libc::iovec {
-                        iov_base: unsafe { base.add(off) } as *mut libc::c_void,
-                        iov_len: len,
-                    });
-                    remote.push(libc::iovec {
-                        iov_base: addr as *mut libc::c_void,
-                        iov_len: len,
-                    });
-                }
-                off += len;
-            }
-            if !text_ok {
-                skipped[i] = true;
-            }
-        }
-        let want: usize = local.iter().map(|v| v.iov_len).sum();
         let mut done = 0usize;
         let mut at = 0usize;
-        // The kernel takes at most IOV_MAX (1024) vectors per call.
         while at < local.len() {
+            // The kernel takes at most IOV_MAX (1024) vectors per call.
             let n = (local.len() - at).min(1024);
-            // SAFETY: every local vector points into `self.buf` (sized above, not touched
-            // until the call returns); the remote ones are only read by the kernel, which
-            // checks them against the target's mappings.
+            // SAFETY: every local vector points into `buf` (sized above); the remote
+            // ones are only read by the kernel, which checks them against the target's
+            // mappings.
             let r = unsafe {
                 libc::process_vm_readv(
                     self.reader.mem.pid,
@@ -294,65 +272,166 @@ impl WaitSampler {
             done += r as usize;
             at += n;
         }
-        if done < want {
-            // A partial read means a mapping went away: read the list again next time.
-            self.last_scan = None;
+        Ok(done == total)
+    }
+
+    /// One round: every target's wait event, state, query id and query. The status
+    /// slots and the PGPROCs are each read as one span (the processes of a cluster sit
+    /// side by side in both arrays: page by page is cheaper than field by field); a query
+    /// text only when its start time changed, checked against the slot's change count.
+    pub fn sample(&mut self, t_ns: u64) -> Result<Round, MemError> {
+        // A follower just added (a parallel worker lives for one query) is looked for at
+        // once, not at the next periodic scan.
+        let asked_for_new = match &self.scope {
+            Scope::Pids(p) => p.lock().is_ok_and(|p| {
+                p.iter()
+                    .any(|pid| !self.targets.iter().any(|t| t.host == *pid))
+            }),
+            Scope::Cluster => false,
+        };
+        let since = self.last_scan.map(|t| t.elapsed());
+        if since.is_none_or_late(RESCAN) || (asked_for_new && since.is_none_or_late(RESCAN / 10)) {
+            self.scan()?;
         }
         let mut out = Round {
             t_ns,
             samples: Vec::with_capacity(self.targets.len()),
         };
+        if self.targets.is_empty() {
+            return Ok(out);
+        }
+        let es = self.reader.entry_size as u64;
+        let slot_lo = self.targets.iter().map(|t| t.slot_addr).min().unwrap_or(0);
+        let slot_hi = self
+            .targets
+            .iter()
+            .map(|t| t.slot_addr + es)
+            .max()
+            .unwrap_or(0);
+        let proc_lo = self.targets.iter().map(|t| t.pgproc).min().unwrap_or(0);
+        let proc_hi = self
+            .targets
+            .iter()
+            .map(|t| t.pgproc + self.wait_off + 4)
+            .max()
+            .unwrap_or(0);
+        let slots_len = (slot_hi - slot_lo) as usize;
+        let procs_len = (proc_hi - proc_lo) as usize;
+        if slots_len > MAX_SPAN || procs_len > MAX_SPAN {
+            return Err(MemError::Layout {
+                pid: self.reader.mem.pid,
+                what: "status slots or PGPROCs spread over more than 16 MB".into(),
+            });
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let complete = self.readv(&[(slot_lo, slots_len), (proc_lo, procs_len)], &mut buf)?;
+        if !complete {
+            self.buf = buf;
+            self.last_scan = None;
+            return Ok(out);
+        }
+        let (slots, procs) = buf.split_at(slots_len);
+        let u32_at = |b: &[u8], o: usize| {
+            b.get(o..o + 4)
+                .map_or(0, |v| u32::from_ne_bytes(v.try_into().unwrap_or([0; 4])))
+        };
+        let i64_at = |b: &[u8], o: usize| {
+            b.get(o..o + 8)
+                .map_or(0, |v| i64::from_ne_bytes(v.try_into().unwrap_or([0; 8])))
+        };
+        struct Seen {
+            cc: i32,
+            start: i64,
+            state: u32,
+            query_id: i64,
+            info: u32,
+        }
+        let mut seen: Vec<Option<Seen>> = Vec::with_capacity(self.targets.len());
         let mut rescan = false;
-        let buf = std::mem::take(&mut self.buf);
-        for i in 0..self.targets.len() {
-            let b = &buf[i * per..(i + 1) * per];
-            let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-            let cc1 = u32_at(OFF_CHANGECOUNT) as i32;
-            let slot_pid = u32_at(OFF_PROCPID) as i32;
-            let act_start =
-                i64::from_ne_bytes(b[OFF_ACTIVITY_START..HEAD].try_into().unwrap_or([0; 8]));
-            let state = u32_at(HEAD);
-            let query_id = i64::from_ne_bytes(b[HEAD + 4..HEAD + 12].try_into().unwrap_or([0; 8]));
-            let text = &b[HEAD + 12..HEAD + 12 + TEXT_PREFIX];
-            let tail = HEAD + 12 + TEXT_PREFIX;
-            let cc2 = u32_at(tail) as i32;
-            let proc_pid = u32_at(tail + 4) as i32;
-            let info = u32_at(tail + 8);
-            let t = &self.targets[i];
+        for t in &self.targets {
+            let so = (t.slot_addr - slot_lo) as usize;
+            let po = (t.pgproc - proc_lo) as usize;
+            let slot_pid = u32_at(slots, so + OFF_PROCPID) as i32;
+            let proc_pid = u32_at(procs, po + self.pid_off as usize) as i32;
             if slot_pid != t.ns || proc_pid != t.ns {
                 // Exited (its slot cleared or reused): gone from the next round.
                 rescan = true;
+                seen.push(None);
                 continue;
             }
-            let consistent = cc1 == cc2 && cc1 & 1 == 0;
-            let (host, act_ptr, known_start) = (t.host, t.activity_ptr, t.activity_start);
-            let mut query = t.query.clone();
-            if consistent && act_start != known_start {
-                query = if skipped[i] {
-                    None
-                } else {
-                    self.query_text(text, act_ptr)
-                };
-                let t = &mut self.targets[i];
-                t.activity_start = act_start;
-                t.query = query.clone();
+            seen.push(Some(Seen {
+                cc: u32_at(slots, so + OFF_CHANGECOUNT) as i32,
+                start: i64_at(slots, so + OFF_ACTIVITY_START),
+                state: u32_at(slots, so + OFF_STATE),
+                query_id: self.query_id_off.map_or(0, |q| i64_at(slots, so + q)),
+                info: u32_at(procs, po + self.wait_off as usize),
+            }));
+        }
+        // Texts of the queries that changed, and each slot's change count again: a text
+        // is kept only when the count did not move and is even.
+        let changed: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.cc & 1 == 0 && s.start != self.targets[*i].activity_start)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut texts = Vec::new();
+        let mut parts = Vec::with_capacity(changed.len() * 2);
+        for &i in &changed {
+            let t = &self.targets[i];
+            let ok = t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
+            if ok {
+                parts.push((t.activity_ptr, TEXT_PREFIX));
             }
-            let active = crate::process::status::layout::state_name(self.reader.major, state)
+            parts.push((t.slot_addr + OFF_CHANGECOUNT as u64, 4));
+        }
+        let texts_ok = changed.is_empty() || self.readv(&parts, &mut texts)?;
+        let mut at = 0;
+        for &i in &changed {
+            let t = &self.targets[i];
+            let ok = t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
+            let prefix: Option<Vec<u8>> = ok
+                .then(|| texts.get(at..at + TEXT_PREFIX).map(<[u8]>::to_vec))
+                .flatten();
+            if ok {
+                at += TEXT_PREFIX;
+            }
+            let cc_after = u32_at(&texts, at) as i32;
+            at += 4;
+            let Some(s) = &seen[i] else { continue };
+            if !texts_ok || cc_after != s.cc {
+                // Torn: asked again next round.
+                continue;
+            }
+            let (start, ptr) = (s.start, t.activity_ptr);
+            let query = prefix.and_then(|p| self.query_text(&p, ptr));
+            let t = &mut self.targets[i];
+            t.activity_start = start;
+            t.query = query;
+        }
+        for (i, s) in seen.into_iter().enumerate() {
+            let Some(s) = s else { continue };
+            let host = self.targets[i].host;
+            let active = crate::process::status::layout::state_name(self.reader.major, s.state)
                 == Some("active");
             let cpu_ns = self.targets[i].schedstat.as_ref().and_then(read_schedstat);
-            let event = if info == 0 {
+            let event = if s.info == 0 {
                 None
             } else {
-                self.name(info, host)
+                self.name(s.info, host)
             };
             out.samples.push(WaitSample {
                 pid: host,
                 event,
-                active: consistent && active,
-                query_id: qid
-                    .filter(|_| consistent && query_id != 0)
-                    .map(|_| query_id),
-                query,
+                active,
+                query_id: self
+                    .query_id_off
+                    .filter(|_| s.query_id != 0)
+                    .map(|_| s.query_id),
+                query: self.targets[i].query.clone(),
                 cpu_ns,
             });
         }
