@@ -52,6 +52,7 @@ fn main() {
                 at,
                 status: None,
                 walked: None,
+                waits: None,
             },
         )
         .unwrap();

@@ -44,6 +44,7 @@ APT_PACKAGES=(
     libcap2-bin  # setcap for tests/capabilities.rs
     fio  # tests/io_uring_capture.rs (io_uring reads of known layout)
     chromium  # tests/report.rs: the HTML report rendered headless
+    postgresql-15-pg-wait-sampling postgresql-15-pg-stat-kcache  # tests/waits_oracle.rs
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -86,6 +86,12 @@ pub struct Cli {
     #[arg(long)]
     pub exact_waits: bool,
 
+    /// How often each backend's wait event is sampled for the wait profile (default 100,
+    /// as pg_wait_sampling's 10 ms; at most 1000).
+    #[arg(long, value_name = "HZ", default_value_t = 100, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sample_hz: u32,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -169,6 +175,10 @@ pub enum Command {
     Ps {
         #[command(flatten)]
         target: Target,
+        /// Sample every process's wait event for this many seconds and print the
+        /// cluster-wide wait profile (per process: wait events with CPU apart, queries).
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        waits: Option<f64>,
     },
     /// A captured trace as one HTML page, a text summary or Perfetto JSON.
     ///
@@ -201,4 +211,16 @@ pub enum Command {
         #[arg(long, value_name = "N|max", default_value = "1")]
         speed: String,
     },
+}
+
+/// A positive number of seconds, at most a day.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?}: give seconds between 0 and 86400"))
+    }
 }

@@ -53,9 +53,22 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Resolve { target, paths }) => {
             commands::resolve::run(&mut out, target, cli.pid, paths, format).map_err(vanished)?
         }
-        Some(Command::Ps { target }) => {
-            commands::ps::run(&mut out, target, cli.pid, format).map_err(vanished)?
-        }
+        Some(Command::Ps {
+            target,
+            waits: Some(secs),
+        }) => commands::ps::run_waits(
+            &mut out,
+            target,
+            cli.pid,
+            *secs,
+            f64::from(cli.sample_hz),
+            format,
+        )
+        .map_err(vanished)?,
+        Some(Command::Ps {
+            target,
+            waits: None,
+        }) => commands::ps::run(&mut out, target, cli.pid, format).map_err(vanished)?,
         // Written above, before the line outputs.
         Some(Command::Report { .. }) => {}
         Some(Command::Replay { file, speed }) => {
@@ -118,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
                         io_latency: cli.io_latency,
                         exact_waits: cli.exact_waits,
                     },
+                    sample_hz: f64::from(cli.sample_hz),
                 });
             }
             let Some(pid) = cli.pid else {
@@ -165,6 +179,7 @@ fn line_options(
             io_latency: cli.io_latency,
             exact_waits: cli.exact_waits,
         },
+        sample_hz: f64::from(cli.sample_hz),
     })
 }
 

@@ -91,6 +91,9 @@ pub struct Major {
     pub pg_database: PgDatabaseLayoutId,
     /// sizeof(PgBackendStatus): st_query_id arrived in 14, st_plan_id in 18.
     pub backend_status_size: usize,
+    /// Offset of `PgBackendStatus.st_query_id` (14+, after the progress parameters;
+    /// `pg_stat_activity.query_id`); None before 14.
+    pub query_id_offset: Option<usize>,
     pub pgproc: PgprocOffsets,
     pub buffer_read: BufferReadArgs,
     /// `BackendType` by value, spelled as `pg_stat_activity.backend_type` spells them
@@ -305,6 +308,7 @@ const PG12: Major = Major {
     pg_class: PgClassLayoutId::V12,
     pg_database: PgDatabaseLayoutId::V12,
     backend_status_size: 424,
+    query_id_offset: None,
     pgproc: PgprocOffsets {
         pid: 52,
         wait_event_info: 676,
@@ -333,6 +337,7 @@ const PG13: Major = Major {
 const PG14: Major = Major {
     major: 14,
     backend_status_size: 432,
+    query_id_offset: Some(424),
     progress_commands: PROGRESS_14,
     pgproc: PgprocOffsets {
         pid: 64,

@@ -245,6 +245,7 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
                 at: at + SEC - 1,
                 status: None,
                 walked: None,
+                waits: None,
             },
             &mut raw,
         );

@@ -172,6 +172,45 @@ fn help_overlay() {
     }
 }
 
+/// The waits panel (`w`): 3 s of a backend mostly in pg_sleep, then on CPU; the kernel's
+/// rows say "not measured".
+#[test]
+fn waits_panel() {
+    use pg_trace::model::waits::Waits;
+    use pg_trace::process::status::sampler::{Round, WaitEvent, WaitSample};
+    use std::sync::Arc;
+    let (mut m, now) = scan_model();
+    m.waits = Waits::new(100.0);
+    let sleep = Some(Arc::new(WaitEvent {
+        class: "Timeout".into(),
+        name: "PgSleep".into(),
+    }));
+    let q: Arc<str> = "select pg_sleep(2), count(*) from t".into();
+    for i in 0..300u64 {
+        let event = if i < 200 { sleep.clone() } else { None };
+        m.waits.add(&Round {
+            t_ns: now + i * 10_000_000,
+            samples: vec![WaitSample {
+                pid: m.leader,
+                event,
+                active: true,
+                query_id: None,
+                query: Some(Arc::clone(&q)),
+                cpu_ns: Some(i * 3_000_000),
+            }],
+        });
+    }
+    let st = ScreenState {
+        show_waits: true,
+        ..ScreenState::default()
+    };
+    let term = render_trace(100, 40, &m, &info(now), &LogRing::new(), &st, Theme::mono());
+    let s = text(&term);
+    assert!(s.contains("Timeout:PgSleep"), "{s}");
+    assert!(s.contains("not measured"), "{s}");
+    insta::assert_snapshot!("waits_panel_100x40", s);
+}
+
 #[test]
 fn final_summary() {
     let (mut m, now) = scan_model();
@@ -316,6 +355,7 @@ fn proc(pid: i32, title: &str, state: char, cpu: f64, rd: f64) -> PgProcess {
         read_bps: Some(rd),
         write_bps: Some(0.0),
         memory: None,
+        top_wait: None,
     }
 }
 

@@ -60,3 +60,92 @@ pub fn server_backup(
         .ok()
         .flatten()
 }
+
+/// `pg_trace ps --waits SECS`: every process of the cluster sampled at `hz` for `secs`
+/// seconds (Ctrl-C ends it early), then each one's wait profile.
+pub fn run_waits(
+    out: &mut impl Write,
+    target: &Target,
+    pid: Option<i32>,
+    secs: f64,
+    hz: f64,
+    format: Format,
+) -> Result<()> {
+    use crate::model::waits::Waits;
+    use crate::process::status::sampler::{self, Scope, WaitSampler};
+    use std::sync::atomic::Ordering;
+    let memory = "pg_trace ps --waits reads the server's memory";
+    if let Some(p) = pid {
+        may_inspect(p, memory)?;
+    }
+    let dd = super::datadir(target, pid)?;
+    let via = match pid {
+        Some(pid) => pid,
+        None => dd.postmaster_pid()?,
+    };
+    may_inspect(via, memory)?;
+    let reader = status::StatusReader::open(via, dd.major)?;
+    let stop = crate::session::stop_flag()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut sampler = WaitSampler::new(reader, Scope::Cluster)?;
+    sampler.prime()?;
+    let start = std::time::Instant::now();
+    let thread = sampler::spawn(sampler, hz, std::sync::Arc::clone(&stop), tx)?;
+    let mut waits = Waits::new(hz);
+    waits.total_only = true;
+    let end = start + std::time::Duration::from_secs_f64(secs);
+    // Folded ten times a second, not per round (a wakeup per round costs more than the
+    // fold), so a long window keeps no backlog; Ctrl-C is seen within 100 ms.
+    while !stop.load(Ordering::Relaxed) && !thread.is_finished() {
+        let now = std::time::Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(std::time::Duration::from_millis(100)));
+        for r in rx.try_iter() {
+            waits.add(&r);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failed = thread.join().ok().flatten();
+    for r in rx.try_iter() {
+        waits.add(&r);
+    }
+    if let Some(why) = failed {
+        if waits.is_empty() {
+            anyhow::bail!("cannot sample wait events: {why}");
+        }
+        eprintln!(
+            "pg_trace: sampling stopped early: {}",
+            crate::text::visible(&why)
+        );
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let kinds: std::collections::HashMap<i32, String> = status::activity(via, dd.major)
+        .map(|rows| {
+            rows.into_iter()
+                .map(|s| (s.pid, s.backend_type.unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    match format {
+        Format::Json => {
+            for (pid, p) in &waits.procs {
+                let rec = output::waits::record(&p.total, *pid, elapsed, "total", hz);
+                output::record::write(&mut *out, &output::record::Record::Waits(rec))?;
+            }
+        }
+        Format::Text => {
+            let rows: Vec<_> = waits
+                .procs
+                .iter()
+                .map(|(pid, p)| {
+                    let kind = kinds.get(pid).cloned().unwrap_or_else(|| "exited".into());
+                    (*pid, kind, &p.total)
+                })
+                .collect();
+            output::waits::write_text(out, &rows, hz, elapsed)?;
+        }
+    }
+    Ok(())
+}

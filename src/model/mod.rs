@@ -16,6 +16,7 @@ pub mod rename;
 pub mod sched;
 pub mod stall;
 pub mod status;
+pub mod waits;
 
 pub use files::{FileEntry, Named, RelIdentity, RelInfo};
 pub use relations::RelState;
@@ -207,6 +208,8 @@ pub struct Model {
     pub io_latency: io_latency::IoLatency,
     /// The leader's exact wait transitions (`--exact-waits`).
     pub exact_waits: exact_waits::ExactWaits,
+    /// The wait profile of the leader and its followers (live sessions sampling memory).
+    pub waits: waits::Waits,
 }
 
 impl Model {
@@ -245,6 +248,7 @@ impl Model {
             sched: sched::SchedFold::default(),
             io_latency: io_latency::IoLatency::default(),
             exact_waits: exact_waits::ExactWaits::default(),
+            waits: waits::Waits::default(),
         }
     }
 

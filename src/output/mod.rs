@@ -9,6 +9,7 @@ pub mod report;
 pub mod resolve;
 pub mod status;
 pub mod trace;
+pub mod waits;
 
 /// How line outputs are written: text for people, NDJSON for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

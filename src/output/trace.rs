@@ -306,10 +306,6 @@ pub fn write_interval(
             if let Some(o) = &model.operation_view {
                 record::write(out, &operation_record(model, o, now))?;
             }
-            let start = model.first_ns.unwrap_or(now);
-            for r in super::kernel_time::waits_records(model, start, since_ns, now) {
-                record::write(out, &r)?;
-            }
             record::write(out, &stats_record(model, now, eps))?;
         }
         Format::Text => {

@@ -139,6 +139,9 @@ pub struct PgProcess {
     /// From the server's shared memory (root, supported major): what `pg_stat_activity`
     /// would say. None when it could not be read; the title is all there is then.
     pub memory: Option<MemStatus>,
+    /// Its most sampled wait event over the last seconds (`PgSleep 95%`, `CPU 80%`),
+    /// when someone samples the cluster's wait events (the picker does).
+    pub top_wait: Option<String>,
 }
 
 /// One process's row of the offline `pg_stat_activity` (`pg_trace ps`).
@@ -436,6 +439,7 @@ impl Lister {
                     read_bps,
                     write_bps,
                     memory: None,
+                    top_wait: None,
                 });
             }
         }

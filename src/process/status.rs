@@ -6,6 +6,7 @@
 pub mod kernel;
 pub mod layout;
 pub mod locks;
+pub mod sampler;
 pub mod wait_names;
 pub mod waits;
 

@@ -29,6 +29,8 @@ pub struct Options {
     pub record: Option<super::record::RecordOptions>,
     /// `--io-latency`, `--exact-waits`.
     pub kernel: super::kernel_time::KernelOptions,
+    /// `--sample-hz`: the wait profile's sampling rate.
+    pub sample_hz: f64,
 }
 
 /// What the loop itself needs of the options.
@@ -62,6 +64,7 @@ pub fn run(opts: Options) -> Result<()> {
         session.record(r)?;
         note(super::record::started_note(r));
     }
+    session.start_wait_sampling(opts.sample_hz);
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(crate::text::safe::SafeText::new(stdout.lock()));
     let result = line_loop(Pace::from(&opts), &mut session, &stop, &mut w, &mut note);
@@ -79,6 +82,7 @@ pub fn record(opts: Options) -> Result<()> {
         session.record(r)?;
         note(super::record::started_note(r));
     }
+    session.start_wait_sampling(opts.sample_hz);
     let result = line_loop(
         Pace::from(&opts),
         &mut session,
@@ -190,6 +194,16 @@ pub fn line_loop(
                 pace.format,
                 first,
             )?;
+            let ts = now.saturating_sub(start) as f64 / 1e9;
+            crate::output::waits::write_interval(
+                &mut *w,
+                &s.model,
+                last_print,
+                now,
+                ts,
+                pace.format,
+            )?;
+            s.model.waits.next_interval();
             w.flush()?;
             first = false;
             last_print = now;

@@ -23,6 +23,7 @@ pub mod summary;
 pub mod terminal;
 pub mod tui;
 pub mod usdt_cost;
+pub mod waits;
 
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};

@@ -226,9 +226,14 @@ impl Player {
                 session.replay_batch(events.0, each)?;
                 Step::Batch(at)
             }
-            Item::Tick { at, status, walked } => {
+            Item::Tick {
+                at,
+                status,
+                walked,
+                waits,
+            } => {
                 self.clock.set(at);
-                session.replay_tick_input(status, walked);
+                session.replay_tick_input(status, walked, waits);
                 Step::Tick(at)
             }
             Item::Finish { at } => {

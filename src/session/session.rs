@@ -9,7 +9,7 @@
 use super::attaching::{Msg, Pending, Target, Waiting, ATTACHING};
 use super::backend::Step;
 use super::record::names::{self, NameAnswer};
-use super::record::{ItemRef, Recorder, Walked};
+use super::record::{ItemRef, Recorder, WaitRounds, Walked};
 use crate::cli::BackendChoice;
 use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
@@ -196,10 +196,12 @@ pub struct Session {
     /// The flight recorder, when on.
     recorder: Option<Recorder>,
     /// A replay: what the next tick applies instead of sampling.
-    replayed: Option<(Option<Event>, Option<Walked>)>,
+    replayed: Option<(Option<Event>, Option<Walked>, Option<WaitRounds>)>,
     /// Ring mode: SIGUSR1 seen, and whether the verdict was a stall at the last tick.
     dump_asked: Option<Arc<std::sync::atomic::AtomicBool>>,
     was_stalled: bool,
+    /// The wait-event sampler (live, memory readable, `start_wait_sampling`).
+    waits: Option<super::waits::WaitsLive>,
 }
 
 impl Session {
@@ -392,6 +394,7 @@ impl Session {
             replayed: None,
             dump_asked: None,
             was_stalled: false,
+            waits: None,
         };
         // Followers from the start (an io worker's reads for us are ours from the first
         // interval), and what the tracer then says it cannot attribute.
@@ -442,6 +445,7 @@ impl Session {
             replayed: None,
             dump_asked: None,
             was_stalled: false,
+            waits: None,
         }
     }
 
@@ -752,8 +756,9 @@ impl Session {
     /// Once per display interval: sample the status, pick up new followers, drop gone
     /// ones, advance rates.
     pub fn tick(&mut self, now: u64) {
-        let (status, replayed_walk) = match self.replayed.take() {
-            Some((status, walked)) => (status, walked),
+        let replaying = self.replayed.is_some();
+        let (status, replayed_walk, replayed_waits) = match self.replayed.take() {
+            Some((status, walked, waits)) => (status, walked, waits),
             None => (
                 self.sample_status().map(|s| Event {
                     ts_ns: now,
@@ -762,6 +767,7 @@ impl Session {
                         sample: Box::new(s),
                     },
                 }),
+                None,
                 None,
             ),
         };
@@ -779,6 +785,14 @@ impl Session {
         let walked = self.walked().filter(|w| Some(*w) != walked_before);
         self.copier_tick(now);
         self.follow();
+        let waits = if replaying {
+            if let Some(w) = &replayed_waits {
+                self.apply_wait_rounds(w);
+            }
+            None
+        } else {
+            self.sample_waits()
+        };
         self.sample_cost(now);
         self.model.tick(now, &mut self.namer);
         // Names changed by DDL, and memory that stopped answering: said once each.
@@ -797,6 +811,7 @@ impl Session {
                     at: now,
                     status: status.as_ref(),
                     walked,
+                    waits: waits.as_ref(),
                 },
             );
             write_names(rec, &mut self.namer);
@@ -925,8 +940,23 @@ impl Session {
     }
 
     /// A replay: what the next tick applies instead of sampling the process.
-    pub fn replay_tick_input(&mut self, status: Option<Event>, walked: Option<Walked>) {
-        self.replayed = Some((status, walked));
+    pub fn replay_tick_input(
+        &mut self,
+        status: Option<Event>,
+        walked: Option<Walked>,
+        waits: Option<WaitRounds>,
+    ) {
+        self.replayed = Some((status, walked, waits));
+    }
+
+    /// A replay's recorded wait rounds, folded as live.
+    fn apply_wait_rounds(&mut self, w: &WaitRounds) {
+        if self.model.waits.hz != w.hz {
+            self.model.waits = crate::model::waits::Waits::new(w.hz);
+        }
+        for r in &w.rounds {
+            self.model.waits.add(r);
+        }
     }
 
     /// The walk's total the backup got, if any.
@@ -935,6 +965,43 @@ impl Session {
         Some(Walked {
             bytes: b.walked_total?,
             tablespaces: b.tablespaces_total,
+        })
+    }
+
+    /// Sample the wait events of the leader and its followers at `hz` from now on, on a
+    /// thread of its own; nothing for a replay, a copier or `--no-memory`.
+    pub fn start_wait_sampling(&mut self, hz: f64) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if live.no_memory || live.copier.is_some() || self.model.leader_exited() {
+            return;
+        }
+        match super::waits::WaitsLive::start(self.pid, self.major, hz) {
+            Ok(w) => {
+                self.model.waits = crate::model::waits::Waits::new(hz);
+                self.waits = Some(w);
+            }
+            Err(e) => self.notes.push(format!("no wait profile: {e}")),
+        }
+    }
+
+    /// The rounds sampled since the last tick, into the model; kept for a recording.
+    fn sample_waits(&mut self) -> Option<WaitRounds> {
+        let w = self.waits.as_mut()?;
+        if let Some(live) = &self.live {
+            w.set_pids(std::iter::once(self.pid).chain(live.followers.keys().copied()));
+        }
+        let (rounds, why) = w.take();
+        if let Some(why) = why {
+            self.notes.push(why);
+        }
+        for r in &rounds {
+            self.model.waits.add(r);
+        }
+        (self.recorder.is_some() && !rounds.is_empty()).then_some(WaitRounds {
+            hz: self.model.waits.hz,
+            rounds,
         })
     }
 
@@ -1134,6 +1201,7 @@ impl Session {
     pub fn detach(&mut self) {
         // An attach still under way: what it attaches is dropped as it is handed over.
         self.pending = None;
+        self.waits = None;
         self.tracer.detach();
     }
 }

@@ -42,6 +42,8 @@ pub struct Options {
     pub record: Option<super::record::RecordOptions>,
     /// `--io-latency`, `--exact-waits`.
     pub kernel: super::kernel_time::KernelOptions,
+    /// `--sample-hz`: the wait profile's sampling rate.
+    pub sample_hz: f64,
 }
 
 /// How often the picker re-reads /proc: rates over shorter windows jitter.
@@ -341,13 +343,21 @@ pub struct PickerApp {
     pub clusters: Vec<PgCluster>,
     pub st: PickerState,
     sampled_ns: u64,
+    /// The top-wait column: every readable cluster's wait events, sampled.
+    waits: super::waits::ClusterWaits,
+    sample_hz: f64,
 }
 
 impl PickerApp {
     pub fn new(now_ns: u64) -> PickerApp {
+        PickerApp::with_waits(now_ns, 0.0)
+    }
+
+    /// A picker whose top-wait column samples every readable cluster at `hz` (0: off).
+    pub fn with_waits(now_ns: u64, hz: f64) -> PickerApp {
         let mut lister = Lister::new();
         let clusters = lister.sample();
-        PickerApp {
+        let mut p = PickerApp {
             lister,
             clusters,
             st: PickerState {
@@ -355,12 +365,21 @@ impl PickerApp {
                 ..PickerState::default()
             },
             sampled_ns: now_ns,
+            waits: super::waits::ClusterWaits::default(),
+            sample_hz: hz,
+        };
+        if hz > 0.0 {
+            p.waits.update(&mut p.clusters, hz);
         }
+        p
     }
 
     fn tick(&mut self, now_ns: u64) {
         if now_ns.saturating_sub(self.sampled_ns) >= PICKER_REFRESH.as_nanos() as u64 {
             self.clusters = self.lister.sample();
+            if self.sample_hz > 0.0 {
+                self.waits.update(&mut self.clusters, self.sample_hz);
+            }
             self.sampled_ns = now_ns;
         }
     }
@@ -403,7 +422,10 @@ pub fn run(opts: Options) -> Result<()> {
     let mut guard = Guard::enter()?;
     let mut screen = match first {
         Some(s) => Screen::Trace(Box::new(TraceApp::new(s, opts.debug))),
-        None => Screen::Picker(Box::new(PickerApp::new(clock.now_ns()))),
+        None => Screen::Picker(Box::new(PickerApp::with_waits(
+            clock.now_ns(),
+            opts.sample_hz,
+        ))),
     };
     let pace = Pace {
         interval: opts.interval,
@@ -515,10 +537,13 @@ pub fn event_loop(
                                 Screen::Picker(_) => None,
                             };
                             // Detach before listing: the picker must not show a traced state.
+                            // The trace's sampling rate carries over to the picker's column.
+                            let mut hz = 0.0;
                             if let Screen::Trace(t) = screen {
+                                hz = t.session.model.waits.hz;
                                 t.session.detach();
                             }
-                            let mut p = PickerApp::new(clock.now_ns());
+                            let mut p = PickerApp::with_waits(clock.now_ns(), hz);
                             p.st.selected = was;
                             *screen = Screen::Picker(Box::new(p));
                         }
@@ -564,6 +589,7 @@ fn open_session(pid: Pid, opts: &Options) -> Result<Session> {
         Session::open_deferred(pid, opts.backend, &opts.usdt, !opts.no_memory)?
     };
     s.enable_kernel(&opts.kernel)?;
+    s.start_wait_sampling(opts.sample_hz);
     // Only the process given with -p is recorded, not one picked later.
     if let Some(r) = record {
         s.record(r)?;

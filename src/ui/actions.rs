@@ -61,6 +61,7 @@ pub fn handle_trace_key(st: &mut ScreenState, k: KeyEvent) -> Action {
         KeyCode::Char('s') => st.sort = st.sort.next(),
         KeyCode::Char('/') => st.editing_filter = true,
         KeyCode::Char('?') => st.show_help = true,
+        KeyCode::Char('w') => st.show_waits = !st.show_waits,
         KeyCode::Char('l') => {
             st.show_log = !st.show_log;
             if !st.show_log && st.focus == Focus::Log {

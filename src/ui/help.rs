@@ -23,6 +23,10 @@ pub const TRACE_KEYS: &[(&str, &str)] = &[
         "first / last rows of the focused panel (log: oldest / newest)",
     ),
     ("l", "show or hide the log panel"),
+    (
+        "w",
+        "show or hide the waits panel: wait events sampled, last 10 s and since attach",
+    ),
     ("?", "show or hide this help"),
 ];
 

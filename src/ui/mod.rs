@@ -14,6 +14,7 @@ pub mod relations;
 pub mod sched;
 pub mod summary;
 pub mod theme;
+pub mod waits;
 
 use crate::model::Model;
 use crate::trace::Pid;
@@ -77,6 +78,8 @@ pub struct ScreenState {
     pub editing_filter: bool,
     pub paused: bool,
     pub show_log: bool,
+    /// The waits panel (`w`).
+    pub show_waits: bool,
     pub show_help: bool,
     /// First row shown, per panel (files, relations, log counted from the newest).
     pub scroll_files: usize,
@@ -238,6 +241,15 @@ fn draw_trace_panels(
     let [rel_area, rest] =
         Layout::vertical([Constraint::Length(rel_h), Constraint::Min(3)]).areas(body);
     relations::draw(f, rel_area, model, info, st, theme);
+    let rest = if st.show_waits {
+        let h = waits::height(model).min(rest.height.saturating_sub(3).max(3));
+        let [waits_area, rest] =
+            Layout::vertical([Constraint::Length(h), Constraint::Min(3)]).areas(rest);
+        waits::draw(f, waits_area, model, theme);
+        rest
+    } else {
+        rest
+    };
     if st.show_log {
         let [files_area, log_area] =
             Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(rest);

@@ -222,6 +222,14 @@ const WIDE: &[Column] = &[
     },
     CPU,
     Column {
+        header: "top wait (10 s)",
+        width: 20,
+        align: Align::Left,
+        gap: " ",
+        cut: true,
+        cell: |p| p.top_wait.clone().unwrap_or_else(|| "-".into()),
+    },
+    Column {
         header: "read/s",
         width: 9,
         align: Align::Right,

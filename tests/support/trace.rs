@@ -3,7 +3,7 @@
 
 use pg_trace::output::record::{
     AttachRecord, BackupRecord, FileRecord, LockWaitRecord, OperationRecord, ProcessRecord,
-    ProgressRecord, QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord,
+    ProgressRecord, QueryRecord, Record, StatsRecord, StatusRecord, SummaryRecord, WaitsRecord,
 };
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
@@ -144,6 +144,7 @@ variant!(
     backup: Backup(BackupRecord),
     summary: Summary(SummaryRecord),
     process: Process(ProcessRecord),
+    waits: Waits(WaitsRecord),
 );
 
 /// Records from NDJSON text, one per line.

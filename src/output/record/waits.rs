@@ -55,6 +55,10 @@ pub struct QueryWaits {
     pub query_id: Option<i64>,
     pub query: Option<String>,
     pub samples: u64,
+    /// Seconds on a CPU while this query was active (the process's CPU clock between
+    /// samples); null when not measured (cluster-wide profiles).
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
     pub top_waits: Vec<WaitShare>,
 }
 

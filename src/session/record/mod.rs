@@ -149,6 +149,9 @@ pub enum Item {
         status: Option<Event>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         walked: Option<Walked>,
+        /// The wait-event samples taken since the last tick, folded before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waits: Option<WaitRounds>,
     },
     /// The session's last tick.
     Finish { at: u64 },
@@ -168,6 +171,14 @@ impl Item {
     }
 }
 
+/// Wait-event sampling rounds, and the rate they were taken at (the profile's seconds
+/// are counted from it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitRounds {
+    pub hz: f64,
+    pub rounds: Vec<crate::process::status::sampler::Round>,
+}
+
 /// [`Item`], borrowed: what the recorder serialises without copying events.
 #[derive(Serialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -185,6 +196,8 @@ pub enum ItemRef<'a> {
         status: Option<&'a Event>,
         #[serde(skip_serializing_if = "Option::is_none")]
         walked: Option<Walked>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        waits: Option<&'a WaitRounds>,
     },
     Finish {
         at: u64,

@@ -1,0 +1,518 @@
+//! Wait-event sampling: every backend's `PGPROC.wait_event_info`, state and query, read
+//! many times a second with one `process_vm_readv` per round for all of them (a few
+//! dozen bytes each), through the process the [`StatusReader`] was opened on: shared
+//! memory is mapped at the same address in every process of a cluster.
+//!
+//! What a sample counts as matches `pg_wait_sampling` (collector.c, `probe_waits` and
+//! `pgws_should_sample_proc`): a live process whose `wait_event_info` is 0 is on CPU,
+//! whatever its state; an idle backend waits in `Client:ClientRead`.
+
+use super::layout::{OFF_ACTIVITY_START, OFF_CHANGECOUNT, OFF_PROCPID, OFF_STATE};
+use super::{StatusReader, MAX_ACTIVITY};
+use crate::process::memory::{MemError, Pid};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A wait event by name, as `pg_stat_activity` spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WaitEvent {
+    pub class: String,
+    pub name: String,
+}
+
+/// One process at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitSample {
+    pub pid: Pid,
+    /// None: on CPU (no wait event set).
+    pub event: Option<Arc<WaitEvent>>,
+    /// `pg_stat_activity.state` is `active`.
+    pub active: bool,
+    /// `st_query_id` (14+; 0 is "none").
+    pub query_id: Option<i64>,
+    /// The query text as the slot holds it (not normalised).
+    pub query: Option<Arc<str>>,
+    /// Nanoseconds the process has run on a CPU since it started (`/proc/PID/schedstat`,
+    /// the same clock as utime+stime); only for the pids asked for.
+    pub cpu_ns: Option<u64>,
+}
+
+/// All processes sampled at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// Monotonic nanoseconds (`process::clock`).
+    pub t_ns: u64,
+    pub samples: Vec<WaitSample>,
+}
+
+/// Which processes: every one with a status slot, or these (the traced process and its
+/// followers), whose CPU time is read too.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Cluster,
+    /// Shared with the owner, who adds followers as they come.
+    Pids(Arc<std::sync::Mutex<Vec<Pid>>>),
+}
+
+struct Target {
+    host: Pid,
+    ns: Pid,
+    slot_addr: u64,
+    pgproc: u64,
+    activity_ptr: u64,
+    activity_start: i64,
+    query: Option<Arc<str>>,
+    schedstat: Option<File>,
+}
+
+/// Bytes of each target's query text read every round: enough for most statements; a
+/// longer one is read whole once, when its start time changes.
+const TEXT_PREFIX: usize = 256;
+/// Neither span read per round may be larger (MaxBackends' 2^18 slots are never all in
+/// use by the processes sampled).
+const MAX_SPAN: usize = 16 << 20;
+
+trait Late {
+    fn is_none_or_late(&self, after: Duration) -> bool;
+}
+
+impl Late for Option<Duration> {
+    /// Never done, or done at least `after` ago.
+    fn is_none_or_late(&self, after: Duration) -> bool {
+        !self.is_some_and(|d| d < after)
+    }
+}
+
+pub struct WaitSampler {
+    reader: StatusReader,
+    scope: Scope,
+    targets: Vec<Target>,
+    last_scan: Option<Instant>,
+    names: HashMap<u32, Option<Arc<WaitEvent>>>,
+    buf: Vec<u8>,
+    query_id_off: Option<usize>,
+    pid_off: u64,
+    wait_off: u64,
+    texts: HashMap<Vec<u8>, Arc<str>>,
+}
+
+/// How often the status array is scanned again for new or gone processes.
+const RESCAN: Duration = Duration::from_secs(1);
+
+impl WaitSampler {
+    pub fn new(reader: StatusReader, scope: Scope) -> Result<WaitSampler, MemError> {
+        let row = crate::version::of(reader.major).ok_or_else(|| MemError::Layout {
+            pid: reader.mem.pid,
+            what: format!("PostgreSQL {} is not supported", reader.major),
+        })?;
+        Ok(WaitSampler {
+            query_id_off: row.query_id_offset,
+            pid_off: row.pgproc.pid,
+            wait_off: row.pgproc.wait_event_info,
+            reader,
+            scope,
+            targets: Vec::new(),
+            last_scan: None,
+            names: HashMap::new(),
+            buf: Vec::new(),
+            texts: HashMap::new(),
+        })
+    }
+
+    /// Find the processes now (symbols, PGPROCs: the slow part), so that the first
+    /// round comes on time.
+    pub fn prime(&mut self) -> Result<(), MemError> {
+        self.scan()
+    }
+
+    pub fn major(&self) -> u32 {
+        self.reader.major
+    }
+
+    /// How many processes the last round sampled.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    fn in_segment(&self, addr: u64, len: u64) -> bool {
+        let (a, b) = self.reader.segment;
+        addr >= a && addr.checked_add(len).is_some_and(|e| e <= b)
+    }
+
+    /// Find the processes to sample: their status slot and their PGPROC.
+    fn scan(&mut self) -> Result<(), MemError> {
+        self.last_scan = Some(Instant::now());
+        let entries = self.reader.entries()?;
+        let mut old: HashMap<Pid, Target> = self.targets.drain(..).map(|t| (t.ns, t)).collect();
+        let want: Option<Vec<Pid>> = match &self.scope {
+            Scope::Cluster => None,
+            Scope::Pids(p) => Some(p.lock().map(|v| v.clone()).unwrap_or_default()),
+        };
+        for (e, _) in entries {
+            let Some(host) = self.reader.host_of(e.pid) else {
+                continue;
+            };
+            if want.as_ref().is_some_and(|w| !w.contains(&host)) {
+                continue;
+            }
+            let slot_addr = self.reader.array + (e.slot * self.reader.entry_size) as u64;
+            if let Some(mut t) = old.remove(&e.pid) {
+                if t.host == host && t.slot_addr == slot_addr {
+                    t.activity_ptr = e.activity_ptr;
+                    self.targets.push(t);
+                    continue;
+                }
+            }
+            // A process without a PGPROC (or gone since) is not sampled.
+            let Ok((_, Some(pgproc))) = self.reader.wait_and_proc(host) else {
+                continue;
+            };
+            if !self.in_segment(pgproc, self.wait_off + 4) {
+                continue;
+            }
+            let schedstat = want
+                .is_some()
+                .then(|| File::open(format!("/proc/{host}/schedstat")).ok())
+                .flatten();
+            self.targets.push(Target {
+                host,
+                ns: e.pid,
+                slot_addr,
+                pgproc,
+                activity_ptr: e.activity_ptr,
+                activity_start: i64::MIN,
+                query: None,
+                schedstat,
+            });
+        }
+        Ok(())
+    }
+
+    fn name(&mut self, info: u32, pid: Pid) -> Option<Arc<WaitEvent>> {
+        if let Some(n) = self.names.get(&info) {
+            return n.clone();
+        }
+        let mut s = super::StatusSample {
+            pid,
+            major: self.reader.major,
+            ..Default::default()
+        };
+        super::set_wait(&mut s, Some(info));
+        self.reader.name_lwlock(&mut s, pid);
+        let n = match (s.wait_event_type, s.wait_event) {
+            (Some(class), Some(name)) => Some(Arc::new(WaitEvent { class, name })),
+            _ => None,
+        };
+        // Hostile memory could show any number: the cache stays bounded.
+        if self.names.len() < 4096 {
+            self.names.insert(info, n.clone());
+        }
+        n
+    }
+
+    /// Read `parts` (remote address, length) into consecutive ranges of `buf`, in one
+    /// `process_vm_readv` per 1024 parts. False when not all was read (a mapping gone).
+    fn readv(&self, parts: &[(u64, usize)], buf: &mut Vec<u8>) -> Result<bool, MemError> {
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        buf.resize(total, 0);
+        let base = buf.as_mut_ptr();
+        let mut local = Vec::with_capacity(parts.len());
+        let mut remote = Vec::with_capacity(parts.len());
+        let mut off = 0;
+        for &(addr, len) in parts {
+            // SAFETY: `off + len <= total == buf.len()`: each part has its own range of
+            // the buffer, which is not touched until the calls below return.
+            local.push(libc::iovec {
+                iov_base: unsafe { base.add(off) } as *mut libc::c_void,
+                iov_len: len,
+            });
+            remote.push(libc::iovec {
+                iov_base: addr as *mut libc::c_void,
+                iov_len: len,
+            });
+            off += len;
+        }
+        let mut done = 0usize;
+        let mut at = 0usize;
+        while at < local.len() {
+            // The kernel takes at most IOV_MAX (1024) vectors per call.
+            let n = (local.len() - at).min(1024);
+            // SAFETY: every local vector points into `buf` (sized above); the remote
+            // ones are only read by the kernel, which checks them against the target's
+            // mappings.
+            let r = unsafe {
+                libc::process_vm_readv(
+                    self.reader.mem.pid,
+                    local.as_ptr().add(at),
+                    n as libc::c_ulong,
+                    remote.as_ptr().add(at),
+                    n as libc::c_ulong,
+                    0,
+                )
+            };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    return Err(MemError::Gone(self.reader.mem.pid));
+                }
+                return Err(MemError::Read {
+                    pid: self.reader.mem.pid,
+                    addr: remote[at].iov_base as u64,
+                    len: remote[at].iov_len,
+                    why: e.to_string(),
+                });
+            }
+            done += r as usize;
+            at += n;
+        }
+        Ok(done == total)
+    }
+
+    /// One round: every target's wait event, state, query id and query. The status
+    /// slots and the PGPROCs are each read as one span (the processes of a cluster sit
+    /// side by side in both arrays: page by page is cheaper than field by field); a query
+    /// text only when its start time changed, checked against the slot's change count.
+    pub fn sample(&mut self, t_ns: u64) -> Result<Round, MemError> {
+        // A follower just added (a parallel worker lives for one query) is looked for at
+        // once, not at the next periodic scan.
+        let asked_for_new = match &self.scope {
+            Scope::Pids(p) => p.lock().is_ok_and(|p| {
+                p.iter()
+                    .any(|pid| !self.targets.iter().any(|t| t.host == *pid))
+            }),
+            Scope::Cluster => false,
+        };
+        let since = self.last_scan.map(|t| t.elapsed());
+        if since.is_none_or_late(RESCAN) || (asked_for_new && since.is_none_or_late(RESCAN / 10)) {
+            self.scan()?;
+        }
+        let mut out = Round {
+            t_ns,
+            samples: Vec::with_capacity(self.targets.len()),
+        };
+        if self.targets.is_empty() {
+            return Ok(out);
+        }
+        let es = self.reader.entry_size as u64;
+        let slot_lo = self.targets.iter().map(|t| t.slot_addr).min().unwrap_or(0);
+        let slot_hi = self
+            .targets
+            .iter()
+            .map(|t| t.slot_addr + es)
+            .max()
+            .unwrap_or(0);
+        let proc_lo = self.targets.iter().map(|t| t.pgproc).min().unwrap_or(0);
+        let proc_hi = self
+            .targets
+            .iter()
+            .map(|t| t.pgproc + self.wait_off + 4)
+            .max()
+            .unwrap_or(0);
+        let slots_len = (slot_hi - slot_lo) as usize;
+        let procs_len = (proc_hi - proc_lo) as usize;
+        if slots_len > MAX_SPAN || procs_len > MAX_SPAN {
+            return Err(MemError::Layout {
+                pid: self.reader.mem.pid,
+                what: "status slots or PGPROCs spread over more than 16 MB".into(),
+            });
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let complete = self.readv(&[(slot_lo, slots_len), (proc_lo, procs_len)], &mut buf)?;
+        if !complete {
+            self.buf = buf;
+            self.last_scan = None;
+            return Ok(out);
+        }
+        let (slots, procs) = buf.split_at(slots_len);
+        let u32_at = |b: &[u8], o: usize| {
+            b.get(o..o + 4)
+                .map_or(0, |v| u32::from_ne_bytes(v.try_into().unwrap_or([0; 4])))
+        };
+        let i64_at = |b: &[u8], o: usize| {
+            b.get(o..o + 8)
+                .map_or(0, |v| i64::from_ne_bytes(v.try_into().unwrap_or([0; 8])))
+        };
+        struct Seen {
+            cc: i32,
+            start: i64,
+            state: u32,
+            query_id: i64,
+            info: u32,
+        }
+        let mut seen: Vec<Option<Seen>> = Vec::with_capacity(self.targets.len());
+        let mut rescan = false;
+        for t in &self.targets {
+            let so = (t.slot_addr - slot_lo) as usize;
+            let po = (t.pgproc - proc_lo) as usize;
+            let slot_pid = u32_at(slots, so + OFF_PROCPID) as i32;
+            let proc_pid = u32_at(procs, po + self.pid_off as usize) as i32;
+            if slot_pid != t.ns || proc_pid != t.ns {
+                // Exited (its slot cleared or reused): gone from the next round.
+                rescan = true;
+                seen.push(None);
+                continue;
+            }
+            seen.push(Some(Seen {
+                cc: u32_at(slots, so + OFF_CHANGECOUNT) as i32,
+                start: i64_at(slots, so + OFF_ACTIVITY_START),
+                state: u32_at(slots, so + OFF_STATE),
+                query_id: self.query_id_off.map_or(0, |q| i64_at(slots, so + q)),
+                info: u32_at(procs, po + self.wait_off as usize),
+            }));
+        }
+        // Texts of the queries that changed, and each slot's change count again: a text
+        // is kept only when the count did not move and is even.
+        let changed: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.cc & 1 == 0 && s.start != self.targets[*i].activity_start)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut texts = Vec::new();
+        let mut parts = Vec::with_capacity(changed.len() * 2);
+        for &i in &changed {
+            let t = &self.targets[i];
+            let ok = t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
+            if ok {
+                parts.push((t.activity_ptr, TEXT_PREFIX));
+            }
+            parts.push((t.slot_addr + OFF_CHANGECOUNT as u64, 4));
+        }
+        let texts_ok = changed.is_empty() || self.readv(&parts, &mut texts)?;
+        let mut at = 0;
+        for &i in &changed {
+            let t = &self.targets[i];
+            let ok = t.activity_ptr != 0 && self.in_segment(t.activity_ptr, TEXT_PREFIX as u64);
+            let prefix: Option<Vec<u8>> = ok
+                .then(|| texts.get(at..at + TEXT_PREFIX).map(<[u8]>::to_vec))
+                .flatten();
+            if ok {
+                at += TEXT_PREFIX;
+            }
+            let cc_after = u32_at(&texts, at) as i32;
+            at += 4;
+            let Some(s) = &seen[i] else { continue };
+            if !texts_ok || cc_after != s.cc {
+                // Torn: asked again next round.
+                continue;
+            }
+            let (start, ptr) = (s.start, t.activity_ptr);
+            let query = prefix.and_then(|p| self.query_text(&p, ptr));
+            let t = &mut self.targets[i];
+            t.activity_start = start;
+            t.query = query;
+        }
+        for (i, s) in seen.into_iter().enumerate() {
+            let Some(s) = s else { continue };
+            let host = self.targets[i].host;
+            let active = crate::process::status::layout::state_name(self.reader.major, s.state)
+                == Some("active");
+            let cpu_ns = self.targets[i].schedstat.as_ref().and_then(read_schedstat);
+            let event = if s.info == 0 {
+                None
+            } else {
+                self.name(s.info, host)
+            };
+            out.samples.push(WaitSample {
+                pid: host,
+                event,
+                active,
+                query_id: self
+                    .query_id_off
+                    .filter(|_| s.query_id != 0)
+                    .map(|_| s.query_id),
+                query: self.targets[i].query.clone(),
+                cpu_ns,
+            });
+        }
+        self.buf = buf;
+        if rescan {
+            self.last_scan = None;
+        }
+        Ok(out)
+    }
+
+    /// The query text from its prefix, or read whole when longer; one `Arc` per distinct
+    /// text (bounded cache).
+    fn query_text(&mut self, prefix: &[u8], ptr: u64) -> Option<Arc<str>> {
+        let bytes: Vec<u8> = match prefix.iter().position(|&c| c == 0) {
+            Some(n) => prefix[..n].to_vec(),
+            None => {
+                let len = self.reader.activity_size.min(MAX_ACTIVITY);
+                let v = self.reader.mem.read_vec(ptr, len).ok()?;
+                let n = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+                v[..n].to_vec()
+            }
+        };
+        if bytes.is_empty() {
+            return None;
+        }
+        if let Some(t) = self.texts.get(&bytes) {
+            return Some(Arc::clone(t));
+        }
+        let t: Arc<str> = String::from_utf8_lossy(&bytes).into();
+        if self.texts.len() >= 10_000 {
+            self.texts.clear();
+        }
+        self.texts.insert(bytes, Arc::clone(&t));
+        Some(t)
+    }
+}
+
+/// The first field of `/proc/PID/schedstat`: nanoseconds on a CPU.
+fn read_schedstat(f: &File) -> Option<u64> {
+    let mut b = [0u8; 64];
+    let n = f.read_at(&mut b, 0).ok()?;
+    let s = std::str::from_utf8(&b[..n]).ok()?;
+    s.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// Sample `scope` at `hz` on a thread of its own, until `stop`; rounds go to `tx`.
+pub fn spawn(
+    mut sampler: WaitSampler,
+    hz: f64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tx: std::sync::mpsc::Sender<Round>,
+) -> std::io::Result<std::thread::JoinHandle<Option<String>>> {
+    std::thread::Builder::new()
+        .name("wait-sampler".into())
+        .spawn(move || {
+            use std::sync::atomic::Ordering;
+            let period = Duration::from_secs_f64(1.0 / hz.clamp(1.0, 1000.0));
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = crate::process::clock::monotonic_ns();
+                match sampler.sample(t) {
+                    Ok(r) => {
+                        if tx.send(r).is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) => return Some(e.to_string()),
+                }
+                // On a fixed grid from the start, so a slow round does not shift the rest;
+                // rounds missed while late are skipped, as pg_wait_sampling does.
+                n = n.saturating_add(1);
+                let mut next = start + period * n;
+                let now = Instant::now();
+                while next <= now {
+                    n = n.saturating_add(1);
+                    next = start + period * n;
+                }
+                std::thread::sleep(next - now);
+            }
+            None
+        })
+}
