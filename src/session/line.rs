@@ -53,6 +53,23 @@ impl From<&Options> for Pace {
     }
 }
 
+/// One interval's records, live or replayed: the model's, then the wait profile's (whose
+/// interval then starts again).
+pub(super) fn write_interval(
+    w: &mut impl Write,
+    s: &mut Session,
+    since: u64,
+    now: u64,
+    format: Format,
+    first: bool,
+) -> Result<()> {
+    out::write_interval(&mut *w, &s.model, since, now, s.events_per_s, format, first)?;
+    let ts = now.saturating_sub(s.start_ns) as f64 / 1e9;
+    crate::output::waits::write_interval(&mut *w, &s.model, since, now, ts, format)?;
+    s.model.waits.next_interval();
+    Ok(())
+}
+
 /// Attach, print on stdout until done, detach.
 pub fn run(opts: Options) -> Result<()> {
     let stop = super::stop_flag()?;
@@ -185,25 +202,7 @@ pub fn line_loop(
             for n in s.take_notes() {
                 note(n);
             }
-            out::write_interval(
-                &mut *w,
-                &s.model,
-                last_print,
-                now,
-                s.events_per_s,
-                pace.format,
-                first,
-            )?;
-            let ts = now.saturating_sub(start) as f64 / 1e9;
-            crate::output::waits::write_interval(
-                &mut *w,
-                &s.model,
-                last_print,
-                now,
-                ts,
-                pace.format,
-            )?;
-            s.model.waits.next_interval();
+            write_interval(&mut *w, s, last_print, now, pace.format, first)?;
             w.flush()?;
             first = false;
             last_print = now;

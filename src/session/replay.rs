@@ -332,16 +332,7 @@ pub fn line(
                 for n in session.take_notes() {
                     note(n);
                 }
-                let s = &session;
-                out::write_interval(
-                    &mut *w,
-                    &s.model,
-                    last_print,
-                    at,
-                    s.events_per_s,
-                    format,
-                    first,
-                )?;
+                super::line::write_interval(&mut *w, &mut session, last_print, at, format, first)?;
                 first = false;
                 last_print = at;
             }
