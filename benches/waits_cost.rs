@@ -73,6 +73,11 @@ fn tps(out: &std::process::Output) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this binary too: measure only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("waits_cost: benchmark only runs under `cargo bench`");
+        return;
+    }
     let secs: u64 = std::env::var("PG_TRACE_BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
