@@ -139,12 +139,22 @@ impl Model {
             .max_by_key(|r| r.last_ns)
     }
 
-    /// The table a statement scans: of the tables read since `since`, the one read most
-    /// (a catalog read in passing must not take the line over).
+    /// The table a statement scans: of the user tables read since `since`, the one read
+    /// most. System catalogs never: a statement's first reads on a cold cache are the
+    /// catalogs it is planned from (all of `pg_proc`, say), which would otherwise show as
+    /// the statement's table, 100 % done.
     fn scanned_table(&self, since: u64) -> Option<&RelState> {
         self.relations
             .values()
-            .filter(|r| r.bytes_read > 0 && r.last_ns >= since && r.id.kind == Some("table"))
+            .filter(|r| {
+                r.bytes_read > 0
+                    && r.last_ns >= since
+                    && r.id.kind == Some("table")
+                    && !matches!(
+                        r.id.schema.as_deref(),
+                        Some("pg_catalog" | "information_schema")
+                    )
+            })
             .max_by_key(|r| r.bytes_read)
     }
 
