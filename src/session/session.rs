@@ -499,7 +499,25 @@ impl Session {
                 Msg::Step(s) => self.attach_step(s),
                 Msg::Done(r) => {
                     self.pending = None;
-                    r?;
+                    if let Err(e) = r {
+                        // The process ended while the tracer was being attached: that is
+                        // its exit, shown as any exit is (the summary), not a failure of
+                        // the capture. Its code is unknown: no tracer saw it.
+                        if self.live.as_ref().is_some_and(|l| !l.identity.is_alive()) {
+                            self.notes
+                                .push(format!("pid {} exited while attaching", self.pid));
+                            self.batch.push(Event {
+                                ts_ns: self.clock.now_ns(),
+                                pid: self.pid,
+                                kind: EventKind::Exit {
+                                    code: None,
+                                    signal: None,
+                                },
+                            });
+                        } else {
+                            return Err(e);
+                        }
+                    }
                 }
             }
         }
