@@ -12,8 +12,12 @@ const HIGHEST_NS: u64 = 3_600_000_000_000;
 const CELLS_KEPT: usize = 256;
 const OTHER: &str = "other files";
 
-/// (relation label, fork, op).
-pub type Key = (String, Option<&'static str>, IoOp);
+/// What a call is counted under: (relation label, fork, op), borrowed, so that a call on
+/// a file already counted allocates nothing (this runs once per timed system call).
+pub type Key<'a> = (&'a str, Option<&'static str>, IoOp);
+
+/// Per relation label, per (fork, op): looked up by `&str`, the label copied only once.
+type Cells = BTreeMap<String, BTreeMap<(Option<&'static str>, IoOp), Cell>>;
 
 #[derive(Debug, Clone)]
 struct Cell {
@@ -61,40 +65,56 @@ pub struct LatencyRow {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct IoLatency {
-    total: BTreeMap<Key, Cell>,
-    current: BTreeMap<Key, Cell>,
-    last: BTreeMap<Key, Cell>,
+struct Map {
+    cells: Cells,
+    /// Cells in `cells`, all labels together.
+    len: usize,
 }
 
-fn record_in(map: &mut BTreeMap<Key, Cell>, key: &Key, latency_ns: u64, disk: Option<bool>) {
-    if !map.contains_key(key) {
-        let key = if map.len() >= CELLS_KEPT {
-            (OTHER.to_string(), None, key.2)
-        } else {
-            key.clone()
-        };
-        if let Some(cell) = map.get_mut(&key) {
-            cell.record(latency_ns, disk);
-            return;
-        }
-        let Some(mut cell) = Cell::new() else {
-            return;
-        };
+#[derive(Debug, Clone, Default)]
+pub struct IoLatency {
+    total: Map,
+    current: Map,
+    last: Map,
+}
+
+fn record_in(map: &mut Map, key: Key, latency_ns: u64, disk: Option<bool>) {
+    let (label, fork, op) = key;
+    if let Some(cell) = map
+        .cells
+        .get_mut(label)
+        .and_then(|c| c.get_mut(&(fork, op)))
+    {
         cell.record(latency_ns, disk);
-        map.insert(key, cell);
         return;
     }
-    if let Some(cell) = map.get_mut(key) {
+    // A new cell: past the cap, the call goes to `other files`.
+    let (label, fork) = if map.len >= CELLS_KEPT {
+        (OTHER, None)
+    } else {
+        (label, fork)
+    };
+    let cells = match map.cells.get_mut(label) {
+        Some(c) => c,
+        None => map.cells.entry(label.to_string()).or_default(),
+    };
+    if let Some(cell) = cells.get_mut(&(fork, op)) {
         cell.record(latency_ns, disk);
+        return;
     }
+    let Some(mut cell) = Cell::new() else {
+        return;
+    };
+    cell.record(latency_ns, disk);
+    cells.insert((fork, op), cell);
+    map.len += 1;
 }
 
-fn rows_of(map: &BTreeMap<Key, Cell>) -> Vec<LatencyRow> {
-    let mut v: Vec<LatencyRow> = map
-        .iter()
-        .filter(|(_, c)| !c.hist.is_empty())
-        .map(|((rel, fork, op), c)| LatencyRow {
+fn rows_of(map: &Map) -> Vec<LatencyRow> {
+    let mut v: Vec<LatencyRow> = (map.cells.iter())
+        .flat_map(|(rel, c)| c.iter().map(move |((fork, op), c)| (rel, fork, op, c)))
+        .filter(|(_, _, _, c)| !c.hist.is_empty())
+        .map(|(rel, fork, op, c)| LatencyRow {
             relation: rel.clone(),
             fork: *fork,
             op: *op,
@@ -112,8 +132,8 @@ fn rows_of(map: &BTreeMap<Key, Cell>) -> Vec<LatencyRow> {
 
 impl IoLatency {
     pub fn record(&mut self, key: Key, latency_ns: u64, disk: Option<bool>) {
-        record_in(&mut self.total, &key, latency_ns, disk);
-        record_in(&mut self.current, &key, latency_ns, disk);
+        record_in(&mut self.total, key, latency_ns, disk);
+        record_in(&mut self.current, key, latency_ns, disk);
     }
 
     pub fn tick(&mut self) {
@@ -121,7 +141,7 @@ impl IoLatency {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.total.is_empty()
+        self.total.len == 0
     }
 
     /// The last interval's rows, most time first.
@@ -139,8 +159,8 @@ impl IoLatency {
 mod tests {
     use super::*;
 
-    fn key(rel: &str) -> Key {
-        (rel.to_string(), Some("main"), IoOp::Read)
+    fn key(rel: &str) -> Key<'_> {
+        (rel, Some("main"), IoOp::Read)
     }
 
     #[test]

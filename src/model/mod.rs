@@ -367,17 +367,6 @@ impl Model {
         }
     }
 
-    /// What a timed call on `fd` of `pid` is counted under: its relation and fork, or the
-    /// file's label (WAL, a temp file); None for what is no file of ours (a socket, a
-    /// pipe, an fd never seen opened).
-    fn latency_key(&self, pid: Pid, fd: i32, op: crate::trace::IoOp) -> Option<io_latency::Key> {
-        let f = self.files.get(&(pid, fd))?;
-        Some(match &f.named.relation {
-            Some(r) => (r.id.label.clone(), Some(r.fork.as_str()), op),
-            None => (f.named.label.clone(), None, op),
-        })
-    }
-
     /// A relation by its main-fork path (`pg_relation_filepath()`), as records name it.
     pub fn relation_at(&self, path: &str) -> Option<&RelState> {
         self.relations.values().find(|r| r.id.path == path)
@@ -532,7 +521,14 @@ impl Model {
                 disk,
                 ..
             } if *result >= 0 && role != Some(FollowerRole::IoWorker) => {
-                if let Some(key) = self.latency_key(pid, *fd, *op) {
+                // Counted under its relation and fork, or the file's label (WAL, a temp
+                // file); not at all for what is no file of ours (a socket, a pipe, an fd
+                // never seen opened).
+                if let Some(f) = self.files.get(&(pid, *fd)) {
+                    let key = match &f.named.relation {
+                        Some(r) => (r.id.label.as_str(), Some(r.fork.as_str()), *op),
+                        None => (f.named.label.as_str(), None, *op),
+                    };
                     self.io_latency.record(key, *latency_ns, *disk);
                 }
             }
