@@ -413,3 +413,44 @@ fn a_recording_reports_like_its_live_json() {
         "{names:?} in\n{text}"
     );
 }
+
+/// A seek through a checkpoint (the state captured during a first pass, restored, then
+/// played on to the target) prints from its target on exactly what a straight replay to
+/// the same target prints: every scripted session, targets across the whole recording.
+#[test]
+fn a_seek_through_a_checkpoint_replays_as_straight() {
+    use pg_trace::session::replay::{records_from, Recording};
+    const HALF_S: u64 = 500_000_000;
+    let json = |r: &[Record]| -> Vec<serde_json::Value> {
+        r.iter().map(|x| serde_json::to_value(x).unwrap()).collect()
+    };
+    for (name, script) in [
+        ("scan", sessions::scan()),
+        ("backup", sessions::throttled_backup()),
+        ("lock", sessions::lock_wait()),
+    ] {
+        let p = dir().join(format!("seek-{name}.pgtrace"));
+        record(&script, &p, None);
+        let (start, end) = Recording::open(&p).unwrap().span();
+        assert!(end > start + 2 * HALF_S, "{name}: a recording too short to seek in");
+        // From the start: the whole replay but its attach record.
+        let whole = replay_records(&p).unwrap();
+        let (from_start, _) = records_from(&p, start, None).unwrap();
+        assert_eq!(json(&from_start), json(&whole[1..]), "{name}: from the start");
+        let mut through = 0;
+        for k in 0..=10 {
+            let to = start + (end - start) * k / 10;
+            let (straight, none) = records_from(&p, to, None).unwrap();
+            let (seeked, used) = records_from(&p, to, Some(HALF_S)).unwrap();
+            assert!(none.is_none());
+            let used = used.unwrap();
+            assert!(used < to || used == start, "{name}: checkpoint at {used}, target {to}");
+            assert!(!straight.is_empty(), "{name}: no summary from {to}");
+            assert_eq!(json(&seeked), json(&straight), "{name}: seek to {to}");
+            if used > start {
+                through += 1;
+            }
+        }
+        assert!(through >= 5, "{name}: only {through} seeks went through a checkpoint");
+    }
+}

@@ -154,6 +154,7 @@ const SIZE_REFRESH_NS: u64 = 1_000_000_000;
 /// Closed files kept for display.
 const CLOSED_KEPT: usize = 64;
 
+#[derive(Clone)]
 pub struct Model {
     pub leader: Pid,
     pub segment_bytes: u64,

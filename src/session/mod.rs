@@ -14,6 +14,7 @@ mod load;
 pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.
 pub mod record;
+pub mod checkpoints;
 pub mod replay;
 pub mod replay_tui;
 #[allow(clippy::module_inception)]
@@ -28,5 +29,5 @@ pub mod waits;
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};
 pub use load::load;
-pub use session::{Replay, Session};
+pub use session::{Replay, ReplayState, Session};
 pub use signals::stop_flag;

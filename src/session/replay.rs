@@ -99,6 +99,23 @@ pub struct Player {
     pub error: Option<String>,
     /// The time of the last step played.
     pub at: u64,
+    /// Items taken from the frame in `items` (frame `next_frame - 1`).
+    consumed: usize,
+    /// Ticks played so far.
+    pub ticks: u64,
+}
+
+/// A replay between two steps, to seek back to: where the player is in the file, the
+/// names it has been given, the session's state (see [`Session::replay_state`]).
+#[derive(Clone)]
+pub struct Checkpoint {
+    /// The time of the last step played.
+    pub at: u64,
+    frame: usize,
+    skip: usize,
+    ticks: u64,
+    answers: super::record::names::Answers,
+    state: super::ReplayState,
 }
 
 /// The tracer's name as recorded: one of pg_trace's own, else leaked once (a replay is
@@ -164,8 +181,56 @@ impl Player {
             next_frame: 0,
             items: VecDeque::new(),
             error: None,
+            consumed: 0,
+            ticks: 0,
         };
         (p, session)
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let i = self.items.pop_front()?;
+        self.consumed += 1;
+        Some(i)
+    }
+
+    /// Where the replay stands now, `session` included: take it between steps, after
+    /// the caller has handled the last one (a tick ticked).
+    pub fn checkpoint(&self, session: &Session) -> Checkpoint {
+        let (frame, skip) = if self.items.is_empty() {
+            (self.next_frame, 0)
+        } else {
+            (self.next_frame - 1, self.consumed)
+        };
+        Checkpoint {
+            at: self.at,
+            frame,
+            skip,
+            ticks: self.ticks,
+            answers: self.namer.snapshot(),
+            state: session.replay_state(),
+        }
+    }
+
+    /// Back (or on) to `cp`: the file position, the names and the session as they were.
+    pub fn restore(&mut self, cp: &Checkpoint, session: &mut Session) -> Result<()> {
+        self.items.clear();
+        self.error = None;
+        self.next_frame = cp.frame;
+        self.consumed = 0;
+        if cp.skip > 0 {
+            let v = self.rec.items(cp.frame)?;
+            self.items.extend(v);
+            self.next_frame = cp.frame + 1;
+            for _ in 0..cp.skip {
+                self.pop();
+            }
+        }
+        self.namer.restore(cp.answers.clone());
+        session.restore_replay_state(cp.state.clone());
+        self.at = cp.at;
+        self.ticks = cp.ticks;
+        self.clock.set(cp.at);
+        Ok(())
     }
 
     fn fill(&mut self) -> bool {
@@ -174,7 +239,10 @@ impl Player {
                 return false;
             }
             match self.rec.items(self.next_frame) {
-                Ok(v) => self.items.extend(v),
+                Ok(v) => {
+                    self.items.extend(v);
+                    self.consumed = 0;
+                }
                 Err(e) => {
                     self.error = Some(format!("{}: {e:#}", self.rec.path.display()));
                     return false;
@@ -193,7 +261,7 @@ impl Player {
             }
             match self.items.front()? {
                 Item::Names { .. } => {
-                    if let Some(Item::Names { answers }) = self.items.pop_front() {
+                    if let Some(Item::Names { answers }) = self.pop() {
                         answers.into_iter().for_each(|a| self.namer.push(a));
                     }
                 }
@@ -211,12 +279,12 @@ impl Player {
         if self.peek_at().is_none() {
             return Ok(None);
         }
-        let Some(item) = self.items.pop_front() else {
+        let Some(item) = self.pop() else {
             return Ok(None);
         };
         // The names given during this step come after it in the file.
         while self.fill() && matches!(self.items.front(), Some(Item::Names { .. })) {
-            if let Some(Item::Names { answers }) = self.items.pop_front() {
+            if let Some(Item::Names { answers }) = self.pop() {
                 answers.into_iter().for_each(|a| self.namer.push(a));
             }
         }
@@ -234,6 +302,7 @@ impl Player {
             } => {
                 self.clock.set(at);
                 session.replay_tick_input(status, walked, waits);
+                self.ticks += 1;
                 Step::Tick(at)
             }
             Item::Finish { at } => {
@@ -280,6 +349,89 @@ pub struct ReplayOptions {
     pub speed: Speed,
 }
 
+/// Line mode's place in its output: what a seek in line mode restores beside the session.
+#[derive(Debug, Clone, Copy)]
+pub struct LinePlace {
+    last_print: u64,
+    first: bool,
+    finished: bool,
+    ended: bool,
+}
+
+impl LinePlace {
+    pub fn new(session: &Session) -> LinePlace {
+        LinePlace {
+            last_print: session.start_ns,
+            first: true,
+            finished: false,
+            ended: false,
+        }
+    }
+}
+
+/// Play one step as line mode does, printing to `w`: false at the end.
+pub fn line_step<W: Write>(
+    p: &mut Player,
+    session: &mut Session,
+    place: &mut LinePlace,
+    w: &mut W,
+    format: Format,
+    debug: bool,
+    note: &mut dyn FnMut(String),
+) -> Result<bool> {
+    let step = p.step(session, &mut |model, ev, applied| {
+        if debug && shows_syscall(ev, applied) {
+            out::write_syscall(&mut *w, model, ev, format)?;
+        }
+        Ok(())
+    })?;
+    let Some(step) = step else {
+        return Ok(false);
+    };
+    match step {
+        Step::Tick(at) => {
+            session.tick(at);
+            for n in session.take_notes() {
+                note(n);
+            }
+            super::line::write_interval(&mut *w, session, place.last_print, at, format, place.first)?;
+            place.first = false;
+            place.last_print = at;
+        }
+        Step::Finish(_) => place.finished = true,
+        Step::End(at) => {
+            write_summary(&mut *w, &session.model, at, format)?;
+            place.ended = true;
+            return Ok(false);
+        }
+        Step::Batch(_) => {}
+    }
+    Ok(true)
+}
+
+/// The end of line mode: the summary as of the last step when the recording has none
+/// (cut, or stopped).
+fn line_end<W: Write>(
+    p: &mut Player,
+    session: &mut Session,
+    place: &LinePlace,
+    w: &mut W,
+    format: Format,
+    note: &mut dyn FnMut(String),
+) -> Result<()> {
+    if let Some(e) = &p.error {
+        note(format!("{e}: replayed up to there"));
+    }
+    if !place.ended {
+        if !place.finished {
+            session.finish()?;
+        }
+        write_summary(&mut *w, &session.model, p.at, format)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// Line mode over a recording: what live line mode printed (wall-clock fields aside).
 pub fn line(
     opts: &ReplayOptions,
@@ -301,11 +453,7 @@ pub fn line(
     super::line::write_attach(w, &session, opts.format)?;
     let start = session.start_ns;
     let wall = Instant::now();
-    let mut last_print = start;
-    let mut first = true;
-    let mut ended = false;
-    let mut finished = false;
-    let (format, debug) = (opts.format, opts.debug);
+    let mut place = LinePlace::new(&session);
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -317,46 +465,63 @@ pub fn line(
                 continue;
             }
         }
-        let step = p.step(&mut session, &mut |model, ev, applied| {
-            if debug && shows_syscall(ev, applied) {
-                out::write_syscall(&mut *w, model, ev, format)?;
-            }
-            Ok(())
-        })?;
-        let Some(step) = step else {
+        if !line_step(&mut p, &mut session, &mut place, w, opts.format, opts.debug, note)? {
             break;
-        };
-        match step {
-            Step::Tick(at) => {
-                session.tick(at);
-                for n in session.take_notes() {
-                    note(n);
-                }
-                super::line::write_interval(&mut *w, &mut session, last_print, at, format, first)?;
-                first = false;
-                last_print = at;
-            }
-            Step::Finish(_) => finished = true,
-            Step::End(at) => {
-                write_summary(&mut *w, &session.model, at, format)?;
-                ended = true;
-                break;
-            }
-            Step::Batch(_) => {}
         }
     }
-    if let Some(e) = &p.error {
-        note(format!("{e}: replayed up to there"));
-    }
-    if !ended {
-        // Cut (or stopped): the summary as of the last step.
-        if !finished {
-            session.finish()?;
+    line_end(&mut p, &mut session, &place, w, opts.format, note)
+}
+
+/// The JSON records line mode prints from recording time `to` on (the steps before `to`
+/// played without printing), reached straight from the start (`every` None) or, with
+/// checkpoints taken every `every` ns during a first pass through the whole recording,
+/// from the latest checkpoint at or before `to` (a seek, as the TUI does). With it, the
+/// time of the checkpoint used. The two must print the same.
+pub fn records_from(
+    path: &Path,
+    to: u64,
+    every: Option<u64>,
+) -> Result<(Vec<Record>, Option<u64>)> {
+    let (mut p, mut session) = Player::open(path)?;
+    let mut place = LinePlace::new(&session);
+    let format = Format::Json;
+    let mut used = None;
+    if let Some(every) = every {
+        let mut cps = super::checkpoints::Checkpoints::every(every);
+        cps.push(p.checkpoint(&session), place);
+        let mut sink = std::io::sink();
+        while line_step(&mut p, &mut session, &mut place, &mut sink, format, false, &mut |_| {})? {
+            if cps.due(p.at) {
+                cps.push(p.checkpoint(&session), place);
+            }
         }
-        write_summary(&mut *w, &session.model, p.at, format)?;
+        // Strictly before: a checkpoint may be between two steps at the same time, and
+        // steps at `to` are printed. The first (nothing played) is always before.
+        let (cp, at) = cps
+            .at_or_before(to.saturating_sub(1))
+            .or(cps.first())
+            .context("no checkpoint")?;
+        p.restore(cp, &mut session)?;
+        place = *at;
+        used = Some(cp.at);
     }
-    w.flush()?;
-    Ok(())
+    let mut sink = std::io::sink();
+    while p.peek_at().is_some_and(|at| at < to) {
+        if !line_step(&mut p, &mut session, &mut place, &mut sink, format, false, &mut |_| {})? {
+            break;
+        }
+    }
+    let mut buf = Vec::new();
+    if !place.ended {
+        while line_step(&mut p, &mut session, &mut place, &mut buf, format, false, &mut |_| {})? {}
+        line_end(&mut p, &mut session, &place, &mut buf, format, &mut |_| {})?;
+    }
+    let records = buf
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).context("a replayed record"))
+        .collect::<Result<Vec<Record>>>()?;
+    Ok((records, used))
 }
 
 /// The records `pg_trace replay FILE --no-tui --format json --speed max` prints.

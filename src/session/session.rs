@@ -145,6 +145,20 @@ struct CopierLive {
     server: super::server_backup::ServerSide,
 }
 
+/// A replay session at one point of its recording, without its I/O: see
+/// [`Session::replay_state`].
+#[derive(Clone)]
+pub struct ReplayState {
+    model: Model,
+    notes: Vec<String>,
+    last_tick_ns: u64,
+    last_tick_events: u64,
+    events_per_s: f64,
+    last_kstate: Option<char>,
+    replayed: Option<(Option<Event>, Option<Walked>, Option<WaitRounds>)>,
+    was_stalled: bool,
+}
+
 /// A session on recorded or scripted events: no process, no root, no data directory.
 pub struct Replay {
     pub pid: Pid,
@@ -955,6 +969,33 @@ impl Session {
         let r = self.apply_batch(&mut each);
         self.batch.clear();
         r
+    }
+
+    /// A replay session's state between two steps: a seek restores it instead of
+    /// replaying from the start. Only a replay's (a live session has more than its model).
+    pub fn replay_state(&self) -> ReplayState {
+        ReplayState {
+            model: self.model.clone(),
+            notes: self.notes.clone(),
+            last_tick_ns: self.last_tick_ns,
+            last_tick_events: self.last_tick_events,
+            events_per_s: self.events_per_s,
+            last_kstate: self.last_kstate,
+            replayed: self.replayed.clone(),
+            was_stalled: self.was_stalled,
+        }
+    }
+
+    /// Back to a state [`Session::replay_state`] took.
+    pub fn restore_replay_state(&mut self, s: ReplayState) {
+        self.model = s.model;
+        self.notes = s.notes;
+        self.last_tick_ns = s.last_tick_ns;
+        self.last_tick_events = s.last_tick_events;
+        self.events_per_s = s.events_per_s;
+        self.last_kstate = s.last_kstate;
+        self.replayed = s.replayed;
+        self.was_stalled = s.was_stalled;
     }
 
     /// A replay: what the next tick applies instead of sampling the process.

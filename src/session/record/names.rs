@@ -217,7 +217,7 @@ pub fn note(tape: &mut Option<Vec<NameAnswer>>, a: impl FnOnce() -> NameAnswer) 
 }
 
 /// Answers waiting, per question, and whether the oldest was given already.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Answers {
     by_key: HashMap<String, (VecDeque<NameAnswer>, bool)>,
 }
@@ -264,6 +264,18 @@ impl RecordedNamer {
     pub fn push(&self, a: NameAnswer) {
         if let Ok(mut p) = self.answers.lock() {
             p.push(a);
+        }
+    }
+
+    /// Where the answers stand: a replay's checkpoint keeps it.
+    pub fn snapshot(&self) -> Answers {
+        self.answers.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Back to a snapshot (a seek to a checkpoint).
+    pub fn restore(&self, a: Answers) {
+        if let Ok(mut p) = self.answers.lock() {
+            *p = a;
         }
     }
 
