@@ -432,11 +432,18 @@ fn a_seek_through_a_checkpoint_replays_as_straight() {
         let p = dir().join(format!("seek-{name}.pgtrace"));
         record(&script, &p, None);
         let (start, end) = Recording::open(&p).unwrap().span();
-        assert!(end > start + 2 * HALF_S, "{name}: a recording too short to seek in");
+        assert!(
+            end > start + 2 * HALF_S,
+            "{name}: a recording too short to seek in"
+        );
         // From the start: the whole replay but its attach record.
         let whole = replay_records(&p).unwrap();
         let (from_start, _) = records_from(&p, start, None).unwrap();
-        assert_eq!(json(&from_start), json(&whole[1..]), "{name}: from the start");
+        assert_eq!(
+            json(&from_start),
+            json(&whole[1..]),
+            "{name}: from the start"
+        );
         let mut through = 0;
         for k in 0..=10 {
             let to = start + (end - start) * k / 10;
@@ -444,13 +451,52 @@ fn a_seek_through_a_checkpoint_replays_as_straight() {
             let (seeked, used) = records_from(&p, to, Some(HALF_S)).unwrap();
             assert!(none.is_none());
             let used = used.unwrap();
-            assert!(used < to || used == start, "{name}: checkpoint at {used}, target {to}");
+            assert!(
+                used < to || used == start,
+                "{name}: checkpoint at {used}, target {to}"
+            );
             assert!(!straight.is_empty(), "{name}: no summary from {to}");
             assert_eq!(json(&seeked), json(&straight), "{name}: seek to {to}");
             if used > start {
                 through += 1;
             }
         }
-        assert!(through >= 5, "{name}: only {through} seeks went through a checkpoint");
+        assert!(
+            through >= 5,
+            "{name}: only {through} seeks went through a checkpoint"
+        );
     }
+}
+
+/// The replay TUI seeking back through a checkpoint draws the screen a replay played
+/// straight to the same time draws.
+#[test]
+fn the_replay_tui_seeks_back_through_checkpoints_to_the_same_screen() {
+    use pg_trace::session::replay_tui::Replayer;
+    const S: u64 = 1_000_000_000;
+    let (p, _, _) = scan_file();
+    let clock = pg_trace::trace::replay::ManualClock::starting_at(scripted::T0);
+    let theme = pg_trace::ui::Theme::from_env();
+    let screen = |r: &Replayer| {
+        let mut f = sessions::Frames::new(&clock, 120, 30);
+        r.draw(&mut f, &theme).unwrap();
+        f.frames.pop().unwrap()
+    };
+    let mut back = Replayer::open_with(p, Some(S / 2)).unwrap();
+    back.seek(back.end).unwrap();
+    let taken = back.checkpoints();
+    assert!(taken >= 4, "{taken} checkpoints");
+    for k in [4u64, 3, 2, 1] {
+        let to = back.start + (back.end - back.start) * k / 5;
+        back.seek(to).unwrap();
+        let mut straight = Replayer::open(p).unwrap();
+        straight.seek(to).unwrap();
+        assert_eq!(back.pos, straight.pos);
+        assert_eq!(screen(&back), screen(&straight), "seek back to {to}");
+    }
+    assert_eq!(
+        back.checkpoints(),
+        taken,
+        "played again, no checkpoint added"
+    );
 }

@@ -13,8 +13,8 @@ pub mod line;
 mod load;
 pub mod server_backup;
 // The session itself is the heart of this folder; its file is named after it.
-pub mod record;
 pub mod checkpoints;
+pub mod record;
 pub mod replay;
 pub mod replay_tui;
 #[allow(clippy::module_inception)]

@@ -394,7 +394,14 @@ pub fn line_step<W: Write>(
             for n in session.take_notes() {
                 note(n);
             }
-            super::line::write_interval(&mut *w, session, place.last_print, at, format, place.first)?;
+            super::line::write_interval(
+                &mut *w,
+                session,
+                place.last_print,
+                at,
+                format,
+                place.first,
+            )?;
             place.first = false;
             place.last_print = at;
         }
@@ -465,7 +472,15 @@ pub fn line(
                 continue;
             }
         }
-        if !line_step(&mut p, &mut session, &mut place, w, opts.format, opts.debug, note)? {
+        if !line_step(
+            &mut p,
+            &mut session,
+            &mut place,
+            w,
+            opts.format,
+            opts.debug,
+            note,
+        )? {
             break;
         }
     }
@@ -490,7 +505,15 @@ pub fn records_from(
         let mut cps = super::checkpoints::Checkpoints::every(every);
         cps.push(p.checkpoint(&session), place);
         let mut sink = std::io::sink();
-        while line_step(&mut p, &mut session, &mut place, &mut sink, format, false, &mut |_| {})? {
+        while line_step(
+            &mut p,
+            &mut session,
+            &mut place,
+            &mut sink,
+            format,
+            false,
+            &mut |_| {},
+        )? {
             if cps.due(p.at) {
                 cps.push(p.checkpoint(&session), place);
             }
@@ -507,13 +530,29 @@ pub fn records_from(
     }
     let mut sink = std::io::sink();
     while p.peek_at().is_some_and(|at| at < to) {
-        if !line_step(&mut p, &mut session, &mut place, &mut sink, format, false, &mut |_| {})? {
+        if !line_step(
+            &mut p,
+            &mut session,
+            &mut place,
+            &mut sink,
+            format,
+            false,
+            &mut |_| {},
+        )? {
             break;
         }
     }
     let mut buf = Vec::new();
     if !place.ended {
-        while line_step(&mut p, &mut session, &mut place, &mut buf, format, false, &mut |_| {})? {}
+        while line_step(
+            &mut p,
+            &mut session,
+            &mut place,
+            &mut buf,
+            format,
+            false,
+            &mut |_| {},
+        )? {}
         line_end(&mut p, &mut session, &place, &mut buf, format, &mut |_| {})?;
     }
     let records = buf

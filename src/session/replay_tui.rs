@@ -1,9 +1,13 @@
 //! The TUI over a recording: the live trace screen, played from the file at 1× to 100×,
 //! with keys to pause (space), seek ±10 s (←/→), ±1 min (shift+←/→, PgUp/PgDn), to the
-//! start or end (Home/End) and change speed (+/-). Seeking forward plays on at full speed
-//! without drawing; seeking back plays again from the start (the model only folds forward).
+//! start or end (Home/End) and change speed (+/-). A seek restores the latest checkpoint
+//! at or before its target (taken as the replay plays, see `checkpoints.rs`) when that is
+//! back or further on than where the replay is, and plays the rest at full speed without
+//! drawing.
 
+use super::checkpoints::Checkpoints;
 use super::replay::{Player, Step};
+use super::tui::AppPlace;
 use super::tui::{Display, KeySource, TraceApp};
 use crate::trace::replay::{Clock, SystemClock};
 use crate::ui::{draw_trace, Theme};
@@ -20,6 +24,7 @@ const SPEEDS: [f64; 7] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 /// Where the replay is, and how it moves.
 pub struct Replayer {
     path: PathBuf,
+    checkpoints: Checkpoints<AppPlace>,
     player: Player,
     pub app: TraceApp,
     /// The replay's time (session clock, ns).
@@ -34,13 +39,24 @@ pub struct Replayer {
 
 impl Replayer {
     pub fn open(path: &Path) -> Result<Replayer> {
+        Replayer::open_with(path, None)
+    }
+
+    /// `every`: checkpoints this far apart in recording time (default: from its length).
+    pub fn open_with(path: &Path, every: Option<u64>) -> Result<Replayer> {
         let (player, session) = Player::open(path)?;
         let (start, end) = player.rec.span();
         let mut app = TraceApp::new(session, false);
         if let Some(c) = &player.rec.cut {
             app.note(format!("{}: {c}: replaying up to there", path.display()));
         }
+        let mut checkpoints = match every {
+            Some(ns) => Checkpoints::every(ns),
+            None => Checkpoints::for_span(end - start),
+        };
+        checkpoints.push(player.checkpoint(&app.session), app.place());
         Ok(Replayer {
+            checkpoints,
             path: path.to_path_buf(),
             player,
             app,
@@ -72,7 +88,13 @@ impl Replayer {
                     Ok(())
                 });
             match r {
-                Ok(Some(Step::Tick(at))) => self.app.tick(at),
+                Ok(Some(Step::Tick(at))) => {
+                    self.app.tick(at);
+                    if self.checkpoints.due(at) {
+                        let cp = self.player.checkpoint(&self.app.session);
+                        self.checkpoints.push(cp, self.app.place());
+                    }
+                }
                 Ok(Some(Step::End(_))) | Ok(None) => {
                     self.done = true;
                     break;
@@ -95,12 +117,24 @@ impl Replayer {
         self.player.clock.set(self.pos);
     }
 
-    /// Go to `to`: on from here, or again from the start.
+    /// Go to `to`: from the latest checkpoint at or before it when that is back or
+    /// ahead of here, else on from here.
     pub fn seek(&mut self, to: u64) -> Result<()> {
         let to = to.clamp(self.start, self.end);
-        if to < self.pos {
+        let here = self.player.at;
+        if let Some((cp, place)) = self
+            .checkpoints
+            .at_or_before(to)
+            .filter(|(cp, _)| to < self.pos || cp.at > here)
+        {
+            self.player.restore(cp, &mut self.app.session)?;
+            self.app.restore_place(place.clone());
+            self.pos = cp.at;
+            self.done = false;
+        } else if to < self.pos {
+            // No checkpoint before it (none is ever missing: the start is one).
             let st = std::mem::take(&mut self.app.st);
-            let mut fresh = Replayer::open(&self.path)?;
+            let mut fresh = Replayer::open_with(&self.path, None)?;
             fresh.app.st = st;
             fresh.paused = self.paused;
             fresh.speed = self.speed;
@@ -108,6 +142,11 @@ impl Replayer {
         }
         self.play_to(to);
         Ok(())
+    }
+
+    /// How many checkpoints it has taken (for tests).
+    pub fn checkpoints(&self) -> usize {
+        self.checkpoints.len()
     }
 
     /// A replay key, if it is one: handled.
@@ -129,7 +168,7 @@ impl Replayer {
         Ok(true)
     }
 
-    fn draw(&self, display: &mut impl Display, theme: &Theme) -> Result<()> {
+    pub fn draw(&self, display: &mut impl Display, theme: &Theme) -> Result<()> {
         let mut info = self.app.info();
         info.methods = format!(
             "{}, replay {}/{} {}×{}",

@@ -113,6 +113,21 @@ fn proc_state(k: &KernelState) -> Option<String> {
 }
 
 /// One trace: the session and what the screen shows of it.
+/// [`TraceApp::place`].
+#[derive(Clone)]
+pub struct AppPlace {
+    log: LogRing,
+    finished: bool,
+    error: Option<String>,
+    ended_ns: Option<u64>,
+    proc_state: Option<String>,
+    proc_state_since: u64,
+    title_now: Option<String>,
+    logged_verdict: Option<&'static str>,
+    logged_phase: Option<i64>,
+    said_limits: Vec<String>,
+}
+
 pub struct TraceApp {
     pub session: Session,
     pub st: ScreenState,
@@ -178,6 +193,36 @@ impl TraceApp {
 
     fn now(&self) -> u64 {
         self.session.clock.now_ns()
+    }
+
+    /// What the app keeps beside its session (the log, what it said last): a replay's
+    /// checkpoint holds it, the screen state aside (the user's, not the recording's).
+    pub fn place(&self) -> AppPlace {
+        AppPlace {
+            log: self.log.clone(),
+            finished: self.finished,
+            error: self.error.clone(),
+            ended_ns: self.ended_ns,
+            proc_state: self.proc_state.clone(),
+            proc_state_since: self.proc_state_since,
+            title_now: self.title_now.clone(),
+            logged_verdict: self.logged_verdict,
+            logged_phase: self.logged_phase,
+            said_limits: self.said_limits.clone(),
+        }
+    }
+
+    pub fn restore_place(&mut self, p: AppPlace) {
+        self.log = p.log;
+        self.finished = p.finished;
+        self.error = p.error;
+        self.ended_ns = p.ended_ns;
+        self.proc_state = p.proc_state;
+        self.proc_state_since = p.proc_state_since;
+        self.title_now = p.title_now;
+        self.logged_verdict = p.logged_verdict;
+        self.logged_phase = p.logged_phase;
+        self.said_limits = p.said_limits;
     }
 
     /// A warning in the log (a replay's cut, say).
