@@ -1,13 +1,123 @@
 //! The flight recorder's budgets (issue 13): file bytes per million events, and opening a
-//! one-hour recording and seeking anywhere. Synthesised: one hour of a sequential scan,
-//! 1,000,000 pread64 events in one-second frames, as the recorder writes them.
+//! one-hour recording and seeking anywhere in it.
+//!
+//! One hour of a sequential scan at 20,000 8 kB reads a second (72 M events) with a status
+//! sample every second, generated lazily by a tracer on a scripted clock and recorded
+//! through the real line loop (`--record`), as `pg_trace -p PID --no-tui --record` writes
+//! it; then opened in the replay TUI's player: the open, the first seek to the end (one
+//! pass through the whole recording at full speed, taking checkpoints), and seeks
+//! anywhere after it (back to the latest checkpoint before the target, then played on).
+//! `PG_TRACE_BENCH_REC_SECS` and `PG_TRACE_BENCH_REC_RATE` change the hour and the rate.
 //!
 //!     cargo bench --bench recording
 
-use pg_trace::session::record::format::{self, FileWriter, Frame};
-use pg_trace::session::record::ItemRef;
-use pg_trace::trace::{Event, EventKind, Syscall};
-use std::time::Instant;
+#[path = "../tests/support/scripted.rs"]
+mod scripted;
+
+use pg_trace::output::Format;
+use pg_trace::process::status::StatusSample;
+use pg_trace::session::line::{line_loop, Pace};
+use pg_trace::session::record::RecordOptions;
+use pg_trace::session::replay_tui::Replayer;
+use pg_trace::session::{Replay, Session};
+use pg_trace::trace::replay::{Clock, ManualClock};
+use pg_trace::trace::{Event, EventKind, Pid, Tracer, TracerStats};
+use scripted::{ev, open, pread, FakeNamer, PID, SEG, T0};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SEC: u64 = 1_000_000_000;
+
+/// A backend scanning sales.orders' first segment over and over, `rate` reads a second,
+/// for `secs`, with a status sample each second; made as the clock reaches each event.
+struct Generator {
+    clock: ManualClock,
+    rate: u64,
+    end: u64,
+    n: u64,
+    opened: bool,
+    exited: bool,
+}
+
+impl Tracer for Generator {
+    fn name(&self) -> &'static str {
+        "replay"
+    }
+    fn add_pid(&mut self, _pid: Pid) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn remove_pid(&mut self, _pid: Pid) {}
+    fn poll(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        let now = self.clock.now_ns();
+        if !self.opened {
+            out.push(open(T0, 24, "base/16385/16388"));
+            self.opened = true;
+        }
+        loop {
+            let ts = T0 + 1 + self.n * SEC / self.rate;
+            if ts > now || ts >= self.end {
+                break;
+            }
+            let blocks = SEG / 8192;
+            out.push(pread(ts, 24, (self.n % blocks) * 8192, 8192));
+            if self.n % self.rate == 0 {
+                out.push(status(ts + 1));
+            }
+            self.n += 1;
+        }
+        if now >= self.end && !self.exited {
+            out.push(ev(
+                self.end,
+                EventKind::Exit {
+                    code: Some(0),
+                    signal: None,
+                },
+            ));
+            self.exited = true;
+        }
+        Ok(())
+    }
+    fn stats(&self) -> TracerStats {
+        TracerStats {
+            events: self.n,
+            lost: Vec::new(),
+        }
+    }
+    fn detach(&mut self) {}
+    fn limitations(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+fn status(ts: u64) -> Event {
+    let mut s = StatusSample {
+        pid: PID,
+        major: 15,
+        backend_type: Some("client backend".into()),
+        state: Some("active".into()),
+        sampled_at_us: 800_000_000_000_000 + ((ts - T0) / 1000) as i64,
+        query: Some("SELECT count(*) FROM sales.orders".into()),
+        wait_event_type: Some("IO".into()),
+        wait_event: Some("DataFileRead".into()),
+        ..StatusSample::default()
+    };
+    s.kernel.state = Some('D');
+    ev(
+        ts,
+        EventKind::Status {
+            sample: Box::new(s),
+        },
+    )
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
 
 fn main() {
     // `cargo test --all-targets` runs this binary too: measure only under `cargo bench`.
@@ -15,87 +125,97 @@ fn main() {
         println!("recording: benchmark only runs under `cargo bench`");
         return;
     }
-    const SEC: u64 = 1_000_000_000;
-    const EVENTS: u64 = 1_000_000;
-    const SECS: u64 = 3600;
+    let secs = env_u64("PG_TRACE_BENCH_REC_SECS", 3600);
+    let rate = env_u64("PG_TRACE_BENCH_REC_RATE", 20_000);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hour.pgtrace");
-    let mut w = FileWriter::create(&path, false, b"{}").unwrap();
-    let per_sec = EVENTS / SECS + 1;
-    let mut n = 0u64;
-    for s in 0..SECS {
-        let at = 1_000 * SEC + s * SEC;
-        let events: Vec<Event> = (0..per_sec)
-            .map(|i| {
-                n += 1;
-                Event {
-                    ts_ns: at + i * (SEC / per_sec),
-                    pid: 4242,
-                    kind: EventKind::Read {
-                        syscall: Syscall::Pread64,
-                        fd: 24,
-                        offset: Some((n % 131_072) * 8192),
-                        requested: 8192,
-                        result: 8192,
-                    },
-                }
-            })
-            .collect();
-        let mut raw = Vec::new();
-        serde_json::to_writer(
-            &mut raw,
-            &ItemRef::Batch {
-                at,
-                events: pg_trace::session::record::EventsRef(&events),
-            },
-        )
-        .unwrap();
-        raw.push(b'\n');
-        serde_json::to_writer(
-            &mut raw,
-            &ItemRef::Tick {
-                at,
-                status: None,
-                walked: None,
-                waits: None,
-            },
-        )
-        .unwrap();
-        raw.push(b'\n');
-        w.frame(&Frame::compress(at, at + SEC - 1, 2, &raw).unwrap())
-            .unwrap();
-    }
-    w.close().unwrap();
+
+    let clock = ManualClock::starting_at(T0);
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let mut s = Session::replay(Replay {
+        pid: PID,
+        title: "postgres: alice shop [local] SELECT".into(),
+        datadir: "/var/lib/postgresql/15/main".into(),
+        major: 15,
+        segment_bytes: SEG,
+        namer: Box::new(FakeNamer),
+        tracer: Box::new(Generator {
+            clock: clock.clone(),
+            rate,
+            end: T0 + secs * SEC,
+            n: 0,
+            opened: false,
+            exited: false,
+        }),
+        clock: shared,
+    });
+    s.record(&RecordOptions {
+        path: path.clone(),
+        force: false,
+        keep: None,
+        dump_on_stall: false,
+    })
+    .unwrap();
+    let pace = Pace {
+        interval: Duration::from_secs(1),
+        duration: None,
+        format: Format::Json,
+        debug: false,
+    };
+    let t = Instant::now();
+    line_loop(
+        pace,
+        &mut s,
+        &AtomicBool::new(false),
+        &mut std::io::sink(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let events = s.model.events;
+    drop(s);
+    let recorded = t.elapsed();
     let size = std::fs::metadata(&path).unwrap().len();
-    let per_million = size as f64 / (n as f64 / 1e6) / (1 << 20) as f64;
+    let per_million = size as f64 / (events as f64 / 1e6) / (1 << 20) as f64;
     println!(
-        "recording: {n} events in {size} bytes: {per_million:.2} MiB per million events (budget 4)"
+        "recording: {secs} s at {rate} reads/s: {events} events in {size} bytes: \
+         {per_million:.2} MiB per million events (budget 4); recorded in {recorded:.1?} \
+         (model, line mode and recorder together)"
     );
-    for trailer in [true, false] {
-        let p = if trailer {
-            path.clone()
-        } else {
-            // Without the index: as a killed recorder leaves it.
-            let b = std::fs::read(&path).unwrap();
-            let q = dir.path().join("cut.pgtrace");
-            std::fs::write(&q, &b[..b.len() - 20]).unwrap();
-            q
-        };
+
+    let t = Instant::now();
+    let mut r = Replayer::open(&path).unwrap();
+    let opened = t.elapsed();
+    let t = Instant::now();
+    r.seek(r.end).unwrap();
+    let first = t.elapsed();
+    assert_eq!(r.pos, r.end);
+    let span = r.end - r.start;
+    let mut worst = Duration::ZERO;
+    let mut total = Duration::ZERO;
+    const SEEKS: u64 = 40;
+    for k in 0..SEEKS {
+        let to = r.start + (k * 7919 % 1000) * span / 1000;
         let t = Instant::now();
-        let mut f = std::io::BufReader::new(std::fs::File::open(&p).unwrap());
-        let o = format::open(&mut f).unwrap();
-        let opened = t.elapsed();
-        let mut worst = std::time::Duration::ZERO;
-        for k in 0..20u64 {
-            let at = 1_000 * SEC + (k * 7919 % SECS) * SEC;
-            let t = Instant::now();
-            let i = format::frame_at(&o.frames, at);
-            format::read_frame(&mut f, &o.frames[i]).unwrap();
-            worst = worst.max(t.elapsed());
-        }
+        r.seek(to).unwrap();
+        let d = t.elapsed();
+        worst = worst.max(d);
+        total += d;
+    }
+    println!(
+        "open a {secs} s recording: {opened:.1?}; first seek to the end (one pass, {} \
+         checkpoints taken): {first:.1?}; then seeks anywhere: worst {worst:.1?}, mean {:.1?} \
+         of {SEEKS} (budget: open and a seek under 1 s)",
+        r.checkpoints(),
+        total / SEEKS as u32
+    );
+    // A seek before the pass has got there: played on from the open.
+    for frac in [10u64, 50] {
+        let mut r = Replayer::open(&path).unwrap();
+        let t = Instant::now();
+        r.seek(r.start + span * frac / 100).unwrap();
         println!(
-            "open a one-hour recording ({}): {opened:?}; seek and read a frame: worst {worst:?} of 20 (budget 1 s together)",
-            if trailer { "index in the trailer" } else { "no trailer: frame headers walked" }
+            "open, then a first seek {frac} % in: {:.1?} (played from the start)",
+            opened + t.elapsed()
         );
     }
 }
