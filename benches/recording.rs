@@ -7,7 +7,8 @@
 //! it; then opened in the replay TUI's player: the open, the first seek to the end (one
 //! pass through the whole recording at full speed, taking checkpoints), and seeks
 //! anywhere after it (back to the latest checkpoint before the target, then played on).
-//! `PG_TRACE_BENCH_REC_SECS` and `PG_TRACE_BENCH_REC_RATE` change the hour and the rate.
+//! `PG_TRACE_BENCH_REC_SECS` and `PG_TRACE_BENCH_REC_RATE` change the hour and the rate;
+//! `PG_TRACE_BENCH_REC_KEEP=FILE` keeps the recording.
 //!
 //!     cargo bench --bench recording
 
@@ -128,7 +129,9 @@ fn main() {
     let secs = env_u64("PG_TRACE_BENCH_REC_SECS", 3600);
     let rate = env_u64("PG_TRACE_BENCH_REC_RATE", 20_000);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hour.pgtrace");
+    // `PG_TRACE_BENCH_REC_KEEP=FILE` keeps the recording there (to profile a replay).
+    let path = std::env::var_os("PG_TRACE_BENCH_REC_KEEP")
+        .map_or_else(|| dir.path().join("hour.pgtrace"), std::path::PathBuf::from);
 
     let clock = ManualClock::starting_at(T0);
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());

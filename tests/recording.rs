@@ -103,6 +103,36 @@ fn assert_same(what: &str, live: &[Record], replayed: &[Record]) {
     assert_eq!(comparable(&direct), b, "{what}: replay_records differs");
 }
 
+/// The file's size per million events of a real run (the budget is 4 MiB, for a busy
+/// scan: a slow run's status samples and names weigh more per event), said in the output;
+/// and, through a checkpoint, a seek anywhere in it prints what a straight replay does.
+fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
+    let events = live
+        .iter()
+        .find_map(|r| match r {
+            Record::Summary(s) => Some(s.events),
+            _ => None,
+        })
+        .expect("a summary");
+    let size = std::fs::metadata(file).unwrap().len();
+    eprintln!(
+        "{what}: {events} events recorded in {size} bytes: {:.2} MiB per million events",
+        size as f64 / (events.max(1) as f64 / 1e6) / (1 << 20) as f64
+    );
+    use pg_trace::session::replay::{records_from, Recording};
+    let (start, end) = Recording::open(file).unwrap().span();
+    let json = |r: &[Record]| -> Vec<serde_json::Value> {
+        r.iter().map(|x| serde_json::to_value(x).unwrap()).collect()
+    };
+    for k in 1..4 {
+        let to = start + (end - start) * k / 4;
+        let (straight, _) = records_from(file, to, None).unwrap();
+        let (seeked, used) = records_from(file, to, Some(500_000_000)).unwrap();
+        assert!(used.unwrap() > start, "{what}: no checkpoint before {to}");
+        assert_eq!(json(&seeked), json(&straight), "{what}: seek to {to}");
+    }
+}
+
 fn replayed_path(what: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
         "pg_trace-recording-test-{}-{what}.pgtrace",
@@ -299,6 +329,7 @@ fn recordings_replay_as_they_ran_live() {
     );
     ring_dumps_on_sigusr1(&c);
     let (scan_live, scan_rec) = scan(&mut c);
+    file_budget("scan", &scan_live, &scan_rec.0);
     // The base backup would copy the 1 GiB table: gone first.
     c.execute("postgres", "DROP TABLE big; CHECKPOINT");
     let backup = backup(&c);
@@ -315,6 +346,7 @@ fn recordings_replay_as_they_ran_live() {
     let scan_replayed = replay_as_nobody(&scan_rec.0, dir.path());
     assert_same("scan", &scan_live, &scan_replayed);
     if let Some((live, rec)) = backup {
+        file_budget("backup", &live, &rec.0);
         let replayed = replay_as_nobody(&rec.0, dir.path());
         assert_same("backup", &live, &replayed);
     }

@@ -6,7 +6,7 @@
 
 use super::record::format::{self, FrameInfo};
 use super::record::names::RecordedNamer;
-use super::record::{parse_items, Header, Item};
+use super::record::{parse_items, Header, Item, Walked};
 use super::summary::write_summary;
 use super::{Replay, Session};
 use crate::model::lines::shows_syscall;
@@ -103,6 +103,8 @@ pub struct Player {
     consumed: usize,
     /// Ticks played so far.
     pub ticks: u64,
+    /// A ring dump's carried walk total, for the next tick without one.
+    carried: Option<Walked>,
 }
 
 /// A replay between two steps, to seek back to: where the player is in the file, the
@@ -114,6 +116,7 @@ pub struct Checkpoint {
     frame: usize,
     skip: usize,
     ticks: u64,
+    carried: Option<Walked>,
     answers: super::record::names::Answers,
     state: super::ReplayState,
 }
@@ -183,6 +186,7 @@ impl Player {
             error: None,
             consumed: 0,
             ticks: 0,
+            carried: None,
         };
         (p, session)
     }
@@ -206,6 +210,7 @@ impl Player {
             frame,
             skip,
             ticks: self.ticks,
+            carried: self.carried,
             answers: self.namer.snapshot(),
             state: session.replay_state(),
         }
@@ -229,6 +234,7 @@ impl Player {
         session.restore_replay_state(cp.state.clone());
         self.at = cp.at;
         self.ticks = cp.ticks;
+        self.carried = cp.carried;
         self.clock.set(cp.at);
         Ok(())
     }
@@ -263,6 +269,11 @@ impl Player {
                 Item::Names { .. } => {
                     if let Some(Item::Names { answers }) = self.pop() {
                         answers.into_iter().for_each(|a| self.namer.push(a));
+                    }
+                }
+                Item::Carried { .. } => {
+                    if let Some(Item::Carried { walked }) = self.pop() {
+                        self.carried = walked.or(self.carried);
                     }
                 }
                 i => return i.at(),
@@ -301,6 +312,7 @@ impl Player {
                 waits,
             } => {
                 self.clock.set(at);
+                let walked = walked.or_else(|| self.carried.take());
                 session.replay_tick_input(status, walked, waits);
                 self.ticks += 1;
                 Step::Tick(at)
@@ -314,7 +326,7 @@ impl Player {
                 self.clock.set(at);
                 Step::End(at)
             }
-            Item::Names { .. } => unreachable!("peek_at loads names"),
+            Item::Names { .. } | Item::Carried { .. } => unreachable!("peek_at loads these"),
         };
         self.at = step.at();
         Ok(Some(step))

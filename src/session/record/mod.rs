@@ -157,6 +157,12 @@ pub enum Item {
     Finish { at: u64 },
     /// The summary's time: the recording ends here.
     End { at: u64 },
+    /// A ring dump's state from before its start that is no event (the backup walk's
+    /// total): applied with the next tick that has none of its own.
+    Carried {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        walked: Option<Walked>,
+    },
 }
 
 impl Item {
@@ -166,7 +172,7 @@ impl Item {
             | Item::Tick { at, .. }
             | Item::Finish { at }
             | Item::End { at } => Some(*at),
-            Item::Names { .. } => None,
+            Item::Names { .. } | Item::Carried { .. } => None,
         }
     }
 }
@@ -204,6 +210,10 @@ pub enum ItemRef<'a> {
     },
     End {
         at: u64,
+    },
+    Carried {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        walked: Option<Walked>,
     },
 }
 

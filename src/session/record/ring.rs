@@ -5,7 +5,7 @@
 //! dump replays on its own.
 
 use super::names::{Answers, NameAnswer};
-use super::{format, Header, Item, ItemRef, RingInfo};
+use super::{format, Header, Item, ItemRef, RingInfo, Walked};
 use crate::trace::{Event, EventKind, Pid};
 use anyhow::Result;
 use format::Frame;
@@ -36,6 +36,8 @@ struct Base {
     files: BTreeMap<(Pid, i32), Event>,
     followers: BTreeMap<Pid, Event>,
     status: Option<Event>,
+    /// The backup walk's total, once it came.
+    walked: Option<Walked>,
 }
 
 impl Ring {
@@ -132,9 +134,17 @@ impl Base {
             match item {
                 Item::Batch { events, .. } => events.0.into_iter().for_each(|e| self.event(e)),
                 Item::Names { answers } => answers.into_iter().for_each(|a| self.answers.push(a)),
-                Item::Tick { status, .. } => {
+                Item::Tick { status, walked, .. } => {
                     if status.is_some() {
                         self.status = status;
+                    }
+                    if walked.is_some() {
+                        self.walked = walked;
+                    }
+                }
+                Item::Carried { walked } => {
+                    if walked.is_some() {
+                        self.walked = walked;
                     }
                 }
                 Item::Finish { .. } | Item::End { .. } => {}
@@ -181,8 +191,8 @@ impl Base {
     }
 
     /// The state as one frame at `at`: the followers, their open files, the latest
-    /// status, as events of that time, and the latest names. None before anything was
-    /// folded.
+    /// status, as events of that time, the latest names, and the backup walk's total.
+    /// None before anything was folded.
     fn frame(&self, at: u64) -> Result<Option<Frame>> {
         self.at.map_or(Ok(None), |_| {
             let mut events: Vec<Event> = self
@@ -198,17 +208,70 @@ impl Base {
             let answers: Vec<NameAnswer> = self.answers.latest().cloned().collect();
             let mut raw = Vec::new();
             // Names first: the batch after them is named by them.
-            for item in [
+            let mut items = vec![
                 ItemRef::Names { answers: &answers },
                 ItemRef::Batch {
                     at,
                     events: super::EventsRef(&events),
                 },
-            ] {
-                serde_json::to_writer(&mut raw, &item)?;
+            ];
+            if self.walked.is_some() {
+                items.push(ItemRef::Carried {
+                    walked: self.walked,
+                });
+            }
+            for item in &items {
+                serde_json::to_writer(&mut raw, item)?;
                 raw.push(b'\n');
             }
-            Frame::compress(at, at, 2, &raw).map(Some)
+            Frame::compress(at, at, items.len() as u32, &raw).map(Some)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(items: &[ItemRef], at: u64) -> Frame {
+        let mut raw = Vec::new();
+        for i in items {
+            serde_json::to_writer(&mut raw, i).unwrap();
+            raw.push(b'\n');
+        }
+        Frame::compress(at, at, items.len() as u32, &raw).unwrap()
+    }
+
+    /// A walk total that came before the window is carried by the base, and a later one
+    /// replaces it.
+    #[test]
+    fn the_base_carries_the_backup_walk_total() {
+        let walked = |bytes| Walked {
+            bytes,
+            tablespaces: Some(1),
+        };
+        let mut b = Base::default();
+        let tick = |at, w| ItemRef::Tick {
+            at,
+            status: None,
+            walked: w,
+            waits: None,
+        };
+        b.fold(&frame(&[tick(1, Some(walked(10)))], 1)).unwrap();
+        b.fold(&frame(&[tick(2, None)], 2)).unwrap();
+        let f = b.frame(5).unwrap().unwrap();
+        let items = super::super::parse_items(&Frame::decompress(&f.payload).unwrap()).unwrap();
+        assert_eq!(
+            items.last(),
+            Some(&Item::Carried {
+                walked: Some(walked(10))
+            })
+        );
+        b.fold(&frame(&[tick(3, Some(walked(20)))], 3)).unwrap();
+        let f = b.frame(5).unwrap().unwrap();
+        let items = super::super::parse_items(&Frame::decompress(&f.payload).unwrap()).unwrap();
+        assert!(items.contains(&Item::Carried {
+            walked: Some(walked(20))
+        }));
     }
 }
