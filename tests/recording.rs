@@ -120,7 +120,16 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
         size as f64 / (events.max(1) as f64 / 1e6) / (1 << 20) as f64
     );
     use pg_trace::session::replay::{records_from, Recording};
-    let (start, end) = Recording::open(file).unwrap().span();
+    let opened = Recording::open(file).unwrap();
+    let (start, end) = opened.span();
+    let frames: Vec<(f64, f64, u32)> = opened
+        .frames
+        .iter()
+        .map(|f| {
+            let s = |t: u64| (t as f64 - start as f64) / 1e9;
+            (s(f.first_at), s(f.last_at), f.items)
+        })
+        .collect();
     let json = |r: &[Record]| -> Vec<serde_json::Value> {
         r.iter().map(|x| serde_json::to_value(x).unwrap()).collect()
     };
@@ -128,7 +137,10 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
         let to = start + (end - start) * k / 4;
         let (straight, _) = records_from(file, to, None).unwrap();
         let (seeked, used) = records_from(file, to, Some(500_000_000)).unwrap();
-        assert!(used.unwrap() > start, "{what}: no checkpoint before {to}");
+        assert!(
+            used.unwrap() > start,
+            "{what}: no checkpoint before {to} in {start}..{end}: frames {frames:?}"
+        );
         assert_eq!(json(&seeked), json(&straight), "{what}: seek to {to}");
     }
 }

@@ -500,3 +500,61 @@ fn the_replay_tui_seeks_back_through_checkpoints_to_the_same_screen() {
         "played again, no checkpoint added"
     );
 }
+
+/// The notes said live (on stderr, in the TUI's log) are in the recording, and a replay
+/// says them, once each.
+#[test]
+fn notes_said_live_are_said_again_by_the_replay() {
+    use pg_trace::session::replay::{line, ReplayOptions, Speed};
+    let p = dir().join("notes.pgtrace");
+    let (mut s, _clock) = sessions::session(&sessions::scan());
+    s.record(&RecordOptions {
+        path: p.clone(),
+        force: false,
+        keep: None,
+        dump_on_stall: false,
+    })
+    .unwrap();
+    s.notes
+        .push("memory reading failed: a note said live".into());
+    let mut live = Vec::new();
+    let pace = Pace {
+        interval: Duration::from_secs(1),
+        duration: None,
+        format: Format::Json,
+        debug: false,
+    };
+    line_loop(
+        pace,
+        &mut s,
+        &AtomicBool::new(false),
+        &mut Vec::new(),
+        &mut |n| live.push(n),
+    )
+    .unwrap();
+    drop(s);
+    let mut replayed = Vec::new();
+    let opts = ReplayOptions {
+        path: p,
+        format: Format::Json,
+        debug: false,
+        speed: Speed::Max,
+    };
+    line(
+        &opts,
+        &mut Vec::new(),
+        &mut |n| replayed.push(n),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(
+        live.iter().any(|n| n.contains("a note said live")),
+        "{live:?}"
+    );
+    // Live, the last note is "recorded to FILE", said after the recording ended.
+    let said: Vec<_> = live
+        .iter()
+        .filter(|n| !n.starts_with("recorded to"))
+        .collect();
+    assert_eq!(replayed.iter().collect::<Vec<_>>(), said);
+}

@@ -105,6 +105,8 @@ pub struct Player {
     pub ticks: u64,
     /// A ring dump's carried walk total, for the next tick without one.
     carried: Option<Walked>,
+    /// Notes read, to be said with the next step.
+    notes: Vec<String>,
 }
 
 /// A replay between two steps, to seek back to: where the player is in the file, the
@@ -117,6 +119,7 @@ pub struct Checkpoint {
     skip: usize,
     ticks: u64,
     carried: Option<Walked>,
+    notes: Vec<String>,
     answers: super::record::names::Answers,
     state: super::ReplayState,
 }
@@ -187,6 +190,7 @@ impl Player {
             consumed: 0,
             ticks: 0,
             carried: None,
+            notes: Vec::new(),
         };
         (p, session)
     }
@@ -211,6 +215,7 @@ impl Player {
             skip,
             ticks: self.ticks,
             carried: self.carried,
+            notes: self.notes.clone(),
             answers: self.namer.snapshot(),
             state: session.replay_state(),
         }
@@ -235,6 +240,7 @@ impl Player {
         self.at = cp.at;
         self.ticks = cp.ticks;
         self.carried = cp.carried;
+        self.notes = cp.notes.clone();
         self.clock.set(cp.at);
         Ok(())
     }
@@ -276,6 +282,11 @@ impl Player {
                         self.carried = walked.or(self.carried);
                     }
                 }
+                Item::Notes { .. } => {
+                    if let Some(Item::Notes { notes }) = self.pop() {
+                        self.notes.extend(notes);
+                    }
+                }
                 i => return i.at(),
             }
         }
@@ -293,12 +304,23 @@ impl Player {
         let Some(item) = self.pop() else {
             return Ok(None);
         };
-        // The names given during this step come after it in the file.
-        while self.fill() && matches!(self.items.front(), Some(Item::Names { .. })) {
-            if let Some(Item::Names { answers }) = self.pop() {
-                answers.into_iter().for_each(|a| self.namer.push(a));
+        // The names given during this step, and the notes said after it, come after it
+        // in the file.
+        while self.fill()
+            && matches!(
+                self.items.front(),
+                Some(Item::Names { .. } | Item::Notes { .. })
+            )
+        {
+            match self.pop() {
+                Some(Item::Names { answers }) => {
+                    answers.into_iter().for_each(|a| self.namer.push(a))
+                }
+                Some(Item::Notes { notes }) => self.notes.extend(notes),
+                _ => {}
             }
         }
+        session.notes.append(&mut self.notes);
         let step = match item {
             Item::Batch { at, events } => {
                 self.clock.set(at);
@@ -326,7 +348,9 @@ impl Player {
                 self.clock.set(at);
                 Step::End(at)
             }
-            Item::Names { .. } | Item::Carried { .. } => unreachable!("peek_at loads these"),
+            Item::Names { .. } | Item::Carried { .. } | Item::Notes { .. } => {
+                unreachable!("peek_at loads these")
+            }
         };
         self.at = step.at();
         Ok(Some(step))
@@ -419,6 +443,9 @@ pub fn line_step<W: Write>(
         }
         Step::Finish(_) => place.finished = true,
         Step::End(at) => {
+            for n in session.take_notes() {
+                note(n);
+            }
             write_summary(&mut *w, &session.model, at, format)?;
             place.ended = true;
             return Ok(false);

@@ -708,8 +708,13 @@ impl Session {
     }
 
     /// Notes raised since the last call (memory reading that failed, say), each once.
+    /// Recorded as they are said: a replay says them again.
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        let notes = std::mem::take(&mut self.notes);
+        if let Some(rec) = self.recorder.as_mut().filter(|_| !notes.is_empty()) {
+            rec.write(None, &ItemRef::Notes { notes: &notes });
+        }
+        notes
     }
 
     /// Do not read the process's memory (`--no-memory`): status from /proc only, backup
@@ -827,8 +832,13 @@ impl Session {
         };
         self.sample_cost(now);
         self.model.tick(now, &mut self.namer);
-        // Names changed by DDL, and memory that stopped answering: said once each.
-        self.notes.append(&mut self.model.renamed);
+        // Names changed by DDL, and memory that stopped answering: said once each. A
+        // replay has them from the recording's notes.
+        if replaying {
+            self.model.renamed.clear();
+        } else {
+            self.notes.append(&mut self.model.renamed);
+        }
         if let NameSource::Catalog(n) = &mut self.namer.src {
             self.notes.extend(n.take_notes());
         }

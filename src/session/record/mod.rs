@@ -163,6 +163,8 @@ pub enum Item {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         walked: Option<Walked>,
     },
+    /// The one-line notes said on stderr (or in the TUI's log) since the item before.
+    Notes { notes: Vec<String> },
 }
 
 impl Item {
@@ -172,7 +174,7 @@ impl Item {
             | Item::Tick { at, .. }
             | Item::Finish { at }
             | Item::End { at } => Some(*at),
-            Item::Names { .. } | Item::Carried { .. } => None,
+            Item::Names { .. } | Item::Carried { .. } | Item::Notes { .. } => None,
         }
     }
 }
@@ -214,6 +216,9 @@ pub enum ItemRef<'a> {
     Carried {
         #[serde(skip_serializing_if = "Option::is_none")]
         walked: Option<Walked>,
+    },
+    Notes {
+        notes: &'a [String],
     },
 }
 

@@ -147,7 +147,7 @@ impl Base {
                         self.walked = walked;
                     }
                 }
-                Item::Finish { .. } | Item::End { .. } => {}
+                Item::Finish { .. } | Item::End { .. } | Item::Notes { .. } => {}
             }
         }
         self.answers.keep_latest();
