@@ -11,9 +11,18 @@ use support::Cluster;
 
 /// Run a query on a held backend while `pg_trace --backend ebpf` follows it; Ctrl-C after.
 fn trace_query(c: &Cluster, setup: &str, query: &'static str) -> (i32, Vec<Record>) {
+    trace_query_with(c, setup, query, &[])
+}
+
+fn trace_query_with(
+    c: &Cluster,
+    setup: &str,
+    query: &'static str,
+    extra: &[&str],
+) -> (i32, Vec<Record>) {
     let mut held = c.hold_backend("postgres");
     held.client.batch_execute(setup).unwrap();
-    let mut trace = spawn_trace(held.pid, "ebpf");
+    let mut trace = support::trace::spawn_trace_with(held.pid, "ebpf", extra);
     trace.wait_ready();
     let n: i64 = held.client.query_one(query, &[]).unwrap().get(0);
     assert!(n > 0);
@@ -35,11 +44,15 @@ fn parallel_workers_are_followed() {
     let rel = c.psql("postgres", "SELECT pg_relation_filepath('par')")[0][0]
         .clone()
         .unwrap();
-    let (leader, records) = trace_query(
+    // Recorded too: the followers are in the file, and the replay shows them.
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("par.pgtrace");
+    let (leader, records) = trace_query_with(
         &c,
         "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;
          SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
         "SELECT count(*) FROM par WHERE length(md5(pad)) > 0",
+        &["--record", rec.to_str().unwrap()],
     );
     let worker_files: Vec<&FileRecord> = records
         .iter()
@@ -61,6 +74,16 @@ fn parallel_workers_are_followed() {
         "parallel: workers {worker_pids:?} followed; {} bytes read in all",
         progress.bytes_read
     );
+    let replayed = pg_trace::session::replay::replay_records(&rec).unwrap();
+    let replayed_workers: Vec<&FileRecord> = replayed
+        .iter()
+        .filter_map(file)
+        .filter(|r| r.relation.as_deref() == Some(rel.as_str()) && r.parallel_worker)
+        .collect();
+    let pids: std::collections::BTreeSet<i32> = replayed_workers.iter().map(|r| r.pid).collect();
+    assert_eq!(pids, worker_pids, "the replay's parallel workers");
+    let bytes = |v: &[&FileRecord]| v.iter().map(|r| r.bytes_read).max();
+    assert_eq!(bytes(&replayed_workers), bytes(&worker_files));
 }
 
 #[test]
