@@ -246,6 +246,7 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
                 status: None,
                 walked: None,
                 waits: None,
+                copier: None,
             },
             &mut raw,
         );

@@ -6,7 +6,7 @@
 mod support;
 
 use pg_trace::output::record::{FileRecord, Record};
-use support::trace::{file, progress, spawn_trace};
+use support::trace::{file, progress, spawn_trace_with};
 use support::Cluster;
 
 /// Run a query on a held backend while `pg_trace --backend ebpf` follows it; Ctrl-C after.
@@ -22,7 +22,7 @@ fn trace_query_with(
 ) -> (i32, Vec<Record>) {
     let mut held = c.hold_backend("postgres");
     held.client.batch_execute(setup).unwrap();
-    let mut trace = support::trace::spawn_trace_with(held.pid, "ebpf", extra);
+    let mut trace = spawn_trace_with(held.pid, "ebpf", extra);
     trace.wait_ready();
     let n: i64 = held.client.query_one(query, &[]).unwrap().get(0);
     assert!(n > 0);

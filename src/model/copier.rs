@@ -60,7 +60,7 @@ impl Limiter {
 }
 
 /// One process of the copier, sampled from /proc once per interval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcSample {
     pub pid: Pid,
     pub comm: String,

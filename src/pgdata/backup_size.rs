@@ -65,7 +65,7 @@ pub fn unlogged_fork_skipped(name: &str, has_init_fork: impl Fn(&str) -> bool) -
 }
 
 /// One file a backup must copy, as found by the walk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedFile {
     /// Relative to the data directory, tablespaces as `pg_tblspc/<oid>/...` (the way the
     /// resolver names a path it is given).
@@ -78,7 +78,7 @@ pub struct PlannedFile {
 
 /// Every file a backup of a data directory must copy, with `pg_basebackup`'s exclusions
 /// (see [`sent_by_backup`], [`unlogged_fork_skipped`]), by tablespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub files: Vec<PlannedFile>,
     /// "" for the data directory, `pg_tblspc/<oid>` for the others.

@@ -29,5 +29,5 @@ pub mod waits;
 pub use backend::{attach, attach_with};
 pub use line::{run, Options};
 pub use load::load;
-pub use session::{Replay, ReplayState, Session};
+pub use session::{Replay, ReplayState, Replayed, Session};
 pub use signals::stop_flag;

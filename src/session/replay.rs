@@ -8,12 +8,13 @@ use super::record::format::{self, FrameInfo};
 use super::record::names::RecordedNamer;
 use super::record::{parse_items, Header, Item, Walked};
 use super::summary::write_summary;
-use super::{Replay, Session};
+use super::{Replay, Replayed, Session};
 use crate::model::lines::shows_syscall;
 use crate::model::Model;
 use crate::output::record::Record;
 use crate::output::trace as out;
 use crate::output::Format;
+use crate::pgdata::backup_size::Plan;
 use crate::trace::replay::{Clock, ManualClock, ReplayTracer};
 use crate::trace::usdt::UsdtStatus;
 use crate::trace::Event;
@@ -107,6 +108,8 @@ pub struct Player {
     carried: Option<Walked>,
     /// Notes read, to be said with the next step.
     notes: Vec<String>,
+    /// Copier mode: the plan's parts read so far, for the tick it came at.
+    plan: Option<Plan>,
 }
 
 /// A replay between two steps, to seek back to: where the player is in the file, the
@@ -120,6 +123,7 @@ pub struct Checkpoint {
     ticks: u64,
     carried: Option<Walked>,
     notes: Vec<String>,
+    plan: Option<Plan>,
     answers: super::record::names::Answers,
     state: super::ReplayState,
 }
@@ -173,11 +177,13 @@ impl Player {
         };
         session.recorded_usdt_cost = h.usdt.cost.clone();
         session.memory_note = h.memory_note.clone();
-        if h.copier {
-            session.notes.push(
-                "a copier-mode recording: the copier's plan and process states were not recorded"
+        match (&h.copier_name, h.copier) {
+            (Some(name), true) => session.model.start_copier(name),
+            (None, true) => session.notes.push(
+                "a copier-mode recording from an older pg_trace: the copier's plan and process states were not recorded"
                     .into(),
-            );
+            ),
+            _ => {}
         }
         let p = Player {
             at: h.start_ns,
@@ -191,6 +197,7 @@ impl Player {
             ticks: 0,
             carried: None,
             notes: Vec::new(),
+            plan: None,
         };
         (p, session)
     }
@@ -216,6 +223,7 @@ impl Player {
             ticks: self.ticks,
             carried: self.carried,
             notes: self.notes.clone(),
+            plan: self.plan.clone(),
             answers: self.namer.snapshot(),
             state: session.replay_state(),
         }
@@ -241,6 +249,7 @@ impl Player {
         self.ticks = cp.ticks;
         self.carried = cp.carried;
         self.notes = cp.notes.clone();
+        self.plan = cp.plan.clone();
         self.clock.set(cp.at);
         Ok(())
     }
@@ -285,6 +294,21 @@ impl Player {
                 Item::Notes { .. } => {
                     if let Some(Item::Notes { notes }) = self.pop() {
                         self.notes.extend(notes);
+                    }
+                }
+                Item::PlanPart { .. } => {
+                    if let Some(Item::PlanPart {
+                        files,
+                        tablespaces,
+                        truncated,
+                    }) = self.pop()
+                    {
+                        let p = self.plan.get_or_insert_with(Plan::default);
+                        p.files.extend(files);
+                        if let Some(t) = tablespaces {
+                            p.tablespaces = t;
+                        }
+                        p.truncated |= truncated;
                     }
                 }
                 i => return i.at(),
@@ -332,10 +356,22 @@ impl Player {
                 status,
                 walked,
                 waits,
+                copier,
             } => {
                 self.clock.set(at);
                 let walked = walked.or_else(|| self.carried.take());
-                session.replay_tick_input(status, walked, waits);
+                let plan = if copier.as_ref().is_some_and(|c| c.plan) {
+                    self.plan.take()
+                } else {
+                    None
+                };
+                session.replay_tick_input(Replayed {
+                    status,
+                    walked,
+                    waits,
+                    copier: copier.map(|c| *c),
+                    plan,
+                });
                 self.ticks += 1;
                 Step::Tick(at)
             }
@@ -348,9 +384,10 @@ impl Player {
                 self.clock.set(at);
                 Step::End(at)
             }
-            Item::Names { .. } | Item::Carried { .. } | Item::Notes { .. } => {
-                unreachable!("peek_at loads these")
-            }
+            Item::Names { .. }
+            | Item::Carried { .. }
+            | Item::Notes { .. }
+            | Item::PlanPart { .. } => unreachable!("peek_at loads these"),
         };
         self.at = step.at();
         Ok(Some(step))

@@ -9,7 +9,7 @@
 use super::attaching::{Msg, Pending, Target, Waiting, ATTACHING};
 use super::backend::Step;
 use super::record::names::{self, NameAnswer};
-use super::record::{ItemRef, Recorder, WaitRounds, Walked};
+use super::record::{CopierTick, ItemRef, Recorder, WaitRounds, Walked};
 use crate::cli::BackendChoice;
 use crate::model::{Model, Named, Namer, RelIdentity, RelInfo};
 use crate::naming::CatalogNamer;
@@ -155,8 +155,19 @@ pub struct ReplayState {
     last_tick_events: u64,
     events_per_s: f64,
     last_kstate: Option<char>,
-    replayed: Option<(Option<Event>, Option<Walked>, Option<WaitRounds>)>,
+    replayed: Option<Replayed>,
     was_stalled: bool,
+}
+
+/// What a replay's tick applies instead of sampling the process: the recorded status,
+/// the walk's total, the wait rounds, copier mode's tick and, when it came then, its plan.
+#[derive(Clone, Default)]
+pub struct Replayed {
+    pub status: Option<Event>,
+    pub walked: Option<Walked>,
+    pub waits: Option<WaitRounds>,
+    pub copier: Option<CopierTick>,
+    pub plan: Option<crate::pgdata::backup_size::Plan>,
 }
 
 /// A session on recorded or scripted events: no process, no root, no data directory.
@@ -210,7 +221,7 @@ pub struct Session {
     /// The flight recorder, when on.
     recorder: Option<Recorder>,
     /// A replay: what the next tick applies instead of sampling.
-    replayed: Option<(Option<Event>, Option<Walked>, Option<WaitRounds>)>,
+    replayed: Option<Replayed>,
     /// Ring mode: SIGUSR1 seen, and whether the verdict was a stall at the last tick.
     dump_asked: Option<Arc<std::sync::atomic::AtomicBool>>,
     was_stalled: bool,
@@ -794,8 +805,12 @@ impl Session {
     /// ones, advance rates.
     pub fn tick(&mut self, now: u64) {
         let replaying = self.replayed.is_some();
+        let mut replayed_copier = None;
         let (status, replayed_walk, replayed_waits) = match self.replayed.take() {
-            Some((status, walked, waits)) => (status, walked, waits),
+            Some(r) => {
+                replayed_copier = Some((r.copier, r.plan));
+                (r.status, r.walked, r.waits)
+            }
             None => (
                 self.sample_status().map(|s| Event {
                     ts_ns: now,
@@ -820,7 +835,15 @@ impl Session {
             }
         }
         let walked = self.walked().filter(|w| Some(*w) != walked_before);
-        self.copier_tick(now);
+        let copier = match replayed_copier {
+            Some((tick, plan)) => {
+                if let Some(t) = tick {
+                    self.replay_copier_tick(t, plan, now);
+                }
+                None
+            }
+            None => self.copier_tick(now),
+        };
         self.follow();
         let waits = if replaying {
             if let Some(w) = &replayed_waits {
@@ -847,6 +870,10 @@ impl Session {
         self.last_tick_ns = now;
         self.last_tick_events = self.model.events;
         if let Some(rec) = self.recorder.as_mut() {
+            let (tick, plan) = copier.map_or((None, None), |(t, p)| (Some(t), p));
+            if let Some(plan) = &plan {
+                write_plan(rec, plan);
+            }
             rec.write(
                 Some(now),
                 &ItemRef::Tick {
@@ -854,6 +881,7 @@ impl Session {
                     status: status.as_ref(),
                     walked,
                     waits: waits.as_ref(),
+                    copier: tick.as_ref(),
                 },
             );
             write_names(rec, &mut self.namer);
@@ -953,6 +981,7 @@ impl Session {
             start_ns: self.start_ns,
             memory_note: self.memory_note.clone(),
             copier: self.model.copier.is_some(),
+            copier_name: self.model.copier.as_ref().map(|c| c.name.clone()),
             ring: None,
             attach,
         }
@@ -1009,13 +1038,28 @@ impl Session {
     }
 
     /// A replay: what the next tick applies instead of sampling the process.
-    pub fn replay_tick_input(
+    pub fn replay_tick_input(&mut self, r: Replayed) {
+        self.replayed = Some(r);
+    }
+
+    /// A replay: copier mode's tick as recorded.
+    fn replay_copier_tick(
         &mut self,
-        status: Option<Event>,
-        walked: Option<Walked>,
-        waits: Option<WaitRounds>,
+        t: CopierTick,
+        plan: Option<crate::pgdata::backup_size::Plan>,
+        now: u64,
     ) {
-        self.replayed = Some((status, walked, waits));
+        let Some(c) = self.model.copier.as_mut() else {
+            return;
+        };
+        c.name = t.name;
+        if let Some(plan) = plan {
+            c.set_plan(plan);
+        }
+        c.sample(&t.samples, now, t.interval_ns);
+        if t.server_changed {
+            self.model.set_server_backup(t.server.as_ref());
+        }
     }
 
     /// A replay's recorded wait rounds, folded as live.
@@ -1085,22 +1129,26 @@ impl Session {
     }
 
     /// Copier mode, once per interval: the walk when done, the processes' kernel state.
-    fn copier_tick(&mut self, now: u64) {
-        let Some(live) = self.live.as_mut() else {
-            return;
-        };
-        let Some(c) = live.copier.as_mut() else {
-            return;
-        };
-        let Some(model_copier) = self.model.copier.as_mut() else {
-            return;
-        };
+    /// Copier mode's tick, live: the plan when its walk is done, the processes from
+    /// /proc, the server's side. What it applied, for a recording.
+    fn copier_tick(
+        &mut self,
+        now: u64,
+    ) -> Option<(CopierTick, Option<crate::pgdata::backup_size::Plan>)> {
+        let live = self.live.as_mut()?;
+        let c = live.copier.as_mut()?;
+        let model_copier = self.model.copier.as_mut()?;
+        let mut came = None;
         if c.plan.as_ref().is_some_and(|h| h.is_finished()) {
             if let Some(plan) = c.plan.take().and_then(|h| h.join().ok()) {
                 if plan.truncated {
                     self.notes.push(
                         "copier mode: the data directory has more files than pg_trace walks; totals are a floor".into(),
                     );
+                }
+                // Kept for the recording only when recording: a plan can be millions of files.
+                if self.recorder.is_some() {
+                    came = Some(plan.clone());
                 }
                 model_copier.set_plan(plan);
             }
@@ -1131,9 +1179,20 @@ impl Session {
         let interval = c.last_sample_ns.map_or(0, |t| now.saturating_sub(t));
         c.last_sample_ns = Some(now);
         model_copier.sample(&samples, now, interval);
-        if let Some(b) = c.server.poll(now) {
+        let name = model_copier.name.clone();
+        let server = c.server.poll(now);
+        if let Some(b) = &server {
             self.model.set_server_backup(b.as_ref());
         }
+        let tick = CopierTick {
+            name,
+            plan: came.is_some(),
+            samples,
+            interval_ns: interval,
+            server_changed: server.is_some(),
+            server: server.flatten(),
+        };
+        Some((tick, came))
     }
 
     /// Parallel workers and io workers of a live leader come and go; a copier's children
@@ -1276,6 +1335,25 @@ impl Session {
 }
 
 /// The namer's answers since the last step, as the line after it.
+/// A copier's plan, in parts of bounded size, before the tick it came at.
+fn write_plan(rec: &mut Recorder, plan: &crate::pgdata::backup_size::Plan) {
+    let mut parts = plan.files.chunks(super::record::PLAN_PART_FILES).peekable();
+    let mut first = true;
+    // An empty plan is still one part: the tick says a plan came.
+    while first || parts.peek().is_some() {
+        let files = parts.next().unwrap_or(&[]);
+        rec.write(
+            None,
+            &ItemRef::PlanPart {
+                files,
+                tablespaces: first.then_some(plan.tablespaces.as_slice()),
+                truncated: plan.truncated,
+            },
+        );
+        first = false;
+    }
+}
+
 fn write_names(rec: &mut Recorder, namer: &mut Naming) {
     if let Some(tape) = namer.tape.as_mut().filter(|t| !t.is_empty()) {
         rec.write(None, &ItemRef::Names { answers: tape });

@@ -43,8 +43,12 @@ pub struct Header {
     /// The session's clock at attach (ns): interval times count from it.
     pub start_ns: u64,
     pub memory_note: Option<String>,
-    /// Copier mode: the copier's plan and process states are not recorded.
+    /// Copier mode.
     pub copier: bool,
+    /// Copier mode: the copier's name at the start (absent from recordings made before
+    /// copier mode was recorded: their plan and process states are not in them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copier_name: Option<String>,
     /// A ring dump: what it keeps and why it was written.
     pub ring: Option<RingInfo>,
     /// The attach record line mode printed.
@@ -152,6 +156,9 @@ pub enum Item {
         /// The wait-event samples taken since the last tick, folded before it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         waits: Option<WaitRounds>,
+        /// Copier mode: what /proc and the server gave the model at this tick.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        copier: Option<Box<CopierTick>>,
     },
     /// The session's last tick.
     Finish { at: u64 },
@@ -165,7 +172,36 @@ pub enum Item {
     },
     /// The one-line notes said on stderr (or in the TUI's log) since the item before.
     Notes { notes: Vec<String> },
+    /// Copier mode: part of the walk's plan of what must be copied (split so that no
+    /// frame outgrows its bound); the tick whose `copier.plan` is true sets it.
+    PlanPart {
+        files: Vec<crate::pgdata::backup_size::PlannedFile>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tablespaces: Option<Vec<String>>,
+        #[serde(default)]
+        truncated: bool,
+    },
 }
+
+/// Copier mode's tick: the copier's name, its processes sampled from /proc, the plan's
+/// arrival, and the server's side of the backup, as the live tick applied them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopierTick {
+    pub name: String,
+    /// The plan came at this tick (in the `plan_part` items before it).
+    #[serde(default)]
+    pub plan: bool,
+    pub samples: Vec<crate::model::copier::ProcSample>,
+    pub interval_ns: u64,
+    /// The server's side changed at this tick: to this.
+    #[serde(default)]
+    pub server_changed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::process::server_backup::ServerBackup>,
+}
+
+/// Files per `plan_part` item: a few MiB of JSON.
+pub const PLAN_PART_FILES: usize = 50_000;
 
 impl Item {
     pub fn at(&self) -> Option<u64> {
@@ -174,7 +210,10 @@ impl Item {
             | Item::Tick { at, .. }
             | Item::Finish { at }
             | Item::End { at } => Some(*at),
-            Item::Names { .. } | Item::Carried { .. } | Item::Notes { .. } => None,
+            Item::Names { .. }
+            | Item::Carried { .. }
+            | Item::Notes { .. }
+            | Item::PlanPart { .. } => None,
         }
     }
 }
@@ -206,6 +245,8 @@ pub enum ItemRef<'a> {
         walked: Option<Walked>,
         #[serde(skip_serializing_if = "Option::is_none")]
         waits: Option<&'a WaitRounds>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        copier: Option<&'a CopierTick>,
     },
     Finish {
         at: u64,
@@ -219,6 +260,12 @@ pub enum ItemRef<'a> {
     },
     Notes {
         notes: &'a [String],
+    },
+    PlanPart {
+        files: &'a [crate::pgdata::backup_size::PlannedFile],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tablespaces: Option<&'a [String]>,
+        truncated: bool,
     },
 }
 
@@ -293,12 +340,17 @@ impl Recorder {
         }
         self.buf.push(b'\n');
         self.items += 1;
-        if let Some(at) = at {
-            let first = *self.first_at.get_or_insert(at);
-            self.last_at = self.last_at.max(at);
-            if at.saturating_sub(first) >= FLUSH_NS || self.buf.len() >= FLUSH_BYTES {
-                self.flush();
+        match at {
+            Some(at) => {
+                let first = *self.first_at.get_or_insert(at);
+                self.last_at = self.last_at.max(at);
+                if at.saturating_sub(first) >= FLUSH_NS || self.buf.len() >= FLUSH_BYTES {
+                    self.flush();
+                }
             }
+            // A long run of items without a time (a copier's plan) is cut by size too.
+            None if self.buf.len() >= FLUSH_BYTES => self.flush(),
+            None => {}
         }
     }
 

@@ -147,7 +147,11 @@ impl Base {
                         self.walked = walked;
                     }
                 }
-                Item::Finish { .. } | Item::End { .. } | Item::Notes { .. } => {}
+                // Not carried: a ring dump of copier mode has no plan from before it.
+                Item::Finish { .. }
+                | Item::End { .. }
+                | Item::Notes { .. }
+                | Item::PlanPart { .. } => {}
             }
         }
         self.answers.keep_latest();
@@ -256,6 +260,7 @@ mod tests {
             status: None,
             walked: w,
             waits: None,
+            copier: None,
         };
         b.fold(&frame(&[tick(1, Some(walked(10)))], 1)).unwrap();
         b.fold(&frame(&[tick(2, None)], 2)).unwrap();
