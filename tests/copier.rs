@@ -129,9 +129,15 @@ fn signal(pid: u32, sig: i32) {
 
 /// Attach to the stopped copier, let it run, and return pg_trace's records once the
 /// copier has exited (pg_trace ends with it). `pace`: stop and continue it meanwhile.
-fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
+fn trace_copy(copier: Child, pace: bool) -> Vec<Record> {
+    trace_copy_recorded(copier, pace, None)
+}
+
+/// [`trace_copy`], recorded to `record` (`--record`).
+fn trace_copy_recorded(mut copier: Child, pace: bool, record: Option<&Path>) -> Vec<Record> {
     let pid = copier.id();
-    let mut t = spawn_trace(pid as i32, "auto");
+    let extra: Vec<&str> = record.map_or_else(Vec::new, |p| vec!["--record", p.to_str().unwrap()]);
+    let mut t = support::trace::spawn_trace_with(pid as i32, "auto", &extra);
     t.wait_ready();
     signal(pid, libc::SIGCONT);
     let start = Instant::now();
@@ -172,6 +178,28 @@ fn trace_copy(mut copier: Child, pace: bool) -> Vec<Record> {
         r.iter().any(|r| support::trace::summary(r).is_some())
     });
     t.records()
+}
+
+/// A record's JSON, pg_trace's own cost on the recording host aside (null in a replay).
+fn comparable(records: &[Record]) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap();
+            if v["type"] == "stats" {
+                for f in [
+                    "probe_ns_per_s",
+                    "probe_runs_per_s",
+                    "usdt_runs_per_s",
+                    "self_cpu",
+                    "self_rss_bytes",
+                ] {
+                    v.as_object_mut().unwrap().remove(f);
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 /// What every copier must show: a low-level backup by `name`, at 100 % of our walk,
@@ -301,8 +329,17 @@ fn copiers_on(major: u32) {
         ),
         Stdio::null(),
     );
-    let recs = trace_copy(rsync, false);
+    // Recorded: copier mode replays as it ran (the plan, the processes, the server's side).
+    let rec = dest.join("rsync.pgtrace");
+    let recs = trace_copy_recorded(rsync, false, Some(&rec));
     check(major, "rsync", &recs, oracle_of_tree(&rdest, &unlogged));
+    let replayed = pg_trace::session::replay::replay_records(&rec).unwrap();
+    assert_eq!(
+        comparable(&replayed),
+        comparable(&recs),
+        "rsync: the replay differs from the live JSON"
+    );
+    std::fs::remove_file(&rec).unwrap();
     std::fs::remove_dir_all(&rdest).unwrap();
 
     // cp -r, paced by the test (copy_file_range: the reads never reach cp's memory).
