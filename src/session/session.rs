@@ -1404,3 +1404,89 @@ fn follower_event(ts_ns: u64, pid: Pid, leader: Pid, role: FollowerRole) -> Even
         kind: EventKind::NewFollower { leader, role },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgdata::backup_size::{Plan, PlannedFile};
+    use crate::session::record::names::RecordedNamer;
+    use crate::session::record::RecordOptions;
+    use crate::session::replay::{Player, Step};
+    use crate::trace::replay::{ManualClock, ReplayTracer};
+
+    /// A copier's plan of 200,001 files is recorded in parts (over more than one frame)
+    /// and a replay sets it whole at the tick it came.
+    #[test]
+    fn a_big_plan_is_recorded_in_parts_and_replayed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.pgtrace");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::starting_at(1_000));
+        let s = Session::replay(Replay {
+            pid: 7,
+            title: "tar".into(),
+            datadir: "/d".into(),
+            major: 15,
+            segment_bytes: 1 << 30,
+            namer: Box::new(RecordedNamer::default()),
+            tracer: Box::new(ReplayTracer::new(Vec::new(), clock.clone())),
+            clock,
+        });
+        let mut h = s.recording_header();
+        h.copier = true;
+        h.copier_name = Some("tar".into());
+        let opts = RecordOptions {
+            path: path.clone(),
+            force: false,
+            keep: None,
+            dump_on_stall: false,
+        };
+        let mut rec = Recorder::start(&opts, h).unwrap();
+        const FILES: u64 = 200_001;
+        let plan = Plan {
+            files: (0..FILES)
+                .map(|i| PlannedFile {
+                    rel: format!("base/5/{i}"),
+                    size: 8192,
+                    tablespace: 0,
+                })
+                .collect(),
+            tablespaces: vec![String::new()],
+            truncated: false,
+        };
+        write_plan(&mut rec, &plan);
+        let tick = CopierTick {
+            name: "tar".into(),
+            plan: true,
+            samples: Vec::new(),
+            interval_ns: 0,
+            server_changed: false,
+            server: None,
+        };
+        rec.write(
+            Some(2_000),
+            &ItemRef::Tick {
+                at: 2_000,
+                status: None,
+                walked: None,
+                waits: None,
+                copier: Some(&tick),
+            },
+        );
+        rec.write(Some(3_000), &ItemRef::End { at: 3_000 });
+        rec.close().unwrap();
+        let (mut p, mut session) = Player::open(&path).unwrap();
+        assert!(p.rec.frames.len() > 1, "{} frames", p.rec.frames.len());
+        let mut ticks = 0;
+        while let Some(step) = p.step(&mut session, &mut |_, _, _| Ok(())).unwrap() {
+            if let Step::Tick(at) = step {
+                session.tick(at);
+                ticks += 1;
+            }
+        }
+        assert_eq!(ticks, 1);
+        let c = session.model.copier.as_ref().unwrap();
+        assert_eq!(c.name, "tar");
+        assert_eq!(c.files_total, FILES);
+        assert_eq!(c.bytes_total, FILES * 8192);
+    }
+}
