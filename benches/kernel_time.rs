@@ -102,10 +102,16 @@ fn ping_pong(rounds: u64, trace: Option<bool>) -> f64 {
     let mut events = Vec::new();
     std::thread::scope(|s| {
         let reader = s.spawn(|| out.read_line(&mut line).unwrap());
+        let mut polls = 0u32;
         while !reader.is_finished() {
             if let Some(t) = tracer.as_mut() {
                 events.clear();
                 let _ = t.poll(&mut events);
+                // A tick a second (pg_trace's default interval) reads the times.
+                polls += 1;
+                if polls % 10 == 0 {
+                    t.kernel_times(&mut events);
+                }
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -150,6 +150,8 @@ pub struct Waits {
     pub rounds: u64,
     /// Since attach only: no interval, no last 10 s (`ps --waits`, which shows neither).
     pub total_only: bool,
+    /// When processes no longer sampled were last forgotten.
+    forgot_at_ns: u64,
 }
 
 /// Processes no longer sampled are forgotten after this long (the picker's list).
@@ -205,12 +207,16 @@ impl Waits {
                 p.last_cpu = Some((cpu, key));
             }
         }
+        // Looked at once a second, not per round (a walk over every process).
         let t = r.t_ns;
-        self.procs.retain(|_, p| {
-            p.total
-                .last_ns
-                .is_some_and(|l| t.saturating_sub(l) < FORGET_NS)
-        });
+        if t.saturating_sub(self.forgot_at_ns) >= 1_000_000_000 {
+            self.forgot_at_ns = t;
+            self.procs.retain(|_, p| {
+                p.total
+                    .last_ns
+                    .is_some_and(|l| t.saturating_sub(l) < FORGET_NS)
+            });
+        }
     }
 
     /// Start a new interval (after its records were written).

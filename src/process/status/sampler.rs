@@ -68,6 +68,8 @@ struct Target {
     activity_start: i64,
     query: Option<Arc<str>>,
     schedstat: Option<File>,
+    /// Mapped: the slot's change count, activity start, state and query id as last read.
+    last: Option<(i32, i64, u32, i64)>,
 }
 
 /// Bytes of each target's query text read every round: enough for most statements; a
@@ -76,6 +78,17 @@ const TEXT_PREFIX: usize = 256;
 /// Neither span read per round may be larger (MaxBackends' 2^18 slots are never all in
 /// use by the processes sampled).
 const MAX_SPAN: usize = 16 << 20;
+
+trait InIfSome<T> {
+    /// True when None, else what `f` says of the value.
+    fn is_none_or_in(self, f: impl FnOnce(T) -> bool) -> bool;
+}
+
+impl<T> InIfSome<T> for Option<T> {
+    fn is_none_or_in(self, f: impl FnOnce(T) -> bool) -> bool {
+        self.map_or(true, f)
+    }
+}
 
 trait Late {
     fn is_none_or_late(&self, after: Duration) -> bool;
@@ -228,6 +241,7 @@ impl WaitSampler {
                 activity_start: i64::MIN,
                 query: None,
                 schedstat,
+                last: None,
             });
         }
         Ok(())
@@ -363,99 +377,26 @@ impl WaitSampler {
     }
 
     fn sample_with(&mut self, sc: &mut Scratch, out: &mut Round) -> Result<(), MemError> {
-        let es = self.reader.entry_size as u64;
-        let slot_lo = self.targets.iter().map(|t| t.slot_addr).min().unwrap_or(0);
-        let slot_hi = self
-            .targets
-            .iter()
-            .map(|t| t.slot_addr + es)
-            .max()
-            .unwrap_or(0);
-        let proc_lo = self.targets.iter().map(|t| t.pgproc).min().unwrap_or(0);
-        let proc_hi = self
-            .targets
-            .iter()
-            .map(|t| t.pgproc + self.wait_off + 4)
-            .max()
-            .unwrap_or(0);
-        let slots_len = (slot_hi - slot_lo) as usize;
-        let procs_len = (proc_hi - proc_lo) as usize;
-        if slots_len > MAX_SPAN || procs_len > MAX_SPAN {
-            return Err(MemError::Layout {
-                pid: self.reader.mem.pid,
-                what: "status slots or PGPROCs spread over more than 16 MB".into(),
-            });
-        }
-        // The spans' layout either way: mapped, only the fields decoded below are filled
-        // (the rest of the buffer is stale and never looked at).
-        sc.buf.resize(slots_len + procs_len, 0);
-        let complete = match &self.view {
-            Some(v) => {
-                let (slots, procs) = sc.buf.split_at_mut(slots_len);
-                let fields = [
-                    (OFF_CHANGECOUNT, 4),
-                    (OFF_PROCPID, 4),
-                    (OFF_ACTIVITY_START, 8),
-                    (OFF_STATE, 4),
-                ];
-                let qid = self.query_id_off.map(|q| (q, 8));
-                self.targets.iter().all(|t| {
-                    let so = (t.slot_addr - slot_lo) as usize;
-                    let po = (t.pgproc - proc_lo) as usize;
-                    let (pid_o, wait_o) = (self.pid_off as usize, self.wait_off as usize);
-                    fields.iter().chain(qid.iter()).all(|&(f, n)| {
-                        slots
-                            .get_mut(so + f..so + f + n)
-                            .is_some_and(|d| v.read(t.slot_addr + f as u64, d))
-                    }) && procs
-                        .get_mut(po + pid_o..po + pid_o + 4)
-                        .is_some_and(|d| v.read(t.pgproc + pid_o as u64, d))
-                        && procs
-                            .get_mut(po + wait_o..po + wait_o + 4)
-                            .is_some_and(|d| v.read(t.pgproc + wait_o as u64, d))
-                })
-            }
-            None => self.readv(
-                &[(slot_lo, slots_len), (proc_lo, procs_len)],
-                &mut sc.buf,
-                &mut sc.local,
-                &mut sc.remote,
-            )?,
-        };
-        if !complete {
-            self.last_scan = None;
-            return Ok(());
-        }
-        let (slots, procs) = sc.buf.split_at(slots_len);
-        let u32_at = |b: &[u8], o: usize| {
-            b.get(o..o + 4)
-                .map_or(0, |v| u32::from_ne_bytes(v.try_into().unwrap_or([0; 4])))
-        };
-        let i64_at = |b: &[u8], o: usize| {
-            b.get(o..o + 8)
-                .map_or(0, |v| i64::from_ne_bytes(v.try_into().unwrap_or([0; 8])))
-        };
         sc.seen.clear();
-        let mut rescan = false;
-        for t in &self.targets {
-            let so = (t.slot_addr - slot_lo) as usize;
-            let po = (t.pgproc - proc_lo) as usize;
-            let slot_pid = u32_at(slots, so + OFF_PROCPID) as i32;
-            let proc_pid = u32_at(procs, po + self.pid_off as usize) as i32;
-            if slot_pid != t.ns || proc_pid != t.ns {
-                // Exited (its slot cleared or reused): gone from the next round.
-                rescan = true;
-                sc.seen.push(None);
-                continue;
+        let rescan = match &self.view {
+            Some(v) => {
+                let (qid_off, pid_off, wait_off) = (self.query_id_off, self.pid_off, self.wait_off);
+                let mut rescan = false;
+                for t in &mut self.targets {
+                    let s = seen_mapped(v, t, qid_off, pid_off, wait_off);
+                    rescan |= s.is_none();
+                    sc.seen.push(s);
+                }
+                rescan
             }
-            sc.seen.push(Some(Seen {
-                cc: u32_at(slots, so + OFF_CHANGECOUNT) as i32,
-                start: i64_at(slots, so + OFF_ACTIVITY_START),
-                state: u32_at(slots, so + OFF_STATE),
-                query_id: self.query_id_off.map_or(0, |q| i64_at(slots, so + q)),
-                info: u32_at(procs, po + self.wait_off as usize),
-            }));
-        }
+            None => match self.seen_by_spans(sc)? {
+                Some(rescan) => rescan,
+                None => {
+                    self.last_scan = None;
+                    return Ok(());
+                }
+            },
+        };
         // Texts of the queries that changed, and each slot's change count again: a text
         // is kept only when the count did not move and is even.
         sc.changed.clear();
@@ -539,6 +480,66 @@ impl WaitSampler {
         Ok(())
     }
 
+    /// Every target's fields from the status slots and the PGPROCs each read as one span
+    /// (without the mapped segment: page by page is cheaper than field by field in
+    /// system calls). Some(whether a target is gone), or None when not all was read.
+    fn seen_by_spans(&mut self, sc: &mut Scratch) -> Result<Option<bool>, MemError> {
+        let es = self.reader.entry_size as u64;
+        let slot_lo = self.targets.iter().map(|t| t.slot_addr).min().unwrap_or(0);
+        let slot_hi = self
+            .targets
+            .iter()
+            .map(|t| t.slot_addr + es)
+            .max()
+            .unwrap_or(0);
+        let proc_lo = self.targets.iter().map(|t| t.pgproc).min().unwrap_or(0);
+        let proc_hi = self
+            .targets
+            .iter()
+            .map(|t| t.pgproc + self.wait_off + 4)
+            .max()
+            .unwrap_or(0);
+        let slots_len = (slot_hi - slot_lo) as usize;
+        let procs_len = (proc_hi - proc_lo) as usize;
+        if slots_len > MAX_SPAN || procs_len > MAX_SPAN {
+            return Err(MemError::Layout {
+                pid: self.reader.mem.pid,
+                what: "status slots or PGPROCs spread over more than 16 MB".into(),
+            });
+        }
+        let complete = self.readv(
+            &[(slot_lo, slots_len), (proc_lo, procs_len)],
+            &mut sc.buf,
+            &mut sc.local,
+            &mut sc.remote,
+        )?;
+        if !complete {
+            return Ok(None);
+        }
+        let (slots, procs) = sc.buf.split_at(slots_len);
+        let mut rescan = false;
+        for t in &self.targets {
+            let so = (t.slot_addr - slot_lo) as usize;
+            let po = (t.pgproc - proc_lo) as usize;
+            let slot_pid = u32_at(slots, so + OFF_PROCPID) as i32;
+            let proc_pid = u32_at(procs, po + self.pid_off as usize) as i32;
+            if slot_pid != t.ns || proc_pid != t.ns {
+                // Exited (its slot cleared or reused): gone from the next round.
+                rescan = true;
+                sc.seen.push(None);
+                continue;
+            }
+            sc.seen.push(Some(Seen {
+                cc: u32_at(slots, so + OFF_CHANGECOUNT) as i32,
+                start: i64_at(slots, so + OFF_ACTIVITY_START),
+                state: u32_at(slots, so + OFF_STATE),
+                query_id: self.query_id_off.map_or(0, |q| i64_at(slots, so + q)),
+                info: u32_at(procs, po + self.wait_off as usize),
+            }));
+        }
+        Ok(Some(rescan))
+    }
+
     /// The query text from its prefix, or read whole when longer; one `Arc` per distinct
     /// text (bounded cache).
     fn query_text(&mut self, prefix: &[u8], ptr: u64) -> Option<Arc<str>> {
@@ -567,6 +568,74 @@ impl WaitSampler {
         self.texts.insert(bytes.to_vec(), Arc::clone(&t));
         Some(t)
     }
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    b.get(o..o + 4)
+        .map_or(0, |v| u32::from_ne_bytes(v.try_into().unwrap_or([0; 4])))
+}
+
+fn i64_at(b: &[u8], o: usize) -> i64 {
+    b.get(o..o + 8)
+        .map_or(0, |v| i64::from_ne_bytes(v.try_into().unwrap_or([0; 8])))
+}
+
+/// One target's fields from the mapped segment; None when it is gone (its slot cleared or
+/// taken by another process, its PGPROC another's).
+///
+/// The state, activity start and query id change only between the two increments of the
+/// slot's change count (`PGSTAT_BEGIN_WRITE_ACTIVITY`): while the count has not moved
+/// since the last round they are taken from then, and a round costs each backend two
+/// loads, one cache line of its slot and the one of its `wait_event_info`. The PGPROC's
+/// pid is checked again whenever the slot changed (a backend keeps its PGPROC for life,
+/// and clears its slot before it gives the PGPROC back).
+fn seen_mapped(
+    v: &ShmView,
+    t: &mut Target,
+    qid_off: Option<usize>,
+    pid_off: u64,
+    wait_off: u64,
+) -> Option<Seen> {
+    let mut head = [0u8; 8];
+    if !v.read(t.slot_addr + OFF_CHANGECOUNT as u64, &mut head) {
+        return None;
+    }
+    let cc = u32_at(&head, OFF_CHANGECOUNT) as i32;
+    if u32_at(&head, OFF_PROCPID) as i32 != t.ns {
+        return None;
+    }
+    let fields = match t.last {
+        Some(l) if l.0 == cc && cc & 1 == 0 => l,
+        _ => {
+            let (mut start, mut state, mut qid, mut pid) = ([0u8; 8], [0u8; 4], [0u8; 8], [0u8; 4]);
+            let ok = v.read(t.slot_addr + OFF_ACTIVITY_START as u64, &mut start)
+                && v.read(t.slot_addr + OFF_STATE as u64, &mut state)
+                && qid_off.is_none_or_in(|q| v.read(t.slot_addr + q as u64, &mut qid))
+                && v.read(t.pgproc + pid_off, &mut pid);
+            if !ok || u32_at(&pid, 0) as i32 != t.ns {
+                return None;
+            }
+            let l = (
+                cc,
+                i64_at(&start, 0),
+                u32_at(&state, 0),
+                qid_off.map_or(0, |_| i64_at(&qid, 0)),
+            );
+            t.last = Some(l);
+            l
+        }
+    };
+    let mut info = [0u8; 4];
+    if !v.read(t.pgproc + wait_off, &mut info) {
+        return None;
+    }
+    Some(Seen {
+        cc,
+        start: fields.1,
+        state: fields.2,
+        query_id: fields.3,
+        info: u32_at(&info, 0),
+    })
 }
 
 /// The first field of `/proc/PID/schedstat`: nanoseconds on a CPU.
