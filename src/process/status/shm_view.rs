@@ -37,7 +37,11 @@ impl ShmView {
             return None;
         }
         let maps = crate::process::memory::maps(pid).ok()?;
-        let m = maps.iter().find(|m| m.start == start && m.end == end)?;
+        // Only a kind of mapping the server cannot shrink under us (shared anonymous
+        // memory, huge pages, SysV): a file's could be truncated, and a load past its end
+        // would be a SIGBUS here.
+        let segs = crate::process::memory::main_segments(&maps);
+        let m = segs.iter().find(|m| m.start == start && m.end == end)?;
         let offset = libc::off_t::try_from(m.offset).ok()?;
         let path = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
         let file = std::fs::File::open(&path).ok()?;
