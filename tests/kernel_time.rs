@@ -54,7 +54,7 @@ fn check_followers(c: &Cluster) {
              SET parallel_leader_participation = off",
         )
         .unwrap();
-    let mut t = spawn_trace_with(b.pid, "ebpf", &["--no-usdt", "--interval", "200"]);
+    let mut t = spawn_trace_with(b.pid, "ebpf", &["--no-usdt"]);
     t.wait_ready();
     // Long enough (a few seconds over two workers) for pg_trace to follow the workers
     // while they run.
