@@ -310,7 +310,10 @@ fn io_worker_reads_are_timed_for_their_owner() {
         .map(|f| f.pid)
         .filter(|&p| p != b.pid)
         .collect();
-    assert!(io_worker_bytes(&records, &rel) > 0, "no io worker read credited");
+    assert!(
+        io_worker_bytes(&records, &rel) > 0,
+        "no io worker read credited"
+    );
     let totals = |pid: i32| {
         records
             .iter()

@@ -269,7 +269,10 @@ mod tests {
             l.tick();
         }
         assert_eq!(l.pids().collect::<Vec<_>>(), [1]);
-        assert_eq!(l.total().iter().map(|r| r.count).sum::<u64>(), 3 + FORGET_TICKS as u64);
+        assert_eq!(
+            l.total().iter().map(|r| r.count).sum::<u64>(),
+            3 + FORGET_TICKS as u64
+        );
         assert_eq!(l.total_of(1)[0].count, 1 + FORGET_TICKS as u64);
     }
 

@@ -653,7 +653,9 @@ pub fn spawn(
     stop: Arc<std::sync::atomic::AtomicBool>,
     tx: std::sync::mpsc::Sender<Round>,
 ) -> std::io::Result<std::thread::JoinHandle<Option<String>>> {
-    spawn_with(sampler, hz, stop, move |r| tx.send(std::mem::take(r)).is_ok())
+    spawn_with(sampler, hz, stop, move |r| {
+        tx.send(std::mem::take(r)).is_ok()
+    })
 }
 
 /// Sample at `hz` on a thread of its own, until `stop` or until `sink` says no more; each

@@ -188,7 +188,13 @@ mod tests {
         );
         // An io worker's read for traced process 77.
         let e = decode(&record_for(libc::SYS_pread64 as u16, 0, 77), true).unwrap();
-        assert!(matches!(e.kind, EventKind::IoLatency { owner: Some(77), .. }));
+        assert!(matches!(
+            e.kind,
+            EventKind::IoLatency {
+                owner: Some(77),
+                ..
+            }
+        ));
         let e = decode(&record(libc::SYS_fdatasync as u16, 0), false).unwrap();
         assert!(matches!(
             e.kind,
