@@ -315,13 +315,10 @@ fn io_worker_reads_are_timed_for_their_owner() {
         "no io worker read credited"
     );
     let totals = |pid: i32| {
-        records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Waits(w) if w.scope == "total" && w.pid == pid => Some(w.clone()),
-                _ => None,
-            })
-            .last()
+        records.iter().rev().find_map(|r| match r {
+            Record::Waits(w) if w.scope == "total" && w.pid == pid => Some(w.clone()),
+            _ => None,
+        })
     };
     let aio_read = |w: &pg_trace::output::record::WaitsRecord| {
         w.io_latency

@@ -79,17 +79,6 @@ const TEXT_PREFIX: usize = 256;
 /// use by the processes sampled).
 const MAX_SPAN: usize = 16 << 20;
 
-trait InIfSome<T> {
-    /// True when None, else what `f` says of the value.
-    fn is_none_or_in(self, f: impl FnOnce(T) -> bool) -> bool;
-}
-
-impl<T> InIfSome<T> for Option<T> {
-    fn is_none_or_in(self, f: impl FnOnce(T) -> bool) -> bool {
-        self.map_or(true, f)
-    }
-}
-
 trait Late {
     fn is_none_or_late(&self, after: Duration) -> bool;
 }
@@ -610,7 +599,10 @@ fn seen_mapped(
             let (mut start, mut state, mut qid, mut pid) = ([0u8; 8], [0u8; 4], [0u8; 8], [0u8; 4]);
             let ok = v.read(t.slot_addr + OFF_ACTIVITY_START as u64, &mut start)
                 && v.read(t.slot_addr + OFF_STATE as u64, &mut state)
-                && qid_off.is_none_or_in(|q| v.read(t.slot_addr + q as u64, &mut qid))
+                && match qid_off {
+                    Some(q) => v.read(t.slot_addr + q as u64, &mut qid),
+                    None => true,
+                }
                 && v.read(t.pgproc + pid_off, &mut pid);
             if !ok || u32_at(&pid, 0) as i32 != t.ns {
                 return None;
