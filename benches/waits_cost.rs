@@ -148,7 +148,11 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let pct = |v: &[f64]| v.iter().map(|x| format!("{:.2}", 100.0 * x)).collect::<Vec<_>>();
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{:.2}", 100.0 * x))
+            .collect::<Vec<_>>()
+    };
     let now = median(&steady[0]);
     println!(
         "waits_cost: 100 backends at 100 Hz: pg_trace {:.2} % of one core steady (median of \
