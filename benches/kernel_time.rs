@@ -79,8 +79,9 @@ fn ping_pong_child(rounds: u64) {
 }
 
 /// One ping-pong run, in a fresh child; `trace`: with the eBPF tracer (and `sched`: its
-/// scheduler programs) on it.
-fn ping_pong(rounds: u64, trace: Option<bool>) -> f64 {
+/// scheduler programs) on it. Seconds, and the tracer's programs' run time in
+/// nanoseconds as the kernel counts it (BPF statistics; None when it does not).
+fn ping_pong(rounds: u64, trace: Option<bool>) -> (f64, Option<u64>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, rounds.to_string())
         .stdin(Stdio::piped())
@@ -102,25 +103,42 @@ fn ping_pong(rounds: u64, trace: Option<bool>) -> f64 {
     let mut events = Vec::new();
     std::thread::scope(|s| {
         let reader = s.spawn(|| out.read_line(&mut line).unwrap());
+        let mut polls = 0u32;
         while !reader.is_finished() {
             if let Some(t) = tracer.as_mut() {
                 events.clear();
                 let _ = t.poll(&mut events);
+                // A tick a second (pg_trace's default interval) reads the times.
+                polls += 1;
+                if polls % 10 == 0 {
+                    t.kernel_times(&mut events);
+                }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     });
     child.wait().unwrap();
+    let run_ns = tracer.as_ref().and_then(|t| match t.probe_cost() {
+        pg_trace::trace::cost::ProbeCost::Measured(r) => Some(r.run_time_ns),
+        _ => None,
+    });
     drop(tracer);
-    line.trim().parse().unwrap()
+    (line.trim().parse().unwrap(), run_ns)
 }
 
 fn sched_bench(reps: usize, rounds: u64) {
     let (mut without, mut with, mut untraced) = (Vec::new(), Vec::new(), Vec::new());
+    // The programs' own run time (kernel BPF statistics): less noisy than wall time on a
+    // shared host, though it leaves out the trampoline's entry and exit.
+    let (mut prog_without, mut prog_with) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        untraced.push(ping_pong(rounds, None));
-        without.push(ping_pong(rounds, Some(false)));
-        with.push(ping_pong(rounds, Some(true)));
+        untraced.push(ping_pong(rounds, None).0);
+        let (t, p) = ping_pong(rounds, Some(false));
+        without.push(t);
+        prog_without.extend(p.map(|p| p as f64));
+        let (t, p) = ping_pong(rounds, Some(true));
+        with.push(t);
+        prog_with.extend(p.map(|p| p as f64));
     }
     let ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
     let (u, wo, w) = (median(untraced), median(without), median(with));
@@ -146,6 +164,17 @@ fn sched_bench(reps: usize, rounds: u64) {
         median(ratios),
         (w - wo) / (2.0 * rounds as f64) * 1e9
     );
+    if !prog_with.is_empty() && !prog_without.is_empty() {
+        let (pw, pwo) = (median(prog_with), median(prog_without));
+        println!(
+            "  BPF run time per round (kernel statistics): {:.0} ns with, {:.0} ns without: \
+             the scheduler programs {:.0} ns per switch, {:.3}x of the untraced round",
+            pw / rounds as f64,
+            pwo / rounds as f64,
+            (pw - pwo) / (2.0 * rounds as f64),
+            1.0 + (pw - pwo) / 1e9 / u
+        );
+    }
 }
 
 fn exact_waits_bench(reps: usize) {

@@ -8,6 +8,10 @@
 //! 2. The backends' side: pgbench select-only TPS (8 clients) with and without
 //!    `ps --waits` sampling them, alternated twice in the same run; the ratio printed.
 //!
+//! `PG_TRACE_BENCH_BASELINE=/path/to/older/pg_trace` measures that binary too, alternated
+//! with this one `PG_TRACE_BENCH_REPS` times (default 1) over the same backends: a
+//! before/after in the same run.
+//!
 //! Run:
 //!
 //!     cargo bench --bench waits_cost
@@ -32,8 +36,9 @@ fn pgbench(c: &support::Cluster, args: &[&str]) -> Command {
     cmd
 }
 
-/// Run `pg_trace ps --waits SECS` to its end; its CPU seconds (user + system).
-fn waits_cpu(c: &support::Cluster, secs: f64) -> f64 {
+/// Run `pg_trace ps --waits SECS` (the binary `bin`) to its end; its CPU seconds (user +
+/// system).
+fn waits_cpu(c: &support::Cluster, bin: &str, secs: f64) -> f64 {
     let children = || {
         // SAFETY: rusage is plain data, filled by getrusage.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -44,7 +49,7 @@ fn waits_cpu(c: &support::Cluster, secs: f64) -> f64 {
     };
     let before = children();
     // The only child reaped meanwhile: the difference is its CPU.
-    let status = Command::new(BIN)
+    let status = Command::new(bin)
         .args([
             "ps",
             "--waits",
@@ -92,8 +97,15 @@ fn main() {
         String::from_utf8_lossy(&init.stderr)
     );
 
-    // 1. pg_trace's CPU with 100 backends.
-    let total = secs + 12;
+    // 1. pg_trace's CPU with 100 backends (and a baseline binary's, alternated).
+    let baseline = std::env::var("PG_TRACE_BENCH_BASELINE").ok();
+    let reps: u64 = std::env::var("PG_TRACE_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let bins: Vec<&str> = std::iter::once(BIN).chain(baseline.as_deref()).collect();
+    let total = (secs + 12) * reps * bins.len() as u64;
     let mut load: Child = pgbench(
         &c,
         &[
@@ -121,18 +133,44 @@ fn main() {
             .and_then(|v| v.parse::<u32>().ok())
             .is_some_and(|n| n >= 100)
     });
-    let short = waits_cpu(&c, 1.0);
-    let long = waits_cpu(&c, 1.0 + secs as f64);
+    let mut steady: Vec<Vec<f64>> = vec![Vec::new(); bins.len()];
+    for _ in 0..reps {
+        for (i, bin) in bins.iter().enumerate() {
+            let short = waits_cpu(&c, bin, 1.0);
+            let long = waits_cpu(&c, bin, 1.0 + secs as f64);
+            steady[i].push((long - short).max(0.0) / secs as f64);
+        }
+    }
+    let _ = load.kill();
     let _ = load.wait();
-    let steady = (long - short).max(0.0) / secs as f64;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let pct = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{:.2}", 100.0 * x))
+            .collect::<Vec<_>>()
+    };
+    let now = median(&steady[0]);
     println!(
-        "waits_cost: 100 backends at 100 Hz: pg_trace {:.2} % of one core steady \
-         ({long:.3} s CPU over {} s, {short:.3} s over 1 s), budget {:.0} %: {}",
-        100.0 * steady,
-        1 + secs,
+        "waits_cost: 100 backends at 100 Hz: pg_trace {:.2} % of one core steady (median of \
+         {reps}: {:?} %; {secs} s windows), budget {:.0} %: {}",
+        100.0 * now,
+        pct(&steady[0]),
         100.0 * BUDGET,
-        if steady <= BUDGET { "ok" } else { "OVER" }
+        if now <= BUDGET { "ok" } else { "OVER" }
     );
+    if let Some(b) = &baseline {
+        let before = median(&steady[1]);
+        println!(
+            "waits_cost: baseline {b}: {:.2} % ({:?} %), this build {:.2}x of it",
+            100.0 * before,
+            pct(&steady[1]),
+            now / before.max(1e-9)
+        );
+    }
 
     // 2. The backends' throughput with and without sampling.
     let run = |sampled: bool| -> f64 {

@@ -987,14 +987,15 @@ int BPF_PROG(pgt_uring_complete, struct io_ring_ctx *ring, struct io_kiocb *req,
  *
  * -- Scheduler times --------------------------------------------------------------
  *
- * Per thread of a traced process, the state it is in and since when
- * (`sched_threads`); per traced tgid, the nanoseconds spent in each state
- * (`sched_totals`): on a CPU, runnable but waiting for one (the run queue),
- * sleeping interruptibly (S), and in uninterruptible sleep (D: mostly waiting
- * for the device). A state is closed, and its time added, by the next
- * sched_switch or wakeup of that thread: nothing goes to user space per
- * switch; it reads the totals, plus each thread's open state, once an
- * interval. Threads that were already asleep when tracing began are seeded by
+ * Per thread of a traced process (`sched_threads`), the state it is in, since
+ * when, and the nanoseconds it spent in each state: on a CPU, runnable but
+ * waiting for one (the run queue), sleeping interruptibly (S), and in
+ * uninterruptible sleep (D: mostly waiting for the device). A state is closed,
+ * and its time added, by the next sched_switch or wakeup of that thread: one
+ * map lookup per traced task per event, into the thread's own record (a thread
+ * runs on one CPU at a time: nothing shared is written). A thread that exits
+ * hands its times to its tgid's `sched_totals`. Nothing goes to user space per
+ * switch; it reads the threads and the totals once an interval. Threads that were already asleep when tracing began are seeded by
  * user space from /proc (BPF_NOEXIST: the kernel's view wins).
  *
  * Not in another PID namespace than the initial one: the tracepoints give
@@ -1015,6 +1016,7 @@ struct pgt_thread {
 	__u64 since;
 	__u32 tgid;
 	__u32 state;
+	__u64 ns[PGT_ST_COUNT];
 };
 
 struct pgt_sched_totals {
@@ -1028,8 +1030,8 @@ struct {
 	__type(value, struct pgt_thread);
 } sched_threads SEC(".maps");
 
-/* Per CPU: a switch adds to its own CPU's copy, with no atomic and no cache line
- * shared with the other CPUs; user space sums the copies. */
+/* The times of the exited threads of a traced tgid. Per CPU: an exit adds to its
+ * own CPU's copy, with no atomic; user space sums the copies. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 1024);
@@ -1049,9 +1051,20 @@ static __always_inline unsigned int task_state(struct task_struct *t)
 	return (unsigned int)BPF_CORE_READ((struct task_struct___pre514 *)t, state);
 }
 
-static __always_inline void sched_add(__u32 tgid, __u32 st, __u64 d)
+static __always_inline void sched_add(struct pgt_thread *th, __u32 st, __u64 d)
+{
+	/* The callers' own tests let the compiler drop a bounds check here that
+	 * the verifier needs: hide what it knows, then mask. */
+	asm volatile("" : "+r"(st));
+	st &= PGT_ST_COUNT - 1;
+	th->ns[st] += d;
+}
+
+/* A traced thread exits: its times go to its tgid's (rare: once per thread). */
+static __always_inline void sched_retire(__u32 tgid, struct pgt_thread *th)
 {
 	struct pgt_sched_totals *t = bpf_map_lookup_elem(&sched_totals, &tgid);
+	int i;
 
 	if (!t) {
 		struct pgt_sched_totals z = {};
@@ -1061,11 +1074,9 @@ static __always_inline void sched_add(__u32 tgid, __u32 st, __u64 d)
 		if (!t)
 			return;
 	}
-	/* The callers' own tests let the compiler drop a bounds check here that
-	 * the verifier needs: hide what it knows, then mask. */
-	asm volatile("" : "+r"(st));
-	st &= PGT_ST_COUNT - 1;
-	t->ns[st] += d;
+#pragma unroll
+	for (i = 0; i < PGT_ST_COUNT; i++)
+		t->ns[i] += th->ns[i];
 }
 
 /* Whether the I/O latency programs are attached (user space sets it). */
@@ -1114,14 +1125,16 @@ int BPF_PROG(pgt_sched_switch, bool preempt, struct task_struct *prev, struct ta
 		th = bpf_map_lookup_elem(&sched_threads, &tid);
 		if (th) {
 			if (th->state == PGT_ST_RUNNING && now > th->since)
-				sched_add(tgid, PGT_ST_RUNNING, now - th->since);
+				sched_add(th, PGT_ST_RUNNING, now - th->since);
 			if (dead) {
+				sched_retire(tgid, th);
 				bpf_map_delete_elem(&sched_threads, &tid);
 			} else {
 				th->state = to;
 				th->since = now;
 			}
 		} else if (!dead) {
+			__builtin_memset(&nt, 0, sizeof(nt));
 			nt.since = now;
 			nt.tgid = tgid;
 			nt.state = to;
@@ -1142,10 +1155,11 @@ int BPF_PROG(pgt_sched_switch, bool preempt, struct task_struct *prev, struct ta
 		th = bpf_map_lookup_elem(&sched_threads, &tid);
 		if (th) {
 			if (th->state != PGT_ST_RUNNING && now > th->since)
-				sched_add(tgid, th->state, now - th->since);
+				sched_add(th, th->state, now - th->since);
 			th->state = PGT_ST_RUNNING;
 			th->since = now;
 		} else {
+			__builtin_memset(&nt, 0, sizeof(nt));
 			nt.since = now;
 			nt.tgid = tgid;
 			nt.state = PGT_ST_RUNNING;
@@ -1175,11 +1189,12 @@ static __always_inline int on_wakeup(struct task_struct *p)
 	if (th) {
 		if (th->state == PGT_ST_SLEEP || th->state == PGT_ST_DISK) {
 			if (now > th->since)
-				sched_add(tgid, th->state, now - th->since);
+				sched_add(th, th->state, now - th->since);
 			th->state = PGT_ST_RUNQUEUE;
 			th->since = now;
 		}
 	} else {
+		__builtin_memset(&nt, 0, sizeof(nt));
 		nt.since = now;
 		nt.tgid = tgid;
 		nt.state = PGT_ST_RUNQUEUE;
@@ -1211,6 +1226,9 @@ int BPF_PROG(pgt_sched_wakeup_new, struct task_struct *p)
  * the page cache. Layout (little-endian), decoded by src/trace/ebpf/io_latency.rs:
  *   0 u64 ts_ns (exit)  8 u64 latency_ns  16 s64 ret  24 u32 tgid  28 u32 tid
  *  32 s32 fd  36 u16 x86_64 syscall number  38 u16 flags (1: slept in D state)
+ *  40 u32 owner: for a PG18 io worker's read, the traced process it read for (0:
+ *     the caller's own call; a worker's read for anyone else is not recorded)
+ *  44 u32 padding
  */
 struct pgt_io_lat {
 	__u64 ts_ns;
@@ -1221,6 +1239,8 @@ struct pgt_io_lat {
 	__s32 fd;
 	__u16 nr;
 	__u16 flags;
+	__u32 owner;
+	__u32 pad;
 };
 
 /* 2 MiB: 50k records, a quarter of a second of a cache-warm scan's reads, while
@@ -1281,10 +1301,11 @@ int BPF_PROG(pgt_io_enter, struct pt_regs *regs, long nr)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(pgt_io_exit, struct pt_regs *regs, long ret)
 {
-	__u64 nr = regs->orig_ax, id, now;
+	__u64 nr = regs->orig_ax, id, now, owner = 0;
 	struct pgt_io_call *c;
 	struct pgt_io_lat *e;
 	__u32 tid;
+	int aio = AIO_PLAIN;
 
 	if (!io_timed(nr))
 		return 0;
@@ -1298,6 +1319,15 @@ int BPF_PROG(pgt_io_exit, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	now = bpf_ktime_get_ns();
+	/* An io worker's read: timed for the traced process it reads for, as the
+	 * syscall program credits it; not at all for another backend. */
+	if (aio_workers_n && (nr == __NR_pread64 || nr == __NR_preadv || nr == __NR_preadv2)) {
+		aio = aio_owner(id >> 32, &owner);
+		if (aio == AIO_DROP) {
+			bpf_map_delete_elem(&io_calls, &tid);
+			return 0;
+		}
+	}
 	e = bpf_ringbuf_reserve(&io_lat, sizeof(*e), 0);
 	if (!e) {
 		__sync_fetch_and_add(&io_lat_lost, 1);
@@ -1310,6 +1340,8 @@ int BPF_PROG(pgt_io_exit, struct pt_regs *regs, long ret)
 		e->fd = (__s32)c->fd;
 		e->nr = (__u16)nr;
 		e->flags = c->disk ? 1 : 0;
+		e->owner = aio == AIO_OURS ? (__u32)owner : 0;
+		e->pad = 0;
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	bpf_map_delete_elem(&io_calls, &tid);

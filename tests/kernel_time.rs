@@ -29,13 +29,71 @@ fn waits(r: &Record) -> Option<&WaitsRecord> {
     }
 }
 
+/// The traced process's since-attach records (each follower has its own).
 fn totals(records: &[Record]) -> Vec<WaitsRecord> {
+    let leader = records.iter().find_map(|r| match r {
+        Record::Attach(a) => Some(a.pid),
+        _ => None,
+    });
     records
         .iter()
         .filter_map(waits)
-        .filter(|w| w.scope == "total")
+        .filter(|w| w.scope == "total" && Some(w.pid) == leader)
         .cloned()
         .collect()
+}
+
+/// A parallel query's workers get their own kernel times: a `waits` record per worker
+/// with its time on a CPU, which the leader's does not include.
+fn check_followers(c: &Cluster) {
+    let mut b = c.hold_backend("postgres");
+    b.client
+        .batch_execute(
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; \
+             SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; \
+             SET parallel_leader_participation = off",
+        )
+        .unwrap();
+    let mut t = spawn_trace_with(b.pid, "ebpf", &["--no-usdt"]);
+    t.wait_ready();
+    // Long enough (a few seconds over two workers) for pg_trace to follow the workers
+    // while they run.
+    b.client
+        .batch_execute(
+            "SELECT count(*) FROM t a, generate_series(1, 100) g \
+             WHERE md5(a.pad || g::text) LIKE 'ab%'",
+        )
+        .unwrap();
+    two_more_totals(&mut t);
+    let records = t.finish();
+    let leader = b.pid;
+    let followers: Vec<WaitsRecord> = records
+        .iter()
+        .filter_map(waits)
+        .filter(|w| w.scope == "total" && w.pid != leader && w.cpu_s.is_some())
+        .cloned()
+        .collect();
+    let busiest = followers
+        .iter()
+        .map(|w| w.cpu_s.unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    let leader_cpu = totals(&records).pop().and_then(|w| w.cpu_s).unwrap_or(0.0);
+    eprintln!(
+        "PG{}: leader cpu {leader_cpu:.3}s, followers' busiest {busiest:.3}s ({} records)",
+        c.major,
+        followers.len()
+    );
+    assert!(
+        busiest > 0.3,
+        "PG{}: no follower with its own CPU time: {followers:?}",
+        c.major
+    );
+    // The leader only gathers (parallel_leader_participation off): far less than a worker.
+    assert!(
+        leader_cpu < busiest,
+        "PG{}: leader {leader_cpu} s, busiest worker {busiest} s",
+        c.major
+    );
 }
 
 /// (time on a CPU, time waiting on a run queue) in seconds, from /proc/PID/schedstat.
@@ -299,6 +357,7 @@ fn where_the_time_goes() {
                     check_sched(&c);
                     check_exact_waits(&c);
                     check_io_latency(&mut c);
+                    check_followers(&c);
                 }),
             )
         })

@@ -287,3 +287,53 @@ fn parallel_workers_reads_through_io_workers() {
     assert_eq!(p.coverage, Some(1.0), "{p:?}");
     assert!(p.bytes_read >= size, "{p:?}");
 }
+
+/// With `--io-latency`, the io workers' reads for the traced backend are timed into its
+/// own `waits` records (the relation's read row), as their bytes are credited to it; no io
+/// worker keeps a row of the table for itself.
+#[test]
+fn io_worker_reads_are_timed_for_their_owner() {
+    if !needs_18("io_worker_reads_are_timed_for_their_owner") {
+        return;
+    }
+    let (c, rel) = cluster(18, Some("worker"));
+    let mut b = c.hold_backend("postgres");
+    let mut trace = support::trace::spawn_trace_with(b.pid, "ebpf", &["--io-latency"]);
+    wait_followed(&mut trace);
+    let n: i64 = b.client.query_one(SCAN, &[]).unwrap().get(0);
+    assert_eq!(n, ROWS);
+    wait_followed_intervals(&mut trace, 2);
+    let records = trace.finish();
+    let workers: std::collections::BTreeSet<i32> = rel_files(&records, &rel)
+        .into_iter()
+        .filter(|f| f.io_worker)
+        .map(|f| f.pid)
+        .filter(|&p| p != b.pid)
+        .collect();
+    assert!(
+        io_worker_bytes(&records, &rel) > 0,
+        "no io worker read credited"
+    );
+    let totals = |pid: i32| {
+        records.iter().rev().find_map(|r| match r {
+            Record::Waits(w) if w.scope == "total" && w.pid == pid => Some(w.clone()),
+            _ => None,
+        })
+    };
+    let aio_read = |w: &pg_trace::output::record::WaitsRecord| {
+        w.io_latency
+            .iter()
+            .find(|r| r.relation.contains("aio") && r.op == "read")
+            .cloned()
+    };
+    let mine = totals(b.pid).expect("the backend's waits record");
+    let row = aio_read(&mine).unwrap_or_else(|| panic!("no read row of aio: {mine:?}"));
+    eprintln!("backend's read row of aio: {row:?}; io workers {workers:?}");
+    // 100 MB in reads of up to io_combine_limit (128 kB): hundreds of calls.
+    assert!(row.count >= 100, "{row:?}");
+    for w in &workers {
+        if let Some(t) = totals(*w) {
+            assert!(aio_read(&t).is_none(), "io worker {w} kept a row: {t:?}");
+        }
+    }
+}

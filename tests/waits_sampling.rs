@@ -2,7 +2,8 @@
 //! window `pg_trace ps --waits` must show a backend in `pg_sleep` dominated by
 //! Timeout:PgSleep, one spinning in PL/pgSQL dominated by CPU (no wait event set), an idle
 //! one in Client:ClientRead, each with its query normalised (or its query id, 14+ with
-//! `compute_query_id`).
+//! `compute_query_id`). Twice: reading the server's segment mapped into pg_trace (as root
+//! does), and through `process_vm_readv` (where the mapping is refused).
 
 mod support;
 
@@ -11,8 +12,12 @@ use std::process::Command;
 use support::status::*;
 use support::Cluster;
 
-fn ps_waits(c: &Cluster, secs: &str, extra: &[&str]) -> Vec<WaitsRecord> {
-    let out = Command::new(BIN)
+fn ps_waits(c: &Cluster, secs: &str, extra: &[&str], mapped: bool) -> Vec<WaitsRecord> {
+    let mut cmd = Command::new(BIN);
+    if !mapped {
+        cmd.env("PG_TRACE_TEST_NO_SHM_VIEW", "1");
+    }
+    let out = cmd
         .args(["ps", "--waits", secs, "--format", "json", "--pgdata"])
         .arg(&c.datadir)
         .args(extra)
@@ -81,16 +86,30 @@ fn check(major: u32) {
     } else {
         None
     };
-    let recs = ps_waits(&c, "1.5", &["--sample-hz", "200"]);
+    let both = [true, false].map(|mapped| ps_waits(&c, "1.5", &["--sample-hz", "200"], mapped));
     sleeper.terminate(&c);
     spinner.terminate(&c);
     drop(window);
+    for recs in &both {
+        check_profile(major, recs, sleeper.pid, spinner.pid, idle.pid, want_id);
+    }
+    drop(idle);
+}
+
+fn check_profile(
+    major: u32,
+    recs: &[WaitsRecord],
+    sleeper: i32,
+    spinner: i32,
+    idle: i32,
+    want_id: Option<i64>,
+) {
     let by = |pid: i32| {
         recs.iter()
             .find(|w| w.pid == pid)
             .unwrap_or_else(|| panic!("PostgreSQL {major}: no waits record for {pid}: {recs:?}"))
     };
-    let (s, p, i) = (by(sleeper.pid), by(spinner.pid), by(idle.pid));
+    let (s, p, i) = (by(sleeper), by(spinner), by(idle));
     for w in [s, p, i] {
         assert_eq!(w.scope, "total");
         assert_eq!(w.hz, 200.0);
@@ -132,7 +151,6 @@ fn check(major: u32) {
             Some("SELECT pg_sleep($1) /* sleeper */")
         );
     }
-    drop(idle);
 }
 
 #[test]

@@ -86,31 +86,34 @@ pub fn run_waits(
     may_inspect(via, memory)?;
     let reader = status::StatusReader::open(via, dd.major)?;
     let stop = crate::session::stop_flag()?;
-    let (tx, rx) = std::sync::mpsc::channel();
     let mut sampler = WaitSampler::new(reader, Scope::Cluster)?;
     sampler.prime()?;
     let start = std::time::Instant::now();
-    let thread = sampler::spawn(sampler, hz, std::sync::Arc::clone(&stop), tx)?;
-    let mut waits = Waits::new(hz);
-    waits.total_only = true;
+    let mut w = Waits::new(hz);
+    w.total_only = true;
+    // Folded on the sampler's thread as each round is taken: no round is shipped (its
+    // samples' shared names and texts then never change cores) and its buffers are
+    // reused; this thread only waits (Ctrl-C seen within 100 ms).
+    let folded = std::sync::Arc::new(std::sync::Mutex::new(w));
+    let fold = std::sync::Arc::clone(&folded);
+    let thread = sampler::spawn_with(sampler, hz, std::sync::Arc::clone(&stop), move |r| {
+        fold.lock().map(|mut w| w.add(r)).is_ok()
+    })?;
     let end = start + std::time::Duration::from_secs_f64(secs);
-    // Folded ten times a second, not per round (a wakeup per round costs more than the
-    // fold), so a long window keeps no backlog; Ctrl-C is seen within 100 ms.
     while !stop.load(Ordering::Relaxed) && !thread.is_finished() {
         let now = std::time::Instant::now();
         if now >= end {
             break;
         }
         std::thread::sleep((end - now).min(std::time::Duration::from_millis(100)));
-        for r in rx.try_iter() {
-            waits.add(&r);
-        }
     }
     stop.store(true, Ordering::Relaxed);
     let failed = thread.join().ok().flatten();
-    for r in rx.try_iter() {
-        waits.add(&r);
-    }
+    let waits = std::mem::take(
+        &mut *folded
+            .lock()
+            .map_err(|_| anyhow::anyhow!("wait sampling failed"))?,
+    );
     if let Some(why) = failed {
         if waits.is_empty() {
             anyhow::bail!("cannot sample wait events: {why}");

@@ -1,8 +1,9 @@
 //! I/O latency per relation, fork and operation (`--io-latency`): each timed call's
 //! latency in an HDR histogram, for the last interval and since attach, with how many of
-//! the calls never waited for the device (served by the page cache).
+//! the calls never waited for the device (served by the page cache); for all the traced
+//! processes together and for each of them (the `waits` record is per process).
 
-use crate::trace::IoOp;
+use crate::trace::{IoOp, Pid};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
@@ -72,11 +73,39 @@ struct Map {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct IoLatency {
+struct Scopes {
     total: Map,
     current: Map,
     last: Map,
+    /// Ticks in a row with no call.
+    idle_ticks: u32,
 }
+
+impl Scopes {
+    fn record(&mut self, key: Key, latency_ns: u64, disk: Option<bool>) {
+        record_in(&mut self.total, key, latency_ns, disk);
+        record_in(&mut self.current, key, latency_ns, disk);
+    }
+
+    fn tick(&mut self) {
+        self.idle_ticks = if self.current.len == 0 {
+            self.idle_ticks.saturating_add(1)
+        } else {
+            0
+        };
+        self.last = std::mem::take(&mut self.current);
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IoLatency {
+    all: Scopes,
+    per_pid: BTreeMap<Pid, Scopes>,
+}
+
+/// A process with no timed call for this many ticks in a row is forgotten (parallel
+/// workers come and go, each with its own table).
+const FORGET_TICKS: u32 = 30;
 
 fn record_in(map: &mut Map, key: Key, latency_ns: u64, disk: Option<bool>) {
     let (label, fork, op) = key;
@@ -131,27 +160,56 @@ fn rows_of(map: &Map) -> Vec<LatencyRow> {
 }
 
 impl IoLatency {
-    pub fn record(&mut self, key: Key, latency_ns: u64, disk: Option<bool>) {
-        record_in(&mut self.total, key, latency_ns, disk);
-        record_in(&mut self.current, key, latency_ns, disk);
+    /// A call of `pid` (the process it is credited to).
+    pub fn record(&mut self, pid: Pid, key: Key, latency_ns: u64, disk: Option<bool>) {
+        self.all.record(key, latency_ns, disk);
+        self.per_pid
+            .entry(pid)
+            .or_default()
+            .record(key, latency_ns, disk);
     }
 
     pub fn tick(&mut self) {
-        self.last = std::mem::take(&mut self.current);
+        self.all.tick();
+        for s in self.per_pid.values_mut() {
+            s.tick();
+        }
+        self.per_pid.retain(|_, s| s.idle_ticks < FORGET_TICKS);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.total.len == 0
+        self.all.total.len == 0
     }
 
-    /// The last interval's rows, most time first.
+    /// The last interval's rows, most time first, all processes together.
     pub fn interval(&self) -> Vec<LatencyRow> {
-        rows_of(&self.last)
+        rows_of(&self.all.last)
     }
 
-    /// Since attach.
+    /// Since attach, all processes together.
     pub fn total(&self) -> Vec<LatencyRow> {
-        rows_of(&self.total)
+        rows_of(&self.all.total)
+    }
+
+    /// The processes with calls of their own (not forgotten yet).
+    pub fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.per_pid.keys().copied()
+    }
+
+    /// `pid`'s last interval (empty when it had none).
+    pub fn interval_of(&self, pid: Pid) -> Vec<LatencyRow> {
+        self.per_pid
+            .get(&pid)
+            .map(|s| rows_of(&s.last))
+            .unwrap_or_default()
+    }
+
+    /// `pid`'s calls since attach.
+    pub fn total_of(&self, pid: Pid) -> Vec<LatencyRow> {
+        self.per_pid
+            .get(&pid)
+            .map(|s| rows_of(&s.total))
+            .unwrap_or_default()
     }
 }
 
@@ -167,10 +225,10 @@ mod tests {
     fn percentiles_and_page_cache_share() {
         let mut l = IoLatency::default();
         for _ in 0..95 {
-            l.record(key("public.t"), 4_000, Some(false));
+            l.record(1, key("public.t"), 4_000, Some(false));
         }
         for _ in 0..5 {
-            l.record(key("public.t"), 900_000, Some(true));
+            l.record(1, key("public.t"), 900_000, Some(true));
         }
         l.tick();
         let r = &l.interval()[0];
@@ -182,7 +240,7 @@ mod tests {
         assert!(l.interval().is_empty());
         assert_eq!(l.total()[0].count, 100);
         // Unclassified calls say nothing about the page cache.
-        l.record(key("public.u"), 10, None);
+        l.record(1, key("public.u"), 10, None);
         assert_eq!(
             l.total()
                 .iter()
@@ -194,16 +252,41 @@ mod tests {
     }
 
     #[test]
+    fn each_process_apart_and_together() {
+        let mut l = IoLatency::default();
+        l.record(1, key("public.t"), 4_000, Some(false));
+        l.record(2, key("public.t"), 8_000, Some(true));
+        l.record(2, key("public.u"), 8_000, Some(true));
+        l.tick();
+        assert_eq!(l.interval().iter().map(|r| r.count).sum::<u64>(), 3);
+        assert_eq!(l.interval_of(1).len(), 1);
+        assert_eq!(l.interval_of(2).iter().map(|r| r.count).sum::<u64>(), 2);
+        assert!(l.interval_of(3).is_empty());
+        assert_eq!(l.pids().collect::<Vec<_>>(), [1, 2]);
+        // A process quiet for long is forgotten; the whole keeps its calls.
+        for _ in 0..FORGET_TICKS {
+            l.record(1, key("public.t"), 4_000, None);
+            l.tick();
+        }
+        assert_eq!(l.pids().collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            l.total().iter().map(|r| r.count).sum::<u64>(),
+            3 + FORGET_TICKS as u64
+        );
+        assert_eq!(l.total_of(1)[0].count, 1 + FORGET_TICKS as u64);
+    }
+
+    #[test]
     fn cells_are_capped() {
         let mut l = IoLatency::default();
         for i in 0..CELLS_KEPT + 10 {
-            l.record(key(&format!("r{i}")), 1000, None);
+            l.record(1, key(&format!("r{i}")), 1000, None);
         }
         let rows = l.total();
         assert_eq!(rows.len(), CELLS_KEPT + 1);
         assert_eq!(rows.iter().find(|r| r.relation == OTHER).unwrap().count, 10);
         // Zero and huge latencies are clamped, not refused.
-        l.record(key("r0"), 0, None);
-        l.record(key("r0"), u64::MAX, None);
+        l.record(1, key("r0"), 0, None);
+        l.record(1, key("r0"), u64::MAX, None);
     }
 }

@@ -520,17 +520,25 @@ impl Model {
                 latency_ns,
                 result,
                 disk,
+                owner,
                 ..
-            } if *result >= 0 && role != Some(FollowerRole::IoWorker) => {
+            } if *result >= 0 => {
+                // An io worker's call counts only when it read for one of ours (as its
+                // read is credited), and for that process.
+                let credited = if role == Some(FollowerRole::IoWorker) {
+                    owner.filter(|o| self.owner_is_ours(*o))
+                } else {
+                    Some(pid)
+                };
                 // Counted under its relation and fork, or the file's label (WAL, a temp
                 // file); not at all for what is no file of ours (a socket, a pipe, an fd
-                // never seen opened).
-                if let Some(f) = self.files.get(&(pid, *fd)) {
+                // never seen opened). The fd is the caller's, io worker or not.
+                if let (Some(to), Some(f)) = (credited, self.files.get(&(pid, *fd))) {
                     let key = match &f.named.relation {
                         Some(r) => (r.id.label.as_str(), Some(r.fork.as_str()), *op),
                         None => (f.named.label.as_str(), None, *op),
                     };
-                    self.io_latency.record(key, *latency_ns, *disk);
+                    self.io_latency.record(to, key, *latency_ns, *disk);
                 }
             }
             EventKind::WaitTransition { wait_event_info } if pid == self.leader => {

@@ -65,6 +65,11 @@ impl SchedFold {
         self.before_tick = std::mem::replace(&mut self.at_tick, self.latest.clone());
     }
 
+    /// The processes measured as of the last tick.
+    pub fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.at_tick.keys().copied()
+    }
+
     /// Since attach, as of the last tick; None when never measured.
     pub fn total(&self, pid: Pid) -> Option<SchedTimes> {
         self.at_tick.get(&pid).copied()

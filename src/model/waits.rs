@@ -37,6 +37,17 @@ pub struct QueryProfile {
     pub cpu_ns: Option<u64>,
 }
 
+/// One more sample of `e`: looked up by reference first, so that an event seen before
+/// costs no `Arc` clone and drop (two atomic operations per sample and scope).
+fn count(events: &mut HashMap<EventKey, u64>, e: &EventKey) {
+    match events.get_mut(e) {
+        Some(n) => *n += 1,
+        None => {
+            events.insert(e.clone(), 1);
+        }
+    }
+}
+
 /// One scope of one process.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
@@ -52,14 +63,18 @@ impl Profile {
         self.samples += 1;
         self.first_ns.get_or_insert(t_ns);
         self.last_ns = Some(t_ns);
-        *self.events.entry(s.event.clone()).or_default() += 1;
+        count(&mut self.events, &s.event);
         if let Some(k) = key {
-            let q = self.queries.entry(k.clone()).or_default();
+            // Looked up by reference first: a query seen before costs no clone.
+            let q = match self.queries.get_mut(k) {
+                Some(q) => q,
+                None => self.queries.entry(k.clone()).or_default(),
+            };
             if q.text.is_none() {
                 q.text = text.cloned();
             }
             q.samples += 1;
-            *q.events.entry(s.event.clone()).or_default() += 1;
+            count(&mut q.events, &s.event);
         }
     }
 
@@ -150,6 +165,8 @@ pub struct Waits {
     pub rounds: u64,
     /// Since attach only: no interval, no last 10 s (`ps --waits`, which shows neither).
     pub total_only: bool,
+    /// When processes no longer sampled were last forgotten.
+    forgot_at_ns: u64,
 }
 
 /// Processes no longer sampled are forgotten after this long (the picker's list).
@@ -205,12 +222,16 @@ impl Waits {
                 p.last_cpu = Some((cpu, key));
             }
         }
+        // Looked at once a second, not per round (a walk over every process).
         let t = r.t_ns;
-        self.procs.retain(|_, p| {
-            p.total
-                .last_ns
-                .is_some_and(|l| t.saturating_sub(l) < FORGET_NS)
-        });
+        if t.saturating_sub(self.forgot_at_ns) >= 1_000_000_000 {
+            self.forgot_at_ns = t;
+            self.procs.retain(|_, p| {
+                p.total
+                    .last_ns
+                    .is_some_and(|l| t.saturating_sub(l) < FORGET_NS)
+            });
+        }
     }
 
     /// Start a new interval (after its records were written).

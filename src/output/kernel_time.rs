@@ -48,12 +48,30 @@ fn exact_rows(major: u32, cells: &BTreeMap<u32, ExactCell>, window_s: f64) -> Ve
     v
 }
 
-/// The leader's `waits` records for the interval `since..now` and since attach (`ts` and
-/// the total window counted from `start`), or none when the kernel measured nothing.
-pub fn waits_records(model: &Model, start: u64, since: u64, now: u64) -> Vec<Record> {
-    let pid = model.leader;
-    let exact_on = !model.exact_waits.is_empty();
-    if model.sched.total(pid).is_none() && model.io_latency.is_empty() && !exact_on {
+/// The processes the kernel measured something of: the leader first.
+pub fn measured_pids(model: &Model) -> Vec<crate::trace::Pid> {
+    let mut v: Vec<_> = model.sched.pids().chain(model.io_latency.pids()).collect();
+    if !model.exact_waits.is_empty() {
+        v.push(model.leader);
+    }
+    v.sort_unstable_by_key(|&p| (p != model.leader, p));
+    v.dedup();
+    v
+}
+
+/// `pid`'s `waits` records for the interval `since..now` and since attach (`ts` and the
+/// total window counted from `start`), or none when the kernel measured nothing of it.
+/// Exact waits are the leader's only (the watchpoint is on its `wait_event_info`).
+pub fn waits_records(
+    model: &Model,
+    pid: crate::trace::Pid,
+    start: u64,
+    since: u64,
+    now: u64,
+) -> Vec<Record> {
+    let exact_on = pid == model.leader && !model.exact_waits.is_empty();
+    let io_total = model.io_latency.total_of(pid);
+    if model.sched.total(pid).is_none() && io_total.is_empty() && !exact_on {
         return Vec::new();
     }
     let ts = now.saturating_sub(start) as f64 / 1e9;
@@ -71,9 +89,9 @@ pub fn waits_records(model: &Model, start: u64, since: u64, now: u64) -> Vec<Rec
             model.sched.interval(pid)
         };
         let io = if total {
-            model.io_latency.total()
+            io_total.clone()
         } else {
-            model.io_latency.interval()
+            model.io_latency.interval_of(pid)
         };
         let exact = exact_on.then(|| {
             let cells = if total {

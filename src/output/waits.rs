@@ -159,18 +159,16 @@ pub fn write_interval(
         .into_iter()
         .chain(w.procs.iter().filter(|(p, _)| **p != leader));
     let start = model.first_ns.unwrap_or(now);
-    let mut kernel = super::kernel_time::waits_records(model, start, since, now).into_iter();
-    let mut kernel_done = false;
+    let kernel_of = |pid| super::kernel_time::waits_records(model, pid, start, since, now);
     for (pid, p) in order {
         match format {
             crate::output::Format::Json => {
+                // Interval then total, as the sampled records come.
+                let mut kernel = kernel_of(*pid).into_iter();
                 for (scope, prof) in [("interval", &p.interval), ("total", &p.total)] {
                     let mut r = record(prof, *pid, ts, scope, w.hz);
-                    if *pid == leader {
-                        if let Some(Record::Waits(k)) = kernel.next() {
-                            merge_kernel(&mut r, k);
-                        }
-                        kernel_done = true;
+                    if let Some(Record::Waits(k)) = kernel.next() {
+                        merge_kernel(&mut r, k);
                     }
                     super::record::write(&mut *out, &Record::Waits(r))?;
                 }
@@ -188,9 +186,15 @@ pub fn write_interval(
             }
         }
     }
-    if format == crate::output::Format::Json && !kernel_done {
-        for r in kernel {
-            super::record::write(&mut *out, &r)?;
+    if format == crate::output::Format::Json {
+        // Measured by the kernel, not sampled (sampling off, or a process it missed).
+        for pid in super::kernel_time::measured_pids(model) {
+            if w.procs.contains_key(&pid) {
+                continue;
+            }
+            for r in kernel_of(pid) {
+                super::record::write(&mut *out, &r)?;
+            }
         }
     }
     Ok(())

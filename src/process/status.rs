@@ -7,6 +7,7 @@ pub mod kernel;
 pub mod layout;
 pub mod locks;
 pub mod sampler;
+pub mod shm_view;
 pub mod wait_names;
 pub mod waits;
 

@@ -648,6 +648,15 @@ impl Session {
         r
     }
 
+    /// The kernel's times of the traced processes as of this tick, applied and recorded
+    /// like any batch (a replay applies them before the tick, as here).
+    fn kernel_times(&mut self) {
+        let pending = std::mem::take(&mut self.batch);
+        self.tracer.kernel_times(&mut self.batch);
+        let _ = self.apply_batch(&mut |_, _, _| Ok(()));
+        self.batch = pending;
+    }
+
     /// Apply `self.batch` (not cleared), recording it.
     fn apply_batch(
         &mut self,
@@ -835,6 +844,9 @@ impl Session {
             }
         }
         let walked = self.walked().filter(|w| Some(*w) != walked_before);
+        if !replaying {
+            self.kernel_times();
+        }
         let copier = match replayed_copier {
             Some((tick, plan)) => {
                 if let Some(t) = tick {

@@ -169,6 +169,12 @@ impl Tracer for Combined {
         self.parts.iter().any(|p| p.stopped_by_signal(pid))
     }
 
+    fn kernel_times(&mut self, out: &mut Vec<Event>) {
+        for p in &mut self.parts {
+            p.kernel_times(out);
+        }
+    }
+
     fn probe_cost(&self) -> super::cost::ProbeCost {
         self.parts.iter().map(|p| p.probe_cost()).fold(
             super::cost::ProbeCost::NotBpf,

@@ -1082,6 +1082,10 @@ impl Tracer for EbpfTracer {
 
     /// The syscall-exit and process-exit programs. Their runs are those of every process
     /// on the machine: the syscall program rejects most calls in its first check.
+    fn kernel_times(&mut self, out: &mut Vec<Event>) {
+        self.read_kernel_times(out);
+    }
+
     fn probe_cost(&self) -> ProbeCost {
         if let Some(why) = &self.run_time_stats.why_not {
             return ProbeCost::Unmeasured(why.clone());

@@ -385,6 +385,10 @@ pub enum EventKind {
         latency_ns: u64,
         result: i64,
         disk: Option<bool>,
+        /// A PG18 io worker's read (the event's pid, whose fd it is) for `owner`, a traced
+        /// process, as [`EventKind::IoWorkerRead`] credits it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Pid>,
     },
     /// The backend wrote `wait_event_info` (`--exact-waits`: a hardware watchpoint); the
     /// value written. 0: no longer waiting.

@@ -81,6 +81,10 @@ pub trait Tracer {
     fn watch_wait_event(&mut self, _pid: Pid, _addr: u64) -> anyhow::Result<()> {
         anyhow::bail!("--exact-waits needs the eBPF backend, not {}", self.name())
     }
+    /// The cumulative times the kernel keeps per traced process ([`EventKind::SchedTimes`]),
+    /// as of now; called once per tick (a map walk and a few system calls each time: not
+    /// at every poll).
+    fn kernel_times(&mut self, _out: &mut Vec<Event>) {}
     /// The run time of this tracer's BPF programs so far, cumulative (read by the caller
     /// once an interval: a few syscalls).
     fn probe_cost(&self) -> cost::ProbeCost {

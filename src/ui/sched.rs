@@ -158,6 +158,7 @@ mod tests {
                     latency_ns: 900_000,
                     result: 8192,
                     disk: Some(true),
+                    owner: None,
                 },
             ),
             &mut n,

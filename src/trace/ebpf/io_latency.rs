@@ -2,7 +2,7 @@
 //! `bpf/syscalls.bpf.c`, "I/O latency"). Every read, write and sync call of a traced
 //! process is timed from its entry to its exit in the kernel, with whether its thread
 //! slept in D state meanwhile (waited for the device, seen by the scheduler program); one
-//! 40-byte record per call comes through the `io_lat` ring buffer and becomes an
+//! 48-byte record per call comes through the `io_lat` ring buffer and becomes an
 //! [`EventKind::IoLatency`]. Opt-in: a second program at every system call's entry and
 //! exit, and a record per call, cost the traced backend more than the default path.
 
@@ -15,7 +15,7 @@ use super::skel::SyscallsSkel;
 use crate::trace::{Event, EventKind, IoOp, Pid};
 
 /// `struct pgt_io_lat`.
-const RECORD: usize = 40;
+const RECORD: usize = 48;
 /// `flags` bit: the thread slept in D state during the call.
 const F_DISK: u16 = 1;
 
@@ -54,6 +54,7 @@ pub(super) fn decode(data: &[u8], classified: bool) -> Option<Event> {
     let fd = u32_at(32)? as i32;
     let nr = u32::from(u16_at(36)?);
     let flags = u16_at(38)?;
+    let owner = Pid::try_from(u32_at(40)?).ok().filter(|&p| p > 0);
     let op = op_of(nr)?;
     Some(Event {
         ts_ns,
@@ -65,6 +66,7 @@ pub(super) fn decode(data: &[u8], classified: bool) -> Option<Event> {
             latency_ns,
             result,
             disk: classified.then_some(flags & F_DISK != 0),
+            owner,
         },
     })
 }
@@ -151,6 +153,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn record(nr: u16, flags: u16) -> Vec<u8> {
+        record_for(nr, flags, 0)
+    }
+
+    fn record_for(nr: u16, flags: u16, owner: u32) -> Vec<u8> {
         let mut r = 5u64.to_le_bytes().to_vec();
         r.extend_from_slice(&12_000u64.to_le_bytes());
         r.extend_from_slice(&8192i64.to_le_bytes());
@@ -159,6 +165,8 @@ mod tests {
         r.extend_from_slice(&7i32.to_le_bytes());
         r.extend_from_slice(&nr.to_le_bytes());
         r.extend_from_slice(&flags.to_le_bytes());
+        r.extend_from_slice(&owner.to_le_bytes());
+        r.extend_from_slice(&0u32.to_le_bytes());
         r
     }
 
@@ -174,9 +182,19 @@ mod tests {
                 fd: 7,
                 latency_ns: 12_000,
                 result: 8192,
-                disk: Some(true)
+                disk: Some(true),
+                owner: None,
             }
         );
+        // An io worker's read for traced process 77.
+        let e = decode(&record_for(libc::SYS_pread64 as u16, 0, 77), true).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::IoLatency {
+                owner: Some(77),
+                ..
+            }
+        ));
         let e = decode(&record(libc::SYS_fdatasync as u16, 0), false).unwrap();
         assert!(matches!(
             e.kind,
@@ -187,7 +205,7 @@ mod tests {
             }
         ));
         assert!(decode(&record(libc::SYS_openat as u16, 0), true).is_none());
-        assert!(decode(&record(libc::SYS_read as u16, 0)[..39], true).is_none());
+        assert!(decode(&record(libc::SYS_read as u16, 0)[..47], true).is_none());
     }
 
     proptest! {

@@ -102,19 +102,22 @@ impl EbpfTracer {
         Ok(())
     }
 
-    /// After the events ring buffer: the timed calls and wait transitions, then the
-    /// scheduler times, then what could not be delivered.
+    /// The scheduler times of every traced process, as of now (a map walk over the traced
+    /// threads, a few system calls: once per tick, not per poll).
+    pub(super) fn read_kernel_times(&mut self, out: &mut Vec<Event>) {
+        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
+            w.read(skel, &self.pids, out);
+        }
+    }
+
+    /// After the events ring buffer: the timed calls and wait transitions, then what
+    /// could not be delivered.
     pub(super) fn poll_kernel_time(&mut self, out: &mut Vec<Event>) {
         if let Some(io) = self.kernel.io.as_ref() {
             self.kernel.garbled += io.drain(out);
         }
         if let Some(w) = self.kernel.waits.as_ref() {
             self.kernel.garbled += w.drain(out);
-        }
-        // Every poll: a tick right after one then sees times as of then (a map walk
-        // over the traced threads, a few system calls).
-        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
-            w.read(skel, &self.pids, out);
         }
         let Some(bss) = self.skel.as_ref().and_then(|s| s.maps.bss_data.as_deref()) else {
             return;

@@ -1,9 +1,10 @@
 //! Scheduler times of the traced processes: the user side of `pgt_sched_switch`,
 //! `pgt_sched_wakeup` and `pgt_sched_wakeup_new` (in `bpf/syscalls.bpf.c`, "Scheduler
-//! times"). The kernel adds up, per traced tgid, the time its threads spend on a CPU, in
-//! the run queue, asleep (S) and in uninterruptible sleep (D); here the totals are read,
-//! each thread's state still open is added up to now, and the sum goes out as one
-//! [`EventKind::SchedTimes`] per process and poll (no event per context switch).
+//! times"). The kernel adds up, per traced thread, the time it spends on a CPU, in the
+//! run queue, asleep (S) and in uninterruptible sleep (D), and per tgid those of its
+//! threads that exited; here both are read, each thread's state still open is added up to
+//! now, and the sum goes out as one [`EventKind::SchedTimes`] per process and tick (no
+//! event per context switch).
 
 use anyhow::anyhow;
 use libbpf_rs::{Link, MapCore, MapFlags};
@@ -18,8 +19,8 @@ const ST_SLEEP: usize = 2;
 const ST_DISK: usize = 3;
 const ST_COUNT: usize = 4;
 
-/// `struct pgt_thread`: u64 since, u32 tgid, u32 state.
-const THREAD_RECORD: usize = 16;
+/// `struct pgt_thread`: u64 since, u32 tgid, u32 state, u64 ns[ST_COUNT].
+const THREAD_RECORD: usize = 16 + 8 * ST_COUNT;
 
 /// Per-state nanoseconds, indexed by `ST_*`.
 pub(super) type Times = [u64; ST_COUNT];
@@ -36,15 +37,16 @@ fn decode_totals(v: &[u8]) -> Option<Times> {
     Some(t)
 }
 
-/// A `sched_threads` value: (since, tgid, state).
-fn decode_thread(v: &[u8]) -> Option<(u64, u32, usize)> {
+/// A `sched_threads` value: (since, tgid, state, the thread's closed times).
+fn decode_thread(v: &[u8]) -> Option<(u64, u32, usize, Times)> {
     if v.len() != THREAD_RECORD {
         return None;
     }
     let since = u64::from_ne_bytes(v.get(0..8)?.try_into().ok()?);
     let tgid = u32::from_ne_bytes(v.get(8..12)?.try_into().ok()?);
     let state = u32::from_ne_bytes(v.get(12..16)?.try_into().ok()?) as usize;
-    (state < ST_COUNT).then_some((since, tgid, state))
+    let ns = decode_totals(v.get(16..)?)?;
+    (state < ST_COUNT).then_some((since, tgid, state, ns))
 }
 
 fn encode_thread(since: u64, tgid: u32, state: usize) -> [u8; THREAD_RECORD] {
@@ -53,6 +55,13 @@ fn encode_thread(since: u64, tgid: u32, state: usize) -> [u8; THREAD_RECORD] {
     v[8..12].copy_from_slice(&tgid.to_ne_bytes());
     v[12..16].copy_from_slice(&(state as u32).to_ne_bytes());
     v
+}
+
+fn add_times(mut a: Times, b: Times) -> Times {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.saturating_add(y);
+    }
+    a
 }
 
 /// The state a thread is in by its `/proc/PID/task/TID/stat` letter, for a thread the
@@ -145,25 +154,26 @@ impl SchedWatch {
 
     /// One [`EventKind::SchedTimes`] per pid of `pids`, as of now.
     ///
-    /// The totals and the open states are read apart while switches go on: a state closed
-    /// between the two reads would count twice or not at all. So the threads are read on
-    /// both sides of the totals, and the whole is read again (three times at most) unless
-    /// no thread of ours changed state meanwhile.
+    /// The threads and the exited threads' totals are read apart while switches go on: a
+    /// state closed, or a thread retired, between the reads would count twice or not at
+    /// all. So the threads are read on both sides of the totals, and the whole is read
+    /// again (three times at most) unless no thread of ours changed meanwhile.
     pub(super) fn read(&self, skel: &SyscallsSkel<'static>, pids: &[Pid], out: &mut Vec<Event>) {
         if pids.is_empty() {
             return;
         }
-        let threads = || -> Vec<(u32, u64, u32, usize)> {
-            let mut v: Vec<(u32, u64, u32, usize)> = skel
+        type Thread = (u32, u64, u32, usize, Times);
+        let threads = || -> Vec<Thread> {
+            let mut v: Vec<Thread> = skel
                 .maps
                 .sched_threads
                 .keys()
                 .filter_map(|k| {
                     let tid = u32::from_ne_bytes(k.get(..4)?.try_into().ok()?);
                     let v = skel.maps.sched_threads.lookup(&k, MapFlags::ANY).ok()??;
-                    let (since, tgid, st) = decode_thread(&v)?;
+                    let (since, tgid, st, ns) = decode_thread(&v)?;
                     pids.contains(&(tgid as Pid))
-                        .then_some((tid, since, tgid, st))
+                        .then_some((tid, since, tgid, st, ns))
                 })
                 .collect();
             v.sort_unstable();
@@ -181,12 +191,7 @@ impl SchedWatch {
             per_cpu
                 .iter()
                 .filter_map(|v| decode_totals(v))
-                .fold([0u64; ST_COUNT], |mut acc, t| {
-                    for (a, x) in acc.iter_mut().zip(t) {
-                        *a = a.saturating_add(x);
-                    }
-                    acc
-                })
+                .fold([0u64; ST_COUNT], add_times)
         };
         let mut before = threads();
         let (mut totals, mut now);
@@ -202,12 +207,10 @@ impl SchedWatch {
             }
             before = after;
         }
-        for (&pid, &total) in pids.iter().zip(&totals) {
-            let open = before
-                .iter()
-                .filter(|(_, _, tgid, _)| *tgid == pid as u32)
-                .map(|&(_, since, _, st)| (since, st));
-            let t = with_open_states(total, open, now);
+        for (&pid, &exited) in pids.iter().zip(&totals) {
+            let mine = || before.iter().filter(|t| t.2 == pid as u32);
+            let closed = mine().fold(exited, |acc, t| add_times(acc, t.4));
+            let t = with_open_states(closed, mine().map(|t| (t.1, t.3)), now);
             if t == [0; ST_COUNT] {
                 continue;
             }
@@ -253,10 +256,13 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_reject_garbage() {
-        let v = encode_thread(42, 7, ST_SLEEP);
-        assert_eq!(decode_thread(&v), Some((42, 7, ST_SLEEP)));
+        let mut v = encode_thread(42, 7, ST_SLEEP);
+        assert_eq!(decode_thread(&v), Some((42, 7, ST_SLEEP, [0; ST_COUNT])));
+        v[16 + 8 * ST_DISK] = 3;
+        assert_eq!(decode_thread(&v), Some((42, 7, ST_SLEEP, [0, 0, 0, 3])));
         assert_eq!(decode_thread(&encode_thread(1, 1, 9)), None);
         assert_eq!(decode_thread(&v[..15]), None);
+        assert_eq!(decode_thread(&v[..THREAD_RECORD - 1]), None);
         assert_eq!(decode_totals(&[0u8; 31]), None);
         assert_eq!(state_of_letter('Z'), None);
     }
