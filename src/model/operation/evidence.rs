@@ -32,9 +32,13 @@ impl Model {
             }
         }
         let Some(st) = self.operation.as_ref() else {
+            // A walsender the server says streams is no base backup, whatever its
+            // system calls look like (decoding reads and writes files too).
             self.operation_view = self
-                .backup_operation()
-                .or_else(|| self.walsender.as_ref().map(|w| w.view()));
+                .walsender
+                .as_ref()
+                .map(|w| w.view())
+                .or_else(|| self.backup_operation());
             return;
         };
         let since = st.since_ns;
