@@ -117,45 +117,46 @@ impl WalSenderState {
         }
     }
 
-    /// `write 12 KiB behind (lag 0.010s), flush …, replay …` for a physical client;
-    /// `slot sub1: confirmed 1.2 MiB behind, restart 3 MiB behind, spilled 3 files 1.1 MiB`
+    /// `replay 40 KiB behind (0.300s), flush …, write …` for a physical client;
+    /// `slot sub1: spilled 3 files 1.1 MiB, confirmed 1.2 MiB behind, restart 3 MiB behind`
     /// for a logical one.
     pub fn detail(&self) -> String {
         let w = &self.last;
         let lag = |us: Option<i64>| {
-            us.map(|u| format!(" (lag {:.3}s)", u as f64 / 1e6))
+            us.map(|u| format!(" ({:.3}s)", u as f64 / 1e6))
                 .unwrap_or_default()
         };
         let pos = |name: &str, at: Option<u64>, lag_us: Option<i64>| match behind(w.insert, at) {
             Some(b) => format!("{name} {} behind{}", human_bytes(b), lag(lag_us)),
-            None => format!("{name} none"),
+            None => format!("{name} not reported"),
         };
         match &w.slot {
             Some(s) if s.logical => {
-                let mut t = format!(
-                    "slot {}: {}, {}",
-                    s.name,
-                    pos("confirmed", s.confirmed_flush, None),
-                    pos("restart", s.restart_lsn, None)
-                );
-                match s.spill {
-                    Some(sp) if sp.files > 0 => t.push_str(&format!(
-                        ", spilled {} file{} {}",
+                // Spill files first: a narrow line cuts the end.
+                let spilled = match s.spill {
+                    Some(sp) if sp.files > 0 => format!(
+                        "spilled {} file{} {}, ",
                         sp.files,
                         if sp.files == 1 { "" } else { "s" },
                         human_bytes(sp.bytes)
-                    )),
-                    Some(_) => t.push_str(", nothing spilled"),
-                    None => {}
-                }
-                t
+                    ),
+                    Some(_) => "nothing spilled, ".into(),
+                    None => String::new(),
+                };
+                format!(
+                    "slot {}: {spilled}{}, {}",
+                    s.name,
+                    pos("confirmed", s.confirmed_flush, None),
+                    pos("restart", s.restart_lsn, None)
+                )
             }
             slot => {
+                // Replay first: how far the standby is, the end a narrow line keeps.
                 let mut t = format!(
                     "{}, {}, {}",
-                    pos("write", w.write, w.write_lag_us),
+                    pos("replay", w.replay, w.replay_lag_us),
                     pos("flush", w.flush, w.flush_lag_us),
-                    pos("replay", w.replay, w.replay_lag_us)
+                    pos("write", w.write, w.write_lag_us)
                 );
                 if let Some(s) = slot {
                     t.push_str(&format!(", slot {}", s.name));
@@ -226,8 +227,7 @@ mod tests {
         st.observe(w("streaming", 40_000_000, 40_000_000), 7 * S);
         assert_eq!(st.view().rate, None);
         assert!(
-            st.detail()
-                .starts_with("write 0 B behind (lag 0.002s), flush 1.0 KiB behind"),
+            st.detail() == "replay not reported, flush 1.0 KiB behind, write 0 B behind (0.002s)",
             "{}",
             st.detail()
         );
@@ -249,7 +249,7 @@ mod tests {
         let mut st = WalSenderState::new(s.clone(), 0);
         assert_eq!(
             st.detail(),
-            "slot sub1: confirmed 4.9 KiB behind, restart 7.8 KiB behind, spilled 2 files 3.0 MiB"
+            "slot sub1: spilled 2 files 3.0 MiB, confirmed 4.9 KiB behind, restart 7.8 KiB behind"
         );
         s.slot.as_mut().unwrap().spill = Some(Spill::default());
         st.observe(s, S);
@@ -260,6 +260,6 @@ mod tests {
                 bytes: 3 << 20
             })
         );
-        assert!(st.detail().ends_with("nothing spilled"));
+        assert!(st.detail().contains("nothing spilled"));
     }
 }
