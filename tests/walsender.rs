@@ -202,8 +202,9 @@ fn ours(w: &WalSenderSample) -> ([Option<u64>; 4], [Option<i64>; 3]) {
 }
 
 /// One look at the walsender bracketed by two SQL reads: every position between them.
-/// Returns whether nothing moved (and then all of it matched exactly).
-fn bracket(c: &Cluster, reader: &Reader, pid: i32) -> bool {
+/// Returns whether nothing moved (and then all of it matched exactly), and whether lag
+/// times were there to compare.
+fn bracket(c: &Cluster, reader: &Reader, pid: i32) -> (bool, bool) {
     let a = sql_view(c, pid).expect("walsender in pg_stat_replication");
     let w = reader
         .read(pid)
@@ -227,7 +228,7 @@ fn bracket(c: &Cluster, reader: &Reader, pid: i32) -> bool {
         b.insert
     );
     if a != b {
-        return false;
+        return (false, false);
     }
     assert_eq!(w.state, a.state, "PG{m}");
     assert_eq!(lsns, a.lsns, "PG{m}");
@@ -243,7 +244,7 @@ fn bracket(c: &Cluster, reader: &Reader, pid: i32) -> bool {
             a.lags
         );
     }
-    true
+    (true, a.lags.iter().any(Option::is_some))
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -298,18 +299,18 @@ fn physical(c: &Cluster) {
     let _standby = Standby::start(c, now);
     let pid = walsender_pid(c, "pg_trace_standby");
     let reader = Reader::open(pid, m, &c.datadir, SEG, XLOG_BLCKSZ).expect("open walsender memory");
-    let mut exact = 0;
-    for i in 0..40 {
+    let (mut exact, mut lags) = (0, 0);
+    for i in 0..60 {
         if i % 2 == 0 {
             c.execute(
                 "postgres",
                 "INSERT INTO w SELECT g, 'x' FROM generate_series(1, 2000) g",
             );
         }
-        if bracket(c, &reader, pid) {
-            exact += 1;
-        }
-        if exact >= 3 && i >= 10 {
+        let (still, lag) = bracket(c, &reader, pid);
+        exact += u32::from(still);
+        lags += u32::from(lag);
+        if exact >= 3 && lags >= 1 && i >= 10 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -318,6 +319,7 @@ fn physical(c: &Cluster) {
         exact >= 1,
         "PG{m}: pg_stat_replication never held still across a read"
     );
+    assert!(lags >= 1, "PG{m}: never a lag time to compare");
     let w = reader.read(pid).unwrap().unwrap();
     assert!(
         w.slot.is_none(),
@@ -384,7 +386,7 @@ fn physical(c: &Cluster) {
             .and_then(parse_lsn)
     );
     eprintln!(
-        "PG{m}: physical: {} walsender records, {exact} exact brackets",
+        "PG{m}: physical: {} walsender records, {exact} exact brackets, {lags} with lag times",
         ws.len()
     );
 }

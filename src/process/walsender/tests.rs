@@ -111,3 +111,25 @@ proptest::proptest! {
         let _ = byte_pos_to_rec_ptr(pos, 1 << seg_shift, 1 << blck_shift);
     }
 }
+
+#[test]
+fn samples_recorded_before_walsenders_read_back() {
+    use crate::process::status::StatusSample;
+    let old = StatusSample {
+        pid: 7,
+        major: 16,
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&old).unwrap();
+    assert!(!json.contains("walsender"), "{json}");
+    let back: StatusSample = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.walsender, None);
+    let mut new = old;
+    new.walsender = Some(WalSenderSample {
+        state: "streaming".into(),
+        sent: Some(1),
+        ..Default::default()
+    });
+    let back: StatusSample = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+    assert_eq!(back, new);
+}
