@@ -168,13 +168,14 @@ impl WalSenderState {
 }
 
 impl crate::model::Model {
-    /// A status sample of the leader: its walsender state, when it streams WAL (a base
-    /// backup has its own line).
+    /// A status sample of the leader: its walsender state, when it streams WAL or changes
+    /// (`catchup`, `streaming`, `stopping`). A replication connection that runs no
+    /// command yet (`startup`) has no line; a base backup (`backup`) has its own.
     pub(crate) fn walsender_sample(&mut self, s: &crate::process::status::StatusSample, ts: u64) {
-        let w = s
-            .walsender
-            .clone()
-            .filter(|w| w.state != "backup" && s.progress_command.is_none());
+        let w = s.walsender.clone().filter(|w| {
+            matches!(w.state.as_str(), "catchup" | "streaming" | "stopping")
+                && s.progress_command.is_none()
+        });
         match (w, self.walsender.as_mut()) {
             (Some(w), Some(st)) => st.observe(w, ts),
             (Some(w), None) => self.walsender = Some(WalSenderState::new(w, ts)),
@@ -231,6 +232,28 @@ mod tests {
             "{}",
             st.detail()
         );
+    }
+
+    #[test]
+    fn only_a_streaming_walsender_has_a_line() {
+        let mut m = crate::model::Model::new(1, 1 << 30);
+        let mut s = crate::process::status::StatusSample {
+            pid: 1,
+            backend_type: Some("walsender".into()),
+            walsender: Some(w("startup", 0, 100)),
+            ..Default::default()
+        };
+        m.walsender_sample(&s, 0);
+        assert!(m.walsender.is_none(), "a connection running no command yet");
+        s.walsender = Some(w("backup", 0, 100));
+        m.walsender_sample(&s, 0);
+        assert!(m.walsender.is_none(), "a base backup has its own line");
+        s.walsender = Some(w("streaming", 100, 100));
+        m.walsender_sample(&s, 0);
+        assert!(m.walsender.is_some());
+        s.progress_command = Some("basebackup".into());
+        m.walsender_sample(&s, S);
+        assert!(m.walsender.is_none());
     }
 
     #[test]
