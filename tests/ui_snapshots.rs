@@ -997,3 +997,114 @@ fn operation_lines() {
     );
     insta::assert_snapshot!("operation_lines", all.join("\n"));
 }
+
+/// The walsender operation line: a physical standby catching up (its ETA from the
+/// distance closed), and a logical walsender whose slot has spilled a transaction.
+#[test]
+fn walsender_lines() {
+    use pg_trace::process::walsender::{spill::Spill, SlotSample, WalSenderSample};
+    const MB: u64 = 1 << 20;
+    let header = |first: WalSenderSample, later: WalSenderSample| {
+        let sample = |w: WalSenderSample| {
+            Box::new(pg_trace::process::status::StatusSample {
+                pid: PID,
+                major: 16,
+                backend_type: Some("walsender".into()),
+                state: Some("active".into()),
+                query: Some("START_REPLICATION 0/3000000 TIMELINE 1".into()),
+                walsender: Some(w),
+                ..Default::default()
+            })
+        };
+        let mut m = Model::new(PID, SEG);
+        apply(
+            &mut m,
+            ev(
+                T0,
+                EventKind::Status {
+                    sample: sample(first),
+                },
+            ),
+        );
+        tick(&mut m, T0);
+        let t = T0 + 4_000_000_000;
+        apply(
+            &mut m,
+            ev(
+                t,
+                EventKind::Status {
+                    sample: sample(later),
+                },
+            ),
+        );
+        tick(&mut m, t);
+        let mut i = info(t);
+        i.limitations.clear();
+        let term = render_trace(
+            140,
+            12,
+            &m,
+            &i,
+            &LogRing::new(),
+            &ScreenState::default(),
+            Theme::mono(),
+        );
+        text(&term).lines().take(5).collect::<Vec<_>>().join("\n")
+    };
+    let physical = |sent: u64, insert: u64| WalSenderSample {
+        state: "catchup".into(),
+        sent: Some(sent),
+        write: Some(sent - MB),
+        flush: Some(sent - 2 * MB),
+        replay: Some(sent - 3 * MB),
+        write_lag_us: Some(120_000),
+        flush_lag_us: Some(250_000),
+        replay_lag_us: Some(1_500_000),
+        insert: Some(insert),
+        slot: None,
+    };
+    let phys = header(
+        physical(1000 * MB, 1400 * MB),
+        physical(1200 * MB, 1440 * MB),
+    );
+    assert!(phys.contains("op    walsender: catchup"), "{phys}");
+    // 200 MiB sent in 4 s while the server wrote 40: 160 MiB closed, 240 MiB to go.
+    assert!(phys.contains("ETA 6s"), "{phys}");
+    let logical = |sent: u64, spill: Spill| WalSenderSample {
+        state: "streaming".into(),
+        sent: Some(sent),
+        write: Some(sent),
+        flush: Some(sent),
+        replay: Some(sent),
+        insert: Some(sent + 8 * MB),
+        slot: Some(SlotSample {
+            name: "sub1".into(),
+            logical: true,
+            restart_lsn: Some(sent - 30 * MB),
+            confirmed_flush: Some(sent - 10 * MB),
+            spill: Some(spill),
+        }),
+        ..Default::default()
+    };
+    let logi = header(
+        logical(
+            500 * MB,
+            Spill {
+                files: 1,
+                bytes: 3 * MB,
+            },
+        ),
+        logical(
+            540 * MB,
+            Spill {
+                files: 3,
+                bytes: 9 * MB,
+            },
+        ),
+    );
+    assert!(logi.contains("spilled 3 files 9.0 MiB"), "{logi}");
+    insta::assert_snapshot!(
+        "walsender_lines",
+        format!("--- physical, catching up\n{phys}\n--- logical, spilling\n{logi}")
+    );
+}

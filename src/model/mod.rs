@@ -203,6 +203,8 @@ pub struct Model {
     pub operation: Option<operation::OperationState>,
     /// Its line as of the last tick (a base backup's too); None when nothing runs.
     pub operation_view: Option<operation::OperationView>,
+    /// A walsender's replication (`process::walsender`), when the leader is one.
+    pub walsender: Option<operation::walsender::WalSenderState>,
     /// Scheduler times per traced process (eBPF).
     pub sched: sched::SchedFold,
     /// Read/write/sync latency per relation (`--io-latency`).
@@ -246,6 +248,7 @@ impl Model {
             server_backup_view: None,
             operation: None,
             operation_view: None,
+            walsender: None,
             sched: sched::SchedFold::default(),
             io_latency: io_latency::IoLatency::default(),
             exact_waits: exact_waits::ExactWaits::default(),

@@ -10,6 +10,7 @@
 //! long a sort or an index pass will take before it starts).
 
 mod evidence;
+pub mod walsender;
 
 use super::files::RelIdentity;
 use crate::process::progress::{self, ProgressValue};

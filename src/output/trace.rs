@@ -406,6 +406,11 @@ pub fn operation_record(
         rate: o.rate,
         eta_s: o.eta_s,
         source: o.source.name().to_string(),
+        walsender: model
+            .walsender
+            .as_ref()
+            .filter(|_| o.operation == "walsender")
+            .map(|w| record::WalSenderRecord::of(&w.last, w.spill_peak)),
     })
 }
 

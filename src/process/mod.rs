@@ -17,3 +17,4 @@ pub mod proc;
 pub mod progress;
 pub mod server_backup;
 pub mod status;
+pub mod walsender;

@@ -115,6 +115,9 @@ pub struct StatusSample {
     /// The process title (`/proc/PID/cmdline`): "sending backup ..." for a walsender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// A walsender's replication state (`process::walsender`), read beside the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walsender: Option<crate::process::walsender::WalSenderSample>,
     /// When the sample was taken, Unix microseconds (ages of the timestamps above).
     pub sampled_at_us: i64,
     pub kernel: kernel::KernelState,

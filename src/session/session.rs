@@ -132,6 +132,8 @@ struct Live {
     walk: Option<std::thread::JoinHandle<crate::pgdata::backup_size::Walked>>,
     /// Copier mode: the traced process is not PostgreSQL but copies the data directory.
     copier: Option<CopierLive>,
+    /// A walsender's replication state in shared memory.
+    walsender: crate::process::walsender::Follow,
 }
 
 /// What copier mode keeps beside the model: the walk of what must be copied, and each
@@ -405,6 +407,7 @@ impl Session {
                 no_memory: copier_live.is_some(),
                 walk: None,
                 copier: copier_live,
+                walsender: Default::default(),
             }),
             batch,
             last_tick_ns: start_ns,
@@ -783,6 +786,16 @@ impl Session {
                 ..Default::default()
             },
         };
+        if s.backend_type.as_deref() == Some("walsender") && !live.no_memory {
+            let c = &live.dd.control;
+            s.walsender = live.walsender.sample(
+                self.pid,
+                live.dd.major,
+                &live.dd.root,
+                u64::from(c.xlog_seg_size),
+                u64::from(c.xlog_blcksz),
+            );
+        }
         // Every read above was by pid: it was about our process only if it is still alive
         // now. Otherwise it may describe the next owner of the pid: not a word of it.
         if !live.identity.is_alive() {

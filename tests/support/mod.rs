@@ -347,6 +347,12 @@ impl Cluster {
         cluster
     }
 
+    /// A client program of this cluster's major (`pg_receivewal`, `pg_recvlogical`…), with
+    /// the harness's environment and user; connect it with `-h sockdir -p port -U postgres`.
+    pub fn command(&self, exe: &str) -> Command {
+        self.pg_command(exe)
+    }
+
     fn pg_command(&self, exe: &str) -> Command {
         let mut cmd = Command::new(self.bin.join(exe));
         cmd.current_dir(&self.base).stdin(Stdio::null());

@@ -16,6 +16,7 @@ impl Model {
             },
             None => self.operation = None,
         }
+        self.walsender_sample(s, ts);
     }
 
     /// Once per interval: name the relation, add file evidence, draw the line.
@@ -23,6 +24,7 @@ impl Model {
         if self.leader_exited() {
             // Its last sample's operation did not run on.
             self.operation = None;
+            self.walsender = None;
         }
         if let Some(st) = self.operation.as_mut() {
             if let (None, Some(db), Some(oid)) = (&st.relation, st.db, st.reading.relid) {
@@ -30,7 +32,13 @@ impl Model {
             }
         }
         let Some(st) = self.operation.as_ref() else {
-            self.operation_view = self.backup_operation();
+            // A walsender the server says streams is no base backup, whatever its
+            // system calls look like (decoding reads and writes files too).
+            self.operation_view = self
+                .walsender
+                .as_ref()
+                .map(|w| w.view())
+                .or_else(|| self.backup_operation());
             return;
         };
         let since = st.since_ns;

@@ -16,7 +16,7 @@ mod waits;
 pub use catalog::{
     PathClassRecord, PathRecord, RelFileRecord, RelationRecord, TempFileRecord, WalRecord,
 };
-pub use operation::OperationRecord;
+pub use operation::{OperationRecord, WalSenderRecord};
 pub use probes::{ProbeRecord, ProbesRecord};
 pub use server_backup::{ArchiveRecord, LowLevelBackupRecord};
 pub use status::{

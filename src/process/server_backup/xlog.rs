@@ -59,6 +59,36 @@ const EXCLUSIVE_BACKUP_STOPPING: u32 = 3;
 /// A count above MAX_BACKENDS (2^18 - 1) is not a count of backups.
 const MAX_RUNNING: u32 = 1 << 18;
 
+/// `Insert.CurrBytePos`: the insert position in usable bytes (page headers not counted).
+pub const CURR_BYTE_POS: usize = 8;
+
+/// `SizeOfXLogShortPHD` and `SizeOfXLogLongPHD` (MAXALIGNed page headers).
+const SHORT_PHD: u64 = 24;
+const LONG_PHD: u64 = 40;
+
+/// `XLogBytePosToRecPtr`: a byte position (headers skipped) as an LSN, for WAL segments of
+/// `seg` bytes and pages of `blck` bytes. None for sizes no server has (from a torn or
+/// hostile pg_control) or a position whose LSN overflows.
+pub fn byte_pos_to_rec_ptr(pos: u64, seg: u64, blck: u64) -> Option<u64> {
+    let sane = |v: u64, lo: u64, hi: u64| v.is_power_of_two() && (lo..=hi).contains(&v);
+    if !sane(blck, 1024, 65536) || !sane(seg, 1 << 20, 1 << 30) || seg < blck {
+        return None;
+    }
+    let usable_page = blck - SHORT_PHD;
+    let usable_seg = (seg / blck) * usable_page - (LONG_PHD - SHORT_PHD);
+    let full_segs = pos / usable_seg;
+    let mut left = pos % usable_seg;
+    let offset = if left < blck - LONG_PHD {
+        left + LONG_PHD
+    } else {
+        left -= blck - LONG_PHD;
+        let full_pages = left / usable_page;
+        left %= usable_page;
+        (full_pages + 1) * blck + left + SHORT_PHD
+    };
+    full_segs.checked_mul(seg)?.checked_add(offset)
+}
+
 /// What the fields say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XlogBackupState {
@@ -129,6 +159,11 @@ impl XlogReader {
             });
         }
         Ok(XlogReader { mem, layout, addr })
+    }
+
+    /// `Insert.CurrBytePos` now (one aligned 8-byte word: never torn).
+    pub fn curr_byte_pos(&self) -> Result<u64, MemError> {
+        self.mem.read_u64(self.addr + CURR_BYTE_POS as u64)
     }
 
     /// The fields now. They change under WAL insertion locks, which are not taken here:
