@@ -5,10 +5,11 @@
 //! pass reads, a spilled sort's temp files).
 //!
 //! The rate is per phase: each phase is timed from the first sample that showed it, so a
-//! fast scan does not lend its speed to a slow sort. The ETA is the current phase's rest
-//! at that rate; phases still to come are not guessed (nothing in the counters says how
-//! long a sort or an index pass will take before it starts).
+//! fast scan does not lend its speed to a slow sort. `phase_eta_s` is the current phase's
+//! rest at that rate; `eta_s` is the whole operation's, the phases to come included
+//! (`eta`).
 
+pub mod eta;
 mod evidence;
 
 use super::files::RelIdentity;
@@ -75,6 +76,8 @@ pub struct Reading {
     pub want: Want,
     /// Counters the figures do not carry, in words (`2 indexes rebuilt`).
     pub note: Option<String>,
+    /// Counters for the phases to come (`eta`).
+    pub extra: eta::Extra,
 }
 
 /// File evidence asked for where the counters say nothing.
@@ -176,6 +179,7 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
         source: Source::Memory,
         want: Want::Nothing,
         note: None,
+        extra: eta::Extra::default(),
     };
     match cmd {
         ProgressCommand::Vacuum => {
@@ -187,6 +191,8 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             r.phase = word(g("phase"));
             (r.phase_number, r.phases_total) = position(p(0), progress::VACUUM_PHASES.len());
             let total = count(g("heap_blks_total"));
+            r.extra.heap_blocks = total;
+            r.extra.heap_scanned = count(g("heap_blks_scanned"));
             match r.phase.as_deref() {
                 Some("scanning heap") => {
                     (r.done, r.total, r.unit) =
@@ -229,6 +235,11 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             };
             r.phase = word(g("phase"));
             (r.phase_number, r.phases_total) = position(p(1), progress::CLUSTER_PHASES.len());
+            r.extra = eta::Extra {
+                heap_blocks: count(g("heap_blks_total")),
+                heap_scanned: count(g("heap_blks_scanned")),
+                tuples: count(g("heap_tuples_scanned")),
+            };
             match r.phase.as_deref() {
                 Some("seq scanning heap") => {
                     (r.done, r.total, r.unit) = pair(
@@ -261,6 +272,7 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             };
             r.phase = word(g("phase"));
             (r.phase_number, r.phases_total) = position(p(9), progress::CREATEIDX_PHASES.len());
+            r.extra.tuples = count(g("tuples_total")).filter(|&n| n > 0);
             let blocks = || {
                 pair(
                     count(g("blocks_done")),
@@ -341,6 +353,7 @@ fn inferred(s: &StatusSample) -> Option<Reading> {
         source: Source::Files,
         want,
         note: None,
+        extra: eta::Extra::default(),
     })
 }
 
@@ -361,8 +374,17 @@ pub struct OperationView {
     pub percent: Option<f64>,
     /// `unit`s per second in the current phase.
     pub rate: Option<f64>,
+    /// Seconds until the whole operation ends, the phases to come included.
     pub eta_s: Option<f64>,
+    /// Seconds until the current phase ends at `rate`.
+    pub phase_eta_s: Option<f64>,
+    /// Where `eta_s` comes from: `source`'s when every part of it is timed in this run,
+    /// `inferred` when phases to come are modelled.
+    pub eta_source: Option<Source>,
     pub source: Source,
+    /// Bytes the traced process itself wrote to WAL files since the operation began (the
+    /// WAL writer's and other backends' writes are not its).
+    pub wal_bytes: Option<u64>,
     /// File evidence in words (`index t_pkey`, `temp files 12 MiB written`).
     pub detail: Option<String>,
 }
@@ -446,6 +468,8 @@ pub struct OperationState {
     phase_start: (u64, Option<u64>),
     pub last_ts: u64,
     pub since_ns: u64,
+    /// The phases run so far, timed, for the whole operation's ETA.
+    pub ledger: eta::Ledger,
 }
 
 impl OperationState {
@@ -458,14 +482,21 @@ impl OperationState {
             relation: None,
             last_ts: ts,
             since_ns: ts,
+            ledger: eta::Ledger::default(),
         };
         st.note_phase();
+        st.observe(ts);
         st
     }
 
     /// Whether a sample's reading continues this operation (same command, same relation).
     pub fn same(&self, r: &Reading) -> bool {
         self.reading.operation == r.operation && self.reading.relid == r.relid
+    }
+
+    fn observe(&mut self, ts: u64) {
+        let r = &self.reading;
+        self.ledger.observe(r.phase.as_deref(), r.done, r.unit, ts);
     }
 
     fn note_phase(&mut self) {
@@ -495,6 +526,7 @@ impl OperationState {
         }
         self.last_ts = ts;
         self.note_phase();
+        self.observe(ts);
     }
 
     /// File evidence came in for the current phase (its `done` figures replace none).
@@ -510,6 +542,9 @@ impl OperationState {
         r.done = Some(done);
         r.total = total.filter(|&t| t > 0);
         r.unit = Some(unit);
+        self.ledger
+            .observe(r.phase.as_deref(), r.done, r.unit, self.last_ts);
+        let r = &mut self.reading;
         // Counters for the phase and files for the figure: said as inferred.
         r.source = match r.source {
             Source::Memory | Source::Inferred if source == Source::Files => Source::Inferred,
@@ -532,12 +567,14 @@ impl OperationState {
             _ => None,
         };
         let rate = self.rate();
-        let eta_s = match (r.done, r.total, rate) {
+        let tenths = |s: f64| (s * 10.0).round() / 10.0;
+        let phase_eta_s = match (r.done, r.total, rate) {
             (Some(d), Some(t), Some(v)) if v > 0.0 => {
-                Some(((t.saturating_sub(d)) as f64 / v * 10.0).round() / 10.0)
+                Some(tenths((t.saturating_sub(d)) as f64 / v))
             }
             _ => None,
         };
+        let whole = eta::estimate(r, &self.ledger, rate, self.last_ts);
         let rel = self.relation.as_ref();
         OperationView {
             operation: r.operation,
@@ -552,8 +589,17 @@ impl OperationState {
             unit: r.unit,
             percent: percent.map(|p| (p * 10.0).round() / 10.0),
             rate: rate.map(|v| (v * 10.0).round() / 10.0),
-            eta_s,
+            eta_s: whole.map(|e| tenths(e.secs)),
+            phase_eta_s,
+            eta_source: whole.map(|e| {
+                if e.inferred {
+                    Source::Inferred
+                } else {
+                    r.source
+                }
+            }),
             source: r.source,
+            wal_bytes: None,
             detail,
         }
     }
@@ -717,7 +763,7 @@ mod tests {
         st.update(r(3, 925), 7 * S);
         assert_eq!(st.view(None).rate, None);
         st.update(r(3, 950), 8 * S);
-        assert_eq!(st.view(None).eta_s, Some(2.0));
+        assert_eq!(st.view(None).phase_eta_s, Some(2.0));
         assert_eq!(st.phases_seen, ["scanning heap", "vacuuming heap"]);
         assert!(st.view(None).line().contains("950 of 1000 blocks = 95.0%"));
         // A counter that goes back starts the phase's clock again.

@@ -406,6 +406,9 @@ pub fn operation_record(
         rate: o.rate,
         eta_s: o.eta_s,
         source: o.source.name().to_string(),
+        phase_eta_s: o.phase_eta_s,
+        eta_source: o.eta_source.map(|s| s.name().to_string()),
+        wal_bytes: o.wal_bytes,
     })
 }
 

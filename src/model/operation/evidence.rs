@@ -37,6 +37,7 @@ impl Model {
         let table = st.relation.as_ref().map(|r| r.label.clone());
         let mut detail = None;
         let mut evidence = None;
+        let wal = self.wal_written(since);
         match st.reading.want {
             Want::IndexPass => {
                 if let Some(ix) = self.last_read_rel(since, |r| {
@@ -79,7 +80,6 @@ impl Model {
                         Source::Files,
                     ));
                 }
-                let wal = self.wal_written(since);
                 let mut words: Vec<String> = self.growing(since).into_iter().collect();
                 if wal > 0 {
                     words.push(format!("WAL {} written", human_bytes(wal)));
@@ -128,7 +128,9 @@ impl Model {
         if let Some((done, total, unit, source)) = evidence {
             st.evidence(done, total, unit, source);
         }
-        self.operation_view = Some(st.view(detail));
+        let mut view = st.view(detail);
+        view.wal_bytes = Some(wal).filter(|&w| w > 0);
+        self.operation_view = Some(view);
     }
 
     /// The relation matching `f` read last since `since`.
@@ -239,6 +241,13 @@ impl Model {
             percent: line.percent.map(|p| (p * 10.0).round() / 10.0),
             rate: line.rate_bps.map(|r| r as f64),
             eta_s: line.eta_s.map(|e| (e * 10.0).round() / 10.0),
+            phase_eta_s: line.eta_s.map(|e| (e * 10.0).round() / 10.0),
+            eta_source: line.eta_s.map(|_| match line.source {
+                "memory" => Source::Memory,
+                "files" => Source::Files,
+                _ => Source::Inferred,
+            }),
+            wal_bytes: None,
             source: match line.source {
                 "memory" => Source::Memory,
                 "files" => Source::Files,

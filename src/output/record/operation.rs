@@ -22,7 +22,17 @@ pub struct OperationRecord {
     pub unit: Option<String>,
     pub percent: Option<f64>,
     pub rate: Option<f64>,
+    /// The whole operation's ETA, the phases to come included.
     pub eta_s: Option<f64>,
     /// `memory`, `files`, `inferred`.
     pub source: String,
+    /// The current phase's ETA.
+    #[serde(default)]
+    pub phase_eta_s: Option<f64>,
+    /// `memory`, `files`, `inferred`: `inferred` when `eta_s` models phases to come.
+    #[serde(default)]
+    pub eta_source: Option<String>,
+    /// Bytes of WAL the traced process wrote itself since the operation began.
+    #[serde(default)]
+    pub wal_bytes: Option<u64>,
 }
