@@ -202,6 +202,8 @@ pub struct Model {
     pub operation: Option<operation::OperationState>,
     /// Its line as of the last tick (a base backup's too); None when nothing runs.
     pub operation_view: Option<operation::OperationView>,
+    /// A base backup's phase as the operation line times it: (phase, since, streamed then).
+    pub backup_phase_clock: Option<(i64, u64, u64)>,
     /// Scheduler times per traced process (eBPF).
     pub sched: sched::SchedFold,
     /// Read/write/sync latency per relation (`--io-latency`).
@@ -245,6 +247,7 @@ impl Model {
             server_backup_view: None,
             operation: None,
             operation_view: None,
+            backup_phase_clock: None,
             sched: sched::SchedFold::default(),
             io_latency: io_latency::IoLatency::default(),
             exact_waits: exact_waits::ExactWaits::default(),
@@ -985,7 +988,7 @@ impl Model {
         if let Some(b) = self.backup.as_mut() {
             b.tick(now_ns);
         }
-        self.operation_tick(namer);
+        self.operation_tick(now_ns, namer);
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns

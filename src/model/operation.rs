@@ -94,6 +94,9 @@ pub enum Want {
     SampledTable,
     /// `CLUSTER` reading the old heap in index order: where in it the last read was.
     OldHeap,
+    /// `CLUSTER`/`VACUUM FULL` rebuilding an index: the new heap (not in the catalog until
+    /// commit, read by each index build from the front), its read position of its size.
+    NewHeap,
     /// A long `UPDATE`/`DELETE`/`INSERT … SELECT`/`CREATE TABLE … AS`: the table read
     /// last, its read position; the relation written and the WAL written, in words.
     Statement,
@@ -253,8 +256,11 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
                     (r.done, r.unit) = (count(g("heap_tuples_scanned")), Some(Unit::Tuples));
                     r.want = Want::OldHeap;
                 }
+                // Each rebuild scans the new heap front to back: its read position.
                 Some("rebuilding index") => {
-                    r.note = count(g("index_rebuild_count")).map(|n| format!("{n} indexes rebuilt"))
+                    r.note =
+                        count(g("index_rebuild_count")).map(|n| format!("{n} indexes rebuilt"));
+                    r.want = Want::NewHeap;
                 }
                 // Only live tuples are sorted and written: the scanned count would
                 // overstate the total.

@@ -19,7 +19,7 @@ impl Model {
     }
 
     /// Once per interval: name the relation, add file evidence, draw the line.
-    pub(crate) fn operation_tick(&mut self, namer: &mut impl Namer) {
+    pub(crate) fn operation_tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
         if self.leader_exited() {
             // Its last sample's operation did not run on.
             self.operation = None;
@@ -30,7 +30,7 @@ impl Model {
             }
         }
         let Some(st) = self.operation.as_ref() else {
-            self.operation_view = self.backup_operation();
+            self.operation_view = self.backup_operation(now_ns);
             return;
         };
         let since = st.since_ns;
@@ -93,6 +93,24 @@ impl Model {
                         Some(size) => format!("old heap at {at} of {}", human_bytes(size)),
                         None => format!("old heap at {at}"),
                     });
+                }
+            }
+            Want::NewHeap => {
+                let phase_since = st.phase_start.0;
+                if let Some(h) = self.last_read_rel(phase_since, |r| {
+                    r.id.kind != Some("index")
+                        && !matches!(
+                            r.id.schema.as_deref(),
+                            Some("pg_catalog" | "information_schema" | "pg_toast")
+                        )
+                }) {
+                    detail = Some(format!("reading new heap {}", h.id.label));
+                    evidence = Some((
+                        h.position.unwrap_or(h.highest),
+                        h.size,
+                        Unit::Bytes,
+                        Source::Files,
+                    ));
                 }
             }
             Want::Nothing => {}
@@ -215,14 +233,41 @@ impl Model {
         })
     }
 
-    /// A base backup's progress as an operation line.
-    fn backup_operation(&self) -> Option<OperationView> {
+    /// A base backup's progress as an operation line. Its rate is the phase's, from the
+    /// first tick that showed it (a throttled backup streams in bursts: an interval's rate
+    /// swings around the limit).
+    fn backup_operation(&mut self, now_ns: u64) -> Option<OperationView> {
         // A copier's low-level backup is no base backup: its own `backup` record says it.
-        let b = self
+        let Some(b) = self
             .backup
             .as_ref()
-            .filter(|b| b.started() && !b.ended && b.copier.is_none())?;
+            .filter(|b| b.started() && !b.ended && b.copier.is_none())
+        else {
+            self.backup_phase_clock = None;
+            return None;
+        };
+        let clock = match self.backup_phase_clock {
+            Some(c) if c.0 == b.phase && b.streamed >= c.2 => c,
+            _ => (b.phase, now_ns, b.streamed),
+        };
+        self.backup_phase_clock = Some(clock);
         let line = crate::model::lines::BackupLine::of(b);
+        let dt = now_ns.saturating_sub(clock.1);
+        let rate = (dt >= super::MIN_RATE_NS)
+            .then(|| (b.streamed - clock.2) as f64 / (dt as f64 / 1e9))
+            .filter(|&r| r > 0.0);
+        let eta_s = match (line.total, rate) {
+            _ if b.ended => Some(0.0),
+            (Some(t), Some(r)) if b.phase == 3 => {
+                Some((t.saturating_sub(b.streamed) as f64 / r * 10.0).round() / 10.0)
+            }
+            _ => None,
+        };
+        let source = match line.source {
+            "memory" => Source::Memory,
+            "files" => Source::Files,
+            _ => Source::Inferred,
+        };
         let phases = crate::process::progress::BASEBACKUP_PHASES.len() as u32;
         Some(OperationView {
             operation: "basebackup",
@@ -239,20 +284,12 @@ impl Model {
             total: line.total,
             unit: Some(Unit::Bytes),
             percent: line.percent.map(|p| (p * 10.0).round() / 10.0),
-            rate: line.rate_bps.map(|r| r as f64),
-            eta_s: line.eta_s.map(|e| (e * 10.0).round() / 10.0),
-            phase_eta_s: line.eta_s.map(|e| (e * 10.0).round() / 10.0),
-            eta_source: line.eta_s.map(|_| match line.source {
-                "memory" => Source::Memory,
-                "files" => Source::Files,
-                _ => Source::Inferred,
-            }),
+            rate: rate.map(|r| r.round()),
+            eta_s,
+            phase_eta_s: eta_s,
+            eta_source: eta_s.map(|_| source),
             wal_bytes: None,
-            source: match line.source {
-                "memory" => Source::Memory,
-                "files" => Source::Files,
-                _ => Source::Inferred,
-            },
+            source,
             detail: line.file.clone(),
         })
     }
