@@ -164,11 +164,13 @@ fn check(major: u32) {
     let mut note =
         |what: &'static str, r: &Run| errors.push((what, r.error(&format!("PG{major} {what}"))));
 
-    // VACUUM: the heap scan, paced by the cost-based delay, then the index's cleanup.
+    // VACUUM: the heap scan, paced by the cost-based delay. The table has no index yet:
+    // an index pass (or 12's first cleanup scan of an index) is a phase whose size the
+    // counters do not give before it starts, which the ETA cannot foresee.
     held.client
         .batch_execute(
-            "CREATE INDEX t_id ON t (id); SET vacuum_cost_delay = '5ms'; \
-             SET vacuum_cost_limit = 1; SET vacuum_cost_page_dirty = 0",
+            "SET vacuum_cost_delay = '5ms'; SET vacuum_cost_limit = 1; \
+             SET vacuum_cost_page_dirty = 0",
         )
         .unwrap();
     let r = run(&mut t, &mut held.client, pid, "vacuum", "VACUUM t");

@@ -461,6 +461,9 @@ impl OperationView {
 /// (later on a loaded host), and a rate over a few of them is mostly their jitter.
 const MIN_RATE_NS: u64 = 2_000_000_000;
 
+/// Samples kept of the current phase for its rate.
+const TRAIL_MAX: usize = 512;
+
 /// The operation across samples: which one, its phases, per-phase timing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationState {
@@ -472,6 +475,9 @@ pub struct OperationState {
     pub phases_seen: Vec<String>,
     /// Where the current phase (and unit) was first seen: (ts, done).
     phase_start: (u64, Option<u64>),
+    /// (ts, done) of the samples since `phase_start`, thinned to a bounded length: the
+    /// rate is taken over the latest three quarters of the phase, past its start-up.
+    trail: Vec<(u64, u64)>,
     pub last_ts: u64,
     pub since_ns: u64,
     /// The phases run so far, timed, for the whole operation's ETA.
@@ -482,6 +488,7 @@ impl OperationState {
     pub fn new(r: Reading, db: Option<u32>, ts: u64) -> OperationState {
         let mut st = OperationState {
             phase_start: (ts, r.done),
+            trail: r.done.map(|d| (ts, d)).into_iter().collect(),
             phases_seen: Vec::new(),
             reading: r.clone(),
             db,
@@ -527,8 +534,12 @@ impl OperationState {
         self.reading = r;
         if new_phase {
             self.phase_start = (ts, self.reading.done);
+            self.trail.clear();
         } else if self.phase_start.1.is_none() {
             self.phase_start.1 = self.reading.done;
+        }
+        if let Some(d) = self.reading.done {
+            self.follow(ts, d);
         }
         self.last_ts = ts;
         self.note_phase();
@@ -542,6 +553,7 @@ impl OperationState {
         let went_back = r.done.is_some_and(|d| done < d) && r.unit == Some(unit);
         if r.unit != Some(unit) || went_back {
             self.phase_start = (self.last_ts, Some(done));
+            self.trail.clear();
         } else if self.phase_start.1.is_none() {
             self.phase_start.1 = Some(done);
         }
@@ -550,6 +562,8 @@ impl OperationState {
         r.unit = Some(unit);
         self.ledger
             .observe(r.phase.as_deref(), r.done, r.unit, self.last_ts);
+        let ts = self.last_ts;
+        self.follow(ts, done);
         let r = &mut self.reading;
         // Counters for the phase and files for the figure: said as inferred.
         r.source = match r.source {
@@ -558,12 +572,38 @@ impl OperationState {
         };
     }
 
-    /// Units per second since the phase was first seen.
+    fn follow(&mut self, ts: u64, done: u64) {
+        match self.trail.last_mut() {
+            Some(last) if last.0 == ts => last.1 = done,
+            _ => self.trail.push((ts, done)),
+        }
+        if self.trail.len() > TRAIL_MAX {
+            // Every other sample: the trail keeps its span at half the resolution.
+            let mut i = 0;
+            self.trail.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+    }
+
+    /// Units per second in the current phase: over its latest three quarters once it has
+    /// run [`MIN_RATE_NS`] (a phase's first moments, catalog reads and buffers filling,
+    /// are not its pace), from its first sample when the trail says nothing.
     pub fn rate(&self) -> Option<f64> {
         let (t0, d0) = self.phase_start;
         let dt = self.last_ts.checked_sub(t0).filter(|&d| d >= MIN_RATE_NS)?;
-        let moved = self.reading.done?.checked_sub(d0?)?;
-        Some(moved as f64 / (dt as f64 / 1e9))
+        let done = self.reading.done?;
+        let from = t0 + dt / 4;
+        let (t1, d1) = self
+            .trail
+            .iter()
+            .find(|(t, _)| *t >= from)
+            .copied()
+            .filter(|&(t, _)| t < self.last_ts)
+            .unwrap_or((t0, d0?));
+        let moved = done.checked_sub(d1)?;
+        Some(moved as f64 / ((self.last_ts - t1) as f64 / 1e9))
     }
 
     pub fn view(&self, detail: Option<String>) -> OperationView {
@@ -776,6 +816,19 @@ mod tests {
         st.update(r(3, 10), 9 * S);
         st.update(r(3, 110), 11 * S);
         assert_eq!(st.view(None).rate, Some(50.0));
+    }
+
+    #[test]
+    fn rate_leaves_the_phase_start_up_out() {
+        const S: u64 = 1_000_000_000;
+        let r = |done: i64| reading(&sample("copy", &[(0, done), (1, 100_000), (4, 1)])).unwrap();
+        // A slow first second (10/s), then 100/s.
+        let mut st = OperationState::new(r(0), None, 0);
+        st.update(r(10), S);
+        for i in 2..=4u64 {
+            st.update(r(10 + 100 * (i as i64 - 1)), i * S);
+        }
+        assert_eq!(st.view(None).rate, Some(100.0));
     }
 
     proptest::proptest! {
