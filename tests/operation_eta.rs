@@ -142,7 +142,7 @@ fn check(major: u32) {
             "CREATE FUNCTION slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
              $$ BEGIN IF $1 % 100 = 0 THEN PERFORM pg_sleep(0.004); END IF; RETURN $1; END $$; \
              CREATE FUNCTION pace(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 200 = 0 THEN PERFORM pg_sleep(0.009); END IF; RETURN $1; END $$; \
+             $$ BEGIN IF $1 % 200 = 0 THEN PERFORM pg_sleep(0.014); END IF; RETURN $1; END $$; \
              CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO t SELECT g, 'x' FROM generate_series(1, {ROWS}) g; \
              CREATE TABLE v (id int, pad text) WITH (autovacuum_enabled = off); \

@@ -46,6 +46,11 @@ pub trait Namer {
     fn relation_by_oid(&mut self, _db: u32, _oid: u32) -> Option<RelIdentity> {
         None
     }
+    /// The tables of database `db` whose rows `pg_dump` copies, as (schema, name):
+    /// ordinary tables outside the system schemas and temp schemas. None: no catalog.
+    fn dumped_tables(&mut self, _db: u32) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// How many of `blocks` of the relation's fork shared buffers hold (valid): blocks a
     /// scan finds there without reading the file. None: not known (no memory reading).
     fn resident_blocks(

@@ -11,6 +11,7 @@
 
 pub mod eta;
 mod evidence;
+pub mod pg_dump;
 
 use super::files::RelIdentity;
 use crate::process::progress::{self, ProgressValue};
@@ -76,8 +77,10 @@ pub struct Reading {
     pub want: Want,
     /// Counters the figures do not carry, in words (`2 indexes rebuilt`).
     pub note: Option<String>,
-    /// Counters for the phases to come (`eta`).
+    /// Counters for the phases to come (`eta`); a pg_dump's current table's tuples.
     pub extra: eta::Extra,
+    /// The table a pg_dump `COPY` copies, (schema, name).
+    pub dump_table: Option<(String, String)>,
 }
 
 /// File evidence asked for where the counters say nothing.
@@ -97,6 +100,8 @@ pub enum Want {
     /// `CLUSTER`/`VACUUM FULL` rebuilding an index: the new heap (not in the catalog until
     /// commit, read by each index build from the front), its read position of its size.
     NewHeap,
+    /// A pg_dump `COPY`: the table's place among those dumped, its read position.
+    Dump,
     /// A long `UPDATE`/`DELETE`/`INSERT … SELECT`/`CREATE TABLE … AS`: the table read
     /// last, its read position; the relation written and the WAL written, in words.
     Statement,
@@ -159,6 +164,9 @@ fn leading_words(q: &str, n: usize) -> Vec<String> {
 
 /// What the sample says, or None when the process runs no long operation we know.
 pub fn reading(s: &StatusSample) -> Option<Reading> {
+    if let Some(r) = pg_dump::reading(s) {
+        return Some(r);
+    }
     let cmd = s
         .progress_command
         .as_deref()
@@ -183,6 +191,7 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
         want: Want::Nothing,
         note: None,
         extra: eta::Extra::default(),
+        dump_table: None,
     };
     match cmd {
         ProgressCommand::Vacuum => {
@@ -360,6 +369,7 @@ fn inferred(s: &StatusSample) -> Option<Reading> {
         want,
         note: None,
         extra: eta::Extra::default(),
+        dump_table: None,
     })
 }
 
@@ -391,6 +401,10 @@ pub struct OperationView {
     /// Bytes the traced process itself wrote to WAL files since the operation began (the
     /// WAL writer's and other backends' writes are not its).
     pub wal_bytes: Option<u64>,
+    /// pg_dump: the current table's tuples copied (14+), its read position and size.
+    pub table_tuples: Option<u64>,
+    pub table_read: Option<u64>,
+    pub table_size: Option<u64>,
     /// File evidence in words (`index t_pkey`, `temp files 12 MiB written`).
     pub detail: Option<String>,
 }
@@ -646,6 +660,9 @@ impl OperationState {
             }),
             source: r.source,
             wal_bytes: None,
+            table_tuples: r.extra.tuples.filter(|_| r.operation == "pg_dump"),
+            table_read: None,
+            table_size: None,
             detail,
         }
     }

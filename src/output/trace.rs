@@ -409,6 +409,9 @@ pub fn operation_record(
         phase_eta_s: o.phase_eta_s,
         eta_source: o.eta_source.map(|s| s.name().to_string()),
         wal_bytes: o.wal_bytes,
+        table_tuples: o.table_tuples,
+        table_read: o.table_read,
+        table_size: o.table_size,
     })
 }
 

@@ -199,6 +199,8 @@ pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Op
         })
     };
     match r.operation {
+        // Tables differ in size: tables per second says nothing of the time left.
+        "pg_dump" => None,
         "vacuum" | "autovacuum" => vacuum(r, ledger, rest, now),
         "create index" | "reindex" => {
             let spool = |tuples: u64| tuples as f64 / prior("load tuples");
@@ -323,6 +325,7 @@ mod tests {
             want: Want::Nothing,
             note: None,
             extra: Extra::default(),
+            dump_table: None,
         }
     }
 

@@ -38,6 +38,7 @@ impl Model {
         let mut detail = None;
         let mut evidence = None;
         let wal = self.wal_written(since);
+        let mut dump_file = None;
         match st.reading.want {
             Want::IndexPass => {
                 if let Some(ix) = self.last_read_rel(since, |r| {
@@ -113,6 +114,26 @@ impl Model {
                     ));
                 }
             }
+            Want::Dump => {
+                if let (Some(db), Some(cur)) = (st.db, &st.reading.dump_table) {
+                    if let Some(tables) = namer.dumped_tables(db) {
+                        let (done, n) = super::pg_dump::position(&tables, cur);
+                        evidence = Some((done, Some(n), Unit::Tables, Source::Inferred));
+                    }
+                    dump_file = self
+                        .relations
+                        .values()
+                        .filter(|r| {
+                            r.bytes_read > 0
+                                && r.last_ns >= since
+                                && r.id.kind == Some("table")
+                                && r.id.schema.as_deref() == Some(cur.0.as_str())
+                                && r.id.name.as_deref() == Some(cur.1.as_str())
+                        })
+                        .max_by_key(|r| r.last_ns)
+                        .map(|r| (r.position.unwrap_or(r.highest), r.size));
+                }
+            }
             Want::Nothing => {}
         }
         if detail.is_none() {
@@ -148,6 +169,14 @@ impl Model {
         }
         let mut view = st.view(detail);
         view.wal_bytes = Some(wal).filter(|&w| w > 0);
+        if let Some((schema, name)) = &st.reading.dump_table {
+            if view.relation.is_none() {
+                view.relation = Some(format!("{schema}.{name}"));
+                (view.schema, view.name) = (Some(schema.clone()), Some(name.clone()));
+            }
+            (view.table_read, view.table_size) =
+                dump_file.map_or((None, None), |(at, size)| (Some(at), size));
+        }
         self.operation_view = Some(view);
     }
 
@@ -289,6 +318,9 @@ impl Model {
             phase_eta_s: eta_s,
             eta_source: eta_s.map(|_| source),
             wal_bytes: None,
+            table_tuples: None,
+            table_read: None,
+            table_size: None,
             source,
             detail: line.file.clone(),
         })

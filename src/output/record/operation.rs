@@ -35,4 +35,11 @@ pub struct OperationRecord {
     /// Bytes of WAL the traced process wrote itself since the operation began.
     #[serde(default)]
     pub wal_bytes: Option<u64>,
+    /// `pg_dump`: the current table's tuples copied (14+), its read position and size.
+    #[serde(default)]
+    pub table_tuples: Option<u64>,
+    #[serde(default)]
+    pub table_read: Option<u64>,
+    #[serde(default)]
+    pub table_size: Option<u64>,
 }
