@@ -160,6 +160,23 @@ impl Model {
         }
         // Without counters, only what the files show is said: a statement that has read
         // or written nothing yet (waiting on a lock, say) has no line.
+        if let (Want::Dump, Some(cur)) = (st.reading.want, &st.reading.dump_table) {
+            let mut words = Vec::new();
+            if let Some(n) = st.reading.extra.tuples {
+                words.push(format!("{n} tuples"));
+            }
+            if let Some((at, size)) = dump_file {
+                words.push(match size {
+                    Some(size) => format!("read {} of {}", human_bytes(at), human_bytes(size)),
+                    None => format!("read {}", human_bytes(at)),
+                });
+            }
+            if evidence.is_none() {
+                // No catalog (a replay): the table is still said.
+                words.insert(0, format!("COPY {}.{}", cur.0, cur.1));
+            }
+            detail = (!words.is_empty()).then(|| words.join(", "));
+        }
         if st.reading.source != Source::Memory && evidence.is_none() && detail.is_none() {
             self.operation_view = None;
             return;
