@@ -153,7 +153,7 @@ fn check(major: u32) {
              CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO t SELECT g, 'x' FROM generate_series(1, {ROWS}) g; \
              CREATE TABLE v (id int, pad text) WITH (autovacuum_enabled = off); \
-             INSERT INTO v SELECT g, 'x' FROM generate_series(1, {PACED}) g; \
+             INSERT INTO v SELECT g, repeat('x', 60) FROM generate_series(1, {PACED}) g; \
              CREATE INDEX v_slow ON v ((slow(id))); \
              CREATE TABLE c (id int CHECK (slow(id) = id), pad text); \
              COPY (SELECT g, repeat('y', 100) FROM generate_series(1, {PACED}) g) TO '{}'",
