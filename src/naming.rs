@@ -418,6 +418,23 @@ impl Namer for CatalogNamer {
         }
     }
 
+    fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
+        use crate::pgdata::catalog::{Persistence, RelKind};
+        let cat = self.resolver.catalog();
+        Some(
+            cat.relations
+                .iter()
+                .filter(|r| {
+                    r.database() == Some(db)
+                        && r.kind == RelKind::Table
+                        && r.persistence != Persistence::Temp
+                        && !r.pending
+                        && crate::model::operation::pg_dump::dumped_schema(&r.schema)
+                })
+                .map(|r| (r.schema.clone(), r.name.clone()))
+                .collect(),
+        )
+    }
     fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
         if self.resolver.catalog().by_oid(db, oid).is_none() {
             self.resolver.maybe_reload();

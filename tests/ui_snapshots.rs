@@ -995,6 +995,18 @@ fn operation_lines() {
             ],
         ),
     );
+    // The backend serving pg_dump: its COPY TO (here no catalog says how many tables).
+    add(
+        "pg_dump",
+        operation_header(
+            Some("copy"),
+            "client backend",
+            &[(2, 10_000), (4, 2), (5, 3)],
+            &[(2, 30_000), (4, 2), (5, 3)],
+            "COPY sales.orders (id, total) TO stdout;",
+            &[],
+        ),
+    );
     insta::assert_snapshot!("operation_lines", all.join("\n"));
 }
 

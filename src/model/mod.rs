@@ -46,6 +46,11 @@ pub trait Namer {
     fn relation_by_oid(&mut self, _db: u32, _oid: u32) -> Option<RelIdentity> {
         None
     }
+    /// The tables of database `db` whose rows `pg_dump` copies, as (schema, name):
+    /// ordinary tables outside the system schemas and temp schemas. None: no catalog.
+    fn dumped_tables(&mut self, _db: u32) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// How many of `blocks` of the relation's fork shared buffers hold (valid): blocks a
     /// scan finds there without reading the file. None: not known (no memory reading).
     fn resident_blocks(
@@ -205,6 +210,8 @@ pub struct Model {
     pub operation_view: Option<operation::OperationView>,
     /// A walsender's replication (`process::walsender`), when the leader is one.
     pub walsender: Option<operation::walsender::WalSenderState>,
+    /// A base backup's phase as the operation line times it: (phase, since, streamed then).
+    pub backup_phase_clock: Option<(i64, u64, u64)>,
     /// Scheduler times per traced process (eBPF).
     pub sched: sched::SchedFold,
     /// Read/write/sync latency per relation (`--io-latency`).
@@ -249,6 +256,7 @@ impl Model {
             operation: None,
             operation_view: None,
             walsender: None,
+            backup_phase_clock: None,
             sched: sched::SchedFold::default(),
             io_latency: io_latency::IoLatency::default(),
             exact_waits: exact_waits::ExactWaits::default(),
@@ -997,7 +1005,7 @@ impl Model {
         if let Some(b) = self.backup.as_mut() {
             b.tick(now_ns);
         }
-        self.operation_tick(namer);
+        self.operation_tick(now_ns, namer);
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns

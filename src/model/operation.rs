@@ -5,11 +5,13 @@
 //! pass reads, a spilled sort's temp files).
 //!
 //! The rate is per phase: each phase is timed from the first sample that showed it, so a
-//! fast scan does not lend its speed to a slow sort. The ETA is the current phase's rest
-//! at that rate; phases still to come are not guessed (nothing in the counters says how
-//! long a sort or an index pass will take before it starts).
+//! fast scan does not lend its speed to a slow sort. `phase_eta_s` is the current phase's
+//! rest at that rate; `eta_s` is the whole operation's, the phases to come included
+//! (`eta`).
 
+pub mod eta;
 mod evidence;
+pub mod pg_dump;
 pub mod walsender;
 
 use super::files::RelIdentity;
@@ -76,6 +78,10 @@ pub struct Reading {
     pub want: Want,
     /// Counters the figures do not carry, in words (`2 indexes rebuilt`).
     pub note: Option<String>,
+    /// Counters for the phases to come (`eta`); a pg_dump's current table's tuples.
+    pub extra: eta::Extra,
+    /// The table a pg_dump `COPY` copies, (schema, name).
+    pub dump_table: Option<(String, String)>,
 }
 
 /// File evidence asked for where the counters say nothing.
@@ -92,6 +98,11 @@ pub enum Want {
     SampledTable,
     /// `CLUSTER` reading the old heap in index order: where in it the last read was.
     OldHeap,
+    /// `CLUSTER`/`VACUUM FULL` rebuilding an index: the new heap (not in the catalog until
+    /// commit, read by each index build from the front), its read position of its size.
+    NewHeap,
+    /// A pg_dump `COPY`: the table's place among those dumped, its read position.
+    Dump,
     /// A long `UPDATE`/`DELETE`/`INSERT … SELECT`/`CREATE TABLE … AS`: the table read
     /// last, its read position; the relation written and the WAL written, in words.
     Statement,
@@ -154,6 +165,9 @@ fn leading_words(q: &str, n: usize) -> Vec<String> {
 
 /// What the sample says, or None when the process runs no long operation we know.
 pub fn reading(s: &StatusSample) -> Option<Reading> {
+    if let Some(r) = pg_dump::reading(s) {
+        return Some(r);
+    }
     let cmd = s
         .progress_command
         .as_deref()
@@ -177,6 +191,8 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
         source: Source::Memory,
         want: Want::Nothing,
         note: None,
+        extra: eta::Extra::default(),
+        dump_table: None,
     };
     match cmd {
         ProgressCommand::Vacuum => {
@@ -188,6 +204,8 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             r.phase = word(g("phase"));
             (r.phase_number, r.phases_total) = position(p(0), progress::VACUUM_PHASES.len());
             let total = count(g("heap_blks_total"));
+            r.extra.heap_blocks = total;
+            r.extra.heap_scanned = count(g("heap_blks_scanned"));
             match r.phase.as_deref() {
                 Some("scanning heap") => {
                     (r.done, r.total, r.unit) =
@@ -230,6 +248,11 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             };
             r.phase = word(g("phase"));
             (r.phase_number, r.phases_total) = position(p(1), progress::CLUSTER_PHASES.len());
+            r.extra = eta::Extra {
+                heap_blocks: count(g("heap_blks_total")),
+                heap_scanned: count(g("heap_blks_scanned")),
+                tuples: count(g("heap_tuples_scanned")),
+            };
             match r.phase.as_deref() {
                 Some("seq scanning heap") => {
                     (r.done, r.total, r.unit) = pair(
@@ -243,8 +266,11 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
                     (r.done, r.unit) = (count(g("heap_tuples_scanned")), Some(Unit::Tuples));
                     r.want = Want::OldHeap;
                 }
+                // Each rebuild scans the new heap front to back: its read position.
                 Some("rebuilding index") => {
-                    r.note = count(g("index_rebuild_count")).map(|n| format!("{n} indexes rebuilt"))
+                    r.note =
+                        count(g("index_rebuild_count")).map(|n| format!("{n} indexes rebuilt"));
+                    r.want = Want::NewHeap;
                 }
                 // Only live tuples are sorted and written: the scanned count would
                 // overstate the total.
@@ -262,6 +288,7 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             };
             r.phase = word(g("phase"));
             (r.phase_number, r.phases_total) = position(p(9), progress::CREATEIDX_PHASES.len());
+            r.extra.tuples = count(g("tuples_total")).filter(|&n| n > 0);
             let blocks = || {
                 pair(
                     count(g("blocks_done")),
@@ -342,6 +369,8 @@ fn inferred(s: &StatusSample) -> Option<Reading> {
         source: Source::Files,
         want,
         note: None,
+        extra: eta::Extra::default(),
+        dump_table: None,
     })
 }
 
@@ -362,8 +391,21 @@ pub struct OperationView {
     pub percent: Option<f64>,
     /// `unit`s per second in the current phase.
     pub rate: Option<f64>,
+    /// Seconds until the whole operation ends, the phases to come included.
     pub eta_s: Option<f64>,
+    /// Seconds until the current phase ends at `rate`.
+    pub phase_eta_s: Option<f64>,
+    /// Where `eta_s` comes from: `source`'s when every part of it is timed in this run,
+    /// `inferred` when phases to come are modelled.
+    pub eta_source: Option<Source>,
     pub source: Source,
+    /// Bytes the traced process itself wrote to WAL files since the operation began (the
+    /// WAL writer's and other backends' writes are not its).
+    pub wal_bytes: Option<u64>,
+    /// pg_dump: the current table's tuples copied (14+), its read position and size.
+    pub table_tuples: Option<u64>,
+    pub table_read: Option<u64>,
+    pub table_size: Option<u64>,
     /// File evidence in words (`index t_pkey`, `temp files 12 MiB written`).
     pub detail: Option<String>,
 }
@@ -434,6 +476,9 @@ impl OperationView {
 /// (later on a loaded host), and a rate over a few of them is mostly their jitter.
 const MIN_RATE_NS: u64 = 2_000_000_000;
 
+/// Samples kept of the current phase for its rate.
+const TRAIL_MAX: usize = 512;
+
 /// The operation across samples: which one, its phases, per-phase timing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationState {
@@ -445,28 +490,41 @@ pub struct OperationState {
     pub phases_seen: Vec<String>,
     /// Where the current phase (and unit) was first seen: (ts, done).
     phase_start: (u64, Option<u64>),
+    /// (ts, done) of the samples since `phase_start`, thinned to a bounded length: the
+    /// rate is taken over the latest three quarters of the phase, past its start-up.
+    trail: Vec<(u64, u64)>,
     pub last_ts: u64,
     pub since_ns: u64,
+    /// The phases run so far, timed, for the whole operation's ETA.
+    pub ledger: eta::Ledger,
 }
 
 impl OperationState {
     pub fn new(r: Reading, db: Option<u32>, ts: u64) -> OperationState {
         let mut st = OperationState {
             phase_start: (ts, r.done),
+            trail: r.done.map(|d| (ts, d)).into_iter().collect(),
             phases_seen: Vec::new(),
             reading: r.clone(),
             db,
             relation: None,
             last_ts: ts,
             since_ns: ts,
+            ledger: eta::Ledger::default(),
         };
         st.note_phase();
+        st.observe(ts);
         st
     }
 
     /// Whether a sample's reading continues this operation (same command, same relation).
     pub fn same(&self, r: &Reading) -> bool {
         self.reading.operation == r.operation && self.reading.relid == r.relid
+    }
+
+    fn observe(&mut self, ts: u64) {
+        let r = &self.reading;
+        self.ledger.observe(r.phase.as_deref(), r.done, r.unit, ts);
     }
 
     fn note_phase(&mut self) {
@@ -491,11 +549,16 @@ impl OperationState {
         self.reading = r;
         if new_phase {
             self.phase_start = (ts, self.reading.done);
+            self.trail.clear();
         } else if self.phase_start.1.is_none() {
             self.phase_start.1 = self.reading.done;
         }
+        if let Some(d) = self.reading.done {
+            self.follow(ts, d);
+        }
         self.last_ts = ts;
         self.note_phase();
+        self.observe(ts);
     }
 
     /// File evidence came in for the current phase (its `done` figures replace none).
@@ -505,12 +568,18 @@ impl OperationState {
         let went_back = r.done.is_some_and(|d| done < d) && r.unit == Some(unit);
         if r.unit != Some(unit) || went_back {
             self.phase_start = (self.last_ts, Some(done));
+            self.trail.clear();
         } else if self.phase_start.1.is_none() {
             self.phase_start.1 = Some(done);
         }
         r.done = Some(done);
         r.total = total.filter(|&t| t > 0);
         r.unit = Some(unit);
+        self.ledger
+            .observe(r.phase.as_deref(), r.done, r.unit, self.last_ts);
+        let ts = self.last_ts;
+        self.follow(ts, done);
+        let r = &mut self.reading;
         // Counters for the phase and files for the figure: said as inferred.
         r.source = match r.source {
             Source::Memory | Source::Inferred if source == Source::Files => Source::Inferred,
@@ -518,12 +587,38 @@ impl OperationState {
         };
     }
 
-    /// Units per second since the phase was first seen.
+    fn follow(&mut self, ts: u64, done: u64) {
+        match self.trail.last_mut() {
+            Some(last) if last.0 == ts => last.1 = done,
+            _ => self.trail.push((ts, done)),
+        }
+        if self.trail.len() > TRAIL_MAX {
+            // Every other sample: the trail keeps its span at half the resolution.
+            let mut i = 0;
+            self.trail.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+    }
+
+    /// Units per second in the current phase: over its latest three quarters once it has
+    /// run [`MIN_RATE_NS`] (a phase's first moments, catalog reads and buffers filling,
+    /// are not its pace), from its first sample when the trail says nothing.
     pub fn rate(&self) -> Option<f64> {
         let (t0, d0) = self.phase_start;
         let dt = self.last_ts.checked_sub(t0).filter(|&d| d >= MIN_RATE_NS)?;
-        let moved = self.reading.done?.checked_sub(d0?)?;
-        Some(moved as f64 / (dt as f64 / 1e9))
+        let done = self.reading.done?;
+        let from = t0 + dt / 4;
+        let (t1, d1) = self
+            .trail
+            .iter()
+            .find(|(t, _)| *t >= from)
+            .copied()
+            .filter(|&(t, _)| t < self.last_ts)
+            .unwrap_or((t0, d0?));
+        let moved = done.checked_sub(d1)?;
+        Some(moved as f64 / ((self.last_ts - t1) as f64 / 1e9))
     }
 
     pub fn view(&self, detail: Option<String>) -> OperationView {
@@ -533,12 +628,14 @@ impl OperationState {
             _ => None,
         };
         let rate = self.rate();
-        let eta_s = match (r.done, r.total, rate) {
+        let tenths = |s: f64| (s * 10.0).round() / 10.0;
+        let phase_eta_s = match (r.done, r.total, rate) {
             (Some(d), Some(t), Some(v)) if v > 0.0 => {
-                Some(((t.saturating_sub(d)) as f64 / v * 10.0).round() / 10.0)
+                Some(tenths((t.saturating_sub(d)) as f64 / v))
             }
             _ => None,
         };
+        let whole = eta::estimate(r, &self.ledger, rate, self.last_ts);
         let rel = self.relation.as_ref();
         OperationView {
             operation: r.operation,
@@ -553,8 +650,20 @@ impl OperationState {
             unit: r.unit,
             percent: percent.map(|p| (p * 10.0).round() / 10.0),
             rate: rate.map(|v| (v * 10.0).round() / 10.0),
-            eta_s,
+            eta_s: whole.map(|e| tenths(e.secs)),
+            phase_eta_s,
+            eta_source: whole.map(|e| {
+                if e.inferred {
+                    Source::Inferred
+                } else {
+                    r.source
+                }
+            }),
             source: r.source,
+            wal_bytes: None,
+            table_tuples: r.extra.tuples.filter(|_| r.operation == "pg_dump"),
+            table_read: None,
+            table_size: None,
             detail,
         }
     }
@@ -718,13 +827,26 @@ mod tests {
         st.update(r(3, 925), 7 * S);
         assert_eq!(st.view(None).rate, None);
         st.update(r(3, 950), 8 * S);
-        assert_eq!(st.view(None).eta_s, Some(2.0));
+        assert_eq!(st.view(None).phase_eta_s, Some(2.0));
         assert_eq!(st.phases_seen, ["scanning heap", "vacuuming heap"]);
         assert!(st.view(None).line().contains("950 of 1000 blocks = 95.0%"));
         // A counter that goes back starts the phase's clock again.
         st.update(r(3, 10), 9 * S);
         st.update(r(3, 110), 11 * S);
         assert_eq!(st.view(None).rate, Some(50.0));
+    }
+
+    #[test]
+    fn rate_leaves_the_phase_start_up_out() {
+        const S: u64 = 1_000_000_000;
+        let r = |done: i64| reading(&sample("copy", &[(0, done), (1, 100_000), (4, 1)])).unwrap();
+        // A slow first second (10/s), then 100/s.
+        let mut st = OperationState::new(r(0), None, 0);
+        st.update(r(10), S);
+        for i in 2..=4u64 {
+            st.update(r(10 + 100 * (i as i64 - 1)), i * S);
+        }
+        assert_eq!(st.view(None).rate, Some(100.0));
     }
 
     proptest::proptest! {

@@ -411,6 +411,12 @@ pub fn operation_record(
             .as_ref()
             .filter(|_| o.operation == "walsender")
             .map(|w| record::WalSenderRecord::of(&w.last, w.spill_peak)),
+        phase_eta_s: o.phase_eta_s,
+        eta_source: o.eta_source.map(|s| s.name().to_string()),
+        wal_bytes: o.wal_bytes,
+        table_tuples: o.table_tuples,
+        table_read: o.table_read,
+        table_size: o.table_size,
     })
 }
 

@@ -20,7 +20,7 @@ impl Model {
     }
 
     /// Once per interval: name the relation, add file evidence, draw the line.
-    pub(crate) fn operation_tick(&mut self, namer: &mut impl Namer) {
+    pub(crate) fn operation_tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
         if self.leader_exited() {
             // Its last sample's operation did not run on.
             self.operation = None;
@@ -38,13 +38,15 @@ impl Model {
                 .walsender
                 .as_ref()
                 .map(|w| w.view())
-                .or_else(|| self.backup_operation());
+                .or_else(|| self.backup_operation(now_ns));
             return;
         };
         let since = st.since_ns;
         let table = st.relation.as_ref().map(|r| r.label.clone());
         let mut detail = None;
         let mut evidence = None;
+        let wal = self.wal_written(since);
+        let mut dump_file = None;
         match st.reading.want {
             Want::IndexPass => {
                 if let Some(ix) = self.last_read_rel(since, |r| {
@@ -87,7 +89,6 @@ impl Model {
                         Source::Files,
                     ));
                 }
-                let wal = self.wal_written(since);
                 let mut words: Vec<String> = self.growing(since).into_iter().collect();
                 if wal > 0 {
                     words.push(format!("WAL {} written", human_bytes(wal)));
@@ -101,6 +102,44 @@ impl Model {
                         Some(size) => format!("old heap at {at} of {}", human_bytes(size)),
                         None => format!("old heap at {at}"),
                     });
+                }
+            }
+            Want::NewHeap => {
+                let phase_since = st.phase_start.0;
+                if let Some(h) = self.last_read_rel(phase_since, |r| {
+                    r.id.kind != Some("index")
+                        && !matches!(
+                            r.id.schema.as_deref(),
+                            Some("pg_catalog" | "information_schema" | "pg_toast")
+                        )
+                }) {
+                    detail = Some(format!("reading new heap {}", h.id.label));
+                    evidence = Some((
+                        h.position.unwrap_or(h.highest),
+                        h.size,
+                        Unit::Bytes,
+                        Source::Files,
+                    ));
+                }
+            }
+            Want::Dump => {
+                if let (Some(db), Some(cur)) = (st.db, &st.reading.dump_table) {
+                    if let Some(tables) = namer.dumped_tables(db) {
+                        let (done, n) = super::pg_dump::position(&tables, cur);
+                        evidence = Some((done, Some(n), Unit::Tables, Source::Inferred));
+                    }
+                    dump_file = self
+                        .relations
+                        .values()
+                        .filter(|r| {
+                            r.bytes_read > 0
+                                && r.last_ns >= since
+                                && r.id.kind == Some("table")
+                                && r.id.schema.as_deref() == Some(cur.0.as_str())
+                                && r.id.name.as_deref() == Some(cur.1.as_str())
+                        })
+                        .max_by_key(|r| r.last_ns)
+                        .map(|r| (r.position.unwrap_or(r.highest), r.size));
                 }
             }
             Want::Nothing => {}
@@ -129,6 +168,23 @@ impl Model {
         }
         // Without counters, only what the files show is said: a statement that has read
         // or written nothing yet (waiting on a lock, say) has no line.
+        if let (Want::Dump, Some(cur)) = (st.reading.want, &st.reading.dump_table) {
+            let mut words = Vec::new();
+            if let Some(n) = st.reading.extra.tuples {
+                words.push(format!("{n} tuples"));
+            }
+            if let Some((at, size)) = dump_file {
+                words.push(match size {
+                    Some(size) => format!("read {} of {}", human_bytes(at), human_bytes(size)),
+                    None => format!("read {}", human_bytes(at)),
+                });
+            }
+            if evidence.is_none() {
+                // No catalog (a replay): the table is still said.
+                words.insert(0, format!("COPY {}.{}", cur.0, cur.1));
+            }
+            detail = (!words.is_empty()).then(|| words.join(", "));
+        }
         if st.reading.source != Source::Memory && evidence.is_none() && detail.is_none() {
             self.operation_view = None;
             return;
@@ -136,7 +192,17 @@ impl Model {
         if let Some((done, total, unit, source)) = evidence {
             st.evidence(done, total, unit, source);
         }
-        self.operation_view = Some(st.view(detail));
+        let mut view = st.view(detail);
+        view.wal_bytes = Some(wal).filter(|&w| w > 0);
+        if let Some((schema, name)) = &st.reading.dump_table {
+            if view.relation.is_none() {
+                view.relation = Some(format!("{schema}.{name}"));
+                (view.schema, view.name) = (Some(schema.clone()), Some(name.clone()));
+            }
+            (view.table_read, view.table_size) =
+                dump_file.map_or((None, None), |(at, size)| (Some(at), size));
+        }
+        self.operation_view = Some(view);
     }
 
     /// The relation matching `f` read last since `since`.
@@ -221,14 +287,41 @@ impl Model {
         })
     }
 
-    /// A base backup's progress as an operation line.
-    fn backup_operation(&self) -> Option<OperationView> {
+    /// A base backup's progress as an operation line. Its rate is the phase's, from the
+    /// first tick that showed it (a throttled backup streams in bursts: an interval's rate
+    /// swings around the limit).
+    fn backup_operation(&mut self, now_ns: u64) -> Option<OperationView> {
         // A copier's low-level backup is no base backup: its own `backup` record says it.
-        let b = self
+        let Some(b) = self
             .backup
             .as_ref()
-            .filter(|b| b.started() && !b.ended && b.copier.is_none())?;
+            .filter(|b| b.started() && !b.ended && b.copier.is_none())
+        else {
+            self.backup_phase_clock = None;
+            return None;
+        };
+        let clock = match self.backup_phase_clock {
+            Some(c) if c.0 == b.phase && b.streamed >= c.2 => c,
+            _ => (b.phase, now_ns, b.streamed),
+        };
+        self.backup_phase_clock = Some(clock);
         let line = crate::model::lines::BackupLine::of(b);
+        let dt = now_ns.saturating_sub(clock.1);
+        let rate = (dt >= super::MIN_RATE_NS)
+            .then(|| (b.streamed - clock.2) as f64 / (dt as f64 / 1e9))
+            .filter(|&r| r > 0.0);
+        let eta_s = match (line.total, rate) {
+            _ if b.ended => Some(0.0),
+            (Some(t), Some(r)) if b.phase == 3 => {
+                Some((t.saturating_sub(b.streamed) as f64 / r * 10.0).round() / 10.0)
+            }
+            _ => None,
+        };
+        let source = match line.source {
+            "memory" => Source::Memory,
+            "files" => Source::Files,
+            _ => Source::Inferred,
+        };
         let phases = crate::process::progress::BASEBACKUP_PHASES.len() as u32;
         Some(OperationView {
             operation: "basebackup",
@@ -245,13 +338,15 @@ impl Model {
             total: line.total,
             unit: Some(Unit::Bytes),
             percent: line.percent.map(|p| (p * 10.0).round() / 10.0),
-            rate: line.rate_bps.map(|r| r as f64),
-            eta_s: line.eta_s.map(|e| (e * 10.0).round() / 10.0),
-            source: match line.source {
-                "memory" => Source::Memory,
-                "files" => Source::Files,
-                _ => Source::Inferred,
-            },
+            rate: rate.map(|r| r.round()),
+            eta_s,
+            phase_eta_s: eta_s,
+            eta_source: eta_s.map(|_| source),
+            wal_bytes: None,
+            table_tuples: None,
+            table_read: None,
+            table_size: None,
+            source,
             detail: line.file.clone(),
         })
     }

@@ -112,7 +112,14 @@ impl WalSenderState {
             percent,
             rate: rates.map(|(r, _)| (r * 10.0).round() / 10.0),
             eta_s,
+            // One phase: the whole operation's ETA is the phase's.
+            phase_eta_s: eta_s,
+            eta_source: eta_s.map(|_| Source::Memory),
             source: Source::Memory,
+            wal_bytes: None,
+            table_tuples: None,
+            table_read: None,
+            table_size: None,
             detail: Some(self.detail()),
         }
     }

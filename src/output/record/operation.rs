@@ -22,9 +22,26 @@ pub struct OperationRecord {
     pub unit: Option<String>,
     pub percent: Option<f64>,
     pub rate: Option<f64>,
+    /// The whole operation's ETA, the phases to come included.
     pub eta_s: Option<f64>,
     /// `memory`, `files`, `inferred`.
     pub source: String,
+    /// The current phase's ETA.
+    #[serde(default)]
+    pub phase_eta_s: Option<f64>,
+    /// `memory`, `files`, `inferred`: `inferred` when `eta_s` models phases to come.
+    #[serde(default)]
+    pub eta_source: Option<String>,
+    /// Bytes of WAL the traced process wrote itself since the operation began.
+    #[serde(default)]
+    pub wal_bytes: Option<u64>,
+    /// `pg_dump`: the current table's tuples copied (14+), its read position and size.
+    #[serde(default)]
+    pub table_tuples: Option<u64>,
+    #[serde(default)]
+    pub table_read: Option<u64>,
+    #[serde(default)]
+    pub table_size: Option<u64>,
     /// A walsender's positions, lags, slot and spill files; only on `walsender`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub walsender: Option<WalSenderRecord>,

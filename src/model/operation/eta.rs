@@ -1,0 +1,435 @@
+//! The whole operation's ETA, across its phases: the current phase's rest at its own rate,
+//! plus what is known of the phases still to come: their size from the counters (the
+//! tuples an index build spooled, the heap blocks a `VACUUM` has yet to scan) and their
+//! rate as learned earlier in this run (a `VACUUM`'s index and heap passes repeat); where
+//! this run has not shown a phase's rate yet, a prior rate from [`PRIORS`] stands in, and
+//! the ETA is said to be `inferred`.
+//!
+//! A `VACUUM` is modelled on its heap scan: each block scanned brings dead tuples, and the
+//! passes over the indexes and the heap that they cost come in proportion, so the time of
+//! the passes so far per block scanned is charged to every block still to scan. A
+//! `CREATE INDEX` (btree) is a scan, a sort and a load of the same tuples; a `CLUSTER` is a
+//! scan, a sort and a write of them, then its index rebuilds (whose number the counters do
+//! not say: the rebuild under way is timed by the new heap's read position, when seen).
+
+use super::{Reading, Unit};
+
+/// One stretch of a phase, from the first sample that showed it to the first that did not.
+#[derive(Debug, Clone, PartialEq)]
+struct Spell {
+    phase: String,
+    secs: f64,
+    /// Units moved forward in it (a counter going back, the next index of a pass, is not
+    /// counted as negative work).
+    moved: u64,
+    unit: Option<Unit>,
+}
+
+/// The phases run so far, timed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Ledger {
+    closed: Vec<Spell>,
+    open: Option<Open>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Open {
+    phase: String,
+    since: u64,
+    last_ts: u64,
+    last_done: Option<u64>,
+    moved: u64,
+    unit: Option<Unit>,
+}
+
+impl Ledger {
+    /// A sample (or file evidence) of the operation at `ts`.
+    pub fn observe(&mut self, phase: Option<&str>, done: Option<u64>, unit: Option<Unit>, ts: u64) {
+        let phase = phase.unwrap_or("");
+        let same = self.open.as_ref().is_some_and(|o| o.phase == phase);
+        if !same {
+            if let Some(o) = self.open.take() {
+                self.closed.push(Spell {
+                    phase: o.phase,
+                    secs: ts.saturating_sub(o.since) as f64 / 1e9,
+                    moved: o.moved,
+                    unit: o.unit,
+                });
+            }
+            self.open = Some(Open {
+                phase: phase.to_string(),
+                since: ts,
+                last_ts: ts,
+                last_done: done,
+                moved: 0,
+                unit,
+            });
+            return;
+        }
+        let Some(o) = self.open.as_mut() else {
+            return;
+        };
+        if o.unit == unit {
+            if let (Some(a), Some(b)) = (o.last_done, done) {
+                o.moved += b.saturating_sub(a);
+            }
+        } else if o.moved == 0 {
+            o.unit = unit;
+        }
+        o.last_done = done.or(o.last_done);
+        o.last_ts = o.last_ts.max(ts);
+    }
+
+    /// Seconds spent in phases `f` accepts, the open one up to `now`.
+    fn time_in(&self, now: u64, f: impl Fn(&str) -> bool) -> f64 {
+        let open = self
+            .open
+            .as_ref()
+            .filter(|o| f(&o.phase))
+            .map_or(0.0, |o| now.saturating_sub(o.since) as f64 / 1e9);
+        self.closed
+            .iter()
+            .filter(|s| f(&s.phase))
+            .map(|s| s.secs)
+            .sum::<f64>()
+            + open
+    }
+
+    /// Units per second over every spell of `phase` in `unit`, the open one included;
+    /// None before [`MIN_LEARN_S`] of it.
+    fn rate(&self, phase: &str, unit: Unit, now: u64) -> Option<f64> {
+        let mut secs = 0.0;
+        let mut moved = 0u64;
+        for s in self
+            .closed
+            .iter()
+            .filter(|s| s.phase == phase && s.unit == Some(unit))
+        {
+            secs += s.secs;
+            moved += s.moved;
+        }
+        if let Some(o) = self
+            .open
+            .as_ref()
+            .filter(|o| o.phase == phase && o.unit == Some(unit))
+        {
+            secs += now.saturating_sub(o.since) as f64 / 1e9;
+            moved += o.moved;
+        }
+        (secs >= MIN_LEARN_S && moved > 0).then(|| moved as f64 / secs)
+    }
+
+    /// How long the last finished spell of `phase` took.
+    fn last_secs(&self, phase: &str) -> Option<f64> {
+        self.closed
+            .iter()
+            .rev()
+            .find(|s| s.phase == phase)
+            .map(|s| s.secs)
+    }
+
+    /// Seconds into the open phase.
+    fn in_phase(&self, now: u64) -> f64 {
+        self.open
+            .as_ref()
+            .map_or(0.0, |o| now.saturating_sub(o.since) as f64 / 1e9)
+    }
+}
+
+/// Below this much time, a phase's rate is not learned (as `MIN_RATE_NS` for the line).
+const MIN_LEARN_S: f64 = 2.0;
+
+/// Prior rates for phases this run has not timed yet, in their unit per second: an order
+/// of magnitude, measured on a laptop-class machine with PostgreSQL 16 (an int4 btree
+/// build of 10 M rows: 3 M tuples/s sorted in memory, 2 M tuples/s loaded; a `CLUSTER`
+/// writes ~1 M tuples/s). Only ever the smaller part of an ETA: the phase under way,
+/// timed, dominates until these phases start and are timed in turn.
+pub const PRIORS: &[(&str, f64)] = &[
+    ("sort tuples", 3_000_000.0),
+    ("load tuples", 2_000_000.0),
+    ("write tuples", 1_000_000.0),
+    // A btree build's sort and load of one heap block's tuples, before their number is known.
+    ("sort and load blocks", 20_000.0),
+];
+
+fn prior(what: &str) -> f64 {
+    PRIORS
+        .iter()
+        .find(|(w, _)| *w == what)
+        .map_or(1.0, |(_, r)| *r)
+}
+
+/// What the counters say beyond `done`/`total`, for the phases to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extra {
+    /// Heap blocks of the relation, and how many scanned (`VACUUM`, `CLUSTER`).
+    pub heap_blocks: Option<u64>,
+    pub heap_scanned: Option<u64>,
+    /// Tuples to sort and load (a btree build's spool, a `CLUSTER`'s tuples scanned).
+    pub tuples: Option<u64>,
+}
+
+/// The whole operation's ETA, and whether any of it is modelled rather than timed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eta {
+    pub secs: f64,
+    pub inferred: bool,
+}
+
+/// The ETA at `now`, given the reading, the phases timed so far and the current phase's
+/// rate (`None` while it has run too briefly).
+pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Option<Eta> {
+    let phase = r.phase.as_deref().unwrap_or("");
+    // The current phase's rest at its rate, or at the rate it had in an earlier spell.
+    let rate = rate.or_else(|| ledger.rate(phase, r.unit?, now));
+    let rest = match (r.done, r.total, rate) {
+        (Some(d), Some(t), Some(v)) if v > 0.0 => Some(t.saturating_sub(d) as f64 / v),
+        _ => None,
+    };
+    let timed = |secs: f64| {
+        Some(Eta {
+            secs,
+            inferred: false,
+        })
+    };
+    let modelled = |secs: f64| {
+        Some(Eta {
+            secs,
+            inferred: true,
+        })
+    };
+    match r.operation {
+        // Tables differ in size: tables per second says nothing of the time left.
+        "pg_dump" => None,
+        "vacuum" | "autovacuum" => vacuum(r, ledger, rest, now),
+        "create index" | "reindex" => {
+            let spool = |tuples: u64| tuples as f64 / prior("load tuples");
+            match phase {
+                "building index: scanning table" => {
+                    let blocks = r.total? as f64;
+                    modelled(rest? + blocks / prior("sort and load blocks"))
+                }
+                "building index: sorting live tuples" | "building index: sorting dead tuples" => {
+                    let n = r.extra.tuples?;
+                    let sort = rest.unwrap_or_else(|| {
+                        (n as f64 / prior("sort tuples") - ledger.in_phase(now)).max(0.0)
+                    });
+                    modelled(sort + spool(n))
+                }
+                _ => timed(rest?),
+            }
+        }
+        "cluster" | "vacuum full" => {
+            // The tuples the scan will have read, from its share of the heap so far.
+            let tuples = || {
+                let (n, b, s) = (r.extra.tuples?, r.extra.heap_blocks?, r.extra.heap_scanned?);
+                (s > 0).then(|| n as f64 * b as f64 / s as f64)
+            };
+            let sorts = r.operation == "cluster";
+            let after_scan = |n: f64| {
+                let sort = if sorts { n / prior("sort tuples") } else { 0.0 };
+                let write = if sorts {
+                    n / prior("write tuples")
+                } else {
+                    0.0
+                };
+                sort + write
+            };
+            match phase {
+                "seq scanning heap" => modelled(rest? + tuples().map_or(0.0, after_scan)),
+                "sorting tuples" => {
+                    let n = r.extra.tuples? as f64;
+                    let sort = (n / prior("sort tuples") - ledger.in_phase(now)).max(0.0);
+                    modelled(sort + n / prior("write tuples"))
+                }
+                "writing new heap" => {
+                    let (done, n) = (r.done?, r.extra.tuples?);
+                    let v = rate.unwrap_or(prior("write tuples"));
+                    let secs = n.saturating_sub(done) as f64 / v;
+                    if rate.is_some() {
+                        timed(secs)
+                    } else {
+                        modelled(secs)
+                    }
+                }
+                _ => modelled(rest?),
+            }
+        }
+        _ => timed(rest?),
+    }
+}
+
+fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<Eta> {
+    let phase = r.phase.as_deref().unwrap_or("");
+    const PASSES: [&str; 2] = ["vacuuming indexes", "vacuuming heap"];
+    let (total, scanned) = (r.extra.heap_blocks?, r.extra.heap_scanned?);
+    let left = total.saturating_sub(scanned) as f64;
+    let scan_rate = ledger.rate("scanning heap", Unit::Blocks, now)?;
+    // The passes so far, per block scanned: what each block still to scan will bring.
+    let passes = ledger.time_in(now, |p| PASSES.contains(&p));
+    let per_block = if scanned > 0 {
+        passes / scanned as f64
+    } else {
+        0.0
+    };
+    let scan = left / scan_rate + left * per_block;
+    match phase {
+        "scanning heap" => Some(Eta {
+            secs: scan,
+            inferred: per_block > 0.0,
+        }),
+        // A pass under way: its own rest (timed by its figures, else as long as the last
+        // pass of its kind), then the scan's rest.
+        p if PASSES.contains(&p) => {
+            let own = rest.or_else(|| {
+                ledger
+                    .last_secs(p)
+                    .map(|last| (last - ledger.in_phase(now)).max(0.0))
+            });
+            Some(Eta {
+                secs: own.unwrap_or(0.0) + scan,
+                inferred: true,
+            })
+        }
+        _ => rest.map(|secs| Eta {
+            secs,
+            inferred: false,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Source, Want};
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn reading(
+        op: &'static str,
+        phase: &str,
+        done: u64,
+        total: Option<u64>,
+        unit: Unit,
+    ) -> Reading {
+        Reading {
+            operation: op,
+            relid: None,
+            phase: Some(phase.into()),
+            phase_number: None,
+            phases_total: None,
+            done: Some(done),
+            total,
+            unit: Some(unit),
+            source: Source::Memory,
+            want: Want::Nothing,
+            note: None,
+            extra: Extra::default(),
+            dump_table: None,
+        }
+    }
+
+    #[test]
+    fn vacuum_charges_passes_to_the_blocks_left() {
+        let mut l = Ledger::default();
+        // 100 blocks/s scanning; after 200 blocks a 1 s index pass and a 1 s heap pass.
+        l.observe(Some("scanning heap"), Some(0), Some(Unit::Blocks), 0);
+        l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 2 * S);
+        l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 3 * S);
+        l.observe(Some("vacuuming heap"), Some(200), Some(Unit::Blocks), 4 * S);
+        l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 4 * S);
+        l.observe(Some("scanning heap"), Some(300), Some(Unit::Blocks), 5 * S);
+        let mut r = reading("vacuum", "scanning heap", 300, Some(1000), Unit::Blocks);
+        r.extra = Extra {
+            heap_blocks: Some(1000),
+            heap_scanned: Some(300),
+            tuples: None,
+        };
+        let e = estimate(&r, &l, Some(100.0), 5 * S).unwrap();
+        // 700 blocks at 100/s, plus 2 s of passes per 300 blocks scanned.
+        assert!((e.secs - (7.0 + 700.0 * 2.0 / 300.0)).abs() < 1e-6, "{e:?}");
+        assert!(e.inferred);
+        // In the second index pass: as long as the first, then the scan's rest.
+        l.observe(Some("vacuuming indexes"), None, None, 6 * S);
+        let mut r = reading("vacuum", "vacuuming indexes", 0, None, Unit::Bytes);
+        r.extra = Extra {
+            heap_blocks: Some(1000),
+            heap_scanned: Some(400),
+            tuples: None,
+        };
+        r.done = None;
+        let e = estimate(&r, &l, None, 6 * S + S / 2).unwrap();
+        // The scan's rate over both spells: 300 blocks in 4 s.
+        let per_block = 2.5 / 400.0;
+        assert!(
+            (e.secs - (0.5 + 600.0 / 75.0 + 600.0 * per_block)).abs() < 1e-6,
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn index_build_adds_the_sort_and_load() {
+        let mut l = Ledger::default();
+        l.observe(
+            Some("building index: scanning table"),
+            Some(0),
+            Some(Unit::Blocks),
+            0,
+        );
+        let r = reading(
+            "create index",
+            "building index: scanning table",
+            250,
+            Some(1000),
+            Unit::Blocks,
+        );
+        let e = estimate(&r, &l, Some(100.0), 3 * S).unwrap();
+        assert!((e.secs - (7.5 + 1000.0 / 20_000.0)).abs() < 1e-9);
+        l.observe(
+            Some("building index: sorting live tuples"),
+            None,
+            None,
+            10 * S,
+        );
+        let mut r = reading(
+            "create index",
+            "building index: sorting live tuples",
+            0,
+            None,
+            Unit::Tuples,
+        );
+        r.done = None;
+        r.extra.tuples = Some(6_000_000);
+        let e = estimate(&r, &l, None, 11 * S).unwrap();
+        assert!((e.secs - (1.0 + 3.0)).abs() < 1e-9, "{e:?}");
+        let r = reading(
+            "create index",
+            "building index: loading tuples in tree",
+            10,
+            Some(110),
+            Unit::Tuples,
+        );
+        assert_eq!(
+            estimate(&r, &l, Some(10.0), 12 * S),
+            Some(Eta {
+                secs: 10.0,
+                inferred: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_phase_seen_before_lends_its_rate() {
+        let mut l = Ledger::default();
+        l.observe(Some("a"), Some(0), Some(Unit::Bytes), 0);
+        l.observe(Some("a"), Some(300), Some(Unit::Bytes), 3 * S);
+        l.observe(Some("b"), None, None, 3 * S);
+        l.observe(Some("a"), Some(0), Some(Unit::Bytes), 4 * S);
+        let r = reading("copy", "a", 100, Some(400), Unit::Bytes);
+        // Not timed long enough in this spell: every spell's together, 300 in 3.1 s.
+        let e = estimate(&r, &l, None, 4 * S + S / 10).unwrap();
+        assert!((e.secs - 3.1).abs() < 1e-9, "{e:?}");
+        assert_eq!(estimate(&r, &Ledger::default(), None, S), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The whole operation's ETA on real clusters, one kind at a time, every major in parallel:
+//! a steady run paced by a throttle the test controls (the cost-based delay for `VACUUM`
+//! and `ANALYZE`, `pg_sleep` in an index expression for `CREATE INDEX` and the index
+//! rebuild of `VACUUM FULL`, in a CHECK for `COPY`, in the WHERE of a `DELETE`, MAX_RATE
+//! for a base backup), each some ten seconds long. The ETA shown when a quarter of the run
+//! has passed (the first `operation` record from then on that has one), added to that
+//! record's time, must land within 15 % of the run's length of its real end: the first
+//! interval after the last record of the operation. Each kind's error is printed.
+//!
+//! A `DELETE` also checks the WAL the backend wrote (`wal_bytes`) against the server's
+//! insert position moved by the statement, with the WAL writer kept asleep and segments not
+//! zero-filled, so that the backend writes the statement's WAL itself.
+
+mod support;
+
+use pg_trace::output::record::OperationRecord;
+use support::status::{BackupOpts, Replication};
+use support::trace::{operation, spawn_trace_every, stats, Trace};
+use support::Cluster;
+
+/// Rows of the table `VACUUM` and `ANALYZE` read, paced a block at a time.
+const ROWS: i64 = 200_000;
+/// Rows of the tables paced by `pg_sleep` every 500 rows: few, and few long sleeps, so
+/// that what a loaded machine stretches (the rows' CPU, each sleep's wake-up) is small
+/// beside the sleeps.
+const PACED: i64 = 50_000;
+
+/// One run, as pg_trace saw it.
+struct Run {
+    ops: Vec<OperationRecord>,
+    start: f64,
+    end: f64,
+}
+
+impl Run {
+    /// The ETA at a quarter of the run against its real end, as a share of the run.
+    fn error(&self, what: &str) -> f64 {
+        let dur = self.end - self.start;
+        let quarter = self.start + dur / 4.0;
+        let at = self
+            .ops
+            .iter()
+            .find(|o| o.ts >= quarter && o.eta_s.is_some())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: no ETA from {quarter:.2}s on (run {:.2}s..{:.2}s): {:?}",
+                    self.start, self.end, self.ops
+                )
+            });
+        assert!(
+            at.ts <= self.start + dur * 0.35,
+            "{what}: the first ETA from a quarter on came at {:.2}s, {:.0} % into the run",
+            at.ts,
+            (at.ts - self.start) * 100.0 / dur
+        );
+        let predicted = at.ts + at.eta_s.unwrap();
+        let err = (predicted - self.end).abs() / dur;
+        eprintln!(
+            "{what}: ran {:.2}s..{:.2}s ({dur:.1}s); at {:.2}s ({:?} {:?}/{:?} {:?}) ETA {:.1}s ({:?}) → {predicted:.2}s: error {:.1} % of the run",
+            self.start,
+            self.end,
+            at.ts,
+            at.phase,
+            at.done,
+            at.total,
+            at.unit,
+            at.eta_s.unwrap(),
+            at.eta_source,
+            err * 100.0
+        );
+        if std::env::var("OPERATION_DEBUG").is_ok() {
+            for o in &self.ops {
+                eprintln!(
+                    "  {:.2} {:?} {:?}/{:?} rate {:?} eta {:?} phase eta {:?}",
+                    o.ts, o.phase, o.done, o.total, o.rate, o.eta_s, o.phase_eta_s
+                );
+            }
+        }
+        err
+    }
+}
+
+/// Waits for the first two intervals after the last `kind` record of `pid` since record
+/// `from`, once `done` says the statement returned; the run from its first record.
+fn collect(t: &mut Trace, from: usize, pid: i32, kind: &str) -> Run {
+    let is_op = |x: &pg_trace::output::record::Record| {
+        operation(x).is_some_and(|o| o.pid == pid && o.operation == kind)
+    };
+    t.wait_for(&format!("two intervals after the {kind}"), |r| {
+        let r = &r[from.min(r.len())..];
+        r.iter()
+            .rposition(is_op)
+            .is_some_and(|last| r[last..].iter().filter(|x| stats(x).is_some()).count() >= 2)
+    });
+    let r = t.records();
+    let r = &r[from..];
+    let last = r.iter().rposition(is_op).unwrap();
+    let ops: Vec<OperationRecord> = r
+        .iter()
+        .filter_map(operation)
+        .filter(|o| o.pid == pid && o.operation == kind)
+        .cloned()
+        .collect();
+    Run {
+        start: ops[0].ts,
+        end: r[last..].iter().find_map(stats).unwrap().ts,
+        ops,
+    }
+}
+
+/// Runs `sql` on the traced backend; its run.
+fn run(t: &mut Trace, client: &mut postgres::Client, pid: i32, kind: &str, sql: &str) -> Run {
+    let from = t.records().len();
+    client
+        .batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    collect(t, from, pid, kind)
+}
+
+fn number(c: &Cluster, sql: &str) -> i64 {
+    c.psql("postgres", sql)[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn check(major: u32) {
+    let mut c = Cluster::start_with(
+        major,
+        &[
+            ("autovacuum", "off"),
+            ("max_parallel_maintenance_workers", "0"),
+            ("max_parallel_workers_per_gather", "0"),
+            // The DELETE's WAL is the backend's own: no WAL writer flushing it, no
+            // segment zero-filled on creation.
+            ("wal_writer_delay", "10000ms"),
+            ("wal_init_zero", "off"),
+            ("wal_buffers", "1MB"),
+        ],
+    );
+    let dir = c.make_dir("copy");
+    let file = dir.join("rows.tsv");
+    c.execute(
+        "postgres",
+        &format!(
+            "CREATE FUNCTION slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+             $$ BEGIN IF $1 % 500 = 0 AND current_setting('eta.pace', true) = 'on' THEN \
+             PERFORM pg_sleep(0.1); END IF; RETURN $1; END $$; \
+             CREATE FUNCTION pace(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+             $$ BEGIN IF $1 % 500 = 0 AND current_setting('eta.pace', true) = 'on' THEN \
+             PERFORM pg_sleep(0.12); END IF; RETURN $1; END $$; \
+             CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
+             INSERT INTO t SELECT g, 'x' FROM generate_series(1, {ROWS}) g; \
+             CREATE TABLE v (id int, pad text) WITH (autovacuum_enabled = off); \
+             INSERT INTO v SELECT g, repeat('x', 60) FROM generate_series(1, {PACED}) g; \
+             CREATE INDEX v_slow ON v ((slow(id))); \
+             CREATE TABLE c (id int CHECK (slow(id) = id), pad text); \
+             COPY (SELECT g, repeat('y', 100) FROM generate_series(1, {PACED}) g) TO '{}'",
+            file.display()
+        ),
+    );
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    held.client
+        .batch_execute(
+            "SET maintenance_work_mem = '1MB'; SET trace_sort = off; SET eta.pace = 'on'",
+        )
+        .unwrap();
+    let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
+    t.wait_ready();
+    let mut errors: Vec<(&str, f64)> = Vec::new();
+    let mut note =
+        |what: &'static str, r: &Run| errors.push((what, r.error(&format!("PG{major} {what}"))));
+
+    // VACUUM: the heap scan, paced by the cost-based delay, a sleep a block. The table has no index yet:
+    // an index pass (or 12's first cleanup scan of an index) is a phase whose size the
+    // counters do not give before it starts, which the ETA cannot foresee.
+    held.client
+        .batch_execute(
+            "SET vacuum_cost_delay = '5ms'; SET vacuum_cost_limit = 1; \
+             SET vacuum_cost_page_dirty = 0",
+        )
+        .unwrap();
+    let r = run(&mut t, &mut held.client, pid, "vacuum", "VACUUM t");
+    held.client
+        .batch_execute(
+            "RESET vacuum_cost_delay; RESET vacuum_cost_limit; RESET vacuum_cost_page_dirty",
+        )
+        .unwrap();
+    note("VACUUM", &r);
+
+    // ANALYZE (13+: the view), paced the same way.
+    if major >= 13 {
+        let r = run(
+            &mut t,
+            &mut held.client,
+            pid,
+            "analyze",
+            "SET vacuum_cost_delay = '10ms'; SET vacuum_cost_limit = 1; ANALYZE t; \
+             RESET vacuum_cost_delay; RESET vacuum_cost_limit",
+        );
+        note("ANALYZE", &r);
+    } else {
+        support::skip(
+            &format!("PG{major} ANALYZE ETA"),
+            "no pg_stat_progress_analyze before 13, and its sample is read from shared buffers: no file evidence to time",
+        );
+    }
+
+    // VACUUM FULL: a quick rewrite, then the expression index's rebuild, paced.
+    let r = run(
+        &mut t,
+        &mut held.client,
+        pid,
+        "vacuum full",
+        "VACUUM FULL v",
+    );
+    note("VACUUM FULL", &r);
+    assert!(
+        r.ops
+            .iter()
+            .any(|o| o.phase.as_deref() == Some("rebuilding index")),
+        "PG{major}: {:?}",
+        r.ops
+    );
+
+    // CREATE INDEX: a scan paced by the expression, then a spilling sort and the load.
+    let r = run(
+        &mut t,
+        &mut held.client,
+        pid,
+        "create index",
+        "CREATE INDEX v_slow2 ON v ((slow(id)))",
+    );
+    note("CREATE INDEX", &r);
+    assert!(
+        r.ops
+            .iter()
+            .any(|o| o.phase.as_deref() == Some("building index: scanning table")),
+        "PG{major}: {:?}",
+        r.ops
+    );
+
+    // COPY FROM a file, paced by the CHECK.
+    let r = run(
+        &mut t,
+        &mut held.client,
+        pid,
+        "copy",
+        &format!("COPY c FROM '{}'", file.display()),
+    );
+    note("COPY", &r);
+    t.finish();
+    drop(held);
+
+    // DELETE (`query`): from a cold cache, so that its scan of c is read from the file.
+    c.restart();
+    let mut held = c.hold_backend("postgres");
+    let pid = held.pid;
+    held.client.batch_execute("SET eta.pace = 'on'").unwrap();
+    let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
+    t.wait_ready();
+    let lsn0 = c.psql("postgres", "SELECT pg_current_wal_insert_lsn()::text")[0][0]
+        .clone()
+        .unwrap();
+    let r = run(
+        &mut t,
+        &mut held.client,
+        pid,
+        "query",
+        "DELETE FROM c WHERE pace(id) % 2 = 0",
+    );
+    let moved = number(
+        &c,
+        &format!("SELECT (pg_current_wal_insert_lsn() - '{lsn0}'::pg_lsn)::bigint"),
+    ) as u64;
+    note("DELETE", &r);
+    let wal = r.ops.iter().filter_map(|o| o.wal_bytes).max().unwrap_or(0);
+    eprintln!(
+        "PG{major} DELETE: the backend wrote {wal} bytes of WAL, the insert position moved {moved}"
+    );
+    // The backend writes the statement's WAL itself when the WAL buffers fill: all of it
+    // but what is still in them (1 MB) at its last interval, and what the WAL writer
+    // wrote if it woke once in the run (1 MB at most); a partial page is written again
+    // at each flush.
+    assert!(
+        moved > 4 << 20
+            && wal + (2 << 20) + (64 << 10) >= moved
+            && wal as f64 <= moved as f64 * 1.05,
+        "PG{major} DELETE: the backend wrote {wal} bytes of WAL, the server's insert position moved {moved}"
+    );
+    t.finish();
+    drop(held);
+
+    // A base backup, throttled to about ten seconds of the data directory.
+    let size = number(
+        &c,
+        "SELECT sum(pg_database_size(oid))::bigint FROM pg_database",
+    ) as u64;
+    let rate_kb = u32::try_from((size / 1024 / 10).max(32)).unwrap();
+    let repl = Replication::connect(&c);
+    let ws = repl.walsender;
+    let mut t = spawn_trace_every(ws, "ebpf", 50, &[]);
+    t.wait_ready();
+    let from = t.records().len();
+    let bb = repl.base_backup(
+        major,
+        BackupOpts {
+            max_rate_kb: Some(rate_kb),
+            estimate: true,
+            ..Default::default()
+        },
+    );
+    bb.finish().expect("base backup");
+    let r = collect(&mut t, from, ws, "basebackup");
+    note("BASE BACKUP", &r);
+    t.finish();
+
+    for (what, err) in errors {
+        assert!(
+            err <= 0.15,
+            "PG{major} {what}: the ETA at a quarter of the run missed its end by {:.0} % of it",
+            err * 100.0
+        );
+    }
+}
+
+#[test]
+fn eta_at_a_quarter_lands_near_the_end() {
+    support::on_every_major(check);
+}

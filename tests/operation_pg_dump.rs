@@ -1,0 +1,218 @@
+//! `pg_dump` on real clusters: pg_trace follows the backend serving it and says which
+//! table of how many it copies, and how far into it; checked against the dump itself (its
+//! `COPY` sections, in order, and the rows of each) and the server (the table's size).
+//! pg_dump's output is read slowly through a pipe, so that the backend copies at the
+//! reader's pace. The pg_dump here is Debian's 15, which dumps servers up to 15: 16–18
+//! are skipped (said in the skip log).
+
+mod support;
+
+use pg_trace::output::record::OperationRecord;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::status::wait_until;
+use support::trace::{operation, spawn_trace_every};
+use support::Cluster;
+
+const PG_DUMP: &str = "/usr/lib/postgresql/15/bin/pg_dump";
+
+/// The dump's `COPY` sections, in order: (schema.name, rows).
+fn sections(dump: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut open = false;
+    for line in dump.lines() {
+        if open {
+            if line == "\\." {
+                open = false;
+            } else {
+                out.last_mut().unwrap().1 += 1;
+            }
+        } else if let Some(rest) = line.strip_prefix("COPY ") {
+            if line.ends_with("FROM stdin;") {
+                let name = rest.split([' ', '(']).next().unwrap().to_string();
+                out.push((name, 0));
+                open = true;
+            }
+        }
+    }
+    out
+}
+
+fn check(major: u32) {
+    if major > 15 {
+        support::skip(
+            &format!("PG{major} pg_dump"),
+            "the only pg_dump here is Debian's 15, which refuses servers newer than itself",
+        );
+        return;
+    }
+    if !std::path::Path::new(PG_DUMP).is_file() {
+        support::skip(
+            &format!("PG{major} pg_dump"),
+            "no /usr/lib/postgresql/15/bin/pg_dump",
+        );
+        return;
+    }
+    let mut c = Cluster::start_with(major, &[("autovacuum", "off")]);
+    c.execute(
+        "postgres",
+        "CREATE SCHEMA s; \
+         CREATE TABLE public.a_small (id int); INSERT INTO a_small SELECT generate_series(1, 10); \
+         CREATE TABLE public.big1 (id int, pad text); \
+         INSERT INTO big1 SELECT g, repeat('p', 100) FROM generate_series(1, 100000) g; \
+         CREATE TABLE public.big2 (id int, pad text); \
+         INSERT INTO big2 SELECT g, repeat('q', 100) FROM generate_series(1, 100000) g; \
+         CREATE TABLE public.part (id int) PARTITION BY RANGE (id); \
+         CREATE TABLE public.part_1 PARTITION OF public.part FOR VALUES FROM (0) TO (100); \
+         INSERT INTO part VALUES (1), (2); \
+         CREATE MATERIALIZED VIEW public.mv AS SELECT 1 AS one; \
+         CREATE TABLE s.z (id int); INSERT INTO s.z VALUES (7); \
+         CHECKPOINT",
+    );
+    // From a cold cache: the tables are read from their files.
+    c.restart();
+    let size = |t: &str| -> u64 {
+        c.psql("postgres", &format!("SELECT pg_relation_size('{t}')"))[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let sizes = [("public.big1", size("big1")), ("public.big2", size("big2"))];
+    let mut dump = Command::new(PG_DUMP)
+        .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pg_dump");
+    // Nothing read yet: the backend stalls in the first big table once the pipe is full.
+    let mut pid = 0;
+    wait_until(
+        "pg_dump's backend copying big1",
+        Duration::from_secs(60),
+        || {
+            let rows = c.psql(
+                "postgres",
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_dump' \
+             AND query LIKE 'COPY public.big1 %'",
+            );
+            if let Some(p) = rows.first().and_then(|r| r[0].as_deref()) {
+                pid = p.parse().unwrap();
+            }
+            pid != 0
+        },
+    );
+    let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
+    t.wait_ready();
+    // Read ~4 MB/s: a few seconds a big table.
+    let mut out = dump.stdout.take().unwrap();
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = out.read(&mut buf).expect("read pg_dump's output");
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let status = dump.wait().unwrap();
+    assert!(status.success(), "PG{major}: pg_dump failed: {status}");
+    let records = t.finish();
+    let dump = String::from_utf8(text).unwrap();
+    let copied = sections(&dump);
+    let names: Vec<&str> = copied.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "public.a_small",
+            "public.big1",
+            "public.big2",
+            "public.part_1",
+            "s.z"
+        ],
+        "PG{major}: the dump's COPY sections"
+    );
+    let ops: Vec<&OperationRecord> = records
+        .iter()
+        .filter_map(operation)
+        .filter(|o| o.pid == pid && o.operation == "pg_dump")
+        .collect();
+    assert!(!ops.is_empty(), "PG{major}: no pg_dump operation");
+    let mut seen: Vec<&str> = Vec::new();
+    for o in &ops {
+        let rel = o
+            .relation
+            .as_deref()
+            .unwrap_or_else(|| panic!("PG{major}: {o:?}"));
+        let k = names
+            .iter()
+            .position(|n| *n == rel)
+            .unwrap_or_else(|| panic!("PG{major}: {rel} is not in the dump: {o:?}"));
+        assert_eq!(
+            (o.done, o.total, o.unit.as_deref()),
+            (Some(k as u64), Some(copied.len() as u64), Some("tables")),
+            "PG{major}: {o:?}"
+        );
+        if seen.last() != Some(&rel) {
+            seen.push(rel);
+        }
+        if let Some(n) = o.table_tuples {
+            assert!(major >= 14, "PG{major}: {o:?}");
+            assert!(
+                n <= copied[k].1,
+                "PG{major}: {o:?}, the dump has {} rows",
+                copied[k].1
+            );
+        }
+        if let Some(at) = o.table_read {
+            let (_, size) = sizes
+                .iter()
+                .find(|s| s.0 == rel)
+                .unwrap_or_else(|| panic!("PG{major}: {o:?}"));
+            assert_eq!(o.table_size, Some(*size), "PG{major}: {o:?}");
+            assert!(at <= *size, "PG{major}: {o:?}");
+        }
+    }
+    assert!(
+        seen.starts_with(&["public.big1", "public.big2"]),
+        "PG{major}: tables followed {seen:?}"
+    );
+    for (t, size) in sizes {
+        let of_t: Vec<&&OperationRecord> = ops
+            .iter()
+            .filter(|o| o.relation.as_deref() == Some(t))
+            .collect();
+        let rows = copied.iter().find(|s| s.0 == t).unwrap().1;
+        if major >= 14 {
+            let most = of_t
+                .iter()
+                .filter_map(|o| o.table_tuples)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                most * 10 >= rows * 8,
+                "PG{major}: {t}: {most} of the dump's {rows} rows seen copied"
+            );
+        }
+        let furthest = of_t.iter().filter_map(|o| o.table_read).max().unwrap_or(0);
+        eprintln!(
+            "PG{major} pg_dump {t}: {} records, table {:?} of {:?}, up to {:?} of {rows} rows, read to {furthest} of {size} bytes",
+            of_t.len(),
+            of_t.first().and_then(|o| o.done.map(|d| d + 1)),
+            of_t.first().and_then(|o| o.total),
+            of_t.iter().filter_map(|o| o.table_tuples).max(),
+        );
+        assert!(
+            furthest * 10 >= size * 8,
+            "PG{major}: {t}: read to {furthest} of {size} bytes"
+        );
+    }
+}
+
+#[test]
+fn pg_dump_table_of_tables() {
+    support::on_every_major(check);
+}
