@@ -102,8 +102,14 @@ pub struct BackupState {
     pub streamed: u64,
     pub tablespaces_total: Option<u64>,
     pub tablespaces_streamed: Option<u64>,
-    /// Bytes per second over the last interval (smoothed).
+    /// Bytes per second over the last interval (smoothed): the throughput shown.
     pub rate_bps: f64,
+    /// The current phase as first seen: (phase, since, streamed then). The ETA's rate is
+    /// the phase's since then: a throttled backup streams in bursts, and an interval's
+    /// rate swings around the limit (its ETA missed the end by a third to a half).
+    phase_clock: Option<(i64, u64, u64)>,
+    /// Bytes per second since `phase_clock`, once the phase has run `MIN_PHASE_NS`.
+    pub phase_rate_bps: Option<f64>,
     /// Phases in the order they were seen.
     pub phases_seen: Vec<i64>,
     /// The backup ended (progress reporting stopped, or the manifest was finished).
@@ -160,6 +166,8 @@ impl BackupState {
             tablespaces_total: None,
             tablespaces_streamed: None,
             rate_bps: 0.0,
+            phase_clock: None,
+            phase_rate_bps: None,
             phases_seen: vec![0],
             ended: false,
             current_file: None,
@@ -366,10 +374,14 @@ impl BackupState {
             return Some(0.0);
         }
         let total = self.total()?;
-        if self.phase != 3 || self.rate_bps <= 0.0 {
-            return None;
-        }
-        Some(total.saturating_sub(self.streamed) as f64 / self.rate_bps)
+        let rate = self.phase_rate_bps.filter(|_| self.phase == 3)?;
+        Some(total.saturating_sub(self.streamed) as f64 / rate)
+    }
+
+    /// Bytes per second since the current phase was first seen (None in its first
+    /// seconds, or when nothing streamed).
+    pub fn phase_rate_bps(&self) -> Option<f64> {
+        self.phase_rate_bps
     }
 
     pub fn tick(&mut self, now_ns: u64) {
@@ -386,8 +398,21 @@ impl BackupState {
         }
         self.last_tick_ns = Some(now_ns);
         self.last_streamed = self.streamed;
+        let clock = match self.phase_clock {
+            Some(c) if c.0 == self.phase && self.streamed >= c.2 => c,
+            _ => (self.phase, now_ns, self.streamed),
+        };
+        self.phase_clock = Some(clock);
+        let dt = now_ns.saturating_sub(clock.1);
+        self.phase_rate_bps = (dt >= MIN_PHASE_NS)
+            .then(|| (self.streamed - clock.2) as f64 / (dt as f64 / 1e9))
+            .filter(|&r| r > 0.0);
     }
 }
+
+/// A phase's rate is not trusted before it has run this long (its first moments are a
+/// checkpoint's end, buffers filling).
+const MIN_PHASE_NS: u64 = 2_000_000_000;
 
 fn relative(p: &str) -> &str {
     p.trim_start_matches("./")
@@ -509,7 +534,14 @@ mod tests {
         b.apply_sample(&s);
         b.tick(1_000_000_000);
         assert_eq!(b.rate_bps, 500.0);
-        assert_eq!(b.eta_s(), Some(1.0));
+        // The phase's rate is not trusted in its first two seconds.
+        assert_eq!(b.eta_s(), None);
+        s.progress_params[2] = 1600;
+        b.apply_sample(&s);
+        b.tick(3_000_000_000);
+        // 600 bytes in the phase's 3 s, whatever the last interval's burst.
+        assert_eq!(b.phase_rate_bps(), Some(200.0));
+        assert_eq!(b.eta_s(), Some(2.0));
         s.progress_command = None;
         assert!(!b.apply_sample(&s));
         assert!(b.ended);

@@ -357,6 +357,7 @@ mod tests {
         b.streamed = 3 << 20;
         b.server_total = Some(12 << 20);
         b.rate_bps = 1048576.0;
+        b.phase_rate_bps = Some(1048576.0);
         b.tablespaces_total = Some(2);
         b.tablespaces_streamed = Some(0);
         b.current_file = Some("base/5/1259".into());
@@ -378,6 +379,7 @@ mod tests {
         b.streamed = 3 << 20;
         b.walked_total = Some(12 << 20);
         b.rate_bps = 1048576.0;
+        b.phase_rate_bps = Some(1048576.0);
         b.files_done = Some(120);
         b.files_total = Some(980);
         b.limiter = Some(Limiter::Pipe);

@@ -210,8 +210,6 @@ pub struct Model {
     pub operation_view: Option<operation::OperationView>,
     /// A walsender's replication (`process::walsender`), when the leader is one.
     pub walsender: Option<operation::walsender::WalSenderState>,
-    /// A base backup's phase as the operation line times it: (phase, since, streamed then).
-    pub backup_phase_clock: Option<(i64, u64, u64)>,
     /// Scheduler times per traced process (eBPF).
     pub sched: sched::SchedFold,
     /// Read/write/sync latency per relation (`--io-latency`).
@@ -256,7 +254,6 @@ impl Model {
             operation: None,
             operation_view: None,
             walsender: None,
-            backup_phase_clock: None,
             sched: sched::SchedFold::default(),
             io_latency: io_latency::IoLatency::default(),
             exact_waits: exact_waits::ExactWaits::default(),
@@ -1005,7 +1002,7 @@ impl Model {
         if let Some(b) = self.backup.as_mut() {
             b.tick(now_ns);
         }
-        self.operation_tick(now_ns, namer);
+        self.operation_tick(namer);
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns

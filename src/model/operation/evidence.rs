@@ -20,7 +20,7 @@ impl Model {
     }
 
     /// Once per interval: name the relation, add file evidence, draw the line.
-    pub(crate) fn operation_tick(&mut self, now_ns: u64, namer: &mut impl Namer) {
+    pub(crate) fn operation_tick(&mut self, namer: &mut impl Namer) {
         if self.leader_exited() {
             // Its last sample's operation did not run on.
             self.operation = None;
@@ -38,7 +38,7 @@ impl Model {
                 .walsender
                 .as_ref()
                 .map(|w| w.view())
-                .or_else(|| self.backup_operation(now_ns));
+                .or_else(|| self.backup_operation());
             return;
         };
         let since = st.since_ns;
@@ -290,33 +290,19 @@ impl Model {
     /// A base backup's progress as an operation line. Its rate is the phase's, from the
     /// first tick that showed it (a throttled backup streams in bursts: an interval's rate
     /// swings around the limit).
-    fn backup_operation(&mut self, now_ns: u64) -> Option<OperationView> {
+    fn backup_operation(&self) -> Option<OperationView> {
         // A copier's low-level backup is no base backup: its own `backup` record says it.
         let Some(b) = self
             .backup
             .as_ref()
             .filter(|b| b.started() && !b.ended && b.copier.is_none())
         else {
-            self.backup_phase_clock = None;
             return None;
         };
-        let clock = match self.backup_phase_clock {
-            Some(c) if c.0 == b.phase && b.streamed >= c.2 => c,
-            _ => (b.phase, now_ns, b.streamed),
-        };
-        self.backup_phase_clock = Some(clock);
         let line = crate::model::lines::BackupLine::of(b);
-        let dt = now_ns.saturating_sub(clock.1);
-        let rate = (dt >= super::MIN_RATE_NS)
-            .then(|| (b.streamed - clock.2) as f64 / (dt as f64 / 1e9))
-            .filter(|&r| r > 0.0);
-        let eta_s = match (line.total, rate) {
-            _ if b.ended => Some(0.0),
-            (Some(t), Some(r)) if b.phase == 3 => {
-                Some((t.saturating_sub(b.streamed) as f64 / r * 10.0).round() / 10.0)
-            }
-            _ => None,
-        };
+        // The backup record's rate and ETA: the phase's (`BackupState::tick`).
+        let rate = b.phase_rate_bps();
+        let eta_s = b.eta_s().map(|e| (e * 10.0).round() / 10.0);
         let source = match line.source {
             "memory" => Source::Memory,
             "files" => Source::Files,
