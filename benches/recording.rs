@@ -18,7 +18,7 @@ mod scripted;
 use pg_trace::output::Format;
 use pg_trace::process::status::StatusSample;
 use pg_trace::session::line::{line_loop, Pace};
-use pg_trace::session::record::RecordOptions;
+use pg_trace::session::record::{format, parse_items, Item, RecordOptions};
 use pg_trace::session::replay_tui::Replayer;
 use pg_trace::session::{Replay, Session};
 use pg_trace::trace::replay::{Clock, ManualClock};
@@ -185,6 +185,8 @@ fn main() {
          (model, line mode and recorder together)"
     );
 
+    decoding(&path);
+
     let t = Instant::now();
     let mut r = Replayer::open(&path).unwrap();
     let opened = t.elapsed();
@@ -221,4 +223,103 @@ fn main() {
             opened + t.elapsed()
         );
     }
+}
+
+/// Reading the recording without replaying it (read, check, decompress, parse every
+/// frame); and its first minute as format 2 writes it against format 1 (each event an
+/// object, flattened through its tagged kind), parsed as each was.
+fn decoding(path: &std::path::Path) {
+    let mut f = std::fs::File::open(path).unwrap();
+    let opened = format::open(&mut f).unwrap();
+    let batch_events = |items: &[Item]| -> usize {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Batch { events, .. } => events.0.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let t = Instant::now();
+    let mut events = 0;
+    for fi in &opened.frames {
+        let raw = format::read_frame(&mut f, fi).unwrap();
+        events += batch_events(&parse_items(&raw).unwrap());
+    }
+    let all = t.elapsed();
+    println!(
+        "decode the whole file: {events} events in {all:.1?}: {:.2} M events/s",
+        events as f64 / all.as_secs_f64() / 1e6
+    );
+
+    let n = opened.frames.len().min(60);
+    let v2: Vec<Vec<u8>> = opened.frames[..n]
+        .iter()
+        .map(|fi| format::read_frame(&mut f, fi).unwrap())
+        .collect();
+    let v1: Vec<Vec<u8>> = v2.iter().map(|r| format_1(r)).collect();
+    let size = |raws: &[Vec<u8>]| -> usize {
+        raws.iter()
+            .map(|r| zstd::bulk::compress(r, format::LEVEL).unwrap().len())
+            .sum()
+    };
+    let t = Instant::now();
+    let mut e2 = 0;
+    for r in &v2 {
+        e2 += batch_events(&parse_items(r).unwrap());
+    }
+    let t2 = t.elapsed();
+    let t = Instant::now();
+    let mut e1 = 0;
+    for r in &v1 {
+        let items: Vec<Item> = r
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        e1 += batch_events(&items);
+    }
+    let t1 = t.elapsed();
+    assert_eq!(e1, e2);
+    let (s1, s2) = (size(&v1), size(&v2));
+    let rate = |d: Duration| e1 as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "the first {n} frames ({e1} events), format 1 vs 2: {s1} vs {s2} bytes compressed \
+         ({:.2} vs {:.2} MiB per million events); parsed at {:.2} vs {:.2} M events/s \
+         ({:.1}x)",
+        s1 as f64 / e1 as f64 * 1e6 / (1 << 20) as f64,
+        s2 as f64 / e1 as f64 * 1e6 / (1 << 20) as f64,
+        rate(t1),
+        rate(t2),
+        t1.as_secs_f64() / t2.as_secs_f64()
+    );
+}
+
+/// A frame's items as format 1 wrote them.
+fn format_1(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in parse_items(raw).unwrap() {
+        match &item {
+            Item::Batch { at, events } => {
+                let mut prev = 0u64;
+                let evs: Vec<serde_json::Value> = events
+                    .0
+                    .iter()
+                    .map(|e| {
+                        let mut v = serde_json::to_value(&e.kind).unwrap();
+                        let m = v.as_object_mut().unwrap();
+                        m.insert("d".into(), (e.ts_ns.wrapping_sub(prev) as i64).into());
+                        m.insert("p".into(), e.pid.into());
+                        prev = e.ts_ns;
+                        v
+                    })
+                    .collect();
+                let line = serde_json::json!({"t": "batch", "at": at, "events": evs});
+                serde_json::to_writer(&mut out, &line).unwrap();
+            }
+            other => serde_json::to_writer(&mut out, other).unwrap(),
+        }
+        out.push(b'\n');
+    }
+    out
 }

@@ -115,6 +115,11 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
         })
         .expect("a summary");
     let size = std::fs::metadata(file).unwrap().len();
+    // For studying what a real recording holds.
+    if let Some(dir) = std::env::var_os("PG_TRACE_TEST_KEEP_RECORDING") {
+        let to = std::path::Path::new(&dir).join(format!("{what}.pgtrace"));
+        std::fs::copy(file, &to).unwrap();
+    }
     eprintln!(
         "{what}: {events} events recorded in {size} bytes: {:.2} MiB per million events",
         size as f64 / (events.max(1) as f64 / 1e6) / (1 << 20) as f64
