@@ -12,6 +12,8 @@
 //!
 //!     cargo bench --bench recording
 
+#[path = "../tests/support/format1.rs"]
+mod format1;
 #[path = "../tests/support/scripted.rs"]
 mod scripted;
 
@@ -257,7 +259,7 @@ fn decoding(path: &std::path::Path) {
         .iter()
         .map(|fi| format::read_frame(&mut f, fi).unwrap())
         .collect();
-    let v1: Vec<Vec<u8>> = v2.iter().map(|r| format_1(r)).collect();
+    let v1: Vec<Vec<u8>> = v2.iter().map(|r| format1::items(r)).collect();
     let size = |raws: &[Vec<u8>]| -> usize {
         raws.iter()
             .map(|r| zstd::bulk::compress(r, format::LEVEL).unwrap().len())
@@ -293,33 +295,4 @@ fn decoding(path: &std::path::Path) {
         rate(t2),
         t1.as_secs_f64() / t2.as_secs_f64()
     );
-}
-
-/// A frame's items as format 1 wrote them.
-fn format_1(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for item in parse_items(raw).unwrap() {
-        match &item {
-            Item::Batch { at, events } => {
-                let mut prev = 0u64;
-                let evs: Vec<serde_json::Value> = events
-                    .0
-                    .iter()
-                    .map(|e| {
-                        let mut v = serde_json::to_value(&e.kind).unwrap();
-                        let m = v.as_object_mut().unwrap();
-                        m.insert("d".into(), (e.ts_ns.wrapping_sub(prev) as i64).into());
-                        m.insert("p".into(), e.pid.into());
-                        prev = e.ts_ns;
-                        v
-                    })
-                    .collect();
-                let line = serde_json::json!({"t": "batch", "at": at, "events": evs});
-                serde_json::to_writer(&mut out, &line).unwrap();
-            }
-            other => serde_json::to_writer(&mut out, other).unwrap(),
-        }
-        out.push(b'\n');
-    }
-    out
 }
