@@ -283,16 +283,36 @@ fn decoding(path: &std::path::Path) {
     }
     let t1 = t.elapsed();
     assert_eq!(e1, e2);
+    // Writing, as the recorder does: JSON lines, then zstd.
+    let parsed: Vec<Vec<Item>> = v2.iter().map(|r| parse_items(r).unwrap()).collect();
+    let t = Instant::now();
+    for items in &parsed {
+        let raw = format1::write(items);
+        std::hint::black_box(zstd::bulk::compress(&raw, format::LEVEL).unwrap());
+    }
+    let w1 = t.elapsed();
+    let t = Instant::now();
+    for items in &parsed {
+        let mut raw = Vec::new();
+        for i in items {
+            serde_json::to_writer(&mut raw, i).unwrap();
+            raw.push(b'\n');
+        }
+        std::hint::black_box(zstd::bulk::compress(&raw, format::LEVEL).unwrap());
+    }
+    let w2 = t.elapsed();
     let (s1, s2) = (size(&v1), size(&v2));
     let rate = |d: Duration| e1 as f64 / d.as_secs_f64() / 1e6;
     println!(
         "the first {n} frames ({e1} events), format 1 vs 2: {s1} vs {s2} bytes compressed \
          ({:.2} vs {:.2} MiB per million events); parsed at {:.2} vs {:.2} M events/s \
-         ({:.1}x)",
+         ({:.1}x); written (JSON and zstd) in {:.0} vs {:.0} ns per event",
         s1 as f64 / e1 as f64 * 1e6 / (1 << 20) as f64,
         s2 as f64 / e1 as f64 * 1e6 / (1 << 20) as f64,
         rate(t1),
         rate(t2),
-        t1.as_secs_f64() / t2.as_secs_f64()
+        t1.as_secs_f64() / t2.as_secs_f64(),
+        w1.as_secs_f64() / e1 as f64 * 1e9,
+        w2.as_secs_f64() / e1 as f64 * 1e9,
     );
 }

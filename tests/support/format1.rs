@@ -2,27 +2,47 @@
 //! made from a format 2 file, to check that format 1 is still read and to measure it.
 
 use pg_trace::session::record::{format, parse_items, Item};
+use pg_trace::trace::{EventKind, Pid};
+use serde::Serialize;
 
-/// A frame's items as format 1 wrote them.
-pub fn items(raw: &[u8]) -> Vec<u8> {
+/// Items as format 1 wrote them: its writer's own structs.
+pub fn write(items: &[Item]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct EvOut<'a> {
+        d: i64,
+        p: Pid,
+        #[serde(flatten)]
+        k: &'a EventKind,
+    }
+    #[derive(Serialize)]
+    struct BatchOut<'a> {
+        t: &'static str,
+        at: u64,
+        events: Vec<EvOut<'a>>,
+    }
     let mut out = Vec::new();
-    for item in parse_items(raw).unwrap() {
-        match &item {
+    for item in items {
+        match item {
             Item::Batch { at, events } => {
                 let mut prev = 0u64;
-                let evs: Vec<serde_json::Value> = events
+                let events = events
                     .0
                     .iter()
                     .map(|e| {
-                        let mut v = serde_json::to_value(&e.kind).unwrap();
-                        let m = v.as_object_mut().unwrap();
-                        m.insert("d".into(), (e.ts_ns.wrapping_sub(prev) as i64).into());
-                        m.insert("p".into(), e.pid.into());
+                        let d = e.ts_ns.wrapping_sub(prev) as i64;
                         prev = e.ts_ns;
-                        v
+                        EvOut {
+                            d,
+                            p: e.pid,
+                            k: &e.kind,
+                        }
                     })
                     .collect();
-                let line = serde_json::json!({"t": "batch", "at": at, "events": evs});
+                let line = BatchOut {
+                    t: "batch",
+                    at: *at,
+                    events,
+                };
                 serde_json::to_writer(&mut out, &line).unwrap();
             }
             other => serde_json::to_writer(&mut out, other).unwrap(),
@@ -30,6 +50,11 @@ pub fn items(raw: &[u8]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+/// A frame's items (format 2) as format 1 wrote them.
+pub fn items(raw: &[u8]) -> Vec<u8> {
+    write(&parse_items(raw).unwrap())
 }
 
 /// A whole format 2 file as format 1 (without its index: a reader walks the frames).
