@@ -338,8 +338,10 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 let rel_number: u32 = next(&mut seq, 6)?;
                 let fork: i32 = next(&mut seq, 7)?;
                 let diff: i64 = next(&mut seq, 8)?;
-                let block = u32::try_from(i64::from(cx.block) + diff)
-                    .map_err(|_| de::Error::custom("a block number out of range"))?;
+                let block = i64::from(cx.block)
+                    .checked_add(diff)
+                    .and_then(|b| u32::try_from(b).ok())
+                    .ok_or_else(|| de::Error::custom("a block number out of range"))?;
                 cx.block = block;
                 let nblocks: u32 = next(&mut seq, 9)?;
                 let hit: Option<bool> = next(&mut seq, 10)?;
@@ -471,6 +473,41 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any mix of hot kinds on a few pids and fds, times and offsets anywhere.
+        #[test]
+        fn any_events_come_back(evs in proptest::collection::vec(
+            (proptest::prelude::any::<u64>(), 1u32..4, 0i32..3, 0u8..4,
+             proptest::option::of(proptest::prelude::any::<u64>()), -5i64..9000,
+             proptest::prelude::any::<u32>()),
+            0..60,
+        )) {
+            let evs: Vec<Event> = evs
+                .into_iter()
+                .map(|(ts, pid, fd, k, offset, result, block)| {
+                    let kind = match k {
+                        0 => EventKind::Read { syscall: Syscall::Read, fd, offset, requested: 8192, result },
+                        1 => EventKind::Write { syscall: Syscall::Pwritev, fd, offset, requested: 1, result },
+                        2 => EventKind::IoWorkerRead { owner: 1, syscall: Syscall::Preadv, fd, offset, requested: 0, result },
+                        _ => EventKind::BlockIo(BlockIo {
+                            probe: BlockProbe::SmgrWriteDone,
+                            rel: RelFileLocator { spc_oid: 1, db_oid: 2, rel_number: 3, backend: Some(4) },
+                            fork: Fork::Vm,
+                            block,
+                            nblocks: 2,
+                            hit: None,
+                            write: true,
+                        }),
+                    };
+                    ev(ts, pid as Pid, kind)
+                })
+                .collect();
+            let json = serde_json::to_string(&EventsRef(&evs)).unwrap();
+            let back: Events = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(back.0, evs);
+        }
+    }
+
     #[test]
     fn format_1_events_are_read() {
         let v1 = r#"[{"d":5,"p":7,"event":"read","syscall":"pread64","fd":3,"offset":8192,"requested":8192,"result":8192},
@@ -496,6 +533,7 @@ mod tests {
             "[[1,7,4,\"buffer_read_start\",1,2,3,0,-1,1,null,false,-1]]",
             "[[1,7,4,\"buffer_read_start\",1,2,3,9,0,1,null,false,-1]]",
             "[[1,7,\"x\"]]",
+            "[[1,7,4,\"buffer_read_start\",1,2,3,0,9223372036854775807,1,null,false,-1]]",
             "[1]",
         ] {
             assert!(serde_json::from_str::<Events>(bad).is_err(), "{bad}");
