@@ -12,13 +12,15 @@
 //!
 //!     cargo bench --bench recording
 
+#[path = "../tests/support/format1.rs"]
+mod format1;
 #[path = "../tests/support/scripted.rs"]
 mod scripted;
 
 use pg_trace::output::Format;
 use pg_trace::process::status::StatusSample;
 use pg_trace::session::line::{line_loop, Pace};
-use pg_trace::session::record::RecordOptions;
+use pg_trace::session::record::{format, parse_items, Item, RecordOptions};
 use pg_trace::session::replay_tui::Replayer;
 use pg_trace::session::{Replay, Session};
 use pg_trace::trace::replay::{Clock, ManualClock};
@@ -185,6 +187,8 @@ fn main() {
          (model, line mode and recorder together)"
     );
 
+    decoding(&path);
+
     let t = Instant::now();
     let mut r = Replayer::open(&path).unwrap();
     let opened = t.elapsed();
@@ -221,4 +225,94 @@ fn main() {
             opened + t.elapsed()
         );
     }
+}
+
+/// Reading the recording without replaying it (read, check, decompress, parse every
+/// frame); and its first minute as format 2 writes it against format 1 (each event an
+/// object, flattened through its tagged kind), parsed as each was.
+fn decoding(path: &std::path::Path) {
+    let mut f = std::fs::File::open(path).unwrap();
+    let opened = format::open(&mut f).unwrap();
+    let batch_events = |items: &[Item]| -> usize {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Batch { events, .. } => events.0.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let t = Instant::now();
+    let mut events = 0;
+    for fi in &opened.frames {
+        let raw = format::read_frame(&mut f, fi).unwrap();
+        events += batch_events(&parse_items(&raw).unwrap());
+    }
+    let all = t.elapsed();
+    println!(
+        "decode the whole file: {events} events in {all:.1?}: {:.2} M events/s",
+        events as f64 / all.as_secs_f64() / 1e6
+    );
+
+    let n = opened.frames.len().min(60);
+    let v2: Vec<Vec<u8>> = opened.frames[..n]
+        .iter()
+        .map(|fi| format::read_frame(&mut f, fi).unwrap())
+        .collect();
+    let v1: Vec<Vec<u8>> = v2.iter().map(|r| format1::items(r)).collect();
+    let size = |raws: &[Vec<u8>]| -> usize {
+        raws.iter()
+            .map(|r| zstd::bulk::compress(r, format::LEVEL).unwrap().len())
+            .sum()
+    };
+    let t = Instant::now();
+    let mut e2 = 0;
+    for r in &v2 {
+        e2 += batch_events(&parse_items(r).unwrap());
+    }
+    let t2 = t.elapsed();
+    let t = Instant::now();
+    let mut e1 = 0;
+    for r in &v1 {
+        let items: Vec<Item> = r
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        e1 += batch_events(&items);
+    }
+    let t1 = t.elapsed();
+    assert_eq!(e1, e2);
+    // Writing, as the recorder does: JSON lines, then zstd.
+    let parsed: Vec<Vec<Item>> = v2.iter().map(|r| parse_items(r).unwrap()).collect();
+    let t = Instant::now();
+    for items in &parsed {
+        let raw = format1::write(items);
+        std::hint::black_box(zstd::bulk::compress(&raw, format::LEVEL).unwrap());
+    }
+    let w1 = t.elapsed();
+    let t = Instant::now();
+    for items in &parsed {
+        let mut raw = Vec::new();
+        for i in items {
+            serde_json::to_writer(&mut raw, i).unwrap();
+            raw.push(b'\n');
+        }
+        std::hint::black_box(zstd::bulk::compress(&raw, format::LEVEL).unwrap());
+    }
+    let w2 = t.elapsed();
+    let (s1, s2) = (size(&v1), size(&v2));
+    let rate = |d: Duration| e1 as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "the first {n} frames ({e1} events), format 1 vs 2: {s1} vs {s2} bytes compressed \
+         ({:.2} vs {:.2} MiB per million events); parsed at {:.2} vs {:.2} M events/s \
+         ({:.1}x); written (JSON and zstd) in {:.0} vs {:.0} ns per event",
+        s1 as f64 / e1 as f64 * 1e6 / (1 << 20) as f64,
+        s2 as f64 / e1 as f64 * 1e6 / (1 << 20) as f64,
+        rate(t1),
+        rate(t2),
+        t1.as_secs_f64() / t2.as_secs_f64(),
+        w1.as_secs_f64() / e1 as f64 * 1e9,
+        w2.as_secs_f64() / e1 as f64 * 1e9,
+    );
 }

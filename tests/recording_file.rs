@@ -3,6 +3,8 @@
 //! damaged) anywhere replays up to the cut without a panic (proptest); ring mode keeps
 //! its bound over a long synthetic run, and its dump replays on its own.
 
+#[path = "support/format1.rs"]
+mod format1;
 #[path = "support/scripted.rs"]
 mod scripted;
 #[path = "support/sessions.rs"]
@@ -82,6 +84,24 @@ fn scripted_sessions_replay_to_the_same_json() {
     }
 }
 
+/// Format 1 (each event an object) is still read: the same sessions written so replay to
+/// the same JSON.
+#[test]
+fn a_format_1_recording_replays_as_format_2() {
+    for (name, script) in [
+        ("scan", sessions::scan()),
+        ("backup", sessions::throttled_backup()),
+        ("lock", sessions::lock_wait()),
+    ] {
+        let p = dir().join(format!("v1-{name}.pgtrace"));
+        let live = record(&script, &p, None);
+        let v1 = format1::file(&p);
+        assert_eq!(u32::from_le_bytes(v1[8..12].try_into().unwrap()), 1);
+        let replayed = replay_bytes(&format!("v1-{name}-1.pgtrace"), &v1).unwrap();
+        assert_eq!(live, replayed, "{name}");
+    }
+}
+
 #[test]
 fn an_existing_file_is_kept_without_force() {
     let p = dir().join("kept.pgtrace");
@@ -150,7 +170,7 @@ fn garbage_is_refused() {
     for bytes in [
         b"".to_vec(),
         b"not a recording at all".to_vec(),
-        [b"PGTRREC\0".as_slice(), &2u32.to_le_bytes(), &[0; 8]].concat(),
+        [b"PGTRREC\0".as_slice(), &3u32.to_le_bytes(), &[0; 8]].concat(),
         [
             b"PGTRREC\0".as_slice(),
             &1u32.to_le_bytes(),

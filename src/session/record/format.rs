@@ -13,8 +13,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: &[u8; 8] = b"PGTRREC\0";
-/// The format's version: a reader refuses a newer one, with its number.
-pub const VERSION: u32 = 1;
+/// The format's version: a reader refuses a newer one, with its number. 2: a batch's
+/// events as arrays (`events.rs`); 1's objects are still read.
+pub const VERSION: u32 = 2;
+/// The oldest version read.
+pub const OLDEST_VERSION: u32 = 1;
 pub const FRAME_MAGIC: &[u8; 4] = b"PTFR";
 pub const INDEX_MAGIC: &[u8; 4] = b"PTIX";
 pub const TRAILER_MAGIC: &[u8; 8] = b"PTEND\0\0\0";
@@ -251,8 +254,10 @@ pub fn open(src: &mut dyn Source) -> Result<Opened> {
         bail!("not a pg_trace recording (no PGTRREC magic)");
     }
     let version = u32_at(&fixed, 8);
-    if version != VERSION {
-        bail!("recording format {version}: this pg_trace reads format {VERSION}");
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
+        bail!(
+            "recording format {version}: this pg_trace reads formats {OLDEST_VERSION} to {VERSION}"
+        );
     }
     let len = u32_at(&fixed, 12);
     if len > MAX_HEADER_BYTES || 16 + u64::from(len) + 4 > size {

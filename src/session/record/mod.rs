@@ -4,11 +4,14 @@
 //! (`--keep`), so that `pg_trace replay` runs the same model through the same loops
 //! without the host. The file format is in `format.rs` and docs/recording.md.
 
+pub mod events;
 pub mod format;
 pub mod names;
 pub mod ring;
 
 use crate::output::record::{Record, UsdtRecord};
+pub use events::{Events, EventsRef};
+
 use crate::trace::{Event, Pid};
 use anyhow::{Context, Result};
 use format::{FileWriter, Frame};
@@ -67,75 +70,6 @@ pub struct RingInfo {
 pub struct Walked {
     pub bytes: u64,
     pub tablespaces: Option<u64>,
-}
-
-/// A drain's events, each time written as the difference from the one before (the first
-/// from 0), under short keys: a recording of a busy scan is mostly these.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Events(pub Vec<Event>);
-
-/// [`Events`], borrowed, for writing.
-#[derive(Debug, Clone, Copy)]
-pub struct EventsRef<'a>(pub &'a [Event]);
-
-#[derive(Serialize)]
-struct EvOut<'a> {
-    d: i64,
-    p: Pid,
-    #[serde(flatten)]
-    k: &'a crate::trace::EventKind,
-}
-
-#[derive(Deserialize)]
-struct EvIn {
-    d: i64,
-    p: Pid,
-    #[serde(flatten)]
-    k: crate::trace::EventKind,
-}
-
-impl Serialize for EventsRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        let mut prev = 0u64;
-        for e in self.0 {
-            // Tracers stamp some calls by clock tick: a time may go back a little.
-            let d = e.ts_ns.wrapping_sub(prev) as i64;
-            prev = e.ts_ns;
-            seq.serialize_element(&EvOut {
-                d,
-                p: e.pid,
-                k: &e.kind,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-impl Serialize for Events {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        EventsRef(&self.0).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Events {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Events, D::Error> {
-        let v: Vec<EvIn> = Vec::deserialize(d)?;
-        let mut prev = 0u64;
-        Ok(Events(
-            v.into_iter()
-                .map(|e| {
-                    prev = prev.wrapping_add(e.d as u64);
-                    Event {
-                        ts_ns: prev,
-                        pid: e.p,
-                        kind: e.k,
-                    }
-                })
-                .collect(),
-        ))
-    }
 }
 
 /// One line of a frame.
@@ -496,13 +430,32 @@ pub fn parse_keep(s: &str) -> Result<std::time::Duration> {
         .with_context(|| format!("--keep {s}: at most 30 days"))
 }
 
+const BATCH_PREFIX: &[u8] = b"{\"t\":\"batch\",";
+
+/// A `batch` line's fields (its `t` skipped).
+#[derive(Deserialize)]
+struct BatchIn {
+    at: u64,
+    events: Events,
+}
+
 /// The items of one frame, in order; a line that is not an item ends it with an error.
 pub fn parse_items(raw: &[u8]) -> Result<Vec<Item>> {
     raw.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_slice(l).with_context(|| format!("item {} of a frame", i + 1))
+            // Most lines are batches: read straight into their fields, not through the
+            // tagged enum's buffering (the writer puts `t` first).
+            if l.starts_with(BATCH_PREFIX) {
+                serde_json::from_slice::<BatchIn>(l).map(|b| Item::Batch {
+                    at: b.at,
+                    events: b.events,
+                })
+            } else {
+                serde_json::from_slice(l)
+            }
+            .with_context(|| format!("item {} of a frame", i + 1))
         })
         .collect()
 }

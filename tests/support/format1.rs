@@ -1,0 +1,79 @@
+//! A recording as format 1 wrote it (each event an object, its kind flattened into it):
+//! made from a format 2 file, to check that format 1 is still read and to measure it.
+
+use pg_trace::session::record::{format, parse_items, Item};
+use pg_trace::trace::{EventKind, Pid};
+use serde::Serialize;
+
+/// Items as format 1 wrote them: its writer's own structs.
+pub fn write(items: &[Item]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct EvOut<'a> {
+        d: i64,
+        p: Pid,
+        #[serde(flatten)]
+        k: &'a EventKind,
+    }
+    #[derive(Serialize)]
+    struct BatchOut<'a> {
+        t: &'static str,
+        at: u64,
+        events: Vec<EvOut<'a>>,
+    }
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Batch { at, events } => {
+                let mut prev = 0u64;
+                let events = events
+                    .0
+                    .iter()
+                    .map(|e| {
+                        let d = e.ts_ns.wrapping_sub(prev) as i64;
+                        prev = e.ts_ns;
+                        EvOut {
+                            d,
+                            p: e.pid,
+                            k: &e.kind,
+                        }
+                    })
+                    .collect();
+                let line = BatchOut {
+                    t: "batch",
+                    at: *at,
+                    events,
+                };
+                serde_json::to_writer(&mut out, &line).unwrap();
+            }
+            other => serde_json::to_writer(&mut out, other).unwrap(),
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A frame's items (format 2) as format 1 wrote them.
+pub fn items(raw: &[u8]) -> Vec<u8> {
+    write(&parse_items(raw).unwrap())
+}
+
+/// A whole format 2 file as format 1 (without its index: a reader walks the frames).
+#[allow(dead_code)]
+pub fn file(v2: &std::path::Path) -> Vec<u8> {
+    let mut f = std::fs::File::open(v2).unwrap();
+    let opened = format::open(&mut f).unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(format::MAGIC);
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(opened.header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&opened.header);
+    out.extend_from_slice(&crc32c::crc32c(&opened.header).to_le_bytes());
+    for fi in &opened.frames {
+        let raw = items(&format::read_frame(&mut f, fi).unwrap());
+        format::Frame::compress(fi.first_at, fi.last_at, fi.items, &raw)
+            .unwrap()
+            .write_to(&mut out, format::FRAME_MAGIC)
+            .unwrap();
+    }
+    out
+}
