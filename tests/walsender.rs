@@ -281,7 +281,7 @@ fn walsender_records(records: &[Record]) -> Vec<WalSenderRecord> {
     records
         .iter()
         .filter_map(|r| match r {
-            Record::Operation(o) if o.operation == "walsender" => o.walsender.clone(),
+            Record::Operation(o) if o.operation == "walsender" => o.walsender.as_deref().cloned(),
             _ => None,
         })
         .collect()

@@ -410,7 +410,7 @@ pub fn operation_record(
             .walsender
             .as_ref()
             .filter(|_| o.operation == "walsender")
-            .map(|w| record::WalSenderRecord::of(&w.last, w.spill_peak)),
+            .map(|w| Box::new(record::WalSenderRecord::of(&w.last, w.spill_peak))),
         phase_eta_s: o.phase_eta_s,
         eta_source: o.eta_source.map(|s| s.name().to_string()),
         wal_bytes: o.wal_bytes,

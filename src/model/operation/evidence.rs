@@ -292,13 +292,10 @@ impl Model {
     /// swings around the limit).
     fn backup_operation(&self) -> Option<OperationView> {
         // A copier's low-level backup is no base backup: its own `backup` record says it.
-        let Some(b) = self
+        let b = self
             .backup
             .as_ref()
-            .filter(|b| b.started() && !b.ended && b.copier.is_none())
-        else {
-            return None;
-        };
+            .filter(|b| b.started() && !b.ended && b.copier.is_none())?;
         let line = crate::model::lines::BackupLine::of(b);
         // The backup record's rate and ETA: the phase's (`BackupState::tick`).
         let rate = b.phase_rate_bps();

@@ -44,7 +44,7 @@ pub struct OperationRecord {
     pub table_size: Option<u64>,
     /// A walsender's positions, lags, slot and spill files; only on `walsender`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub walsender: Option<WalSenderRecord>,
+    pub walsender: Option<Box<WalSenderRecord>>,
 }
 
 /// What a walsender's `operation` record carries beyond the line: what
