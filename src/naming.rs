@@ -420,6 +420,15 @@ impl Namer for CatalogNamer {
 
     fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
         use crate::pgdata::catalog::{Persistence, RelKind};
+        // A pg_dump on this host told to dump part of the database, or in parallel, does
+        // not go through the catalog's tables in name order: no "k of n" rather than a
+        // wrong one. (A pg_dump on another host cannot be asked.)
+        if crate::process::proc::arguments_of_all("pg_dump")
+            .iter()
+            .any(|a| crate::model::operation::pg_dump::selects_or_reorders(a))
+        {
+            return None;
+        }
         let cat = self.resolver.catalog();
         Some(
             cat.relations

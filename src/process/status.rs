@@ -112,6 +112,9 @@ pub struct StatusSample {
     pub lock_relation: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lock_holders: Vec<Pid>,
+    /// `application_name` (`st_appname`): who the client says it is (`pg_dump`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
     /// The process title (`/proc/PID/cmdline`): "sending backup ..." for a walsender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -452,7 +455,13 @@ impl StatusReader {
         };
         let in_ns = self.ns_of(pid);
         match self.entry_for(in_ns) {
-            Ok(Some((e, q))) => self.fill(&mut s, &e, q),
+            Ok(Some((e, q))) => {
+                if e.appname_ptr != 0 {
+                    // NAMEDATALEN: the server truncates the name to fit.
+                    s.application_name = self.mem.read_cstr(e.appname_ptr, 64).ok();
+                }
+                self.fill(&mut s, &e, q)
+            }
             Ok(None) => s.error = Some(format!("pid {pid} has no backend status slot")),
             Err(e) => s.error = Some(e.to_string()),
         }

@@ -98,6 +98,32 @@ pub fn comm(pid: Pid) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
 }
 
+/// The arguments of every process on the host whose short name is `name` (cut at
+/// MAX_CMDLINE each).
+pub fn arguments_of_all(name: &str) -> Vec<Vec<String>> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+        .filter(|&p| comm(p).as_deref() == Some(name))
+        .filter_map(|p| {
+            let mut raw = Vec::new();
+            std::fs::File::open(format!("/proc/{p}/cmdline"))
+                .ok()?
+                .take(MAX_CMDLINE)
+                .read_to_end(&mut raw)
+                .ok()?;
+            Some(
+                raw.split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 /// The kernel function the process sleeps in (`/proc/PID/wchan`); None when it runs, or
 /// the kernel hides it ("0").
 pub fn wchan(pid: Pid) -> Option<String> {
