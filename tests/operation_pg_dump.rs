@@ -48,6 +48,38 @@ fn sections(dump: &str) -> Vec<(String, u64)> {
     out
 }
 
+/// pg_dump of the database `postgres` with `extra` arguments, its output not read yet,
+/// and the pid of its backend once that copies `table`.
+fn start_dump(c: &Cluster, extra: &[&str], table: &str) -> (std::process::Child, i32) {
+    let dump = Command::new(PG_DUMP)
+        .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run pg_dump");
+    let mut pid = 0;
+    wait_until(
+        &format!("pg_dump's backend copying {table}"),
+        Duration::from_secs(60),
+        || {
+            let rows = c.psql(
+                "postgres",
+                &format!(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_dump' \
+                     AND query LIKE 'COPY {table} %'"
+                ),
+            );
+            if let Some(p) = rows.first().and_then(|r| r[0].as_deref()) {
+                pid = p.parse().unwrap();
+            }
+            pid != 0
+        },
+    );
+    (dump, pid)
+}
+
 fn check(major: u32) {
     if major > 15 {
         support::skip(
@@ -90,30 +122,8 @@ fn check(major: u32) {
     };
     let sizes = [("public.big1", size("big1")), ("public.big2", size("big2"))];
     let turn = one_dump();
-    let mut dump = Command::new(PG_DUMP)
-        .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
-        .args(["-U", "postgres", "-d", "postgres"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pg_dump");
     // Nothing read yet: the backend stalls in the first big table once the pipe is full.
-    let mut pid = 0;
-    wait_until(
-        "pg_dump's backend copying big1",
-        Duration::from_secs(60),
-        || {
-            let rows = c.psql(
-                "postgres",
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_dump' \
-             AND query LIKE 'COPY public.big1 %'",
-            );
-            if let Some(p) = rows.first().and_then(|r| r[0].as_deref()) {
-                pid = p.parse().unwrap();
-            }
-            pid != 0
-        },
-    );
+    let (mut dump, pid) = start_dump(&c, &[], "public.big1");
     let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
     t.wait_ready();
     // Read ~4 MB/s: a few seconds a big table.
@@ -228,29 +238,7 @@ fn check(major: u32) {
 /// from the catalog; it names the table and gives no k of n.
 fn one_table(c: &Cluster, major: u32) {
     let _turn = one_dump();
-    let mut dump = Command::new(PG_DUMP)
-        .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
-        .args(["-U", "postgres", "-d", "postgres", "-t", "public.big2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run pg_dump -t");
-    let mut pid = 0;
-    wait_until(
-        "pg_dump -t's backend copying big2",
-        Duration::from_secs(60),
-        || {
-            let rows = c.psql(
-                "postgres",
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_dump' \
-             AND query LIKE 'COPY public.big2 %'",
-            );
-            if let Some(p) = rows.first().and_then(|r| r[0].as_deref()) {
-                pid = p.parse().unwrap();
-            }
-            pid != 0
-        },
-    );
+    let (mut dump, pid) = start_dump(c, &["-t", "public.big2"], "public.big2");
     let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
     t.wait_ready();
     let mut out = dump.stdout.take().unwrap();
