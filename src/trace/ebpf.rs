@@ -52,6 +52,7 @@ mod skel {
 
 use skel::{SyscallsSkel, SyscallsSkelBuilder};
 
+mod decoded_ring;
 mod exits;
 mod io_latency;
 mod kernel_time;

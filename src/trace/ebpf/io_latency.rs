@@ -6,10 +6,8 @@
 //! [`EventKind::IoLatency`]. Opt-in: a second program at every system call's entry and
 //! exit, and a record per call, cost the traced backend more than the default path.
 
-use std::sync::{Arc, Mutex};
-
 use anyhow::anyhow;
-use libbpf_rs::{Link, RingBuffer, RingBufferBuilder};
+use libbpf_rs::Link;
 
 use super::skel::SyscallsSkel;
 use crate::trace::{Event, EventKind, IoOp, Pid};
@@ -75,9 +73,7 @@ pub(super) fn decode(data: &[u8], classified: bool) -> Option<Event> {
 /// order: the links first.
 pub(super) struct IoLatencyWatch {
     links: Vec<Link>,
-    ring: RingBuffer<'static>,
-    decoded: Arc<Mutex<Vec<Event>>>,
-    garbled: Arc<Mutex<u64>>,
+    ring: super::decoded_ring::DecodedRing,
 }
 
 impl IoLatencyWatch {
@@ -85,30 +81,11 @@ impl IoLatencyWatch {
         skel: &mut SyscallsSkel<'static>,
         classified: bool,
     ) -> anyhow::Result<IoLatencyWatch> {
-        let decoded = Arc::new(Mutex::new(Vec::new()));
-        let garbled = Arc::new(Mutex::new(0u64));
-        let (sink, bad) = (Arc::clone(&decoded), Arc::clone(&garbled));
-        let mut builder = RingBufferBuilder::new();
-        builder
-            .add(&skel.maps.io_lat, move |data: &[u8]| {
-                match decode(data, classified) {
-                    Some(ev) => {
-                        if let Ok(mut v) = sink.lock() {
-                            v.push(ev);
-                        }
-                    }
-                    None => {
-                        if let Ok(mut n) = bad.lock() {
-                            *n += 1;
-                        }
-                    }
-                }
-                0
-            })
-            .map_err(|e| anyhow!("--io-latency: cannot use its ring buffer ({e})"))?;
-        let ring = builder
-            .build()
-            .map_err(|e| anyhow!("--io-latency: cannot map its ring buffer ({e})"))?;
+        let ring = super::decoded_ring::DecodedRing::open(
+            &skel.maps.io_lat,
+            "--io-latency",
+            move |data: &[u8]| decode(data, classified),
+        )?;
         if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
             super::store_shared(&mut bss.io_latency_on, 1);
         }
@@ -122,24 +99,12 @@ impl IoLatencyWatch {
                 anyhow!("--io-latency: attaching to {name} failed ({detail})")
             })?);
         }
-        Ok(IoLatencyWatch {
-            links,
-            ring,
-            decoded,
-            garbled,
-        })
+        Ok(IoLatencyWatch { links, ring })
     }
 
     /// The calls timed since the last drain, and how many records were garbled.
     pub(super) fn drain(&self, out: &mut Vec<Event>) -> u64 {
-        let _ = self.ring.consume_raw();
-        if let Ok(mut v) = self.decoded.lock() {
-            out.append(&mut v);
-        }
-        self.garbled
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default()
+        self.ring.drain(out)
     }
 
     pub(super) fn detach(&mut self) {

@@ -6,10 +6,8 @@
 //! and end, no sampling error; but every write traps (about 15 µs each on a VM), so it is
 //! never on by default and the session says the expected cost first.
 
-use std::sync::{Arc, Mutex};
-
 use anyhow::{anyhow, bail};
-use libbpf_rs::{Link, RingBuffer, RingBufferBuilder};
+use libbpf_rs::Link;
 
 use super::skel::SyscallsSkel;
 use crate::trace::{Event, EventKind, Pid};
@@ -64,9 +62,7 @@ pub(super) fn decode(data: &[u8]) -> Option<Event> {
 /// the links (which own and close their perf events) first.
 pub(super) struct WaitWatch {
     links: Vec<Link>,
-    ring: RingBuffer<'static>,
-    decoded: Arc<Mutex<Vec<Event>>>,
-    garbled: Arc<Mutex<u64>>,
+    ring: super::decoded_ring::DecodedRing,
 }
 
 impl WaitWatch {
@@ -79,30 +75,8 @@ impl WaitWatch {
         if addr == 0 || addr % 4 != 0 {
             bail!("--exact-waits: wait_event_info at {addr:#x} is not a 4-byte aligned address");
         }
-        let decoded = Arc::new(Mutex::new(Vec::new()));
-        let garbled = Arc::new(Mutex::new(0u64));
-        let (sink, bad) = (Arc::clone(&decoded), Arc::clone(&garbled));
-        let mut builder = RingBufferBuilder::new();
-        builder
-            .add(&skel.maps.wait_trans, move |data: &[u8]| {
-                match decode(data) {
-                    Some(ev) => {
-                        if let Ok(mut v) = sink.lock() {
-                            v.push(ev);
-                        }
-                    }
-                    None => {
-                        if let Ok(mut n) = bad.lock() {
-                            *n += 1;
-                        }
-                    }
-                }
-                0
-            })
-            .map_err(|e| anyhow!("--exact-waits: cannot use its ring buffer ({e})"))?;
-        let ring = builder
-            .build()
-            .map_err(|e| anyhow!("--exact-waits: cannot map its ring buffer ({e})"))?;
+        let ring =
+            super::decoded_ring::DecodedRing::open(&skel.maps.wait_trans, "--exact-waits", decode)?;
         let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .map_err(|e| anyhow!("--exact-waits: pid {pid}: {e}"))?
             .flatten()
@@ -141,24 +115,12 @@ impl WaitWatch {
                 }
             }
         }
-        Ok(WaitWatch {
-            links,
-            ring,
-            decoded,
-            garbled,
-        })
+        Ok(WaitWatch { links, ring })
     }
 
     /// The transitions since the last drain, and how many records were garbled.
     pub(super) fn drain(&self, out: &mut Vec<Event>) -> u64 {
-        let _ = self.ring.consume_raw();
-        if let Ok(mut v) = self.decoded.lock() {
-            out.append(&mut v);
-        }
-        self.garbled
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default()
+        self.ring.drain(out)
     }
 
     pub(super) fn detach(&mut self) {
