@@ -34,7 +34,8 @@ const XLOG_BLCKSZ: u64 = 8192;
 const ROWS: u64 = 30_000;
 
 /// A minimal physical standby: START_REPLICATION from the current segment, and a status
-/// reply (written = flushed = replayed = all received) every 100 ms.
+/// reply (written = flushed = replayed = all received) every 100 ms. Paced, it reads no
+/// faster than its rate: a standby on a slow link, which the walsender waits for.
 struct Standby {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -58,6 +59,10 @@ fn read_msg(s: &mut UnixStream) -> std::io::Result<(u8, Vec<u8>)> {
 
 impl Standby {
     fn start(c: &Cluster, from: u64) -> Standby {
+        Standby::start_paced(c, from, None)
+    }
+
+    fn start_paced(c: &Cluster, from: u64, bytes_per_s: Option<f64>) -> Standby {
         let path = c.sockdir.join(format!(".s.PGSQL.{}", c.port));
         let mut s = UnixStream::connect(&path).expect("connect for replication");
         let mut startup = Vec::new();
@@ -108,11 +113,20 @@ impl Standby {
         let handle = std::thread::spawn(move || {
             let mut received = start;
             let mut last_reply = Instant::now() - Duration::from_secs(1);
+            let (began, mut read) = (Instant::now(), 0u64);
             while !flag.load(Ordering::Relaxed) {
+                if let Some(rate) = bytes_per_s {
+                    // Ahead of the link's rate: wait until it has caught up with us.
+                    let due = Duration::from_secs_f64(read as f64 / rate);
+                    if let Some(early) = due.checked_sub(began.elapsed()) {
+                        std::thread::sleep(early.min(Duration::from_millis(50)));
+                    }
+                }
                 match read_msg(&mut s) {
                     Ok((b'd', body)) if body.first() == Some(&b'w') && body.len() >= 25 => {
                         let at = u64::from_be_bytes(body[1..9].try_into().unwrap());
                         received = received.max(at + (body.len() - 25) as u64);
+                        read += body.len() as u64;
                     }
                     Ok((b'd', _)) => {}
                     Ok(_) => return,
@@ -190,8 +204,21 @@ fn sql_view(c: &Cluster, pid: i32) -> Option<SqlView> {
         state: r[0].clone()?,
         lsns: [lsn(1), lsn(2), lsn(3), lsn(4)],
         lags: [us(5), us(6), us(7)],
-        insert: lsn(8)?,
+        insert: wal_end(lsn(8)?),
     })
+}
+
+/// `pg_current_wal_insert_lsn()` as the end of the WAL written: at a segment's or page's
+/// start it points past that page's header (40 or 24 bytes), which nothing was written to
+/// yet; pg_trace counts a walsender's distance to the boundary.
+fn wal_end(insert: u64) -> u64 {
+    if insert % SEG == 40 {
+        insert - 40
+    } else if insert % XLOG_BLCKSZ == 24 {
+        insert - 24
+    } else {
+        insert
+    }
 }
 
 fn ours(w: &WalSenderSample) -> ([Option<u64>; 4], [Option<i64>; 3]) {
@@ -580,6 +607,127 @@ fn logical(c: &Cluster) {
             disk.files, disk.bytes
         );
     }
+}
+
+/// A standby that has fallen behind by `LAG_BYTES` of WAL and catches up over a link of
+/// `LINK_BYTES_PER_S`: the walsender's ETA, taken when a quarter of the catch-up has
+/// passed, must land within 15 % of the catch-up's length of the moment it caught up (the
+/// first record with nothing left to send). The WAL is written before the standby
+/// connects, and nothing else writes meanwhile, so the distance only shrinks.
+fn lagging_standby(major: u32) {
+    const LAG_BYTES: u64 = 28 << 20;
+    const LINK_BYTES_PER_S: f64 = 3.0 * (1 << 20) as f64;
+    let keep = if major >= 13 {
+        ("wal_keep_size", "1GB")
+    } else {
+        ("wal_keep_segments", "64")
+    };
+    let c = Cluster::start_with(
+        major,
+        &[
+            ("max_wal_senders", "4"),
+            ("autovacuum", "off"),
+            ("max_wal_size", "4GB"),
+            ("checkpoint_timeout", "1h"),
+            keep,
+        ],
+    );
+    let lsn = |c: &Cluster| {
+        parse_lsn(
+            c.psql("postgres", "SELECT pg_current_wal_insert_lsn()")[0][0]
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    c.execute("postgres", "CREATE TABLE w (a int, b text)");
+    let from = lsn(&c);
+    while lsn(&c) - from < LAG_BYTES {
+        c.execute(
+            "postgres",
+            "INSERT INTO w SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g",
+        );
+    }
+    let _standby = Standby::start_paced(&c, from, Some(LINK_BYTES_PER_S));
+    let mut pid = None;
+    wait_until(
+        "the lagging standby's walsender",
+        Duration::from_secs(30),
+        || {
+            pid = c
+            .psql(
+                "postgres",
+                "SELECT pid FROM pg_stat_replication WHERE application_name = 'pg_trace_standby'",
+            )
+            .first()
+            .and_then(|r| r[0].as_deref().and_then(|p| p.parse().ok()));
+            pid.is_some()
+        },
+    );
+    let pid = pid.unwrap();
+    let mut t = spawn_trace_every(pid, "procfs", 100, &[]);
+    let caught_up = |w: &WalSenderRecord| w.sent_behind == Some(0);
+    t.wait_for("the standby to catch up", |r| {
+        walsender_records(r).iter().any(caught_up)
+    });
+    let ops: Vec<_> = t
+        .finish()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Operation(o) if o.operation == "walsender" && o.walsender.is_some() => Some(o),
+            _ => None,
+        })
+        .collect();
+    let start = ops[0].ts;
+    let end = ops
+        .iter()
+        .find(|o| caught_up(o.walsender.as_deref().unwrap()))
+        .unwrap()
+        .ts;
+    let dur = end - start;
+    assert!(
+        dur >= 6.0,
+        "PG{major}: caught up in {dur:.1}s: too quick to time (the link's pace did not hold)"
+    );
+    let quarter = start + dur / 4.0;
+    let at = ops
+        .iter()
+        .find(|o| o.ts >= quarter && o.eta_s.is_some())
+        .unwrap_or_else(|| panic!("PG{major}: no ETA from {quarter:.2}s on: {ops:?}"));
+    assert!(
+        at.ts <= start + dur * 0.35,
+        "PG{major}: the first ETA from a quarter on came {:.0} % into the catch-up",
+        (at.ts - start) * 100.0 / dur
+    );
+    let predicted = at.ts + at.eta_s.unwrap();
+    let err = (predicted - end).abs() / dur;
+    eprintln!(
+        "PG{major}: walsender catch-up {start:.2}s..{end:.2}s ({dur:.1}s); at {:.2}s ({:?}, {:?} of {:?} bytes) ETA {:.1}s → {predicted:.2}s: error {:.1} %",
+        at.ts,
+        at.phase,
+        at.done,
+        at.total,
+        at.eta_s.unwrap(),
+        err * 100.0
+    );
+    if std::env::var("OPERATION_DEBUG").is_ok() {
+        for o in &ops {
+            eprintln!(
+                "  {:.2} {:?} {:?}/{:?} rate {:?} eta {:?}",
+                o.ts, o.phase, o.done, o.total, o.rate, o.eta_s
+            );
+        }
+    }
+    assert!(
+        err <= 0.15,
+        "PG{major}: the walsender's ETA at a quarter was {:.1} % of the catch-up off",
+        err * 100.0
+    );
+}
+
+#[test]
+fn a_lagging_standby_catches_up_when_its_eta_said() {
+    support::on_every_major_at_most(4, lagging_standby);
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! `WalSnd` slot in "Wal Sender Ctl" (state, sent position, the standby's reported write,
 //! flush and replay positions and the server's lag measurements — what
 //! `pg_stat_replication` shows), the replication slot it holds in "ReplicationSlot Ctl"
-//! (name, logical or physical, `restart_lsn`, `confirmed_flush`), the server's WAL insert
-//! position (`XLogCtl->Insert.CurrBytePos`, as `pg_current_wal_insert_lsn()` converts it),
+//! (name, logical or physical, `restart_lsn`, `confirmed_flush`), the end of the WAL inserted
+//! (`XLogCtl->Insert.CurrBytePos`, as `pg_current_wal_insert_lsn()` converts it, except at
+//! a page boundary, which that function gives past the next page's header: a walsender
+//! that has sent everything is 0 bytes behind),
 //! and, for a logical slot, the transactions decoding spilled to `pg_replslot/<slot>/`.
 //!
 //! The pure parts ([`find_walsnd`], [`find_slot`], [`spill::tally`]) take bytes; [`Reader`]
@@ -35,7 +37,7 @@ pub struct WalSenderSample {
     pub write_lag_us: Option<i64>,
     pub flush_lag_us: Option<i64>,
     pub replay_lag_us: Option<i64>,
-    /// The server's WAL insert position at the same read.
+    /// The end of the WAL inserted, at the same read (see the module's note).
     pub insert: Option<u64>,
     /// The replication slot this walsender holds, when it holds one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +199,7 @@ impl Reader {
         };
         w.insert = self.xlog.as_ref().and_then(|x| {
             let pos = x.curr_byte_pos().ok()?;
-            crate::process::server_backup::xlog::byte_pos_to_rec_ptr(
+            crate::process::server_backup::xlog::byte_pos_to_end_rec_ptr(
                 pos,
                 self.segment_bytes,
                 self.xlog_blcksz,

@@ -67,9 +67,21 @@ const SHORT_PHD: u64 = 24;
 const LONG_PHD: u64 = 40;
 
 /// `XLogBytePosToRecPtr`: a byte position (headers skipped) as an LSN, for WAL segments of
-/// `seg` bytes and pages of `blck` bytes. None for sizes no server has (from a torn or
-/// hostile pg_control) or a position whose LSN overflows.
+/// `seg` bytes and pages of `blck` bytes: where the next record would start, past the
+/// header of a page not begun yet (`pg_current_wal_insert_lsn()`). None for sizes no server
+/// has (from a torn or hostile pg_control) or a position whose LSN overflows.
 pub fn byte_pos_to_rec_ptr(pos: u64, seg: u64, blck: u64) -> Option<u64> {
+    to_lsn(pos, seg, blck, false)
+}
+
+/// `XLogBytePosToEndRecPtr`: the same position as the end of the WAL written up to it. At a
+/// page boundary it is the boundary itself, not past the next page's header: a walsender
+/// that has sent everything is then 0 bytes behind, not a page header's 24.
+pub fn byte_pos_to_end_rec_ptr(pos: u64, seg: u64, blck: u64) -> Option<u64> {
+    to_lsn(pos, seg, blck, true)
+}
+
+fn to_lsn(pos: u64, seg: u64, blck: u64, end: bool) -> Option<u64> {
     let sane = |v: u64, lo: u64, hi: u64| v.is_power_of_two() && (lo..=hi).contains(&v);
     if !sane(blck, 1024, 65536) || !sane(seg, 1 << 20, 1 << 30) || seg < blck {
         return None;
@@ -79,12 +91,20 @@ pub fn byte_pos_to_rec_ptr(pos: u64, seg: u64, blck: u64) -> Option<u64> {
     let full_segs = pos / usable_seg;
     let mut left = pos % usable_seg;
     let offset = if left < blck - LONG_PHD {
-        left + LONG_PHD
+        if end && left == 0 {
+            0
+        } else {
+            left + LONG_PHD
+        }
     } else {
         left -= blck - LONG_PHD;
         let full_pages = left / usable_page;
         left %= usable_page;
-        (full_pages + 1) * blck + left + SHORT_PHD
+        if end && left == 0 {
+            (full_pages + 1) * blck
+        } else {
+            (full_pages + 1) * blck + left + SHORT_PHD
+        }
     };
     full_segs.checked_mul(seg)?.checked_add(offset)
 }

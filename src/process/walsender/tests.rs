@@ -1,6 +1,6 @@
 use super::layout::{slot_layout, walsnd_layout};
 use super::*;
-use crate::process::server_backup::xlog::byte_pos_to_rec_ptr;
+use crate::process::server_backup::xlog::{byte_pos_to_end_rec_ptr, byte_pos_to_rec_ptr};
 
 fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
@@ -76,6 +76,21 @@ fn insert_position_as_pg_current_wal_insert_lsn() {
     assert_eq!(byte_pos_to_rec_ptr(1, 3 << 20, blck), None);
     assert_eq!(byte_pos_to_rec_ptr(1, seg, 100), None);
     assert_eq!(byte_pos_to_rec_ptr(u64::MAX, seg, blck), None);
+    // The end of the WAL written stops at a page or segment boundary, not past the next
+    // page's header; elsewhere the two agree.
+    assert_eq!(byte_pos_to_end_rec_ptr(0, seg, blck), Some(0));
+    assert_eq!(byte_pos_to_end_rec_ptr(8152, seg, blck), Some(8192));
+    assert_eq!(
+        byte_pos_to_end_rec_ptr(8152 + 8168, seg, blck),
+        Some(2 * 8192)
+    );
+    assert_eq!(byte_pos_to_end_rec_ptr(8151, seg, blck), Some(8191));
+    assert_eq!(byte_pos_to_end_rec_ptr(8153, seg, blck), Some(8192 + 25));
+    assert_eq!(byte_pos_to_end_rec_ptr(usable, seg, blck), Some(seg));
+    assert_eq!(
+        byte_pos_to_end_rec_ptr(usable + 1, seg, blck),
+        Some(seg + 41)
+    );
 }
 
 #[test]
