@@ -174,7 +174,7 @@ pub struct Model {
     pub lost: BTreeMap<String, u64>,
     pub first_ns: Option<u64>,
     pub last_ns: u64,
-    last_tick_ns: Option<u64>,
+    pub(crate) last_tick_ns: Option<u64>,
     /// Buffer tags already named (unknown ones are forgotten each tick, to be re-asked).
     /// Looked up once per USDT block event: a fast hasher (SipHash was a tenth of
     /// pg_trace's CPU on a cache-warm scan; the keys are not attacker-chosen in bulk).
@@ -959,6 +959,7 @@ impl Model {
                 let rs = self.relation_entry(&r, ev.ts_ns, namer);
                 rs.bytes_written += n;
                 rs.last_ns = ev.ts_ns;
+                rs.last_write_ns = ev.ts_ns;
             } else {
                 self.rel_read(&r, start, n, ev.ts_ns, namer);
             }
@@ -1002,7 +1003,6 @@ impl Model {
         if let Some(b) = self.backup.as_mut() {
             b.tick(now_ns);
         }
-        self.operation_tick(namer);
         for (_, f) in self.files.iter_mut() {
             f.tick(dt);
             if f.last_ns + SIZE_REFRESH_NS > now_ns && f.size_checked_ns + SIZE_REFRESH_NS <= now_ns
@@ -1032,6 +1032,8 @@ impl Model {
                 rs.size_checked_ns = now_ns;
             }
         }
+        // After the sizes: the line shows how large the relation being written is now.
+        self.operation_tick(namer);
     }
 
     /// The file most recently read or written.

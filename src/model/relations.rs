@@ -13,6 +13,8 @@ pub struct RelState {
     pub size: Option<u64>,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// When it was last written (0: never).
+    pub last_write_ns: u64,
     /// Where in the main fork (segments laid end to end) the last read ended.
     pub position: Option<u64>,
     /// The furthest point any read of the main fork reached.
@@ -70,6 +72,7 @@ impl RelState {
             size,
             bytes_read: 0,
             bytes_written: 0,
+            last_write_ns: 0,
             position: None,
             highest: 0,
             reads: 0,

@@ -53,7 +53,11 @@ impl Namer for FakeNamer {
         }
     }
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        (rel.id.path == "base/5/100").then_some(SEG + SEG / 2)
+        match rel.id.path.as_str() {
+            "base/5/100" => Some(SEG + SEG / 2),
+            "base/5/200" => Some(SEG / 4),
+            _ => None,
+        }
     }
     fn file_size(&mut self, path: &str) -> Option<u64> {
         Some(if path.ends_with(".1") { SEG / 2 } else { SEG })
@@ -589,4 +593,73 @@ fn a_burst_right_after_attach_is_not_taken_for_the_rate() {
     assert_eq!(smooth(0.0, &mut none, &mut w, 10 * tick), 0.0);
     let mut p = 1 << 20;
     assert_eq!(smooth(0.0, &mut p, &mut w, 4 * tick), (1 << 20) as f64);
+}
+
+/// A status sample of pid 1 running `CREATE INDEX` in phase `phase` (the view's number).
+fn create_index_at(ts: u64, phase: i64) -> Event {
+    let mut params = vec![0i64; 20];
+    (params[0], params[8], params[9]) = (1, 403, phase);
+    let sample = crate::process::status::StatusSample {
+        pid: 1,
+        major: 16,
+        state: Some("active".into()),
+        backend_type: Some("client backend".into()),
+        progress_command: Some("create_index".into()),
+        progress_target: Some(16384),
+        progress_params: params,
+        ..Default::default()
+    };
+    ev(
+        ts,
+        1,
+        EventKind::Status {
+            sample: Box::new(sample),
+        },
+    )
+}
+
+#[test]
+fn the_relation_being_written_is_one_written_lately_at_its_size_now() {
+    const S: u64 = 1_000_000_000;
+    let mut m = Model::new(1, SEG);
+    let mut n = FakeNamer;
+    m.apply(&create_index_at(S, 2), &mut n);
+    m.apply(&open(S, 1, 9, "base/5/200"), &mut n);
+    let write = |ts, off| {
+        ev(
+            ts,
+            1,
+            EventKind::Write {
+                syscall: Syscall::Pwrite64,
+                fd: 9,
+                offset: Some(off),
+                requested: 8192,
+                result: 8192,
+            },
+        )
+    };
+    for i in 0..10 {
+        m.apply(&write(S + i * S / 10, i * 8192), &mut n);
+    }
+    m.tick(2 * S, &mut n);
+    let detail = |m: &Model| m.operation_view.as_ref().and_then(|v| v.detail.clone());
+    // The size as re-read in this tick, not as it was when the index was first seen.
+    assert_eq!(
+        detail(&m).as_deref(),
+        Some("writing sales.orders_pkey (256.0 MiB)")
+    );
+    // Validation reads the index built: it is not written any more.
+    m.apply(&create_index_at(3 * S, 4), &mut n);
+    for i in 0..20 {
+        m.apply(&pread(3 * S + i * S / 4, 1, 9, i * 8192, 8192), &mut n);
+        if i % 4 == 3 {
+            m.tick(3 * S + i * S / 4, &mut n);
+        }
+    }
+    m.tick(8 * S, &mut n);
+    assert!(
+        !detail(&m).unwrap_or_default().contains("writing"),
+        "{:?}",
+        m.operation_view
+    );
 }

@@ -6,6 +6,10 @@ use super::{OperationState, OperationView, Source, Unit, Want};
 use crate::model::{FileEntry, Model, Namer, RelState};
 use crate::text::human_bytes;
 
+/// A relation last written longer ago than this is no longer the one the operation
+/// writes.
+const WRITING_RECENT_NS: u64 = 3_000_000_000;
+
 impl Model {
     /// A status sample of the leader: the operation it runs, if any.
     pub(crate) fn operation_sample(&mut self, s: &crate::process::status::StatusSample, ts: u64) {
@@ -232,11 +236,19 @@ impl Model {
             .max_by_key(|r| r.bytes_read)
     }
 
+    /// The relation written last, if it was written lately: an index built earlier in
+    /// the operation and read now (a `CREATE INDEX CONCURRENTLY`'s validation) is not
+    /// being written.
     fn last_written_rel(&self, since: u64) -> Option<&RelState> {
+        let now = self.last_tick_ns.unwrap_or(0).max(self.last_ns);
         self.relations
             .values()
-            .filter(|r| r.bytes_written > 0 && r.last_ns >= since)
-            .max_by_key(|r| r.last_ns)
+            .filter(|r| {
+                r.bytes_written > 0
+                    && r.last_write_ns >= since
+                    && r.last_write_ns.saturating_add(WRITING_RECENT_NS) >= now
+            })
+            .max_by_key(|r| r.last_write_ns)
     }
 
     fn our_files(&self, since: u64) -> impl Iterator<Item = &FileEntry> {
