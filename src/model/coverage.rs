@@ -79,6 +79,12 @@ impl Coverage {
         self.touched * self.granule
     }
 
+    /// Where the first touched granule begins.
+    pub fn first_touched(&self) -> Option<u64> {
+        let (w, word) = self.bits.iter().enumerate().find(|(_, w)| **w != 0)?;
+        Some((w as u64 * 64 + u64::from(word.trailing_zeros())) * self.granule)
+    }
+
     /// Distinct blocks touched (an upper bound once granules are coarser than a block).
     pub fn blocks(&self) -> u64 {
         self.touched * (self.granule / BLOCK)

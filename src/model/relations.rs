@@ -224,6 +224,18 @@ impl RelState {
         touched >= upto || touched as f64 >= 0.95 * upto as f64
     }
 
+    /// Read forward from where it was first seen read: at least `SWEEP_MIN_BLOCKS`
+    /// blocks touched, and nine tenths of the stretch from the first to the position
+    /// (a scan begun before attach is a sweep too).
+    pub fn sweeping(&self) -> bool {
+        let (Some(pos), Some(first)) = (self.position, self.coverage.first_touched()) else {
+            return false;
+        };
+        let touched = self.coverage.touched_bytes() + self.coverage.granule();
+        self.coverage.blocks() >= SWEEP_MIN_BLOCKS
+            && touched as f64 >= 0.9 * pos.saturating_sub(first) as f64
+    }
+
     /// Blocks `[from, to)` of the main fork, which a sequential sweep passed without
     /// reading them, were all in shared buffers: counted as passed, from there.
     fn passed_in_buffers(&mut self, from: u64, to: u64) {
@@ -271,8 +283,13 @@ impl RelState {
         Some((self.position? as f64 * 100.0 / size as f64).min(100.0))
     }
 
-    /// Seconds to the end at the current rate.
+    /// Seconds to the end at the current rate, for a relation being swept forward: the
+    /// few blocks a catalog lookup or an index scan reads here and there will not run
+    /// to the end, and an ETA for them would be a wrong fact.
     pub fn eta_s(&self) -> Option<f64> {
+        if !self.sweeping() {
+            return None;
+        }
         let left = self.size?.saturating_sub(self.position?);
         let rate = self.progress_bps();
         (rate > 1.0).then(|| left as f64 / rate)
@@ -288,6 +305,9 @@ impl RelState {
         }
     }
 }
+
+/// Fewer blocks than this read are no sweep yet (nor ever, for a catalog lookup).
+const SWEEP_MIN_BLOCKS: u64 = 8;
 
 /// How far past a query's end its reads' stamps may fall.
 const END_SLACK_NS: u64 = 20_000_000;
