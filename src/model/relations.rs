@@ -15,6 +15,8 @@ pub struct RelState {
     pub bytes_written: u64,
     /// When it was last written (0: never).
     pub last_write_ns: u64,
+    /// When it was last read, or a block of it accessed (0: never).
+    pub last_read_ns: u64,
     /// Where in the main fork (segments laid end to end) the last read ended.
     pub position: Option<u64>,
     /// The furthest point any read of the main fork reached.
@@ -73,6 +75,7 @@ impl RelState {
             bytes_read: 0,
             bytes_written: 0,
             last_write_ns: 0,
+            last_read_ns: 0,
             position: None,
             highest: 0,
             reads: 0,
@@ -118,6 +121,9 @@ impl RelState {
         block_bytes: u64,
     ) {
         self.last_ns = ts;
+        if !write {
+            self.last_read_ns = ts;
+        }
         self.in_query = true;
         self.forks.insert(r.fork.as_str());
         let n = u64::from(nblocks);
@@ -170,6 +176,7 @@ impl RelState {
         self.reads += 1;
         self.pending_bytes += n;
         self.last_ns = ts;
+        self.last_read_ns = ts;
         self.forks.insert(r.fork.as_str());
         if r.fork == Fork::Main {
             self.segments.insert(r.segment);

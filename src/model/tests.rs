@@ -25,6 +25,7 @@ impl Namer for FakeNamer {
         let rel = match file {
             "base/5/100" => Some(("orders", "table", None)),
             "base/5/200" => Some(("orders_pkey", "index", Some("sales.orders".to_string()))),
+            "base/5/300" => Some(("orders_day", "index", Some("sales.orders".to_string()))),
             _ => None,
         };
         Named {
@@ -51,6 +52,10 @@ impl Namer for FakeNamer {
                 })
             }),
         }
+    }
+    fn relation_by_oid(&mut self, db: u32, oid: u32) -> Option<RelIdentity> {
+        let info = self.name("base/5/100").relation?;
+        ((db, oid) == (5, 16384)).then(|| info.id.clone())
     }
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
         match rel.id.path.as_str() {
@@ -599,14 +604,19 @@ fn a_burst_right_after_attach_is_not_taken_for_the_rate() {
 fn create_index_at(ts: u64, phase: i64) -> Event {
     let mut params = vec![0i64; 20];
     (params[0], params[8], params[9]) = (1, 403, phase);
+    progress_at(ts, "create_index", params)
+}
+
+fn progress_at(ts: u64, command: &str, params: Vec<i64>) -> Event {
     let sample = crate::process::status::StatusSample {
         pid: 1,
         major: 16,
         state: Some("active".into()),
         backend_type: Some("client backend".into()),
-        progress_command: Some("create_index".into()),
+        progress_command: Some(command.into()),
         progress_target: Some(16384),
         progress_params: params,
+        database_oid: Some(5),
         ..Default::default()
     };
     ev(
@@ -618,6 +628,47 @@ fn create_index_at(ts: u64, phase: i64) -> Event {
     )
 }
 
+fn pwrite(ts: u64, pid: i32, fd: i32, off: u64) -> Event {
+    ev(
+        ts,
+        pid,
+        EventKind::Write {
+            syscall: Syscall::Pwrite64,
+            fd,
+            offset: Some(off),
+            requested: 8192,
+            result: 8192,
+        },
+    )
+}
+
+#[test]
+fn a_vacuum_index_pass_names_the_index_read_now() {
+    const S: u64 = 1_000_000_000;
+    let mut m = Model::new(1, SEG);
+    let mut n = FakeNamer;
+    let mut params = vec![0i64; 20];
+    (params[0], params[1]) = (2, 100); // vacuuming indexes
+    m.apply(&progress_at(S, "vacuum", params), &mut n);
+    m.apply(&open(S, 1, 7, "base/5/100"), &mut n);
+    m.apply(&pread(S, 1, 7, 0, 8192), &mut n);
+    m.tick(S, &mut n);
+    m.apply(&open(S, 1, 8, "base/5/200"), &mut n);
+    m.apply(&open(S, 1, 9, "base/5/300"), &mut n);
+    for i in 0..100 {
+        m.apply(&pread(S + i * S / 100, 1, 8, i * 8192, 8192), &mut n);
+    }
+    // The first index done, its dirtied pages are written back while the second is read.
+    for i in 0..10 {
+        let ts = 2 * S + i * S / 10;
+        m.apply(&pread(ts, 1, 9, i * 8192, 8192), &mut n);
+        m.apply(&pwrite(ts + 1, 1, 8, i * 8192), &mut n);
+    }
+    m.tick(3 * S, &mut n);
+    let detail = m.operation_view.as_ref().and_then(|v| v.detail.clone());
+    assert_eq!(detail.as_deref(), Some("index sales.orders_day"));
+}
+
 #[test]
 fn the_relation_being_written_is_one_written_lately_at_its_size_now() {
     const S: u64 = 1_000_000_000;
@@ -625,21 +676,8 @@ fn the_relation_being_written_is_one_written_lately_at_its_size_now() {
     let mut n = FakeNamer;
     m.apply(&create_index_at(S, 2), &mut n);
     m.apply(&open(S, 1, 9, "base/5/200"), &mut n);
-    let write = |ts, off| {
-        ev(
-            ts,
-            1,
-            EventKind::Write {
-                syscall: Syscall::Pwrite64,
-                fd: 9,
-                offset: Some(off),
-                requested: 8192,
-                result: 8192,
-            },
-        )
-    };
     for i in 0..10 {
-        m.apply(&write(S + i * S / 10, i * 8192), &mut n);
+        m.apply(&pwrite(S + i * S / 10, 1, 9, i * 8192), &mut n);
     }
     m.tick(2 * S, &mut n);
     let detail = |m: &Model| m.operation_view.as_ref().and_then(|v| v.detail.clone());

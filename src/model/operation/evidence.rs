@@ -209,12 +209,13 @@ impl Model {
         self.operation_view = Some(view);
     }
 
-    /// The relation matching `f` read last since `since`.
+    /// The relation matching `f` read last since `since` (by its reads: a `VACUUM`'s
+    /// index done a moment ago is still written back while the next one is read).
     fn last_read_rel(&self, since: u64, f: impl Fn(&RelState) -> bool) -> Option<&RelState> {
         self.relations
             .values()
-            .filter(|r| r.bytes_read > 0 && r.last_ns >= since && f(r))
-            .max_by_key(|r| r.last_ns)
+            .filter(|r| r.last_read_ns >= since && r.last_read_ns > 0 && f(r))
+            .max_by_key(|r| r.last_read_ns)
     }
 
     /// The table a statement scans: of the user tables read since `since`, the one read
