@@ -75,6 +75,9 @@ pub struct FileEntry {
     pub last_op: Option<Syscall>,
     pub opened_ns: u64,
     pub last_ns: u64,
+    /// When it was last read, and last written (0: never).
+    pub last_read_ns: u64,
+    pub last_write_ns: u64,
     /// Bytes moved since the last tick, and the smoothed rate.
     pub pending_bytes: u64,
     pub(crate) rate_window: Window,
@@ -153,6 +156,8 @@ impl FileEntry {
             last_op: None,
             opened_ns: ts,
             last_ns: 0,
+            last_read_ns: 0,
+            last_write_ns: 0,
             pending_bytes: 0,
             rate_window: Default::default(),
             rate_bps: 0.0,
@@ -164,12 +169,14 @@ impl FileEntry {
     pub fn record_read(&mut self, sc: Syscall, start: u64, n: u64, ts: u64) {
         self.bytes_read += n;
         self.ops.reads += 1;
+        self.last_read_ns = ts;
         self.touch(sc, start, n, ts);
     }
 
     pub fn record_write(&mut self, sc: Syscall, start: u64, n: u64, ts: u64) {
         self.bytes_written += n;
         self.ops.writes += 1;
+        self.last_write_ns = ts;
         self.touch(sc, start, n, ts);
     }
 

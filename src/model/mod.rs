@@ -1036,6 +1036,25 @@ impl Model {
         self.operation_tick(namer);
     }
 
+    /// The file most recently read (`write` false) or written.
+    pub fn last_file(&self, write: bool) -> Option<&FileEntry> {
+        self.files
+            .values()
+            .map(|f| {
+                (
+                    if write {
+                        f.last_write_ns
+                    } else {
+                        f.last_read_ns
+                    },
+                    f,
+                )
+            })
+            .filter(|(t, _)| *t > 0)
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, f)| f)
+    }
+
     /// The file most recently read or written.
     pub fn current_file(&self) -> Option<&FileEntry> {
         self.files

@@ -219,6 +219,11 @@ pub struct Inputs<'a> {
     pub current_file: Option<String>,
     /// Its last operation was a write.
     pub last_io_write: bool,
+    /// The file read last, and the file written last: what an IO wait for a read, or a
+    /// write, is about (the file touched last may be the other kind: a `CLUSTER` reads
+    /// the old heap and writes the new one in turns).
+    pub read_file: Option<String>,
+    pub written_file: Option<String>,
     /// How long the process has been in its current system call.
     pub syscall_for_s: Option<f64>,
     /// pg_stat_progress_basebackup.phase number, from memory or inferred.
@@ -308,7 +313,7 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
         let w = wname;
         if w.contains("Read") || w.contains("Prefetch") {
             return Verdict::Reading {
-                file: i.current_file.clone(),
+                file: i.read_file.clone(),
                 from_disk: true,
             };
         }
@@ -319,7 +324,7 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
         .any(|k| w.contains(k))
         {
             return Verdict::Writing {
-                file: i.current_file.clone(),
+                file: i.written_file.clone(),
             };
         }
         return Verdict::Waiting {
@@ -493,6 +498,36 @@ mod tests {
             v(&sample("IO", "IO #99", "active", 'S'), None),
             Verdict::Waiting { .. }
         ));
+        // Reading one file and writing another in turns (a CLUSTER): each wait names the
+        // file of its kind, not the one touched last.
+        let (old_heap, new_heap) = ("base/5/16384 (public.t)", "base/5/16391 (new heap)");
+        for (w, want) in [
+            (
+                "DataFileRead",
+                Verdict::Reading {
+                    file: Some(old_heap.into()),
+                    from_disk: true,
+                },
+            ),
+            (
+                "DataFileExtend",
+                Verdict::Writing {
+                    file: Some(new_heap.into()),
+                },
+            ),
+        ] {
+            let s = sample("IO", w, "active", 'D');
+            let got = verdict(&Inputs {
+                sample: Some(&s),
+                since_io_ns: Some(1000),
+                current_file: Some(new_heap.into()),
+                last_io_write: true,
+                read_file: Some(old_heap.into()),
+                written_file: Some(new_heap.into()),
+                ..Default::default()
+            });
+            assert_eq!(got, want, "{w}");
+        }
         let busy = sample("", "", "active", 'R');
         assert!(matches!(
             verdict(&Inputs {

@@ -137,7 +137,7 @@ impl super::Model {
             .is_some_and(|f| f.last_op.is_some_and(|s| s.is_write()));
         // Relative to the data directory as pg_relation_filepath() prints it, whether the
         // fd was seen opened (relative) or found at attach (absolute, from /proc).
-        let current_file = self.current_file().map(|f| {
+        let label = |f: &crate::model::FileEntry| {
             let path = f
                 .named
                 .relpath
@@ -148,7 +148,10 @@ impl super::Model {
                 Some(r) => format!("{path} ({})", r.id.label),
                 None => path.to_string(),
             }
-        });
+        };
+        let current_file = self.current_file().map(label);
+        let read_file = self.last_file(false).map(label);
+        let written_file = self.last_file(true).map(label);
         let backup_phase = self.backup.as_ref().filter(|b| !b.ended).map(|b| b.phase);
         // A streaming backup also writes its manifest: what it streams is what it reads.
         let backup_file = self
@@ -157,6 +160,7 @@ impl super::Model {
             .filter(|b| !b.ended && matches!(b.phase, 3 | 5))
             .and_then(|b| b.current_file.clone());
         let last_io_write = last_io_write && backup_file.is_none();
+        let read_file = backup_file.clone().or(read_file);
         let current_file = backup_file.or(current_file);
         let exited = self.leader_exited();
         let since_io_ns = (self.last_io_ns > 0).then(|| now.saturating_sub(self.last_io_ns));
@@ -170,6 +174,8 @@ impl super::Model {
             since_io_ns,
             current_file,
             last_io_write,
+            read_file,
+            written_file,
             syscall_for_s: view
                 .syscall_since_ns
                 .map(|t| now.saturating_sub(t) as f64 / 1e9),
