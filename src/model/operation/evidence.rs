@@ -99,12 +99,17 @@ impl Model {
                 }
                 detail = (!words.is_empty()).then(|| words.join(", "));
             }
+            // Read in the index's order: where the last read fell says nothing of how far
+            // it is; how many of its blocks were visited at least once is a fact.
             Want::OldHeap => {
                 if let Some(t) = self.scanned_table(since) {
-                    let at = human_bytes(t.position.unwrap_or(t.highest));
+                    let seen = t.coverage.blocks();
                     detail = Some(match t.size {
-                        Some(size) => format!("old heap at {at} of {}", human_bytes(size)),
-                        None => format!("old heap at {at}"),
+                        Some(size) => format!(
+                            "old heap: {seen} of {} blocks visited, in index order",
+                            size.div_ceil(crate::model::coverage::BLOCK)
+                        ),
+                        None => format!("old heap: {seen} blocks visited, in index order"),
                     });
                 }
             }
