@@ -1036,10 +1036,12 @@ impl Model {
         self.operation_tick(namer);
     }
 
-    /// The file most recently read (`write` false) or written.
-    pub fn last_file(&self, write: bool) -> Option<&FileEntry> {
+    /// The file most recently read (`write` false) or written, of the classes given
+    /// (`relation`, `wal`, `temp_file`...; any when empty).
+    pub fn last_file(&self, write: bool, classes: &[&str]) -> Option<&FileEntry> {
         self.files
             .values()
+            .filter(|f| classes.is_empty() || classes.contains(&f.named.class))
             .map(|f| {
                 (
                     if write {

@@ -150,8 +150,20 @@ impl super::Model {
             }
         };
         let current_file = self.current_file().map(label);
-        let read_file = self.last_file(false).map(label);
-        let written_file = self.last_file(true).map(label);
+        // An IO wait names its kind of file: DataFile* a relation, WAL* a WAL segment,
+        // BufFile* a temp file; the file of that kind touched last that way is the one.
+        let classes: &[&str] = match self
+            .status
+            .as_ref()
+            .and_then(|v| v.sample.wait_event.as_deref())
+        {
+            Some(w) if w.starts_with("DataFile") => &["relation", "temp_relation"],
+            Some(w) if w.starts_with("WAL") => &["wal"],
+            Some(w) if w.starts_with("BufFile") => &["temp_file"],
+            _ => &[],
+        };
+        let read_file = self.last_file(false, classes).map(label);
+        let written_file = self.last_file(true, classes).map(label);
         let backup_phase = self.backup.as_ref().filter(|b| !b.ended).map(|b| b.phase);
         // A streaming backup also writes its manifest: what it streams is what it reads.
         let backup_file = self

@@ -30,7 +30,11 @@ impl Namer for FakeNamer {
         };
         Named {
             relpath: Some(path.to_string()),
-            class: if rel.is_some() { "relation" } else { "other" },
+            class: match (&rel, path.starts_with("pg_wal/")) {
+                (Some(_), _) => "relation",
+                (None, true) => "wal",
+                (None, false) => "other",
+            },
             label: rel
                 .as_ref()
                 .map(|r| format!("sales.{}", r.0))
@@ -699,5 +703,53 @@ fn the_relation_being_written_is_one_written_lately_at_its_size_now() {
         !detail(&m).unwrap_or_default().contains("writing"),
         "{:?}",
         m.operation_view
+    );
+}
+
+#[test]
+fn an_io_wait_names_the_file_of_its_kind_touched_that_way_last() {
+    const S: u64 = 1_000_000_000;
+    let mut m = Model::new(1, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(S, 1, 7, "base/5/100"), &mut n);
+    m.apply(&open(S, 1, 8, "base/5/200"), &mut n);
+    m.apply(&open(S, 1, 9, "pg_wal/000000010000000000000001"), &mut n);
+    // Read one relation, extend another, then write WAL: the last touch is the WAL.
+    m.apply(&pread(S + 1, 1, 7, 0, 8192), &mut n);
+    m.apply(&pwrite(S + 2, 1, 8, 0), &mut n);
+    m.apply(&pwrite(S + 3, 1, 9, 0), &mut n);
+    let verdict = |m: &mut Model, n: &mut FakeNamer, wait: &str| {
+        let sample = crate::process::status::StatusSample {
+            pid: 1,
+            major: 16,
+            state: Some("active".into()),
+            backend_type: Some("client backend".into()),
+            wait_event_type: Some("IO".into()),
+            wait_event: Some(wait.into()),
+            ..Default::default()
+        };
+        m.apply(
+            &ev(
+                S + 4,
+                1,
+                EventKind::Status {
+                    sample: Box::new(sample),
+                },
+            ),
+            n,
+        );
+        m.status.as_ref().unwrap().verdict.to_string()
+    };
+    assert_eq!(
+        verdict(&mut m, &mut n, "DataFileExtend"),
+        "writing base/5/200 (sales.orders_pkey)"
+    );
+    assert_eq!(
+        verdict(&mut m, &mut n, "DataFileRead"),
+        "reading from disk base/5/100 (sales.orders)"
+    );
+    assert_eq!(
+        verdict(&mut m, &mut n, "WALWrite"),
+        "writing pg_wal/000000010000000000000001"
     );
 }
