@@ -85,6 +85,12 @@ impl Coverage {
         Some((w as u64 * 64 + u64::from(word.trailing_zeros())) * self.granule)
     }
 
+    /// Bytes touched in `[start, end)`, in whole granules.
+    pub fn touched_in(&self, start: u64, end: u64) -> u64 {
+        let (first, last) = (start / self.granule, end.div_ceil(self.granule));
+        (first..last).filter(|&g| self.is_set(g)).count() as u64 * self.granule
+    }
+
     /// Distinct blocks touched (an upper bound once granules are coarser than a block).
     pub fn blocks(&self) -> u64 {
         self.touched * (self.granule / BLOCK)

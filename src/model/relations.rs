@@ -231,16 +231,21 @@ impl RelState {
         touched >= upto || touched as f64 >= 0.95 * upto as f64
     }
 
-    /// Read forward from where it was first seen read: at least `SWEEP_MIN_BLOCKS`
-    /// blocks touched, and nine tenths of the stretch from the first to the position
-    /// (a scan begun before attach is a sweep too).
+    /// Read forward: at least `SWEEP_MIN_BLOCKS` blocks touched, and at least half of
+    /// the stretch right before the position as long as all that was touched (at most
+    /// `SWEEP_WINDOW`). Behind the frontier of a sequential scan, parallel or not,
+    /// nearly every block was touched (holes: blocks found in shared buffers, unseen
+    /// without USDT); an index scan's or a catalog lookup's reads are scattered, and
+    /// their position will not run to the end.
     pub fn sweeping(&self) -> bool {
         let (Some(pos), Some(first)) = (self.position, self.coverage.first_touched()) else {
             return false;
         };
-        let touched = self.coverage.touched_bytes() + self.coverage.granule();
+        let window = SWEEP_WINDOW.min(self.coverage.touched_bytes());
+        let from = pos.saturating_sub(window).max(first);
+        let span = pos.saturating_sub(from);
         self.coverage.blocks() >= SWEEP_MIN_BLOCKS
-            && touched as f64 >= 0.9 * pos.saturating_sub(first) as f64
+            && 2 * (self.coverage.touched_in(from, pos) + self.coverage.granule()) >= span
     }
 
     /// Blocks `[from, to)` of the main fork, which a sequential sweep passed without
@@ -315,6 +320,8 @@ impl RelState {
 
 /// Fewer blocks than this read are no sweep yet (nor ever, for a catalog lookup).
 const SWEEP_MIN_BLOCKS: u64 = 8;
+/// How far behind the position a sweep is judged.
+const SWEEP_WINDOW: u64 = 64 << 20;
 
 /// How far past a query's end its reads' stamps may fall.
 const END_SLACK_NS: u64 = 20_000_000;

@@ -753,3 +753,26 @@ fn an_io_wait_names_the_file_of_its_kind_touched_that_way_last() {
         "writing pg_wal/000000010000000000000001"
     );
 }
+
+#[test]
+fn an_eta_only_for_a_relation_swept_forward() {
+    const S: u64 = 1_000_000_000;
+    let eta_after = |offsets: &mut dyn Iterator<Item = u64>| {
+        let mut m = Model::new(1, SEG);
+        let mut n = FakeNamer;
+        m.apply(&open(0, 1, 5, "base/5/100"), &mut n);
+        m.tick(0, &mut n);
+        for (i, off) in offsets.enumerate() {
+            m.apply(&pread(1 + i as u64 * 1000, 1, 5, off, 8192), &mut n);
+        }
+        m.tick(S, &mut n);
+        m.relation_at("base/5/100").unwrap().eta_s()
+    };
+    // A sequential scan, and one with a parallel participant's chunk far behind.
+    assert!(eta_after(&mut (0..4000).map(|b| (100_000 + b) * 8192)).is_some());
+    let laggard = std::iter::once(20_000 * 8192).chain((0..4000).map(|b| (100_000 + b) * 8192));
+    assert!(eta_after(&mut laggard.into_iter()).is_some());
+    // An index scan's scattered reads; a catalog lookup's one block.
+    assert_eq!(eta_after(&mut (0..4000).map(|b| b * 37 * 8192)), None);
+    assert_eq!(eta_after(&mut std::iter::once(0)), None);
+}
