@@ -34,8 +34,11 @@ fn gone_or(pid: Pid, e: io::Error) -> MemError {
     }
 }
 
+/// Alive and not on its way out: a process in `exit(2)` has released its memory (a read
+/// comes up short) before it becomes a zombie, and a zombie has none.
 fn proc_alive(pid: Pid) -> bool {
-    crate::process::proc::exists(pid)
+    use crate::process::proc::{stat, PF_EXITING};
+    stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X') && s.flags & PF_EXITING == 0)
 }
 
 /// One process's address space, readable only.
