@@ -98,6 +98,11 @@ impl Ledger {
     /// Units per second over every spell of `phase` in `unit`, the open one included;
     /// None before [`MIN_LEARN_S`] of it.
     fn rate(&self, phase: &str, unit: Unit, now: u64) -> Option<f64> {
+        self.rate_after(phase, unit, now, MIN_LEARN_S)
+    }
+
+    /// [`Ledger::rate`] once `phase` has run `min_s` in all.
+    fn rate_after(&self, phase: &str, unit: Unit, now: u64, min_s: f64) -> Option<f64> {
         let mut secs = 0.0;
         let mut moved = 0u64;
         for s in self
@@ -116,16 +121,17 @@ impl Ledger {
             secs += now.saturating_sub(o.since) as f64 / 1e9;
             moved += o.moved;
         }
-        (secs >= MIN_LEARN_S && moved > 0).then(|| moved as f64 / secs)
+        (secs >= min_s && moved > 0).then(|| moved as f64 / secs)
     }
 
-    /// How long the last finished spell of `phase` took.
-    fn last_secs(&self, phase: &str) -> Option<f64> {
-        self.closed
+    /// The mean length of the finished spells of `phase`.
+    fn mean_secs(&self, phase: &str) -> Option<f64> {
+        let (n, secs) = self
+            .closed
             .iter()
-            .rev()
-            .find(|s| s.phase == phase)
-            .map(|s| s.secs)
+            .filter(|s| s.phase == phase)
+            .fold((0u32, 0.0), |(n, t), s| (n + 1, t + s.secs));
+        (n > 0).then(|| secs / f64::from(n))
     }
 
     /// Seconds into the open phase.
@@ -138,6 +144,8 @@ impl Ledger {
 
 /// Below this much time, a phase's rate is not learned (as `MIN_RATE_NS` for the line).
 const MIN_LEARN_S: f64 = 2.0;
+/// A `VACUUM`'s heap scan, over all its stretches between index passes.
+const MIN_SCAN_S: f64 = 0.25;
 
 /// Prior rates for phases this run has not timed yet, in their unit per second: an order
 /// of magnitude, measured on a laptop-class machine with PostgreSQL 16 (an int4 btree
@@ -167,6 +175,15 @@ pub struct Extra {
     pub heap_scanned: Option<u64>,
     /// Tuples to sort and load (a btree build's spool, a `CLUSTER`'s tuples scanned).
     pub tuples: Option<u64>,
+    /// A `VACUUM`'s index passes done (`index_vacuum_count`), and its dead-item store:
+    /// (filled, capacity), in tuples before 17 and in bytes from 17 (a pass comes each
+    /// time it fills).
+    pub index_passes: Option<u64>,
+    pub dead_items: Option<(u64, u64)>,
+    /// A `CLUSTER`'s (`VACUUM FULL`'s) index rebuilds done (`index_rebuild_count`), and
+    /// the indexes of the table (from the catalog: the counters do not say).
+    pub rebuilt: Option<u64>,
+    pub indexes: Option<u64>,
 }
 
 /// The whole operation's ETA, and whether any of it is modelled rather than timed.
@@ -235,21 +252,48 @@ pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Op
                 };
                 sort + write
             };
+            // Each index still to rebuild, before any rebuild is timed: a btree build of
+            // the tuples, sorted and loaded.
+            let rebuilds = |n: f64| {
+                let k = r.extra.indexes.unwrap_or(0) as f64;
+                k * (n / prior("sort tuples") + n / prior("load tuples"))
+            };
             match phase {
-                "seq scanning heap" => modelled(rest? + tuples().map_or(0.0, after_scan)),
+                "seq scanning heap" => {
+                    modelled(rest? + tuples().map_or(0.0, |n| after_scan(n) + rebuilds(n)))
+                }
                 "sorting tuples" => {
                     let n = r.extra.tuples? as f64;
                     let sort = (n / prior("sort tuples") - ledger.in_phase(now)).max(0.0);
-                    modelled(sort + n / prior("write tuples"))
+                    modelled(sort + n / prior("write tuples") + rebuilds(n))
                 }
                 "writing new heap" => {
                     let (done, n) = (r.done?, r.extra.tuples?);
                     let v = rate.unwrap_or(prior("write tuples"));
-                    let secs = n.saturating_sub(done) as f64 / v;
-                    if rate.is_some() {
+                    let secs = n.saturating_sub(done) as f64 / v + rebuilds(n as f64);
+                    if rate.is_some() && r.extra.indexes.unwrap_or(0) == 0 {
                         timed(secs)
                     } else {
                         modelled(secs)
+                    }
+                }
+                "rebuilding index" => {
+                    // Every rebuild reads the whole new heap: each one still to come
+                    // after this one is another read of it at this one's pace.
+                    let own = rest?;
+                    let after = match (r.extra.indexes, r.extra.rebuilt) {
+                        (Some(n), Some(k)) => n.saturating_sub(k + 1),
+                        _ => 0,
+                    };
+                    let each = match (r.total, rate) {
+                        (Some(t), Some(v)) if v > 0.0 => t as f64 / v,
+                        _ => 0.0,
+                    };
+                    let secs = own + after as f64 * each;
+                    if after > 0 {
+                        modelled(secs)
+                    } else {
+                        modelled(own)
                     }
                 }
                 _ => modelled(rest?),
@@ -261,41 +305,92 @@ pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Op
 
 fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<Eta> {
     let phase = r.phase.as_deref().unwrap_or("");
-    const PASSES: [&str; 2] = ["vacuuming indexes", "vacuuming heap"];
     let (total, scanned) = (r.extra.heap_blocks?, r.extra.heap_scanned?);
     let left = total.saturating_sub(scanned) as f64;
-    let scan_rate = ledger.rate("scanning heap", Unit::Blocks, now)?;
-    // The passes so far, per block scanned: what each block still to scan will bring.
-    let passes = ledger.time_in(now, |p| PASSES.contains(&p));
-    let per_block = if scanned > 0 {
-        passes / scanned as f64
-    } else {
-        0.0
+    // A scan cut into short stretches by index passes is timed over all of them, from
+    // less time than a phase on its own: the passes, not the scan, are most of the run.
+    let scan_rate = ledger.rate_after("scanning heap", Unit::Blocks, now, MIN_SCAN_S)?;
+    let scan = left / scan_rate;
+    let in_pass = PASSES.contains(&phase);
+    // The heap pass, as long as those before it; the first one, at least as long as it
+    // has run (its counter is no share of its work: it counts to the blocks scanned).
+    let heap_pass = || {
+        ledger.mean_secs("vacuuming heap").unwrap_or_else(|| {
+            if phase == "vacuuming heap" {
+                ledger.in_phase(now)
+            } else {
+                0.0
+            }
+        })
     };
-    let scan = left / scan_rate + left * per_block;
+    // A pass under way: its own rest (as long as the index passes before it; the first
+    // timed by the index's read position, which moves unevenly), and the heap pass
+    // after an index pass.
+    let own = || match phase {
+        "vacuuming indexes" => {
+            let own = ledger
+                .mean_secs(phase)
+                .map(|mean| (mean - ledger.in_phase(now)).max(0.0))
+                .or(rest);
+            own.unwrap_or(0.0) + heap_pass()
+        }
+        _ => (heap_pass() - ledger.in_phase(now)).max(0.0),
+    };
+    let secs = match passes_ahead(r, scanned, left, in_pass) {
+        // The passes still to come, each as long as those so far.
+        Some(ahead) => {
+            let pass = ledger.mean_secs("vacuuming indexes").unwrap_or(0.0) + heap_pass();
+            scan + ahead as f64 * pass
+        }
+        // No store to count passes by: the passes so far, per block scanned, are what
+        // each block still to scan will bring.
+        None => {
+            let passes = ledger.time_in(now, |p| PASSES.contains(&p));
+            let per_block = if scanned > 0 {
+                passes / scanned as f64
+            } else {
+                0.0
+            };
+            scan + left * per_block
+        }
+    };
     match phase {
         "scanning heap" => Some(Eta {
-            secs: scan,
-            inferred: per_block > 0.0,
+            secs,
+            inferred: ledger.mean_secs("vacuuming indexes").is_some(),
         }),
-        // A pass under way: its own rest (timed by its figures, else as long as the last
-        // pass of its kind), then the scan's rest.
-        p if PASSES.contains(&p) => {
-            let own = rest.or_else(|| {
-                ledger
-                    .last_secs(p)
-                    .map(|last| (last - ledger.in_phase(now)).max(0.0))
-            });
-            Some(Eta {
-                secs: own.unwrap_or(0.0) + scan,
-                inferred: true,
-            })
-        }
+        _ if in_pass => Some(Eta {
+            secs: own() + secs,
+            inferred: true,
+        }),
         _ => rest.map(|secs| Eta {
             secs,
             inferred: false,
         }),
     }
+}
+
+const PASSES: [&str; 2] = ["vacuuming indexes", "vacuuming heap"];
+
+/// The index passes still to come, the last one (after the scan) included, none while the
+/// scan has found no dead items: the dead items the blocks left will bring, at the rate the
+/// blocks scanned brought them, over the store's capacity. A pass under way (its items
+/// still in the store) is not counted. None without the store's figures.
+fn passes_ahead(r: &Reading, scanned: u64, left: f64, in_pass: bool) -> Option<u64> {
+    let (filled, cap) = r.extra.dead_items.filter(|&(_, c)| c > 0)?;
+    let done = r.extra.index_passes?;
+    if scanned == 0 {
+        return None;
+    }
+    // The store is emptied after the heap pass: in an index pass its items are this
+    // pass's, and in the heap pass the count of passes already says them.
+    let (pending, found) = match r.phase.as_deref() {
+        Some("vacuuming heap") => (0, done.saturating_mul(cap)),
+        _ if in_pass => (0, done.saturating_add(1).saturating_mul(cap)),
+        _ => (filled, done.saturating_mul(cap).saturating_add(filled)),
+    };
+    let to_come = pending as f64 + found as f64 / scanned as f64 * left;
+    Some((to_come / cap as f64).ceil() as u64)
 }
 
 #[cfg(test)]
@@ -344,28 +439,70 @@ mod tests {
         r.extra = Extra {
             heap_blocks: Some(1000),
             heap_scanned: Some(300),
-            tuples: None,
+            ..Default::default()
         };
         let e = estimate(&r, &l, Some(100.0), 5 * S).unwrap();
         // 700 blocks at 100/s, plus 2 s of passes per 300 blocks scanned.
         assert!((e.secs - (7.0 + 700.0 * 2.0 / 300.0)).abs() < 1e-6, "{e:?}");
         assert!(e.inferred);
-        // In the second index pass: as long as the first, then the scan's rest.
+        // In the second index pass: as long as the first, its heap pass as long as the
+        // first, then the scan's rest.
         l.observe(Some("vacuuming indexes"), None, None, 6 * S);
         let mut r = reading("vacuum", "vacuuming indexes", 0, None, Unit::Bytes);
         r.extra = Extra {
             heap_blocks: Some(1000),
             heap_scanned: Some(400),
-            tuples: None,
+            ..Default::default()
         };
         r.done = None;
         let e = estimate(&r, &l, None, 6 * S + S / 2).unwrap();
         // The scan's rate over both spells: 300 blocks in 4 s.
         let per_block = 2.5 / 400.0;
         assert!(
-            (e.secs - (0.5 + 600.0 / 75.0 + 600.0 * per_block)).abs() < 1e-6,
+            (e.secs - (0.5 + 1.0 + 600.0 / 75.0 + 600.0 * per_block)).abs() < 1e-6,
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn vacuum_counts_the_passes_to_come() {
+        let mut l = Ledger::default();
+        // 100 blocks/s; the store (1000 items) fills every 200 blocks (5 items a block):
+        // a 2 s index pass and a 1 s heap pass each time.
+        l.observe(Some("scanning heap"), Some(0), Some(Unit::Blocks), 0);
+        l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 2 * S);
+        l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 4 * S);
+        l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 5 * S);
+        l.observe(Some("scanning heap"), Some(300), Some(Unit::Blocks), 6 * S);
+        let mut r = reading("vacuum", "scanning heap", 300, Some(1000), Unit::Blocks);
+        r.extra = Extra {
+            heap_blocks: Some(1000),
+            heap_scanned: Some(300),
+            index_passes: Some(1),
+            dead_items: Some((500, 1000)),
+            ..Default::default()
+        };
+        let e = estimate(&r, &l, Some(100.0), 6 * S).unwrap();
+        // 700 blocks at 100/s; 500 items in the store and 3500 to come: 4 passes of 3 s,
+        // the last one after the scan.
+        assert!((e.secs - (7.0 + 4.0 * 3.0)).abs() < 1e-6, "{e:?}");
+        assert!(e.inferred);
+        // Half a second into the next index pass (its items out of the count): its rest,
+        // its heap pass, the scan's rest and 3 passes for the 3000 items to come.
+        l.observe(Some("scanning heap"), Some(400), Some(Unit::Blocks), 7 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 7 * S);
+        r.phase = Some("vacuuming indexes".into());
+        r.extra.heap_scanned = Some(400);
+        r.extra.dead_items = Some((1000, 1000));
+        let e = estimate(&r, &l, None, 7 * S + S / 2).unwrap();
+        assert!(
+            (e.secs - (1.5 + 1.0 + 6.0 + 3.0 * 3.0)).abs() < 1e-6,
+            "{e:?}"
+        );
+        // No store figures (a garbled read): no count of passes, none invented.
+        r.extra.dead_items = Some((5, 0));
+        assert!(estimate(&r, &l, None, 7 * S + S / 2).is_some());
     }
 
     #[test]
