@@ -72,7 +72,7 @@ pub fn collect(t: &mut Trace, from: usize, pid: i32, kind: &str, relation: Optio
         operation(x).is_some_and(|o| {
             o.pid == pid
                 && o.operation == kind
-                && relation.is_none_or(|n| o.name.as_deref() == Some(n))
+                && relation.map_or(true, |n| o.name.as_deref() == Some(n))
         })
     };
     // An interval's end: a stats record, or the status saying the process exited.
