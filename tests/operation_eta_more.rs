@@ -28,12 +28,15 @@ const AUTO_ROWS: i64 = 200_000;
 /// block), `maintenance_work_mem`, and the cost-based delay (delay, limit) that makes it
 /// some ten seconds. Before 17 the dead-tuple array holds 174,762 tuples in 1 MB: 1 M dead
 /// tuples make 5 stops and the last pass; from 17 the TidStore takes some 60 kB for 36
-/// blocks of them, and 64 kB is allowed: 50,000 make 6 stops and the last pass.
+/// blocks of them, and 64 kB is allowed: 50,000 make 6 stops and the last pass. The index
+/// is partial (one row in 100): each pass reads all of it, but its work is a small part of
+/// the run, which the cost-based delay paces (a full index's pass is mostly CPU, which the
+/// other majors' runs beside it on a loaded machine stretch unevenly).
 fn passes_setup(major: u32) -> (i64, &'static str, &'static str, u32) {
     if major >= 17 {
-        (50_000, "64kB", "7ms", 1)
+        (50_000, "64kB", "14ms", 1)
     } else {
-        (1_000_000, "1MB", "2ms", 10)
+        (1_000_000, "1MB", "7ms", 10)
     }
 }
 
@@ -74,7 +77,7 @@ fn check(major: u32) {
              CREATE INDEX k_a ON k ((slower(id))); \
              CREATE INDEX k_b ON k ((slower(id) + 1)); \
              CREATE UNLOGGED TABLE p (id int) WITH (autovacuum_enabled = off, vacuum_truncate = off); \
-             CREATE INDEX p_id ON p (id); \
+             CREATE INDEX p_id ON p (id) WHERE id % 100 = 0; \
              CREATE TABLE a (id int, pad text) WITH (autovacuum_enabled = off, vacuum_truncate = off); \
              INSERT INTO a SELECT g, 'x' FROM generate_series(1, {AUTO_ROWS}) g; \
              DELETE FROM a WHERE id % 10 = 0",
