@@ -10,6 +10,9 @@
 //! A `DELETE` also checks the WAL the backend wrote (`wal_bytes`) against the server's
 //! insert position moved by the statement, with the WAL writer kept asleep and segments not
 //! zero-filled, so that the backend writes the statement's WAL itself.
+//!
+//! `REINDEX`, `CLUSTER` with index rebuilds, `VACUUM` with index passes and autovacuum are
+//! measured the same way in tests/operation_eta_more.rs (helpers in tests/support/eta.rs).
 
 mod support;
 

@@ -336,11 +336,12 @@ fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<E
         }
         _ => (heap_pass() - ledger.in_phase(now)).max(0.0),
     };
-    let secs = match passes_ahead(r, scanned, left, in_pass) {
+    // (seconds, whether passes to come, timed in this run, are in them)
+    let (secs, passes) = match passes_ahead(r, scanned, left, in_pass) {
         // The passes still to come, each as long as those so far.
         Some(ahead) => {
             let pass = ledger.mean_secs("vacuuming indexes").unwrap_or(0.0) + heap_pass();
-            scan + ahead as f64 * pass
+            (scan + ahead as f64 * pass, ahead > 0 && pass > 0.0)
         }
         // No store to count passes by: the passes so far, per block scanned, are what
         // each block still to scan will bring.
@@ -351,13 +352,13 @@ fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<E
             } else {
                 0.0
             };
-            scan + left * per_block
+            (scan + left * per_block, per_block > 0.0)
         }
     };
     match phase {
         "scanning heap" => Some(Eta {
             secs,
-            inferred: ledger.mean_secs("vacuuming indexes").is_some(),
+            inferred: passes,
         }),
         _ if in_pass => Some(Eta {
             secs: own() + secs,
