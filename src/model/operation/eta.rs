@@ -48,17 +48,22 @@ impl Ledger {
         let phase = phase.unwrap_or("");
         let same = self.open.as_ref().is_some_and(|o| o.phase == phase);
         if !same {
+            // The phase changed somewhere between its last sample and this one: halfway
+            // is the best guess (samples come an interval apart, more on a loaded host,
+            // and a short phase would otherwise be charged a whole interval).
+            let mut at = ts;
             if let Some(o) = self.open.take() {
+                at = o.last_ts + ts.saturating_sub(o.last_ts) / 2;
                 self.closed.push(Spell {
                     phase: o.phase,
-                    secs: ts.saturating_sub(o.since) as f64 / 1e9,
+                    secs: at.saturating_sub(o.since) as f64 / 1e9,
                     moved: o.moved,
                     unit: o.unit,
                 });
             }
             self.open = Some(Open {
                 phase: phase.to_string(),
-                since: ts,
+                since: at,
                 last_ts: ts,
                 last_done: done,
                 moved: 0,
@@ -197,6 +202,7 @@ pub struct Eta {
 /// rate (`None` while it has run too briefly).
 pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Option<Eta> {
     let phase = r.phase.as_deref().unwrap_or("");
+    let current = rate;
     // The current phase's rest at its rate, or at the rate it had in an earlier spell.
     let rate = rate.or_else(|| ledger.rate(phase, r.unit?, now));
     let rest = match (r.done, r.total, rate) {
@@ -279,16 +285,22 @@ pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Op
                 }
                 "rebuilding index" => {
                     // Every rebuild reads the whole new heap: each one still to come
-                    // after this one is another read of it at this one's pace.
-                    let own = rest?;
+                    // after this one is another read of it at this one's pace. After
+                    // the first, only this one's pace: the phase's rate over all of
+                    // them would lend this one an earlier, quicker rebuild's.
+                    let v = if r.extra.rebuilt.unwrap_or(0) == 0 {
+                        rate
+                    } else {
+                        current
+                    }
+                    .filter(|&v| v > 0.0)?;
+                    let (done, total) = (r.done?, r.total?);
+                    let own = total.saturating_sub(done) as f64 / v;
                     let after = match (r.extra.indexes, r.extra.rebuilt) {
                         (Some(n), Some(k)) => n.saturating_sub(k + 1),
                         _ => 0,
                     };
-                    let each = match (r.total, rate) {
-                        (Some(t), Some(v)) if v > 0.0 => t as f64 / v,
-                        _ => 0.0,
-                    };
+                    let each = total as f64 / v;
                     let secs = own + after as f64 * each;
                     if after > 0 {
                         modelled(secs)
@@ -338,10 +350,14 @@ fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<E
     };
     // (seconds, whether passes to come, timed in this run, are in them)
     let (secs, passes) = match passes_ahead(r, scanned, left, in_pass) {
-        // The passes still to come, each as long as those so far.
-        Some(ahead) => {
-            let pass = ledger.mean_secs("vacuuming indexes").unwrap_or(0.0) + heap_pass();
-            (scan + ahead as f64 * pass, ahead > 0 && pass > 0.0)
+        // The passes still to come, each as long as those so far: an index pass reads
+        // the whole index whatever the items (one per store-full, the last one after the
+        // scan), a heap pass the blocks with items (its share of the items to come).
+        Some(stores) => {
+            let index = ledger.mean_secs("vacuuming indexes").unwrap_or(0.0);
+            let heap = heap_pass();
+            let secs = scan + stores.ceil() * index + stores * heap;
+            (secs, stores > 0.0 && index + heap > 0.0)
         }
         // No store to count passes by: the passes so far, per block scanned, are what
         // each block still to scan will bring.
@@ -373,11 +389,12 @@ fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<E
 
 const PASSES: [&str; 2] = ["vacuuming indexes", "vacuuming heap"];
 
-/// The index passes still to come, the last one (after the scan) included, none while the
-/// scan has found no dead items: the dead items the blocks left will bring, at the rate the
-/// blocks scanned brought them, over the store's capacity. A pass under way (its items
-/// still in the store) is not counted. None without the store's figures.
-fn passes_ahead(r: &Reading, scanned: u64, left: f64, in_pass: bool) -> Option<u64> {
+/// The store-fulls of dead items still to come, a fraction for the last one (after the
+/// scan): the items the blocks left will bring, at the rate the blocks scanned brought
+/// them, over the store's capacity; none while the scan has found no dead items. The items
+/// of a pass under way (still in the store) are not counted. None without the store's
+/// figures.
+fn passes_ahead(r: &Reading, scanned: u64, left: f64, in_pass: bool) -> Option<f64> {
     let (filled, cap) = r.extra.dead_items.filter(|&(_, c)| c > 0)?;
     let done = r.extra.index_passes?;
     if scanned == 0 {
@@ -391,7 +408,7 @@ fn passes_ahead(r: &Reading, scanned: u64, left: f64, in_pass: bool) -> Option<u
         _ => (filled, done.saturating_mul(cap).saturating_add(filled)),
     };
     let to_come = pending as f64 + found as f64 / scanned as f64 * left;
-    Some((to_come / cap as f64).ceil() as u64)
+    Some(to_come / cap as f64)
 }
 
 #[cfg(test)]
@@ -432,6 +449,7 @@ mod tests {
         l.observe(Some("scanning heap"), Some(0), Some(Unit::Blocks), 0);
         l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 2 * S);
         l.observe(Some("vacuuming indexes"), None, None, 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 3 * S);
         l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 3 * S);
         l.observe(Some("vacuuming heap"), Some(200), Some(Unit::Blocks), 4 * S);
         l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 4 * S);
@@ -448,6 +466,7 @@ mod tests {
         assert!(e.inferred);
         // In the second index pass: as long as the first, its heap pass as long as the
         // first, then the scan's rest.
+        l.observe(Some("scanning heap"), Some(300), Some(Unit::Blocks), 6 * S);
         l.observe(Some("vacuuming indexes"), None, None, 6 * S);
         let mut r = reading("vacuum", "vacuuming indexes", 0, None, Unit::Bytes);
         r.extra = Extra {
@@ -473,7 +492,9 @@ mod tests {
         l.observe(Some("scanning heap"), Some(0), Some(Unit::Blocks), 0);
         l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 2 * S);
         l.observe(Some("vacuuming indexes"), None, None, 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 4 * S);
         l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 4 * S);
+        l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 5 * S);
         l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 5 * S);
         l.observe(Some("scanning heap"), Some(300), Some(Unit::Blocks), 6 * S);
         let mut r = reading("vacuum", "scanning heap", 300, Some(1000), Unit::Blocks);
@@ -507,6 +528,24 @@ mod tests {
     }
 
     #[test]
+    fn cluster_counts_the_rebuilds_to_come() {
+        let l = Ledger::default();
+        // Half through the second of three rebuilds, reading the new heap at 10 bytes/s.
+        let mut r = reading("cluster", "rebuilding index", 50, Some(100), Unit::Bytes);
+        r.extra.rebuilt = Some(1);
+        let e = estimate(&r, &l, Some(10.0), 10 * S).unwrap();
+        // Without the catalog's count: this rebuild's rest only.
+        assert!((e.secs - 5.0).abs() < 1e-9, "{e:?}");
+        r.extra.indexes = Some(3);
+        let e = estimate(&r, &l, Some(10.0), 10 * S).unwrap();
+        // Its rest, then one more read of the new heap at its pace.
+        assert!((e.secs - 15.0).abs() < 1e-9, "{e:?}");
+        assert!(e.inferred);
+        // No rate of its own yet: none (an earlier, quicker rebuild's pace is no guide).
+        assert_eq!(estimate(&r, &l, None, 10 * S), None);
+    }
+
+    #[test]
     fn index_build_adds_the_sort_and_load() {
         let mut l = Ledger::default();
         l.observe(
@@ -524,6 +563,12 @@ mod tests {
         );
         let e = estimate(&r, &l, Some(100.0), 3 * S).unwrap();
         assert!((e.secs - (7.5 + 1000.0 / 20_000.0)).abs() < 1e-9);
+        l.observe(
+            Some("building index: scanning table"),
+            Some(1000),
+            Some(Unit::Blocks),
+            10 * S,
+        );
         l.observe(
             Some("building index: sorting live tuples"),
             None,
@@ -563,6 +608,7 @@ mod tests {
         l.observe(Some("a"), Some(0), Some(Unit::Bytes), 0);
         l.observe(Some("a"), Some(300), Some(Unit::Bytes), 3 * S);
         l.observe(Some("b"), None, None, 3 * S);
+        l.observe(Some("b"), None, None, 4 * S);
         l.observe(Some("a"), Some(0), Some(Unit::Bytes), 4 * S);
         let r = reading("copy", "a", 100, Some(400), Unit::Bytes);
         // Not timed long enough in this spell: every spell's together, 300 in 3.1 s.
