@@ -418,6 +418,27 @@ impl Namer for CatalogNamer {
         }
     }
 
+    fn index_count(&mut self, db: u32, oid: u32) -> Option<u64> {
+        use crate::pgdata::catalog::RelKind;
+        let count = |cat: &crate::pgdata::catalog::Catalog| {
+            cat.relations
+                .iter()
+                .filter(|r| {
+                    r.database() == Some(db)
+                        && r.kind == RelKind::Index
+                        && r.owner == Some(oid)
+                        && !r.pending
+                })
+                .count() as u64
+        };
+        if self.resolver.catalog().by_oid(db, oid).is_none() {
+            self.resolver.maybe_reload();
+        }
+        let cat = self.resolver.catalog();
+        cat.by_oid(db, oid)?;
+        Some(count(cat))
+    }
+
     fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
         use crate::pgdata::catalog::{Persistence, RelKind};
         // A pg_dump on this host told to dump part of the database, or in parallel, does

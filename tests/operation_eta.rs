@@ -10,12 +10,15 @@
 //! A `DELETE` also checks the WAL the backend wrote (`wal_bytes`) against the server's
 //! insert position moved by the statement, with the WAL writer kept asleep and segments not
 //! zero-filled, so that the backend writes the statement's WAL itself.
+//!
+//! `REINDEX`, `CLUSTER` with index rebuilds, `VACUUM` with index passes and autovacuum are
+//! measured the same way in tests/operation_eta_more.rs (helpers in tests/support/eta.rs).
 
 mod support;
 
-use pg_trace::output::record::OperationRecord;
+use support::eta::{collect, number, run, Run};
 use support::status::{BackupOpts, Replication};
-use support::trace::{operation, spawn_trace_every, stats, Trace};
+use support::trace::spawn_trace_every;
 use support::Cluster;
 
 /// Rows of the table `VACUUM` and `ANALYZE` read, paced a block at a time.
@@ -24,106 +27,6 @@ const ROWS: i64 = 200_000;
 /// that what a loaded machine stretches (the rows' CPU, each sleep's wake-up) is small
 /// beside the sleeps.
 const PACED: i64 = 50_000;
-
-/// One run, as pg_trace saw it.
-struct Run {
-    ops: Vec<OperationRecord>,
-    start: f64,
-    end: f64,
-}
-
-impl Run {
-    /// The ETA at a quarter of the run against its real end, as a share of the run.
-    fn error(&self, what: &str) -> f64 {
-        let dur = self.end - self.start;
-        let quarter = self.start + dur / 4.0;
-        let at = self
-            .ops
-            .iter()
-            .find(|o| o.ts >= quarter && o.eta_s.is_some())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{what}: no ETA from {quarter:.2}s on (run {:.2}s..{:.2}s): {:?}",
-                    self.start, self.end, self.ops
-                )
-            });
-        assert!(
-            at.ts <= self.start + dur * 0.35,
-            "{what}: the first ETA from a quarter on came at {:.2}s, {:.0} % into the run",
-            at.ts,
-            (at.ts - self.start) * 100.0 / dur
-        );
-        let predicted = at.ts + at.eta_s.unwrap();
-        let err = (predicted - self.end).abs() / dur;
-        eprintln!(
-            "{what}: ran {:.2}s..{:.2}s ({dur:.1}s); at {:.2}s ({:?} {:?}/{:?} {:?}) ETA {:.1}s ({:?}) → {predicted:.2}s: error {:.1} % of the run",
-            self.start,
-            self.end,
-            at.ts,
-            at.phase,
-            at.done,
-            at.total,
-            at.unit,
-            at.eta_s.unwrap(),
-            at.eta_source,
-            err * 100.0
-        );
-        if std::env::var("OPERATION_DEBUG").is_ok() {
-            for o in &self.ops {
-                eprintln!(
-                    "  {:.2} {:?} {:?}/{:?} rate {:?} eta {:?} phase eta {:?}",
-                    o.ts, o.phase, o.done, o.total, o.rate, o.eta_s, o.phase_eta_s
-                );
-            }
-        }
-        err
-    }
-}
-
-/// Waits for the first two intervals after the last `kind` record of `pid` since record
-/// `from`, once `done` says the statement returned; the run from its first record.
-fn collect(t: &mut Trace, from: usize, pid: i32, kind: &str) -> Run {
-    let is_op = |x: &pg_trace::output::record::Record| {
-        operation(x).is_some_and(|o| o.pid == pid && o.operation == kind)
-    };
-    t.wait_for(&format!("two intervals after the {kind}"), |r| {
-        let r = &r[from.min(r.len())..];
-        r.iter()
-            .rposition(is_op)
-            .is_some_and(|last| r[last..].iter().filter(|x| stats(x).is_some()).count() >= 2)
-    });
-    let r = t.records();
-    let r = &r[from..];
-    let last = r.iter().rposition(is_op).unwrap();
-    let ops: Vec<OperationRecord> = r
-        .iter()
-        .filter_map(operation)
-        .filter(|o| o.pid == pid && o.operation == kind)
-        .cloned()
-        .collect();
-    Run {
-        start: ops[0].ts,
-        end: r[last..].iter().find_map(stats).unwrap().ts,
-        ops,
-    }
-}
-
-/// Runs `sql` on the traced backend; its run.
-fn run(t: &mut Trace, client: &mut postgres::Client, pid: i32, kind: &str, sql: &str) -> Run {
-    let from = t.records().len();
-    client
-        .batch_execute(sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    collect(t, from, pid, kind)
-}
-
-fn number(c: &Cluster, sql: &str) -> i64 {
-    c.psql("postgres", sql)[0][0]
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 fn check(major: u32) {
     let mut c = Cluster::start_with(
@@ -313,7 +216,7 @@ fn check(major: u32) {
         },
     );
     bb.finish().expect("base backup");
-    let r = collect(&mut t, from, ws, "basebackup");
+    let r = collect(&mut t, from, ws, "basebackup", None);
     note("BASE BACKUP", &r);
     t.finish();
 

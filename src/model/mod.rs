@@ -51,6 +51,11 @@ pub trait Namer {
     fn dumped_tables(&mut self, _db: u32) -> Option<Vec<(String, String)>> {
         None
     }
+    /// How many indexes table `oid` of database `db` has (a `CLUSTER` rebuilds them all).
+    /// None: no catalog.
+    fn index_count(&mut self, _db: u32, _oid: u32) -> Option<u64> {
+        None
+    }
     /// How many of `blocks` of the relation's fork shared buffers hold (valid): blocks a
     /// scan finds there without reading the file. None: not known (no memory reading).
     fn resident_blocks(

@@ -206,6 +206,10 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
             let total = count(g("heap_blks_total"));
             r.extra.heap_blocks = total;
             r.extra.heap_scanned = count(g("heap_blks_scanned"));
+            r.extra.index_passes = count(g("index_vacuum_count"));
+            let dead = |filled: &str, cap: &str| Some((count(g(filled))?, count(g(cap))?));
+            r.extra.dead_items = dead("num_dead_tuples", "max_dead_tuples")
+                .or_else(|| dead("dead_tuple_bytes", "max_dead_tuple_bytes"));
             match r.phase.as_deref() {
                 Some("scanning heap") => {
                     (r.done, r.total, r.unit) =
@@ -252,6 +256,8 @@ pub fn reading(s: &StatusSample) -> Option<Reading> {
                 heap_blocks: count(g("heap_blks_total")),
                 heap_scanned: count(g("heap_blks_scanned")),
                 tuples: count(g("heap_tuples_scanned")),
+                rebuilt: count(g("index_rebuild_count")),
+                ..Default::default()
             };
             match r.phase.as_deref() {
                 Some("seq scanning heap") => {
@@ -497,6 +503,8 @@ pub struct OperationState {
     pub since_ns: u64,
     /// The phases run so far, timed, for the whole operation's ETA.
     pub ledger: eta::Ledger,
+    /// The indexes of the table a `CLUSTER`/`VACUUM FULL` rebuilds, from the catalog.
+    pub indexes: Option<u64>,
 }
 
 impl OperationState {
@@ -511,6 +519,7 @@ impl OperationState {
             last_ts: ts,
             since_ns: ts,
             ledger: eta::Ledger::default(),
+            indexes: None,
         };
         st.note_phase();
         st.observe(ts);
@@ -635,7 +644,13 @@ impl OperationState {
             }
             _ => None,
         };
-        let whole = eta::estimate(r, &self.ledger, rate, self.last_ts);
+        let whole = if self.indexes.is_some() {
+            let mut r = r.clone();
+            r.extra.indexes = self.indexes;
+            eta::estimate(&r, &self.ledger, rate, self.last_ts)
+        } else {
+            eta::estimate(r, &self.ledger, rate, self.last_ts)
+        };
         let rel = self.relation.as_ref();
         OperationView {
             operation: r.operation,

@@ -91,6 +91,10 @@ impl Namer for Naming {
         });
         r
     }
+    // Not on the tape: a replay says no count of indexes, and models no rebuild to come.
+    fn index_count(&mut self, db: u32, oid: u32) -> Option<u64> {
+        self.inner().index_count(db, oid)
+    }
     // Not on the tape: a replay says no count of tables rather than a wrong one.
     fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
         self.inner().dumped_tables(db)

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod container;
+pub mod eta;
 pub mod scripted;
 pub mod status;
 pub mod trace;
@@ -279,7 +280,7 @@ fn describe_output(out: &Output) -> String {
     )
 }
 
-fn describe_pg_error(e: &postgres::Error) -> String {
+pub fn describe_pg_error(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut s = format!(

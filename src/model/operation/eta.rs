@@ -48,17 +48,22 @@ impl Ledger {
         let phase = phase.unwrap_or("");
         let same = self.open.as_ref().is_some_and(|o| o.phase == phase);
         if !same {
+            // The phase changed somewhere between its last sample and this one: halfway
+            // is the best guess (samples come an interval apart, more on a loaded host,
+            // and a short phase would otherwise be charged a whole interval).
+            let mut at = ts;
             if let Some(o) = self.open.take() {
+                at = o.last_ts + ts.saturating_sub(o.last_ts) / 2;
                 self.closed.push(Spell {
                     phase: o.phase,
-                    secs: ts.saturating_sub(o.since) as f64 / 1e9,
+                    secs: at.saturating_sub(o.since) as f64 / 1e9,
                     moved: o.moved,
                     unit: o.unit,
                 });
             }
             self.open = Some(Open {
                 phase: phase.to_string(),
-                since: ts,
+                since: at,
                 last_ts: ts,
                 last_done: done,
                 moved: 0,
@@ -98,6 +103,11 @@ impl Ledger {
     /// Units per second over every spell of `phase` in `unit`, the open one included;
     /// None before [`MIN_LEARN_S`] of it.
     fn rate(&self, phase: &str, unit: Unit, now: u64) -> Option<f64> {
+        self.rate_after(phase, unit, now, MIN_LEARN_S)
+    }
+
+    /// [`Ledger::rate`] once `phase` has run `min_s` in all.
+    fn rate_after(&self, phase: &str, unit: Unit, now: u64, min_s: f64) -> Option<f64> {
         let mut secs = 0.0;
         let mut moved = 0u64;
         for s in self
@@ -116,16 +126,17 @@ impl Ledger {
             secs += now.saturating_sub(o.since) as f64 / 1e9;
             moved += o.moved;
         }
-        (secs >= MIN_LEARN_S && moved > 0).then(|| moved as f64 / secs)
+        (secs >= min_s && moved > 0).then(|| moved as f64 / secs)
     }
 
-    /// How long the last finished spell of `phase` took.
-    fn last_secs(&self, phase: &str) -> Option<f64> {
-        self.closed
+    /// The mean length of the finished spells of `phase`.
+    fn mean_secs(&self, phase: &str) -> Option<f64> {
+        let (n, secs) = self
+            .closed
             .iter()
-            .rev()
-            .find(|s| s.phase == phase)
-            .map(|s| s.secs)
+            .filter(|s| s.phase == phase)
+            .fold((0u32, 0.0), |(n, t), s| (n + 1, t + s.secs));
+        (n > 0).then(|| secs / f64::from(n))
     }
 
     /// Seconds into the open phase.
@@ -138,6 +149,8 @@ impl Ledger {
 
 /// Below this much time, a phase's rate is not learned (as `MIN_RATE_NS` for the line).
 const MIN_LEARN_S: f64 = 2.0;
+/// A `VACUUM`'s heap scan, over all its stretches between index passes.
+const MIN_SCAN_S: f64 = 0.25;
 
 /// Prior rates for phases this run has not timed yet, in their unit per second: an order
 /// of magnitude, measured on a laptop-class machine with PostgreSQL 16 (an int4 btree
@@ -167,6 +180,15 @@ pub struct Extra {
     pub heap_scanned: Option<u64>,
     /// Tuples to sort and load (a btree build's spool, a `CLUSTER`'s tuples scanned).
     pub tuples: Option<u64>,
+    /// A `VACUUM`'s index passes done (`index_vacuum_count`), and its dead-item store:
+    /// (filled, capacity), in tuples before 17 and in bytes from 17 (a pass comes each
+    /// time it fills).
+    pub index_passes: Option<u64>,
+    pub dead_items: Option<(u64, u64)>,
+    /// A `CLUSTER`'s (`VACUUM FULL`'s) index rebuilds done (`index_rebuild_count`), and
+    /// the indexes of the table (from the catalog: the counters do not say).
+    pub rebuilt: Option<u64>,
+    pub indexes: Option<u64>,
 }
 
 /// The whole operation's ETA, and whether any of it is modelled rather than timed.
@@ -180,6 +202,7 @@ pub struct Eta {
 /// rate (`None` while it has run too briefly).
 pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Option<Eta> {
     let phase = r.phase.as_deref().unwrap_or("");
+    let current = rate;
     // The current phase's rest at its rate, or at the rate it had in an earlier spell.
     let rate = rate.or_else(|| ledger.rate(phase, r.unit?, now));
     let rest = match (r.done, r.total, rate) {
@@ -235,21 +258,54 @@ pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Op
                 };
                 sort + write
             };
+            // Each index still to rebuild, before any rebuild is timed: a btree build of
+            // the tuples, sorted and loaded.
+            let rebuilds = |n: f64| {
+                let k = r.extra.indexes.unwrap_or(0) as f64;
+                k * (n / prior("sort tuples") + n / prior("load tuples"))
+            };
             match phase {
-                "seq scanning heap" => modelled(rest? + tuples().map_or(0.0, after_scan)),
+                "seq scanning heap" => {
+                    modelled(rest? + tuples().map_or(0.0, |n| after_scan(n) + rebuilds(n)))
+                }
                 "sorting tuples" => {
                     let n = r.extra.tuples? as f64;
                     let sort = (n / prior("sort tuples") - ledger.in_phase(now)).max(0.0);
-                    modelled(sort + n / prior("write tuples"))
+                    modelled(sort + n / prior("write tuples") + rebuilds(n))
                 }
                 "writing new heap" => {
                     let (done, n) = (r.done?, r.extra.tuples?);
                     let v = rate.unwrap_or(prior("write tuples"));
-                    let secs = n.saturating_sub(done) as f64 / v;
-                    if rate.is_some() {
+                    let secs = n.saturating_sub(done) as f64 / v + rebuilds(n as f64);
+                    if rate.is_some() && r.extra.indexes.unwrap_or(0) == 0 {
                         timed(secs)
                     } else {
                         modelled(secs)
+                    }
+                }
+                "rebuilding index" => {
+                    // Every rebuild reads the whole new heap: each one still to come
+                    // after this one is another read of it at this one's pace. After
+                    // the first, only this one's pace: the phase's rate over all of
+                    // them would lend this one an earlier, quicker rebuild's.
+                    let v = if r.extra.rebuilt.unwrap_or(0) == 0 {
+                        rate
+                    } else {
+                        current
+                    }
+                    .filter(|&v| v > 0.0)?;
+                    let (done, total) = (r.done?, r.total?);
+                    let own = total.saturating_sub(done) as f64 / v;
+                    let after = match (r.extra.indexes, r.extra.rebuilt) {
+                        (Some(n), Some(k)) => n.saturating_sub(k + 1),
+                        _ => 0,
+                    };
+                    let each = total as f64 / v;
+                    let secs = own + after as f64 * each;
+                    if after > 0 {
+                        modelled(secs)
+                    } else {
+                        modelled(own)
                     }
                 }
                 _ => modelled(rest?),
@@ -261,41 +317,98 @@ pub fn estimate(r: &Reading, ledger: &Ledger, rate: Option<f64>, now: u64) -> Op
 
 fn vacuum(r: &Reading, ledger: &Ledger, rest: Option<f64>, now: u64) -> Option<Eta> {
     let phase = r.phase.as_deref().unwrap_or("");
-    const PASSES: [&str; 2] = ["vacuuming indexes", "vacuuming heap"];
     let (total, scanned) = (r.extra.heap_blocks?, r.extra.heap_scanned?);
     let left = total.saturating_sub(scanned) as f64;
-    let scan_rate = ledger.rate("scanning heap", Unit::Blocks, now)?;
-    // The passes so far, per block scanned: what each block still to scan will bring.
-    let passes = ledger.time_in(now, |p| PASSES.contains(&p));
-    let per_block = if scanned > 0 {
-        passes / scanned as f64
-    } else {
-        0.0
+    // A scan cut into short stretches by index passes is timed over all of them, from
+    // less time than a phase on its own: the passes, not the scan, are most of the run.
+    let scan_rate = ledger.rate_after("scanning heap", Unit::Blocks, now, MIN_SCAN_S)?;
+    let scan = left / scan_rate;
+    let in_pass = PASSES.contains(&phase);
+    // The heap pass, as long as those before it; the first one, at least as long as it
+    // has run (its counter is no share of its work: it counts to the blocks scanned).
+    let heap_pass = || {
+        ledger.mean_secs("vacuuming heap").unwrap_or_else(|| {
+            if phase == "vacuuming heap" {
+                ledger.in_phase(now)
+            } else {
+                0.0
+            }
+        })
     };
-    let scan = left / scan_rate + left * per_block;
+    // A pass under way: its own rest (as long as the index passes before it; the first
+    // timed by the index's read position, which moves unevenly), and the heap pass
+    // after an index pass.
+    let own = || match phase {
+        "vacuuming indexes" => {
+            let own = ledger
+                .mean_secs(phase)
+                .map(|mean| (mean - ledger.in_phase(now)).max(0.0))
+                .or(rest);
+            own.unwrap_or(0.0) + heap_pass()
+        }
+        _ => (heap_pass() - ledger.in_phase(now)).max(0.0),
+    };
+    // (seconds, whether passes to come, timed in this run, are in them)
+    let (secs, passes) = match passes_ahead(r, scanned, left, in_pass) {
+        // The passes still to come, each as long as those so far: an index pass reads
+        // the whole index whatever the items (one per store-full, the last one after the
+        // scan), a heap pass the blocks with items (its share of the items to come).
+        Some(stores) => {
+            let index = ledger.mean_secs("vacuuming indexes").unwrap_or(0.0);
+            let heap = heap_pass();
+            let secs = scan + stores.ceil() * index + stores * heap;
+            (secs, stores > 0.0 && index + heap > 0.0)
+        }
+        // No store to count passes by: the passes so far, per block scanned, are what
+        // each block still to scan will bring.
+        None => {
+            let passes = ledger.time_in(now, |p| PASSES.contains(&p));
+            let per_block = if scanned > 0 {
+                passes / scanned as f64
+            } else {
+                0.0
+            };
+            (scan + left * per_block, per_block > 0.0)
+        }
+    };
     match phase {
         "scanning heap" => Some(Eta {
-            secs: scan,
-            inferred: per_block > 0.0,
+            secs,
+            inferred: passes,
         }),
-        // A pass under way: its own rest (timed by its figures, else as long as the last
-        // pass of its kind), then the scan's rest.
-        p if PASSES.contains(&p) => {
-            let own = rest.or_else(|| {
-                ledger
-                    .last_secs(p)
-                    .map(|last| (last - ledger.in_phase(now)).max(0.0))
-            });
-            Some(Eta {
-                secs: own.unwrap_or(0.0) + scan,
-                inferred: true,
-            })
-        }
+        _ if in_pass => Some(Eta {
+            secs: own() + secs,
+            inferred: true,
+        }),
         _ => rest.map(|secs| Eta {
             secs,
             inferred: false,
         }),
     }
+}
+
+const PASSES: [&str; 2] = ["vacuuming indexes", "vacuuming heap"];
+
+/// The store-fulls of dead items still to come, a fraction for the last one (after the
+/// scan): the items the blocks left will bring, at the rate the blocks scanned brought
+/// them, over the store's capacity; none while the scan has found no dead items. The items
+/// of a pass under way (still in the store) are not counted. None without the store's
+/// figures.
+fn passes_ahead(r: &Reading, scanned: u64, left: f64, in_pass: bool) -> Option<f64> {
+    let (filled, cap) = r.extra.dead_items.filter(|&(_, c)| c > 0)?;
+    let done = r.extra.index_passes?;
+    if scanned == 0 {
+        return None;
+    }
+    // The store is emptied after the heap pass: in an index pass its items are this
+    // pass's, and in the heap pass the count of passes already says them.
+    let (pending, found) = match r.phase.as_deref() {
+        Some("vacuuming heap") => (0, done.saturating_mul(cap)),
+        _ if in_pass => (0, done.saturating_add(1).saturating_mul(cap)),
+        _ => (filled, done.saturating_mul(cap).saturating_add(filled)),
+    };
+    let to_come = pending as f64 + found as f64 / scanned as f64 * left;
+    Some(to_come / cap as f64)
 }
 
 #[cfg(test)]
@@ -336,6 +449,7 @@ mod tests {
         l.observe(Some("scanning heap"), Some(0), Some(Unit::Blocks), 0);
         l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 2 * S);
         l.observe(Some("vacuuming indexes"), None, None, 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 3 * S);
         l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 3 * S);
         l.observe(Some("vacuuming heap"), Some(200), Some(Unit::Blocks), 4 * S);
         l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 4 * S);
@@ -344,28 +458,91 @@ mod tests {
         r.extra = Extra {
             heap_blocks: Some(1000),
             heap_scanned: Some(300),
-            tuples: None,
+            ..Default::default()
         };
         let e = estimate(&r, &l, Some(100.0), 5 * S).unwrap();
         // 700 blocks at 100/s, plus 2 s of passes per 300 blocks scanned.
         assert!((e.secs - (7.0 + 700.0 * 2.0 / 300.0)).abs() < 1e-6, "{e:?}");
         assert!(e.inferred);
-        // In the second index pass: as long as the first, then the scan's rest.
+        // In the second index pass: as long as the first, its heap pass as long as the
+        // first, then the scan's rest.
+        l.observe(Some("scanning heap"), Some(300), Some(Unit::Blocks), 6 * S);
         l.observe(Some("vacuuming indexes"), None, None, 6 * S);
         let mut r = reading("vacuum", "vacuuming indexes", 0, None, Unit::Bytes);
         r.extra = Extra {
             heap_blocks: Some(1000),
             heap_scanned: Some(400),
-            tuples: None,
+            ..Default::default()
         };
         r.done = None;
         let e = estimate(&r, &l, None, 6 * S + S / 2).unwrap();
         // The scan's rate over both spells: 300 blocks in 4 s.
         let per_block = 2.5 / 400.0;
         assert!(
-            (e.secs - (0.5 + 600.0 / 75.0 + 600.0 * per_block)).abs() < 1e-6,
+            (e.secs - (0.5 + 1.0 + 600.0 / 75.0 + 600.0 * per_block)).abs() < 1e-6,
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn vacuum_counts_the_passes_to_come() {
+        let mut l = Ledger::default();
+        // 100 blocks/s; the store (1000 items) fills every 200 blocks (5 items a block):
+        // a 2 s index pass and a 1 s heap pass each time.
+        l.observe(Some("scanning heap"), Some(0), Some(Unit::Blocks), 0);
+        l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 2 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 4 * S);
+        l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 4 * S);
+        l.observe(Some("vacuuming heap"), Some(0), Some(Unit::Blocks), 5 * S);
+        l.observe(Some("scanning heap"), Some(200), Some(Unit::Blocks), 5 * S);
+        l.observe(Some("scanning heap"), Some(300), Some(Unit::Blocks), 6 * S);
+        let mut r = reading("vacuum", "scanning heap", 300, Some(1000), Unit::Blocks);
+        r.extra = Extra {
+            heap_blocks: Some(1000),
+            heap_scanned: Some(300),
+            index_passes: Some(1),
+            dead_items: Some((500, 1000)),
+            ..Default::default()
+        };
+        let e = estimate(&r, &l, Some(100.0), 6 * S).unwrap();
+        // 700 blocks at 100/s; 500 items in the store and 3500 to come: 4 passes of 3 s,
+        // the last one after the scan.
+        assert!((e.secs - (7.0 + 4.0 * 3.0)).abs() < 1e-6, "{e:?}");
+        assert!(e.inferred);
+        // Half a second into the next index pass (its items out of the count): its rest,
+        // its heap pass, the scan's rest and 3 passes for the 3000 items to come.
+        l.observe(Some("scanning heap"), Some(400), Some(Unit::Blocks), 7 * S);
+        l.observe(Some("vacuuming indexes"), None, None, 7 * S);
+        r.phase = Some("vacuuming indexes".into());
+        r.extra.heap_scanned = Some(400);
+        r.extra.dead_items = Some((1000, 1000));
+        let e = estimate(&r, &l, None, 7 * S + S / 2).unwrap();
+        assert!(
+            (e.secs - (1.5 + 1.0 + 6.0 + 3.0 * 3.0)).abs() < 1e-6,
+            "{e:?}"
+        );
+        // No store figures (a garbled read): no count of passes, none invented.
+        r.extra.dead_items = Some((5, 0));
+        assert!(estimate(&r, &l, None, 7 * S + S / 2).is_some());
+    }
+
+    #[test]
+    fn cluster_counts_the_rebuilds_to_come() {
+        let l = Ledger::default();
+        // Half through the second of three rebuilds, reading the new heap at 10 bytes/s.
+        let mut r = reading("cluster", "rebuilding index", 50, Some(100), Unit::Bytes);
+        r.extra.rebuilt = Some(1);
+        let e = estimate(&r, &l, Some(10.0), 10 * S).unwrap();
+        // Without the catalog's count: this rebuild's rest only.
+        assert!((e.secs - 5.0).abs() < 1e-9, "{e:?}");
+        r.extra.indexes = Some(3);
+        let e = estimate(&r, &l, Some(10.0), 10 * S).unwrap();
+        // Its rest, then one more read of the new heap at its pace.
+        assert!((e.secs - 15.0).abs() < 1e-9, "{e:?}");
+        assert!(e.inferred);
+        // No rate of its own yet: none (an earlier, quicker rebuild's pace is no guide).
+        assert_eq!(estimate(&r, &l, None, 10 * S), None);
     }
 
     #[test]
@@ -386,6 +563,12 @@ mod tests {
         );
         let e = estimate(&r, &l, Some(100.0), 3 * S).unwrap();
         assert!((e.secs - (7.5 + 1000.0 / 20_000.0)).abs() < 1e-9);
+        l.observe(
+            Some("building index: scanning table"),
+            Some(1000),
+            Some(Unit::Blocks),
+            10 * S,
+        );
         l.observe(
             Some("building index: sorting live tuples"),
             None,
@@ -425,6 +608,7 @@ mod tests {
         l.observe(Some("a"), Some(0), Some(Unit::Bytes), 0);
         l.observe(Some("a"), Some(300), Some(Unit::Bytes), 3 * S);
         l.observe(Some("b"), None, None, 3 * S);
+        l.observe(Some("b"), None, None, 4 * S);
         l.observe(Some("a"), Some(0), Some(Unit::Bytes), 4 * S);
         let r = reading("copy", "a", 100, Some(400), Unit::Bytes);
         // Not timed long enough in this spell: every spell's together, 300 in 3.1 s.

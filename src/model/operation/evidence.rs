@@ -34,6 +34,11 @@ impl Model {
             if let (None, Some(db), Some(oid)) = (&st.relation, st.db, st.reading.relid) {
                 st.relation = namer.relation_by_oid(db, oid);
             }
+            if let (None, Some(db), Some(oid), "cluster" | "vacuum full") =
+                (st.indexes, st.db, st.reading.relid, st.reading.operation)
+            {
+                st.indexes = namer.index_count(db, oid);
+            }
         }
         let Some(st) = self.operation.as_ref() else {
             // A walsender the server says streams is no base backup, whatever its
