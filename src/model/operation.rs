@@ -505,6 +505,10 @@ pub struct OperationState {
     pub ledger: eta::Ledger,
     /// The indexes of the table a `CLUSTER`/`VACUUM FULL` rebuilds, from the catalog.
     pub indexes: Option<u64>,
+    /// A pg_dump the catalog could not place (it selects or reorders tables): never
+    /// placed for the rest of its table, even once pg_dump itself has exited while its
+    /// backend still sends the last rows.
+    pub dump_unplaced: bool,
 }
 
 impl OperationState {
@@ -516,6 +520,7 @@ impl OperationState {
             reading: r.clone(),
             db,
             relation: None,
+            dump_unplaced: false,
             last_ts: ts,
             since_ns: ts,
             ledger: eta::Ledger::default(),

@@ -56,6 +56,7 @@ impl Model {
         let mut evidence = None;
         let wal = self.wal_written(since);
         let mut dump_file = None;
+        let mut dump_unplaced = false;
         match st.reading.want {
             Want::IndexPass => {
                 if let Some(ix) = self.last_read_rel(since, |r| {
@@ -138,9 +139,12 @@ impl Model {
             }
             Want::Dump => {
                 if let (Some(db), Some(cur)) = (st.db, &st.reading.dump_table) {
-                    if let Some(tables) = namer.dumped_tables(db) {
-                        let (done, n) = super::pg_dump::position(&tables, cur);
-                        evidence = Some((done, Some(n), Unit::Tables, Source::Inferred));
+                    match namer.dumped_tables(db).filter(|_| !st.dump_unplaced) {
+                        Some(tables) => {
+                            let (done, n) = super::pg_dump::position(&tables, cur);
+                            evidence = Some((done, Some(n), Unit::Tables, Source::Inferred));
+                        }
+                        None => dump_unplaced = true,
                     }
                     dump_file = self
                         .relations
@@ -177,6 +181,7 @@ impl Model {
         let Some(st) = self.operation.as_mut() else {
             return;
         };
+        st.dump_unplaced |= dump_unplaced;
         if st.relation.is_none() {
             st.relation = written_rel.or(read_rel);
         }
