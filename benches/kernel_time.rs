@@ -82,15 +82,20 @@ fn ping_pong_child(rounds: u64) {
 /// One ping-pong run, in a fresh child; `trace`: with the eBPF tracer (and `sched`: its
 /// scheduler programs) on it. Seconds, and the tracer's programs' run time in
 /// nanoseconds as the kernel counts it (BPF statistics; None when it does not), and
-/// the scheduler programs' own (run time ns, runs).
-fn ping_pong(rounds: u64, trace: Option<bool>) -> (f64, Option<u64>, Option<(u64, u64)>) {
+/// the scheduler programs' own (run time ns, runs). `other`: trace that process instead of
+/// the ping-pong (what the programs cost the switches they only filter out).
+fn ping_pong(
+    rounds: u64,
+    trace: Option<bool>,
+    other: Option<i32>,
+) -> (f64, Option<u64>, Option<(u64, u64)>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, rounds.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
+    let pid = other.unwrap_or(child.id() as i32);
     let mut tracer = trace.map(|sched| {
         let mut t = EbpfTracer::attach(&[pid]).expect("eBPF (run as root)");
         if !sched {
@@ -136,12 +141,18 @@ fn sched_bench(reps: usize, rounds: u64) {
     let (mut prog_without, mut prog_with) = (Vec::new(), Vec::new());
     // The scheduler programs alone: ns per round trip, ns per run.
     let (mut sched_round, mut sched_run) = (Vec::new(), Vec::new());
+    let mut filtered_round = Vec::new();
+    // An idle process to trace while the ping-pong runs untraced.
+    let mut idle = Command::new("sleep").arg("1000000").spawn().unwrap();
     for _ in 0..reps {
-        untraced.push(ping_pong(rounds, None).0);
-        let (t, p, _) = ping_pong(rounds, Some(false));
+        untraced.push(ping_pong(rounds, None, None).0);
+        if let (_, _, Some((ns, _))) = ping_pong(rounds, Some(true), Some(idle.id() as i32)) {
+            filtered_round.push(ns as f64 / rounds as f64);
+        }
+        let (t, p, _) = ping_pong(rounds, Some(false), None);
         without.push(t);
         prog_without.extend(p.map(|p| p as f64));
-        let (t, p, s) = ping_pong(rounds, Some(true));
+        let (t, p, s) = ping_pong(rounds, Some(true), None);
         with.push(t);
         prog_with.extend(p.map(|p| p as f64));
         if let Some((ns, runs)) = s {
@@ -195,6 +206,15 @@ fn sched_bench(reps: usize, rounds: u64) {
             r / 2.0,
             n,
             1.0 + r / 1e9 / (u / rounds as f64)
+        );
+    }
+    let _ = idle.kill();
+    let _ = idle.wait();
+    if !filtered_round.is_empty() {
+        println!(
+            "  ... with the ping-pong not traced (another process is): {:.0} ns per round: \
+             the part of the above that every switch pays, traced or not",
+            median(filtered_round)
         );
     }
 }

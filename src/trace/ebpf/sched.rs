@@ -99,9 +99,7 @@ impl SchedWatch {
     /// Attaches the scheduler tracepoint. None in another PID namespace than the
     /// initial one (the programs would see host pids; they do nothing there).
     pub(super) fn attach(skel: &SyscallsSkel<'static>) -> anyhow::Result<SchedWatch> {
-        let progs = [
-            (&skel.progs.pgt_sched_switch, "sched_switch"),
-        ];
+        let progs = [(&skel.progs.pgt_sched_switch, "sched_switch")];
         let mut links = Vec::with_capacity(progs.len());
         for (prog, name) in progs {
             links.push(prog.attach().map_err(|e| {
