@@ -13,6 +13,7 @@
 //!
 //!     cargo bench --bench kernel_time
 //!     PG_TRACE_BENCH_REPS=9 PG_TRACE_BENCH_ROUNDS=200000 cargo bench --bench kernel_time
+//!     PG_TRACE_BENCH_SCHED_ONLY=1 cargo bench --bench kernel_time   # part 1 only
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -80,15 +81,21 @@ fn ping_pong_child(rounds: u64) {
 
 /// One ping-pong run, in a fresh child; `trace`: with the eBPF tracer (and `sched`: its
 /// scheduler programs) on it. Seconds, and the tracer's programs' run time in
-/// nanoseconds as the kernel counts it (BPF statistics; None when it does not).
-fn ping_pong(rounds: u64, trace: Option<bool>) -> (f64, Option<u64>) {
+/// nanoseconds as the kernel counts it (BPF statistics; None when it does not), and
+/// the scheduler programs' own (run time ns, runs). `other`: trace that process instead of
+/// the ping-pong (what the programs cost the switches they only filter out).
+fn ping_pong(
+    rounds: u64,
+    trace: Option<bool>,
+    other: Option<i32>,
+) -> (f64, Option<u64>, Option<(u64, u64)>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, rounds.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
+    let pid = other.unwrap_or(child.id() as i32);
     let mut tracer = trace.map(|sched| {
         let mut t = EbpfTracer::attach(&[pid]).expect("eBPF (run as root)");
         if !sched {
@@ -122,8 +129,9 @@ fn ping_pong(rounds: u64, trace: Option<bool>) -> (f64, Option<u64>) {
         pg_trace::trace::cost::ProbeCost::Measured(r) => Some(r.run_time_ns),
         _ => None,
     });
+    let sched = tracer.as_ref().and_then(|t| t.scheduler_program_cost());
     drop(tracer);
-    (line.trim().parse().unwrap(), run_ns)
+    (line.trim().parse().unwrap(), run_ns, sched)
 }
 
 fn sched_bench(reps: usize, rounds: u64) {
@@ -131,14 +139,26 @@ fn sched_bench(reps: usize, rounds: u64) {
     // The programs' own run time (kernel BPF statistics): less noisy than wall time on a
     // shared host, though it leaves out the trampoline's entry and exit.
     let (mut prog_without, mut prog_with) = (Vec::new(), Vec::new());
+    // The scheduler programs alone: ns per round trip, ns per run.
+    let (mut sched_round, mut sched_run) = (Vec::new(), Vec::new());
+    let mut filtered_round = Vec::new();
+    // An idle process to trace while the ping-pong runs untraced.
+    let mut idle = Command::new("sleep").arg("1000000").spawn().unwrap();
     for _ in 0..reps {
-        untraced.push(ping_pong(rounds, None).0);
-        let (t, p) = ping_pong(rounds, Some(false));
+        untraced.push(ping_pong(rounds, None, None).0);
+        if let (_, _, Some((ns, _))) = ping_pong(rounds, Some(true), Some(idle.id() as i32)) {
+            filtered_round.push(ns as f64 / rounds as f64);
+        }
+        let (t, p, _) = ping_pong(rounds, Some(false), None);
         without.push(t);
         prog_without.extend(p.map(|p| p as f64));
-        let (t, p) = ping_pong(rounds, Some(true));
+        let (t, p, s) = ping_pong(rounds, Some(true), None);
         with.push(t);
         prog_with.extend(p.map(|p| p as f64));
+        if let Some((ns, runs)) = s {
+            sched_round.push(ns as f64 / rounds as f64);
+            sched_run.push(ns as f64 / runs.max(1) as f64);
+        }
     }
     let ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
     let (u, wo, w) = (median(untraced), median(without), median(with));
@@ -173,6 +193,28 @@ fn sched_bench(reps: usize, rounds: u64) {
             pwo / rounds as f64,
             (pw - pwo) / (2.0 * rounds as f64),
             1.0 + (pw - pwo) / 1e9 / u
+        );
+    }
+    if !sched_round.is_empty() {
+        // Every switch and wakeup of the machine runs them, traced or not: the figure
+        // per round includes the other processes' switches meanwhile.
+        let (r, n) = (median(sched_round), median(sched_run));
+        println!(
+            "  scheduler programs' own run time (kernel statistics, all switches of the machine): \
+             {:.0} ns per round, {:.0} ns per switch, {:.1} ns per run; {:.3}x of the untraced round",
+            r,
+            r / 2.0,
+            n,
+            1.0 + r / 1e9 / (u / rounds as f64)
+        );
+    }
+    let _ = idle.kill();
+    let _ = idle.wait();
+    if !filtered_round.is_empty() {
+        println!(
+            "  ... with the ping-pong not traced (another process is): {:.0} ns per round: \
+             the part of the above that every switch pays, traced or not",
+            median(filtered_round)
         );
     }
 }
@@ -274,5 +316,8 @@ fn main() {
     }
     let reps = env_num("PG_TRACE_BENCH_REPS", 7) as usize;
     sched_bench(reps, env_num("PG_TRACE_BENCH_ROUNDS", 100_000));
-    exact_waits_bench(reps.min(5));
+    // PG_TRACE_BENCH_SCHED_ONLY=1: the scheduler part alone (no cluster).
+    if env_num("PG_TRACE_BENCH_SCHED_ONLY", 0) == 0 {
+        exact_waits_bench(reps.min(5));
+    }
 }

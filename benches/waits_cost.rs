@@ -6,7 +6,8 @@
 //!    between them: the steady cost, startup (symbols, the first scan) apart; printed as a
 //!    share of one core against the 1 % budget.
 //! 2. The backends' side: pgbench select-only TPS (8 clients) with and without
-//!    `ps --waits` sampling them, alternated twice in the same run; the ratio printed.
+//!    `ps --waits` sampling them, in `PG_TRACE_BENCH_PAIRS` pairs (default 4; the order
+//!    within a pair alternated) in the same run; the median paired ratio and its spread.
 //!
 //! `PG_TRACE_BENCH_BASELINE=/path/to/older/pg_trace` measures that binary too, alternated
 //! with this one `PG_TRACE_BENCH_REPS` times (default 1) over the same backends: a
@@ -192,19 +193,38 @@ fn main() {
         }
         tps(&out)
     };
-    let mut without = Vec::new();
-    let mut with = Vec::new();
-    for _ in 0..2 {
-        without.push(run(false));
-        with.push(run(true));
+    // Pairs, each run without next to one with, the order alternated from pair to pair
+    // (the VM's speed drifts over a run): the ratio of each pair, their median and spread.
+    let pairs: usize = std::env::var("PG_TRACE_BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+        .max(1);
+    let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (a, b) = if i % 2 == 0 {
+            let a = run(false);
+            (a, run(true))
+        } else {
+            let b = run(true);
+            (run(false), b)
+        };
+        without.push(a);
+        with.push(b);
+        ratios.push(b / a);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
     println!(
         "waits_cost: pgbench -S -c 8 TPS: {:.0} without, {:.0} with sampling at 100 Hz: \
-         ratio {:.3} (runs without {:?}, with {:?})",
+         median paired ratio {:.3} ({pairs} pairs, {:.3}..{:.3}; runs without {:?}, with {:?})",
         mean(&without),
         mean(&with),
-        mean(&with) / mean(&without),
+        median(&ratios),
+        lo,
+        hi,
         without.iter().map(|v| v.round()).collect::<Vec<_>>(),
         with.iter().map(|v| v.round()).collect::<Vec<_>>()
     );

@@ -990,12 +990,24 @@ int BPF_PROG(pgt_uring_complete, struct io_ring_ctx *ring, struct io_kiocb *req,
  * Per thread of a traced process (`sched_threads`), the state it is in, since
  * when, and the nanoseconds it spent in each state: on a CPU, runnable but
  * waiting for one (the run queue), sleeping interruptibly (S), and in
- * uninterruptible sleep (D: mostly waiting for the device). A state is closed,
- * and its time added, by the next sched_switch or wakeup of that thread: one
- * map lookup per traced task per event, into the thread's own record (a thread
- * runs on one CPU at a time: nothing shared is written). A thread that exits
- * hands its times to its tgid's `sched_totals`. Nothing goes to user space per
- * switch; it reads the threads and the totals once an interval. Threads that were already asleep when tracing began are seeded by
+ * uninterruptible sleep (D: mostly waiting for the device). One program, on
+ * sched_switch: a state is opened when the thread leaves its CPU and closed
+ * when it gets one back, each time by the CPU the thread runs on, in the
+ * thread's own record (nothing shared is written; one map lookup per traced
+ * task per switch). No program on the wakeups: how much of the time off the CPU
+ * was spent waiting for one is the kernel's own figure (sched_info, which it
+ * keeps whenever CONFIG_SCHED_INFO is set): `run_delay`, the run queue time of
+ * the periods already ended, plus, for the current one, the run queue clock now
+ * minus `last_queued` (when it was queued). Those are read at the switch in,
+ * before the kernel adds the current period (sched_info_switch runs after the
+ * tracepoint). The rest of the time off the CPU is sleep, S or D as the thread
+ * left. A wakeup program would double the runs per round trip of a ping-pong and
+ * write the woken thread's record from the waker's CPU (a cache line that then
+ * moves to the CPU where the thread runs): measured in benches/kernel_time.rs.
+ *
+ * A thread that exits hands its times to its tgid's `sched_totals`. Nothing goes
+ * to user space per switch; it reads the threads and the totals once an
+ * interval. Threads that were already asleep when tracing began are seeded by
  * user space from /proc (BPF_NOEXIST: the kernel's view wins).
  *
  * Not in another PID namespace than the initial one: the tracepoints give
@@ -1017,6 +1029,9 @@ struct pgt_thread {
 	__u32 tgid;
 	__u32 state;
 	__u64 ns[PGT_ST_COUNT];
+	/* sched_info.run_delay + 1 when the thread last left its CPU; 0: unknown
+	 * (a record created by user space, or by a switch in). */
+	__u64 run_delay1;
 };
 
 struct pgt_sched_totals {
@@ -1046,9 +1061,45 @@ struct task_struct___pre514 {
 
 static __always_inline unsigned int task_state(struct task_struct *t)
 {
+	/* Direct loads: `t` is a tp_btf argument (a BTF pointer). */
 	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state);
-	return (unsigned int)BPF_CORE_READ((struct task_struct___pre514 *)t, state);
+		return t->__state;
+	return (unsigned int)((struct task_struct___pre514 *)t)->state;
+}
+
+/* The run queue part of the `d` nanoseconds `t` spent off the CPU since it left
+ * it asleep; read as `t` is switched in (see above). The clock of the current
+ * period is that of `t`'s run queue (rq->clock, which sched_info's times are
+ * in), reached through its CFS run queue (CONFIG_FAIR_GROUP_SCHED; the
+ * per-CPU `runqueues` would need CONFIG_KALLSYMS_ALL): without it, the current
+ * period of a woken thread counts as sleep. */
+static __always_inline __u64 queued_part(struct task_struct *t, struct pgt_thread *th, __u64 d)
+{
+	__u64 q = 0, rd, lq;
+
+	if (!bpf_core_field_exists(t->sched_info.run_delay))
+		return 0;
+	/* Direct loads (tp_btf arguments are BTF pointers), not BPF_CORE_READ's
+	 * helper call per hop. */
+	rd = t->sched_info.run_delay;
+	if (th->run_delay1 && rd + 1 > th->run_delay1)
+		q = rd + 1 - th->run_delay1;
+	lq = t->sched_info.last_queued;
+	if (lq && bpf_core_field_exists(t->se.cfs_rq) &&
+	    bpf_core_field_exists(((struct cfs_rq *)0)->rq)) {
+		__u64 clock = t->se.cfs_rq->rq->clock;
+
+		if (clock > lq)
+			q += clock - lq;
+	}
+	return q < d ? q : d;
+}
+
+static __always_inline __u64 run_delay1_of(struct task_struct *t)
+{
+	if (!bpf_core_field_exists(t->sched_info.run_delay))
+		return 0;
+	return t->sched_info.run_delay + 1;
 }
 
 static __always_inline void sched_add(struct pgt_thread *th, __u32 st, __u64 d)
@@ -1132,12 +1183,14 @@ int BPF_PROG(pgt_sched_switch, bool preempt, struct task_struct *prev, struct ta
 			} else {
 				th->state = to;
 				th->since = now;
+				th->run_delay1 = run_delay1_of(prev);
 			}
 		} else if (!dead) {
 			__builtin_memset(&nt, 0, sizeof(nt));
 			nt.since = now;
 			nt.tgid = tgid;
 			nt.state = to;
+			nt.run_delay1 = run_delay1_of(prev);
 			bpf_map_update_elem(&sched_threads, &tid, &nt, BPF_ANY);
 		}
 		if (to == PGT_ST_DISK && io_latency_on) {
@@ -1154,8 +1207,14 @@ int BPF_PROG(pgt_sched_switch, bool preempt, struct task_struct *prev, struct ta
 		tid = next->pid;
 		th = bpf_map_lookup_elem(&sched_threads, &tid);
 		if (th) {
-			if (th->state != PGT_ST_RUNNING && now > th->since)
-				sched_add(th, th->state, now - th->since);
+			if (th->state != PGT_ST_RUNNING && now > th->since) {
+				__u64 d = now - th->since, q = d;
+
+				if (th->state != PGT_ST_RUNQUEUE)
+					q = queued_part(next, th, d);
+				sched_add(th, PGT_ST_RUNQUEUE, q);
+				sched_add(th, th->state, d - q);
+			}
 			th->state = PGT_ST_RUNNING;
 			th->since = now;
 		} else {
@@ -1167,52 +1226,6 @@ int BPF_PROG(pgt_sched_switch, bool preempt, struct task_struct *prev, struct ta
 		}
 	}
 	return 0;
-}
-
-/* A sleeping thread becomes runnable: its sleep ends, its wait for a CPU
- * begins. (A wakeup of a thread that has not switched out yet changes
- * nothing.) */
-static __always_inline int on_wakeup(struct task_struct *p)
-{
-	struct pgt_thread *th, nt;
-	__u32 tgid, tid;
-	__u64 now;
-
-	if (pidns_ino)
-		return 0;
-	tgid = p->tgid;
-	if (!is_traced(tgid))
-		return 0;
-	tid = p->pid;
-	now = bpf_ktime_get_ns();
-	th = bpf_map_lookup_elem(&sched_threads, &tid);
-	if (th) {
-		if (th->state == PGT_ST_SLEEP || th->state == PGT_ST_DISK) {
-			if (now > th->since)
-				sched_add(th, th->state, now - th->since);
-			th->state = PGT_ST_RUNQUEUE;
-			th->since = now;
-		}
-	} else {
-		__builtin_memset(&nt, 0, sizeof(nt));
-		nt.since = now;
-		nt.tgid = tgid;
-		nt.state = PGT_ST_RUNQUEUE;
-		bpf_map_update_elem(&sched_threads, &tid, &nt, BPF_ANY);
-	}
-	return 0;
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(pgt_sched_wakeup, struct task_struct *p)
-{
-	return on_wakeup(p);
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(pgt_sched_wakeup_new, struct task_struct *p)
-{
-	return on_wakeup(p);
 }
 
 /*

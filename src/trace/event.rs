@@ -366,7 +366,7 @@ pub enum EventKind {
         buffers_written: Option<i64>,
     },
     /// The process's time by scheduler state since the trace began, cumulative, in
-    /// nanoseconds (eBPF `sched_switch`/`sched_wakeup`): on a CPU, runnable and waiting for
+    /// nanoseconds (eBPF `sched_switch`, `sched_info`'s run delay): on a CPU, waiting for
     /// one, sleeping (S), in uninterruptible sleep (D: mostly the device). Summed over
     /// its threads.
     SchedTimes {

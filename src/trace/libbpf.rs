@@ -116,7 +116,15 @@ impl RunTimeStats {
 pub(crate) fn prog_counters<'a>(
     progs: impl Iterator<Item = libbpf_rs::Program<'a>>,
 ) -> (u64, u64, u64) {
-    use std::os::fd::{AsFd, AsRawFd};
+    let progs: Vec<_> = progs.collect();
+    prog_counters_of(progs.iter())
+}
+
+/// [`prog_counters`] of programs borrowed from elsewhere (a skeleton's fields).
+pub(crate) fn prog_counters_of<'p, P: std::os::fd::AsFd + 'p>(
+    progs: impl Iterator<Item = &'p P>,
+) -> (u64, u64, u64) {
+    use std::os::fd::AsRawFd;
     let (mut ns, mut runs, mut skipped) = (0u64, 0u64, 0u64);
     for prog in progs {
         let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();

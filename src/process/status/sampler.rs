@@ -189,13 +189,13 @@ impl WaitSampler {
             // The server exited or made a new segment: back to its own mappings.
             self.view = None;
         }
-        let entries = self.reader.entries()?;
+        let entries = self.reader.slots_in_use(self.view.as_ref())?;
         let mut old: HashMap<Pid, Target> = self.targets.drain(..).map(|t| (t.ns, t)).collect();
         let want: Option<Vec<Pid>> = match &self.scope {
             Scope::Cluster => None,
             Scope::Pids(p) => Some(p.lock().map(|v| v.clone()).unwrap_or_default()),
         };
-        for (e, _) in entries {
+        for e in entries {
             let Some(host) = self.reader.host_of(e.pid) else {
                 continue;
             };

@@ -62,6 +62,20 @@ impl EbpfTracer {
         }
     }
 
+    /// The kernel's BPF statistics of the scheduler program alone: (run time ns,
+    /// runs), summed; None when they are not attached or the kernel does not count (for
+    /// the benchmark that measures what they cost).
+    pub fn scheduler_program_cost(&self) -> Option<(u64, u64)> {
+        self.kernel.sched.as_ref()?;
+        if self.run_time_stats.why_not.is_some() {
+            return None;
+        }
+        let skel = self.skel.as_ref()?;
+        let progs = [&skel.progs.pgt_sched_switch];
+        let (ns, runs, _) = crate::trace::libbpf::prog_counters_of(progs.into_iter());
+        Some((ns, runs))
+    }
+
     pub(super) fn seed_sched(&mut self, pid: Pid) {
         if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
             w.seed(skel, pid);

@@ -1,6 +1,5 @@
-//! Scheduler times of the traced processes: the user side of `pgt_sched_switch`,
-//! `pgt_sched_wakeup` and `pgt_sched_wakeup_new` (in `bpf/syscalls.bpf.c`, "Scheduler
-//! times"). The kernel adds up, per traced thread, the time it spends on a CPU, in the
+//! Scheduler times of the traced processes: the user side of `pgt_sched_switch` (in
+//! `bpf/syscalls.bpf.c`, "Scheduler times"). The kernel adds up, per traced thread, the time it spends on a CPU, in the
 //! run queue, asleep (S) and in uninterruptible sleep (D), and per tgid those of its
 //! threads that exited; here both are read, each thread's state still open is added up to
 //! now, and the sum goes out as one [`EventKind::SchedTimes`] per process and tick (no
@@ -19,8 +18,9 @@ const ST_SLEEP: usize = 2;
 const ST_DISK: usize = 3;
 const ST_COUNT: usize = 4;
 
-/// `struct pgt_thread`: u64 since, u32 tgid, u32 state, u64 ns[ST_COUNT].
-const THREAD_RECORD: usize = 16 + 8 * ST_COUNT;
+/// `struct pgt_thread`: u64 since, u32 tgid, u32 state, u64 ns[ST_COUNT], u64 run_delay1
+/// (the kernel's own, for the run queue part of the next switch in; 0 from here).
+const THREAD_RECORD: usize = 16 + 8 * ST_COUNT + 8;
 
 /// Per-state nanoseconds, indexed by `ST_*`.
 pub(super) type Times = [u64; ST_COUNT];
@@ -45,7 +45,7 @@ fn decode_thread(v: &[u8]) -> Option<(u64, u32, usize, Times)> {
     let since = u64::from_ne_bytes(v.get(0..8)?.try_into().ok()?);
     let tgid = u32::from_ne_bytes(v.get(8..12)?.try_into().ok()?);
     let state = u32::from_ne_bytes(v.get(12..16)?.try_into().ok()?) as usize;
-    let ns = decode_totals(v.get(16..)?)?;
+    let ns = decode_totals(v.get(16..16 + 8 * ST_COUNT)?)?;
     (state < ST_COUNT).then_some((since, tgid, state, ns))
 }
 
@@ -96,14 +96,10 @@ pub(super) struct SchedWatch {
 }
 
 impl SchedWatch {
-    /// Attaches the three scheduler tracepoints. None in another PID namespace than the
+    /// Attaches the scheduler tracepoint. None in another PID namespace than the
     /// initial one (the programs would see host pids; they do nothing there).
     pub(super) fn attach(skel: &SyscallsSkel<'static>) -> anyhow::Result<SchedWatch> {
-        let progs = [
-            (&skel.progs.pgt_sched_switch, "sched_switch"),
-            (&skel.progs.pgt_sched_wakeup, "sched_wakeup"),
-            (&skel.progs.pgt_sched_wakeup_new, "sched_wakeup_new"),
-        ];
+        let progs = [(&skel.progs.pgt_sched_switch, "sched_switch")];
         let mut links = Vec::with_capacity(progs.len());
         for (prog, name) in progs {
             links.push(prog.attach().map_err(|e| {
