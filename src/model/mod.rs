@@ -51,6 +51,12 @@ pub trait Namer {
     fn dumped_tables(&mut self, _db: u32) -> Option<Vec<(String, String)>> {
         None
     }
+    /// Where `table` stands among [`Namer::dumped_tables`]: (tables before it, tables in
+    /// all). None: no catalog, or a pg_dump that selects or reorders.
+    fn dump_position(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {
+        self.dumped_tables(db)
+            .map(|t| operation::pg_dump::position(&t, table))
+    }
     /// How many indexes table `oid` of database `db` has (a `CLUSTER` rebuilds them all).
     /// None: no catalog.
     fn index_count(&mut self, _db: u32, _oid: u32) -> Option<u64> {

@@ -91,13 +91,25 @@ impl Namer for Naming {
         });
         r
     }
-    // Not on the tape: a replay says no count of indexes, and models no rebuild to come.
     fn index_count(&mut self, db: u32, oid: u32) -> Option<u64> {
-        self.inner().index_count(db, oid)
+        let count = self.inner().index_count(db, oid);
+        names::note(&mut self.tape, || NameAnswer::IndexCount { db, oid, count });
+        count
     }
-    // Not on the tape: a replay says no count of tables rather than a wrong one.
     fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
         self.inner().dumped_tables(db)
+    }
+    // On the tape as the position, not the list: a database's tables, every tick, would
+    // weigh more than the rest of the recording.
+    fn dump_position(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {
+        let position = self.inner().dump_position(db, table);
+        names::note(&mut self.tape, || NameAnswer::DumpPosition {
+            db,
+            schema: table.0.clone(),
+            name: table.1.clone(),
+            position,
+        });
+        position
     }
     fn resident_blocks(
         &mut self,

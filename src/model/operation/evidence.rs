@@ -139,9 +139,8 @@ impl Model {
             }
             Want::Dump => {
                 if let (Some(db), Some(cur)) = (st.db, &st.reading.dump_table) {
-                    match namer.dumped_tables(db).filter(|_| !st.dump_unplaced) {
-                        Some(tables) => {
-                            let (done, n) = super::pg_dump::position(&tables, cur);
+                    match namer.dump_position(db, cur).filter(|_| !st.dump_unplaced) {
+                        Some((done, n)) => {
                             evidence = Some((done, Some(n), Unit::Tables, Source::Inferred));
                         }
                         None => dump_unplaced = true,

@@ -49,6 +49,17 @@ pub enum NameAnswer {
     Refresh {
         changed: bool,
     },
+    IndexCount {
+        db: u32,
+        oid: u32,
+        count: Option<u64>,
+    },
+    DumpPosition {
+        db: u32,
+        schema: String,
+        name: String,
+        position: Option<(u64, u64)>,
+    },
 }
 
 impl NameAnswer {
@@ -68,6 +79,10 @@ impl NameAnswer {
                 ..
             } => resident_key(locator, *fork, *start, *end),
             NameAnswer::Refresh { .. } => "refresh".into(),
+            NameAnswer::IndexCount { db, oid, .. } => format!("i\0{db}\0{oid}"),
+            NameAnswer::DumpPosition {
+                db, schema, name, ..
+            } => format!("d\0{db}\0{schema}\0{name}"),
         }
     }
 }
@@ -333,6 +348,18 @@ impl Namer for RecordedNamer {
             _ => None,
         }
     }
+    fn index_count(&mut self, db: u32, oid: u32) -> Option<u64> {
+        match self.ask(&format!("i\0{db}\0{oid}"))? {
+            NameAnswer::IndexCount { count, .. } => count,
+            _ => None,
+        }
+    }
+    fn dump_position(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {
+        match self.ask(&format!("d\0{db}\0{}\0{}", table.0, table.1))? {
+            NameAnswer::DumpPosition { position, .. } => position,
+            _ => None,
+        }
+    }
     fn refresh(&mut self) -> bool {
         matches!(
             self.ask("refresh"),
@@ -368,5 +395,35 @@ mod tests {
         });
         assert_eq!(n.file_size("base/5/1"), Some(4));
         assert_eq!(n.name("x").label, "x");
+    }
+
+    #[test]
+    fn index_counts_and_dump_positions_are_answered_as_recorded() {
+        let mut n = RecordedNamer::default();
+        n.push(NameAnswer::IndexCount {
+            db: 5,
+            oid: 16384,
+            count: Some(3),
+        });
+        let t = ("public".to_string(), "big2".to_string());
+        n.push(NameAnswer::DumpPosition {
+            db: 5,
+            schema: t.0.clone(),
+            name: t.1.clone(),
+            position: Some((2, 5)),
+        });
+        assert_eq!(n.index_count(5, 16384), Some(3));
+        assert_eq!(n.index_count(5, 1), None);
+        assert_eq!(n.dump_position(5, &t), Some((2, 5)));
+        assert_eq!(n.dump_position(6, &t), None);
+        // Through the file's form too.
+        let a = NameAnswer::DumpPosition {
+            db: 5,
+            schema: t.0.clone(),
+            name: t.1.clone(),
+            position: Some((2, 5)),
+        };
+        let back: NameAnswer = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
     }
 }
