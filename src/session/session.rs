@@ -153,7 +153,7 @@ struct CopierLive {
 
 /// A replay session at one point of its recording, without its I/O: see
 /// [`Session::replay_state`].
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReplayState {
     model: Model,
     notes: Vec<String>,
@@ -167,7 +167,7 @@ pub struct ReplayState {
 
 /// What a replay's tick applies instead of sampling the process: the recorded status,
 /// the walk's total, the wait rounds, copier mode's tick and, when it came then, its plan.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Replayed {
     pub status: Option<Event>,
     pub walked: Option<Walked>,
@@ -971,6 +971,18 @@ impl Session {
         self.recorder = Some(rec);
         self.namer.tape = Some(Vec::new());
         Ok(())
+    }
+
+    /// The recording's stored checkpoints every `ns` of recording time (tests), and what
+    /// they cost so far.
+    pub fn store_checkpoints_every(&mut self, ns: u64) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.store_checkpoints_every(ns);
+        }
+    }
+
+    pub fn checkpoint_stats(&self) -> Option<super::checkpoints::WriterStats> {
+        self.recorder.as_ref().and_then(|r| r.checkpoint_stats())
     }
 
     /// The attach record's `usdt`: live, with the cost measured before attaching; in a
