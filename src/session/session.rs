@@ -226,6 +226,8 @@ pub struct Session {
     last_kstate: Option<char>,
     /// The flight recorder, when on.
     recorder: Option<Recorder>,
+    /// What the recording's stored checkpoints cost, once it has ended.
+    recorded_checkpoints: (Option<super::checkpoints::WriterStats>, Option<String>),
     /// A replay: what the next tick applies instead of sampling.
     replayed: Option<Replayed>,
     /// Ring mode: SIGUSR1 seen, and whether the verdict was a stall at the last tick.
@@ -423,6 +425,7 @@ impl Session {
             pending,
             last_kstate: None,
             recorder: None,
+            recorded_checkpoints: (None, None),
             replayed: None,
             dump_asked: None,
             was_stalled: false,
@@ -474,6 +477,7 @@ impl Session {
             pending: None,
             last_kstate: None,
             recorder: None,
+            recorded_checkpoints: (None, None),
             replayed: None,
             dump_asked: None,
             was_stalled: false,
@@ -981,8 +985,12 @@ impl Session {
         }
     }
 
-    pub fn checkpoint_stats(&self) -> Option<super::checkpoints::WriterStats> {
-        self.recorder.as_ref().and_then(|r| r.checkpoint_stats())
+    /// Kept after the recording ends; with why the checkpoints stopped, if they did.
+    pub fn checkpoint_stats(&self) -> (Option<super::checkpoints::WriterStats>, Option<String>) {
+        match self.recorder.as_ref() {
+            Some(r) => (r.checkpoint_stats(), r.checkpoints_stopped.clone()),
+            None => self.recorded_checkpoints.clone(),
+        }
     }
 
     /// The attach record's `usdt`: live, with the cost measured before attaching; in a
@@ -1036,6 +1044,7 @@ impl Session {
         };
         self.namer.tape = None;
         rec.write(Some(at), &ItemRef::End { at });
+        self.recorded_checkpoints = (rec.checkpoint_stats(), rec.checkpoints_stopped.clone());
         rec.close()
     }
 
