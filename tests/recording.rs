@@ -160,10 +160,14 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
         through += usize::from(used.unwrap() > start);
         // Through a checkpoint the live recorder stored in the file.
         let (from_file, used) = records_from_stored(file, to).unwrap();
-        assert_eq!(
-            json(&from_file),
-            json(&straight),
-            "{what}: stored, seek to {to}"
+        let (a, b) = (json(&from_file), json(&straight));
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert!(
+            a == b,
+            "{what}: stored, seek to {to}: {} vs {} records, first difference at {first:?}: {:#?}",
+            a.len(),
+            b.len(),
+            first.map(|i| (&a[i], &b[i]))
         );
         stored += usize::from(used.is_some());
     }

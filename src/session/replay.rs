@@ -664,6 +664,11 @@ pub fn records_from_stored(path: &Path, to: u64) -> Result<(Vec<Record>, Option<
         p.restore(&s.cp, &mut session)?;
         place = s.line;
         used = Some(s.cp.at);
+        // The state is the TUI's (the recorder plays as the TUI does), whose wait profile's
+        // interval is never restarted; line mode restarts it after each interval it prints.
+        if !place.first {
+            session.model.waits.next_interval();
+        }
     }
     Ok((print_from(&mut p, &mut session, place, to)?, used))
 }
