@@ -85,6 +85,10 @@ pub struct Stored {
     /// The offset of the frame before the one it resumes in (none: it resumes in the
     /// first), checked on reading: the one it resumes in may not be written yet.
     pub prev_offset: Option<u64>,
+    /// The latest step time played up to it, its time in the index: a recording's step
+    /// times are not always in order (a drain can be stamped before the tick that came
+    /// before it), and a seek to `t` may use it only if nothing at or after `t` was played.
+    pub high: u64,
 }
 
 /// What storing checkpoints cost a recorder.
@@ -117,6 +121,8 @@ pub struct Writer {
     last_size: u64,
     bytes_since: u64,
     start: u64,
+    /// The latest step time played so far.
+    high: u64,
     pub stats: WriterStats,
 }
 
@@ -142,6 +148,7 @@ impl Writer {
             last_size: 0,
             bytes_since: 0,
             start,
+            high: start,
             stats: WriterStats::default(),
         })
     }
@@ -170,6 +177,9 @@ impl Writer {
                     log.record(m, ev, applied, false);
                     Ok(())
                 })?;
+            if let Some(s) = step {
+                self.high = self.high.max(s.at());
+            }
             match step {
                 Some(Step::Tick(at)) => {
                     self.app.tick(at);
@@ -199,8 +209,8 @@ impl Writer {
         let t = std::time::Instant::now();
         let raw = rmp_serde::to_vec_named(&stored)?;
         let frame = Frame::compress(
-            stored.cp.at,
-            stored.cp.at,
+            stored.high,
+            stored.high,
             u32::try_from(stored.cp.frame).unwrap_or(u32::MAX),
             &raw,
         )?;
@@ -228,6 +238,7 @@ impl Writer {
             app: self.app.place(),
             line: self.line,
             prev_offset,
+            high: self.high,
         }
     }
 }

@@ -76,7 +76,8 @@ impl Recording {
         let prev = frame
             .checked_sub(1)
             .map(|i| self.frames.get(i).map(|d| d.offset));
-        let agrees = s.cp.at == f.first_at
+        let agrees = s.high == f.first_at
+            && s.cp.at <= s.high
             && frame <= self.frames.len()
             && (frame < self.frames.len() || s.cp.skip == 0)
             && match prev {
@@ -663,7 +664,7 @@ pub fn records_from_stored(path: &Path, to: u64) -> Result<(Vec<Record>, Option<
         let s = p.rec.stored(i)?;
         p.restore(&s.cp, &mut session)?;
         place = s.line;
-        used = Some(s.cp.at);
+        used = Some(s.high);
         // The state is the TUI's (the recorder plays as the TUI does), whose wait profile's
         // interval is never restarted; line mode restarts it after each interval it prints.
         if !place.first {
