@@ -4,9 +4,11 @@
 //! One hour of a sequential scan at 20,000 8 kB reads a second (72 M events) with a status
 //! sample every second, generated lazily by a tracer on a scripted clock and recorded
 //! through the real line loop (`--record`), as `pg_trace -p PID --no-tui --record` writes
-//! it; then opened in the replay TUI's player: the open, the first seek to the end (one
-//! pass through the whole recording at full speed, taking checkpoints), and seeks
-//! anywhere after it (back to the latest checkpoint before the target, then played on).
+//! it, the recorder storing replay checkpoints in it (what they cost it: bytes, CPU); then
+//! opened in the replay TUI's player, in the same run without the stored checkpoints
+//! (the frames copied to a file of their own: a seek plays from the start, taking
+//! checkpoints in memory) and with them: the open and a first seek to 10 %, 50 % and the
+//! end, each in a fresh replay; then seeks anywhere after a first one to the end.
 //! `PG_TRACE_BENCH_REC_SECS` and `PG_TRACE_BENCH_REC_RATE` change the hour and the rate;
 //! `PG_TRACE_BENCH_REC_KEEP=FILE` keeps the recording.
 //!
@@ -177,6 +179,7 @@ fn main() {
     )
     .unwrap();
     let events = s.model.events;
+    let ck = s.checkpoint_stats();
     drop(s);
     let recorded = t.elapsed();
     let size = std::fs::metadata(&path).unwrap().len();
@@ -187,7 +190,32 @@ fn main() {
          (model, line mode and recorder together)"
     );
 
+    let ck = match ck {
+        (Some(c), None) => c,
+        (_, why) => panic!("no stored checkpoints: {why:?}"),
+    };
+    let hours = secs as f64 / 3600.0;
+    println!(
+        "stored checkpoints: {} in {} bytes ({:.2} MiB per hour, {:.1} % of the file); \
+         the recorder's replay behind them {:.2?} ({:.3} % of the recording's time), \
+         encoding {:.2?} per checkpoint",
+        ck.count,
+        ck.bytes,
+        ck.bytes as f64 / hours / (1 << 20) as f64,
+        100.0 * ck.bytes as f64 / size as f64,
+        Duration::from_nanos(ck.replay_ns),
+        100.0 * ck.replay_ns as f64 / (secs as f64 * 1e9),
+        Duration::from_nanos(ck.encode_ns / ck.count.max(1)),
+    );
+
     decoding(&path);
+
+    // Before: the same frames without the stored checkpoints (as format 2 was): seeks
+    // play from the start and take checkpoints in memory as they go.
+    let before = dir.path().join("hour-without-checkpoints.pgtrace");
+    strip_checkpoints(&path, &before);
+    first_seeks("without stored checkpoints", &before);
+    first_seeks("with stored checkpoints", &path);
 
     let t = Instant::now();
     let mut r = Replayer::open(&path).unwrap();
@@ -209,22 +237,49 @@ fn main() {
         total += d;
     }
     println!(
-        "open a {secs} s recording: {opened:.1?}; first seek to the end (one pass, {} \
-         checkpoints taken): {first:.1?}; then seeks anywhere: worst {worst:.1?}, mean {:.1?} \
-         of {SEEKS} (budget: open and a seek under 1 s)",
+        "with stored checkpoints: open a {secs} s recording: {opened:.1?}; first seek to the \
+         end: {first:.1?} ({} checkpoints then in memory); then seeks anywhere: worst \
+         {worst:.1?}, mean {:.1?} of {SEEKS} (budget: open and a seek under 1 s)",
         r.checkpoints(),
         total / SEEKS as u32
     );
-    // A seek before the pass has got there: played on from the open.
-    for frac in [10u64, 50] {
-        let mut r = Replayer::open(&path).unwrap();
+}
+
+/// Open, then one first seek to 10 %, 50 % and the end, each in a fresh replay.
+fn first_seeks(what: &str, path: &std::path::Path) {
+    for frac in [10u64, 50, 100] {
         let t = Instant::now();
-        r.seek(r.start + span * frac / 100).unwrap();
+        let mut r = Replayer::open(path).unwrap();
+        let opened = t.elapsed();
+        let t = Instant::now();
+        r.seek(r.start + (r.end - r.start) * frac / 100).unwrap();
         println!(
-            "open, then a first seek {frac} % in: {:.1?} (played from the start)",
-            opened + t.elapsed()
+            "{what}: open {opened:.1?}, then a first seek {frac} % in: {:.1?} \
+             ({} through a stored checkpoint; budget 1 s)",
+            t.elapsed(),
+            r.stored_used
         );
     }
+}
+
+/// `from`'s header and frames, compressed as they are, without its stored checkpoints.
+fn strip_checkpoints(from: &std::path::Path, to: &std::path::Path) {
+    let bytes = std::fs::read(from).unwrap();
+    let o = format::open(&mut std::io::Cursor::new(&bytes)).unwrap();
+    let mut w = format::FileWriter::create(to, false, &o.header).unwrap();
+    for f in &o.frames {
+        let at = f.offset as usize;
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let start = at + format::FRAME_HEADER_LEN;
+        w.frame(&format::Frame {
+            first_at: f.first_at,
+            last_at: f.last_at,
+            items: f.items,
+            payload: bytes[start..start + len].to_vec(),
+        })
+        .unwrap();
+    }
+    w.close().unwrap();
 }
 
 /// Reading the recording without replaying it (read, check, decompress, parse every

@@ -14,7 +14,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::status::wait_until;
-use support::trace::spawn_trace_with;
+use support::trace::spawn_trace_env;
+
+/// The recordings last seconds: the recorder stores a checkpoint every half second.
+const CHECKPOINTS: &[(&str, &str)] = &[("PG_TRACE_CHECKPOINT_EVERY_MS", "500")];
 use support::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pg_trace");
@@ -132,7 +135,7 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
             "{what}: {per_million:.2} MiB per million events, over the budget of 4"
         );
     }
-    use pg_trace::session::replay::{records_from, Recording};
+    use pg_trace::session::replay::{records_from, records_from_stored, Recording};
     let opened = Recording::open(file).unwrap();
     let (start, end) = opened.span();
     let frames: Vec<(f64, f64, u32)> = opened
@@ -147,6 +150,7 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
         r.iter().map(|x| serde_json::to_value(x).unwrap()).collect()
     };
     let mut through = 0;
+    let mut stored = 0;
     for k in 1..4 {
         let to = start + (end - start) * k / 4;
         let (straight, _) = records_from(file, to, None).unwrap();
@@ -154,10 +158,27 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
         let (seeked, used) = records_from(file, to, Some(200_000_000)).unwrap();
         assert_eq!(json(&seeked), json(&straight), "{what}: seek to {to}");
         through += usize::from(used.unwrap() > start);
+        // Through a checkpoint the live recorder stored in the file.
+        let (from_file, used) = records_from_stored(file, to).unwrap();
+        let (a, b) = (json(&from_file), json(&straight));
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert!(
+            a == b,
+            "{what}: stored, seek to {to}: {} vs {} records, first difference at {first:?}: {:#?}",
+            a.len(),
+            b.len(),
+            first.map(|i| (&a[i], &b[i]))
+        );
+        stored += usize::from(used.is_some());
     }
     assert!(
         through >= 2,
         "{what}: {through} seeks went through a checkpoint in {start}..{end}: frames {frames:?}"
+    );
+    assert!(
+        stored >= 2,
+        "{what}: {stored} seeks went through a stored checkpoint ({} stored)",
+        opened.checkpoints.len()
     );
 }
 
@@ -206,7 +227,13 @@ fn scan(c: &mut Cluster) -> (Vec<Record>, Rec) {
             })
         },
     );
-    let trace = spawn_trace_with(pid, "auto", &["--record", rec.0.to_str().unwrap()]);
+    let trace = spawn_trace_env(
+        pid,
+        "auto",
+        200,
+        &["--record", rec.0.to_str().unwrap()],
+        CHECKPOINTS,
+    );
     let (count, _held) = q.join().expect("query thread");
     assert_eq!(count, ROWS);
     let records = trace.finish();
@@ -251,7 +278,13 @@ fn backup(c: &Cluster) -> Option<(Vec<Record>, Rec)> {
             .unwrap_or(0);
         ws != 0
     });
-    let mut trace = spawn_trace_with(ws, "auto", &["--record", rec.0.to_str().unwrap()]);
+    let mut trace = spawn_trace_env(
+        ws,
+        "auto",
+        200,
+        &["--record", rec.0.to_str().unwrap()],
+        CHECKPOINTS,
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "pg_basebackup failed");
     // The walsender exits with the backup: pg_trace ends by itself.

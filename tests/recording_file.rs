@@ -40,6 +40,8 @@ fn record_with(
         dump_on_stall,
     })
     .unwrap();
+    // The scripted sessions last seconds: checkpoints stored every half second of them.
+    s.store_checkpoints_every(500_000_000);
     let mut out = Vec::new();
     let pace = Pace {
         interval: Duration::from_secs(1),
@@ -161,6 +163,16 @@ proptest! {
         b[i] ^= byte | 1;
         let name = format!("bad-{}.pgtrace", std::thread::current().name().unwrap_or("t").replace("::", "-"));
         let _ = replay_bytes(&name, &b);
+        // Seeks, through the stored checkpoints (damaged or not), forward and back.
+        let p = dir().join(format!("seek-{name}"));
+        std::fs::write(&p, &b).unwrap();
+        if let Ok(mut r) = pg_trace::session::replay_tui::Replayer::open(&p) {
+            let (start, end) = (r.start, r.end);
+            for to in [start + (end - start) / 2, end, start + (end - start) / 4] {
+                prop_assert!(r.seek(to).is_ok());
+            }
+        }
+        let _ = std::fs::remove_file(&p);
     }
 }
 
@@ -440,7 +452,7 @@ fn a_recording_reports_like_its_live_json() {
 /// the same target prints: every scripted session, targets across the whole recording.
 #[test]
 fn a_seek_through_a_checkpoint_replays_as_straight() {
-    use pg_trace::session::replay::{records_from, Recording};
+    use pg_trace::session::replay::{records_from, records_from_stored, Recording};
     const HALF_S: u64 = 500_000_000;
     let json = |r: &[Record]| -> Vec<serde_json::Value> {
         r.iter().map(|x| serde_json::to_value(x).unwrap()).collect()
@@ -466,9 +478,24 @@ fn a_seek_through_a_checkpoint_replays_as_straight() {
             "{name}: from the start"
         );
         let mut through = 0;
+        let mut stored = 0;
         for k in 0..=10 {
             let to = start + (end - start) * k / 10;
             let (straight, none) = records_from(&p, to, None).unwrap();
+            // Through the checkpoint stored in the file by the recorder.
+            let (from_file, used) = records_from_stored(&p, to).unwrap();
+            assert_eq!(
+                json(&from_file),
+                json(&straight),
+                "{name}: stored, seek to {to}"
+            );
+            if let Some(used) = used {
+                assert!(
+                    used < to,
+                    "{name}: stored checkpoint at {used}, target {to}"
+                );
+                stored += 1;
+            }
             let (seeked, used) = records_from(&p, to, Some(HALF_S)).unwrap();
             assert!(none.is_none());
             let used = used.unwrap();
@@ -485,6 +512,10 @@ fn a_seek_through_a_checkpoint_replays_as_straight() {
         assert!(
             through >= 5,
             "{name}: only {through} seeks went through a checkpoint"
+        );
+        assert!(
+            stored >= 5,
+            "{name}: only {stored} seeks went through a stored checkpoint"
         );
     }
 }
@@ -504,14 +535,14 @@ fn the_replay_tui_seeks_back_through_checkpoints_to_the_same_screen() {
         f.frames.pop().unwrap()
     };
     let mut back = Replayer::open_with(p, Some(S / 2)).unwrap();
-    back.seek(back.end).unwrap();
+    back.play_straight_to(back.end);
     let taken = back.checkpoints();
     assert!(taken >= 4, "{taken} checkpoints");
     for k in [4u64, 3, 2, 1] {
         let to = back.start + (back.end - back.start) * k / 5;
         back.seek(to).unwrap();
         let mut straight = Replayer::open(p).unwrap();
-        straight.seek(to).unwrap();
+        straight.play_straight_to(to);
         assert_eq!(back.pos, straight.pos);
         assert_eq!(screen(&back), screen(&straight), "seek back to {to}");
     }
@@ -520,6 +551,82 @@ fn the_replay_tui_seeks_back_through_checkpoints_to_the_same_screen() {
         taken,
         "played again, no checkpoint added"
     );
+}
+
+/// A first seek anywhere restores the latest checkpoint the recorder stored in the file
+/// before it (no pass through the recording first), and the screen is the one a replay
+/// played straight there draws; forward and back.
+#[test]
+fn the_replay_tui_seeks_through_stored_checkpoints_to_the_same_screen() {
+    use pg_trace::session::replay_tui::Replayer;
+    let (p, _, _) = scan_file();
+    let clock = pg_trace::trace::replay::ManualClock::starting_at(scripted::T0);
+    let theme = pg_trace::ui::Theme::from_env();
+    let screen = |r: &Replayer| {
+        let mut f = sessions::Frames::new(&clock, 120, 30);
+        r.draw(&mut f, &theme).unwrap();
+        f.frames.pop().unwrap()
+    };
+    let stored = pg_trace::session::replay::Recording::open(p)
+        .unwrap()
+        .checkpoints
+        .len();
+    assert!(stored >= 4, "{stored} stored checkpoints");
+    let mut r = Replayer::open(p).unwrap();
+    for k in [3u64, 1, 4, 2] {
+        let to = r.start + (r.end - r.start) * k / 5;
+        r.seek(to).unwrap();
+        let mut straight = Replayer::open_with(p, Some(u64::MAX)).unwrap();
+        straight.play_straight_to(to);
+        assert_eq!(r.pos, straight.pos);
+        assert_eq!(screen(&r), screen(&straight), "seek to {to}");
+    }
+    assert!(
+        r.stored_used >= 3,
+        "{} seeks through a stored checkpoint",
+        r.stored_used
+    );
+}
+
+/// A stored checkpoint that passes its checksum but is not one (a hostile file): the
+/// seek plays from an earlier point, says so, and never panics.
+#[test]
+fn a_hostile_stored_checkpoint_is_played_around() {
+    use pg_trace::session::record::format;
+    use pg_trace::session::replay_tui::Replayer;
+    let (_, bytes, _) = scan_file();
+    let o = format::open(&mut std::io::Cursor::new(bytes.clone())).unwrap();
+    assert!(o.checkpoints.len() >= 2);
+    for (k, junk) in [&b"\x93\x01\x02"[..], b"", &[0xc1; 64]]
+        .into_iter()
+        .enumerate()
+    {
+        // The last checkpoint's payload replaced, its header and checksum made to match.
+        let c = *o.checkpoints.last().unwrap();
+        let payload = zstd::bulk::compress(junk, 3).unwrap();
+        let mut b = bytes[..c.offset as usize].to_vec();
+        format::Frame {
+            first_at: c.first_at,
+            last_at: c.last_at,
+            items: c.items,
+            payload,
+        }
+        .write_to(&mut b, format::CHECKPOINT_MAGIC)
+        .unwrap();
+        // No trailer: the frames are walked.
+        let p = dir().join(format!("hostile-{k}.pgtrace"));
+        std::fs::write(&p, &b).unwrap();
+        let mut r = Replayer::open(&p).unwrap();
+        r.seek(r.end).unwrap();
+        assert_eq!(r.pos, r.end);
+        assert!(r.stored_used >= 1, "an earlier stored checkpoint used");
+        let mut straight = Replayer::open_with(&p, Some(u64::MAX)).unwrap();
+        straight.play_straight_to(r.end);
+        assert_eq!(
+            r.app.session.model.events,
+            straight.app.session.model.events
+        );
+    }
 }
 
 /// The notes said live (on stderr, in the TUI's log) are in the recording, and a replay

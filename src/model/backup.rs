@@ -10,7 +10,7 @@ use crate::process::status::StatusSample;
 use crate::trace::{Event, EventKind};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Memory,
@@ -31,7 +31,7 @@ impl Source {
 
 /// How the backup is taken: a walsender streaming it (`pg_basebackup`), or the low-level
 /// API (`pg_backup_start`, any tool copies the files, `pg_backup_stop`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Basebackup,
@@ -49,7 +49,7 @@ impl Method {
 
 /// The server's side of a running low-level backup, as far as it could be read: the
 /// `server_backup` of the `backup` record. Fed by [`crate::model::Model::server_backup`].
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerBackupView {
     /// `0/2000028`.
     pub start_lsn: Option<String>,
@@ -74,7 +74,7 @@ pub const LOW_LEVEL_PHASES: &[(i64, &str)] = &[
     (6, "done"),
 ];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BackupState {
     pub source: Source,
     pub method: Method,

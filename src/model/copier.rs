@@ -9,7 +9,9 @@ use crate::trace::Pid;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// What holds a copier back, judged from its processes' kernel state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Limiter {
     /// A reader waits for the device (D state).
     Disk,
@@ -162,7 +164,7 @@ const VERDICTS_KEPT: usize = 8;
 /// Reads pending before the walk is done, by path (bounded).
 const PENDING_KEPT: usize = 100_000;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TablespaceProgress {
     /// "" for the data directory, `pg_tblspc/<oid>` otherwise.
     pub key: String,
@@ -173,7 +175,7 @@ pub struct TablespaceProgress {
 }
 
 /// The copier's progress over the data directory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Copier {
     /// The copier's process name (`tar`, `rsync`...).
     pub name: String,

@@ -6,7 +6,7 @@ use crate::trace::cost::{OwnUsage, ProbeCost, ProbeRuntime};
 
 /// The rates of the last interval. Each is None when it cannot be measured (not a BPF
 /// backend, BPF statistics off, no earlier reading yet): never a made-up number.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cost {
     /// Nanoseconds of BPF program run time per second of wall time (all CPUs).
     pub probe_ns_per_s: Option<f64>,
@@ -22,7 +22,7 @@ pub struct Cost {
 }
 
 /// The previous reading, and the rates it gave.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CostMeter {
     last: Option<(u64, Option<ProbeRuntime>, Option<u64>)>,
     pub now: Option<Cost>,

@@ -8,7 +8,7 @@ const MAX_GRANULES: u64 = 1 << 20;
 /// The finest granule: PostgreSQL's default BLCKSZ.
 pub const BLOCK: u64 = 8192;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Coverage {
     granule: u64,
     bits: Vec<u64>,
@@ -136,7 +136,7 @@ const MAX_STRETCHES: usize = 1 << 16;
 
 /// Disjoint byte stretches `[start, end)` of a relation: the parts counted as passed
 /// because shared buffers held them, less whatever was read from the file since.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stretches {
     map: std::collections::BTreeMap<u64, u64>,
     bytes: u64,

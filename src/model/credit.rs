@@ -9,7 +9,7 @@ use crate::trace::Pid;
 use std::collections::BTreeMap;
 
 /// Evidence gathered for one process since its last `/proc/PID/io` reading.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Pending {
     /// fd -> (samples that caught a read of it, end of the last read sampled).
     sampled: BTreeMap<i32, (u64, Option<u64>)>,
@@ -19,7 +19,7 @@ struct Pending {
 
 /// Per traced process, the evidence of the current interval; and the bytes no evidence
 /// covered, since attach.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Credit {
     pending: BTreeMap<Pid, Pending>,
     /// Bytes read by the traced processes that no sample ties to a file (an estimate, like
@@ -30,7 +30,7 @@ pub struct Credit {
 }
 
 /// One file's share of an interval's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Share {
     pub fd: i32,
     pub bytes: u64,

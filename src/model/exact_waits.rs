@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 /// One wait event's figures (`wait_event_info` as the server encodes it; 0 is not
 /// waiting).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExactCell {
     /// Waits that began.
     pub count: u64,
     pub ns: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExactWaits {
     /// The value in force and since when.
     current: Option<(u32, u64)>,

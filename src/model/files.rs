@@ -5,7 +5,7 @@ use crate::trace::{FollowerRole, Pid, Syscall};
 use std::sync::Arc;
 
 /// Which relation a file belongs to, as the namer found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelIdentity {
     /// The relation's files: what groups its forks and segments.
     pub locator: RelFileLocator,
@@ -15,14 +15,15 @@ pub struct RelIdentity {
     pub label: String,
     pub schema: Option<String>,
     pub name: Option<String>,
-    pub kind: Option<&'static str>,
+    #[serde(with = "crate::model::sstr::opt")]
+    pub kind: Option<crate::model::sstr::Static>,
     /// The table an index or TOAST table serves, `schema.name`.
     pub table: Option<String>,
     pub known: bool,
 }
 
 /// A relation file: its relation, and which fork and segment of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelInfo {
     pub id: RelIdentity,
     pub fork: Fork,
@@ -30,12 +31,13 @@ pub struct RelInfo {
 }
 
 /// A path, named.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Named {
     /// Relative to the data directory, when inside the cluster.
     pub relpath: Option<String>,
     /// `relation`, `temp_relation`, `temp_file`, `wal`, `slru`, `control`, `other`.
-    pub class: &'static str,
+    #[serde(with = "crate::model::sstr")]
+    pub class: crate::model::sstr::Static,
     /// What the UI shows: `sales.orders`, `orders_pkey → sales.orders`, `temp file 2`,
     /// `WAL 000000010000000A000000F3`, or the path.
     pub label: String,
@@ -43,14 +45,14 @@ pub struct Named {
     pub relation: Option<Arc<RelInfo>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpCounts {
     pub reads: u64,
     pub writes: u64,
     pub seeks: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FileEntry {
     pub pid: Pid,
     pub fd: i32,
@@ -94,7 +96,7 @@ pub struct FileEntry {
 const FIRST_WINDOW_NS: u64 = 1_000_000_000;
 
 /// Time over which `pending` units have accumulated, for [`smooth`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     ns: u64,
     started: bool,

@@ -20,8 +20,9 @@ pub type Key<'a> = (&'a str, Option<&'static str>, IoOp);
 /// Per relation label, per (fork, op): looked up by `&str`, the label copied only once.
 type Cells = BTreeMap<String, BTreeMap<(Option<&'static str>, IoOp), Cell>>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Cell {
+    #[serde(with = "hist_serde")]
     hist: Histogram<u32>,
     sum_ns: u64,
     /// Calls told apart, and of those the ones that never waited for the device.
@@ -52,10 +53,11 @@ impl Cell {
 }
 
 /// One line of the table: what a view shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyRow {
     pub relation: String,
-    pub fork: Option<&'static str>,
+    #[serde(with = "crate::model::sstr::opt")]
+    pub fork: Option<crate::model::sstr::Static>,
     pub op: IoOp,
     pub count: u64,
     pub p50_us: f64,
@@ -65,14 +67,15 @@ pub struct LatencyRow {
     pub page_cache_share: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Map {
+    #[serde(with = "cells_serde")]
     cells: Cells,
     /// Cells in `cells`, all labels together.
     len: usize,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Scopes {
     total: Map,
     current: Map,
@@ -97,10 +100,64 @@ impl Scopes {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct IoLatency {
     all: Scopes,
     per_pid: BTreeMap<Pid, Scopes>,
+}
+
+/// A histogram as its recorded (value, count) pairs: what a replay's checkpoint keeps.
+mod hist_serde {
+    use super::{Histogram, HIGHEST_NS};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &Histogram<u32>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value())),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u32>, D::Error> {
+        let pairs = Vec::<(u64, u32)>::deserialize(d)?;
+        let mut h = Histogram::new_with_bounds(1, HIGHEST_NS, 2).map_err(D::Error::custom)?;
+        for (v, n) in pairs {
+            h.saturating_record_n(v.clamp(1, HIGHEST_NS), n);
+        }
+        Ok(h)
+    }
+}
+
+/// [`Cells`] with their `&'static str` forks: a list per label.
+mod cells_serde {
+    use super::{Cell, Cells, IoOp};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    struct Out<'a>(
+        &'a str,
+        #[serde(with = "crate::model::sstr::opt_keyed")]
+        &'a BTreeMap<(Option<&'static str>, IoOp), Cell>,
+    );
+
+    #[derive(Deserialize)]
+    struct In(
+        String,
+        #[serde(with = "crate::model::sstr::opt_keyed")]
+        BTreeMap<(Option<&'static str>, IoOp), Cell>,
+    );
+
+    pub fn serialize<S: Serializer>(c: &Cells, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(c.iter().map(|(k, v)| Out(k, v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cells, D::Error> {
+        Ok(Vec::<In>::deserialize(d)?
+            .into_iter()
+            .map(|In(k, v)| (k, v))
+            .collect())
+    }
 }
 
 /// A process with no timed call for this many ticks in a row is forgotten (parallel

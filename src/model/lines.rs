@@ -9,10 +9,11 @@ use crate::text::{human_bytes, human_duration};
 use crate::trace::{Event, EventKind};
 
 /// A base backup's progress, the parts every view shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BackupLine {
     /// `memory` (progress counters) or `inferred` (from the syscalls).
-    pub source: &'static str,
+    #[serde(with = "crate::model::sstr")]
+    pub source: crate::model::sstr::Static,
     pub phase: String,
     pub streamed: u64,
     pub total: Option<u64>,
@@ -27,7 +28,8 @@ pub struct BackupLine {
     pub files: Option<(u64, u64)>,
     /// Copier mode: the copier's name, and what holds it back.
     pub copier: Option<String>,
-    pub limiter: Option<&'static str>,
+    #[serde(with = "crate::model::sstr::opt")]
+    pub limiter: Option<crate::model::sstr::Static>,
     /// A low-level backup's server side: `server: start 0/2000028, label "x" (inferred), …`.
     pub server: Option<String>,
     /// Copier mode, more than one tablespace: `pg_tblspc/16400 4.0 MiB of 8.0 MiB` each.
@@ -204,9 +206,10 @@ pub fn file_object(f: &FileEntry) -> String {
 }
 
 /// One decoded I/O syscall of `-d`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyscallLine {
-    pub name: &'static str,
+    #[serde(with = "crate::model::sstr")]
+    pub name: crate::model::sstr::Static,
     pub fd: i32,
     /// `pread64(fd=23 → sales.orders.3, 8192 @ 1073733632) = 8192`
     pub text: String,

@@ -14,6 +14,7 @@ pub mod operation;
 pub mod relations;
 pub mod rename;
 pub mod sched;
+pub mod sstr;
 pub mod stall;
 pub mod status;
 pub mod waits;
@@ -85,7 +86,7 @@ const QUERIES_KEPT: usize = 64;
 const LOCK_WAITS_KEPT: usize = 64;
 
 /// One query text seen by a USDT probe.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRec {
     pub pid: Pid,
     pub ts_ns: u64,
@@ -98,7 +99,7 @@ pub struct QueryRec {
 }
 
 /// One heavyweight lock wait.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LockWaitRec {
     pub pid: Pid,
     pub start_ns: u64,
@@ -140,7 +141,7 @@ impl LockWaitRec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcState {
     pub pid: Pid,
     /// None for the traced process itself.
@@ -170,7 +171,7 @@ const SIZE_REFRESH_NS: u64 = 1_000_000_000;
 /// Closed files kept for display.
 const CLOSED_KEPT: usize = 64;
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub leader: Pid,
     pub segment_bytes: u64,

@@ -20,7 +20,7 @@ use crate::process::status::StatusSample;
 use crate::version::ProgressCommand;
 
 /// The unit of `done` and `total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Unit {
     Blocks,
     Bytes,
@@ -40,7 +40,7 @@ impl Unit {
 }
 
 /// Where the figures come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     /// The server's progress counters, read from its memory.
     Memory,
@@ -61,9 +61,10 @@ impl Source {
 }
 
 /// What one status sample says of the operation, before files and rates.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reading {
-    pub operation: &'static str,
+    #[serde(with = "crate::model::sstr")]
+    pub operation: crate::model::sstr::Static,
     /// The relation the command works on (`pg_class` OID), when the counters name one.
     pub relid: Option<u32>,
     pub phase: Option<String>,
@@ -85,7 +86,7 @@ pub struct Reading {
 }
 
 /// File evidence asked for where the counters say nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Want {
     Nothing,
     /// A `VACUUM` index pass: the index of the table read last, its position.
@@ -381,9 +382,10 @@ fn inferred(s: &StatusSample) -> Option<Reading> {
 }
 
 /// The operation line's figures, as every view shows them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperationView {
-    pub operation: &'static str,
+    #[serde(with = "crate::model::sstr")]
+    pub operation: crate::model::sstr::Static,
     /// `schema.name`, the label of the relation worked on.
     pub relation: Option<String>,
     pub schema: Option<String>,
@@ -486,7 +488,7 @@ const MIN_RATE_NS: u64 = 2_000_000_000;
 const TRAIL_MAX: usize = 512;
 
 /// The operation across samples: which one, its phases, per-phase timing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperationState {
     pub reading: Reading,
     pub db: Option<u32>,

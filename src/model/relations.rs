@@ -6,7 +6,7 @@ use crate::pgdata::relfile::Fork;
 use crate::trace::BlockProbe;
 use std::collections::BTreeSet;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RelState {
     pub id: RelIdentity,
     /// Main fork size, all segments.
@@ -23,7 +23,8 @@ pub struct RelState {
     pub highest: u64,
     pub reads: u64,
     pub segments: BTreeSet<u32>,
-    pub forks: BTreeSet<&'static str>,
+    #[serde(with = "crate::model::sstr::set")]
+    pub forks: BTreeSet<crate::model::sstr::Static>,
     pub first_ns: u64,
     pub last_ns: u64,
     pub pending_bytes: u64,

@@ -8,7 +8,7 @@ use crate::trace::Pid;
 use std::collections::BTreeMap;
 
 /// Nanoseconds by scheduler state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchedTimes {
     /// On a CPU.
     pub running_ns: u64,
@@ -47,7 +47,7 @@ impl SchedTimes {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SchedFold {
     latest: BTreeMap<Pid, SchedTimes>,
     /// As of the last tick, and of the one before.

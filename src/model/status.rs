@@ -6,7 +6,7 @@ use super::stall::{verdict, Inputs, Verdict};
 use crate::process::status::StatusSample;
 
 /// The latest status of the traced process and what it means.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatusView {
     pub sample: StatusSample,
     pub ts_ns: u64,

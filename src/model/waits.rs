@@ -21,13 +21,15 @@ pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 pub type EventKey = Option<Arc<WaitEvent>>;
 
 /// How a query is told apart: the server's query id, else its normalised text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum QueryKey {
     Id(i64),
     Text(Arc<str>),
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryProfile {
     /// The text shown: normalised when there is no id, else as first seen.
     pub text: Option<Arc<str>>,
@@ -49,7 +51,7 @@ fn count(events: &mut HashMap<EventKey, u64>, e: &EventKey) {
 }
 
 /// One scope of one process.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub samples: u64,
     pub events: HashMap<EventKey, u64>,
@@ -114,7 +116,7 @@ impl Profile {
 }
 
 /// The last seconds of one process, sample by sample.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recent {
     samples: VecDeque<(u64, EventKey)>,
 }
@@ -146,7 +148,7 @@ impl Recent {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcWaits {
     pub total: Profile,
     pub interval: Profile,
@@ -158,7 +160,7 @@ pub struct ProcWaits {
 }
 
 /// Every sampled process.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Waits {
     pub hz: f64,
     pub procs: BTreeMap<Pid, ProcWaits>,

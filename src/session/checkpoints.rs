@@ -3,7 +3,9 @@
 //! restores the nearest checkpoint at or before its target and plays only the rest. The
 //! model only folds forward; without these a seek back plays from the start.
 
-use super::replay::Checkpoint;
+use super::record::format::{Frame, FrameInfo, FRAME_HEADER_LEN};
+use super::replay::{Checkpoint, LinePlace, Player, Step};
+use super::tui::{AppPlace, TraceApp};
 
 /// At most this many are kept: a long recording gets them further apart.
 pub const MAX_CHECKPOINTS: u64 = 720;
@@ -66,5 +68,177 @@ impl<X> Checkpoints<X> {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+}
+
+/// Stored checkpoints are at least this much recording time apart...
+pub const STORED_EVERY_NS: u64 = 10_000_000_000;
+
+/// A replay's state as a recording stores it (`PTCK`, format 3): the player's and the
+/// session's ([`Checkpoint`]), the TUI's place and line mode's, so that either restores
+/// it as if it had played there.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Stored {
+    pub cp: Checkpoint,
+    pub app: AppPlace,
+    pub line: LinePlace,
+    /// The offset of the frame before the one it resumes in (none: it resumes in the
+    /// first), checked on reading: the one it resumes in may not be written yet.
+    pub prev_offset: Option<u64>,
+    /// The latest step time played up to it, its time in the index: a recording's step
+    /// times are not always in order (a drain can be stamped before the tick that came
+    /// before it), and a seek to `t` may use it only if nothing at or after `t` was played.
+    pub high: u64,
+}
+
+/// What storing checkpoints cost a recorder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterStats {
+    pub count: u64,
+    /// Bytes in the file (frame headers included).
+    pub bytes: u64,
+    /// Time spent playing the recording behind the recorder (ns).
+    pub replay_ns: u64,
+    /// Time spent encoding and compressing the checkpoints (ns).
+    pub encode_ns: u64,
+}
+
+/// A recorder's checkpoints: a replay of the file as it is written, played a frame at a
+/// time right after the frame, exactly as `pg_trace replay` plays it (the TUI's steps,
+/// its log and ticks), its state stored every [`STORED_EVERY_NS`] of recording time. The
+/// state stored is a replay's, so restoring it replays exactly as a straight replay does;
+/// the live session's own state (its namer, its cost meter, its process) is not one.
+pub struct Writer {
+    player: Player,
+    app: TraceApp,
+    line: LinePlace,
+    every_ns: u64,
+    by_bytes: bool,
+    last_at: Option<u64>,
+    /// ...and at least as many bytes of frames apart as the last one took: a recording
+    /// whose state is large next to its events (a copier's plan of a million files) gets
+    /// them further apart, never more checkpoint than events.
+    last_size: u64,
+    bytes_since: u64,
+    start: u64,
+    /// The latest step time played so far.
+    high: u64,
+    pub stats: WriterStats,
+}
+
+impl Writer {
+    /// For the recording being written to `path` (its header written already).
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Writer> {
+        let (player, session) = Player::open(path)?;
+        let start = session.start_ns;
+        let app = TraceApp::new(session, false);
+        let line = LinePlace::new(&app.session);
+        // A test's or a study's schedule, without the size rule.
+        let every = std::env::var("PG_TRACE_CHECKPOINT_EVERY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| ms.saturating_mul(1_000_000));
+        Ok(Writer {
+            player,
+            app,
+            line,
+            every_ns: every.unwrap_or(STORED_EVERY_NS),
+            by_bytes: every.is_none(),
+            last_at: None,
+            last_size: 0,
+            bytes_since: 0,
+            start,
+            high: start,
+            stats: WriterStats::default(),
+        })
+    }
+
+    /// Frame `info` (`bytes` compressed) was written; `step_end`: it ends between two
+    /// steps (a frame cut by size may end in a step's names, which the next one has).
+    /// Plays what is written and gives the checkpoint to store after it, if one is due.
+    pub fn frame_written(
+        &mut self,
+        info: FrameInfo,
+        bytes: u64,
+        step_end: bool,
+    ) -> anyhow::Result<Option<Frame>> {
+        self.player.rec.frames.push(info);
+        self.bytes_since += bytes;
+        if !step_end {
+            return Ok(None);
+        }
+        let t = std::time::Instant::now();
+        let mut due = None;
+        while self.player.peek_at().is_some() {
+            let log = &mut self.app.log;
+            let step = self
+                .player
+                .step(&mut self.app.session, &mut |m, ev, applied| {
+                    log.record(m, ev, applied, false);
+                    Ok(())
+                })?;
+            if let Some(s) = step {
+                self.high = self.high.max(s.at());
+            }
+            match step {
+                Some(Step::Tick(at)) => {
+                    self.app.tick(at);
+                    self.line.last_print = at;
+                    self.line.first = false;
+                    let after = self.last_at.unwrap_or(self.start);
+                    if at >= after.saturating_add(self.every_ns)
+                        && (!self.by_bytes || self.bytes_since >= self.last_size)
+                    {
+                        due = Some(self.stored());
+                        self.last_at = Some(at);
+                        self.bytes_since = 0;
+                    }
+                }
+                Some(Step::Finish(_)) => self.line.finished = true,
+                Some(Step::End(_)) | None => break,
+                Some(Step::Batch(_)) => {}
+            }
+        }
+        if let Some(e) = self.player.error.take() {
+            anyhow::bail!("{e}");
+        }
+        self.stats.replay_ns += t.elapsed().as_nanos() as u64;
+        let Some(stored) = due else {
+            return Ok(None);
+        };
+        let t = std::time::Instant::now();
+        let raw = rmp_serde::to_vec_named(&stored)?;
+        let frame = Frame::compress(
+            stored.high,
+            stored.high,
+            u32::try_from(stored.cp.frame).unwrap_or(u32::MAX),
+            &raw,
+        )?;
+        self.stats.encode_ns += t.elapsed().as_nanos() as u64;
+        let size = (FRAME_HEADER_LEN + frame.payload.len()) as u64;
+        self.stats.count += 1;
+        self.stats.bytes += size;
+        self.last_size = size;
+        Ok(Some(frame))
+    }
+
+    /// Store one every `ns` of recording time, whatever their size.
+    pub fn every(&mut self, ns: u64) {
+        self.every_ns = ns.max(1);
+        self.by_bytes = false;
+    }
+
+    fn stored(&self) -> Stored {
+        let cp = self.player.checkpoint(&self.app.session);
+        let prev_offset = (cp.frame.checked_sub(1))
+            .and_then(|i| self.player.rec.frames.get(i))
+            .map(|f| f.offset);
+        Stored {
+            cp,
+            app: self.app.place(),
+            line: self.line,
+            prev_offset,
+            high: self.high,
+        }
     }
 }

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 pub struct Recording {
     pub header: Header,
     pub frames: Vec<FrameInfo>,
+    /// The replay checkpoints stored in the file (format 3), in time order.
+    pub checkpoints: Vec<FrameInfo>,
     /// Why the frames stop before the end of the file, if they do.
     pub cut: Option<String>,
     src: Box<dyn format::Source + Send>,
@@ -49,6 +51,7 @@ impl Recording {
         Ok(Recording {
             header,
             frames: o.frames,
+            checkpoints: o.checkpoints,
             cut: o.cut,
             src,
             path: path.to_path_buf(),
@@ -60,6 +63,39 @@ impl Recording {
         let f = *self.frames.get(i).context("no such frame")?;
         let raw = format::read_frame(self.src.as_mut(), &f)?;
         parse_items(&raw).with_context(|| format!("the frame at byte {}", f.offset))
+    }
+
+    /// Stored checkpoint `i`, checked against the frames it points into: a damaged one
+    /// is an error, for the caller to play from an earlier point instead.
+    pub fn stored(&mut self, i: usize) -> Result<super::checkpoints::Stored> {
+        let f = *self.checkpoints.get(i).context("no such checkpoint")?;
+        let raw = format::read_checkpoint(self.src.as_mut(), &f)?;
+        let s: super::checkpoints::Stored = rmp_serde::from_slice(&raw)
+            .with_context(|| format!("a damaged checkpoint at byte {}", f.offset))?;
+        let frame = s.cp.frame;
+        let prev = frame
+            .checked_sub(1)
+            .map(|i| self.frames.get(i).map(|d| d.offset));
+        let agrees = s.high == f.first_at
+            && s.cp.at <= s.high
+            && frame <= self.frames.len()
+            && (frame < self.frames.len() || s.cp.skip == 0)
+            && match prev {
+                None => s.prev_offset.is_none(),
+                Some(d) => d.is_some() && d == s.prev_offset,
+            };
+        if !agrees {
+            anyhow::bail!(
+                "the checkpoint at byte {} does not agree with the frames",
+                f.offset
+            );
+        }
+        Ok(s)
+    }
+
+    /// The latest stored checkpoint at or before `to`, by the index's times.
+    pub fn stored_at_or_before(&self, to: u64) -> Option<usize> {
+        self.checkpoints.iter().rposition(|c| c.first_at <= to)
     }
 
     /// The time span recorded (session clock, ns).
@@ -114,12 +150,12 @@ pub struct Player {
 
 /// A replay between two steps, to seek back to: where the player is in the file, the
 /// names it has been given, the session's state (see [`Session::replay_state`]).
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     /// The time of the last step played.
     pub at: u64,
-    frame: usize,
-    skip: usize,
+    pub(super) frame: usize,
+    pub(super) skip: usize,
     ticks: u64,
     carried: Option<Walked>,
     notes: Vec<String>,
@@ -231,13 +267,24 @@ impl Player {
 
     /// Back (or on) to `cp`: the file position, the names and the session as they were.
     pub fn restore(&mut self, cp: &Checkpoint, session: &mut Session) -> Result<()> {
-        self.items.clear();
+        // Checked before anything changes: a stored checkpoint may be damaged, and the
+        // caller then plays from an earlier one.
+        if cp.frame > self.rec.frames.len() {
+            anyhow::bail!("a checkpoint past the recording's frames");
+        }
+        let mut items = VecDeque::new();
+        if cp.skip > 0 {
+            let v = self.rec.items(cp.frame)?;
+            if v.len() < cp.skip {
+                anyhow::bail!("a checkpoint past its frame's items");
+            }
+            items.extend(v);
+        }
+        self.items = items;
         self.error = None;
         self.next_frame = cp.frame;
         self.consumed = 0;
         if cp.skip > 0 {
-            let v = self.rec.items(cp.frame)?;
-            self.items.extend(v);
             self.next_frame = cp.frame + 1;
             for _ in 0..cp.skip {
                 self.pop();
@@ -423,12 +470,12 @@ pub struct ReplayOptions {
 }
 
 /// Line mode's place in its output: what a seek in line mode restores beside the session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct LinePlace {
-    last_print: u64,
-    first: bool,
-    finished: bool,
-    ended: bool,
+    pub(super) last_print: u64,
+    pub(super) first: bool,
+    pub(super) finished: bool,
+    pub(super) ended: bool,
 }
 
 impl LinePlace {
@@ -604,11 +651,42 @@ pub fn records_from(
         place = *at;
         used = Some(cp.at);
     }
+    Ok((print_from(&mut p, &mut session, place, to)?, used))
+}
+
+/// As [`records_from`], from the latest checkpoint stored in the file before `to`
+/// (none: from the start), with its time.
+pub fn records_from_stored(path: &Path, to: u64) -> Result<(Vec<Record>, Option<u64>)> {
+    let (mut p, mut session) = Player::open(path)?;
+    let mut place = LinePlace::new(&session);
+    let mut used = None;
+    if let Some(i) = p.rec.stored_at_or_before(to.saturating_sub(1)) {
+        let s = p.rec.stored(i)?;
+        p.restore(&s.cp, &mut session)?;
+        place = s.line;
+        used = Some(s.high);
+        // The state is the TUI's (the recorder plays as the TUI does), whose wait profile's
+        // interval is never restarted; line mode restarts it after each interval it prints.
+        if !place.first {
+            session.model.waits.next_interval();
+        }
+    }
+    Ok((print_from(&mut p, &mut session, place, to)?, used))
+}
+
+/// Play on to `to` without printing, then print the rest as line mode's JSON.
+fn print_from(
+    p: &mut Player,
+    session: &mut Session,
+    mut place: LinePlace,
+    to: u64,
+) -> Result<Vec<Record>> {
+    let format = Format::Json;
     let mut sink = std::io::sink();
     while p.peek_at().is_some_and(|at| at < to) {
         if !line_step(
-            &mut p,
-            &mut session,
+            p,
+            session,
             &mut place,
             &mut sink,
             format,
@@ -620,23 +698,15 @@ pub fn records_from(
     }
     let mut buf = Vec::new();
     if !place.ended {
-        while line_step(
-            &mut p,
-            &mut session,
-            &mut place,
-            &mut buf,
-            format,
-            false,
-            &mut |_| {},
-        )? {}
-        line_end(&mut p, &mut session, &place, &mut buf, format, &mut |_| {})?;
+        while line_step(p, session, &mut place, &mut buf, format, false, &mut |_| {})? {}
+        line_end(p, session, &place, &mut buf, format, &mut |_| {})?;
     }
     let records = buf
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).context("a replayed record"))
         .collect::<Result<Vec<Record>>>()?;
-    Ok((records, used))
+    Ok(records)
 }
 
 /// The records `pg_trace replay FILE --no-tui --format json --speed max` prints.

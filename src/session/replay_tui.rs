@@ -35,6 +35,8 @@ pub struct Replayer {
     speed: usize,
     /// The recording has no more steps.
     pub done: bool,
+    /// Seeks that restored a checkpoint stored in the file.
+    pub stored_used: u64,
 }
 
 impl Replayer {
@@ -66,11 +68,18 @@ impl Replayer {
             paused: false,
             speed: 0,
             done: false,
+            stored_used: 0,
         })
     }
 
     pub fn speed(&self) -> f64 {
         SPEEDS[self.speed]
+    }
+
+    /// Play on from here to `to`, every step, taking checkpoints in memory as it goes and
+    /// using none (what a seek must match).
+    pub fn play_straight_to(&mut self, to: u64) {
+        self.play_to(to);
     }
 
     /// Play every step up to `to` (never beyond the recording's end).
@@ -122,6 +131,17 @@ impl Replayer {
     pub fn seek(&mut self, to: u64) -> Result<()> {
         let to = to.clamp(self.start, self.end);
         let here = self.player.at;
+        let in_memory = self.checkpoints.at_or_before(to).map(|(cp, _)| cp.at);
+        if let Some(i) = self.player.rec.stored_at_or_before(to) {
+            let at = self.player.rec.checkpoints[i].first_at;
+            if in_memory.map_or(true, |m| at > m)
+                && (to < self.pos || at > here)
+                && self.restore_stored(i, in_memory)
+            {
+                self.play_to(to);
+                return Ok(());
+            }
+        }
         if let Some((cp, place)) = self
             .checkpoints
             .at_or_before(to)
@@ -142,6 +162,46 @@ impl Replayer {
         }
         self.play_to(to);
         Ok(())
+    }
+
+    /// Restore stored checkpoint `i`, or an earlier one still later than `floor` (the
+    /// best in memory) when it is damaged: whether one was.
+    fn restore_stored(&mut self, i: usize, floor: Option<u64>) -> bool {
+        let mut i = Some(i);
+        while let Some(j) = i {
+            let at = self.player.rec.checkpoints[j].first_at;
+            if floor.is_some_and(|f| at <= f) {
+                return false;
+            }
+            let r = self.player.rec.stored(j).and_then(|s| {
+                self.player.restore(&s.cp, &mut self.app.session)?;
+                Ok(s)
+            });
+            match r {
+                Ok(s) => {
+                    self.app.restore_place(s.app);
+                    if let Some(c) = &self.player.rec.cut {
+                        // Said first by a replay from the start; the recorder that stored
+                        // the checkpoint did not know of the cut.
+                        let text = format!("{}: {c}: replaying up to there", self.path.display());
+                        self.app
+                            .log
+                            .prepend(self.start, crate::ui::log::Level::Warn, text);
+                    }
+                    self.pos = s.cp.at;
+                    self.done = false;
+                    self.stored_used += 1;
+                    return true;
+                }
+                Err(e) => {
+                    self.app.note(format!(
+                        "a stored checkpoint is damaged ({e:#}): played from an earlier point"
+                    ));
+                    i = j.checked_sub(1);
+                }
+            }
+        }
+        false
     }
 
     /// How many checkpoints it has taken (for tests).

@@ -169,7 +169,7 @@ struct CopierLive {
 
 /// A replay session at one point of its recording, without its I/O: see
 /// [`Session::replay_state`].
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReplayState {
     model: Model,
     notes: Vec<String>,
@@ -183,7 +183,7 @@ pub struct ReplayState {
 
 /// What a replay's tick applies instead of sampling the process: the recorded status,
 /// the walk's total, the wait rounds, copier mode's tick and, when it came then, its plan.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Replayed {
     pub status: Option<Event>,
     pub walked: Option<Walked>,
@@ -242,6 +242,8 @@ pub struct Session {
     last_kstate: Option<char>,
     /// The flight recorder, when on.
     recorder: Option<Recorder>,
+    /// What the recording's stored checkpoints cost, once it has ended.
+    recorded_checkpoints: (Option<super::checkpoints::WriterStats>, Option<String>),
     /// A replay: what the next tick applies instead of sampling.
     replayed: Option<Replayed>,
     /// Ring mode: SIGUSR1 seen, and whether the verdict was a stall at the last tick.
@@ -439,6 +441,7 @@ impl Session {
             pending,
             last_kstate: None,
             recorder: None,
+            recorded_checkpoints: (None, None),
             replayed: None,
             dump_asked: None,
             was_stalled: false,
@@ -490,6 +493,7 @@ impl Session {
             pending: None,
             last_kstate: None,
             recorder: None,
+            recorded_checkpoints: (None, None),
             replayed: None,
             dump_asked: None,
             was_stalled: false,
@@ -989,6 +993,22 @@ impl Session {
         Ok(())
     }
 
+    /// The recording's stored checkpoints every `ns` of recording time (tests), and what
+    /// they cost so far.
+    pub fn store_checkpoints_every(&mut self, ns: u64) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.store_checkpoints_every(ns);
+        }
+    }
+
+    /// Kept after the recording ends; with why the checkpoints stopped, if they did.
+    pub fn checkpoint_stats(&self) -> (Option<super::checkpoints::WriterStats>, Option<String>) {
+        match self.recorder.as_ref() {
+            Some(r) => (r.checkpoint_stats(), r.checkpoints_stopped.clone()),
+            None => self.recorded_checkpoints.clone(),
+        }
+    }
+
     /// The attach record's `usdt`: live, with the cost measured before attaching; in a
     /// replay, as recorded.
     pub fn usdt_record(&self) -> crate::output::record::UsdtRecord {
@@ -1040,6 +1060,7 @@ impl Session {
         };
         self.namer.tape = None;
         rec.write(Some(at), &ItemRef::End { at });
+        self.recorded_checkpoints = (rec.checkpoint_stats(), rec.checkpoints_stopped.clone());
         rec.close()
     }
 

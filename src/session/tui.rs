@@ -114,7 +114,7 @@ fn proc_state(k: &KernelState) -> Option<String> {
 
 /// One trace: the session and what the screen shows of it.
 /// [`TraceApp::place`].
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct AppPlace {
     log: LogRing,
     finished: bool,
@@ -123,7 +123,8 @@ pub struct AppPlace {
     proc_state: Option<String>,
     proc_state_since: u64,
     title_now: Option<String>,
-    logged_verdict: Option<&'static str>,
+    #[serde(with = "crate::model::sstr::opt")]
+    logged_verdict: Option<crate::model::sstr::Static>,
     logged_phase: Option<i64>,
     said_limits: Vec<String>,
 }

@@ -4,7 +4,7 @@
 
 /// Cumulative run time and run count of our BPF programs since they were loaded (the
 /// kernel counts them only while BPF statistics are enabled, see `libbpf::RunTimeStats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeRuntime {
     pub run_time_ns: u64,
     pub runs: u64,

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 /// Lines kept; older ones are dropped (and counted).
 pub const LOG_CAPACITY: usize = 2000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Level {
     Info,
     Warn,
@@ -21,14 +21,14 @@ pub enum Level {
     Syscall,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {
     pub ts_ns: u64,
     pub level: Level,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LogRing {
     lines: VecDeque<LogLine>,
     pub dropped: u64,
@@ -45,6 +45,15 @@ impl LogRing {
             self.dropped += 1;
         }
         self.lines.push_back(LogLine { ts_ns, level, text });
+    }
+
+    /// `text` as if it had been pushed before every line here.
+    pub fn prepend(&mut self, ts_ns: u64, level: Level, text: String) {
+        if self.dropped > 0 || self.lines.len() >= LOG_CAPACITY {
+            self.dropped += 1;
+        } else {
+            self.lines.push_front(LogLine { ts_ns, level, text });
+        }
     }
 
     pub fn len(&self) -> usize {

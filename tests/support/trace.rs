@@ -30,7 +30,19 @@ pub fn spawn_trace_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
 
 /// [`spawn_trace_with`] sampling every `interval_ms`.
 pub fn spawn_trace_every(pid: i32, backend: &str, interval_ms: u64, extra: &[&str]) -> Trace {
+    spawn_trace_env(pid, backend, interval_ms, extra, &[])
+}
+
+/// [`spawn_trace_every`] with these variables set in pg_trace's environment.
+pub fn spawn_trace_env(
+    pid: i32,
+    backend: &str,
+    interval_ms: u64,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Trace {
     let mut child = Command::new(BIN)
+        .envs(env.iter().copied())
         .args([
             "-p",
             &pid.to_string(),

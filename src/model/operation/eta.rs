@@ -15,7 +15,7 @@
 use super::{Reading, Unit};
 
 /// One stretch of a phase, from the first sample that showed it to the first that did not.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Spell {
     phase: String,
     secs: f64,
@@ -26,13 +26,13 @@ struct Spell {
 }
 
 /// The phases run so far, timed.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     closed: Vec<Spell>,
     open: Option<Open>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Open {
     phase: String,
     since: u64,
@@ -173,7 +173,7 @@ fn prior(what: &str) -> f64 {
 }
 
 /// What the counters say beyond `done`/`total`, for the phases to come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Extra {
     /// Heap blocks of the relation, and how many scanned (`VACUUM`, `CLUSTER`).
     pub heap_blocks: Option<u64>,
@@ -192,7 +192,7 @@ pub struct Extra {
 }
 
 /// The whole operation's ETA, and whether any of it is modelled rather than timed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Eta {
     pub secs: f64,
     pub inferred: bool,

@@ -21,7 +21,7 @@ const WINDOW_NS: u64 = 10_000_000_000;
 const MIN_RATE_NS: u64 = 2_000_000_000;
 
 /// One walsender across samples.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WalSenderState {
     pub last: WalSenderSample,
     /// (ts, sent, behind) of the samples in the window, oldest first, within one state.

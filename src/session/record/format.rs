@@ -14,12 +14,15 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: &[u8; 8] = b"PGTRREC\0";
 /// The format's version: a reader refuses a newer one, with its number. 2: a batch's
-/// events as arrays (`events.rs`); 1's objects are still read.
-pub const VERSION: u32 = 2;
+/// events as arrays (`events.rs`); 1's objects are still read. 3: replay checkpoints
+/// stored between the frames (`PTCK`), listed in the index.
+pub const VERSION: u32 = 3;
 /// The oldest version read.
 pub const OLDEST_VERSION: u32 = 1;
 pub const FRAME_MAGIC: &[u8; 4] = b"PTFR";
 pub const INDEX_MAGIC: &[u8; 4] = b"PTIX";
+/// A replay's state, stored to seek without playing from the start (`checkpoints.rs`).
+pub const CHECKPOINT_MAGIC: &[u8; 4] = b"PTCK";
 pub const TRAILER_MAGIC: &[u8; 8] = b"PTEND\0\0\0";
 /// magic, payload length, first and last time, items, CRC32C of the payload.
 pub const FRAME_HEADER_LEN: usize = 4 + 4 + 8 + 8 + 4 + 4;
@@ -37,6 +40,15 @@ pub struct FrameInfo {
     pub first_at: u64,
     pub last_at: u64,
     pub items: u32,
+}
+
+/// One entry of the index: a frame, or a stored checkpoint (format 3).
+#[derive(Serialize, Deserialize)]
+struct IndexEntry {
+    #[serde(flatten)]
+    f: FrameInfo,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    checkpoint: bool,
 }
 
 /// A compressed frame ready to be written (or kept in a ring).
@@ -93,6 +105,7 @@ pub struct FileWriter {
     file: File,
     pos: u64,
     index: Vec<FrameInfo>,
+    checkpoints: Vec<FrameInfo>,
 }
 
 impl FileWriter {
@@ -116,6 +129,7 @@ impl FileWriter {
             file,
             pos: 0,
             index: Vec::new(),
+            checkpoints: Vec::new(),
         };
         let head = header_bytes(header)?;
         w.file.write_all(&head)?;
@@ -124,25 +138,56 @@ impl FileWriter {
     }
 
     /// One frame, written through to the kernel: a recorder killed after this leaves it.
-    pub fn frame(&mut self, f: &Frame) -> Result<()> {
+    pub fn frame(&mut self, f: &Frame) -> Result<FrameInfo> {
+        let info = self.write(f, FRAME_MAGIC)?;
+        self.index.push(info);
+        Ok(info)
+    }
+
+    /// A stored checkpoint (`items`: the frame it resumes in).
+    pub fn checkpoint(&mut self, f: &Frame) -> Result<FrameInfo> {
+        let info = self.write(f, CHECKPOINT_MAGIC)?;
+        self.checkpoints.push(info);
+        Ok(info)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos == 0
+    }
+
+    fn write(&mut self, f: &Frame, magic: &[u8; 4]) -> Result<FrameInfo> {
         let offset = self.pos;
         // One write of header and payload: a kill leaves at most one cut frame at the end.
         let mut buf = Vec::with_capacity(FRAME_HEADER_LEN + f.payload.len());
-        f.write_to(&mut buf, FRAME_MAGIC)?;
+        f.write_to(&mut buf, magic)?;
         self.file.write_all(&buf).context("writing the recording")?;
         self.pos += buf.len() as u64;
-        self.index.push(FrameInfo {
+        Ok(FrameInfo {
             offset,
             first_at: f.first_at,
             last_at: f.last_at,
             items: f.items,
-        });
-        Ok(())
+        })
     }
 
     /// The index and the trailer: a reader then seeks without walking the file.
     pub fn close(mut self) -> Result<()> {
-        let json = serde_json::to_vec(&self.index)?;
+        let mut entries: Vec<IndexEntry> = (self.index.iter().map(|&f| IndexEntry {
+            f,
+            checkpoint: false,
+        }))
+        .chain(self.checkpoints.iter().map(|&f| IndexEntry {
+            f,
+            checkpoint: true,
+        }))
+        .collect();
+        entries.sort_by_key(|e| e.f.offset);
+        let json = serde_json::to_vec(&entries)?;
         let (first, last) = (
             self.index.first().map_or(0, |f| f.first_at),
             self.index.last().map_or(0, |f| f.last_at),
@@ -197,6 +242,8 @@ pub fn write_whole(
 pub struct Opened {
     pub header: Vec<u8>,
     pub frames: Vec<FrameInfo>,
+    /// Stored checkpoints (format 3), in file order.
+    pub checkpoints: Vec<FrameInfo>,
     /// Why the frames end before the file does (cut, damaged), when they do.
     pub cut: Option<String>,
 }
@@ -271,23 +318,29 @@ pub fn open(src: &mut dyn Source) -> Result<Opened> {
         bail!("a damaged recording: its header's checksum does not match");
     }
     let start = 16 + u64::from(len) + 4;
-    if let Some(frames) = trailer_index(src, size, start) {
+    if let Some((frames, checkpoints)) = trailer_index(src, size, start) {
         return Ok(Opened {
             header,
             frames,
+            checkpoints,
             cut: None,
         });
     }
-    let (frames, cut) = walk(src, size, start)?;
+    let (frames, checkpoints, cut) = walk(src, size, start)?;
     Ok(Opened {
         header,
         frames,
+        checkpoints,
         cut,
     })
 }
 
 /// The index the trailer points at, if it is whole and agrees with the file.
-fn trailer_index(src: &mut dyn Source, size: u64, start: u64) -> Option<Vec<FrameInfo>> {
+fn trailer_index(
+    src: &mut dyn Source,
+    size: u64,
+    start: u64,
+) -> Option<(Vec<FrameInfo>, Vec<FrameInfo>)> {
     if size < start + 16 + FRAME_HEADER_LEN as u64 {
         return None;
     }
@@ -311,30 +364,41 @@ fn trailer_index(src: &mut dyn Source, size: u64, start: u64) -> Option<Vec<Fram
     if crc32c::crc32c(&payload) != h.crc {
         return None;
     }
-    let frames: Vec<FrameInfo> = serde_json::from_slice(&payload).ok()?;
+    let entries: Vec<IndexEntry> = serde_json::from_slice(&payload).ok()?;
     // Each entry must point at a frame header inside the file, in order.
     let mut prev = start;
-    for f in &frames {
+    let (mut frames, mut checkpoints) = (Vec::new(), Vec::new());
+    for e in entries {
+        let f = e.f;
         if f.offset < prev || f.offset + FRAME_HEADER_LEN as u64 > at {
             return None;
         }
         prev = f.offset + FRAME_HEADER_LEN as u64;
+        if e.checkpoint {
+            checkpoints.push(f);
+        } else {
+            frames.push(f);
+        }
     }
-    Some(frames)
+    Some((frames, checkpoints))
 }
 
-/// Walk the frame headers from `start`: every whole frame, and why the walk stopped
-/// early, if it did.
-fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<(Vec<FrameInfo>, Option<String>)> {
+type Walked = (Vec<FrameInfo>, Vec<FrameInfo>, Option<String>);
+
+/// Walk the frame headers from `start`: every whole frame and stored checkpoint, and why
+/// the walk stopped early, if it did.
+fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
     let mut frames = Vec::new();
+    let mut checkpoints = Vec::new();
     let mut at = start;
     loop {
         if at == size {
-            return Ok((frames, None));
+            return Ok((frames, checkpoints, None));
         }
         if at + FRAME_HEADER_LEN as u64 > size {
             return Ok((
                 frames,
+                checkpoints,
                 Some(format!("cut at byte {at} (in a frame header)")),
             ));
         }
@@ -343,34 +407,53 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<(Vec<FrameInfo>, 
         let h = frame_header(&h);
         if &h.magic == INDEX_MAGIC {
             // The index with no whole trailer after it: every frame is before it.
-            return Ok((frames, None));
+            return Ok((frames, checkpoints, None));
         }
-        if &h.magic != FRAME_MAGIC {
+        if &h.magic != FRAME_MAGIC && &h.magic != CHECKPOINT_MAGIC {
             return Ok((
                 frames,
+                checkpoints,
                 Some(format!("damaged at byte {at} (no frame there)")),
             ));
         }
         let end = at + FRAME_HEADER_LEN as u64 + u64::from(h.len);
         if end > size {
-            return Ok((frames, Some(format!("cut at byte {at} (in a frame)"))));
+            return Ok((
+                frames,
+                checkpoints,
+                Some(format!("cut at byte {at} (in a frame)")),
+            ));
         }
-        frames.push(FrameInfo {
+        let info = FrameInfo {
             offset: at,
             first_at: h.first_at,
             last_at: h.last_at,
             items: h.items,
-        });
+        };
+        if &h.magic == CHECKPOINT_MAGIC {
+            checkpoints.push(info);
+        } else {
+            frames.push(info);
+        }
         at = end;
     }
 }
 
 /// One frame's items (NDJSON), checked against its CRC.
 pub fn read_frame(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
+    read_payload(src, f, FRAME_MAGIC)
+}
+
+/// A stored checkpoint's bytes, checked against its CRC.
+pub fn read_checkpoint(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
+    read_payload(src, f, CHECKPOINT_MAGIC)
+}
+
+fn read_payload(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<Vec<u8>> {
     let mut h = [0u8; FRAME_HEADER_LEN];
     read_exact_at(src, f.offset, &mut h).context("reading a frame")?;
     let h = frame_header(&h);
-    if &h.magic != FRAME_MAGIC {
+    if &h.magic != magic {
         bail!("a damaged recording: no frame at byte {}", f.offset);
     }
     // Bounded before allocating: compressed is never larger than the cap.

@@ -212,6 +212,10 @@ enum Sink {
 pub struct Recorder {
     header: Header,
     sink: Option<Sink>,
+    /// A file's stored checkpoints: a replay of what is written, played as it is written.
+    checkpoints: Option<Box<crate::session::checkpoints::Writer>>,
+    /// Why the stored checkpoints stopped, if they did (the recording goes on without).
+    pub checkpoints_stopped: Option<String>,
     buf: Vec<u8>,
     items: u32,
     first_at: Option<u64>,
@@ -235,10 +239,17 @@ pub struct RecordOptions {
 impl Recorder {
     /// Start recording a session whose facts are `header`.
     pub fn start(opts: &RecordOptions, header: Header) -> Result<Recorder> {
+        let mut checkpoints = None;
+        let mut checkpoints_stopped = None;
         let sink = match opts.keep {
             None => {
                 let json = serde_json::to_vec(&header)?;
-                Sink::File(Box::new(FileWriter::create(&opts.path, opts.force, &json)?))
+                let w = FileWriter::create(&opts.path, opts.force, &json)?;
+                match crate::session::checkpoints::Writer::open(&opts.path) {
+                    Ok(c) => checkpoints = Some(Box::new(c)),
+                    Err(e) => checkpoints_stopped = Some(format!("{e:#}")),
+                }
+                Sink::File(Box::new(w))
             }
             Some(keep) => Sink::Ring(Box::new(ring::Ring::new(
                 keep,
@@ -250,6 +261,8 @@ impl Recorder {
         Ok(Recorder {
             header,
             sink: Some(sink),
+            checkpoints,
+            checkpoints_stopped,
             buf: Vec::new(),
             items: 0,
             first_at: None,
@@ -263,10 +276,17 @@ impl Recorder {
         matches!(self.sink, Some(Sink::Ring(_)))
     }
 
-    /// One item; a frame is cut when it has a second or 8 MiB of them.
+    /// One item; a frame is cut when it has a second or 8 MiB of them, before the step
+    /// (an item with a time) that would make it longer: a frame then ends with the names
+    /// and notes of its last step, which a replay loads with that step.
     pub fn write(&mut self, at: Option<u64>, item: &ItemRef) {
         if self.sink.is_none() {
             return;
+        }
+        if let (Some(at), Some(first)) = (at, self.first_at) {
+            if at.saturating_sub(first) >= FLUSH_NS || self.buf.len() >= FLUSH_BYTES {
+                self.flush_at_step(true);
+            }
         }
         if let Err(e) = serde_json::to_writer(&mut self.buf, item) {
             self.fail(e.into());
@@ -276,32 +296,49 @@ impl Recorder {
         self.items += 1;
         match at {
             Some(at) => {
-                let first = *self.first_at.get_or_insert(at);
+                self.first_at.get_or_insert(at);
                 self.last_at = self.last_at.max(at);
-                if at.saturating_sub(first) >= FLUSH_NS || self.buf.len() >= FLUSH_BYTES {
-                    self.flush();
-                }
             }
             // A long run of items without a time (a copier's plan) is cut by size too.
-            None if self.buf.len() >= FLUSH_BYTES => self.flush(),
+            None if self.buf.len() >= FLUSH_BYTES => self.flush_at_step(false),
             None => {}
         }
     }
 
-    /// Cut the current frame now.
+    /// Cut the current frame now (at a step's end: the caller is between steps).
     pub fn flush(&mut self) {
+        self.flush_at_step(true);
+    }
+
+    fn flush_at_step(&mut self, step_end: bool) {
         if self.items == 0 {
             return;
         }
         let first = self.first_at.unwrap_or(self.last_at);
-        let r =
-            Frame::compress(first, self.last_at, self.items, &self.buf).and_then(|f| {
-                match self.sink.as_mut() {
-                    Some(Sink::File(w)) => w.frame(&f),
-                    Some(Sink::Ring(r)) => r.push(f),
-                    None => Ok(()),
+        let ck = &mut self.checkpoints;
+        let stopped = &mut self.checkpoints_stopped;
+        let r = Frame::compress(first, self.last_at, self.items, &self.buf).and_then(|f| {
+            match self.sink.as_mut() {
+                Some(Sink::File(w)) => {
+                    let info = w.frame(&f)?;
+                    if let Some(c) = ck.as_mut() {
+                        // Checkpoints only speed seeking up: one that fails stops
+                        // them, not the recording.
+                        let r = c.frame_written(info, f.payload.len() as u64, step_end);
+                        match r.and_then(|cp| cp.map(|cp| w.checkpoint(&cp)).transpose()) {
+                            Ok(_) => {}
+                            Err(e) => {
+                                *stopped = Some(format!("{e:#}"));
+                                *ck = None;
+                            }
+                        }
+                    }
+                    Ok(())
                 }
-            });
+                Some(Sink::Ring(r)) => r.push(f),
+                None => Ok(()),
+            }
+        });
         self.buf.clear();
         self.items = 0;
         self.first_at = None;
@@ -324,6 +361,19 @@ impl Recorder {
             return Ok(None);
         };
         r.dump(&self.header, reason)
+    }
+
+    /// The stored checkpoints written so far: how many, their bytes, and the CPU time the
+    /// replay behind them and their encoding took (ns).
+    pub fn checkpoint_stats(&self) -> Option<crate::session::checkpoints::WriterStats> {
+        self.checkpoints.as_ref().map(|c| c.stats)
+    }
+
+    /// Store checkpoints every `ns` of recording time (tests: short recordings).
+    pub fn store_checkpoints_every(&mut self, ns: u64) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.every(ns);
+        }
     }
 
     /// Ring mode with the stall trigger on.

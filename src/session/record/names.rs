@@ -232,7 +232,7 @@ pub fn note(tape: &mut Option<Vec<NameAnswer>>, a: impl FnOnce() -> NameAnswer) 
 }
 
 /// Answers waiting, per question, and whether the oldest was given already.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Answers {
     by_key: HashMap<String, (VecDeque<NameAnswer>, bool)>,
 }
