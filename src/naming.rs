@@ -187,7 +187,16 @@ pub struct CatalogNamer {
     /// overlay is the resolver's own): read through the postmaster first, which outlives
     /// the traced backend. Off without memory reading, or once it failed.
     residency: Residency,
+    /// The heap sizes of the tables pg_dump copies, in its order, for one database, and
+    /// when they were stat'ed.
+    dump_sizes: Option<(std::time::Instant, u32, Vec<SizedTable>)>,
 }
+
+/// A table pg_dump copies, (schema, name), and its heap's bytes.
+type SizedTable = ((String, String), u64);
+
+/// How long the dumped tables' sizes are reused.
+const DUMP_SIZES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The residency reader, opened on first use (most traces never ask).
 enum Residency {
@@ -228,6 +237,7 @@ impl CatalogNamer {
             was_fresh,
             seen_generation: resolver_generation,
             residency: Residency::Off,
+            dump_sizes: None,
         }
     }
 
@@ -368,21 +378,7 @@ impl Namer for CatalogNamer {
     }
 
     fn relation_size(&mut self, rel: &RelInfo) -> Option<u64> {
-        let base = self.abs(&rel.id.path);
-        let mut total = 0u64;
-        for seg in 0u32.. {
-            let p = if seg == 0 {
-                base.clone()
-            } else {
-                PathBuf::from(format!("{}.{seg}", base.display()))
-            };
-            match std::fs::metadata(&p) {
-                Ok(m) => total += m.len(),
-                Err(_) if seg > 0 => break,
-                Err(_) => return None,
-            }
-        }
-        Some(total)
+        files_size(&self.abs(&rel.id.path))
     }
 
     fn name_block(&mut self, rel: &RelFileLocator, fork: Fork) -> Option<std::sync::Arc<RelInfo>> {
@@ -437,6 +433,52 @@ impl Namer for CatalogNamer {
         let cat = self.resolver.catalog();
         cat.by_oid(db, oid)?;
         Some(count(cat))
+    }
+
+    fn dump_bytes(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {
+        // The files are stat'ed once in a while, not every interval: a database may have
+        // thousands of tables.
+        let fresh = self
+            .dump_sizes
+            .as_ref()
+            .is_some_and(|(at, d, _)| *d == db && at.elapsed() < DUMP_SIZES_MAX_AGE);
+        if !fresh {
+            let tables = self.dumped_tables(db)?;
+            let cat = self.resolver.catalog();
+            let paths: std::collections::HashMap<(&str, &str), &str> = cat
+                .relations
+                .iter()
+                .filter(|r| r.database() == Some(db))
+                .map(|r| ((r.schema.as_str(), r.name.as_str()), r.path.as_str()))
+                .collect();
+            let mut sized: Vec<SizedTable> = tables
+                .iter()
+                .map(|t| {
+                    let bytes = paths
+                        .get(&(t.0.as_str(), t.1.as_str()))
+                        .and_then(|p| files_size(&self.abs(p)))
+                        .unwrap_or(0);
+                    (t.clone(), bytes)
+                })
+                .collect();
+            sized.sort_by(|a, b| {
+                (a.0 .0.as_bytes(), a.0 .1.as_bytes()).cmp(&(b.0 .0.as_bytes(), b.0 .1.as_bytes()))
+            });
+            self.dump_sizes = Some((std::time::Instant::now(), db, sized));
+        } else if crate::process::proc::arguments_of_all("pg_dump")
+            .iter()
+            .any(|a| crate::model::operation::pg_dump::selects_or_reorders(a))
+        {
+            return None;
+        }
+        let (_, _, sized) = self.dump_sizes.as_ref()?;
+        let key = (table.0.as_bytes(), table.1.as_bytes());
+        let before = sized
+            .iter()
+            .filter(|(t, _)| (t.0.as_bytes(), t.1.as_bytes()) < key)
+            .map(|(_, b)| b)
+            .sum();
+        Some((before, sized.iter().map(|(_, b)| b).sum()))
     }
 
     fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
@@ -507,4 +549,22 @@ impl Namer for CatalogNamer {
             .filter(|m| m.is_file())
             .map(|m| m.len())
     }
+}
+
+/// The bytes of a relation fork's segment files, from the first: None when there is none.
+fn files_size(base: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    for seg in 0u32.. {
+        let p = if seg == 0 {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}.{seg}", base.display()))
+        };
+        match std::fs::metadata(&p) {
+            Ok(m) => total += m.len(),
+            Err(_) if seg > 0 => break,
+            Err(_) => return None,
+        }
+    }
+    Some(total)
 }

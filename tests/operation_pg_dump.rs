@@ -13,7 +13,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::status::wait_until;
-use support::trace::{operation, spawn_trace_every};
+use support::trace::{operation, spawn_trace_every, stats};
 use support::Cluster;
 
 const PG_DUMP_15: &str = "/usr/lib/postgresql/15/bin/pg_dump";
@@ -131,7 +131,7 @@ fn check(major: u32) {
     let (mut dump, pid) = start_dump(&c, &[], "public.big1");
     let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
     t.wait_ready();
-    // Read ~4 MB/s: a few seconds a big table.
+    // Read ~2 MB/s: some five seconds a big table, ten for the dump.
     let mut out = dump.stdout.take().unwrap();
     let mut text = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -141,7 +141,7 @@ fn check(major: u32) {
             break;
         }
         text.extend_from_slice(&buf[..n]);
-        std::thread::sleep(Duration::from_millis(4));
+        std::thread::sleep(Duration::from_millis(8));
     }
     let status = dump.wait().unwrap();
     assert!(status.success(), "PG{major}: pg_dump failed: {status}");
@@ -236,6 +236,26 @@ fn check(major: u32) {
             "PG{major}: {t}: read to {furthest} of {size} bytes"
         );
     }
+    // The whole dump's ETA (its tables' heaps, timed across tables), at a quarter of the
+    // run, against its end: the first interval after the last record of it.
+    let last = records
+        .iter()
+        .rposition(|r| operation(r).is_some_and(|o| o.pid == pid && o.operation == "pg_dump"))
+        .unwrap();
+    let run = support::eta::Run {
+        start: ops[0].ts,
+        end: records[last..]
+            .iter()
+            .find_map(stats)
+            .map_or(ops[ops.len() - 1].ts, |s| s.ts),
+        ops: ops.iter().map(|o| (*o).clone()).collect(),
+    };
+    let err = run.error(&format!("PG{major} pg_dump"));
+    assert!(
+        err <= 0.15,
+        "PG{major}: pg_dump's ETA at a quarter was {:.1} % of the run off",
+        err * 100.0
+    );
     one_table(&c, major);
 }
 

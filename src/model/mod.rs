@@ -52,6 +52,12 @@ pub trait Namer {
     fn dumped_tables(&mut self, _db: u32) -> Option<Vec<(String, String)>> {
         None
     }
+    /// The heap bytes of the tables pg_dump copies before `table`, and of all of them
+    /// (main forks, from the files). None: no catalog, or a pg_dump that selects or
+    /// reorders.
+    fn dump_bytes(&mut self, _db: u32, _table: &(String, String)) -> Option<(u64, u64)> {
+        None
+    }
     /// Where `table` stands among [`Namer::dumped_tables`]: (tables before it, tables in
     /// all). None: no catalog, or a pg_dump that selects or reorders.
     fn dump_position(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {

@@ -488,6 +488,11 @@ const MIN_RATE_NS: u64 = 2_000_000_000;
 const TRAIL_MAX: usize = 512;
 
 /// The operation across samples: which one, its phases, per-phase timing.
+/// A pg_dump's rate is over this much of the recent past...
+const DUMP_WINDOW_NS: u64 = 10_000_000_000;
+/// ...and not trusted over less than this.
+const DUMP_MIN_NS: u64 = 2_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperationState {
     pub reading: Reading,
@@ -511,6 +516,11 @@ pub struct OperationState {
     /// placed for the rest of its table, even once pg_dump itself has exited while its
     /// backend still sends the last rows.
     pub dump_unplaced: bool,
+    /// A pg_dump's bytes done over the whole dump (the heaps of the tables before the
+    /// current one, and the current one's read position), as (ts, bytes), over the last
+    /// `DUMP_WINDOW_NS`: carried from table to table (each is its own progress row).
+    #[serde(default)]
+    pub dump_trail: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl OperationState {
@@ -523,6 +533,7 @@ impl OperationState {
             db,
             relation: None,
             dump_unplaced: false,
+            dump_trail: Default::default(),
             last_ts: ts,
             since_ns: ts,
             ledger: eta::Ledger::default(),
@@ -534,6 +545,28 @@ impl OperationState {
     }
 
     /// Whether a sample's reading continues this operation (same command, same relation).
+    /// A pg_dump's whole ETA: `done` of `all` heap bytes at `now`, added to the trail;
+    /// the rest at the rate over the trail's window, once it spans `DUMP_MIN_NS`.
+    pub fn dump_eta(&mut self, now: u64, done: u64, all: u64) -> Option<f64> {
+        if self.dump_trail.back().is_some_and(|&(_, b)| done < b) {
+            // Went back: another dump, or the sizes changed under it.
+            self.dump_trail.clear();
+        }
+        self.dump_trail.push_back((now, done));
+        while self.dump_trail.len() > 2
+            && self
+                .dump_trail
+                .front()
+                .is_some_and(|&(t, _)| now.saturating_sub(t) > DUMP_WINDOW_NS)
+        {
+            self.dump_trail.pop_front();
+        }
+        let (&(t0, b0), &(t1, b1)) = (self.dump_trail.front()?, self.dump_trail.back()?);
+        let dt = t1.checked_sub(t0).filter(|&d| d >= DUMP_MIN_NS)? as f64 / 1e9;
+        let rate = (b1 - b0) as f64 / dt;
+        (rate > 0.0).then(|| ((all.saturating_sub(done) as f64 / rate) * 10.0).round() / 10.0)
+    }
+
     pub fn same(&self, r: &Reading) -> bool {
         self.reading.operation == r.operation && self.reading.relid == r.relid
     }
@@ -883,5 +916,25 @@ mod tests {
                 let _ = st.view(None).line();
             }
         }
+    }
+
+    #[test]
+    fn a_dump_eta_runs_across_tables_at_the_byte_rate() {
+        const S: u64 = 1_000_000_000;
+        let mut s = sample("copy", &[]);
+        (s.progress_command, s.query) = (None, Some("COPY public.a (id) TO stdout;".into()));
+        s.application_name = Some("pg_dump".into());
+        let mut st = OperationState::new(
+            crate::model::operation::pg_dump::reading(&s).unwrap(),
+            None,
+            0,
+        );
+        // 1 MB/s of 10 MB: nothing in the first 2 s, then the rest at that rate.
+        assert_eq!(st.dump_eta(0, 0, 10_000_000), None);
+        assert_eq!(st.dump_eta(S, 1_000_000, 10_000_000), None);
+        assert_eq!(st.dump_eta(2 * S, 2_000_000, 10_000_000), Some(8.0));
+        assert_eq!(st.dump_eta(4 * S, 4_000_000, 10_000_000), Some(6.0));
+        // Going back (another dump) starts over.
+        assert_eq!(st.dump_eta(5 * S, 100, 10_000_000), None);
     }
 }

@@ -99,6 +99,16 @@ impl Namer for Naming {
     fn dumped_tables(&mut self, db: u32) -> Option<Vec<(String, String)>> {
         self.inner().dumped_tables(db)
     }
+    fn dump_bytes(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {
+        let bytes = self.inner().dump_bytes(db, table);
+        names::note(&mut self.tape, || NameAnswer::DumpBytes {
+            db,
+            schema: table.0.clone(),
+            name: table.1.clone(),
+            bytes,
+        });
+        bytes
+    }
     // On the tape as the position, not the list: a database's tables, every tick, would
     // weigh more than the rest of the recording.
     fn dump_position(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {

@@ -16,7 +16,16 @@ impl Model {
         match super::reading(s) {
             Some(r) => match self.operation.as_mut() {
                 Some(st) if st.same(&r) => st.update(r, ts),
-                _ => self.operation = Some(OperationState::new(r, s.database_oid, ts)),
+                prev => {
+                    // pg_dump's next table: the whole dump's byte clock runs on.
+                    let trail = prev
+                        .filter(|p| p.reading.operation == "pg_dump" && r.operation == "pg_dump")
+                        .map(|p| std::mem::take(&mut p.dump_trail))
+                        .unwrap_or_default();
+                    let mut st = OperationState::new(r, s.database_oid, ts);
+                    st.dump_trail = trail;
+                    self.operation = Some(st);
+                }
             },
             None => self.operation = None,
         }
@@ -57,6 +66,7 @@ impl Model {
         let wal = self.wal_written(since);
         let mut dump_file = None;
         let mut dump_unplaced = false;
+        let mut dump_bytes = None;
         match st.reading.want {
             Want::IndexPass => {
                 if let Some(ix) = self.last_read_rel(since, |r| {
@@ -157,6 +167,13 @@ impl Model {
                         })
                         .max_by_key(|r| r.last_ns)
                         .map(|r| (r.position.unwrap_or(r.highest), r.size));
+                    if let (false, Some((at, size))) =
+                        (st.dump_unplaced || dump_unplaced, dump_file)
+                    {
+                        dump_bytes = namer
+                            .dump_bytes(db, cur)
+                            .map(|(before, all)| (before + size.map_or(at, |s| at.min(s)), all));
+                    }
                 }
             }
             Want::Nothing => {}
@@ -181,6 +198,8 @@ impl Model {
             return;
         };
         st.dump_unplaced |= dump_unplaced;
+        let now = self.last_tick_ns.unwrap_or(st.last_ts);
+        let dump_eta = dump_bytes.and_then(|(done, all)| st.dump_eta(now, done, all));
         if st.relation.is_none() {
             st.relation = written_rel.or(read_rel);
         }
@@ -219,6 +238,9 @@ impl Model {
             }
             (view.table_read, view.table_size) =
                 dump_file.map_or((None, None), |(at, size)| (Some(at), size));
+            if let Some(eta) = dump_eta {
+                (view.eta_s, view.eta_source) = (Some(eta), Some(Source::Files));
+            }
         }
         self.operation_view = Some(view);
     }

@@ -60,6 +60,12 @@ pub enum NameAnswer {
         name: String,
         position: Option<(u64, u64)>,
     },
+    DumpBytes {
+        db: u32,
+        schema: String,
+        name: String,
+        bytes: Option<(u64, u64)>,
+    },
 }
 
 impl NameAnswer {
@@ -83,6 +89,9 @@ impl NameAnswer {
             NameAnswer::DumpPosition {
                 db, schema, name, ..
             } => format!("d\0{db}\0{schema}\0{name}"),
+            NameAnswer::DumpBytes {
+                db, schema, name, ..
+            } => format!("y\0{db}\0{schema}\0{name}"),
         }
     }
 }
@@ -351,6 +360,12 @@ impl Namer for RecordedNamer {
     fn index_count(&mut self, db: u32, oid: u32) -> Option<u64> {
         match self.ask(&format!("i\0{db}\0{oid}"))? {
             NameAnswer::IndexCount { count, .. } => count,
+            _ => None,
+        }
+    }
+    fn dump_bytes(&mut self, db: u32, table: &(String, String)) -> Option<(u64, u64)> {
+        match self.ask(&format!("y\0{db}\0{}\0{}", table.0, table.1))? {
+            NameAnswer::DumpBytes { bytes, .. } => bytes,
             _ => None,
         }
     }
