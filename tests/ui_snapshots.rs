@@ -995,6 +995,24 @@ fn operation_lines() {
             ],
         ),
     );
+    // A long DELETE: no view; the table it scans, how far, and the WAL it writes.
+    add(
+        "query (a long DELETE)",
+        operation_header(
+            None,
+            "client backend",
+            &[],
+            &[],
+            "DELETE FROM sales.orders WHERE day < '2020-01-01'",
+            &[
+                open(T0 + 1_000_000, 43, "base/16385/16388"),
+                pread(T0 + 1_000_000_000, 43, 0, 6 * MIB),
+                pread(T0 + 2_000_000_000, 43, 6 * MIB, 6 * MIB),
+                open(T0 + 1_000_000, 44, "pg_wal/000000010000000000000003"),
+                write(T0 + 2_000_000_000, 44, 0, 2 * MIB),
+            ],
+        ),
+    );
     // The backend serving pg_dump: its COPY TO (here no catalog says how many tables).
     add(
         "pg_dump",
