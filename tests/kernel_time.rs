@@ -243,9 +243,25 @@ fn check_io_latency(c: &mut Cluster) {
     c.execute("postgres", "VACUUM ANALYZE t");
     c.execute("postgres", "CHECKPOINT");
     // Cold: nothing in shared buffers (restart), nothing in the page cache (fadvise).
-    c.restart();
-    drop_from_page_cache(c, "t");
-    let cold = traced_scan(c);
+    // Up to three tries: a wait for the device counts as one when the switch-out finds
+    // the task in D state, and a wakeup that lands before the tracepoint reads the state
+    // hides it (the kernel passes the state as an argument from 5.18; not used yet). Some
+    // CI runs saw most device waits hidden so (p50 of 70-90 µs, "85 % page cache").
+    let mut cold = None;
+    for attempt in 1..=3 {
+        c.restart();
+        drop_from_page_cache(c, "t");
+        let row = traced_scan(c);
+        let hidden = row.page_cache_share.is_some_and(|s| s >= 0.2);
+        if hidden {
+            eprintln!("PG{}: cold try {attempt}: {row:?}", c.major);
+        }
+        cold = Some(row);
+        if !hidden {
+            break;
+        }
+    }
+    let cold = cold.unwrap();
     // Warm: shared buffers empty again, the page cache full of it.
     c.restart();
     let warm = traced_scan(c);
