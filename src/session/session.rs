@@ -261,6 +261,9 @@ pub struct Session {
     was_stalled: bool,
     /// The wait-event sampler (live, memory readable, `start_wait_sampling`).
     waits: Option<super::waits::WaitsLive>,
+    /// Per process, the scheduler times the kernel had counted when the session's clock
+    /// started; taken off every later reading (see `kernel_times`).
+    sched_base: BTreeMap<Pid, [u64; 4]>,
 }
 
 impl Session {
@@ -359,7 +362,7 @@ impl Session {
         };
         // A copier's memory is never read.
         let memory_ok = memory && !copier;
-        let (tracer, usdt, usdt_cost, pending) = if deferred {
+        let (mut tracer, usdt, usdt_cost, pending) = if deferred {
             super::backend::preflight(backend, pid, &usdt_asked)?;
             let pending = Pending::spawn(Target {
                 identity: identity.try_clone()?,
@@ -407,6 +410,11 @@ impl Session {
         });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let start_ns = clock.now_ns();
+        // The kernel counts scheduler times from the tracer's attach, which (the USDT
+        // probes' above all) can take a second or more: what it counted before the
+        // session's clock starts is not part of any window shown.
+        let mut sched_base = Vec::new();
+        tracer.kernel_times(&mut sched_base);
         let mut batch = Vec::new();
         // Files opened before we came (the lsof step): named at once. (Read by pid: the
         // check that ends `while_attaching` says whether it was this process.)
@@ -456,6 +464,18 @@ impl Session {
             dump_asked: None,
             was_stalled: false,
             waits: None,
+            sched_base: sched_base
+                .iter()
+                .filter_map(|e| match e.kind {
+                    EventKind::SchedTimes {
+                        running_ns,
+                        runqueue_ns,
+                        sleeping_ns,
+                        blocked_ns,
+                    } => Some((e.pid, [running_ns, runqueue_ns, sleeping_ns, blocked_ns])),
+                    _ => None,
+                })
+                .collect(),
         };
         // Followers from the start (an io worker's reads for us are ours from the first
         // interval), and what the tracer then says it cannot attribute.
@@ -508,6 +528,7 @@ impl Session {
             dump_asked: None,
             was_stalled: false,
             waits: None,
+            sched_base: BTreeMap::new(),
         }
     }
 
@@ -690,6 +711,25 @@ impl Session {
     fn kernel_times(&mut self) {
         let pending = std::mem::take(&mut self.batch);
         self.tracer.kernel_times(&mut self.batch);
+        for e in &mut self.batch {
+            if let (
+                EventKind::SchedTimes {
+                    running_ns,
+                    runqueue_ns,
+                    sleeping_ns,
+                    blocked_ns,
+                },
+                Some(base),
+            ) = (&mut e.kind, self.sched_base.get(&e.pid))
+            {
+                for (v, b) in [running_ns, runqueue_ns, sleeping_ns, blocked_ns]
+                    .into_iter()
+                    .zip(base)
+                {
+                    *v = v.saturating_sub(*b);
+                }
+            }
+        }
         let _ = self.apply_batch(&mut |_, _, _| Ok(()));
         self.batch = pending;
     }

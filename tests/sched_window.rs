@@ -1,0 +1,67 @@
+//! The scheduler times shown for an interval fit in that interval: the kernel starts
+//! counting when the tracer attaches, and attaching the USDT probes (Debian's PG15 has
+//! them) takes a while, during which the traced backend runs. What it ran then belongs to
+//! no window shown: a first interval of 1.1 s once said "cpu 0.93s, run queue 1.108s".
+
+mod support;
+
+use pg_trace::output::record::Record;
+use support::trace::spawn_trace_with;
+use support::Cluster;
+
+#[test]
+fn sched_times_fit_their_window() {
+    let majors = support::majors();
+    if !majors.contains(&15) {
+        support::skip(
+            "sched_window",
+            "needs PostgreSQL 15 (Debian's, with USDT probes, whose attach is the slow one)",
+        );
+        return;
+    }
+    let c = Cluster::start(15);
+    let b = c.hold_backend("postgres");
+    let pid = b.pid;
+    let mut client = b.client;
+    // On a CPU the whole time pg_trace attaches, and after.
+    let busy = std::thread::spawn(move || {
+        client
+            .batch_execute("SELECT count(*) FROM generate_series(1, 40000000)")
+            .map_err(|e| e.to_string())
+    });
+    let mut t = spawn_trace_with(pid, "auto", &[]);
+    t.wait_for("two intervals of the backend's scheduler times", |rs| {
+        rs.iter()
+            .filter(|r| matches!(r, Record::Waits(w) if w.pid == pid && w.scope == "interval" && w.cpu_s.is_some()))
+            .count()
+            >= 2
+    });
+    let records = t.finish();
+    busy.join().unwrap().unwrap();
+    let attach = records.iter().find_map(|r| match r {
+        Record::Attach(a) => Some(a.backend.clone()),
+        _ => None,
+    });
+    eprintln!("attached with {attach:?}");
+    let mut checked = 0;
+    for w in records.iter().filter_map(|r| match r {
+        Record::Waits(w) if w.pid == pid && w.cpu_s.is_some() => Some(w),
+        _ => None,
+    }) {
+        let sum = w.cpu_s.unwrap_or(0.0) + w.off_cpu_s.unwrap_or(0.0) + w.runqueue_s.unwrap_or(0.0);
+        eprintln!(
+            "{} at {:.2}s: cpu {:?} off {:?} run queue {:?} = {sum:.3}s in {:.3}s",
+            w.scope, w.ts, w.cpu_s, w.off_cpu_s, w.runqueue_s, w.window_s
+        );
+        // pg_trace's own delay between its reading and its tick (a loaded 2-core host).
+        assert!(
+            sum <= w.window_s * 1.05 + 0.1,
+            "{} record at {:.2}s: {sum:.3}s of scheduler time in a {:.3}s window: {w:?}",
+            w.scope,
+            w.ts,
+            w.window_s
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} waits records with scheduler times");
+}
