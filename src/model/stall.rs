@@ -9,7 +9,7 @@ use std::fmt;
 /// Bytes queued on a socket beyond which an unmoving sender is waiting for its client.
 const SEND_QUEUE_FULL: u64 = 64 * 1024;
 /// I/O this recent counts as "reading now".
-const RECENT_IO_NS: u64 = 2_000_000_000;
+pub(super) const RECENT_IO_NS: u64 = 2_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]

@@ -132,9 +132,18 @@ impl super::Model {
 
     /// Recompute the verdict at `now`.
     pub fn judge(&mut self, now: u64) {
-        let last_io_write = self
-            .current_file()
-            .is_some_and(|f| f.last_op.is_some_and(|s| s.is_write()));
+        // The verdict is the traced process's: its own file while it does I/O; a
+        // follower's (a parallel worker sorting while the leader waits on it) only when
+        // it does none, and then said to be the worker's.
+        let leader = self.leader;
+        let own_recent = self
+            .files
+            .values()
+            .filter(|f| f.pid == leader && f.last_ns > 0)
+            .max_by_key(|f| f.last_ns)
+            .filter(|f| f.last_ns + super::stall::RECENT_IO_NS > now);
+        let current = own_recent.or_else(|| self.current_file());
+        let last_io_write = current.is_some_and(|f| f.last_op.is_some_and(|s| s.is_write()));
         // Relative to the data directory as pg_relation_filepath() prints it, whether the
         // fd was seen opened (relative) or found at attach (absolute, from /proc).
         let label = |f: &crate::model::FileEntry| {
@@ -144,12 +153,23 @@ impl super::Model {
                 .as_deref()
                 .unwrap_or(&f.path)
                 .trim_start_matches("./");
-            match &f.named.relation {
+            let mut l = match &f.named.relation {
                 Some(r) => format!("{path} ({})", r.id.label),
                 None => path.to_string(),
+            };
+            if f.pid != leader {
+                let who = if f.via_parallel_worker {
+                    "parallel worker"
+                } else if f.via_io_worker {
+                    "io worker"
+                } else {
+                    "pid"
+                };
+                l.push_str(&format!(", by {who} {}", f.pid));
             }
+            l
         };
-        let current_file = self.current_file().map(label);
+        let current_file = current.map(label);
         // An IO wait names its kind of file: DataFile* a relation, WAL* a WAL segment,
         // BufFile* a temp file; the file of that kind touched last that way is the one.
         let classes: &[&str] = match self

@@ -776,3 +776,49 @@ fn an_eta_only_for_a_relation_swept_forward() {
     assert_eq!(eta_after(&mut (0..4000).map(|b| b * 37 * 8192)), None);
     assert_eq!(eta_after(&mut std::iter::once(0)), None);
 }
+
+#[test]
+fn the_verdict_is_the_leaders_own_io_and_says_whose_it_is_otherwise() {
+    const S: u64 = 1_000_000_000;
+    let mut m = Model::new(1, SEG);
+    let mut n = FakeNamer;
+    m.apply(&follower(S, 77, FollowerRole::ParallelWorker), &mut n);
+    m.apply(&open(S, 1, 7, "base/5/100"), &mut n);
+    m.apply(&open(S, 77, 9, "base/pgsql_tmp/pgsql_tmp77.0"), &mut n);
+    let verdict = |m: &mut Model, n: &mut FakeNamer, at: u64, wait: Option<(&str, &str)>| {
+        let sample = crate::process::status::StatusSample {
+            pid: 1,
+            major: 16,
+            state: Some("active".into()),
+            backend_type: Some("client backend".into()),
+            wait_event_type: wait.map(|w| w.0.into()),
+            wait_event: wait.map(|w| w.1.into()),
+            ..Default::default()
+        };
+        m.apply(
+            &ev(
+                at,
+                1,
+                EventKind::Status {
+                    sample: Box::new(sample),
+                },
+            ),
+            n,
+        );
+        m.status.as_ref().unwrap().verdict.to_string()
+    };
+    // The leader waits for its worker, which merges its spilled sort: the worker's file,
+    // said so.
+    m.apply(&pread(S + 1, 77, 9, 0, 8192), &mut n);
+    assert_eq!(
+        verdict(&mut m, &mut n, S + 2, Some(("IPC", "MessageQueueReceive"))),
+        "reading base/pgsql_tmp/pgsql_tmp77.0, by parallel worker 77"
+    );
+    // The leader reads too: its own read is the verdict, though the worker wrote later.
+    m.apply(&pread(S + 3, 1, 7, 0, 8192), &mut n);
+    m.apply(&pread(S + 4, 77, 9, 8192, 8192), &mut n);
+    assert_eq!(
+        verdict(&mut m, &mut n, S + 5, None),
+        "reading base/5/100 (sales.orders)"
+    );
+}

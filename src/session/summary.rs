@@ -36,7 +36,7 @@ pub fn write_summary(w: &mut impl Write, model: &Model, now: u64, format: Format
                 if let Some(h) = r.hit_ratio() {
                     writeln!(
                         w,
-                        "        {} blocks accessed ({:.1}% hit), {} distinct",
+                        "        {} buffer accesses seen by the USDT probes ({:.1}% hit); {} distinct blocks touched",
                         r.blocks_hit + r.blocks_read,
                         h * 100.0,
                         r.coverage.blocks()
