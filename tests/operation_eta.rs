@@ -16,7 +16,7 @@
 
 mod support;
 
-use support::eta::{collect, number, run, Run};
+use support::eta::{collect, number, paced, run, Run};
 use support::status::{BackupOpts, Replication};
 use support::trace::spawn_trace_every;
 use support::Cluster;
@@ -47,19 +47,15 @@ fn check(major: u32) {
     c.execute(
         "postgres",
         &format!(
-            "CREATE FUNCTION slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 500 = 0 AND current_setting('eta.pace', true) = 'on' THEN \
-             PERFORM pg_sleep(0.1); END IF; RETURN $1; END $$; \
-             CREATE FUNCTION pace(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 500 = 0 AND current_setting('eta.pace', true) = 'on' THEN \
-             PERFORM pg_sleep(0.12); END IF; RETURN $1; END $$; \
-             CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
+            "{}{}CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO t SELECT g, 'x' FROM generate_series(1, {ROWS}) g; \
              CREATE TABLE v (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO v SELECT g, repeat('x', 60) FROM generate_series(1, {PACED}) g; \
              CREATE INDEX v_slow ON v ((slow(id))); \
              CREATE TABLE c (id int CHECK (slow(id) = id), pad text); \
              COPY (SELECT g, repeat('y', 100) FROM generate_series(1, {PACED}) g) TO '{}'",
+            paced("slow", 500, 0.1),
+            paced("pace", 500, 0.12),
             file.display()
         ),
     );

@@ -12,7 +12,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::eta::{collect, run, Poll, Run};
+use support::eta::{collect, paced, run, Poll, Run};
 use support::trace::spawn_trace_every;
 use support::Cluster;
 
@@ -62,13 +62,7 @@ fn check(major: u32) {
     c.execute(
         "postgres",
         &format!(
-            "CREATE FUNCTION slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 500 = 0 AND current_setting('eta.pace', true) = 'on' THEN \
-             PERFORM pg_sleep(0.1); END IF; RETURN $1; END $$; \
-             CREATE FUNCTION slower(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 2000 = 0 AND current_setting('eta.pace', true) = 'on' THEN \
-             PERFORM pg_sleep(0.1); END IF; RETURN $1; END $$; \
-             CREATE TABLE r (id int, pad text) WITH (autovacuum_enabled = off); \
+            "{}{}CREATE TABLE r (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO r SELECT g, repeat('x', 60) FROM generate_series(1, {PACED}) g; \
              CREATE INDEX r_slow ON r ((slow(id))); \
              CREATE TABLE k (id int, pad text) WITH (autovacuum_enabled = off); \
@@ -81,6 +75,7 @@ fn check(major: u32) {
              CREATE TABLE a (id int, pad text) WITH (autovacuum_enabled = off, vacuum_truncate = off); \
              INSERT INTO a SELECT g, 'x' FROM generate_series(1, {AUTO_ROWS}) g; \
              DELETE FROM a WHERE id % 10 = 0",
+            paced("slow", 500, 0.1), paced("slower", 2000, 0.1),
         ),
     );
     // Dead tuples of an aborted insert, their index entries in: on its own, since a

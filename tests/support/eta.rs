@@ -190,3 +190,14 @@ impl Poll {
         self.rows.lock().unwrap().clone()
     }
 }
+
+/// SQL creating `name(int)`, an immutable function that sleeps `sleep_s` on every
+/// `every`-th value while the session's `eta.pace` is `on`: what paces a statement that
+/// calls it per row, so that its ETA can be checked against its real end.
+pub fn paced(name: &str, every: u32, sleep_s: f64) -> String {
+    format!(
+        "CREATE FUNCTION {name}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+         $$ BEGIN IF $1 % {every} = 0 AND current_setting('eta.pace', true) = 'on' THEN \
+         PERFORM pg_sleep({sleep_s}); END IF; RETURN $1; END $$; "
+    )
+}
