@@ -190,6 +190,9 @@ pub struct CatalogNamer {
     /// The heap sizes of the tables pg_dump copies, in its order, for one database, and
     /// when they were stat'ed.
     dump_sizes: Option<(std::time::Instant, u32, Vec<SizedTable>)>,
+    /// Whether a pg_dump on this host selects or reorders tables, and when that was read
+    /// from /proc (one scan of every process's arguments per second, not one per question).
+    dump_selective: Option<(std::time::Instant, bool)>,
 }
 
 /// A table pg_dump copies, (schema, name), and its heap's bytes.
@@ -197,6 +200,7 @@ type SizedTable = ((String, String), u64);
 
 /// How long the dumped tables' sizes are reused.
 const DUMP_SIZES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+const DUMP_ARGS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The residency reader, opened on first use (most traces never ask).
 enum Residency {
@@ -238,6 +242,7 @@ impl CatalogNamer {
             seen_generation: resolver_generation,
             residency: Residency::Off,
             dump_sizes: None,
+            dump_selective: None,
         }
     }
 
@@ -314,6 +319,23 @@ impl CatalogNamer {
             p.to_path_buf()
         } else {
             self.root.join(p)
+        }
+    }
+}
+
+impl CatalogNamer {
+    /// A pg_dump on this host told to dump part of the database, or in parallel (see
+    /// `dumped_tables`); read at most once a second.
+    fn dump_selective(&mut self) -> bool {
+        match self.dump_selective {
+            Some((at, v)) if at.elapsed() < DUMP_ARGS_MAX_AGE => v,
+            _ => {
+                let v = crate::process::proc::arguments_of_all("pg_dump")
+                    .iter()
+                    .any(|a| crate::model::operation::pg_dump::selects_or_reorders(a));
+                self.dump_selective = Some((std::time::Instant::now(), v));
+                v
+            }
         }
     }
 }
@@ -465,10 +487,7 @@ impl Namer for CatalogNamer {
                 (a.0 .0.as_bytes(), a.0 .1.as_bytes()).cmp(&(b.0 .0.as_bytes(), b.0 .1.as_bytes()))
             });
             self.dump_sizes = Some((std::time::Instant::now(), db, sized));
-        } else if crate::process::proc::arguments_of_all("pg_dump")
-            .iter()
-            .any(|a| crate::model::operation::pg_dump::selects_or_reorders(a))
-        {
+        } else if self.dump_selective() {
             return None;
         }
         let (_, _, sized) = self.dump_sizes.as_ref()?;
@@ -486,10 +505,7 @@ impl Namer for CatalogNamer {
         // A pg_dump on this host told to dump part of the database, or in parallel, does
         // not go through the catalog's tables in name order: no "k of n" rather than a
         // wrong one. (A pg_dump on another host cannot be asked.)
-        if crate::process::proc::arguments_of_all("pg_dump")
-            .iter()
-            .any(|a| crate::model::operation::pg_dump::selects_or_reorders(a))
-        {
+        if self.dump_selective() {
             return None;
         }
         let cat = self.resolver.catalog();
