@@ -366,10 +366,15 @@ pub fn write_interval(
             {
                 writeln!(out, "    {}", crate::model::credit::words(u))?;
             }
-            for f in active_files
+            // A hash join in a thousand batches has a thousand temp files open: the ones
+            // touched last, then the rest in one line.
+            let mut files: Vec<_> = active_files
                 .iter()
                 .filter(|f| f.named.relation.is_none() && f.last_ns > io_since)
-            {
+                .collect();
+            files.sort_by_key(|f| std::cmp::Reverse(f.last_ns));
+            let rest = files.split_off(files.len().min(TEXT_FILES_SHOWN));
+            for f in files {
                 writeln!(
                     out,
                     "    {} (fd {}): read {}, written {}",
@@ -379,10 +384,24 @@ pub fn write_interval(
                     human_bytes(f.bytes_written)
                 )?;
             }
+            if !rest.is_empty() {
+                let temp = rest.iter().all(|f| f.named.class == "temp_file");
+                writeln!(
+                    out,
+                    "    and {} more {} touched in this interval: read {}, written {} in all",
+                    rest.len(),
+                    if temp { "temp files" } else { "files" },
+                    human_bytes(rest.iter().map(|f| f.bytes_read).sum()),
+                    human_bytes(rest.iter().map(|f| f.bytes_written).sum())
+                )?;
+            }
         }
     }
     out.flush()
 }
+
+/// Files other than relations listed one per line in a text interval; more are summed up.
+const TEXT_FILES_SHOWN: usize = 8;
 
 pub fn operation_record(
     model: &Model,
