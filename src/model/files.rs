@@ -180,6 +180,12 @@ impl FileEntry {
         self.ops.writes += 1;
         self.last_write_ns = ts;
         self.touch(sc, start, n, ts);
+        // What was just written is in the file: a size stat'ed before it (a temp file
+        // opened empty, re-read once a second) is not its size any more.
+        let end = start.saturating_add(n);
+        if n > 0 && self.size.map_or(true, |s| s < end) {
+            self.size = Some(end);
+        }
     }
 
     fn touch(&mut self, sc: Syscall, start: u64, n: u64, ts: u64) {
