@@ -976,6 +976,7 @@ impl Model {
             if write {
                 let rs = self.relation_entry(&r, ev.ts_ns, namer);
                 rs.bytes_written += n;
+                rs.pending_written += n;
                 rs.last_ns = ev.ts_ns;
                 rs.last_write_ns = ev.ts_ns;
             } else {

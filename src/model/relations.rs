@@ -31,6 +31,14 @@ pub struct RelState {
     pub(crate) rate_window: super::files::Window,
     pub(crate) blocks_window: super::files::Window,
     pub rate_bps: f64,
+    /// Bytes written per second, apart: a relation being built (an index, a table
+    /// loaded) reads nothing, and its read rate said nothing of it.
+    #[serde(default)]
+    pub pending_written: u64,
+    #[serde(default)]
+    pub(crate) write_window: super::files::Window,
+    #[serde(default)]
+    pub write_rate_bps: f64,
     /// Which parts of the main fork were read.
     pub coverage: Coverage,
     pub(crate) size_checked_ns: u64,
@@ -88,6 +96,9 @@ impl RelState {
             rate_window: Default::default(),
             blocks_window: Default::default(),
             rate_bps: 0.0,
+            pending_written: 0,
+            write_window: Default::default(),
+            write_rate_bps: 0.0,
             coverage: Coverage::new(),
             size_checked_ns: ts,
             blocks_hit: 0,
@@ -219,6 +230,12 @@ impl RelState {
             self.blocks_per_s,
             &mut self.pending_blocks,
             &mut self.blocks_window,
+            dt_ns,
+        );
+        self.write_rate_bps = smooth(
+            self.write_rate_bps,
+            &mut self.pending_written,
+            &mut self.write_window,
             dt_ns,
         );
     }

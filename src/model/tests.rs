@@ -822,3 +822,25 @@ fn the_verdict_is_the_leaders_own_io_and_says_whose_it_is_otherwise() {
         "reading base/5/100 (sales.orders)"
     );
 }
+
+#[test]
+fn a_relation_only_written_has_a_write_rate() {
+    const S: u64 = 1_000_000_000;
+    let mut m = Model::new(1, SEG);
+    let mut n = FakeNamer;
+    m.apply(&open(S, 1, 7, "base/5/100"), &mut n);
+    m.tick(S, &mut n);
+    for i in 0..100u64 {
+        m.apply(&pwrite(S + i * S / 100, 1, 7, i * 8192), &mut n);
+    }
+    m.tick(2 * S, &mut n);
+    m.tick(3 * S, &mut n);
+    let r = m.relation_at("base/5/100").unwrap();
+    assert_eq!(r.bytes_written, 100 * 8192);
+    assert_eq!(r.rate_bps, 0.0, "nothing was read");
+    assert!(
+        r.write_rate_bps > 100.0 * 8192.0 / 4.0,
+        "{} B/s written",
+        r.write_rate_bps
+    );
+}

@@ -75,6 +75,7 @@ fn progress_fields(model: &Model, r: &RelState, now: u64) -> ProgressRecord {
         segments: r.segments.iter().copied().collect(),
         forks: r.forks.iter().map(|f| f.to_string()).collect(),
         rate_bps: r.rate_bps.round(),
+        write_rate_bps: (r.bytes_written > 0).then(|| r.write_rate_bps.round()),
         eta_s: r.eta_s(),
         // USDT (0 / null without it): buffer__read__done accesses, all forks.
         blocks_hit: r.blocks_hit,
@@ -221,8 +222,14 @@ fn relation_line(r: &RelState) -> String {
         _ => {}
     }
     // Seen only through USDT, there are no bytes moved: the block rate says it.
-    if r.bytes_read + r.bytes_written > 0 || r.hit_ratio().is_none() {
+    if r.bytes_read > 0 || (r.bytes_written == 0 && r.hit_ratio().is_none()) {
         s.push_str(&format!(", {}/s", human_bytes(r.rate_bps as u64)));
+    }
+    if r.bytes_written > 0 {
+        s.push_str(&format!(
+            ", writing {}/s",
+            human_bytes(r.write_rate_bps as u64)
+        ));
     }
     if let Some(h) = r.hit_ratio() {
         s.push_str(&format!(

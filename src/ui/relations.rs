@@ -137,7 +137,15 @@ pub fn draw(
                 bar
             };
             cells.push(Cell::from(bar));
-            cells.push(Cell::from(compact_rate(r.progress_bps())));
+            // A relation being built reads nothing: its rate is what is written, marked.
+            cells.push(Cell::from(if r.bytes_read == 0 && r.bytes_written > 0 {
+                match compact_rate(r.write_rate_bps) {
+                    none if none == "-" => none,
+                    w => format!("w{w}"),
+                }
+            } else {
+                compact_rate(r.progress_bps())
+            }));
             // A scan completed from shared buffers has nothing left to wait for.
             let eta = r.eta_s().filter(|_| r.completed_ns.is_none());
             cells.push(Cell::from(

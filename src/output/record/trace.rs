@@ -99,6 +99,9 @@ pub struct ProgressRecord {
     pub segments: Vec<u32>,
     pub forks: Vec<String>,
     pub rate_bps: f64,
+    /// Bytes written per second (moving average), only for a relation written to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_rate_bps: Option<f64>,
     pub eta_s: Option<f64>,
     pub blocks_hit: u64,
     pub blocks_read: u64,
