@@ -295,6 +295,87 @@ fn main() {
             );
         }
     }
+    // The recorder's budget, paired: `--backend ebpf` without and with `--record`,
+    // alternated, each pair's ratio of the backend's CPU time per scan and of wall time.
+    let pairs = env_num("PG_TRACE_BENCH_RECORD_PAIRS", 6) as usize;
+    if pairs == 0
+        || only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|w| w == "record"))
+    {
+        return;
+    }
+    let mut one = |cmd: &[String]| {
+        let mut ch = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pg_trace");
+        wait_attached(&mut ch, pid, "other");
+        let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let c0 = backend_cpu_ns(pid);
+            wall.push(scan().as_secs_f64());
+            cpu.push(backend_cpu_ns(pid).saturating_sub(c0) as f64);
+        }
+        // SAFETY: SIGINT to a child we spawned and have not reaped.
+        unsafe { libc::kill(ch.id() as i32, libc::SIGINT) };
+        let _ = ch.wait();
+        (median_f(cpu), median_f(wall))
+    };
+    let plain = pg_trace("ebpf").unwrap();
+    let rec = recording("ebpf").unwrap();
+    let (mut cpu_r, mut wall_r, mut cpu_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        // Alternate which goes first, so that a drift does not favour one side.
+        let (a, b) = if i % 2 == 0 {
+            let a = one(&plain);
+            (a, one(&rec))
+        } else {
+            let b = one(&rec);
+            (one(&plain), b)
+        };
+        cpu_r.push(b.0 / a.0);
+        wall_r.push(b.1 / a.1);
+        cpu_ms.push((a.0 / 1e6, b.0 / 1e6));
+    }
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    };
+    let (clo, chi) = range(&cpu_r);
+    let (wlo, whi) = range(&wall_r);
+    println!(
+        "recording, {pairs} alternated pairs of `--backend ebpf` without and with `--record` \
+         ({reps} scans each, medians):"
+    );
+    println!(
+        "  the backend's CPU time per scan: with/without {:.3}x median (range {clo:.3}-{chi:.3}; \
+         budget +0.01x); ms per scan {cpu_ms:.1?}",
+        median_f(cpu_r.clone())
+    );
+    println!(
+        "  wall time per scan: with/without {:.3}x median (range {wlo:.3}-{whi:.3})",
+        median_f(wall_r.clone())
+    );
+}
+
+/// The backend's own time on a CPU, in ns (`/proc/PID/schedstat`'s first field): what the
+/// tracer's probes, which run in the backend's context, add to; unlike wall time, it does
+/// not move with what else runs on the machine (the recorder's work is in pg_trace's
+/// threads, on whatever CPU is free).
+fn backend_cpu_ns(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 /// utime + stime of a process, in clock ticks.
