@@ -291,6 +291,14 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
                 holders_guessed: i.lock_holders.is_empty(),
             }
         }
+        // An auxiliary process (or a walsender) idle in its main loop, waiting for work:
+        // the log line it wrote a moment ago is not what it is doing.
+        (Some("Activity"), event) if i.backup_phase.is_none() => {
+            return Verdict::Waiting {
+                wait_event_type: "Activity".into(),
+                wait_event: event.to_string(),
+            }
+        }
         (Some("Timeout"), "PgSleep") => {
             return Verdict::Sleeping {
                 between_reads_of: i
@@ -451,6 +459,11 @@ mod tests {
             Verdict::RunningOnCpu
         );
         assert_eq!(v(&sample("", "", "active", 'T'), None), Verdict::Stopped);
+        // A checkpointer back in its main loop a second after writing its log line.
+        assert_eq!(
+            v(&sample("Activity", "CheckpointerMain", "", 'S'), Some(1000)).to_string(),
+            "waiting: Activity CheckpointerMain"
+        );
         assert!(matches!(
             v(
                 &sample("Client", "ClientRead", "idle in transaction", 'S'),
