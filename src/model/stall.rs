@@ -291,6 +291,16 @@ pub fn verdict(i: &Inputs<'_>) -> Verdict {
                 holders_guessed: i.lock_holders.is_empty(),
             }
         }
+        // Between statements: the I/O of the last one, a moment ago, is over.
+        (Some("Client"), "ClientRead") => match s.and_then(|s| s.state.as_deref()) {
+            Some("idle") => return Verdict::Idle,
+            Some("idle in transaction" | "idle in transaction (aborted)") => {
+                return Verdict::IdleInTransaction {
+                    for_s: i.state_for_s,
+                }
+            }
+            _ => {}
+        },
         // An auxiliary process (or a walsender) idle in its main loop, waiting for work:
         // the log line it wrote a moment ago is not what it is doing.
         (Some("Activity"), event) if i.backup_phase.is_none() => {
@@ -459,6 +469,11 @@ mod tests {
             Verdict::RunningOnCpu
         );
         assert_eq!(v(&sample("", "", "active", 'T'), None), Verdict::Stopped);
+        assert_eq!(
+            v(&sample("Client", "ClientRead", "idle", 'S'), Some(1000)),
+            Verdict::Idle,
+            "a backend whose query ended a moment ago"
+        );
         // A checkpointer back in its main loop a second after writing its log line.
         assert_eq!(
             v(&sample("Activity", "CheckpointerMain", "", 'S'), Some(1000)).to_string(),
