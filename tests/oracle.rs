@@ -262,6 +262,18 @@ fn oracle(major: u32) -> usize {
         assert_eq!(f.segment, 0);
     }
 
+    // An absolute path names its data directory: no --pgdata needed.
+    let first = paths[0];
+    let abs = std::path::Path::new(&pgdata).join(first);
+    let by_abs = run_json(&["resolve", "--format", "json", abs.to_str().unwrap()]);
+    match by_abs.as_slice() {
+        [Record::Path(PathRecord {
+            class: PathClassRecord::Relation(f) | PathClassRecord::TempRelation(f),
+            ..
+        })] => assert_eq!(&got_file(f), &want[first], "major {major}: resolve {abs:?}"),
+        other => panic!("major {major}: resolve {abs:?}: {other:?}"),
+    }
+
     // Fresh names: a relation created after the catalog was read is found by a re-read.
     freshness(&c);
     drop(held);
