@@ -157,6 +157,10 @@ pub struct ProcState {
     pub exit_signal: Option<i32>,
     /// /proc/PID/io (the /proc backend).
     pub io: Option<(u64, u64, u64, u64)>,
+    /// When a follower was first seen (0 for the traced process): its kernel times count
+    /// from then, not from the session's start.
+    #[serde(default)]
+    pub seen_ns: u64,
 }
 
 impl ProcState {
@@ -168,6 +172,7 @@ impl ProcState {
             exit_code: None,
             exit_signal: None,
             io: None,
+            seen_ns: 0,
         }
     }
 }
@@ -481,9 +486,10 @@ impl Model {
                 self.read_sample(pid, *syscall, *fd, *offset, end, *hits, ts, namer);
             }
             EventKind::NewFollower { role, .. } => {
-                self.procs
-                    .entry(pid)
-                    .or_insert_with(|| ProcState::new(pid, Some(*role)));
+                self.procs.entry(pid).or_insert_with(|| ProcState {
+                    seen_ns: ts,
+                    ..ProcState::new(pid, Some(*role))
+                });
             }
             EventKind::Exit { code, signal } => {
                 if pid == self.leader {

@@ -75,13 +75,18 @@ pub fn waits_records(
         return Vec::new();
     }
     let ts = now.saturating_sub(start) as f64 / 1e9;
+    // A follower's times count from when it was followed.
+    let start = model
+        .procs
+        .get(&pid)
+        .map_or(start, |p| start.max(p.seen_ns));
     let major = model.exact_waits.major.unwrap_or(0);
     let mut out = Vec::with_capacity(2);
     for total in [false, true] {
         let window_s = if total {
-            ts
+            now.saturating_sub(start) as f64 / 1e9
         } else {
-            now.saturating_sub(since) as f64 / 1e9
+            now.saturating_sub(since.max(start)) as f64 / 1e9
         };
         let t = if total {
             model.sched.total(pid)
