@@ -6,7 +6,7 @@
 mod support;
 
 use pg_trace::output::record::Record;
-use support::trace::spawn_trace_with;
+use support::trace::{spawn_trace_every, spawn_trace_with};
 use support::Cluster;
 
 #[test]
@@ -64,4 +64,74 @@ fn sched_times_fit_their_window() {
         checked += 1;
     }
     assert!(checked >= 2, "{checked} waits records with scheduler times");
+    check_followers(&c);
+}
+
+/// A parallel query's workers, followed from the attach: each worker's records (sampled
+/// and measured by the kernel, merged) fit their windows too.
+fn check_followers(c: &Cluster) {
+    c.execute(
+        "postgres",
+        "CREATE TABLE p AS SELECT g FROM generate_series(1, 2000000) g",
+    );
+    let b = c.hold_backend("postgres");
+    let pid = b.pid;
+    let mut client = b.client;
+    client
+        .batch_execute(
+            "SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; \
+             SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0",
+        )
+        .unwrap();
+    let busy = std::thread::spawn(move || {
+        client
+            .batch_execute("SELECT count(*) FROM p WHERE md5(md5(md5(g::text))) < 'z'")
+            .map_err(|e| e.to_string())
+    });
+    // One-second intervals: a worker sampled from the tick after it was found (as it
+    // was) is a second behind its kernel times, far beyond the slack below.
+    let mut t = spawn_trace_every(pid, "auto", 1000, &[]);
+    t.wait_for("two intervals of a worker's scheduler times", |rs| {
+        rs.iter()
+            .filter(|r| matches!(r, Record::Waits(w) if w.pid != pid && w.scope == "interval" && w.cpu_s.is_some()))
+            .count()
+            >= 4
+    });
+    let records = t.finish();
+    busy.join().unwrap().unwrap();
+    let mut checked = 0;
+    for w in records.iter().filter_map(|r| match r {
+        Record::Waits(w) if w.pid != pid && w.cpu_s.is_some() => Some(w),
+        _ => None,
+    }) {
+        let sum = w.cpu_s.unwrap_or(0.0) + w.off_cpu_s.unwrap_or(0.0) + w.runqueue_s.unwrap_or(0.0);
+        eprintln!(
+            "worker {} {} at {:.2}s: {sum:.3}s in {:.3}s ({} samples)",
+            w.pid, w.scope, w.ts, w.window_s, w.samples
+        );
+        // The sampler takes a worker up a moment after the kernel does.
+        assert!(
+            sum <= w.window_s * 1.1 + 0.3,
+            "worker {} {} record at {:.2}s: {sum:.3}s of scheduler time in a {:.3}s window: {w:?}",
+            w.pid,
+            w.scope,
+            w.ts,
+            w.window_s
+        );
+        // And a worker sampled alive in a window was measured in it (the kernel's times
+        // of a worker that exited were forgotten before they were read).
+        assert!(
+            sum >= 0.5 * w.samples as f64 / w.hz.max(1.0),
+            "worker {} {} record at {:.2}s: {} samples but {sum:.3}s of scheduler time",
+            w.pid,
+            w.scope,
+            w.ts,
+            w.samples
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 4,
+        "{checked} worker waits records with scheduler times"
+    );
 }

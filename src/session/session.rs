@@ -711,6 +711,13 @@ impl Session {
     fn kernel_times(&mut self) {
         let pending = std::mem::take(&mut self.batch);
         self.tracer.kernel_times(&mut self.batch);
+        let _ = self.apply_batch(&mut |_, _, _| Ok(()));
+        self.batch = pending;
+    }
+
+    /// The scheduler times in the batch (a tick's reading, or an exited follower's last),
+    /// less what the kernel had counted when the session's clock started.
+    fn sched_from_start(&mut self) {
         for e in &mut self.batch {
             if let (
                 EventKind::SchedTimes {
@@ -730,8 +737,6 @@ impl Session {
                 }
             }
         }
-        let _ = self.apply_batch(&mut |_, _, _| Ok(()));
-        self.batch = pending;
     }
 
     /// Apply `self.batch` (not cleared), recording it.
@@ -741,6 +746,9 @@ impl Session {
     ) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
+        }
+        if !self.sched_base.is_empty() {
+            self.sched_from_start();
         }
         let mut r = Ok(());
         for ev in &self.batch {
@@ -1208,6 +1216,8 @@ impl Session {
         }
         match super::waits::WaitsLive::start(self.pid, self.major, hz) {
             Ok(w) => {
+                // The followers already found (a parallel query's workers at attach).
+                w.set_pids(std::iter::once(self.pid).chain(live.followers.keys().copied()));
                 self.model.waits = crate::model::waits::Waits::new(hz);
                 self.waits = Some(w);
             }
@@ -1390,12 +1400,25 @@ impl Session {
             .filter(|(_, id)| !id.is_alive())
             .map(|(&p, _)| p)
             .collect();
+        if !gone.is_empty() {
+            // The kernel's times of a follower are forgotten with it: read them first,
+            // or what it ran since the last tick is lost (its last interval said 0 s).
+            self.kernel_times();
+        }
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
         for p in gone {
             live.followers.remove(&p);
             self.tracer.remove_pid(p);
             if let Some(c) = live.copier.as_mut() {
                 c.cwds.remove(&p);
             }
+        }
+        // Sampled from now, as the kernel counts them, not from the next tick: a window
+        // of its samples shorter than its kernel times' would not add up.
+        if let Some(w) = &self.waits {
+            w.set_pids(std::iter::once(self.pid).chain(live.followers.keys().copied()));
         }
     }
 

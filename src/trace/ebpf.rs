@@ -728,6 +728,9 @@ impl EbpfTracer {
     fn finish_exits(&mut self, exits: Vec<Event>, out: &mut Vec<Event>) {
         for ev in exits {
             if self.pids.contains(&ev.pid) {
+                // Its scheduler times are forgotten below: what it ran since the last
+                // tick is read first.
+                self.read_sched_of(ev.pid, out);
                 self.pids.retain(|&p| p != ev.pid);
                 self.unfollow(ev.pid);
                 self.aio_unregister(ev.pid);

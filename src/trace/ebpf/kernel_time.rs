@@ -124,6 +124,14 @@ impl EbpfTracer {
         }
     }
 
+    /// The scheduler times of one traced process, as of now (one that has exited, before
+    /// they are forgotten).
+    pub(super) fn read_sched_of(&self, pid: Pid, out: &mut Vec<Event>) {
+        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
+            w.read(skel, &[pid], out);
+        }
+    }
+
     /// After the events ring buffer: the timed calls and wait transitions, then what
     /// could not be delivered.
     pub(super) fn poll_kernel_time(&mut self, out: &mut Vec<Event>) {
