@@ -276,6 +276,7 @@ fn strip_checkpoints(from: &std::path::Path, to: &std::path::Path) {
             last_at: f.last_at,
             items: f.items,
             payload: bytes[start..start + len].to_vec(),
+            cont: f.cont,
         })
         .unwrap();
     }
@@ -299,8 +300,9 @@ fn decoding(path: &std::path::Path) {
     };
     let t = Instant::now();
     let mut events = 0;
-    for fi in &opened.frames {
-        let raw = format::read_frame(&mut f, fi).unwrap();
+    let mut dec = None;
+    for i in 0..opened.frames.len() {
+        let raw = format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap();
         events += batch_events(&parse_items(&raw).unwrap());
     }
     let all = t.elapsed();
@@ -310,9 +312,9 @@ fn decoding(path: &std::path::Path) {
     );
 
     let n = opened.frames.len().min(60);
-    let v2: Vec<Vec<u8>> = opened.frames[..n]
-        .iter()
-        .map(|fi| format::read_frame(&mut f, fi).unwrap())
+    let mut dec = None;
+    let v2: Vec<Vec<u8>> = (0..n)
+        .map(|i| format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap())
         .collect();
     let v1: Vec<Vec<u8>> = v2.iter().map(|r| format1::items(r)).collect();
     let size = |raws: &[Vec<u8>]| -> usize {

@@ -15,11 +15,16 @@ use std::io::{Read, Seek, SeekFrom, Write};
 pub const MAGIC: &[u8; 8] = b"PGTRREC\0";
 /// The format's version: a reader refuses a newer one, with its number. 2: a batch's
 /// events as arrays (`events.rs`); 1's objects are still read. 3: replay checkpoints
-/// stored between the frames (`PTCK`), listed in the index.
-pub const VERSION: u32 = 3;
+/// stored between the frames (`PTCK`), listed in the index. 4: an event-sparse stretch of
+/// frames is one zstd stream flushed at each frame (`PTFC` continues the frame before),
+/// restarted after each stored checkpoint.
+pub const VERSION: u32 = 4;
 /// The oldest version read.
 pub const OLDEST_VERSION: u32 = 1;
 pub const FRAME_MAGIC: &[u8; 4] = b"PTFR";
+/// A frame whose payload continues the zstd stream of the frame before it (format 4): it
+/// decodes only after the frames back to the last `PTFR`.
+pub const CONT_MAGIC: &[u8; 4] = b"PTFC";
 pub const INDEX_MAGIC: &[u8; 4] = b"PTIX";
 /// A replay's state, stored to seek without playing from the start (`checkpoints.rs`).
 pub const CHECKPOINT_MAGIC: &[u8; 4] = b"PTCK";
@@ -32,6 +37,16 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 const MAX_HEADER_BYTES: u32 = 1 << 20;
 /// zstd's level: 3 is its default, fast enough to keep up with a busy backend.
 pub const LEVEL: i32 = 3;
+/// A frame of less than this (a second of an event-sparse session) is compressed at
+/// [`SPARSE_LEVEL`] and continues the stream of the frame before: level 9 runs at ~150 MB/s
+/// (a few ms a second here) and, with the context kept, cut a throttled backup's frames
+/// by a third (docs/overhead.md).
+pub const SPARSE_BYTES: usize = 1 << 20;
+pub const SPARSE_LEVEL: i32 = 9;
+/// A stream is restarted past this much input or this many frames: a seek into it
+/// decodes from its start.
+const STREAM_MAX_BYTES: usize = 64 << 20;
+const STREAM_MAX_FRAMES: u32 = 64;
 
 /// Where a frame is and what time it covers (ns on the session's clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +55,9 @@ pub struct FrameInfo {
     pub first_at: u64,
     pub last_at: u64,
     pub items: u32,
+    /// It continues the zstd stream of the frame before (`PTFC`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cont: bool,
 }
 
 /// One entry of the index: a frame, or a stored checkpoint (format 3).
@@ -58,17 +76,25 @@ pub struct Frame {
     pub last_at: u64,
     pub items: u32,
     pub payload: Vec<u8>,
+    /// It continues the stream of the frame written before it.
+    pub cont: bool,
 }
 
 impl Frame {
     /// Compress one frame's items (NDJSON lines).
     pub fn compress(first_at: u64, last_at: u64, items: u32, raw: &[u8]) -> Result<Frame> {
-        let payload = zstd::bulk::compress(raw, LEVEL).context("compressing a frame")?;
+        let level = if raw.len() < SPARSE_BYTES {
+            SPARSE_LEVEL
+        } else {
+            LEVEL
+        };
+        let payload = zstd::bulk::compress(raw, level).context("compressing a frame")?;
         Ok(Frame {
             first_at,
             last_at,
             items,
             payload,
+            cont: false,
         })
     }
 
@@ -86,7 +112,7 @@ impl Frame {
         Ok((FRAME_HEADER_LEN + self.payload.len()) as u64)
     }
 
-    /// The items back, bounded.
+    /// The items back, bounded (a frame that starts no stream: `cont` false).
     pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         let d = zstd::stream::read::Decoder::new(payload).context("a damaged frame")?;
@@ -96,6 +122,108 @@ impl Frame {
         if out.len() > MAX_FRAME_BYTES {
             bail!("a frame larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
         }
+        Ok(out)
+    }
+}
+
+/// A recorder's frames: event-sparse ones as one zstd stream flushed at each frame, so
+/// that a frame's names and events compress against the seconds before it; others (a busy
+/// scan's, already megabytes) each on its own. Every flushed frame decodes, given the
+/// frames of its stream before it: a recorder killed leaves whole frames.
+#[derive(Default)]
+pub struct Streamer {
+    enc: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    bytes: usize,
+    frames: u32,
+}
+
+impl Streamer {
+    pub fn compress(
+        &mut self,
+        first_at: u64,
+        last_at: u64,
+        items: u32,
+        raw: &[u8],
+    ) -> Result<Frame> {
+        if raw.len() >= SPARSE_BYTES {
+            self.restart();
+            return Frame::compress(first_at, last_at, items, raw);
+        }
+        if self.bytes + raw.len() > STREAM_MAX_BYTES || self.frames >= STREAM_MAX_FRAMES {
+            self.restart();
+        }
+        let cont = self.enc.is_some();
+        let enc = match &mut self.enc {
+            Some(e) => e,
+            None => self.enc.insert(
+                zstd::stream::write::Encoder::new(Vec::new(), SPARSE_LEVEL)
+                    .context("compressing a frame")?,
+            ),
+        };
+        let r = enc.write_all(raw).and_then(|()| enc.flush());
+        let payload = std::mem::take(enc.get_mut());
+        if let Err(e) = r {
+            self.restart();
+            return Err(anyhow::Error::new(e).context("compressing a frame"));
+        }
+        self.bytes += raw.len();
+        self.frames += 1;
+        Ok(Frame {
+            first_at,
+            last_at,
+            items,
+            payload,
+            cont,
+        })
+    }
+
+    /// The next frame starts a new stream (after a stored checkpoint: a seek there decodes
+    /// nothing before it).
+    pub fn restart(&mut self) {
+        self.enc = None;
+        self.bytes = 0;
+        self.frames = 0;
+    }
+}
+
+/// Decodes frames that may continue a stream, in file order: a reader keeps one and feeds
+/// it the frames from the stream's start.
+pub struct StreamDecoder {
+    dec: zstd::stream::raw::Decoder<'static>,
+    /// The index of the frame it expects next.
+    pub next: usize,
+}
+
+impl StreamDecoder {
+    pub fn new(next: usize) -> Result<StreamDecoder> {
+        Ok(StreamDecoder {
+            dec: zstd::stream::raw::Decoder::new().context("a zstd decoder")?,
+            next,
+        })
+    }
+
+    /// The next frame's payload decoded, bounded by [`MAX_FRAME_BYTES`].
+    pub fn feed(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        let mut out = Vec::new();
+        let mut input = InBuffer::around(payload);
+        let mut chunk = vec![0u8; 256 << 10];
+        loop {
+            let mut o = OutBuffer::around(&mut chunk[..]);
+            self.dec
+                .run(&mut input, &mut o)
+                .context("a damaged frame")?;
+            let n = o.pos();
+            out.extend_from_slice(&chunk[..n]);
+            if out.len() > MAX_FRAME_BYTES {
+                bail!("a frame larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
+            }
+            // Output not filled: everything the input gave is out.
+            if input.pos() == payload.len() && n < chunk.len() {
+                break;
+            }
+        }
+        self.next += 1;
         Ok(out)
     }
 }
@@ -139,7 +267,8 @@ impl FileWriter {
 
     /// One frame, written through to the kernel: a recorder killed after this leaves it.
     pub fn frame(&mut self, f: &Frame) -> Result<FrameInfo> {
-        let info = self.write(f, FRAME_MAGIC)?;
+        let magic = if f.cont { CONT_MAGIC } else { FRAME_MAGIC };
+        let info = self.write(f, magic)?;
         self.index.push(info);
         Ok(info)
     }
@@ -172,6 +301,7 @@ impl FileWriter {
             first_at: f.first_at,
             last_at: f.last_at,
             items: f.items,
+            cont: f.cont,
         })
     }
 
@@ -197,6 +327,7 @@ impl FileWriter {
             last_at: last,
             items: self.index.len() as u32,
             payload: json,
+            cont: false,
         };
         let offset = self.pos;
         let mut buf = Vec::new();
@@ -409,7 +540,7 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
             // The index with no whole trailer after it: every frame is before it.
             return Ok((frames, checkpoints, None));
         }
-        if &h.magic != FRAME_MAGIC && &h.magic != CHECKPOINT_MAGIC {
+        if &h.magic != FRAME_MAGIC && &h.magic != CONT_MAGIC && &h.magic != CHECKPOINT_MAGIC {
             return Ok((
                 frames,
                 checkpoints,
@@ -429,6 +560,7 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
             first_at: h.first_at,
             last_at: h.last_at,
             items: h.items,
+            cont: &h.magic == CONT_MAGIC,
         };
         if &h.magic == CHECKPOINT_MAGIC {
             checkpoints.push(info);
@@ -439,17 +571,70 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
     }
 }
 
-/// One frame's items (NDJSON), checked against its CRC.
+/// One frame's items (NDJSON), checked against its CRC: a frame that starts no stream
+/// (any frame of formats 1 to 3). [`read_frames`] reads any.
 pub fn read_frame(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
-    read_payload(src, f, FRAME_MAGIC)
+    if f.cont {
+        bail!(
+            "a damaged recording: the frame at byte {} continues a stream",
+            f.offset
+        );
+    }
+    Frame::decompress(&read_compressed(src, f)?)
+}
+
+/// A frame's compressed payload, checked against its CRC.
+pub fn read_compressed(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
+    read_raw(src, f, if f.cont { CONT_MAGIC } else { FRAME_MAGIC })
+}
+
+/// Frame `i` of `frames` decoded with `dec`, the decoder of the frames read before it: it
+/// goes on when `i` is the frame it expects, else starts again at the start of `i`'s
+/// stream and decodes the frames up to it.
+pub fn read_frame_with(
+    src: &mut dyn Source,
+    frames: &[FrameInfo],
+    i: usize,
+    dec: &mut Option<StreamDecoder>,
+) -> Result<Vec<u8>> {
+    let f = frames.get(i).context("no such frame")?;
+    if !f.cont {
+        *dec = None;
+        let mut d = StreamDecoder::new(i)?;
+        let out = d.feed(&read_compressed(src, f)?)?;
+        *dec = Some(d);
+        return Ok(out);
+    }
+    if dec.as_ref().map_or(true, |d| d.next != i) {
+        let start = frames[..i].iter().rposition(|f| !f.cont).with_context(|| {
+            format!(
+                "a damaged recording: no stream start before byte {}",
+                f.offset
+            )
+        })?;
+        *dec = None;
+        let mut d = StreamDecoder::new(start)?;
+        for g in &frames[start..i] {
+            d.feed(&read_compressed(src, g)?)?;
+        }
+        *dec = Some(d);
+    }
+    let d = dec.as_mut().expect("set above");
+    match read_compressed(src, f).and_then(|p| d.feed(&p)) {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            *dec = None;
+            Err(e)
+        }
+    }
 }
 
 /// A stored checkpoint's bytes, checked against its CRC.
 pub fn read_checkpoint(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
-    read_payload(src, f, CHECKPOINT_MAGIC)
+    Frame::decompress(&read_raw(src, f, CHECKPOINT_MAGIC)?)
 }
 
-fn read_payload(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<Vec<u8>> {
+fn read_raw(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<Vec<u8>> {
     let mut h = [0u8; FRAME_HEADER_LEN];
     read_exact_at(src, f.offset, &mut h).context("reading a frame")?;
     let h = frame_header(&h);
@@ -469,7 +654,7 @@ fn read_payload(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<
             f.offset
         );
     }
-    Frame::decompress(&payload)
+    Ok(payload)
 }
 
 /// The frame holding time `at` (the last one starting at or before it).
