@@ -131,7 +131,8 @@ fn replay_bytes(name: &str, bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
 }
 
 /// The file the properties below cut and damage holds every kind of frame: a stream's
-/// first frame, frames continuing it, and stored checkpoints, in the index.
+/// first frame, frames continuing it, and stored checkpoints, whole and against a whole
+/// one, in the index.
 #[test]
 fn the_cut_and_damaged_file_holds_every_frame_kind() {
     use pg_trace::session::record::format;
@@ -141,6 +142,9 @@ fn the_cut_and_damaged_file_holds_every_frame_kind() {
     assert!(conts >= 1, "{conts} frames continue a stream");
     assert!(o.frames.len() > conts + 1, "{} frames", o.frames.len());
     assert!(o.checkpoints.len() >= 2);
+    // Whole stored checkpoints, and ones stored against them.
+    assert!(!o.checkpoints[0].cont);
+    assert!(o.checkpoints.iter().any(|c| c.cont), "{:?}", o.checkpoints);
     for f in &o.frames {
         let magic = &bytes[f.offset as usize..f.offset as usize + 4];
         let want = if f.cont {

@@ -28,6 +28,10 @@ pub const CONT_MAGIC: &[u8; 4] = b"PTFC";
 pub const INDEX_MAGIC: &[u8; 4] = b"PTIX";
 /// A replay's state, stored to seek without playing from the start (`checkpoints.rs`).
 pub const CHECKPOINT_MAGIC: &[u8; 4] = b"PTCK";
+/// A stored checkpoint compressed against an earlier whole one (format 4): its payload is
+/// the u64 offset of that `PTCK`, then a zstd frame whose dictionary is that checkpoint's
+/// bytes. A replay's state changes little in ten seconds: this is a fraction of a whole one.
+pub const CHECKPOINT_DELTA_MAGIC: &[u8; 4] = b"PTCD";
 pub const TRAILER_MAGIC: &[u8; 8] = b"PTEND\0\0\0";
 /// magic, payload length, first and last time, items, CRC32C of the payload.
 pub const FRAME_HEADER_LEN: usize = 4 + 4 + 8 + 8 + 4 + 4;
@@ -273,9 +277,14 @@ impl FileWriter {
         Ok(info)
     }
 
-    /// A stored checkpoint (`items`: the frame it resumes in).
+    /// A stored checkpoint (`items`: the frame it resumes in; `cont`: against an earlier one).
     pub fn checkpoint(&mut self, f: &Frame) -> Result<FrameInfo> {
-        let info = self.write(f, CHECKPOINT_MAGIC)?;
+        let magic = if f.cont {
+            CHECKPOINT_DELTA_MAGIC
+        } else {
+            CHECKPOINT_MAGIC
+        };
+        let info = self.write(f, magic)?;
         self.checkpoints.push(info);
         Ok(info)
     }
@@ -540,7 +549,14 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
             // The index with no whole trailer after it: every frame is before it.
             return Ok((frames, checkpoints, None));
         }
-        if &h.magic != FRAME_MAGIC && &h.magic != CONT_MAGIC && &h.magic != CHECKPOINT_MAGIC {
+        if ![
+            FRAME_MAGIC,
+            CONT_MAGIC,
+            CHECKPOINT_MAGIC,
+            CHECKPOINT_DELTA_MAGIC,
+        ]
+        .contains(&&h.magic)
+        {
             return Ok((
                 frames,
                 checkpoints,
@@ -560,9 +576,9 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
             first_at: h.first_at,
             last_at: h.last_at,
             items: h.items,
-            cont: &h.magic == CONT_MAGIC,
+            cont: &h.magic == CONT_MAGIC || &h.magic == CHECKPOINT_DELTA_MAGIC,
         };
-        if &h.magic == CHECKPOINT_MAGIC {
+        if &h.magic == CHECKPOINT_MAGIC || &h.magic == CHECKPOINT_DELTA_MAGIC {
             checkpoints.push(info);
         } else {
             frames.push(info);
@@ -631,7 +647,50 @@ pub fn read_frame_with(
 
 /// A stored checkpoint's bytes, checked against its CRC.
 pub fn read_checkpoint(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
-    Frame::decompress(&read_raw(src, f, CHECKPOINT_MAGIC)?)
+    if !f.cont {
+        return Frame::decompress(&read_raw(src, f, CHECKPOINT_MAGIC)?);
+    }
+    let payload = read_raw(src, f, CHECKPOINT_DELTA_MAGIC)?;
+    let (base_at, delta) = payload
+        .split_first_chunk::<8>()
+        .context("a damaged recording: a checkpoint without its base")?;
+    let base_at = u64::from_le_bytes(*base_at);
+    if base_at >= f.offset {
+        bail!(
+            "a damaged recording: the checkpoint at byte {} refers forward",
+            f.offset
+        );
+    }
+    let base = FrameInfo {
+        offset: base_at,
+        first_at: 0,
+        last_at: 0,
+        items: 0,
+        cont: false,
+    };
+    // A whole checkpoint (the magic is checked): no chain to follow.
+    let dict = Frame::decompress(&read_raw(src, &base, CHECKPOINT_MAGIC)?)?;
+    decompress_with(delta, &dict)
+}
+
+/// A checkpoint's bytes compressed against `base`'s (the whole one it refers to).
+pub fn compress_with(raw: &[u8], base: &[u8]) -> Result<Vec<u8>> {
+    zstd::bulk::Compressor::with_dictionary(LEVEL, base)
+        .and_then(|mut c| c.compress(raw))
+        .context("compressing a checkpoint")
+}
+
+fn decompress_with(payload: &[u8], base: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let d = zstd::stream::read::Decoder::with_dictionary(payload, base)
+        .context("a damaged checkpoint")?;
+    d.take(MAX_FRAME_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .context("a damaged checkpoint")?;
+    if out.len() > MAX_FRAME_BYTES {
+        bail!("a checkpoint larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
+    }
+    Ok(out)
 }
 
 fn read_raw(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<Vec<u8>> {

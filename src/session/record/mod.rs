@@ -331,7 +331,10 @@ impl Recorder {
                     let r = c.frame_written(info, f.payload.len() as u64, step_end);
                     match r.and_then(|cp| cp.map(|cp| w.checkpoint(&cp)).transpose()) {
                         // A seek to it decodes no frame before it.
-                        Ok(Some(_)) => stream.restart(),
+                        Ok(Some(info)) => {
+                            c.stored_at(info);
+                            stream.restart();
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             *stopped = Some(format!("{e:#}"));
