@@ -769,6 +769,97 @@ mod tests {
         FileWriter::create(&p, true, b"{}").unwrap();
     }
 
+    /// Frames of one stream come back in order, after a jump back or forward (decoded
+    /// again from the stream's start), and a cut file keeps its whole ones.
+    #[test]
+    fn streamed_frames_come_back_from_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.pgtrace");
+        let mut w = FileWriter::create(&p, false, b"{}").unwrap();
+        let mut st = Streamer::default();
+        let raws: Vec<Vec<u8>> = (0..6u64)
+            .map(|i| {
+                format!("{{\"t\":\"finish\",\"at\":{i}}}\n")
+                    .repeat(50)
+                    .into_bytes()
+            })
+            .collect();
+        for (i, raw) in raws.iter().enumerate() {
+            if i == 3 {
+                st.restart();
+            }
+            let at = i as u64;
+            w.frame(&st.compress(at, at, 50, raw).unwrap()).unwrap();
+        }
+        w.close().unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let mut c = Cursor::new(bytes.clone());
+        let o = open(&mut c).unwrap();
+        let conts: Vec<bool> = o.frames.iter().map(|f| f.cont).collect();
+        assert_eq!(conts, [false, true, true, false, true, true]);
+        let mut dec = None;
+        for i in [0, 1, 2, 5, 1, 4, 3, 2] {
+            assert_eq!(
+                read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
+                raws[i]
+            );
+        }
+        assert!(read_frame(&mut c, &o.frames[1]).is_err());
+        for cut in 0..bytes.len() {
+            let mut c = Cursor::new(bytes[..cut].to_vec());
+            if let Ok(o) = open(&mut c) {
+                let mut dec = None;
+                for i in 0..o.frames.len() {
+                    assert_eq!(
+                        read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
+                        raws[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// A checkpoint stored against a whole one reads back through it; one pointing at
+    /// anything but a whole checkpoint before it is an error.
+    #[test]
+    fn checkpoints_against_a_whole_one_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.pgtrace");
+        let mut w = FileWriter::create(&p, false, b"{}").unwrap();
+        let whole = b"state of the replay, mostly the same".repeat(20);
+        let next = [&whole[..], b" and a little more"].concat();
+        let f = w.frame(&Frame::compress(1, 1, 1, b"x\n").unwrap()).unwrap();
+        let base = w
+            .checkpoint(&Frame::compress(1, 1, 1, &whole).unwrap())
+            .unwrap();
+        let delta = |at: u64| {
+            let mut payload = at.to_le_bytes().to_vec();
+            payload.extend_from_slice(&compress_with(&next, &whole).unwrap());
+            Frame {
+                first_at: 2,
+                last_at: 2,
+                items: 1,
+                payload,
+                cont: true,
+            }
+        };
+        let good = w.checkpoint(&delta(base.offset)).unwrap();
+        let bad = w.checkpoint(&delta(f.offset)).unwrap();
+        w.close().unwrap();
+        let mut c = Cursor::new(std::fs::read(&p).unwrap());
+        let o = open(&mut c).unwrap();
+        assert_eq!(o.checkpoints, [base, good, bad]);
+        assert!(good.cont && !base.cont);
+        assert_eq!(read_checkpoint(&mut c, &good).unwrap(), next);
+        assert!(good.offset > base.offset);
+        assert!(read_checkpoint(&mut c, &bad).is_err());
+        let forward = FrameInfo {
+            offset: base.offset,
+            ..good
+        };
+        assert!(read_checkpoint(&mut c, &forward).is_err());
+    }
+
     #[test]
     fn a_cut_file_keeps_its_whole_frames() {
         let bytes = file(&[(1, 5, b"a\n"), (6, 9, b"b\n")], true);
