@@ -149,8 +149,16 @@ fn breakdown(what: &str, live: &[Record], file: &Path) -> f64 {
     }
     let mut items: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     let mut dec = None;
+    // The same frames and checkpoints as format 3 wrote them: each on its own, level 3.
+    let header_len = o.frames.first().map_or(0, |f| f.offset);
+    let mut as_3 = header_len + 16 + format::FRAME_HEADER_LEN as u64;
+    for c in &o.checkpoints {
+        let raw = format::read_checkpoint(&mut src, c).unwrap();
+        as_3 += (format::FRAME_HEADER_LEN + zstd::bulk::compress(&raw, 3).unwrap().len()) as u64;
+    }
     for i in 0..o.frames.len() {
         let raw = format::read_frame_with(&mut src, &o.frames, i, &mut dec).unwrap();
+        as_3 += (format::FRAME_HEADER_LEN + zstd::bulk::compress(&raw, 3).unwrap().len()) as u64;
         for (line, item) in raw
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -175,6 +183,11 @@ fn breakdown(what: &str, live: &[Record], file: &Path) -> f64 {
     let per_million = size as f64 / (events.max(1) as f64 / 1e6) / (1 << 20) as f64;
     eprintln!(
         "{what}: {events} events recorded in {size} bytes: {per_million:.2} MiB per million events"
+    );
+    eprintln!(
+        "{what}:   as format 3 wrote it (frames and checkpoints each on its own, level 3): \
+         about {as_3} bytes, {:.2} MiB per million events",
+        as_3 as f64 / (events.max(1) as f64 / 1e6) / (1 << 20) as f64
     );
     for (k, (n, b)) in &kinds {
         eprintln!("{what}:   {k}: {n} of them, {b} bytes in the file");
