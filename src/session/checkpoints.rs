@@ -134,6 +134,9 @@ pub struct Writer {
 
 /// At most this many checkpoints are stored against one whole one.
 const MAX_DELTAS: u32 = 32;
+/// A whole checkpoint larger than this (a copier's plan of a million files) is no base:
+/// the recorder would hold it in memory, and zstd would hash it for every delta.
+const MAX_BASE_BYTES: usize = 8 << 20;
 
 impl Writer {
     /// For the recording being written to `path` (its header written already).
@@ -242,7 +245,8 @@ impl Writer {
             }
             None => {
                 let f = Frame::compress(stored.high, stored.high, items, &raw)?;
-                self.pending = Some((raw, f.payload.len()));
+                self.pending = (raw.len() <= MAX_BASE_BYTES).then(|| (raw, f.payload.len()));
+                self.base = None;
                 f
             }
         };
