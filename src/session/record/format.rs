@@ -209,21 +209,26 @@ impl StreamDecoder {
     /// The next frame's payload decoded, bounded by [`MAX_FRAME_BYTES`].
     pub fn feed(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
         use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
-        let mut out = Vec::new();
+        // Straight into the result's spare room, grown as it fills: no copy through a
+        // buffer of our own.
+        let mut out: Vec<u8> = Vec::with_capacity((payload.len() * 8).clamp(64 << 10, 8 << 20));
         let mut input = InBuffer::around(payload);
-        let mut chunk = vec![0u8; 256 << 10];
         loop {
-            let mut o = OutBuffer::around(&mut chunk[..]);
+            if out.len() == out.capacity() {
+                out.reserve(out.len());
+            }
+            let room = out.capacity() - out.len();
+            let before = out.len();
+            let mut o = OutBuffer::around_pos(&mut out, before);
             self.dec
                 .run(&mut input, &mut o)
                 .context("a damaged frame")?;
-            let n = o.pos();
-            out.extend_from_slice(&chunk[..n]);
+            let written = o.pos() - before;
             if out.len() > MAX_FRAME_BYTES {
                 bail!("a frame larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
             }
-            // Output not filled: everything the input gave is out.
-            if input.pos() == payload.len() && n < chunk.len() {
+            // Room left over: everything the input gave is out.
+            if input.pos() == payload.len() && written < room {
                 break;
             }
         }
