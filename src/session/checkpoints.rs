@@ -245,7 +245,7 @@ impl Writer {
             }
             None => {
                 let f = Frame::compress(stored.high, stored.high, items, &raw)?;
-                self.pending = (raw.len() <= MAX_BASE_BYTES).then(|| (raw, f.payload.len()));
+                self.pending = (raw.len() <= MAX_BASE_BYTES).then_some((raw, f.payload.len()));
                 self.base = None;
                 f
             }

@@ -814,10 +814,10 @@ mod tests {
             let mut c = Cursor::new(bytes[..cut].to_vec());
             if let Ok(o) = open(&mut c) {
                 let mut dec = None;
-                for i in 0..o.frames.len() {
+                for (i, raw) in raws.iter().enumerate().take(o.frames.len()) {
                     assert_eq!(
-                        read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
-                        raws[i]
+                        &read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
+                        raw
                     );
                 }
             }
