@@ -201,8 +201,8 @@ fn breakdown(what: &str, live: &[Record], file: &Path) -> f64 {
 /// The throttled backup's bound with a user's settings, in MiB per million events: not the
 /// issue's 4, which holds for the scan. Its few events are each a send or a catalog
 /// file's stat, open or close, whose times (~2 bytes an event) and the names of ~800
-/// small files (~2 bytes an event) zstd cannot fold (docs/overhead.md): measured 5.8
-/// (format 3 wrote ~9 for its frames alone).
+/// small files (~2 bytes an event) zstd cannot fold (docs/overhead.md): measured 5.8–6.0
+/// (its frames as format 3 wrote them: 9.0).
 const BACKUP_BUDGET: f64 = 7.0;
 
 /// The file's size per million events of a real run, said in the output and held to the
