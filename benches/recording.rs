@@ -209,6 +209,27 @@ fn main() {
     );
 
     decoding(&path);
+    // Against the same frames as format 3 wrote them (each on its own, at level 3), in
+    // the same run: what format 4's streams and level 9 save, and what they cost a reader.
+    let v3 = dir.path().join("hour-as-format-3.pgtrace");
+    as_format_3(&path, &v3);
+    let (size4, size3) = (
+        std::fs::metadata(&path).unwrap().len(),
+        std::fs::metadata(&v3).unwrap().len(),
+    );
+    let (e4, d4) = decode_all(&path);
+    let (e3, d3) = decode_all(&v3);
+    assert_eq!(e3, e4);
+    println!(
+        "format 4 vs its frames as format 3 wrote them: {size4} vs {size3} bytes \
+         ({:.2} vs {:.2} MiB per million events); decoded (read, checked, decompressed, \
+         parsed) at {:.2} vs {:.2} M events/s ({:.2}x format 3's time)",
+        size4 as f64 / (e4 as f64 / 1e6) / (1 << 20) as f64,
+        size3 as f64 / (e3 as f64 / 1e6) / (1 << 20) as f64,
+        e4 as f64 / d4.as_secs_f64() / 1e6,
+        e3 as f64 / d3.as_secs_f64() / 1e6,
+        d4.as_secs_f64() / d3.as_secs_f64(),
+    );
 
     // Before: the same frames without the stored checkpoints (as format 2 was): seeks
     // play from the start and take checkpoints in memory as they go.
@@ -262,6 +283,45 @@ fn first_seeks(what: &str, path: &std::path::Path) {
     }
 }
 
+/// `from`'s frames each compressed on its own at level 3, as format 3 wrote them (without
+/// its stored checkpoints).
+fn as_format_3(from: &std::path::Path, to: &std::path::Path) {
+    let mut f = std::fs::File::open(from).unwrap();
+    let o = format::open(&mut f).unwrap();
+    let mut w = format::FileWriter::create(to, false, &o.header).unwrap();
+    let mut dec = None;
+    for (i, fi) in o.frames.iter().enumerate() {
+        let raw = format::read_frame_with(&mut f, &o.frames, i, &mut dec).unwrap();
+        w.frame(&format::Frame {
+            first_at: fi.first_at,
+            last_at: fi.last_at,
+            items: fi.items,
+            payload: zstd::bulk::compress(&raw, 3).unwrap(),
+            cont: false,
+        })
+        .unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// Every frame read, checked, decompressed and parsed, in order: the events and the time.
+fn decode_all(path: &std::path::Path) -> (usize, Duration) {
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let t = Instant::now();
+    let o = format::open(&mut f).unwrap();
+    let mut dec = None;
+    let mut events = 0;
+    for i in 0..o.frames.len() {
+        let raw = format::read_frame_with(&mut f, &o.frames, i, &mut dec).unwrap();
+        for item in parse_items(&raw).unwrap() {
+            if let Item::Batch { events: e, .. } = item {
+                events += e.0.len();
+            }
+        }
+    }
+    (events, t.elapsed())
+}
+
 /// `from`'s header and frames, compressed as they are, without its stored checkpoints.
 fn strip_checkpoints(from: &std::path::Path, to: &std::path::Path) {
     let bytes = std::fs::read(from).unwrap();
@@ -276,6 +336,7 @@ fn strip_checkpoints(from: &std::path::Path, to: &std::path::Path) {
             last_at: f.last_at,
             items: f.items,
             payload: bytes[start..start + len].to_vec(),
+            cont: f.cont,
         })
         .unwrap();
     }
@@ -299,8 +360,9 @@ fn decoding(path: &std::path::Path) {
     };
     let t = Instant::now();
     let mut events = 0;
-    for fi in &opened.frames {
-        let raw = format::read_frame(&mut f, fi).unwrap();
+    let mut dec = None;
+    for i in 0..opened.frames.len() {
+        let raw = format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap();
         events += batch_events(&parse_items(&raw).unwrap());
     }
     let all = t.elapsed();
@@ -310,9 +372,9 @@ fn decoding(path: &std::path::Path) {
     );
 
     let n = opened.frames.len().min(60);
-    let v2: Vec<Vec<u8>> = opened.frames[..n]
-        .iter()
-        .map(|fi| format::read_frame(&mut f, fi).unwrap())
+    let mut dec = None;
+    let v2: Vec<Vec<u8>> = (0..n)
+        .map(|i| format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap())
         .collect();
     let v1: Vec<Vec<u8>> = v2.iter().map(|r| format1::items(r)).collect();
     let size = |raws: &[Vec<u8>]| -> usize {

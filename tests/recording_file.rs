@@ -130,6 +130,42 @@ fn replay_bytes(name: &str, bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
     r
 }
 
+/// The file the properties below cut and damage holds every kind of frame: a stream's
+/// first frame, frames continuing it, and stored checkpoints, whole and against a whole
+/// one, in the index.
+#[test]
+fn the_cut_and_damaged_file_holds_every_frame_kind() {
+    use pg_trace::session::record::format;
+    let (_, bytes, _) = scan_file();
+    let o = format::open(&mut std::io::Cursor::new(bytes.clone())).unwrap();
+    let conts = o.frames.iter().filter(|f| f.cont).count();
+    assert!(conts >= 1, "{conts} frames continue a stream");
+    assert!(o.frames.len() > conts + 1, "{} frames", o.frames.len());
+    assert!(o.checkpoints.len() >= 2);
+    // Whole stored checkpoints, and ones stored against them.
+    assert!(!o.checkpoints[0].cont);
+    assert!(o.checkpoints.iter().any(|c| c.cont), "{:?}", o.checkpoints);
+    for f in &o.frames {
+        let magic = &bytes[f.offset as usize..f.offset as usize + 4];
+        let want = if f.cont {
+            format::CONT_MAGIC
+        } else {
+            format::FRAME_MAGIC
+        };
+        assert_eq!(magic, want);
+    }
+    // A stream restarts after each stored checkpoint: the frame after one starts one.
+    for c in &o.checkpoints {
+        if let Some(next) = o.frames.iter().find(|f| f.offset > c.offset) {
+            assert!(
+                !next.cont,
+                "the frame after the checkpoint at {} continues a stream",
+                c.offset
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -610,6 +646,7 @@ fn a_hostile_stored_checkpoint_is_played_around() {
             last_at: c.last_at,
             items: c.items,
             payload,
+            cont: false,
         }
         .write_to(&mut b, format::CHECKPOINT_MAGIC)
         .unwrap();

@@ -3,7 +3,7 @@
 //! restores the nearest checkpoint at or before its target and plays only the rest. The
 //! model only folds forward; without these a seek back plays from the start.
 
-use super::record::format::{Frame, FrameInfo, FRAME_HEADER_LEN};
+use super::record::format::{self, Frame, FrameInfo, FRAME_HEADER_LEN};
 use super::replay::{Checkpoint, LinePlace, Player, Step};
 use super::tui::{AppPlace, TraceApp};
 
@@ -123,8 +123,20 @@ pub struct Writer {
     start: u64,
     /// The latest step time played so far.
     high: u64,
+    /// The last whole checkpoint written (its offset, bytes and compressed size): the
+    /// next ones are stored against it while that keeps them under half its size.
+    base: Option<(u64, Vec<u8>, usize)>,
+    /// The bytes of the whole one just given to the recorder, until it says where it went.
+    pending: Option<(Vec<u8>, usize)>,
+    deltas: u32,
     pub stats: WriterStats,
 }
+
+/// At most this many checkpoints are stored against one whole one.
+const MAX_DELTAS: u32 = 32;
+/// A whole checkpoint larger than this (a copier's plan of a million files) is no base:
+/// the recorder would hold it in memory, and zstd would hash it for every delta.
+const MAX_BASE_BYTES: usize = 8 << 20;
 
 impl Writer {
     /// For the recording being written to `path` (its header written already).
@@ -149,6 +161,9 @@ impl Writer {
             bytes_since: 0,
             start,
             high: start,
+            base: None,
+            pending: None,
+            deltas: 0,
             stats: WriterStats::default(),
         })
     }
@@ -208,18 +223,48 @@ impl Writer {
         };
         let t = std::time::Instant::now();
         let raw = rmp_serde::to_vec_named(&stored)?;
-        let frame = Frame::compress(
-            stored.high,
-            stored.high,
-            u32::try_from(stored.cp.frame).unwrap_or(u32::MAX),
-            &raw,
-        )?;
+        let items = u32::try_from(stored.cp.frame).unwrap_or(u32::MAX);
+        let delta = match &self.base {
+            Some((at, base, whole)) if self.deltas < MAX_DELTAS => {
+                let mut payload = at.to_le_bytes().to_vec();
+                payload.extend_from_slice(&format::compress_with(&raw, base)?);
+                Some(payload).filter(|p| p.len() * 2 <= *whole)
+            }
+            _ => None,
+        };
+        let frame = match delta {
+            Some(payload) => {
+                self.deltas += 1;
+                Frame {
+                    first_at: stored.high,
+                    last_at: stored.high,
+                    items,
+                    payload,
+                    cont: true,
+                }
+            }
+            None => {
+                let f = Frame::compress(stored.high, stored.high, items, &raw)?;
+                self.pending = (raw.len() <= MAX_BASE_BYTES).then_some((raw, f.payload.len()));
+                self.base = None;
+                f
+            }
+        };
         self.stats.encode_ns += t.elapsed().as_nanos() as u64;
         let size = (FRAME_HEADER_LEN + frame.payload.len()) as u64;
         self.stats.count += 1;
         self.stats.bytes += size;
         self.last_size = size;
         Ok(Some(frame))
+    }
+
+    /// The checkpoint just given was written at `info`: a whole one is the base of the
+    /// next ones.
+    pub fn stored_at(&mut self, info: FrameInfo) {
+        if let Some((raw, whole)) = self.pending.take() {
+            self.base = Some((info.offset, raw, whole));
+            self.deltas = 0;
+        }
     }
 
     /// Store one every `ns` of recording time, whatever their size.

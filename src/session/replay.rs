@@ -34,6 +34,8 @@ pub struct Recording {
     /// Why the frames stop before the end of the file, if they do.
     pub cut: Option<String>,
     src: Box<dyn format::Source + Send>,
+    /// The zstd stream of the frames read last (format 4 continues one across frames).
+    dec: Option<format::StreamDecoder>,
     pub path: PathBuf,
 }
 
@@ -54,6 +56,7 @@ impl Recording {
             checkpoints: o.checkpoints,
             cut: o.cut,
             src,
+            dec: None,
             path: path.to_path_buf(),
         })
     }
@@ -61,7 +64,7 @@ impl Recording {
     /// The items of frame `i`.
     pub fn items(&mut self, i: usize) -> Result<Vec<Item>> {
         let f = *self.frames.get(i).context("no such frame")?;
-        let raw = format::read_frame(self.src.as_mut(), &f)?;
+        let raw = format::read_frame_with(self.src.as_mut(), &self.frames, i, &mut self.dec)?;
         parse_items(&raw).with_context(|| format!("the frame at byte {}", f.offset))
     }
 

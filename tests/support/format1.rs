@@ -68,8 +68,9 @@ pub fn file(v2: &std::path::Path) -> Vec<u8> {
     out.extend_from_slice(&(opened.header.len() as u32).to_le_bytes());
     out.extend_from_slice(&opened.header);
     out.extend_from_slice(&crc32c::crc32c(&opened.header).to_le_bytes());
-    for fi in &opened.frames {
-        let raw = items(&format::read_frame(&mut f, fi).unwrap());
+    let mut dec = None;
+    for (i, fi) in opened.frames.iter().enumerate() {
+        let raw = items(&format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap());
         format::Frame::compress(fi.first_at, fi.last_at, fi.items, &raw)
             .unwrap()
             .write_to(&mut out, format::FRAME_MAGIC)

@@ -15,14 +15,23 @@ use std::io::{Read, Seek, SeekFrom, Write};
 pub const MAGIC: &[u8; 8] = b"PGTRREC\0";
 /// The format's version: a reader refuses a newer one, with its number. 2: a batch's
 /// events as arrays (`events.rs`); 1's objects are still read. 3: replay checkpoints
-/// stored between the frames (`PTCK`), listed in the index.
-pub const VERSION: u32 = 3;
+/// stored between the frames (`PTCK`), listed in the index. 4: an event-sparse stretch of
+/// frames is one zstd stream flushed at each frame (`PTFC` continues the frame before),
+/// restarted after each stored checkpoint.
+pub const VERSION: u32 = 4;
 /// The oldest version read.
 pub const OLDEST_VERSION: u32 = 1;
 pub const FRAME_MAGIC: &[u8; 4] = b"PTFR";
+/// A frame whose payload continues the zstd stream of the frame before it (format 4): it
+/// decodes only after the frames back to the last `PTFR`.
+pub const CONT_MAGIC: &[u8; 4] = b"PTFC";
 pub const INDEX_MAGIC: &[u8; 4] = b"PTIX";
 /// A replay's state, stored to seek without playing from the start (`checkpoints.rs`).
 pub const CHECKPOINT_MAGIC: &[u8; 4] = b"PTCK";
+/// A stored checkpoint compressed against an earlier whole one (format 4): its payload is
+/// the u64 offset of that `PTCK`, then a zstd frame whose dictionary is that checkpoint's
+/// bytes. A replay's state changes little in ten seconds: this is a fraction of a whole one.
+pub const CHECKPOINT_DELTA_MAGIC: &[u8; 4] = b"PTCD";
 pub const TRAILER_MAGIC: &[u8; 8] = b"PTEND\0\0\0";
 /// magic, payload length, first and last time, items, CRC32C of the payload.
 pub const FRAME_HEADER_LEN: usize = 4 + 4 + 8 + 8 + 4 + 4;
@@ -32,6 +41,16 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 const MAX_HEADER_BYTES: u32 = 1 << 20;
 /// zstd's level: 3 is its default, fast enough to keep up with a busy backend.
 pub const LEVEL: i32 = 3;
+/// A frame of less than this (a second of an event-sparse session) is compressed at
+/// [`SPARSE_LEVEL`] and continues the stream of the frame before: level 9 runs at ~150 MB/s
+/// (a few ms a second here) and, with the context kept, cut a throttled backup's frames
+/// by a third (docs/overhead.md).
+pub const SPARSE_BYTES: usize = 1 << 20;
+pub const SPARSE_LEVEL: i32 = 9;
+/// A stream is restarted past this much input or this many frames: a seek into it
+/// decodes from its start.
+const STREAM_MAX_BYTES: usize = 64 << 20;
+const STREAM_MAX_FRAMES: u32 = 64;
 
 /// Where a frame is and what time it covers (ns on the session's clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +59,9 @@ pub struct FrameInfo {
     pub first_at: u64,
     pub last_at: u64,
     pub items: u32,
+    /// It continues the zstd stream of the frame before (`PTFC`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cont: bool,
 }
 
 /// One entry of the index: a frame, or a stored checkpoint (format 3).
@@ -58,17 +80,25 @@ pub struct Frame {
     pub last_at: u64,
     pub items: u32,
     pub payload: Vec<u8>,
+    /// It continues the stream of the frame written before it.
+    pub cont: bool,
 }
 
 impl Frame {
     /// Compress one frame's items (NDJSON lines).
     pub fn compress(first_at: u64, last_at: u64, items: u32, raw: &[u8]) -> Result<Frame> {
-        let payload = zstd::bulk::compress(raw, LEVEL).context("compressing a frame")?;
+        let level = if raw.len() < SPARSE_BYTES {
+            SPARSE_LEVEL
+        } else {
+            LEVEL
+        };
+        let payload = zstd::bulk::compress(raw, level).context("compressing a frame")?;
         Ok(Frame {
             first_at,
             last_at,
             items,
             payload,
+            cont: false,
         })
     }
 
@@ -86,7 +116,7 @@ impl Frame {
         Ok((FRAME_HEADER_LEN + self.payload.len()) as u64)
     }
 
-    /// The items back, bounded.
+    /// The items back, bounded (a frame that starts no stream: `cont` false).
     pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         let d = zstd::stream::read::Decoder::new(payload).context("a damaged frame")?;
@@ -96,6 +126,113 @@ impl Frame {
         if out.len() > MAX_FRAME_BYTES {
             bail!("a frame larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
         }
+        Ok(out)
+    }
+}
+
+/// A recorder's frames: event-sparse ones as one zstd stream flushed at each frame, so
+/// that a frame's names and events compress against the seconds before it; others (a busy
+/// scan's, already megabytes) each on its own. Every flushed frame decodes, given the
+/// frames of its stream before it: a recorder killed leaves whole frames.
+#[derive(Default)]
+pub struct Streamer {
+    enc: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    bytes: usize,
+    frames: u32,
+}
+
+impl Streamer {
+    pub fn compress(
+        &mut self,
+        first_at: u64,
+        last_at: u64,
+        items: u32,
+        raw: &[u8],
+    ) -> Result<Frame> {
+        if raw.len() >= SPARSE_BYTES {
+            self.restart();
+            return Frame::compress(first_at, last_at, items, raw);
+        }
+        if self.bytes + raw.len() > STREAM_MAX_BYTES || self.frames >= STREAM_MAX_FRAMES {
+            self.restart();
+        }
+        let cont = self.enc.is_some();
+        let enc = match &mut self.enc {
+            Some(e) => e,
+            None => self.enc.insert(
+                zstd::stream::write::Encoder::new(Vec::new(), SPARSE_LEVEL)
+                    .context("compressing a frame")?,
+            ),
+        };
+        let r = enc.write_all(raw).and_then(|()| enc.flush());
+        let payload = std::mem::take(enc.get_mut());
+        if let Err(e) = r {
+            self.restart();
+            return Err(anyhow::Error::new(e).context("compressing a frame"));
+        }
+        self.bytes += raw.len();
+        self.frames += 1;
+        Ok(Frame {
+            first_at,
+            last_at,
+            items,
+            payload,
+            cont,
+        })
+    }
+
+    /// The next frame starts a new stream (after a stored checkpoint: a seek there decodes
+    /// nothing before it).
+    pub fn restart(&mut self) {
+        self.enc = None;
+        self.bytes = 0;
+        self.frames = 0;
+    }
+}
+
+/// Decodes frames that may continue a stream, in file order: a reader keeps one and feeds
+/// it the frames from the stream's start.
+pub struct StreamDecoder {
+    dec: zstd::stream::raw::Decoder<'static>,
+    /// The index of the frame it expects next.
+    pub next: usize,
+}
+
+impl StreamDecoder {
+    pub fn new(next: usize) -> Result<StreamDecoder> {
+        Ok(StreamDecoder {
+            dec: zstd::stream::raw::Decoder::new().context("a zstd decoder")?,
+            next,
+        })
+    }
+
+    /// The next frame's payload decoded, bounded by [`MAX_FRAME_BYTES`].
+    pub fn feed(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        // Straight into the result's spare room, grown as it fills: no copy through a
+        // buffer of our own.
+        let mut out: Vec<u8> = Vec::with_capacity((payload.len() * 8).clamp(64 << 10, 8 << 20));
+        let mut input = InBuffer::around(payload);
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve(out.len());
+            }
+            let room = out.capacity() - out.len();
+            let before = out.len();
+            let mut o = OutBuffer::around_pos(&mut out, before);
+            self.dec
+                .run(&mut input, &mut o)
+                .context("a damaged frame")?;
+            let written = o.pos() - before;
+            if out.len() > MAX_FRAME_BYTES {
+                bail!("a frame larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
+            }
+            // Room left over: everything the input gave is out.
+            if input.pos() == payload.len() && written < room {
+                break;
+            }
+        }
+        self.next += 1;
         Ok(out)
     }
 }
@@ -139,14 +276,20 @@ impl FileWriter {
 
     /// One frame, written through to the kernel: a recorder killed after this leaves it.
     pub fn frame(&mut self, f: &Frame) -> Result<FrameInfo> {
-        let info = self.write(f, FRAME_MAGIC)?;
+        let magic = if f.cont { CONT_MAGIC } else { FRAME_MAGIC };
+        let info = self.write(f, magic)?;
         self.index.push(info);
         Ok(info)
     }
 
-    /// A stored checkpoint (`items`: the frame it resumes in).
+    /// A stored checkpoint (`items`: the frame it resumes in; `cont`: against an earlier one).
     pub fn checkpoint(&mut self, f: &Frame) -> Result<FrameInfo> {
-        let info = self.write(f, CHECKPOINT_MAGIC)?;
+        let magic = if f.cont {
+            CHECKPOINT_DELTA_MAGIC
+        } else {
+            CHECKPOINT_MAGIC
+        };
+        let info = self.write(f, magic)?;
         self.checkpoints.push(info);
         Ok(info)
     }
@@ -172,6 +315,7 @@ impl FileWriter {
             first_at: f.first_at,
             last_at: f.last_at,
             items: f.items,
+            cont: f.cont,
         })
     }
 
@@ -197,6 +341,7 @@ impl FileWriter {
             last_at: last,
             items: self.index.len() as u32,
             payload: json,
+            cont: false,
         };
         let offset = self.pos;
         let mut buf = Vec::new();
@@ -409,7 +554,14 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
             // The index with no whole trailer after it: every frame is before it.
             return Ok((frames, checkpoints, None));
         }
-        if &h.magic != FRAME_MAGIC && &h.magic != CHECKPOINT_MAGIC {
+        if ![
+            FRAME_MAGIC,
+            CONT_MAGIC,
+            CHECKPOINT_MAGIC,
+            CHECKPOINT_DELTA_MAGIC,
+        ]
+        .contains(&&h.magic)
+        {
             return Ok((
                 frames,
                 checkpoints,
@@ -429,8 +581,9 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
             first_at: h.first_at,
             last_at: h.last_at,
             items: h.items,
+            cont: &h.magic == CONT_MAGIC || &h.magic == CHECKPOINT_DELTA_MAGIC,
         };
-        if &h.magic == CHECKPOINT_MAGIC {
+        if &h.magic == CHECKPOINT_MAGIC || &h.magic == CHECKPOINT_DELTA_MAGIC {
             checkpoints.push(info);
         } else {
             frames.push(info);
@@ -439,17 +592,113 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
     }
 }
 
-/// One frame's items (NDJSON), checked against its CRC.
+/// One frame's items (NDJSON), checked against its CRC: a frame that starts no stream
+/// (any frame of formats 1 to 3). [`read_frames`] reads any.
 pub fn read_frame(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
-    read_payload(src, f, FRAME_MAGIC)
+    if f.cont {
+        bail!(
+            "a damaged recording: the frame at byte {} continues a stream",
+            f.offset
+        );
+    }
+    Frame::decompress(&read_compressed(src, f)?)
+}
+
+/// A frame's compressed payload, checked against its CRC.
+pub fn read_compressed(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
+    read_raw(src, f, if f.cont { CONT_MAGIC } else { FRAME_MAGIC })
+}
+
+/// Frame `i` of `frames` decoded with `dec`, the decoder of the frames read before it: it
+/// goes on when `i` is the frame it expects, else starts again at the start of `i`'s
+/// stream and decodes the frames up to it.
+pub fn read_frame_with(
+    src: &mut dyn Source,
+    frames: &[FrameInfo],
+    i: usize,
+    dec: &mut Option<StreamDecoder>,
+) -> Result<Vec<u8>> {
+    let f = frames.get(i).context("no such frame")?;
+    if !f.cont {
+        *dec = None;
+        let mut d = StreamDecoder::new(i)?;
+        let out = d.feed(&read_compressed(src, f)?)?;
+        *dec = Some(d);
+        return Ok(out);
+    }
+    if dec.as_ref().map_or(true, |d| d.next != i) {
+        let start = frames[..i].iter().rposition(|f| !f.cont).with_context(|| {
+            format!(
+                "a damaged recording: no stream start before byte {}",
+                f.offset
+            )
+        })?;
+        *dec = None;
+        let mut d = StreamDecoder::new(start)?;
+        for g in &frames[start..i] {
+            d.feed(&read_compressed(src, g)?)?;
+        }
+        *dec = Some(d);
+    }
+    let d = dec.as_mut().expect("set above");
+    match read_compressed(src, f).and_then(|p| d.feed(&p)) {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            *dec = None;
+            Err(e)
+        }
+    }
 }
 
 /// A stored checkpoint's bytes, checked against its CRC.
 pub fn read_checkpoint(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
-    read_payload(src, f, CHECKPOINT_MAGIC)
+    if !f.cont {
+        return Frame::decompress(&read_raw(src, f, CHECKPOINT_MAGIC)?);
+    }
+    let payload = read_raw(src, f, CHECKPOINT_DELTA_MAGIC)?;
+    let (base_at, delta) = payload
+        .split_first_chunk::<8>()
+        .context("a damaged recording: a checkpoint without its base")?;
+    let base_at = u64::from_le_bytes(*base_at);
+    if base_at >= f.offset {
+        bail!(
+            "a damaged recording: the checkpoint at byte {} refers forward",
+            f.offset
+        );
+    }
+    let base = FrameInfo {
+        offset: base_at,
+        first_at: 0,
+        last_at: 0,
+        items: 0,
+        cont: false,
+    };
+    // A whole checkpoint (the magic is checked): no chain to follow.
+    let dict = Frame::decompress(&read_raw(src, &base, CHECKPOINT_MAGIC)?)?;
+    decompress_with(delta, &dict)
 }
 
-fn read_payload(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<Vec<u8>> {
+/// A checkpoint's bytes compressed against `base`'s (the whole one it refers to).
+pub fn compress_with(raw: &[u8], base: &[u8]) -> Result<Vec<u8>> {
+    zstd::bulk::Compressor::with_dictionary(LEVEL, base)
+        .and_then(|mut c| c.compress(raw))
+        .context("compressing a checkpoint")
+}
+
+fn decompress_with(payload: &[u8], base: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let d = zstd::stream::read::Decoder::with_dictionary(payload, base)
+        .context("a damaged checkpoint")?;
+    d.take(MAX_FRAME_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .context("a damaged checkpoint")?;
+    if out.len() > MAX_FRAME_BYTES {
+        bail!("a checkpoint larger than {MAX_FRAME_BYTES} bytes: not a pg_trace recording");
+    }
+    Ok(out)
+}
+
+fn read_raw(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<Vec<u8>> {
     let mut h = [0u8; FRAME_HEADER_LEN];
     read_exact_at(src, f.offset, &mut h).context("reading a frame")?;
     let h = frame_header(&h);
@@ -469,7 +718,7 @@ fn read_payload(src: &mut dyn Source, f: &FrameInfo, magic: &[u8; 4]) -> Result<
             f.offset
         );
     }
-    Frame::decompress(&payload)
+    Ok(payload)
 }
 
 /// The frame holding time `at` (the last one starting at or before it).
@@ -523,6 +772,97 @@ mod tests {
         assert!(format!("{e:#}").contains("--force"), "{e:#}");
         assert_eq!(std::fs::read(&p).unwrap(), b"keep");
         FileWriter::create(&p, true, b"{}").unwrap();
+    }
+
+    /// Frames of one stream come back in order, after a jump back or forward (decoded
+    /// again from the stream's start), and a cut file keeps its whole ones.
+    #[test]
+    fn streamed_frames_come_back_from_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.pgtrace");
+        let mut w = FileWriter::create(&p, false, b"{}").unwrap();
+        let mut st = Streamer::default();
+        let raws: Vec<Vec<u8>> = (0..6u64)
+            .map(|i| {
+                format!("{{\"t\":\"finish\",\"at\":{i}}}\n")
+                    .repeat(50)
+                    .into_bytes()
+            })
+            .collect();
+        for (i, raw) in raws.iter().enumerate() {
+            if i == 3 {
+                st.restart();
+            }
+            let at = i as u64;
+            w.frame(&st.compress(at, at, 50, raw).unwrap()).unwrap();
+        }
+        w.close().unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let mut c = Cursor::new(bytes.clone());
+        let o = open(&mut c).unwrap();
+        let conts: Vec<bool> = o.frames.iter().map(|f| f.cont).collect();
+        assert_eq!(conts, [false, true, true, false, true, true]);
+        let mut dec = None;
+        for i in [0, 1, 2, 5, 1, 4, 3, 2] {
+            assert_eq!(
+                read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
+                raws[i]
+            );
+        }
+        assert!(read_frame(&mut c, &o.frames[1]).is_err());
+        for cut in 0..bytes.len() {
+            let mut c = Cursor::new(bytes[..cut].to_vec());
+            if let Ok(o) = open(&mut c) {
+                let mut dec = None;
+                for (i, raw) in raws.iter().enumerate().take(o.frames.len()) {
+                    assert_eq!(
+                        &read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
+                        raw
+                    );
+                }
+            }
+        }
+    }
+
+    /// A checkpoint stored against a whole one reads back through it; one pointing at
+    /// anything but a whole checkpoint before it is an error.
+    #[test]
+    fn checkpoints_against_a_whole_one_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.pgtrace");
+        let mut w = FileWriter::create(&p, false, b"{}").unwrap();
+        let whole = b"state of the replay, mostly the same".repeat(20);
+        let next = [&whole[..], b" and a little more"].concat();
+        let f = w.frame(&Frame::compress(1, 1, 1, b"x\n").unwrap()).unwrap();
+        let base = w
+            .checkpoint(&Frame::compress(1, 1, 1, &whole).unwrap())
+            .unwrap();
+        let delta = |at: u64| {
+            let mut payload = at.to_le_bytes().to_vec();
+            payload.extend_from_slice(&compress_with(&next, &whole).unwrap());
+            Frame {
+                first_at: 2,
+                last_at: 2,
+                items: 1,
+                payload,
+                cont: true,
+            }
+        };
+        let good = w.checkpoint(&delta(base.offset)).unwrap();
+        let bad = w.checkpoint(&delta(f.offset)).unwrap();
+        w.close().unwrap();
+        let mut c = Cursor::new(std::fs::read(&p).unwrap());
+        let o = open(&mut c).unwrap();
+        assert_eq!(o.checkpoints, [base, good, bad]);
+        assert!(good.cont && !base.cont);
+        assert_eq!(read_checkpoint(&mut c, &good).unwrap(), next);
+        assert!(good.offset > base.offset);
+        assert!(read_checkpoint(&mut c, &bad).is_err());
+        let forward = FrameInfo {
+            offset: base.offset,
+            ..good
+        };
+        assert!(read_checkpoint(&mut c, &forward).is_err());
     }
 
     #[test]

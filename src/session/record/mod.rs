@@ -216,6 +216,8 @@ pub struct Recorder {
     checkpoints: Option<Box<crate::session::checkpoints::Writer>>,
     /// Why the stored checkpoints stopped, if they did (the recording goes on without).
     pub checkpoints_stopped: Option<String>,
+    /// A file's frames: event-sparse ones continue one zstd stream between checkpoints.
+    stream: format::Streamer,
     buf: Vec<u8>,
     items: u32,
     first_at: Option<u64>,
@@ -263,6 +265,7 @@ impl Recorder {
             sink: Some(sink),
             checkpoints,
             checkpoints_stopped,
+            stream: format::Streamer::default(),
             buf: Vec::new(),
             items: 0,
             first_at: None,
@@ -317,28 +320,34 @@ impl Recorder {
         let first = self.first_at.unwrap_or(self.last_at);
         let ck = &mut self.checkpoints;
         let stopped = &mut self.checkpoints_stopped;
-        let r = Frame::compress(first, self.last_at, self.items, &self.buf).and_then(|f| {
-            match self.sink.as_mut() {
-                Some(Sink::File(w)) => {
-                    let info = w.frame(&f)?;
-                    if let Some(c) = ck.as_mut() {
-                        // Checkpoints only speed seeking up: one that fails stops
-                        // them, not the recording.
-                        let r = c.frame_written(info, f.payload.len() as u64, step_end);
-                        match r.and_then(|cp| cp.map(|cp| w.checkpoint(&cp)).transpose()) {
-                            Ok(_) => {}
-                            Err(e) => {
-                                *stopped = Some(format!("{e:#}"));
-                                *ck = None;
-                            }
+        let stream = &mut self.stream;
+        let (buf, items, last) = (&self.buf, self.items, self.last_at);
+        let r = match self.sink.as_mut() {
+            Some(Sink::File(w)) => stream.compress(first, last, items, buf).and_then(|f| {
+                let info = w.frame(&f)?;
+                if let Some(c) = ck.as_mut() {
+                    // Checkpoints only speed seeking up: one that fails stops
+                    // them, not the recording.
+                    let r = c.frame_written(info, f.payload.len() as u64, step_end);
+                    match r.and_then(|cp| cp.map(|cp| w.checkpoint(&cp)).transpose()) {
+                        // A seek to it decodes no frame before it.
+                        Ok(Some(info)) => {
+                            c.stored_at(info);
+                            stream.restart();
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            *stopped = Some(format!("{e:#}"));
+                            *ck = None;
                         }
                     }
-                    Ok(())
                 }
-                Some(Sink::Ring(r)) => r.push(f),
-                None => Ok(()),
-            }
-        });
+                Ok(())
+            }),
+            // A ring drops its oldest frames: each stands alone.
+            Some(Sink::Ring(r)) => Frame::compress(first, last, items, buf).and_then(|f| r.push(f)),
+            None => Ok(()),
+        };
         self.buf.clear();
         self.items = 0;
         self.first_at = None;
