@@ -173,6 +173,8 @@ fn measure(bin: &str, pid: i32, mode: &str, secs: u64) -> Row {
     let mut child = Command::new(bin)
         .args(["-p", &pid.to_string(), "--no-tui", "--format", "json"])
         .args(["--interval", "1000", "--backend", mode])
+        // The probes' run time is measured only with the kernel's statistics on.
+        .arg("--probe-cost")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

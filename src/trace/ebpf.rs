@@ -577,6 +577,18 @@ pub struct EbpfTracer {
 impl EbpfTracer {
     /// Loads the BPF program, follows `pids` and attaches it to the `sys_exit` tracepoint.
     pub fn attach(pids: &[Pid]) -> anyhow::Result<EbpfTracer> {
+        Self::attach_inner(pids, false)
+    }
+
+    /// [`Self::attach`], plus an empty program on sched_switch (benches/kernel_time.rs:
+    /// the floor of a program's run time there, see [`Self::empty_program_cost`]).
+    pub fn attach_with_empty_sched_program(pids: &[Pid]) -> anyhow::Result<EbpfTracer> {
+        let mut t = Self::attach_inner(pids, true)?;
+        t.attach_empty()?;
+        Ok(t)
+    }
+
+    fn attach_inner(pids: &[Pid], empty_sched: bool) -> anyhow::Result<EbpfTracer> {
         super::libbpf::capture_messages();
         match std::fs::metadata(VMLINUX_BTF) {
             Ok(_) => {}
@@ -606,6 +618,7 @@ impl EbpfTracer {
             .map_err(|e| anyhow!("eBPF unavailable: sizing the ring buffer failed ({e})"))?;
         let uring_support = uring::kernel_support();
         uring::configure(&mut open, uring_support.is_ok());
+        let sched_variant = sched::configure(&mut open, empty_sched);
         if let Some((dev, ino)) = own_pid_namespace() {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.pidns_dev = dev;
@@ -638,6 +651,7 @@ impl EbpfTracer {
             aio_notes: Vec::new(),
             run_time_stats: super::libbpf::RunTimeStats::enable(),
         };
+        tracer.kernel.variant = Some(sched_variant);
         for &pid in pids {
             tracer.add_pid(pid)?;
         }
@@ -1088,8 +1102,8 @@ impl Tracer for EbpfTracer {
     }
 
     fn probe_cost(&self) -> ProbeCost {
-        if let Some(why) = &self.run_time_stats.why_not {
-            return ProbeCost::Unmeasured(why.clone());
+        if let Some(c) = self.run_time_stats.unmeasured() {
+            return c;
         }
         let Some(skel) = self.skel.as_ref() else {
             return ProbeCost::Measured(ProbeRuntime::default());
