@@ -11,7 +11,7 @@ mod support;
 use pg_trace::output::record::{Record, WaitsRecord};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use support::trace::{spawn_trace_with, Trace};
+use support::trace::{spawn_trace_env, spawn_trace_with, Trace};
 use support::Cluster;
 
 fn test_majors() -> Vec<u32> {
@@ -133,11 +133,34 @@ fn check_refusals(pid: i32) {
     }
 }
 
-fn check_sched(c: &Cluster) {
+/// `old`: the scheduler program of kernels before 5.18 (forced in a debug build), which
+/// reads the state from the task: it must load, measure the same, and be said.
+fn check_sched(c: &Cluster, old: bool) {
     let mut b = c.hold_backend("postgres");
-    check_refusals(b.pid);
-    let mut t = spawn_trace_with(b.pid, "ebpf", &["--no-usdt"]);
+    if !old {
+        check_refusals(b.pid);
+    }
+    let env: &[(&str, &str)] = if old {
+        &[("PG_TRACE_TEST_SCHED_TASK_STATE", "1")]
+    } else {
+        &[]
+    };
+    let mut t = spawn_trace_env(b.pid, "ebpf", 200, &["--no-usdt"], env);
     t.wait_ready();
+    let said = t
+        .records()
+        .iter()
+        .find_map(|r| match r {
+            Record::Attach(a) => Some(a.limitations.clone()),
+            _ => None,
+        })
+        .expect("an attach record");
+    assert_eq!(
+        said.iter().any(|l| l.contains("before 5.18")),
+        old || kernel_version() < (5, 18),
+        "PG{}: {said:?}",
+        c.major
+    );
     // Idle (waiting for the client): what pg_trace says now holds until the work starts.
     let before = two_more_totals(&mut t);
     let (run0, rq0) = schedstat(b.pid);
@@ -154,8 +177,9 @@ fn check_sched(c: &Cluster) {
     let rq = after.runqueue_s.unwrap() - before.runqueue_s.unwrap();
     let (want_cpu, want_rq) = (run1 - run0, rq1 - rq0);
     eprintln!(
-        "PG{}: cpu {cpu:.3}s (schedstat {want_cpu:.3}s), run queue {rq:.3}s ({want_rq:.3}s)",
-        c.major
+        "PG{}{}: cpu {cpu:.3}s (schedstat {want_cpu:.3}s), run queue {rq:.3}s ({want_rq:.3}s)",
+        c.major,
+        if old { " (old program)" } else { "" }
     );
     assert!(want_cpu > 0.2, "the workload used {want_cpu}s of CPU");
     assert!(
@@ -389,7 +413,8 @@ fn where_the_time_goes() {
                 m,
                 std::thread::spawn(move || {
                     let mut c = Cluster::start(m);
-                    check_sched(&c);
+                    check_sched(&c, false);
+                    check_sched(&c, true);
                     check_exact_waits(&c);
                     check_io_latency(&mut c);
                     check_followers(&c);

@@ -212,7 +212,10 @@ mod tests {
         let c = m.now.clone().unwrap();
         assert_eq!((c.probe_ns_per_s, c.probe_runs_per_s), (None, None));
         assert!(c.bpf && c.probe_off);
-        assert_eq!(c.words(), "probes untimed (--probe-cost), self 0.0% cpu 4.0 KiB");
+        assert_eq!(
+            c.words(),
+            "probes untimed (--probe-cost), self 0.0% cpu 4.0 KiB"
+        );
         assert_eq!(c.compact(), "probes off  self 0.0% 4.0K");
 
         let mut m = CostMeter::default();

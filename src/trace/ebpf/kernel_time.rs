@@ -80,7 +80,10 @@ impl EbpfTracer {
             return None;
         }
         let skel = self.skel.as_ref()?;
-        let progs = [&skel.progs.pgt_sched_switch, &skel.progs.pgt_sched_switch_old];
+        let progs = [
+            &skel.progs.pgt_sched_switch,
+            &skel.progs.pgt_sched_switch_old,
+        ];
         let (ns, runs, _) = crate::trace::libbpf::prog_counters_of(progs.into_iter());
         Some((ns, runs))
     }

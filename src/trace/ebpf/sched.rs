@@ -116,7 +116,12 @@ fn has_prev_state() -> Option<bool> {
 /// program reading an argument the tracepoint lacks would fail the load of the whole
 /// object), and never the bench's empty one unless asked.
 pub(super) fn configure(open: &mut OpenSyscallsSkel<'_>, empty_program: bool) -> Variant {
-    let v = if has_prev_state() == Some(true) {
+    // Debug builds: tests/kernel_time.rs runs the old program on a new kernel too.
+    #[cfg(debug_assertions)]
+    let forced_old = std::env::var_os("PG_TRACE_TEST_SCHED_TASK_STATE").is_some();
+    #[cfg(not(debug_assertions))]
+    let forced_old = false;
+    let v = if !forced_old && has_prev_state() == Some(true) {
         Variant::PrevState
     } else {
         Variant::TaskState
@@ -127,7 +132,9 @@ pub(super) fn configure(open: &mut OpenSyscallsSkel<'_>, empty_program: bool) ->
     open.progs
         .pgt_sched_switch_old
         .set_autoload(v == Variant::TaskState);
-    open.progs.pgt_sched_switch_empty.set_autoload(empty_program);
+    open.progs
+        .pgt_sched_switch_empty
+        .set_autoload(empty_program);
     v
 }
 
