@@ -71,6 +71,13 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define PGT_FAST_PIDS 16
 volatile __u32 fast_pids[PGT_FAST_PIDS];
 volatile __u32 pids_overflow;
+/* Bit (tgid % 32) of each tgid in `fast_pids`, set by user space before the slot:
+ * the scheduler program, which runs at every context switch of the machine,
+ * leaves a switch between two untraced tasks after this one load instead of the
+ * slot scan. A superset (user space recomputes it when a pid goes; a slot the
+ * kernel clears at exit leaves its bit); not kept for the `pids` map: while
+ * `pids_overflow` is set it is not used. */
+volatile __u32 sched_hint;
 
 /* tgid -> 1, for the processes beyond the fast slots. */
 struct {
@@ -1157,14 +1164,16 @@ static __always_inline __u32 traced2(__u32 a, __u32 b)
 	__u32 m = 0;
 	int i;
 
+	/* Without branches: 16 slots with a branch per compare made the verifier
+	 * walk every combination (over its 1M-instruction limit). (x - 1) >> 63 of a
+	 * 64-bit x below 2^32 is 1 for 0, else 0. */
 #pragma unroll
 	for (i = 0; i < PGT_FAST_PIDS; i++) {
-		__u32 f = fast_pids[i];
+		__u64 f = fast_pids[i], xa = f ^ a, xb = f ^ b;
 
-		if (f == a)
-			m |= 1;
-		if (f == b)
-			m |= 2;
+		/* Keep clang from turning the arithmetic back into compares. */
+		asm volatile("" : "+r"(xa), "+r"(xb));
+		m |= (__u32)((xa - 1) >> 63) | (__u32)(((xb - 1) >> 63) << 1);
 	}
 	if (pids_overflow) {
 		if (bpf_map_lookup_elem(&pids, &a))
@@ -1196,6 +1205,12 @@ static __always_inline int sched_switch(bool preempt, struct task_struct *prev,
 		return 0;
 	tgid = prev->tgid;
 	ntgid = next->tgid;
+	if (!pids_overflow) {
+		__u32 h = sched_hint;
+
+		if (!(h & (1u << (tgid & 31))) && !(h & (1u << (ntgid & 31))))
+			return 0;
+	}
 	m = traced2(tgid, ntgid);
 	if (!m)
 		return 0;

@@ -721,6 +721,12 @@ impl EbpfTracer {
             store_shared(slot, 0);
         }
         let fast = bss.fast_pids;
+        // After the slot is cleared: the bits of the pids still in a slot.
+        let hint = fast
+            .iter()
+            .filter(|&&t| t != 0)
+            .fold(0, |h, &t| h | sched_hint_bit(t as Pid));
+        store_shared(&mut bss.sched_hint, hint);
         if self.detached || self.pids.iter().all(|p| fast.contains(&(*p as u32))) {
             store_shared(&mut bss.pids_overflow, 0);
         }
@@ -886,6 +892,11 @@ fn clock_tick() -> Option<Duration> {
     ))
 }
 
+/// A tgid's bit in `sched_hint` (see the BPF source).
+fn sched_hint_bit(pid: Pid) -> u32 {
+    1u32 << ((pid as u32) % 32)
+}
+
 /// Stores `v` in a word of the BPF program's `.bss`, which the kernel maps into our memory
 /// and the program reads concurrently on other CPUs.
 fn store_shared(word: &mut u32, v: u32) {
@@ -921,6 +932,9 @@ impl Tracer for EbpfTracer {
             .as_deref_mut()
             .ok_or_else(|| anyhow!("eBPF: cannot follow pid {pid} (.bss is not mapped)"))?;
         if let Some(slot) = bss.fast_pids.iter_mut().find(|slot| **slot == 0) {
+            // The hint first: a switch never finds the slot without its bit.
+            let hint = bss.sched_hint | sched_hint_bit(pid);
+            store_shared(&mut bss.sched_hint, hint);
             store_shared(slot, pid as u32);
         } else {
             skel.maps
