@@ -619,6 +619,7 @@ impl EbpfTracer {
         let uring_support = uring::kernel_support();
         uring::configure(&mut open, uring_support.is_ok());
         let sched_variant = sched::configure(&mut open, empty_sched);
+        io_latency::configure(&mut open);
         if let Some((dev, ino)) = own_pid_namespace() {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.pidns_dev = dev;
