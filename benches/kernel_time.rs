@@ -4,7 +4,10 @@
 //! 1. the scheduler tracepoints on a context-switch-heavy workload: a pipe ping-pong
 //!    between the two threads of a child process, traced by the eBPF tracer with and
 //!    without its scheduler programs (both with the syscall program, so that the ratio is
-//!    the scheduler programs' alone); budget 1.02×;
+//!    the scheduler programs' alone), in wall time with the BPF statistics off (as
+//!    pg_trace runs by default); then, with the statistics on for that part only, the
+//!    program's run time net of an empty program attached to the same tracepoint in the
+//!    same run (the statistics' own clock reads); budget 1.02×;
 //! 2. the watchpoint of `--exact-waits`, per wait transition: a backend answering many
 //!    `SELECT 1` (each a ClientRead wait begun and ended), under `pg_trace --backend ebpf`
 //!    with and without `--exact-waits`.
@@ -79,16 +82,27 @@ fn ping_pong_child(rounds: u64) {
     println!("{}", t.elapsed().as_secs_f64());
 }
 
-/// One ping-pong run, in a fresh child; `trace`: with the eBPF tracer (and `sched`: its
-/// scheduler programs) on it. Seconds, and the tracer's programs' run time in
-/// nanoseconds as the kernel counts it (BPF statistics; None when it does not), and
-/// the scheduler programs' own (run time ns, runs). `other`: trace that process instead of
-/// the ping-pong (what the programs cost the switches they only filter out).
-fn ping_pong(
-    rounds: u64,
-    trace: Option<bool>,
-    other: Option<i32>,
-) -> (f64, Option<u64>, Option<(u64, u64)>) {
+/// How a ping-pong run is traced.
+#[derive(Clone, Copy, PartialEq)]
+enum Traced {
+    No,
+    /// The eBPF tracer without its scheduler programs (the syscall program only).
+    NoSched,
+    /// The eBPF tracer with them.
+    Sched,
+    /// With them, plus an empty program on sched_switch: the floor of a program's run
+    /// time there under the BPF statistics (their clock reads, the dispatch).
+    SchedAndEmpty,
+}
+
+/// What the kernel's BPF statistics counted in one run: (run time ns, runs) of the
+/// scheduler program and of the empty one.
+type ProgCounts = (Option<(u64, u64)>, Option<(u64, u64)>);
+
+/// One ping-pong run, in a fresh child, traced as `how`. Seconds, and (with the BPF
+/// statistics on) the programs' counts. `other`: trace that process instead of the
+/// ping-pong (what the programs cost the switches they only filter out).
+fn ping_pong(rounds: u64, how: Traced, other: Option<i32>) -> (f64, ProgCounts) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_ENV, rounds.to_string())
         .stdin(Stdio::piped())
@@ -96,13 +110,19 @@ fn ping_pong(
         .spawn()
         .unwrap();
     let pid = other.unwrap_or(child.id() as i32);
-    let mut tracer = trace.map(|sched| {
-        let mut t = EbpfTracer::attach(&[pid]).expect("eBPF (run as root)");
-        if !sched {
-            t.stop_scheduler_times();
+    let mut tracer = match how {
+        Traced::No => None,
+        Traced::SchedAndEmpty => {
+            Some(EbpfTracer::attach_with_empty_sched_program(&[pid]).expect("eBPF (run as root)"))
         }
-        t
-    });
+        Traced::NoSched | Traced::Sched => {
+            let mut t = EbpfTracer::attach(&[pid]).expect("eBPF (run as root)");
+            if how == Traced::NoSched {
+                t.stop_scheduler_times();
+            }
+            Some(t)
+        }
+    };
     child.stdin.take().unwrap().write_all(b"g").unwrap();
     let mut line = String::new();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -125,40 +145,39 @@ fn ping_pong(
         }
     });
     child.wait().unwrap();
-    let run_ns = tracer.as_ref().and_then(|t| match t.probe_cost() {
-        pg_trace::trace::cost::ProbeCost::Measured(r) => Some(r.run_time_ns),
-        _ => None,
+    let counts = tracer.as_ref().map_or((None, None), |t| {
+        (t.scheduler_program_cost(), t.empty_program_cost())
     });
-    let sched = tracer.as_ref().and_then(|t| t.scheduler_program_cost());
     drop(tracer);
-    (line.trim().parse().unwrap(), run_ns, sched)
+    (line.trim().parse().unwrap(), counts)
+}
+
+/// Net of the empty program: the scheduler program's run time beyond the floor, per
+/// round, and per run (ours, the empty one's).
+fn net_of_floor(counts: ProgCounts, rounds: u64) -> Option<(f64, f64, f64)> {
+    let ((ns, runs), (ens, eruns)) = (counts.0?, counts.1?);
+    let per_run = ns as f64 / runs.max(1) as f64;
+    let floor = ens as f64 / eruns.max(1) as f64;
+    Some((
+        (per_run - floor) * runs as f64 / rounds as f64,
+        per_run,
+        floor,
+    ))
+}
+
+fn bpf_stats_sysctl_on() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
 
 fn sched_bench(reps: usize, rounds: u64) {
+    // 1. Wall time with the BPF statistics off, as pg_trace runs by default.
+    pg_trace::trace::cost::set_probe_cost(false);
+    let sysctl = bpf_stats_sysctl_on();
     let (mut without, mut with, mut untraced) = (Vec::new(), Vec::new(), Vec::new());
-    // The programs' own run time (kernel BPF statistics): less noisy than wall time on a
-    // shared host, though it leaves out the trampoline's entry and exit.
-    let (mut prog_without, mut prog_with) = (Vec::new(), Vec::new());
-    // The scheduler programs alone: ns per round trip, ns per run.
-    let (mut sched_round, mut sched_run) = (Vec::new(), Vec::new());
-    let mut filtered_round = Vec::new();
-    // An idle process to trace while the ping-pong runs untraced.
-    let mut idle = Command::new("sleep").arg("1000000").spawn().unwrap();
     for _ in 0..reps {
-        untraced.push(ping_pong(rounds, None, None).0);
-        if let (_, _, Some((ns, _))) = ping_pong(rounds, Some(true), Some(idle.id() as i32)) {
-            filtered_round.push(ns as f64 / rounds as f64);
-        }
-        let (t, p, _) = ping_pong(rounds, Some(false), None);
-        without.push(t);
-        prog_without.extend(p.map(|p| p as f64));
-        let (t, p, s) = ping_pong(rounds, Some(true), None);
-        with.push(t);
-        prog_with.extend(p.map(|p| p as f64));
-        if let Some((ns, runs)) = s {
-            sched_round.push(ns as f64 / rounds as f64);
-            sched_run.push(ns as f64 / runs.max(1) as f64);
-        }
+        untraced.push(ping_pong(rounds, Traced::No, None).0);
+        without.push(ping_pong(rounds, Traced::NoSched, None).0);
+        with.push(ping_pong(rounds, Traced::Sched, None).0);
     }
     let ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
     let (u, wo, w) = (median(untraced), median(without), median(with));
@@ -166,8 +185,17 @@ fn sched_bench(reps: usize, rounds: u64) {
         "scheduler tracepoints, pipe ping-pong of {rounds} rounds (2 switches each), median of {reps}:"
     );
     println!(
-        "  untraced                              {:>8.1} ms",
-        u * 1e3
+        "  wall time, BPF statistics {}:",
+        if sysctl {
+            "ON (kernel.bpf_stats_enabled=1 on this host)"
+        } else {
+            "off (pg_trace's default)"
+        }
+    );
+    println!(
+        "  untraced                              {:>8.1} ms ({:.2} µs per round)",
+        u * 1e3,
+        u / rounds as f64 * 1e6
     );
     println!(
         "  eBPF tracer, no scheduler programs    {:>8.1} ms  {:.3}x untraced",
@@ -184,37 +212,57 @@ fn sched_bench(reps: usize, rounds: u64) {
         median(ratios),
         (w - wo) / (2.0 * rounds as f64) * 1e9
     );
-    if !prog_with.is_empty() && !prog_without.is_empty() {
-        let (pw, pwo) = (median(prog_with), median(prog_without));
-        println!(
-            "  BPF run time per round (kernel statistics): {:.0} ns with, {:.0} ns without: \
-             the scheduler programs {:.0} ns per switch, {:.3}x of the untraced round",
-            pw / rounds as f64,
-            pwo / rounds as f64,
-            (pw - pwo) / (2.0 * rounds as f64),
-            1.0 + (pw - pwo) / 1e9 / u
-        );
+
+    // 2. The programs' own run time from the BPF statistics (on for this part only),
+    // net of an empty program on the same tracepoint in the same run: the statistics'
+    // own clock reads and the dispatch, which pg_trace does not pay by default.
+    pg_trace::trace::cost::set_probe_cost(true);
+    let (mut net_round, mut ours_run, mut floor_run) = (Vec::new(), Vec::new(), Vec::new());
+    let mut filtered = (Vec::new(), Vec::new());
+    // An idle process to trace while the ping-pong runs untraced.
+    let mut idle = Command::new("sleep").arg("1000000").spawn().unwrap();
+    for _ in 0..reps {
+        if let Some((r, o, f)) =
+            net_of_floor(ping_pong(rounds, Traced::SchedAndEmpty, None).1, rounds)
+        {
+            net_round.push(r);
+            ours_run.push(o);
+            floor_run.push(f);
+        }
+        if let Some((r, o, f)) = net_of_floor(
+            ping_pong(rounds, Traced::SchedAndEmpty, Some(idle.id() as i32)).1,
+            rounds,
+        ) {
+            filtered.0.push(r);
+            filtered.1.push(o - f);
+        }
     }
-    if !sched_round.is_empty() {
-        // Every switch and wakeup of the machine runs them, traced or not: the figure
-        // per round includes the other processes' switches meanwhile.
-        let (r, n) = (median(sched_round), median(sched_run));
-        println!(
-            "  scheduler programs' own run time (kernel statistics, all switches of the machine): \
-             {:.0} ns per round, {:.0} ns per switch, {:.1} ns per run; {:.3}x of the untraced round",
-            r,
-            r / 2.0,
-            n,
-            1.0 + r / 1e9 / (u / rounds as f64)
-        );
-    }
+    pg_trace::trace::cost::set_probe_cost(false);
     let _ = idle.kill();
     let _ = idle.wait();
-    if !filtered_round.is_empty() {
+    if net_round.is_empty() {
+        println!("  (no BPF statistics: enabling them needs CAP_SYS_ADMIN)");
+        return;
+    }
+    let (r, o, f) = (median(net_round), median(ours_run), median(floor_run));
+    println!("  run time under BPF statistics (every switch of the machine runs the program):");
+    println!(
+        "  per run: {o:.1} ns ours, {f:.1} ns an empty program (the floor: the statistics' \
+         own clock reads and the dispatch): {:.1} ns net",
+        o - f
+    );
+    println!(
+        "  net per round: {r:.0} ns, {:.0} ns per switch: {:.4}x of the untraced round \
+         (budget 1.02x)",
+        r / 2.0,
+        1.0 + r / 1e9 / (u / rounds as f64)
+    );
+    if !filtered.0.is_empty() {
         println!(
-            "  ... with the ping-pong not traced (another process is): {:.0} ns per round: \
-             the part of the above that every switch pays, traced or not",
-            median(filtered_round)
+            "  ... with the ping-pong not traced (another process is): {:.0} ns net per round, \
+             {:.1} ns net per run: what every switch pays, traced or not",
+            median(filtered.0),
+            median(filtered.1)
         );
     }
 }

@@ -117,8 +117,11 @@ fn main() {
     let mut out = Vec::new();
     for mode in &modes {
         for (tag, bin) in &bins {
-            let mut busy = measure(bin, pid, mode, secs);
-            let quiet = measure(bin, idle.pid, mode, secs);
+            // A baseline older than --probe-cost turns the statistics on by itself (and
+            // does not know the flag).
+            let flag = tag.is_empty();
+            let mut busy = measure(bin, pid, mode, secs, flag);
+            let quiet = measure(bin, idle.pid, mode, secs, flag);
             busy.mode = format!("{mode}{tag}");
             out.push((busy, quiet));
         }
@@ -168,11 +171,14 @@ fn main() {
     }
 }
 
-/// pg_trace (`bin`) `--backend mode` on `pid` for `secs` after its first interval.
-fn measure(bin: &str, pid: i32, mode: &str, secs: u64) -> Row {
+/// pg_trace (`bin`) `--backend mode` on `pid` for `secs` after its first interval;
+/// `probe_cost`: with `--probe-cost` (the probes' run time is measured only with the
+/// kernel's statistics on).
+fn measure(bin: &str, pid: i32, mode: &str, secs: u64, probe_cost: bool) -> Row {
     let mut child = Command::new(bin)
         .args(["-p", &pid.to_string(), "--no-tui", "--format", "json"])
         .args(["--interval", "1000", "--backend", mode])
+        .args(probe_cost.then_some("--probe-cost"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

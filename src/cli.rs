@@ -80,6 +80,13 @@ pub struct Cli {
     #[arg(long)]
     pub io_latency: bool,
 
+    /// Measure what pg_trace's BPF programs cost (the `probes` figure; JSON
+    /// `probe_ns_per_s`) by turning on the kernel's BPF run-time statistics while it runs:
+    /// host-wide, every BPF program run on the machine then pays two clock reads. Off by
+    /// default (the figure is then absent), unless kernel.bpf_stats_enabled is already 1.
+    #[arg(long, global = true)]
+    pub probe_cost: bool,
+
     /// Every wait start and end of the backend, exactly, from a hardware watchpoint on its
     /// wait_event_info (eBPF): each wait transition traps (about 15 µs on a VM); the
     /// expected cost is said first.

@@ -22,6 +22,7 @@ fn duration(cli: &Cli) -> Result<Option<std::time::Duration>> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    pg_trace::trace::cost::set_probe_cost(cli.probe_cost);
     if let Some(Command::Report { file, output }) = &cli.command {
         let format = cli.report_format().map_err(anyhow::Error::msg)?;
         return commands::report::run(file, output.as_deref(), format);

@@ -1,13 +1,14 @@
 //! pg_trace's own cost in the `stats` record, on real servers: the run time of its BPF
 //! programs from the kernel's statistics (syscall programs, and USDT programs on Debian's
 //! PostgreSQL 15 built with --enable-dtrace), its CPU and its memory; null probe fields
-//! for a backend without BPF; the statistics switched on by an fd that dies with it.
+//! for a backend without BPF, and without `--probe-cost` (the statistics stay off); with
+//! it, the statistics switched on by an fd that dies with it.
 
 mod support;
 
 use pg_trace::output::record::{Record, StatsRecord};
 use std::time::{Duration, Instant};
-use support::trace::{attach, spawn_trace, stats, Trace};
+use support::trace::{attach, spawn_trace_with, stats, Trace};
 use support::Cluster;
 
 fn is_root() -> bool {
@@ -102,9 +103,14 @@ fn scan_until(
     }
 }
 
+/// pg_trace with `--probe-cost`.
 fn run(pid: i32, backend: &str) -> Trace {
+    run_with(pid, backend, &["--probe-cost"])
+}
+
+fn run_with(pid: i32, backend: &str, extra: &[&str]) -> Trace {
     let before = sysctl_stats();
-    let mut tr = spawn_trace(pid, backend);
+    let mut tr = spawn_trace_with(pid, backend, extra);
     tr.wait_ready();
     assert!(
         tr.records().iter().filter_map(attach).next().is_some(),
@@ -205,7 +211,36 @@ fn probe_cost_with_ebpf_and_none_with_procfs() {
     let c = cluster(major);
     let mut held = c.hold_backend("postgres");
 
+    // Without --probe-cost the statistics stay off: no fd, and no figure unless the
+    // sysctl was already on (someone else's choice, then used).
+    let mut tr = run_with(held.pid, "ebpf", &[]);
+    assert!(
+        !holds_stats_fd(tr.child.id()),
+        "BPF statistics turned on without --probe-cost"
+    );
+    let s = scan_until(&mut held, &mut tr, "ebpf, no --probe-cost", |s| {
+        s.self_cpu.is_some() && s.events > 0
+    });
+    if sysctl_stats().trim() == "1" {
+        support::skip(
+            name,
+            "kernel.bpf_stats_enabled is 1 on this host: the default's null probe fields \
+             cannot be checked",
+        );
+    } else {
+        assert_eq!(
+            (s.probe_ns_per_s, s.probe_runs_per_s, s.usdt_runs_per_s),
+            (None, None, None),
+            "a probe cost without --probe-cost"
+        );
+    }
+    finish(tr);
+
     let mut tr = run(held.pid, "ebpf");
+    assert!(
+        holds_stats_fd(tr.child.id()),
+        "--probe-cost: no BPF_ENABLE_STATS fd"
+    );
     let s = scan_until(&mut held, &mut tr, "ebpf", |s| {
         s.probe_runs_per_s.is_some_and(|r| r > 0.0) && s.probe_ns_per_s.is_some_and(|n| n > 0.0)
     });

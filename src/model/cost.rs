@@ -19,6 +19,9 @@ pub struct Cost {
     /// Whether the tracer runs BPF programs at all (false: the probe fields have no
     /// meaning, rather than being unknown).
     pub bpf: bool,
+    /// The BPF programs run untimed by choice (no `--probe-cost`).
+    #[serde(default)]
+    pub probe_off: bool,
 }
 
 /// The previous reading, and the rates it gave.
@@ -43,6 +46,7 @@ impl CostMeter {
         let mut cost = Cost {
             self_rss_bytes: own.rss_bytes,
             bpf: !matches!(probes, ProbeCost::NotBpf),
+            probe_off: matches!(probes, ProbeCost::Off),
             ..Cost::default()
         };
         if let Some((t0, r0, cpu0)) = self.last {
@@ -68,8 +72,9 @@ impl CostMeter {
 
 impl Cost {
     /// `probes 0.8% cpu (310k runs/s), self 3.1% cpu 42 MiB`: the probes' run time as a
-    /// share of one core (`probes ?` when BPF runs untimed, nothing for a backend without
-    /// BPF), then pg_trace's own CPU and memory. `-` for a rate not known yet.
+    /// share of one core (`probes ?` when BPF runs untimed, `probes untimed
+    /// (--probe-cost)` when by choice, nothing for a backend without BPF), then pg_trace's
+    /// own CPU and memory. `-` for a rate not known yet.
     pub fn words(&self) -> String {
         let mut out = String::new();
         if self.bpf {
@@ -81,6 +86,7 @@ impl Cost {
                         count(runs)
                     )
                 }
+                _ if self.probe_off => out.push_str("probes untimed (--probe-cost), "),
                 _ => out.push_str("probes ?, "),
             }
         }
@@ -98,13 +104,14 @@ impl Cost {
     }
 
     /// The header's short form: `probes 0.8%  self 3.1% 42M` (`probes ?` when BPF runs
-    /// untimed; no probes part without BPF).
+    /// untimed, `probes off` when by choice; no probes part without BPF).
     pub fn compact(&self) -> String {
         let mut out = String::new();
         if self.bpf {
             out.push_str("probes ");
             match self.probe_ns_per_s {
                 Some(ns) => out.push_str(&percent_of_core(ns)),
+                None if self.probe_off => out.push_str("off"),
                 None => out.push('?'),
             }
             out.push_str("  ");
@@ -195,7 +202,21 @@ mod tests {
         assert_eq!(c.probe_ns_per_s, None);
         assert_eq!(c.probe_runs_per_s, None);
         assert!(c.bpf);
+        assert!(!c.probe_off);
         assert!(c.self_cpu.is_some());
+
+        // Off by choice: no figure either, and said so.
+        let mut m = CostMeter::default();
+        m.fold(0, &ProbeCost::Off, own(0, 4096));
+        m.fold(1_000_000_000, &ProbeCost::Off, own(1_000, 4096));
+        let c = m.now.clone().unwrap();
+        assert_eq!((c.probe_ns_per_s, c.probe_runs_per_s), (None, None));
+        assert!(c.bpf && c.probe_off);
+        assert_eq!(
+            c.words(),
+            "probes untimed (--probe-cost), self 0.0% cpu 4.0 KiB"
+        );
+        assert_eq!(c.compact(), "probes off  self 0.0% 4.0K");
 
         let mut m = CostMeter::default();
         m.fold(0, &ProbeCost::NotBpf, own(0, 4096));
@@ -232,6 +253,7 @@ mod tests {
             self_cpu: Some(0.031),
             self_rss_bytes: Some(42 << 20),
             bpf: true,
+            probe_off: false,
         };
         assert_eq!(
             c.words(),

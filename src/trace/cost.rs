@@ -13,6 +13,10 @@ pub struct ProbeRuntime {
     pub usdt_runs: u64,
 }
 
+/// `--probe-cost`: whether tracers attached from now on turn the kernel's BPF run-time
+/// statistics on (host-wide, while they run). Off by default.
+pub use super::libbpf::set_probe_cost;
+
 /// What a tracer can say about the run time of its probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeCost {
@@ -21,6 +25,9 @@ pub enum ProbeCost {
     NotBpf,
     /// BPF programs run, but the kernel does not time them; why.
     Unmeasured(String),
+    /// BPF programs run untimed by choice: the kernel's statistics are off (their clock
+    /// reads would cost every BPF program of the host) and `--probe-cost` was not given.
+    Off,
     Measured(ProbeRuntime),
 }
 
@@ -32,6 +39,7 @@ impl ProbeCost {
         match (self, other) {
             (NotBpf, x) | (x, NotBpf) => x,
             (Unmeasured(why), _) | (_, Unmeasured(why)) => Unmeasured(why),
+            (Off, _) | (_, Off) => Off,
             (Measured(a), Measured(b)) => Measured(ProbeRuntime {
                 run_time_ns: a.run_time_ns.saturating_add(b.run_time_ns),
                 runs: a.runs.saturating_add(b.runs),

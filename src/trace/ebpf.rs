@@ -577,6 +577,18 @@ pub struct EbpfTracer {
 impl EbpfTracer {
     /// Loads the BPF program, follows `pids` and attaches it to the `sys_exit` tracepoint.
     pub fn attach(pids: &[Pid]) -> anyhow::Result<EbpfTracer> {
+        Self::attach_inner(pids, false)
+    }
+
+    /// [`Self::attach`], plus an empty program on sched_switch (benches/kernel_time.rs:
+    /// the floor of a program's run time there, see [`Self::empty_program_cost`]).
+    pub fn attach_with_empty_sched_program(pids: &[Pid]) -> anyhow::Result<EbpfTracer> {
+        let mut t = Self::attach_inner(pids, true)?;
+        t.attach_empty()?;
+        Ok(t)
+    }
+
+    fn attach_inner(pids: &[Pid], empty_sched: bool) -> anyhow::Result<EbpfTracer> {
         super::libbpf::capture_messages();
         match std::fs::metadata(VMLINUX_BTF) {
             Ok(_) => {}
@@ -606,6 +618,8 @@ impl EbpfTracer {
             .map_err(|e| anyhow!("eBPF unavailable: sizing the ring buffer failed ({e})"))?;
         let uring_support = uring::kernel_support();
         uring::configure(&mut open, uring_support.is_ok());
+        let sched_variant = sched::configure(&mut open, empty_sched);
+        io_latency::configure(&mut open);
         if let Some((dev, ino)) = own_pid_namespace() {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.pidns_dev = dev;
@@ -638,6 +652,7 @@ impl EbpfTracer {
             aio_notes: Vec::new(),
             run_time_stats: super::libbpf::RunTimeStats::enable(),
         };
+        tracer.kernel.variant = Some(sched_variant);
         for &pid in pids {
             tracer.add_pid(pid)?;
         }
@@ -707,6 +722,12 @@ impl EbpfTracer {
             store_shared(slot, 0);
         }
         let fast = bss.fast_pids;
+        // After the slot is cleared: the bits of the pids still in a slot.
+        let hint = fast
+            .iter()
+            .filter(|&&t| t != 0)
+            .fold(0, |h, &t| h | sched_hint_bit(t as Pid));
+        store_shared(&mut bss.sched_hint, hint);
         if self.detached || self.pids.iter().all(|p| fast.contains(&(*p as u32))) {
             store_shared(&mut bss.pids_overflow, 0);
         }
@@ -875,6 +896,11 @@ fn clock_tick() -> Option<Duration> {
     ))
 }
 
+/// A tgid's bit in `sched_hint` (see the BPF source).
+fn sched_hint_bit(pid: Pid) -> u32 {
+    1u32 << ((pid as u32) % 32)
+}
+
 /// Stores `v` in a word of the BPF program's `.bss`, which the kernel maps into our memory
 /// and the program reads concurrently on other CPUs.
 fn store_shared(word: &mut u32, v: u32) {
@@ -910,6 +936,9 @@ impl Tracer for EbpfTracer {
             .as_deref_mut()
             .ok_or_else(|| anyhow!("eBPF: cannot follow pid {pid} (.bss is not mapped)"))?;
         if let Some(slot) = bss.fast_pids.iter_mut().find(|slot| **slot == 0) {
+            // The hint first: a switch never finds the slot without its bit.
+            let hint = bss.sched_hint | sched_hint_bit(pid);
+            store_shared(&mut bss.sched_hint, hint);
             store_shared(slot, pid as u32);
         } else {
             skel.maps
@@ -1091,8 +1120,8 @@ impl Tracer for EbpfTracer {
     }
 
     fn probe_cost(&self) -> ProbeCost {
-        if let Some(why) = &self.run_time_stats.why_not {
-            return ProbeCost::Unmeasured(why.clone());
+        if let Some(c) = self.run_time_stats.unmeasured() {
+            return c;
         }
         let Some(skel) = self.skel.as_ref() else {
             return ProbeCost::Measured(ProbeRuntime::default());

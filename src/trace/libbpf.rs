@@ -6,6 +6,7 @@
 use libbpf_rs::{OpenObject, PrintLevel};
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The heap slot a generated skeleton keeps its `OpenObject`/`Object` in. The skeleton
@@ -66,16 +67,30 @@ pub(crate) fn last_message() -> Option<String> {
     log.iter().rev().find(|l| !l.is_empty()).cloned()
 }
 
+/// Whether the tracers attached from now on turn the kernel's BPF run-time statistics on
+/// (`--probe-cost`; see [`RunTimeStats`]). Process-wide like the kernel switch it stands
+/// for: set once from the command line (or by a benchmark) before any tracer attaches.
+static PROBE_COST: AtomicBool = AtomicBool::new(false);
+
+/// `--probe-cost`: see [`PROBE_COST`].
+pub fn set_probe_cost(on: bool) {
+    PROBE_COST.store(on, Ordering::Relaxed);
+}
+
 /// The kernel counts each BPF program's run time only while BPF statistics are enabled
 /// (the `bpf_stats_enabled` static key: two clock reads around every run of every
-/// program on the machine). We enable them with `BPF_ENABLE_STATS`, which keeps them on
-/// for as long as the returned fd is open: closed with the tracer, and by the kernel if
-/// pg_trace dies, so they never stay on system-wide after it. That needs CAP_SYS_ADMIN;
-/// without it the statistics count only if `kernel.bpf_stats_enabled` is already 1.
+/// program on the machine, ours and everyone else's). So they stay off unless asked for
+/// (`--probe-cost`) or already on (`kernel.bpf_stats_enabled=1`, someone else's choice:
+/// then the counts are used). Asked for, we enable them with `BPF_ENABLE_STATS`, which
+/// keeps them on for as long as the returned fd is open: closed with the tracer, and by
+/// the kernel if pg_trace dies, so they never stay on system-wide after it. That needs
+/// CAP_SYS_ADMIN.
 pub(crate) struct RunTimeStats {
     _fd: Option<std::os::fd::OwnedFd>,
-    /// Why run times are not counted, when they are not.
+    /// Why run times are not counted although `--probe-cost` asked (a limitation).
     pub(crate) why_not: Option<String>,
+    /// Not asked for, and not on already: run times are not counted, by choice.
+    pub(crate) off: bool,
 }
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -83,6 +98,14 @@ const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 impl RunTimeStats {
     pub(crate) fn enable() -> RunTimeStats {
         use std::os::fd::{FromRawFd, OwnedFd};
+        let sysctl_on = || std::fs::read_to_string(STATS_SYSCTL).is_ok_and(|s| s.trim() == "1");
+        if !PROBE_COST.load(Ordering::Relaxed) {
+            return RunTimeStats {
+                _fd: None,
+                why_not: None,
+                off: !sysctl_on(),
+            };
+        }
         // SAFETY: a plain syscall wrapper; it returns a new fd we then own, or -errno.
         let fd = unsafe {
             libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
@@ -93,20 +116,30 @@ impl RunTimeStats {
                 // else.
                 _fd: Some(unsafe { OwnedFd::from_raw_fd(fd) }),
                 why_not: None,
+                off: false,
             };
         }
         let err = std::io::Error::from_raw_os_error(-fd);
-        let sysctl_on = std::fs::read_to_string(STATS_SYSCTL).is_ok_and(|s| s.trim() == "1");
         RunTimeStats {
             _fd: None,
-            why_not: (!sysctl_on).then(|| {
+            why_not: (!sysctl_on()).then(|| {
                 format!(
                     "probe cost unknown: the kernel does not time BPF programs \
                      (enabling BPF_STATS_RUN_TIME was refused: {err}; it needs CAP_SYS_ADMIN, \
                      or sysctl kernel.bpf_stats_enabled=1)"
                 )
             }),
+            off: false,
         }
+    }
+
+    /// What a tracer says of its probes' run time when it is not counted; None when it
+    /// is.
+    pub(crate) fn unmeasured(&self) -> Option<super::cost::ProbeCost> {
+        if let Some(why) = &self.why_not {
+            return Some(super::cost::ProbeCost::Unmeasured(why.clone()));
+        }
+        self.off.then_some(super::cost::ProbeCost::Off)
     }
 }
 

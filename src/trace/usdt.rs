@@ -806,8 +806,8 @@ impl Tracer for UsdtTracer {
     /// which the kernel does not count as program run time (see docs/overhead.md).
     fn probe_cost(&self) -> super::cost::ProbeCost {
         use super::cost::{ProbeCost, ProbeRuntime};
-        if let Some(why) = &self.run_time_stats.why_not {
-            return ProbeCost::Unmeasured(why.clone());
+        if let Some(c) = self.run_time_stats.unmeasured() {
+            return c;
         }
         let Some(skel) = self.skel.as_ref() else {
             return ProbeCost::Measured(ProbeRuntime::default());

@@ -9,7 +9,7 @@
 use anyhow::anyhow;
 use libbpf_rs::Link;
 
-use super::skel::SyscallsSkel;
+use super::skel::{OpenSyscallsSkel, SyscallsSkel};
 use crate::trace::{Event, EventKind, IoOp, Pid};
 
 /// `struct pgt_io_lat`.
@@ -69,6 +69,17 @@ pub(super) fn decode(data: &[u8], classified: bool) -> Option<Event> {
     })
 }
 
+/// Before the load: the block-layer program only on a kernel with its tracepoint (a
+/// `tp_btf` program whose target is missing would fail the whole object's load). Its
+/// type `btf_trace_block_bio_queue` in the kernel's BTF says; unknown, it is left out.
+pub(super) fn configure(open: &mut OpenSyscallsSkel<'_>) {
+    let has = libbpf_rs::btf::Btf::from_vmlinux().ok().is_some_and(|btf| {
+        btf.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>("btf_trace_block_bio_queue")
+            .is_some()
+    });
+    open.progs.pgt_bio_queue.set_autoload(has);
+}
+
 /// The attached entry and exit programs and their ring buffer. Field order is drop
 /// order: the links first.
 pub(super) struct IoLatencyWatch {
@@ -89,7 +100,14 @@ impl IoLatencyWatch {
         if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
             super::store_shared(&mut bss.io_latency_on, 1);
         }
-        let mut links = Vec::with_capacity(2);
+        let mut links = Vec::with_capacity(3);
+        // Before the call programs: a call timed is never without its bio evidence.
+        if skel.progs.pgt_bio_queue.autoload() {
+            links.push(skel.progs.pgt_bio_queue.attach().map_err(|e| {
+                let detail = crate::trace::libbpf::last_message().unwrap_or_else(|| e.to_string());
+                anyhow!("--io-latency: attaching to block_bio_queue failed ({detail})")
+            })?);
+        }
         for (prog, name) in [
             (&skel.progs.pgt_io_exit, "sys_exit"),
             (&skel.progs.pgt_io_enter, "sys_enter"),

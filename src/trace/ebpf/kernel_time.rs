@@ -6,7 +6,11 @@ use crate::trace::{monotonic_ns, Event, EventKind, Pid};
 
 #[derive(Default)]
 pub(super) struct KernelTime {
+    /// Which scheduler program was loaded (None before the load).
+    pub(super) variant: Option<sched::Variant>,
     pub(super) sched: Option<sched::SchedWatch>,
+    /// The bench's empty program on sched_switch, when asked for.
+    pub(super) empty: Option<libbpf_rs::Link>,
     pub(super) io: Option<io_latency::IoLatencyWatch>,
     pub(super) waits: Option<wait_watch::WaitWatch>,
     /// Why something is not measured, for `limitations`.
@@ -18,6 +22,7 @@ pub(super) struct KernelTime {
 
 impl KernelTime {
     pub(super) fn detach(&mut self) {
+        self.empty = None;
         if let Some(s) = self.sched.as_mut() {
             s.detach();
         }
@@ -44,8 +49,12 @@ impl EbpfTracer {
         let Some(skel) = self.skel.as_ref() else {
             return;
         };
-        match sched::SchedWatch::attach(skel) {
+        let variant = self.kernel.variant.unwrap_or(sched::Variant::TaskState);
+        match sched::SchedWatch::attach(skel, variant) {
             Ok(w) => {
+                if variant == sched::Variant::TaskState {
+                    self.kernel.notes.push(sched::TASK_STATE_NOTE.into());
+                }
                 for &pid in &self.pids {
                     w.seed(skel, pid);
                 }
@@ -67,13 +76,45 @@ impl EbpfTracer {
     /// the benchmark that measures what they cost).
     pub fn scheduler_program_cost(&self) -> Option<(u64, u64)> {
         self.kernel.sched.as_ref()?;
-        if self.run_time_stats.why_not.is_some() {
+        if self.run_time_stats.unmeasured().is_some() {
             return None;
         }
         let skel = self.skel.as_ref()?;
-        let progs = [&skel.progs.pgt_sched_switch];
+        let progs = [
+            &skel.progs.pgt_sched_switch,
+            &skel.progs.pgt_sched_switch_old,
+        ];
         let (ns, runs, _) = crate::trace::libbpf::prog_counters_of(progs.into_iter());
         Some((ns, runs))
+    }
+
+    /// Whether the scheduler program is the old one (kernels before 5.18), which reads
+    /// the state a thread left in from the task (see `sched.rs`).
+    pub fn scheduler_reads_task_state(&self) -> bool {
+        self.kernel.variant == Some(sched::Variant::TaskState)
+    }
+
+    /// For the benchmark: an empty program on sched_switch, loaded by
+    /// [`EbpfTracer::attach_with_empty_sched_program`]; its run time under the BPF
+    /// statistics is their own clock reads and the dispatch, the floor of any program
+    /// there. (run time ns, runs); None when not loaded or not counted.
+    pub fn empty_program_cost(&self) -> Option<(u64, u64)> {
+        self.kernel.empty.as_ref()?;
+        if self.run_time_stats.unmeasured().is_some() {
+            return None;
+        }
+        let skel = self.skel.as_ref()?;
+        let progs = [&skel.progs.pgt_sched_switch_empty];
+        let (ns, runs, _) = crate::trace::libbpf::prog_counters_of(progs.into_iter());
+        Some((ns, runs))
+    }
+
+    /// Attaches the loaded empty program (see [`Self::empty_program_cost`]).
+    pub(super) fn attach_empty(&mut self) -> anyhow::Result<()> {
+        let skel = self.skel()?;
+        let link = skel.progs.pgt_sched_switch_empty.attach()?;
+        self.kernel.empty = Some(link);
+        Ok(())
     }
 
     pub(super) fn seed_sched(&mut self, pid: Pid) {

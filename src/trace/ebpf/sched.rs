@@ -8,7 +8,7 @@
 use anyhow::anyhow;
 use libbpf_rs::{Link, MapCore, MapFlags};
 
-use super::skel::SyscallsSkel;
+use super::skel::{OpenSyscallsSkel, SyscallsSkel};
 use crate::trace::{monotonic_ns, Event, EventKind, Pid};
 
 /// `PGT_ST_*` of the BPF side: the index of each state's time in `sched_totals`.
@@ -90,6 +90,60 @@ pub(super) fn with_open_states(
     totals
 }
 
+/// Which scheduler program this kernel gets (see `sched_switch` in the BPF source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Variant {
+    /// 5.18+: the state the thread left its CPU in is the tracepoint's `prev_state`.
+    PrevState,
+    /// Older: read from the task in the tracepoint, after a wakeup may have changed it.
+    TaskState,
+}
+
+/// Whether the kernel's `sched_switch` tracepoint passes `prev_state`: its BTF type
+/// `btf_trace_sched_switch` is a pointer to a function of (void *, preempt, prev, next,
+/// prev_state) since 5.18, without the last before. None when the kernel's BTF does not
+/// say (then the old program, which loads everywhere).
+fn has_prev_state() -> Option<bool> {
+    use libbpf_rs::btf::{types, Btf};
+    let btf = Btf::from_vmlinux().ok()?;
+    let td = btf.type_by_name::<types::Typedef<'_>>("btf_trace_sched_switch")?;
+    let proto = td.next_type()?.next_type()?;
+    let proto = types::FuncProto::try_from(proto).ok()?;
+    Some(proto.len() >= 5)
+}
+
+/// Before the load: one of the two programs, by what the kernel's tracepoint passes (a
+/// program reading an argument the tracepoint lacks would fail the load of the whole
+/// object), and never the bench's empty one unless asked.
+pub(super) fn configure(open: &mut OpenSyscallsSkel<'_>, empty_program: bool) -> Variant {
+    // Debug builds: tests/kernel_time.rs runs the old program on a new kernel too.
+    #[cfg(debug_assertions)]
+    let forced_old = std::env::var_os("PG_TRACE_TEST_SCHED_TASK_STATE").is_some();
+    #[cfg(not(debug_assertions))]
+    let forced_old = false;
+    let v = if !forced_old && has_prev_state() == Some(true) {
+        Variant::PrevState
+    } else {
+        Variant::TaskState
+    };
+    open.progs
+        .pgt_sched_switch
+        .set_autoload(v == Variant::PrevState);
+    open.progs
+        .pgt_sched_switch_old
+        .set_autoload(v == Variant::TaskState);
+    open.progs
+        .pgt_sched_switch_empty
+        .set_autoload(empty_program);
+    v
+}
+
+/// What the old program cannot tell, for `limitations`.
+pub(super) const TASK_STATE_NOTE: &str = "scheduler times: this kernel's sched_switch \
+     tracepoint does not pass the state the thread left in (before 5.18): it is read from \
+     the task, where a wakeup can already have changed it, so some device waits count as \
+     run queue time and their reads (--io-latency) as page-cache hits";
+
 /// The attached scheduler programs.
 pub(super) struct SchedWatch {
     links: Vec<Link>,
@@ -98,8 +152,15 @@ pub(super) struct SchedWatch {
 impl SchedWatch {
     /// Attaches the scheduler tracepoint. None in another PID namespace than the
     /// initial one (the programs would see host pids; they do nothing there).
-    pub(super) fn attach(skel: &SyscallsSkel<'static>) -> anyhow::Result<SchedWatch> {
-        let progs = [(&skel.progs.pgt_sched_switch, "sched_switch")];
+    pub(super) fn attach(
+        skel: &SyscallsSkel<'static>,
+        variant: Variant,
+    ) -> anyhow::Result<SchedWatch> {
+        let prog = match variant {
+            Variant::PrevState => &skel.progs.pgt_sched_switch,
+            Variant::TaskState => &skel.progs.pgt_sched_switch_old,
+        };
+        let progs = [(prog, "sched_switch")];
         let mut links = Vec::with_capacity(progs.len());
         for (prog, name) in progs {
             links.push(prog.attach().map_err(|e| {
