@@ -239,6 +239,10 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
     };
     let mut through = 0;
     let mut stored = 0;
+    // How many of the seeks have a stored checkpoint before them: how many checkpoints the
+    // recorder stored, and when, depends on the machine's load (a loaded CI host stored
+    // fewer); that each seek with one uses it does not.
+    let mut storable = 0;
     for k in 1..4 {
         let to = start + (end - start) * k / 4;
         let (straight, _) = records_from(file, to, None).unwrap();
@@ -258,15 +262,27 @@ fn file_budget(what: &str, live: &[Record], file: &std::path::Path) {
             first.map(|i| (&a[i], &b[i]))
         );
         stored += usize::from(used.is_some());
+        storable += usize::from(
+            opened
+                .checkpoints
+                .iter()
+                .any(|c| c.first_at <= to.saturating_sub(1)),
+        );
     }
     assert!(
         through >= 2,
         "{what}: {through} seeks went through a checkpoint in {start}..{end}: frames {frames:?}"
     );
     assert!(
-        stored >= 2,
-        "{what}: {stored} seeks went through a stored checkpoint ({} stored)",
-        opened.checkpoints.len()
+        stored == storable && stored >= 1,
+        "{what}: {stored} seeks went through a stored checkpoint, {storable} had one before \
+         them ({} stored, at {:?} s)",
+        opened.checkpoints.len(),
+        opened
+            .checkpoints
+            .iter()
+            .map(|c| (c.first_at as f64 - start as f64) / 1e9)
+            .collect::<Vec<_>>()
     );
 }
 
