@@ -22,13 +22,8 @@ fn sched_times_fit_their_window() {
     let c = Cluster::start(15);
     let b = c.hold_backend("postgres");
     let pid = b.pid;
-    let mut client = b.client;
-    // On a CPU the whole time pg_trace attaches, and after.
-    let busy = std::thread::spawn(move || {
-        client
-            .batch_execute("SELECT count(*) FROM generate_series(1, 40000000)")
-            .map_err(|e| e.to_string())
-    });
+    // On a CPU the whole time pg_trace attaches, and after, until cancelled.
+    let busy = run_until_cancelled(b.client, "DO $$BEGIN LOOP PERFORM 1; END LOOP; END$$");
     let mut t = spawn_trace_with(pid, "auto", &[]);
     t.wait_for("two intervals of the backend's scheduler times", |rs| {
         rs.iter()
@@ -37,7 +32,7 @@ fn sched_times_fit_their_window() {
             >= 2
     });
     let records = t.finish();
-    busy.join().unwrap().unwrap();
+    cancel(&c, pid, busy);
     let attach = records.iter().find_map(|r| match r {
         Record::Attach(a) => Some(a.backend.clone()),
         _ => None,
@@ -72,7 +67,7 @@ fn sched_times_fit_their_window() {
 fn check_followers(c: &Cluster) {
     c.execute(
         "postgres",
-        "CREATE TABLE p AS SELECT g FROM generate_series(1, 2000000) g",
+        "CREATE TABLE p AS SELECT g FROM generate_series(1, 200000) g; ANALYZE p",
     );
     let b = c.hold_backend("postgres");
     let pid = b.pid;
@@ -83,11 +78,12 @@ fn check_followers(c: &Cluster) {
              SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0",
         )
         .unwrap();
-    let busy = std::thread::spawn(move || {
-        client
-            .batch_execute("SELECT count(*) FROM p WHERE md5(md5(md5(g::text))) < 'z'")
-            .map_err(|e| e.to_string())
-    });
+    // Minutes of work in the workers (a query that ends closes the connection, the
+    // leader exits and pg_trace with it): cancelled once the records are in.
+    let busy = run_until_cancelled(
+        client,
+        "SELECT count(*) FROM p, generate_series(1, 5000) s WHERE md5(g::text || s::text) < 'z'",
+    );
     // One-second intervals: a worker sampled from the tick after it was found (as it
     // was) is a second behind its kernel times, far beyond the slack below.
     let mut t = spawn_trace_every(pid, "auto", 1000, &[]);
@@ -98,7 +94,7 @@ fn check_followers(c: &Cluster) {
             >= 4
     });
     let records = t.finish();
-    busy.join().unwrap().unwrap();
+    cancel(c, pid, busy);
     let mut checked = 0;
     for w in records.iter().filter_map(|r| match r {
         Record::Waits(w) if w.pid != pid && w.cpu_s.is_some() => Some(w),
@@ -134,4 +130,28 @@ fn check_followers(c: &Cluster) {
         checked >= 4,
         "{checked} worker waits records with scheduler times"
     );
+}
+
+type Busy = std::thread::JoinHandle<(postgres::Client, Result<(), String>)>;
+
+/// Runs `sql` on `client` in a thread that keeps the connection open after it ends.
+fn run_until_cancelled(mut client: postgres::Client, sql: &'static str) -> Busy {
+    std::thread::spawn(move || {
+        let r = client
+            .batch_execute(sql)
+            .map_err(|e| match e.as_db_error() {
+                Some(d) => d.message().to_string(),
+                None => e.to_string(),
+            });
+        (client, r)
+    })
+}
+
+/// Cancels the query and checks it was still running: one that had ended would have
+/// left some of the records above without a busy backend behind them.
+fn cancel(c: &Cluster, pid: i32, busy: Busy) {
+    c.execute("postgres", &format!("SELECT pg_cancel_backend({pid})"));
+    let (_client, r) = busy.join().unwrap();
+    let e = r.expect_err("the busy query ended before it was cancelled");
+    assert!(e.contains("cancel"), "the busy query failed: {e}");
 }

@@ -202,6 +202,10 @@ pub fn write_interval(
 
 /// The kernel's fields of the same scope, into the sampled record.
 fn merge_kernel(r: &mut WaitsRecord, k: WaitsRecord) {
+    // The kernel counts from the session's start, the sampler from its first round (a
+    // moment later, once it has found the process's slot in shared memory): the record
+    // covers the longer of the two, or its CPU time would not fit its window.
+    r.window_s = r.window_s.max(k.window_s);
     r.cpu_s = k.cpu_s;
     r.off_cpu_s = k.off_cpu_s;
     r.uninterruptible_s = k.uninterruptible_s;

@@ -93,7 +93,22 @@ impl Trace {
                 if f(&self.records.lock().unwrap()) {
                     return;
                 }
-                panic!("pg_trace exited ({st}) while waiting for {what}");
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                let recs = self.records.lock().unwrap();
+                let tail: Vec<String> = recs
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .map(|r| serde_json::to_string(r).unwrap_or_default())
+                    .collect();
+                panic!(
+                    "pg_trace exited ({st}) while waiting for {what}\nstderr: {err}\nlast records (newest first):\n{}",
+                    tail.join("\n")
+                );
             }
             assert!(
                 t.elapsed() < Duration::from_secs(60),
