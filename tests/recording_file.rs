@@ -245,7 +245,8 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
     const SEC: u64 = 1_000_000_000;
     let keep = Duration::from_secs(300);
     let path = dir().join("ring.pgtrace");
-    let mut ring = Ring::new(keep, path.clone(), true, false).unwrap();
+    let header: Header = sessions_header();
+    let mut ring = Ring::new(keep, path.clone(), true, false, &header).unwrap();
     let t0 = scripted::T0;
     let mut max_span = 0;
     let mut max_bytes = 0;
@@ -318,11 +319,20 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
             },
             &mut raw,
         );
-        ring.push(Frame::compress(at, at + SEC - 1, items, &raw).unwrap())
-            .unwrap();
+        ring.push(
+            Frame::compress(at, at + SEC - 1, items, &raw).unwrap(),
+            true,
+        )
+        .unwrap();
         let (bytes, span) = ring.extent();
         max_span = max_span.max(span);
         max_bytes = max_bytes.max(bytes);
+        // The replay behind the ring keeps no frame it has played.
+        assert!(
+            ring.behind_held() < 4096,
+            "{} bytes behind",
+            ring.behind_held()
+        );
     }
     assert!(
         max_span <= keep.as_nanos() as u64 + 2 * SEC,
@@ -330,7 +340,6 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
     );
     eprintln!("ring: at most {max_bytes} bytes over 5 minutes of 100 reads/s");
     assert!(max_bytes < 4 << 20, "{max_bytes} bytes");
-    let header: Header = sessions_header();
     let dumped = ring.dump(&header, "signal").unwrap().unwrap();
     let recs = replay_records(&dumped).unwrap();
     // The file opened two hours before is still known: named from the base.
@@ -351,6 +360,58 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
         "{} intervals in a 5-minute dump",
         stats.len()
     );
+}
+
+/// A ring dump replays its window exactly as the live session printed it: the attach
+/// record, then every record from the window's first interval on, summary included (its
+/// totals since attach come from the state the dump starts with).
+#[test]
+fn a_ring_dump_replays_its_window_as_live() {
+    for (name, script) in [
+        ("scan", sessions::scan()),
+        ("backup", sessions::throttled_backup()),
+        ("lock", sessions::lock_wait()),
+    ] {
+        let p = dir().join(format!("window-{name}.pgtrace"));
+        let live = record(&script, &p, Some(Duration::from_secs(1)));
+        let bytes = std::fs::read(&p).unwrap();
+        let o = pg_trace::session::record::format::open(&mut std::io::Cursor::new(bytes)).unwrap();
+        let h: pg_trace::session::record::Header = serde_json::from_slice(&o.header).unwrap();
+        let ring = h.ring.expect("a ring dump");
+        assert!(
+            ring.base,
+            "{name}: no state from before the window: {ring:?}"
+        );
+        assert_eq!(o.checkpoints.len(), 1, "{name}");
+        let replayed = replay_records(&p).unwrap();
+        assert_eq!(replayed[0], live[0], "{name}: the attach record");
+        let k = live
+            .iter()
+            .position(|r| *r == replayed[1])
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: the dump's first record is not live's: {:?}",
+                    replayed[1]
+                )
+            });
+        assert!(
+            k > 2,
+            "{name}: the window holds the whole session ({k}): nothing left the ring"
+        );
+        assert_eq!(
+            &live[k..],
+            &replayed[1..],
+            "{name}: from record {k} of {}",
+            live.len()
+        );
+        // The TUI's replay starts where the window does, with the state from before it.
+        let r = pg_trace::session::replay_tui::Replayer::open(&p).unwrap();
+        assert!(
+            r.start > h.start_ns,
+            "{name}: the TUI starts at the session's start"
+        );
+        assert_eq!(r.pos, r.start);
+    }
 }
 
 /// Ring mode on a session whose verdict turns into a stall (a lock wait): the ring is

@@ -142,6 +142,42 @@ impl Writer {
     /// For the recording being written to `path` (its header written already).
     pub fn open(path: &std::path::Path) -> anyhow::Result<Writer> {
         let (player, session) = Player::open(path)?;
+        Ok(Writer::playing(player, session))
+    }
+
+    /// For a ring: a replay of the frames the ring lets go, read from memory, that stores
+    /// nothing as it plays; [`Writer::base`] is its state at the start of the window.
+    pub fn behind(
+        header: &[u8],
+        path: &std::path::Path,
+    ) -> anyhow::Result<(Writer, super::record::mem::MemFile)> {
+        let (mem, reader) = super::record::mem::MemFile::new(header)?;
+        let rec = super::replay::Recording::from_source(Box::new(reader), path)?;
+        let (player, session) = Player::new(rec);
+        let mut w = Writer::playing(player, session);
+        w.every_ns = u64::MAX;
+        w.by_bytes = false;
+        Ok((w, mem))
+    }
+
+    /// The state played so far as a whole stored checkpoint that resumes in the first
+    /// frame of a file holding the frames not played yet (a ring dump's base). None when
+    /// nothing was played, or when it stands inside a frame (never, between steps).
+    pub fn base(&self) -> anyhow::Result<Option<Frame>> {
+        if self.player.rec.frames.is_empty() {
+            return Ok(None);
+        }
+        let mut stored = self.stored();
+        if stored.cp.skip != 0 {
+            return Ok(None);
+        }
+        stored.cp.frame = 0;
+        stored.prev_offset = None;
+        let raw = rmp_serde::to_vec_named(&stored)?;
+        Frame::compress(stored.high, stored.high, 0, &raw).map(Some)
+    }
+
+    fn playing(player: Player, session: super::Session) -> Writer {
         let start = session.start_ns;
         let app = TraceApp::new(session, false);
         let line = LinePlace::new(&app.session);
@@ -150,7 +186,7 @@ impl Writer {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map(|ms| ms.saturating_mul(1_000_000));
-        Ok(Writer {
+        Writer {
             player,
             app,
             line,
@@ -165,7 +201,7 @@ impl Writer {
             pending: None,
             deltas: 0,
             stats: WriterStats::default(),
-        })
+        }
     }
 
     /// Frame `info` (`bytes` compressed) was written; `step_end`: it ends between two

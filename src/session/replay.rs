@@ -241,6 +241,32 @@ impl Player {
         (p, session)
     }
 
+    /// A ring dump that starts with the state from before its window: restore it (the
+    /// stored checkpoint before its first frame), for the caller to restore its place
+    /// from. One that cannot be read is said, and the window plays from an empty state.
+    pub fn start_at_base(&mut self, session: &mut Session) -> Option<super::checkpoints::Stored> {
+        if !self.rec.header.ring.as_ref().is_some_and(|r| r.base) {
+            return None;
+        }
+        let r = self.rec.stored(0).and_then(|s| {
+            if s.cp.frame != 0 {
+                anyhow::bail!("it does not start the dump");
+            }
+            self.restore(&s.cp, session)?;
+            Ok(s)
+        });
+        match r {
+            Ok(s) => Some(s),
+            Err(e) => {
+                session.notes.push(format!(
+                    "{}: the state from before the ring's window is damaged ({e:#}): the window plays without it",
+                    self.rec.path.display()
+                ));
+                None
+            }
+        }
+    }
+
     fn pop(&mut self) -> Option<Item> {
         let i = self.items.pop_front()?;
         self.consumed += 1;
@@ -580,13 +606,17 @@ pub fn line(
         ));
     }
     let (mut p, mut session) = Player::new(rec);
+    let mut place = LinePlace::new(&session);
+    if let Some(s) = p.start_at_base(&mut session) {
+        place = line_place(s.line, &mut session);
+    }
     for n in session.take_notes() {
         note(n);
     }
     super::line::write_attach(w, &session, opts.format)?;
-    let start = session.start_ns;
+    // Paced from the first step played (a ring dump's window starts late).
+    let start = p.at;
     let wall = Instant::now();
-    let mut place = LinePlace::new(&session);
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -625,6 +655,9 @@ pub fn records_from(
 ) -> Result<(Vec<Record>, Option<u64>)> {
     let (mut p, mut session) = Player::open(path)?;
     let mut place = LinePlace::new(&session);
+    if let Some(s) = p.start_at_base(&mut session) {
+        place = line_place(s.line, &mut session);
+    }
     let format = Format::Json;
     let mut used = None;
     if let Some(every) = every {
@@ -666,15 +699,22 @@ pub fn records_from_stored(path: &Path, to: u64) -> Result<(Vec<Record>, Option<
     if let Some(i) = p.rec.stored_at_or_before(to.saturating_sub(1)) {
         let s = p.rec.stored(i)?;
         p.restore(&s.cp, &mut session)?;
-        place = s.line;
+        place = line_place(s.line, &mut session);
         used = Some(s.high);
-        // The state is the TUI's (the recorder plays as the TUI does), whose wait profile's
-        // interval is never restarted; line mode restarts it after each interval it prints.
-        if !place.first {
-            session.model.waits.next_interval();
-        }
+    } else if let Some(s) = p.start_at_base(&mut session) {
+        place = line_place(s.line, &mut session);
     }
     Ok((print_from(&mut p, &mut session, place, to)?, used))
+}
+
+/// Line mode's place from a stored checkpoint, and the session made line mode's: the
+/// state is the TUI's (the recorder plays as the TUI does), whose wait profile's interval
+/// is never restarted; line mode restarts it after each interval it prints.
+fn line_place(place: LinePlace, session: &mut Session) -> LinePlace {
+    if !place.first {
+        session.model.waits.next_interval();
+    }
+    place
 }
 
 /// Play on to `to` without printing, then print the rest as line mode's JSON.

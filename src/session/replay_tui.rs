@@ -46,9 +46,15 @@ impl Replayer {
 
     /// `every`: checkpoints this far apart in recording time (default: from its length).
     pub fn open_with(path: &Path, every: Option<u64>) -> Result<Replayer> {
-        let (player, session) = Player::open(path)?;
-        let (start, end) = player.rec.span();
+        let (mut player, mut session) = Player::open(path)?;
+        let (mut start, end) = player.rec.span();
+        let base = player.start_at_base(&mut session);
         let mut app = TraceApp::new(session, false);
+        if let Some(s) = base {
+            // A ring dump: its window starts here, what came before is in the state.
+            app.restore_place(s.app);
+            start = s.high;
+        }
         if let Some(c) = &player.rec.cut {
             app.note(format!("{}: {c}: replaying up to there", path.display()));
         }

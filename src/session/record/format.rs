@@ -354,7 +354,7 @@ impl FileWriter {
     }
 }
 
-fn header_bytes(header: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn header_bytes(header: &[u8]) -> Result<Vec<u8>> {
     let len = u32::try_from(header.len())
         .ok()
         .filter(|&l| l <= MAX_HEADER_BYTES)
@@ -366,20 +366,6 @@ fn header_bytes(header: &[u8]) -> Result<Vec<u8>> {
     v.extend_from_slice(header);
     v.extend_from_slice(&crc32c::crc32c(header).to_le_bytes());
     Ok(v)
-}
-
-/// A whole file into bytes: a ring dump, written in one go.
-pub fn write_whole(
-    path: &std::path::Path,
-    force: bool,
-    header: &[u8],
-    frames: &[&Frame],
-) -> Result<()> {
-    let mut w = FileWriter::create(path, force, header)?;
-    for f in frames {
-        w.frame(f)?;
-    }
-    w.close()
 }
 
 /// What opening a recording found.

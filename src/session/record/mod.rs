@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod format;
+pub mod mem;
 pub mod names;
 pub mod ring;
 
@@ -63,6 +64,13 @@ pub struct RingInfo {
     pub keep_s: f64,
     /// `signal`, `stall` or `exit`.
     pub reason: String,
+    /// It starts with the state from before its window, as a stored checkpoint before its
+    /// first frame (a replay starts from there). Older dumps carried a few events instead.
+    #[serde(default)]
+    pub base: bool,
+    /// Why the state from before the window could not be kept, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
 }
 
 /// The walk of the data directory a backup without a server estimate got.
@@ -258,6 +266,7 @@ impl Recorder {
                 opts.path.clone(),
                 opts.force,
                 opts.dump_on_stall,
+                &header,
             )?)),
         };
         Ok(Recorder {
@@ -345,7 +354,9 @@ impl Recorder {
                 Ok(())
             }),
             // A ring drops its oldest frames: each stands alone.
-            Some(Sink::Ring(r)) => Frame::compress(first, last, items, buf).and_then(|f| r.push(f)),
+            Some(Sink::Ring(r)) => {
+                Frame::compress(first, last, items, buf).and_then(|f| r.push(f, step_end))
+            }
             None => Ok(()),
         };
         self.buf.clear();
