@@ -637,6 +637,11 @@ fn pgbackrest_workers_are_followed() {
         recs.iter().filter_map(file).any(|f| f.pid != pid as i32
             && f.schema.as_deref() == Some("public")
             && f.name.as_deref() == Some("copier_t")),
-        "public.copier_t never named in a worker"
+        "public.copier_t never named in a worker: {:#?}",
+        recs.iter()
+            .filter_map(file)
+            .filter(|f| f.pid != pid as i32 && f.size.unwrap_or(0) > 1 << 20)
+            .map(|f| (f.pid, &f.path, &f.relpath, &f.object, f.bytes_read, f.ts))
+            .collect::<Vec<_>>()
     );
 }

@@ -179,8 +179,13 @@ impl ProcState {
 
 /// How often sizes are re-read for files and relations that are being worked on.
 const SIZE_REFRESH_NS: u64 = 1_000_000_000;
-/// Closed files kept for display.
+/// Closed files kept for display, past the tick after they were last active.
 const CLOSED_KEPT: usize = 64;
+/// ...and every file active since the tick before (the interval being printed), whatever
+/// their number (a copier closes hundreds a second), up to this many.
+const CLOSED_MAX: usize = 100_000;
+/// Line mode looks back a little before the interval's start (clock-tick timestamps).
+const CLOSED_SLACK_NS: u64 = 50_000_000;
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Model {
@@ -632,11 +637,28 @@ impl Model {
 
     fn close(&mut self, pid: Pid, fd: i32) {
         if let Some(f) = self.files.remove(&(pid, fd)) {
-            self.closed.push(f);
-            if self.closed.len() > CLOSED_KEPT {
-                self.closed.remove(0);
-            }
+            self.push_closed(f);
         }
+    }
+
+    /// A closed file is kept at least until the tick after its last activity: the
+    /// interval printed then reports it (a fixed count lost most of a copier's files).
+    fn push_closed(&mut self, f: FileEntry) {
+        self.closed.push(f);
+        let excess = self.closed.len().saturating_sub(CLOSED_MAX);
+        self.closed.drain(..excess);
+    }
+
+    /// At a tick: the closed files neither among the last few nor active since the tick
+    /// before (`prev`) go.
+    fn trim_closed(&mut self, prev: Option<u64>) {
+        let since = prev.map_or(0, |t| t.saturating_sub(CLOSED_SLACK_NS));
+        let keep_from = self.closed.len().saturating_sub(CLOSED_KEPT);
+        let mut i = 0;
+        self.closed.retain(|f| {
+            i += 1;
+            i > keep_from || f.last_ns > since || f.opened_ns > since
+        });
     }
 
     fn dup(&mut self, pid: Pid, old_fd: i32, new_fd: i32) {
@@ -688,11 +710,9 @@ impl Model {
             .collect();
         for k in fds {
             if let Some(f) = self.files.remove(&k) {
-                self.closed.push(f);
+                self.push_closed(f);
             }
         }
-        let excess = self.closed.len().saturating_sub(CLOSED_KEPT);
-        self.closed.drain(..excess);
     }
 
     fn lock_granted(&mut self, ev: &Event, fields: [u32; 4]) {
@@ -938,7 +958,7 @@ impl Model {
             }
         }
         if let Some(old) = self.files.insert((pid, fd), entry) {
-            self.closed.push(old);
+            self.push_closed(old);
         }
     }
 
@@ -1016,6 +1036,7 @@ impl Model {
             .or(self.first_ns)
             .map(|t| now_ns.saturating_sub(t))
             .unwrap_or(0);
+        self.trim_closed(self.last_tick_ns);
         self.last_tick_ns = Some(now_ns);
         self.sched.tick();
         self.io_latency.tick();

@@ -208,6 +208,30 @@ fn rate_and_eta() {
     assert!((eta - want).abs() < 0.01, "{eta} vs {want}");
 }
 
+/// A copier opens, reads and closes hundreds of files between two ticks: every one is
+/// still there at the tick after (its interval reports it), and gone at the one after that
+/// but for the last few.
+#[test]
+fn files_closed_between_ticks_are_kept_for_their_interval() {
+    const MS: u64 = 1_000_000;
+    let mut m = Model::new(10, SEG);
+    let mut n = FakeNamer;
+    m.tick(1000 * MS, &mut n);
+    for i in 0..500u64 {
+        let t = 1000 * MS + i * MS;
+        let path = format!("base/5/{}", 1000 + i);
+        m.apply(&open(t, 10, 7, &path), &mut n);
+        m.apply(&pread(t + 1, 10, 7, 0, 8192), &mut n);
+        m.apply(&ev(t + 2, 10, EventKind::Close { fd: 7 }), &mut n);
+    }
+    m.tick(2000 * MS, &mut n);
+    assert_eq!(m.closed.len(), 500);
+    assert_eq!(m.closed[0].path, "base/5/1000");
+    m.tick(3000 * MS, &mut n);
+    assert_eq!(m.closed.len(), CLOSED_KEPT);
+    assert_eq!(m.closed.last().unwrap().path, "base/5/1499");
+}
+
 #[test]
 fn close_dup_exit_and_lost() {
     let mut m = Model::new(10, SEG);
