@@ -196,6 +196,9 @@ pub struct Model {
     pub files: BTreeMap<(Pid, i32), FileEntry>,
     /// Recently closed files, newest last.
     pub closed: Vec<FileEntry>,
+    /// Files opened (or found open) since attach: the closed ones are not all kept.
+    #[serde(default)]
+    pub files_seen: u64,
     /// Relations by their files' locator (every fork and segment of one relation).
     pub relations: BTreeMap<RelFileLocator, RelState>,
     pub events: u64,
@@ -258,6 +261,7 @@ impl Model {
             procs,
             files: BTreeMap::new(),
             closed: Vec::new(),
+            files_seen: 0,
             relations: BTreeMap::new(),
             events: 0,
             lost: BTreeMap::new(),
@@ -952,6 +956,7 @@ impl Model {
         let named = namer.name(path);
         let size = size.or_else(|| namer.file_size(path));
         let entry = FileEntry::new(pid, fd, path, named, role, ts, pos, size);
+        self.files_seen += 1;
         if let Some(r) = entry.named.relation.clone() {
             if role != Some(FollowerRole::IoWorker) {
                 self.relation_entry(&r, ts, namer);

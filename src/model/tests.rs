@@ -226,6 +226,7 @@ fn files_closed_between_ticks_are_kept_for_their_interval() {
     }
     m.tick(2000 * MS, &mut n);
     assert_eq!(m.closed.len(), 500);
+    assert_eq!(m.files_seen, 500);
     assert_eq!(m.closed[0].path, "base/5/1000");
     m.tick(3000 * MS, &mut n);
     assert_eq!(m.closed.len(), CLOSED_KEPT);

@@ -23,8 +23,7 @@ pub fn lines(model: &Model, info: &TraceInfo, width: usize) -> Vec<Line<'static>
         )),
         Line::from(format!(
             "{} events, {lost} lost; {} files seen.",
-            model.events,
-            model.files.len() + model.closed.len()
+            model.events, model.files_seen
         )),
         Line::from(""),
     ];
