@@ -302,20 +302,26 @@ impl Drop for Rec {
 }
 
 fn scan(c: &mut Cluster) -> (Vec<Record>, Rec) {
+    scan_recorded(c, "scan", 0.02, &[])
+}
+
+/// The scan recorded as `what`, sleeping `pause` seconds every 2000 rows, with `extra`
+/// arguments beside `--record` (`--keep`).
+fn scan_recorded(c: &mut Cluster, what: &str, pause: f64, extra: &[&str]) -> (Vec<Record>, Rec) {
     c.restart();
-    let rec = Rec(replayed_path("scan"));
+    let rec = Rec(replayed_path(what));
     let rel = c.psql("postgres", "SELECT pg_relation_filepath('big')")[0][0]
         .clone()
         .unwrap();
     let mut held = c.hold_backend("postgres");
     let pid = held.pid;
-    // Paced: a 20 ms sleep every 2000 rows, a few seconds in all.
+    // Paced: a sleep every 2000 rows (20 ms: a few seconds in all).
     let q = std::thread::spawn(move || {
         let row = held
             .client
             .query_one(
-                "SELECT count(*) FROM big WHERE g % 2000 <> 0 OR pg_sleep(0.02) IS NOT NULL",
-                &[],
+                "SELECT count(*) FROM big WHERE g % 2000 <> 0 OR pg_sleep($1) IS NOT NULL",
+                &[&pause],
             )
             .expect("scan");
         (row.get::<_, i64>(0), held)
@@ -331,13 +337,9 @@ fn scan(c: &mut Cluster) -> (Vec<Record>, Rec) {
             })
         },
     );
-    let trace = spawn_trace_env(
-        pid,
-        "auto",
-        200,
-        &["--record", rec.0.to_str().unwrap()],
-        CHECKPOINTS,
-    );
+    let mut args = vec!["--record", rec.0.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let trace = spawn_trace_env(pid, "auto", 200, &args, CHECKPOINTS);
     let (count, _held) = q.join().expect("query thread");
     assert_eq!(count, ROWS);
     let records = trace.finish();
@@ -346,6 +348,34 @@ fn scan(c: &mut Cluster) -> (Vec<Record>, Rec) {
     });
     assert!(seg1, "the live trace never showed segment 1");
     (records, rec)
+}
+
+/// A ring dump (`--keep 1s`, written at exit) replayed: the attach record, then the live
+/// records from the window's first interval on, to the summary, equal. What happened
+/// before the window (the table opened, the bytes read, the totals since attach) comes
+/// from the state the dump starts with.
+fn assert_window(live: &[Record], replayed: &[Record]) {
+    let (a, b) = (comparable(live), comparable(replayed));
+    assert_eq!(a[0], b[0], "ring: the attach record");
+    let k = a
+        .iter()
+        .position(|r| *r == b[1])
+        .unwrap_or_else(|| panic!("ring: the dump's first record is not live's: {}", b[1]));
+    let last_ts = a.iter().rev().find_map(|r| r["ts"].as_f64());
+    assert!(
+        k > 2,
+        "ring: the window holds the whole scan ({k} of {}, the last at {last_ts:?} s)",
+        a.len()
+    );
+    for (i, (x, y)) in a[k..].iter().zip(&b[1..]).enumerate() {
+        assert_eq!(x, y, "ring: record {} of the window differs", i + 1);
+    }
+    assert_eq!(a.len() - k, b.len() - 1, "ring: the window's length");
+    eprintln!(
+        "ring: the last {} of {} live records equal the dump's replay",
+        b.len() - 1,
+        a.len()
+    );
 }
 
 /// A throttled `pg_basebackup` traced at `interval_ms` with `env`, recorded as `what`.
@@ -501,6 +531,7 @@ fn recordings_replay_as_they_ran_live() {
     ring_dumps_on_sigusr1(&c);
     let (scan_live, scan_rec) = scan(&mut c);
     file_budget("scan", &scan_live, &scan_rec.0);
+    let (ring_live, ring_rec) = scan_recorded(&mut c, "scan-ring", 0.06, &["--keep", "1s"]);
     // The base backup would copy the 1 GiB table: gone first.
     c.execute("postgres", "DROP TABLE big; CHECKPOINT");
     let backup_rec = backup(&c, "backup", 200, CHECKPOINTS);
@@ -525,6 +556,7 @@ fn recordings_replay_as_they_ran_live() {
     .unwrap();
     let scan_replayed = replay_as_nobody(&scan_rec.0, dir.path());
     assert_same("scan", &scan_live, &scan_replayed);
+    assert_window(&ring_live, &replay_as_nobody(&ring_rec.0, dir.path()));
     if let Some((live, rec)) = backup_rec {
         file_budget("backup", &live, &rec.0);
         let replayed = replay_as_nobody(&rec.0, dir.path());
