@@ -130,6 +130,8 @@ pub struct Writer {
     pending: Option<(Vec<u8>, usize)>,
     deltas: u32,
     pub stats: WriterStats,
+    /// A frame was given to it (its frames may since have been forgotten).
+    given: bool,
 }
 
 /// At most this many checkpoints are stored against one whole one.
@@ -164,7 +166,7 @@ impl Writer {
     /// frame of a file holding the frames not played yet (a ring dump's base). None when
     /// nothing was played, or when it stands inside a frame (never, between steps).
     pub fn base(&self) -> anyhow::Result<Option<Frame>> {
-        if self.player.rec.frames.is_empty() {
+        if !self.given {
             return Ok(None);
         }
         let mut stored = self.stored();
@@ -175,6 +177,16 @@ impl Writer {
         stored.prev_offset = None;
         let raw = rmp_serde::to_vec_named(&stored)?;
         Frame::compress(stored.high, stored.high, 0, &raw).map(Some)
+    }
+
+    /// Frames it keeps a place for.
+    pub fn frames_held(&self) -> usize {
+        self.player.rec.frames.len()
+    }
+
+    /// Forget the frames played (a ring's replay behind: they are gone from memory).
+    pub fn forget_played(&mut self) {
+        self.player.forget_played();
     }
 
     fn playing(player: Player, session: super::Session) -> Writer {
@@ -201,6 +213,7 @@ impl Writer {
             pending: None,
             deltas: 0,
             stats: WriterStats::default(),
+            given: false,
         }
     }
 
@@ -214,6 +227,7 @@ impl Writer {
         step_end: bool,
     ) -> anyhow::Result<Option<Frame>> {
         self.player.rec.frames.push(info);
+        self.given = true;
         self.bytes_since += bytes;
         if !step_end {
             return Ok(None);

@@ -267,6 +267,18 @@ impl Player {
         }
     }
 
+    /// Forget the frames played so far, when it stands between frames with nothing of
+    /// one pending: for the replay behind a ring, which never seeks back and would
+    /// otherwise keep a frame's place for every second of a run of days.
+    pub fn forget_played(&mut self) {
+        if self.items.is_empty() && self.next_frame == self.rec.frames.len() {
+            self.rec.frames.clear();
+            self.rec.dec = None;
+            self.next_frame = 0;
+            self.consumed = 0;
+        }
+    }
+
     fn pop(&mut self) -> Option<Item> {
         let i = self.items.pop_front()?;
         self.consumed += 1;

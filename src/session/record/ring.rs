@@ -113,6 +113,7 @@ impl Ring {
         match r {
             Ok(()) if step_end => {
                 b.unplayed.clear();
+                b.writer.forget_played();
                 b.mem.drop_frames();
             }
             Ok(()) => b.unplayed.push(f),
@@ -132,27 +133,34 @@ impl Ring {
         (self.bytes, span)
     }
 
-    /// Bytes the replay behind holds beside its state (frames not played yet).
-    pub fn behind_held(&self) -> usize {
-        self.behind.as_ref().map_or(0, |b| b.mem.held())
+    /// Bytes the replay behind holds beside its state (frames not played yet), and the
+    /// frames it keeps a place for.
+    pub fn behind_held(&self) -> (usize, usize) {
+        self.behind
+            .as_ref()
+            .map_or((0, 0), |b| (b.mem.held(), b.writer.frames_held()))
     }
 
     pub fn dump(&mut self, header: &Header, reason: &str) -> Result<Option<PathBuf>> {
         let Some((first, _)) = self.frames.front() else {
             return Ok(None);
         };
-        let (base, unplayed): (Option<Frame>, &[Frame]) = match &self.behind {
-            Some(b) => (b.writer.base()?, &b.unplayed),
-            None => (None, &[]),
+        // A state that cannot be stored leaves this dump without it, not unwritten.
+        let (base, unplayed, lost): (Option<Frame>, &[Frame], _) = match &self.behind {
+            Some(b) => match b.writer.base() {
+                Ok(f) => (f, &b.unplayed, None),
+                Err(e) => (None, &[], Some(format!("{e:#}"))),
+            },
+            None => (None, &[], self.behind_failed.clone()),
         };
         let mut h = header.clone();
         h.ring = Some(RingInfo {
             keep_s: self.keep_ns as f64 / 1e9,
             reason: reason.to_string(),
             base: base.is_some(),
-            lost: self.behind_failed.clone(),
+            lost: lost.clone(),
         });
-        if base.is_none() && self.behind_failed.is_some() {
+        if base.is_none() && lost.is_some() {
             // Nothing from before the window: its times count from its first frame.
             h.start_ns = unplayed.first().unwrap_or(first).first_at;
         }
