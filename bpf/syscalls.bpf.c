@@ -723,6 +723,11 @@ static __always_inline void unfollow_in_kernel(__u32 tgid)
 	bpf_map_delete_elem(&pids, &tgid);
 }
 
+/* Scheduler times (below): a traced thread's times go to its tgid's as it exits,
+ * while the scheduler programs run (user space sets `sched_on` before attaching). */
+volatile __u32 sched_on;
+static __always_inline void sched_retire(struct task_struct *t, __u32 tid, __u32 tgid);
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(pgt_process_exit, struct task_struct *task)
 {
@@ -731,6 +736,8 @@ int BPF_PROG(pgt_process_exit, struct task_struct *task)
 
 	if (!is_traced(tgid))
 		return 0;
+	if (sched_on)
+		sched_retire(task, (__u32)current_id(), tgid);
 	/* Another thread of the group is still running: not the end yet. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
@@ -994,55 +1001,70 @@ int BPF_PROG(pgt_uring_complete, struct io_ring_ctx *ring, struct io_kiocb *req,
  *
  * -- Scheduler times --------------------------------------------------------------
  *
- * Per thread of a traced process (`sched_threads`), the state it is in, since
- * when, and the nanoseconds it spent in each state: on a CPU, runnable but
- * waiting for one (the run queue), sleeping interruptibly (S), and in
- * uninterruptible sleep (D: mostly waiting for the device). One program, on
- * sched_switch: a state is opened when the thread leaves its CPU and closed
- * when it gets one back, each time by the CPU the thread runs on, in the
- * thread's own record (nothing shared is written; one map lookup per traced
- * task per switch). No program on the wakeups: how much of the time off the CPU
- * was spent waiting for one is the kernel's own figure (sched_info, which it
- * keeps whenever CONFIG_SCHED_INFO is set): `run_delay`, the run queue time of
- * the periods already ended, plus, for the current one, the run queue clock now
- * minus `last_queued` (when it was queued). Those are read at the switch in,
- * before the kernel adds the current period (sched_info_switch runs after the
- * tracepoint). The rest of the time off the CPU is sleep, S or D as the thread
- * left. A wakeup program would double the runs per round trip of a ping-pong and
- * write the woken thread's record from the waker's CPU (a cache line that then
- * moves to the CPU where the thread runs): measured in benches/kernel_time.rs.
+ * Per traced process: the time its threads spent on a CPU, runnable but waiting
+ * for one (the run queue), asleep interruptibly (S: a client, a latch, a
+ * timeout) and in uninterruptible sleep (D: mostly the device).
  *
- * A thread that exits hands its times to its tgid's `sched_totals`. Nothing goes
- * to user space per switch; it reads the threads and the totals once an
- * interval. Threads that were already asleep when tracing began are seeded by
- * user space from /proc (BPF_NOEXIST: the kernel's view wins).
+ * The first two are the kernel's own accounting, which it keeps for every task
+ * anyway: `se.sum_exec_runtime` and `sched_info.run_delay` (CONFIG_SCHED_INFO),
+ * which user space reads once an interval from /proc/TGID/task/TID/schedstat.
+ * What the kernel does not keep (unless schedstats are on, which would cost every
+ * switch of the host) is how the time off the CPU splits into S and D. That is
+ * this program's: on sched_switch, a traced thread leaving its CPU in D opens a
+ * period in its record (`sched_threads`), and its next switch in closes it, less
+ * the part it then spent in the run queue (the kernel's run_delay growth plus the
+ * run queue clock minus `last_queued`, read before sched_info_switch adds the
+ * current period). S is then the rest: the window less the other three.
+ *
+ * So a switch that opens or closes no D period, nearly all of them, costs the
+ * pid test and a load (`sched_dpend`, a count of the open D periods per bucket of
+ * tids: a switch in whose bucket holds none is done). No clock read, no map
+ * lookup: the earlier version, which timed every state of every traced thread in
+ * its record, cost ~205 ns per traced switch (1.05x of a pipe ping-pong's round
+ * trip, docs/overhead.md).
+ *
+ * A record also holds the thread's window: when it starts (`base_t`) and the
+ * kernel's two counters then, for the figures to count from there. User space
+ * writes one for each thread of a process before it traces it; the fork program
+ * below one for each thread created later ({its start, 0, 0}); a D period of a
+ * thread that has none creates one the same way. At sched_process_exit (every
+ * thread's, before a last one unfollows its tgid) the thread's times are added
+ * to its tgid's `sched_totals` and the record deleted: a record exists exactly
+ * while its thread can still be read in /proc.
  *
  * Not in another PID namespace than the initial one: the tracepoints give
  * tasks, whose pids there would have to be translated (user space says so).
  */
-#define PGT_ST_RUNNING 0
-#define PGT_ST_RUNQUEUE 1
-#define PGT_ST_SLEEP 2
-#define PGT_ST_DISK 3
-#define PGT_ST_COUNT 4
 
 /* task->__state bits (include/linux/sched.h). */
 #define PGT_TASK_UNINTERRUPTIBLE 0x0002
-#define PGT_EXIT_DEAD 0x0010
-#define PGT_TASK_DEAD 0x0080
 
+/* Layout shared with src/trace/ebpf/sched.rs (decode_thread, encode_thread). */
 struct pgt_thread {
-	__u64 since;
-	__u32 tgid;
-	__u32 state;
-	__u64 ns[PGT_ST_COUNT];
-	/* sched_info.run_delay + 1 when the thread last left its CPU; 0: unknown
-	 * (a record created by user space, or by a switch in). */
+	/* Start of the thread's window (CLOCK_MONOTONIC ns), and the kernel's
+	 * se.sum_exec_runtime and sched_info.run_delay then. */
+	__u64 base_t;
+	__u64 base_run;
+	__u64 base_rq;
+	/* D time of the closed periods. */
+	__u64 d_ns;
+	/* Start of the open D period; 0: none. */
+	__u64 d_since;
+	/* sched_info.run_delay + 1 when the open period began; 0: unknown. */
 	__u64 run_delay1;
+	__u32 tgid;
+	__u32 pad;
 };
 
+/* A tgid's exited threads: on a CPU, run queue, D, and their windows, summed. */
+#define PGT_TOT_RUN 0
+#define PGT_TOT_RQ 1
+#define PGT_TOT_DISK 2
+#define PGT_TOT_WINDOW 3
+#define PGT_TOT_COUNT 4
+
 struct pgt_sched_totals {
-	__u64 ns[PGT_ST_COUNT];
+	__u64 ns[PGT_TOT_COUNT];
 };
 
 struct {
@@ -1052,14 +1074,38 @@ struct {
 	__type(value, struct pgt_thread);
 } sched_threads SEC(".maps");
 
-/* The times of the exited threads of a traced tgid. Per CPU: an exit adds to its
- * own CPU's copy, with no atomic; user space sums the copies. */
+/* Per CPU: an exit adds to its own CPU's copy, with no atomic; user space sums. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct pgt_sched_totals);
 } sched_totals SEC(".maps");
+
+/* Open D periods per bucket of tids (tid % PGT_DPEND): a superset test for the
+ * switch in. Atomic: a bucket's threads run on any CPU. User space adds one
+ * before it writes a record seeded in D. */
+#define PGT_DPEND 1024
+volatile __u32 sched_dpend[PGT_DPEND];
+
+/* Whether the I/O latency programs are attached (user space sets it). */
+volatile __u32 io_latency_on;
+
+/* A traced thread inside a read/write/fsync: since when, which call, and
+ * whether it slept in D state (waited for the device) meanwhile. */
+struct pgt_io_call {
+	__u64 ts;
+	__s64 fd;
+	__u32 nr;
+	__u32 disk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pgt_io_call);
+} io_calls SEC(".maps");
 
 /* Kernels before 5.14 called it `state` (a long). */
 struct task_struct___pre514 {
@@ -1075,11 +1121,11 @@ static __always_inline unsigned int task_state(struct task_struct *t)
 }
 
 /* The run queue part of the `d` nanoseconds `t` spent off the CPU since it left
- * it asleep; read as `t` is switched in (see above). The clock of the current
+ * it in D; read as `t` is switched in (see above). The clock of the current
  * period is that of `t`'s run queue (rq->clock, which sched_info's times are
  * in), reached through its CFS run queue (CONFIG_FAIR_GROUP_SCHED; the
  * per-CPU `runqueues` would need CONFIG_KALLSYMS_ALL): without it, the current
- * period of a woken thread counts as sleep. */
+ * period of a woken thread counts as D. */
 static __always_inline __u64 queued_part(struct task_struct *t, struct pgt_thread *th, __u64 d)
 {
 	__u64 q = 0, rd, lq;
@@ -1109,52 +1155,67 @@ static __always_inline __u64 run_delay1_of(struct task_struct *t)
 	return t->sched_info.run_delay + 1;
 }
 
-static __always_inline void sched_add(struct pgt_thread *th, __u32 st, __u64 d)
+static __always_inline volatile __u32 *dpend_of(__u32 tid)
 {
-	/* The callers' own tests let the compiler drop a bounds check here that
-	 * the verifier needs: hide what it knows, then mask. */
-	asm volatile("" : "+r"(st));
-	st &= PGT_ST_COUNT - 1;
-	th->ns[st] += d;
+	return &sched_dpend[tid & (PGT_DPEND - 1)];
 }
 
-/* A traced thread exits: its times go to its tgid's (rare: once per thread). */
-static __always_inline void sched_retire(__u32 tgid, struct pgt_thread *th)
+/* A record for a thread that has none: its window from its start (the kernel's
+ * counters were 0 then). */
+static __always_inline struct pgt_thread *sched_record(struct task_struct *t, __u32 tid, __u32 tgid)
 {
-	struct pgt_sched_totals *t = bpf_map_lookup_elem(&sched_totals, &tgid);
-	int i;
+	struct pgt_thread *th = bpf_map_lookup_elem(&sched_threads, &tid);
+	struct pgt_thread nt;
 
-	if (!t) {
-		struct pgt_sched_totals z = {};
+	if (th)
+		return th;
+	__builtin_memset(&nt, 0, sizeof(nt));
+	nt.base_t = BPF_CORE_READ(t, start_time);
+	nt.tgid = tgid;
+	bpf_map_update_elem(&sched_threads, &tid, &nt, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&sched_threads, &tid);
+}
 
-		bpf_map_update_elem(&sched_totals, &tgid, &z, BPF_NOEXIST);
-		t = bpf_map_lookup_elem(&sched_totals, &tgid);
-		if (!t)
-			return;
+/* A traced thread leaves its CPU in D: its period opens (and a read or write it
+ * is inside waited for the device, for --io-latency). */
+static __always_inline void sched_d_out(struct task_struct *prev, __u32 tid, __u32 tgid)
+{
+	struct pgt_thread *th = sched_record(prev, tid, tgid);
+
+	if (th && !th->d_since) {
+		th->d_since = bpf_ktime_get_ns();
+		th->run_delay1 = run_delay1_of(prev);
+		__sync_fetch_and_add(dpend_of(tid), 1);
 	}
-#pragma unroll
-	for (i = 0; i < PGT_ST_COUNT; i++)
-		t->ns[i] += th->ns[i];
+	if (io_latency_on) {
+		struct pgt_io_call *c = bpf_map_lookup_elem(&io_calls, &tid);
+
+		if (c)
+			c->disk = 1;
+	}
 }
 
-/* Whether the I/O latency programs are attached (user space sets it). */
-volatile __u32 io_latency_on;
+/* A traced thread whose bucket holds an open D period comes back to a CPU (`in`)
+ * or leaves it (a period user space seeded just as the thread woke: it ran since,
+ * when is unknown, so the period is dropped). */
+static __always_inline void sched_d_close(struct task_struct *t, __u32 tid, int in)
+{
+	struct pgt_thread *th = bpf_map_lookup_elem(&sched_threads, &tid);
+	__u64 now, d;
 
-/* A traced thread inside a read/write/fsync: since when, which call, and
- * whether it slept in D state (waited for the device) meanwhile. */
-struct pgt_io_call {
-	__u64 ts;
-	__s64 fd;
-	__u32 nr;
-	__u32 disk;
-};
+	if (!th || !th->d_since)
+		return;
+	if (in) {
+		now = bpf_ktime_get_ns();
+		if (now > th->d_since) {
+			d = now - th->d_since;
+			th->d_ns += d - queued_part(t, th, d);
+		}
+	}
+	th->d_since = 0;
+	__sync_fetch_and_add(dpend_of(tid), -1);
+}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct pgt_io_call);
-} io_calls SEC(".maps");
 
 /* Whether `a` and `b` are traced: bit 0 for `a`, bit 1 for `b`. One pass over
  * the fast slots for both (a switch tests two tasks; two is_traced() calls
@@ -1197,8 +1258,6 @@ static __always_inline __u32 traced2(__u32 a, __u32 b)
 static __always_inline int sched_switch(bool preempt, struct task_struct *prev,
 					struct task_struct *next, unsigned int st, int have_state)
 {
-	struct pgt_thread *th, nt;
-	__u64 now = 0;
 	__u32 tgid, ntgid, tid, m;
 
 	if (pidns_ino)
@@ -1215,72 +1274,85 @@ static __always_inline int sched_switch(bool preempt, struct task_struct *prev,
 	if (!m)
 		return 0;
 	if (m & 1) {
-		__u32 to;
-		int dead;
-
+		tid = prev->pid;
+		/* A period seeded as the thread woke (see sched_d_close). */
+		if (*dpend_of(tid))
+			sched_d_close(prev, tid, 0);
 		if (!have_state)
 			st = task_state(prev);
-		dead = st & (PGT_TASK_DEAD | PGT_EXIT_DEAD);
-		now = bpf_ktime_get_ns();
-		tid = prev->pid;
-		/* Preempted, or yielding: still runnable, now waiting for a CPU. */
-		if (preempt || st == 0)
-			to = PGT_ST_RUNQUEUE;
-		else if (st & PGT_TASK_UNINTERRUPTIBLE)
-			to = PGT_ST_DISK;
-		else
-			to = PGT_ST_SLEEP;
-		th = bpf_map_lookup_elem(&sched_threads, &tid);
-		if (th) {
-			if (th->state == PGT_ST_RUNNING && now > th->since)
-				sched_add(th, PGT_ST_RUNNING, now - th->since);
-			if (dead) {
-				sched_retire(tgid, th);
-				bpf_map_delete_elem(&sched_threads, &tid);
-			} else {
-				th->state = to;
-				th->since = now;
-				th->run_delay1 = run_delay1_of(prev);
-			}
-		} else if (!dead) {
-			__builtin_memset(&nt, 0, sizeof(nt));
-			nt.since = now;
-			nt.tgid = tgid;
-			nt.state = to;
-			nt.run_delay1 = run_delay1_of(prev);
-			bpf_map_update_elem(&sched_threads, &tid, &nt, BPF_ANY);
-		}
-		if (to == PGT_ST_DISK && io_latency_on) {
-			struct pgt_io_call *c = bpf_map_lookup_elem(&io_calls, &tid);
-
-			if (c)
-				c->disk = 1;
-		}
+		/* Preempted (still runnable, whatever its state) or not asleep in D:
+		 * nothing to time. */
+		if (!preempt && (st & PGT_TASK_UNINTERRUPTIBLE))
+			sched_d_out(prev, tid, tgid);
 	}
 	if (m & 2) {
-		if (!now)
-			now = bpf_ktime_get_ns();
 		tid = next->pid;
-		th = bpf_map_lookup_elem(&sched_threads, &tid);
-		if (th) {
-			if (th->state != PGT_ST_RUNNING && now > th->since) {
-				__u64 d = now - th->since, q = d;
-
-				if (th->state != PGT_ST_RUNQUEUE)
-					q = queued_part(next, th, d);
-				sched_add(th, PGT_ST_RUNQUEUE, q);
-				sched_add(th, th->state, d - q);
-			}
-			th->state = PGT_ST_RUNNING;
-			th->since = now;
-		} else {
-			__builtin_memset(&nt, 0, sizeof(nt));
-			nt.since = now;
-			nt.tgid = ntgid;
-			nt.state = PGT_ST_RUNNING;
-			bpf_map_update_elem(&sched_threads, &tid, &nt, BPF_ANY);
-		}
+		if (*dpend_of(tid))
+			sched_d_close(next, tid, 1);
 	}
+	return 0;
+}
+
+/* A traced thread exits (called from pgt_process_exit, in do_exit, for every
+ * thread, before a group's last one unfollows the tgid): its times since its
+ * window began go to its tgid's totals. The CPU time of its current slice since
+ * the last tick is not in sum_exec_runtime yet (up to a tick; it counts as
+ * sleep), nor is the rest of do_exit. */
+static __always_inline void sched_retire(struct task_struct *t, __u32 tid, __u32 tgid)
+{
+	struct pgt_thread *th = bpf_map_lookup_elem(&sched_threads, &tid);
+	struct pgt_sched_totals *tot;
+	__u64 now = bpf_ktime_get_ns(), base_t, base_run = 0, base_rq = 0, d = 0;
+	__u64 run, rq = 0;
+
+	if (th) {
+		base_t = th->base_t;
+		base_run = th->base_run;
+		base_rq = th->base_rq;
+		d = th->d_ns;
+		if (th->d_since)
+			__sync_fetch_and_add(dpend_of(tid), -1);
+	} else {
+		base_t = BPF_CORE_READ(t, start_time);
+	}
+	run = BPF_CORE_READ(t, se.sum_exec_runtime);
+	if (bpf_core_field_exists(t->sched_info.run_delay))
+		rq = BPF_CORE_READ(t, sched_info.run_delay);
+	tot = bpf_map_lookup_elem(&sched_totals, &tgid);
+	if (!tot) {
+		struct pgt_sched_totals z = {};
+
+		bpf_map_update_elem(&sched_totals, &tgid, &z, BPF_NOEXIST);
+		tot = bpf_map_lookup_elem(&sched_totals, &tgid);
+	}
+	if (tot) {
+		tot->ns[PGT_TOT_RUN] += run > base_run ? run - base_run : 0;
+		tot->ns[PGT_TOT_RQ] += rq > base_rq ? rq - base_rq : 0;
+		tot->ns[PGT_TOT_DISK] += d;
+		tot->ns[PGT_TOT_WINDOW] += now > base_t ? now - base_t : 0;
+	}
+	if (th)
+		bpf_map_delete_elem(&sched_threads, &tid);
+}
+
+/* A thread created in a traced process: its record, its window from its start.
+ * (A new process is followed, and seeded, by user space.) */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(pgt_sched_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct pgt_thread nt;
+	__u32 tgid, tid;
+
+	if (pidns_ino || !sched_on)
+		return 0;
+	tgid = parent->tgid;
+	if (child->tgid != tgid || !is_traced(tgid))
+		return 0;
+	tid = child->pid;
+	__builtin_memset(&nt, 0, sizeof(nt));
+	nt.base_t = child->start_time;
+	nt.tgid = tgid;
+	bpf_map_update_elem(&sched_threads, &tid, &nt, BPF_NOEXIST);
 	return 0;
 }
 

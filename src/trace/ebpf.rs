@@ -929,6 +929,8 @@ impl Tracer for EbpfTracer {
         if self.pids.contains(&pid) {
             return Ok(());
         }
+        // Its threads' records before the scheduler program can see it.
+        self.seed_sched(pid);
         let skel = self.skel.as_mut().expect("checked by skel()");
         let bss = skel
             .maps
@@ -954,7 +956,6 @@ impl Tracer for EbpfTracer {
         }
         self.pids.push(pid);
         self.aio_register(pid);
-        self.seed_sched(pid);
         Ok(())
     }
 

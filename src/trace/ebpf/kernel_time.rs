@@ -46,17 +46,26 @@ impl EbpfTracer {
             );
             return;
         }
-        let Some(skel) = self.skel.as_ref() else {
+        if !sched::kernel_keeps_sched_info() {
+            self.kernel.notes.push(
+                "scheduler times: not measured (this kernel keeps no per-task scheduler \
+                 accounting: CONFIG_SCHED_INFO)"
+                    .into(),
+            );
+            return;
+        }
+        let Some(skel) = self.skel.as_mut() else {
             return;
         };
         let variant = self.kernel.variant.unwrap_or(sched::Variant::TaskState);
+        // Every thread's record before the programs run (they never open a window).
+        for &pid in &self.pids {
+            sched::SchedWatch::seed(skel, pid);
+        }
         match sched::SchedWatch::attach(skel, variant) {
             Ok(w) => {
                 if variant == sched::Variant::TaskState {
                     self.kernel.notes.push(sched::TASK_STATE_NOTE.into());
-                }
-                for &pid in &self.pids {
-                    w.seed(skel, pid);
                 }
                 self.kernel.sched = Some(w);
             }
@@ -117,9 +126,10 @@ impl EbpfTracer {
         Ok(())
     }
 
+    /// Before `pid` is traced (see [`sched::SchedWatch::seed`]).
     pub(super) fn seed_sched(&mut self, pid: Pid) {
-        if let (Some(w), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_ref()) {
-            w.seed(skel, pid);
+        if let (Some(_), Some(skel)) = (self.kernel.sched.as_ref(), self.skel.as_mut()) {
+            sched::SchedWatch::seed(skel, pid);
         }
     }
 
