@@ -282,9 +282,12 @@ impl SchedWatch {
                 // Before the record: a switch that finds the count finds the record or
                 // nothing, never an open period it was not told of.
                 if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
+                    // Atomic: the programs change the bucket on other CPUs meanwhile.
                     let slot = &mut bss.sched_dpend[(tid % DPEND) as usize];
-                    let v = *slot;
-                    store_shared(slot, v.wrapping_add(1));
+                    // SAFETY: `slot` is a valid, aligned u32 of the mmapped .bss for the
+                    // call; the kernel's programs update it only atomically too.
+                    unsafe { std::sync::atomic::AtomicU32::from_ptr(slot) }
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             }
             let _ = skel.maps.sched_threads.update(
