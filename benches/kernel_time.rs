@@ -8,7 +8,11 @@
 //!    pg_trace runs by default); then, with the statistics on for that part only, the
 //!    program's run time net of an empty program attached to the same tracepoint in the
 //!    same run (the statistics' own clock reads); budget 1.02×;
-//! 2. the watchpoint of `--exact-waits`, per wait transition: a backend answering many
+//! 2. the `block_bio_queue` program of `--io-latency`, which runs for every bio of the
+//!    machine: O_DIRECT 4 KiB reads of a file by an untraced process (each one bio), with
+//!    the tracer's I/O latency programs attached and not (another process traced), in
+//!    wall time, and the program's own run time from the BPF statistics;
+//! 3. the watchpoint of `--exact-waits`, per wait transition: a backend answering many
 //!    `SELECT 1` (each a ClientRead wait begun and ended), under `pg_trace --backend ebpf`
 //!    with and without `--exact-waits`.
 //!
@@ -16,7 +20,7 @@
 //!
 //!     cargo bench --bench kernel_time
 //!     PG_TRACE_BENCH_REPS=9 PG_TRACE_BENCH_ROUNDS=200000 cargo bench --bench kernel_time
-//!     PG_TRACE_BENCH_SCHED_ONLY=1 cargo bench --bench kernel_time   # part 1 only
+//!     PG_TRACE_BENCH_SCHED_ONLY=1 cargo bench --bench kernel_time   # parts 1 and 2 only
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -267,6 +271,122 @@ fn sched_bench(reps: usize, rounds: u64) {
     }
 }
 
+/// A file of `mib` MiB under target/, written and synced once.
+fn bio_file(mib: usize) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bio-bench.dat");
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == (mib << 20) as u64) {
+        return path;
+    }
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0x5au8; 1 << 20];
+    for _ in 0..mib {
+        f.write_all(&block).unwrap();
+    }
+    f.sync_all().unwrap();
+    path
+}
+
+/// `reads` O_DIRECT 4 KiB reads at pseudo-random aligned offsets of `path` (each goes to
+/// the device as one bio): seconds taken.
+fn direct_reads(path: &std::path::Path, reads: u64) -> f64 {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
+    let blocks = f.metadata().unwrap().len() / 4096;
+    let layout = std::alloc::Layout::from_size_align(4096, 4096).unwrap();
+    // SAFETY: a non-zero size; freed below with the same layout.
+    let buf = unsafe { std::alloc::alloc(layout) };
+    assert!(!buf.is_null());
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let t = Instant::now();
+    for _ in 0..reads {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let off = (x % blocks) * 4096;
+        // SAFETY: `buf` holds 4096 writable bytes, aligned for O_DIRECT.
+        let n = unsafe { libc::pread(f.as_raw_fd(), buf.cast(), 4096, off as libc::off_t) };
+        assert_eq!(
+            n,
+            4096,
+            "O_DIRECT read: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let secs = t.elapsed().as_secs_f64();
+    // SAFETY: allocated above with `layout`, not used after.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    secs
+}
+
+fn bio_bench(reps: usize) {
+    let reads = env_num("PG_TRACE_BENCH_BIO_READS", 20_000);
+    let path = bio_file(256);
+    let mut idle = Command::new("sleep").arg("1000000").spawn().unwrap();
+    let traced = |io_latency: bool| {
+        let mut t = EbpfTracer::attach(&[idle.id() as i32]).expect("eBPF (run as root)");
+        if io_latency {
+            t.enable_io_latency().expect("--io-latency programs");
+        }
+        t
+    };
+    pg_trace::trace::cost::set_probe_cost(false);
+    let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t = traced(false);
+        let a = direct_reads(&path, reads);
+        drop(t);
+        let t = traced(true);
+        let b = direct_reads(&path, reads);
+        drop(t);
+        off.push(a);
+        on.push(b);
+        ratios.push(b / a);
+    }
+    let (a, b) = (median(off), median(on));
+    println!("block_bio_queue (--io-latency), {reads} O_DIRECT 4 KiB reads by an untraced process, median of {reps}:");
+    println!(
+        "  I/O latency programs off  {:>8.1} ms ({:.1} µs per read)",
+        a * 1e3,
+        a / reads as f64 * 1e6
+    );
+    println!(
+        "  I/O latency programs on   {:>8.1} ms; median paired ratio {:.3}x",
+        b * 1e3,
+        median(ratios)
+    );
+    // The program's own time per bio, with the statistics on for this part only.
+    pg_trace::trace::cost::set_probe_cost(true);
+    let mut per_run = Vec::new();
+    let mut runs_per_read = Vec::new();
+    for _ in 0..reps.min(3) {
+        let t = traced(true);
+        direct_reads(&path, reads);
+        if let Some((ns, runs)) = t.bio_program_cost() {
+            per_run.push(ns as f64 / runs.max(1) as f64);
+            runs_per_read.push(runs as f64 / reads as f64);
+        }
+    }
+    pg_trace::trace::cost::set_probe_cost(false);
+    let _ = idle.kill();
+    let _ = idle.wait();
+    if per_run.is_empty() {
+        println!("  (no BPF statistics, or no block_bio_queue program on this kernel)");
+        return;
+    }
+    let (ns, rpr) = (median(per_run), median(runs_per_read));
+    println!(
+        "  run time under BPF statistics: {ns:.1} ns per run (their own clock reads included), \
+         {:.2} runs per read: {:.4}x of a read",
+        rpr,
+        1.0 + ns * 1e-9 * rpr / (a / reads as f64)
+    );
+}
+
 fn exact_waits_bench(reps: usize) {
     let major = env_num("PG_TRACE_BENCH_MAJOR", 15) as u32;
     let queries = env_num("PG_TRACE_BENCH_QUERIES", 5000);
@@ -364,7 +484,8 @@ fn main() {
     }
     let reps = env_num("PG_TRACE_BENCH_REPS", 7) as usize;
     sched_bench(reps, env_num("PG_TRACE_BENCH_ROUNDS", 100_000));
-    // PG_TRACE_BENCH_SCHED_ONLY=1: the scheduler part alone (no cluster).
+    bio_bench(reps);
+    // PG_TRACE_BENCH_SCHED_ONLY=1: the kernel parts alone (no cluster).
     if env_num("PG_TRACE_BENCH_SCHED_ONLY", 0) == 0 {
         exact_waits_bench(reps.min(5));
     }

@@ -97,6 +97,23 @@ impl EbpfTracer {
         Some((ns, runs))
     }
 
+    /// The kernel's BPF statistics of the `block_bio_queue` program of `--io-latency`:
+    /// (run time ns, runs); None when it is not attached or the kernel does not count (for
+    /// the benchmark that measures what it costs every bio of the machine).
+    pub fn bio_program_cost(&self) -> Option<(u64, u64)> {
+        self.kernel.io.as_ref()?;
+        if self.run_time_stats.unmeasured().is_some() {
+            return None;
+        }
+        let skel = self.skel.as_ref()?;
+        if !skel.progs.pgt_bio_queue.autoload() {
+            return None;
+        }
+        let progs = [&skel.progs.pgt_bio_queue];
+        let (ns, runs, _) = crate::trace::libbpf::prog_counters_of(progs.into_iter());
+        Some((ns, runs))
+    }
+
     /// Whether the scheduler program is the old one (kernels before 5.18), which reads
     /// the state a thread left in from the task (see `sched.rs`).
     pub fn scheduler_reads_task_state(&self) -> bool {
