@@ -211,9 +211,11 @@ fn sched_bench(reps: usize, rounds: u64) {
         w * 1e3,
         w / u
     );
+    let (lo, hi) = support::stats::median_interval(&ratios);
     println!(
-        "  scheduler programs alone: median paired ratio {:.3}x (budget 1.02x); {:.0} ns per switch",
-        median(ratios),
+        "  scheduler programs alone: median paired ratio {:.3}x (95 % interval of the median \
+         {lo:.3}-{hi:.3}; budget 1.02x); {:.0} ns per switch",
+        median(ratios.clone()),
         (w - wo) / (2.0 * rounds as f64) * 1e9
     );
 
@@ -354,8 +356,10 @@ fn bio_bench(reps: usize) {
         a * 1e3,
         a / reads as f64 * 1e6
     );
+    let (lo, hi) = support::stats::median_interval(&ratios);
     println!(
-        "  I/O latency programs on   {:>8.1} ms; median paired ratio {:.3}x",
+        "  I/O latency programs on   {:>8.1} ms; median paired ratio {:.3}x (95 % interval \
+         {lo:.3}-{hi:.3})",
         b * 1e3,
         median(ratios)
     );

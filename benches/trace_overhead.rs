@@ -351,8 +351,8 @@ fn main() {
         "recording, {pairs} alternated pairs of `--backend ebpf` without and with `--record` \
          ({reps} scans each, medians):"
     );
-    let (cilo, cihi) = median_interval(&cpu_r);
-    let (wilo, wihi) = median_interval(&wall_r);
+    let (cilo, cihi) = support::stats::median_interval(&cpu_r);
+    let (wilo, wihi) = support::stats::median_interval(&wall_r);
     println!(
         "  the backend's CPU time per scan: with/without {:.3}x median (95 % interval of the \
          median {cilo:.3}-{cihi:.3}; range {clo:.3}-{chi:.3}; budget +0.01x); ms per scan \
@@ -364,34 +364,6 @@ fn main() {
          range {wlo:.3}-{whi:.3})",
         median_f(wall_r.clone())
     );
-}
-
-/// A distribution-free 95 % confidence interval of the median of `v` (order statistics:
-/// the k-th smallest and largest, k the largest with P(Binomial(n, ½) < k) ≤ 2.5 %); the
-/// whole range when `v` is too short for one.
-fn median_interval(v: &[f64]) -> (f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    // P(X <= j) for X ~ Binomial(n, 1/2), by the running binomial coefficient.
-    let mut cdf = 0.0;
-    let mut coef = 1.0f64;
-    let mut k = 0;
-    for j in 0..n {
-        cdf += coef * 0.5f64.powi(n as i32);
-        coef = coef * (n - j) as f64 / (j + 1) as f64;
-        if cdf > 0.025 {
-            break;
-        }
-        k = j + 1;
-    }
-    if k == 0 {
-        return (s[0], s[n - 1]);
-    }
-    (s[k - 1], s[n - k])
 }
 
 /// The backend's own time on a CPU, in ns (`/proc/PID/schedstat`'s first field): what the

@@ -16,6 +16,7 @@
 pub mod container;
 pub mod eta;
 pub mod scripted;
+pub mod stats;
 pub mod status;
 pub mod trace;
 
