@@ -8,6 +8,19 @@
 //! view, is followed through its scan of the table: the relation and its size are what the
 //! server reports afterwards, and the scan is seen to its end.
 //!
+//! The statements that call a function per row (CREATE INDEX, COPY, DELETE) are paced by the
+//! wall clock, not by sleeps that add up: row `id`, read in the order of the ids, is not
+//! passed before `id` steps after the statement began (see [`paced`]). Seven clusters on two
+//! cores stretch each sleep's wake-up and each row's CPU, unevenly over the run: sleeps
+//! that add up (4 ms every 100 rows, once) run slower in one stretch than in another, and
+//! the ETA taken from the first quarter is then off by as much. A deadline makes up a late
+//! wake-up or a slow stretch at the next sleep, so the paced part takes the same time
+//! however loaded the machine; what the load still moves is the unpaced rest (a CREATE
+//! INDEX's sort and load, some 0.1 s of its 8.4 s on a quiet machine). VACUUM and ANALYZE
+//! are paced by the cost-based delay, sleeps that add up: the majors meet before each timed
+//! statement (see [`Meeting`]), so that none starts one while another still loads its
+//! tables or builds an index, which would slow its first quarter and not the rest.
+//!
 //! One pg_trace (`--backend ebpf --interval 50`) follows one backend through every statement. The SQL
 //! sampler polls every 50 ms; of what it saw, a phase is compared only when its polls span
 //! longer than pg_trace's longest gap between two samples in that run (on a loaded machine
@@ -18,12 +31,101 @@ mod support;
 
 use pg_trace::output::record::{OperationRecord, Record};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use support::trace::{operation, spawn_trace_every, stats, Trace};
+use support::trace::{operation, spawn_trace_every, stats, status, Trace};
 use support::Cluster;
 
 const ROWS: i64 = 200_000;
+
+/// Where the majors' checks wait for each other before a timed statement: the load the
+/// others put on the machine is then the same over the whole statement (the same paced
+/// statement on every cluster), not one that ends or begins a second into it.
+struct Meeting {
+    state: Mutex<Attendance>,
+    all_here: Condvar,
+}
+
+struct Attendance {
+    /// The checks still running.
+    parties: usize,
+    arrived: usize,
+    round: u64,
+}
+
+impl Attendance {
+    fn all_here(&mut self, m: &Meeting) {
+        self.arrived = 0;
+        self.round += 1;
+        m.all_here.notify_all();
+    }
+}
+
+static MEETING: Meeting = Meeting {
+    state: Mutex::new(Attendance {
+        parties: 0,
+        arrived: 0,
+        round: 0,
+    }),
+    all_here: Condvar::new(),
+};
+
+impl Meeting {
+    fn lock(&self) -> MutexGuard<'_, Attendance> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for every check still running to come here too.
+    fn meet(&self, major: u32, before: &str) {
+        let mut a = self.lock();
+        let round = a.round;
+        a.arrived += 1;
+        if a.arrived >= a.parties {
+            a.all_here(self);
+            return;
+        }
+        let since = Instant::now();
+        while a.round == round {
+            assert!(
+                since.elapsed() < Duration::from_secs(300),
+                "PG{major}: the other majors did not come before {before} in 300 s"
+            );
+            a = self
+                .all_here
+                .wait_timeout(a, Duration::from_secs(1))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// One check's place at the meetings, given up when it ends, passed or failed: the others
+/// do not wait for it after that.
+struct Party;
+
+impl Drop for Party {
+    fn drop(&mut self) {
+        let mut a = MEETING.lock();
+        a.parties = a.parties.saturating_sub(1);
+        if a.arrived > 0 && a.arrived >= a.parties {
+            a.all_here(&MEETING);
+        }
+    }
+}
+
+/// SQL creating `name(int)`, an immutable function that, on every `every`-th value `v`,
+/// sleeps until `v * step_us` microseconds after the statement began (not at all when
+/// that moment has passed): a statement calling it on the ids in order passes them at a
+/// steady pace set by the wall clock, `ROWS * step_us` in all, however late a wake-up or
+/// slow a stretch of rows on a loaded machine (the next deadline makes up for it).
+fn paced(name: &str, every: u32, step_us: u32) -> String {
+    format!(
+        "CREATE FUNCTION {name}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+         $$ BEGIN IF $1 % {every} = 0 THEN \
+         PERFORM pg_sleep_until(statement_timestamp() + $1 * interval '{step_us} microseconds'); \
+         END IF; RETURN $1; END $$; "
+    )
+}
 
 /// The server's own vocabulary for a view: every quoted literal of its definition (its
 /// phase and command words), plus the btree build's subphase names.
@@ -113,10 +215,13 @@ fn in_order(sub: &[String], seq: &[String]) -> bool {
     sub.iter().all(|s| it.any(|x| x == s))
 }
 
-/// One statement run on the traced backend: its operation records, and the `ts` of the
-/// first interval after its last one (its end, as pg_trace's clock says).
+/// One statement run on the traced backend: its operation records, and when it began
+/// and ended as pg_trace's clock says: halfway between the last interval without it and
+/// the first with it, and between the last with it and the first without (an interval
+/// apart on a quiet machine, 50 ms, several hundred on a loaded one).
 struct Run {
     ops: Vec<OperationRecord>,
+    start_ts: f64,
     end_ts: f64,
     /// The longest time between two of pg_trace's intervals during the run.
     gap_s: f64,
@@ -136,7 +241,15 @@ impl Run {
     /// The ETA shown when 25 % was first reached, against the real end: the error as a
     /// share of the whole run.
     fn eta_error(&self, what: &str) -> f64 {
-        let start = self.ops.first().unwrap().ts;
+        if std::env::var("OPERATION_DEBUG").is_ok() {
+            for o in &self.ops {
+                eprintln!(
+                    "  {what} {:.3} {:?} {:?}/{:?} rate {:?} eta {:?}",
+                    o.ts, o.phase, o.done, o.total, o.rate, o.eta_s
+                );
+            }
+        }
+        let start = self.start_ts;
         let at = self
             .ops
             .iter()
@@ -155,14 +268,30 @@ impl Run {
     }
 }
 
+/// The first status record of `pid` from record `from` on that shows it idle.
+fn idle_at(r: &[Record], from: usize, pid: i32) -> Option<usize> {
+    let idle =
+        |x: &Record| status(x).is_some_and(|s| s.pid == pid && s.state.as_deref() == Some("idle"));
+    r.iter().skip(from).position(idle).map(|i| from + i)
+}
+
 /// Runs `sql` on the traced backend and waits for pg_trace's first interval after it.
+///
+/// Its records are those after pg_trace has seen the backend idle before it: the last
+/// statement's (on a loaded machine pg_trace's ticks, and so its records, come late) are
+/// not this one's, and pg_trace does not take two statements for one (two CREATE INDEX
+/// on one table, with no sample between them, are one operation to it).
 fn run(t: &mut Trace, client: &mut postgres::Client, pid: i32, kind: &str, sql: &str) -> Run {
-    let from = t.records().len();
+    let mark = t.records().len();
+    t.wait_for(
+        &format!("pg_trace to see the backend idle before {sql}"),
+        |r| idle_at(r, mark, pid).is_some(),
+    );
+    let from = idle_at(&t.records(), mark, pid).unwrap() + 1;
     client
         .batch_execute(sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     // The statement has returned: the next intervals' status samples show no operation.
-    let mut end = None;
     t.wait_for(&format!("an interval after {sql}"), |r| {
         let r = &r[from.min(r.len())..];
         let last_op = r
@@ -176,24 +305,23 @@ fn run(t: &mut Trace, client: &mut postgres::Client, pid: i32, kind: &str, sql: 
     });
     let r = t.records();
     let r = &r[from..];
+    let is_op = |x: &Record| operation(x).is_some_and(|o| o.pid == pid && o.operation == kind);
     let ops: Vec<OperationRecord> = r
         .iter()
+        .filter(|x| is_op(x))
         .filter_map(operation)
-        .filter(|o| o.pid == pid && o.operation == kind)
         .cloned()
         .collect();
-    let last = r
-        .iter()
-        .rposition(|x| operation(x).is_some_and(|o| o.pid == pid && o.operation == kind))
-        .unwrap();
-    if let Some(s) = r[last..].iter().find_map(stats) {
-        end = Some(s.ts);
-    }
+    let (first, last) = (ops.first().unwrap().ts, ops.last().unwrap().ts);
+    // Each interval's records end with its stats record (the idle one's is the first).
     let ticks: Vec<f64> = r.iter().filter_map(stats).map(|s| s.ts).collect();
+    let before = ticks.iter().rev().find(|&&ts| ts < first).unwrap();
+    let after = ticks.iter().find(|&&ts| ts > last).unwrap();
     let gap_s = ticks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
     Run {
         ops,
-        end_ts: end.unwrap(),
+        start_ts: (before + first) / 2.0,
+        end_ts: (last + after) / 2.0,
         gap_s,
     }
 }
@@ -231,6 +359,8 @@ fn compare(major: u32, what: &str, run: &Run, sampled: &[String], vocab: &[Strin
 }
 
 fn check(major: u32) {
+    // First: whatever fails after this, the others stop waiting for this check.
+    let _party = Party;
     let mut c = Cluster::start_with(
         major,
         &[
@@ -243,14 +373,14 @@ fn check(major: u32) {
     c.execute(
         "postgres",
         &format!(
-            "CREATE FUNCTION slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 100 = 0 THEN PERFORM pg_sleep(0.004); END IF; RETURN $1; END $$; \
-             CREATE FUNCTION pace(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$ BEGIN IF $1 % 200 = 0 THEN PERFORM pg_sleep(0.01); END IF; RETURN $1; END $$; \
-             CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
+            // slow: 8.4 s for the ids of t (CREATE INDEX, CLUSTER's rebuild) or of the file
+            // (COPY); pace: 10 s for the DELETE's.
+            "{}{}CREATE TABLE t (id int, pad text) WITH (autovacuum_enabled = off); \
              INSERT INTO t SELECT g, 'x' FROM generate_series(1, {ROWS}) g; \
              CREATE TABLE c (id int CHECK (slow(id) = id), pad text); \
              COPY (SELECT g, repeat('y', 100) FROM generate_series(1, {ROWS}) g) TO '{}'",
+            paced("slow", 500, 42),
+            paced("pace", 500, 50),
             file.display()
         ),
     );
@@ -265,6 +395,7 @@ fn check(major: u32) {
     t.wait_ready();
     let mut etas = Vec::new();
 
+    MEETING.meet(major, "VACUUM");
     // VACUUM of the freshly loaded table, before it has indexes: a heap scan paced by the
     // cost-based delay, 10 ms a block.
     held.client
@@ -282,6 +413,7 @@ fn check(major: u32) {
         )
         .unwrap();
 
+    MEETING.meet(major, "ANALYZE");
     // ANALYZE (13+): paced by the cost-based delay, a block at a time.
     if major >= 13 {
         let vocab = vocabulary(&c, "pg_stat_progress_analyze");
@@ -307,6 +439,7 @@ fn check(major: u32) {
         );
     }
 
+    MEETING.meet(major, "CREATE INDEX");
     // CREATE INDEX on a slow expression: a paced scan, then a sort that spills.
     let vocab = vocabulary(&c, "pg_stat_progress_create_index");
     let s = Sampler::start(&c, "pg_stat_progress_create_index", "phase", pid);
@@ -388,6 +521,7 @@ fn check(major: u32) {
         r.phases()
     );
 
+    MEETING.meet(major, "COPY");
     // COPY FROM a file, paced by a CHECK calling the slow function.
     let copy = format!("COPY c FROM '{}'", file.display());
     if major >= 14 {
@@ -424,13 +558,15 @@ fn check(major: u32) {
     drop(held);
 
     // A long DELETE (`query`): no progress view; its scan of c, from a cold cache, read
-    // by the backend (or its io workers) and followed by pg_trace. Paced mostly by sleeps
-    // (10 ms per 200 rows), so that the other majors' tests ending does not speed it up.
+    // by the backend (or its io workers) and followed by pg_trace. Paced by the clock
+    // (the row of id n not before 50 µs × n), so that neither the other majors' tests
+    // ending nor a loaded stretch changes its pace.
     c.restart();
     let mut held = c.hold_backend("postgres");
     let pid = held.pid;
     let mut t = spawn_trace_every(pid, "ebpf", 50, &[]);
     t.wait_ready();
+    MEETING.meet(major, "DELETE");
     let r = run(
         &mut t,
         &mut held.client,
@@ -485,5 +621,6 @@ fn check(major: u32) {
 
 #[test]
 fn operation_phases_and_eta_on_every_major() {
+    MEETING.lock().parties = support::majors().len();
     support::on_every_major(check);
 }

@@ -23,6 +23,12 @@ struct Spell {
     /// counted as negative work).
     moved: u64,
     unit: Option<Unit>,
+    /// The time `moved` was counted over: from the first sample that gave the spell's
+    /// figure to the last one, less the stretches where the counter went back. Not
+    /// `secs`: the work before the first sample (and after the last) is not in `moved`.
+    /// None in a state stored before it was kept.
+    #[serde(default)]
+    counted_secs: Option<f64>,
 }
 
 /// The phases run so far, timed.
@@ -40,10 +46,39 @@ struct Open {
     last_done: Option<u64>,
     moved: u64,
     unit: Option<Unit>,
+    /// The first and the last sample `moved` counts from and to since the counter last
+    /// went back (None before a figure in `unit`, and in a state stored before it was
+    /// kept)...
+    #[serde(default)]
+    counted: Option<(u64, u64)>,
+    /// ...and the seconds counted before that.
+    #[serde(default)]
+    counted_before: f64,
+}
+
+impl Open {
+    /// Seconds `moved` was counted over, up to `now`.
+    fn counted_secs(&self, now: u64) -> f64 {
+        let from = match self.counted {
+            Some((from, _)) => from,
+            // Nothing counted yet: no time either.
+            None if self.moved == 0 => now,
+            None => self.since,
+        };
+        self.counted_before + now.saturating_sub(from) as f64 / 1e9
+    }
 }
 
 impl Ledger {
     /// A sample (or file evidence) of the operation at `ts`.
+    ///
+    /// A phase's length runs from halfway between the last sample before it and the first
+    /// that showed it; its rate is its work between its first and last samples over the
+    /// time between them. Its work before its first sample is not counted, so neither is
+    /// that time: over its length, a phase sampled every second would be rated a quarter
+    /// short when first rated (1.5 s of work in 2 s). The same where its counter goes back
+    /// (a new pass, from zero, or a first sample that still showed the last command's
+    /// figures): the work since is counted from the sample after, and so is the time.
     pub fn observe(&mut self, phase: Option<&str>, done: Option<u64>, unit: Option<Unit>, ts: u64) {
         let phase = phase.unwrap_or("");
         let same = self.open.as_ref().is_some_and(|o| o.phase == phase);
@@ -54,11 +89,19 @@ impl Ledger {
             let mut at = ts;
             if let Some(o) = self.open.take() {
                 at = o.last_ts + ts.saturating_sub(o.last_ts) / 2;
+                let counted_secs = match o.counted {
+                    Some((from, to)) => {
+                        Some(o.counted_before + to.saturating_sub(from) as f64 / 1e9)
+                    }
+                    None if o.moved == 0 => Some(o.counted_before),
+                    None => None,
+                };
                 self.closed.push(Spell {
                     phase: o.phase,
                     secs: at.saturating_sub(o.since) as f64 / 1e9,
                     moved: o.moved,
                     unit: o.unit,
+                    counted_secs,
                 });
             }
             self.open = Some(Open {
@@ -68,18 +111,37 @@ impl Ledger {
                 last_done: done,
                 moved: 0,
                 unit,
+                counted: done.map(|_| (ts, ts)),
+                counted_before: 0.0,
             });
             return;
         }
         let Some(o) = self.open.as_mut() else {
             return;
         };
+        let mut went_back = false;
         if o.unit == unit {
             if let (Some(a), Some(b)) = (o.last_done, done) {
                 o.moved += b.saturating_sub(a);
+                went_back = b < a;
             }
         } else if o.moved == 0 {
+            // Figures in another unit (file evidence after a sample without any): counted
+            // from this one on.
             o.unit = unit;
+            o.counted = None;
+            o.counted_before = 0.0;
+        }
+        if done.is_some() && o.unit == unit {
+            o.counted = match o.counted {
+                Some((from, to)) if went_back => {
+                    o.counted_before += to.saturating_sub(from) as f64 / 1e9;
+                    Some((ts, ts))
+                }
+                Some((from, _)) => Some((from, ts)),
+                None if o.moved == 0 => Some((ts, ts)),
+                None => None,
+            };
         }
         o.last_done = done.or(o.last_done);
         o.last_ts = o.last_ts.max(ts);
@@ -106,7 +168,7 @@ impl Ledger {
         self.rate_after(phase, unit, now, MIN_LEARN_S)
     }
 
-    /// [`Ledger::rate`] once `phase` has run `min_s` in all.
+    /// [`Ledger::rate`] once `phase` has been counted `min_s` in all.
     fn rate_after(&self, phase: &str, unit: Unit, now: u64, min_s: f64) -> Option<f64> {
         let mut secs = 0.0;
         let mut moved = 0u64;
@@ -115,7 +177,7 @@ impl Ledger {
             .iter()
             .filter(|s| s.phase == phase && s.unit == Some(unit))
         {
-            secs += s.secs;
+            secs += s.counted_secs.unwrap_or(s.secs);
             moved += s.moved;
         }
         if let Some(o) = self
@@ -123,7 +185,7 @@ impl Ledger {
             .as_ref()
             .filter(|o| o.phase == phase && o.unit == Some(unit))
         {
-            secs += now.saturating_sub(o.since) as f64 / 1e9;
+            secs += o.counted_secs(now);
             moved += o.moved;
         }
         (secs >= min_s && moved > 0).then(|| moved as f64 / secs)
@@ -600,6 +662,72 @@ mod tests {
                 inferred: false
             })
         );
+    }
+
+    #[test]
+    fn a_phase_is_rated_over_the_samples_that_counted_it() {
+        // Samples a second apart. Phase b starts at 10.4 s and runs at 100 blocks/s: its
+        // first sample, at 11 s, already shows 60 done.
+        let mut l = Ledger::default();
+        l.observe(Some("a"), Some(0), Some(Unit::Blocks), 9 * S);
+        l.observe(Some("a"), Some(50), Some(Unit::Blocks), 10 * S);
+        l.observe(Some("b"), Some(60), Some(Unit::Blocks), 11 * S);
+        l.observe(Some("b"), Some(160), Some(Unit::Blocks), 12 * S);
+        l.observe(Some("b"), Some(260), Some(Unit::Blocks), 13 * S);
+        let r = reading("copy", "b", 260, Some(1000), Unit::Blocks);
+        // The line's own rate not ready: the ledger's, 200 blocks from 11 s to 13 s (not
+        // over the 2.5 s from halfway between 10 s and 11 s, 80/s, an ETA of 9.25 s).
+        let e = estimate(&r, &l, None, 13 * S).unwrap();
+        assert!((e.secs - 7.4).abs() < 1e-9, "{e:?}");
+        // Its length is still timed from halfway.
+        assert!((l.in_phase(13 * S) - 2.5).abs() < 1e-9);
+        // Closed, it lends that rate to its next spell, and its length is 10.5 s to 13.5 s.
+        l.observe(Some("c"), None, None, 14 * S);
+        l.observe(Some("b"), Some(0), Some(Unit::Blocks), 15 * S);
+        assert_eq!(l.mean_secs("b"), Some(3.0));
+        let r = reading("copy", "b", 0, Some(300), Unit::Blocks);
+        let e = estimate(&r, &l, None, 15 * S).unwrap();
+        assert!((e.secs - 3.0).abs() < 1e-9, "{e:?}");
+    }
+
+    #[test]
+    fn a_counter_going_back_is_counted_from_the_sample_after() {
+        // The first sample still shows the last command's figures (500 done); the scan
+        // starts from zero at 10.4 s at 100 blocks/s, sampled every second.
+        let mut l = Ledger::default();
+        l.observe(Some("scan"), Some(500), Some(Unit::Blocks), 10 * S);
+        l.observe(Some("scan"), Some(60), Some(Unit::Blocks), 11 * S);
+        l.observe(Some("scan"), Some(160), Some(Unit::Blocks), 12 * S);
+        l.observe(Some("scan"), Some(260), Some(Unit::Blocks), 13 * S);
+        let r = reading("copy", "scan", 260, Some(1000), Unit::Blocks);
+        // 200 blocks from 11 s to 13 s, not in the 3 s from 10 s (66.7/s).
+        let e = estimate(&r, &l, None, 13 * S).unwrap();
+        assert!((e.secs - 7.4).abs() < 1e-9, "{e:?}");
+        // The first pass runs on to 900 at 19 s; a second one, from zero, is at 50 at 20 s:
+        // the time between is not counted, neither is its work.
+        l.observe(Some("scan"), Some(900), Some(Unit::Blocks), 19 * S);
+        l.observe(Some("scan"), Some(50), Some(Unit::Blocks), 20 * S);
+        l.observe(Some("scan"), Some(250), Some(Unit::Blocks), 22 * S);
+        let r = reading("copy", "scan", 250, Some(1000), Unit::Blocks);
+        let e = estimate(&r, &l, None, 22 * S).unwrap();
+        // 200 + 640 + 200 blocks in 2 + 6 + 2 s.
+        assert!((e.secs - 750.0 / 104.0).abs() < 1e-9, "{e:?}");
+    }
+
+    #[test]
+    fn figures_from_files_are_rated_from_the_first_one() {
+        // A COPY without counters: its first sample has no figure; the file's read position
+        // comes at the next tick (100 bytes by 1 s), then 100 bytes/s.
+        let mut l = Ledger::default();
+        l.observe(None, None, None, 0);
+        l.observe(None, Some(100), Some(Unit::Bytes), S);
+        l.observe(None, Some(200), Some(Unit::Bytes), 2 * S);
+        l.observe(None, Some(300), Some(Unit::Bytes), 3 * S);
+        let mut r = reading("copy", "", 300, Some(1000), Unit::Bytes);
+        r.phase = None;
+        let e = estimate(&r, &l, None, 3 * S).unwrap();
+        // 200 bytes in the 2 s they were counted over, not in the 3 s since the start.
+        assert!((e.secs - 7.0).abs() < 1e-9, "{e:?}");
     }
 
     #[test]
