@@ -22,7 +22,7 @@ mod scripted;
 use pg_trace::output::Format;
 use pg_trace::process::status::StatusSample;
 use pg_trace::session::line::{line_loop, Pace};
-use pg_trace::session::record::{format, parse_items, Item, RecordOptions};
+use pg_trace::session::record::{format, parse_frame, parse_items, Item, RecordOptions};
 use pg_trace::session::replay_tui::Replayer;
 use pg_trace::session::{Replay, Session};
 use pg_trace::trace::replay::{Clock, ManualClock};
@@ -209,8 +209,9 @@ fn main() {
     );
 
     decoding(&path);
-    // Against the same frames as format 3 wrote them (each on its own, at level 3), in
-    // the same run: what format 4's streams and level 9 save, and what they cost a reader.
+    // Against the same frames as format 3 wrote them (each on its own, at level 3, each
+    // event with its time), in the same run: what format 4's streams and level 9 and
+    // format 5's times apart save, and what they cost a reader.
     let v3 = dir.path().join("hour-as-format-3.pgtrace");
     as_format_3(&path, &v3);
     let (size4, size3) = (
@@ -221,7 +222,7 @@ fn main() {
     let (e3, d3) = decode_all(&v3);
     assert_eq!(e3, e4);
     println!(
-        "format 4 vs its frames as format 3 wrote them: {size4} vs {size3} bytes \
+        "format 5 vs its frames as format 3 wrote them: {size4} vs {size3} bytes \
          ({:.2} vs {:.2} MiB per million events); decoded (read, checked, decompressed, \
          parsed) at {:.2} vs {:.2} M events/s ({:.2}x format 3's time)",
         size4 as f64 / (e4 as f64 / 1e6) / (1 << 20) as f64,
@@ -283,15 +284,27 @@ fn first_seeks(what: &str, path: &std::path::Path) {
     }
 }
 
+/// A frame's items as formats 2 to 4 wrote them: each event with its time, every name
+/// answer whole.
+fn as_format_2(read: &format::FrameItems) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for item in parse_frame(read).unwrap() {
+        serde_json::to_writer(&mut raw, &item).unwrap();
+        raw.push(b'\n');
+    }
+    raw
+}
+
 /// `from`'s frames each compressed on its own at level 3, as format 3 wrote them (without
 /// its stored checkpoints).
 fn as_format_3(from: &std::path::Path, to: &std::path::Path) {
     let mut f = std::fs::File::open(from).unwrap();
     let o = format::open(&mut f).unwrap();
-    let mut w = format::FileWriter::create(to, false, &o.header).unwrap();
+    let mut w = format::FileWriter::create_as(to, false, &o.header, 3).unwrap();
     let mut dec = None;
     for (i, fi) in o.frames.iter().enumerate() {
-        let raw = format::read_frame_with(&mut f, &o.frames, i, &mut dec).unwrap();
+        let read = format::read_frame_with(&mut f, &o.frames, i, &mut dec, o.version).unwrap();
+        let raw = as_format_2(&read);
         w.frame(&format::Frame {
             first_at: fi.first_at,
             last_at: fi.last_at,
@@ -312,8 +325,8 @@ fn decode_all(path: &std::path::Path) -> (usize, Duration) {
     let mut dec = None;
     let mut events = 0;
     for i in 0..o.frames.len() {
-        let raw = format::read_frame_with(&mut f, &o.frames, i, &mut dec).unwrap();
-        for item in parse_items(&raw).unwrap() {
+        let read = format::read_frame_with(&mut f, &o.frames, i, &mut dec, o.version).unwrap();
+        for item in parse_frame(&read).unwrap() {
             if let Item::Batch { events: e, .. } = item {
                 events += e.0.len();
             }
@@ -326,7 +339,7 @@ fn decode_all(path: &std::path::Path) -> (usize, Duration) {
 fn strip_checkpoints(from: &std::path::Path, to: &std::path::Path) {
     let bytes = std::fs::read(from).unwrap();
     let o = format::open(&mut std::io::Cursor::new(&bytes)).unwrap();
-    let mut w = format::FileWriter::create(to, false, &o.header).unwrap();
+    let mut w = format::FileWriter::create_as(to, false, &o.header, o.version).unwrap();
     for f in &o.frames {
         let at = f.offset as usize;
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
@@ -362,8 +375,8 @@ fn decoding(path: &std::path::Path) {
     let mut events = 0;
     let mut dec = None;
     for i in 0..opened.frames.len() {
-        let raw = format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap();
-        events += batch_events(&parse_items(&raw).unwrap());
+        let read = format::read_frame_with(&mut f, &opened.frames, i, &mut dec, opened.version);
+        events += batch_events(&parse_frame(&read.unwrap()).unwrap());
     }
     let all = t.elapsed();
     println!(
@@ -373,10 +386,13 @@ fn decoding(path: &std::path::Path) {
 
     let n = opened.frames.len().min(60);
     let mut dec = None;
-    let v2: Vec<Vec<u8>> = (0..n)
-        .map(|i| format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap())
+    let read: Vec<format::FrameItems> = (0..n)
+        .map(|i| {
+            format::read_frame_with(&mut f, &opened.frames, i, &mut dec, opened.version).unwrap()
+        })
         .collect();
-    let v1: Vec<Vec<u8>> = v2.iter().map(|r| format1::items(r)).collect();
+    let v2: Vec<Vec<u8>> = read.iter().map(as_format_2).collect();
+    let v1: Vec<Vec<u8>> = read.iter().map(format1::items).collect();
     let size = |raws: &[Vec<u8>]| -> usize {
         raws.iter()
             .map(|r| zstd::bulk::compress(r, format::LEVEL).unwrap().len())

@@ -104,6 +104,28 @@ fn a_format_1_recording_replays_as_format_2() {
     }
 }
 
+/// Format 4 (each event with its time, every name answer and wait round whole, the
+/// header and the index uncompressed) is still read: the same sessions written so replay
+/// to the same JSON.
+#[test]
+fn a_format_4_recording_replays_as_format_5() {
+    for (name, script) in [
+        ("scan", sessions::scan()),
+        ("backup", sessions::throttled_backup()),
+        ("lock", sessions::lock_wait()),
+    ] {
+        let p = dir().join(format!("v4-{name}.pgtrace"));
+        let live = record(&script, &p, None);
+        let v4 = format1::file_as_4(&p, &dir().join(format!("v4-{name}-4.pgtrace")));
+        assert_eq!(u32::from_le_bytes(v4[8..12].try_into().unwrap()), 4);
+        // Its header uncompressed, its frames one stream.
+        assert!(v4.windows(16).any(|w| w == b"pg_trace_version"), "{name}");
+        assert!(v4.windows(4).any(|w| w == b"PTFC"), "{name}");
+        let replayed = replay_bytes(&format!("v4-{name}-r.pgtrace"), &v4).unwrap();
+        assert_eq!(live, replayed, "{name}");
+    }
+}
+
 #[test]
 fn an_existing_file_is_kept_without_force() {
     let p = dir().join("kept.pgtrace");
@@ -137,7 +159,20 @@ fn replay_bytes(name: &str, bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
 fn the_cut_and_damaged_file_holds_every_frame_kind() {
     use pg_trace::session::record::format;
     let (_, bytes, _) = scan_file();
-    let o = format::open(&mut std::io::Cursor::new(bytes.clone())).unwrap();
+    let mut c = std::io::Cursor::new(bytes.clone());
+    let o = format::open(&mut c).unwrap();
+    // Format 5: events' times apart from the items, relation files' names in few words.
+    assert_eq!(o.version, format::VERSION);
+    let (mut times, mut rels, mut dec) = (0, 0, None);
+    for i in 0..o.frames.len() {
+        let read = format::read_frame_with(&mut c, &o.frames, i, &mut dec, o.version).unwrap();
+        times += read.times.unwrap().len();
+        rels += read.raw.windows(8).filter(|w| w == b"\"rels\":[").count();
+    }
+    assert!(
+        times > 10 && rels >= 1,
+        "{times} times, {rels} names lines with rels"
+    );
     let conts = o.frames.iter().filter(|f| f.cont).count();
     assert!(conts >= 1, "{conts} frames continue a stream");
     assert!(o.frames.len() > conts + 1, "{} frames", o.frames.len());
@@ -237,10 +272,9 @@ fn garbage_is_refused() {
 /// spans much more than 5 minutes, its dump at the end starts near the end and replays.
 #[test]
 fn ring_mode_keeps_its_bound_over_a_long_run() {
-    use pg_trace::session::record::format::Frame;
     use pg_trace::session::record::names::NameAnswer;
     use pg_trace::session::record::ring::Ring;
-    use pg_trace::session::record::{Header, ItemRef};
+    use pg_trace::session::record::{FrameBuf, Header, ItemRef};
     use pg_trace::trace::{Event, EventKind, Syscall};
     const SEC: u64 = 1_000_000_000;
     let keep = Duration::from_secs(300);
@@ -261,13 +295,7 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
     }];
     for sec in 0..7200u64 {
         let at = t0 + sec * SEC;
-        let mut raw = Vec::new();
-        let mut items = 0;
-        let mut push = |item: &ItemRef, raw: &mut Vec<u8>| {
-            serde_json::to_writer(&mut *raw, item).unwrap();
-            raw.push(b'\n');
-            items += 1;
-        };
+        let mut frame = FrameBuf::default();
         if sec == 0 {
             let open = Event {
                 ts_ns: at,
@@ -280,14 +308,13 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
                     fd: 7,
                 },
             };
-            push(
-                &ItemRef::Batch {
-                    at,
-                    events: pg_trace::session::record::EventsRef(&[open]),
-                },
-                &mut raw,
-            );
-            push(&ItemRef::Names { answers: &names }, &mut raw);
+            let events = pg_trace::session::record::EventsRef(&[open]);
+            frame
+                .push(Some(at), &ItemRef::Batch { at, events })
+                .unwrap();
+            frame
+                .push(None, &ItemRef::Names { answers: &names })
+                .unwrap();
         }
         let events: Vec<Event> = (0..100)
             .map(|i| Event {
@@ -302,28 +329,19 @@ fn ring_mode_keeps_its_bound_over_a_long_run() {
                 },
             })
             .collect();
-        push(
-            &ItemRef::Batch {
-                at,
-                events: pg_trace::session::record::EventsRef(&events),
-            },
-            &mut raw,
-        );
-        push(
-            &ItemRef::Tick {
-                at: at + SEC - 1,
-                status: None,
-                walked: None,
-                waits: None,
-                copier: None,
-            },
-            &mut raw,
-        );
-        ring.push(
-            Frame::compress(at, at + SEC - 1, items, &raw).unwrap(),
-            true,
-        )
-        .unwrap();
+        let events = pg_trace::session::record::EventsRef(&events);
+        frame
+            .push(Some(at), &ItemRef::Batch { at, events })
+            .unwrap();
+        let tick = ItemRef::Tick {
+            at: at + SEC - 1,
+            status: None,
+            walked: None,
+            waits: None,
+            copier: None,
+        };
+        frame.push(Some(at + SEC - 1), &tick).unwrap();
+        ring.push(frame.frame().unwrap(), true).unwrap();
         let (bytes, span) = ring.extent();
         max_span = max_span.max(span);
         max_bytes = max_bytes.max(bytes);

@@ -73,6 +73,11 @@ impl<X> Checkpoints<X> {
 
 /// Stored checkpoints are at least this much recording time apart...
 pub const STORED_EVERY_NS: u64 = 10_000_000_000;
+/// ...and this many bytes of items (uncompressed) apart: what a replay plays from one to
+/// a seek's target, about 0.2 s of its time (a throttled backup's items replay at ~80 MB/s,
+/// a scan's faster). A slow recording (a throttled backup, an idle backend) stores them
+/// minutes apart, not every 10 s: a backup's were more than a quarter of its file.
+pub const STORED_EVERY_ITEM_BYTES: u64 = 16 << 20;
 
 /// A replay's state as a recording stores it (`PTCK`, format 3): the player's and the
 /// session's ([`Checkpoint`]), the TUI's place and line mode's, so that either restores
@@ -105,7 +110,8 @@ pub struct WriterStats {
 
 /// A recorder's checkpoints: a replay of the file as it is written, played a frame at a
 /// time right after the frame, exactly as `pg_trace replay` plays it (the TUI's steps,
-/// its log and ticks), its state stored every [`STORED_EVERY_NS`] of recording time. The
+/// its log and ticks), its state stored every [`STORED_EVERY_NS`] of recording time and
+/// [`STORED_EVERY_ITEM_BYTES`] of items (and as many bytes of frames as the last took). The
 /// state stored is a replay's, so restoring it replays exactly as a straight replay does;
 /// the live session's own state (its namer, its cost meter, its process) is not one.
 pub struct Writer {
@@ -120,6 +126,8 @@ pub struct Writer {
     /// them further apart, never more checkpoint than events.
     last_size: u64,
     bytes_since: u64,
+    /// Bytes of items (uncompressed) since the last one.
+    items_since: u64,
     start: u64,
     /// The latest step time played so far.
     high: u64,
@@ -207,6 +215,7 @@ impl Writer {
             last_at: None,
             last_size: 0,
             bytes_since: 0,
+            items_since: 0,
             start,
             high: start,
             base: None,
@@ -217,18 +226,21 @@ impl Writer {
         }
     }
 
-    /// Frame `info` (`bytes` compressed) was written; `step_end`: it ends between two
-    /// steps (a frame cut by size may end in a step's names, which the next one has).
-    /// Plays what is written and gives the checkpoint to store after it, if one is due.
+    /// Frame `info` (`bytes` compressed, `raw` bytes of items) was written; `step_end`:
+    /// it ends between two steps (a frame cut by size may end in a step's names, which the
+    /// next one has). Plays what is written and gives the checkpoint to store after it, if
+    /// one is due.
     pub fn frame_written(
         &mut self,
         info: FrameInfo,
         bytes: u64,
+        raw: u64,
         step_end: bool,
     ) -> anyhow::Result<Option<Frame>> {
         self.player.rec.frames.push(info);
         self.given = true;
         self.bytes_since += bytes;
+        self.items_since += raw;
         if !step_end {
             return Ok(None);
         }
@@ -252,11 +264,14 @@ impl Writer {
                     self.line.first = false;
                     let after = self.last_at.unwrap_or(self.start);
                     if at >= after.saturating_add(self.every_ns)
-                        && (!self.by_bytes || self.bytes_since >= self.last_size)
+                        && (!self.by_bytes
+                            || (self.bytes_since >= self.last_size
+                                && self.items_since >= STORED_EVERY_ITEM_BYTES))
                     {
                         due = Some(self.stored());
                         self.last_at = Some(at);
                         self.bytes_since = 0;
+                        self.items_since = 0;
                     }
                 }
                 Some(Step::Finish(_)) => self.line.finished = true,

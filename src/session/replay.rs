@@ -6,7 +6,7 @@
 
 use super::record::format::{self, FrameInfo};
 use super::record::names::RecordedNamer;
-use super::record::{parse_items, Header, Item, Walked};
+use super::record::{parse_frame, Header, Item, Walked};
 use super::summary::write_summary;
 use super::{Replay, Replayed, Session};
 use crate::model::lines::shows_syscall;
@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// An opened recording: its facts and where its frames are.
 pub struct Recording {
+    /// Its format's version.
+    pub version: u32,
     pub header: Header,
     pub frames: Vec<FrameInfo>,
     /// The replay checkpoints stored in the file (format 3), in time order.
@@ -51,6 +53,7 @@ impl Recording {
         let header: Header = serde_json::from_slice(&o.header)
             .with_context(|| format!("{}: a damaged recording header", path.display()))?;
         Ok(Recording {
+            version: o.version,
             header,
             frames: o.frames,
             checkpoints: o.checkpoints,
@@ -64,8 +67,14 @@ impl Recording {
     /// The items of frame `i`.
     pub fn items(&mut self, i: usize) -> Result<Vec<Item>> {
         let f = *self.frames.get(i).context("no such frame")?;
-        let raw = format::read_frame_with(self.src.as_mut(), &self.frames, i, &mut self.dec)?;
-        parse_items(&raw).with_context(|| format!("the frame at byte {}", f.offset))
+        let read = format::read_frame_with(
+            self.src.as_mut(),
+            &self.frames,
+            i,
+            &mut self.dec,
+            self.version,
+        )?;
+        parse_frame(&read).with_context(|| format!("the frame at byte {}", f.offset))
     }
 
     /// Stored checkpoint `i`, checked against the frames it points into: a damaged one

@@ -1,7 +1,10 @@
 //! A recording as format 1 wrote it (each event an object, its kind flattened into it):
-//! made from a format 2 file, to check that format 1 is still read and to measure it.
+//! made from a later file, to check that format 1 is still read and to measure it; and
+//! as format 4 wrote it (each event with its time, every name answer and wait round
+//! whole, the header and index uncompressed, a stream of frames), to check that format 4
+//! is still read.
 
-use pg_trace::session::record::{format, parse_items, Item};
+use pg_trace::session::record::{format, parse_frame, Item};
 use pg_trace::trace::{EventKind, Pid};
 use serde::Serialize;
 
@@ -52,12 +55,13 @@ pub fn write(items: &[Item]) -> Vec<u8> {
     out
 }
 
-/// A frame's items (format 2) as format 1 wrote them.
-pub fn items(raw: &[u8]) -> Vec<u8> {
-    write(&parse_items(raw).unwrap())
+/// A frame's items as read (any format) as format 1 wrote them.
+pub fn items(read: &format::FrameItems) -> Vec<u8> {
+    write(&parse_frame(read).unwrap())
 }
 
-/// A whole format 2 file as format 1 (without its index: a reader walks the frames).
+/// A whole file of a later format as format 1 (without its index: a reader walks the
+/// frames).
 #[allow(dead_code)]
 pub fn file(v2: &std::path::Path) -> Vec<u8> {
     let mut f = std::fs::File::open(v2).unwrap();
@@ -70,11 +74,45 @@ pub fn file(v2: &std::path::Path) -> Vec<u8> {
     out.extend_from_slice(&crc32c::crc32c(&opened.header).to_le_bytes());
     let mut dec = None;
     for (i, fi) in opened.frames.iter().enumerate() {
-        let raw = items(&format::read_frame_with(&mut f, &opened.frames, i, &mut dec).unwrap());
+        let read = format::read_frame_with(&mut f, &opened.frames, i, &mut dec, opened.version);
+        let raw = items(&read.unwrap());
         format::Frame::compress(fi.first_at, fi.last_at, fi.items, &raw)
             .unwrap()
             .write_to(&mut out, format::FRAME_MAGIC)
             .unwrap();
     }
     out
+}
+
+/// A whole file of a later format as format 4 wrote it, without its stored checkpoints:
+/// its frames' items as formats 2 to 4 wrote them, in one zstd stream flushed at each
+/// frame (`PTFR`, then `PTFC`), with its index.
+#[allow(dead_code)]
+pub fn file_as_4(from: &std::path::Path, to: &std::path::Path) -> Vec<u8> {
+    use std::io::Write;
+    let mut f = std::fs::File::open(from).unwrap();
+    let opened = format::open(&mut f).unwrap();
+    let mut w = format::FileWriter::create_as(to, true, &opened.header, 4).unwrap();
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 9).unwrap();
+    let mut dec = None;
+    for (i, fi) in opened.frames.iter().enumerate() {
+        let read = format::read_frame_with(&mut f, &opened.frames, i, &mut dec, opened.version);
+        let mut raw = Vec::new();
+        for item in parse_frame(&read.unwrap()).unwrap() {
+            serde_json::to_writer(&mut raw, &item).unwrap();
+            raw.push(b'\n');
+        }
+        enc.write_all(&raw).unwrap();
+        enc.flush().unwrap();
+        w.frame(&format::Frame {
+            first_at: fi.first_at,
+            last_at: fi.last_at,
+            items: fi.items,
+            payload: std::mem::take(enc.get_mut()),
+            cont: i > 0,
+        })
+        .unwrap();
+    }
+    w.close().unwrap();
+    std::fs::read(to).unwrap()
 }

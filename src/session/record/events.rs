@@ -16,6 +16,8 @@
 //! ```
 //!
 //! Format 1 wrote each event as `{"d", "p", "event", …}`: read as well, element by element.
+//! Format 5 writes the same arrays without `d` ([`EventsUntimed`]): the times are kept
+//! apart, for the whole frame (`times.rs`), and given back in order ([`EventsSeed`]).
 
 use crate::pgdata::relfile::{Fork, RelFileLocator};
 use crate::trace::{BlockIo, BlockProbe, Event, EventKind, Pid, Syscall};
@@ -28,9 +30,38 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Events(pub Vec<Event>);
 
-/// [`Events`], borrowed, for writing.
+/// [`Events`], borrowed, for writing, each with its time (formats 2 to 4).
 #[derive(Debug, Clone, Copy)]
 pub struct EventsRef<'a>(pub &'a [Event]);
+
+/// [`Events`], borrowed, for writing without their times (format 5: the frame keeps
+/// them apart).
+#[derive(Debug, Clone, Copy)]
+pub struct EventsUntimed<'a>(pub &'a [Event]);
+
+/// A frame's times, given to its events in order (format 5).
+#[derive(Debug)]
+pub struct Times<'a> {
+    ts: &'a [u64],
+    next: usize,
+}
+
+impl<'a> Times<'a> {
+    pub fn new(ts: &'a [u64]) -> Times<'a> {
+        Times { ts, next: 0 }
+    }
+
+    fn take(&mut self) -> Option<u64> {
+        let t = self.ts.get(self.next).copied();
+        self.next += 1;
+        t
+    }
+
+    /// Every time was given to an event.
+    pub fn all_taken(&self) -> bool {
+        self.next == self.ts.len()
+    }
+}
 
 const READ: u8 = 1;
 const WRITE: u8 = 2;
@@ -66,7 +97,8 @@ impl Context {
 
 /// A read or write: `[d, p, tag, syscall, fd, offset±, requested, result(, owner)]`.
 struct Io {
-    d: i64,
+    /// None: untimed (format 5).
+    d: Option<i64>,
     p: Pid,
     tag: u8,
     syscall: Syscall,
@@ -79,8 +111,12 @@ struct Io {
 
 impl Serialize for Io {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(8 + usize::from(self.owner.is_some()))?;
-        t.serialize_element(&self.d)?;
+        let mut t = s.serialize_tuple(
+            7 + usize::from(self.d.is_some()) + usize::from(self.owner.is_some()),
+        )?;
+        if let Some(d) = &self.d {
+            t.serialize_element(d)?;
+        }
         t.serialize_element(&self.p)?;
         t.serialize_element(&self.tag)?;
         t.serialize_element(&self.syscall)?;
@@ -97,7 +133,7 @@ impl Serialize for Io {
 
 /// `[d, p, 4, probe, spc, db, relfilenode, fork, block±, nblocks, hit, write, backend]`.
 struct Block<'a> {
-    d: i64,
+    d: Option<i64>,
     p: Pid,
     b: &'a BlockIo,
     block: i64,
@@ -106,8 +142,10 @@ struct Block<'a> {
 impl Serialize for Block<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let b = self.b;
-        let mut t = s.serialize_tuple(13)?;
-        t.serialize_element(&self.d)?;
+        let mut t = s.serialize_tuple(12 + usize::from(self.d.is_some()))?;
+        if let Some(d) = &self.d {
+            t.serialize_element(d)?;
+        }
         t.serialize_element(&self.p)?;
         t.serialize_element(&BLOCK)?;
         t.serialize_element(&b.probe)?;
@@ -126,70 +164,83 @@ impl Serialize for Block<'_> {
 
 impl Serialize for EventsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        let mut cx = Context::default();
-        for e in self.0 {
-            // Tracers stamp some calls by clock tick: a time may go back a little.
-            let d = e.ts_ns.wrapping_sub(cx.ts) as i64;
-            cx.ts = e.ts_ns;
-            let p = e.pid;
-            let io = |cx: &mut Context, tag, syscall, fd, offset, requested, result, owner| Io {
-                d,
-                p,
-                tag,
+        write_events(self.0, true, s)
+    }
+}
+
+impl Serialize for EventsUntimed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        write_events(self.0, false, s)
+    }
+}
+
+fn write_events<S: Serializer>(events: &[Event], timed: bool, s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(events.len()))?;
+    let mut cx = Context::default();
+    for e in events {
+        // Tracers stamp some calls by clock tick: a time may go back a little.
+        let d = timed.then(|| e.ts_ns.wrapping_sub(cx.ts) as i64);
+        cx.ts = e.ts_ns;
+        let p = e.pid;
+        let io = |cx: &mut Context, tag, syscall, fd, offset, requested, result, owner| Io {
+            d,
+            p,
+            tag,
+            syscall,
+            fd,
+            off: cx.offset_out((p, fd, tag), offset, result),
+            requested,
+            result,
+            owner,
+        };
+        match &e.kind {
+            &EventKind::Read {
                 syscall,
                 fd,
-                off: cx.offset_out((p, fd, tag), offset, result),
+                offset,
                 requested,
                 result,
+            } => seq.serialize_element(&io(
+                &mut cx, READ, syscall, fd, offset, requested, result, None,
+            ))?,
+            &EventKind::Write {
+                syscall,
+                fd,
+                offset,
+                requested,
+                result,
+            } => seq.serialize_element(&io(
+                &mut cx, WRITE, syscall, fd, offset, requested, result, None,
+            ))?,
+            &EventKind::IoWorkerRead {
                 owner,
-            };
-            match &e.kind {
-                &EventKind::Read {
-                    syscall,
-                    fd,
-                    offset,
-                    requested,
-                    result,
-                } => seq.serialize_element(&io(
-                    &mut cx, READ, syscall, fd, offset, requested, result, None,
-                ))?,
-                &EventKind::Write {
-                    syscall,
-                    fd,
-                    offset,
-                    requested,
-                    result,
-                } => seq.serialize_element(&io(
-                    &mut cx, WRITE, syscall, fd, offset, requested, result, None,
-                ))?,
-                &EventKind::IoWorkerRead {
-                    owner,
-                    syscall,
-                    fd,
-                    offset,
-                    requested,
-                    result,
-                } => seq.serialize_element(&io(
-                    &mut cx,
-                    IO_WORKER_READ,
-                    syscall,
-                    fd,
-                    offset,
-                    requested,
-                    result,
-                    Some(owner),
-                ))?,
-                EventKind::BlockIo(b) => {
-                    let block = i64::from(b.block) - i64::from(cx.block);
-                    cx.block = b.block;
-                    seq.serialize_element(&Block { d, p, b, block })?
-                }
-                k => seq.serialize_element(&(d, p, k))?,
+                syscall,
+                fd,
+                offset,
+                requested,
+                result,
+            } => seq.serialize_element(&io(
+                &mut cx,
+                IO_WORKER_READ,
+                syscall,
+                fd,
+                offset,
+                requested,
+                result,
+                Some(owner),
+            ))?,
+            EventKind::BlockIo(b) => {
+                let block = i64::from(b.block) - i64::from(cx.block);
+                cx.block = b.block;
+                seq.serialize_element(&Block { d, p, b, block })?
             }
+            k => match d {
+                Some(d) => seq.serialize_element(&(d, p, k))?,
+                None => seq.serialize_element(&(p, k))?,
+            },
         }
-        seq.end()
     }
+    seq.end()
 }
 
 impl Serialize for Events {
@@ -200,33 +251,51 @@ impl Serialize for Events {
 
 impl<'de> Deserialize<'de> for Events {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Events, D::Error> {
-        d.deserialize_seq(EventsVisitor)
+        d.deserialize_seq(EventsVisitor(None))
     }
 }
 
-struct EventsVisitor;
+/// Format 5's events, without their times: these give them, in order.
+pub struct EventsSeed<'a, 'b>(pub &'a mut Times<'b>);
 
-impl<'de> Visitor<'de> for EventsVisitor {
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_> {
+    type Value = Events;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Events, D::Error> {
+        d.deserialize_seq(EventsVisitor(Some(self.0)))
+    }
+}
+
+struct EventsVisitor<'a, 'b>(Option<&'a mut Times<'b>>);
+
+impl<'de> Visitor<'de> for EventsVisitor<'_, '_> {
     type Value = Events;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an array of events")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Events, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Events, A::Error> {
         let mut cx = Context::default();
         // Bounded: a hostile hint must not allocate.
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(e) = seq.next_element_seed(EventSeed(&mut cx))? {
+        while let Some(e) = seq.next_element_seed(EventSeed {
+            cx: &mut cx,
+            times: self.0.as_deref_mut(),
+        })? {
             out.push(e);
         }
         Ok(Events(out))
     }
 }
 
-struct EventSeed<'a>(&'a mut Context);
+struct EventSeed<'a, 'b> {
+    cx: &'a mut Context,
+    /// Format 5: the times, not in the arrays.
+    times: Option<&'a mut Times<'b>>,
+}
 
-impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+impl<'de> DeserializeSeed<'de> for EventSeed<'_, '_> {
     type Value = Event;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
@@ -275,7 +344,7 @@ fn next<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(seq: &mut A, i: usize) -> R
         .ok_or_else(|| de::Error::invalid_length(i, &"a whole event"))
 }
 
-impl<'de> Visitor<'de> for EventSeed<'_> {
+impl<'de> Visitor<'de> for EventSeed<'_, '_> {
     type Value = Event;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -283,28 +352,43 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Event, A::Error> {
+        if self.times.is_some() {
+            return Err(de::Error::custom("a format 1 event in a format 5 frame"));
+        }
         let e = EvV1::deserialize(de::value::MapAccessDeserializer::new(m))?;
-        self.0.ts = self.0.ts.wrapping_add(e.d as u64);
+        self.cx.ts = self.cx.ts.wrapping_add(e.d as u64);
         Ok(Event {
-            ts_ns: self.0.ts,
+            ts_ns: self.cx.ts,
             pid: e.p,
             kind: e.k,
         })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Event, A::Error> {
-        let cx = self.0;
-        let d: i64 = next(&mut seq, 0)?;
-        let pid: Pid = next(&mut seq, 1)?;
-        cx.ts = cx.ts.wrapping_add(d as u64);
-        let kind = match next::<Third, _>(&mut seq, 2)? {
+        let cx = self.cx;
+        // The elements after the time: from 0 in format 5, whose arrays have none.
+        let o = match self.times {
+            Some(times) => {
+                cx.ts = times
+                    .take()
+                    .ok_or_else(|| de::Error::custom("more events than times in a frame"))?;
+                0
+            }
+            None => {
+                let d: i64 = next(&mut seq, 0)?;
+                cx.ts = cx.ts.wrapping_add(d as u64);
+                1
+            }
+        };
+        let pid: Pid = next(&mut seq, o)?;
+        let kind = match next::<Third, _>(&mut seq, o + 1)? {
             Third::Kind(k) => k,
             Third::Tag(t @ (READ | WRITE | IO_WORKER_READ)) => {
-                let syscall: Syscall = next(&mut seq, 3)?;
-                let fd: i32 = next(&mut seq, 4)?;
-                let off: Option<i64> = next(&mut seq, 5)?;
-                let requested: u64 = next(&mut seq, 6)?;
-                let result: i64 = next(&mut seq, 7)?;
+                let syscall: Syscall = next(&mut seq, o + 2)?;
+                let fd: i32 = next(&mut seq, o + 3)?;
+                let off: Option<i64> = next(&mut seq, o + 4)?;
+                let requested: u64 = next(&mut seq, o + 5)?;
+                let result: i64 = next(&mut seq, o + 6)?;
                 let offset = cx.offset_in((pid, fd, t), off, result);
                 match t {
                     READ => EventKind::Read {
@@ -322,7 +406,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                         result,
                     },
                     _ => EventKind::IoWorkerRead {
-                        owner: next(&mut seq, 8)?,
+                        owner: next(&mut seq, o + 7)?,
                         syscall,
                         fd,
                         offset,
@@ -332,21 +416,21 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 }
             }
             Third::Tag(BLOCK) => {
-                let probe: BlockProbe = next(&mut seq, 3)?;
-                let spc_oid: u32 = next(&mut seq, 4)?;
-                let db_oid: u32 = next(&mut seq, 5)?;
-                let rel_number: u32 = next(&mut seq, 6)?;
-                let fork: i32 = next(&mut seq, 7)?;
-                let diff: i64 = next(&mut seq, 8)?;
+                let probe: BlockProbe = next(&mut seq, o + 2)?;
+                let spc_oid: u32 = next(&mut seq, o + 3)?;
+                let db_oid: u32 = next(&mut seq, o + 4)?;
+                let rel_number: u32 = next(&mut seq, o + 5)?;
+                let fork: i32 = next(&mut seq, o + 6)?;
+                let diff: i64 = next(&mut seq, o + 7)?;
                 let block = i64::from(cx.block)
                     .checked_add(diff)
                     .and_then(|b| u32::try_from(b).ok())
                     .ok_or_else(|| de::Error::custom("a block number out of range"))?;
                 cx.block = block;
-                let nblocks: u32 = next(&mut seq, 9)?;
-                let hit: Option<bool> = next(&mut seq, 10)?;
-                let write: bool = next(&mut seq, 11)?;
-                let backend: i64 = next(&mut seq, 12)?;
+                let nblocks: u32 = next(&mut seq, o + 8)?;
+                let hit: Option<bool> = next(&mut seq, o + 9)?;
+                let write: bool = next(&mut seq, o + 10)?;
+                let backend: i64 = next(&mut seq, o + 11)?;
                 EventKind::BlockIo(BlockIo {
                     probe,
                     rel: RelFileLocator {
@@ -504,8 +588,39 @@ mod tests {
                 .collect();
             let json = serde_json::to_string(&EventsRef(&evs)).unwrap();
             let back: Events = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(&back.0, &evs);
+            // Format 5: without their times, given back from the frame's.
+            let json = serde_json::to_string(&EventsUntimed(&evs)).unwrap();
+            let ts: Vec<u64> = evs.iter().map(|e| e.ts_ns).collect();
+            let mut times = Times::new(&ts);
+            let mut d = serde_json::Deserializer::from_str(&json);
+            let back = EventsSeed(&mut times).deserialize(&mut d).unwrap();
+            proptest::prop_assert!(times.all_taken());
             proptest::prop_assert_eq!(back.0, evs);
         }
+    }
+
+    #[test]
+    fn untimed_events_take_the_frames_times() {
+        let evs = sample();
+        let json = serde_json::to_string(&EventsUntimed(&evs)).unwrap();
+        assert!(
+            json.starts_with("[[7,1,\"pread64\",24,0,8192,8192]"),
+            "{json}"
+        );
+        let ts: Vec<u64> = evs.iter().map(|e| e.ts_ns).collect();
+        let mut times = Times::new(&ts);
+        let mut d = serde_json::Deserializer::from_str(&json);
+        assert_eq!(EventsSeed(&mut times).deserialize(&mut d).unwrap().0, evs);
+        // Too few times, and a format 1 object, are errors.
+        let mut few = Times::new(&ts[..3]);
+        let mut d = serde_json::Deserializer::from_str(&json);
+        assert!(EventsSeed(&mut few).deserialize(&mut d).is_err());
+        let v1 = r#"[{"d":5,"p":7,"event":"close","fd":3}]"#;
+        let mut d = serde_json::Deserializer::from_str(v1);
+        assert!(EventsSeed(&mut Times::new(&[1]))
+            .deserialize(&mut d)
+            .is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The recording file (docs/recording.md): a header, then self-contained zstd frames, each
-//! behind a small frame header with its time range, then, when the recorder closed
-//! cleanly, an index of the frames and a trailer pointing at it. A file cut anywhere
+//! The recording file (docs/recording.md): a header, then zstd frames, each behind a
+//! small frame header with its time range, then, when the recorder closed cleanly, an
+//! index of the frames and a trailer pointing at it. A file cut anywhere
 //! (SIGKILL, a full disk, a partial copy) reads up to its last whole frame; without the
 //! trailer the index is rebuilt by walking the frame headers.
 //!
@@ -17,8 +17,14 @@ pub const MAGIC: &[u8; 8] = b"PGTRREC\0";
 /// events as arrays (`events.rs`); 1's objects are still read. 3: replay checkpoints
 /// stored between the frames (`PTCK`), listed in the index. 4: an event-sparse stretch of
 /// frames is one zstd stream flushed at each frame (`PTFC` continues the frame before),
-/// restarted after each stored checkpoint.
-pub const VERSION: u32 = 4;
+/// restarted after each stored checkpoint. 5: a frame's event times apart from its items
+/// (`times.rs`: its payload is the u32 length of its times, the times, then the items'
+/// zstd), relation files' names in few words (`names::RelEntry`), the header and the
+/// index compressed.
+pub const VERSION: u32 = 5;
+/// The first version whose frames keep their times apart, and whose header and index are
+/// compressed.
+pub const TIMES_VERSION: u32 = 5;
 /// The oldest version read.
 pub const OLDEST_VERSION: u32 = 1;
 pub const FRAME_MAGIC: &[u8; 4] = b"PTFR";
@@ -73,6 +79,14 @@ struct IndexEntry {
     checkpoint: bool,
 }
 
+/// A frame's items (NDJSON) as read, and, from format 5 on, the times of their events
+/// (which the items' events then do not carry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameItems {
+    pub raw: Vec<u8>,
+    pub times: Option<Vec<u64>>,
+}
+
 /// A compressed frame ready to be written (or kept in a ring).
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -84,15 +98,65 @@ pub struct Frame {
     pub cont: bool,
 }
 
+fn level_for(raw: &[u8]) -> i32 {
+    if raw.len() < SPARSE_BYTES {
+        SPARSE_LEVEL
+    } else {
+        LEVEL
+    }
+}
+
+/// A format 5 frame's payload: the u32 length of its times, the times, the items' zstd.
+fn items_payload(times: &[u64], level: i32, z: &[u8]) -> Result<Vec<u8>> {
+    let t = super::times::encode(times, level)?;
+    let len = u32::try_from(t.len()).context("too many events in a frame")?;
+    let mut payload = Vec::with_capacity(4 + t.len() + z.len());
+    payload.extend_from_slice(&len.to_le_bytes());
+    payload.extend_from_slice(&t);
+    payload.extend_from_slice(z);
+    Ok(payload)
+}
+
+/// A payload's times and items' zstd (formats before 5: no times).
+fn split_payload(payload: &[u8], version: u32) -> Result<(&[u8], &[u8])> {
+    if version < TIMES_VERSION {
+        return Ok((&[], payload));
+    }
+    let (len, rest) = payload
+        .split_first_chunk::<4>()
+        .context("a damaged recording: a frame without its times")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > rest.len() {
+        bail!("a damaged recording: a frame's times are cut");
+    }
+    Ok(rest.split_at(len))
+}
+
 impl Frame {
-    /// Compress one frame's items (NDJSON lines).
+    /// A format 5 frame standing alone (a ring's): its items (NDJSON lines) and the times
+    /// of their batches' events, in order.
+    pub fn items(
+        first_at: u64,
+        last_at: u64,
+        items: u32,
+        raw: &[u8],
+        times: &[u64],
+    ) -> Result<Frame> {
+        let level = level_for(raw);
+        let z = zstd::bulk::compress(raw, level).context("compressing a frame")?;
+        Ok(Frame {
+            first_at,
+            last_at,
+            items,
+            payload: items_payload(times, level, &z)?,
+            cont: false,
+        })
+    }
+
+    /// Bytes compressed as one zstd frame: a stored checkpoint, or a frame of items as
+    /// formats 1 to 4 wrote it.
     pub fn compress(first_at: u64, last_at: u64, items: u32, raw: &[u8]) -> Result<Frame> {
-        let level = if raw.len() < SPARSE_BYTES {
-            SPARSE_LEVEL
-        } else {
-            LEVEL
-        };
-        let payload = zstd::bulk::compress(raw, level).context("compressing a frame")?;
+        let payload = zstd::bulk::compress(raw, level_for(raw)).context("compressing a frame")?;
         Ok(Frame {
             first_at,
             last_at,
@@ -142,16 +206,18 @@ pub struct Streamer {
 }
 
 impl Streamer {
+    /// A frame of items (NDJSON lines) and the times of their batches' events, in order.
     pub fn compress(
         &mut self,
         first_at: u64,
         last_at: u64,
         items: u32,
         raw: &[u8],
+        times: &[u64],
     ) -> Result<Frame> {
         if raw.len() >= SPARSE_BYTES {
             self.restart();
-            return Frame::compress(first_at, last_at, items, raw);
+            return Frame::items(first_at, last_at, items, raw, times);
         }
         if self.bytes + raw.len() > STREAM_MAX_BYTES || self.frames >= STREAM_MAX_FRAMES {
             self.restart();
@@ -165,7 +231,7 @@ impl Streamer {
             ),
         };
         let r = enc.write_all(raw).and_then(|()| enc.flush());
-        let payload = std::mem::take(enc.get_mut());
+        let z = std::mem::take(enc.get_mut());
         if let Err(e) = r {
             self.restart();
             return Err(anyhow::Error::new(e).context("compressing a frame"));
@@ -176,7 +242,7 @@ impl Streamer {
             first_at,
             last_at,
             items,
-            payload,
+            payload: items_payload(times, SPARSE_LEVEL, &z)?,
             cont,
         })
     }
@@ -240,6 +306,7 @@ impl StreamDecoder {
 /// Writes the file: header at once, frames as they come, index and trailer at the end.
 pub struct FileWriter {
     file: File,
+    version: u32,
     pos: u64,
     index: Vec<FrameInfo>,
     checkpoints: Vec<FrameInfo>,
@@ -248,6 +315,19 @@ pub struct FileWriter {
 impl FileWriter {
     /// `force`: overwrite an existing file; otherwise an existing file is an error.
     pub fn create(path: &std::path::Path, force: bool, header: &[u8]) -> Result<FileWriter> {
+        FileWriter::create_as(path, force, header, VERSION)
+    }
+
+    /// A file of an older `version` (tests and benches: the frames given must be of it).
+    pub fn create_as(
+        path: &std::path::Path,
+        force: bool,
+        header: &[u8],
+        version: u32,
+    ) -> Result<FileWriter> {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
+            bail!("no recording format {version}");
+        }
         let mut o = std::fs::OpenOptions::new();
         o.write(true);
         if force {
@@ -264,11 +344,12 @@ impl FileWriter {
         })?;
         let mut w = FileWriter {
             file,
+            version,
             pos: 0,
             index: Vec::new(),
             checkpoints: Vec::new(),
         };
-        let head = header_bytes(header)?;
+        let head = header_bytes_as(header, version)?;
         w.file.write_all(&head)?;
         w.pos = head.len() as u64;
         Ok(w)
@@ -331,7 +412,10 @@ impl FileWriter {
         }))
         .collect();
         entries.sort_by_key(|e| e.f.offset);
-        let json = serde_json::to_vec(&entries)?;
+        let mut json = serde_json::to_vec(&entries)?;
+        if self.version >= TIMES_VERSION {
+            json = zstd::bulk::compress(&json, LEVEL).context("compressing the index")?;
+        }
         let (first, last) = (
             self.index.first().map_or(0, |f| f.first_at),
             self.index.last().map_or(0, |f| f.last_at),
@@ -355,13 +439,30 @@ impl FileWriter {
 }
 
 pub(super) fn header_bytes(header: &[u8]) -> Result<Vec<u8>> {
+    header_bytes_as(header, VERSION)
+}
+
+/// The header's JSON is compressed at this level (format 5): it is written once.
+const HEADER_LEVEL: i32 = 19;
+
+fn header_bytes_as(json: &[u8], version: u32) -> Result<Vec<u8>> {
+    if json.len() > MAX_HEADER_BYTES as usize {
+        bail!("recording header too large");
+    }
+    let z;
+    let header = if version >= TIMES_VERSION {
+        z = zstd::bulk::compress(json, HEADER_LEVEL).context("compressing the header")?;
+        &z[..]
+    } else {
+        json
+    };
     let len = u32::try_from(header.len())
         .ok()
         .filter(|&l| l <= MAX_HEADER_BYTES)
         .context("recording header too large")?;
     let mut v = Vec::with_capacity(header.len() + 20);
     v.extend_from_slice(MAGIC);
-    v.extend_from_slice(&VERSION.to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
     v.extend_from_slice(&len.to_le_bytes());
     v.extend_from_slice(header);
     v.extend_from_slice(&crc32c::crc32c(header).to_le_bytes());
@@ -371,6 +472,9 @@ pub(super) fn header_bytes(header: &[u8]) -> Result<Vec<u8>> {
 /// What opening a recording found.
 #[derive(Debug)]
 pub struct Opened {
+    /// Its format's version.
+    pub version: u32,
+    /// The header's JSON.
     pub header: Vec<u8>,
     pub frames: Vec<FrameInfo>,
     /// Stored checkpoints (format 3), in file order.
@@ -448,9 +552,14 @@ pub fn open(src: &mut dyn Source) -> Result<Opened> {
     if crc32c::crc32c(&header) != crc {
         bail!("a damaged recording: its header's checksum does not match");
     }
+    if version >= TIMES_VERSION {
+        header = decompress_bounded(&header, MAX_HEADER_BYTES as usize)
+            .context("a damaged recording: its header does not decompress")?;
+    }
     let start = 16 + u64::from(len) + 4;
-    if let Some((frames, checkpoints)) = trailer_index(src, size, start) {
+    if let Some((frames, checkpoints)) = trailer_index(src, size, start, version) {
         return Ok(Opened {
+            version,
             header,
             frames,
             checkpoints,
@@ -459,6 +568,7 @@ pub fn open(src: &mut dyn Source) -> Result<Opened> {
     }
     let (frames, checkpoints, cut) = walk(src, size, start)?;
     Ok(Opened {
+        version,
         header,
         frames,
         checkpoints,
@@ -466,11 +576,24 @@ pub fn open(src: &mut dyn Source) -> Result<Opened> {
     })
 }
 
+/// `payload` decompressed, at most `max` bytes.
+fn decompress_bounded(payload: &[u8], max: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(payload)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() > max {
+        bail!("larger than {max} bytes");
+    }
+    Ok(out)
+}
+
 /// The index the trailer points at, if it is whole and agrees with the file.
 fn trailer_index(
     src: &mut dyn Source,
     size: u64,
     start: u64,
+    version: u32,
 ) -> Option<(Vec<FrameInfo>, Vec<FrameInfo>)> {
     if size < start + 16 + FRAME_HEADER_LEN as u64 {
         return None;
@@ -494,6 +617,11 @@ fn trailer_index(
     src.read_exact(&mut payload).ok()?;
     if crc32c::crc32c(&payload) != h.crc {
         return None;
+    }
+    if version >= TIMES_VERSION {
+        // An entry is a few dozen bytes of JSON for a frame of at least a frame header.
+        let max = usize::try_from(size.saturating_mul(8)).unwrap_or(usize::MAX);
+        payload = decompress_bounded(&payload, max.max(4096)).ok()?;
     }
     let entries: Vec<IndexEntry> = serde_json::from_slice(&payload).ok()?;
     // Each entry must point at a frame header inside the file, in order.
@@ -578,8 +706,8 @@ fn walk(src: &mut dyn Source, size: u64, start: u64) -> Result<Walked> {
     }
 }
 
-/// One frame's items (NDJSON), checked against its CRC: a frame that starts no stream
-/// (any frame of formats 1 to 3). [`read_frames`] reads any.
+/// One frame's items (NDJSON), checked against its CRC: a frame of formats 1 to 3 (one
+/// that starts no stream and has no times apart). [`read_frame_with`] reads any.
 pub fn read_frame(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
     if f.cont {
         bail!(
@@ -595,20 +723,31 @@ pub fn read_compressed(src: &mut dyn Source, f: &FrameInfo) -> Result<Vec<u8>> {
     read_raw(src, f, if f.cont { CONT_MAGIC } else { FRAME_MAGIC })
 }
 
-/// Frame `i` of `frames` decoded with `dec`, the decoder of the frames read before it: it
-/// goes on when `i` is the frame it expects, else starts again at the start of `i`'s
-/// stream and decodes the frames up to it.
+/// Frame `i` of `frames` of a file of format `version`, decoded with `dec`, the decoder
+/// of the frames read before it: it goes on when `i` is the frame it expects, else starts
+/// again at the start of `i`'s stream and decodes the frames up to it.
 pub fn read_frame_with(
     src: &mut dyn Source,
     frames: &[FrameInfo],
     i: usize,
     dec: &mut Option<StreamDecoder>,
-) -> Result<Vec<u8>> {
+    version: u32,
+) -> Result<FrameItems> {
     let f = frames.get(i).context("no such frame")?;
+    let decode = |d: &mut StreamDecoder, payload: &[u8]| -> Result<FrameItems> {
+        let (times, z) = split_payload(payload, version)?;
+        let raw = d.feed(z)?;
+        let times = (version >= TIMES_VERSION)
+            // An event is more than a few bytes of its frame's items: a hostile count
+            // allocates at most a few times what the items did.
+            .then(|| super::times::decode(times, raw.len() / 2 + 16))
+            .transpose()?;
+        Ok(FrameItems { raw, times })
+    };
     if !f.cont {
         *dec = None;
         let mut d = StreamDecoder::new(i)?;
-        let out = d.feed(&read_compressed(src, f)?)?;
+        let out = decode(&mut d, &read_compressed(src, f)?)?;
         *dec = Some(d);
         return Ok(out);
     }
@@ -622,12 +761,13 @@ pub fn read_frame_with(
         *dec = None;
         let mut d = StreamDecoder::new(start)?;
         for g in &frames[start..i] {
-            d.feed(&read_compressed(src, g)?)?;
+            let payload = read_compressed(src, g)?;
+            d.feed(split_payload(&payload, version)?.1)?;
         }
         *dec = Some(d);
     }
     let d = dec.as_mut().expect("set above");
-    match read_compressed(src, f).and_then(|p| d.feed(&p)) {
+    match read_compressed(src, f).and_then(|p| decode(d, &p)) {
         Ok(out) => Ok(out),
         Err(e) => {
             *dec = None;
@@ -724,7 +864,8 @@ mod tests {
         let p = dir.path().join("r.pgtrace");
         let mut w = FileWriter::create(&p, false, b"{\"h\":1}").unwrap();
         for (a, b, raw) in frames {
-            w.frame(&Frame::compress(*a, *b, 1, raw).unwrap()).unwrap();
+            w.frame(&Frame::items(*a, *b, 1, raw, &[*a, *b]).unwrap())
+                .unwrap();
         }
         if trailer {
             w.close().unwrap();
@@ -742,7 +883,10 @@ mod tests {
             assert_eq!(o.header, b"{\"h\":1}");
             assert_eq!(o.frames.len(), 3);
             assert!(o.cut.is_none());
-            assert_eq!(read_frame(&mut c, &o.frames[1]).unwrap(), b"b\n");
+            assert_eq!(o.version, VERSION);
+            let back = read_frame_with(&mut c, &o.frames, 1, &mut None, o.version).unwrap();
+            assert_eq!(back.raw, b"b\n");
+            assert_eq!(back.times, Some(vec![6, 9]));
             assert_eq!(frame_at(&o.frames, 7), 1);
             assert_eq!(frame_at(&o.frames, 0), 0);
             assert_eq!(frame_at(&o.frames, 99), 2);
@@ -780,7 +924,8 @@ mod tests {
                 st.restart();
             }
             let at = i as u64;
-            w.frame(&st.compress(at, at, 50, raw).unwrap()).unwrap();
+            w.frame(&st.compress(at, at, 50, raw, &[at; 3]).unwrap())
+                .unwrap();
         }
         w.close().unwrap();
         let bytes = std::fs::read(&p).unwrap();
@@ -790,10 +935,9 @@ mod tests {
         assert_eq!(conts, [false, true, true, false, true, true]);
         let mut dec = None;
         for i in [0, 1, 2, 5, 1, 4, 3, 2] {
-            assert_eq!(
-                read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
-                raws[i]
-            );
+            let back = read_frame_with(&mut c, &o.frames, i, &mut dec, VERSION).unwrap();
+            assert_eq!(back.raw, raws[i]);
+            assert_eq!(back.times, Some(vec![i as u64; 3]));
         }
         assert!(read_frame(&mut c, &o.frames[1]).is_err());
         for cut in 0..bytes.len() {
@@ -801,10 +945,8 @@ mod tests {
             if let Ok(o) = open(&mut c) {
                 let mut dec = None;
                 for (i, raw) in raws.iter().enumerate().take(o.frames.len()) {
-                    assert_eq!(
-                        &read_frame_with(&mut c, &o.frames, i, &mut dec).unwrap(),
-                        raw
-                    );
+                    let back = read_frame_with(&mut c, &o.frames, i, &mut dec, VERSION);
+                    assert_eq!(&back.unwrap().raw, raw);
                 }
             }
         }
@@ -819,7 +961,9 @@ mod tests {
         let mut w = FileWriter::create(&p, false, b"{}").unwrap();
         let whole = b"state of the replay, mostly the same".repeat(20);
         let next = [&whole[..], b" and a little more"].concat();
-        let f = w.frame(&Frame::compress(1, 1, 1, b"x\n").unwrap()).unwrap();
+        let f = w
+            .frame(&Frame::items(1, 1, 1, b"x\n", &[]).unwrap())
+            .unwrap();
         let base = w
             .checkpoint(&Frame::compress(1, 1, 1, &whole).unwrap())
             .unwrap();
@@ -857,10 +1001,43 @@ mod tests {
         for cut in 0..bytes.len() {
             let mut c = Cursor::new(bytes[..cut].to_vec());
             if let Ok(o) = open(&mut c) {
-                for f in &o.frames {
-                    read_frame(&mut c, f).unwrap();
+                for i in 0..o.frames.len() {
+                    read_frame_with(&mut c, &o.frames, i, &mut None, o.version).unwrap();
                 }
             }
         }
+    }
+
+    /// A format 4 file (its header and index as they are, frames without times apart)
+    /// reads as it did; and format 5's header and index are compressed.
+    #[test]
+    fn older_formats_read_as_they_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = br#"{"h":"a header of some length, a header of some length"}"#;
+        for version in [4, 5] {
+            let p = dir.path().join(format!("v{version}.pgtrace"));
+            let mut w = FileWriter::create_as(&p, false, header, version).unwrap();
+            let f = if version == 4 {
+                Frame::compress(1, 2, 1, b"a\n").unwrap()
+            } else {
+                Frame::items(1, 2, 1, b"a\n", &[7]).unwrap()
+            };
+            w.frame(&f).unwrap();
+            w.close().unwrap();
+            let bytes = std::fs::read(&p).unwrap();
+            assert_eq!(u32_at(&bytes, 8), version);
+            let json_in_file = bytes.windows(header.len()).any(|w| w == header);
+            assert_eq!(json_in_file, version == 4);
+            let mut c = Cursor::new(bytes);
+            let o = open(&mut c).unwrap();
+            assert_eq!(
+                (o.version, &o.header[..], o.frames.len()),
+                (version, &header[..], 1)
+            );
+            let back = read_frame_with(&mut c, &o.frames, 0, &mut None, o.version).unwrap();
+            assert_eq!(back.raw, b"a\n");
+            assert_eq!(back.times, (version == 5).then(|| vec![7]));
+        }
+        assert!(FileWriter::create_as(&dir.path().join("v6"), false, b"{}", 6).is_err());
     }
 }

@@ -125,14 +125,14 @@ mod tests {
         let o = format::open(&mut r).unwrap();
         assert_eq!(o.header, br#"{"x":1}"#);
         assert!(o.frames.is_empty());
-        let f = Frame::compress(5, 6, 1, b"{\"t\":\"finish\",\"at\":6}\n").unwrap();
+        let f = Frame::items(5, 6, 1, b"{\"t\":\"finish\",\"at\":6}\n", &[]).unwrap();
         let info = m.frame(&f).unwrap();
         let mut dec = None;
-        let raw = format::read_frame_with(&mut r, &[info], 0, &mut dec).unwrap();
-        assert_eq!(raw, b"{\"t\":\"finish\",\"at\":6}\n");
+        let read = format::read_frame_with(&mut r, &[info], 0, &mut dec, o.version).unwrap();
+        assert_eq!(read.raw, b"{\"t\":\"finish\",\"at\":6}\n");
         let before = m.held();
         m.drop_frames();
         assert!(m.held() < before);
-        assert!(format::read_frame_with(&mut r, &[info], 0, &mut None).is_err());
+        assert!(format::read_frame_with(&mut r, &[info], 0, &mut None, o.version).is_err());
     }
 }

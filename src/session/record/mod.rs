@@ -9,14 +9,16 @@ pub mod format;
 pub mod mem;
 pub mod names;
 pub mod ring;
+pub mod times;
 
 use crate::output::record::{Record, UsdtRecord};
-pub use events::{Events, EventsRef};
+use crate::process::status::sampler::{Round, WaitSample};
+pub use events::{Events, EventsRef, EventsUntimed};
 
 use crate::trace::{Event, Pid};
 use anyhow::{Context, Result};
-use format::{FileWriter, Frame};
-use names::NameAnswer;
+use format::{FileWriter, Frame, FrameItems};
+use names::{NameAnswer, RelEntry};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -161,11 +163,152 @@ impl Item {
 }
 
 /// Wait-event sampling rounds, and the rate they were taken at (the profile's seconds
-/// are counted from it).
+/// are counted from it). Written whole (`rounds`: a replay's checkpoints, formats up to
+/// 4), or as format 5's recorder writes them ([`WaitsOut`]); read either way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "WaitRoundsIn")]
 pub struct WaitRounds {
     pub hz: f64,
-    pub rounds: Vec<crate::process::status::sampler::Round>,
+    pub rounds: Vec<Round>,
+}
+
+/// [`WaitRounds`] in either form.
+#[derive(Deserialize)]
+struct WaitRoundsIn {
+    hz: f64,
+    #[serde(default)]
+    rounds: Option<Vec<Round>>,
+    #[serde(default)]
+    r: Option<Vec<Vec<RoundElem>>>,
+}
+
+/// An element of a round as format 5 writes it: a number (its time's difference, then a
+/// sample's CPU time's difference), or a sample whole.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RoundElem {
+    N(i64),
+    S(WaitSample),
+}
+
+/// The time between two rounds at `hz`, as both sides compute it.
+fn round_period(hz: f64) -> u64 {
+    if hz.is_finite() && hz > 0.0 {
+        (1e9 / hz) as u64
+    } else {
+        0
+    }
+}
+
+/// `s` as it was in the round before, but for its CPU time: written as that time's
+/// difference.
+fn same_but_cpu(s: &WaitSample, prev: Option<&WaitSample>) -> Option<i64> {
+    let p = prev?;
+    let same = p.pid == s.pid
+        && p.event == s.event
+        && p.active == s.active
+        && p.query_id == s.query_id
+        && p.query == s.query;
+    match (same, p.cpu_ns, s.cpu_ns) {
+        (true, Some(a), Some(b)) => Some(b.wrapping_sub(a) as i64),
+        _ => None,
+    }
+}
+
+impl TryFrom<WaitRoundsIn> for WaitRounds {
+    type Error = String;
+
+    fn try_from(w: WaitRoundsIn) -> Result<WaitRounds, String> {
+        let rows = match (w.rounds, w.r) {
+            (Some(rounds), None) => return Ok(WaitRounds { hz: w.hz, rounds }),
+            (None, Some(rows)) => rows,
+            _ => return Err("wait rounds as `rounds` or as `r`, not both".into()),
+        };
+        let period = round_period(w.hz);
+        let mut rounds: Vec<Round> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut row = row.into_iter();
+            let Some(RoundElem::N(d)) = row.next() else {
+                return Err("a wait round without its time".into());
+            };
+            let t_ns = match rounds.last() {
+                None => d as u64,
+                Some(p) => p.t_ns.wrapping_add(period).wrapping_add(d as u64),
+            };
+            let prev = rounds.last().map_or(&[][..], |r| &r.samples[..]);
+            let mut samples = Vec::with_capacity(row.len());
+            for (j, e) in row.enumerate() {
+                samples.push(match e {
+                    RoundElem::S(s) => s,
+                    RoundElem::N(d) => {
+                        let p = prev
+                            .get(j)
+                            .filter(|p| p.cpu_ns.is_some())
+                            .ok_or("a wait sample said to be as before, with nothing before it")?;
+                        WaitSample {
+                            cpu_ns: p.cpu_ns.map(|c| c.wrapping_add(d as u64)),
+                            ..p.clone()
+                        }
+                    }
+                });
+            }
+            rounds.push(Round { t_ns, samples });
+        }
+        Ok(WaitRounds { hz: w.hz, rounds })
+    }
+}
+
+/// Wait rounds as format 5 writes them: `{"hz", "r": [[dt, sample…]…]}`, `dt` the round's
+/// time less the round before's and its period (the first: its time), a sample as it was
+/// in the round before but for its CPU time written as that time's difference, else
+/// whole. Sampled a hundred times a second, they were most of an idle or throttled
+/// session's ticks.
+pub struct WaitsOut<'a>(pub &'a WaitRounds);
+
+impl Serialize for WaitsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Rows<'a>(&'a WaitRounds);
+        struct Row<'a> {
+            d: i64,
+            samples: &'a [WaitSample],
+            prev: &'a [WaitSample],
+        }
+        impl Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let period = round_period(self.0.hz);
+                s.collect_seq(self.0.rounds.iter().enumerate().map(|(i, r)| {
+                    let prev = i.checked_sub(1).map(|i| &self.0.rounds[i]);
+                    Row {
+                        d: match prev {
+                            None => r.t_ns as i64,
+                            Some(p) => r.t_ns.wrapping_sub(p.t_ns).wrapping_sub(period) as i64,
+                        },
+                        samples: &r.samples,
+                        prev: prev.map_or(&[][..], |p| &p.samples[..]),
+                    }
+                }))
+            }
+        }
+        impl Serialize for Row<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = s.serialize_seq(Some(1 + self.samples.len()))?;
+                seq.serialize_element(&self.d)?;
+                for (j, x) in self.samples.iter().enumerate() {
+                    match same_but_cpu(x, self.prev.get(j)) {
+                        Some(d) => seq.serialize_element(&d)?,
+                        None => seq.serialize_element(x)?,
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("hz", &self.0.hz)?;
+        m.serialize_entry("r", &Rows(self.0))?;
+        m.end()
+    }
 }
 
 /// [`Item`], borrowed: what the recorder serialises without copying events.
@@ -211,6 +354,130 @@ pub enum ItemRef<'a> {
     },
 }
 
+/// A `batch` line as format 5 writes it: the events without their times.
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    t: &'static str,
+    at: u64,
+    events: EventsUntimed<'a>,
+}
+
+/// A `tick` line as format 5 writes it: its wait rounds as [`WaitsOut`].
+#[derive(Serialize)]
+struct TickOut<'a> {
+    t: &'static str,
+    at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a Event>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    walked: Option<Walked>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waits: Option<WaitsOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copier: Option<&'a CopierTick>,
+}
+
+/// A `names` line as format 5 writes it: relation files' answers as [`RelEntry`]s.
+#[derive(Serialize)]
+struct NamesOut<'a> {
+    t: &'static str,
+    answers: Vec<&'a NameAnswer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rels: Vec<RelEntry>,
+}
+
+/// A frame being filled: its items as the current format writes them (NDJSON lines), and
+/// the times of their batches' events, which the lines do not carry.
+#[derive(Debug, Default)]
+pub struct FrameBuf {
+    pub raw: Vec<u8>,
+    pub times: Vec<u64>,
+    pub items: u32,
+    /// The first step time in it, and the latest.
+    pub first_at: Option<u64>,
+    pub last_at: u64,
+}
+
+impl FrameBuf {
+    /// One item; `at` its step's time (None for an item of the step before: names, notes).
+    pub fn push(&mut self, at: Option<u64>, item: &ItemRef) -> Result<()> {
+        let (len, n) = (self.raw.len(), self.times.len());
+        let r = match item {
+            ItemRef::Batch { at, events } => {
+                self.times.extend(events.0.iter().map(|e| e.ts_ns));
+                let line = BatchOut {
+                    t: "batch",
+                    at: *at,
+                    events: EventsUntimed(events.0),
+                };
+                serde_json::to_writer(&mut self.raw, &line)
+            }
+            ItemRef::Names { answers } => {
+                let (answers, rels) = names::compact(answers);
+                let line = NamesOut {
+                    t: "names",
+                    answers,
+                    rels,
+                };
+                serde_json::to_writer(&mut self.raw, &line)
+            }
+            &ItemRef::Tick {
+                at,
+                status,
+                walked,
+                waits,
+                copier,
+            } => {
+                let line = TickOut {
+                    t: "tick",
+                    at,
+                    status,
+                    walked,
+                    waits: waits.map(WaitsOut),
+                    copier,
+                };
+                serde_json::to_writer(&mut self.raw, &line)
+            }
+            other => serde_json::to_writer(&mut self.raw, other),
+        };
+        if let Err(e) = r {
+            self.raw.truncate(len);
+            self.times.truncate(n);
+            return Err(e.into());
+        }
+        self.raw.push(b'\n');
+        self.items += 1;
+        if let Some(at) = at {
+            self.first_at.get_or_insert(at);
+            self.last_at = self.last_at.max(at);
+        }
+        Ok(())
+    }
+
+    /// Its first step time, or its last when it has none.
+    pub fn first(&self) -> u64 {
+        self.first_at.unwrap_or(self.last_at)
+    }
+
+    /// The frame standing alone (a ring's).
+    pub fn frame(&self) -> Result<Frame> {
+        Frame::items(
+            self.first(),
+            self.last_at,
+            self.items,
+            &self.raw,
+            &self.times,
+        )
+    }
+
+    pub fn clear(&mut self) {
+        self.raw.clear();
+        self.times.clear();
+        self.items = 0;
+        self.first_at = None;
+    }
+}
+
 enum Sink {
     File(Box<FileWriter>),
     Ring(Box<ring::Ring>),
@@ -226,10 +493,7 @@ pub struct Recorder {
     pub checkpoints_stopped: Option<String>,
     /// A file's frames: event-sparse ones continue one zstd stream between checkpoints.
     stream: format::Streamer,
-    buf: Vec<u8>,
-    items: u32,
-    first_at: Option<u64>,
-    last_at: u64,
+    frame: FrameBuf,
     /// The first failure; the recording stops there and says so once.
     pub failed: Option<String>,
     /// Where it writes (a file) or dumps (a ring).
@@ -275,10 +539,7 @@ impl Recorder {
             checkpoints,
             checkpoints_stopped,
             stream: format::Streamer::default(),
-            buf: Vec::new(),
-            items: 0,
-            first_at: None,
-            last_at: 0,
+            frame: FrameBuf::default(),
             failed: None,
             path: opts.path.clone(),
         })
@@ -295,25 +556,18 @@ impl Recorder {
         if self.sink.is_none() {
             return;
         }
-        if let (Some(at), Some(first)) = (at, self.first_at) {
-            if at.saturating_sub(first) >= FLUSH_NS || self.buf.len() >= FLUSH_BYTES {
+        if let (Some(at), Some(first)) = (at, self.frame.first_at) {
+            if at.saturating_sub(first) >= FLUSH_NS || self.frame.raw.len() >= FLUSH_BYTES {
                 self.flush_at_step(true);
             }
         }
-        if let Err(e) = serde_json::to_writer(&mut self.buf, item) {
-            self.fail(e.into());
+        if let Err(e) = self.frame.push(at, item) {
+            self.fail(e);
             return;
         }
-        self.buf.push(b'\n');
-        self.items += 1;
-        match at {
-            Some(at) => {
-                self.first_at.get_or_insert(at);
-                self.last_at = self.last_at.max(at);
-            }
-            // A long run of items without a time (a copier's plan) is cut by size too.
-            None if self.buf.len() >= FLUSH_BYTES => self.flush_at_step(false),
-            None => {}
+        // A long run of items without a time (a copier's plan) is cut by size too.
+        if at.is_none() && self.frame.raw.len() >= FLUSH_BYTES {
+            self.flush_at_step(false);
         }
     }
 
@@ -323,45 +577,43 @@ impl Recorder {
     }
 
     fn flush_at_step(&mut self, step_end: bool) {
-        if self.items == 0 {
+        if self.frame.items == 0 {
             return;
         }
-        let first = self.first_at.unwrap_or(self.last_at);
         let ck = &mut self.checkpoints;
         let stopped = &mut self.checkpoints_stopped;
         let stream = &mut self.stream;
-        let (buf, items, last) = (&self.buf, self.items, self.last_at);
+        let fb = &self.frame;
         let r = match self.sink.as_mut() {
-            Some(Sink::File(w)) => stream.compress(first, last, items, buf).and_then(|f| {
-                let info = w.frame(&f)?;
-                if let Some(c) = ck.as_mut() {
-                    // Checkpoints only speed seeking up: one that fails stops
-                    // them, not the recording.
-                    let r = c.frame_written(info, f.payload.len() as u64, step_end);
-                    match r.and_then(|cp| cp.map(|cp| w.checkpoint(&cp)).transpose()) {
-                        // A seek to it decodes no frame before it.
-                        Ok(Some(info)) => {
-                            c.stored_at(info);
-                            stream.restart();
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            *stopped = Some(format!("{e:#}"));
-                            *ck = None;
+            Some(Sink::File(w)) => stream
+                .compress(fb.first(), fb.last_at, fb.items, &fb.raw, &fb.times)
+                .and_then(|f| {
+                    let info = w.frame(&f)?;
+                    if let Some(c) = ck.as_mut() {
+                        // Checkpoints only speed seeking up: one that fails stops
+                        // them, not the recording.
+                        let (bytes, raw) = (f.payload.len() as u64, fb.raw.len() as u64);
+                        let r = c.frame_written(info, bytes, raw, step_end);
+                        match r.and_then(|cp| cp.map(|cp| w.checkpoint(&cp)).transpose()) {
+                            // A seek to it decodes no frame before it.
+                            Ok(Some(info)) => {
+                                c.stored_at(info);
+                                stream.restart();
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                *stopped = Some(format!("{e:#}"));
+                                *ck = None;
+                            }
                         }
                     }
-                }
-                Ok(())
-            }),
+                    Ok(())
+                }),
             // A ring drops its oldest frames: each stands alone.
-            Some(Sink::Ring(r)) => {
-                Frame::compress(first, last, items, buf).and_then(|f| r.push(f, step_end))
-            }
+            Some(Sink::Ring(r)) => fb.frame().and_then(|f| r.push(f, step_end)),
             None => Ok(()),
         };
-        self.buf.clear();
-        self.items = 0;
-        self.first_at = None;
+        self.frame.clear();
         if let Err(e) = r {
             self.fail(e);
         }
@@ -502,6 +754,8 @@ pub fn parse_keep(s: &str) -> Result<std::time::Duration> {
 
 const BATCH_PREFIX: &[u8] = b"{\"t\":\"batch\",";
 
+const NAMES_PREFIX: &[u8] = b"{\"t\":\"names\",";
+
 /// A `batch` line's fields (its `t` skipped).
 #[derive(Deserialize)]
 struct BatchIn {
@@ -509,25 +763,123 @@ struct BatchIn {
     events: Events,
 }
 
-/// The items of one frame, in order; a line that is not an item ends it with an error.
+/// A `names` line's fields: the answers, and (format 5) the relation files' entries.
+#[derive(Deserialize)]
+struct NamesIn {
+    answers: Vec<NameAnswer>,
+    #[serde(default)]
+    rels: Vec<RelEntry>,
+}
+
+/// A format 5 `batch` line, its events given their times from the frame's.
+struct BatchSeed<'a, 'b>(&'a mut events::Times<'b>);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum BatchField {
+    At,
+    Events,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BatchSeed<'_, '_> {
+    type Value = Item;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Item, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BatchSeed<'_, '_> {
+    type Value = Item;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a batch")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Item, A::Error> {
+        use serde::de::Error;
+        let (mut at, mut events) = (None, None);
+        while let Some(k) = m.next_key()? {
+            match k {
+                BatchField::At => at = Some(m.next_value()?),
+                BatchField::Events if events.is_none() => {
+                    events = Some(m.next_value_seed(events::EventsSeed(&mut *self.0))?)
+                }
+                BatchField::Events => return Err(A::Error::duplicate_field("events")),
+                BatchField::Other => {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Item::Batch {
+            at: at.ok_or_else(|| A::Error::missing_field("at"))?,
+            events: events.ok_or_else(|| A::Error::missing_field("events"))?,
+        })
+    }
+}
+
+/// The items of one frame of formats 1 to 4, in order; a line that is not an item ends
+/// it with an error.
 pub fn parse_items(raw: &[u8]) -> Result<Vec<Item>> {
-    raw.split(|&b| b == b'\n')
+    parse_lines(raw, None)
+}
+
+/// The items of one frame as read, of any format.
+pub fn parse_frame(f: &FrameItems) -> Result<Vec<Item>> {
+    let Some(ts) = &f.times else {
+        return parse_lines(&f.raw, None);
+    };
+    let mut times = events::Times::new(ts);
+    let items = parse_lines(&f.raw, Some(&mut times))?;
+    if !times.all_taken() {
+        anyhow::bail!("a frame with more times than events");
+    }
+    Ok(items)
+}
+
+fn parse_lines(raw: &[u8], mut times: Option<&mut events::Times>) -> Result<Vec<Item>> {
+    let mut out = Vec::new();
+    for (i, l) in raw
+        .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, l)| {
-            // Most lines are batches: read straight into their fields, not through the
-            // tagged enum's buffering (the writer puts `t` first).
-            if l.starts_with(BATCH_PREFIX) {
-                serde_json::from_slice::<BatchIn>(l).map(|b| Item::Batch {
+    {
+        // Most lines are batches: read straight into their fields, not through the
+        // tagged enum's buffering (the writer puts `t` first).
+        let item = if l.starts_with(BATCH_PREFIX) {
+            match times.as_deref_mut() {
+                Some(t) => {
+                    let mut d = serde_json::Deserializer::from_slice(l);
+                    serde::de::DeserializeSeed::deserialize(BatchSeed(t), &mut d)
+                        .and_then(|item| d.end().map(|()| item))
+                }
+                None => serde_json::from_slice::<BatchIn>(l).map(|b| Item::Batch {
                     at: b.at,
                     events: b.events,
-                })
-            } else {
-                serde_json::from_slice(l)
+                }),
             }
-            .with_context(|| format!("item {} of a frame", i + 1))
-        })
-        .collect()
+            .map_err(anyhow::Error::from)
+        } else if l.starts_with(NAMES_PREFIX) {
+            serde_json::from_slice::<NamesIn>(l)
+                .map_err(anyhow::Error::from)
+                .and_then(|n| {
+                    let mut answers = n.answers;
+                    for e in &n.rels {
+                        answers.extend(
+                            e.expand()
+                                .context("a relation entry that names no relation file")?,
+                        );
+                    }
+                    Ok(Item::Names { answers })
+                })
+        } else {
+            serde_json::from_slice(l).map_err(anyhow::Error::from)
+        };
+        out.push(item.with_context(|| format!("item {} of a frame", i + 1))?);
+    }
+    Ok(out)
 }
 
 /// A path next to `p` with `-N` before its extension: the Nth dump of a ring.
@@ -562,5 +914,169 @@ mod tests {
             numbered(Path::new("/x/a.pgtrace"), 2),
             PathBuf::from("/x/a-2.pgtrace")
         );
+    }
+
+    /// Items as format 5 writes them (events without their times, relation files' names
+    /// in few words) parse back to the items given, with the frame's times.
+    #[test]
+    fn a_frame_reads_back_as_it_was_written() {
+        use crate::trace::{EventKind, Syscall};
+        let ev = |ts, kind| Event {
+            ts_ns: ts,
+            pid: 7,
+            kind,
+        };
+        let read = |ts, off| {
+            ev(
+                ts,
+                EventKind::Read {
+                    syscall: Syscall::Pread64,
+                    fd: 3,
+                    offset: Some(off),
+                    requested: 8192,
+                    result: 8192,
+                },
+            )
+        };
+        let first = vec![
+            read(1_000, 0),
+            read(900, 8192),
+            ev(5_000, EventKind::Close { fd: 3 }),
+        ];
+        let second = vec![read(7_000, 0)];
+        let answers = vec![
+            NameAnswer::FileSize {
+                path: "base/5/1".into(),
+                size: Some(3),
+            },
+            NameAnswer::Refresh { changed: false },
+        ];
+        let mut fb = FrameBuf::default();
+        fb.push(
+            Some(10),
+            &ItemRef::Batch {
+                at: 10,
+                events: EventsRef(&first),
+            },
+        )
+        .unwrap();
+        fb.push(None, &ItemRef::Names { answers: &answers })
+            .unwrap();
+        fb.push(
+            Some(20),
+            &ItemRef::Batch {
+                at: 20,
+                events: EventsRef(&second),
+            },
+        )
+        .unwrap();
+        fb.push(Some(30), &ItemRef::Finish { at: 30 }).unwrap();
+        assert_eq!((fb.items, fb.first(), fb.last_at), (4, 10, 30));
+        assert_eq!(fb.times, [1_000, 900, 5_000, 7_000]);
+        let raw = String::from_utf8(fb.raw.clone()).unwrap();
+        assert!(raw.contains("[7,1,\"pread64\",3,0,8192,8192]"), "{raw}");
+        let read = FrameItems {
+            raw: fb.raw.clone(),
+            times: Some(fb.times.clone()),
+        };
+        let items = parse_frame(&read).unwrap();
+        assert_eq!(
+            items,
+            [
+                Item::Batch {
+                    at: 10,
+                    events: Events(first)
+                },
+                Item::Names { answers },
+                Item::Batch {
+                    at: 20,
+                    events: Events(second)
+                },
+                Item::Finish { at: 30 }
+            ]
+        );
+        // Times that do not add up to the events are an error.
+        for times in [vec![1, 2, 3], vec![1, 2, 3, 4, 5]] {
+            let bad = FrameItems {
+                raw: fb.raw.clone(),
+                times: Some(times),
+            };
+            assert!(parse_frame(&bad).is_err());
+        }
+        assert!(
+            parse_items(&fb.raw).is_err(),
+            "no times: not format 4's items"
+        );
+    }
+
+    /// Wait rounds as format 5 writes them come back whole, and whole ones (older files,
+    /// checkpoints) are still read.
+    #[test]
+    fn wait_rounds_come_back_as_they_were() {
+        use crate::process::status::sampler::WaitEvent;
+        let ev = |name: &str| {
+            Some(std::sync::Arc::new(WaitEvent {
+                class: "Timeout".into(),
+                name: name.into(),
+            }))
+        };
+        let sample = |pid, e, cpu| WaitSample {
+            pid,
+            event: e,
+            active: true,
+            query_id: None,
+            query: Some("BASE_BACKUP".into()),
+            cpu_ns: cpu,
+        };
+        let rounds = vec![
+            Round {
+                t_ns: 1_000_000_000,
+                samples: vec![sample(7, ev("A"), Some(5)), sample(8, None, None)],
+            },
+            Round {
+                t_ns: 1_010_003_000,
+                samples: vec![sample(7, ev("A"), Some(9)), sample(8, None, None)],
+            },
+            // A new event, a sample fewer, time going back, the CPU time going back.
+            Round {
+                t_ns: 1_009_000_000,
+                samples: vec![sample(7, ev("B"), Some(9))],
+            },
+            Round {
+                t_ns: u64::MAX,
+                samples: vec![sample(7, ev("B"), Some(1)), sample(9, None, Some(3))],
+            },
+            Round {
+                t_ns: 0,
+                samples: vec![],
+            },
+        ];
+        for hz in [100.0, 0.0, -1.0, 3.0] {
+            let w = WaitRounds {
+                hz,
+                rounds: rounds.clone(),
+            };
+            let json = serde_json::to_string(&WaitsOut(&w)).unwrap();
+            let back: WaitRounds = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, w, "{json}");
+            let whole: WaitRounds =
+                serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+            assert_eq!(whole.rounds, w.rounds);
+        }
+        let w = WaitRounds {
+            hz: 100.0,
+            rounds: rounds.clone(),
+        };
+        let json = serde_json::to_string(&WaitsOut(&w)).unwrap();
+        // As before but for its CPU time: the difference; without a CPU time: whole.
+        assert!(json.contains("[3000,4,{\"pid\":8,"), "{json}");
+        for bad in [
+            r#"{"hz":1,"r":[[1,2]]}"#,
+            r#"{"hz":1,"r":[[]]}"#,
+            r#"{"hz":1,"r":[],"rounds":[]}"#,
+            r#"{"hz":1}"#,
+        ] {
+            assert!(serde_json::from_str::<WaitRounds>(bad).is_err(), "{bad}");
+        }
     }
 }

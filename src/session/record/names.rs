@@ -233,6 +233,211 @@ impl From<&NamedRec> for Named {
     }
 }
 
+/// A relation file's name answer in few words (format 5), with the file's size and its
+/// relation's size when they were asked in the same step: what the answer holds beside
+/// these (the path relative to the data directory, the locator, fork and segment, the
+/// main fork's path, the labels) follows from them as [`RelEntry::expand`] says, and the
+/// recorder writes one only when it gives back the very answers it stands for. A
+/// backup's names were a third of its file: most of each was the same words twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelEntry {
+    /// The path asked about.
+    pub path: String,
+    /// How many bytes of `path` come before the path relative to the data directory:
+    /// when absent, 2 for a path starting `./`, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<usize>,
+    pub schema: String,
+    pub name: String,
+    pub kind: String,
+    /// The table an index or TOAST table serves: the label is then `name → table`, else
+    /// `schema.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The answer to `file_size` of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<u64>,
+    /// The answer to `relation_size` of its relation (by its main fork's path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rs: Option<u64>,
+}
+
+/// `<relnum>[_fsm|_vm|_init][.<segment>]` in `base/<db>/`, `global/` or
+/// `pg_tblspc/<spc>/<version dir>/<db>/`: the locator, fork, segment and main fork's path.
+fn parse_relpath(relpath: &str) -> Option<(RelFileLocator, Fork, u32, String)> {
+    let (dir, file) = relpath.rsplit_once('/')?;
+    let num = |s: &str| -> Option<u32> {
+        (!s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !(s.len() > 1 && s.starts_with('0')))
+        .then(|| s.parse().ok())
+        .flatten()
+    };
+    let parts: Vec<&str> = dir.split('/').collect();
+    let (spc_oid, db_oid) = match parts.as_slice() {
+        ["global"] => (1664, 0),
+        ["base", db] => (1663, num(db)?),
+        ["pg_tblspc", spc, _, db] => (num(spc)?, num(db)?),
+        _ => return None,
+    };
+    let (stem, segment) = match file.split_once('.') {
+        Some((stem, seg)) => (stem, num(seg).filter(|&s| s > 0)?),
+        None => (file, 0),
+    };
+    let (rel, fork) = match stem.split_once('_') {
+        Some((rel, "fsm")) => (rel, Fork::Fsm),
+        Some((rel, "vm")) => (rel, Fork::Vm),
+        Some((rel, "init")) => (rel, Fork::Init),
+        Some(_) => return None,
+        None => (stem, Fork::Main),
+    };
+    let locator = RelFileLocator {
+        spc_oid,
+        db_oid,
+        rel_number: num(rel)?,
+        backend: None,
+    };
+    Some((locator, fork, segment, format!("{dir}/{rel}")))
+}
+
+impl RelEntry {
+    /// The answers it stands for: the name, then the file's size and the relation's.
+    pub fn expand(&self) -> Option<Vec<NameAnswer>> {
+        let cut = self
+            .cut
+            .unwrap_or(if self.path.starts_with("./") { 2 } else { 0 });
+        let relpath = self.path.get(cut..)?;
+        let (locator, fork, segment, main) = parse_relpath(relpath)?;
+        let label = match &self.table {
+            Some(t) => format!("{} → {t}", self.name),
+            None => format!("{}.{}", self.schema, self.name),
+        };
+        let id = RelIdentityRec {
+            locator,
+            path: main.clone(),
+            label: label.clone(),
+            schema: Some(self.schema.clone()),
+            name: Some(self.name.clone()),
+            kind: Some(self.kind.clone()),
+            table: self.table.clone(),
+            known: true,
+        };
+        let mut out = vec![NameAnswer::Name {
+            path: self.path.clone(),
+            named: NamedRec {
+                relpath: Some(relpath.to_string()),
+                class: "relation".into(),
+                label,
+                relation: Some(RelInfoRec { id, fork, segment }),
+            },
+        }];
+        if let Some(size) = self.fs {
+            out.push(NameAnswer::FileSize {
+                path: self.path.clone(),
+                size: Some(size),
+            });
+        }
+        if let Some(size) = self.rs {
+            out.push(NameAnswer::RelationSize {
+                relation: main,
+                size: Some(size),
+            });
+        }
+        Some(out)
+    }
+
+    /// A name answer as one, if it gives the answer back exactly.
+    fn of(a: &NameAnswer) -> Option<RelEntry> {
+        let NameAnswer::Name { path, named } = a else {
+            return None;
+        };
+        let id = &named.relation.as_ref()?.id;
+        let relpath = named.relpath.as_deref()?;
+        let cut = path.len().checked_sub(relpath.len())?;
+        let default = if path.starts_with("./") { 2 } else { 0 };
+        let e = RelEntry {
+            path: path.clone(),
+            cut: (cut != default).then_some(cut),
+            schema: id.schema.clone()?,
+            name: id.name.clone()?,
+            kind: id.kind.clone()?,
+            table: id.table.clone(),
+            fs: None,
+            rs: None,
+        };
+        (e.expand()?.first() == Some(a)).then_some(e)
+    }
+}
+
+/// A step's answers as format 5 writes them: those that stand alone, and the relation
+/// files' as [`RelEntry`]s. Only a question asked once in the step goes into an entry
+/// (the answers are kept per question in order, so the order between the two lists
+/// does not matter), and a size only when the file or relation was named in the step.
+pub fn compact(answers: &[NameAnswer]) -> (Vec<&NameAnswer>, Vec<RelEntry>) {
+    let keys: Vec<String> = answers.iter().map(NameAnswer::key).collect();
+    let mut count: HashMap<&str, u32> = HashMap::new();
+    for k in &keys {
+        *count.entry(k.as_str()).or_default() += 1;
+    }
+    let once = |i: usize| count.get(keys[i].as_str()) == Some(&1);
+    let mut rels = Vec::new();
+    let mut taken = vec![false; answers.len()];
+    let (mut by_path, mut by_rel) = (HashMap::new(), HashMap::new());
+    for (i, a) in answers.iter().enumerate() {
+        if let (true, Some(e)) = (once(i), RelEntry::of(a)) {
+            if let NameAnswer::Name {
+                named: NamedRec {
+                    relation: Some(r), ..
+                },
+                ..
+            } = a
+            {
+                by_rel.entry(r.id.path.as_str()).or_insert(rels.len());
+            }
+            by_path.insert(e.path.clone(), rels.len());
+            rels.push(e);
+            taken[i] = true;
+        }
+    }
+    for (i, a) in answers.iter().enumerate() {
+        if taken[i] || !once(i) {
+            continue;
+        }
+        match a {
+            NameAnswer::FileSize {
+                path,
+                size: Some(s),
+            } => {
+                if let Some(e) = by_path.get(path).map(|&j| &mut rels[j]) {
+                    if e.fs.is_none() {
+                        e.fs = Some(*s);
+                        taken[i] = true;
+                    }
+                }
+            }
+            NameAnswer::RelationSize {
+                relation,
+                size: Some(s),
+            } => {
+                if let Some(e) = by_rel.get(relation.as_str()).map(|&j| &mut rels[j]) {
+                    if e.rs.is_none() {
+                        e.rs = Some(*s);
+                        taken[i] = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let full = answers
+        .iter()
+        .zip(&taken)
+        .filter(|(_, t)| !**t)
+        .map(|(a, _)| a)
+        .collect();
+    (full, rels)
+}
+
 /// Wraps the live namer: every answer is also noted, for the recorder to take.
 pub fn note(tape: &mut Option<Vec<NameAnswer>>, a: impl FnOnce() -> NameAnswer) {
     if let Some(t) = tape.as_mut() {
@@ -440,5 +645,192 @@ mod tests {
         };
         let back: NameAnswer = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(back, a);
+    }
+
+    fn rel_answer(path: &str, relpath: &str, label: &str, table: Option<&str>) -> NameAnswer {
+        let (locator, fork, segment, main) = parse_relpath(relpath).unwrap();
+        let id = RelIdentityRec {
+            locator,
+            path: main,
+            label: label.into(),
+            schema: Some("pg_catalog".into()),
+            name: Some("pg_class_oid_index".into()),
+            kind: Some("index".into()),
+            table: table.map(Into::into),
+            known: true,
+        };
+        NameAnswer::Name {
+            path: path.into(),
+            named: NamedRec {
+                relpath: Some(relpath.into()),
+                class: "relation".into(),
+                label: label.into(),
+                relation: Some(RelInfoRec { id, fork, segment }),
+            },
+        }
+    }
+
+    /// Expanded back per question in order: what a replay's namer holds.
+    fn per_question(answers: &[NameAnswer]) -> HashMap<String, Vec<NameAnswer>> {
+        let mut m: HashMap<String, Vec<NameAnswer>> = HashMap::new();
+        for a in answers {
+            m.entry(a.key()).or_default().push(a.clone());
+        }
+        m
+    }
+
+    fn round_trip(answers: &[NameAnswer]) -> (usize, Vec<NameAnswer>) {
+        let (full, rels) = compact(answers);
+        let json = serde_json::to_string(&rels).unwrap();
+        let rels: Vec<RelEntry> = serde_json::from_str(&json).unwrap();
+        let mut back: Vec<NameAnswer> = full.into_iter().cloned().collect();
+        for e in &rels {
+            back.extend(e.expand().unwrap());
+        }
+        (rels.len(), back)
+    }
+
+    #[test]
+    fn relation_files_are_written_in_few_words_and_read_back_whole() {
+        let idx = "pg_class_oid_index → pg_catalog.pg_class";
+        let answers = vec![
+            rel_answer(
+                "./base/5/2662",
+                "base/5/2662",
+                idx,
+                Some("pg_catalog.pg_class"),
+            ),
+            NameAnswer::FileSize {
+                path: "./base/5/2662".into(),
+                size: Some(16384),
+            },
+            NameAnswer::RelationSize {
+                relation: "base/5/2662".into(),
+                size: Some(16384),
+            },
+            // An absolute path, another fork and segment, a tablespace, a shared relation.
+            rel_answer(
+                "/data/pg/base/5/2662_fsm",
+                "base/5/2662_fsm",
+                idx,
+                Some("pg_catalog.pg_class"),
+            ),
+            rel_answer(
+                "pg_tblspc/16390/PG_15_202209061/5/16400.3",
+                "pg_tblspc/16390/PG_15_202209061/5/16400.3",
+                "pg_catalog.pg_class_oid_index",
+                None,
+            ),
+            rel_answer(
+                "global/1262_vm",
+                "global/1262_vm",
+                idx,
+                Some("pg_catalog.pg_class"),
+            ),
+            // Asked twice in the step: both stay whole, in order.
+            NameAnswer::FileSize {
+                path: "global/1262_vm".into(),
+                size: Some(1),
+            },
+            NameAnswer::FileSize {
+                path: "global/1262_vm".into(),
+                size: Some(2),
+            },
+            // No size: whole.
+            NameAnswer::RelationSize {
+                relation: "global/1262".into(),
+                size: None,
+            },
+            // A label that does not follow (uncommitted), a temp relation, a path that
+            // is not a relation file's: whole.
+            rel_answer(
+                "base/5/16384",
+                "base/5/16384",
+                "pg_catalog.pg_class_oid_index (uncommitted)",
+                None,
+            ),
+            NameAnswer::Name {
+                path: "base/5/t3_16384".into(),
+                named: NamedRec {
+                    relpath: Some("base/5/t3_16384".into()),
+                    class: "temp_relation".into(),
+                    label: "x".into(),
+                    relation: None,
+                },
+            },
+            NameAnswer::Name {
+                path: "/dev/null".into(),
+                named: NamedRec {
+                    relpath: None,
+                    class: "other".into(),
+                    label: "/dev/null".into(),
+                    relation: None,
+                },
+            },
+        ];
+        let (rels, back) = round_trip(&answers);
+        assert_eq!(rels, 4);
+        assert_eq!(per_question(&back), per_question(&answers));
+        assert_eq!(back.len(), answers.len());
+        let (full, entries) = compact(&answers);
+        assert_eq!(entries[0].fs, Some(16384));
+        assert_eq!(entries[0].rs, Some(16384));
+        assert_eq!(entries[0].cut, None);
+        assert_eq!(entries[1].cut, Some(9));
+        assert_eq!(full.len(), 6);
+    }
+
+    #[test]
+    fn a_name_asked_twice_in_a_step_stays_whole_and_in_order() {
+        let idx = "pg_class_oid_index → pg_catalog.pg_class";
+        let a = rel_answer(
+            "base/5/2662",
+            "base/5/2662",
+            idx,
+            Some("pg_catalog.pg_class"),
+        );
+        let mut b = a.clone();
+        if let NameAnswer::Name { named, .. } = &mut b {
+            named.label = "renamed".into();
+        }
+        let (rels, back) = round_trip(&[a.clone(), b.clone()]);
+        assert_eq!(rels, 0);
+        assert_eq!(back, [a, b]);
+    }
+
+    #[test]
+    fn hostile_entries_expand_to_nothing_or_to_something() {
+        for path in [
+            "",
+            "./",
+            "base/x/1",
+            "base/5/01",
+            "base/5/1.0",
+            "base/5/1_x",
+            "a/b/c",
+        ] {
+            let e = RelEntry {
+                path: path.into(),
+                cut: None,
+                schema: "s".into(),
+                name: "n".into(),
+                kind: "table".into(),
+                table: None,
+                fs: None,
+                rs: None,
+            };
+            assert!(e.expand().is_none(), "{path}");
+        }
+        let e = RelEntry {
+            path: "base/5/1".into(),
+            cut: Some(usize::MAX),
+            schema: "s".into(),
+            name: "n".into(),
+            kind: "table".into(),
+            table: None,
+            fs: None,
+            rs: None,
+        };
+        assert!(e.expand().is_none());
     }
 }

@@ -107,7 +107,8 @@ impl Ring {
         };
         let r = b.mem.frame(&f).and_then(|info| {
             b.writer
-                .frame_written(info, f.payload.len() as u64, step_end)
+                // It stores nothing as it plays: the items' size does not matter.
+                .frame_written(info, f.payload.len() as u64, 0, step_end)
                 .map(|_| ())
         });
         match r {
