@@ -73,8 +73,8 @@ volatile __u32 fast_pids[PGT_FAST_PIDS];
 volatile __u32 pids_overflow;
 /* Bit (tgid % 32) of each tgid in `fast_pids`, set by user space before the slot:
  * the scheduler program, which runs at every context switch of the machine,
- * leaves a switch between two untraced tasks after this one load instead of the
- * slot scan. A superset (user space recomputes it when a pid goes; a slot the
+ * leaves a switch between two untraced tasks after this one load instead of
+ * loading two buckets of its D-period counts. A superset (user space recomputes it when a pid goes; a slot the
  * kernel clears at exit leaves its bit); not kept for the `pids` map: while
  * `pids_overflow` is set it is not used. */
 volatile __u32 sched_hint;
@@ -1217,38 +1217,6 @@ static __always_inline void sched_d_close(struct task_struct *t, __u32 tid, int 
 }
 
 
-/* Whether `a` and `b` are traced: bit 0 for `a`, bit 1 for `b`. One pass over
- * the fast slots for both (a switch tests two tasks; two is_traced() calls
- * would load every slot twice). 0 (the idle task; a free slot) is never traced. */
-static __always_inline __u32 traced2(__u32 a, __u32 b)
-{
-	__u32 m = 0;
-	int i;
-
-	/* Without branches: 16 slots with a branch per compare made the verifier
-	 * walk every combination (over its 1M-instruction limit). (x - 1) >> 63 of a
-	 * 64-bit x below 2^32 is 1 for 0, else 0. */
-#pragma unroll
-	for (i = 0; i < PGT_FAST_PIDS; i++) {
-		__u64 f = fast_pids[i], xa = f ^ a, xb = f ^ b;
-
-		/* Keep clang from turning the arithmetic back into compares. */
-		asm volatile("" : "+r"(xa), "+r"(xb));
-		m |= (__u32)((xa - 1) >> 63) | (__u32)(((xb - 1) >> 63) << 1);
-	}
-	if (pids_overflow) {
-		if (bpf_map_lookup_elem(&pids, &a))
-			m |= 1;
-		if (bpf_map_lookup_elem(&pids, &b))
-			m |= 2;
-	}
-	if (!a)
-		m &= ~1u;
-	if (!b)
-		m &= ~2u;
-	return m;
-}
-
 /* The body of both scheduler programs. `st` is the state `prev` leaves its CPU
  * in: the one __schedule acted on (the tracepoint's prev_state, 5.18+) or, on
  * older kernels (`have_state` 0), prev->__state read here. The latter races: a
@@ -1258,7 +1226,7 @@ static __always_inline __u32 traced2(__u32 a, __u32 b)
 static __always_inline int sched_switch(bool preempt, struct task_struct *prev,
 					struct task_struct *next, unsigned int st, int have_state)
 {
-	__u32 tgid, ntgid, tid, m;
+	__u32 tgid, ntgid, tid;
 
 	if (pidns_ino)
 		return 0;
@@ -1270,26 +1238,21 @@ static __always_inline int sched_switch(bool preempt, struct task_struct *prev,
 		if (!(h & (1u << (tgid & 31))) && !(h & (1u << (ntgid & 31))))
 			return 0;
 	}
-	m = traced2(tgid, ntgid);
-	if (!m)
-		return 0;
-	if (m & 1) {
-		tid = prev->pid;
-		/* A period seeded as the thread woke (see sched_d_close). */
-		if (*dpend_of(tid))
-			sched_d_close(prev, tid, 0);
-		if (!have_state)
-			st = task_state(prev);
-		/* Preempted (still runnable, whatever its state) or not asleep in D:
-		 * nothing to time. */
-		if (!preempt && (st & PGT_TASK_UNINTERRUPTIBLE))
-			sched_d_out(prev, tid, tgid);
-	}
-	if (m & 2) {
-		tid = next->pid;
-		if (*dpend_of(tid))
-			sched_d_close(next, tid, 1);
-	}
+	/* Records exist for traced threads only: a bucket's count, then the lookup, test
+	 * the tasks without the pid scan, which only a D period's start needs. */
+	tid = prev->pid;
+	/* A period seeded as the thread woke (see sched_d_close). */
+	if (*dpend_of(tid))
+		sched_d_close(prev, tid, 0);
+	if (!have_state)
+		st = task_state(prev);
+	/* Preempted (still runnable, whatever its state) or not asleep in D: nothing to
+	 * time. */
+	if (!preempt && (st & PGT_TASK_UNINTERRUPTIBLE) && is_traced(tgid))
+		sched_d_out(prev, tid, tgid);
+	tid = next->pid;
+	if (*dpend_of(tid))
+		sched_d_close(next, tid, 1);
 	return 0;
 }
 
