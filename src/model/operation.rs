@@ -493,6 +493,46 @@ const DUMP_WINDOW_NS: u64 = 10_000_000_000;
 /// ...and not trusted over less than this.
 const DUMP_MIN_NS: u64 = 2_000_000_000;
 
+/// What tells one statement from the next in a backend's status: when it became active
+/// (`st_state_start_timestamp`, set at each statement a client sends), and for `CREATE
+/// INDEX` the index being built (its progress row's `index_relid`, 0 until the index
+/// exists). Either unknown in a sample proves nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Statement {
+    pub started_us: Option<i64>,
+    pub index_oid: Option<u32>,
+}
+
+impl Statement {
+    pub fn of(s: &StatusSample) -> Statement {
+        let index_oid = (s.progress_command.as_deref() == Some("create_index"))
+            .then(|| s.progress_params.get(6).copied())
+            .flatten()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v != 0);
+        Statement {
+            started_us: s.state_start_us,
+            index_oid,
+        }
+    }
+
+    fn continued_by(&self, later: &Statement) -> bool {
+        let differ =
+            |a: Option<i64>, b: Option<i64>| matches!((a, b), (Some(x), Some(y)) if x != y);
+        !differ(self.started_us, later.started_us)
+            && !differ(
+                self.index_oid.map(i64::from),
+                later.index_oid.map(i64::from),
+            )
+    }
+
+    /// What a later sample of the same statement adds (the index, once it exists).
+    fn learn(&mut self, later: &Statement) {
+        self.started_us = self.started_us.or(later.started_us);
+        self.index_oid = self.index_oid.or(later.index_oid);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperationState {
     pub reading: Reading,
@@ -512,6 +552,10 @@ pub struct OperationState {
     pub ledger: eta::Ledger,
     /// The indexes of the table a `CLUSTER`/`VACUUM FULL` rebuilds, from the catalog.
     pub indexes: Option<u64>,
+    /// Which statement runs it: a second command of the same kind on the same relation
+    /// (two `CREATE INDEX` on one table in a migration script) is another operation.
+    #[serde(default)]
+    pub statement: Statement,
     /// A pg_dump the catalog could not place (it selects or reorders tables): never
     /// placed for the rest of its table, even once pg_dump itself has exited while its
     /// backend still sends the last rows.
@@ -538,6 +582,7 @@ impl OperationState {
             since_ns: ts,
             ledger: eta::Ledger::default(),
             indexes: None,
+            statement: Statement::default(),
         };
         st.note_phase();
         st.observe(ts);
@@ -567,8 +612,12 @@ impl OperationState {
         (rate > 0.0).then(|| ((all.saturating_sub(done) as f64 / rate) * 10.0).round() / 10.0)
     }
 
-    pub fn same(&self, r: &Reading) -> bool {
-        self.reading.operation == r.operation && self.reading.relid == r.relid
+    /// Whether a sample's reading continues this operation: same command, same relation,
+    /// and not another statement.
+    pub fn same(&self, r: &Reading, stmt: &Statement) -> bool {
+        self.reading.operation == r.operation
+            && self.reading.relid == r.relid
+            && self.statement.continued_by(stmt)
     }
 
     fn observe(&mut self, ts: u64) {
@@ -743,6 +792,41 @@ mod tests {
             progress_params: p,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_second_statement_on_the_same_table_is_another_operation() {
+        let mut m = crate::model::Model::new(1, 1 << 30);
+        let build = |started: i64, index: i64, blocks: i64| {
+            let mut s = sample(
+                "create_index",
+                &[(0, 1), (6, index), (9, 2), (15, 100), (16, blocks)],
+            );
+            s.state_start_us = Some(started);
+            s
+        };
+        // The first build: its index oid appears after the first sample (0 until the
+        // index exists); the same statement goes on.
+        m.operation_sample(&build(1_000, 0, 10), 1_000_000_000);
+        m.operation_sample(&build(1_000, 20_001, 40), 2_000_000_000);
+        let first_since = m.operation.as_ref().unwrap().since_ns;
+        assert_eq!(first_since, 1_000_000_000);
+        assert_eq!(
+            m.operation.as_ref().unwrap().statement.index_oid,
+            Some(20_001)
+        );
+        // The next statement, sent right after: same command, same table, no sample in
+        // between. A new operation, timed from its own first sample.
+        m.operation_sample(&build(9_000, 20_002, 5), 3_000_000_000);
+        assert_eq!(m.operation.as_ref().unwrap().since_ns, 3_000_000_000);
+        // Two statements in one query string share a start: the index tells them apart.
+        m.operation_sample(&build(9_000, 20_003, 7), 4_000_000_000);
+        assert_eq!(m.operation.as_ref().unwrap().since_ns, 4_000_000_000);
+        // A sample that does not say (no start read) proves nothing.
+        let mut s = build(0, 20_003, 9);
+        s.state_start_us = None;
+        m.operation_sample(&s, 5_000_000_000);
+        assert_eq!(m.operation.as_ref().unwrap().since_ns, 4_000_000_000);
     }
 
     #[test]

@@ -13,9 +13,13 @@ const WRITING_RECENT_NS: u64 = 3_000_000_000;
 impl Model {
     /// A status sample of the leader: the operation it runs, if any.
     pub(crate) fn operation_sample(&mut self, s: &crate::process::status::StatusSample, ts: u64) {
+        let stmt = super::Statement::of(s);
         match super::reading(s) {
             Some(r) => match self.operation.as_mut() {
-                Some(st) if st.same(&r) => st.update(r, ts),
+                Some(st) if st.same(&r, &stmt) => {
+                    st.statement.learn(&stmt);
+                    st.update(r, ts)
+                }
                 prev => {
                     // pg_dump's next table: the whole dump's byte clock runs on.
                     let trail = prev
@@ -24,6 +28,7 @@ impl Model {
                         .unwrap_or_default();
                     let mut st = OperationState::new(r, s.database_oid, ts);
                     st.dump_trail = trail;
+                    st.statement = stmt;
                     self.operation = Some(st);
                 }
             },
